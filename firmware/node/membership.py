@@ -1,0 +1,70 @@
+# Membership and failure detection from heartbeats, with suspicion.
+#
+# Every member heartbeats to the cluster; a member is ALIVE while heard within
+# suspect_ms, SUSPECT until dead_ms, then DEAD. Membership itself is the static
+# member list from the config (a majority of it is the quorum); this module only
+# says who is live. Iteration is always in member-id order, never dict order,
+# so CPython and MicroPython give the same outputs.
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-redef]
+        return x
+
+
+UNKNOWN = const(0)  # never heard
+ALIVE = const(1)
+SUSPECT = const(2)
+DEAD = const(3)
+STATUS_NAMES = ("unknown", "alive", "suspect", "dead")
+
+
+class Membership:
+    def __init__(self, self_id, members, suspect_ms, dead_ms):
+        self.self_id = self_id
+        self.members = members
+        self.majority = len(members) // 2 + 1
+        self.suspect_ms = suspect_ms
+        self.dead_ms = dead_ms
+        self._last_ms = {}  # node id -> mission ms last heard
+        self.lineage = {}  # node id -> software lineage, from hello/heartbeat
+
+    def is_member(self, node):
+        return node in self.members
+
+    def heard(self, node, now_ms):
+        self._last_ms[node] = now_ms
+
+    def last_heard_ms(self, node):
+        return self._last_ms.get(node)
+
+    def status(self, node, now_ms):
+        if node == self.self_id:
+            return ALIVE
+        last = self._last_ms.get(node)
+        if last is None:
+            return UNKNOWN
+        quiet = now_ms - last
+        if quiet < self.suspect_ms:
+            return ALIVE
+        if quiet < self.dead_ms:
+            return SUSPECT
+        return DEAD
+
+    def count(self, status, now_ms):
+        n = 0
+        for m in self.members:
+            if self.status(m, now_ms) == status:
+                n += 1
+        return n
+
+    def heard_within(self, window_ms, now_ms):
+        """How many members (self included) were heard in the last window_ms."""
+        n = 0
+        for m in self.members:
+            last = now_ms if m == self.self_id else self._last_ms.get(m)
+            if last is not None and now_ms - last < window_ms:
+                n += 1
+        return n

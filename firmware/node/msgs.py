@@ -1,0 +1,127 @@
+# Message types and their payloads: one table, struct layouts, little endian.
+#
+# The ground mirrors every layout with `construct` (ground/protocol.py); the
+# golden vectors in tests/core/golden/ pin both. Add a type here, there and in
+# docs/PROTOCOL.md together. Unknown types and payloads of the wrong length
+# raise ProtocolError, never struct.error.
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-redef]
+        return x
+
+
+import struct
+
+from node.wire import ERR_PAYLOAD, ERR_TYPE, ProtocolError
+
+# ---- types ---------------------------------------------------------------
+HELLO = const(0x01)  # node -> ground + cluster at boot: capabilities
+HEARTBEAT = const(0x02)  # node -> cluster, every heartbeat interval
+PREVOTE_REQUEST = const(0x10)  # would I win term+1? (changes nobody's state)
+PREVOTE = const(0x11)
+VOTE_REQUEST = const(0x12)
+VOTE = const(0x13)
+COORDINATOR = const(0x14)  # elected: announce term and standby
+STANDBY = const(0x15)  # coordinator names a (new) standby
+STATE = const(0x20)  # coordinator -> cluster: records table, for repair
+TELEMETRY = const(0x30)  # node -> ground
+CONFIG = const(0x40)  # ground -> node: time scale, fault flags
+LOG = const(0x50)  # node -> ground: text
+
+# Roles as carried in HEARTBEAT / TELEMETRY.
+ROLE_FOLLOWER = const(0)
+ROLE_CANDIDATE = const(1)
+ROLE_COORDINATOR = const(2)
+ROLE_STANDBY = const(3)
+ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
+
+NO_NODE = const(0)  # "none" in a node-id field (0 is the ground's address)
+
+# STATE entries: node u16, version u16, data u32.
+STATE_ENTRY = "<HHI"
+STATE_ENTRY_LEN = const(8)
+STATE_HEAD = "<IIBB"  # term, digest, first index, total count
+STATE_HEAD_LEN = const(10)
+STATE_MAX_ENTRIES = const(26)  # (MAX_PAYLOAD 224 - 10) // 8
+
+# type -> (name, struct format or None for variable, field names)
+LAYOUTS = {
+    HELLO: ("hello", "<BBBBBBH", ("hw_gen", "fw_major", "fw_minor", "lineage", "proto_min", "proto_max", "cluster")),
+    HEARTBEAT: (
+        "heartbeat",
+        "<IHHBBHII",
+        ("term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest"),
+    ),
+    PREVOTE_REQUEST: ("prevote_request", "<I", ("term",)),
+    PREVOTE: ("prevote", "<IHB", ("term", "candidate", "granted")),
+    VOTE_REQUEST: ("vote_request", "<I", ("term",)),
+    VOTE: ("vote", "<IHB", ("term", "candidate", "granted")),
+    COORDINATOR: ("coordinator", "<IH", ("term", "standby")),
+    STANDBY: ("standby", "<IH", ("term", "standby")),
+    STATE: ("state", None, ("term", "digest", "first", "total", "entries")),
+    TELEMETRY: (
+        "telemetry",
+        "<BIHHIBBH",
+        ("role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames"),
+    ),
+    CONFIG: ("config", "<IH", ("time_scale_milli", "fault_flags")),
+    LOG: ("log", None, ("text",)),
+}
+
+
+def name(type):
+    layout = LAYOUTS.get(type)
+    return layout[0] if layout else "type_0x%02x" % type
+
+
+def pack(type, *values):
+    """Payload bytes for a fixed-layout type."""
+    return struct.pack(LAYOUTS[type][1], *values)
+
+
+def unpack(type, payload):
+    """Field values (tuple) of a fixed-layout type; ProtocolError if wrong."""
+    layout = LAYOUTS.get(type)
+    if layout is None:
+        raise ProtocolError(ERR_TYPE, "0x%02x" % type)
+    fmt = layout[1]
+    if fmt is None:
+        raise ProtocolError(ERR_TYPE, "variable layout: " + layout[0])
+    if len(payload) != struct.calcsize(fmt):
+        raise ProtocolError(ERR_PAYLOAD, "%s: %d bytes" % (layout[0], len(payload)))
+    return struct.unpack(fmt, payload)
+
+
+def pack_state(term, digest, first, total, entries):
+    """entries: list of (node, version, data), at most STATE_MAX_ENTRIES."""
+    out = bytearray(STATE_HEAD_LEN + STATE_ENTRY_LEN * len(entries))
+    struct.pack_into(STATE_HEAD, out, 0, term, digest, first, total)
+    off = STATE_HEAD_LEN
+    for node, version, data in entries:
+        struct.pack_into(STATE_ENTRY, out, off, node, version, data)
+        off += STATE_ENTRY_LEN
+    return bytes(out)
+
+
+def unpack_state(payload):
+    n = len(payload)
+    if n < STATE_HEAD_LEN or (n - STATE_HEAD_LEN) % STATE_ENTRY_LEN:
+        raise ProtocolError(ERR_PAYLOAD, "state: %d bytes" % n)
+    term, digest, first, total = struct.unpack_from(STATE_HEAD, payload, 0)
+    count = (n - STATE_HEAD_LEN) // STATE_ENTRY_LEN
+    if first + count > total:
+        raise ProtocolError(ERR_PAYLOAD, "state: entries past total")
+    entries = []
+    for i in range(count):
+        entries.append(struct.unpack_from(STATE_ENTRY, payload, STATE_HEAD_LEN + i * STATE_ENTRY_LEN))
+    return term, digest, first, total, entries
+
+
+def unpack_log(payload):
+    try:
+        return payload.decode()
+    except UnicodeError:
+        raise ProtocolError(ERR_PAYLOAD, "log: not UTF-8")

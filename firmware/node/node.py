@@ -1,0 +1,431 @@
+# One fleet node's coordination core: sans-IO, like h11's Connection.
+#
+#     node = Node(node_id=3, config=cfg, seed=7, saved=blob_or_None)
+#     node.receive(line, now_ms)     # one line frame without its 0x00
+#     out = node.poll(now_ms)        # [(dst, line_with_delimiter), ...]
+#     blob = node.take_persist()     # persist BEFORE writing `out`, if not None
+#     node.next_deadline_ms()        # when poll() is due again
+#
+# No I/O, no clock reads, randomness only from the seeded Rng: the same inputs
+# give the same outputs, under CPython and MicroPython alike (iteration is in
+# sorted order, arithmetic is integer). Bad frames are counted by reason in
+# `errors` and dropped; the node carries on.
+
+import binascii
+import struct
+
+from node import election as el
+from node import msgs
+from node import wire
+from node.membership import ALIVE, SUSPECT, Membership
+from node.records import Records
+from node.rng import Rng
+
+_SAVED = "<IHI"  # term, voted_for, auth counter reserved up to
+_SAVED_LEN = 10
+_COUNTER_BLOCK = 1024  # auth counters reserved per flash write
+
+
+class Node:
+    def __init__(self, node_id, config, seed, saved=None):
+        if not 0 < node_id <= wire.MAX_NODE_ID:
+            raise ValueError("node id %d out of range" % node_id)
+        if node_id not in config.members:
+            raise ValueError("node %d is not in its cluster's members" % node_id)
+        self.id = node_id
+        self.cfg = config
+        self.rng = Rng(seed)
+        self.cluster_dst = wire.cluster_addr(config.cluster)
+        self.members = Membership(node_id, config.members, config.suspect_ms, config.dead_ms)
+        self.records = Records()
+        self.auth = wire.Auth(config.auth_key) if config.auth_key else None
+        self.replay = wire.ReplayWindow()
+
+        # Persistent: term, vote, auth counter reservation.
+        self.term = 0
+        self.voted_for = msgs.NO_NODE
+        self._counter = 0
+        self._reserved = 0
+        if saved is not None:
+            self.term, self.voted_for, self._counter = restore(saved)
+            self._reserved = self._counter
+        self._dirty = False
+
+        self.role = el.FOLLOWER
+        self.coordinator = msgs.NO_NODE
+        self.standby = msgs.NO_NODE
+        self._coord_heard_ms = None  # when we last heard our coordinator
+        self._coord_since_ms = 0  # when we became coordinator
+        self._grants = []  # nodes that granted our (pre)vote, self included
+        self._deadline_ms = None  # election deadline; None until first poll
+        self._next_hb_ms = 0
+        self._next_tel_ms = 0
+        self._next_state_ms = 0
+        self._booted = False
+        self._out = []
+        self._seq = 0
+        self.rec_version = 1
+        self.rec_data = (config.hw_gen << 24) | (config.fw_version[0] << 16) | (config.fw_version[1] << 8) | config.lineage
+        self.records.put(node_id, self.rec_version, self.rec_data)
+
+        self.time_scale_milli = 1000
+        self.fault_flags = 0
+        self.errors = [0] * wire.N_ERRORS  # by wire.ERR_* code
+        self.frames_in = 0
+        self.frames_out = 0
+        self.ignored = 0  # well-formed but not for us / not in our cluster
+        self.conflicts = 0  # another coordinator claimed our own term
+        self.role_changes = 0
+
+    # ---- public API ----------------------------------------------------
+
+    def receive(self, line, now_ms):
+        """Handle one line frame (without its 0x00). Never raises on bad input."""
+        try:
+            frame = wire.decode(line, self.auth, self.cfg.require_auth)
+            if frame.counter is not None and self.auth is not None:
+                if not self.replay.accept(frame.src, frame.counter):
+                    raise wire.ProtocolError(wire.ERR_REPLAY)
+            self._dispatch(frame, now_ms)
+        except wire.ProtocolError as e:
+            self.errors[e.code] += 1
+            return None
+        self.frames_in += 1
+        return frame
+
+    def poll(self, now_ms):
+        """Run due timers; return the frames to send as [(dst, line)]."""
+        if not self._booted:
+            self._boot(now_ms)
+        if self.role == el.COORDINATOR:
+            self._coordinator_tick(now_ms)
+        elif now_ms >= self._deadline_ms:
+            self._election_timeout(now_ms)
+        if now_ms >= self._next_hb_ms:
+            self._send_heartbeat()
+            self._next_hb_ms = now_ms + self.cfg.heartbeat_ms
+        if now_ms >= self._next_tel_ms:
+            self._send_telemetry(now_ms)
+        out = self._out
+        self._out = []
+        return out
+
+    def next_deadline_ms(self):
+        """Mission ms at which poll() has work to do, at the latest."""
+        if not self._booted:
+            return 0
+        t = min(self._next_hb_ms, self._next_tel_ms)
+        if self.role == el.COORDINATOR:
+            return min(t, self._next_state_ms)
+        return min(t, self._deadline_ms)
+
+    def take_persist(self):
+        """Bytes to store atomically before sending poll()'s frames, or None."""
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return save(self.term, self.voted_for, self._reserved)
+
+    def set_record(self, data):
+        """Update this node's shared record (u32); peers converge to it."""
+        self.rec_version = (self.rec_version + 1) & 0xFFFF
+        self.rec_data = data & 0xFFFFFFFF
+        self.records.put(self.id, self.rec_version, self.rec_data)
+
+    def wire_role(self):
+        """Role as carried in heartbeats and telemetry (standby shown)."""
+        if self.role == el.COORDINATOR:
+            return msgs.ROLE_COORDINATOR
+        if self.role != el.FOLLOWER:
+            return msgs.ROLE_CANDIDATE
+        return msgs.ROLE_STANDBY if self.standby == self.id else msgs.ROLE_FOLLOWER
+
+    # ---- sending -------------------------------------------------------
+
+    def _send(self, dst, type, payload):
+        counter = 0
+        if self.auth is not None:
+            if self._counter >= self._reserved:
+                self._reserved = self._counter + _COUNTER_BLOCK
+                self._dirty = True
+            counter = self._counter
+            self._counter += 1
+        line = wire.encode(type, self.id, dst, payload, self._seq, self.auth, counter)
+        self._seq = (self._seq + 1) & 0xFF
+        self.frames_out += 1
+        self._out.append((dst, line))
+
+    def _send_heartbeat(self):
+        p = msgs.pack(
+            msgs.HEARTBEAT,
+            self.term,
+            self.coordinator,
+            self.standby,
+            self.wire_role(),
+            self.cfg.lineage,
+            self.rec_version,
+            self.rec_data,
+            self.records.digest(),
+        )
+        self._send(self.cluster_dst, msgs.HEARTBEAT, p)
+
+    def _send_telemetry(self, now_ms):
+        m = self.members
+        bad = 0
+        for n in self.errors:
+            bad += n
+        p = msgs.pack(
+            msgs.TELEMETRY,
+            self.wire_role(),
+            self.term,
+            self.coordinator,
+            self.standby,
+            self.records.digest(),
+            m.count(ALIVE, now_ms),
+            m.count(SUSPECT, now_ms),
+            min(bad, 0xFFFF),
+        )
+        self._send(wire.ADDR_GROUND, msgs.TELEMETRY, p)
+        self._next_tel_ms = now_ms + self.cfg.telemetry_ms
+
+    def _send_state(self, now_ms):
+        entries = self.records.entries()
+        total = len(entries)
+        digest = self.records.digest()
+        step = msgs.STATE_MAX_ENTRIES
+        for first in range(0, max(total, 1), step):
+            chunk = entries[first : first + step]
+            self._send(self.cluster_dst, msgs.STATE, msgs.pack_state(self.term, digest, first, total, chunk))
+        self._next_state_ms = now_ms + self.cfg.state_ms
+
+    # ---- roles and timers ----------------------------------------------
+
+    def _boot(self, now_ms):
+        self._booted = True
+        c = self.cfg
+        hello = msgs.pack(
+            msgs.HELLO,
+            c.hw_gen,
+            c.fw_version[0],
+            c.fw_version[1],
+            c.lineage,
+            wire.VERSION_MIN,
+            wire.VERSION,
+            c.cluster,
+        )
+        self._send(wire.ADDR_GROUND, msgs.HELLO, hello)
+        self._send(self.cluster_dst, msgs.HELLO, hello)
+        self._deadline_ms = now_ms + self._cold_timeout_ms()
+        self._next_hb_ms = now_ms
+        self._next_tel_ms = now_ms
+
+    def _cold_timeout_ms(self):
+        t = self.cfg.election_timeout_ms
+        return self.rng.between(t, 2 * t)
+
+    def _follower_timeout_ms(self):
+        t = self.cfg.election_timeout_ms
+        if self.standby == self.id:
+            return t
+        return self.rng.between(2 * t, 3 * t)
+
+    def _become(self, event, now_ms):
+        role = el.next_role(self.role, event)
+        if role != self.role:
+            self.role_changes += 1
+            self._next_tel_ms = now_ms  # report role changes at once
+        self.role = role
+        return role
+
+    def _adopt_term(self, term, now_ms):
+        """Saw a higher term: follow it, with no vote cast yet."""
+        self.term = term
+        self.voted_for = msgs.NO_NODE
+        self._dirty = True
+        self.coordinator = msgs.NO_NODE  # a new term's coordinator is not known yet
+        self.standby = msgs.NO_NODE
+        self._become(el.EV_HIGHER_TERM, now_ms)
+        if self._deadline_ms is not None and self.role == el.FOLLOWER:
+            self._deadline_ms = max(self._deadline_ms, now_ms + self._cold_timeout_ms())
+
+    def _election_timeout(self, now_ms):
+        if self.role == el.FOLLOWER and self.coordinator != msgs.NO_NODE:
+            self.coordinator = msgs.NO_NODE  # it went quiet
+        self._become(el.EV_TIMEOUT, now_ms)
+        self._grants = [self.id]
+        self._deadline_ms = now_ms + self._cold_timeout_ms()
+        if len(self._grants) >= self.members.majority:
+            self._won_prevote(now_ms)
+        else:
+            self._send(self.cluster_dst, msgs.PREVOTE_REQUEST, msgs.pack(msgs.PREVOTE_REQUEST, self.term + 1))
+
+    def _won_prevote(self, now_ms):
+        self._become(el.EV_PREVOTES, now_ms)
+        self.term += 1
+        self.voted_for = self.id
+        self._dirty = True
+        self._grants = [self.id]
+        self._deadline_ms = now_ms + self._cold_timeout_ms()
+        if len(self._grants) >= self.members.majority:
+            self._won_vote(now_ms)
+        else:
+            self._send(self.cluster_dst, msgs.VOTE_REQUEST, msgs.pack(msgs.VOTE_REQUEST, self.term))
+
+    def _won_vote(self, now_ms):
+        self._become(el.EV_VOTES, now_ms)
+        self.coordinator = self.id
+        self._coord_since_ms = now_ms
+        self.standby = self._pick_standby(now_ms)
+        self._send(self.cluster_dst, msgs.COORDINATOR, msgs.pack(msgs.COORDINATOR, self.term, self.standby))
+        self._next_hb_ms = now_ms  # heartbeat at once
+        self._send_state(now_ms)
+
+    def _pick_standby(self, now_ms):
+        """An alive member, preferring another software lineage (fault
+        isolation: a lineage defect should not take out both), then the lowest
+        id. NO_NODE if nobody else is alive."""
+        best = msgs.NO_NODE
+        best_key = None
+        for m in self.members.members:
+            if m == self.id or self.members.status(m, now_ms) != ALIVE:
+                continue
+            same = 1 if self.members.lineage.get(m, -1) == self.cfg.lineage else 0
+            key = (same, m)
+            if best_key is None or key < best_key:
+                best, best_key = m, key
+        return best
+
+    def _coordinator_tick(self, now_ms):
+        held_ms = now_ms - self._coord_since_ms
+        if held_ms >= self.cfg.quorum_ms and self.members.heard_within(self.cfg.quorum_ms, now_ms) < self.members.majority:
+            self._become(el.EV_QUORUM_LOST, now_ms)
+            self.coordinator = msgs.NO_NODE
+            self.standby = msgs.NO_NODE
+            self._deadline_ms = now_ms + self._cold_timeout_ms()
+            return
+        if self.standby == msgs.NO_NODE or self.members.status(self.standby, now_ms) != ALIVE:
+            standby = self._pick_standby(now_ms)
+            if standby != self.standby:
+                self.standby = standby
+                self._send(self.cluster_dst, msgs.STANDBY, msgs.pack(msgs.STANDBY, self.term, standby))
+        if now_ms >= self._next_state_ms:
+            self._send_state(now_ms)
+
+    def _coordinator_quiet(self, now_ms):
+        if self.role == el.COORDINATOR:
+            return False
+        heard = self._coord_heard_ms
+        return self.coordinator == msgs.NO_NODE or heard is None or now_ms - heard >= self.cfg.sticky_ms
+
+    def _follow(self, coordinator, standby, now_ms):
+        if self.role == el.COORDINATOR:
+            # Another coordinator in our own term: must never happen.
+            self.conflicts += 1
+            return
+        if self.role != el.FOLLOWER or self.coordinator != coordinator:
+            self._become(el.EV_COORDINATOR, now_ms)
+        self.coordinator = coordinator
+        self.standby = standby
+        self._coord_heard_ms = now_ms
+        self._deadline_ms = now_ms + self._follower_timeout_ms()
+
+    # ---- receiving -----------------------------------------------------
+
+    def _dispatch(self, f, now_ms):
+        if f.dst != self.id and f.dst != self.cluster_dst and f.dst != wire.ADDR_BROADCAST:
+            self.ignored += 1
+            return
+        t = f.type
+        if t == msgs.CONFIG:
+            if f.src == wire.ADDR_GROUND:
+                self.time_scale_milli, self.fault_flags = msgs.unpack(t, f.payload)
+            return
+        if f.src == self.id or not self.members.is_member(f.src):
+            self.ignored += 1
+            return
+        self.members.heard(f.src, now_ms)
+        if t == msgs.HEARTBEAT:
+            self._on_heartbeat(f.src, msgs.unpack(t, f.payload), now_ms)
+        elif t == msgs.PREVOTE_REQUEST:
+            (term,) = msgs.unpack(t, f.payload)
+            granted = term > self.term and self._coordinator_quiet(now_ms)
+            self._send(f.src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, f.src, 1 if granted else 0))
+        elif t == msgs.PREVOTE:
+            term, candidate, granted = msgs.unpack(t, f.payload)
+            if self.role == el.PRECANDIDATE and term == self.term + 1 and candidate == self.id and granted:
+                self._grant(f.src)
+                if len(self._grants) >= self.members.majority:
+                    self._won_prevote(now_ms)
+        elif t == msgs.VOTE_REQUEST:
+            self._on_vote_request(f.src, msgs.unpack(t, f.payload)[0], now_ms)
+        elif t == msgs.VOTE:
+            term, candidate, granted = msgs.unpack(t, f.payload)
+            if term > self.term:
+                self._adopt_term(term, now_ms)
+            elif self.role == el.CANDIDATE and term == self.term and candidate == self.id and granted:
+                self._grant(f.src)
+                if len(self._grants) >= self.members.majority:
+                    self._won_vote(now_ms)
+        elif t == msgs.COORDINATOR or t == msgs.STANDBY:
+            term, standby = msgs.unpack(t, f.payload)
+            if term > self.term:
+                self._adopt_term(term, now_ms)
+            if term == self.term and (t == msgs.COORDINATOR or f.src == self.coordinator):
+                self._follow(f.src, standby, now_ms)
+        elif t == msgs.STATE:
+            term, digest, first, total, entries = msgs.unpack_state(f.payload)
+            if term == self.term and f.src == self.coordinator:
+                for node, version, data in entries:
+                    if self.members.is_member(node) and node != self.id:
+                        self.records.put(node, version, data)
+        elif t == msgs.HELLO:
+            fields = msgs.unpack(t, f.payload)
+            self.members.lineage[f.src] = fields[3]
+        elif t == msgs.TELEMETRY or t == msgs.LOG:
+            self.ignored += 1  # meant for the ground
+        else:
+            raise wire.ProtocolError(wire.ERR_TYPE, "0x%02x" % t)
+
+    def _grant(self, src):
+        if src not in self._grants:
+            self._grants.append(src)
+
+    def _on_heartbeat(self, src, fields, now_ms):
+        term, coordinator, standby, role, lineage, rec_version, rec_data, digest = fields
+        self.members.lineage[src] = lineage
+        self.records.put(src, rec_version, rec_data)
+        if term > self.term:
+            self._adopt_term(term, now_ms)
+        if role == msgs.ROLE_COORDINATOR and term == self.term:
+            self._follow(src, standby, now_ms)
+
+    def _on_vote_request(self, src, term, now_ms):
+        if not self._coordinator_quiet(now_ms) and src != self.coordinator:
+            granted = False  # we still hear a coordinator: don't help unseat it
+        else:
+            if term > self.term:
+                self._adopt_term(term, now_ms)
+            granted = term == self.term and self.voted_for in (msgs.NO_NODE, src)
+            if granted and self.voted_for != src:
+                self.voted_for = src
+                self._dirty = True
+            if granted:
+                self._deadline_ms = now_ms + self._cold_timeout_ms()
+        # Answer with our term when it is higher, so a stale candidate steps down.
+        reply_term = self.term if self.term > term else term
+        self._send(src, msgs.VOTE, msgs.pack(msgs.VOTE, reply_term, src, 1 if granted else 0))
+
+
+def save(term, voted_for, counter_reserved):
+    blob = struct.pack(_SAVED, term, voted_for, counter_reserved)
+    return blob + struct.pack("<I", binascii.crc32(blob))
+
+
+def restore(blob):
+    """(term, voted_for, counter) from save(); ValueError if torn or corrupt."""
+    if len(blob) != _SAVED_LEN + 4:
+        raise ValueError("saved state: %d bytes" % len(blob))
+    (crc,) = struct.unpack_from("<I", blob, _SAVED_LEN)
+    if binascii.crc32(blob[:_SAVED_LEN]) != crc:
+        raise ValueError("saved state: bad crc")
+    return struct.unpack_from(_SAVED, blob, 0)

@@ -1,0 +1,177 @@
+# A cluster of in-process nodes wired back to back, in virtual time.
+#
+# The test and benchmark helper STYLE.md asks for: no I/O, no clock, runs under
+# CPython and the MicroPython unix port alike. Links have a fixed delay plus
+# seeded jitter and loss; nodes can crash, restart from their persisted state,
+# and be partitioned. It is not the ground harness's router (ground/ has the
+# full impairment pipeline and trace); it models only what the core's tests need.
+
+import heapq
+
+from node import wire
+from node.config import Config
+from node.election import COORDINATOR
+from node.node import Node
+from node.rng import Rng
+
+
+class Mesh:
+    def __init__(self, n, seed=1, delay_ms=5, jitter_ms=0, loss_per_mille=0, first_id=1, cluster=1, **config_kw):
+        self.ids = list(range(first_id, first_id + n))
+        self.seed = seed
+        self.config = Config(cluster=cluster, members=self.ids, **config_kw)
+        self.cluster_dst = wire.cluster_addr(cluster)
+        self.delay_ms = delay_ms
+        self.jitter_ms = jitter_ms
+        self.loss_per_mille = loss_per_mille
+        self.rng = Rng(seed * 7919 + 1)
+        self.now = 0
+        self.nodes = {}
+        self.flash = {}  # node id -> last persisted blob (survives crashes)
+        self.down = set()
+        self.groups = None  # partition: list of sets of ids, or None
+        self.to_ground = []  # (time, src, line) frames addressed to the ground
+        self.leaders = {}  # term -> sorted list of ids that were coordinator in it
+        self.events = []  # (time, id, term) each time a node became coordinator
+        self._queue = []
+        self._order = 0
+        self.delivered = 0
+        self.dropped = 0
+        for i in self.ids:
+            self.nodes[i] = Node(i, self.config, seed * 1000 + i)
+
+    # ---- faults --------------------------------------------------------
+
+    def crash(self, node_id):
+        self.down.add(node_id)
+
+    def restart(self, node_id):
+        """Power back on: a fresh Node from what it persisted."""
+        self.down.discard(node_id)
+        self.nodes[node_id] = Node(node_id, self.config, self.seed * 1000 + node_id + self.now, self.flash.get(node_id))
+
+    def partition(self, *groups):
+        self.groups = [set(g) for g in groups]
+
+    def heal(self):
+        self.groups = None
+
+    def connected(self, a, b):
+        if self.groups is None:
+            return True
+        for g in self.groups:
+            if a in g:
+                return b in g
+        return False
+
+    # ---- running -------------------------------------------------------
+
+    def run_for(self, ms):
+        self.run_until(self.now + ms)
+
+    def run_until(self, t_ms, until=None):
+        """Advance virtual time to t_ms, or until `until(mesh)` is true."""
+        while True:
+            t = self._next_event_ms()
+            if t is None or t > t_ms:
+                self.now = t_ms
+                return False
+            self.now = t
+            self._step(t)
+            if until is not None and until(self):
+                return True
+
+    def _next_event_ms(self):
+        t = self._queue[0][0] if self._queue else None
+        for i in self.ids:
+            if i in self.down:
+                continue
+            d = self.nodes[i].next_deadline_ms()
+            if t is None or d < t:
+                t = d
+        return t
+
+    def _step(self, t):
+        touched = []
+        while self._queue and self._queue[0][0] <= t:
+            _, _, dst, line = heapq.heappop(self._queue)
+            if dst in self.down:
+                self.dropped += 1
+                continue
+            self.nodes[dst].receive(line, t)
+            self.delivered += 1
+            if dst not in touched:
+                touched.append(dst)
+        for i in self.ids:
+            if i in self.down:
+                continue
+            node = self.nodes[i]
+            if i in touched or node.next_deadline_ms() <= t:
+                self._poll(node, t)
+
+    def _poll(self, node, t):
+        out = node.poll(t)
+        blob = node.take_persist()
+        if blob is not None:
+            self.flash[node.id] = blob
+        if node.role == COORDINATOR:
+            seen = self.leaders.setdefault(node.term, [])
+            if node.id not in seen:
+                seen.append(node.id)
+                seen.sort()
+                self.events.append((t, node.id, node.term))
+        for dst, line in out:
+            self._route(node.id, dst, line[:-1], t)
+
+    def _route(self, src, dst, line, t):
+        if dst == wire.ADDR_GROUND:
+            self.to_ground.append((t, src, line))
+            return
+        if dst == self.cluster_dst or dst == wire.ADDR_BROADCAST:
+            targets = self.ids
+        else:
+            targets = (dst,)
+        for d in targets:
+            if d == src or d not in self.nodes:
+                continue
+            if not self.connected(src, d):
+                self.dropped += 1
+                continue
+            if self.loss_per_mille and self.rng.below(1000) < self.loss_per_mille:
+                self.dropped += 1
+                continue
+            delay = self.delay_ms
+            if self.jitter_ms:
+                delay += self.rng.below(self.jitter_ms + 1)
+            self._order += 1
+            heapq.heappush(self._queue, (t + delay, self._order, d, line))
+
+    # ---- observations --------------------------------------------------
+
+    def coordinators(self):
+        """[(id, term)] of live nodes that are coordinator now."""
+        out = []
+        for i in self.ids:
+            if i not in self.down and self.nodes[i].role == COORDINATOR:
+                out.append((i, self.nodes[i].term))
+        return out
+
+    def split_brains(self):
+        """Terms in which more than one node was ever coordinator."""
+        return [term for term in sorted(self.leaders) if len(self.leaders[term]) > 1]
+
+    def agreed_coordinator(self):
+        """The coordinator every live node follows, or None."""
+        live = [i for i in self.ids if i not in self.down]
+        coords = self.coordinators()
+        if len(coords) != 1:
+            return None
+        cid, term = coords[0]
+        for i in live:
+            n = self.nodes[i]
+            if n.coordinator != cid or n.term != term:
+                return None
+        return cid
+
+    def digests(self):
+        return sorted(set(self.nodes[i].records.digest() for i in self.ids if i not in self.down))
