@@ -15,12 +15,7 @@
 #    so a coordinator cut off in a minority yields before the majority elects.
 # Standby is not a role here: it is a follower the coordinator has named.
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[no-redef]
-        return x
+from micropython import const
 
 
 FOLLOWER = const(0)

@@ -6,12 +6,7 @@
 # says who is live. Iteration is always in member-id order, never dict order,
 # so CPython and MicroPython give the same outputs.
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[no-redef]
-        return x
+from micropython import const
 
 
 UNKNOWN = const(0)  # never heard

@@ -5,12 +5,7 @@
 # docs/PROTOCOL.md together. Unknown types and payloads of the wrong length
 # raise ProtocolError, never struct.error.
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[no-redef]
-        return x
+from micropython import const
 
 
 import struct
@@ -79,7 +74,10 @@ def name(type):
 
 def pack(type, *values):
     """Payload bytes for a fixed-layout type."""
-    return struct.pack(LAYOUTS[type][1], *values)
+    fmt = LAYOUTS[type][1]
+    if fmt is None:
+        raise ValueError("variable layout: " + LAYOUTS[type][0])
+    return struct.pack(fmt, *values)
 
 
 def unpack(type, payload):

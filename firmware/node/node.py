@@ -57,7 +57,7 @@ class Node:
         self._coord_heard_ms = None  # when we last heard our coordinator
         self._coord_since_ms = 0  # when we became coordinator
         self._grants = []  # nodes that granted our (pre)vote, self included
-        self._deadline_ms = None  # election deadline; None until first poll
+        self._deadline_ms = 0  # election deadline; set at boot (first poll)
         self._next_hb_ms = 0
         self._next_tel_ms = 0
         self._next_state_ms = 0
@@ -245,7 +245,7 @@ class Node:
         self.coordinator = msgs.NO_NODE  # a new term's coordinator is not known yet
         self.standby = msgs.NO_NODE
         self._become(el.EV_HIGHER_TERM, now_ms)
-        if self._deadline_ms is not None and self.role == el.FOLLOWER:
+        if self._booted and self.role == el.FOLLOWER:
             self._deadline_ms = max(self._deadline_ms, now_ms + self._cold_timeout_ms())
 
     def _election_timeout(self, now_ms):

@@ -27,12 +27,7 @@
 #   never make a legitimate frame stale (MAVLink 2's one-minute window would).
 # crc32: binascii.crc32 of everything before it (in the C core on a Pico).
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[no-redef]
-        return x
+from micropython import const
 
 
 import binascii

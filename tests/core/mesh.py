@@ -5,6 +5,9 @@
 # seeded jitter and loss; nodes can crash, restart from their persisted state,
 # and be partitioned. It is not the ground harness's router (ground/ has the
 # full impairment pipeline and trace); it models only what the core's tests need.
+# To fit 20 nodes in a 192K MicroPython heap, a cluster broadcast is one queue
+# entry fanned out at delivery: its recipients share one delay (jitter is per
+# frame, not per recipient), and loss and partitions are decided at delivery.
 
 import heapq
 
@@ -16,7 +19,8 @@ from node.rng import Rng
 
 
 class Mesh:
-    def __init__(self, n, seed=1, delay_ms=5, jitter_ms=0, loss_per_mille=0, first_id=1, cluster=1, **config_kw):
+    def __init__(self, n, seed=1, delay_ms=5, jitter_ms=0, loss_per_mille=0, first_id=1, cluster=1,
+                 keep_ground=False, **config_kw):
         self.ids = list(range(first_id, first_id + n))
         self.seed = seed
         self.config = Config(cluster=cluster, members=self.ids, **config_kw)
@@ -30,7 +34,9 @@ class Mesh:
         self.flash = {}  # node id -> last persisted blob (survives crashes)
         self.down = set()
         self.groups = None  # partition: list of sets of ids, or None
+        self.keep_ground = keep_ground
         self.to_ground = []  # (time, src, line) frames addressed to the ground
+        self.ground_frames = 0
         self.leaders = {}  # term -> sorted list of ids that were coordinator in it
         self.events = []  # (time, id, term) each time a node became coordinator
         self._queue = []
@@ -94,14 +100,24 @@ class Mesh:
     def _step(self, t):
         touched = []
         while self._queue and self._queue[0][0] <= t:
-            _, _, dst, line = heapq.heappop(self._queue)
-            if dst in self.down:
-                self.dropped += 1
-                continue
-            self.nodes[dst].receive(line, t)
-            self.delivered += 1
-            if dst not in touched:
-                touched.append(dst)
+            _, _, src, dst, line = heapq.heappop(self._queue)
+            if dst == self.cluster_dst or dst == wire.ADDR_BROADCAST:
+                targets = self.ids
+            else:
+                targets = (dst,)
+            for d in targets:
+                if d == src or d not in self.nodes:
+                    continue
+                if d in self.down or not self.connected(src, d):
+                    self.dropped += 1
+                    continue
+                if self.loss_per_mille and self.rng.below(1000) < self.loss_per_mille:
+                    self.dropped += 1
+                    continue
+                self.nodes[d].receive(line, t)
+                self.delivered += 1
+                if d not in touched:
+                    touched.append(d)
         for i in self.ids:
             if i in self.down:
                 continue
@@ -125,26 +141,15 @@ class Mesh:
 
     def _route(self, src, dst, line, t):
         if dst == wire.ADDR_GROUND:
-            self.to_ground.append((t, src, line))
+            self.ground_frames += 1
+            if self.keep_ground:
+                self.to_ground.append((t, src, line))
             return
-        if dst == self.cluster_dst or dst == wire.ADDR_BROADCAST:
-            targets = self.ids
-        else:
-            targets = (dst,)
-        for d in targets:
-            if d == src or d not in self.nodes:
-                continue
-            if not self.connected(src, d):
-                self.dropped += 1
-                continue
-            if self.loss_per_mille and self.rng.below(1000) < self.loss_per_mille:
-                self.dropped += 1
-                continue
-            delay = self.delay_ms
-            if self.jitter_ms:
-                delay += self.rng.below(self.jitter_ms + 1)
-            self._order += 1
-            heapq.heappush(self._queue, (t + delay, self._order, d, line))
+        delay = self.delay_ms
+        if self.jitter_ms:
+            delay += self.rng.below(self.jitter_ms + 1)
+        self._order += 1
+        heapq.heappush(self._queue, (t + delay, self._order, src, dst, line))
 
     # ---- observations --------------------------------------------------
 

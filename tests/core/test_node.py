@@ -1,0 +1,208 @@
+# The node core in a virtual-time mesh: election, failover, partitions,
+# restarts, state sharing, determinism. Runs under CPython and MicroPython.
+from mesh import Mesh
+from node import election as el
+from node import msgs, wire
+from node.config import Config
+from node.node import Node, restore, save
+
+T = 1000  # election timeout, ms
+
+
+def _settle(mesh, limit_ms=20 * T):
+    ok = mesh.run_until(mesh.now + limit_ms, until=lambda m: m.agreed_coordinator() is not None)
+    assert ok, "no agreed coordinator by %d ms: %r" % (mesh.now, mesh.coordinators())
+    return mesh.agreed_coordinator()
+
+
+def test_single_node_cluster_elects_itself():
+    m = Mesh(1, seed=3)
+    assert _settle(m) == 1
+    assert m.nodes[1].term == 1
+
+
+def test_twenty_nodes_elect_exactly_one_coordinator_per_term():
+    m = Mesh(20, seed=11, delay_ms=5, jitter_ms=10, keep_ground=False)
+    leader = _settle(m)
+    m.run_for(10 * T)
+    assert m.split_brains() == []
+    assert m.agreed_coordinator() == leader
+    # Everyone learned who the standby is, and it is somebody else.
+    standby = m.nodes[leader].standby
+    assert standby not in (msgs.NO_NODE, leader)
+    assert all(m.nodes[i].standby == standby for i in m.ids)
+
+
+def test_standby_takes_over_when_coordinator_crashes():
+    m = Mesh(20, seed=5, delay_ms=5, jitter_ms=5, keep_ground=False)
+    leader = _settle(m)
+    m.run_for(3 * T)
+    standby = m.nodes[leader].standby
+    old_term = m.nodes[leader].term
+    crash_ms = m.now
+    m.crash(leader)
+    new = _settle(m)
+    assert new == standby
+    assert m.nodes[new].term > old_term
+    took_ms = [t for t, i, term in m.events if i == new][0] - crash_ms
+    assert took_ms <= 2 * T, took_ms
+    assert m.split_brains() == []
+
+
+def test_no_leader_churn_without_faults():
+    m = Mesh(7, seed=9, delay_ms=10, jitter_ms=20)
+    _settle(m)
+    changes = len(m.events)
+    m.run_for(60 * T)
+    assert len(m.events) == changes
+    assert m.split_brains() == []
+
+
+def test_minority_side_never_elects_and_old_coordinator_steps_down():
+    m = Mesh(5, seed=21)
+    leader = _settle(m)
+    others = [i for i in m.ids if i != leader]
+    minority = [leader, others[0]]
+    majority = others[1:]
+    m.partition(minority, majority)
+    m.run_for(10 * T)
+    coords = m.coordinators()
+    assert len(coords) == 1 and coords[0][0] in majority
+    assert m.nodes[leader].role != el.COORDINATOR
+    assert m.split_brains() == []
+    # Heal: everyone converges on the majority's coordinator, no new term churn.
+    new = coords[0][0]
+    term = coords[0][1]
+    m.heal()
+    m.run_for(5 * T)
+    assert m.agreed_coordinator() == new
+    assert m.nodes[new].term == term
+
+
+def test_restart_keeps_term_and_vote():
+    m = Mesh(5, seed=2)
+    _settle(m)
+    voter = [i for i in m.ids if m.nodes[i].role != el.COORDINATOR][0]
+    before = (m.nodes[voter].term, m.nodes[voter].voted_for)
+    m.crash(voter)
+    m.restart(voter)
+    assert (m.nodes[voter].term, m.nodes[voter].voted_for) == before
+    m.run_for(5 * T)
+    assert m.split_brains() == []
+
+
+def test_whole_cluster_power_cycle_never_reuses_a_term():
+    m = Mesh(5, seed=4)
+    _settle(m)
+    for i in m.ids:
+        m.crash(i)
+    for i in m.ids:
+        m.restart(i)
+    _settle(m)
+    m.run_for(5 * T)
+    assert m.split_brains() == []
+    assert len(m.leaders) >= 2
+
+
+def test_saved_state_round_trip_and_torn_blob_rejected():
+    blob = save(7, 3, 4096)
+    assert tuple(restore(blob)) == (7, 3, 4096)
+    for cut in range(len(blob)):
+        try:
+            restore(blob[:cut])
+        except ValueError:
+            continue
+        raise AssertionError("torn blob of %d bytes accepted" % cut)
+    bad = bytearray(blob)
+    bad[0] ^= 1
+    try:
+        restore(bytes(bad))
+    except ValueError:
+        return
+    raise AssertionError("corrupt blob accepted")
+
+
+def test_vote_is_persisted_before_it_is_sent():
+    cfg = Config(members=[1, 2, 3])
+    n = Node(2, cfg, seed=1)
+    n.poll(0)
+    n.take_persist()
+    req = wire.encode(msgs.VOTE_REQUEST, 1, wire.cluster_addr(1), msgs.pack(msgs.VOTE_REQUEST, 1))
+    n.receive(req[:-1], 5)
+    out = n.poll(5)
+    votes = [l for d, l in out if wire.decode(l[:-1]).type == msgs.VOTE]
+    assert votes and msgs.unpack(msgs.VOTE, wire.decode(votes[0][:-1]).payload) == (1, 1, 1)
+    assert tuple(restore(n.take_persist())) == (1, 1, 0)
+
+
+def test_records_converge_to_one_digest():
+    m = Mesh(8, seed=6, delay_ms=3, jitter_ms=7, loss_per_mille=100)
+    _settle(m)
+    for i in m.ids:
+        m.nodes[i].set_record(i * 1000 + 7)
+    m.run_for(10 * T)
+    assert len(m.digests()) == 1
+    leader = m.agreed_coordinator()
+    assert m.nodes[leader].records.get(3) == (m.nodes[3].rec_version, 3007)
+
+
+def test_late_joiner_repairs_state_from_coordinator():
+    m = Mesh(5, seed=8)
+    _settle(m)
+    m.crash(5)
+    m.nodes[4].set_record(44)
+    m.run_for(3 * T)
+    m.crash(4)  # 4's record now lives only in the others' tables
+    m.restart(5)
+    m.run_for(5 * T)
+    assert m.nodes[5].records.get(4)[1] == 44
+    live = [m.nodes[i].records.digest() for i in (1, 2, 3, 5)]
+    assert len(set(live)) == 1
+
+
+def test_same_inputs_same_outputs():
+    def run():
+        m = Mesh(6, seed=42, delay_ms=4, jitter_ms=9, loss_per_mille=50, keep_ground=True)
+        _settle(m)
+        m.crash(m.agreed_coordinator())
+        _settle(m)
+        return m.events, [l for t, s, l in m.to_ground]
+    assert run() == run()
+
+
+def test_node_counts_bad_frames_and_carries_on():
+    cfg = Config(members=[1])
+    n = Node(1, cfg, seed=1)
+    n.poll(0)
+    for junk in (b"", b"\x01", b"\x05abc", b"\x03", b"\xff" * 600):
+        n.receive(junk, 1)
+    assert sum(n.errors) == 5
+    n.poll(3 * T)
+    assert n.role == el.COORDINATOR
+
+
+def test_authenticated_cluster_elects_and_refuses_replays():
+    key = b"fleet-key-0001"
+    m = Mesh(3, seed=12, auth_key=key, require_auth=True)
+    _settle(m)
+    leader = m.agreed_coordinator()
+    follower = [i for i in m.ids if i != leader][0]
+    n = m.nodes[follower]
+    hb = wire.encode(msgs.HEARTBEAT, leader, wire.cluster_addr(1),
+                     msgs.pack(msgs.HEARTBEAT, n.term, leader, 0, msgs.ROLE_COORDINATOR, 0, 1, 0, 0),
+                     auth=wire.Auth(key), counter=5)
+    before = n.errors[wire.ERR_REPLAY]
+    n.receive(hb[:-1], m.now)  # counter 5 was used long ago by the leader
+    assert n.errors[wire.ERR_REPLAY] == before + 1
+    plain = wire.encode(msgs.HEARTBEAT, leader, wire.cluster_addr(1), b"")
+    n.receive(plain[:-1], m.now)
+    assert n.errors[wire.ERR_NO_AUTH] == 1
+
+
+def test_restarted_authenticated_node_never_reuses_a_counter():
+    m = Mesh(3, seed=13, auth_key=b"k")
+    _settle(m)
+    used = m.nodes[2]._counter
+    m.crash(2)
+    m.restart(2)
+    assert m.nodes[2]._counter >= used
