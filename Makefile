@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m ground.demo
+	$(MPY) tools/demo_cluster.py 8
 
 test: test-mpy mpy-cross typecheck test-cpython
 
@@ -38,7 +38,7 @@ test-cpython: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench.bench_core
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs

@@ -1,0 +1,158 @@
+# Writes tests/core/golden/frames.json: golden wire vectors from the firmware codec.
+#
+#     .venv/bin/python tools/make_golden.py          # rewrite the file
+#     .venv/bin/python tools/make_golden.py --check  # exit 1 if it is stale
+#
+# The firmware (firmware/node/wire.py, msgs.py) is the reference: each vector
+# is its fields run through wire.encode. tests/core/test_golden.py holds the
+# firmware to them (under CPython and MicroPython) and
+# tests/ground/test_protocol.py holds ground/protocol.py to them, so a change
+# to either side that moves a byte fails a test until the vectors are
+# regenerated on purpose and the diff reviewed. Deterministic: no clock, no
+# randomness, fixed key and counters; the same firmware gives the same file.
+
+import json
+import os
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in (os.path.join(_ROOT, "firmware"), os.path.join(_ROOT, "ground", "shims")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+from node import msgs, wire  # noqa: E402  (needs the paths above)
+
+OUT = os.path.join(_ROOT, "tests", "core", "golden", "frames.json")
+KEY = b"fleetloop golden key \x00\x03\x1b"  # fixed; the escape bytes are on purpose
+N1 = 0x0001
+N2 = 0x0203
+N_BIG = wire.MAX_NODE_ID  # highest node id
+C1 = wire.cluster_addr(1)
+C0 = wire.cluster_addr(0)
+C_TOP = wire.cluster_addr(0xFFE)
+BCAST = wire.ADDR_BROADCAST
+GROUND = wire.ADDR_GROUND
+
+
+def _entries(n, salt):
+    # node ids and values chosen so the table holds 0x00, 0x03 and 0x1B bytes
+    return [dict(node=i + 1, version=(i * 0x0301 + salt) & 0xFFFF, data=(0x1B030000 + i * 0x00010203) & 0xFFFFFFFF)
+            for i in range(n)]
+
+
+# name, type, src, dst, seq, fields, signed (counter or None)
+CASES = [
+    ("hello_to_ground", msgs.HELLO, N1, GROUND, 0,
+     dict(hw_gen=1, fw_major=1, fw_minor=0, lineage=0, proto_min=1, proto_max=1, cluster=1), None),
+    ("hello_to_cluster_auth", msgs.HELLO, N2, C1, 1,
+     dict(hw_gen=2, fw_major=3, fw_minor=27, lineage=1, proto_min=1, proto_max=1, cluster=1), 1),
+    ("heartbeat_cluster", msgs.HEARTBEAT, N1, C1, 2,
+     dict(term=7, coordinator=1, standby=2, role=msgs.ROLE_COORDINATOR, lineage=0, rec_version=1,
+          rec_data=0x01010000, digest=0x89ABCDEF), None),
+    ("heartbeat_escape_bytes", msgs.HEARTBEAT, 0x031B, C1, 0x1B,
+     dict(term=0x0003001B, coordinator=0x1B03, standby=0x0300, role=msgs.ROLE_STANDBY, lineage=3,
+          rec_version=0x1B1B, rec_data=0x03030303, digest=0x001B0003), None),
+    ("heartbeat_max_values_auth", msgs.HEARTBEAT, N_BIG, C_TOP, 255,
+     dict(term=0xFFFFFFFF, coordinator=N_BIG, standby=N_BIG, role=255, lineage=255, rec_version=0xFFFF,
+          rec_data=0xFFFFFFFF, digest=0xFFFFFFFF), 0xFFFFFFFF),
+    ("prevote_request_cluster0", msgs.PREVOTE_REQUEST, N2, C0, 3, dict(term=8), None),
+    ("prevote_request_auth", msgs.PREVOTE_REQUEST, N2, C1, 4, dict(term=0x031B), 0x031B0003),
+    ("prevote_granted_to_node", msgs.PREVOTE, N1, N2, 5, dict(term=8, candidate=N2, granted=1), None),
+    ("prevote_refused_auth", msgs.PREVOTE, N1, N2, 6, dict(term=8, candidate=N2, granted=0), 2),
+    ("vote_request_auth", msgs.VOTE_REQUEST, N2, C1, 7, dict(term=9), 3),
+    ("vote_granted", msgs.VOTE, 3, N2, 8, dict(term=9, candidate=N2, granted=1), None),
+    ("vote_refused_auth", msgs.VOTE, 3, N2, 9, dict(term=10, candidate=N2, granted=0), 4),
+    ("coordinator_broadcast", msgs.COORDINATOR, N2, BCAST, 10, dict(term=9, standby=3), None),
+    ("coordinator_auth", msgs.COORDINATOR, N2, C1, 11, dict(term=9, standby=msgs.NO_NODE), 5),
+    ("standby_cluster", msgs.STANDBY, N2, C1, 12, dict(term=9, standby=0x0303), None),
+    ("standby_auth", msgs.STANDBY, N2, C1, 13, dict(term=9, standby=4), 6),
+    ("state_empty", msgs.STATE, N2, C1, 14, dict(term=9, digest=0, first=0, total=0, entries=[]), None),
+    ("state_one_entry_auth", msgs.STATE, N2, C1, 15,
+     dict(term=9, digest=0x1B03001B, first=0, total=1, entries=_entries(1, 0)), 7),
+    ("state_26_entries", msgs.STATE, N2, C1, 16,
+     dict(term=9, digest=0x12345678, first=26, total=60, entries=_entries(26, 3)), None),
+    ("state_26_entries_auth", msgs.STATE, N2, C1, 17,
+     dict(term=9, digest=0x12345678, first=0, total=26, entries=_entries(26, 0x1B)), 8),
+    ("telemetry_to_ground", msgs.TELEMETRY, N1, GROUND, 18,
+     dict(role=msgs.ROLE_FOLLOWER, term=9, coordinator=N2, standby=3, digest=0xDEADBEEF, alive=20, suspect=0,
+          bad_frames=0), None),
+    ("telemetry_auth", msgs.TELEMETRY, N2, GROUND, 19,
+     dict(role=msgs.ROLE_CANDIDATE, term=0x1B, coordinator=0, standby=0, digest=3, alive=3, suspect=27,
+          bad_frames=0x031B), 9),
+    ("config_from_ground", msgs.CONFIG, GROUND, N1, 20, dict(time_scale_milli=1000, fault_flags=0), None),
+    ("config_broadcast_auth", msgs.CONFIG, GROUND, BCAST, 21,
+     dict(time_scale_milli=0x031B031B, fault_flags=0x1B03), 10),
+    ("log_empty", msgs.LOG, N1, GROUND, 22, dict(text=""), None),
+    ("log_ascii", msgs.LOG, N1, GROUND, 23, dict(text="node 1 up, term 9"), None),
+    ("log_control_and_utf8_auth", msgs.LOG, N_BIG, GROUND, 24,
+     dict(text="nul\x00 etx\x03 esc\x1b \u00e9\u03bb\u2603"), 11),
+]
+
+
+def payload_of(type, fields):
+    """The firmware's payload bytes for a message given by field name."""
+    if type == msgs.STATE:
+        entries = [(e["node"], e["version"], e["data"]) for e in fields["entries"]]
+        return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
+    if type == msgs.LOG:
+        return fields["text"].encode()
+    names = msgs.LAYOUTS[type][2]
+    return msgs.pack(type, *[fields[n] for n in names])
+
+
+def vectors():
+    out = []
+    for name, type, src, dst, seq, fields, counter in CASES:
+        if list(fields) != list(msgs.LAYOUTS[type][2]):
+            raise SystemExit("%s: fields %s, msgs.LAYOUTS says %s" % (name, list(fields), msgs.LAYOUTS[type][2]))
+        payload = payload_of(type, fields)
+        auth = wire.Auth(KEY) if counter is not None else None
+        line = wire.encode(type, src, dst, payload, seq, auth, counter or 0)
+        out.append(
+            {
+                "name": name,
+                "version": wire.VERSION,
+                "flags": wire.FLAG_AUTH if auth else 0,
+                "type": type,
+                "type_name": msgs.name(type),
+                "seq": seq,
+                "src": src,
+                "dst": dst,
+                "fields": fields,
+                "payload": payload.hex(),
+                "key": KEY.hex() if auth else None,
+                "counter": counter,
+                "line": bytes(line).hex(),
+            }
+        )
+    return out
+
+
+def render():
+    doc = {
+        "about": "Golden wire vectors written by tools/make_golden.py from the firmware codec. "
+        "line: hex of wire.encode(), 0x00 delimiter included. fields: the message by msgs.LAYOUTS names "
+        "(STATE entries as {node, version, data}). key: hex, or null for an unsigned frame; "
+        "counter: the auth counter, or null.",
+        "vectors": vectors(),
+    }
+    # one vector per block, one key per line: diffs stay readable
+    return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
+
+
+def main(argv):
+    text = render()
+    if "--check" in argv:
+        with open(OUT) as f:
+            stale = f.read() != text
+        print("%s is %s" % (OUT, "stale: run tools/make_golden.py" if stale else "up to date"))
+        return 1 if stale else 0
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        f.write(text)
+    print("wrote %d vectors to %s" % (len(CASES), os.path.relpath(OUT, _ROOT)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
