@@ -1,0 +1,116 @@
+"""The run trace: JSON Lines, one header then one event per line.
+
+Format (docs/TRACE.md has the full table):
+
+    {"kind": "header", "format": "fleetloop-trace/1", "scenario": ..., ...}
+    {"kind": "frame", "fate": "sent", "id": 17, "src": 3, "dst": 61441, ...}
+    {"kind": "frame", "fate": "delivered", "id": 17, "to": 4, ...}
+    {"kind": "fault", "fault": "crash", "node": 3, ...}
+    {"kind": "link", "state": "down", "src": 3, "to": 4, ...}
+    {"kind": "end", ...}
+
+Every event carries `mission_ns` and `wall_ns` (nanoseconds; mission time is
+the scenario's clock, wall time is time.time_ns() or, in virtual-time runs,
+mission time divided by the time scale). A frame's `id` ties its `sent`
+event to every `delivered` / `dropped` / `duplicated` / `corrupted` event.
+
+Writers flush each line, so a crash loses at most the line being written; the
+reader tolerates a torn last line (and only the last: a bad line in the middle
+is an error naming the file and line). Like python-can's io: the writer is a
+listener (call it with events), the reader is an iterable.
+"""
+
+import json
+import os
+
+FORMAT = "fleetloop-trace/1"
+FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted")
+KINDS = ("header", "frame", "fault", "link", "node", "end")
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read: names the file and line."""
+
+
+class TraceWriter:
+    """Appends events to a JSON Lines file; each write is flushed."""
+
+    def __init__(self, path, header):
+        if header.get("kind") != "header":
+            raise ValueError("trace header must have kind 'header'")
+        self.path = path
+        self._f = open(path, "w", encoding="utf-8")
+        self.count = 0
+        header = dict(header)
+        header.setdefault("format", FORMAT)
+        self._write(header)
+
+    def _write(self, event):
+        self._f.write(json.dumps(event, separators=(",", ":"), sort_keys=True))
+        self._f.write("\n")
+        self._f.flush()
+        self.count += 1
+
+    def __call__(self, event):
+        if self._f is None:
+            raise ValueError("trace %s is closed" % self.path)
+        self._write(event)
+
+    def close(self, end=None):
+        if self._f is None:
+            return
+        if end is not None:
+            self._write(dict(end, kind="end"))
+        os.fsync(self._f.fileno())
+        self._f.close()
+        self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TraceReader:
+    """Iterates a trace's events (header first). `torn` says if the last line was cut."""
+
+    def __init__(self, path):
+        self.path = path
+        self.torn = False
+        self.header = None
+
+    def __iter__(self):
+        with open(self.path, "rb") as f:
+            data = f.read()
+        lines = data.split(b"\n")
+        last = len(lines) - 1
+        if lines[last] == b"":
+            lines.pop()
+            last -= 1
+        for i, raw in enumerate(lines):
+            try:
+                event = json.loads(raw)
+                if not isinstance(event, dict) or event.get("kind") not in KINDS:
+                    raise ValueError("not a trace event")
+            except ValueError as e:
+                if i == last and not data.endswith(b"\n"):
+                    self.torn = True  # crash mid-write: the line was never finished
+                    return
+                raise TraceError("%s:%d: %s" % (self.path, i + 1, e)) from None
+            if i == 0:
+                if event.get("kind") != "header":
+                    raise TraceError("%s:1: first line is not a header" % self.path)
+                if event.get("format") != FORMAT:
+                    raise TraceError("%s:1: unknown format %r (this reader: %s)" % (self.path, event.get("format"), FORMAT))
+                self.header = event
+            yield event
+
+
+def read(path):
+    """(header, [events after the header], torn) in one call."""
+    r = TraceReader(path)
+    events = list(r)
+    if not events:
+        raise TraceError("%s: empty trace" % path)
+    return events[0], events[1:], r.torn
