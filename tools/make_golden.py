@@ -2,6 +2,7 @@
 #
 #     .venv/bin/python tools/make_golden.py          # rewrite the file
 #     .venv/bin/python tools/make_golden.py --check  # exit 1 if it is stale
+#     .venv/bin/python tools/make_golden.py --overhead  # print per-frame overhead figures
 #
 # The firmware (firmware/node/wire.py, msgs.py) is the reference: each vector
 # is its fields run through wire.encode. tests/core/test_golden.py holds the
@@ -140,7 +141,72 @@ def render():
     return json.dumps(doc, indent=1, ensure_ascii=True) + "\n"
 
 
+def overhead(n_random=10000, seed=1):
+    """Per-frame overhead (line bytes, delimiter included, minus payload
+    bytes), plain and signed, over the golden vectors and over n_random
+    seeded frames with uniformly random field values. Prints figures; the
+    numbers in docs/PROTOCOL.md come from here."""
+    import random
+    import struct
+
+    rng = random.Random(seed)
+    top = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
+    golden = []
+    for v in vectors():
+        golden.append((v["key"] is not None, len(v["line"]) // 2 - len(v["payload"]) // 2))
+    rand = []
+    types = sorted(msgs.LAYOUTS)
+    for i in range(n_random):
+        t = types[i % len(types)]
+        if t == msgs.STATE:
+            n = rng.randrange(msgs.STATE_MAX_ENTRIES + 1)
+            entries = [(rng.randrange(1 << 16), rng.randrange(1 << 16), rng.randrange(1 << 32)) for _ in range(n)]
+            payload = msgs.pack_state(rng.randrange(1 << 32), rng.randrange(1 << 32), 0, n, entries)
+        elif t == msgs.LOG:
+            payload = bytes(rng.randrange(32, 127) for _ in range(rng.randrange(80)))
+        else:
+            payload = struct.pack(msgs.LAYOUTS[t][1], *[rng.randrange(top[c] + 1) for c in msgs.LAYOUTS[t][1][1:]])
+        signed = i % 2 == 1
+        line = wire.encode(t, rng.randrange(1, wire.MAX_NODE_ID + 1), rng.randrange(1 << 16), payload,
+                           rng.randrange(256), wire.Auth(KEY) if signed else None, rng.randrange(1 << 32))
+        rand.append((signed, len(line) - len(payload)))
+    mesh = _mesh_overhead()
+    fixed = {False: wire.HEADER_LEN + wire.CRC_LEN + 2, True: wire.HEADER_LEN + wire.CRC_LEN + 2 + wire.AUTH_LEN}
+    print("per-frame overhead in bytes (line incl. 0x00 minus payload); fixed part: plain %d, signed %d"
+          % (fixed[False], fixed[True]))
+    for label, rows in (("golden", golden), ("random x%d" % n_random, rand), ("mesh traffic", mesh)):
+        for signed in (False, True):
+            xs = [o for s, o in rows if s == signed]
+            mean = sum(xs) / len(xs)
+            print("  %-13s %-6s n=%-5d mean %.2f  min %d  max %d  (escapes per frame %.2f)"
+                  % (label, "signed" if signed else "plain", len(xs), mean, min(xs), max(xs), mean - fixed[signed]))
+
+
+def _mesh_overhead():
+    """(signed, overhead) of every frame a 5-node cluster sends in 60 s of
+    virtual time, plain then signed: what real traffic looks like (small
+    ids and terms, so many zeros and 0x03 COBS codes)."""
+    sys.path.insert(0, os.path.join(_ROOT, "tests", "core"))
+    from mesh import Mesh
+
+    rows = []
+    for key in (None, KEY):
+        m = Mesh(5, seed=3, auth_key=key)
+        route = m._route
+
+        def tap(src, dst, line, t, route=route, signed=key is not None):
+            rows.append((signed, len(line) + 1 - len(wire.decode(bytes(line)).payload)))
+            return route(src, dst, line, t)
+
+        m._route = tap  # Mesh hands _route each line without its delimiter
+        m.run_for(60000)
+    return rows
+
+
 def main(argv):
+    if "--overhead" in argv:
+        overhead()
+        return 0
     text = render()
     if "--check" in argv:
         with open(OUT) as f:

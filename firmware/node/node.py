@@ -24,6 +24,11 @@ from node.rng import Rng
 _SAVED = "<IHI"  # term, voted_for, auth counter reserved up to
 _SAVED_LEN = 10
 _COUNTER_BLOCK = 1024  # auth counters reserved per flash write
+_MAX_TERM = 0xFFFFFF00  # terms above this are refused (term + 1 must fit u32)
+_TERMED = (
+    msgs.HEARTBEAT, msgs.PREVOTE_REQUEST, msgs.PREVOTE, msgs.VOTE_REQUEST, msgs.VOTE,
+    msgs.COORDINATOR, msgs.STANDBY, msgs.STATE,
+)
 
 
 class Node:
@@ -336,30 +341,41 @@ class Node:
             self.ignored += 1
             return
         t = f.type
+        # Parse before acting on anything: a member sending malformed payloads
+        # is a protocol error, not a sign of life.
+        if t == msgs.STATE:
+            fields = msgs.unpack_state(f.payload)
+        elif t == msgs.LOG:
+            fields = (msgs.unpack_log(f.payload),)
+        else:
+            fields = msgs.unpack(t, f.payload)
+        if t in _TERMED and fields[0] > _MAX_TERM:
+            # Terms near 2**32 would overflow term+1; no honest cluster gets there.
+            raise wire.ProtocolError(wire.ERR_PAYLOAD, "term 0x%08x" % fields[0])
         if t == msgs.CONFIG:
             if f.src == wire.ADDR_GROUND:
-                self.time_scale_milli, self.fault_flags = msgs.unpack(t, f.payload)
+                self.time_scale_milli, self.fault_flags = fields
             return
         if f.src == self.id or not self.members.is_member(f.src):
             self.ignored += 1
             return
         self.members.heard(f.src, now_ms)
         if t == msgs.HEARTBEAT:
-            self._on_heartbeat(f.src, msgs.unpack(t, f.payload), now_ms)
+            self._on_heartbeat(f.src, fields, now_ms)
         elif t == msgs.PREVOTE_REQUEST:
-            (term,) = msgs.unpack(t, f.payload)
+            term = fields[0]
             granted = term > self.term and self._coordinator_quiet(now_ms)
             self._send(f.src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, f.src, 1 if granted else 0))
         elif t == msgs.PREVOTE:
-            term, candidate, granted = msgs.unpack(t, f.payload)
+            term, candidate, granted = fields
             if self.role == el.PRECANDIDATE and term == self.term + 1 and candidate == self.id and granted:
                 self._grant(f.src)
                 if len(self._grants) >= self.members.majority:
                     self._won_prevote(now_ms)
         elif t == msgs.VOTE_REQUEST:
-            self._on_vote_request(f.src, msgs.unpack(t, f.payload)[0], now_ms)
+            self._on_vote_request(f.src, fields[0], now_ms)
         elif t == msgs.VOTE:
-            term, candidate, granted = msgs.unpack(t, f.payload)
+            term, candidate, granted = fields
             if term > self.term:
                 self._adopt_term(term, now_ms)
             elif self.role == el.CANDIDATE and term == self.term and candidate == self.id and granted:
@@ -367,24 +383,21 @@ class Node:
                 if len(self._grants) >= self.members.majority:
                     self._won_vote(now_ms)
         elif t == msgs.COORDINATOR or t == msgs.STANDBY:
-            term, standby = msgs.unpack(t, f.payload)
+            term, standby = fields
             if term > self.term:
                 self._adopt_term(term, now_ms)
             if term == self.term and (t == msgs.COORDINATOR or f.src == self.coordinator):
                 self._follow(f.src, standby, now_ms)
         elif t == msgs.STATE:
-            term, digest, first, total, entries = msgs.unpack_state(f.payload)
+            term, digest, first, total, entries = fields
             if term == self.term and f.src == self.coordinator:
                 for node, version, data in entries:
                     if self.members.is_member(node) and node != self.id:
                         self.records.put(node, version, data)
         elif t == msgs.HELLO:
-            fields = msgs.unpack(t, f.payload)
             self.members.lineage[f.src] = fields[3]
-        elif t == msgs.TELEMETRY or t == msgs.LOG:
-            self.ignored += 1  # meant for the ground
-        else:
-            raise wire.ProtocolError(wire.ERR_TYPE, "0x%02x" % t)
+        else:  # TELEMETRY, LOG: meant for the ground
+            self.ignored += 1
 
     def _grant(self, src):
         if src not in self._grants:

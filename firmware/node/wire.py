@@ -133,6 +133,8 @@ def cobs_encode(data):
 
 def cobs_decode(data):
     """Inverse of cobs_encode; raises ProtocolError(ERR_COBS) on bad input."""
+    if b"\x00" in data:  # inside a block too, not only where a code byte falls
+        raise ProtocolError(ERR_COBS, "zero byte inside frame")
     out = bytearray()
     n = len(data)
     i = 0

@@ -206,3 +206,16 @@ def test_restarted_authenticated_node_never_reuses_a_counter():
     m.crash(2)
     m.restart(2)
     assert m.nodes[2]._counter >= used
+
+
+def test_absurd_term_is_refused_not_adopted():
+    cfg = Config(members=[1, 2, 3])
+    n = Node(2, cfg, seed=1)
+    n.poll(0)
+    hb = wire.encode(msgs.HEARTBEAT, 1, wire.cluster_addr(1),
+                     msgs.pack(msgs.HEARTBEAT, 0xFFFFFFFF, 1, 0, msgs.ROLE_COORDINATOR, 0, 1, 0, 0))
+    n.receive(hb[:-1], 1)
+    assert n.term == 0 and n.errors[wire.ERR_PAYLOAD] == 1
+    assert n.members.last_heard_ms(1) is None  # malformed is not a sign of life
+    n.poll(10 * T)  # must not overflow packing term + 1
+    assert n.role != el.COORDINATOR

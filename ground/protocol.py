@@ -1,0 +1,652 @@
+# The wire format, declared with `construct`: the ground's half of the codec.
+#
+# firmware/node/wire.py and msgs.py are the reference; this is a second,
+# independent implementation of the same bytes (no firmware code is imported
+# here), and tests/core/golden/frames.json plus the live MicroPython
+# cross-check in tests/ground/test_protocol.py pin the two together.
+# docs/PROTOCOL.md is the prose version.
+#
+#     line = build_line(type=HEARTBEAT, src=3, dst=cluster_addr(1), seq=9, msg={...})
+#     f = parse_line(line[:-1], key=None)    # Container: version, flags, type, seq,
+#                                            #   src, dst, payload, counter, tag, msg
+#     build_line(**f) == line                # and back
+#     describe(line[:-1])                    # flat dict for traces and metrics
+#
+# Layers, outermost first, each one construct:
+#   Line    : _Escaped(_Cobs(Body)): un-escape 1B 01 / 1B 02, then COBS
+#   Body    : covered bytes | crc32, the crc a construct Checksum
+#   Covered : Signed | [tag], the tag a Checksum (HMAC-SHA256[:8]) when a key
+#             is given, raw bytes otherwise
+#   Signed  : Header | payload | [counter]
+#   Message : Switch on the header's type over one Struct per message
+#
+# The checks run in the firmware's order (line, cobs, size, crc, version,
+# auth trailer, tag, no_auth, address, then the message), so the ground and a
+# node name the same reason for the same bad frame: the crc is checked before
+# anything inside the body is believed, which is why Body parses the covered
+# bytes once as raw bytes and only then re-parses them (RestreamData).
+#
+# Errors: parse_line raises FrameError and nothing else; `reason` is one of
+# REASONS, the same words as wire.ERROR_NAMES. build_line raises FrameError
+# for fields it cannot encode. Where this departs from STYLE.md: one error
+# class for both directions, not h11's local/remote pair (a parse error is
+# always the remote's fault, a build error always the caller's, so the call
+# already says whose); and this is ground code under CPython, so it allocates
+# freely and favours declarations over speed.
+
+import hashlib
+import hmac
+import re
+import zlib
+
+from construct import (
+    BitsInteger,
+    BitStruct,
+    Bytes,
+    Check,
+    Checksum,
+    Construct,
+    ConstructError,
+    Container,
+    GreedyBytes,
+    GreedyRange,
+    GreedyString,
+    If,
+    IfThenElse,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    ListContainer,
+    Nibble,
+    Octet,
+    RawCopy,
+    RestreamData,
+    Struct,
+    Subconstruct,
+    Switch,
+    Terminated,
+    Tunnel,
+    len_,
+    this,
+)
+from construct.core import BytesIOWithOffsets, stream_size, stream_tell
+
+VERSION = 1  # protocol version this codec speaks
+VERSION_MIN = 1  # oldest version it decodes
+
+FLAG_AUTH = 0x1
+
+HEADER_LEN = 7
+CRC_LEN = 4
+AUTH_LEN = 12  # counter u32 + tag
+TAG_LEN = 8
+MAX_PAYLOAD = 224  # every body stays under 254 bytes, so COBS adds exactly 1
+MAX_BODY = HEADER_LEN + MAX_PAYLOAD + AUTH_LEN + CRC_LEN  # 247
+MAX_LINE = 2 * (MAX_BODY + 1)  # 496: COBS of MAX_BODY with every byte escaped
+
+ADDR_GROUND = 0x0000
+ADDR_CLUSTER = 0xF000  # | cluster number (0..0xFFE)
+ADDR_BROADCAST = 0xFFFF
+MAX_NODE_ID = 0xEFFF
+
+# Why a frame was refused: the same words, in the same order, as the
+# firmware's wire.ERROR_NAMES (its ERR_* codes index this tuple).
+REASONS = (
+    "",
+    "empty",
+    "cobs",
+    "escape",
+    "short",
+    "crc",
+    "version",
+    "too_long",
+    "no_auth",
+    "tag",
+    "replay",
+    "payload",
+    "type",
+    "address",
+)
+
+
+class FrameError(ValueError):
+    """A line this codec will not parse, or fields it will not build.
+
+    `reason` is one of REASONS; `detail` says what exactly, in words.
+    """
+
+    def __init__(self, reason, detail=""):
+        super().__init__(reason + (": " + detail if detail else ""))
+        self.reason = reason
+        self.detail = detail
+
+
+def cluster_addr(cluster):
+    return ADDR_CLUSTER | cluster
+
+
+def addr_name(addr):
+    """'ground', 'broadcast', 'cluster 3' or 'node 12'."""
+    if addr == ADDR_GROUND:
+        return "ground"
+    if addr == ADDR_BROADCAST:
+        return "broadcast"
+    if addr >= ADDR_CLUSTER:
+        return "cluster %d" % (addr & 0x0FFF)
+    return "node %d" % addr
+
+
+# ---- COBS and the Ctrl-C escape, written from the definitions ------------
+# (Cheshire & Baker 1999 for COBS.) Deliberately not a copy of wire.py.
+
+
+def cobs_encode(data):
+    """COBS: every run of up to 254 non-zero bytes gets a length code."""
+    out = bytearray(1)
+    code_at = 0  # where the current block's code byte goes
+    for byte in bytes(data):
+        if byte:
+            out.append(byte)
+            if len(out) - code_at == 0xFF:  # a full block: 254 bytes + code
+                out[code_at] = 0xFF
+                code_at = len(out)
+                out.append(0)
+        else:
+            out[code_at] = len(out) - code_at
+            code_at = len(out)
+            out.append(0)
+    out[code_at] = len(out) - code_at
+    return bytes(out)
+
+
+def cobs_decode(data):
+    """Inverse of cobs_encode; FrameError('cobs') if `data` is not COBS."""
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while i < n:
+        code = data[i]
+        block = data[i + 1 : i + code]
+        if code == 0 or 0 in block:
+            raise FrameError("cobs", "zero byte inside frame")
+        if len(block) != code - 1:
+            raise FrameError("cobs", "block runs past end")
+        out += block
+        i += code
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+_ESCAPE = {b"\x1b": b"\x1b\x02", b"\x03": b"\x1b\x01"}
+_UNESCAPE = {b"\x02": b"\x1b", b"\x01": b"\x03"}
+_NEEDS_ESCAPE = re.compile(b"[\x03\x1b]")
+_ESCAPED = re.compile(b"\x1b(.?)", re.DOTALL)
+
+
+def escape(data):
+    """After COBS: 0x1B -> 1B 02, 0x03 -> 1B 01, so no line carries Ctrl-C."""
+    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPE[m.group()], bytes(data))
+
+
+def unescape(data):
+    data = bytes(data)
+    if b"\x03" in data:
+        raise FrameError("escape", "raw 0x03")
+
+    def one(m):
+        code = m.group(1)
+        if code not in _UNESCAPE:
+            raise FrameError("escape", "bad escape")
+        return _UNESCAPE[code]
+
+    return _ESCAPED.sub(one, data)
+
+
+def _crc32(data):
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def _hmac_tag(key_and_data):
+    key, data = key_and_data
+    return hmac.new(key, data, hashlib.sha256).digest()[:TAG_LEN]
+
+
+# ---- five small constructs that construct does not have -----------------
+
+
+class _Escaped(Tunnel):
+    """The line layer: length limits, then the Ctrl-C escape."""
+
+    def _decode(self, data, context, path):
+        if not data:
+            raise FrameError("empty")
+        if len(data) > MAX_LINE:
+            raise FrameError("too_long", "%d line bytes" % len(data))
+        return unescape(data)
+
+    def _encode(self, data, context, path):
+        return escape(data)
+
+
+class _Cobs(Tunnel):
+    def _decode(self, data, context, path):
+        return cobs_decode(data)
+
+    def _encode(self, data, context, path):
+        return cobs_encode(data)
+
+
+class _AllBut(Subconstruct):
+    """`subcon` over the stream's remaining bytes except the last `trailer`.
+
+    GreedyBytes reads to the end; a payload stops where the fixed-size
+    trailer (auth, crc) begins, and nothing on the wire says how long it is.
+    Builds as `subcon` does.
+    """
+
+    def __init__(self, trailer, subcon):
+        super().__init__(subcon)
+        self.trailer = trailer
+
+    def _parse(self, stream, context, path):
+        trailer = self.trailer(context) if callable(self.trailer) else self.trailer
+        length = stream_size(stream) - stream_tell(stream, path) - trailer
+        if length < 0:
+            raise FrameError("short", "%d bytes missing before the trailer" % -length)
+        substream = BytesIOWithOffsets.from_reading(stream, length, path)
+        return self.subcon._parsereport(substream, context, path)
+
+    def _build(self, obj, stream, context, path):
+        return self.subcon._build(obj, stream, context, path)
+
+
+class _Expect(Construct):
+    """A parse-time check naming its reason: refuse unless cond(ctx).
+
+    Unlike construct's Check it does nothing when building, so the ground can
+    still build frames a node must refuse (wrong version, bad address) for
+    fault injection.
+    """
+
+    def __init__(self, reason, cond, detail=None):
+        super().__init__()
+        self.reason = reason
+        self.cond = cond
+        self.detail = detail
+        self.flagbuildnone = True
+
+    def _parse(self, stream, context, path):
+        if not self.cond(context):
+            raise FrameError(self.reason, self.detail(context) if self.detail else "")
+
+    def _build(self, obj, stream, context, path):
+        return None
+
+    def _sizeof(self, context, path):
+        return 0
+
+
+class _OrRefuse(Subconstruct):
+    """Any construct error (or bad UTF-8) inside `subcon` refuses the frame
+    for `reason`: no ConstructError ever leaves parse_line."""
+
+    def __init__(self, reason, subcon, detail=None):
+        super().__init__(subcon)
+        self.reason = reason
+        self.detail = detail  # fixed words instead of construct's message
+
+    def _parse(self, stream, context, path):
+        try:
+            return self.subcon._parsereport(stream, context, path)
+        except (ConstructError, UnicodeError) as e:
+            raise FrameError(self.reason, self.detail or _why(e, field=False)) from None
+
+    def _build(self, obj, stream, context, path):
+        return self.subcon._build(obj, stream, context, path)
+
+
+def _why(e, field=True):
+    """construct's message without its 'Error in path' line, led by the field."""
+    text = str(e).strip().split("\n")[-1]
+    name = (getattr(e, "path", None) or "").split(" -> ")[-1]
+    return name + ": " + text if field and name and not name.startswith("(") else text
+
+
+# ---- the body --------------------------------------------------------------
+
+Header = BitStruct(  # little endian; byte 0 is version (high nibble) | flags
+    "version" / Nibble,
+    "flags" / Nibble,
+    "type" / Octet,
+    "seq" / Octet,
+    "src" / BitsInteger(16, swapped=True),
+    "dst" / BitsInteger(16, swapped=True),
+)
+
+
+def _signed_auth(signed):
+    return signed.header.flags & FLAG_AUTH
+
+
+Signed = Struct(  # what the HMAC tag covers
+    "header" / Header,
+    _Expect(
+        "version",
+        lambda ctx: VERSION_MIN <= ctx.header.version <= VERSION,
+        lambda ctx: "v%d" % ctx.header.version,
+    ),
+    "payload" / _AllBut(lambda ctx: AUTH_LEN if _signed_auth(ctx) else 0, GreedyBytes),
+    "counter" / If(_signed_auth, Int32ul),
+)
+
+Covered = Struct(  # what the crc covers
+    "signed" / RawCopy(Signed),
+    "tag"
+    / If(
+        lambda ctx: _signed_auth(ctx.signed.value),
+        IfThenElse(
+            lambda ctx: ctx._params.get("key") is not None,
+            _OrRefuse(  # never the computed tag in the message: traces are not secret
+                "tag",
+                Checksum(Bytes(TAG_LEN), _hmac_tag, lambda ctx: (ctx._params.key, ctx.signed.data)),
+                "does not match the key",
+            ),
+            Bytes(TAG_LEN),  # no key: carried, not checked (as wire.decode)
+        ),
+    ),
+    Terminated,
+    _Expect(
+        "no_auth",
+        lambda ctx: ctx.tag is not None or not ctx._params.get("require_auth"),
+    ),
+    _Expect(
+        "address",
+        lambda ctx: ctx.signed.value.header.src <= MAX_NODE_ID,
+        lambda ctx: "src 0x%04x" % ctx.signed.value.header.src,
+    ),
+)
+
+Body = Struct(
+    _Expect(
+        "short",
+        lambda ctx: stream_size(ctx._io) >= HEADER_LEN + CRC_LEN,
+        lambda ctx: "%d bytes" % stream_size(ctx._io),
+    ),
+    _Expect(
+        "too_long",
+        lambda ctx: stream_size(ctx._io) <= MAX_BODY,
+        lambda ctx: "%d bytes" % stream_size(ctx._io),
+    ),
+    "covered" / _AllBut(CRC_LEN, GreedyBytes),
+    "crc" / _OrRefuse("crc", Checksum(Int32ul, _crc32, this.covered)),
+    Terminated,
+    # Only now, with the crc good, are the covered bytes read as fields.
+    "frame" / RestreamData(this.covered, Covered),
+)
+
+Line = _Escaped(_Cobs(Body))  # one line frame, without its 0x00 delimiter
+
+# ---- messages (msgs.py's LAYOUTS, field for field) -------------------------
+
+HELLO = 0x01
+HEARTBEAT = 0x02
+PREVOTE_REQUEST = 0x10
+PREVOTE = 0x11
+VOTE_REQUEST = 0x12
+VOTE = 0x13
+COORDINATOR = 0x14
+STANDBY = 0x15
+STATE = 0x20
+TELEMETRY = 0x30
+CONFIG = 0x40
+LOG = 0x50
+
+ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
+
+Hello = Struct(
+    "hw_gen" / Int8ul,
+    "fw_major" / Int8ul,
+    "fw_minor" / Int8ul,
+    "lineage" / Int8ul,
+    "proto_min" / Int8ul,
+    "proto_max" / Int8ul,
+    "cluster" / Int16ul,
+)
+Heartbeat = Struct(
+    "term" / Int32ul,
+    "coordinator" / Int16ul,
+    "standby" / Int16ul,
+    "role" / Int8ul,
+    "lineage" / Int8ul,
+    "rec_version" / Int16ul,
+    "rec_data" / Int32ul,
+    "digest" / Int32ul,
+)
+TermOnly = Struct("term" / Int32ul)  # PREVOTE_REQUEST, VOTE_REQUEST
+Ballot = Struct("term" / Int32ul, "candidate" / Int16ul, "granted" / Int8ul)  # PREVOTE, VOTE
+Appointment = Struct("term" / Int32ul, "standby" / Int16ul)  # COORDINATOR, STANDBY
+StateEntry = Struct("node" / Int16ul, "version" / Int16ul, "data" / Int32ul)
+STATE_MAX_ENTRIES = 26  # (MAX_PAYLOAD 224 - head 10) // 8
+State = Struct(
+    "term" / Int32ul,
+    "digest" / Int32ul,
+    "first" / Int8ul,  # index of entries[0] in the coordinator's table
+    "total" / Int8ul,  # entries in the whole table
+    "entries" / GreedyRange(StateEntry),
+    Check(this.first + len_(this.entries) <= this.total),
+)
+Telemetry = Struct(
+    "role" / Int8ul,
+    "term" / Int32ul,
+    "coordinator" / Int16ul,
+    "standby" / Int16ul,
+    "digest" / Int32ul,
+    "alive" / Int8ul,
+    "suspect" / Int8ul,
+    "bad_frames" / Int16ul,
+)
+ConfigMsg = Struct("time_scale_milli" / Int32ul, "fault_flags" / Int16ul)
+Log = Struct("text" / GreedyString("utf8"))
+
+# type -> (name, Struct)
+MESSAGES = {
+    HELLO: ("hello", Hello),
+    HEARTBEAT: ("heartbeat", Heartbeat),
+    PREVOTE_REQUEST: ("prevote_request", TermOnly),
+    PREVOTE: ("prevote", Ballot),
+    VOTE_REQUEST: ("vote_request", TermOnly),
+    VOTE: ("vote", Ballot),
+    COORDINATOR: ("coordinator", Appointment),
+    STANDBY: ("standby", Appointment),
+    STATE: ("state", State),
+    TELEMETRY: ("telemetry", Telemetry),
+    CONFIG: ("config", ConfigMsg),
+    LOG: ("log", Log),
+}
+TYPES = {name: t for t, (name, _) in MESSAGES.items()}
+
+Message = Struct(  # parse with type=...; the whole payload or nothing
+    "msg"
+    / Switch(
+        this._params.type,
+        {t: s for t, (_, s) in MESSAGES.items()},
+        default=_Expect("type", lambda ctx: False, lambda ctx: "0x%02x" % ctx._params.type),
+    ),
+    Terminated,
+)
+
+
+def type_name(type):
+    entry = MESSAGES.get(type)
+    return entry[0] if entry else "type_0x%02x" % type
+
+
+def _plain(obj):
+    """Container/ListContainer without construct's private `_io` keys."""
+    if isinstance(obj, dict):
+        return Container((k, _plain(v)) for k, v in obj.items() if not k.startswith("_"))
+    if isinstance(obj, list):
+        return ListContainer(_plain(v) for v in obj)
+    return obj
+
+
+# ---- the API ---------------------------------------------------------------
+
+
+def parse_message(type, payload):
+    """The fields of one payload as a Container; FrameError if it is wrong."""
+    if type not in MESSAGES:
+        raise FrameError("type", "0x%02x" % type)
+    try:
+        return _plain(Message.parse(bytes(payload), type=type).msg)
+    except (ConstructError, UnicodeError) as e:
+        raise FrameError("payload", "%s: %s" % (type_name(type), _why(e))) from None
+
+
+def parse_frame(line, key=None, require_auth=False):
+    """The wire layer alone: header, raw payload, auth. No message parsing.
+
+    Container(version, flags, type, seq, src, dst, payload, counter, tag);
+    counter and tag are None for an unsigned frame. With `key` a signed
+    frame's tag is checked; with `require_auth` unsigned frames are refused.
+    Replay is the caller's job (it owns the window).
+    """
+    try:
+        body = Line.parse(bytes(line), key=key, require_auth=require_auth)
+    except ConstructError as e:  # not reached: every layer maps its errors
+        raise FrameError("payload", _why(e)) from None
+    signed = body.frame.signed.value
+    h = signed.header
+    return Container(
+        version=h.version,
+        flags=h.flags,
+        type=h.type,
+        seq=h.seq,
+        src=h.src,
+        dst=h.dst,
+        payload=signed.payload,
+        counter=signed.counter,
+        tag=body.frame.tag,
+    )
+
+
+def parse_line(line, key=None, require_auth=False):
+    """One line frame (without its 0x00) -> Container, or FrameError.
+
+    parse_frame's fields plus `msg`, the payload's fields by name.
+    """
+    frame = parse_frame(line, key, require_auth)
+    frame.msg = parse_message(frame.type, frame.payload)
+    return frame
+
+
+def build_message(type, msg):
+    """Payload bytes for `type` from a dict of its fields (all, and only them)."""
+    if type not in MESSAGES:
+        raise FrameError("type", "no layout for 0x%02x: give payload= bytes" % type)
+    name, struct = MESSAGES[type]
+    want = set(sc.name for sc in struct.subcons if sc.name)
+    got = set(msg)
+    if got != want:
+        raise FrameError(
+            "payload",
+            "%s: missing %s, unknown %s" % (name, sorted(want - got) or "none", sorted(got - want) or "none"),
+        )
+    try:
+        return Message.build(dict(msg=msg), type=type)
+    except (ConstructError, TypeError, ValueError) as e:
+        raise FrameError("payload", "%s: %s" % (name, _why(e))) from None
+
+
+def build_line(
+    type,
+    src,
+    dst,
+    seq=0,
+    msg=None,
+    payload=None,
+    counter=None,
+    key=None,
+    tag=None,
+    version=VERSION,
+    flags=0,
+):
+    """A complete line frame, 0x00 delimiter included.
+
+    `type` is a code or a name ('heartbeat'). Give the message as `msg` (a
+    dict of its fields) or as raw `payload` bytes (any type, any length up to
+    MAX_PAYLOAD: for fault injection); given both, they must agree. A `counter` signs the frame: with `key`
+    the tag is computed, otherwise `tag` is written as given (re-sending a
+    captured frame). FLAG_AUTH in `flags` follows `counter`; other flag bits
+    are written as given. Accepts what parse_line returns:
+    build_line(**parse_line(line), key=k) gives line back.
+    """
+    if isinstance(type, str):
+        if type not in TYPES:
+            raise FrameError("type", "unknown name %r" % type)
+        type = TYPES[type]
+    if msg is not None:
+        built = build_message(type, msg)
+        if payload is not None and bytes(payload) != built:
+            raise FrameError("payload", "msg= and payload= disagree")
+        payload = built
+    elif payload is None:
+        raise FrameError("payload", "give msg= (fields) or payload= (bytes)")
+    payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise FrameError("too_long", "payload %d bytes, at most %d" % (len(payload), MAX_PAYLOAD))
+    for what, value, top, reason in (
+        ("version", version, 0xF, "version"),
+        ("flags", flags, 0xF, "version"),
+        ("type", type, 0xFF, "type"),
+        ("src", src, 0xFFFF, "address"),
+        ("dst", dst, 0xFFFF, "address"),
+        ("counter", 0 if counter is None else counter, 0xFFFFFFFF, "tag"),
+    ):
+        if not isinstance(value, int) or not 0 <= value <= top:
+            raise FrameError(reason, "%s %r is not in 0..0x%x" % (what, value, top))
+    signed = counter is not None
+    if signed and key is None and (tag is None or len(tag) != TAG_LEN):
+        raise FrameError("tag", "a signed frame needs key= (or a captured %d-byte tag=)" % TAG_LEN)
+    flags = (flags & ~FLAG_AUTH) | (FLAG_AUTH if signed else 0)
+    header = dict(version=version, flags=flags, type=type, seq=seq & 0xFF, src=src, dst=dst)
+    try:
+        covered = Covered.build(
+            dict(signed=dict(value=dict(header=header, payload=payload, counter=counter)), tag=tag),
+            key=None if key is None else bytes(key),
+        )
+        return Line.build(dict(covered=covered)) + b"\x00"
+    except ConstructError as e:  # not reached: the fields were checked above
+        raise FrameError("payload", _why(e)) from None
+
+
+def describe(line, key=None):
+    """Named fields of one line frame, flat, for traces and metrics.
+
+    {'type': 'heartbeat', 'src': 3, 'dst': 61441, 'dst_name': 'cluster 1',
+     'seq': 9, 'auth': False, 'counter': None, 'line_bytes': 31,
+     <message fields...>} ; STATE entries are a list of dicts. Raises
+    FrameError like parse_line.
+    """
+    f = parse_line(line, key)
+    out = {
+        "type": type_name(f.type),
+        "type_code": f.type,
+        "version": f.version,
+        "src": f.src,
+        "dst": f.dst,
+        "dst_name": addr_name(f.dst),
+        "seq": f.seq,
+        "auth": f.counter is not None,
+        "counter": f.counter,
+        "payload_bytes": len(f.payload),
+        "line_bytes": len(line) + 1,  # with its delimiter
+    }
+    for k, v in f.msg.items():
+        if isinstance(v, list):
+            v = [dict(e) for e in v]
+        out[k] = v
+    if "role" in f.msg and f.msg.role < len(ROLE_NAMES):
+        out["role_name"] = ROLE_NAMES[f.msg.role]
+    return out
