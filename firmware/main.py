@@ -1,0 +1,192 @@
+# fleetloop board entry point: runs the node core on this board.
+#
+# Reads board.json (and version.json) from flash, restores the node's saved
+# term and vote, and runs runtime.shell.Shell until Ctrl-C. Nothing but
+# frames goes to stdout once the loop runs (on USB, stdout is the data
+# channel).
+#
+# Never a crash loop: a bad or missing config prints ONE line naming the file
+# and key, blinks the LED error pattern and returns to the REPL, without
+# starting the watchdog. This script never calls sys.exit(): in main.py a
+# SystemExit makes the board soft-reset, which would run it again. Ctrl-C (or
+# mpremote) stops the loop with KeyboardInterrupt and switches the watchdog
+# off so the REPL stays usable; any other exception is a bug: it is written
+# to crash.txt, the watchdog is switched off, and the REPL gets the traceback.
+#
+# Under the unix port (emulated board, tests) the same file runs with the
+# board folder as the current directory: the paths below are relative to it,
+# as they are to / on a board.
+
+import gc
+import sys
+
+BOARD_FILE = "board.json"
+VERSION_FILE = "version.json"
+STATE_DIR = "state"
+CRASH_FILE = "crash.txt"
+
+shell = None  # the running Shell, for inspection at the REPL after Ctrl-C
+_error_timer = None  # keeps the LED error pattern's Timer alive at the REPL
+
+
+class BootError(Exception):
+    """Cannot start: one line for the person at the console."""
+
+
+def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR, link=None, clock=None):
+    """The Shell for this board, not yet running; BootError if it cannot be.
+
+    Touches hardware (LED pin, UART) but does not start the watchdog.
+    `link` and `clock` are for tests; by default they come from board.json.
+    """
+    from node import node as node_mod
+    from node.config import Config
+
+    from runtime import boardcfg, identity
+    from runtime.clock import MissionClock
+    from runtime.led import StatusLed, open_pin
+    from runtime.shell import Shell
+    from runtime.store import Store, StoreError
+    from runtime.watchdog import Watchdog
+
+    try:
+        board = boardcfg.load(board_file, version_file)
+    except boardcfg.ConfigError as e:
+        raise BootError(str(e))
+
+    notes = []
+    uid = identity.unique_id()
+    id_store = Store(state_dir, "identity")
+    try:
+        node_id, how = identity.choose_node_id(board.node_id, id_store, uid)
+    except StoreError as e:
+        raise BootError("%s (cannot store identity)" % e)
+    for p in id_store.problems:
+        notes.append("store: " + p)
+    if node_id not in board.members:
+        raise BootError(
+            '%s: key "members": node %d (from %s) is not listed' % (board_file, node_id, how)
+        )
+    try:
+        cfg = Config(
+            cluster=board.cluster,
+            members=board.members,
+            election_timeout_ms=board.election_timeout_ms,
+            heartbeat_ms=board.heartbeat_ms,
+            telemetry_ms=board.telemetry_ms,
+            state_ms=board.state_ms,
+            suspect_ms=board.suspect_ms,
+            dead_ms=board.dead_ms,
+            hw_gen=board.hw_gen,
+            fw_version=board.fw_version,
+            lineage=board.lineage,
+            auth_key=board.auth_key,
+            require_auth=board.require_auth,
+        )
+    except ValueError as e:
+        raise BootError("%s: %s" % (board_file, e))
+
+    state = Store(state_dir, "node%d" % node_id)
+    saved = state.read()
+    for p in state.problems:
+        notes.append("store: " + p)
+    if state.recovered:
+        notes.append("store: " + state.recovered)
+    if saved is not None:
+        try:
+            node_mod.restore(saved)
+        except ValueError as e:
+            notes.append("%s: %s; starting from term 0" % (state.path, e))
+            saved = None
+    seed = board.seed if board.seed is not None else identity.derive_seed(uid, node_id)
+    node = node_mod.Node(node_id, cfg, seed, saved)
+    node.time_scale_milli = board.time_scale_milli
+
+    if link is None:
+        if board.transport == "uart":
+            from runtime.link_uart import UartLink
+
+            u = board.uart
+            link = UartLink(u["id"], u["tx"], u["rx"], u["baud"])
+        else:
+            from runtime.link_usb import UsbLink
+
+            link = UsbLink()
+    if clock is None:
+        clock = MissionClock(board.time_scale_milli)
+    led = StatusLed(open_pin(board.led_pin))
+    sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms))
+    sh.board = board
+    sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
+    for n in notes:
+        sh.note(n)
+    cause = _reset_cause()
+    if cause:
+        sh.note("reset cause: " + cause)
+    return sh
+
+
+def _reset_cause():
+    try:
+        import machine
+
+        c = machine.reset_cause()
+        if c == machine.WDT_RESET:
+            return "watchdog"
+        return None
+    except (ImportError, AttributeError):
+        return None
+
+
+def _stop(sh):
+    """Leave the board safe for the REPL: watchdog off, LED off. A second
+    Ctrl-C (mpremote sends two) must not cut this short."""
+    for _ in range(3):
+        try:
+            stopped = sh.watchdog.stop() if sh.watchdog is not None else True
+            if sh.led is not None:
+                sh.led.off()
+            return stopped
+        except KeyboardInterrupt:
+            pass
+    return False
+
+
+def _record_crash(e):
+    try:
+        with open(CRASH_FILE, "w") as f:
+            sys.print_exception(e, f)
+    except OSError:
+        pass
+
+
+def main():
+    global shell, _error_timer
+    try:
+        sh = build()
+    except BootError as e:
+        print("fleetloop: %s -- loop not started" % e)
+        from runtime import boardcfg, led
+
+        _error_timer = led.blink_error(boardcfg.led_pin_hint(BOARD_FILE))
+        return None
+    shell = sh
+    gc.collect()
+    if sh.watchdog is not None and not sh.watchdog.start():
+        sh.note("watchdog: machine.WDT unavailable, running without")
+    try:
+        sh.run()
+    except KeyboardInterrupt:
+        if not _stop(sh):
+            print("fleetloop: watchdog still running: the board resets in %d ms" % sh.watchdog.timeout_ms)
+        raise
+    except Exception as e:
+        _stop(sh)
+        _record_crash(e)
+        raise
+    _stop(sh)  # end of input (unix port): leave quietly
+    return sh
+
+
+if __name__ == "__main__":
+    main()

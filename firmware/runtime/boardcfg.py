@@ -1,0 +1,258 @@
+# The board's configuration files, read and validated once, at boot.
+#
+#     board = load("board.json", "version.json")   # BoardConfig or ConfigError
+#
+# board.json is per board (written by the flashing tool or by hand); version.json
+# describes the flashed image. docs/BOARD_SHELL.md lists every key. Unknown
+# keys are refused, so a typo cannot silently fall back to a default. A
+# ConfigError names the file and the key and is printed as one line by main.py.
+
+import binascii
+import json
+
+from node.wire import MAX_NODE_ID
+
+from runtime import version
+
+# key -> (kind, default). kind: "int", "bool", "str", "list", "dict", "pin", "any".
+# A default of _REQUIRED means the key must be present.
+_REQUIRED = object()
+_KEYS = {
+    "node_id": ("int", None),  # None: the stored identity, else from machine.unique_id()
+    "cluster": ("int", _REQUIRED),
+    "members": ("list", _REQUIRED),
+    "election_timeout_ms": ("int", 1000),  # mission ms
+    "heartbeat_ms": ("int", None),  # None: the core derives it from the election timeout
+    "telemetry_ms": ("int", None),
+    "state_ms": ("int", None),
+    "suspect_ms": ("int", None),
+    "dead_ms": ("int", None),
+    "lineage": ("int", 0),
+    "hw_gen": ("int", 1),
+    "seed": ("int", None),  # None: from machine.unique_id() and the node id
+    "auth_key": ("str", None),  # hex
+    "require_auth": ("bool", False),
+    "time_scale_milli": ("int", 1000),  # until the ground's CONFIG frame says otherwise
+    "transport": ("str", "usb"),
+    "uart": ("dict", None),
+    "led_pin": ("pin", "LED"),  # int GPIO, a pin name, or null for no LED
+    "watchdog_ms": ("int", 5000),  # 0: no watchdog
+}
+_UART_KEYS = {"id": 0, "tx": 0, "rx": 1, "baud": 115200}
+_MAX_WATCHDOG_MS = 8388  # RP2040 limit (MicroPython docs, machine.WDT); RP2350 allows more
+_MIN_WATCHDOG_MS = 100  # the loop must be able to feed it between flash writes
+
+
+class ConfigError(Exception):
+    """A configuration file is missing or wrong; says which file and key."""
+
+    def __init__(self, file, key, problem):
+        super().__init__(file, key, problem)
+        self.file = file
+        self.key = key
+        self.problem = problem
+
+    def __str__(self):
+        if self.key:
+            return '%s: key "%s": %s' % (self.file, self.key, self.problem)
+        return "%s: %s" % (self.file, self.problem)
+
+
+class BoardConfig:
+    """Plain data: board.json's values (defaults filled in) and the version."""
+
+    def __init__(self):
+        self.node_id = None
+        self.cluster = 0
+        self.members = ()
+        self.election_timeout_ms = 1000
+        self.heartbeat_ms = None
+        self.telemetry_ms = None
+        self.state_ms = None
+        self.suspect_ms = None
+        self.dead_ms = None
+        self.lineage = 0
+        self.hw_gen = 1
+        self.seed = None
+        self.auth_key = None  # bytes or None
+        self.require_auth = False
+        self.time_scale_milli = 1000
+        self.transport = "usb"
+        self.uart = None  # dict with id, tx, rx, baud when transport == "uart"
+        self.led_pin = "LED"
+        self.watchdog_ms = 5000
+        self.fw_version = version.VERSION
+        self.fw_label = version.LABEL
+        self.version_file = None  # the file the version came from, None: built in
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ConfigError(path, None, "missing (cannot open)")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ConfigError(path, None, "not valid JSON")
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, "must be a JSON object")
+    return data
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int(file, key, v, lo, hi):
+    if not _is_int(v):
+        raise ConfigError(file, key, "must be an integer")
+    if not lo <= v <= hi:
+        raise ConfigError(file, key, "%d out of range %d..%d" % (v, lo, hi))
+    return v
+
+
+def _check_kind(file, key, kind, v):
+    if v is None:
+        return
+    if kind == "int":
+        ok = _is_int(v)
+    elif kind == "bool":
+        ok = isinstance(v, bool)
+    elif kind == "str":
+        ok = isinstance(v, str)
+    elif kind == "list":
+        ok = isinstance(v, list)
+    elif kind == "dict":
+        ok = isinstance(v, dict)
+    elif kind == "pin":
+        ok = _is_int(v) or isinstance(v, str)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(file, key, "must be of type " + kind)
+
+
+def parse_board(data, file="board.json"):
+    """BoardConfig from board.json's decoded object; ConfigError if wrong."""
+    for key in sorted(data):
+        if key not in _KEYS:
+            raise ConfigError(file, key, "unknown key")
+    b = BoardConfig()
+    for key in sorted(_KEYS):
+        kind, default = _KEYS[key]
+        if key in data:
+            v = data[key]
+        elif default is _REQUIRED:
+            raise ConfigError(file, key, "missing")
+        else:
+            v = default
+        _check_kind(file, key, kind, v)
+        setattr(b, key, v)
+
+    if b.node_id is not None:
+        _int(file, "node_id", b.node_id, 1, MAX_NODE_ID)
+    _int(file, "cluster", b.cluster, 0, 0xFFE)
+    members = data["members"]
+    if not members:
+        raise ConfigError(file, "members", "must list at least one node id")
+    for m in members:
+        _int(file, "members", m, 1, MAX_NODE_ID)
+    if len(set(members)) != len(members):
+        raise ConfigError(file, "members", "lists a node id twice")
+    b.members = tuple(sorted(members))
+    _int(file, "election_timeout_ms", b.election_timeout_ms, 4, 0x7FFFFFFF)
+    for key in ("heartbeat_ms", "telemetry_ms", "state_ms", "suspect_ms", "dead_ms"):
+        v = getattr(b, key)
+        if v is not None:
+            _int(file, key, v, 1, 0x7FFFFFFF)
+    if b.heartbeat_ms is not None and 2 * b.heartbeat_ms > b.election_timeout_ms:
+        raise ConfigError(file, "heartbeat_ms", "must be at most half of election_timeout_ms")
+    _int(file, "lineage", b.lineage, 0, 255)
+    _int(file, "hw_gen", b.hw_gen, 0, 255)
+    if b.seed is not None:
+        _int(file, "seed", b.seed, 0, 0xFFFFFFFF)
+    _int(file, "time_scale_milli", b.time_scale_milli, 0, 0xFFFFFFFF)
+    key = data.get("auth_key")
+    if key is not None:
+        try:
+            b.auth_key = binascii.unhexlify(key)
+        except ValueError:
+            raise ConfigError(file, "auth_key", "must be hex digits")
+        if not b.auth_key:
+            raise ConfigError(file, "auth_key", "is empty")
+    if b.require_auth and b.auth_key is None:
+        raise ConfigError(file, "require_auth", "needs auth_key")
+
+    if b.transport == "uart":
+        b.uart = _parse_uart(file, data.get("uart"))
+    elif b.transport == "usb":
+        if data.get("uart") is not None:
+            raise ConfigError(file, "uart", 'given but transport is "usb"')
+    else:
+        raise ConfigError(file, "transport", 'must be "usb" or "uart"')
+    if b.watchdog_ms:
+        _int(file, "watchdog_ms", b.watchdog_ms, _MIN_WATCHDOG_MS, _MAX_WATCHDOG_MS)
+    else:
+        _int(file, "watchdog_ms", b.watchdog_ms, 0, 0)
+    return b
+
+
+def _parse_uart(file, uart):
+    if uart is None:
+        raise ConfigError(file, "uart", 'missing (needed when transport is "uart")')
+    out = {}
+    for k in sorted(uart):
+        if k not in _UART_KEYS:
+            raise ConfigError(file, "uart." + k, "unknown key")
+    for k in sorted(_UART_KEYS):
+        v = uart.get(k, _UART_KEYS[k])
+        hi = 3000000 if k == "baud" else 47  # GPIO numbers on RP2350B go to 47
+        out[k] = _int(file, "uart." + k, v, 300 if k == "baud" else 0, hi)
+    return out
+
+
+def parse_version(data, file="version.json"):
+    """((major, minor), label) from version.json's decoded object."""
+    for key in sorted(data):
+        if key not in ("version", "label"):
+            raise ConfigError(file, key, "unknown key")
+    if "version" not in data:
+        raise ConfigError(file, "version", "missing")
+    v = data["version"]
+    if not isinstance(v, list) or len(v) != 2:
+        raise ConfigError(file, "version", "must be [major, minor]")
+    major = _int(file, "version", v[0], 0, 255)
+    minor = _int(file, "version", v[1], 0, 255)
+    label = data.get("label", "%d.%d" % (major, minor))
+    if not isinstance(label, str):
+        raise ConfigError(file, "label", "must be a string")
+    return (major, minor), label
+
+
+def _exists(path):
+    try:
+        open(path).close()
+        return True
+    except OSError:
+        return False
+
+
+def load(board_path="board.json", version_path="version.json"):
+    """BoardConfig from the files on flash; ConfigError naming file and key."""
+    b = parse_board(_read_json(board_path), board_path)
+    if _exists(version_path):
+        b.fw_version, b.fw_label = parse_version(_read_json(version_path), version_path)
+        b.version_file = version_path
+    return b
+
+
+def led_pin_hint(board_path="board.json"):
+    """The LED pin to blink an error on, even from a board.json that failed."""
+    try:
+        data = _read_json(board_path)
+        pin = data.get("led_pin", "LED")
+        return pin if (_is_int(pin) or isinstance(pin, str)) else "LED"
+    except ConfigError:
+        return "LED"
