@@ -137,6 +137,11 @@ class Node:
         self.rec_data = data & 0xFFFFFFFF
         self.records.put(self.id, self.rec_version, self.rec_data)
 
+    def log(self, text):
+        """Queue a LOG frame to the ground (sent by the next poll)."""
+        data = text.encode()[: wire.MAX_PAYLOAD]
+        self._send(wire.ADDR_GROUND, msgs.LOG, data)
+
     def wire_role(self):
         """Role as carried in heartbeats and telemetry (standby shown)."""
         if self.role == el.COORDINATOR:

@@ -93,6 +93,8 @@ class Mesh:
             if i in self.down:
                 continue
             d = self.nodes[i].next_deadline_ms()
+            if d < self.now:
+                d = self.now  # "due now" (a node not yet booted says 0)
             if t is None or d < t:
                 t = d
         return t

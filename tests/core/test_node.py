@@ -219,3 +219,12 @@ def test_absurd_term_is_refused_not_adopted():
     assert n.members.last_heard_ms(1) is None  # malformed is not a sign of life
     n.poll(10 * T)  # must not overflow packing term + 1
     assert n.role != el.COORDINATOR
+
+
+def test_log_text_goes_to_the_ground():
+    n = Node(1, Config(members=[1]), seed=1)
+    n.log("watchdog reset")
+    out = n.poll(0)
+    logs = [wire.decode(l[:-1]) for d, l in out if d == wire.ADDR_GROUND]
+    texts = [msgs.unpack_log(f.payload) for f in logs if f.type == msgs.LOG]
+    assert texts == ["watchdog reset"]

@@ -1,0 +1,496 @@
+"""Reports of one run, from ground.metrics' dict: JSON, Prometheus text, a
+terminal table and a PNG timeline.
+
+    paths = write_reports(run_dir, header, metrics, events)
+    # {"json": .../metrics.json, "prom": .../metrics.prom,
+    #  "table": .../metrics.txt, "png": .../timeline.png}
+    print(format_table(metrics))
+
+Each format is also a pure function of its input (to_json, to_prometheus,
+format_table) so it can be tested without files; only write_reports and
+plot_timeline touch the disk. The PNG needs matplotlib (Agg, through
+matplotlib.figure.Figure: no pyplot global state, no display); it is imported
+only when a timeline is drawn, and it is written last, so a missing matplotlib
+costs the picture and nothing else.
+
+Prometheus text exposition format (version 0.0.4), as written here: one
+`# HELP` and one `# TYPE` line per family, then its samples as one
+uninterrupted group; names `fleetloop_[a-z_]*`, counters end in `_total`;
+label values escape backslash, double quote and newline; values are Go-style
+floats (`NaN`, `+Inf`); no timestamps (the figures describe a finished run).
+A figure with no value (no samples, no T) is written as NaN.
+"""
+
+import json
+import math
+import os
+
+from ground import metrics as M
+
+ROLE_COLOURS = {
+    "coordinator": "#d62728",
+    "standby": "#1f77b4",
+    "follower": "#9ecae1",
+    "candidate": "#ffbf00",
+    "down": "#222222",
+    "unknown": "#ffffff",
+}
+_ROLE_ORDER = ("coordinator", "standby", "candidate", "follower", "down", "unknown")
+_FAULT_COLOURS = {"crash": "#d62728", "power_cut": "#8c564b", "reset": "#ff7f0e"}
+_MAX_ROWS = 64  # nodes drawn in the timeline; more would be unreadable
+_MAX_FAULT_LABELS = 40
+_LABEL_LINES = 3
+
+
+def write_reports(run_dir, header, metrics, events):
+    """Write metrics.json, metrics.prom, metrics.txt and timeline.png into
+    run_dir; return their paths by format. `events` is read once, for the
+    timeline only."""
+    os.makedirs(run_dir, exist_ok=True)
+    paths = {
+        "json": os.path.join(run_dir, "metrics.json"),
+        "prom": os.path.join(run_dir, "metrics.prom"),
+        "table": os.path.join(run_dir, "metrics.txt"),
+        "png": os.path.join(run_dir, "timeline.png"),
+    }
+    _write_text(paths["json"], to_json(metrics))
+    _write_text(paths["prom"], to_prometheus(metrics))
+    _write_text(paths["table"], format_table(metrics))
+    title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
+    plot_timeline(M.timeline(header, events), paths["png"], title=title)
+    return paths
+
+
+def _write_text(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# ---- JSON -------------------------------------------------------------------
+
+
+def to_json(metrics):
+    return json.dumps(metrics, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+# ---- Prometheus text exposition -----------------------------------------------
+
+
+def _prom_value(v):
+    if v is None:
+        return "NaN"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int):
+        return str(v)
+    v = float(v)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(v)
+
+
+def _prom_label(v):
+    return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _prom_help(text):
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+class _Exposition:
+    """Families in the order first declared; each family's samples grouped."""
+
+    def __init__(self, prefix="fleetloop_"):
+        self.prefix = prefix
+        self.families = {}  # name -> [type, help, [(suffix, labels, value)]]
+
+    def family(self, name, type_, help_):
+        self.families.setdefault(self.prefix + name, [type_, help_, []])
+        return self.prefix + name
+
+    def sample(self, family, value, suffix="", **labels):
+        self.families[family][2].append((suffix, labels, value))
+
+    def text(self):
+        out = []
+        for name, (type_, help_, samples) in self.families.items():
+            if not samples:
+                continue
+            out.append("# HELP %s %s" % (name, _prom_help(help_)))
+            out.append("# TYPE %s %s" % (name, type_))
+            for suffix, labels, value in samples:
+                lab = ",".join('%s="%s"' % (k, _prom_label(v)) for k, v in sorted(labels.items()))
+                out.append("%s%s%s %s" % (name, suffix, "{%s}" % lab if lab else "", _prom_value(value)))
+        return "\n".join(out) + "\n" if out else ""
+
+
+def _summary(x, family_s, family_t, what, clusters, key, t_s):
+    """A summary in seconds and one in election timeouts per cluster."""
+    fs = x.family(family_s, "summary", "%s, mission seconds (quantiles over completed events)" % what)
+    ft = x.family(family_t, "summary", "%s, in election timeouts T" % what)
+    for cid in sorted(clusters, key=_int_key):
+        st = clusters[cid][key]
+        times = [e["s"] for e in st["events"]]
+        for q, k in (("0.5", "p50"), ("0.99", "p99")):
+            x.sample(fs, st["s_" + k], cluster=cid, quantile=q)
+        x.sample(fs, round(sum(times), 9), "_sum", cluster=cid)
+        x.sample(fs, len(times), "_count", cluster=cid)
+        for q, k in (("0.5", "p50"), ("0.99", "p99")):
+            x.sample(ft, st["T_" + k], cluster=cid, quantile=q)
+        x.sample(ft, round(sum(times) / t_s, 9) if t_s else None, "_sum", cluster=cid)
+        x.sample(ft, len(times), "_count", cluster=cid)
+    fm = x.family(family_s.replace("_seconds", "_max_seconds"), "gauge", "%s, maximum, mission seconds" % what)
+    for cid in sorted(clusters, key=_int_key):
+        x.sample(fm, clusters[cid][key]["s_max"], cluster=cid)
+
+
+# Per-cluster families past the summaries: name, type, help, value.
+_PER_CLUSTER = (
+    (
+        "failovers_incomplete_total",
+        "counter",
+        "Coordinator crashes with no successor claim by the end of the run",
+        lambda c: len(c["failover"]["incomplete"]),
+    ),
+    (
+        "detections_missed_total",
+        "counter",
+        "Node crashes no live peer's telemetry showed by the end of the run",
+        lambda c: len(c["detection"]["missed"]),
+    ),
+    (
+        "decisions_incomplete_total",
+        "counter",
+        "Coordinator crashes after which live members never named one new coordinator",
+        lambda c: len(c["decision"]["incomplete"]),
+    ),
+    (
+        "split_brain_total",
+        "counter",
+        "Terms claimed by two or more nodes of one cluster",
+        lambda c: c["split_brain"]["count"],
+    ),
+    (
+        "claim_overlaps_total",
+        "counter",
+        "Intervals where two nodes of one cluster both claimed coordinator",
+        lambda c: c["overlap"]["count"],
+    ),
+    (
+        "claim_overlap_seconds",
+        "gauge",
+        "Total length of overlapping coordinator claims, mission seconds",
+        lambda c: c["overlap"]["s"],
+    ),
+    (
+        "leader_changes_total",
+        "counter",
+        "Coordinator changes (a higher term claimed by another node)",
+        lambda c: c["leader"]["changes"],
+    ),
+    (
+        "leader_changes_per_hour",
+        "gauge",
+        "Coordinator changes per mission hour",
+        lambda c: c["leader"]["changes_per_hour"],
+    ),
+    (
+        "no_coordinator_ratio",
+        "gauge",
+        "Share of mission time with no coordinator all live members agree on",
+        lambda c: c["no_coordinator_share"],
+    ),
+    (
+        "coordination_bytes_ratio",
+        "gauge",
+        "Coordination bytes (all but telemetry and log) over all bytes sent",
+        lambda c: c["coordination_bytes_share"],
+    ),
+)
+
+
+def to_prometheus(metrics):
+    """metrics.prom: the run's figures as Prometheus text (format 0.0.4)."""
+    x = _Exposition()
+    clusters = metrics.get("clusters", {})
+    t_ms = metrics.get("election_timeout_ms")
+    t_s = t_ms / 1000.0 if t_ms else None
+    f = x.family("mission_seconds", "gauge", "Mission time covered by the trace")
+    x.sample(f, metrics.get("mission_s"))
+    f = x.family("election_timeout_seconds", "gauge", "Election timeout T of the run, mission seconds")
+    x.sample(f, t_s)
+
+    for key, what in (
+        ("failover", "Coordinator failover time"),
+        ("detection", "Failure-detection time"),
+        ("decision", "Decision latency after a coordinator crash"),
+    ):
+        _summary(x, key + "_seconds", key + "_election_timeouts", what, clusters, key, t_s)
+    for name, type_, help_, get in _PER_CLUSTER:
+        f = x.family(name, type_, help_)
+        for cid in sorted(clusters, key=_int_key):
+            x.sample(f, get(clusters[cid]), cluster=cid)
+
+    nodes = metrics.get("nodes", {})
+    for name, key, type_, help_ in (
+        ("node_messages_total", "messages", "counter", "Frames sent by a node, by message type"),
+        ("node_bytes_total", "bytes", "counter", "Line bytes sent by a node, by message type"),
+        ("node_messages_per_hour", "messages_per_hour", "gauge", "Frames sent by a node per mission hour, by type"),
+        ("node_bytes_per_hour", "bytes_per_hour", "gauge", "Line bytes sent by a node per mission hour, by type"),
+    ):
+        f = x.family(name, type_, help_)
+        for nid in sorted(nodes, key=_int_key):
+            row = nodes[nid]
+            for tname, t in sorted(row["types"].items()):
+                x.sample(f, t[key], cluster=row["cluster"], node=nid, type=tname)
+
+    fr = metrics.get("frames", {})
+    for name, key, help_ in (
+        ("frames_sent_total", "sent", "Frames the ground received from nodes"),
+        ("frames_bad_total", "bad", "Sent frames the ground could not decode"),
+        ("frames_delivered_total", "delivered", "Deliveries, duplicate copies included"),
+        ("frames_duplicated_total", "duplicated", "Extra copies made by the link model"),
+        ("frames_corrupted_total", "corrupted", "Copies altered by the link model"),
+        ("frames_unfated_total", "unfated", "Sent frames with a recipient that got neither delivered nor dropped"),
+    ):
+        f = x.family(name, "counter", help_)
+        x.sample(f, fr.get(key))
+    f = x.family("frames_dropped_total", "counter", "Drops, by reason")
+    for reason, n in sorted(fr.get("dropped", {}).items()):
+        x.sample(f, n, reason=reason)
+    f = x.family("faults_total", "counter", "Fault events, by fault")
+    for fault, n in sorted(metrics.get("faults", {}).items()):
+        x.sample(f, n, fault=fault)
+    f = x.family("anomalies_total", "counter", "Trace events skipped as malformed or naming unknown nodes or frames")
+    x.sample(f, metrics.get("anomalies", {}).get("count"))
+    return x.text()
+
+
+def _int_key(s):
+    try:
+        return (0, int(s), "")
+    except ValueError:
+        return (1, 0, str(s))
+
+
+# ---- terminal table -------------------------------------------------------------
+
+
+def _fmt(v, spec="%.2f"):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return spec % v
+    return str(v)
+
+
+def _pct(v):
+    return "-" if v is None else "%.1f %%" % (100.0 * v)
+
+
+def _triple(st, unit, stats=("p50", "p99", "max")):
+    return "/".join(_fmt(st["%s_%s" % (unit, k)]) for k in stats)
+
+
+def _table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def format_table(metrics):
+    """Plain-text summary of the key figures, columns aligned."""
+    fl = metrics["flat"]
+    t_ms = metrics.get("election_timeout_ms")
+    lines = [
+        "fleetloop run: %s  seed %s  mode %s  mission %s s  T %s ms"
+        % (
+            metrics.get("scenario"),
+            metrics.get("seed"),
+            metrics.get("mode"),
+            _fmt(metrics.get("mission_s"), "%.3f"),
+            _fmt(t_ms, "%g"),
+        ),
+        "",
+    ]
+    rows = [
+        [
+            "cluster",
+            "nodes",
+            "failovers",
+            "failover T p50/p99/max",
+            "split-brain",
+            "overlaps (s)",
+            "changes",
+            "changes/h",
+            "detect s p50/max",
+            "decide s p50/max",
+            "no coord",
+            "coord bytes",
+        ]
+    ]
+
+    def row(name, n_nodes, fo, fo_inc, fo_st, split, ov_n, ov_s, ch, ch_h, det, dec, noc, cb):
+        rows.append(
+            [
+                name,
+                str(n_nodes),
+                "%d (+%d open)" % (fo, fo_inc) if fo_inc else str(fo),
+                _triple(fo_st, "T"),
+                str(split),
+                "%d (%s)" % (ov_n, _fmt(ov_s)),
+                str(ch),
+                _fmt(ch_h, "%.1f"),
+                _triple(det, "s", ("p50", "max")),
+                _triple(dec, "s", ("p50", "max")),
+                _pct(noc),
+                _pct(cb),
+            ]
+        )
+
+    clusters = metrics.get("clusters", {})
+    for cid in sorted(clusters, key=_int_key):
+        c = clusters[cid]
+        row(
+            cid,
+            len(c["members"]),
+            c["failover"]["count"],
+            len(c["failover"]["incomplete"]),
+            c["failover"],
+            c["split_brain"]["count"],
+            c["overlap"]["count"],
+            c["overlap"]["s"],
+            c["leader"]["changes"],
+            c["leader"]["changes_per_hour"],
+            c["detection"],
+            c["decision"],
+            c["no_coordinator_share"],
+            c["coordination_bytes_share"],
+        )
+    if len(clusters) != 1:
+        st = {u + "_" + k: fl.get("%s_%s_%s" % ("failover", u, k)) for u in ("s", "T") for k in ("p50", "p99", "max")}
+        det = {"s_" + k: fl.get("detection_s_" + k) for k in ("p50", "p99", "max")}
+        dec = {"s_" + k: fl.get("decision_s_" + k) for k in ("p50", "p99", "max")}
+        row(
+            "all",
+            sum(len(c["members"]) for c in clusters.values()),
+            fl["failover_count"],
+            fl["failover_incomplete"],
+            st,
+            fl["split_brain"],
+            fl["overlap_count"],
+            fl["overlap_s"],
+            fl["leader_changes"],
+            fl["leader_changes_per_hour"],
+            det,
+            dec,
+            fl["no_coordinator_share_max"],
+            fl["coordination_bytes_share"],
+        )
+    lines += _table(rows)
+    fr = metrics.get("frames", {})
+    drops = ", ".join("%s %d" % kv for kv in sorted(fr.get("dropped", {}).items()))
+    lines += [
+        "",
+        "frames    sent %d  delivered %d  dropped %d%s  duplicated %d  corrupted %d  bad %d  unfated %d"
+        % (
+            fr.get("sent", 0),
+            fr.get("delivered", 0),
+            fr.get("dropped_total", 0),
+            " (%s)" % drops if drops else "",
+            fr.get("duplicated", 0),
+            fr.get("corrupted", 0),
+            fr.get("bad", 0),
+            fr.get("unfated", 0),
+        ),
+        "traffic   busiest node %s msg/h, %s B/h"
+        % (_fmt(fl.get("messages_per_node_hour_max"), "%.0f"), _fmt(fl.get("bytes_per_node_hour_max"), "%.0f")),
+        "faults    %s" % (", ".join("%s %d" % kv for kv in sorted(metrics.get("faults", {}).items())) or "none"),
+        "anomalies %d" % metrics.get("anomalies", {}).get("count", 0),
+    ]
+    for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
+        lines.append("          " + ex)
+    return "\n".join(lines) + "\n"
+
+
+# ---- PNG timeline ----------------------------------------------------------------
+
+
+def plot_timeline(tl, path, title="run"):
+    """Roles per node over mission time, one row per node; faults as labelled
+    vertical lines. tl is ground.metrics.timeline()'s result."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    ids = sorted(tl["nodes"], key=lambda k: (tl["nodes"][k]["cluster"], _int_key(k)))
+    hidden = max(0, len(ids) - _MAX_ROWS)
+    ids = ids[:_MAX_ROWS]
+    start, end = tl["start_s"], max(tl["end_s"], tl["start_s"] + 1.0)  # an axis of 1 s at least
+    span = end - start
+    scale, unit = (1.0, "s")
+    if span > 2 * 3600:
+        scale, unit = (3600.0, "h")
+    elif span > 300:
+        scale, unit = (60.0, "min")
+
+    fig = Figure(figsize=(12, 1.9 + 0.38 * max(len(ids), 1)), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for row, nid in enumerate(ids):
+        by_role = {}
+        for a, b, role in tl["nodes"][nid]["segments"]:
+            by_role.setdefault(role, []).append(((a - start) / scale, (b - a) / scale))
+        for role, bars in by_role.items():
+            colour = ROLE_COLOURS.get(role, "#cccccc")
+            edge = "#bbbbbb" if role == "unknown" else "none"
+            ax.broken_barh(bars, (row - 0.38, 0.76), facecolors=colour, edgecolor=edge, linewidth=0.5)
+    ax.set_yticks(range(len(ids)))
+    ax.set_yticklabels(["node %s  (c%s)" % (nid, tl["nodes"][nid]["cluster"]) for nid in ids], fontsize=9)
+    lines_used = min(_LABEL_LINES, len(tl["faults"])) if len(tl["faults"]) <= _MAX_FAULT_LABELS else 0
+    ax.set_ylim(len(ids) - 0.5, -0.6 - 0.42 * lines_used)
+    ax.set_xlim(0, span / scale)
+    ax.set_xlabel("mission time (%s)" % unit)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.5)
+    ax.set_axisbelow(True)
+
+    # Fault labels above the rows, staggered over up to three lines so that
+    # faults close in time stay readable; past _MAX_FAULT_LABELS, lines only.
+    label_faults = len(tl["faults"]) <= _MAX_FAULT_LABELS
+    char_w = (span / scale) / 150.0  # about 150 label characters across the axis
+    free = [float("-inf")] * _LABEL_LINES  # where each label line is free again
+    for fault in sorted(tl["faults"], key=lambda f: f["at_s"]):
+        xpos = (fault["at_s"] - start) / scale
+        colour = _FAULT_COLOURS.get(fault["fault"], "#555555")
+        ax.axvline(xpos, color=colour, linestyle="--", linewidth=1.2)
+        if not label_faults:
+            continue
+        who = ",".join("n%s" % n for n in fault["nodes"][:4]) + ("..." if len(fault["nodes"]) > 4 else "")
+        if fault.get("groups"):
+            who = " | ".join(",".join(str(n) for n in g) for g in fault["groups"])
+            who = who if len(who) <= 30 else who[:27] + "..."
+        text = " %s %s" % (fault["fault"], who)
+        line = next((i for i in range(_LABEL_LINES) if free[i] <= xpos), None)
+        if line is None:
+            line = min(range(_LABEL_LINES), key=lambda i: free[i])
+        free[line] = xpos + len(text) * char_w
+        ax.text(xpos, -0.55 - 0.42 * line, text, fontsize=8, color=colour, va="bottom", ha="left", clip_on=True)
+
+    present = set(r for nid in ids for _, _, r in tl["nodes"][nid]["segments"])
+    handles = [Patch(facecolor=ROLE_COLOURS[r], edgecolor="#888888", label=r) for r in _ROLE_ORDER if r in present]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False)
+    heading = "%s: roles per node" % title
+    if hidden:
+        heading += "  (first %d of %d nodes)" % (len(ids), len(ids) + hidden)
+    ax.set_title(heading, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
