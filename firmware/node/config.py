@@ -35,8 +35,9 @@ class Config:
         self.suspect_ms = suspect_ms or 3 * self.heartbeat_ms
         self.dead_ms = dead_ms or 2 * t
         # The coordinator steps down when it has not heard a majority for this
-        # long; under T so it yields before the standby can win (no overlap).
-        self.quorum_ms = t // 2
+        # long: 3 heartbeat intervals, so one lost heartbeat is not a reason,
+        # yet under T so it yields before the standby can win (no overlap).
+        self.quorum_ms = 3 * t // 4
         # A voter refuses to help unseat a coordinator it heard this recently.
         self.sticky_ms = t // 2
         self.hw_gen = hw_gen

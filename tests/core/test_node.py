@@ -228,3 +228,16 @@ def test_log_text_goes_to_the_ground():
     logs = [wire.decode(l[:-1]) for d, l in out if d == wire.ADDR_GROUND]
     texts = [msgs.unpack_log(f.payload) for f in logs if f.type == msgs.LOG]
     assert texts == ["watchdog reset"]
+
+
+def test_no_step_down_for_one_lost_heartbeat_in_a_bare_majority():
+    # 4 members, one down: the coordinator's quorum is exactly the 3 left, so
+    # any single lost heartbeat must not make it step down.
+    m = Mesh(4, seed=31, delay_ms=50, jitter_ms=20, loss_per_mille=30)
+    leader = _settle(m)
+    other = [i for i in m.ids if i != leader][0]
+    m.crash(other)
+    m.run_for(3 * T)
+    terms = len(m.leaders)
+    m.run_for(120 * T)
+    assert len(m.leaders) == terms, m.events

@@ -1,0 +1,5 @@
+import sys
+
+from ground.cli import main
+
+sys.exit(main())

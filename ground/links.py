@@ -1,0 +1,173 @@
+"""A link to one node: the one small interface the router talks to.
+
+Three kinds (DESIGN.md "one core, three shells"):
+
+- `SimLink`: an in-process node, the core called directly; its clock is the
+  router's (virtual or scaled real time), so it needs no bytes on a wire.
+- `SerialLink`: a node behind a byte stream opened with pyserial's
+  `serial_for_url`: `/dev/ttyACM0` (a Pico over USB), `rfc2217://host:port`
+  or `socket://host:port` (labgrid exporters, ser2net), or an emulated
+  board's pty (`hil.emulated`), which is just another device path.
+
+Every link has `node_id`, `kind`, `deliver(line, mission_ms)` (a complete
+line frame with its 0x00 delimiter, going to the node) and reports frames
+coming from the node to the router; `up` is False while the node is crashed
+or powered off (the router then drops frames to it as `node_down`).
+"""
+
+import os
+import threading
+
+from ground import firmware
+
+wire = firmware.wire
+
+
+class SimLink:
+    """An in-process node in the router's clock. `skew` scales its clock reads
+    (clock-drift faults); `power_cut()` loses everything but its flash."""
+
+    kind = "sim"
+
+    def __init__(self, node_id, make_node):
+        self.node_id = node_id
+        self._make = make_node  # (saved_blob_or_None, boot_count) -> Node
+        self.flash = None  # what the node persisted: survives power cuts
+        self.boots = 0
+        self.up = True
+        self.skew = 1.0
+        self.node = self._boot()
+
+    def _boot(self):
+        self.boots += 1
+        return self._make(self.flash, self.boots)
+
+    def _local_ms(self, mission_ms):
+        return int(mission_ms * self.skew) if self.skew != 1.0 else mission_ms
+
+    def deliver(self, line, mission_ms):
+        if self.up:
+            self.node.receive(line[:-1] if line and line[-1] == 0 else line, self._local_ms(mission_ms))
+
+    def poll(self, mission_ms):
+        """Frames the node wants to send now: [line with delimiter]."""
+        if not self.up:
+            return []
+        out = self.node.poll(self._local_ms(mission_ms))
+        blob = self.node.take_persist()
+        if blob is not None:
+            self.flash = blob  # "written to flash" before the frames leave
+        return [bytes(line) for _, line in out]
+
+    def next_deadline_ms(self):
+        """Mission ms of the node's next timer (None while down)."""
+        if not self.up:
+            return None
+        local = self.node.next_deadline_ms()
+        return local if self.skew == 1.0 else int(local / self.skew)
+
+    def crash(self):
+        self.up = False  # stops answering; its RAM state is kept (a hang)
+
+    def power_cut(self):
+        self.up = False
+        self.node = None
+
+    def restart(self):
+        """Power on / reset: a fresh node from its flash."""
+        self.node = self._boot()
+        self.up = True
+
+    def close(self):
+        pass
+
+
+class SerialLink:
+    """A node behind a pyserial URL. Bytes read are split into line frames
+    (wire.FrameSplitter) and handed to `on_lines(link, lines, wall_ns)`.
+
+    Ports with a file descriptor (posix serial, ptys, socket://) are watched by
+    the router's selector; rfc2217:// has none, so a reader thread forwards
+    its bytes through a pipe. Every read and write has a timeout.
+    """
+
+    kind = "serial"
+
+    def __init__(self, node_id, url, baudrate=115200, write_timeout_s=2.0, port=None, splitter=None):
+        import serial  # pyserial; imported here so sim-only runs need no port
+
+        self.node_id = node_id
+        self.url = url
+        self.up = True
+        self.errors = 0
+        self.splitter = splitter or wire.FrameSplitter()
+        if port is not None:
+            self.port = port  # already opened (e.g. while waiting for the board's HELLO)
+            self.port.write_timeout = write_timeout_s
+        else:
+            try:
+                self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=write_timeout_s)
+            except (serial.SerialException, OSError, ValueError) as e:
+                raise LinkError("node %d: cannot open %s: %s" % (node_id, url, e)) from None
+        self._pipe = None
+        try:
+            self._fd = self.port.fileno()
+        except (AttributeError, NotImplementedError, OSError):
+            self._fd = None
+        if self._fd is None:
+            r, w = os.pipe()
+            self._pipe = (r, w)
+            self._fd = r
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._pump, name="link-%d" % node_id, daemon=True)
+            self._thread.start()
+
+    def fileno(self):
+        return self._fd
+
+    def _pump(self):
+        self.port.timeout = 0.1
+        while not self._stop.is_set():
+            try:
+                data = self.port.read(max(1, self.port.in_waiting))
+            except Exception:  # the port died: the router sees EOF
+                os.close(self._pipe[1])
+                return
+            if data:
+                os.write(self._pipe[1], data)
+
+    def read_lines(self):
+        """Read what is waiting; returns (lines, eof)."""
+        try:
+            if self._pipe is not None:
+                data = os.read(self._fd, 65536)
+            else:
+                data = self.port.read(self.port.in_waiting or 1)
+        except OSError:
+            return [], True
+        except Exception:
+            return [], True
+        if not data and self._pipe is not None:
+            return [], True
+        return self.splitter.feed(data), False
+
+    def deliver(self, line, mission_ms=None):
+        try:
+            self.port.write(line)
+        except Exception as e:
+            self.errors += 1
+            raise LinkError("node %d: write to %s failed: %s" % (self.node_id, self.url, e)) from None
+
+    def close(self):
+        if self._pipe is not None:
+            self._stop.set()
+            self._thread.join(timeout=1.0)
+            os.close(self._pipe[0])
+        try:
+            self.port.close()
+        except Exception:
+            pass
+
+
+class LinkError(RuntimeError):
+    """A link that cannot be opened or died: names the node and the port."""

@@ -1,0 +1,260 @@
+"""The router: every frame between nodes passes through here.
+
+A frame arrives from a node's link (`from_node`); the router decodes its
+header, records `sent`, resolves the destination (a node, its cluster, the
+broadcast address, or the ground), and for each recipient runs the directed
+link's impairment pipeline (ground.stages), then schedules the delivery on
+the clock. Partitions, blackouts, crashed nodes, version mismatches and
+bad frames are decided here, and every frame gets exactly one final fate per
+recipient in the trace (delivered or dropped, with a reason).
+
+The same code runs in virtual time (in-process nodes) and in scaled real
+time (boards over serial/pty, possibly mixed with in-process nodes).
+"""
+
+import random
+
+from ground import firmware
+from ground import stages as st
+from ground.links import LinkError
+
+wire = firmware.wire
+msgs = firmware.msgs
+
+MS = 1_000_000  # ns per ms
+
+
+def _decode_fields(frame):
+    """Payload fields by name ({} if the payload does not parse)."""
+    layout = msgs.LAYOUTS.get(frame.type)
+    if layout is None:
+        return {}
+    try:
+        if frame.type == msgs.STATE:
+            term, digest, first, total, entries = msgs.unpack_state(frame.payload)
+            return {"term": term, "digest": digest, "first": first, "total": total, "entries": [list(e) for e in entries]}
+        if frame.type == msgs.LOG:
+            return {"text": msgs.unpack_log(frame.payload)}
+        return dict(zip(layout[2], msgs.unpack(frame.type, frame.payload)))
+    except wire.ProtocolError:
+        return {}
+
+
+class Router:
+    def __init__(self, scenario, clock, record, seed):
+        self.sc = scenario
+        self.clock = clock
+        self.record = record  # a trace listener: record(event_dict)
+        self.seed = seed
+        self.links = {}  # node id -> link
+        self.members = {c: list(ids) for c, ids in scenario.clusters.items()}
+        self._pipelines = {}
+        self.cut = set()  # directed (src, dst) pairs cut by a partition
+        self.blackout = set()  # node ids whose links are all down; 0 stands for "all"
+        self.byzantine = {}  # node id -> rewrite name
+        self.corrupting = {}  # node id -> (until_ns, bitflip probability)
+        self.coordinator = {}  # cluster -> (node, term) last claimed
+        self.hello = {}  # node id -> hello fields
+        self.proto_max = {}  # node id -> newest protocol version it speaks
+        self.next_id = 1
+        self._inflight = {}  # token -> (frame id, recipient, copy): scheduled, not yet delivered
+        self._token = 0
+        self.frames = 0
+        self.bad_frames = 0
+        self.version_violation = None
+        self.auth = wire.Auth(scenario.auth_key) if scenario.auth_key else None
+        self._rng = random.Random("router/%d" % seed)
+
+    # ---- wiring --------------------------------------------------------
+
+    def add(self, link):
+        self.links[link.node_id] = link
+
+    def pipeline(self, src, dst):
+        key = (src, dst)
+        p = self._pipelines.get(key)
+        if p is None:
+            p = st.build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst))
+            self._pipelines[key] = p
+        return p
+
+    def _event(self, kind, **fields):
+        now = self.clock.now_ns()
+        fields["kind"] = kind
+        fields["mission_ns"] = now
+        fields["wall_ns"] = self.clock.wall_ns(self.sc.time_scale)
+        self.record(fields)
+
+    # ---- frames from nodes --------------------------------------------
+
+    def from_node(self, src, line):
+        """One line frame (no delimiter) read from node `src`'s link."""
+        fid = self.next_id
+        self.next_id += 1
+        self.frames += 1
+        now = self.clock.now_ns()
+        link = self.links.get(src)
+        if link is not None and not link.up:
+            # A crashed node "stops answering": whatever its board still
+            # writes never reaches space.
+            self._event("frame", fate="sent", id=fid, src=src, dst=None, type="?", seq=0, len=len(line) + 1,
+                        hex=bytes(line).hex(), msg={})
+            self._event("frame", fate="dropped", id=fid, to=None, reason="node_down")
+            return
+        try:
+            frame = wire.decode(line, self.auth)
+        except wire.ProtocolError as e:
+            self.bad_frames += 1
+            self._event("frame", fate="sent", id=fid, src=src, dst=None, type="?", seq=0, len=len(line) + 1,
+                        hex=bytes(line).hex(), msg={}, bad=str(e))
+            self._event("frame", fate="dropped", id=fid, to=None, reason="bad_frame")
+            self._event("node", node=src, event="bad_frame", detail="from node %d: %s" % (src, e))
+            return
+        extra = {}
+        if frame.src != src:
+            extra["claimed_src"] = frame.src  # a board lying about its id: recorded, routed as itself
+        fields = _decode_fields(frame)
+        rewrite = self.byzantine.get(src)
+        if rewrite is not None:
+            new = self._rewrite(frame, fields, rewrite)
+            if new is not None:
+                extra["orig_hex"] = bytes(line).hex()
+                line, frame, fields = new
+        self._event("frame", fate="sent", id=fid, src=src, dst=frame.dst, type=msgs.name(frame.type),
+                    seq=frame.seq, len=len(line) + 1, hex=bytes(line).hex(), msg=fields, **extra)
+        self._observe(src, frame, fields)
+        if frame.dst == wire.ADDR_GROUND:
+            self._event("frame", fate="delivered", id=fid, to=0, copy=0, delay_ns=0)
+            return
+        targets = self._recipients(src, frame.dst)
+        if not targets:
+            self._event("frame", fate="dropped", id=fid, to=None, reason="unknown_dst")
+            return
+        corrupt = self.corrupting.get(src)
+        for dst in targets:
+            self._send_one(fid, src, dst, frame, line, now, corrupt)
+
+    def _recipients(self, src, dst):
+        if dst == wire.ADDR_BROADCAST:
+            return [n for n in sorted(self.links) if n != src]
+        if dst & 0xF000 == wire.ADDR_CLUSTER:
+            return [n for n in self.members.get(dst & 0x0FFF, ()) if n != src and n in self.links]
+        return [dst] if dst in self.links and dst != src else []
+
+    def _send_one(self, fid, src, dst, frame, line, now, corrupt):
+        if (src, dst) in self.cut:
+            self._event("frame", fate="dropped", id=fid, to=dst, reason="partition")
+            return
+        if self.blackout and (0 in self.blackout or src in self.blackout or dst in self.blackout):
+            self._event("frame", fate="dropped", id=fid, to=dst, reason="blackout")
+            return
+        if frame.version > self.proto_max.get(dst, wire.VERSION):
+            self._event("frame", fate="dropped", id=fid, to=dst, reason="version")
+            return
+        data = bytes(line)
+        if corrupt is not None and now < corrupt[0] and data:
+            data, flipped = st.flip_bits(data, corrupt[1], self._rng)
+            if flipped:
+                self._event("frame", fate="corrupted", id=fid, to=dst, how="bitflip")
+        for when, p in self.pipeline(src, dst).send(st.Packet(fid, data, now), now):
+            if p.copy:
+                self._event("frame", fate="duplicated", id=fid, to=dst, copy=p.copy)
+            for how in p.how or ():
+                self._event("frame", fate="corrupted", id=fid, to=dst, how=how)
+            if when.__class__ is int:
+                self._token += 1
+                self._inflight[self._token] = (fid, dst, p.copy)
+                self.clock.call_at(when, self._deliver, fid, dst, p.copy, p.data, data, now, self._token)
+            else:
+                self._event("frame", fate="dropped", id=fid, to=dst, copy=p.copy, reason=when)
+
+    def flush_inflight(self):
+        """At the end of a run: frames still in space get their fate too."""
+        for token in sorted(self._inflight):
+            fid, dst, copy = self._inflight[token]
+            self._event("frame", fate="dropped", id=fid, to=dst, copy=copy, reason="run_end")
+        self._inflight.clear()
+
+    def _deliver(self, fid, dst, copy, payload, sent_data, sent_ns, token=None):
+        if token is not None:
+            self._inflight.pop(token, None)
+        link = self.links.get(dst)
+        now = self.clock.now_ns()
+        if link is None or not link.up:
+            self._event("frame", fate="dropped", id=fid, to=dst, reason="node_down")
+            return
+        extra = {}
+        if sent_data is not None and payload != sent_data:
+            extra["hex"] = payload.hex()
+        self._event("frame", fate="delivered", id=fid, to=dst, copy=copy, delay_ns=now - sent_ns, **extra)
+        try:
+            link.deliver(payload + b"\x00", now // MS)
+        except LinkError as e:
+            self._event("node", node=dst, event="unreachable", detail=str(e))
+            link.up = False
+            return
+        self.after_delivery(link)
+
+    def after_delivery(self, link):
+        """Hook: the run polls an in-process node right after it got a frame."""
+
+    # ---- what the ground learns from frames ---------------------------
+
+    def _observe(self, src, frame, fields):
+        t = frame.type
+        if t == msgs.HELLO and fields:
+            self.hello[src] = fields
+            self.proto_max[src] = fields["proto_max"]
+            self._event("node", node=src, event="hello", detail=fields)
+            majors = sorted({h["fw_major"] for h in self.hello.values()})
+            if len(majors) > 3 and self.version_violation is None:
+                self.version_violation = "%d firmware major versions at once: %s" % (len(majors), majors)
+                self._event("node", node=src, event="version", detail=self.version_violation)
+        elif (t == msgs.HEARTBEAT and fields.get("role") == msgs.ROLE_COORDINATOR) or t == msgs.COORDINATOR:
+            spec = self.sc.nodes.get(src)
+            if spec is not None:
+                self.coordinator[spec.cluster] = (src, fields.get("term", 0))
+
+    def _rewrite(self, frame, fields, how):
+        """Byzantine fault: alter a node's outgoing frame, re-encoded so its
+        checks pass (the harness holds the fleet key, as an insider would)."""
+        if how != "stale_term" or "term" not in fields or fields["term"] == 0:
+            return None
+        if frame.type not in (msgs.HEARTBEAT, msgs.COORDINATOR, msgs.VOTE_REQUEST):
+            return None
+        values = list(msgs.unpack(frame.type, frame.payload))
+        values[0] -= 1
+        payload = msgs.pack(frame.type, *values)
+        counter = frame.counter or 0
+        line = wire.encode(frame.type, frame.src, frame.dst, payload, frame.seq, self.auth if frame.counter is not None else None, counter)[:-1]
+        new = wire.decode(line, self.auth)
+        return bytes(line), new, _decode_fields(new)
+
+    # ---- ground to node ------------------------------------------------
+
+    def to_node(self, dst, type, payload):
+        """A frame from the ground (CONFIG, intent): recorded, not impaired."""
+        fid = self.next_id
+        self.next_id += 1
+        line = wire.encode(type, wire.ADDR_GROUND, dst, payload, fid & 0xFF, self.auth, fid)
+        self._event("frame", fate="sent", id=fid, src=0, dst=dst, type=msgs.name(type), seq=fid & 0xFF,
+                    len=len(line), hex=bytes(line[:-1]).hex(), msg=dict(zip(msgs.LAYOUTS[type][2], msgs.unpack(type, payload))))
+        self._deliver(fid, dst, 0, bytes(line[:-1]), None, self.clock.now_ns())
+
+    # ---- link state -----------------------------------------------------
+
+    def partition(self, groups):
+        self.cut = set()
+        for i, a in enumerate(groups):
+            for j, b in enumerate(groups):
+                if i != j:
+                    for s in a:
+                        for d in b:
+                            self.cut.add((s, d))
+        for s, d in sorted(self.cut):
+            self._event("link", state="down", src=s, to=d, reason="partition")
+
+    def heal(self):
+        for s, d in sorted(self.cut):
+            self._event("link", state="up", src=s, to=d, reason="heal")
+        self.cut = set()

@@ -1,0 +1,367 @@
+"""One run of a scenario: build the links, drive the clock, apply faults on
+schedule, record the trace, then measure and gate.
+
+    result = run(scenario, out_dir, mode="sim")            # in-process, virtual time
+    result = run(scenario, out_dir, mode="emulated")       # emulated Picos on ptys, real time
+    result = run(scenario, out_dir, boards={3: "/dev/ttyACM0", ...})  # a rig
+
+Whatever happens (a board that dies, Ctrl-C, a bug), the trace written so far
+is closed with an `end` line and the metrics of what was recorded are
+written: nothing recorded is lost.
+"""
+
+import os
+import sys
+import time
+
+from ground import firmware
+from ground import metrics as metrics_mod
+from ground import report
+from ground.clock import RealClock, VirtualClock
+from ground.links import LinkError, SerialLink, SimLink
+from ground.router import MS, Router
+from ground.trace import TraceWriter
+
+msgs = firmware.msgs
+wire = firmware.wire
+S = 1_000_000_000
+
+# The finest delay a real-time run can inject on a host link, in wall ms: the
+# scheduler's lateness (bench_links: p99 well under 0.5 ms) plus a frame's
+# transfer over a pty or USB CDC. Below this, scaled delays would be noise.
+REALTIME_RESOLUTION_MS = 2.0
+
+
+class RunResult:
+    def __init__(self, out_dir, metrics, failures, status):
+        self.out_dir = out_dir
+        self.metrics = metrics
+        self.failures = failures
+        self.status = status
+
+    @property
+    def ok(self):
+        return self.status == "ok" and not self.failures
+
+
+def node_config(sc, node_id):
+    spec = sc.nodes[node_id]
+    return firmware.config.Config(
+        cluster=spec.cluster,
+        members=sc.clusters[spec.cluster],
+        election_timeout_ms=sc.election_timeout_ms,
+        telemetry_ms=sc.telemetry_ms,
+        hw_gen=spec.hw_gen,
+        fw_version=spec.fw_version,
+        lineage=spec.lineage,
+        auth_key=sc.auth_key,
+        require_auth=sc.auth_key is not None,
+    )
+
+
+def check_resolution(sc, real):
+    """Refuse a real-time scenario whose scaled delays the link cannot resolve."""
+    if not real:
+        return
+    d = sc.min_delay_ms()
+    if d is None:
+        return
+    wall_ms = d / sc.time_scale
+    if wall_ms < REALTIME_RESOLUTION_MS:
+        raise ValueError(
+            "%s: the smallest link delay, %g mission ms, becomes %.3f wall ms at time_scale %g; a real-time link"
+            " resolves about %.1f ms, so that delay would be distorted. Lower time_scale to at most %g, or run"
+            " in-process with --sim (virtual time is exact)."
+            % (sc.path, d, wall_ms, sc.time_scale, REALTIME_RESOLUTION_MS, d / REALTIME_RESOLUTION_MS)
+        )
+
+
+class Run:
+    def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None):
+        self.sc = sc
+        self.out_dir = out_dir
+        self.mode = mode
+        self.seed = sc.seed if seed is None else seed
+        self.boards = boards or {}  # node id -> device path / URL, or a board object with .device
+        self.progress = progress
+        real = mode != "sim" or bool(self.boards)
+        check_resolution(sc, real)
+        if real:
+            from ground.realtime import Scheduler
+
+            self.clock = RealClock(sc.time_scale, Scheduler())
+        else:
+            self.clock = VirtualClock()
+        os.makedirs(out_dir, exist_ok=True)
+        self.trace_path = os.path.join(out_dir, "trace.jsonl")
+        self.events = []
+        self._writer = None
+        self.router = None
+
+    # ---- recording: trace file + in-memory copy for metrics ------------
+
+    def _record(self, event):
+        self._writer(event)
+        self.events.append(event)
+
+    def _header(self):
+        sc = self.sc
+        nodes = {}
+        for nid, spec in sorted(sc.nodes.items()):
+            b = self.boards.get(nid)
+            nodes[str(nid)] = {
+                "cluster": spec.cluster, "firmware": spec.firmware, "hw_gen": spec.hw_gen,
+                "lineage": spec.lineage, "link": "sim" if b is None else str(getattr(b, "device", b)),
+            }
+        return {
+            "kind": "header", "scenario": sc.name, "scenario_path": sc.path, "scenario_text": sc.text,
+            "seed": self.seed, "time_scale": sc.time_scale, "mode": self.mode,
+            "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
+            "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
+            "mission_ns": 0, "wall_ns": time.time_ns(),
+        }
+
+    # ---- building -------------------------------------------------------
+
+    def _make_node_factory(self, nid):
+        cfg = node_config(self.sc, nid)
+
+        def make(saved, boots):
+            return firmware.core.Node(nid, cfg, self.seed * 100_003 + nid * 7 + boots, saved)
+
+        return make
+
+    def _build(self):
+        r = self.router
+        for nid in sorted(self.sc.nodes):
+            b = self.boards.get(nid)
+            if b is None:
+                link = SimLink(nid, self._make_node_factory(nid))
+                link.wake_at = None
+                r.add(link)
+                self.clock.call_at(0, self._wake, link, 0)
+            else:
+                url = getattr(b, "device", b)
+                opened = getattr(b, "open_port", None)
+                if opened is not None:
+                    port, splitter, seen = opened
+                    link = SerialLink(nid, url, port=port, splitter=splitter)
+                else:
+                    link, seen = SerialLink(nid, url), []
+                link.board = b if not isinstance(b, str) else None
+                r.add(link)
+                for line in seen:  # read before the clock started (boot): recorded at mission 0
+                    r.from_node(nid, line)
+                self.clock.add_reader(link.fileno(), lambda link=link: self._readable(link))
+        r.after_delivery = self._after_delivery
+
+    # ---- in-process nodes ---------------------------------------------
+
+    def _wake(self, link, at_ns):
+        if link.wake_at is not None and link.wake_at != at_ns:
+            return  # a stale wake-up: the node was rescheduled since
+        link.wake_at = None
+        self._poll(link)
+
+    def _poll(self, link):
+        now = self.clock.now_ns()
+        for line in link.poll(now // MS):
+            self.router.from_node(link.node_id, line[:-1])
+        d = link.next_deadline_ms()
+        if d is not None:
+            at = max(d * MS, now)
+            if link.wake_at is None or at < link.wake_at:
+                link.wake_at = at
+                self.clock.call_at(at, self._wake, link, at)
+
+    def _after_delivery(self, link):
+        if link.kind == "sim":
+            self._poll(link)
+
+    # ---- boards ----------------------------------------------------------
+
+    def _readable(self, link):
+        lines, eof = link.read_lines()
+        for line in lines:
+            self.router.from_node(link.node_id, line)
+        if eof and link.up:
+            link.up = False
+            self.clock.remove_reader(link.fileno())
+            self.router._event("node", node=link.node_id, event="unreachable",
+                               detail="node %d: link %s closed" % (link.node_id, link.url))
+
+    def _configure_boards(self):
+        """Tell every board the run's time scale (it learns it at boot)."""
+        for nid, link in sorted(self.router.links.items()):
+            if link.kind == "serial":
+                payload = msgs.pack(msgs.CONFIG, int(self.sc.time_scale * 1000), 0)
+                self.router.to_node(nid, msgs.CONFIG, payload)
+
+    # ---- faults ------------------------------------------------------------
+
+    def _schedule_faults(self):
+        for f in self.sc.faults:
+            self.clock.call_at(int(f.at_s * S), self._fault, f)
+
+    def _target(self, f):
+        if f.target == "coordinator":
+            held = self.router.coordinator.get(f.cluster)
+            return held[0] if held else None
+        return f.target
+
+    def _fault(self, f):
+        r = self.router
+        a = f.action
+        detail = {"where": f.where}
+        if a in ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst"):
+            nid = self._target(f)
+            if nid is None:
+                r._event("fault", fault=a, node=None, detail=dict(detail, error="no coordinator known in cluster %s" % f.cluster))
+                return
+            link = r.links[nid]
+            r._event("fault", fault=a, node=nid, detail=dict(detail, **f.params))
+            self._node_fault(a, nid, link, f)
+        elif a == "partition":
+            r._event("fault", fault=a, groups=f.target, detail=detail)
+            r.partition(f.target)
+        elif a == "heal":
+            r._event("fault", fault=a, detail=detail)
+            r.heal()
+        elif a == "blackout":
+            nodes = [0] if f.target == "all" else list(f.target)
+            r._event("fault", fault="blackout_start", nodes=nodes, detail=dict(detail, duration_s=f.duration_s))
+            r.blackout.update(nodes)
+            self.clock.call_at(self.clock.now_ns() + int(f.duration_s * S), self._blackout_end, nodes)
+
+    def _blackout_end(self, nodes):
+        self.router.blackout.difference_update(nodes)
+        self.router._event("fault", fault="blackout_end", nodes=nodes, detail={})
+
+    def _node_fault(self, a, nid, link, f):
+        now = self.clock.now_ns()
+        board = getattr(link, "board", None)
+        if a == "crash":
+            link.crash() if link.kind == "sim" else setattr(link, "up", False)
+        elif a in ("restart", "power_on", "reset"):
+            if link.kind == "sim":
+                if a == "reset":
+                    link.power_cut()
+                link.restart()
+                link.wake_at = None
+                self._poll(link)
+            else:
+                if board is not None and a in ("reset", "power_on"):
+                    (board.reset if a == "reset" else board.power_on)()
+                link.up = True
+        elif a == "power_cut":
+            if link.kind == "sim":
+                link.power_cut()
+            else:
+                if board is not None:
+                    board.power_cut()
+                link.up = False
+        elif a == "skew":
+            factor = f.params["factor"]
+            if link.kind == "sim":
+                link.skew = factor
+            else:
+                payload = msgs.pack(msgs.CONFIG, int(self.sc.time_scale * 1000 * factor), 0)
+                self.router.to_node(nid, msgs.CONFIG, payload)
+        elif a == "byzantine":
+            self.router.byzantine[nid] = f.params.get("rewrite", "stale_term")
+            if f.duration_s:
+                self.clock.call_at(now + int(f.duration_s * S), self.router.byzantine.pop, nid, None)
+        elif a == "corruption_burst":
+            until = now + int((f.duration_s or 1.0) * S)
+            self.router.corrupting[nid] = (until, float(f.params.get("bitflip", 0.01)))
+        if f.duration_s and a in ("crash", "power_cut"):
+            back = "restart" if a == "crash" else "power_on"
+            self.clock.call_at(now + int(f.duration_s * S), self._fault_back, back, nid, f)
+
+    def _fault_back(self, action, nid, f):
+        link = self.router.links[nid]
+        self.router._event("fault", fault=action, node=nid, detail={"after": f.action})
+        if link.kind == "sim":
+            link.restart()
+            link.wake_at = None
+            self._poll(link)
+        else:
+            board = getattr(link, "board", None)
+            if board is not None and action == "power_on":
+                board.power_on()
+            link.up = True
+
+    # ---- the run -------------------------------------------------------------
+
+    def execute(self):
+        status, reason = "ok", ""
+        self._writer = TraceWriter(self.trace_path, self._header())
+        self.router = Router(self.sc, self.clock, self._record, self.seed)
+        try:
+            self._build()
+            self._configure_boards()
+            self._schedule_faults()
+            end_ns = int(self.sc.duration_s * S)
+            self.clock.run_until(end_ns, progress=self._progress if self.progress else None)
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "interrupted by the user"
+        except LinkError as e:
+            status, reason = "failed", str(e)
+        except Exception as e:  # record what killed the run, keep what was recorded
+            status, reason = "failed", "%s: %s" % (type(e).__name__, e)
+            raise
+        finally:
+            self._finish(status, reason)
+        return self.result
+
+    def _finish(self, status, reason):
+        r = self.router
+        if r is not None:
+            r.flush_inflight()
+            for link in r.links.values():
+                link.close()
+        if self._writer is not None:
+            self._writer.close({"frames": r.frames if r else 0, "status": status, "reason": reason,
+                                "mission_ns": self.clock.now_ns(), "wall_ns": time.time_ns()})
+        header = self._header()
+        m = metrics_mod.compute(header, self.events)
+        failures = metrics_mod.evaluate(m, self.sc.gates)
+        if r is not None and r.version_violation:
+            failures.append("version skew: " + r.version_violation)
+        if status != "ok":
+            failures.append("run %s: %s" % (status, reason))
+        report.write_reports(self.out_dir, header, m, self.events)
+        self.result = RunResult(self.out_dir, m, failures, status)
+
+    def _progress(self, mission_ns):
+        self.progress(mission_ns, self)
+
+
+def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None):
+    return Run(sc, out_dir, mode=mode, seed=seed, boards=boards, progress=progress).execute()
+
+
+def print_progress(stream=sys.stderr):
+    """A progress callback in mission time: on a terminal one line redrawn in
+    place (at most 10 times a wall second); otherwise a line per tenth of the run."""
+    tty = stream.isatty()
+    state = {"wall": 0.0, "tenth": -1}
+
+    def show(mission_ns, run):
+        t = mission_ns / S
+        if tty:
+            now = time.monotonic()
+            if now - state["wall"] < 0.1:
+                return
+            state["wall"] = now
+        else:
+            tenth = int(10 * t / run.sc.duration_s)
+            if tenth == state["tenth"]:
+                return
+            state["tenth"] = tenth
+        coords = " ".join("c%d:n%d/t%d" % (c, n, term) for c, (n, term) in sorted(run.router.coordinator.items()))
+        line = "  mission %8.1f / %.0f s  frames %7d  coordinators %s" % (t, run.sc.duration_s, run.router.frames, coords)
+        stream.write(("\r" + line + "   ") if tty else (line + "\n"))
+        stream.flush()
+
+    return show

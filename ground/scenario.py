@@ -1,0 +1,268 @@
+"""Scenarios: what to run, as plain data, validated once at load.
+
+A scenario (docs/SCENARIOS.md) speaks mission time: light delays in ms,
+durations and fault times in mission seconds. `load(path)` returns a
+`Scenario`; every error is a ConfigError naming file:line and the key.
+Link specs are checked by building them with ground.stages, so a typo in a
+link model fails at load, not mid-run.
+"""
+
+from dataclasses import dataclass, field
+
+from ground import stages
+from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
+
+_TOP = {
+    "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
+    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms",
+}
+_CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages"}
+_NODE = {"firmware", "hw_gen", "lineage"}
+_LINKS = {"default", "intra_cluster", "inter_cluster", "ground", "pairs"}
+_FAULT_ACTIONS = {
+    "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
+    "byzantine", "corruption_burst",
+}
+_FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
+MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
+
+
+@dataclass
+class NodeSpec:
+    id: int
+    cluster: int
+    firmware: str
+    hw_gen: int
+    lineage: int
+
+    @property
+    def fw_version(self):
+        major, _, minor = self.firmware.partition(".")
+        return int(major), int(minor or 0)
+
+
+@dataclass
+class Fault:
+    at_s: float
+    action: str
+    target: object  # node id, "coordinator", "all", groups..., per action
+    cluster: int | None = None
+    duration_s: float | None = None
+    params: dict = field(default_factory=dict)
+    where: str = ""
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    text: str
+    seed: int
+    duration_s: float
+    time_scale: float
+    election_timeout_ms: int
+    telemetry_ms: int | None
+    auth_key: bytes | None
+    nodes: dict  # id -> NodeSpec
+    clusters: dict  # cluster id -> [node ids]
+    links: Located
+    faults: list
+    gates: dict
+    description: str = ""
+
+    def link_spec(self, src, dst):
+        """The link model (a dict for ground.stages.build_pipeline) for src -> dst."""
+        for pair in self.links.get("pairs", ()):
+            if pair["src"] == src and pair["dst"] == dst:
+                return {k: v for k, v in pair.items() if k not in ("src", "dst")}
+        if dst == 0 or src == 0:
+            key = "ground"
+        elif self.nodes[src].cluster == self.nodes[dst].cluster:
+            key = "intra_cluster"
+        else:
+            key = "inter_cluster"
+        spec = self.links.get(key, self.links.get("default", {}))
+        return dict(spec)
+
+    def min_delay_ms(self):
+        """Smallest nonzero fixed delay among the link models (None if all zero)."""
+        delays = []
+        for key in ("default", "intra_cluster", "inter_cluster", "ground"):
+            if key in self.links:
+                delays.append(self.links[key].get("delay_ms", 0))
+        for pair in self.links.get("pairs", ()):
+            delays.append(pair.get("delay_ms", 0))
+        delays = [d for d in delays if d]
+        return min(delays) if delays else None
+
+    def firmware_majors(self):
+        return sorted({n.fw_version[0] for n in self.nodes.values()})
+
+
+def load(path):
+    data, text = load_yaml(path)
+    return parse(data, text, path)
+
+
+def load_text(text, path="<string>"):
+    return parse(loads(text, path), text, path)
+
+
+def parse(data, text, path):
+    if not isinstance(data, Located):
+        raise ConfigError("%s:1: a scenario is a mapping" % path)
+    check_keys(data, _TOP, "scenario", required=("name", "duration_s", "clusters"))
+    seed = number(data, "seed", "scenario", lo=0, default=1, integer=True)
+    duration_s = number(data, "duration_s", "scenario", lo=0.001)
+    time_scale = number(data, "time_scale", "scenario", lo=1e-6, default=1.0)
+    t_ms = number(data, "election_timeout_ms", "scenario", lo=4, default=2000, integer=True)
+    tel = number(data, "telemetry_ms", "scenario", lo=1, default=0, integer=True) or None
+    key = data.get("auth_key")
+    if key is not None:
+        try:
+            key = bytes.fromhex(str(key))
+        except ValueError:
+            raise data.error("auth_key", "scenario.auth_key: not hex") from None
+
+    nodes, clusters = _parse_clusters(data)
+    majors = sorted({n.fw_version[0] for n in nodes.values()})
+    if len(majors) > MAX_MAJOR_VERSIONS:
+        raise data.error("clusters", "scenario: %d firmware major versions %s at once; at most %d may run"
+                         % (len(majors), majors, MAX_MAJOR_VERSIONS))
+    links = data.get("links", Located())
+    _check_links(links, nodes)
+    faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters)
+    gates = dict(data.get("gates", {}) or {})
+    return Scenario(
+        name=str(data["name"]), path=path, text=text, seed=seed, duration_s=duration_s,
+        time_scale=time_scale, election_timeout_ms=t_ms, telemetry_ms=tel, auth_key=key,
+        nodes=nodes, clusters=clusters, links=links, faults=faults, gates=gates,
+        description=str(data.get("description", "")),
+    )
+
+
+def _firmware(mapping, key, default):
+    v = mapping.get(key, default)
+    s = str(v)
+    major, _, minor = s.partition(".")
+    if not major.isdigit() or (minor and not minor.isdigit()):
+        raise mapping.error(key, "firmware: %r is not 'major.minor'" % v)
+    return s
+
+
+def _parse_clusters(data):
+    cl = data["clusters"]
+    if not isinstance(cl, LocatedList) or not cl:
+        raise data.error("clusters", "scenario.clusters: a non-empty list of clusters")
+    nodes, clusters = {}, {}
+    for c in cl:
+        check_keys(c, _CLUSTER, "clusters[]", required=("id", "nodes"))
+        cid = number(c, "id", "cluster", lo=0, hi=0xFFE, integer=True)
+        if cid in clusters:
+            raise c.error("id", "cluster %d defined twice" % cid)
+        ids = c["nodes"]
+        if not isinstance(ids, list) or not ids:
+            raise c.error("nodes", "cluster %d: nodes must be a non-empty list of node ids" % cid)
+        lineages = c.get("lineages", [0])
+        if not isinstance(lineages, list) or not lineages:
+            raise c.error("lineages", "cluster %d: lineages must be a non-empty list" % cid)
+        fw = _firmware(c, "firmware", "1.0")
+        hw = number(c, "hw_gen", "cluster", lo=0, hi=255, default=1, integer=True)
+        for i, nid in enumerate(ids):
+            if isinstance(nid, bool) or not isinstance(nid, int) or not 0 < nid <= 0xEFFF:
+                raise c.error("nodes", "cluster %d: node id %r must be an integer in 1..61439" % (cid, nid))
+            if nid in nodes:
+                raise c.error("nodes", "node %d is in two clusters" % nid)
+            nodes[nid] = NodeSpec(nid, cid, fw, hw, int(lineages[i % len(lineages)]))
+        clusters[cid] = sorted(ids)
+    overrides = data.get("nodes", Located())
+    if not isinstance(overrides, Located):
+        raise data.error("nodes", "scenario.nodes: a mapping of node id -> settings")
+    for nid, o in overrides.items():
+        if nid not in nodes:
+            raise overrides.error(nid, "nodes: unknown node id %r (not in any cluster)" % nid)
+        check_keys(o, _NODE, "nodes.%s" % nid)
+        n = nodes[nid]
+        n.firmware = _firmware(o, "firmware", n.firmware)
+        n.hw_gen = number(o, "hw_gen", "nodes.%s" % nid, lo=0, hi=255, default=n.hw_gen, integer=True)
+        n.lineage = number(o, "lineage", "nodes.%s" % nid, lo=0, hi=255, default=n.lineage, integer=True)
+    return nodes, clusters
+
+
+def _check_links(links, nodes):
+    if not isinstance(links, Located):
+        raise ConfigError("links: expected a mapping")
+    check_keys(links, _LINKS, "links")
+    for key in ("default", "intra_cluster", "inter_cluster", "ground"):
+        if key in links:
+            _check_spec(links, key, links[key])
+    pairs = links.get("pairs", [])
+    if not isinstance(pairs, list):
+        raise links.error("pairs", "links.pairs: a list of {src, dst, ...link model}")
+    for i, p in enumerate(pairs):
+        if not isinstance(p, Located) or "src" not in p or "dst" not in p:
+            raise links.error("pairs", "links.pairs[%d]: needs src and dst" % i)
+        for end in ("src", "dst"):
+            if p[end] not in nodes:
+                raise p.error(end, "links.pairs[%d].%s: unknown node %r" % (i, end, p[end]))
+        _check_spec(p, None, {k: v for k, v in p.items() if k not in ("src", "dst")})
+
+
+def _check_spec(owner, key, spec):
+    if not isinstance(spec, dict):
+        raise owner.error(key, "links.%s: a link model is a mapping" % key)
+    try:
+        stages.build_pipeline(dict(spec), seed=0)
+    except ValueError as e:
+        where = spec.where() if isinstance(spec, Located) else owner.where(key)
+        raise ConfigError("%s: links.%s: %s" % (where, key if key else "pairs", e)) from None
+
+
+def _parse_faults(faults, nodes, clusters):
+    if not isinstance(faults, list):
+        raise ConfigError("faults: a list of {at_s, <action>: target}")
+    out = []
+    for f in faults:
+        check_keys(f, _FAULT_KEYS, "faults[]", required=("at_s",))
+        actions = [k for k in f if k in _FAULT_ACTIONS]
+        if len(actions) != 1:
+            raise f.error(None, "fault: exactly one action of %s, got %s" % (sorted(_FAULT_ACTIONS), actions or "none"))
+        action = actions[0]
+        at_s = number(f, "at_s", "fault", lo=0)
+        target = f[action]
+        cluster = f.get("cluster")
+        if cluster is not None and cluster not in clusters:
+            raise f.error("cluster", "fault: unknown cluster %r" % cluster)
+        if action in ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst"):
+            if target == "coordinator":
+                if cluster is None:
+                    raise f.error(action, "fault %s: coordinator: say which cluster" % action)
+            elif target not in nodes:
+                raise f.error(action, "fault %s: unknown node %r" % (action, target))
+        if action == "partition":
+            groups = f.get("groups") if target is True else target
+            if not isinstance(groups, list) or len(groups) < 2:
+                raise f.error(action, "fault partition: a list of at least two groups of node ids")
+            seen = set()
+            for g in groups:
+                for nid in g:
+                    if nid not in nodes:
+                        raise f.error(action, "fault partition: unknown node %r" % nid)
+                    if nid in seen:
+                        raise f.error(action, "fault partition: node %r in two groups" % nid)
+                    seen.add(nid)
+            target = [list(g) for g in groups]
+        if action == "blackout":
+            if target != "all" and not (isinstance(target, list) and all(n in nodes for n in target)):
+                raise f.error(action, "fault blackout: 'all' or a list of node ids")
+            if "duration_s" not in f:
+                raise f.error(action, "fault blackout: needs duration_s")
+        duration = number(f, "duration_s", "fault", lo=0, default=0) or None
+        params = {k: f[k] for k in ("factor", "rewrite", "bitflip") if k in f}
+        if action == "skew":
+            params["factor"] = number(f, "factor", "fault skew", lo=0.01, hi=100)
+        if action == "byzantine" and params.get("rewrite", "stale_term") not in ("stale_term",):
+            raise f.error("rewrite", "fault byzantine: rewrite %r unknown (known: stale_term)" % params["rewrite"])
+        out.append(Fault(at_s, action, target, cluster, duration, params, f.where(action)))
+    out.sort(key=lambda x: x.at_s)
+    return out
