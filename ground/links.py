@@ -64,7 +64,9 @@ class SimLink:
         if not self.up:
             return None
         local = self.node.next_deadline_ms()
-        return local if self.skew == 1.0 else int(local / self.skew)
+        # Round up: waking a skewed node before its own clock reaches the
+        # deadline would find nothing due and wake it again at once.
+        return local if self.skew == 1.0 else int(local / self.skew) + 1
 
     def crash(self):
         self.up = False  # stops answering; its RAM state is kept (a hang)

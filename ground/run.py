@@ -118,7 +118,9 @@ class Run:
             "seed": self.seed, "time_scale": sc.time_scale, "mode": self.mode,
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
-            "mission_ns": 0, "wall_ns": time.time_ns(),
+            # Virtual-time runs record no host time anywhere, so the same
+            # scenario and seed give the same trace, byte for byte.
+            "mission_ns": 0, "wall_ns": time.time_ns() if self.clock.real else 0,
         }
 
     # ---- building -------------------------------------------------------
@@ -169,7 +171,9 @@ class Run:
             self.router.from_node(link.node_id, line[:-1])
         d = link.next_deadline_ms()
         if d is not None:
-            at = max(d * MS, now)
+            # A node is polled at most once per mission ms for its timers: a
+            # deadline already past (or now) means the next ms, never a loop.
+            at = max(d * MS, (now // MS + 1) * MS)
             if link.wake_at is None or at < link.wake_at:
                 link.wake_at = at
                 self.clock.call_at(at, self._wake, link, at)
@@ -322,7 +326,7 @@ class Run:
                 link.close()
         if self._writer is not None:
             self._writer.close({"frames": r.frames if r else 0, "status": status, "reason": reason,
-                                "mission_ns": self.clock.now_ns(), "wall_ns": time.time_ns()})
+                                "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)})
         header = self._header()
         m = metrics_mod.compute(header, self.events)
         failures = metrics_mod.evaluate(m, self.sc.gates)
