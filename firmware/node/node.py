@@ -67,6 +67,7 @@ class Node:
         self._next_tel_ms = 0
         self._next_state_ms = 0
         self._booted = False
+        self._early_logs = []  # log() before the first poll: sent after HELLO
         self._out = []
         self._seq = 0
         self.rec_version = 1
@@ -138,9 +139,13 @@ class Node:
         self.records.put(self.id, self.rec_version, self.rec_data)
 
     def log(self, text):
-        """Queue a LOG frame to the ground (sent by the next poll)."""
+        """Queue a LOG frame to the ground (sent by the next poll, after the
+        boot HELLO: the ground learns who a node is before what it says)."""
         data = text.encode()[: wire.MAX_PAYLOAD]
-        self._send(wire.ADDR_GROUND, msgs.LOG, data)
+        if self._booted:
+            self._send(wire.ADDR_GROUND, msgs.LOG, data)
+        else:
+            self._early_logs.append(data)
 
     def wire_role(self):
         """Role as carried in heartbeats and telemetry (standby shown)."""
@@ -225,6 +230,9 @@ class Node:
         )
         self._send(wire.ADDR_GROUND, msgs.HELLO, hello)
         self._send(self.cluster_dst, msgs.HELLO, hello)
+        for data in self._early_logs:
+            self._send(wire.ADDR_GROUND, msgs.LOG, data)
+        self._early_logs = []
         self._deadline_ms = now_ms + self._cold_timeout_ms()
         self._next_hb_ms = now_ms
         self._next_tel_ms = now_ms

@@ -241,3 +241,10 @@ def test_no_step_down_for_one_lost_heartbeat_in_a_bare_majority():
     terms = len(m.leaders)
     m.run_for(120 * T)
     assert len(m.leaders) == terms, m.events
+
+
+def test_hello_comes_before_logs_written_at_boot():
+    n = Node(1, Config(members=[1]), seed=1)
+    n.log("booted")
+    types = [wire.decode(l[:-1]).type for d, l in n.poll(0)]
+    assert types[0] == msgs.HELLO and msgs.LOG in types
