@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(MPY) tools/demo_cluster.py 8
+	$(BIN)/python -m ground run scenarios/bench.yaml --emulated --out runs/bench
 
 test: test-mpy mpy-cross typecheck test-cpython
 
@@ -39,6 +39,8 @@ test-cpython: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_core
+	$(BIN)/python -m bench.bench_links
+	$(BIN)/python -m bench.bench_emulated
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs

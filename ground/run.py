@@ -254,8 +254,10 @@ class Run:
                 link.wake_at = None
                 self._poll(link)
             else:
-                if board is not None and a in ("reset", "power_on"):
-                    (board.reset if a == "reset" else board.power_on)()
+                if board is not None and a in ("reset", "restart"):
+                    board.reset()  # a crashed (hung) board comes back through a reset
+                elif board is not None and a == "power_on":
+                    board.power_on()
                 link.up = True
         elif a == "power_cut":
             if link.kind == "sim":
@@ -291,8 +293,8 @@ class Run:
             self._poll(link)
         else:
             board = getattr(link, "board", None)
-            if board is not None and action == "power_on":
-                board.power_on()
+            if board is not None:
+                (board.power_on if action == "power_on" else board.reset)()
             link.up = True
 
     # ---- the run -------------------------------------------------------------

@@ -72,6 +72,10 @@ def _rx():
         return _CTRL_C
 
 
+_plain_fs = vfs.VfsPosix()
+_host_root = ""
+
+
 class _BoardFS(vfs.VfsPosix):
     # The board folder as "/". Every path is made absolute and ".." stops at
     # "/", so no path reaches the host's files. Symlinks inside the folder are
@@ -116,7 +120,10 @@ class _BoardFS(vfs.VfsPosix):
         return super().remove(self._path(path))
 
     def rename(self, old, new):
-        return super().rename(self._path(old), self._path(new))
+        # VfsPosix.rename joins its root onto paths wrongly in this build
+        # (MicroPython issue #7389, ENOENT for any rename under a root), so
+        # rename through a root-less VfsPosix with the host paths instead.
+        return _plain_fs.rename(_host_root + self._path(old), _host_root + self._path(new))
 
     def statvfs(self, path):
         return super().statvfs(self._path(path))
@@ -424,6 +431,8 @@ def _raw_repl():
 
 def _mount(folder):
     vfs.umount("/")
+    global _host_root
+    _host_root = folder.rstrip("/")
     vfs.mount(_BoardFS(folder), "/")
     os.chdir("/")
     sys.path.clear()

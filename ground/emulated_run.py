@@ -1,0 +1,114 @@
+"""Emulated Picos for a run: one board per scenario node, flashed and booted.
+
+`start_farm(scenario, folder)` gives every node of the scenario its own
+emulated Pico (hil.emulated: the MicroPython unix port behind a pty, 192K
+heap), flashed with the firmware for its version label and its board.json,
+and waits for each board's HELLO frame. The router then opens the boards'
+device paths with pyserial, exactly as it would open /dev/ttyACM0.
+"""
+
+import os
+import select
+import time
+
+from ground import firmware
+from hil import flash as flash_mod
+from hil.emulated import EmulatedBoard
+
+wire = firmware.wire
+msgs = firmware.msgs
+
+BOOT_TIMEOUT_S = 30.0
+
+
+class Farm:
+    def __init__(self, boards):
+        self.boards = boards  # node id -> EmulatedBoard
+
+    def devices(self):
+        return dict(self.boards)
+
+    def stop(self):
+        for b in self.boards.values():
+            try:
+                b.stop()
+            except Exception:
+                pass
+
+
+def board_config(sc, nid):
+    spec = sc.nodes[nid]
+    cfg = {
+        "node_id": nid,
+        "cluster": spec.cluster,
+        "members": sc.clusters[spec.cluster],
+        "election_timeout_ms": sc.election_timeout_ms,
+        "lineage": spec.lineage,
+        "hw_gen": spec.hw_gen,
+        "seed": (sc.seed * 100_003 + nid * 7) & 0xFFFFFFFF,
+        "time_scale_milli": int(sc.time_scale * 1000),
+        "watchdog_ms": 0,
+    }
+    if sc.telemetry_ms:
+        cfg["telemetry_ms"] = sc.telemetry_ms
+    if sc.auth_key:
+        cfg["auth_key"] = sc.auth_key.hex()
+        cfg["require_auth"] = True
+    return cfg
+
+
+def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
+    """Open the board's device, reset the board, wait for its HELLO frame.
+
+    The port is opened first because opening flushes what the board said
+    before (pyserial resets the input buffer; a real Pico drops output while
+    no host has its port open). Leaves the port open in `board.open_port`
+    with the lines read so far, so the run records the HELLO; raises
+    TimeoutError naming the board if no HELLO comes."""
+    import serial
+
+    splitter = wire.FrameSplitter()
+    port = serial.Serial(board.device, timeout=0)
+    board.reset()
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([port.fileno()], [], [], 0.2)
+        if not r:
+            continue
+        for line in splitter.feed(port.read(port.in_waiting or 1)):
+            seen.append(line)
+            try:
+                f = wire.decode(line)
+            except wire.ProtocolError:
+                continue
+            if f.type == msgs.HELLO and f.src == node_id:
+                board.open_port = (port, splitter, seen)
+                return board
+    port.close()
+    raise TimeoutError("board %s (node %d, %s): no HELLO within %.0f s; its log ends: %r"
+                       % (board.name, node_id, board.device, timeout_s, bytes(board.log[-300:])))
+
+
+def start_farm(sc, folder, count=0):
+    """Start one emulated Pico per scenario node; `count`, if given, must match."""
+    if count and count != len(sc.nodes):
+        raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node)"
+                         % (sc.path, count, len(sc.nodes)))
+    os.makedirs(folder, exist_ok=True)
+    boards = {}
+    try:
+        for nid in sorted(sc.nodes):
+            spec = sc.nodes[nid]
+            bdir = os.path.join(folder, "node%d" % nid)
+            flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
+                                  board_config=board_config(sc, nid))
+            b = EmulatedBoard(bdir, name="node%d" % nid)
+            b.start()
+            boards[nid] = b
+        for nid, b in sorted(boards.items()):
+            boot_and_wait_hello(b, nid)
+    except BaseException:
+        Farm(boards).stop()
+        raise
+    return Farm(boards)
