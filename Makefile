@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m ground run scenarios/bench.yaml --emulated --out runs/bench
+	$(BIN)/python -m ground run scenarios/bench.yaml --emulated
 
 test: test-mpy mpy-cross typecheck test-cpython
 
