@@ -2,9 +2,14 @@
 
     ground run SCENARIO [--sim | --emulated [N] | --rig RIG.yaml] [--seed S] [--out DIR]
     ground metrics TRACE [--out DIR]      # recompute metrics/reports from a trace
+    ground export-pcap TRACE [-o OUT.pcapng] [--time mission|wall] [--allow-torn]
+    ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
+    ground replay-run TRACE [--out DIR]
+(docs/TRACE_TOOLS.md: the trace tools.)
 
 Exit status: 0 when the run finished and every gate passed, 1 when a gate or
 invariant failed, 2 on bad input (the message names file:line, node or link).
+The replay commands exit 0 when the replay is identical, 1 when it differs.
 """
 
 import argparse
@@ -69,6 +74,42 @@ def cmd_metrics(args):
     return 0
 
 
+def cmd_export_pcap(args):
+    from ground import pcap
+
+    out = args.output
+    if out is None:
+        base = args.trace[:-len(".jsonl")] if args.trace.endswith(".jsonl") else args.trace
+        out = base + ".pcapng"
+    r = pcap.export(args.trace, out, time=args.time, allow_torn=args.allow_torn)
+    print("ground export-pcap: %s -> %s: %d packets (%d frame fates, %d events), %s time%s"
+          % (args.trace, out, r.packets, r.frames, r.events, args.time,
+             "; the trace's last line was torn, exported the events before it" if r.torn else ""))
+    print("  tshark -X lua_script:%s -r %s" % (os.path.relpath(_LUA), out))
+    return 0
+
+
+_LUA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "wireshark", "fleetloop.lua")
+
+
+def cmd_replay_frames(args):
+    from ground import replay
+
+    r = replay.replay_frames(args.trace, args.node, into=args.into, allow_torn=args.allow_torn,
+                             time_scale=args.time_scale, wait_hello_s=args.wait_hello,
+                             say=lambda text: print(text, file=sys.stderr, flush=True))
+    print(r.report())
+    return 0 if r.identical else 1
+
+
+def cmd_replay_run(args):
+    from ground import replay
+
+    r = replay.replay_run(args.trace, out_dir=args.out)
+    print(r.report())
+    return 0 if r.identical else 1
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="ground", description="fleetloop ground harness")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -87,6 +128,27 @@ def main(argv=None):
     m.add_argument("trace")
     m.add_argument("--out", metavar="DIR")
     m.set_defaults(fn=cmd_metrics)
+    e = sub.add_parser("export-pcap", help="write a trace as pcapng for Wireshark (tools/wireshark/fleetloop.lua)")
+    e.add_argument("trace")
+    e.add_argument("-o", "--output", metavar="OUT.pcapng", help="default: the trace's name with .pcapng")
+    e.add_argument("--time", choices=("mission", "wall"), default="mission",
+                   help="packet timestamps: mission time since mission 0 (default) or the trace's wall_ns")
+    e.add_argument("--allow-torn", action="store_true", help="export a trace whose last line was cut off")
+    e.set_defaults(fn=cmd_export_pcap)
+    f = sub.add_parser("replay-frames", help="feed one node's recorded input frames to a node and diff its output")
+    f.add_argument("trace")
+    f.add_argument("--node", type=int, required=True, metavar="N")
+    f.add_argument("--into", default="sim", metavar="sim|DEVICE",
+                   help="sim: the in-process core in virtual time (default); else a pyserial URL, in real time")
+    f.add_argument("--time-scale", type=float, metavar="X", help="real-time replay: mission s per wall s (default: the trace's)")
+    f.add_argument("--wait-hello", type=float, default=30.0, metavar="S",
+                   help="device replay: wait this long for the board's HELLO (reset it then); 0: start at once")
+    f.add_argument("--allow-torn", action="store_true", help="replay a trace whose last line was cut off")
+    f.set_defaults(fn=cmd_replay_frames)
+    rr = sub.add_parser("replay-run", help="re-run a sim trace's scenario and compare the traces byte for byte")
+    rr.add_argument("trace")
+    rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
+    rr.set_defaults(fn=cmd_replay_run)
     args = p.parse_args(argv)
     try:
         return args.fn(args)

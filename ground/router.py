@@ -151,7 +151,8 @@ class Router:
         if frame.version > self.proto_max.get(dst, wire.VERSION):
             self._event("frame", fate="dropped", id=fid, to=dst, reason="version")
             return
-        data = bytes(line)
+        sent = bytes(line)
+        data = sent
         if corrupt is not None and now < corrupt[0] and data:
             data, flipped = st.flip_bits(data, corrupt[1], self._rng)
             if flipped:
@@ -164,7 +165,7 @@ class Router:
             if when.__class__ is int:
                 self._token += 1
                 self._inflight[self._token] = (fid, dst, p.copy)
-                self.clock.call_at(when, self._deliver, fid, dst, p.copy, p.data, data, now, self._token)
+                self.clock.call_at(when, self._deliver, fid, dst, p.copy, p.data, sent, now, self._token)
             else:
                 self._event("frame", fate="dropped", id=fid, to=dst, copy=p.copy, reason=when)
 
@@ -181,7 +182,7 @@ class Router:
         link = self.links.get(dst)
         now = self.clock.now_ns()
         if link is None or not link.up:
-            self._event("frame", fate="dropped", id=fid, to=dst, reason="node_down")
+            self._event("frame", fate="dropped", id=fid, to=dst, copy=copy, reason="node_down")
             return
         extra = {}
         if sent_data is not None and payload != sent_data:
@@ -243,14 +244,9 @@ class Router:
 
     # ---- link state -----------------------------------------------------
 
-    def partition(self, groups):
-        self.cut = set()
-        for i, a in enumerate(groups):
-            for j, b in enumerate(groups):
-                if i != j:
-                    for s in a:
-                        for d in b:
-                            self.cut.add((s, d))
+    def partition(self, cut):
+        """Cut these directed (src, dst) pairs (replacing any earlier partition)."""
+        self.cut = set(map(tuple, cut))
         for s, d in sorted(self.cut):
             self._event("link", state="down", src=s, to=d, reason="partition")
 

@@ -226,8 +226,10 @@ class Run:
             r._event("fault", fault=a, node=nid, detail=dict(detail, **f.params))
             self._node_fault(a, nid, link, f)
         elif a == "partition":
-            r._event("fault", fault=a, groups=f.target, detail=detail)
-            r.partition(f.target)
+            p = f.target
+            shape = {"groups": p["groups"]} if p["kind"] == "groups" else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])}
+            r._event("fault", fault=a, **dict({"detail": detail}, **shape))
+            r.partition(p["cut"])
         elif a == "heal":
             r._event("fault", fault=a, detail=detail)
             r.heal()

@@ -7,15 +7,18 @@ Link specs are checked by building them with ground.stages, so a typo in a
 link model fails at load, not mid-run.
 """
 
+import os
 from dataclasses import dataclass, field
 
+from ground import contacts as contacts_mod
 from ground import stages
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
-    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms",
+    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan",
 }
+_CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages"}
 _NODE = {"firmware", "hw_gen", "lineage"}
 _LINKS = {"default", "intra_cluster", "inter_cluster", "ground", "pairs"}
@@ -69,6 +72,7 @@ class Scenario:
     faults: list
     gates: dict
     description: str = ""
+    contact_plan: object = None  # ground.contacts.ContactPlan, merged into link_spec
 
     def link_spec(self, src, dst):
         """The link model (a dict for ground.stages.build_pipeline) for src -> dst."""
@@ -82,6 +86,8 @@ class Scenario:
         else:
             key = "inter_cluster"
         spec = self.links.get(key, self.links.get("default", {}))
+        if self.contact_plan is not None:
+            return self.contact_plan.merge(src, dst, spec)
         return dict(spec)
 
     def min_delay_ms(self):
@@ -92,6 +98,8 @@ class Scenario:
                 delays.append(self.links[key].get("delay_ms", 0))
         for pair in self.links.get("pairs", ()):
             delays.append(pair.get("delay_ms", 0))
+        if self.contact_plan is not None and self.contact_plan.min_delay_ms() is not None:
+            delays.append(self.contact_plan.min_delay_ms())
         delays = [d for d in delays if d]
         return min(delays) if delays else None
 
@@ -133,12 +141,54 @@ def parse(data, text, path):
     _check_links(links, nodes)
     faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters)
     gates = dict(data.get("gates", {}) or {})
-    return Scenario(
+    sc = Scenario(
         name=str(data["name"]), path=path, text=text, seed=seed, duration_s=duration_s,
         time_scale=time_scale, election_timeout_ms=t_ms, telemetry_ms=tel, auth_key=key,
         nodes=nodes, clusters=clusters, links=links, faults=faults, gates=gates,
         description=str(data.get("description", "")),
     )
+    if "contact_plan" in data:
+        sc.contact_plan = _parse_contact_plan(data, path, sc)
+    return sc
+
+
+def _parse_contact_plan(data, path, sc):
+    """contact_plan: {path | text, format, epoch, unplanned} -> ContactPlan,
+    checked against the scenario's nodes and built into every planned link."""
+    cp = data["contact_plan"]
+    if not isinstance(cp, Located):
+        raise data.error("contact_plan", "contact_plan: a mapping {path: plan file, format: ion|hdtn}")
+    check_keys(cp, _CONTACT_PLAN, "contact_plan")
+    if ("path" in cp) == ("text" in cp):
+        raise cp.error(None, "contact_plan: give exactly one of path (a plan file) and text (the plan inline)")
+    fmt = cp.get("format")
+    if fmt is not None and fmt not in ("ion", "hdtn"):
+        raise cp.error("format", "contact_plan.format: %r unknown (known: ion, hdtn)" % (fmt,))
+    unplanned = cp.get("unplanned", "up")
+    if unplanned not in ("up", "down"):
+        raise cp.error("unplanned", "contact_plan.unplanned: 'up' (keep the link model) or 'down', got %r" % (unplanned,))
+    epoch = cp.get("epoch")
+    try:
+        if "path" in cp:
+            base = os.path.dirname(os.path.abspath(path)) if path and not path.startswith("<") else None
+            plan = contacts_mod.load(contacts_mod.resolve(base, str(cp["path"])), fmt=fmt, epoch=epoch, unplanned=unplanned)
+        else:
+            if fmt is None:
+                raise cp.error("text", "contact_plan: an inline plan needs format: ion or hdtn")
+            plan = contacts_mod.load("%s (contact_plan.text)" % cp.where("text"), text=str(cp["text"]), fmt=fmt,
+                                     epoch=epoch, unplanned=unplanned)
+    except contacts_mod.PlanError as e:
+        raise ConfigError("%s" % e) from None
+    for nid, where in sorted(plan.nodes().items()):
+        if nid not in sc.nodes:
+            raise ConfigError("%s: contact plan: node %d is not in the scenario (nodes: %s)"
+                              % (where, nid, ", ".join(str(n) for n in sorted(sc.nodes))))
+    for src, dst in plan.pairs():
+        try:
+            stages.build_pipeline(sc.link_spec(src, dst), seed=0)
+        except ValueError as e:
+            raise ConfigError("%s: contact plan link %d -> %d: %s" % (cp.where(None), src, dst, e)) from None
+    return plan
 
 
 def _firmware(mapping, key, default):
@@ -240,18 +290,7 @@ def _parse_faults(faults, nodes, clusters):
             elif target not in nodes:
                 raise f.error(action, "fault %s: unknown node %r" % (action, target))
         if action == "partition":
-            groups = f.get("groups") if target is True else target
-            if not isinstance(groups, list) or len(groups) < 2:
-                raise f.error(action, "fault partition: a list of at least two groups of node ids")
-            seen = set()
-            for g in groups:
-                for nid in g:
-                    if nid not in nodes:
-                        raise f.error(action, "fault partition: unknown node %r" % nid)
-                    if nid in seen:
-                        raise f.error(action, "fault partition: node %r in two groups" % nid)
-                    seen.add(nid)
-            target = [list(g) for g in groups]
+            target = _parse_partition(f, target, nodes, clusters)
         if action == "blackout":
             if target != "all" and not (isinstance(target, list) and all(n in nodes for n in target)):
                 raise f.error(action, "fault blackout: 'all' or a list of node ids")
@@ -266,3 +305,48 @@ def _parse_faults(faults, nodes, clusters):
         out.append(Fault(at_s, action, target, cluster, duration, params, f.where(action)))
     out.sort(key=lambda x: x.at_s)
     return out
+
+
+def _parse_partition(f, target, nodes, clusters):
+    """A partition as the directed (src, dst) pairs it cuts, from one of:
+    [[a, b], [c, d]] (groups), {isolate: n or [ids]}, {majority_minority: cluster},
+    {bridge: {a: [...], b: [...], via: n}}, {ring: [ids]}."""
+    def known(ids, what):
+        for nid in ids:
+            if nid not in nodes:
+                raise f.error("partition", "fault partition %s: unknown node %r" % (what, nid))
+        return list(ids)
+
+    if isinstance(target, list):
+        if len(target) < 2:
+            raise f.error("partition", "fault partition: a list of at least two groups of node ids")
+        seen = set()
+        for g in target:
+            if not isinstance(g, list):
+                raise f.error("partition", "fault partition: each group is a list of node ids")
+            for nid in known(g, "group"):
+                if nid in seen:
+                    raise f.error("partition", "fault partition: node %r in two groups" % nid)
+                seen.add(nid)
+        return {"kind": "groups", "groups": [list(g) for g in target],
+                "cut": sorted(stages.cut_between(target))}
+    if not isinstance(target, dict) or len(target) != 1:
+        raise f.error("partition", "fault partition: groups, or one of isolate, majority_minority, bridge, ring")
+    (kind, arg), = target.items()
+    everyone = sorted(nodes)
+    if kind == "isolate":
+        ids = known(arg if isinstance(arg, list) else [arg], "isolate")
+        cut = stages.isolate(set(ids), everyone)
+    elif kind == "majority_minority":
+        if arg not in clusters:
+            raise f.error("partition", "fault partition majority_minority: unknown cluster %r" % arg)
+        cut = stages.majority_minority(clusters[arg])
+    elif kind == "bridge":
+        if not isinstance(arg, dict) or set(arg) != {"a", "b", "via"}:
+            raise f.error("partition", "fault partition bridge: {a: [ids], b: [ids], via: id}")
+        cut = stages.bridge(known(arg["a"], "bridge"), known(arg["b"], "bridge"), known([arg["via"]], "bridge")[0])
+    elif kind == "ring":
+        cut = stages.ring(known(arg, "ring"))
+    else:
+        raise f.error("partition", "fault partition: unknown kind %r (groups, isolate, majority_minority, bridge, ring)" % kind)
+    return {"kind": kind, "arg": arg, "cut": sorted(cut)}

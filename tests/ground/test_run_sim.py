@@ -152,3 +152,20 @@ def test_real_time_run_refuses_delays_below_resolution():
         run.check_resolution(sc, real=True)
     assert "fast.yaml" in str(e.value) and "time_scale" in str(e.value)
     run.check_resolution(sc, real=False)  # virtual time is exact: fine
+
+
+def test_ring_partition_cuts_only_non_neighbours(tmp_path):
+    res = _run(tmp_path, faults="  - {at_s: 10, partition: {ring: [1, 2, 3, 4, 5]}}")
+    header, events, _ = trace.read(res.out_dir + "/trace.jsonl")
+    cut = {(e["src"], e["to"]) for e in events if e["kind"] == "link" and e["state"] == "down"}
+    assert (1, 2) not in cut and (1, 5) not in cut and (1, 3) in cut and (3, 1) in cut
+    assert all(e["mission_ns"] >= 10e9 for e in events if e.get("reason") == "partition")
+
+
+def test_isolate_and_bridge_partitions_load_and_run(tmp_path):
+    res = _run(tmp_path, name="iso", faults="  - {at_s: 10, partition: {isolate: 3}}")
+    assert res.ok, res.failures
+    res = _run(tmp_path, name="br", faults="  - {at_s: 10, partition: {bridge: {a: [1, 2], b: [4, 5], via: 3}}}")
+    header, events, _ = trace.read(res.out_dir + "/trace.jsonl")
+    cut = {(e["src"], e["to"]) for e in events if e["kind"] == "link" and e["state"] == "down"}
+    assert (1, 4) in cut and (1, 3) not in cut and (3, 5) not in cut

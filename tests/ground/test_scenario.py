@@ -92,3 +92,8 @@ def test_missing_file_names_it():
     with pytest.raises(ConfigError) as e:
         scenario.load("no/such/file.yaml")
     assert "no/such/file.yaml" in str(e.value)
+
+
+def test_unknown_partition_kind_names_line():
+    msg = _err(GOOD.replace("crash: coordinator, cluster: 1", "partition: {star: 1}"))
+    assert "s.yaml:8" in msg and "star" in msg
