@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 MPY := $(BIN)/micropython -X heapsize=192K
 FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' | sort)
 
-.PHONY: venv run test test-cpython test-mpy mpy-cross typecheck bench clean
+.PHONY: venv run test test-cpython test-mpy mpy-cross typecheck bench flash hil clean
+
+RIG ?= boards/rig-emulated-8.yaml
 
 venv: $(STAMP)
 
@@ -37,10 +39,14 @@ typecheck: $(STAMP)
 test-cpython: $(STAMP)
 	$(BIN)/python -m pytest
 
+flash: $(STAMP)
+	$(BIN)/hil flash $(RIG)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_core
 	$(BIN)/python -m bench.bench_links
 	$(BIN)/python -m bench.bench_emulated
+	$(BIN)/python -m bench.bench_flash
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs
