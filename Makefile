@@ -9,6 +9,7 @@ FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' |
 .PHONY: venv run test test-cpython test-mpy mpy-cross typecheck bench flash hil clean
 
 RIG ?= boards/rig-emulated-8.yaml
+HIL_OUT ?= runs/hil
 
 venv: $(STAMP)
 
@@ -38,6 +39,10 @@ typecheck: $(STAMP)
 
 test-cpython: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The bench suite on a rig (docs/HIL.md): make hil RIG=boards/rig-lab.yaml (RIG=emulated: one emulated Pico per node)
+hil: $(STAMP)
+	$(BIN)/python -m pytest tests/bench --rig=$(RIG) --hil-out $(HIL_OUT) --junitxml $(HIL_OUT)/junit.xml -o junit_family=xunit1
 
 flash: $(STAMP)
 	$(BIN)/hil flash $(RIG)

@@ -76,15 +76,17 @@ def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
         r, _, _ = select.select([port.fileno()], [], [], 0.2)
         if not r:
             continue
+        said_hello = False
         for line in splitter.feed(port.read(port.in_waiting or 1)):
-            seen.append(line)
+            seen.append(line)  # all of this read, the lines after the HELLO too
             try:
                 f = wire.decode(line)
             except wire.ProtocolError:
                 continue
-            if f.type == msgs.HELLO and f.src == node_id:
-                board.open_port = (port, splitter, seen)
-                return board
+            said_hello = said_hello or (f.type == msgs.HELLO and f.src == node_id)
+        if said_hello:
+            board.open_port = (port, splitter, seen)
+            return board
     port.close()
     raise TimeoutError("board %s (node %d, %s): no HELLO within %.0f s; its log ends: %r"
                        % (board.name, node_id, board.device, timeout_s, bytes(board.log[-300:])))

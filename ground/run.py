@@ -135,6 +135,7 @@ class Run:
 
     def _build(self):
         r = self.router
+        boot_lines = []
         for nid in sorted(self.sc.nodes):
             b = self.boards.get(nid)
             if b is None:
@@ -152,9 +153,13 @@ class Run:
                     link, seen = SerialLink(nid, url), []
                 link.board = b if not isinstance(b, str) else None
                 r.add(link)
-                for line in seen:  # read before the clock started (boot): recorded at mission 0
-                    r.from_node(nid, line)
+                boot_lines.append((nid, seen))
                 self.clock.add_reader(link.fileno(), lambda link=link: self._readable(link))
+        # Lines read while the boards booted (their HELLOs) are routed at
+        # mission 0, once every link exists, so each has all its recipients.
+        for nid, seen in boot_lines:
+            for line in seen:
+                r.from_node(nid, line)
         r.after_delivery = self._after_delivery
 
     # ---- in-process nodes ---------------------------------------------

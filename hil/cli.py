@@ -2,12 +2,21 @@
 
 One verb per entry in COMMANDS: a name, a function that adds the verb's
 arguments to its argparse subparser, and a function that runs it and returns
-the exit code. A new verb (``flash``, ...) is one more entry.
+the exit code. A new verb is one more entry.
+
+    hil emulate N [--dir DIR]                       emulated Picos until Ctrl-C
+    hil flash RIG.yaml [--version 1.0] [--only NAME...] [--check]
+    hil boards RIG.yaml                             attached / missing, with ports
+    hil check ...                                   a run's history invariants (hil/history.py)
+
+flash and boards exit 0 when all is well, 1 when a board failed (flash) or
+is missing (boards), 2 on bad input (the message names file:line).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -72,8 +81,132 @@ def _emulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_arguments(parser: argparse.ArgumentParser) -> None:
+    from hil import history
+
+    history.add_arguments(parser)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from hil import history
+
+    return history.main(args)
+
+
+def _flash_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rig", metavar="RIG.yaml", help="the rig file (boards/rig-*.yaml)")
+    parser.add_argument("--version", metavar="MAJOR.MINOR",
+                        help="firmware version to write into version.json (default: each board's, the rig's, else 1.0)")
+    parser.add_argument("--label", help='version.json label (default: "MAJOR.MINOR")')
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="flash only these boards")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing: say what a flash would copy, and whether an earlier one was cut")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="seconds for each mpremote call (default: 60)")  # fmt: skip
+
+
+def _flash(args: argparse.Namespace) -> int:
+    from ground.yamlfile import ConfigError
+    from hil import flash
+    from hil import rig as rig_mod
+
+    try:
+        rig = rig_mod.load(args.rig)
+        version = rig_mod.version_tuple(args.version) if args.version else None
+        chosen = [rig.board(n) for n in args.only] if args.only else list(rig.boards)
+    except (ConfigError, ValueError) as exc:
+        print(f"hil flash: {exc}", file=sys.stderr)
+        return 2
+    started = []
+    try:
+        # Emulated boards nobody serves are started here, flashed and stopped;
+        # their folders (the rig's emulated_dir) keep the image.
+        idle = [b.name for b in chosen if b.emulated and not _served(rig, b)]
+        if idle:
+            started = rig.start_emulated(only=idle)
+            print(f"hil flash: started emulated {', '.join(idle)} in {rig.emulated_dir} (stopped when done)",
+                  file=sys.stderr)  # fmt: skip
+        progress = flash.Progress([b.name for b in chosen])
+        kw = {"call_timeout_s": args.timeout} if args.timeout else {}
+        results = flash.flash_rig(rig, version=version, label=args.label, only=args.only, progress=progress,
+                                  check_only=args.check, **kw)  # fmt: skip
+    except KeyboardInterrupt:
+        print("hil flash: interrupted; `hil flash RIG --check` says what each board has", file=sys.stderr)
+        return 130
+    finally:
+        for board in started:
+            board.stop()
+    width = max((len(r.name) for r in results), default=4)
+    for r in results:
+        print(f"{r.name:<{width}}  {r.summary()}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"hil flash: {len(failed)} of {len(results)} board(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _served(rig, board) -> bool:  # type: ignore[no-untyped-def]
+    from hil import rig as rig_mod
+
+    try:
+        rig.port(board)
+        return True
+    except rig_mod.RigError:
+        return False
+
+
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _boards_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("rig", metavar="RIG.yaml", help="the rig file (boards/rig-*.yaml)")
+
+
+def _boards(args: argparse.Namespace) -> int:
+    from ground.yamlfile import ConfigError
+    from hil import boards as boards_mod
+    from hil import rig as rig_mod
+
+    try:
+        rig = rig_mod.load(args.rig)
+    except ConfigError as exc:
+        print(f"hil boards: {exc}", file=sys.stderr)
+        return 2
+    ports = boards_mod.attached()
+    rows = [("BOARD", "KIND", "NODE", "CLUSTER", "ROLE", "WHERE", "STATUS")]
+    missing = 0
+    for b in rig.boards:
+        if b.serial:
+            p = boards_mod.find_port(b.serial, ports)
+            where = f"serial {b.serial}"
+            status = f"attached at {p.device}" if p else "MISSING"
+            missing += p is None
+        elif b.url:
+            where, status = b.url, "URL (not checked)"
+        else:
+            where = _shown(rig.emulated_folder(b))
+            try:
+                status = f"running at {rig.port(b)}"
+            except rig_mod.RigError:
+                status = "emulated, not running (hil flash starts it)"
+        rows.append((b.name, b.kind, str(b.node_id), str(b.cluster), b.role, where, status))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    if missing:
+        print(f"hil boards: {missing} of {len(rig.boards)} board(s) missing", file=sys.stderr)
+        return 1
+    return 0
+
+
 COMMANDS = [
     Command("emulate", "run N emulated Picos until Ctrl-C / SIGTERM", _emulate_arguments, _emulate),
+    Command("check", "check a run trace's history invariants (hil/history.py)", _check_arguments, _check),
+    Command("flash", "deploy the firmware to a rig's boards through mpremote, in parallel", _flash_arguments, _flash),
+    Command("boards", "list a rig's boards: attached, missing, running, with their ports", _boards_arguments, _boards),
 ]
 
 
