@@ -399,10 +399,21 @@ COORDINATOR = 0x14
 STANDBY = 0x15
 STATE = 0x20
 TELEMETRY = 0x30
+MARKET_TEL = 0x31
 CONFIG = 0x40
+INTENT = 0x41
 LOG = 0x50
+BID = 0x60
+AWARD = 0x61
+PRICES = 0x62
+ROUND_ACK = 0x63
+RELEASE = 0x64
+RECONCILE = 0x65
+RECONCILE_ACK = 0x66
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
+MODE_NAMES = ("normal", "cutoff", "conservative", "reconciling")  # MARKET_TEL mode
+ROUND_STATUS_NAMES = ("", "complete", "void", "prepare", "sync", "resync")  # PRICES status
 
 Hello = Struct(
     "hw_gen" / Int8ul,
@@ -449,6 +460,100 @@ Telemetry = Struct(
 ConfigMsg = Struct("time_scale_milli" / Int32ul, "fault_flags" / Int16ul)
 Log = Struct("text" / GreedyString("utf8"))
 
+# The regional market tier (docs/MARKET.md). Slots are market slots; *_s are
+# mission seconds; prices are credits per slot.
+MarketTel = Struct(
+    "region_term" / Int32ul,
+    "price_round" / Int32ul,
+    "price_age_s" / Int32ul,  # how old the prices the node acts on are
+    "produced" / Int32ul,  # units
+    "lost" / Int32ul,  # units short of the uncoordinated ideal
+    "paused_feed_s" / Int32ul,
+    "paused_parts_s" / Int32ul,
+    "paused_logistics_s" / Int32ul,
+    "leases" / Int16ul,
+    "bids" / Int16ul,  # sent, wraps
+    "awards" / Int16ul,  # received, wraps
+    "refused" / Int16ul,  # market input this node refused
+    "mode" / Int8ul,  # MODE_NAMES
+    "region_role" / Int8ul,  # ROLE_NAMES, in the regional election
+)
+Intent = Struct(
+    "seq" / Int32ul,
+    "campaign_start_s" / Int32ul,
+    "campaign_end_s" / Int32ul,
+    "growth_permille" / Int16ul,
+    "cover_permille" / Int16ul,
+    "phase" / Int8ul,
+    "preapproved" / Int8ul,
+)
+Bid = Struct(
+    "round" / Int32ul,
+    "seq" / Int32ul,
+    "first" / Int32ul,
+    "resource" / Int16ul,  # 0xFFFF: any resource of the classes
+    "price" / Int16ul,
+    "classes" / Int8ul,  # bit mask over the 8 resource classes
+    "span" / Int8ul,
+    "period" / Int8ul,
+    "count" / Int8ul,
+    "flags" / Int8ul,  # 1 flex, 2 asap, 4 cover
+)
+Award = Struct(
+    "term" / Int32ul,
+    "round" / Int32ul,
+    "seq" / Int32ul,  # the bid it answers
+    "first" / Int32ul,
+    "resource" / Int16ul,
+    "holder" / Int16ul,
+    "price" / Int16ul,
+    "span" / Int8ul,
+    "period" / Int8ul,
+    "count" / Int8ul,
+    "flags" / Int8ul,  # 1 replica, 2 sync, 4 resend, 8 merge, 16 claim
+)
+Prices = Struct(
+    "term" / Int32ul,
+    "round" / Int32ul,
+    "digest" / Int32ul,  # ledger digest (PREPARE)
+    "intent_seq" / Int32ul,
+    "region" / Int16ul,
+    "awards" / Int16ul,
+    "status" / Int8ul,  # ROUND_STATUS_NAMES
+    "p0" / Int16ul,  # one price per resource class
+    "p1" / Int16ul,
+    "p2" / Int16ul,
+    "p3" / Int16ul,
+    "p4" / Int16ul,
+    "p5" / Int16ul,
+    "p6" / Int16ul,
+    "p7" / Int16ul,
+)
+RoundAck = Struct(
+    "term" / Int32ul, "round" / Int32ul, "digest" / Int32ul, "awards" / Int16ul, "status" / Int8ul
+)
+Release = Struct(
+    "seq" / Int32ul,
+    "first" / Int32ul,
+    "from_slot" / Int32ul,
+    "resource" / Int16ul,
+    "holder" / Int16ul,
+    "span" / Int8ul,
+    "period" / Int8ul,
+    "count" / Int8ul,
+)
+Reconcile = Struct(
+    "seq" / Int32ul,
+    "outage_s" / Int32ul,
+    "produced" / Int32ul,
+    "lost" / Int32ul,
+    "paused_s" / Int32ul,
+    "used" / Int16ul,
+    "unused" / Int16ul,
+    "deferred" / Int16ul,
+)
+ReconcileAck = Struct("term" / Int32ul, "seq" / Int32ul, "released" / Int16ul, "refused" / Int16ul)
+
 # type -> (name, Struct)
 MESSAGES = {
     HELLO: ("hello", Hello),
@@ -463,6 +568,15 @@ MESSAGES = {
     TELEMETRY: ("telemetry", Telemetry),
     CONFIG: ("config", ConfigMsg),
     LOG: ("log", Log),
+    MARKET_TEL: ("market_tel", MarketTel),
+    INTENT: ("intent", Intent),
+    BID: ("bid", Bid),
+    AWARD: ("award", Award),
+    PRICES: ("prices", Prices),
+    ROUND_ACK: ("round_ack", RoundAck),
+    RELEASE: ("release", Release),
+    RECONCILE: ("reconcile", Reconcile),
+    RECONCILE_ACK: ("reconcile_ack", ReconcileAck),
 }
 TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 
@@ -649,4 +763,11 @@ def describe(line, key=None):
         out[k] = v
     if "role" in f.msg and f.msg.role < len(ROLE_NAMES):
         out["role_name"] = ROLE_NAMES[f.msg.role]
+    if f.type == MARKET_TEL:
+        if f.msg.mode < len(MODE_NAMES):
+            out["mode_name"] = MODE_NAMES[f.msg.mode]
+        if f.msg.region_role < len(ROLE_NAMES):
+            out["region_role_name"] = ROLE_NAMES[f.msg.region_role]
+    if f.type == PRICES and 0 < f.msg.status < len(ROUND_STATUS_NAMES):
+        out["status_name"] = ROUND_STATUS_NAMES[f.msg.status]
     return out

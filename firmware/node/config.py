@@ -2,6 +2,12 @@
 #
 # Times are mission milliseconds. The election timeout T is the unit the
 # failover benchmark reports in; the other timers derive from it unless given.
+# `market` (a MarketConfig) adds the regional market tier; without it a node
+# is exactly the Tier-1 node it always was.
+
+from array import array
+
+_REGION_CLUSTERS = 0xE00  # a region's electors share cluster number 0xE00 | region
 
 
 class Config:
@@ -20,6 +26,8 @@ class Config:
         lineage=0,
         auth_key=None,
         require_auth=False,
+        market=None,
+        age_slots=0,
     ):
         if not members:
             raise ValueError("config: members must list the cluster's node ids")
@@ -47,3 +55,109 @@ class Config:
         self.require_auth = require_auth
         if self.heartbeat_ms * 2 > t:
             raise ValueError("config: heartbeat_ms must be at most half the election timeout")
+        if age_slots < 0:
+            raise ValueError("config: age_slots must be >= 0")
+        self.market = market
+        self.age_slots = age_slots  # the node's age in market slots: its degradation
+
+
+class MarketConfig:
+    """The regional market tier, shared by every node of one region.
+
+    roster: the region's node ids; gens: their hardware generations (bytes,
+    same order), which the coordinator checks bids against; electors: the
+    nodes that elect the regional coordinator among themselves (a second-level
+    cluster, docs/MARKET.md); units: resources per class (catalog.py). Times
+    in mission ms: a slot is one auction cycle (4-8 h in the design); bids
+    close lead_ms before the slot they sell begins.
+    """
+
+    def __init__(
+        self,
+        roster,
+        electors,
+        units,
+        gens=None,
+        region=1,
+        slot_ms=6 * 3600 * 1000,
+        lead_ms=None,
+        horizon_slots=128,
+        window_slots=120,
+        steps_per_slot=12,
+        cutoff_ms=None,
+        autonomy_after_ms=None,
+        region_timeout_ms=1000,
+        ack_timeout_ms=None,
+        telemetry_ms=None,
+        max_bids=None,
+        leases_per_node=6,
+        max_span=8,
+        stale_rounds=2,
+    ):
+        ids = sorted(roster)
+        if not ids or ids[0] < 1 or ids[-1] > 0xEFFF:
+            raise ValueError("market: roster must list node ids in 1..0xEFFF")
+        for i in range(1, len(ids)):
+            if ids[i] == ids[i - 1]:
+                raise ValueError("market: node %d twice in the roster" % ids[i])
+        self.roster = array("H", ids)
+        if gens is not None and len(gens) != len(ids):
+            raise ValueError("market: gens must give one generation per roster node")
+        self.gens = bytes(gens) if gens is not None else None
+        self.electors = tuple(sorted(electors))
+        if not self.electors:
+            raise ValueError("market: at least one elector")
+        for e in self.electors:
+            if self.index(e) < 0:
+                raise ValueError("market: elector %d is not in the roster" % e)
+        if len(units) != 8 or min(units) < 0 or sum(units) >= 0xFFFF:
+            raise ValueError("market: units must give 8 resource counts, fewer than 65535 in all")
+        self.units = tuple(units)
+        if not 0 <= region <= 0x1FE:
+            raise ValueError("market: region must be in 0..0x1FE")
+        self.region = region
+        self.region_cluster = _REGION_CLUSTERS | region
+        if steps_per_slot < 1 or slot_ms % steps_per_slot:
+            raise ValueError("market: slot_ms must be a multiple of steps_per_slot")
+        self.slot_ms = slot_ms
+        self.steps_per_slot = steps_per_slot
+        self.lead_ms = lead_ms if lead_ms is not None else slot_ms // 8
+        if not 0 < self.lead_ms < slot_ms:
+            raise ValueError("market: lead_ms must be inside a slot")
+        if horizon_slots % 8 or not 8 <= horizon_slots <= 1024:
+            raise ValueError("market: horizon_slots must be a multiple of 8 in 8..1024")
+        if not 1 <= window_slots <= horizon_slots - 8:
+            raise ValueError("market: window_slots must leave 8 slots of the horizon")
+        self.horizon_slots = horizon_slots
+        self.window_slots = window_slots
+        self.cutoff_ms = cutoff_ms if cutoff_ms is not None else 2 * slot_ms + self.lead_ms
+        self.autonomy_after_ms = autonomy_after_ms if autonomy_after_ms is not None else 4 * slot_ms
+        if self.autonomy_after_ms < self.cutoff_ms:
+            raise ValueError("market: autonomy_after_ms must be >= cutoff_ms")
+        self.region_timeout_ms = region_timeout_ms
+        self.ack_timeout_ms = ack_timeout_ms if ack_timeout_ms is not None else self.lead_ms // 4
+        self.telemetry_ms = telemetry_ms if telemetry_ms is not None else slot_ms // 4
+        n = len(ids)
+        # A round's bids: one per node and some, by default (a burst beyond is
+        # refused as full and bid again next round).
+        self.max_bids = max_bids if max_bids is not None else min(4095, max(64, n + 16))
+        if not 0 < self.max_bids <= 4095 or not 0 < leases_per_node <= 64:
+            raise ValueError("market: max_bids in 1..4095, leases_per_node in 1..64")
+        self.leases_per_node = leases_per_node  # ledger record slots per node (node/ledger.py)
+        self.max_span = max_span
+        self.stale_rounds = stale_rounds
+
+    def index(self, node):
+        """Roster index of a node id, or -1 (binary search: roster is sorted)."""
+        r = self.roster
+        lo, hi = 0, len(r)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if r[mid] < node:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo if lo < len(r) and r[lo] == node else -1
+
+    def gen_of(self, index):
+        return self.gens[index] if self.gens is not None else 0

@@ -23,8 +23,34 @@ COORDINATOR = const(0x14)  # elected: announce term and standby
 STANDBY = const(0x15)  # coordinator names a (new) standby
 STATE = const(0x20)  # coordinator -> cluster: records table, for repair
 TELEMETRY = const(0x30)  # node -> ground
+MARKET_TEL = const(0x31)  # node -> ground: market tier, production, mode
 CONFIG = const(0x40)  # ground -> node: time scale, fault flags
+INTENT = const(0x41)  # ground -> fleet or cluster: strategic intent (Tier 3)
 LOG = const(0x50)  # node -> ground: text
+# Tier 2, the regional market (docs/MARKET.md). Slots are market slots (one
+# auction cycle each); times in seconds are mission seconds.
+BID = const(0x60)  # node -> regional coordinator: one sealed bid
+AWARD = const(0x61)  # coordinator -> holder: a lease; -> standby: its replica
+PRICES = const(0x62)  # coordinator -> broadcast: round result; -> standby: markers
+ROUND_ACK = const(0x63)  # standby -> coordinator: replica matches (or not)
+RELEASE = const(0x64)  # holder -> coordinator (-> standby): give slots back
+RECONCILE = const(0x65)  # node -> coordinator after an autonomy window
+RECONCILE_ACK = const(0x66)  # coordinator -> node
+
+# PRICES status: what the message says about its round.
+ROUND_COMPLETE = const(1)  # awarded: every award of the round stands
+ROUND_VOID = const(2)  # nothing of the round was awarded: bid again
+ROUND_PREPARE = const(3)  # to the standby: the round's replica is complete
+ROUND_SYNC = const(4)  # to the standby: a full copy of the ledger is complete
+ROUND_RESYNC = const(5)  # broadcast: new coordinator without a replica; holders, claim
+ROUND_STATUS_NAMES = ("", "complete", "void", "prepare", "sync", "resync")
+
+# AWARD flags.
+AWARD_REPLICA = const(1)  # a copy for the standby, not for the holder
+AWARD_SYNC = const(2)  # part of a full ledger copy (round = the sync's round)
+AWARD_RESEND = const(4)  # the same award again (after a takeover)
+AWARD_MERGE = const(8)  # extends the holder's lease on that resource
+AWARD_CLAIM = const(16)  # holder -> new coordinator: a lease I hold (resync)
 
 # Roles as carried in HEARTBEAT / TELEMETRY.
 ROLE_FOLLOWER = const(0)
@@ -64,7 +90,47 @@ LAYOUTS = {
     ),
     CONFIG: ("config", "<IH", ("time_scale_milli", "fault_flags")),
     LOG: ("log", None, ("text",)),
+    MARKET_TEL: (
+        "market_tel",
+        "<IIIIIIIIHHHHBB",
+        ("region_term", "price_round", "price_age_s", "produced", "lost", "paused_feed_s", "paused_parts_s",
+         "paused_logistics_s", "leases", "bids", "awards", "refused", "mode", "region_role"),
+    ),
+    INTENT: (
+        "intent",
+        "<IIIHHBB",
+        ("seq", "campaign_start_s", "campaign_end_s", "growth_permille", "cover_permille", "phase", "preapproved"),
+    ),
+    BID: (
+        "bid",
+        "<IIIHHBBBBB",
+        ("round", "seq", "first", "resource", "price", "classes", "span", "period", "count", "flags"),
+    ),
+    AWARD: (
+        "award",
+        "<IIIIHHHBBBB",
+        ("term", "round", "seq", "first", "resource", "holder", "price", "span", "period", "count", "flags"),
+    ),
+    PRICES: (
+        "prices",
+        "<IIIIHHBHHHHHHHH",
+        ("term", "round", "digest", "intent_seq", "region", "awards", "status",
+         "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"),
+    ),
+    ROUND_ACK: ("round_ack", "<IIIHB", ("term", "round", "digest", "awards", "status")),
+    RELEASE: (
+        "release",
+        "<IIIHHBBB",
+        ("seq", "first", "from_slot", "resource", "holder", "span", "period", "count"),
+    ),
+    RECONCILE: (
+        "reconcile",
+        "<IIIIIHHH",
+        ("seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"),
+    ),
+    RECONCILE_ACK: ("reconcile_ack", "<IIHH", ("term", "seq", "released", "refused")),
 }
+MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT)
 
 
 def name(type):

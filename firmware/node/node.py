@@ -10,6 +10,12 @@
 # give the same outputs, under CPython and MicroPython alike (iteration is in
 # sorted order, arithmetic is integer). Bad frames are counted by reason in
 # `errors` and dropped; the node carries on.
+#
+# With a MarketConfig (config.market) the node also runs the regional market
+# tier (node/region.py): market frames go to it, and an elector holds a seat
+# in the region's election, which is this same class run a second time over
+# the electors (uplink=: it sends through its host, to the region address).
+# Without one the node is exactly the Tier-1 node, frame for frame.
 
 import binascii
 import struct
@@ -32,7 +38,7 @@ _TERMED = (
 
 
 class Node:
-    def __init__(self, node_id, config, seed, saved=None):
+    def __init__(self, node_id, config, seed, saved=None, uplink=None):
         if not 0 < node_id <= wire.MAX_NODE_ID:
             raise ValueError("node id %d out of range" % node_id)
         if node_id not in config.members:
@@ -52,9 +58,12 @@ class Node:
         self._counter = 0
         self._reserved = 0
         if saved is not None:
-            self.term, self.voted_for, self._counter = restore(saved)
+            self.term, self.voted_for, self._counter = restore(saved[:_SAVED_LEN + 4])
             self._reserved = self._counter
         self._dirty = False
+        # A seat in a regional election sends through its host node: one frame
+        # sequence, one auth counter; everything to the electors' address.
+        self._uplink = uplink
 
         self.role = el.FOLLOWER
         self.coordinator = msgs.NO_NODE
@@ -82,6 +91,27 @@ class Node:
         self.ignored = 0  # well-formed but not for us / not in our cluster
         self.conflicts = 0  # another coordinator claimed our own term
         self.role_changes = 0
+
+        self.region = None
+        self.seat = None
+        self._seat_digest = None
+        if config.market is not None:
+            self._start_region(config, seed, saved)
+
+    def _start_region(self, config, seed, saved):
+        from node.config import Config
+        from node.region import Region
+
+        m = config.market
+        if m.index(self.id) < 0:
+            raise ValueError("node %d is not in its region's roster" % self.id)
+        self.region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
+        if self.id in m.electors:
+            seat_cfg = Config(cluster=m.region_cluster, members=m.electors, election_timeout_ms=m.region_timeout_ms,
+                              hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
+            seat_saved = saved[_SAVED_LEN + 4:] if saved is not None and len(saved) > _SAVED_LEN + 4 else None
+            self.seat = Node(self.id, seat_cfg, seed ^ 0x5EA7, seat_saved, uplink=self._send)
+            self.region.seat = self.seat
 
     # ---- public API ----------------------------------------------------
 
@@ -112,6 +142,14 @@ class Node:
             self._next_hb_ms = now_ms + self.cfg.heartbeat_ms
         if now_ms >= self._next_tel_ms:
             self._send_telemetry(now_ms)
+        if self.seat is not None:
+            self.seat.poll(now_ms)
+            digest = self.records.digest()
+            if digest != self._seat_digest:  # the region aggregates cluster digests
+                self._seat_digest = digest
+                self.seat.set_record(digest)
+        if self.region is not None:
+            self.region.poll(now_ms)
         out = self._out
         self._out = []
         return out
@@ -122,15 +160,27 @@ class Node:
             return 0
         t = min(self._next_hb_ms, self._next_tel_ms)
         if self.role == el.COORDINATOR:
-            return min(t, self._next_state_ms)
-        return min(t, self._deadline_ms)
+            t = min(t, self._next_state_ms)
+        else:
+            t = min(t, self._deadline_ms)
+        if self.seat is not None:
+            t = min(t, self.seat.next_deadline_ms())
+        if self.region is not None:
+            t = min(t, self.region.next_deadline_ms())
+        return t
 
     def take_persist(self):
-        """Bytes to store atomically before sending poll()'s frames, or None."""
-        if not self._dirty:
+        """Bytes to store atomically before sending poll()'s frames, or None.
+        With a regional seat, the seat's term and vote follow the node's own."""
+        seat = self.seat
+        if not self._dirty and (seat is None or not seat._dirty):
             return None
         self._dirty = False
-        return save(self.term, self.voted_for, self._reserved)
+        blob = save(self.term, self.voted_for, self._reserved)
+        if seat is not None:
+            seat._dirty = False
+            blob += save(seat.term, seat.voted_for, 0)
+        return blob
 
     def set_record(self, data):
         """Update this node's shared record (u32); peers converge to it."""
@@ -158,6 +208,10 @@ class Node:
     # ---- sending -------------------------------------------------------
 
     def _send(self, dst, type, payload):
+        if self._uplink is not None:
+            if dst != wire.ADDR_GROUND:  # a seat tells the ground nothing itself
+                self._uplink(self.cluster_dst, type, payload)
+            return
         counter = 0
         if self.auth is not None:
             if self._counter >= self._reserved:
@@ -350,10 +404,20 @@ class Node:
     # ---- receiving -----------------------------------------------------
 
     def _dispatch(self, f, now_ms):
+        region = self.region
+        if region is not None and f.dst == region.dst:
+            if self.seat is None:
+                self.ignored += 1
+            else:
+                self.seat._dispatch(f, now_ms)
+            return
         if f.dst != self.id and f.dst != self.cluster_dst and f.dst != wire.ADDR_BROADCAST:
             self.ignored += 1
             return
         t = f.type
+        if region is not None and t in msgs.MARKET_TYPES:
+            region.receive(f.src, f.dst, t, f.payload, now_ms)
+            return
         # Parse before acting on anything: a member sending malformed payloads
         # is a protocol error, not a sign of life.
         if t == msgs.STATE:
@@ -448,7 +512,8 @@ def save(term, voted_for, counter_reserved):
 
 
 def restore(blob):
-    """(term, voted_for, counter) from save(); ValueError if torn or corrupt."""
+    """(term, voted_for, counter) from save(); ValueError if torn or corrupt.
+    (A node with a regional seat persists two such blobs back to back.)"""
     if len(blob) != _SAVED_LEN + 4:
         raise ValueError("saved state: %d bytes" % len(blob))
     (crc,) = struct.unpack_from("<I", blob, _SAVED_LEN)

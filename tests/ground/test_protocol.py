@@ -399,3 +399,33 @@ def test_cobs_and_escape_match_the_firmware_on_edge_cases():
         assert P.cobs_decode(enc) == data
         assert P.escape(data) == bytes(wire.escape(data))
         assert P.unescape(P.escape(data)) == data
+
+
+# ---- the market tier's messages (docs/MARKET.md) --------------------------
+
+
+def test_the_live_cross_checks_cover_every_message_type_market_ones_too():
+    for seed, n in ((20240601, 240), (77, 240), (99, 120)):  # the specs the tests above send to MicroPython
+        assert set(s["type"] for s in random_specs(seed, n)) == set(msgs.LAYOUTS)
+    for t in (P.BID, P.AWARD, P.PRICES, P.ROUND_ACK, P.RELEASE, P.RECONCILE, P.RECONCILE_ACK, P.INTENT, P.MARKET_TEL):
+        assert P.MESSAGES[t][0] == msgs.LAYOUTS[t][0]
+        struct_fields = [sc.name for sc in P.MESSAGES[t][1].subcons if sc.name]
+        assert struct_fields == list(msgs.LAYOUTS[t][2]), t
+
+
+def test_describe_names_market_modes_roles_and_round_verdicts():
+    tel = dict(region_term=3, price_round=40, price_age_s=86400, produced=100, lost=7, paused_feed_s=0,
+               paused_parts_s=60, paused_logistics_s=0, leases=4, bids=9, awards=8, refused=1, mode=2, region_role=3)
+    d = P.describe(P.build_line(type="market_tel", src=7, dst=P.ADDR_GROUND, msg=tel)[:-1])
+    assert (d["mode_name"], d["region_role_name"], d["price_age_s"]) == ("conservative", "standby", 86400)
+    prices = dict(term=3, round=40, digest=0, intent_seq=2, region=1, awards=5, status=2,
+                  p0=1, p1=1, p2=1, p3=1, p4=30, p5=1, p6=1, p7=1)
+    d = P.describe(P.build_line(type="prices", src=1, dst=P.ADDR_BROADCAST, msg=prices)[:-1])
+    assert d["status_name"] == "void" and d["p4"] == 30
+    bid = dict(round=40, seq=1, first=41, resource=0xFFFF, price=16, classes=3, span=1, period=2, count=1, flags=1)
+    line = P.build_line(type="bid", src=5, dst=1, msg=bid, key=b"k", counter=3)
+    f = wire.decode(line[:-1], wire.Auth(b"k"))
+    assert msgs.unpack(msgs.BID, f.payload) == tuple(bid[k] for k in msgs.LAYOUTS[msgs.BID][2])
+    for bad in (dict(bid, price=1 << 16), dict(bid, flags=256)):
+        with pytest.raises(FrameError):
+            P.build_line(type="bid", src=5, dst=1, msg=bad)

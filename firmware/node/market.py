@@ -1,0 +1,444 @@
+# The regional coordinator's market: bids in, clearing, awards out, and the
+# standby that makes a round all-or-nothing. Sans-IO: send(dst, type,
+# payload); time comes in as now_ms. One instance per elector; it acts as
+# coordinator while lead() is in force, and as a replica otherwise.
+#
+# A round, by its state table below:
+#   OPEN       bids for round r are checked (refusal.*) and kept in the book.
+#   close(r)   at (r + 1) * slot_ms - lead_ms: the ledger's base moves to
+#              r + 1, auction.clear() places the bids. With a standby, each
+#              award goes to the standby first (AWARD_REPLICA), then PRICES
+#              status PREPARE carrying the ledger digest -> PREPARING.
+#   PREPARING  the standby answers ROUND_ACK with its own ledger digest. Equal:
+#              commit. Not equal (it missed something): a full copy of the
+#              ledger (AWARD_SYNC), PREPARE again. No answer in ack_timeout_ms:
+#              PREPARE again.
+#   commit     AWARD to every winner, PRICES status COMPLETE to everyone.
+# No award leaves for a holder before the standby holds the same ledger, so
+# if the coordinator dies mid-round the standby, taking over, decides alone
+# and right: it acked the round -> the round may have been (partly) sent, it
+# completes it by sending every award again (AWARD_RESEND; holders ignore
+# what they hold); it did not -> nothing was sent, it removes the round's
+# awards and announces the round VOID. Every node then hears one verdict.
+# Without a standby a round commits at once (a crash mid-send then leaves the
+# next coordinator without a replica: it asks holders for their leases,
+# ROUND_RESYNC; docs/MARKET.md lists what that cannot recover).
+
+from array import array
+
+from micropython import const
+
+from node import auction, catalog as cat, msgs, refusal, wire
+from node.auction import F_ADDED, F_MERGED, BidBook, clear
+from node.ledger import Ledger
+
+IDLE = const(0)
+OPEN = const(1)
+PREPARING = const(2)
+STATE_NAMES = ("idle", "open", "preparing")
+
+EV_LEAD = const(0)  # became regional coordinator
+EV_CLOSE = const(1)  # bidding closed, round cleared, replica sent
+EV_SOLO = const(2)  # no standby to replicate to: commit at once
+EV_ACK = const(3)  # the standby's digest matches: commit
+EV_RETRY = const(4)  # no ack yet, a mismatch or a new standby: (sync and) prepare again
+EV_STEP_DOWN = const(5)  # no longer coordinator
+EVENT_NAMES = ("lead", "close", "solo", "ack", "retry", "step_down")
+
+_TABLE = {
+    (IDLE, EV_LEAD): OPEN,
+    (OPEN, EV_CLOSE): PREPARING,
+    (OPEN, EV_SOLO): OPEN,
+    (PREPARING, EV_ACK): OPEN,
+    (PREPARING, EV_RETRY): PREPARING,
+    (PREPARING, EV_SOLO): OPEN,  # the standby is gone and no one is left to name
+    (OPEN, EV_STEP_DOWN): IDLE,
+    (PREPARING, EV_STEP_DOWN): IDLE,
+    # (IDLE, anything but lead) is absent: a replica does not run rounds.
+}
+
+
+class MarketError(Exception):
+    """Local bug: an event with no transition from the current state."""
+
+
+def next_state(state, event):
+    try:
+        return _TABLE[(state, event)]
+    except KeyError:
+        raise MarketError("no transition from %s on %s" % (STATE_NAMES[state], EVENT_NAMES[event]))
+
+
+class Market:
+    def __init__(self, node_id, mcfg, intent, send):
+        self.id = node_id
+        self.cfg = mcfg
+        self.intent = intent
+        self.send = send
+        self.first_ids = cat.starts(mcfg.units)
+        n = len(mcfg.roster)
+        self.ledger = Ledger(self.first_ids[cat.N_CLASSES], mcfg.horizon_slots, mcfg.leases_per_node, n)
+        self.book = BidBook(mcfg.max_bids)
+        self.last_seq = array("I", bytes(4 * n))  # per node: highest seq accepted
+        self.seen = array("H", bytes(2 * n))  # and which of the 16 below it were
+        self.rel_ok = bytearray(n)  # occurrences released since its last reconcile (saturates)
+        self.rel_missing = bytearray(n)
+        self.prices = [auction.RESERVE_PRICE] * cat.N_CLASSES
+        self.state = IDLE
+        self.term = 0
+        self.standby = msgs.NO_NODE
+        self._synced = msgs.NO_NODE  # the standby last seen to hold our ledger
+        self.round = 0  # the round being collected (OPEN) or prepared (PREPARING)
+        self._n_round = 0  # book rows that belong to the round being prepared
+        self._won = 0
+        self._retry_ms = 0
+        self._closed_ms = 0
+        self._sync_id = 0
+        self._sync_again = False  # resend the last copy (fill gaps) rather than a new one
+        self.resync_until = 0
+        # Replica side (standby).
+        self._rep_key = None  # (term, round) of the round replicated in the book
+        self._rep_want = -1  # awards the coordinator said the round has
+        self._rep_acked = False  # we acked that round with a matching digest
+        self._rep_digest = 0
+        self._acked_round = -1  # the last round we acked with a matching digest
+        self._sync_key = None
+        self._sync_want = 0  # records the sync in progress has
+        self.replica_ok = False  # our ledger matched a coordinator's at an ack
+        # Counters.
+        self.refused = [0] * refusal.N_REASONS
+        self.rounds = 0
+        self.voided = 0
+        self.completed = 0  # in-flight rounds completed at a takeover
+        self.syncs = 0
+        self.bids_in = 0
+        self.awarded = 0
+        self.releases = 0
+        self.reconciles = 0
+        self.claims = 0
+        self.last_round_ms = 0  # mission ms the last round took from close to commit
+
+    # ---- roles -----------------------------------------------------------
+
+    def close_ms(self, rnd):
+        return (rnd + 1) * self.cfg.slot_ms - self.cfg.lead_ms
+
+    def _round_at(self, now_ms):
+        cur = now_ms // self.cfg.slot_ms
+        return cur if now_ms < self.close_ms(cur) else cur + 1
+
+    def open_round(self):
+        return self.round + 1 if self.state == PREPARING else self.round
+
+    def _go(self, event):
+        self.state = next_state(self.state, event)
+
+    def lead(self, term, standby, now_ms, prices):
+        """Became regional coordinator in `term`: settle the rounds in
+        flight, announce the verdicts, open the next round."""
+        self.term = term
+        self.standby = standby
+        self._synced = msgs.NO_NODE
+        self._sync_again = False
+        self.prices = list(prices)
+        self._go(EV_LEAD)
+        book = self.book
+        now_round = self._round_at(now_ms)
+        self.round = now_round
+        last = self._acked_round
+        if not self.replica_ok or last < now_round - 2:
+            # No replica we can trust (never a standby, or not for rounds):
+            # ask every holder what it holds before selling anything.
+            self.ledger.reset(now_round + 1)
+            self.resync_until = now_ms + 2 * self.cfg.lead_ms
+            self._announce(now_round - 1 if now_round else 0, msgs.ROUND_RESYNC, wire.ADDR_BROADCAST)
+        else:
+            announced = False
+            if self._rep_key is not None:
+                rnd = self._rep_key[1]
+                if self._rep_acked:
+                    # Acked: the old coordinator may have sent some awards. Send them all.
+                    for i in range(book.n):
+                        self._send_award(i, rnd, msgs.AWARD_RESEND)
+                    self.completed += 1
+                    self._announce(rnd, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, book.n)
+                    announced = True
+                else:
+                    for i in range(book.n):
+                        if book.flags[i] & F_ADDED:
+                            self.ledger.release(book.hint[i], book.node[i], book.first[i], book.span[i],
+                                                book.period[i], book.count[i], 0)
+            # Rounds the clock says closed but we never acked were never committed.
+            for rnd in range(last + 1, now_round):
+                self._announce(rnd, msgs.ROUND_VOID, wire.ADDR_BROADCAST)
+                self.voided += 1
+                announced = True
+            if not announced:
+                self._announce(last if last >= 0 else 0, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST)
+            if self.round <= last:
+                self.round = last + 1
+        book.reset()
+        self._rep_key = None
+
+    def step_down(self):
+        if self.state != IDLE:
+            self._go(EV_STEP_DOWN)
+        self.book.reset()
+        self._n_round = 0
+        self.replica_ok = False  # the next coordinator's ledger moves on without us
+        self._rep_key = None
+
+    def set_standby(self, standby, now_ms):
+        if standby == self.standby:
+            return
+        self.standby = standby
+        self._sync_again = False
+        if self.state == PREPARING:
+            if standby == msgs.NO_NODE:
+                self._go(EV_SOLO)
+                self._commit(now_ms)
+            else:
+                self._go(EV_RETRY)
+                self._prepare(now_ms)
+
+    # ---- coordinator: input ----------------------------------------------
+
+    def _sender(self, src):
+        """Roster index of a market request's sender, or -1 (counted)."""
+        if self.state == IDLE:
+            self.refused[refusal.NOT_COORDINATOR] += 1
+            return -1
+        idx = self.cfg.index(src)
+        if idx < 0:
+            self.refused[refusal.UNKNOWN_NODE] += 1
+        return idx
+
+    def _fresh(self, idx, seq):
+        """A sequence number not used before by that node. A window of 16
+        (wire.ReplayWindow's idea, in two compact arrays) so bids that
+        overtake each other on the way are not mistaken for replays."""
+        top = self.last_seq[idx]
+        back = top - seq
+        if seq > top or (back < 16 and not (self.seen[idx] >> back) & 1 and seq):
+            return True
+        self.refused[refusal.REPLAY] += 1
+        return False
+
+    def _accept(self, idx, seq):
+        top = self.last_seq[idx]
+        if seq > top:
+            shift = seq - top
+            self.seen[idx] = ((self.seen[idx] << shift) | 1) & 0xFFFF if shift < 16 else 1
+            self.last_seq[idx] = seq
+        else:
+            self.seen[idx] |= 1 << (top - seq)
+
+    def check_bid(self, idx, fields):
+        """refusal.* reason why this bid may not enter the book, or 0."""
+        rnd, seq, first, res, price, mask, span, period, count, flags = fields
+        cfg = self.cfg
+        open_r = self.open_round()
+        if rnd > open_r + 1 or rnd + cfg.stale_rounds < open_r:
+            return refusal.ROUND
+        kind = cat.kind_of_mask(mask)
+        if kind < 0 or (cfg.gens is not None and not cat.may_bid(cfg.gen_of(idx), mask)):
+            return refusal.CLASS
+        if res != auction.NO_RESOURCE:
+            c = cat.class_of(self.first_ids, res)
+            if c < 0 or not mask & (1 << c):
+                return refusal.RESOURCE
+        if not 0 < price <= auction.MAX_PRICE:
+            return refusal.PRICE
+        if flags & ~auction.F_ALL or not auction.shape_ok(span, period, count, cfg.max_span):
+            return refusal.SHAPE
+        on_sale = open_r + 1
+        if first < on_sale and flags & auction.F_ASAP:
+            first = on_sale
+        if not auction.in_horizon(first, span, period, count, on_sale, cfg.horizon_slots):
+            return refusal.HORIZON
+        if kind == cat.KIND_LOGISTICS:
+            reach = span + (period - 1 if flags & auction.F_FLEX and period else 0)
+            if self.intent.blocks_slots(first, reach, period, count, cfg.slot_ms):
+                return refusal.BLOCKED
+        return 0
+
+    def on_bid(self, src, fields, now_ms):
+        idx = self._sender(src)
+        if idx < 0 or not self._fresh(idx, fields[1]):
+            return
+        why = self.check_bid(idx, fields)
+        if why:
+            self.refused[why] += 1
+            return
+        full = self.book.n >= self.book.max
+        row = self.book.add(idx, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7],
+                            fields[8], fields[9], self._n_round)
+        if full:
+            self.refused[refusal.FULL] += 1  # this bid, or the cheaper one it displaced
+        if row < 0:
+            return
+        self._accept(idx, fields[1])
+        self.bids_in += 1
+
+    def on_release(self, src, fields, now_ms):
+        idx = self._sender(src)
+        if idx < 0 or not self._fresh(idx, fields[0]):
+            return
+        seq, first, from_slot, res, holder, span, period, count = fields
+        if holder != src:
+            self.refused[refusal.NOT_HOLDER] += 1
+            return
+        if cat.class_of(self.first_ids, res) < 0:
+            self.refused[refusal.RESOURCE] += 1
+            return
+        if not auction.shape_ok(span, period, count, self.cfg.max_span):
+            self.refused[refusal.SHAPE] += 1
+            return
+        self._accept(idx, seq)
+        freed, missing = self.ledger.release(res, idx, first, span, period, count, from_slot)
+        self.rel_ok[idx] = min(255, self.rel_ok[idx] + freed)
+        self.rel_missing[idx] = min(255, self.rel_missing[idx] + missing)
+        if missing:
+            self.refused[refusal.NOT_HOLDER] += 1
+        self.releases += 1
+        if freed and self.standby != msgs.NO_NODE:
+            self.send(self.standby, msgs.RELEASE, msgs.pack(msgs.RELEASE, *fields))
+
+    def on_reconcile(self, src, fields, now_ms):
+        idx = self._sender(src)
+        if idx < 0 or not self._fresh(idx, fields[0]):
+            return
+        self._accept(idx, fields[0])
+        self.reconciles += 1
+        self.send(src, msgs.RECONCILE_ACK, msgs.pack(msgs.RECONCILE_ACK, self.term, fields[0], self.rel_ok[idx],
+                                                     self.rel_missing[idx]))
+        self.rel_ok[idx] = 0
+        self.rel_missing[idx] = 0
+
+    def on_claim(self, src, fields, now_ms):
+        """A holder's lease, reported after a takeover without a replica."""
+        idx = self._sender(src)
+        if idx < 0:
+            return
+        term, rnd, seq, first, res, holder, price, span, period, count, flags = fields
+        if now_ms >= self.resync_until or holder != src:
+            self.refused[refusal.UNEXPECTED] += 1
+            return
+        if self.ledger.add(res, idx, first, span, period, count, False, True) < 0:
+            self.refused[refusal.NOT_HOLDER] += 1  # overlaps a claim already taken
+            return
+        self.claims += 1
+
+    def on_ack(self, src, fields, now_ms):
+        term, rnd, digest, awards, status = fields
+        if self.state != PREPARING or src != self.standby or term != self.term or rnd != self.round:
+            self.refused[refusal.UNEXPECTED] += 1
+            return
+        if digest == self.ledger.digest():
+            self._synced = src
+            self._go(EV_ACK)
+            self._commit(now_ms)
+        else:
+            # It missed something: a copy at the retry. Fewer records than ours:
+            # fill in the gaps of the last copy; as many or more: some are stale,
+            # start a new one.
+            self._sync_again = self._synced == msgs.NO_NODE and awards < self.ledger.n and self._sync_id != 0
+            self._synced = msgs.NO_NODE
+            self._go(EV_RETRY)
+
+    # ---- coordinator: rounds ---------------------------------------------
+
+    def _send_award(self, i, rnd, flags, dst=None):
+        b = self.book
+        holder = self.cfg.roster[b.node[i]]
+        if b.flags[i] & F_MERGED:
+            flags |= msgs.AWARD_MERGE
+        self.send(holder if dst is None else dst, msgs.AWARD,
+                  msgs.pack(msgs.AWARD, self.term, rnd, b.seq[i], b.first[i], b.hint[i], holder, b.price[i],
+                            b.span[i], b.period[i], b.count[i], flags))
+
+    def _announce(self, rnd, status, dst, awards=0, digest=0):
+        p = self.prices
+        self.send(dst, msgs.PRICES, msgs.pack(msgs.PRICES, self.term, rnd & 0xFFFFFFFF, digest, self.intent.seq,
+                                              self.cfg.region, awards, status, p[0], p[1], p[2], p[3], p[4],
+                                              p[5], p[6], p[7]))
+
+    def _close(self, now_ms):
+        self.ledger.advance(self.round + 1)
+        n = self.book.n
+        self._n_round = n
+        self._won = clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
+        self.rounds += 1
+        self._closed_ms = now_ms
+        if self.standby == msgs.NO_NODE:
+            self._go(EV_SOLO)
+            self._commit(now_ms)
+        else:
+            self._go(EV_CLOSE)
+            for i in range(n):
+                if self.book.flags[i] & auction.F_WON:
+                    self._send_award(i, self.round, msgs.AWARD_REPLICA, self.standby)
+            self._prepare(now_ms)
+
+    def _prepare(self, now_ms, sync=True):
+        if sync and self._synced != self.standby:
+            self._sync()
+        self._announce(self.round, msgs.ROUND_PREPARE, self.standby, self._won, self.ledger.digest())
+        self._retry_ms = now_ms + self.cfg.ack_timeout_ms
+
+    def _sync(self):
+        """A full copy of the ledger for the standby. Each record says which
+        sync it belongs to (round field), the ledger's base (seq field) and how
+        many records the copy has (price field): the standby resets on the
+        first it sees, in whatever order they arrive."""
+        if not self._sync_again:
+            self._sync_id = (self._sync_id + 1) & 0xFFFFFFFF
+        self._sync_again = False
+        led = self.ledger
+        roster = self.cfg.roster
+        self.syncs += 1
+        total = min(led.n, 0xFFFF)
+        for i in range(led.max):
+            if led.count[i]:
+                self.send(self.standby, msgs.AWARD, msgs.pack(
+                    msgs.AWARD, self.term, self._sync_id, led.base, led.first(i), led.res[i],
+                    roster[led.holder(i)], total, led.span[i], led.period[i], led.count[i], msgs.AWARD_SYNC))
+
+    def _commit(self, now_ms):
+        b = self.book
+        n = self._n_round
+        for i in range(n):
+            if b.flags[i] & auction.F_WON:
+                self._send_award(i, self.round, 0)
+        self._announce(self.round, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, self._won)
+        self.awarded += self._won
+        self.last_round_ms = now_ms - self._closed_ms
+        b.drop_first(n)
+        self._n_round = 0
+        nxt = self._round_at(now_ms)
+        self.round = nxt if nxt > self.round else self.round + 1
+
+    def poll(self, now_ms):
+        if self.state == OPEN:
+            if now_ms >= self.close_ms(self.round) and now_ms >= self.resync_until:
+                self._close(now_ms)
+        elif self.state == PREPARING and now_ms >= self._retry_ms:
+            if self.standby == msgs.NO_NODE:
+                self._go(EV_SOLO)
+                self._commit(now_ms)
+            else:
+                self._go(EV_RETRY)
+                self._prepare(now_ms)
+
+    def next_deadline_ms(self):
+        if self.state == OPEN:
+            t = self.close_ms(self.round)
+            return t if t > self.resync_until else self.resync_until
+        if self.state == PREPARING:
+            return self._retry_ms
+        return None
+
+    def fill(self):
+        """(live leases, bids waiting): how full the compact arrays are."""
+        return self.ledger.n, self.book.n
+
