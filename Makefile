@@ -24,9 +24,13 @@ run: $(STAMP)
 
 test: test-mpy mpy-cross typecheck test-cpython
 
-# The core's tests under the real MicroPython unix port with a Pico-sized heap.
+# The core's tests under the real MicroPython unix port with a Pico-sized heap,
+# one process (one fresh 192K heap) per test file.
 test-mpy: $(STAMP)
-	$(MPY) tests/mpy_runner.py tests/core
+	@fail=0; for f in tests/core/test_*.py; do \
+	  out=$$($(MPY) tests/mpy_runner.py $$f 2>&1); rc=$$?; \
+	  echo "$$out" | grep -v '^PASS' ; [ $$rc = 0 ] || fail=1; \
+	done; [ $$fail = 0 ] || { echo "MicroPython core tests FAILED"; exit 1; }
 
 # Every firmware file must compile to RP2040 (Cortex-M0+, armv6m) bytecode.
 mpy-cross: $(STAMP)

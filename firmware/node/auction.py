@@ -237,15 +237,15 @@ def _place(ledger, book, i, first_ids, units, order):
     return -1, 0
 
 
-_at = None  # counting-sort scratch, one per process (one clearing runs at a time)
+# Counting-sort scratch, one per process (one clearing runs at a time).
+# Allocated at import, while the heap is still whole: allocated lazily at the
+# first clearing, its 2 KB could find no contiguous block in a fragmented heap.
+_at = array("H", bytes(2 * (MAX_PRICE + 2)))
 
 
 def sort_by_price(book, n):
     """Fill book.order[0:n] with rows 0..n-1 by descending price, equal
     prices in arrival order (a stable counting sort: prices are 1..MAX_PRICE)."""
-    global _at
-    if _at is None:
-        _at = array("H", bytes(2 * (MAX_PRICE + 2)))
     at = _at
     for p in range(len(at)):
         at[p] = 0
