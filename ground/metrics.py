@@ -293,6 +293,10 @@ class _Analyzer:
             clusters.setdefault(str(c), []).append(nid)
         self.clusters = {c: _Cluster(sorted(m)) for c, m in clusters.items()}
         self.cluster_of_addr = {cluster_addr(int(c)): c for c in self.clusters if 0 <= int(c) < 0xFFF}
+        # A market region's electors share an address of their own (docs/MARKET.md).
+        market = header.get("market") if isinstance(header.get("market"), dict) else {}
+        self.region_addr = cluster_addr(0xE00 | market["region"]) if isinstance(market.get("region"), int) else None
+        self.electors = set(market.get("electors") or ())
         start = header.get("mission_ns")
         self.start_ns = start if isinstance(start, int) and not isinstance(start, bool) else 0
         self.end_ns = self.start_ns
@@ -417,6 +421,8 @@ class _Analyzer:
             return set()
         if dst == BROADCAST:
             return set(self.nodes) - {src}
+        if dst == self.region_addr:
+            return self.electors - {src}
         if dst >= CLUSTER_BASE:
             c = self.cluster_of_addr.get(dst)
             return set(self.clusters[c].members) - {src} if c is not None else set()
@@ -482,6 +488,10 @@ class _Analyzer:
         if not isinstance(msg, dict):
             self._anomaly("missing_field", "sent frame %r without msg" % (fid,))
             msg = {}
+        if dst >= CLUSTER_BASE and dst != BROADCAST and self.cluster_of_addr.get(dst) != n.cluster:
+            # Not the node's own cluster: a regional seat's election traffic
+            # (docs/MARKET.md). Its claims are not claims on the cluster.
+            return
         if type_ == "coordinator":
             term = _int(msg, "term")
             if term is None:

@@ -138,7 +138,11 @@ class Router:
         if dst == wire.ADDR_BROADCAST:
             return [n for n in sorted(self.links) if n != src]
         if dst & 0xF000 == wire.ADDR_CLUSTER:
-            return [n for n in self.members.get(dst & 0x0FFF, ()) if n != src and n in self.links]
+            k = dst & 0x0FFF
+            m = self.sc.market
+            if k >= 0xE00 and m is not None and k == 0xE00 | m.region:
+                return [n for n in sorted(m.electors) if n != src and n in self.links]  # the region's electors
+            return [n for n in self.members.get(k, ()) if n != src and n in self.links]
         return [dst] if dst in self.links and dst != src else []
 
     def _send_one(self, fid, src, dst, frame, line, now, corrupt):
@@ -213,7 +217,9 @@ class Router:
                 self._event("node", node=src, event="version", detail=self.version_violation)
         elif (t == msgs.HEARTBEAT and fields.get("role") == msgs.ROLE_COORDINATOR) or t == msgs.COORDINATOR:
             spec = self.sc.nodes.get(src)
-            if spec is not None:
+            # Only claims on the node's own cluster address: an elector's
+            # regional seat claims on the region's address, not its cluster's.
+            if spec is not None and frame.dst == wire.cluster_addr(spec.cluster):
                 self.coordinator[spec.cluster] = (src, fields.get("term", 0))
 
     def _rewrite(self, frame, fields, how):

@@ -56,6 +56,7 @@ def node_config(sc, node_id):
         lineage=spec.lineage,
         auth_key=sc.auth_key,
         require_auth=sc.auth_key is not None,
+        market=sc.market,
     )
 
 
@@ -117,6 +118,7 @@ class Run:
             "kind": "header", "scenario": sc.name, "scenario_path": sc.path, "scenario_text": sc.text,
             "seed": self.seed, "time_scale": sc.time_scale, "mode": self.mode,
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
+            **({"market": {"region": sc.market.region, "electors": list(sc.market.electors)}} if sc.market else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.

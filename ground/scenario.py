@@ -16,7 +16,7 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
-    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan",
+    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages"}
@@ -27,6 +27,12 @@ _FAULT_ACTIONS = {
     "byzantine", "corruption_burst",
 }
 _FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
+_MARKET = {
+    "region", "electors", "units", "slot_ms", "lead_ms", "horizon_slots", "window_slots", "steps_per_slot",
+    "cutoff_ms", "autonomy_after_ms", "region_timeout_ms", "ack_timeout_ms", "telemetry_ms", "max_bids",
+    "leases_per_node", "max_span", "stale_rounds",
+}
+REGION_CLUSTERS = 0xE00  # cluster numbers from here on are region addresses (docs/MARKET.md)
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 
 
@@ -72,7 +78,8 @@ class Scenario:
     faults: list
     gates: dict
     description: str = ""
-    contact_plan: object = None  # ground.contacts.ContactPlan, merged into link_spec
+    contact_plan: object = None
+    market: object = None  # node.config.MarketConfig shared by every node, or None  # ground.contacts.ContactPlan, merged into link_spec
 
     def link_spec(self, src, dst):
         """The link model (a dict for ground.stages.build_pipeline) for src -> dst."""
@@ -149,7 +156,28 @@ def parse(data, text, path):
     )
     if "contact_plan" in data:
         sc.contact_plan = _parse_contact_plan(data, path, sc)
+    if "market" in data:
+        sc.market = _parse_market(data, sc)
     return sc
+
+
+def _parse_market(data, sc):
+    """The regional market tier (docs/MARKET.md): one region over every node
+    of the scenario; keys are node.config.MarketConfig's arguments."""
+    from ground import firmware
+
+    m = data["market"]
+    check_keys(m, _MARKET, "market", required=("electors", "units"))
+    for e in m["electors"] if isinstance(m["electors"], list) else ():
+        if e not in sc.nodes:
+            raise m.error("electors", "market.electors: unknown node %r" % e)
+    roster = sorted(sc.nodes)
+    kw = {k: v for k, v in m.items()}
+    kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
+    try:
+        return firmware.config.MarketConfig(roster=roster, gens=bytes(sc.nodes[n].hw_gen for n in roster), **kw)
+    except (ValueError, TypeError) as e:
+        raise m.error(None, str(e)) from None
 
 
 def _parse_contact_plan(data, path, sc):
@@ -207,7 +235,7 @@ def _parse_clusters(data):
     nodes, clusters = {}, {}
     for c in cl:
         check_keys(c, _CLUSTER, "clusters[]", required=("id", "nodes"))
-        cid = number(c, "id", "cluster", lo=0, hi=0xFFE, integer=True)
+        cid = number(c, "id", "cluster", lo=0, hi=REGION_CLUSTERS - 1, integer=True)
         if cid in clusters:
             raise c.error("id", "cluster %d defined twice" % cid)
         ids = c["nodes"]

@@ -295,6 +295,8 @@ class _Checker:
         self.role_coordinator = _firmware_role()
         self.nodes = {}  # node id -> cluster
         self.members = {}  # cluster -> set of node ids
+        market = header.get("market") if isinstance(header.get("market"), dict) else {}
+        self.electors = set(market.get("electors") or ())  # a market region's seats
         self.majors = {}  # node id -> firmware major the header declares
         for key, info in (header.get("nodes") or {}).items():
             try:
@@ -392,7 +394,10 @@ class _Checker:
             self.rewritten += 1
             return
         msg = e.get("msg") if isinstance(e.get("msg"), dict) else {}
-        if type_ in ("coordinator", "heartbeat", "telemetry"):
+        own = dst == GROUND or dst == CLUSTER_BASE | self.nodes[src]
+        if type_ in ("coordinator", "heartbeat", "telemetry") and own:
+            # (A regional seat's claims travel on the region's address:
+            # they are not claims on the node's cluster, docs/MARKET.md.)
             self._claim(src, type_, msg, fid, line)
         elif type_ == "hello":
             self._hello(src, msg, fid, line)
@@ -411,6 +416,8 @@ class _Checker:
         if dst == BROADCAST:
             return set(self.nodes) - {src}
         if dst >= CLUSTER_BASE:
+            if (dst & 0x0FFF) >= 0xE00:  # a market region's electors
+                return set(self.electors) - {src}
             return set(self.members.get(dst & 0x0FFF, ())) - {src}
         return {dst} if dst in self.nodes and dst != src else None
 

@@ -727,6 +727,8 @@ class Fleet:
         n.heard_s = self.now_s
         msg = e.get("msg") or {}
         type_ = e.get("type")
+        if type_ in ("heartbeat", "coordinator", "standby") and e["dst"] != 0xF000 | n.cluster:
+            return  # a regional seat's election traffic (docs/MARKET.md), not the node's cluster role
         n.last[type_] = msg
         if type_ in ("heartbeat", "telemetry"):
             for k in ("role", "term", "coordinator", "standby"):

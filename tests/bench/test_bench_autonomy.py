@@ -30,7 +30,7 @@ clusters:
   - {id: 1, nodes: [1, 2, 3, 4], lineages: [0, 1]}
 links:
   intra_cluster: {delay_ms: 300, jitter: uniform, jitter_ms: 20}
-market: {electors: [1, 2, 3], units: [1, 1, 1, 1, 1, 1, 1, 1], slot_ms: 20000, autonomy_after_ms: 80000}
+market: {electors: [1, 2, 3], units: [1, 1, 1, 1, 1, 1, 1, 1], slot_ms: 24000, autonomy_after_ms: 80000}
 gates:
   split_brain: {max: 0}
   unfated_frames: {max: 0}
