@@ -310,14 +310,17 @@ class Delay(Stage):
         return "Delay(%d, jitter=%r, jitter_ns=%d, reorder=%r)" % (self.fixed_ns, self.jitter, self.jitter_ns, self.reorder)
 
 
-class Loss(Stage):
-    """Independent loss: each frame is dropped with probability p (reason
-    `loss`)."""
+class _PerFrame(Stage):
+    """A stage that acts on each frame with probability p. It draws the gap
+    to its next hit (geometric) instead of a number per frame, so frames in
+    between cost one decrement and a pipeline can skip it (quiet/skip).
+    Subclasses say what a hit does in `_hit`."""
 
     counted = True
+    _name = ""
 
     def __init__(self, p):
-        self.p = _check_prob("loss", p)
+        self.p = _check_prob(self._name, p)
         self.noop = self.p == 0.0
         self._lq = _log_q(self.p)
         self._next = _NEVER
@@ -333,7 +336,7 @@ class Loss(Stage):
             self._next = n
             return t
         self._next = _gap(self._rnd, self._lq)
-        return LOSS
+        return self._hit(pkt, t)
 
     def quiet(self):
         return self._next - 1
@@ -342,7 +345,17 @@ class Loss(Stage):
         self._next -= n
 
     def __repr__(self):
-        return "Loss(%r)" % self.p
+        return "%s(%r)" % (self.__class__.__name__, self.p)
+
+
+class Loss(_PerFrame):
+    """Independent loss: each frame is dropped with probability p (reason
+    `loss`)."""
+
+    _name = "loss"
+
+    def _hit(self, pkt, t):
+        return LOSS
 
 
 class GilbertElliott(Stage):
@@ -406,39 +419,14 @@ class GilbertElliott(Stage):
             self.p_good_to_bad, self.p_bad_to_good, self.loss_good, self.loss_bad)
 
 
-class Duplicate(Stage):
+class Duplicate(_PerFrame):
     """Each frame is sent twice with probability p; both copies go on through
     the following stages independently. The pipeline numbers copies."""
 
-    counted = True
+    _name = "duplicate"
 
-    def __init__(self, p):
-        self.p = _check_prob("duplicate", p)
-        self.noop = self.p == 0.0
-        self._lq = _log_q(self.p)
-        self._next = _NEVER
-        self._rnd = None
-
-    def attach(self, rng):
-        self._rnd = rng.random
-        self._next = _gap(self._rnd, self._lq)
-
-    def process(self, pkt, t):
-        n = self._next - 1
-        if n:
-            self._next = n
-            return t
-        self._next = _gap(self._rnd, self._lq)
+    def _hit(self, pkt, t):
         return [(t, pkt), (t, pkt.clone())]
-
-    def quiet(self):
-        return self._next - 1
-
-    def skip(self, n):
-        self._next -= n
-
-    def __repr__(self):
-        return "Duplicate(%r)" % self.p
 
 
 class Corrupt(Stage):
