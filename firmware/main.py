@@ -40,8 +40,6 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     `link` and `clock` are for tests; by default they come from board.json.
     """
     from node import node as node_mod
-    from node.config import Config
-
     from runtime import boardcfg, identity
     from runtime.clock import MissionClock
     from runtime.led import StatusLed, open_pin
@@ -68,21 +66,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
             '%s: key "members": node %d (from %s) is not listed' % (board_file, node_id, how)
         )
     try:
-        cfg = Config(
-            cluster=board.cluster,
-            members=board.members,
-            election_timeout_ms=board.election_timeout_ms,
-            heartbeat_ms=board.heartbeat_ms,
-            telemetry_ms=board.telemetry_ms,
-            state_ms=board.state_ms,
-            suspect_ms=board.suspect_ms,
-            dead_ms=board.dead_ms,
-            hw_gen=board.hw_gen,
-            fw_version=board.fw_version,
-            lineage=board.lineage,
-            auth_key=board.auth_key,
-            require_auth=board.require_auth,
-        )
+        cfg = boardcfg.core_config(board)
     except ValueError as e:
         raise BootError("%s: %s" % (board_file, e))
 
@@ -117,6 +101,11 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     led = StatusLed(open_pin(board.led_pin))
     sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms))
     sh.board = board
+    if board.journal:
+        from runtime.journal import Journal
+
+        sh.journal = Journal(node_id)
+        sh.journal.boot(saved)
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)

@@ -48,6 +48,7 @@ def board_config(sc, nid):
         "seed": (sc.seed * 100_003 + nid * 7) & 0xFFFFFFFF,
         "time_scale_milli": int(sc.time_scale * 1000),
         "watchdog_ms": 0,
+        "journal": sc.board_journal,
     }
     if sc.telemetry_ms:
         cfg["telemetry_ms"] = sc.telemetry_ms

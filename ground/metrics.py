@@ -44,7 +44,7 @@ UNKNOWN = "unknown"  # timeline: before a node's first frame
 
 DOWN_FAULTS = ("crash", "power_cut", "reset")  # the node stops until it speaks again
 CRASH_FAULTS = ("crash", "power_cut")  # failure detection is measured for these
-NOT_COORDINATION = ("telemetry", "log")  # every other type is coordination traffic
+NOT_COORDINATION = ("telemetry", "log", "journal")  # every other type is coordination traffic
 
 CLUSTER_BASE = 0xF000
 BROADCAST = 0xFFFF
@@ -95,6 +95,7 @@ FLAT = {
     "frames_dropped": ("count", "drops, all reasons"),
     "frames_duplicated": ("count", "extra copies made"),
     "frames_corrupted": ("count", "copies altered"),
+    "frames_converted": ("count", "frames down-converted to an older protocol version for a recipient"),
     "unfated_frames": ("count", "sent frames with a recipient that got neither delivered nor dropped"),
     "faults": ("count", "fault events"),
     "anomalies": ("count", "events skipped as malformed or naming unknown nodes or frames"),
@@ -311,6 +312,7 @@ class _Analyzer:
         self.dropped = {}
         self.duplicated = 0
         self.corrupted = 0
+        self.converted = 0
         self.pending = {}  # frame id -> set of recipients with no fate yet
         self.known_ids = set()
         self.per_node = {}  # node id -> {type: [messages, bytes]}
@@ -402,6 +404,10 @@ class _Analyzer:
             self.duplicated += 1
         elif fate == "corrupted":
             self.corrupted += 1
+        elif fate == "converted":
+            # Not a final fate: the converted frame still goes down the link
+            # and gets its delivered / dropped like any other.
+            self.converted += 1
         else:
             self._anomaly("unknown_fate", repr(fate))
 
@@ -815,6 +821,7 @@ class _Analyzer:
             "dropped_total": sum(self.dropped.values()),
             "duplicated": self.duplicated,
             "corrupted": self.corrupted,
+            "converted": self.converted,
             "unfated": len(unfated),
             "unfated_recipients": sum(len(v) for v in self.pending.values()),
             "unfated_ids": unfated[:_IDS_KEPT],
@@ -846,6 +853,7 @@ class _Analyzer:
             "frames_dropped": frames["dropped_total"],
             "frames_duplicated": self.duplicated,
             "frames_corrupted": self.corrupted,
+            "frames_converted": self.converted,
             "unfated_frames": len(unfated),
             "faults": sum(self.faults.values()),
             "anomalies": anomalies_n,

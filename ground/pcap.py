@@ -29,7 +29,10 @@ The mapping (docs/TRACE_TOOLS.md has it as a table):
                never went out), the sent bytes
   The packet data is the line WITHOUT its 0x00 delimiter, exactly the
   trace's `hex`. `duplicated` and `corrupted` events get no packet of their
-  own: they are folded into the comment of the copy's final fate.
+  own: they are folded into the comment of the copy's final fate; so is
+  `converted` (the harness re-wrote the frame at an older protocol version
+  for that recipient), as converted=v2>v1 on every copy's final fate, whose
+  delivered packet carries the converted bytes.
 - epb_packetid (option 5) is the trace's frame `id`, so a send and all its
   deliveries and drops share one packet id (tshark: frame.packet_id); the
   comment repeats it as id=N for readers that do not show the option.
@@ -212,7 +215,7 @@ def read_trace(path, allow_torn=False):
                         bytes.fromhex(ev.get("hex", ""))
                     except (TypeError, ValueError):
                         raise PcapError("%s:%d: frame %r: hex is not hexadecimal" % (path, line, fid)) from None
-                elif fate in ("delivered", "dropped", "duplicated", "corrupted"):
+                elif fate in ("delivered", "dropped", "duplicated", "corrupted", "converted"):
                     if fid not in sent:
                         raise PcapError("%s:%d: out of order: %s of frame id %r before its sent event"
                                         % (path, line, fate, fid))
@@ -291,6 +294,7 @@ class Exporter:
         self.copy_now = {}  # (id, to) -> copy the next corrupted event belongs to
         self.copies = {}  # (id, to) -> copies made (0 and each duplicate)
         self.final = {}  # (id, to) -> copies that have their final fate
+        self.converted = {}  # (id, to) -> "v2>v1": down-converted for that recipient
         self.frames = 0
         self.events = 0
 
@@ -338,6 +342,9 @@ class Exporter:
             copy = self.copy_now.get((fid, to), 0)
             self.notes.setdefault((fid, to, copy), []).append(ev.get("how", "?"))
             return
+        if fate == "converted":
+            self.converted[(fid, to)] = "v%s>v%s" % (ev.get("from_version", "?"), ev.get("to_version", "?"))
+            return
         data, src = self.sent[fid]
         copy = ev.get("copy")
         done = self.final.setdefault((fid, to), set())
@@ -349,6 +356,7 @@ class Exporter:
         done.add(copy)
         hows = self.notes.pop((fid, to, copy), None)
         corrupted = ",".join(hows) if hows else None
+        converted = self.converted.get((fid, to))
         if fate == "delivered":
             unrecorded = None
             if "hex" in ev:
@@ -356,12 +364,12 @@ class Exporter:
             elif corrupted:
                 unrecorded = "unrecorded"  # corrupted, yet the trace kept no bytes: these are the sent ones
             comment = frame_comment("delivered", id=fid, to=to, copy=copy, delay_ns=ev.get("delay_ns"),
-                                    corrupted=corrupted, bytes=unrecorded)
+                                    converted=converted, corrupted=corrupted, bytes=unrecorded)
             self.w.packet(self._iface_of(to), self._ts(ev), data, DIR_OUTBOUND, comment, fid)
         else:  # dropped
             where = to if to is not None else (src if src is not None else 0)
             comment = frame_comment("dropped", id=fid, to=to if to is not None else "none", copy=copy,
-                                    reason=ev.get("reason"), corrupted=corrupted)
+                                    reason=ev.get("reason"), converted=converted, corrupted=corrupted)
             self.w.packet(self._iface_of(where), self._ts(ev), data, DIR_UNKNOWN, comment, fid)
         self.frames += 1
 

@@ -12,6 +12,13 @@
 #     build_line(**f) == line                # and back
 #     describe(line[:-1])                    # flat dict for traces and metrics
 #
+# Versions: the header's nibble says which layouts the payload uses. MESSAGES
+# is version 1; CHANGED lists what a later version changed (version 2 appends
+# `alive` to HEARTBEAT), mirroring msgs.py's _CHANGED; parse_line reads a
+# payload in its frame's version, build_line writes the version it is given
+# (default 1, as wire.encode). version_max= refuses newer frames, as a node
+# whose firmware speaks no further does (docs/PROTOCOL.md "Versions").
+#
 # Layers, outermost first, each one construct:
 #   Line    : _Escaped(_Cobs(Body)): un-escape 1B 01 / 1B 02, then COBS
 #   Body    : covered bytes | crc32, the crc a construct Checksum
@@ -71,7 +78,7 @@ from construct import (
 )
 from construct.core import BytesIOWithOffsets, stream_size, stream_tell
 
-VERSION = 1  # protocol version this codec speaks
+VERSION = 2  # newest protocol version this codec speaks
 VERSION_MIN = 1  # oldest version it decodes
 
 FLAG_AUTH = 0x1
@@ -331,9 +338,9 @@ def _signed_auth(signed):
 
 Signed = Struct(  # what the HMAC tag covers
     "header" / Header,
-    _Expect(
+    _Expect(  # version_max: a node's proto_max (a version-1 node refuses version 2 here)
         "version",
-        lambda ctx: VERSION_MIN <= ctx.header.version <= VERSION,
+        lambda ctx: VERSION_MIN <= ctx.header.version <= min(VERSION, ctx._params.get("version_max", VERSION)),
         lambda ctx: "v%d" % ctx.header.version,
     ),
     "payload" / _AllBut(lambda ctx: AUTH_LEN if _signed_auth(ctx) else 0, GreedyBytes),
@@ -403,6 +410,7 @@ MARKET_TEL = 0x31
 CONFIG = 0x40
 INTENT = 0x41
 LOG = 0x50
+JOURNAL = 0x70
 BID = 0x60
 AWARD = 0x61
 PRICES = 0x62
@@ -434,6 +442,11 @@ Heartbeat = Struct(
     "rec_data" / Int32ul,
     "digest" / Int32ul,
 )
+ALIVE_UNKNOWN = 0  # what a version-1 heartbeat is read as saying for `alive`
+HeartbeatV2 = Struct(  # version 2 appends one field
+    *Heartbeat.subcons,
+    "alive" / Int8ul,  # members the sender hears alive, itself included (>= 1)
+)
 TermOnly = Struct("term" / Int32ul)  # PREVOTE_REQUEST, VOTE_REQUEST
 Ballot = Struct("term" / Int32ul, "candidate" / Int16ul, "granted" / Int8ul)  # PREVOTE, VOTE
 Appointment = Struct("term" / Int32ul, "standby" / Int16ul)  # COORDINATOR, STANDBY
@@ -459,6 +472,12 @@ Telemetry = Struct(
 )
 ConfigMsg = Struct("time_scale_milli" / Int32ul, "fault_flags" / Int16ul)
 Log = Struct("text" / GreedyString("utf8"))
+JOURNAL_KINDS = ("", "boot", "term", "vote", "counter", "log", "rx", "poll")  # firmware/runtime/journal.py
+JournalEntry = Struct("kind" / Int8ul, "t_ms" / Int32ul, "arg" / Int32ul)
+Journal = Struct(  # the board shell's core calls (kind, board mission ms, arg)
+    "first" / Int32ul,
+    "entries" / GreedyRange(JournalEntry),
+)
 
 # The regional market tier (docs/MARKET.md). Slots are market slots; *_s are
 # mission seconds; prices are credits per slot.
@@ -568,6 +587,7 @@ MESSAGES = {
     TELEMETRY: ("telemetry", Telemetry),
     CONFIG: ("config", ConfigMsg),
     LOG: ("log", Log),
+    JOURNAL: ("journal", Journal),
     MARKET_TEL: ("market_tel", MarketTel),
     INTENT: ("intent", Intent),
     BID: ("bid", Bid),
@@ -580,11 +600,26 @@ MESSAGES = {
 }
 TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 
-Message = Struct(  # parse with type=...; the whole payload or nothing
+# MESSAGES is protocol version 1. version -> {type: Struct} of the layouts a
+# version changed (msgs.py's _CHANGED); a type not listed keeps the layout of
+# the version before.
+CHANGED = {2: {HEARTBEAT: HeartbeatV2}}
+
+
+def message_struct(type, version=VERSION_MIN):
+    """The Struct of `type` in protocol `version` (None if unknown)."""
+    for v in range(version, VERSION_MIN, -1):
+        if type in CHANGED.get(v, {}):
+            return CHANGED[v][type]
+    entry = MESSAGES.get(type)
+    return entry[1] if entry else None
+
+
+Message = Struct(  # parse with type=... and version=...; the whole payload or nothing
     "msg"
     / Switch(
-        this._params.type,
-        {t: s for t, (_, s) in MESSAGES.items()},
+        lambda ctx: (ctx._params.type, ctx._params.version),
+        {(t, v): message_struct(t, v) for t in MESSAGES for v in range(VERSION_MIN, VERSION + 1)},
         default=_Expect("type", lambda ctx: False, lambda ctx: "0x%02x" % ctx._params.type),
     ),
     Terminated,
@@ -608,26 +643,30 @@ def _plain(obj):
 # ---- the API ---------------------------------------------------------------
 
 
-def parse_message(type, payload):
-    """The fields of one payload as a Container; FrameError if it is wrong."""
+def parse_message(type, payload, version=VERSION_MIN):
+    """The fields of one payload of protocol `version` as a Container;
+    FrameError if it is wrong."""
     if type not in MESSAGES:
         raise FrameError("type", "0x%02x" % type)
+    if not VERSION_MIN <= version <= VERSION:
+        raise FrameError("version", "v%d" % version)
     try:
-        return _plain(Message.parse(bytes(payload), type=type).msg)
+        return _plain(Message.parse(bytes(payload), type=type, version=version).msg)
     except (ConstructError, UnicodeError) as e:
         raise FrameError("payload", "%s: %s" % (type_name(type), _why(e))) from None
 
 
-def parse_frame(line, key=None, require_auth=False):
+def parse_frame(line, key=None, require_auth=False, version_max=VERSION):
     """The wire layer alone: header, raw payload, auth. No message parsing.
 
     Container(version, flags, type, seq, src, dst, payload, counter, tag);
     counter and tag are None for an unsigned frame. With `key` a signed
-    frame's tag is checked; with `require_auth` unsigned frames are refused.
+    frame's tag is checked; with `require_auth` unsigned frames are refused;
+    a version above `version_max` (a node's proto_max) is refused.
     Replay is the caller's job (it owns the window).
     """
     try:
-        body = Line.parse(bytes(line), key=key, require_auth=require_auth)
+        body = Line.parse(bytes(line), key=key, require_auth=require_auth, version_max=version_max)
     except ConstructError as e:  # not reached: every layer maps its errors
         raise FrameError("payload", _why(e)) from None
     signed = body.frame.signed.value
@@ -645,21 +684,26 @@ def parse_frame(line, key=None, require_auth=False):
     )
 
 
-def parse_line(line, key=None, require_auth=False):
+def parse_line(line, key=None, require_auth=False, version_max=VERSION):
     """One line frame (without its 0x00) -> Container, or FrameError.
 
-    parse_frame's fields plus `msg`, the payload's fields by name.
+    parse_frame's fields plus `msg`, the payload's fields by name, in the
+    layout of the frame's version.
     """
-    frame = parse_frame(line, key, require_auth)
-    frame.msg = parse_message(frame.type, frame.payload)
+    frame = parse_frame(line, key, require_auth, version_max)
+    frame.msg = parse_message(frame.type, frame.payload, frame.version)
     return frame
 
 
-def build_message(type, msg):
-    """Payload bytes for `type` from a dict of its fields (all, and only them)."""
+def build_message(type, msg, version=VERSION_MIN):
+    """Payload bytes for `type` in protocol `version` from a dict of its
+    fields (all, and only them)."""
     if type not in MESSAGES:
         raise FrameError("type", "no layout for 0x%02x: give payload= bytes" % type)
-    name, struct = MESSAGES[type]
+    if not VERSION_MIN <= version <= VERSION:
+        raise FrameError("version", "no layouts for version %r (%d..%d)" % (version, VERSION_MIN, VERSION))
+    name = MESSAGES[type][0]
+    struct = message_struct(type, version)
     want = set(sc.name for sc in struct.subcons if sc.name)
     got = set(msg)
     if got != want:
@@ -668,7 +712,7 @@ def build_message(type, msg):
             "%s: missing %s, unknown %s" % (name, sorted(want - got) or "none", sorted(got - want) or "none"),
         )
     try:
-        return Message.build(dict(msg=msg), type=type)
+        return Message.build(dict(msg=msg), type=type, version=version)
     except (ConstructError, TypeError, ValueError) as e:
         raise FrameError("payload", "%s: %s" % (name, _why(e))) from None
 
@@ -683,14 +727,15 @@ def build_line(
     counter=None,
     key=None,
     tag=None,
-    version=VERSION,
+    version=VERSION_MIN,
     flags=0,
 ):
     """A complete line frame, 0x00 delimiter included.
 
     `type` is a code or a name ('heartbeat'). Give the message as `msg` (a
-    dict of its fields) or as raw `payload` bytes (any type, any length up to
-    MAX_PAYLOAD: for fault injection); given both, they must agree. A `counter` signs the frame: with `key`
+    dict of its fields, in `version`'s layout) or as raw `payload` bytes
+    (any type, any length up to MAX_PAYLOAD: for fault injection); given
+    both, they must agree. `version` defaults to the oldest, as wire.encode. A `counter` signs the frame: with `key`
     the tag is computed, otherwise `tag` is written as given (re-sending a
     captured frame). FLAG_AUTH in `flags` follows `counter`; other flag bits
     are written as given. Accepts what parse_line returns:
@@ -701,7 +746,7 @@ def build_line(
             raise FrameError("type", "unknown name %r" % type)
         type = TYPES[type]
     if msg is not None:
-        built = build_message(type, msg)
+        built = build_message(type, msg, version)
         if payload is not None and bytes(payload) != built:
             raise FrameError("payload", "msg= and payload= disagree")
         payload = built

@@ -345,6 +345,14 @@ def replay_frames(path, node, into="sim", allow_torn=False, sc=None, time_scale=
     if into == "sim":
         link = (header.get("nodes", {}).get(str(node)) or {}).get("link")
         board = link not in (None, "sim")
+        journal = JournalReplay(stream) if board else None
+        if journal is not None and journal.entries:
+            notes.append("replaying node %d's board journal (%d core calls over %d boot(s)) into the in-process core: "
+                         "inputs at the board's own mission ms, outputs compared by bytes, in order"
+                         % (node, len(journal.entries), journal.boots))
+            replayed = journal.run(sc)
+            notes.extend(journal.notes)
+            return Result(node, stream, replayed, Diff(journal.recorded, replayed, times_matter=False), notes)
         if board:
             notes.append("note: node %d ran on a board (%s) in this %s run: the in-process core is built as the board "
                          "built it (its board.json seed) but polled in virtual time, when its timers fall due; a board "
@@ -358,6 +366,143 @@ def replay_frames(path, node, into="sim", allow_torn=False, sc=None, time_scale=
         notes.extend(more)
         diff = Diff(stream.outputs, replayed, times_matter=False)
     return Result(node, stream, replayed, diff, notes)
+
+
+class JournalReplay:
+    """Frame replay of a board run from the board's own call journal.
+
+    A board with board.json "journal": true sends, before each batch of
+    frames, JOURNAL frames listing every node.receive() and node.poll() it
+    made with the mission ms it passed (its own clock), plus how each Node was
+    built (fresh or from saved term/vote/counter) and the text of each
+    node.log() (by crc; the text is that of the LOG frame it produced). With
+    those, the in-process core is driven through exactly the board's calls:
+    the lines are the bytes the trace recorded as delivered to the node, cut
+    by the firmware's own FrameSplitter and matched to the journal by crc32,
+    so the outputs must be byte-identical. Outputs are compared in order,
+    by bytes (the board's ms are not the ground's mission ns).
+    """
+
+    def __init__(self, stream):
+        msgs, wire = firmware.msgs, firmware.wire
+        self.stream = stream
+        self.entries = []  # (kind, t_ms, arg)
+        self.recorded = []  # (mission_ns, line): what the node sent, journals excepted
+        self.logs = []  # LOG payloads the node sent, in order
+        self.notes = []
+        self.boots = 0
+        expect = None
+        for line, kind, ev, data in stream.items:
+            if kind != "out":
+                continue
+            try:
+                f = wire.decode(data)
+            except wire.ProtocolError:
+                f = None
+            if f is None or f.type != msgs.JOURNAL:
+                self.recorded.append((ev["mission_ns"], data))
+                if f is not None and f.type == msgs.LOG:
+                    self.logs.append(f.payload)
+                continue
+            try:
+                first, entries = msgs.unpack_journal(f.payload)
+            except wire.ProtocolError as e:
+                raise ReplayError("%s:%d: node %d's journal frame does not decode: %s"
+                                  % (stream.path, line, stream.node, e)) from None
+            if entries and entries[0][0] == msgs.J_BOOT and first == 0:
+                expect = 0
+            if expect is None or first != expect:
+                raise ReplayError("%s:%d: node %d's journal jumps to entry %d where %s was due: journal frames are "
+                                  "missing, the replay cannot be exact" % (stream.path, line, stream.node, first,
+                                                                           "a boot" if expect is None else expect))
+            expect = first + len(entries)
+            self.entries.extend(entries)
+        self.boots = sum(1 for e in self.entries if e[0] == msgs.J_BOOT)
+
+    def _lines(self):
+        """The lines the board's splitter cut from the bytes delivered to it."""
+        splitter = firmware.wire.FrameSplitter()
+        lines = []
+        for _, kind, _, data in self.stream.items:
+            if kind == "in":
+                lines.extend(bytes(x) for x in splitter.feed(data + b"\x00"))
+        return lines
+
+    def _factory(self, sc):
+        """Node(saved) built exactly as firmware/main.py builds it from the
+        board.json (and version.json) ground/emulated_run.py writes."""
+        from ground.emulated_run import board_config
+
+        from runtime import boardcfg
+
+        node = self.stream.node
+        board = boardcfg.parse_board(board_config(sc, node), "board.json (node %d)" % node)
+        board.fw_version = sc.nodes[node].fw_version
+        cfg = boardcfg.core_config(board)
+
+        def make(saved):
+            n = firmware.core.Node(node, cfg, board.seed, saved)
+            n.time_scale_milli = board.time_scale_milli
+            return n
+
+        return make
+
+    def run(self, sc):
+        import binascii
+
+        msgs = firmware.msgs
+        make = self._factory(sc)
+        lines = self._lines()
+        li = 0
+        logs = iter(self.logs)
+        out = []
+        node = None
+        poll_noted = False
+        entries = self.entries
+        i = 0
+        while i < len(entries):
+            kind, t_ms, arg = entries[i]
+            i += 1
+            if kind == msgs.J_BOOT:
+                saved = None
+                if arg:
+                    (_, _, term), (_, _, vote), (_, _, counter) = entries[i:i + 3]
+                    saved = firmware.core.save(term, vote, counter)
+                    i += 3
+                node = make(saved)
+            elif node is None:
+                raise ReplayError("%s: node %d's journal starts without a boot entry" % (self.stream.path, self.stream.node))
+            elif kind == msgs.J_LOG:
+                text = next(logs, None)
+                if text is None or binascii.crc32(text) != arg:
+                    self.notes.append("note: journal entry %d: a node.log() whose LOG frame is not in the trace; "
+                                      "replayed with an empty text" % (i - 1))
+                    text = b""
+                node.log(text.decode())
+            elif kind == msgs.J_RX:
+                start = li
+                while li < len(lines) and binascii.crc32(lines[li]) != arg:
+                    li += 1
+                if li == len(lines):
+                    self.notes.append("note: journal entry %d: the board received a line (crc32 %08x) at its %d ms "
+                                      "that no delivered frame in the trace gives; replay stops there"
+                                      % (i - 1, arg, t_ms))
+                    break
+                if li > start:
+                    self.notes.append("note: %d delivered line(s) before journal entry %d never reached the node "
+                                      "(lost across a reset)" % (li - start, i - 1))
+                node.receive(lines[li], t_ms)
+                li += 1
+            elif kind == msgs.J_POLL:
+                sent = node.poll(t_ms)
+                node.take_persist()
+                if len(sent) != arg and not poll_noted:
+                    poll_noted = True
+                    self.notes.append("note: journal entry %d: the board's poll at %d ms returned %d frame(s), the "
+                                      "replayed core's %d (first such poll)" % (i - 1, t_ms, arg, len(sent)))
+                for _dst, line in sent:
+                    out.append((t_ms * MS, bytes(line[:-1])))
+        return out
 
 
 def _replay_sim(stream, sc, seed, board=False):

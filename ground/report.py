@@ -255,6 +255,7 @@ def to_prometheus(metrics):
         ("frames_delivered_total", "delivered", "Deliveries, duplicate copies included"),
         ("frames_duplicated_total", "duplicated", "Extra copies made by the link model"),
         ("frames_corrupted_total", "corrupted", "Copies altered by the link model"),
+        ("frames_converted_total", "converted", "Frames down-converted to an older protocol version for a recipient"),
         ("frames_unfated_total", "unfated", "Sent frames with a recipient that got neither delivered nor dropped"),
     ):
         f = x.family(name, "counter", help_)
@@ -400,7 +401,7 @@ def format_table(metrics):
     drops = ", ".join("%s %d" % kv for kv in sorted(fr.get("dropped", {}).items()))
     lines += [
         "",
-        "frames    sent %d  delivered %d  dropped %d%s  duplicated %d  corrupted %d  bad %d  unfated %d"
+        "frames    sent %d  delivered %d  dropped %d%s  duplicated %d  corrupted %d  converted %d  bad %d  unfated %d"
         % (
             fr.get("sent", 0),
             fr.get("delivered", 0),
@@ -408,6 +409,7 @@ def format_table(metrics):
             " (%s)" % drops if drops else "",
             fr.get("duplicated", 0),
             fr.get("corrupted", 0),
+            fr.get("converted", 0),
             fr.get("bad", 0),
             fr.get("unfated", 0),
         ),

@@ -8,12 +8,19 @@ the clock. Partitions, blackouts, crashed nodes, version mismatches and
 bad frames are decided here, and every frame gets exactly one final fate per
 recipient in the trace (delivered or dropped, with a reason).
 
+Version skew: a frame newer than its recipient speaks (the recipient's HELLO
+proto_max; before any HELLO, what the scenario's firmware version speaks) is
+down-converted for it (ground.downconvert; a `converted` fate, then the
+pipeline carries the converted bytes), or, with the scenario's
+`downconvert: false`, dropped with reason `version`.
+
 The same code runs in virtual time (in-process nodes) and in scaled real
 time (boards over serial/pty, possibly mixed with in-process nodes).
 """
 
 import random
 
+from ground import downconvert
 from ground import firmware
 from ground import stages as st
 from ground.links import LinkError
@@ -26,7 +33,7 @@ MS = 1_000_000  # ns per ms
 
 def _decode_fields(frame):
     """Payload fields by name ({} if the payload does not parse)."""
-    layout = msgs.LAYOUTS.get(frame.type)
+    layout = msgs.layout(frame.type, frame.version)
     if layout is None:
         return {}
     try:
@@ -35,7 +42,7 @@ def _decode_fields(frame):
             return {"term": term, "digest": digest, "first": first, "total": total, "entries": [list(e) for e in entries]}
         if frame.type == msgs.LOG:
             return {"text": msgs.unpack_log(frame.payload)}
-        return dict(zip(layout[2], msgs.unpack(frame.type, frame.payload)))
+        return dict(zip(layout[2], msgs.unpack(frame.type, frame.payload, frame.version)))
     except wire.ProtocolError:
         return {}
 
@@ -55,7 +62,10 @@ class Router:
         self.corrupting = {}  # node id -> (until_ns, bitflip probability)
         self.coordinator = {}  # cluster -> (node, term) last claimed
         self.hello = {}  # node id -> hello fields
-        self.proto_max = {}  # node id -> newest protocol version it speaks
+        # node id -> newest protocol version it speaks: its HELLO's proto_max,
+        # until then what its firmware in the scenario speaks
+        self.proto_max = {n: firmware.config.protocols(spec.fw_version)[1] for n, spec in scenario.nodes.items()}
+        self._converted = (None, None, None)  # (frame id, version, (line, frame) or ConvertError): one per frame
         self.next_id = 1
         self._inflight = {}  # token -> (frame id, recipient, copy): scheduled, not yet delivered
         self._token = 0
@@ -152,11 +162,19 @@ class Router:
         if self.blackout and (0 in self.blackout or src in self.blackout or dst in self.blackout):
             self._event("frame", fate="dropped", id=fid, to=dst, reason="blackout")
             return
-        if frame.version > self.proto_max.get(dst, wire.VERSION):
-            self._event("frame", fate="dropped", id=fid, to=dst, reason="version")
-            return
         sent = bytes(line)
         data = sent
+        speaks = self.proto_max.get(dst, wire.VERSION)
+        if frame.version > speaks:
+            if not self.sc.downconvert:
+                self._event("frame", fate="dropped", id=fid, to=dst, reason="version")
+                return
+            got = self._downconvert(fid, frame, sent, speaks)
+            if isinstance(got, downconvert.ConvertError):
+                self._event("frame", fate="dropped", id=fid, to=dst, reason="unconvertible", detail=str(got))
+                return
+            self._event("frame", fate="converted", id=fid, to=dst, from_version=frame.version, to_version=speaks)
+            data = got[0]
         if corrupt is not None and now < corrupt[0] and data:
             data, flipped = st.flip_bits(data, corrupt[1], self._rng)
             if flipped:
@@ -172,6 +190,17 @@ class Router:
                 self.clock.call_at(when, self._deliver, fid, dst, p.copy, p.data, sent, now, self._token)
             else:
                 self._event("frame", fate="dropped", id=fid, to=dst, copy=p.copy, reason=when)
+
+    def _downconvert(self, fid, frame, line, version):
+        """(line, frame) at `version`, or the ConvertError: once per frame
+        and version, however many recipients need it."""
+        if self._converted[:2] != (fid, version):
+            try:
+                got = downconvert.convert(line, frame, version, self.auth)
+            except downconvert.ConvertError as e:
+                got = e
+            self._converted = (fid, version, got)
+        return self._converted[2]
 
     def flush_inflight(self):
         """At the end of a run: frames still in space get their fate too."""
@@ -229,11 +258,12 @@ class Router:
             return None
         if frame.type not in (msgs.HEARTBEAT, msgs.COORDINATOR, msgs.VOTE_REQUEST):
             return None
-        values = list(msgs.unpack(frame.type, frame.payload))
+        values = list(msgs.unpack(frame.type, frame.payload, frame.version))
         values[0] -= 1
-        payload = msgs.pack(frame.type, *values)
+        payload = msgs.pack(frame.type, *values, version=frame.version)
         counter = frame.counter or 0
-        line = wire.encode(frame.type, frame.src, frame.dst, payload, frame.seq, self.auth if frame.counter is not None else None, counter)[:-1]
+        line = wire.encode(frame.type, frame.src, frame.dst, payload, frame.seq,
+                           self.auth if frame.counter is not None else None, counter, frame.version)[:-1]
         new = wire.decode(line, self.auth)
         return bytes(line), new, _decode_fields(new)
 

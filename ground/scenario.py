@@ -16,7 +16,8 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
-    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market",
+    "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
+    "downconvert",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages"}
@@ -80,6 +81,8 @@ class Scenario:
     description: str = ""
     contact_plan: object = None
     market: object = None  # node.config.MarketConfig shared by every node, or None  # ground.contacts.ContactPlan, merged into link_spec
+    board_journal: bool = True  # boards send their core-call journal (exact frame replay)
+    downconvert: bool = True  # frames newer than a recipient speaks are down-converted (else dropped: `version`)
 
     def link_spec(self, src, dst):
         """The link model (a dict for ground.stages.build_pipeline) for src -> dst."""
@@ -145,6 +148,7 @@ def parse(data, text, path):
         raise data.error("clusters", "scenario: %d firmware major versions %s at once; at most %d may run"
                          % (len(majors), majors, MAX_MAJOR_VERSIONS))
     links = data.get("links", Located())
+    _anchor_paths(links, path)
     _check_links(links, nodes)
     faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters)
     gates = dict(data.get("gates", {}) or {})
@@ -154,6 +158,16 @@ def parse(data, text, path):
         nodes=nodes, clusters=clusters, links=links, faults=faults, gates=gates,
         description=str(data.get("description", "")),
     )
+    if "board_journal" in data:
+        if not isinstance(data["board_journal"], bool):
+            raise data.error("board_journal", "scenario.board_journal: must be true or false")
+        sc.board_journal = data["board_journal"]
+    if "downconvert" in data:
+        if not isinstance(data["downconvert"], bool):
+            raise data.error("downconvert", "scenario.downconvert: true (convert frames for nodes on an older"
+                             " protocol, the default) or false (drop them: reason version), got %r"
+                             % (data["downconvert"],))
+        sc.downconvert = data["downconvert"]
     if "contact_plan" in data:
         sc.contact_plan = _parse_contact_plan(data, path, sc)
     if "market" in data:
@@ -265,6 +279,26 @@ def _parse_clusters(data):
         n.hw_gen = number(o, "hw_gen", "nodes.%s" % nid, lo=0, hi=255, default=n.hw_gen, integer=True)
         n.lineage = number(o, "lineage", "nodes.%s" % nid, lo=0, hi=255, default=n.lineage, integer=True)
     return nodes, clusters
+
+
+def _anchor_paths(links, scenario_path):
+    """Relative file paths in link models (mahimahi.path, replay.trace) are
+    relative to the scenario file's folder, as a user reads them; rewritten
+    here once, so every later reader gets a path that works from any cwd.
+    A scenario given as text (no file) keeps them as given (cwd)."""
+    if not isinstance(links, dict) or not os.path.isfile(scenario_path):
+        return
+    base = os.path.dirname(os.path.abspath(scenario_path))
+    specs = [links[k] for k in ("default", "intra_cluster", "inter_cluster", "ground") if k in links]
+    pairs = links.get("pairs")
+    specs += pairs if isinstance(pairs, list) else []
+    for spec in specs:
+        if not isinstance(spec, dict):
+            continue
+        for key, sub in (("mahimahi", "path"), ("replay", "trace")):
+            m = spec.get(key)
+            if isinstance(m, dict) and isinstance(m.get(sub), str) and not os.path.isabs(m[sub]):
+                m[sub] = os.path.join(base, m[sub])
 
 
 def _check_links(links, nodes):

@@ -12,7 +12,8 @@ Format (docs/TRACE.md has the full table):
 Every event carries `mission_ns` and `wall_ns` (nanoseconds; mission time is
 the scenario's clock, wall time is time.time_ns() or, in virtual-time runs,
 mission time divided by the time scale). A frame's `id` ties its `sent`
-event to every `delivered` / `dropped` / `duplicated` / `corrupted` event.
+event to every `delivered` / `dropped` / `duplicated` / `corrupted` /
+`converted` event.
 
 Writers flush each line, so a crash loses at most the line being written; the
 reader tolerates a torn last line (and only the last: a bad line in the middle
@@ -24,7 +25,7 @@ import json
 import os
 
 FORMAT = "fleetloop-trace/1"
-FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted")
+FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted", "converted")
 KINDS = ("header", "frame", "fault", "link", "node", "end")
 
 

@@ -377,7 +377,7 @@ class _Checker:
             s.finals.setdefault(to, []).append(line)
         elif fate == "duplicated":
             s.dups[to] = s.dups.get(to, 0) + 1
-        elif fate != "corrupted":
+        elif fate not in ("corrupted", "converted"):  # alterations on the way, not final fates
             self._violate("trace", "line %d: unknown fate %r for frame %d" % (line, fate, fid), frame_ids=[fid], lines=[line])
 
     def _sent(self, e, fid, line):

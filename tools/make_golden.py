@@ -87,6 +87,13 @@ CASES = [
     ("log_ascii", msgs.LOG, N1, GROUND, 23, dict(text="node 1 up, term 9"), None),
     ("log_control_and_utf8_auth", msgs.LOG, N_BIG, GROUND, 24,
      dict(text="nul\x00 etx\x03 esc\x1b \u00e9\u03bb\u2603"), 11),
+    ("journal_boot", msgs.JOURNAL, N1, GROUND, 42,
+     dict(first=0, entries=[dict(kind=msgs.J_BOOT, t_ms=0, arg=1), dict(kind=msgs.J_TERM, t_ms=0, arg=0x031B),
+                            dict(kind=msgs.J_VOTE, t_ms=0, arg=3), dict(kind=msgs.J_COUNTER, t_ms=0, arg=2048),
+                            dict(kind=msgs.J_LOG, t_ms=0, arg=0xDEADBEEF)]), None),
+    ("journal_rx_poll", msgs.JOURNAL, N_BIG, GROUND, 43,
+     dict(first=0x1B03, entries=[dict(kind=msgs.J_RX, t_ms=1234567, arg=0x0003001B),
+                                 dict(kind=msgs.J_POLL, t_ms=1234567, arg=2)]), None),
     # The regional market tier (docs/MARKET.md).
     ("market_tel_to_ground", msgs.MARKET_TEL, N1, GROUND, 25,
      dict(region_term=2, price_round=41, price_age_s=3600, produced=12345, lost=67, paused_feed_s=0,
@@ -137,30 +144,56 @@ CASES = [
     ("reconcile_ack_auth", msgs.RECONCILE_ACK, N1, N2, 41, dict(term=0x031B, seq=0x1B, released=0, refused=1), 20),
 ]
 
+# Protocol version 2 frames (CASES are all version 1, and stay byte for byte
+# what they were): HEARTBEAT's new layout, and unchanged layouts under the new
+# header nibble. Same columns as CASES.
+V2_CASES = [
+    ("heartbeat_v2_cluster", msgs.HEARTBEAT, N1, C1, 50,
+     dict(term=7, coordinator=1, standby=2, role=msgs.ROLE_COORDINATOR, lineage=0, rec_version=1,
+          rec_data=0x02000000, digest=0x89ABCDEF, alive=4), None),
+    ("heartbeat_v2_escape_bytes", msgs.HEARTBEAT, 0x031B, C1, 0x03,
+     dict(term=0x0003001B, coordinator=0x1B03, standby=0x0300, role=msgs.ROLE_STANDBY, lineage=3,
+          rec_version=0x1B1B, rec_data=0x03030303, digest=0x001B0003, alive=0x1B), None),
+    ("heartbeat_v2_max_values_auth", msgs.HEARTBEAT, N_BIG, C_TOP, 255,
+     dict(term=0xFFFFFFFF, coordinator=N_BIG, standby=N_BIG, role=255, lineage=255, rec_version=0xFFFF,
+          rec_data=0xFFFFFFFF, digest=0xFFFFFFFF, alive=255), 0xFFFFFFFF),
+    ("heartbeat_v2_alive_unknown_auth", msgs.HEARTBEAT, N2, C1, 51,
+     dict(term=9, coordinator=N2, standby=3, role=msgs.ROLE_FOLLOWER, lineage=1, rec_version=2,
+          rec_data=0x02010001, digest=3, alive=msgs.ALIVE_UNKNOWN), 21),
+    ("hello_v2_to_cluster_auth", msgs.HELLO, N2, C1, 52,
+     dict(hw_gen=2, fw_major=2, fw_minor=0, lineage=1, proto_min=1, proto_max=2, cluster=1), 22),
+    ("vote_request_v2", msgs.VOTE_REQUEST, N2, C1, 53, dict(term=9), None),
+    ("state_v2_one_entry_auth", msgs.STATE, N2, C1, 54,
+     dict(term=9, digest=0x1B03001B, first=0, total=1, entries=_entries(1, 0)), 23),
+]
 
-def payload_of(type, fields):
+
+def payload_of(type, fields, version=1):
     """The firmware's payload bytes for a message given by field name."""
     if type == msgs.STATE:
         entries = [(e["node"], e["version"], e["data"]) for e in fields["entries"]]
         return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
     if type == msgs.LOG:
         return fields["text"].encode()
-    names = msgs.LAYOUTS[type][2]
-    return msgs.pack(type, *[fields[n] for n in names])
+    if type == msgs.JOURNAL:
+        return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
+    names = msgs.layout(type, version)[2]
+    return msgs.pack(type, *[fields[n] for n in names], version=version)
 
 
 def vectors():
     out = []
-    for name, type, src, dst, seq, fields, counter in CASES:
-        if list(fields) != list(msgs.LAYOUTS[type][2]):
-            raise SystemExit("%s: fields %s, msgs.LAYOUTS says %s" % (name, list(fields), msgs.LAYOUTS[type][2]))
-        payload = payload_of(type, fields)
+    for version, (name, type, src, dst, seq, fields, counter) in [(1, c) for c in CASES] + [(2, c) for c in V2_CASES]:
+        names = msgs.layout(type, version)[2]
+        if list(fields) != list(names):
+            raise SystemExit("%s: fields %s, msgs.layout(v%d) says %s" % (name, list(fields), version, names))
+        payload = payload_of(type, fields, version)
         auth = wire.Auth(KEY) if counter is not None else None
-        line = wire.encode(type, src, dst, payload, seq, auth, counter or 0)
+        line = wire.encode(type, src, dst, payload, seq, auth, counter or 0, version)
         out.append(
             {
                 "name": name,
-                "version": wire.VERSION,
+                "version": version,
                 "flags": wire.FLAG_AUTH if auth else 0,
                 "type": type,
                 "type_name": msgs.name(type),
@@ -180,7 +213,8 @@ def vectors():
 def render():
     doc = {
         "about": "Golden wire vectors written by tools/make_golden.py from the firmware codec. "
-        "line: hex of wire.encode(), 0x00 delimiter included. fields: the message by msgs.LAYOUTS names "
+        "line: hex of wire.encode(), 0x00 delimiter included. version: the header's protocol version. "
+        "fields: the message by the names of msgs.layout(type, version) "
         "(STATE entries as {node, version, data}). key: hex, or null for an unsigned frame; "
         "counter: the auth counter, or null.",
         "vectors": vectors(),
@@ -212,6 +246,8 @@ def overhead(n_random=10000, seed=1):
             payload = msgs.pack_state(rng.randrange(1 << 32), rng.randrange(1 << 32), 0, n, entries)
         elif t == msgs.LOG:
             payload = bytes(rng.randrange(32, 127) for _ in range(rng.randrange(80)))
+        elif t == msgs.JOURNAL:
+            payload = msgs.pack_journal(rng.randrange(1 << 32), [(rng.randrange(1, 8), rng.randrange(1 << 32), rng.randrange(1 << 32)) for _ in range(rng.randrange(msgs.JOURNAL_MAX_ENTRIES + 1))])
         else:
             payload = struct.pack(msgs.LAYOUTS[t][1], *[rng.randrange(top[c] + 1) for c in msgs.LAYOUTS[t][1][1:]])
         signed = i % 2 == 1
@@ -264,7 +300,7 @@ def main(argv):
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         f.write(text)
-    print("wrote %d vectors to %s" % (len(CASES), os.path.relpath(OUT, _ROOT)))
+    print("wrote %d vectors to %s" % (len(CASES) + len(V2_CASES), os.path.relpath(OUT, _ROOT)))
     return 0
 
 

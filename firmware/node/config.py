@@ -9,6 +9,26 @@ from array import array
 
 _REGION_CLUSTERS = 0xE00  # a region's electors share cluster number 0xE00 | region
 
+# Which protocol versions a firmware speaks: (from firmware major, oldest,
+# newest), newest firmware first. The one place it is said: a board (its
+# Config is built from version.json), an in-process node and the ground's
+# router all read it from here. A node sends at its newest and refuses frames
+# above it; the ground down-converts for it (ground/downconvert.py). The
+# newest here is at most wire.VERSION (tests/core/test_node.py checks).
+PROTOCOLS = (
+    (2, 1, 2),  # 2.x: HEARTBEAT carries `alive`
+    (0, 1, 1),
+)
+
+
+def protocols(fw_version):
+    """(proto_min, proto_max) of a firmware version (major, minor)."""
+    major = fw_version[0]
+    for first, lo, hi in PROTOCOLS:
+        if major >= first:
+            return lo, hi
+    raise ValueError("config: firmware major %d speaks no protocol" % major)
+
 
 class Config:
     def __init__(
@@ -50,6 +70,7 @@ class Config:
         self.sticky_ms = t // 2
         self.hw_gen = hw_gen
         self.fw_version = tuple(fw_version)
+        self.proto_min, self.proto_max = protocols(self.fw_version)
         self.lineage = lineage
         self.auth_key = auth_key
         self.require_auth = require_auth

@@ -25,6 +25,7 @@ class Membership:
         self.dead_ms = dead_ms
         self._last_ms = {}  # node id -> mission ms last heard
         self.lineage = {}  # node id -> software lineage, from hello/heartbeat
+        self.reach = {}  # node id -> members it hears alive (heartbeat v2 `alive`)
 
     def is_member(self, node):
         return node in self.members

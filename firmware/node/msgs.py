@@ -4,13 +4,22 @@
 # golden vectors in tests/core/golden/ pin both. Add a type here, there and in
 # docs/PROTOCOL.md together. Unknown types and payloads of the wrong length
 # raise ProtocolError, never struct.error.
+#
+# Protocol versions: LAYOUTS is version 1. A layout that changes in version v
+# goes into _CHANGED[v] and nowhere else; a type not listed there keeps its
+# layout from the version before. Changes are additive: a new version only
+# appends fields, each with a value in DEFAULTS that a frame of an older
+# version is read as carrying. convert() moves values between versions (so
+# by field name, which the additive rule makes a slice or an append): a node
+# reads every frame in the newest layout (unpack_as), and the ground's
+# down-converter writes an older one (ground/downconvert.py).
 
 from micropython import const
 
 
 import struct
 
-from node.wire import ERR_PAYLOAD, ERR_TYPE, ProtocolError
+from node.wire import ERR_PAYLOAD, ERR_TYPE, VERSION, ProtocolError
 
 # ---- types ---------------------------------------------------------------
 HELLO = const(0x01)  # node -> ground + cluster at boot: capabilities
@@ -27,6 +36,7 @@ MARKET_TEL = const(0x31)  # node -> ground: market tier, production, mode
 CONFIG = const(0x40)  # ground -> node: time scale, fault flags
 INTENT = const(0x41)  # ground -> fleet or cluster: strategic intent (Tier 3)
 LOG = const(0x50)  # node -> ground: text
+JOURNAL = const(0x70)  # board shell -> ground: when it called the core (replay)
 # Tier 2, the regional market (docs/MARKET.md). Slots are market slots (one
 # auction cycle each); times in seconds are mission seconds.
 BID = const(0x60)  # node -> regional coordinator: one sealed bid
@@ -68,6 +78,21 @@ STATE_HEAD = "<IIBB"  # term, digest, first index, total count
 STATE_HEAD_LEN = const(10)
 STATE_MAX_ENTRIES = const(26)  # (MAX_PAYLOAD 224 - 10) // 8
 
+# JOURNAL: first u32 (index of the first entry since boot), then entries of
+# kind u8, t_ms u32 (the board's mission ms passed to the core), arg u32.
+JOURNAL_HEAD = "<I"
+JOURNAL_ENTRY = "<BII"
+JOURNAL_ENTRY_LEN = const(9)
+JOURNAL_MAX_ENTRIES = const(24)  # (MAX_PAYLOAD 224 - 4) // 9
+J_BOOT = const(1)  # a Node was built; arg 1: from saved state (TERM, VOTE, COUNTER follow), 0: fresh
+J_TERM = const(2)  # arg: saved term
+J_VOTE = const(3)  # arg: saved vote
+J_COUNTER = const(4)  # arg: saved auth counter reservation
+J_LOG = const(5)  # node.log(text); arg: crc32 of the text's bytes as the LOG frame carries them
+J_RX = const(6)  # node.receive(line, t_ms); arg: crc32 of the line
+J_POLL = const(7)  # node.poll(t_ms); arg: how many frames it returned
+J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll")
+
 # type -> (name, struct format or None for variable, field names)
 LAYOUTS = {
     HELLO: ("hello", "<BBBBBBH", ("hw_gen", "fw_major", "fw_minor", "lineage", "proto_min", "proto_max", "cluster")),
@@ -90,6 +115,7 @@ LAYOUTS = {
     ),
     CONFIG: ("config", "<IH", ("time_scale_milli", "fault_flags")),
     LOG: ("log", None, ("text",)),
+    JOURNAL: ("journal", None, ("first", "entries")),
     MARKET_TEL: (
         "market_tel",
         "<IIIIIIIIHHHHBB",
@@ -132,31 +158,96 @@ LAYOUTS = {
 }
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT)
 
+# HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
+# hears alive, itself included, so a version-2 sender always says 1 or more.
+ALIVE_UNKNOWN = const(0)  # a version-1 heartbeat: the sender did not say
+
+# version -> {type: layout} of the layouts that version changed (see the top).
+_CHANGED = {
+    2: {
+        HEARTBEAT: (
+            "heartbeat",
+            "<IHHBBHIIB",
+            ("term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest", "alive"),
+        ),
+    },
+}
+# field name -> its value in a frame of a version that does not carry it
+DEFAULTS = {"alive": ALIVE_UNKNOWN}
+
+
+def layout(type, version=1):
+    """(name, format, field names) of `type` as protocol `version` lays it
+    out, or None for an unknown type."""
+    while version > 1:
+        changed = _CHANGED.get(version)
+        if changed is not None and type in changed:
+            return changed[type]
+        version -= 1
+    return LAYOUTS.get(type)
+
 
 def name(type):
     layout = LAYOUTS.get(type)
     return layout[0] if layout else "type_0x%02x" % type
 
 
-def pack(type, *values):
-    """Payload bytes for a fixed-layout type."""
-    fmt = LAYOUTS[type][1]
+def pack(type, *values, version=1):
+    """Payload bytes for a fixed-layout type, in `version`'s layout."""
+    lay = layout(type, version)
+    fmt = lay[1]
     if fmt is None:
-        raise ValueError("variable layout: " + LAYOUTS[type][0])
+        raise ValueError("variable layout: " + lay[0])
     return struct.pack(fmt, *values)
 
 
-def unpack(type, payload):
-    """Field values (tuple) of a fixed-layout type; ProtocolError if wrong."""
-    layout = LAYOUTS.get(type)
-    if layout is None:
+def unpack(type, payload, version=1):
+    """Field values (tuple) of a fixed-layout type in `version`'s layout;
+    ProtocolError if wrong."""
+    lay = layout(type, version)
+    if lay is None:
         raise ProtocolError(ERR_TYPE, "0x%02x" % type)
-    fmt = layout[1]
+    fmt = lay[1]
     if fmt is None:
-        raise ProtocolError(ERR_TYPE, "variable layout: " + layout[0])
+        raise ProtocolError(ERR_TYPE, "variable layout: " + lay[0])
     if len(payload) != struct.calcsize(fmt):
-        raise ProtocolError(ERR_PAYLOAD, "%s: %d bytes" % (layout[0], len(payload)))
+        raise ProtocolError(ERR_PAYLOAD, "%s v%d: %d bytes" % (lay[0], version, len(payload)))
     return struct.unpack(fmt, payload)
+
+
+def convert(type, values, from_version, to_version):
+    """`values` (in from_version's layout of a fixed-layout type) in
+    to_version's layout, by field name: a field to_version lacks is left
+    out, a field from_version lacks takes its DEFAULTS value. The same tuple
+    back when the two layouts are one (every type but a changed one)."""
+    have = layout(type, from_version)
+    want = layout(type, to_version)
+    if have is want:
+        return values
+    # Versions only append fields (see the top; tests/core/test_msgs.py holds
+    # the tables to it), so the older layout's names are a prefix of the
+    # newer's: down is a slice, up appends defaults. No per-field search on
+    # a node's receive path.
+    names = want[2]
+    n = len(have[2])
+    if len(names) <= n:
+        return values[: len(names)]
+    out = values
+    for i in range(n, len(names)):
+        out += (DEFAULTS[names[i]],)
+    return out
+
+
+def unpack_as(type, payload, version, want=VERSION):
+    """A `version` payload's values in `want`'s layout (default the newest:
+    what the core reads every frame as)."""
+    return convert(type, unpack(type, payload, version), version, want)
+
+
+def pack_as(type, values, version, have=VERSION):
+    """Payload bytes in `version`'s layout from values in `have`'s (default
+    the newest: what the core builds every message as)."""
+    return pack(type, *convert(type, values, have, version), version=version)
 
 
 def pack_state(term, digest, first, total, entries):
@@ -189,3 +280,26 @@ def unpack_log(payload):
         return payload.decode()
     except UnicodeError:
         raise ProtocolError(ERR_PAYLOAD, "log: not UTF-8")
+
+
+def pack_journal(first, entries):
+    """entries: list of (kind, t_ms, arg), at most JOURNAL_MAX_ENTRIES."""
+    out = bytearray(4 + JOURNAL_ENTRY_LEN * len(entries))
+    struct.pack_into(JOURNAL_HEAD, out, 0, first)
+    off = 4
+    for kind, t_ms, arg in entries:
+        struct.pack_into(JOURNAL_ENTRY, out, off, kind, t_ms, arg)
+        off += JOURNAL_ENTRY_LEN
+    return bytes(out)
+
+
+def unpack_journal(payload):
+    """(first, [(kind, t_ms, arg), ...]) of a JOURNAL payload."""
+    n = len(payload)
+    if n < 4 or (n - 4) % JOURNAL_ENTRY_LEN:
+        raise ProtocolError(ERR_PAYLOAD, "journal: %d bytes" % n)
+    (first,) = struct.unpack_from(JOURNAL_HEAD, payload, 0)
+    entries = []
+    for off in range(4, n, JOURNAL_ENTRY_LEN):
+        entries.append(struct.unpack_from(JOURNAL_ENTRY, payload, off))
+    return first, entries

@@ -16,6 +16,11 @@
 # in the region's election, which is this same class run a second time over
 # the electors (uplink=: it sends through its host, to the region address).
 # Without one the node is exactly the Tier-1 node, frame for frame.
+#
+# Protocol versions (docs/PROTOCOL.md "Versions"): the config says which the
+# node speaks (from its firmware version); it sends at its newest, refuses
+# frames above it, and reads every payload in the newest layout, fields an
+# older frame lacks at their defaults (msgs.unpack_as).
 
 import binascii
 import struct
@@ -118,7 +123,7 @@ class Node:
     def receive(self, line, now_ms):
         """Handle one line frame (without its 0x00). Never raises on bad input."""
         try:
-            frame = wire.decode(line, self.auth, self.cfg.require_auth)
+            frame = wire.decode(line, self.auth, self.cfg.require_auth, self.cfg.proto_max)
             if frame.counter is not None and self.auth is not None:
                 if not self.replay.accept(frame.src, frame.counter):
                     raise wire.ProtocolError(wire.ERR_REPLAY)
@@ -138,7 +143,7 @@ class Node:
         elif now_ms >= self._deadline_ms:
             self._election_timeout(now_ms)
         if now_ms >= self._next_hb_ms:
-            self._send_heartbeat()
+            self._send_heartbeat(now_ms)
             self._next_hb_ms = now_ms + self.cfg.heartbeat_ms
         if now_ms >= self._next_tel_ms:
             self._send_telemetry(now_ms)
@@ -219,14 +224,15 @@ class Node:
                 self._dirty = True
             counter = self._counter
             self._counter += 1
-        line = wire.encode(type, self.id, dst, payload, self._seq, self.auth, counter)
+        line = wire.encode(type, self.id, dst, payload, self._seq, self.auth, counter, self.cfg.proto_max)
         self._seq = (self._seq + 1) & 0xFF
         self.frames_out += 1
         self._out.append((dst, line))
 
-    def _send_heartbeat(self):
-        p = msgs.pack(
-            msgs.HEARTBEAT,
+    def _send_heartbeat(self, now_ms):
+        # Built in the newest layout, sent in the one this node speaks (a
+        # version-1 node leaves `alive` out).
+        values = (
             self.term,
             self.coordinator,
             self.standby,
@@ -235,7 +241,9 @@ class Node:
             self.rec_version,
             self.rec_data,
             self.records.digest(),
+            self.members.count(ALIVE, now_ms),
         )
+        p = msgs.pack_as(msgs.HEARTBEAT, values, self.cfg.proto_max)
         self._send(self.cluster_dst, msgs.HEARTBEAT, p)
 
     def _send_telemetry(self, now_ms):
@@ -278,8 +286,8 @@ class Node:
             c.fw_version[0],
             c.fw_version[1],
             c.lineage,
-            wire.VERSION_MIN,
-            wire.VERSION,
+            c.proto_min,
+            c.proto_max,
             c.cluster,
         )
         self._send(wire.ADDR_GROUND, msgs.HELLO, hello)
@@ -354,15 +362,18 @@ class Node:
 
     def _pick_standby(self, now_ms):
         """An alive member, preferring another software lineage (fault
-        isolation: a lineage defect should not take out both), then the lowest
-        id. NO_NODE if nobody else is alive."""
+        isolation: a lineage defect should not take out both), then the one
+        that hears the most members (its last heartbeat's `alive`: it will
+        win the election that makes it coordinator; a version-1 member does
+        not say, and ranks as hearing nobody), then the lowest id. NO_NODE
+        if nobody else is alive."""
         best = msgs.NO_NODE
         best_key = None
         for m in self.members.members:
             if m == self.id or self.members.status(m, now_ms) != ALIVE:
                 continue
             same = 1 if self.members.lineage.get(m, -1) == self.cfg.lineage else 0
-            key = (same, m)
+            key = (same, -self.members.reach.get(m, msgs.ALIVE_UNKNOWN), m)
             if best_key is None or key < best_key:
                 best, best_key = m, key
         return best
@@ -425,7 +436,7 @@ class Node:
         elif t == msgs.LOG:
             fields = (msgs.unpack_log(f.payload),)
         else:
-            fields = msgs.unpack(t, f.payload)
+            fields = msgs.unpack_as(t, f.payload, f.version)  # the newest layout, defaults filled in
         if t in _TERMED and fields[0] > _MAX_TERM:
             # Terms near 2**32 would overflow term+1; no honest cluster gets there.
             raise wire.ProtocolError(wire.ERR_PAYLOAD, "term 0x%08x" % fields[0])
@@ -481,8 +492,9 @@ class Node:
             self._grants.append(src)
 
     def _on_heartbeat(self, src, fields, now_ms):
-        term, coordinator, standby, role, lineage, rec_version, rec_data, digest = fields
+        term, coordinator, standby, role, lineage, rec_version, rec_data, digest, alive = fields
         self.members.lineage[src] = lineage
+        self.members.reach[src] = alive
         self.records.put(src, rec_version, rec_data)
         if term > self.term:
             self._adopt_term(term, now_ms)

@@ -34,7 +34,11 @@ import binascii
 import hashlib
 import struct
 
-VERSION = const(1)  # protocol version this code speaks
+# Protocol versions. This code can speak VERSION_MIN..VERSION; which of them a
+# node speaks comes from its firmware version (node/config.py PROTOCOLS): it
+# sends at its newest and refuses frames above it by this header nibble. What
+# changed in each version is in node/msgs.py (layouts) and docs/PROTOCOL.md.
+VERSION = const(2)  # newest protocol version this code knows
 VERSION_MIN = const(1)  # oldest version it decodes
 
 FLAG_AUTH = const(0x1)
@@ -258,8 +262,13 @@ class Frame:
         )
 
 
-def encode_body(type, src, dst, payload, seq, auth=None, counter=0, version=VERSION):
-    """The unframed body: header | payload | [counter | tag] | crc32."""
+def encode_body(type, src, dst, payload, seq, auth=None, counter=0, version=VERSION_MIN):
+    """The unframed body: header | payload | [counter | tag] | crc32.
+
+    `version` goes into the header as given (the payload must already be in
+    that version's layout); the default is the oldest, which every node
+    decodes. A node passes its own (config.proto_max).
+    """
     if len(payload) > MAX_PAYLOAD:
         raise ValueError("payload too long")
     flags = FLAG_AUTH if auth is not None else 0
@@ -272,19 +281,20 @@ def encode_body(type, src, dst, payload, seq, auth=None, counter=0, version=VERS
     return body
 
 
-def encode(type, src, dst, payload=b"", seq=0, auth=None, counter=0, version=VERSION):
+def encode(type, src, dst, payload=b"", seq=0, auth=None, counter=0, version=VERSION_MIN):
     """A complete line frame: escaped COBS of the body plus the 0x00 delimiter."""
     line = escape(cobs_encode(encode_body(type, src, dst, payload, seq, auth, counter, version)))
     line.append(0)
     return line
 
 
-def decode_body(body, auth=None, require_auth=False):
+def decode_body(body, auth=None, require_auth=False, version_max=VERSION):
     """Parse a COBS-decoded body. Returns a Frame or raises ProtocolError.
 
     With `auth`, a signed frame's tag is checked (replay is the caller's
     job: it owns the ReplayWindow). With `require_auth`, unsigned frames are
-    refused.
+    refused. A version above `version_max` (a node's config.proto_max) is
+    refused as ERR_VERSION, before anything else in the frame is believed.
     """
     n = len(body)
     if n < HEADER_LEN + CRC_LEN:
@@ -298,7 +308,7 @@ def decode_body(body, auth=None, require_auth=False):
     ver_flags, type, seq, src, dst = struct.unpack_from(_HDR, body, 0)
     version = ver_flags >> 4
     flags = ver_flags & 0xF
-    if version < VERSION_MIN or version > VERSION:
+    if version < VERSION_MIN or version > version_max or version > VERSION:
         raise ProtocolError(ERR_VERSION, "v%d" % version)
     end = n - CRC_LEN
     counter = None
@@ -317,13 +327,13 @@ def decode_body(body, auth=None, require_auth=False):
     return Frame(type, src, dst, bytes(mv[HEADER_LEN:end]), seq, version, flags, counter)
 
 
-def decode(line, auth=None, require_auth=False):
+def decode(line, auth=None, require_auth=False, version_max=VERSION):
     """Decode one line frame (without its 0x00 delimiter)."""
     if not line:
         raise ProtocolError(ERR_EMPTY)
     if len(line) > MAX_LINE:
         raise ProtocolError(ERR_TOO_LONG, "%d line bytes" % len(line))
-    return decode_body(cobs_decode(unescape(bytes(line))), auth, require_auth)
+    return decode_body(cobs_decode(unescape(bytes(line))), auth, require_auth, version_max)
 
 
 class FrameSplitter:

@@ -37,6 +37,7 @@ _KEYS = {
     "uart": ("dict", None),
     "led_pin": ("pin", "LED"),  # int GPIO, a pin name, or null for no LED
     "watchdog_ms": ("int", 5000),  # 0: no watchdog
+    "journal": ("bool", False),  # send the core's call times to the ground (frame replay)
 }
 _UART_KEYS = {"id": 0, "tx": 0, "rx": 1, "baud": 115200}
 _MAX_WATCHDOG_MS = 8388  # RP2040 limit (MicroPython docs, machine.WDT); RP2350 allows more
@@ -81,6 +82,7 @@ class BoardConfig:
         self.uart = None  # dict with id, tx, rx, baud when transport == "uart"
         self.led_pin = "LED"
         self.watchdog_ms = 5000
+        self.journal = False
         self.fw_version = version.VERSION
         self.fw_label = version.LABEL
         self.version_file = None  # the file the version came from, None: built in
@@ -246,6 +248,28 @@ def load(board_path="board.json", version_path="version.json"):
         b.fw_version, b.fw_label = parse_version(_read_json(version_path), version_path)
         b.version_file = version_path
     return b
+
+
+def core_config(b):
+    """The core's node.config.Config for BoardConfig `b` (ValueError if the
+    values do not make one). The ground builds its replay node with this too."""
+    from node.config import Config
+
+    return Config(
+        cluster=b.cluster,
+        members=b.members,
+        election_timeout_ms=b.election_timeout_ms,
+        heartbeat_ms=b.heartbeat_ms,
+        telemetry_ms=b.telemetry_ms,
+        state_ms=b.state_ms,
+        suspect_ms=b.suspect_ms,
+        dead_ms=b.dead_ms,
+        hw_gen=b.hw_gen,
+        fw_version=b.fw_version,
+        lineage=b.lineage,
+        auth_key=b.auth_key,
+        require_auth=b.require_auth,
+    )
 
 
 def led_pin_hint(board_path="board.json"):

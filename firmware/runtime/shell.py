@@ -14,6 +14,9 @@
 #      write has returned BEFORE any of poll()'s frames leaves, so a vote or a
 #      term is never announced and then forgotten by a power cut.
 #   4. write the frames; feed the watchdog; set the LED.
+# With a journal (board.json "journal": true) every receive() and poll() is
+# also recorded with the mission ms it was given, and the journal frame goes
+# out before the frames of that poll (runtime/journal.py).
 # stdout is the data channel on USB: nothing but frames goes out on it while
 # the loop runs. Notes (boot facts, recovered state) are kept in `notes` for
 # the REPL and sent as LOG frames by a core that offers node.log(text).
@@ -43,6 +46,7 @@ class Shell:
         self.persists = 0
         self.stopped = None  # why run() returned
         self.board = None  # the BoardConfig it was built from (main.build)
+        self.journal = None  # runtime.journal.Journal when board.json asks for one
 
     def note(self, text):
         """Record a fact for the REPL, and send it as a LOG frame if the core can."""
@@ -51,6 +55,8 @@ class Shell:
             self.notes.pop(0)
         log = getattr(self.node, "log", None)
         if log is not None:
+            if self.journal is not None:
+                self.journal.log(text)
             log(text)
 
     def _timeout_ms(self):
@@ -73,6 +79,8 @@ class Shell:
         """One iteration; False once the link has closed (unix port only)."""
         node = self.node
         clock = self.clock
+        journal = self.journal
+        busy = False
         if self.link.wait(self._timeout_ms()):
             n = self.link.read()
             if n < 0:
@@ -82,15 +90,23 @@ class Shell:
                 lines = self.splitter.feed(self.link.view(n))
                 if lines:
                     now = clock.now_ms()
+                    busy = True
                     for line in lines:
+                        if journal is not None:
+                            journal.rx(now, line)
                         node.receive(line, now)
                     if node.time_scale_milli != clock.scale_milli:
                         clock.set_scale(node.time_scale_milli)
-        out = node.poll(clock.now_ms())
+        now = clock.now_ms()
+        out = node.poll(now)
         blob = node.take_persist()
         if blob is not None:
             self.store.write(blob)  # raises rather than send unpersisted frames
             self.persists += 1
+        if journal is not None:
+            journal.poll(now, len(out))
+            for line in journal.take(busy or len(out) > 0):
+                self.link.write(line)  # before the frames it explains
         for _dst, line in out:
             self.link.write(line)
         if self.watchdog is not None:

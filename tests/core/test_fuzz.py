@@ -50,6 +50,9 @@ def _random_payload(rng, t):
         return msgs.pack_state(rng.next32(), rng.next32(), first, first + n + rng.below(256 - first - n), entries)
     if t == msgs.LOG:
         return _bytes(rng, rng.below(60), b"abc \x00\x03\x1b\n").decode()  # ASCII: a str on both runtimes
+    if t == msgs.JOURNAL:
+        n = rng.below(msgs.JOURNAL_MAX_ENTRIES + 1)
+        return msgs.pack_journal(rng.next32(), [(rng.below(8), rng.next32(), rng.next32()) for _ in range(n)])
     fmt = msgs.LAYOUTS[t][1]
     values = []
     for c in fmt[1:]:
@@ -83,6 +86,8 @@ def _frame_or_error(line, auth=None, require_auth=False):
             fields = msgs.unpack_state(f.payload)
         elif f.type == msgs.LOG:
             fields = msgs.unpack_log(f.payload)
+        elif f.type == msgs.JOURNAL:
+            fields = msgs.unpack_journal(f.payload)
         else:
             fields = msgs.unpack(f.type, f.payload)
         return f, fields
@@ -269,7 +274,8 @@ def _junk_line(rng, auth=None):
             t = _TYPES[rng.below(len(_TYPES))]
             p = _random_payload(rng, t)
             p = p.encode() if t == msgs.LOG else p
-            v = wire.VERSION if rng.below(2) else wire.VERSION + 1 + rng.below(14)
+            # a version the node speaks (it is on firmware 1.0: protocol 1 only), or one it never decodes
+            v = wire.VERSION_MIN if rng.below(2) else wire.VERSION + 1 + rng.below(15 - wire.VERSION)
             line = bytes(wire.encode(t, 1, wire.cluster_addr(1), p, 0, _WRONG, rng.next32(), v)[:-1])
         else:  # unsigned (refused when auth is required) or src out of range
             body = wire.encode_body(msgs.HEARTBEAT, 0xF000 + rng.below(0x1000), 1, _random_payload(rng, msgs.HEARTBEAT), 0)

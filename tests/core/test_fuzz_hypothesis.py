@@ -26,19 +26,22 @@ framing_bytes = st.lists(st.one_of(st.sampled_from(_FRAMING), st.integers(0, 255
 any_line = st.one_of(st.binary(max_size=wire.MAX_LINE + 20), framing_bytes)
 
 
-def _fields_firmware(t, payload):
+def _fields_firmware(t, payload, version=1):
     if t == msgs.STATE:
         term, digest, first, total, entries = msgs.unpack_state(payload)
         return (term, digest, first, total, [tuple(e) for e in entries])
     if t == msgs.LOG:
         return (msgs.unpack_log(payload),)
-    return tuple(msgs.unpack(t, payload))
+    if t == msgs.JOURNAL:
+        first, entries = msgs.unpack_journal(payload)
+        return (first, [tuple(e) for e in entries])
+    return tuple(msgs.unpack(t, payload, version))
 
 
 def firmware_verdict(line, key=None, require_auth=False):
     try:
         f = wire.decode(line, wire.Auth(key) if key is not None else None, require_auth)
-        fields = _fields_firmware(f.type, f.payload)
+        fields = _fields_firmware(f.type, f.payload, f.version)
     except ProtocolError as e:
         return ("refused", wire.ERROR_NAMES[e.code])
     return ("frame", f.version, f.flags, f.type, f.seq, f.src, f.dst, f.payload, f.counter, fields)
@@ -49,17 +52,20 @@ def ground_verdict(line, key=None, require_auth=False):
         f = P.parse_line(line, key=key, require_auth=require_auth)
     except P.FrameError as e:
         return ("refused", e.reason)
-    names = msgs.LAYOUTS[f.type][2]
+    names = msgs.layout(f.type, f.version)[2]
     fields = tuple(f.msg[n] for n in names)
     if f.type == msgs.STATE:
         fields = fields[:4] + ([(e.node, e.version, e.data) for e in fields[4]],)
+    if f.type == msgs.JOURNAL:
+        fields = (fields[0], [(e.kind, e.t_ms, e.arg) for e in fields[1]])
     return ("frame", f.version, f.flags, f.type, f.seq, f.src, f.dst, f.payload, f.counter, fields)
 
 
 @st.composite
 def frame_specs(draw):
-    """A valid frame: any type, any field values, signed or not."""
+    """A valid frame: any type, any protocol version, any field values, signed or not."""
     t = draw(st.sampled_from(sorted(msgs.LAYOUTS)))
+    version = draw(st.integers(wire.VERSION_MIN, wire.VERSION))
     if t == msgs.STATE:
         n = draw(st.integers(0, msgs.STATE_MAX_ENTRIES))
         first = draw(st.integers(0, 255 - n))
@@ -73,15 +79,22 @@ def frame_specs(draw):
         text = draw(st.text(max_size=50))
         fields = dict(text=text)
         payload = text.encode()
+    elif t == msgs.JOURNAL:
+        entries = draw(st.lists(st.tuples(st.integers(0, 0xFF), st.integers(0, 0xFFFFFFFF), st.integers(0, 0xFFFFFFFF)),
+                                max_size=msgs.JOURNAL_MAX_ENTRIES))
+        first = draw(st.integers(0, 0xFFFFFFFF))
+        fields = dict(first=first, entries=[dict(kind=a, t_ms=b, arg=c) for a, b, c in entries])
+        payload = msgs.pack_journal(first, entries)
     else:
-        fmt = msgs.LAYOUTS[t][1]
+        _, fmt, names = msgs.layout(t, version)
         top = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
         values = [draw(st.integers(0, top[c])) for c in fmt[1:]]
-        fields = dict(zip(msgs.LAYOUTS[t][2], values))
-        payload = msgs.pack(t, *values)
+        fields = dict(zip(names, values))
+        payload = msgs.pack(t, *values, version=version)
     key = draw(st.sampled_from(KEYS))
     return dict(
         type=t,
+        version=version,
         src=draw(st.integers(0, wire.MAX_NODE_ID)),
         dst=draw(st.integers(0, 0xFFFF)),
         seq=draw(st.integers(0, 255)),
@@ -94,12 +107,13 @@ def frame_specs(draw):
 
 def _firmware_line(s):
     auth = wire.Auth(s["key"]) if s["key"] is not None else None
-    return bytes(wire.encode(s["type"], s["src"], s["dst"], s["payload"], s["seq"], auth, s["counter"] or 0))
+    return bytes(wire.encode(s["type"], s["src"], s["dst"], s["payload"], s["seq"], auth, s["counter"] or 0,
+                             s["version"]))
 
 
 def _ground_line(s):
     return P.build_line(type=s["type"], src=s["src"], dst=s["dst"], seq=s["seq"], msg=s["fields"],
-                        key=s["key"], counter=s["counter"])
+                        key=s["key"], counter=s["counter"], version=s["version"])
 
 
 @FUZZ
@@ -147,7 +161,7 @@ def test_mutated_frames_get_the_same_verdict_on_both_sides(s, data):
 def test_well_formed_bodies_with_any_header_get_the_same_verdict(s, version, flags, src, type):
     # a good crc over any header: the checks after the crc, and the msgs layer
     body = bytearray(wire.encode_body(s["type"], s["src"], s["dst"], s["payload"], s["seq"],
-                                      wire.Auth(s["key"]) if s["key"] else None, s["counter"] or 0)[:-4])
+                                      wire.Auth(s["key"]) if s["key"] else None, s["counter"] or 0, s["version"])[:-4])
     body[0] = (version << 4) | flags
     body[1] = type
     body[3:5] = struct.pack("<H", src)
@@ -157,17 +171,20 @@ def test_well_formed_bodies_with_any_header_get_the_same_verdict(s, version, fla
 
 
 @FUZZ
-@given(st.sampled_from(sorted(msgs.LAYOUTS)), st.one_of(st.binary(max_size=240), framing_bytes))
-def test_any_payload_gets_the_same_fields_or_refusal(t, payload):
+@given(st.sampled_from(sorted(msgs.LAYOUTS)), st.one_of(st.binary(max_size=240), framing_bytes),
+       st.integers(wire.VERSION_MIN, wire.VERSION))
+def test_any_payload_gets_the_same_fields_or_refusal(t, payload, version):
     try:
-        fw = ("fields", _fields_firmware(t, payload))
+        fw = ("fields", _fields_firmware(t, payload, version))
     except ProtocolError as e:
         fw = ("refused", wire.ERROR_NAMES[e.code])
     try:
-        m = P.parse_message(t, payload)
-        got = tuple(m[n] for n in msgs.LAYOUTS[t][2])
+        m = P.parse_message(t, payload, version)
+        got = tuple(m[n] for n in msgs.layout(t, version)[2])
         if t == msgs.STATE:
             got = got[:4] + ([(e.node, e.version, e.data) for e in got[4]],)
+        if t == msgs.JOURNAL:
+            got = (got[0], [(e.kind, e.t_ms, e.arg) for e in got[1]])
         ground = ("fields", got)
     except P.FrameError as e:
         ground = ("refused", e.reason)

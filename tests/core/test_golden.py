@@ -30,19 +30,25 @@ def _payload(v):
         return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
     if t == msgs.LOG:
         return fields["text"].encode()
-    return msgs.pack(t, *[fields[n] for n in msgs.LAYOUTS[t][2]])
+    if t == msgs.JOURNAL:
+        return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
+    version = v["version"]
+    return msgs.pack(t, *[fields[n] for n in msgs.layout(t, version)[2]], version=version)
 
 
-def _fields(t, payload):
-    """The message's fields by msgs.LAYOUTS name, decoded by the firmware."""
-    names = msgs.LAYOUTS[t][2]
+def _fields(t, payload, version=1):
+    """The message's fields by msgs.layout name, decoded by the firmware."""
+    names = msgs.layout(t, version)[2]
     if t == msgs.STATE:
         term, digest, first, total, entries = msgs.unpack_state(payload)
         rows = [{"node": n, "version": ver, "data": d} for n, ver, d in entries]
         return {"term": term, "digest": digest, "first": first, "total": total, "entries": rows}
     if t == msgs.LOG:
         return {"text": msgs.unpack_log(payload)}
-    values = msgs.unpack(t, payload)
+    if t == msgs.JOURNAL:
+        first, entries = msgs.unpack_journal(payload)
+        return {"first": first, "entries": [{"kind": k, "t_ms": tm, "arg": a} for k, tm, a in entries]}
+    values = msgs.unpack(t, payload, version)
     return dict(zip(names, values))
 
 
@@ -85,7 +91,30 @@ def test_firmware_decodes_each_line_to_its_fields():
         want = (v["version"], v["flags"], v["type"], v["seq"], v["src"], v["dst"], v["counter"], v["payload"])
         assert got == want, (v["name"], got, want)
         assert msgs.name(f.type) == v["type_name"], v["name"]
-        assert _fields(f.type, f.payload) == v["fields"], v["name"]
+        assert _fields(f.type, f.payload, f.version) == v["fields"], v["name"]
+
+
+def test_golden_file_has_version_2_frames_and_every_heartbeat_layout():
+    vs = _vectors()
+    assert set(v["version"] for v in vs) == set(range(wire.VERSION_MIN, wire.VERSION + 1))
+    hb = [v for v in vs if v["type"] == msgs.HEARTBEAT]
+    assert set(len(v["payload"]) // 2 for v in hb) == {20, 21}
+    assert all("alive" in v["fields"] for v in hb if v["version"] == 2)
+    assert not any("alive" in v["fields"] for v in hb if v["version"] == 1)
+
+
+def test_version_2_vectors_refused_by_a_version_1_decoder():
+    # a version-1 node (config.proto_max 1) refuses them by the header nibble,
+    # whatever the payload: before the tag or the payload is looked at
+    v2 = [v for v in _vectors() if v["version"] == 2]
+    assert v2
+    for v in v2:
+        try:
+            wire.decode(bytes.fromhex(v["line"])[:-1], _auth(v), v["key"] is not None, 1)
+        except wire.ProtocolError as e:
+            assert e.code == wire.ERR_VERSION, (v["name"], e.code)
+        else:
+            raise AssertionError("%s: a version-1 decoder accepted it" % v["name"])
 
 
 def test_signed_vectors_fail_under_another_key():

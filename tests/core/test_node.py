@@ -248,3 +248,87 @@ def test_hello_comes_before_logs_written_at_boot():
     n.log("booted")
     types = [wire.decode(l[:-1]).type for d, l in n.poll(0)]
     assert types[0] == msgs.HELLO and msgs.LOG in types
+
+
+# ---- protocol versions (docs/PROTOCOL.md "Versions") ------------------------
+
+
+def _hb(src, term, role, version, alive=3, coordinator=None):
+    values = (term, src if coordinator is None else coordinator, 0, role, 0, 1, 0, 0, alive)
+    return wire.encode(msgs.HEARTBEAT, src, wire.cluster_addr(1), msgs.pack_as(msgs.HEARTBEAT, values, version),
+                       0, None, 0, version)[:-1]
+
+
+def test_the_firmware_version_picks_the_protocols_from_one_table():
+    from node import config
+
+    assert config.protocols((0, 9)) == (1, 1) and config.protocols((1, 4)) == (1, 1)
+    assert config.protocols((2, 0)) == (1, 2) and config.protocols((7, 3)) == (1, 2)
+    assert max(hi for _, _, hi in config.PROTOCOLS) == wire.VERSION
+    assert min(lo for _, lo, _ in config.PROTOCOLS) >= wire.VERSION_MIN
+    for fw, want in (((1, 4), (1, 1)), ((2, 0), (1, 2))):
+        n = Node(1, Config(members=[1], fw_version=fw), seed=1)
+        assert (n.cfg.proto_min, n.cfg.proto_max) == want
+        hello = [wire.decode(l[:-1]) for d, l in n.poll(0) if d == wire.ADDR_GROUND][0]
+        assert hello.type == msgs.HELLO and hello.version == want[1]  # sent at its newest
+        assert msgs.unpack(msgs.HELLO, hello.payload)[1:] == (fw[0], fw[1], 0, want[0], want[1], 1)
+
+
+def test_a_version_2_node_heartbeats_how_many_members_it_hears():
+    n = Node(1, Config(members=[1, 2, 3], election_timeout_ms=T, fw_version=(2, 0)), seed=1)
+
+    def heartbeats(out):
+        return [wire.decode(l[:-1]) for d, l in out if wire.decode(l[:-1]).type == msgs.HEARTBEAT]
+
+    first = heartbeats(n.poll(0))
+    assert [f.version for f in first] == [2]
+    assert msgs.unpack(msgs.HEARTBEAT, first[0].payload, 2)[8] == 1  # only itself so far
+    n.receive(_hb(2, 0, msgs.ROLE_FOLLOWER, 1), 10)  # a version-1 member counts as alive too
+    n.receive(_hb(3, 0, msgs.ROLE_FOLLOWER, 2), 10)
+    later = heartbeats(n.poll(n.cfg.heartbeat_ms))
+    assert msgs.unpack(msgs.HEARTBEAT, later[0].payload, 2)[8] == 3
+
+
+def test_a_version_2_node_reads_a_version_1_heartbeat_with_the_default():
+    n = Node(3, Config(members=[1, 2, 3], fw_version=(2, 0)), seed=1)
+    n.poll(0)
+    n.receive(_hb(2, 1, msgs.ROLE_COORDINATOR, 1), 5)
+    assert sum(n.errors) == 0 and (n.term, n.coordinator) == (1, 2)  # follows it
+    assert n.members.reach[2] == msgs.ALIVE_UNKNOWN
+    n.receive(_hb(1, 1, msgs.ROLE_FOLLOWER, 2, alive=3, coordinator=2), 6)
+    assert sum(n.errors) == 0 and n.members.reach[1] == 3
+
+
+def test_a_version_1_node_refuses_version_2_frames_by_the_header():
+    n = Node(3, Config(members=[1, 2, 3], fw_version=(1, 4)), seed=1)
+    n.poll(0)
+    n.receive(_hb(2, 1, msgs.ROLE_COORDINATOR, 2), 5)
+    assert n.errors[wire.ERR_VERSION] == 1 and sum(n.errors) == 1
+    assert (n.term, n.coordinator) == (0, msgs.NO_NODE)
+    assert n.members.last_heard_ms(2) is None  # refused is not a sign of life
+    n.receive(_hb(2, 1, msgs.ROLE_COORDINATOR, 1), 6)  # the same heartbeat at version 1
+    assert (n.term, n.coordinator) == (1, 2)
+
+
+def test_a_version_1_node_among_version_2_peers_hears_none_of_them_unconverted():
+    # No down-converter between them (that is the ground's, ground/downconvert.py):
+    # the version-1 node refuses every peer frame, so it never follows anyone,
+    # while its peers hear it and elect among themselves.
+    m = Mesh(4, seed=21, fw_version=(2, 0))
+    m.nodes[4] = Node(4, Config(cluster=1, members=m.ids, fw_version=(1, 4)), seed=21 * 1000 + 4)
+    m.run_for(30 * T)
+    old = m.nodes[4]
+    assert old.errors[wire.ERR_VERSION] > 0 and old.coordinator == msgs.NO_NODE and old.role != el.COORDINATOR
+    leaders = [i for i, _ in m.coordinators() if i != 4]
+    assert len(leaders) == 1 and all(m.nodes[i].coordinator == leaders[0] for i in (1, 2, 3))
+    assert all(m.nodes[i].errors[wire.ERR_VERSION] == 0 for i in (1, 2, 3))
+
+
+def test_the_standby_is_the_member_that_hears_the_most():
+    n = Node(1, Config(members=[1, 2, 3, 4], fw_version=(2, 0)), seed=1)
+    n.poll(0)
+    for src, version, alive in ((2, 2, 2), (3, 2, 4), (4, 1, 0)):
+        n.receive(_hb(src, 0, msgs.ROLE_FOLLOWER, version, alive=alive), 10)
+    assert n._pick_standby(20) == 3
+    n.receive(_hb(3, 0, msgs.ROLE_FOLLOWER, 1), 30)  # now says nothing: ranks as hearing nobody
+    assert n._pick_standby(40) == 2

@@ -48,7 +48,7 @@ def test_frame_round_trip_plain():
     assert line[-1] == 0 and b"\x00" not in line[:-1] and b"\x03" not in line
     f = wire.decode(line[:-1])
     assert (f.type, f.src, f.dst, f.seq, f.payload) == (0x02, 7, 0xF003, 300 & 0xFF, b"hello\x00\x03world")
-    assert f.version == wire.VERSION and f.counter is None
+    assert f.version == wire.VERSION_MIN and f.counter is None  # unless told, frames go out at the oldest
 
 
 def test_plain_overhead_is_header_crc_and_framing():
@@ -94,6 +94,25 @@ def test_bit_flip_is_caught_by_crc():
 def test_wrong_version_is_refused():
     body = bytearray(wire.encode_body(0x02, 1, 2, b"x", 0, version=wire.VERSION + 1))
     _raises(wire.ERR_VERSION, wire.decode_body, body)
+
+
+def test_each_version_round_trips_in_the_header_nibble():
+    auth = wire.Auth(b"fleet key")
+    for version in range(wire.VERSION_MIN, wire.VERSION + 1):
+        line = wire.encode(0x12, 4, 5, b"\x01\x02", 9, auth, 3, version)
+        assert wire.cobs_decode(wire.unescape(bytes(line[:-1])))[0] >> 4 == version
+        f = wire.decode(line[:-1], auth)
+        assert (f.version, f.counter, f.payload) == (version, 3, b"\x01\x02")
+
+
+def test_a_node_refuses_versions_above_its_own_by_the_header_alone():
+    # version_max is a node's config.proto_max: a version-1 node refuses a
+    # version-2 frame as ERR_VERSION, even signed under the wrong key
+    line = wire.encode(0x12, 4, 5, b"\x01\0\0\0", 0, wire.Auth(b"other key"), 1, 2)[:-1]
+    _raises(wire.ERR_VERSION, wire.decode, line, wire.Auth(b"fleet key"), True, 1)
+    _raises(wire.ERR_TAG, wire.decode, line, wire.Auth(b"fleet key"), True, 2)
+    ok = wire.encode(0x12, 4, 5, b"\x01\0\0\0", 0, None, 0, 1)[:-1]
+    assert wire.decode(ok, None, False, 1).version == 1
 
 
 def test_short_and_long_bodies_are_refused():

@@ -4,13 +4,14 @@
 # ground/shims on the path, but the point is the board's interpreter):
 #     micropython -X heapsize=192K tests/ground/mpy_codec_peer.py < requests
 # Reads one JSON request per line from stdin, writes one JSON reply per line:
-#   {"op": "encode", "type", "src", "dst", "seq", "fields", "key", "counter"}
+#   {"op": "encode", "type", "src", "dst", "seq", "fields", "key", "counter", "version"}
 #       -> {"line": hex of wire.encode(...), delimiter included}
 #   {"op": "decode", "line": hex without delimiter, "key", "require_auth"}
 #       -> {"version", "flags", "type", "seq", "src", "dst", "payload",
 #           "counter", "fields"}  or  {"error": wire.ERROR_NAMES[code]}
-# key is hex or null; fields are by msgs.LAYOUTS name (STATE entries as
-# {node, version, data}). Decoding goes wire.decode then the msgs layer, in
+# key is hex or null; version is the protocol version (default 1); fields
+# are by the names of msgs.layout(type, version) (STATE entries as
+# {node, version, data}), decoded in the layout of the frame's version. Decoding goes wire.decode then the msgs layer, in
 # the order a node applies them. Anything but a ProtocolError is a bug and
 # ends the script with a traceback (the test sees a non-zero exit).
 import json
@@ -27,38 +28,44 @@ def _auth(key_hex):
     return wire.Auth(bytes.fromhex(key_hex)) if key_hex is not None else None
 
 
-def _payload(t, fields):
+def _payload(t, fields, version):
     if t == msgs.STATE:
         entries = [(e["node"], e["version"], e["data"]) for e in fields["entries"]]
         return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
     if t == msgs.LOG:
         return fields["text"].encode()
-    return msgs.pack(t, *[fields[n] for n in msgs.LAYOUTS[t][2]])
+    if t == msgs.JOURNAL:
+        return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
+    return msgs.pack(t, *[fields[n] for n in msgs.layout(t, version)[2]], version=version)
 
 
-def _fields(t, payload):
+def _fields(t, payload, version):
     if t == msgs.STATE:
         term, digest, first, total, entries = msgs.unpack_state(payload)
         rows = [{"node": n, "version": v, "data": d} for n, v, d in entries]
         return {"term": term, "digest": digest, "first": first, "total": total, "entries": rows}
     if t == msgs.LOG:
         return {"text": msgs.unpack_log(payload)}
-    values = msgs.unpack(t, payload)  # ProtocolError(ERR_TYPE) for unknown types
-    return dict(zip(msgs.LAYOUTS[t][2], values))
+    if t == msgs.JOURNAL:
+        first, entries = msgs.unpack_journal(payload)
+        return {"first": first, "entries": [{"kind": k, "t_ms": tm, "arg": a} for k, tm, a in entries]}
+    values = msgs.unpack(t, payload, version)  # ProtocolError(ERR_TYPE) for unknown types
+    return dict(zip(msgs.layout(t, version)[2], values))
 
 
 def encode(req):
     counter = req["counter"]
     auth = _auth(req["key"]) if counter is not None else None
-    payload = _payload(req["type"], req["fields"])
-    line = wire.encode(req["type"], req["src"], req["dst"], payload, req["seq"], auth, counter or 0)
+    version = req.get("version", 1)
+    payload = _payload(req["type"], req["fields"], version)
+    line = wire.encode(req["type"], req["src"], req["dst"], payload, req["seq"], auth, counter or 0, version)
     return {"line": bytes(line).hex()}
 
 
 def decode(req):
     try:
         f = wire.decode(bytes.fromhex(req["line"]), _auth(req["key"]), req.get("require_auth", False))
-        fields = _fields(f.type, f.payload)
+        fields = _fields(f.type, f.payload, f.version)
     except wire.ProtocolError as e:
         return {"error": wire.ERROR_NAMES[e.code]}
     return {

@@ -196,3 +196,27 @@ links:
     for e in node_to_node:
         assert e["mission_ns"] % MS == 0 and (e["mission_ns"] // MS) % span in sched | {0}
         assert e["delay_ns"] > 0
+
+
+def test_link_trace_paths_are_relative_to_the_scenario_file(tmp_path, monkeypatch):
+    # A scenario names its Mahimahi trace as it sits next to it; loading it
+    # from another directory still finds the file (and the run can start).
+    folder = tmp_path / "scen"
+    folder.mkdir()
+    (folder / "cell.trace").write_text("1\n2\n5\n")
+    (folder / "s.yaml").write_text("""\
+name: rel
+duration_s: 1
+clusters:
+  - {id: 1, nodes: [1, 2]}
+links:
+  intra_cluster: {mahimahi: {path: cell.trace, rate_scale: 0.02}}
+""")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    sc = scenario.load(str(folder / "s.yaml"))
+    assert sc.link_spec(1, 2)["mahimahi"]["path"] == str(folder / "cell.trace")
+    # From text (no file) the path stays as given: relative to the cwd, where it is missing.
+    with pytest.raises(scenario.ConfigError, match=r"cell\.trace"):
+        scenario.load_text((folder / "s.yaml").read_text(), "s.yaml")

@@ -309,6 +309,9 @@ def layout_fields(code):
     if code == msgs.STATE:
         out = list(zip(names[:4], (SIZES[c] for c in msgs.STATE_HEAD[1:])))
         return out + [("entry." + n, SIZES[c]) for n, c in zip(("node", "version", "data"), msgs.STATE_ENTRY[1:])]
+    if code == msgs.JOURNAL:
+        out = [("first", SIZES[msgs.JOURNAL_HEAD[1]])]
+        return out + [("entry." + n, SIZES[c]) for n, c in zip(("kind", "t_ms", "arg"), msgs.JOURNAL_ENTRY[1:])]
     if fmt is None:
         return []
     return list(zip(names, (SIZES[c] for c in fmt[1:])))
@@ -328,7 +331,44 @@ def filter_names():
                 key = tname + "." + f
             sizes.setdefault(key, size)
             out[(code, f)] = "fleetloop." + key
+    wire = firmware.wire
+    for version in range(wire.VERSION_MIN + 1, wire.VERSION + 1):  # the fields a later version adds
+        for code in sorted(msgs.LAYOUTS):
+            tname, fmt, names = msgs.layout(code, version)
+            for f, size in zip(names, (SIZES[c] for c in (fmt or "<")[1:])):
+                if (code, f) in out:
+                    continue
+                key = f
+                if f in header or sizes.get(f, size) != size:
+                    key = tname + "." + f
+                sizes.setdefault(key, size)
+                out[(code, f)] = "fleetloop." + key
     return out
+
+
+def lua_changed():
+    """The dissector's CHANGED table: (version, code) -> (name, [(field, size)])."""
+    src = _lua_source()
+    start = src.index("local CHANGED = {")
+    table = src[start:src.index("\n}\n", start)]
+    out = {}
+    for vm in re.finditer(r"\n    \[(\d+)\] = \{(.*?)\n    \},", table, re.S):
+        for m in re.finditer(r'\[0x([0-9A-Fa-f]{2})\] = \{ name = "(\w+)"(.*?)\} \},', vm.group(2), re.S):
+            fields = [(f, int(n)) for f, n in re.findall(r'\{ "([\w.]+)", (\d) \}', m.group(3))]
+            out[(int(vm.group(1)), int(m.group(1), 16))] = (m.group(2), fields)
+    return out
+
+
+def test_lua_changed_table_is_the_later_versions_layouts():
+    msgs, wire = firmware.msgs, firmware.wire
+    want = {}
+    for version in range(wire.VERSION_MIN + 1, wire.VERSION + 1):
+        for code in msgs.LAYOUTS:
+            lay = msgs.layout(code, version)
+            if lay is not msgs.layout(code, version - 1):
+                want[(version, code)] = (lay[0], list(zip(lay[2], (SIZES[c] for c in lay[1][1:]))))
+    assert want and lua_changed() == want
+    assert "local VERSION_MIN, VERSION_MAX = %d, %d" % (wire.VERSION_MIN, wire.VERSION) in _lua_source()
 
 
 def test_lua_message_table_is_msgs_layouts():
@@ -341,7 +381,7 @@ def test_lua_message_table_is_msgs_layouts():
         lname, lfields, text = lua[code]
         assert lname == name
         assert lfields == layout_fields(code), name
-        assert text == (fmt is None and code != msgs.STATE)
+        assert text == (code == msgs.LOG)
 
 
 # ---- tshark ------------------------------------------------------------------------------
@@ -416,6 +456,72 @@ def test_tshark_filters_select_what_the_trace_says(exported, tmp_path):
         1 for e in events if e["kind"] == "frame" and e["id"] == one and e["fate"] in ("delivered", "dropped"))
 
 
+# ---- version skew: converted frames and version-2 layouts ---------------------------
+
+
+@pytest.fixture(scope="module")
+def skew_export(tmp_path_factory):
+    d = tmp_path_factory.mktemp("skew")
+    res = run.run(scenario.load(os.path.join(ROOT, "tests", "ground", "scenarios", "skew.yaml")), str(d / "run"))
+    assert res.status == "ok"
+    path = str(d / "run" / "trace.jsonl")
+    out = str(d / "skew.pcapng")
+    pcap.export(path, out)
+    return path, out
+
+
+def test_a_conversion_is_folded_into_the_recipients_packets(skew_export):
+    path, out = skew_export
+    header, events, _ = trace.read(path)
+    conv = {(e["id"], e["to"]): "v%d>v%d" % (e["from_version"], e["to_version"])
+            for e in events if e["kind"] == "frame" and e["fate"] == "converted"}
+    assert conv
+    delivered = {(e["id"], e["to"], e.get("copy", 0)): e for e in events
+                 if e["kind"] == "frame" and e["fate"] == "delivered"}
+    f = read_pcapng(out)
+    seen = set()
+    for p in f["packets"]:
+        if not p["data"]:
+            continue
+        words = dict(w.split("=", 1) for w in p["opts"][1].decode().split(" "))
+        assert words["fate"] in ("sent", "delivered", "dropped")  # no packet of its own
+        key = (int(words["id"]), int(words["to"]) if words.get("to", "none") != "none" else None)
+        if words["fate"] == "sent":
+            continue
+        assert words.get("converted") == conv.get(key), words
+        if key in conv and words["fate"] == "delivered":
+            seen.add(key)
+            assert p["data"] == bytes.fromhex(delivered[key + (int(words["copy"]),)]["hex"])
+            assert P.parse_frame(p["data"]).version == 1
+    assert seen
+
+
+@needs_tshark
+def test_tshark_shows_versions_alive_and_conversions(skew_export, tmp_path):
+    path, out = skew_export
+    header, events, _ = trace.read(path)
+    sent = {e["id"]: e for e in events if e["kind"] == "frame" and e["fate"] == "sent"}
+    conv = [e for e in events if e["kind"] == "frame" and e["fate"] == "converted"]
+    got_delivered = {e["id"] for e in events if e["kind"] == "frame" and e["fate"] == "delivered" and e["to"] == 4}
+    rows = fields(out, ["fleetloop.id", "fleetloop.version", "fleetloop.alive", "fleetloop.converted", "_ws.col.Info"],
+                  'fleetloop.type == 2 && fleetloop.fate == "sent"', tmp_home=str(tmp_path))
+    assert rows
+    for row in rows:
+        ev = sent[int(row["fleetloop.id"])]
+        if ev["src"] == 4:  # the version-1 node: no `alive`
+            assert row["fleetloop.version"] == "1" and row["fleetloop.alive"] == "" and " v2" not in row["_ws.col.Info"]
+        else:
+            assert row["fleetloop.version"] == "2" and int(row["fleetloop.alive"]) == ev["msg"]["alive"]
+            assert " v2" in row["_ws.col.Info"]
+    rows = fields(out, ["fleetloop.id", "fleetloop.version", "fleetloop.alive", "fleetloop.converted", "fleetloop.to"],
+                  'fleetloop.converted && fleetloop.fate == "delivered"', tmp_home=str(tmp_path))
+    want = [e for e in conv if e["id"] in got_delivered]
+    assert len(rows) >= len(want) > 0
+    for row in rows:
+        assert row["fleetloop.converted"] == "v2>v1" and row["fleetloop.to"] == "4"
+        assert row["fleetloop.version"] == "1" and row["fleetloop.alive"] == ""
+
+
 def _doctor_crc(line):
     """The same line frame with its crc32 wrong, still a valid escaped COBS line."""
     body = bytearray(P.cobs_decode(P.unescape(line)))
@@ -477,7 +583,8 @@ def test_dissector_decodes_every_golden_vector(tmp_path):
     names = sorted({fnames[(v["type"], n)] for v in golden for n in v["fields"] if n not in ("entries", "text")})
     cols = ["fleetloop.type", "fleetloop.src", "fleetloop.dst", "fleetloop.seq", "fleetloop.version", "fleetloop.flags",
             "fleetloop.counter", "fleetloop.tag", "fleetloop.crc.status", "fleetloop.entry.node", "fleetloop.entry.version",
-            "fleetloop.entry.data", "fleetloop.payload_len", "fleetloop.text"] + names
+            "fleetloop.entry.data", "fleetloop.entry.kind", "fleetloop.entry.t_ms", "fleetloop.entry.arg",
+            "fleetloop.payload_len", "fleetloop.text"] + names
     rows = fields(out, cols, tmp_home=str(tmp_path))
     assert len(rows) == len(golden)
 
@@ -496,7 +603,8 @@ def test_dissector_decodes_every_golden_vector(tmp_path):
             assert num(row["fleetloop.counter"]) == v["counter"] and len(row["fleetloop.tag"].replace(":", "")) == 16
         for name, want in v["fields"].items():
             if name == "entries":
-                for sub in ("node", "version", "data"):
+                subs = ("kind", "t_ms", "arg") if v["type"] == firmware.msgs.JOURNAL else ("node", "version", "data")
+                for sub in subs:
                     got = row["fleetloop.entry." + sub]
                     assert [num(x) for x in got.split(",") if x] == [e[sub] for e in want], v["name"]
             elif name == "text":
@@ -530,6 +638,10 @@ def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
             head = (rng.randrange(1 << 32), rng.randrange(1 << 32), 2, 9)
             payload = msgs.pack_state(*head, entries)
             values = dict(zip(names[:4], head))
+        elif code == msgs.JOURNAL:
+            entries = [(msgs.J_RX, rng.randrange(1 << 32), rng.randrange(1 << 32)), (msgs.J_POLL, 77, 2)]
+            first = rng.randrange(1 << 32)
+            payload, values = msgs.pack_journal(first, entries), {"first": first}
         elif fmt is None:
             payload, values = "fleet \u00e9t\u00e9".encode(), {}
         else:
@@ -543,7 +655,8 @@ def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
         i = w.interface("types")
         for k, (_, _, line) in enumerate(frames):
             w.packet(i, k, line)
-    cols = ["fleetloop.type", "fleetloop.crc.status", "fleetloop.text", "fleetloop.entry.node"] + sorted(set(fnames.values()))
+    cols = ["fleetloop.type", "fleetloop.crc.status", "fleetloop.text", "fleetloop.entry.node", "fleetloop.entry.kind",
+            "fleetloop.entry.t_ms"] + sorted(set(fnames.values()))
     rows = fields(out, cols, tmp_home=str(tmp_path))
     assert len(rows) == len(frames)
     for row, (code, values, line) in zip(rows, frames):
@@ -555,6 +668,9 @@ def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
             assert _unescape_tshark(row["fleetloop.text"]) == "fleet \u00e9t\u00e9"
         if code == msgs.STATE:
             assert len(row["fleetloop.entry.node"].split(",")) == 3
+        if code == msgs.JOURNAL:
+            assert row["fleetloop.entry.kind"].split(",") == ["6", "7"]
+            assert row["fleetloop.entry.t_ms"].split(",")[1] == "77"
 
 
 @needs_tshark
@@ -562,7 +678,7 @@ def test_bad_lines_raise_expert_info(tmp_path):
     good = P.build_line("vote_request", 3, P.cluster_addr(1), seq=4, msg={"term": 9})[:-1]
     body = P.cobs_decode(P.unescape(good))
     v2 = bytearray(body)
-    v2[0] = 0x20
+    v2[0] = (P.VERSION + 1) << 4  # one past the newest version
     v2 = bytes(v2[:-4]) + struct.pack("<I", zlib.crc32(bytes(v2[:-4])))
     cases = [
         (good, None),

@@ -66,7 +66,7 @@ def test_construct_builds_every_golden_vector_to_its_line():
             key=_key(v), counter=v["counter"], version=v["version"],
         )
         assert line.hex() == v["line"], v["name"]
-        assert P.build_message(v["type"], v["fields"]).hex() == v["payload"], v["name"]
+        assert P.build_message(v["type"], v["fields"], v["version"]).hex() == v["payload"], v["name"]
 
 
 def test_parsed_frame_builds_back_to_the_same_line():
@@ -107,8 +107,8 @@ def _random_addr(rng):
     return rng.randrange(1, wire.MAX_NODE_ID + 1)
 
 
-def _random_fields(rng, t):
-    """Random values for every field of type t, from the firmware's layouts."""
+def _random_fields(rng, t, version=1):
+    """Random values for every field of type t in `version`, from the firmware's layouts."""
     if t == msgs.STATE:
         n = rng.choice((0, 1, rng.randrange(27), msgs.STATE_MAX_ENTRIES))
         first = rng.randrange(256 - n)
@@ -116,29 +116,36 @@ def _random_fields(rng, t):
                     "data": rng.randrange(1 << 32)} for _ in range(n)]
         return {"term": rng.randrange(1 << 32), "digest": rng.randrange(1 << 32), "first": first,
                 "total": rng.randrange(first + n, 256), "entries": entries}
+    if t == msgs.JOURNAL:
+        n = rng.randrange(msgs.JOURNAL_MAX_ENTRIES + 1)
+        return {"first": rng.randrange(1 << 32), "entries": [{"kind": rng.randrange(256), "t_ms": rng.randrange(1 << 32),
+                                                               "arg": rng.randrange(1 << 32)} for _ in range(n)]}
     if t == msgs.LOG:
         while True:
             text = "".join(rng.choice(_TEXT) for _ in range(rng.randrange(60)))
             if len(text.encode()) <= wire.MAX_PAYLOAD:
                 return {"text": text}
-    _, fmt, names = msgs.LAYOUTS[t]
+    _, fmt, names = msgs.layout(t, version)
     return {n: rng.randint(0, _MAX[c]) for n, c in zip(names, fmt[1:])}
 
 
 def random_specs(seed, n):
-    """n frame specs: every type in turn, random fields, half of them signed."""
+    """n frame specs: every type in turn, random fields, half of them
+    signed, every protocol version in turn within a type."""
     rng = random.Random(seed)
     types = sorted(msgs.LAYOUTS)
     specs = []
     for i in range(n):
         t = types[i % len(types)]
+        version = wire.VERSION_MIN + (i // len(types)) % (wire.VERSION - wire.VERSION_MIN + 1)
         signed = rng.random() < 0.5
         specs.append({
             "type": t,
+            "version": version,
             "src": rng.choice((wire.ADDR_GROUND, rng.randrange(1, wire.MAX_NODE_ID + 1))),
             "dst": _random_addr(rng),
             "seq": rng.randrange(256),
-            "fields": _random_fields(rng, t),
+            "fields": _random_fields(rng, t, version),
             "key": bytes(rng.randrange(256) for _ in range(rng.randrange(1, 80))).hex() if signed else None,
             "counter": rng.randrange(1 << 32) if signed else None,
         })
@@ -148,7 +155,7 @@ def random_specs(seed, n):
 def _build(spec):
     key = bytes.fromhex(spec["key"]) if spec["key"] is not None else None
     return P.build_line(type=spec["type"], src=spec["src"], dst=spec["dst"], seq=spec["seq"],
-                        msg=spec["fields"], key=key, counter=spec["counter"])
+                        msg=spec["fields"], key=key, counter=spec["counter"], version=spec["version"])
 
 
 def _peer(requests):
@@ -188,7 +195,7 @@ def test_random_frames_encoded_by_micropython_parse_in_construct():
         f = P.parse_line(line[:-1], key=key)
         assert (f.type, f.src, f.dst, f.seq, f.counter) == (
             spec["type"], spec["src"], spec["dst"], spec["seq"], spec["counter"]), spec
-        assert f.flags == (wire.FLAG_AUTH if key else 0) and f.version == wire.VERSION
+        assert f.flags == (wire.FLAG_AUTH if key else 0) and f.version == spec["version"]
         assert _plain(f.msg) == spec["fields"], spec
         assert _build(spec) == line, spec  # and construct writes the very same bytes
 
@@ -316,8 +323,9 @@ def test_each_defect_has_its_reason():
     bad = bytearray(body)
     bad[8] ^= 0x40
     assert _reason(P.escape(P.cobs_encode(bytes(bad)))) == "crc"
-    assert _reason(_framed(bytes([0x20]) + body[1:-4])) == "version"
+    assert _reason(_framed(bytes([(P.VERSION + 1) << 4]) + body[1:-4])) == "version"
     assert _reason(_framed(bytes([0x00]) + body[1:-4])) == "version"
+    assert _reason(_framed(bytes([0x20]) + body[1:-4]), version_max=1) == "version"  # as a version-1 node
     assert _reason(_framed(bytes([0x11]) + body[1:-4])) == "short"  # says signed, no room for a trailer
     signed = P.build_line(type=0x10, src=4, dst=5, msg={"term": 3}, key=b"k", counter=9)[:-1]
     assert _reason(signed, key=b"k2") == "tag"
@@ -366,9 +374,14 @@ def test_build_refuses_fields_it_cannot_encode():
 
 def test_build_can_write_what_a_node_must_refuse():
     # Fault injection: wrong versions and reserved flag bits build fine.
-    line = P.build_line(type="vote_request", src=1, dst=2, msg={"term": 1}, version=2)[:-1]
+    line = P.build_line(type="vote_request", src=1, dst=2, payload=b"\x01\0\0\0", version=P.VERSION + 1)[:-1]
     with pytest.raises(wire.ProtocolError) as e:
         wire.decode(line)
+    assert e.value.code == wire.ERR_VERSION
+    line = P.build_line(type="vote_request", src=1, dst=2, msg={"term": 1}, version=2)[:-1]
+    assert wire.decode(line).version == 2
+    with pytest.raises(wire.ProtocolError) as e:
+        wire.decode(line, None, False, 1)  # a version-1 node
     assert e.value.code == wire.ERR_VERSION
     f = wire.decode(P.build_line(type="vote_request", src=1, dst=2, msg={"term": 1}, flags=0x6)[:-1])
     assert f.flags == 0x6 and f.counter is None

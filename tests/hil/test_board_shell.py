@@ -269,7 +269,10 @@ def test_boot_says_hello_to_the_ground_first(tmp_path, start):
     assert hello.src == 1 and hello.dst == wire.ADDR_GROUND
     hw_gen, fw_major, fw_minor, lineage, proto_min, proto_max, cluster = msgs.unpack(msgs.HELLO, hello.payload)
     assert (hw_gen, lineage, cluster) == (2, 3, 5)
-    assert (proto_min, proto_max) == (wire.VERSION_MIN, wire.VERSION)
+    from node.config import protocols  # firmware version -> the protocols it speaks
+
+    assert (proto_min, proto_max) == protocols((fw_major, fw_minor))
+    assert hello.version == proto_max  # a node sends at its newest
     assert board.raw[:1] == b"\x00"  # a delimiter first: ends any boot banner
 
 
@@ -279,6 +282,8 @@ def test_version_json_goes_into_hello(tmp_path, start):
     board = start(folder)
     hello = board.expect(is_type(msgs.HELLO, dst=wire.ADDR_GROUND), "HELLO")
     assert msgs.unpack(msgs.HELLO, hello.payload)[1:3] == (3, 7)
+    # firmware 3.x speaks protocols 1..2 (node/config.py PROTOCOLS) and sends at 2
+    assert msgs.unpack(msgs.HELLO, hello.payload)[4:6] == (1, 2) and hello.version == 2
 
 
 def test_nothing_but_frames_on_stdout(tmp_path, start):
@@ -630,3 +635,44 @@ def test_mission_clock_and_status_led_under_micropython(tmp_path, machine_path):
     assert r["coord"] == [None, 1] and r["follower"] == [None, 0]
     assert r["standby_0"] == [500, 1] and r["standby_600"] == [400, 0]
     assert r["writes_after_repeat"] == r["writes"]  # the pin is written on changes only
+
+
+def test_journal_comes_before_the_frames_it_explains(tmp_path, start):
+    # board.json "journal": true: the shell reports every core call with the
+    # mission ms it passed; the journal frame of a poll goes out before that
+    # poll's frames, and a received line is named by its crc32.
+    import binascii
+
+    board = start(make_board(tmp_path, board_json(journal=True, members=[1, 2])))
+    hello = board.expect(lambda f: f.type == msgs.HELLO, "HELLO")
+    first = board.frames.index(hello)
+    assert first > 0 and board.frames[0].type == msgs.JOURNAL and board.frames[0].dst == wire.ADDR_GROUND
+    start0, entries = msgs.unpack_journal(board.frames[0].payload)
+    assert start0 == 0 and entries[0] == (msgs.J_BOOT, 0, 0)  # fresh: nothing saved yet
+    assert msgs.J_LOG in [k for k, _, _ in entries]  # the boot note, which became a LOG frame
+    beat = wire.encode(msgs.HEARTBEAT, 2, wire.cluster_addr(5), msgs.pack(msgs.HEARTBEAT, 0, 0, 0, 0, 0, 1, 0, 0))
+    board.send(beat)
+    want = binascii.crc32(bytes(beat[:-1]))
+    n = len(board.frames)
+    board.expect(lambda f: f.type == msgs.JOURNAL and any(e[0] == msgs.J_RX and e[2] == want
+                                                           for e in msgs.unpack_journal(f.payload)[1]),
+                 "a journal naming the heartbeat", start=n)
+    # Entries are numbered without gaps, each poll's count matches what followed.
+    expect_first = 0
+    for i, f in enumerate(board.frames):
+        if f.type != msgs.JOURNAL:
+            continue
+        got_first, entries = msgs.unpack_journal(f.payload)
+        assert got_first == expect_first
+        expect_first += len(entries)
+        polls = [arg for kind, _, arg in entries if kind == msgs.J_POLL]
+        after = 0
+        for g in board.frames[i + 1:]:
+            if g.type == msgs.JOURNAL:
+                break
+            after += 1
+        if i + 1 + after < len(board.frames):  # a complete batch: the last poll's frames all followed
+            assert after == polls[-1], (i, entries, after)
+    times = [t for f in board.frames if f.type == msgs.JOURNAL
+             for kind, t, _ in msgs.unpack_journal(f.payload)[1] if kind in (msgs.J_POLL, msgs.J_RX)]
+    assert times == sorted(times) and times[-1] > 0  # the board's mission ms, monotonic

@@ -24,7 +24,11 @@
 --
 -- The packet comment written by ground/pcap.py ("fate=delivered id=17 to=4
 -- ...") is parsed into fleetloop.fate, .id, .to, .reason, .copy, .delay_ns,
--- .corrupted, so a filter can say `fleetloop.fate == "dropped"`.
+-- .corrupted, .converted, so a filter can say `fleetloop.fate == "dropped"`.
+--
+-- Protocol versions: the header's version nibble picks the payload layout
+-- (CHANGED below: version 2 appends `alive` to HEARTBEAT); the info column
+-- says " v2" after the sequence number for a frame above version 1.
 --
 -- New message type: add one entry to MESSAGES (name and fields in wire
 -- order, sizes in bytes), as in firmware/node/msgs.py LAYOUTS;
@@ -70,6 +74,9 @@ local MESSAGES = {
                                             { "preapproved", 1 } } },
     -- LOG: the whole payload is UTF-8 text
     [0x50] = { name = "log", text = true },
+    -- JOURNAL: this head, then entries (the board shell's core calls, runtime/journal.py)
+    [0x70] = { name = "journal", fields = { { "first", 4 } },
+               entries = { { "entry.kind", 1 }, { "entry.t_ms", 4 }, { "entry.arg", 4 } } },
     [0x60] = { name = "bid", fields = { { "round", 4 }, { "seq", 4 }, { "first", 4 }, { "resource", 2 }, { "price", 2 },
                                          { "classes", 1 }, { "span", 1 }, { "period", 1 }, { "count", 1 }, { "flags", 1 } } },
     [0x61] = { name = "award", fields = { { "term", 4 }, { "round", 4 }, { "seq", 4 }, { "first", 4 }, { "resource", 2 },
@@ -86,11 +93,32 @@ local MESSAGES = {
     [0x66] = { name = "reconcile_ack", fields = { { "term", 4 }, { "seq", 4 }, { "released", 2 }, { "refused", 2 } } },
 }
 
+-- Protocol version 2 changed these layouts (firmware/node/msgs.py _CHANGED): a
+-- type not listed for a version is laid out as in the version before, and
+-- MESSAGES is version 1. tests/ground/test_pcap.py holds this to msgs.py too.
+local CHANGED = {
+    [2] = {
+        [0x02] = { name = "heartbeat", fields = { { "term", 4 }, { "coordinator", 2 }, { "standby", 2 }, { "role", 1 },
+                                                   { "lineage", 1 }, { "rec_version", 2 }, { "rec_data", 4 }, { "digest", 4 },
+                                                   { "alive", 1 } } },
+    },
+}
+
+-- the layout of a message type in a protocol version (nil if unknown)
+local function message_of(code, version)
+    for v = version, 2, -1 do
+        local c = CHANGED[v]
+        if c and c[code] then return c[code] end
+    end
+    return MESSAGES[code]
+end
+
 local HEX_FIELDS = { digest = true, rec_data = true, ["entry.data"] = true, fault_flags = true }
 local ROLE_NAMES = { [0] = "follower", [1] = "candidate", [2] = "coordinator", [3] = "standby" }
-local VALUE_NAMES = { role = ROLE_NAMES, granted = { [0] = "no", [1] = "yes" } }
+local JOURNAL_KINDS = { [1] = "boot", [2] = "term", [3] = "vote", [4] = "counter", [5] = "log", [6] = "rx", [7] = "poll" }
+local VALUE_NAMES = { role = ROLE_NAMES, granted = { [0] = "no", [1] = "yes" }, ["entry.kind"] = JOURNAL_KINDS }
 
-local VERSION_MIN, VERSION_MAX = 1, 1
+local VERSION_MIN, VERSION_MAX = 1, 2
 local HEADER_LEN, CRC_LEN, AUTH_LEN, TAG_LEN = 7, 4, 12, 8
 local MAX_BODY, MAX_LINE = 247, 496
 local FLAG_AUTH = 1
@@ -125,7 +153,7 @@ local F = {
     crc = ProtoField.uint32("fleetloop.crc", "crc32", base.HEX),
     crc_computed = ProtoField.uint32("fleetloop.crc.computed", "crc32 computed", base.HEX),
     crc_status = ProtoField.string("fleetloop.crc.status", "crc32 status"),
-    entry = ProtoField.bytes("fleetloop.entry", "STATE entry"),
+    entry = ProtoField.bytes("fleetloop.entry", "STATE / JOURNAL entry"),
     text = ProtoField.string("fleetloop.text", "Text"),
     -- from the exporter's packet comment
     fate = ProtoField.string("fleetloop.fate", "Fate (from the trace)"),
@@ -135,6 +163,7 @@ local F = {
     reason = ProtoField.string("fleetloop.reason", "Drop reason"),
     delay_ns = ProtoField.uint64("fleetloop.delay_ns", "Link delay (mission ns)", base.DEC),
     corrupted = ProtoField.string("fleetloop.corrupted", "Corrupted by the link"),
+    converted = ProtoField.string("fleetloop.converted", "Down-converted by the harness (sent version>delivered version)"),
     event = ProtoField.string("fleetloop.event", "Harness event"),
 }
 
@@ -160,6 +189,15 @@ for _, code in ipairs(CODES) do
     local m = MESSAGES[code]
     for _, spec in ipairs(m.fields or {}) do spec[3] = msg_field(m.name, spec[1], spec[2]) end
     for _, spec in ipairs(m.entries or {}) do spec[3] = msg_field(m.name, spec[1], spec[2]) end
+end
+for v = 2, VERSION_MAX do  -- the later versions' layouts: a field they add gets its filter name here
+    for _, code in ipairs(CODES) do
+        local m = CHANGED[v] and CHANGED[v][code]
+        if m then
+            for _, spec in ipairs(m.fields or {}) do spec[3] = msg_field(m.name, spec[1], spec[2]) end
+            for _, spec in ipairs(m.entries or {}) do spec[3] = msg_field(m.name, spec[1], spec[2]) end
+        end
+    end
 end
 
 local all = {}
@@ -281,6 +319,7 @@ local function add_comment_fields(tree, tvb, kv)
     if tonumber(kv.copy) then tree:add(F.copy, z, tonumber(kv.copy)):set_generated() end
     if kv.reason then tree:add(F.reason, z, kv.reason):set_generated() end
     if kv.corrupted then tree:add(F.corrupted, z, kv.corrupted):set_generated() end
+    if kv.converted then tree:add(F.converted, z, kv.converted):set_generated() end
     if tonumber(kv.delay_ns) then tree:add(F.delay_ns, z, UInt64.new(tonumber(kv.delay_ns))):set_generated() end
 end
 
@@ -288,7 +327,8 @@ local function fate_text(kv)
     if not kv or not kv.fate then return "" end
     if kv.fate == "sent" then return " [sent]" end
     if kv.fate == "delivered" then
-        return " [delivered to " .. (kv.to or "?") .. ((kv.corrupted and (", corrupted: " .. kv.corrupted)) or "") .. "]"
+        return " [delivered to " .. (kv.to or "?") .. ((kv.converted and (", converted " .. kv.converted)) or "")
+            .. ((kv.corrupted and (", corrupted: " .. kv.corrupted)) or "") .. "]"
     end
     if kv.fate == "dropped" then return " [dropped, to " .. (kv.to or "?") .. ": " .. (kv.reason or "?") .. "]" end
     return " [" .. kv.fate .. "]"
@@ -306,14 +346,14 @@ local function add_fields(tree, tvb, off, specs)
     return off, values
 end
 
-local function dissect_payload(tree, pinfo, body, off, len, type_code)
-    local m = MESSAGES[type_code]
+local function dissect_payload(tree, pinfo, body, off, len, type_code, version)
+    local m = message_of(type_code, version)
     local item = tree:add(F.payload, body(off, len))
     if not m then
         item:add_proto_expert_info(E.unknown_type, string.format("unknown message type 0x%02X", type_code))
         return nil
     end
-    item:set_text(m.name .. " payload (" .. len .. " bytes)")
+    item:set_text(m.name .. " payload (" .. len .. " bytes, version " .. version .. " layout)")
     if m.text then
         -- Wireshark strings end at a NUL: a NUL inside the text is shown as \0
         local t = len > 0 and body:raw(off, len):gsub("\0", "\\0") or ""
@@ -328,7 +368,7 @@ local function dissect_payload(tree, pinfo, body, off, len, type_code)
     if m.entries then
         if len < head or (len - head) % esize ~= 0 then bad = m.name .. ": " .. len .. " bytes is not " .. head .. " + " .. esize .. " n" end
     elseif len ~= head then
-        bad = m.name .. ": " .. len .. " bytes, the layout is " .. head
+        bad = m.name .. " v" .. version .. ": " .. len .. " bytes, the layout is " .. head
     end
     if bad then
         item:add_proto_expert_info(E.bad_payload, bad)
@@ -339,11 +379,16 @@ local function dissect_payload(tree, pinfo, body, off, len, type_code)
         local count = (len - head) / esize
         for i = 0, count - 1 do
             local e = item:add(F.entry, body(p, esize))
-            e:set_text("entry " .. (values.first + i) .. ": node " .. body(p, 2):le_uint())
+            if m.name == "journal" then
+                local k = body(p, 1):le_uint()
+                e:set_text("entry " .. (values.first + i) .. ": " .. (JOURNAL_KINDS[k] or k) .. " at " .. body(p + 1, 4):le_uint() .. " ms")
+            else
+                e:set_text("entry " .. (values.first + i) .. ": node " .. body(p, 2):le_uint())
+            end
             add_fields(e, body, p, m.entries)
             p = p + esize
         end
-        if values.first + count > values.total then
+        if values.total and values.first + count > values.total then
             item:add_proto_expert_info(E.bad_payload, "state: entries past total")
         end
     end
@@ -440,6 +485,7 @@ function fl.dissector(tvb, pinfo, tree)
 
     local name = MESSAGES[type_code] and MESSAGES[type_code].name or string.format("type 0x%02x", type_code)
     local summary = string.format("%s %d -> %s seq=%d", name, src, addr_name(dst), seq)
+    if version ~= VERSION_MIN then summary = summary .. " v" .. version end
     if src > 0xEFFF then si:add_proto_expert_info(E.bad_address) end
     if version < VERSION_MIN or version > VERSION_MAX then
         vi:add_proto_expert_info(E.bad_version, "version " .. version .. ", this dissector knows " .. VERSION_MIN .. ".." .. VERSION_MAX)
@@ -462,7 +508,7 @@ function fl.dissector(tvb, pinfo, tree)
     end
     local plen = pend - HEADER_LEN
     t:add(F.payload_len, body(HEADER_LEN, plen), plen):set_generated()
-    local values = dissect_payload(t, pinfo, body, HEADER_LEN, plen, type_code)
+    local values = dissect_payload(t, pinfo, body, HEADER_LEN, plen, type_code, version)
     if values and values.term then summary = summary .. " term=" .. values.term end
     if values and values.role and ROLE_NAMES[values.role] then summary = summary .. " " .. ROLE_NAMES[values.role] end
     t:append_text(", " .. summary)
