@@ -44,7 +44,11 @@ UNKNOWN = "unknown"  # timeline: before a node's first frame
 
 DOWN_FAULTS = ("crash", "power_cut", "reset")  # the node stops until it speaks again
 CRASH_FAULTS = ("crash", "power_cut")  # failure detection is measured for these
-NOT_COORDINATION = ("telemetry", "log", "journal")  # every other type is coordination traffic
+NOT_COORDINATION = ("telemetry", "log")  # every other type is coordination traffic
+# The harness's own instrumentation (a board's call journal, for replay): listed
+# per node by type, but not the fleet's traffic, so left out of every total and
+# share; a run's metrics are the same with the journal on or off.
+HARNESS_ONLY = ("journal",)
 
 CLUSTER_BASE = 0xF000
 BROADCAST = 0xFFFF
@@ -478,9 +482,10 @@ class _Analyzer:
         row[0] += 1
         row[1] += size
         c = self.clusters[n.cluster]
-        c.bytes += size
-        if type_ not in NOT_COORDINATION:
-            c.coord_bytes += size
+        if type_ not in HARNESS_ONLY:
+            c.bytes += size
+            if type_ not in NOT_COORDINATION:
+                c.coord_bytes += size
         coming_up = not n.live()
         if coming_up:
             n.down = False
@@ -796,6 +801,8 @@ class _Analyzer:
                     "messages_per_hour": per_hour(count),
                     "bytes_per_hour": per_hour(size),
                 }
+                if type_ in HARNESS_ONLY:
+                    continue
                 msgs_n += count
                 bytes_n += size
             row = {

@@ -15,8 +15,9 @@
 #
 # The shell takes the journal before it writes a poll's frames, so every frame
 # the ground records from the board comes after the journal that explains it.
-# Entries of quiet polls (no input, no output) wait in the buffer until
-# something else has to go, or it is full.
+# Entries wait in the buffer until a poll has frames to send, or it is full:
+# what a board received after its last frame and then lost to a reset changed
+# nothing the ground saw (the restored state is in the next boot's entries).
 #
 # Preallocated: one 224-byte buffer; a frame is built only when taken.
 
@@ -83,7 +84,7 @@ class Journal:
 
     def take(self, force):
         """Frames to send now (a list, maybe empty): the full ones, and the
-        partial one too when `force` (the core had input or output)."""
+        partial one too when `force` (the poll has frames to send)."""
         if force and self._n:
             self._ready.append(self._frame())
         out = self._ready

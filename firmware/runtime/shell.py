@@ -80,7 +80,6 @@ class Shell:
         node = self.node
         clock = self.clock
         journal = self.journal
-        busy = False
         if self.link.wait(self._timeout_ms()):
             n = self.link.read()
             if n < 0:
@@ -90,7 +89,6 @@ class Shell:
                 lines = self.splitter.feed(self.link.view(n))
                 if lines:
                     now = clock.now_ms()
-                    busy = True
                     for line in lines:
                         if journal is not None:
                             journal.rx(now, line)
@@ -105,7 +103,7 @@ class Shell:
             self.persists += 1
         if journal is not None:
             journal.poll(now, len(out))
-            for line in journal.take(busy or len(out) > 0):
+            for line in journal.take(len(out) > 0):
                 self.link.write(line)  # before the frames it explains
         for _dst, line in out:
             self.link.write(line)

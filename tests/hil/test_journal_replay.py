@@ -103,3 +103,20 @@ def test_a_missing_journal_frame_is_refused_naming_the_line(board_trace, tmp_pat
     bad.write_text("".join(x for i, x in enumerate(lines) if i not in gone))
     with pytest.raises(replay.ReplayError, match=r"gap\.jsonl:%d: node 3's journal jumps" % (journal[4] + 1 - 2)):
         replay.replay_frames(str(bad), 3)
+
+
+def test_metrics_are_the_same_with_the_journal_left_out(board_trace):
+    # The journal is the harness's instrumentation: listed by type, but in no
+    # total or share, so a board run's figures do not depend on it.
+    from ground import metrics, trace
+
+    header, events, _ = trace.read(board_trace)
+    journal_ids = {e["id"] for e in events if e.get("kind") == "frame" and e.get("type") == "journal"}
+    assert journal_ids
+    without = [e for e in events if e.get("id") not in journal_ids or e.get("kind") != "frame"]
+    m_with, m_without = metrics.compute(header, events), metrics.compute(header, without)
+    assert m_with["nodes"]["1"]["types"]["journal"]["messages"] > 0
+    for key in ("messages_per_node_hour_max", "bytes_per_node_hour_max", "coordination_bytes_share"):
+        assert m_with["flat"][key] == m_without["flat"][key] is not None, key
+    for nid in ("1", "2", "3"):
+        assert m_with["nodes"][nid]["bytes"] == m_without["nodes"][nid]["bytes"]
