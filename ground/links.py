@@ -84,6 +84,9 @@ class SimLink:
         pass
 
 
+TAIL_BYTES = 2048
+
+
 class SerialLink:
     """A node behind a pyserial URL. Bytes read are split into line frames
     (wire.FrameSplitter) and handed to `on_lines(link, lines, wall_ns)`.
@@ -103,6 +106,7 @@ class SerialLink:
         self.up = True
         self.errors = 0
         self.splitter = splitter or wire.FrameSplitter()
+        self._tail = bytearray()  # the last TAIL_BYTES bytes read, frames or not
         if port is not None:
             self.port = port  # already opened (e.g. while waiting for the board's HELLO)
             self.port.write_timeout = write_timeout_s
@@ -151,7 +155,20 @@ class SerialLink:
             return [], True
         if not data and self._pipe is not None:
             return [], True
+        tail = self._tail
+        tail += data
+        if len(tail) > TAIL_BYTES:
+            del tail[: len(tail) - TAIL_BYTES]
         return self.splitter.feed(data), False
+
+    def text_tail(self, max_chars=300):
+        """What the device printed after its last frame delimiter, as text (a
+        traceback, the REPL's prompt), or "" if it printed nothing else. For
+        the message when a board stops answering."""
+        tail = bytes(self._tail)
+        text = tail[tail.rfind(b"\x00") + 1:].decode("utf-8", "replace")
+        text = "".join(c if c.isprintable() or c == "\n" else "?" for c in text).strip()
+        return text[-max_chars:]
 
     def deliver(self, line, mission_ms=None):
         try:

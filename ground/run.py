@@ -25,6 +25,7 @@ from ground.trace import TraceWriter
 msgs = firmware.msgs
 wire = firmware.wire
 S = 1_000_000_000
+SILENT_T = 3  # election timeouts without a frame before a board counts as silent
 
 # The finest delay a real-time run can inject on a host link, in wall ms: the
 # scheduler's lateness (bench_links: p99 well under 0.5 ms) plus a frame's
@@ -195,11 +196,42 @@ class Run:
         lines, eof = link.read_lines()
         for line in lines:
             self.router.from_node(link.node_id, line)
+        if lines:
+            link.heard_ns = self.clock.now_ns()
+            if getattr(link, "silent", False):
+                link.silent = False
+                self.router._event("node", node=link.node_id, event="answering",
+                                   detail="node %d: frames on %s again" % (link.node_id, link.url))
         if eof and link.up:
             link.up = False
             self.clock.remove_reader(link.fileno())
+            text = link.text_tail()
             self.router._event("node", node=link.node_id, event="unreachable",
-                               detail="node %d: link %s closed" % (link.node_id, link.url))
+                               detail="node %d: link %s closed%s" % (link.node_id, link.url,
+                                                                     "; it last printed: " + text if text else ""))
+
+    def _check_silence(self):
+        """A board the harness believes up that has sent no frame for
+        SILENT_T election timeouts (it heartbeats every T/4) has stopped
+        answering: one `silent` node event naming the node, its port and the
+        text it printed after its last frame (a traceback, the REPL prompt);
+        `answering` when frames come again. The run goes on either way."""
+        now = self.clock.now_ns()
+        limit = SILENT_T * self.sc.election_timeout_ms * MS
+        for nid, link in sorted(self.router.links.items()):
+            if link.kind != "serial" or not link.up or getattr(link, "silent", False):
+                continue
+            heard = getattr(link, "heard_ns", None)
+            if heard is None:
+                link.heard_ns = heard = now
+            if now - heard >= limit:
+                link.silent = True
+                text = link.text_tail()
+                self.router._event("node", node=nid, event="silent", detail=(
+                    "node %d on %s: no frame for %.1f mission s (%d election timeouts); %s"
+                    % (nid, link.url, (now - heard) / S, SILENT_T,
+                       "it last printed: " + text if text else "it printed nothing else")))
+        self.clock.call_at(now + self.sc.election_timeout_ms * MS, self._check_silence)
 
     def _configure_boards(self):
         """Tell every board the run's time scale (it learns it at boot)."""
@@ -268,6 +300,7 @@ class Run:
                 elif board is not None and a == "power_on":
                     board.power_on()
                 link.up = True
+                link.heard_ns = now  # it has its boot to say HELLO again
         elif a == "power_cut":
             if link.kind == "sim":
                 link.power_cut()
@@ -305,6 +338,7 @@ class Run:
             if board is not None:
                 (board.power_on if action == "power_on" else board.reset)()
             link.up = True
+            link.heard_ns = self.clock.now_ns()
 
     # ---- the run -------------------------------------------------------------
 
@@ -315,6 +349,8 @@ class Run:
         try:
             self._build()
             self._configure_boards()
+            if any(link.kind == "serial" for link in self.router.links.values()):
+                self._check_silence()
             self._schedule_faults()
             end_ns = int(self.sc.duration_s * S)
             self.clock.run_until(end_ns, progress=self._progress if self.progress else None)

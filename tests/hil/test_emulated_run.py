@@ -39,3 +39,50 @@ def test_emulated_boards_elect_and_fail_over_over_serial(tmp_path):
     # Each board persisted its term and vote to its own flash folder.
     for nid in (1, 2, 3, 4):
         assert (tmp_path / "boards" / ("node%d" % nid) / "state" / ("node%d" % nid)).exists()
+
+
+SILENT = """\
+name: silent-board
+seed: 3
+duration_s: 60
+time_scale: 10
+election_timeout_ms: 2000
+clusters:
+  - {id: 1, nodes: [1, 2, 3]}
+links:
+  intra_cluster: {delay_ms: 100}
+"""
+
+
+def test_a_board_that_stops_answering_is_named_and_the_run_goes_on(tmp_path):
+    # Board 3 loses power behind the harness's back (no scheduled fault): the
+    # run records it `silent` (node, port), keeps running the others, and
+    # records `answering` once it is back and sends frames again.
+    import threading
+
+    from ground import emulated_run
+
+    sc = scenario.load_text(SILENT, "silent.yaml")
+    farm = emulated_run.start_farm(sc, str(tmp_path / "boards"))
+    board3 = farm.boards[3]
+    cut, back = threading.Timer(2.0, board3.power_cut), threading.Timer(4.0, board3.power_on)
+    try:
+        cut.start()
+        back.start()
+        res = run.run(sc, str(tmp_path / "run"), mode="emulated", boards=farm.devices())
+    finally:
+        cut.cancel()
+        back.cancel()
+        farm.stop()
+    assert res.status == "ok"
+    header, events, torn = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    node_events = [(e["node"], e["event"], e.get("detail", "")) for e in events if e["kind"] == "node"]
+    silent = [x for x in node_events if x[1] == "silent"]
+    assert [n for n, _, _ in silent] == [3], node_events
+    assert "node 3 on " in silent[0][2] and "no frame for" in silent[0][2]
+    t_silent = next(e["mission_ns"] for e in events if e["kind"] == "node" and e["event"] == "silent")
+    t_answer = [e["mission_ns"] for e in events if e["kind"] == "node" and e["event"] == "answering" and e["node"] == 3]
+    assert t_answer and t_answer[0] > t_silent
+    # the others kept going: frames from 1 and 2 after node 3 fell silent
+    assert any(e["kind"] == "frame" and e["fate"] == "sent" and e.get("src") in (1, 2) and e["mission_ns"] > t_silent
+               for e in events)
