@@ -179,7 +179,16 @@ class Router:
             data, flipped = st.flip_bits(data, corrupt[1], self._rng)
             if flipped:
                 self._event("frame", fate="corrupted", id=fid, to=dst, how="bitflip")
-        for when, p in self.pipeline(src, dst).send(st.Packet(fid, data, now), now):
+        out = self.pipeline(src, dst).route(fid, data, now)
+        if out.__class__ is int:  # the common case: the one copy, untouched, delivered (no Packet made)
+            self._token += 1
+            self._inflight[self._token] = (fid, dst, 0)
+            self.clock.call_at(out, self._deliver, fid, dst, 0, data, sent, now, self._token)
+            return
+        if out.__class__ is str:  # the one copy, untouched, dropped
+            self._event("frame", fate="dropped", id=fid, to=dst, copy=0, reason=out)
+            return
+        for when, p in out:
             if p.copy:
                 self._event("frame", fate="duplicated", id=fid, to=dst, copy=p.copy)
             for how in p.how or ():
