@@ -105,7 +105,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         from runtime.journal import Journal
 
         sh.journal = Journal(node_id)
-        sh.journal.boot(saved)
+        sh.journal.boot(saved, seed)
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)

@@ -472,7 +472,7 @@ Telemetry = Struct(
 )
 ConfigMsg = Struct("time_scale_milli" / Int32ul, "fault_flags" / Int16ul)
 Log = Struct("text" / GreedyString("utf8"))
-JOURNAL_KINDS = ("", "boot", "term", "vote", "counter", "log", "rx", "poll")  # firmware/runtime/journal.py
+JOURNAL_KINDS = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed")  # firmware/runtime/journal.py
 JournalEntry = Struct("kind" / Int8ul, "t_ms" / Int32ul, "arg" / Int32ul)
 Journal = Struct(  # the board shell's core calls (kind, board mission ms, arg)
     "first" / Int32ul,

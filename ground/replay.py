@@ -429,8 +429,10 @@ class JournalReplay:
         return lines
 
     def _factory(self, sc):
-        """Node(saved) built exactly as firmware/main.py builds it from the
-        board.json (and version.json) ground/emulated_run.py writes."""
+        """make(saved, seed): the Node built exactly as firmware/main.py
+        builds it from the board.json (and version.json) ground/emulated_run.py
+        writes; the seed is the journal's (the board's own), board.json's if
+        the journal has none."""
         from ground.emulated_run import board_config
 
         from runtime import boardcfg
@@ -440,8 +442,8 @@ class JournalReplay:
         board.fw_version = sc.nodes[node].fw_version
         cfg = boardcfg.core_config(board)
 
-        def make(saved):
-            n = firmware.core.Node(node, cfg, board.seed, saved)
+        def make(saved, seed=None):
+            n = firmware.core.Node(node, cfg, board.seed if seed is None else seed, saved)
             n.time_scale_milli = board.time_scale_milli
             return n
 
@@ -460,19 +462,28 @@ class JournalReplay:
         poll_noted = False
         entries = self.entries
         i = 0
+        boot = None  # the boot entries being gathered: {kind: arg}; the Node is built at the first call
         while i < len(entries):
             kind, t_ms, arg = entries[i]
             i += 1
             if kind == msgs.J_BOOT:
+                boot, node = {kind: arg}, None
+                continue
+            if kind in (msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER):
+                if boot is None or node is not None:
+                    raise ReplayError("%s: node %d's journal entry %d (%s) is not part of a boot"
+                                      % (self.stream.path, self.stream.node, i - 1, msgs.J_NAMES[kind]))
+                boot[kind] = arg
+                continue
+            if node is None:
+                if boot is None:
+                    raise ReplayError("%s: node %d's journal starts without a boot entry"
+                                      % (self.stream.path, self.stream.node))
                 saved = None
-                if arg:
-                    (_, _, term), (_, _, vote), (_, _, counter) = entries[i:i + 3]
-                    saved = firmware.core.save(term, vote, counter)
-                    i += 3
-                node = make(saved)
-            elif node is None:
-                raise ReplayError("%s: node %d's journal starts without a boot entry" % (self.stream.path, self.stream.node))
-            elif kind == msgs.J_LOG:
+                if boot[msgs.J_BOOT]:
+                    saved = firmware.core.save(boot[msgs.J_TERM], boot[msgs.J_VOTE], boot[msgs.J_COUNTER])
+                node = make(saved, boot.get(msgs.J_SEED))
+            if kind == msgs.J_LOG:
                 text = next(logs, None)
                 if text is None or binascii.crc32(text) != arg:
                     self.notes.append("note: journal entry %d: a node.log() whose LOG frame is not in the trace; "

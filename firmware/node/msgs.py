@@ -91,7 +91,8 @@ J_COUNTER = const(4)  # arg: saved auth counter reservation
 J_LOG = const(5)  # node.log(text); arg: crc32 of the text's bytes as the LOG frame carries them
 J_RX = const(6)  # node.receive(line, t_ms); arg: crc32 of the line
 J_POLL = const(7)  # node.poll(t_ms); arg: how many frames it returned
-J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll")
+J_SEED = const(8)  # arg: the seed the Node was built with (follows J_BOOT)
+J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed")
 
 # type -> (name, struct format or None for variable, field names)
 LAYOUTS = {

@@ -1,7 +1,7 @@
 # The board's call journal: when the shell called the core, for frame replay.
 #
 #     j = Journal(node_id)                  # board.json "journal": true
-#     j.boot(saved)                         # once, with the blob the Node got
+#     j.boot(saved, seed)                   # once, with what the Node was built from
 #     j.log(text); j.rx(t_ms, line); j.poll(t_ms, n_out)
 #     line = j.take(force)                  # a JOURNAL frame to send, or None
 #
@@ -60,15 +60,17 @@ class Journal:
         self.frames += 1
         return line
 
-    def boot(self, saved):
-        """The Node was built with `saved` (a node.save() blob, or None)."""
+    def boot(self, saved, seed):
+        """The Node was built with `seed` and `saved` (a node.save() blob, or
+        None). The seed goes too: a board without one in board.json derives
+        it from its unique id, which the ground does not know."""
+        self._add(msgs.J_BOOT, 0, 0 if saved is None else 1)
+        self._add(msgs.J_SEED, 0, seed)
         if saved is None:
-            self._add(msgs.J_BOOT, 0, 0)
             return
         from node.node import restore
 
         term, vote, counter = restore(saved)
-        self._add(msgs.J_BOOT, 0, 1)
         self._add(msgs.J_TERM, 0, term)
         self._add(msgs.J_VOTE, 0, vote)
         self._add(msgs.J_COUNTER, 0, counter)

@@ -68,8 +68,24 @@ def test_the_run_had_reboots_and_losses_to_replay_through(board_trace):
     assert boots[2] >= 2 and sum(boots.values()) == 5, boots  # 3 first boots, a crash and a power cut
     j = replay.JournalReplay(replay.node_stream(board_trace, 2))
     second = [i for i, e in enumerate(j.entries) if e[0] == firmware.msgs.J_BOOT][1]
-    assert j.entries[second][2] == 1  # restored from flash: term, vote, counter follow
-    assert j.entries[second + 1][0] == firmware.msgs.J_TERM and j.entries[second + 1][2] >= 1
+    msgs = firmware.msgs
+    assert j.entries[second][2] == 1  # restored from flash: seed, then term, vote, counter follow
+    assert [k for k, _, _ in j.entries[second + 1:second + 5]] == [msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER]
+    assert j.entries[second + 2][2] >= 1  # a term was saved before the power cut
+    from ground.emulated_run import board_config
+
+    assert j.entries[1] == (msgs.J_SEED, 0, board_config(scenario.load_text(SCENARIO), 2)["seed"])
+
+
+def test_the_seed_comes_from_the_journal(board_trace, monkeypatch):
+    # A board without a seed in board.json derives one from its unique id,
+    # which the ground cannot know: the journal's seed entry is what counts.
+    from ground import emulated_run
+
+    real = emulated_run.board_config
+    monkeypatch.setattr(emulated_run, "board_config", lambda sc, nid: dict(real(sc, nid), seed=12345))
+    r = replay.replay_frames(board_trace, 1)
+    assert r.identical, r.report()
 
 
 def test_a_changed_core_is_caught_at_its_first_differing_frame(board_trace, monkeypatch):

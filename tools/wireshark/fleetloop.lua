@@ -115,7 +115,7 @@ end
 
 local HEX_FIELDS = { digest = true, rec_data = true, ["entry.data"] = true, fault_flags = true }
 local ROLE_NAMES = { [0] = "follower", [1] = "candidate", [2] = "coordinator", [3] = "standby" }
-local JOURNAL_KINDS = { [1] = "boot", [2] = "term", [3] = "vote", [4] = "counter", [5] = "log", [6] = "rx", [7] = "poll" }
+local JOURNAL_KINDS = { [1] = "boot", [2] = "term", [3] = "vote", [4] = "counter", [5] = "log", [6] = "rx", [7] = "poll", [8] = "seed" }
 local VALUE_NAMES = { role = ROLE_NAMES, granted = { [0] = "no", [1] = "yes" }, ["entry.kind"] = JOURNAL_KINDS }
 
 local VERSION_MIN, VERSION_MAX = 1, 2
