@@ -1,7 +1,8 @@
-"""Bench: one node of the cluster runs an older firmware version (0.9 among
-1.0s). The versions interoperate: the old node votes and follows, a failover
-needs its vote, and the history shows at most 3 major versions, each node
-running the version the scenario flashed.
+"""Bench: one node of the cluster runs an older firmware version (1.4 among
+2.0s: protocol 1 among protocol 2, so the harness down-converts its peers'
+frames for it). The versions interoperate: the old node votes and follows, a
+failover needs its vote, and the history shows at most 3 major versions, each
+node running the version the scenario flashed.
 """
 
 import pytest
@@ -10,15 +11,15 @@ T_S = 4.0
 
 SCENARIO = """\
 name: bench-version-skew
-description: node 4 runs firmware 0.9 in a cluster of 1.0; a failover needs its vote
+description: node 4 runs firmware 1.4 (protocol 1) in a cluster of 2.0 (protocol 2); a failover needs its vote
 seed: 17
 duration_s: 60
 time_scale: 10
 election_timeout_ms: 4000
 clusters:
-  - {id: 1, nodes: [1, 2, 3, 4], firmware: "1.0", lineages: [0, 1, 2]}
+  - {id: 1, nodes: [1, 2, 3, 4], firmware: "2.0", lineages: [0, 1, 2]}
 nodes:
-  4: {firmware: "0.9"}
+  4: {firmware: "1.4"}
 links:
   intra_cluster: {delay_ms: 300, jitter: uniform, jitter_ms: 20}
 gates:
@@ -42,8 +43,9 @@ def test_node_on_older_firmware_takes_part(harness):
         new = live.wait_for(lambda fleet: fleet.agreed(1, nodes=rest) not in (None, c) and fleet.agreed(1, nodes=rest),
                             timeout_s=3 * T_S, what="the survivors, old firmware included, naming a new coordinator")
     res = live.result
-    harness.check(res, failover_count={"min": 1}, failover_incomplete={"max": 0}, overlap_count={"max": 0})
-    assert versions == {1: (1, 0), 2: (1, 0), 3: (1, 0), 4: (0, 9)}
+    harness.check(res, failover_count={"min": 1}, failover_incomplete={"max": 0}, overlap_count={"max": 0},
+                  frames_converted={"min": 1})
+    assert versions == {1: (2, 0), 2: (2, 0), 3: (2, 0), 4: (1, 4)}
     assert res.history.checked.count("major_versions") == 1 and res.history.checked.count("firmware_declared") == 1
     assert OLD in rest or c == OLD  # the old node was coordinator, or voted for its successor
     assert new != c
