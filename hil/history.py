@@ -44,8 +44,13 @@ the frame's addresses, not from market-specific flags:
     again is a resend or an extension, never a conflict);
   - an award sent to another node (the standby's replica, a ledger copy) is
     not a lease until the holder is sent one: a voided round never leased;
-  - an award sent *by* its holder (a resync claim) and a release by its
-    holder are acts on a lease: the holder must have been awarded it;
+  - an award sent *by* its holder is a claim (a resync after a takeover), an
+    act on a lease, when the firmware marks claims with a flag
+    (msgs.AWARD_CLAIM in `flags`) and this one carries it; without it, it is
+    the coordinator writing down its own lease (a lease: the coordinator is
+    the authority and the holder). Where the firmware has no claim flag, every
+    award sent by its holder is read as a claim;
+  - a release by its holder is an act on a lease: it must have been awarded;
   - a release cuts the holder's leases on that resource from `from_slot`.
 With no award type in msgs nor in the trace, both lease invariants are
 skipped with a note.
@@ -180,6 +185,17 @@ def firmware_type_names():
     except Exception:  # a broken firmware tree must not stop the checker
         return []
     return [layout[0] for layout in firmware.msgs.LAYOUTS.values()]
+
+
+def _firmware_claim_flag():
+    """msgs.AWARD_CLAIM (the bit that marks an award-type frame as a holder's
+    claim to a new coordinator), or None where the firmware has no such flag."""
+    try:
+        from ground import firmware
+
+        return getattr(firmware.msgs, "AWARD_CLAIM", None)
+    except Exception:
+        return None
 
 
 def _firmware_role():
@@ -320,6 +336,7 @@ class _Checker:
         self.split_reported = {}
         self.leases = {}  # resource -> [_Lease]
         self.lease_msgs = 0
+        self.claim_flag = _firmware_claim_flag()
         self.copies = 0
         self.acts = 0
         self.unreadable_leases = []
@@ -502,7 +519,11 @@ class _Checker:
                 if x.holder == holder:
                     x.intervals = [] if start is None else _cut(x.intervals, start)
             return
-        if kind == "use" or src == holder:
+        own_award = False
+        if kind == "award" and src == holder and self.claim_flag is not None:
+            flags = msg.get("flags")
+            own_award = isinstance(flags, int) and not flags & self.claim_flag
+        if kind == "use" or (src == holder and not own_award):
             # An act on a lease: a use, or the holder itself asserting what it
             # holds (an award-type frame from its holder, e.g. a resync claim).
             if kind == "use":
@@ -511,7 +532,7 @@ class _Checker:
             else:
                 self._acts(src, res, lease_intervals(msg), "claims", type_, fid, line)
             return
-        if isinstance(dst, int) and dst in self.nodes and dst != holder:
+        if isinstance(dst, int) and dst in self.nodes and dst != holder and not own_award:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
         intervals = lease_intervals(msg)

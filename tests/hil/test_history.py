@@ -217,6 +217,24 @@ def test_acting_on_a_lease_never_awarded(tmp_path, real):
     assert "nobody was awarded it" in v[1].message
 
 
+def test_the_coordinators_own_lease_is_a_lease_not_a_claim(tmp_path, real):
+    # The regional coordinator (node 1) bids too: its award to itself goes out
+    # only as its standby's replica (src == holder, no AWARD_CLAIM flag). That
+    # is a lease, exclusive like any other; a CLAIM-flagged award by its
+    # holder is still a claim that needs an earlier award.
+    path, header, events = real
+    own = _award(900001, 0, 1, 4, res=5, holder=1, first=10, span=2, flags=1)  # replica of node 1's own lease
+    ok = _with(events, own + _award(900002, 0, 1, 3, res=5, holder=1, first=10, span=2, flags=16)  # later, it claims it
+               + _release(900003, 0, 1, 3, res=5, holder=1, first=10, from_slot=11, span=2))
+    r = history.check(_write(tmp_path, header, ok))
+    assert r.ok, r.format()
+    clash = _with(events, own + _award(900004, 0, 1, 3, res=5, holder=3, first=11, span=1)
+                  + _award(900005, 0, 2, 3, res=5, holder=2, first=30, span=1, flags=16))
+    r = history.check(_write(tmp_path, header, clash))
+    assert [v.frame_ids for v in r.by_invariant("lease_exclusive")] == [[900001, 900004]], r.format()
+    assert [v.frame_ids[0] for v in r.by_invariant("lease_awarded")] == [900005], r.format()
+
+
 def test_lease_invariants_skipped_with_a_note_when_no_type_is_known(real):
     path, header, events = real
     r = history.check_events(header, events, path, type_names=["heartbeat", "coordinator"])
