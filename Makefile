@@ -43,7 +43,7 @@ typecheck: $(STAMP)
 
 test-cpython: $(STAMP)
 	$(BIN)/python -m pytest
-	$(BIN)/python -m pytest -q tests/bench --rig sim  # the bench suite once more, in-process (runs what boards cannot yet)
+	$(BIN)/python -m pytest -q tests/bench --rig sim  # the bench suite once more, with in-process nodes
 
 # The bench suite on a rig (docs/HIL.md): make hil RIG=boards/rig-lab.yaml (RIG=emulated: one emulated Pico per node)
 hil: $(STAMP)

@@ -78,7 +78,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         notes.append("store: " + state.recovered)
     if saved is not None:
         try:
-            node_mod.restore(saved)
+            node_mod.restore_all(saved)
         except ValueError as e:
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None

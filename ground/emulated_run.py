@@ -52,6 +52,8 @@ def board_config(sc, nid):
     }
     if sc.telemetry_ms:
         cfg["telemetry_ms"] = sc.telemetry_ms
+    if sc.market_args is not None:
+        cfg["market"] = sc.market_args
     if sc.auth_key:
         cfg["auth_key"] = sc.auth_key.hex()
         cfg["require_auth"] = True
@@ -86,11 +88,35 @@ def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
                 continue
             said_hello = said_hello or (f.type == msgs.HELLO and f.src == node_id)
         if said_hello:
-            board.open_port = (port, splitter, seen)
+            board.open_port = (port, splitter, _this_boot(seen, node_id))
             return board
     port.close()
     raise TimeoutError("board %s (node %d, %s): no HELLO within %.0f s; its log ends: %r"
                        % (board.name, node_id, board.device, timeout_s, bytes(board.log[-300:])))
+
+
+def _this_boot(lines, node_id):
+    """The lines from this boot on. A board slow to start may still be
+    talking when the port opens and the reset lands: lines of that earlier
+    boot (and its banner) are not part of the run. This boot starts at its
+    first journal frame (entry 0, before the HELLO) when the board keeps a
+    journal, else at its first HELLO after the last line that is not a frame
+    (the "soft reboot" banner)."""
+    def frame(line):
+        try:
+            return wire.decode(line)
+        except wire.ProtocolError:
+            return None
+
+    frames = [frame(x) for x in lines]
+    mine = [(i, f) for i, f in enumerate(frames) if f is not None and f.src == node_id]
+    boots = [i for i, f in mine if f.type == msgs.JOURNAL and msgs.unpack_journal(f.payload)[0] == 0]
+    if boots:
+        return lines[boots[-1]:]
+    junk = max([i for i, f in enumerate(frames) if f is None] or [-1])
+    hellos = [i for i, f in mine if f.type == msgs.HELLO]
+    after = [i for i in hellos if i > junk]
+    return lines[(after or hellos)[0]:]
 
 
 def start_farm(sc, folder, count=0):
@@ -99,13 +125,18 @@ def start_farm(sc, folder, count=0):
         raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node)"
                          % (sc.path, count, len(sc.nodes)))
     os.makedirs(folder, exist_ok=True)
+    # What `hil flash` puts on a Pico: main.py and boot.py, every other module
+    # compiled by mpy-cross -march=armv6m. Compiling on the board instead costs
+    # heap a Pico would not spend (the market tier's modules do not compile
+    # within 192K on the 64-bit unix port).
+    built = flash_mod.build(os.path.join(folder, ".image"))
     boards = {}
     try:
         for nid in sorted(sc.nodes):
             spec = sc.nodes[nid]
             bdir = os.path.join(folder, "node%d" % nid)
             flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
-                                  board_config=board_config(sc, nid))
+                                  board_config=board_config(sc, nid), built=built)
             b = EmulatedBoard(bdir, name="node%d" % nid)
             b.start()
             boards[nid] = b

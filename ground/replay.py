@@ -473,16 +473,18 @@ class JournalReplay:
                 if boot is None or node is not None:
                     raise ReplayError("%s: node %d's journal entry %d (%s) is not part of a boot"
                                       % (self.stream.path, self.stream.node, i - 1, msgs.J_NAMES[kind]))
-                boot[kind] = arg
+                boot.setdefault(kind, []).append(arg)
                 continue
             if node is None:
                 if boot is None:
                     raise ReplayError("%s: node %d's journal starts without a boot entry"
                                       % (self.stream.path, self.stream.node))
                 saved = None
-                if boot[msgs.J_BOOT]:
-                    saved = firmware.core.save(boot[msgs.J_TERM], boot[msgs.J_VOTE], boot[msgs.J_COUNTER])
-                node = make(saved, boot.get(msgs.J_SEED))
+                if boot[msgs.J_BOOT]:  # the node's saved state, then its regional seat's, if any
+                    saved = b"".join(firmware.core.save(*part) for part in
+                                     zip(boot[msgs.J_TERM], boot[msgs.J_VOTE], boot[msgs.J_COUNTER]))
+                seed = boot.get(msgs.J_SEED)
+                node = make(saved, seed[0] if seed else None)
             if kind == msgs.J_LOG:
                 text = next(logs, None)
                 if text is None or binascii.crc32(text) != arg:

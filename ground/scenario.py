@@ -82,6 +82,7 @@ class Scenario:
     contact_plan: object = None
     market: object = None  # node.config.MarketConfig shared by every node, or None  # ground.contacts.ContactPlan, merged into link_spec
     board_journal: bool = True  # boards send their core-call journal (exact frame replay)
+    market_args: dict | None = None  # the MarketConfig arguments, as plain JSON data (a board's board.json)
     downconvert: bool = True  # frames newer than a recipient speaks are down-converted (else dropped: `version`)
 
     def link_spec(self, src, dst):
@@ -188,10 +189,13 @@ def _parse_market(data, sc):
     roster = sorted(sc.nodes)
     kw = {k: v for k, v in m.items()}
     kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
+    gens = [sc.nodes[n].hw_gen for n in roster]
     try:
-        return firmware.config.MarketConfig(roster=roster, gens=bytes(sc.nodes[n].hw_gen for n in roster), **kw)
+        market = firmware.config.MarketConfig(roster=roster, gens=bytes(gens), **kw)
     except (ValueError, TypeError) as e:
         raise m.error(None, str(e)) from None
+    sc.market_args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
+    return market
 
 
 def _parse_contact_plan(data, path, sc):

@@ -102,11 +102,17 @@ def board_json(board_config):
     return json.dumps(board_config, sort_keys=True).encode()
 
 
-def write_image(folder, version=(1, 0), label=None, board_config=None, firmware=FIRMWARE):
-    """Copy the firmware into `folder` plus version.json and board.json."""
+def write_image(folder, version=(1, 0), label=None, board_config=None, firmware=FIRMWARE, built=None):
+    """Copy the firmware into `folder` plus version.json and board.json:
+    the sources, or `built` (build()'s files: what `hil flash` puts on a
+    Pico, modules as .mpy)."""
     os.makedirs(folder, exist_ok=True)
-    for rel, src in image_files(firmware):
-        dst = os.path.join(folder, rel)
+    if built is not None:
+        copies = [(f.remote, f.local) for f in built]
+    else:
+        copies = image_files(firmware)
+    for rel, src in copies:
+        dst = os.path.join(folder, *rel.replace(os.sep, "/").split("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         shutil.copyfile(src, dst)
     with open(os.path.join(folder, "version.json"), "wb") as f:

@@ -45,7 +45,8 @@ _BOARD_KEYS = {
 # cluster, members, lineage and hw_gen come from the board entry itself.
 CONFIG_KEYS = {
     "election_timeout_ms", "heartbeat_ms", "telemetry_ms", "state_ms", "suspect_ms", "dead_ms",
-    "seed", "auth_key", "require_auth", "time_scale_milli", "transport", "uart", "led_pin", "watchdog_ms",
+    "seed", "auth_key", "require_auth", "time_scale_milli", "transport", "uart", "led_pin", "watchdog_ms", "journal",
+    "market",
 }  # fmt: skip
 
 
@@ -287,10 +288,13 @@ def _check_board_json(rig_path: str, entry: Located, board: RigBoard, cfg: dict)
     from runtime import boardcfg
 
     try:
-        boardcfg.parse_board(cfg, "board.json")
+        boardcfg.core_config(boardcfg.parse_board(cfg, "board.json"))
     except boardcfg.ConfigError as e:
         key = e.key if e.key in entry else ("config" if "config" in entry else None)
         raise entry.error(key, "board %s: the board would refuse its board.json: %s" % (board.name, e)) from None
+    except ValueError as e:  # the values do not make a core Config (a bad market section, ...)
+        raise entry.error("config" if "config" in entry else None,
+                          "board %s: the board would refuse its board.json: board.json: %s" % (board.name, e)) from None
 
 
 def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:

@@ -532,3 +532,12 @@ def restore(blob):
     if binascii.crc32(blob[:_SAVED_LEN]) != crc:
         raise ValueError("saved state: bad crc")
     return struct.unpack_from(_SAVED, blob, 0)
+
+
+def restore_all(blob):
+    """[(term, voted_for, counter), ...]: the node's own, then its regional
+    seat's when it has one; ValueError if any part is torn or corrupt."""
+    n = _SAVED_LEN + 4
+    if not blob or len(blob) % n:
+        raise ValueError("saved state: %d bytes" % len(blob))
+    return [restore(blob[i:i + n]) for i in range(0, len(blob), n)]

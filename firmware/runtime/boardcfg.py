@@ -38,6 +38,7 @@ _KEYS = {
     "led_pin": ("pin", "LED"),  # int GPIO, a pin name, or null for no LED
     "watchdog_ms": ("int", 5000),  # 0: no watchdog
     "journal": ("bool", False),  # send the core's call times to the ground (frame replay)
+    "market": ("dict", None),  # the regional market tier: node.config.MarketConfig's arguments
 }
 _UART_KEYS = {"id": 0, "tx": 0, "rx": 1, "baud": 115200}
 _MAX_WATCHDOG_MS = 8388  # RP2040 limit (MicroPython docs, machine.WDT); RP2350 allows more
@@ -83,6 +84,7 @@ class BoardConfig:
         self.led_pin = "LED"
         self.watchdog_ms = 5000
         self.journal = False
+        self.market = None  # dict of MarketConfig arguments, or None: no market tier
         self.fw_version = version.VERSION
         self.fw_label = version.LABEL
         self.version_file = None  # the file the version came from, None: built in
@@ -255,6 +257,18 @@ def core_config(b):
     values do not make one). The ground builds its replay node with this too."""
     from node.config import Config
 
+    market = None
+    if b.market is not None:
+        from node.config import MarketConfig
+
+        kw = {}
+        for k in b.market:
+            v = b.market[k]
+            kw[k] = bytes(v) if k == "gens" else tuple(v) if isinstance(v, list) else v
+        try:
+            market = MarketConfig(**kw)
+        except TypeError as e:  # an argument MarketConfig does not take
+            raise ValueError("market: %s" % e)
     return Config(
         cluster=b.cluster,
         members=b.members,
@@ -269,6 +283,7 @@ def core_config(b):
         lineage=b.lineage,
         auth_key=b.auth_key,
         require_auth=b.require_auth,
+        market=market,
     )
 
 

@@ -68,12 +68,12 @@ class Journal:
         self._add(msgs.J_SEED, 0, seed)
         if saved is None:
             return
-        from node.node import restore
+        from node.node import restore_all
 
-        term, vote, counter = restore(saved)
-        self._add(msgs.J_TERM, 0, term)
-        self._add(msgs.J_VOTE, 0, vote)
-        self._add(msgs.J_COUNTER, 0, counter)
+        for term, vote, counter in restore_all(saved):  # the node's, then its regional seat's
+            self._add(msgs.J_TERM, 0, term)
+            self._add(msgs.J_VOTE, 0, vote)
+            self._add(msgs.J_COUNTER, 0, counter)
 
     def log(self, text):
         self._add(msgs.J_LOG, 0, binascii.crc32(text.encode()[: wire.MAX_PAYLOAD]))

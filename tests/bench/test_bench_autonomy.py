@@ -6,9 +6,9 @@ heard from again, reconciles (reports what it consumed, releases what it will
 not use) and returns to normal. Through it all no resource is leased twice
 and no node acts on a lease it was not awarded (hil/history.py).
 
-It runs with in-process nodes (`--rig sim`, which `make test` runs too).
-On boards it skips, saying what is missing: board.json does not carry the
-market tier yet (ground/emulated_run.board_config, firmware/main.py).
+The market tier reaches boards through board.json's `market` section
+(ground/emulated_run.board_config, runtime/boardcfg.core_config); the test
+skips, saying what is missing, only on a harness that cannot configure it.
 """
 
 import os

@@ -438,6 +438,10 @@ _BAD = [
     ("uart without pins", board_json(transport="uart"), 'board.json: key "uart": missing'),
     ("not a member", board_json(node_id=9), 'board.json: key "members": node 9 (from board.json) is not listed'),
     ("bad hex key", board_json(auth_key="xyz"), 'board.json: key "auth_key": must be hex digits'),
+    ("market elector off the roster", board_json(market={"roster": [1], "electors": [2], "units": [1] * 8}),
+     "board.json: market: elector 2 is not in the roster"),
+    ("market argument unknown", board_json(market={"roster": [1], "electors": [1], "units": [1] * 8, "sloth_ms": 5}),
+     "board.json: market: "),
 ]
 
 

@@ -265,3 +265,19 @@ def test_hil_boards_bad_rig_file_exits_2_naming_the_line(tmp_path, capsys):
     p = write(tmp_path, "boards:\n  - {name: a, kind: pico, serial: 'X', node_id: 1, cluster: 1, colour: red}\n")
     assert cli.main(["boards", str(p)]) == 2
     assert "%s:2:" % p in capsys.readouterr().err
+
+
+def test_a_market_section_the_core_would_refuse_is_refused_at_load(tmp_path):
+    # Beyond board.json's keys, the values must make the core's Config (here
+    # a market whose elector is not in its roster), as main.py builds it.
+    p = write(tmp_path, """\
+        boards:
+          - name: a
+            kind: pico
+            serial: "X1"
+            node_id: 1
+            cluster: 1
+            config: {market: {roster: [1], electors: [2], units: [1, 1, 1, 1, 1, 1, 1, 1]}}
+        """)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"rig-test\.yaml:\d+: board a: the board would refuse .*market: elector 2"):
+        rig_mod.load(p)
