@@ -35,6 +35,8 @@ imported, as ground/protocol.py does, so the ground never imports firmware.
 
 import math
 
+from ground import market_metrics
+
 FORMAT = "fleetloop-metrics/1"
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")  # msgs.ROLE_NAMES
@@ -104,6 +106,7 @@ FLAT = {
     "faults": ("count", "fault events"),
     "anomalies": ("count", "events skipped as malformed or naming unknown nodes or frames"),
 }
+FLAT.update(market_metrics.FLAT)  # the market tier's (ground/market_metrics.py); None without market frames
 
 GATE_BOUNDS = ("max", "min")
 
@@ -306,6 +309,7 @@ class _Analyzer:
         self.start_ns = start if isinstance(start, int) and not isinstance(start, bool) else 0
         self.end_ns = self.start_ns
         self.state_ns = self.start_ns  # latest time a node's state changed
+        self.market = market_metrics.MarketTally(self.start_ns)
         for c in self.clusters.values():
             c.agreed_since_ns = self.start_ns
         # frames
@@ -499,6 +503,8 @@ class _Analyzer:
         if not isinstance(msg, dict):
             self._anomaly("missing_field", "sent frame %r without msg" % (fid,))
             msg = {}
+        if type_ in ("market_tel", "prices"):
+            self.market.sent(src, type_, msg, dst, t)
         if dst >= CLUSTER_BASE and dst != BROADCAST and self.cluster_of_addr.get(dst) != n.cluster:
             # Not the node's own cluster: a regional seat's election traffic
             # (docs/MARKET.md). Its claims are not claims on the cluster.
@@ -870,6 +876,8 @@ class _Analyzer:
                 name = "%s_%s" % (prefix, key)
                 if name in FLAT:
                     flat[name] = value
+        market, market_flat = self.market.result(self.end_ns)
+        flat.update(market_flat)
         assert set(flat) == set(FLAT), sorted(set(flat) ^ set(FLAT))  # the namespace is the contract
         return {
             "format": FORMAT,
@@ -881,6 +889,7 @@ class _Analyzer:
             "flat": flat,
             "clusters": clusters,
             "nodes": nodes,
+            "market": market,
             "frames": frames,
             "faults": dict(sorted(self.faults.items())),
             "node_events": dict(sorted(self.node_events.items())),

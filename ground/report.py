@@ -268,6 +268,24 @@ def to_prometheus(metrics):
         x.sample(f, n, fault=fault)
     f = x.family("anomalies_total", "counter", "Trace events skipped as malformed or naming unknown nodes or frames")
     x.sample(f, metrics.get("anomalies", {}).get("count"))
+    mk = metrics.get("market")
+    if mk:
+        for name, key, help_ in (
+            ("market_produced", "produced", "Units produced, by node (latest MARKET_TEL)"),
+            ("market_lost", "lost", "Units short of the uncoordinated ideal, by node (latest MARKET_TEL)"),
+            ("market_leases", "leases", "Leases a node holds (latest MARKET_TEL)"),
+            ("market_refused", "refused", "Bids refused, by node (latest MARKET_TEL)"),
+        ):
+            f = x.family(name, "gauge", help_)
+            for nid in sorted(mk["nodes"], key=_int_key):
+                x.sample(f, mk["nodes"][nid][key], node=nid)
+        f = x.family("market_mode_share", "gauge", "Share of a node's reported time in each autonomy mode")
+        for nid in sorted(mk["nodes"], key=_int_key):
+            for mode, share in sorted(mk["nodes"][nid]["mode_share"].items()):
+                x.sample(f, share, node=nid, mode=mode)
+        f = x.family("market_rounds_total", "counter", "Auction rounds the regional coordinator broadcast, by status")
+        x.sample(f, mk["rounds_complete"], status="complete")
+        x.sample(f, mk["rounds_void"], status="void")
     return x.text()
 
 
@@ -416,8 +434,16 @@ def format_table(metrics):
         "traffic   busiest node %s msg/h, %s B/h"
         % (_fmt(fl.get("messages_per_node_hour_max"), "%.0f"), _fmt(fl.get("bytes_per_node_hour_max"), "%.0f")),
         "faults    %s" % (", ".join("%s %d" % kv for kv in sorted(metrics.get("faults", {}).items())) or "none"),
-        "anomalies %d" % metrics.get("anomalies", {}).get("count", 0),
     ]
+    mk = metrics.get("market")
+    if mk:
+        lines.append(
+            "market    rounds %d complete, %d void  produced %d  lost %d (share %s)  leases %d  bids %d  refused %d"
+            "  conservative share max %s"
+            % (mk["rounds_complete"], mk["rounds_void"], mk["produced"], mk["lost"],
+               _fmt(fl.get("market_lost_share"), "%.3f"), mk["leases"], mk["bids"], mk["refused"],
+               _fmt(fl.get("market_conservative_share_max"), "%.3f")))
+    lines.append("anomalies %d" % metrics.get("anomalies", {}).get("count", 0))
     for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
         lines.append("          " + ex)
     return "\n".join(lines) + "\n"

@@ -38,3 +38,46 @@ def test_market_runs_through_the_harness_and_survives_an_autonomy_window(tmp_pat
     assert modes_after == {0}, modes_after  # back to normal after reconciling
     assert "reconcile" in {e["type"] for e in sent if e["mission_ns"] > 240e9}
     assert res.metrics["clusters"]["1"]["split_brain"]["count"] == 0
+    # The market's own figures (ground/market_metrics.py), from the same frames.
+    mk, flat = res.metrics["market"], res.metrics["flat"]
+    complete = {(e["msg"]["term"], e["msg"]["round"]) for e in sent
+                if e["type"] == "prices" and e["dst"] == 0xFFFF and e["msg"]["status"] == 1}
+    assert flat["market_rounds_complete"] == mk["rounds_complete"] == len(complete) > 0
+    last = {}
+    for e in tel:
+        last[e["src"]] = e["msg"]
+    assert mk["produced"] == sum(m["produced"] for m in last.values()) > 0
+    assert set(mk["nodes"]) == {"1", "2", "3", "4"}
+    # every node spent part of its time out of normal mode, none all of it
+    assert all(0 < 1 - n["mode_share"].get("normal", 0) < 1 for n in mk["nodes"].values()), mk["nodes"]
+    assert 0 < flat["market_conservative_share_max"] < 1
+    from test_metrics import check_exposition
+
+    from ground import report
+
+    text = report.to_prometheus(res.metrics)
+    types = check_exposition(text)
+    assert types["fleetloop_market_rounds_total"] == "counter" and types["fleetloop_market_mode_share"] == "gauge"
+    assert 'fleetloop_market_rounds_total{status="complete"} %d' % len(complete) in text.splitlines()
+    assert 'fleetloop_market_produced{node="2"} %d' % last[2]["produced"] in text.splitlines()
+
+
+def test_market_metrics_charge_time_to_the_reported_mode():
+    from ground.market_metrics import MarketTally
+
+    s = 1_000_000_000
+    t = MarketTally()
+    tel = dict(produced=10, lost=0, leases=2, bids=3, awards=2, refused=0)
+    t.sent(1, "market_tel", dict(tel, mode=0), 0, 0)
+    t.sent(1, "market_tel", dict(tel, mode=2, produced=12, lost=3), 0, 30 * s)  # conservative from 30 s
+    t.sent(1, "market_tel", dict(mode=0), 0, 35 * s)  # malformed: counted, ignored
+    t.sent(2, "prices", dict(term=1, round=7, status=1), 0xFFFF, 0)
+    t.sent(2, "prices", dict(term=1, round=7, status=1), 0xFFFF, s)  # the same round again
+    t.sent(2, "prices", dict(term=1, round=8, status=2), 0xFFFF, 2 * s)
+    t.sent(2, "prices", dict(term=1, round=9, status=3), 5, 3 * s)  # to the standby: not a broadcast round
+    section, flat = t.result(40 * s)
+    assert section["nodes"]["1"]["mode_share"] == {"normal": 0.75, "conservative": 0.25}
+    assert flat == {"market_lost_share": 0.2, "market_refused": 0, "market_rounds_complete": 1,
+                    "market_rounds_void": 1, "market_conservative_share_max": 0.25}
+    assert section["malformed"] == 1
+    assert MarketTally().result(0) == (None, dict.fromkeys(flat))
