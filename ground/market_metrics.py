@@ -5,9 +5,11 @@
     section, flat = tally.result(end_ns)
 
 Read from two kinds of frame (docs/MARKET.md, docs/METRICS.md):
-  - MARKET_TEL (node -> ground): each node's running totals (produced,
-    lost: units short of the uncoordinated ideal, leases held, bids, awards,
-    refused) and its autonomy mode; the latest report counts, and the time
+  - MARKET_TEL (node -> ground): each node's running totals since its boot
+    (produced, lost: units short of the uncoordinated ideal, bids, awards,
+    refused), the leases it holds now, and its autonomy mode. The latest
+    report counts; when a total goes down the node rebooted, and what it had
+    reported before is carried over, so totals span the whole run. The time
     between reports is charged to the mode the earlier one named.
   - PRICES broadcast by the regional coordinator: one per round; counted
     once per (term, round) by status (complete, void).
@@ -16,6 +18,7 @@ Nothing here reads a clock; times are the trace's mission ns.
 
 MODE_NAMES = ("normal", "cutoff", "conservative", "reconciling")  # MARKET_TEL mode
 TOTALS = ("produced", "lost", "leases", "bids", "awards", "refused")
+COUNTERS = ("produced", "lost", "bids", "awards", "refused")  # since boot; leases is a level
 BROADCAST = 0xFFFF
 COMPLETE, VOID = 1, 2  # PRICES status (node/msgs.py ROUND_COMPLETE, ROUND_VOID)
 
@@ -59,7 +62,12 @@ class MarketTally:
             return
         n = self.nodes.get(src)
         if n is None:
-            n = self.nodes[src] = {"mode": mode, "since": t, "mode_ns": {}}
+            n = self.nodes[src] = {"mode": mode, "since": t, "mode_ns": {}, "carried": dict.fromkeys(COUNTERS, 0),
+                                   "boots": 1}
+        elif any(values[k] < n["last"][k] for k in COUNTERS):  # a reboot started its totals again
+            for k in COUNTERS:
+                n["carried"][k] += n["last"][k]
+            n["boots"] += 1
         self._charge(n, t)
         n["mode"] = mode
         n["last"] = values
@@ -87,10 +95,11 @@ class MarketTally:
             conservative = shares.get("conservative", 0.0) if span else None
             if conservative is not None and (worst is None or conservative > worst):
                 worst = conservative
-            nodes[str(nid)] = dict(n["last"], mode=MODE_NAMES[n["mode"]] if 0 <= n["mode"] < len(MODE_NAMES)
-                                   else n["mode"], mode_share=shares)
+            row = {k: n["last"][k] + n["carried"].get(k, 0) for k in TOTALS}
+            nodes[str(nid)] = dict(row, mode=MODE_NAMES[n["mode"]] if 0 <= n["mode"] < len(MODE_NAMES) else n["mode"],
+                                   mode_share=shares, boots_reported=n["boots"])
             for k in TOTALS:
-                totals[k] += n["last"][k]
+                totals[k] += row[k]
         complete = sum(1 for s in self.rounds.values() if s == COMPLETE)
         void = sum(1 for s in self.rounds.values() if s == VOID)
         made = totals["produced"] + totals["lost"]

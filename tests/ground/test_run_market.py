@@ -75,9 +75,14 @@ def test_market_metrics_charge_time_to_the_reported_mode():
     t.sent(2, "prices", dict(term=1, round=7, status=1), 0xFFFF, s)  # the same round again
     t.sent(2, "prices", dict(term=1, round=8, status=2), 0xFFFF, 2 * s)
     t.sent(2, "prices", dict(term=1, round=9, status=3), 5, 3 * s)  # to the standby: not a broadcast round
+    t.sent(3, "market_tel", dict(tel, mode=0, produced=50), 0, 0)
+    t.sent(3, "market_tel", dict(tel, mode=0, produced=5, leases=1), 0, s)  # rebooted: totals start again
     section, flat = t.result(40 * s)
     assert section["nodes"]["1"]["mode_share"] == {"normal": 0.75, "conservative": 0.25}
-    assert flat == {"market_lost_share": 0.2, "market_refused": 0, "market_rounds_complete": 1,
+    n3 = section["nodes"]["3"]
+    assert (n3["produced"], n3["bids"], n3["leases"], n3["boots_reported"]) == (55, 6, 1, 2)
+    del section["nodes"]["3"]
+    assert flat == {"market_lost_share": round(3 / (12 + 3 + 55), 4), "market_refused": 0, "market_rounds_complete": 1,
                     "market_rounds_void": 1, "market_conservative_share_max": 0.25}
     assert section["malformed"] == 1
     assert MarketTally().result(0) == (None, dict.fromkeys(flat))
