@@ -17,11 +17,12 @@ import os
 import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _p in (os.path.join(_ROOT, "firmware"), os.path.join(_ROOT, "ground", "shims")):
+for _p in (os.path.join(_ROOT, "firmware"), os.path.join(_ROOT, "ground", "shims"), os.path.join(_ROOT, "tests", "core")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from node import msgs, wire  # noqa: E402  (needs the paths above)
+from msgfields import payload_of  # noqa: E402  (needs the paths above)
+from node import msgs, wire  # noqa: E402
 
 OUT = os.path.join(_ROOT, "tests", "core", "golden", "frames.json")
 KEY = b"fleetloop golden key \x00\x03\x1b"  # fixed; the escape bytes are on purpose
@@ -168,19 +169,6 @@ V2_CASES = [
 ]
 
 
-def payload_of(type, fields, version=1):
-    """The firmware's payload bytes for a message given by field name."""
-    if type == msgs.STATE:
-        entries = [(e["node"], e["version"], e["data"]) for e in fields["entries"]]
-        return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
-    if type == msgs.LOG:
-        return fields["text"].encode()
-    if type == msgs.JOURNAL:
-        return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
-    names = msgs.layout(type, version)[2]
-    return msgs.pack(type, *[fields[n] for n in names], version=version)
-
-
 def vectors():
     out = []
     for version, (name, type, src, dst, seq, fields, counter) in [(1, c) for c in CASES] + [(2, c) for c in V2_CASES]:
@@ -270,7 +258,6 @@ def _mesh_overhead():
     """(signed, overhead) of every frame a 5-node cluster sends in 60 s of
     virtual time, plain then signed: what real traffic looks like (small
     ids and terms, so many zeros and 0x03 COBS codes)."""
-    sys.path.insert(0, os.path.join(_ROOT, "tests", "core"))
     from mesh import Mesh
 
     rows = []

@@ -5,6 +5,7 @@
 # ground's construct codec to the same file.
 import json
 
+from msgfields import fields_of, payload_of
 from node import msgs, wire
 
 try:
@@ -20,36 +21,6 @@ def _vectors():
         f = open("tests/core/golden/frames.json")
     with f:
         return json.load(f)["vectors"]
-
-
-def _payload(v):
-    fields = v["fields"]
-    t = v["type"]
-    if t == msgs.STATE:
-        entries = [(e["node"], e["version"], e["data"]) for e in fields["entries"]]
-        return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
-    if t == msgs.LOG:
-        return fields["text"].encode()
-    if t == msgs.JOURNAL:
-        return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
-    version = v["version"]
-    return msgs.pack(t, *[fields[n] for n in msgs.layout(t, version)[2]], version=version)
-
-
-def _fields(t, payload, version=1):
-    """The message's fields by msgs.layout name, decoded by the firmware."""
-    names = msgs.layout(t, version)[2]
-    if t == msgs.STATE:
-        term, digest, first, total, entries = msgs.unpack_state(payload)
-        rows = [{"node": n, "version": ver, "data": d} for n, ver, d in entries]
-        return {"term": term, "digest": digest, "first": first, "total": total, "entries": rows}
-    if t == msgs.LOG:
-        return {"text": msgs.unpack_log(payload)}
-    if t == msgs.JOURNAL:
-        first, entries = msgs.unpack_journal(payload)
-        return {"first": first, "entries": [{"kind": k, "t_ms": tm, "arg": a} for k, tm, a in entries]}
-    values = msgs.unpack(t, payload, version)
-    return dict(zip(names, values))
 
 
 def _auth(v):
@@ -75,7 +46,7 @@ def test_golden_file_covers_every_type_signed_and_plain():
 
 def test_firmware_encodes_each_vector_to_its_line():
     for v in _vectors():
-        payload = _payload(v)
+        payload = payload_of(v["type"], v["fields"], v["version"])
         assert payload == bytes.fromhex(v["payload"]), v["name"]
         counter = v["counter"]
         line = wire.encode(v["type"], v["src"], v["dst"], payload, v["seq"], _auth(v), counter or 0, v["version"])
@@ -91,7 +62,7 @@ def test_firmware_decodes_each_line_to_its_fields():
         want = (v["version"], v["flags"], v["type"], v["seq"], v["src"], v["dst"], v["counter"], v["payload"])
         assert got == want, (v["name"], got, want)
         assert msgs.name(f.type) == v["type_name"], v["name"]
-        assert _fields(f.type, f.payload, f.version) == v["fields"], v["name"]
+        assert fields_of(f.type, f.payload, f.version) == v["fields"], v["name"]
 
 
 def test_golden_file_has_version_2_frames_and_every_heartbeat_layout():

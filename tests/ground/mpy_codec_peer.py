@@ -20,7 +20,9 @@ import sys
 _parts = sys.argv[0].split("/")
 _ROOT = "/".join(_parts[:-3]) or "."
 sys.path.insert(0, _ROOT + "/firmware")
+sys.path.insert(0, _ROOT + "/tests/core")
 
+from msgfields import fields_of, payload_of  # noqa: E402
 from node import msgs, wire  # noqa: E402
 
 
@@ -28,36 +30,11 @@ def _auth(key_hex):
     return wire.Auth(bytes.fromhex(key_hex)) if key_hex is not None else None
 
 
-def _payload(t, fields, version):
-    if t == msgs.STATE:
-        entries = [(e["node"], e["version"], e["data"]) for e in fields["entries"]]
-        return msgs.pack_state(fields["term"], fields["digest"], fields["first"], fields["total"], entries)
-    if t == msgs.LOG:
-        return fields["text"].encode()
-    if t == msgs.JOURNAL:
-        return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
-    return msgs.pack(t, *[fields[n] for n in msgs.layout(t, version)[2]], version=version)
-
-
-def _fields(t, payload, version):
-    if t == msgs.STATE:
-        term, digest, first, total, entries = msgs.unpack_state(payload)
-        rows = [{"node": n, "version": v, "data": d} for n, v, d in entries]
-        return {"term": term, "digest": digest, "first": first, "total": total, "entries": rows}
-    if t == msgs.LOG:
-        return {"text": msgs.unpack_log(payload)}
-    if t == msgs.JOURNAL:
-        first, entries = msgs.unpack_journal(payload)
-        return {"first": first, "entries": [{"kind": k, "t_ms": tm, "arg": a} for k, tm, a in entries]}
-    values = msgs.unpack(t, payload, version)  # ProtocolError(ERR_TYPE) for unknown types
-    return dict(zip(msgs.layout(t, version)[2], values))
-
-
 def encode(req):
     counter = req["counter"]
     auth = _auth(req["key"]) if counter is not None else None
     version = req.get("version", 1)
-    payload = _payload(req["type"], req["fields"], version)
+    payload = payload_of(req["type"], req["fields"], version)
     line = wire.encode(req["type"], req["src"], req["dst"], payload, req["seq"], auth, counter or 0, version)
     return {"line": bytes(line).hex()}
 
@@ -65,7 +42,7 @@ def encode(req):
 def decode(req):
     try:
         f = wire.decode(bytes.fromhex(req["line"]), _auth(req["key"]), req.get("require_auth", False))
-        fields = _fields(f.type, f.payload, f.version)
+        fields = fields_of(f.type, f.payload, f.version)
     except wire.ProtocolError as e:
         return {"error": wire.ERROR_NAMES[e.code]}
     return {
