@@ -107,6 +107,8 @@ class SerialLink:
         self.errors = 0
         self.splitter = splitter or wire.FrameSplitter()
         self._tail = bytearray()  # the last TAIL_BYTES bytes read, frames or not
+        self.heard_ns = None  # mission ns of the last frame read (the run's silence check)
+        self.silent = False  # the run has reported it silent and not heard it since
         if port is not None:
             self.port = port  # already opened (e.g. while waiting for the board's HELLO)
             self.port.write_timeout = write_timeout_s

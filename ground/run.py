@@ -198,7 +198,7 @@ class Run:
             self.router.from_node(link.node_id, line)
         if lines:
             link.heard_ns = self.clock.now_ns()
-            if getattr(link, "silent", False):
+            if link.silent:
                 link.silent = False
                 self.router._event("node", node=link.node_id, event="answering",
                                    detail="node %d: frames on %s again" % (link.node_id, link.url))
@@ -219,9 +219,9 @@ class Run:
         now = self.clock.now_ns()
         limit = SILENT_T * self.sc.election_timeout_ms * MS
         for nid, link in sorted(self.router.links.items()):
-            if link.kind != "serial" or not link.up or getattr(link, "silent", False):
+            if link.kind != "serial" or not link.up or link.silent:
                 continue
-            heard = getattr(link, "heard_ns", None)
+            heard = link.heard_ns
             if heard is None:
                 link.heard_ns = heard = now
             if now - heard >= limit:
