@@ -178,33 +178,20 @@ def classify(type_name):
     return None
 
 
-def firmware_type_names():
-    """Every message type name in firmware/node/msgs.py's LAYOUTS, now."""
+def _firmware_msgs():
+    """firmware/node/msgs.py as it is now, or None: a broken firmware tree
+    must not stop the checker."""
     try:
         from ground import firmware
-    except Exception:  # a broken firmware tree must not stop the checker
-        return []
-    return [layout[0] for layout in firmware.msgs.LAYOUTS.values()]
-
-
-def _firmware_claim_flag():
-    """msgs.AWARD_CLAIM (the bit that marks an award-type frame as a holder's
-    claim to a new coordinator), or None where the firmware has no such flag."""
-    try:
-        from ground import firmware
-
-        return getattr(firmware.msgs, "AWARD_CLAIM", None)
     except Exception:
         return None
+    return firmware.msgs
 
 
-def _firmware_role():
-    try:
-        from ground import firmware
-
-        return firmware.msgs.ROLE_COORDINATOR
-    except Exception:
-        return ROLE_COORDINATOR
+def firmware_type_names():
+    """Every message type name in firmware/node/msgs.py's LAYOUTS, now."""
+    msgs = _firmware_msgs()
+    return [layout[0] for layout in msgs.LAYOUTS.values()] if msgs is not None else []
 
 
 # ---- leases -------------------------------------------------------------------
@@ -308,7 +295,11 @@ class _Checker:
     def __init__(self, path, header, scenario=None, type_names=None):
         self.r = Report(path)
         self.r.header = header
-        self.role_coordinator = _firmware_role()
+        msgs = _firmware_msgs()
+        self.role_coordinator = getattr(msgs, "ROLE_COORDINATOR", ROLE_COORDINATOR)
+        # the bit that marks an award-type frame as a holder's claim to a new
+        # coordinator (msgs.AWARD_CLAIM), None where the firmware has none
+        self.claim_flag = getattr(msgs, "AWARD_CLAIM", None)
         self.nodes = {}  # node id -> cluster
         self.members = {}  # cluster -> set of node ids
         market = header.get("market") if isinstance(header.get("market"), dict) else {}
@@ -336,7 +327,6 @@ class _Checker:
         self.split_reported = {}
         self.leases = {}  # resource -> [_Lease]
         self.lease_msgs = 0
-        self.claim_flag = _firmware_claim_flag()
         self.copies = 0
         self.acts = 0
         self.unreadable_leases = []
