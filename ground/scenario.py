@@ -159,16 +159,9 @@ def parse(data, text, path):
         nodes=nodes, clusters=clusters, links=links, faults=faults, gates=gates,
         description=str(data.get("description", "")),
     )
-    if "board_journal" in data:
-        if not isinstance(data["board_journal"], bool):
-            raise data.error("board_journal", "scenario.board_journal: must be true or false")
-        sc.board_journal = data["board_journal"]
-    if "downconvert" in data:
-        if not isinstance(data["downconvert"], bool):
-            raise data.error("downconvert", "scenario.downconvert: true (convert frames for nodes on an older"
-                             " protocol, the default) or false (drop them: reason version), got %r"
-                             % (data["downconvert"],))
-        sc.downconvert = data["downconvert"]
+    sc.board_journal = _flag(data, "board_journal", sc.board_journal, "must be true or false")
+    sc.downconvert = _flag(data, "downconvert", sc.downconvert, "true (convert frames for nodes on an older"
+                           " protocol, the default) or false (drop them: reason version)")
     if "contact_plan" in data:
         sc.contact_plan = _parse_contact_plan(data, path, sc)
     if "market" in data:
@@ -283,6 +276,15 @@ def _parse_clusters(data):
         n.hw_gen = number(o, "hw_gen", "nodes.%s" % nid, lo=0, hi=255, default=n.hw_gen, integer=True)
         n.lineage = number(o, "lineage", "nodes.%s" % nid, lo=0, hi=255, default=n.lineage, integer=True)
     return nodes, clusters
+
+
+def _flag(data, key, default, meaning):
+    """A true/false scenario key, `default` when absent; file:line otherwise."""
+    if key not in data:
+        return default
+    if not isinstance(data[key], bool):
+        raise data.error(key, "scenario.%s: %s, got %r" % (key, meaning, data[key]))
+    return data[key]
 
 
 def _anchor_paths(links, scenario_path):
