@@ -76,9 +76,10 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         notes.append("store: " + p)
     if state.recovered:
         notes.append("store: " + state.recovered)
+    saved_parts = None  # [(term, vote, counter)]: the node's, then its regional seat's
     if saved is not None:
         try:
-            node_mod.restore_all(saved)
+            saved_parts = node_mod.restore_all(saved)
         except ValueError as e:
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None
@@ -105,7 +106,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         from runtime.journal import Journal
 
         sh.journal = Journal(node_id)
-        sh.journal.boot(saved, seed)
+        sh.journal.boot(saved_parts, seed)
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)

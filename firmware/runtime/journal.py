@@ -1,7 +1,7 @@
 # The board's call journal: when the shell called the core, for frame replay.
 #
 #     j = Journal(node_id)                  # board.json "journal": true
-#     j.boot(saved, seed)                   # once, with what the Node was built from
+#     j.boot(saved_parts, seed)             # once, with what the Node was built from
 #     j.log(text); j.rx(t_ms, line); j.poll(t_ms, n_out)
 #     line = j.take(force)                  # a JOURNAL frame to send, or None
 #
@@ -40,15 +40,13 @@ class Journal:
         self._first = 0  # index since boot of the buffer's first entry
         self._seq = 0
         self._ready = []  # full frames not yet taken
-        self.frames = 0
-        self.entries = 0
+        self.frames = 0  # built so far (for the REPL)
 
     def _add(self, kind, t_ms, arg):
         if self._n == _MAX:
             self._ready.append(self._frame())
         struct.pack_into(_ENTRY, self._buf, 4 + self._n * _ENTRY_LEN, kind, t_ms & 0xFFFFFFFF, arg & 0xFFFFFFFF)
         self._n += 1
-        self.entries += 1
 
     def _frame(self):
         struct.pack_into(_HEAD, self._buf, 0, self._first)
@@ -60,17 +58,15 @@ class Journal:
         self.frames += 1
         return line
 
-    def boot(self, saved, seed):
-        """The Node was built with `seed` and `saved` (a node.save() blob, or
-        None). The seed goes too: a board without one in board.json derives
-        it from its unique id, which the ground does not know."""
-        self._add(msgs.J_BOOT, 0, 0 if saved is None else 1)
+    def boot(self, saved_parts, seed):
+        """The Node was built with `seed` and saved state `saved_parts`
+        (node.restore_all() of its blob: the node's (term, vote, counter),
+        then its regional seat's), or None: fresh. The seed goes too: a board
+        without one in board.json derives it from its unique id, which the
+        ground does not know."""
+        self._add(msgs.J_BOOT, 0, 0 if saved_parts is None else 1)
         self._add(msgs.J_SEED, 0, seed)
-        if saved is None:
-            return
-        from node.node import restore_all
-
-        for term, vote, counter in restore_all(saved):  # the node's, then its regional seat's
+        for term, vote, counter in saved_parts or ():
             self._add(msgs.J_TERM, 0, term)
             self._add(msgs.J_VOTE, 0, vote)
             self._add(msgs.J_COUNTER, 0, counter)
