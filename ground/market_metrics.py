@@ -16,11 +16,12 @@ Read from two kinds of frame (docs/MARKET.md, docs/METRICS.md):
 Nothing here reads a clock; times are the trace's mission ns.
 """
 
-MODE_NAMES = ("normal", "cutoff", "conservative", "reconciling")  # MARKET_TEL mode
+from ground.protocol import MODE_NAMES, ROUND_STATUS_NAMES
+
 TOTALS = ("produced", "lost", "leases", "bids", "awards", "refused")
 COUNTERS = ("produced", "lost", "bids", "awards", "refused")  # since boot; leases is a level
 BROADCAST = 0xFFFF
-COMPLETE, VOID = 1, 2  # PRICES status (node/msgs.py ROUND_COMPLETE, ROUND_VOID)
+COMPLETE, VOID = ROUND_STATUS_NAMES.index("complete"), ROUND_STATUS_NAMES.index("void")  # PRICES status
 
 # Gateable keys (metrics FLAT): name -> (unit, meaning); None without market frames.
 FLAT = {
@@ -30,6 +31,10 @@ FLAT = {
     "market_rounds_void": ("count", "auction rounds broadcast as void (nothing awarded, bid again)"),
     "market_conservative_share_max": ("ratio", "largest share of a node's reported time in conservative mode"),
 }
+
+
+def _mode_name(mode):
+    return MODE_NAMES[mode] if 0 <= mode < len(MODE_NAMES) else "mode_%d" % mode
 
 
 def _int(msg, key):
@@ -90,14 +95,12 @@ class MarketTally:
             n = self.nodes[nid]
             self._charge(n, end_ns)
             span = sum(n["mode_ns"].values())
-            shares = {MODE_NAMES[m] if 0 <= m < len(MODE_NAMES) else "mode_%d" % m: round(ns / span, 4)
-                      for m, ns in sorted(n["mode_ns"].items())} if span else {}
+            shares = {_mode_name(m): round(ns / span, 4) for m, ns in sorted(n["mode_ns"].items())} if span else {}
             conservative = shares.get("conservative", 0.0) if span else None
             if conservative is not None and (worst is None or conservative > worst):
                 worst = conservative
             row = {k: n["last"][k] + n["carried"].get(k, 0) for k in TOTALS}
-            nodes[str(nid)] = dict(row, mode=MODE_NAMES[n["mode"]] if 0 <= n["mode"] < len(MODE_NAMES) else n["mode"],
-                                   mode_share=shares, boots_reported=n["boots"])
+            nodes[str(nid)] = dict(row, mode=_mode_name(n["mode"]), mode_share=shares, boots_reported=n["boots"])
             for k in TOTALS:
                 totals[k] += row[k]
         complete = sum(1 for s in self.rounds.values() if s == COMPLETE)
