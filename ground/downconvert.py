@@ -91,11 +91,20 @@ def convert(line, frame, to_version, auth=None):
     if to_version < wire.VERSION_MIN:
         raise ConvertError("version", "no protocol version %d (oldest is %d)" % (to_version, wire.VERSION_MIN))
     payload = convert_payload(frame.type, frame.payload, frame.version, to_version)
-    signed = frame.counter is not None
-    if signed and auth is None:
+    if frame.counter is not None and auth is None:
         raise ConvertError("no_key", "signed frame, and the harness holds no fleet key to sign it again")
+    return reencode(frame, payload, to_version, auth)
+
+
+def reencode(frame, payload, version, auth):
+    """(line, frame): `frame` with `payload` at protocol `version`, its
+    header otherwise as it came (type, seq, src, dst, reserved flag bits),
+    signed again under its own counter when it was signed (with `auth`, the
+    fleet key the harness holds), crc recomputed. The down-converter's and
+    the byzantine rewrite's (ground/router.py) one way to re-encode."""
+    signed = frame.counter is not None
     out = wire.encode(frame.type, frame.src, frame.dst, payload, frame.seq, auth if signed else None,
-                      frame.counter or 0, to_version)
+                      frame.counter or 0, version)
     out = bytes(out[:-1])
     if frame.flags & ~wire.FLAG_AUTH:  # reserved flag bits travel as they came
         body = bytearray(wire.cobs_decode(wire.unescape(out)))

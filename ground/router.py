@@ -270,11 +270,8 @@ class Router:
         values = list(msgs.unpack(frame.type, frame.payload, frame.version))
         values[0] -= 1
         payload = msgs.pack(frame.type, *values, version=frame.version)
-        counter = frame.counter or 0
-        line = wire.encode(frame.type, frame.src, frame.dst, payload, frame.seq,
-                           self.auth if frame.counter is not None else None, counter, frame.version)[:-1]
-        new = wire.decode(line, self.auth)
-        return bytes(line), new, _decode_fields(new)
+        line, new = downconvert.reencode(frame, payload, frame.version, self.auth)
+        return line, new, _decode_fields(new)
 
     # ---- ground to node ------------------------------------------------
 
