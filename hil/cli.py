@@ -7,7 +7,7 @@ the exit code. A new verb is one more entry.
     hil emulate N [--dir DIR]                       emulated Picos until Ctrl-C
     hil flash RIG.yaml [--version 1.0] [--only NAME...] [--check]
     hil boards RIG.yaml                             attached / missing, with ports
-    hil check ...                                   a run's history invariants (hil/history.py)
+    hil check ...                                   a run's history invariants (ground/history.py)
 
 flash and boards exit 0 when all is well, 1 when a board failed (flash) or
 is missing (boards), 2 on bad input (the message names file:line).
@@ -82,13 +82,13 @@ def _emulate(args: argparse.Namespace) -> int:
 
 
 def _check_arguments(parser: argparse.ArgumentParser) -> None:
-    from hil import history
+    from ground import history
 
     history.add_arguments(parser)
 
 
 def _check(args: argparse.Namespace) -> int:
-    from hil import history
+    from ground import history
 
     return history.main(args)
 
@@ -204,7 +204,7 @@ def _boards(args: argparse.Namespace) -> int:
 
 COMMANDS = [
     Command("emulate", "run N emulated Picos until Ctrl-C / SIGTERM", _emulate_arguments, _emulate),
-    Command("check", "check a run trace's history invariants (hil/history.py)", _check_arguments, _check),
+    Command("check", "check a run trace's history invariants (ground/history.py)", _check_arguments, _check),
     Command("flash", "deploy the firmware to a rig's boards through mpremote, in parallel", _flash_arguments, _flash),
     Command("boards", "list a rig's boards: attached, missing, running, with their ports", _boards_arguments, _boards),
 ]

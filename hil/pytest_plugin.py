@@ -587,7 +587,7 @@ def pytest_sessionfinish(session):
         f.write(merge_prometheus([(r.prom_path, {"test": nodeid, "run": str(r.index)}) for nodeid, r in s.runs
                                   if os.path.exists(r.prom_path)],
                                  extra=[("fleetloop_hil_history_violations",
-                                         "History invariants broken in the run (hil/history.py)", "gauge",
+                                         "History invariants broken in the run (ground/history.py)", "gauge",
                                          [({"test": nodeid, "run": str(r.index)}, len(r.history.violations))
                                           for nodeid, r in s.runs])]))
 
@@ -1238,7 +1238,7 @@ class Harness:
         return os.path.join(self.out_dir, "run%d" % index if index > 1 else "run")
 
     def _finish_run(self, sc, live, prepared, wall_s):
-        from hil import history
+        from ground import history
 
         index = len(self.runs) + 1
         rr = live.result
@@ -1502,8 +1502,8 @@ class TraceHandle:
         return self.events("frame", fate=fate, **match)
 
     def check(self, scenario=None):
-        """hil.history.check of this trace."""
-        from hil import history
+        """ground.history.check of this trace."""
+        from ground import history
 
         return history.check(self.path, scenario=scenario)
 

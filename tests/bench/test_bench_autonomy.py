@@ -4,7 +4,7 @@ Every link goes dark for longer than autonomy_after_ms: each node runs on in
 conservative mode (only the leases it holds, pre-approved actions), then,
 heard from again, reconciles (reports what it consumed, releases what it will
 not use) and returns to normal. Through it all no resource is leased twice
-and no node acts on a lease it was not awarded (hil/history.py).
+and no node acts on a lease it was not awarded (ground/history.py).
 
 The market tier reaches boards through board.json's `market` section
 (ground/emulated_run.board_config, runtime/boardcfg.core_config); the test

@@ -21,7 +21,7 @@ import pytest
 from ground import downconvert, firmware, metrics, run, scenario, trace
 from ground import protocol as P
 from ground.yamlfile import ConfigError
-from hil import history
+from ground import history
 
 wire, msgs = firmware.wire, firmware.msgs
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

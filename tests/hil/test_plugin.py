@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hil import history
+from ground import history
 
 pytest_plugins = ["pytester"]
 

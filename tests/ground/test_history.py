@@ -1,4 +1,4 @@
-"""The history checker (hil/history.py): real traces pass; doctored ones fail,
+"""The history checker (ground/history.py): real traces pass; doctored ones fail,
 each violation naming the frames and trace lines that break the invariant.
 
 The real traces come from in-process runs (virtual time, seconds of wall
@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from ground import run, scenario, trace
-from hil import history
+from ground import history
 
 IMPAIRED = """\
 name: impaired
