@@ -25,31 +25,27 @@ def _default_out(name):
 
 
 def cmd_run(args):
+    from ground import backends
     from ground import run as run_mod
     from ground import scenario as scenario_mod
 
     sc = scenario_mod.load(args.scenario)
     out = args.out or _default_out(sc.name)
-    boards, mode, farm = None, "sim", None
+    # Boards come from a registered back-end (ground/backends.py; hil/ provides them).
+    boards = None
     if args.emulated is not None:
-        from ground import emulated_run
-
-        mode = "emulated"
-        farm = emulated_run.start_farm(sc, os.path.join(out, "boards"), count=args.emulated)
-        boards = farm.devices()
+        boards = backends.start("emulated", sc, os.path.join(out, "boards"), args.emulated)
     elif args.rig:
-        from hil import rig as rig_mod
-
-        mode = "rig"
-        boards = rig_mod.load(args.rig).devices_for(sc)
+        boards = backends.start("rig", sc, os.path.join(out, "boards"), args.rig)
+    mode = boards.mode if boards is not None else "sim"
     progress = None if args.quiet else run_mod.print_progress()
     print("ground run: %s (%d nodes, %g mission s, seed %d, %s) -> %s"
           % (sc.name, len(sc.nodes), sc.duration_s, args.seed if args.seed is not None else sc.seed, mode, out))
     try:
-        result = run_mod.run(sc, out, mode=mode, seed=args.seed, boards=boards, progress=progress)
+        result = run_mod.run(sc, out, mode=mode, seed=args.seed, boards=boards and boards.boards, progress=progress)
     finally:
-        if farm is not None:
-            farm.stop()
+        if boards is not None:
+            boards.stop()
     if progress:
         sys.stderr.write("\n")
     print(open(os.path.join(out, "metrics.txt")).read(), end="")

@@ -238,13 +238,13 @@ def _driver_class():
 
 def _board_factory(sc, node):
     """A node built as an emulated board builds it (firmware/main.py with the
-    board.json ground/emulated_run.py writes): the same Config, the board's
+    board.json ground/board_json.py gives it): the same Config, the board's
     seed, which does not change across reboots."""
     from ground import run as run_mod
 
     cfg = run_mod.node_config(sc, node)
     try:
-        from ground.emulated_run import board_config
+        from ground.board_json import board_config
 
         seed = board_config(sc, node)["seed"]
     except ImportError:
@@ -430,10 +430,10 @@ class JournalReplay:
 
     def _factory(self, sc):
         """make(saved, seed): the Node built exactly as firmware/main.py
-        builds it from the board.json (and version.json) ground/emulated_run.py
+        builds it from the board.json (and version.json) ground/board_json.py
         writes; the seed is the journal's (the board's own), board.json's if
         the journal has none."""
-        from ground.emulated_run import board_config
+        from ground.board_json import board_config
 
         from runtime import boardcfg
 

@@ -79,6 +79,10 @@ def check_resolution(sc, real):
 
 
 class Run:
+    """One run. execute() runs it to the end and returns its RunResult.
+    Public hooks for watchers (ground/live.py): `listeners`, `on_start`,
+    `header()`, `apply_fault(f)`."""
+
     def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None):
         self.sc = sc
         self.out_dir = out_dir
@@ -99,12 +103,20 @@ class Run:
         self.events = []
         self._writer = None
         self.router = None
+        self.listeners = []  # fn(event), after each event is recorded (ground/live.py's fleet view)
+        self.on_start = []  # fn(run), once the links are wired and the faults scheduled, before the clock runs
 
     # ---- recording: trace file + in-memory copy for metrics ------------
 
     def _record(self, event):
         self._writer(event)
         self.events.append(event)
+        for fn in self.listeners:
+            fn(event)
+
+    def header(self):
+        """The trace's header line (scenario, seed, mode, nodes and their links), as a dict."""
+        return self._header()
 
     def _header(self):
         sc = self.sc
@@ -242,6 +254,12 @@ class Run:
 
     # ---- faults ------------------------------------------------------------
 
+    def apply_fault(self, f):
+        """Apply a scenario fault (ground.scenario's Fault) now, whatever its
+        at_s: recorded as a `fault` event. Call it in the run's thread (from a
+        clock callback), as ground/live.py does for a step."""
+        self._fault(f)
+
     def _schedule_faults(self):
         for f in self.sc.faults:
             self.clock.call_at(int(f.at_s * S), self._fault, f)
@@ -352,6 +370,8 @@ class Run:
             if any(link.kind == "serial" for link in self.router.links.values()):
                 self._check_silence()
             self._schedule_faults()
+            for fn in self.on_start:
+                fn(self)
             end_ns = int(self.sc.duration_s * S)
             self.clock.run_until(end_ns, progress=self._progress if self.progress else None)
         except KeyboardInterrupt:

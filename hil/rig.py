@@ -1,431 +1,311 @@
-"""A rig: the boards one test bench has, as plain data (boards/rig-*.yaml).
+"""A rig: the boards a run gets. One model for `ground run` and the pytest
+plugin alike (docs/ARCHITECTURE.md, docs/HIL.md).
 
-    rig = hil.rig.load("boards/rig-example-picos.yaml")
-    rig.boards                  # [RigBoard(name, kind, node_id, cluster, role, serial|url|emulated, features, ...)]
-    rig.missing()               # [(board name, serial number)] of USB boards not attached now
-    rig.devices_for(scenario)   # {node_id: device path or pyserial URL} for the scenario's nodes
-    boards = rig.start_emulated(folder)   # EmulatedBoard per emulated entry; the caller stops them
-    rig.board_json(board)       # the board.json the flasher writes for that board
+    rig = hil.rig.open_rig("emulated" | "sim" | "boards/rig-lab.yaml", folder)
+    rig.unmet(count, kind, needs)      # why the rig cannot give that, or None
+    boards = rig.prepare(sc, folder)   # a ground.backends.BoardSet: booted, for ground.run
+    ...                                # run(sc, out, mode=boards.mode, boards=boards.boards)
+    boards.stop(); rig.close()
 
-A board is reached one of three ways, exactly one per entry:
-  - ``serial: E6614C311B4A2B2F``: a USB board, found by its USB serial number
-    in pyserial's port list (``mpremote connect id:SERIAL`` does the same);
-  - ``url: rfc2217://host:4001`` or ``socket://host:4002`` (what labgrid's
-    exporter and ser2net serve), or a device path: anything pyserial's
-    serial_for_url opens;
-  - ``emulated: true``: an emulated Pico (hil.emulated), whose flash is the
-    folder <folder>/<name> and whose pty link is <folder>/<name>.tty.
+Three rigs:
+  - EmulatedRig: one emulated Pico per scenario node (hil/emulated_run.py),
+    flashed with the scenario's board.json and booted for each run;
+  - SimRig: in-process nodes in virtual time, no boards;
+  - FileRig: the boards of a rig file (hil/rigfile.py): USB, URL or emulated
+    entries, each given the scenario's board.json and version.json, reset,
+    HELLO awaited.
 
-Like labgrid's resources, RigBoard and Rig hold data and find devices; they
-never open a port. Every problem in a rig file raises ConfigError naming the
-file and line; a board that is not there raises RigError (a ConfigError, so
-``ground run --rig`` reports it as bad input) naming the board and its port.
-File format: docs/BOARDS.md.
+`emulated_backend` and `rig_backend` are the engine's board back-ends
+(ground/backends.py; pyproject.toml's `fleetloop.boards` entry points):
+`ground run --emulated` and `ground run --rig FILE` come here.
+
+The rig file itself (RigBoard, Rig, load, RigError) is hil/rigfile.py; its
+names are imported here too, so `hil.rig.load(path)` reads a rig file.
 """
 
-from __future__ import annotations
-
 import os
-import stat
-from dataclasses import dataclass, field
-from typing import Any
+import threading
 
-from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, number
-from hil import boards as boards_mod
+from ground import board_json, firmware
+from ground.backends import BoardSet
+from ground.yamlfile import ConfigError
+from hil.rigfile import CONFIG_KEYS, Rig, RigBoard, RigError, load, parse, parse_version, version_tuple  # noqa: F401
 
-MAX_NODE_ID = 0xEFFF  # firmware/node/wire.py MAX_NODE_ID
-MAX_CLUSTER = 0xFFE
-
-_RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards"}
-_BOARD_KEYS = {
-    "name", "kind", "node_id", "cluster", "role", "serial", "url", "data_url", "emulated",
-    "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset",
-}  # fmt: skip
-# board.json keys a rig may set through `config:` (docs/BOARD_SHELL.md). node_id,
-# cluster, members, lineage and hw_gen come from the board entry itself.
-CONFIG_KEYS = {
-    "election_timeout_ms", "heartbeat_ms", "telemetry_ms", "state_ms", "suspect_ms", "dead_ms",
-    "seed", "auth_key", "require_auth", "time_scale_milli", "transport", "uart", "led_pin", "watchdog_ms", "journal",
-    "market",
-}  # fmt: skip
+MAX_EMULATED_BOARDS = 16  # CPU-bound: each emulated board is one MicroPython process
+EMULATED_FEATURES = ("watchdog", "led", "power_control")  # boards/emulated_pico.yaml, if it cannot be read
+BOOT_TIMEOUT_S = 30.0  # a board's HELLO after a reset
 
 
-class RigError(ConfigError):
-    """A board of the rig cannot be reached: the message names the board and
-    its serial number, URL or folder."""
+class CannotRun(ConfigError):
+    """The rig has no board for a scenario's node, puts it in another cluster,
+    or the board is not attached: the message names the rig, scenario and board.
+    (The pytest plugin skips the test; `ground run` exits 2.)"""
 
 
-@dataclass(frozen=True)
-class RigBoard:
-    """One board of a rig. Exactly one of serial, url, emulated says how to reach it."""
-
-    name: str
-    kind: str  # a board kind name: boards/<kind>.yaml
-    node_id: int
-    cluster: int
-    role: str  # free-form label for selecting boards ("node", "auditor", "canary", ...); not on the board
-    serial: str | None  # USB serial number
-    url: str | None  # pyserial URL or device path of its REPL (and, for USB, its frames)
-    emulated: bool
-    features: tuple[str, ...]  # the kind's features plus the entry's
-    lineage: int
-    hw_gen: int
-    members: tuple[int, ...]  # its cluster's node ids (board.json "members")
-    version: tuple[int, int] | None  # firmware version to flash; None: the rig's / the CLI's
-    label: str | None
-    config: dict = field(default_factory=dict)  # extra board.json keys (rig config + board config)
-    reset: str = "soft"  # how the flasher restarts it (the kind's unless overridden)
-    data_url: str | None = None  # where its frames come out, when not on the REPL port (UART transport)
-    where: str = "?"  # file:line of the entry
-
-    @property
-    def port_text(self) -> str:
-        """How this board is reached, for messages: serial E66..., url ..., emulated."""
-        if self.serial:
-            return "serial %s" % self.serial
-        if self.url:
-            return self.url
-        return "emulated"
+def kind_matches(want, board_kind):
+    """Kind `want` (None: any) is met by a board of that kind or by its emulation."""
+    return want is None or want == board_kind or board_kind == "emulated_" + want
 
 
-def parse_version(value: Any, m: Located, key: str, section: str) -> tuple[int, int]:
-    """"MAJOR.MINOR" or [major, minor] -> (major, minor), each 0..255."""
-    if isinstance(value, float):
-        raise m.error(key, "%s.%s: write the version as a string (\"%s\"): a YAML number loses "
-                      "digits (1.10 reads as 1.1)" % (section, key, value))  # fmt: skip
-    try:
-        return version_tuple(value)
-    except ValueError as e:
-        raise m.error(key, "%s.%s: %s" % (section, key, e)) from None
+def open_rig(which, folder=None):
+    """The rig `which` names: "emulated", "sim" or a rig file's path. folder:
+    () -> where a rig file's emulated entries' flash folders go (asked only
+    if there are any). ConfigError naming file:line for a bad rig file."""
+    if which == "emulated":
+        return EmulatedRig()
+    if which == "sim":
+        return SimRig()
+    return FileRig(which, folder or (lambda: os.path.join("boards", "emulated")))
 
 
-def version_tuple(value: Any) -> tuple[int, int]:
-    """"1.4" or [1, 4] -> (1, 4); ValueError otherwise."""
-    if isinstance(value, str):
-        parts = value.split(".")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            value = [int(p) for p in parts]
-    if (isinstance(value, (list, tuple)) and len(value) == 2
-            and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255 for x in value)):
-        return (value[0], value[1])
-    raise ValueError("version %r must be \"MAJOR.MINOR\" with each part 0..255" % (value,))
+class EmulatedRig:
+    """One emulated Pico per scenario node (hil.emulated_run), flashed with
+    the scenario's board.json and booted for each run."""
 
+    mode = "emulated"
+    name = "emulated"
+    kind = "emulated_pico"
 
-def _int(m: Located, key: str, section: str, lo: int, hi: int, default: int | None = None) -> int:
-    return number(m, key, section, lo=lo, hi=hi, default=default, integer=True)
+    def __init__(self):
+        try:
+            from hil import boards as boards_mod
 
+            self.features = tuple(boards_mod.kind("emulated_pico").features)
+        except Exception:
+            self.features = EMULATED_FEATURES
 
-def _config(m: Located, section: str, kind: boards_mod.BoardKind | None = None) -> dict:
-    c = m.get("config")
-    if c is None:
-        return {}
-    check_keys(c, CONFIG_KEYS, section + ".config")
-    out = dict(c)
-    if kind is not None and kind.watchdog_max_ms and "watchdog_ms" in out:
-        _int(c, "watchdog_ms", section + ".config", 0, kind.watchdog_max_ms)
-    return out
-
-
-class Rig:
-    """The boards of one rig file. Plain data plus device look-ups."""
-
-    def __init__(self, path: str, name: str, boards: list[RigBoard], kinds: dict[str, boards_mod.BoardKind],
-                 emulated_dir: str, version: tuple[int, int] | None = None, label: str | None = None,
-                 description: str = "") -> None:  # fmt: skip
-        self.path = path
-        self.name = name
-        self.description = description
-        self.boards = boards
-        self.kinds = kinds  # kind name -> BoardKind
-        self.emulated_dir = emulated_dir  # where emulated boards' folders are by default
-        self.version = version  # default firmware version for the rig's boards
-        self.label = label
-        self.running: dict[str, Any] = {}  # board name -> EmulatedBoard started by start_emulated()
-
-    def __repr__(self) -> str:
-        return "Rig(%r, %d boards)" % (self.path, len(self.boards))
-
-    def board(self, name: str) -> RigBoard:
-        for b in self.boards:
-            if b.name == name:
-                return b
-        raise ConfigError("%s: no board named %r (boards: %s)" % (self.path, name, ", ".join(b.name for b in self.boards)))
-
-    def by_node(self, node_id: int) -> RigBoard | None:
-        for b in self.boards:
-            if b.node_id == node_id:
-                return b
+    def unmet(self, count, kind, needs):
+        if not kind_matches(kind, self.kind):
+            return "emulated boards are %s; the test needs kind %s (run it with --rig and a rig that has them)" % (
+                self.kind, kind)
+        lack = [f for f in needs if f not in self.features]
+        if lack:
+            return "emulated boards lack %s (they have: %s)" % (", ".join(lack), ", ".join(self.features))
+        if count is not None and count > MAX_EMULATED_BOARDS:
+            return "the test needs %d boards; at most %d emulated boards run at once" % (count, MAX_EMULATED_BOARDS)
         return None
 
-    def kind_of(self, board: RigBoard) -> boards_mod.BoardKind:
-        return self.kinds[board.kind]
+    def prepare(self, sc, folder, count=0):
+        """Boards for `sc`, booted (count, if given, must be the scenario's node count)."""
+        from hil import emulated_run
 
-    # -- where the boards are -------------------------------------------------
+        farm = emulated_run.start_farm(sc, folder, count=count)
+        boards = farm.devices()
+        return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()})
 
-    def missing(self, ports: list[boards_mod.Port] | None = None) -> list[tuple[str, str]]:
-        """[(board name, serial number)] of USB boards not attached now.
-        Boards given by URL or emulated are not checked (nothing to list)."""
-        ports = boards_mod.attached() if ports is None else ports
-        numbers = {p.serial_number for p in ports}
-        return [(b.name, b.serial) for b in self.boards if b.serial and b.serial not in numbers]
+    def close(self):
+        pass
 
-    def emulated_folder(self, board: RigBoard, folder: str | None = None) -> str:
-        return os.path.join(folder or self.emulated_dir, board.name)
 
-    def port(self, board: RigBoard, ports: list[boards_mod.Port] | None = None) -> str:
-        """The device path or URL of `board`'s REPL; RigError if it is not there."""
-        if board.serial:
-            p = boards_mod.find_port(board.serial, ports)
-            if p is None:
-                raise RigError("%s: board %s (%s, node %d): USB serial number %s is not attached"
-                               % (board.where, board.name, board.kind, board.node_id, board.serial))  # fmt: skip
-            return p.device
-        if board.url:
-            return board.url
-        running = self.running.get(board.name)
-        if running is not None and running.state != "stopped":  # the caller may have stopped it
-            return running.device
-        link = self.emulated_folder(board) + ".tty"
-        if _live_pty_link(link):  # boards served by `hil emulate` in another process
-            return os.path.realpath(link)
-        raise RigError("%s: board %s (node %d) is emulated and not running: start it with "
-                       "Rig.start_emulated(folder), or serve %s with `hil emulate`"
-                       % (board.where, board.name, board.node_id, link))  # fmt: skip
+class SimRig:
+    """In-process nodes in virtual time: no boards, exact and fast. For
+    developing tests; a HIL result needs boards."""
 
-    def data_port(self, board: RigBoard, ports: list[boards_mod.Port] | None = None) -> str:
-        """Where the board's frames come out: its data_url, else its REPL port."""
-        return board.data_url or self.port(board, ports)
+    mode = "sim"
+    name = "sim"
+    features = ("power_control",)  # the in-process link models power cuts
 
-    def devices_for(self, scenario: Any) -> dict[int, str]:
-        """{node_id: device path or URL} for every node of `scenario`
-        (a ground.scenario.Scenario: .nodes {id: spec with .cluster}, .path).
-        ConfigError naming the node when the rig has no board for it or
-        flashes its board for another cluster; RigError when a board is absent."""
-        ports = boards_mod.attached()
-        out = {}
-        where = getattr(scenario, "path", "scenario")
-        for nid in sorted(scenario.nodes):
-            b = self.by_node(nid)
-            if b is None:
-                raise ConfigError("%s: the scenario's node %d has no board in rig %s (its nodes: %s)"
-                                  % (where, nid, self.path, ", ".join(str(x.node_id) for x in self.boards)))
-            cluster = getattr(scenario.nodes[nid], "cluster", b.cluster)
-            if cluster != b.cluster:
-                raise ConfigError("%s: board %s is node %d of cluster %d, but scenario %s puts node %d in cluster %d"
-                                  % (b.where, b.name, nid, b.cluster, where, nid, cluster))
-            out[nid] = self.data_port(b, ports)
-        return out
+    def unmet(self, count, kind, needs):
+        if kind not in (None, "sim"):
+            return "--rig sim runs in-process nodes, not %s boards" % kind
+        lack = [f for f in needs if f not in self.features]
+        if lack:
+            return "in-process nodes have no %s" % ", ".join(lack)
+        return None
 
-    # -- emulated boards --------------------------------------------------------
+    def prepare(self, sc, folder, count=0):
+        return BoardSet("sim", None)
 
-    def start_emulated(self, folder: str | os.PathLike | None = None, only: list[str] | None = None,
-                       micropython: str | None = None) -> list:  # fmt: skip
-        """Start an EmulatedBoard for every emulated entry (or those named in
-        `only`), its flash at <folder>/<name> (default: the rig's emulated_dir).
-        Returns them in rig order; the caller stops them (board.stop()).
-        Rig.port() and devices_for() use them from then on."""
-        from hil.emulated import EmulatedBoard
+    def close(self):
+        pass
 
-        base = os.fspath(folder) if folder is not None else self.emulated_dir
-        started = []
+
+class FileRig:
+    """The boards of a rig file (hil.rigfile). Emulated entries are started
+    once, on the first run; before each run every board of the scenario gets
+    the scenario's board.json and version.json (emulated: written into its
+    flash folder; real: one mpremote process per board, in parallel), is
+    reset and its HELLO awaited."""
+
+    mode = "rig"
+
+    def __init__(self, path, folder):
+        """folder: () -> where emulated entries' flash folders go (asked only if there are any)."""
+        self.rig = load(path)
+        self.path = path
+        self.name = "%s (%s)" % (self.rig.name, path)
+        self.folder = folder
+        self._started = None
+
+    def unmet(self, count, kind, needs):
+        boards = self.rig.boards
+        fit = [b for b in boards if kind_matches(kind, b.kind) and all(f in b.features for f in needs)]
+        what = " ".join(x for x in ("" if count is None else str(count), kind or "",
+                                    "board" if count == 1 else "boards") if x)
+        what += " with " + ", ".join(needs) if needs else ""
+        if count is None:
+            count = 1 if (kind or needs) else 0
+        if len(fit) < count:
+            lack = []
+            for b in boards:
+                if not kind_matches(kind, b.kind):
+                    lack.append("%s is %s" % (b.name, b.kind))
+                else:
+                    miss = [f for f in needs if f not in b.features]
+                    if miss:
+                        lack.append("%s lacks %s" % (b.name, ", ".join(miss)))
+            return "rig %s: the test needs %s; the rig has %d (%s)" % (self.name, what, len(fit),
+                                                                       "; ".join(lack) or "no boards")
+        missing = dict(self.rig.missing())
+        present = [b for b in fit if b.name not in missing]
+        if len(present) < count:
+            gone = ", ".join("%s (serial %s)" % (b.name, b.serial) for b in fit if b.name in missing)
+            return "rig %s: the test needs %s; %d available; not attached: %s" % (self.name, what, len(present), gone)
+        return None
+
+    def _start_emulated(self):
+        if self._started is None:
+            self._started = []
+            if any(b.emulated for b in self.rig.boards):
+                self._started = self.rig.start_emulated(os.path.join(self.folder(), "emulated"))
+        return self._started
+
+    def prepare(self, sc, folder, count=0):
+        """The scenario's boards, configured and booted; CannotRun if the rig
+        has no fitting board for a node; RuntimeError naming every board that
+        failed to boot."""
+        from hil.serialboard import CONFIGURE_TIMEOUT_S
+
+        self._start_emulated()
         try:
-            for b in self.boards:
-                if not b.emulated or (only is not None and b.name not in only):
-                    continue
-                kind = self.kinds[b.kind]
-                eb = EmulatedBoard(os.path.join(base, b.name), name=b.name, heap=kind.heap_bytes,
-                                   micropython=micropython)  # fmt: skip
-                eb.start()
-                started.append(eb)
-                self.running[b.name] = eb
-        except BaseException:
-            for eb in started:
-                eb.stop()
-                self.running.pop(eb.name, None)
-            raise
-        return started
+            devices = self.rig.devices_for(sc)
+        except ValueError as e:  # ConfigError: no board for a node, another cluster; RigError: not attached
+            if not _is_config_error(e):
+                raise
+            raise CannotRun("rig %s cannot run scenario %s: %s" % (self.name, sc.name, e)) from None
+        boards, errors = {}, {}
 
-    def stop_emulated(self) -> None:
-        """Stop the boards start_emulated() started (the caller may do it itself)."""
-        for name, eb in list(self.running.items()):
-            eb.stop()
-            del self.running[name]
+        def one(nid):
+            try:
+                boards[nid] = self._boot(sc, nid, devices[nid], folder)
+            except BaseException as e:  # reported below, by board
+                errors[nid] = e
 
-    # -- what goes on a board -----------------------------------------------------
+        threads = [threading.Thread(target=one, args=(nid,), name="rig-node%d" % nid, daemon=True) for nid in sorted(devices)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S + 10)
+        stuck = [nid for nid, t in zip(sorted(devices), threads) if t.is_alive()]
+        if errors or stuck:
+            for b in boards.values():
+                _close_board(b)
+            text = "; ".join("node %d: %s" % (n, e) for n, e in sorted(errors.items()))
+            if stuck:
+                text += "; node%s %s: no answer within %.0f s" % ("s" if len(stuck) > 1 else "", stuck,
+                                                                    CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S)
+            raise RuntimeError("rig %s: preparing scenario %s: %s" % (self.name, sc.name, text))
 
-    def board_json(self, board: RigBoard) -> dict:
-        """The board.json the flasher writes: identity, cluster, kind defaults, config."""
-        kind = self.kinds[board.kind]
-        cfg: dict[str, Any] = {
-            "node_id": board.node_id,
-            "cluster": board.cluster,
-            "members": list(board.members),
-            "lineage": board.lineage,
-            "hw_gen": board.hw_gen,
-            "transport": kind.transport,
-            "led_pin": kind.led_pin,
-        }
-        cfg.update(board.config)
-        if cfg["transport"] == "uart" and "uart" not in cfg:
-            cfg["uart"] = dict(kind.uart)
-        return cfg
+        def stop():
+            for b in boards.values():
+                _close_board(b)
+
+        return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()})
+
+    def _boot(self, sc, nid, device, folder):
+        from hil import emulated_run, flash
+        from hil.serialboard import SerialBoard, configure_over_repl
+
+        b = self.rig.by_node(nid)
+        spec = sc.nodes[nid]
+        cfg = dict(self.rig.board_json(b))
+        cfg.update(scenario_board_json(sc, nid))
+        running = self.rig.running.get(b.name)
+        if running is not None:  # an emulated entry: its folder is its flash
+            flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg)
+            return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
+        repl = self.rig.port(b)
+        configure_over_repl(repl, cfg, spec, os.path.join(folder, b.name))
+        board = SerialBoard(b.name, device, repl)
+        board.boot_and_wait_hello(nid, BOOT_TIMEOUT_S)
+        return keep_boot_hello_only(board, nid)
+
+    def close(self):
+        if self._started:
+            self.rig.stop_emulated()
 
 
-def _live_pty_link(path: str) -> bool:
-    """A symlink to an existing character device (a pty served by hil emulate).
-    hil.emulated removes its link when the board stops; a link left by a
-    process that was SIGKILLed may point at a reused pty: docs/BOARDS.md."""
+def keep_boot_hello_only(board, nid):
+    """Of the lines a board said while it booted (board.open_port[2], which
+    ground.run routes at mission 0), keep only its HELLO to the ground.
+
+    A rig's board is reset over a port that was open before: what it said
+    before the reset landed (a heartbeat of its previous run, say) is among
+    those lines, and is not part of this run. A HELLO to the ground is; the
+    rest a board says again within a heartbeat. (Emulated farms trim to the
+    board's own boot instead: hil.emulated_run._this_boot.)"""
+    wire, msgs = firmware.wire, firmware.msgs
+    port = getattr(board, "open_port", None)
+    if not port:
+        return board
+    seen = port[2]
+    keep = []
+    for line in seen:
+        try:
+            f = wire.decode(line)
+        except wire.ProtocolError:
+            continue
+        if f.type == msgs.HELLO and f.src == nid and f.dst == wire.ADDR_GROUND:
+            keep = [line]
+    seen[:] = keep
+    return board
+
+
+def scenario_board_json(sc, nid):
+    """The board.json keys a scenario decides (ground.board_json.board_config
+    minus the watchdog, which is the rig's business)."""
+    cfg = board_json.board_config(sc, nid)
+    cfg.pop("watchdog_ms", None)
+    return cfg
+
+
+def _is_config_error(e):
+    """ground.yamlfile.ConfigError (or hil.rigfile.RigError), by name: a test
+    session may hold two copies of the module (pytester's in-process runs)."""
+    return any(c.__name__ == "ConfigError" for c in type(e).__mro__)
+
+
+def _close_board(b):
+    close = getattr(b, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            pass
+
+
+# ---- the engine's board back-ends (ground/backends.py) ----------------------------------------
+
+
+def emulated_backend(sc, folder, count=None):
+    """`ground run --emulated [N]`: one emulated Pico per node (N, if given, must match)."""
+    return EmulatedRig().prepare(sc, folder, count=count or 0)
+
+
+def rig_backend(sc, folder, path):
+    """`ground run --rig FILE`: the rig file's boards for the scenario's nodes,
+    configured and booted; the rig's emulated entries run under `folder`."""
+    rig = FileRig(path, lambda: folder)
     try:
-        return os.path.islink(path) and stat.S_ISCHR(os.stat(path).st_mode)
-    except OSError:
-        return False
+        boards = rig.prepare(sc, os.path.join(folder, "repl"))
+    except BaseException:
+        rig.close()
+        raise
 
+    def stop(stop_boards=boards.stop):
+        try:
+            stop_boards()
+        finally:
+            rig.close()
 
-def _check_board_json(rig_path: str, entry: Located, board: RigBoard, cfg: dict) -> None:
-    # Validate with the board's own parser (firmware/runtime/boardcfg.py), so
-    # a config the board would refuse at boot is refused here, with file:line.
-    from ground import firmware  # noqa: F401  (puts firmware/ on sys.path)
-    from runtime import boardcfg
-
-    try:
-        boardcfg.core_config(boardcfg.parse_board(cfg, "board.json"))
-    except boardcfg.ConfigError as e:
-        key = e.key if e.key in entry else ("config" if "config" in entry else None)
-        raise entry.error(key, "board %s: the board would refuse its board.json: %s" % (board.name, e)) from None
-    except ValueError as e:  # the values do not make a core Config (a bad market section, ...)
-        raise entry.error("config" if "config" in entry else None,
-                          "board %s: the board would refuse its board.json: board.json: %s" % (board.name, e)) from None
-
-
-def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
-    """A Rig from a loaded rig file; ConfigError naming file:line."""
-    if not isinstance(data, Located):
-        raise ConfigError("%s:1: a rig file must be a mapping with a 'boards' list" % path)
-    check_keys(data, _RIG_KEYS, "rig", required=("boards",))
-    boards_dir = boards_dir or os.path.dirname(os.path.abspath(path))
-    name = data.get("rig", os.path.splitext(os.path.basename(path))[0])
-    rig_version = parse_version(data["version"], data, "version", "rig") if "version" in data else None
-    rig_config = _config(data, "rig")
-    emulated_dir = data.get("emulated_dir", "emulated")
-    if not isinstance(emulated_dir, str):
-        raise data.error("emulated_dir", "rig.emulated_dir: expected a folder name, got %r" % (emulated_dir,))
-    emulated_dir = os.path.join(os.path.dirname(os.path.abspath(path)), emulated_dir)
-    entries = data["boards"]
-    if not isinstance(entries, LocatedList) or not entries:
-        raise data.error("boards", "rig.boards: expected a non-empty list of boards")
-
-    kinds: dict[str, boards_mod.BoardKind] = {}
-    raw = []
-    names: dict[str, str] = {}
-    node_ids: dict[int, str] = {}
-    serials: dict[str, str] = {}
-    for i, e in enumerate(entries):
-        if not isinstance(e, Located):
-            raise ConfigError("%s: rig.boards[%d]: expected a mapping" % (entries.where(i), i))
-        section = "board %s" % e.get("name", "#%d" % (i + 1))
-        check_keys(e, _BOARD_KEYS, section, required=("name", "kind", "node_id", "cluster"))
-        bname = e["name"]
-        if not isinstance(bname, str) or not bname or "/" in bname or bname.startswith("."):
-            raise e.error("name", "%s: name %r must be a plain file name" % (section, bname))
-        if bname in names:
-            raise e.error("name", "%s: name used twice (first at %s)" % (section, names[bname]))
-        names[bname] = e.where("name")
-        kname = e["kind"]
-        if not isinstance(kname, str):
-            raise e.error("kind", "%s.kind: expected a board kind name, got %r" % (section, kname))
-        if kname not in kinds:
-            # The rig's own folder first, then the repository's boards/.
-            dirs = [d for d in dict.fromkeys((boards_dir, boards_mod.BOARDS_DIR))
-                    if os.path.exists(os.path.join(d, kname + ".yaml"))]
-            if not dirs:
-                raise e.error("kind", "%s.kind: no board kind %r (no %s.yaml in %s)"
-                              % (section, kname, kname, " or ".join(dict.fromkeys((boards_dir, boards_mod.BOARDS_DIR)))))
-            kinds[kname] = boards_mod.kind(kname, dirs[0])
-        kind = kinds[kname]
-        node_id = _int(e, "node_id", section, 1, MAX_NODE_ID)
-        if node_id in node_ids:
-            raise e.error("node_id", "%s: node %d is already board %s" % (section, node_id, node_ids[node_id]))
-        node_ids[node_id] = bname
-        cluster = _int(e, "cluster", section, 0, MAX_CLUSTER)
-        ways = [k for k in ("serial", "url", "emulated") if e.get(k) not in (None, False)]
-        if len(ways) != 1:
-            raise e.error(None, "%s: give exactly one of serial, url, emulated: true (got %s)"
-                          % (section, ", ".join(ways) or "none"))  # fmt: skip
-        serial = e.get("serial")
-        if serial is not None:
-            if isinstance(serial, int) and not isinstance(serial, bool):
-                raise e.error("serial", "%s.serial: write the serial number as a string (quotes): %r" % (section, serial))
-            if not isinstance(serial, str) or not serial:
-                raise e.error("serial", "%s.serial: expected a USB serial number, got %r" % (section, serial))
-            if serial in serials:
-                raise e.error("serial", "%s: serial number %s is already board %s" % (section, serial, serials[serial]))
-            serials[serial] = bname
-            if kind.emulated:
-                raise e.error("serial", "%s: kind %s is emulated; use emulated: true" % (section, kname))
-        for k in ("url", "data_url"):
-            if e.get(k) is not None and not isinstance(e[k], str):
-                raise e.error(k, "%s.%s: expected a pyserial URL or device path, got %r" % (section, k, e[k]))
-        emulated = e.get("emulated", False)
-        if not isinstance(emulated, bool):
-            raise e.error("emulated", "%s.emulated: expected true or false, got %r" % (section, emulated))
-        if emulated and not kind.emulated:
-            raise e.error("emulated", "%s: emulated: true needs an emulated board kind (e.g. emulated_pico), not %s"
-                          % (section, kname))  # fmt: skip
-        if kind.emulated and not emulated:
-            raise e.error("kind", "%s: kind %s is emulated: say emulated: true" % (section, kname))
-        role = e.get("role", "node")
-        if not isinstance(role, str) or not role:
-            raise e.error("role", "%s.role: expected a word, got %r" % (section, role))
-        members = e.get("members")
-        if members is not None and (not isinstance(members, list) or not all(
-                isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= MAX_NODE_ID for x in members)):
-            raise e.error("members", "%s.members: expected a list of node ids 1..%d" % (section, MAX_NODE_ID))
-        version = parse_version(e["version"], e, "version", section) if "version" in e else None
-        label = e.get("label")
-        if label is not None and not isinstance(label, str):
-            raise e.error("label", "%s.label: expected a string" % section)
-        features = tuple(dict.fromkeys(kind.features + boards_mod.check_features(e, "features", section)))
-        reset = kind.reset
-        if "reset" in e:
-            if e["reset"] not in boards_mod.RESETS:
-                raise e.error("reset", "%s.reset: %r is not one of %s" % (section, e["reset"], ", ".join(boards_mod.RESETS)))
-            reset = e["reset"]
-        config = dict(rig_config)
-        config.update(_config(e, section, kind))
-        raw.append((e, dict(
-            name=bname, kind=kname, node_id=node_id, cluster=cluster, role=role, serial=serial,
-            url=e.get("url"), emulated=emulated, features=features,
-            lineage=_int(e, "lineage", section, 0, 255, default=0),
-            hw_gen=_int(e, "hw_gen", section, 0, 255, default=1),
-            members=tuple(sorted(members)) if members is not None else None,
-            version=version, label=label, config=config, reset=reset,
-            data_url=e.get("data_url"), where=e.where(),
-        )))  # fmt: skip
-
-    # A cluster's members are its boards in the rig unless an entry lists them.
-    by_cluster: dict[int, list[int]] = {}
-    for _, kw in raw:
-        by_cluster.setdefault(kw["cluster"], []).append(kw["node_id"])
-    out = []
-    for e, kw in raw:
-        if kw["members"] is None:
-            kw["members"] = tuple(sorted(by_cluster[kw["cluster"]]))
-        elif kw["node_id"] not in kw["members"]:
-            raise e.error("members", "board %s.members: must include its own node %d" % (kw["name"], kw["node_id"]))
-        out.append(RigBoard(**kw))
-    for key in ("rig", "label", "description"):
-        if key in data and not isinstance(data[key], str):
-            raise data.error(key, "rig.%s: expected a string, got %r" % (key, data[key]))
-    rig = Rig(path, str(name), out, kinds, emulated_dir, rig_version, data.get("label"),
-              data.get("description", ""))
-    for (e, _), b in zip(raw, out):
-        _check_board_json(path, e, b, rig.board_json(b))
-    return rig
-
-
-def load(path: str | os.PathLike) -> Rig:
-    """Load a rig file (boards/rig-*.yaml); its board kinds come from the
-    same folder. ConfigError naming file:line on any mistake."""
-    path = os.fspath(path)
-    data, _ = load_yaml(path)
-    return parse(data, path)
+    return BoardSet(boards.mode, boards.boards, stop, boards.logs)

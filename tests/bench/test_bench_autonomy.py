@@ -7,7 +7,7 @@ not use) and returns to normal. Through it all no resource is leased twice
 and no node acts on a lease it was not awarded (ground/history.py).
 
 The market tier reaches boards through board.json's `market` section
-(ground/emulated_run.board_config, runtime/boardcfg.core_config); the test
+(ground/board_json.board_config, runtime/boardcfg.core_config); the test
 skips, saying what is missing, only on a harness that cannot configure it.
 """
 
@@ -39,7 +39,7 @@ gates:
 
 def _missing(mode):
     """Why the market tier cannot run in this harness yet, or None."""
-    from ground import emulated_run, firmware, run, scenario
+    from ground import board_json, firmware, run, scenario
 
     if not os.path.exists(os.path.join(firmware.FIRMWARE, "node", "autonomy.py")):
         return "firmware/node has no autonomy module yet"
@@ -49,8 +49,8 @@ def _missing(mode):
         return "the scenario format cannot configure the market tier yet: %s" % e
     if getattr(run.node_config(sc, 1), "market", None) is None:
         return "ground/run.py node_config does not give the scenario's market tier to the nodes yet"
-    if mode != "sim" and "market" not in emulated_run.board_config(sc, 1):
-        return "board.json (ground/emulated_run.board_config) does not carry the market tier yet"
+    if mode != "sim" and "market" not in board_json.board_config(sc, 1):
+        return "board.json (ground/board_json.board_config) does not carry the market tier yet"
     return None
 
 

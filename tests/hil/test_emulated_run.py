@@ -22,7 +22,7 @@ gates:
 
 
 def test_emulated_boards_elect_and_fail_over_over_serial(tmp_path):
-    from ground import emulated_run
+    from hil import emulated_run
 
     sc = scenario.load_text(SCENARIO, "emulated.yaml")
     farm = emulated_run.start_farm(sc, str(tmp_path / "boards"))
@@ -60,7 +60,7 @@ def test_a_board_that_stops_answering_is_named_and_the_run_goes_on(tmp_path):
     # records `answering` once it is back and sends frames again.
     import threading
 
-    from ground import emulated_run
+    from hil import emulated_run
 
     sc = scenario.load_text(SILENT, "silent.yaml")
     farm = emulated_run.start_farm(sc, str(tmp_path / "boards"))

@@ -3,7 +3,7 @@
 Three emulated Picos (the real firmware/main.py under the MicroPython unix
 port) run a lossy cluster with a coordinator crash and a power cut, each
 board sending its core-call journal (board.json "journal": true, which
-ground/emulated_run.py sets). The replay drives the in-process core through
+ground/board_json.py gives it). The replay drives the in-process core through
 the same calls at the board's own mission ms and must send exactly the
 board's frames; a deliberately changed core is caught at its first differing
 frame, shown decoded on both sides.
@@ -35,7 +35,7 @@ gates:
 
 
 def _emulated_run(tmp, text):
-    from ground import emulated_run
+    from hil import emulated_run
 
     sc = scenario.load_text(text, "journal.yaml")
     farm = emulated_run.start_farm(sc, str(tmp / "boards"))
@@ -72,7 +72,7 @@ def test_the_run_had_reboots_and_losses_to_replay_through(board_trace):
     assert j.entries[second][2] == 1  # restored from flash: seed, then term, vote, counter follow
     assert [k for k, _, _ in j.entries[second + 1:second + 5]] == [msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER]
     assert j.entries[second + 2][2] >= 1  # a term was saved before the power cut
-    from ground.emulated_run import board_config
+    from ground.board_json import board_config
 
     assert j.entries[1] == (msgs.J_SEED, 0, board_config(scenario.load_text(SCENARIO), 2)["seed"])
 
@@ -80,10 +80,10 @@ def test_the_run_had_reboots_and_losses_to_replay_through(board_trace):
 def test_the_seed_comes_from_the_journal(board_trace, monkeypatch):
     # A board without a seed in board.json derives one from its unique id,
     # which the ground cannot know: the journal's seed entry is what counts.
-    from ground import emulated_run
+    from ground import board_json
 
-    real = emulated_run.board_config
-    monkeypatch.setattr(emulated_run, "board_config", lambda sc, nid: dict(real(sc, nid), seed=12345))
+    real = board_json.board_config
+    monkeypatch.setattr(board_json, "board_config", lambda sc, nid: dict(real(sc, nid), seed=12345))
     r = replay.replay_frames(board_trace, 1)
     assert r.identical, r.report()
 

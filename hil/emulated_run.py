@@ -2,16 +2,17 @@
 
 `start_farm(scenario, folder)` gives every node of the scenario its own
 emulated Pico (hil.emulated: the MicroPython unix port behind a pty, 192K
-heap), flashed with the firmware for its version label and its board.json,
-and waits for each board's HELLO frame. The router then opens the boards'
-device paths with pyserial, exactly as it would open /dev/ttyACM0.
+heap), flashed with the firmware for its version label and the board.json
+the scenario gives it (ground.board_json), and waits for each board's HELLO
+frame. The engine's router then opens the boards' device paths with
+pyserial, exactly as it would open /dev/ttyACM0.
 """
 
 import os
 import select
 import time
 
-from ground import firmware
+from ground import board_json, firmware
 from hil import flash as flash_mod
 from hil.emulated import EmulatedBoard
 
@@ -34,30 +35,6 @@ class Farm:
                 b.stop()
             except Exception:
                 pass
-
-
-def board_config(sc, nid):
-    spec = sc.nodes[nid]
-    cfg = {
-        "node_id": nid,
-        "cluster": spec.cluster,
-        "members": sc.clusters[spec.cluster],
-        "election_timeout_ms": sc.election_timeout_ms,
-        "lineage": spec.lineage,
-        "hw_gen": spec.hw_gen,
-        "seed": (sc.seed * 100_003 + nid * 7) & 0xFFFFFFFF,
-        "time_scale_milli": int(sc.time_scale * 1000),
-        "watchdog_ms": 0,
-        "journal": sc.board_journal,
-    }
-    if sc.telemetry_ms:
-        cfg["telemetry_ms"] = sc.telemetry_ms
-    if sc.market_args is not None:
-        cfg["market"] = sc.market_args
-    if sc.auth_key:
-        cfg["auth_key"] = sc.auth_key.hex()
-        cfg["require_auth"] = True
-    return cfg
 
 
 def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
@@ -136,7 +113,7 @@ def start_farm(sc, folder, count=0):
             spec = sc.nodes[nid]
             bdir = os.path.join(folder, "node%d" % nid)
             flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
-                                  board_config=board_config(sc, nid), built=built)
+                                  board_config=board_json.board_config(sc, nid), built=built)
             b = EmulatedBoard(bdir, name="node%d" % nid)
             b.start()
             boards[nid] = b

@@ -1,0 +1,129 @@
+"""A real board over its serial port, for a run: configure it through its
+REPL with mpremote, soft-reset it, wait for its HELLO.
+
+    configure_over_repl(repl, board_json, spec, folder)   # board.json + version.json, by mpremote cp
+    board = SerialBoard(name, device, repl)
+    board.boot_and_wait_hello(node_id, timeout_s)         # then ground.run.Run takes `board`
+
+hil/rig.py's FileRig uses these for a rig file's USB and URL boards; an
+emulated board served behind a `url:` takes the same path (tests/hil).
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+CONFIGURE_TIMEOUT_S = 60.0  # mpremote writing board.json + version.json to one board
+
+
+def configure_over_repl(port, cfg, spec, folder):
+    """Write board.json and version.json to a real board with mpremote (one
+    process per board), leaving the firmware as flashed."""
+    os.makedirs(folder, exist_ok=True)
+    bj, vj = os.path.join(folder, "board.json"), os.path.join(folder, "version.json")
+    with open(bj, "w") as f:
+        json.dump(cfg, f)
+    with open(vj, "w") as f:
+        json.dump({"version": list(spec.fw_version), "label": spec.firmware}, f)
+    mpremote = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    cmd = [mpremote if os.path.exists(mpremote) else "mpremote", "connect", port, "cp", bj, ":board.json",
+           "+", "cp", vj, ":version.json"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=CONFIGURE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("%s: mpremote gave no answer within %.0f s" % (port, CONFIGURE_TIMEOUT_S)) from None
+    if p.returncode:
+        raise RuntimeError("%s: %s failed: %s" % (port, " ".join(cmd[1:]), (p.stderr or p.stdout).decode(errors="replace").strip()))
+
+
+
+class SerialBoard:
+    """A real board for ground.run: its frames at `device` (a path or a
+    pyserial URL), its REPL at `repl` (the same port unless the frames go over
+    a UART). reset() is a soft reset at the REPL (Ctrl-C, Ctrl-B, Ctrl-D:
+    main.py runs, USB stays up). No power control: tests that cut power say
+    @pytest.mark.needs("power_control") and are skipped. `log` keeps the bytes read while it
+    booted; the router keeps the frames after that (in the trace)."""
+
+    def __init__(self, name, device, repl=None):
+        self.name = name
+        self.device = device
+        self.repl = repl or device
+        self.log = bytearray()
+        self.open_port = None
+
+    def reset(self):
+        import serial
+
+        port = self.open_port[0] if self.open_port and self.repl == self.device else None
+        own = port is None
+        if own:
+            port = serial.serial_for_url(self.repl, timeout=1, write_timeout=2)
+        try:
+            port.write(b"\x03\x03\x02\x04")
+            port.flush()
+        finally:
+            if own:
+                port.close()
+
+    def boot_and_wait_hello(self, node_id, timeout_s):
+        import serial
+
+        from ground import firmware
+
+        wire, msgs = firmware.wire, firmware.msgs
+        port = serial.serial_for_url(self.device, timeout=0.1, write_timeout=2)
+        try:
+            port.reset_input_buffer()
+            self.open_port = (port, wire.FrameSplitter(), [])
+            self.reset()
+            try:
+                fd = port.fileno()
+            except Exception:
+                fd = None
+            splitter, seen = self.open_port[1], self.open_port[2]
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                if fd is not None:
+                    if not select.select([fd], [], [], 0.2)[0]:
+                        continue
+                    data = port.read(port.in_waiting or 1)
+                else:
+                    data = port.read(256)
+                self.log += data
+                for line in splitter.feed(data):
+                    seen.append(line)
+                    try:
+                        f = wire.decode(line)
+                    except wire.ProtocolError:
+                        continue
+                    if f.type == msgs.HELLO and f.src == node_id:
+                        port.timeout = 0
+                        return self
+        except BaseException:
+            port.close()
+            self.open_port = None
+            raise
+        port.close()
+        self.open_port = None
+        raise TimeoutError("board %s (node %d, %s): no HELLO within %.0f s after a soft reset; it said: %r"
+                           % (self.name, node_id, self.device, timeout_s, bytes(self.log[-300:])))
+
+    def power_cut(self):
+        raise NotImplementedError("board %s: no power control for a USB or network board in this harness yet;"
+                                  " tests that cut power say @pytest.mark.needs('power_control')" % self.name)
+
+    power_on = power_cut
+
+    def close(self):
+        if self.open_port:
+            try:
+                self.open_port[0].close()
+            except Exception:
+                pass
+
+    def __repr__(self):
+        return "<SerialBoard %s %s>" % (self.name, self.device)
