@@ -39,7 +39,7 @@ import time
 import tty
 import weakref
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 from hil.emulated_io import BoardIO
 from hil.emulated_rules import (  # noqa: F401  (the board's states, events and errors: this module's API too)
