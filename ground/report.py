@@ -42,10 +42,10 @@ _MAX_FAULT_LABELS = 40
 _LABEL_LINES = 3
 
 
-def write_reports(run_dir, header, metrics, events):
+def write_reports(run_dir, header, metrics, events, timeline=None):
     """Write metrics.json, metrics.prom, metrics.txt and timeline.png into
     run_dir; return their paths by format. `events` is read once, for the
-    timeline only."""
+    timeline only, unless the timeline is given (ground.metrics.Metrics.timeline())."""
     os.makedirs(run_dir, exist_ok=True)
     paths = {
         "json": os.path.join(run_dir, "metrics.json"),
@@ -57,7 +57,7 @@ def write_reports(run_dir, header, metrics, events):
     _write_text(paths["prom"], to_prometheus(metrics))
     _write_text(paths["table"], format_table(metrics))
     title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
-    plot_timeline(M.timeline(header, events), paths["png"], title=title)
+    plot_timeline(timeline if timeline is not None else M.timeline(header, events), paths["png"], title=title)
     return paths
 
 
