@@ -326,12 +326,13 @@ class Fleet:
         targets = []
         if "node" in e and e["node"] is not None:
             targets = [e["node"]]
-        elif isinstance(e.get("nodes"), list):
+        elif isinstance(e.get("nodes"), (list, tuple)):
             targets = e["nodes"]
         v = View("fault", t)
         v.name, v.targets = name, targets
         groups = e.get("groups")
-        v.groups = groups if isinstance(groups, list) and all(isinstance(g, list) for g in groups) else None
+        lists = (list, tuple)  # lists in a file, maybe tuples as the run records them
+        v.groups = groups if isinstance(groups, lists) and all(isinstance(g, lists) for g in groups) else None
         yield v
         if name not in DOWN_FAULTS:
             return

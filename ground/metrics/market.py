@@ -237,6 +237,7 @@ class AuctionTally:
     def result(self):
         self._decide(lambda r: True)
         st = stats(self.samples_s, self.slot_s, unit="rounds")
+        st["s_sum"] = round(sum(self.samples_s), 9)  # for a Prometheus summary's _sum
         rounds = {str(r): dict(row, s_max=None if row["s_max"] is None else round(row["s_max"], 9))
                   for r, row in sorted(self.rounds.items())}
         return {"bids": sum(row["bids"] for row in self.rounds.values()), "outcomes": dict(self.outcomes),

@@ -63,7 +63,25 @@ def test_live_metrics_equal_the_trace_file_of_a_market_run(tmp_path):
     out = str(tmp_path / "m")
     res = run.run(sc, out)
     _assert_live_equals_file(res, out)
-    assert res.metrics["market"]["auction"]["1"]["outcomes"]["awarded"] > 0
+    a = res.metrics["market"]["auction"]["1"]
+    d, flat = a["decision"], res.metrics["flat"]
+    assert a["outcomes"]["awarded"] == d["count"] > 0 and a["round_s"] == 24.0  # the scenario's slot_ms
+    assert sum(a["outcomes"].values()) == a["bids"] == sum(r["bids"] for r in a["rounds"].values())
+    assert 0 < d["s_p50"] <= d["s_p99"] <= d["s_max"] == max(r["s_max"] or 0 for r in a["rounds"].values())
+    assert d["rounds_max"] == round(d["s_max"] / 24.0, 9) and flat["market_decision_rounds_max"] == d["rounds_max"]
+    assert flat["market_bids_lost"] == a["outcomes"]["lost"] > 0  # the blackout drops bids
+    # Bids on the wire against the frames: every bid frame is one bid.
+    header, events, _ = trace.read(os.path.join(out, "trace.jsonl"))
+    assert a["bids"] == sum(1 for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "bid")
+    from test_metrics import check_exposition
+
+    text = report.to_prometheus(res.metrics)
+    types = check_exposition(text)
+    assert types["fleetloop_market_decision_seconds"] == "summary"
+    assert types["fleetloop_market_bids_total"] == "counter"
+    assert 'fleetloop_market_bids_total{outcome="awarded",region="1"} %d' % d["count"] in text.splitlines()
+    table = report.format_table(res.metrics)
+    assert "auction   region 1: bid to award p50/p99/max %.2f/" % d["s_p50"] in table
 
 
 REAL_TIME = """\
