@@ -68,6 +68,8 @@ class Metrics:
 
     def feed(self, event):
         """One trace event (a dict as the trace holds it), in file order."""
+        if self.fleet.closed:
+            raise ValueError("metrics: the result was taken (the run is closed); no more events")
         for v in self.fleet.feed(event):
             if v.kind == "end":
                 self.end = {"status": v.status, "reason": v.reason, "frames": v.frames}

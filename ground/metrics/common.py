@@ -74,6 +74,3 @@ class Span:
 
     def per_hour(self, x):
         return rnd(x / self.hours) if self.hours > 0 else None
-
-    def in_t(self, d_ns):
-        return s(d_ns) * 1000.0 / self.t_ms if self.t_ms else None

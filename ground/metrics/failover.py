@@ -9,7 +9,7 @@ sample); per node its latest telemetry counts and latest heartbeat. Nothing
 grows with the number of frames.
 """
 
-from ground.metrics.common import public, s, stats
+from ground.metrics.common import public, rnd, s, stats
 
 CRASH_FAULTS = ("crash", "power_cut")  # failure detection is measured for these
 GROUND = 0
@@ -198,12 +198,12 @@ class AgreementMetrics:
         worst = None
         for cid in dec:
             c = self.c[cid]
-            share = round(c["no_coord_ns"] / span.mission_ns, 9) if span.mission_ns else None
+            share = rnd(c["no_coord_ns"] / span.mission_ns) if span.mission_ns else None
             if share is not None and (worst is None or share > worst):
                 worst = share
             clusters[cid] = {
                 "decision": dict(stats([p["s"] for p in dec[cid]], span.t_s), events=dec[cid], incomplete=dec_inc[cid]),
-                "no_coordinator_s": round(s(c["no_coord_ns"]), 9),
+                "no_coordinator_s": rnd(s(c["no_coord_ns"])),
                 "no_coordinator_share": share,
             }
         all_dec = [p for c in dec for p in dec[c]]
