@@ -135,6 +135,8 @@ def test_feeding_one_event_at_a_time_is_the_same_as_a_list(tmp_path):
         m.feed(e)
     assert m.result() == metrics.compute(header, events[:half])
     assert m.result()["flat"]["frames_sent"] < metrics.compute(header, events)["flat"]["frames_sent"]
+    with pytest.raises(ValueError, match="result was taken"):
+        m.feed(events[half])  # its open claims were closed for the result: more events would be misread
 
 
 # ---- auction decisions ---------------------------------------------------------
