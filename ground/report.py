@@ -42,10 +42,10 @@ _MAX_FAULT_LABELS = 40
 _LABEL_LINES = 3
 
 
-def write_reports(run_dir, header, metrics, events):
+def write_reports(run_dir, header, metrics, events, timeline=None):
     """Write metrics.json, metrics.prom, metrics.txt and timeline.png into
     run_dir; return their paths by format. `events` is read once, for the
-    timeline only."""
+    timeline only, unless the timeline is given (ground.metrics.Metrics.timeline())."""
     os.makedirs(run_dir, exist_ok=True)
     paths = {
         "json": os.path.join(run_dir, "metrics.json"),
@@ -57,7 +57,7 @@ def write_reports(run_dir, header, metrics, events):
     _write_text(paths["prom"], to_prometheus(metrics))
     _write_text(paths["table"], format_table(metrics))
     title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
-    plot_timeline(M.timeline(header, events), paths["png"], title=title)
+    plot_timeline(timeline if timeline is not None else M.timeline(header, events), paths["png"], title=title)
     return paths
 
 
@@ -286,7 +286,31 @@ def to_prometheus(metrics):
         f = x.family("market_rounds_total", "counter", "Auction rounds the regional coordinator broadcast, by status")
         x.sample(f, mk["rounds_complete"], status="complete")
         x.sample(f, mk["rounds_void"], status="void")
+        _auction_prometheus(x, mk.get("auction") or {})
     return x.text()
+
+
+def _auction_prometheus(x, regions):
+    """Bid sent to award received per region, and bids by outcome (ground/metrics/market.py)."""
+    fs = x.family("market_decision_seconds", "summary", "Auction decision latency, a bid sent to its award received,"
+                  " mission seconds (quantiles over awarded bids)")
+    fr = x.family("market_decision_rounds", "summary", "Auction decision latency in auction rounds (slot_ms)")
+    fm = x.family("market_decision_max_seconds", "gauge", "Auction decision latency, maximum, mission seconds")
+    fb = x.family("market_bids_total", "counter", "Bids by what became of them: awarded, not_awarded (refused or"
+                  " outbid), void, lost (dropped on a link), unannounced, open (at the end)")
+    for region in sorted(regions, key=_int_key):
+        a = regions[region]
+        d, round_s = a["decision"], a.get("round_s")
+        for unit, f in (("s", fs), ("rounds", fr)):
+            for q, k in (("0.5", "p50"), ("0.99", "p99")):
+                x.sample(f, d["%s_%s" % (unit, k)], region=region, quantile=q)
+        x.sample(fs, d["s_sum"], "_sum", region=region)
+        x.sample(fs, d["count"], "_count", region=region)
+        x.sample(fr, round(d["s_sum"] / round_s, 9) if round_s else None, "_sum", region=region)
+        x.sample(fr, d["count"], "_count", region=region)
+        x.sample(fm, d["s_max"], region=region)
+        for outcome, n in a["outcomes"].items():
+            x.sample(fb, n, region=region, outcome=outcome)
 
 
 def _int_key(s):
@@ -443,6 +467,12 @@ def format_table(metrics):
             % (mk["rounds_complete"], mk["rounds_void"], mk["produced"], mk["lost"],
                _fmt(fl.get("market_lost_share"), "%.3f"), mk["leases"], mk["bids"], mk["refused"],
                _fmt(fl.get("market_conservative_share_max"), "%.3f")))
+        for region, a in sorted((mk.get("auction") or {}).items()):
+            d = a["decision"]
+            lines.append(
+                "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
+                % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
+                   ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
     lines.append("anomalies %d" % metrics.get("anomalies", {}).get("count", 0))
     for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
         lines.append("          " + ex)

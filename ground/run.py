@@ -111,6 +111,7 @@ class Run:
     def _record(self, event):
         self._writer(event)
         self.events.append(event)
+        self._metrics.feed(event)  # the metrics as events happen (ground/metrics/)
         for fn in self.listeners:
             fn(event)
 
@@ -131,7 +132,8 @@ class Run:
             "kind": "header", "scenario": sc.name, "scenario_path": sc.path, "scenario_text": sc.text,
             "seed": self.seed, "time_scale": sc.time_scale, "mode": self.mode,
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
-            **({"market": {"region": sc.market.region, "electors": list(sc.market.electors)}} if sc.market else {}),
+            **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
+                           "slot_ms": sc.market.slot_ms}} if sc.market else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.
@@ -362,7 +364,9 @@ class Run:
 
     def execute(self):
         status, reason = "ok", ""
-        self._writer = TraceWriter(self.trace_path, self._header())
+        header = self._header()
+        self._writer = TraceWriter(self.trace_path, header)
+        self._metrics = metrics_mod.Metrics(header, keep_timeline=True)
         self.router = Router(self.sc, self.clock, self._record, self.seed)
         try:
             self._build()
@@ -392,16 +396,18 @@ class Run:
             for link in r.links.values():
                 link.close()
         if self._writer is not None:
-            self._writer.close({"frames": r.frames if r else 0, "status": status, "reason": reason,
-                                "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)})
+            end = {"frames": r.frames if r else 0, "status": status, "reason": reason,
+                   "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)}
+            self._writer.close(end)
+            self._metrics.feed(dict(end, kind="end"))  # the trace's last line: the metrics see it too
         header = self._header()
-        m = metrics_mod.compute(header, self.events)
+        m = self._metrics.result()
         failures = metrics_mod.evaluate(m, self.sc.gates)
         if r is not None and r.version_violation:
             failures.append("version skew: " + r.version_violation)
         if status != "ok":
             failures.append("run %s: %s" % (status, reason))
-        report.write_reports(self.out_dir, header, m, self.events)
+        report.write_reports(self.out_dir, header, m, self.events, timeline=self._metrics.timeline())
         self.result = RunResult(self.out_dir, m, failures, status)
 
     def _progress(self, mission_ns):

@@ -1,4 +1,4 @@
-# ground/metrics.py and ground/report.py against small hand-built traces.
+# ground/metrics/ and ground/report.py against small hand-built traces.
 #
 # Every trace here is written with ground.trace.TraceWriter and read back with
 # ground.trace.read, so the metrics see exactly what a run leaves on disk (node

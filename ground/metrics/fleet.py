@@ -1,0 +1,375 @@
+"""The metrics' one reading of a trace: decode each event once, keep the
+state several families share, and hand the families a decoded view.
+
+What a trace says, as the metrics read it (docs/METRICS.md has each metric):
+  - A node *claims* coordinator with a `sent` COORDINATOR frame or a heartbeat
+    with role 2; the term is the frame's `term`. A claim lasts from its first
+    claiming frame to its last one before the node stops claiming: a heartbeat
+    or telemetry with another role, a crash / power_cut / reset fault, or more
+    than two heartbeat intervals (T/4 each, or the header's `heartbeat_ms`)
+    with no claiming frame.
+  - A node is *down* from a crash / power_cut / reset fault until it sends
+    its next frame, and *live* once it has sent a frame and is not down.
+  - A recipient of a frame follows from `dst` and the header's nodes: a node
+    id is its own recipient, `0xF000 | c` reaches cluster c's members except
+    the sender, 65535 every node except the sender, 0 (the ground) nobody.
+
+Bad input is expected input: an event for a node the header does not list, a
+missing or mistyped field, a fate for a frame never sent, is counted in
+`anomalies` (with the first few examples, by trace line) and skipped; it never
+raises. `Fleet.feed(event)` yields the views (`View`) the families consume:
+one per event, except a fault on several nodes, which yields the fault and then
+one `down` view per node it stops, each after that node's state changed.
+
+State kept: per node (liveness, open claim) and per cluster, plus the ids of
+frames sent (`known_ids`, to flag a fate for a frame never sent): that set is
+the one per-frame memory here.
+"""
+
+from ground.metrics.common import get_int, is_number
+
+ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")  # msgs.ROLE_NAMES
+ROLE_COORDINATOR = 2
+DOWN_FAULTS = ("crash", "power_cut", "reset")  # the node stops until it speaks again
+
+CLUSTER_BASE = 0xF000
+BROADCAST = 0xFFFF
+GROUND = 0
+_EXAMPLES = 20  # anomaly examples kept
+
+
+def cluster_addr(cluster):
+    return CLUSTER_BASE | cluster
+
+
+class Node:
+    __slots__ = ("cluster", "spoke", "down", "claim")
+
+    def __init__(self, cluster):
+        self.cluster = cluster  # str
+        self.spoke = False  # has sent a frame since it last went down
+        self.down = False
+        self.claim = None  # open claim: {"start", "last", "term", "id"}
+
+    def live(self):
+        return self.spoke and not self.down
+
+
+class View:
+    """One decoded event (or one node a fault stopped), for the families.
+
+    kind "sent": t (mission ns, never backwards), fid, bad, recipients (set,
+      or None when the frame was not routed), nid / node / cluster (None when
+      the sender is not a node the header lists, or the ground), type, size,
+      came_up (the node's first frame since it went down), msg (dict; None for
+      a bad frame), own (False for a seat's regional election traffic, whose
+      claims are not claims on the cluster), hb (role, term, coordinator),
+      tel (role, alive, suspect), claim_term (this frame claims), ended (the
+      claims this frame closed: [(nid, cluster, start_ns, last_ns)]).
+    kind "fate": fate, fid, to (int, None = every recipient, "skip"), copy, reason.
+    kind "fault": t, name, targets, groups (list of lists or None).
+    kind "down": t, nid, node, cluster, fault, was_live, claim_term (the term
+      it claimed when it went down, None if it was not claiming), ended.
+    kind "node" (event), "link" (state), "end" (status, reason, frames).
+    kind "close": t = end of the mission, ended (every claim still open).
+    """
+
+    __slots__ = ("kind", "t", "fid", "bad", "recipients", "nid", "node", "cluster", "type", "size", "came_up",
+                 "dst", "msg", "own", "hb", "tel", "claim_term", "ended", "fate", "to", "copy", "reason", "name",
+                 "targets", "groups", "fault", "was_live", "event", "state", "status", "frames")
+
+    def __init__(self, kind, t):
+        self.kind = kind
+        self.t = t
+        self.nid = self.node = self.cluster = self.dst = self.msg = self.hb = self.tel = self.claim_term = None
+        self.recipients = None
+        self.bad = self.came_up = self.own = False
+        self.ended = ()
+
+
+class Fleet:
+    def __init__(self, header):
+        self.anomalies = {}
+        self.examples = []
+        self.index = 0  # events fed; trace line = index + 1 (header is line 1)
+        header = header if isinstance(header, dict) else {}
+        self.header = header
+        t = header.get("election_timeout_ms")
+        self.t_ms = t if is_number(t) and t > 0 else None
+        if self.t_ms is None:
+            self.anomaly("header", "no usable election_timeout_ms: T figures are None")
+        hb = header.get("heartbeat_ms")
+        hb = hb if is_number(hb) and hb > 0 else (self.t_ms / 4.0 if self.t_ms else None)
+        self.silence_ns = 2 * hb * 1_000_000 if hb else None
+        self.nodes = {}
+        clusters = {}
+        raw = header.get("nodes")
+        if not isinstance(raw, dict):
+            self.anomaly("header", "no nodes table")
+            raw = {}
+        for key, info in raw.items():
+            try:
+                nid = int(key)
+            except (TypeError, ValueError):
+                self.anomaly("header", "node id %r is not an integer" % (key,))
+                continue
+            c = get_int(info, "cluster")
+            if c is None or nid <= 0:
+                self.anomaly("header", "node %r has no integer cluster" % (key,))
+                continue
+            self.nodes[nid] = Node(str(c))
+            clusters.setdefault(str(c), []).append(nid)
+        self.members = {c: sorted(m) for c, m in clusters.items()}  # cluster (str) -> sorted node ids
+        self.cluster_of_addr = {cluster_addr(int(c)): c for c in self.members if 0 <= int(c) < 0xFFF}
+        # A market region's electors share an address of their own (docs/MARKET.md).
+        market = header.get("market") if isinstance(header.get("market"), dict) else {}
+        self.region = market["region"] if isinstance(market.get("region"), int) else None
+        self.region_addr = cluster_addr(0xE00 | self.region) if self.region is not None else None
+        self.electors = set(market.get("electors") or ())
+        start = header.get("mission_ns")
+        self.start_ns = start if isinstance(start, int) and not isinstance(start, bool) else 0
+        self.end_ns = self.start_ns  # the latest mission_ns of any event, the `end` line included
+        self.state_ns = self.start_ns  # latest time a node's state changed
+        self.known_ids = set()
+        self.closed = False
+
+    # ---- bookkeeping -------------------------------------------------------
+
+    def anomaly(self, reason, text):
+        self.anomalies[reason] = self.anomalies.get(reason, 0) + 1
+        if len(self.examples) < _EXAMPLES:
+            where = "header" if self.index == 0 else "trace line %d" % (self.index + 1)
+            self.examples.append("%s: %s: %s" % (where, reason, text))
+
+    def live(self, nid):
+        return self.nodes[nid].live()
+
+    def _clock(self, t):
+        """Mission time for state changes: never backwards in file order."""
+        if t < self.state_ns:
+            self.anomaly("time_backwards", "mission_ns %d after %d" % (t, self.state_ns))
+            return self.state_ns
+        self.state_ns = t
+        return t
+
+    # ---- feeding -----------------------------------------------------------
+
+    def feed(self, e):
+        """Yield the views of one trace event (none for one that is skipped)."""
+        self.index += 1
+        if not isinstance(e, dict):
+            self.anomaly("not_an_event", repr(e)[:60])
+            return
+        t = e.get("mission_ns")
+        if not isinstance(t, int) or isinstance(t, bool):
+            self.anomaly("missing_field", "%s event without integer mission_ns" % e.get("kind"))
+            return
+        if t > self.end_ns:
+            self.end_ns = t
+        kind = e.get("kind")
+        if kind == "frame":
+            v = self._frame(e, t)
+            if v is not None:
+                yield v
+        elif kind == "fault":
+            yield from self._fault(e, t)
+        elif kind == "node":
+            v = View("node", t)
+            v.event = str(e.get("event"))
+            yield v
+        elif kind == "link":
+            v = View("link", t)
+            v.state = str(e.get("state"))
+            yield v
+        elif kind == "header" and self.index == 1:
+            pass  # a reader's whole output passed in, header first: fine
+        elif kind == "end":
+            v = View("end", t)
+            v.status, v.reason, v.frames = e.get("status"), e.get("reason"), e.get("frames")
+            yield v
+        else:
+            self.anomaly("unknown_kind", repr(kind))
+
+    def close(self):
+        """The last view: every claim still open ends at its last frame."""
+        if self.closed:
+            return None
+        self.closed = True
+        v = View("close", self.end_ns)
+        v.ended = [self._end_claim(nid, n) for nid, n in self.nodes.items() if n.claim is not None]
+        return v
+
+    def _frame(self, e, t):
+        fate = e.get("fate")
+        fid = e.get("id")
+        if fid is None or isinstance(fid, (dict, list)):
+            self.anomaly("missing_field", "frame event without id")
+            return None
+        if fate == "sent":
+            return self._sent(e, self._clock(t), fid)
+        if fid not in self.known_ids:
+            self.anomaly("unknown_frame", "%s for frame %r never sent" % (fate, fid))
+            return None
+        v = View("fate", t)
+        v.fate, v.fid = fate, fid
+        to = e.get("to", "missing")
+        if to is not None and get_int(e, "to") is None and fate in ("delivered", "dropped"):
+            self.anomaly("missing_field", "%s of frame %r without an integer `to`" % (fate, fid))
+            to = "skip"
+        v.to = to
+        v.copy = get_int(e, "copy") or 0
+        if fate == "dropped":
+            reason = e.get("reason")
+            if not isinstance(reason, str):
+                self.anomaly("missing_field", "dropped frame %r without reason" % (fid,))
+                reason = "unknown"
+            v.reason = reason
+        elif fate not in ("delivered", "duplicated", "corrupted", "converted"):
+            self.anomaly("unknown_fate", repr(fate))
+            return None
+        return v
+
+    def _recipients(self, src, dst):
+        if dst == GROUND:
+            return set()
+        if dst == BROADCAST:
+            return set(self.nodes) - {src}
+        if dst == self.region_addr:
+            return self.electors - {src}
+        if dst >= CLUSTER_BASE:
+            c = self.cluster_of_addr.get(dst)
+            return set(self.members[c]) - {src} if c is not None else set()
+        return {dst}
+
+    def _sent(self, e, t, fid):
+        v = View("sent", t)
+        v.fid = fid
+        self.known_ids.add(fid)
+        v.bad = bad = "bad" in e  # the ground could not decode it: its src may be unknown
+        src, dst = get_int(e, "src"), get_int(e, "dst")
+        v.dst = dst
+        if src is not None and "dst" in e and e["dst"] is None:
+            return v  # not routed (from a node that is down, or undecodable): counted only
+        if src is None or dst is None:
+            if not bad:
+                self.anomaly("missing_field", "sent frame %r without integer src/dst" % (fid,))
+            return v
+        v.recipients = self._recipients(src, dst)
+        if src == GROUND:
+            return v  # the ground's own frames (config): counted, no node state
+        n = self.nodes.get(src)
+        if n is None:
+            if not bad:
+                self.anomaly("unknown_node", "frame %r from node %d not in the header" % (fid, src))
+            return v
+        type_ = e.get("type")
+        if not isinstance(type_, str):
+            self.anomaly("missing_field", "sent frame %r without type" % (fid,))
+            type_ = "unknown"
+        size = get_int(e, "len")
+        if size is None:
+            self.anomaly("missing_field", "sent frame %r without len" % (fid,))
+            size = 0
+        v.nid, v.node, v.cluster, v.type, v.size = src, n, n.cluster, type_, size
+        v.came_up = not n.live()
+        if v.came_up:
+            n.down = False
+            n.spoke = True
+        if bad:
+            return v
+        msg = e.get("msg")
+        if not isinstance(msg, dict):
+            self.anomaly("missing_field", "sent frame %r without msg" % (fid,))
+            msg = {}
+        v.msg = msg
+        if dst >= CLUSTER_BASE and dst != BROADCAST and self.cluster_of_addr.get(dst) != n.cluster:
+            # Not the node's own cluster: a regional seat's election traffic
+            # (docs/MARKET.md). Its claims are not claims on the cluster.
+            return v
+        v.own = True
+        ended = []
+        if type_ == "coordinator":
+            term = get_int(msg, "term")
+            if term is None:
+                self.anomaly("missing_field", "coordinator frame %r without term" % (fid,))
+            else:
+                self._claim(src, n, term, t, fid, ended)
+                v.claim_term = term
+        elif type_ == "heartbeat":
+            role, term, coord = get_int(msg, "role"), get_int(msg, "term"), get_int(msg, "coordinator")
+            if role is None or term is None or coord is None:
+                self.anomaly("missing_field", "heartbeat %r without role/term/coordinator" % (fid,))
+            else:
+                if role == ROLE_COORDINATOR:
+                    self._claim(src, n, term, t, fid, ended)
+                    v.claim_term = term
+                elif n.claim is not None:
+                    ended.append(self._end_claim(src, n))
+                v.hb = (role, term, coord)
+        elif type_ == "telemetry":
+            role, alive, suspect = get_int(msg, "role"), get_int(msg, "alive"), get_int(msg, "suspect")
+            if role is None or alive is None or suspect is None:
+                self.anomaly("missing_field", "telemetry %r without role/alive/suspect" % (fid,))
+            else:
+                if role != ROLE_COORDINATOR and n.claim is not None:
+                    ended.append(self._end_claim(src, n))
+                v.tel = (role, alive, suspect)
+        v.ended = ended
+        return v
+
+    def _fault(self, e, t):
+        t = self._clock(t)
+        name = e.get("fault")
+        if not isinstance(name, str):
+            self.anomaly("missing_field", "fault without a name")
+            return
+        targets = []
+        if "node" in e and e["node"] is not None:
+            targets = [e["node"]]
+        elif isinstance(e.get("nodes"), (list, tuple)):
+            targets = e["nodes"]
+        v = View("fault", t)
+        v.name, v.targets = name, targets
+        groups = e.get("groups")
+        lists = (list, tuple)  # lists in a file, maybe tuples as the run records them
+        v.groups = groups if isinstance(groups, lists) and all(isinstance(g, lists) for g in groups) else None
+        yield v
+        if name not in DOWN_FAULTS:
+            return
+        if not targets:
+            self.anomaly("missing_field", "%s fault without node" % name)
+        for nid in targets:
+            n = self.nodes.get(nid) if isinstance(nid, int) and not isinstance(nid, bool) else None
+            if n is None:
+                self.anomaly("unknown_node", "%s fault on node %r not in the header" % (name, nid))
+                continue
+            if n.down:
+                continue  # already down: nothing more stops
+            d = View("down", t)
+            d.nid, d.node, d.cluster, d.fault = nid, n, n.cluster, name
+            d.was_live = n.live()
+            claim = n.claim
+            if claim is not None and (self.silence_ns is None or t - claim["last"] <= self.silence_ns):
+                d.claim_term = claim["term"]
+            d.ended = [self._end_claim(nid, n)] if claim is not None else []
+            n.down = True
+            n.spoke = False
+            yield d
+
+    # ---- claims ------------------------------------------------------------
+
+    def _claim(self, nid, n, term, t, fid, ended):
+        claim = n.claim
+        if claim is not None and self.silence_ns is not None and t - claim["last"] > self.silence_ns:
+            ended.append(self._end_claim(nid, n))
+            claim = None
+        if claim is None:
+            n.claim = {"start": t, "last": t, "term": term, "id": fid}
+        else:
+            claim["last"] = t
+            claim["term"] = max(claim["term"], term)
+
+    def _end_claim(self, nid, n):
+        c = n.claim
+        n.claim = None
+        return (nid, n.cluster, c["start"], c["last"])
