@@ -11,7 +11,7 @@ padded to a fixed width so no leftovers of a longer line show; elsewhere (a
 log, CI) one line per tenth of the run. The last redraw always shows the end
 (the caller's phase() redraws before it says what comes next).
 
-    mission  120.0/240 s  50%  elapsed 0:02  rate 61.3x  ETA 0:02  frames 1234  coord c1:n2/t2 c2:n6/t1
+    mission    120.0/240 s  50%  elapsed    2.0s  rate   61.3x  ETA    2.0s  frames    1234  coord c1:n2/t2 c2:n6/t1
 
 `c1:n2/t2` reads: cluster 1's coordinator is node 2, in election term 2 (the
 latest COORDINATOR claim the ground routed); `c1:-` no coordinator known yet.
@@ -29,10 +29,12 @@ REDRAW_S = 0.1  # at most 10 redraws a wall second on a terminal
 
 
 def clock_text(seconds):
-    """0:07, 12:34, 1:02:03 (wall seconds, rounded down)."""
+    """4.2s under a minute, else 1:07, 12:34, 1:02:03 (wall seconds, rounded down)."""
     if seconds is None:
-        return "-:--"
-    s = int(max(0, seconds))
+        return "-"
+    if seconds < 60:
+        return "%.1fs" % max(0.0, seconds)
+    s = int(seconds)
     h, m, s = s // 3600, s // 60 % 60, s % 60
     return "%d:%02d:%02d" % (h, m, s) if h else "%d:%02d" % (m, s)
 
@@ -49,12 +51,12 @@ def coordinators_text(coordinator, clusters=()):
 
 def line_text(mission_s, duration_s, elapsed_s, frames, coords):
     """The progress line itself (pure: tested without a terminal)."""
-    rate = mission_s / elapsed_s if elapsed_s > 0 else None
+    rate = mission_s / elapsed_s if elapsed_s > 0 and mission_s > 0 else None
     eta = (duration_s - mission_s) / rate if rate else None
     share = 100.0 * mission_s / duration_s if duration_s > 0 else 100.0
-    return "  mission %8.1f/%g s %3.0f%%  elapsed %s  rate %s  ETA %s  frames %7d  coord %s" % (
+    return "  mission %8.1f/%g s %3.0f%%  elapsed %7s  rate %7s  ETA %7s  frames %7d  coord %s" % (
         mission_s, duration_s, share, clock_text(elapsed_s),
-        ("%6.1fx" % rate) if rate is not None else "     -", clock_text(eta), frames, coords)
+        ("%.1fx" % rate) if rate is not None else "-", clock_text(eta), frames, coords)
 
 
 class Progress:
