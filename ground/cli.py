@@ -134,7 +134,7 @@ def cmd_export_pcap(args):
     print("ground export-pcap: %s -> %s: %d packets (%d frame fates, %d events), %s time%s"
           % (args.trace, out, r.packets, r.frames, r.events, args.time,
              "; the trace's last line was torn, exported the events before it" if r.torn else ""))
-    if not args.quiet:
+    if not args.quiet and os.path.exists(_LUA):  # a source checkout has the dissector; a wheel does not
         print("  tshark -X lua_script:%s -r %s" % (os.path.relpath(_LUA), out))
     return exitcodes.OK
 
