@@ -294,7 +294,7 @@ def _built_files(tmp_path):
     there, else setuptools' own `build` command (build_py: exactly the
     wheel's purelib tree). Built from a copy, so the worktree stays clean."""
     src = tmp_path / "src"
-    keep = ("pyproject.toml", "README.md", "ground", "hil", "firmware")
+    keep = ("pyproject.toml", "README.md", "ground", "hil", "firmware", "boards")
     src.mkdir()
     for name in keep:
         p = os.path.join(ROOT, name)
@@ -327,7 +327,7 @@ def _built_files(tmp_path):
     return sorted(zipfile.ZipFile(tmp_path / "wheel" / whl).namelist())
 
 
-def test_a_build_carries_what_ground_run_imports(tmp_path):
+def test_a_build_carries_what_ground_and_hil_need(tmp_path):
     files = set(_built_files(tmp_path))
 
     def tree(folder):
@@ -338,6 +338,7 @@ def test_a_build_carries_what_ground_run_imports(tmp_path):
         need = {f for f in tree(folder) if "__pycache__" not in f}
         assert need and need <= files, sorted(need - files)[:10]
     for f in ("firmware/main.py", "firmware/node/node.py", "firmware/runtime/shell.py",
-              "ground/shims/micropython.py", "hil/board_lib/machine.py", "hil/board_lib/_emuboot.py"):
+              "ground/shims/micropython.py", "hil/board_lib/machine.py", "hil/board_lib/_emuboot.py",
+              "boards/pico.yaml", "boards/emulated_pico.yaml"):
         assert f in files
     assert not [f for f in files if f.startswith(("tests/", "bench/"))]
