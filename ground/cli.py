@@ -89,7 +89,8 @@ def cmd_run(args):
     if result.failures:
         for f in result.failures:
             print("FAIL: " + f)
-        return exitcodes.FAILED
+        # Ctrl-C: the run kept what it recorded (trace, reports) and says so; the exit says who stopped it
+        return exitcodes.INTERRUPTED if result.status == "interrupted" else exitcodes.FAILED
     print("PASS: %s (trace %s)" % (sc.name, os.path.join(out, "trace.jsonl")))
     return exitcodes.OK
 

@@ -342,3 +342,33 @@ def test_a_build_carries_what_ground_and_hil_need(tmp_path):
               "boards/pico.yaml", "boards/emulated_pico.yaml"):
         assert f in files
     assert not [f for f in files if f.startswith(("tests/", "bench/"))]
+
+
+def test_ctrl_c_during_a_run_keeps_what_was_recorded_and_exits_130(tmp_path):
+    # A real SIGINT to `ground run` on a day-long sim scenario (minutes of
+    # work), sent once its first progress line shows the run has started.
+    import signal
+    import time
+
+    sc = tmp_path / "long.yaml"
+    sc.write_text((SMALL % GATE_OK).replace("duration_s: 30", "duration_s: 86400"))
+    out = tmp_path / "o"
+    p = subprocess.Popen([sys.executable, "-m", "ground", "run", str(sc), "--out", str(out), "--no-plot"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # wait for the first progress line (stderr is not a tty: one per tenth)
+            line = p.stderr.readline()
+            if line.lstrip().startswith("mission") or not line:
+                break
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, stderr
+    assert "interrupted" in stdout
+    header, events, torn = trace.read(str(out / "trace.jsonl"))
+    assert not torn and events[-1]["kind"] == "end" and events[-1]["status"] == "interrupted"
+    assert os.path.exists(out / "metrics.json")
