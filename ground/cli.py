@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 import time
+import traceback
 
 from ground import exitcodes
 from ground.exitcodes import InputError, fresh_folder, readable
@@ -63,7 +64,13 @@ def cmd_run(args):
         from ground import emulated_run
 
         mode = "emulated"
-        farm = emulated_run.start_farm(sc, os.path.join(out, "boards"), count=args.emulated)
+        try:
+            farm = emulated_run.start_farm(sc, os.path.join(out, "boards"), count=args.emulated)
+        except RuntimeError as e:  # hil.emulated.BoardError: a board that would not start or boot, named
+            if args.verbose:
+                traceback.print_exc()
+            print("FAIL: emulated boards: %s" % e)
+            return exitcodes.FAILED
         boards = farm.devices()
     elif args.rig:
         from hil import rig as rig_mod

@@ -29,7 +29,8 @@ INTERRUPTED = 130
 
 EPILOG = """exit status:
   0    ok (every gate and invariant held; a replay identical)
-  1    a gate, invariant or replay comparison failed
+  1    a gate, invariant or replay comparison failed; a board failed
+       (to flash, to boot) or is missing
   2    bad input: the message names the file:line, board, node or link
        (also: bad arguments, a file that cannot be read, a torn trace
        without --allow-torn, an --out folder that exists without --force)
