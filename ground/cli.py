@@ -78,6 +78,7 @@ def cmd_run(args):
         mode = "rig"
         boards = rig_mod.load(readable(args.rig)).devices_for(sc)
     progress = None if args.quiet else Progress(sys.stderr)
+    cpu0, wall0 = time.process_time(), time.monotonic()  # this process only: not the emulated boards
     _say(args, "ground run: %s (%d nodes, %g mission s, seed %d, %s) -> %s"
          % (sc.name, len(sc.nodes), sc.duration_s, args.seed if args.seed is not None else sc.seed, mode, out))
     try:
@@ -92,7 +93,10 @@ def cmd_run(args):
         with open(os.path.join(out, "metrics.txt"), encoding="utf-8") as f:
             print(f.read(), end="")
     if args.verbose:
+        wall = time.monotonic() - wall0
         print("reports: %s" % ", ".join(sorted(n for n in os.listdir(out) if not n.startswith("."))))
+        print("harness: %.1f s CPU over %.1f s wall (%.0f%% of a core; boards not included)"
+              % (time.process_time() - cpu0, wall, 100.0 * (time.process_time() - cpu0) / wall if wall else 0))
     if result.failures:
         for f in result.failures:
             print("FAIL: " + f)
