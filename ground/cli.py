@@ -122,8 +122,7 @@ def cmd_metrics(args):
         text = open(paths["table"], encoding="utf-8").read()
     else:
         text = report.format_table(m)
-    if not args.quiet:
-        print(text, end="")
+    print(text, end="")  # the verb's result: printed with -q too
     if args.out:
         _say(args, "ground metrics: wrote %s in %s" % (", ".join(os.path.basename(p) for p in paths.values()), args.out))
     else:
