@@ -372,3 +372,15 @@ def test_ctrl_c_during_a_run_keeps_what_was_recorded_and_exits_130(tmp_path):
     header, events, torn = trace.read(str(out / "trace.jsonl"))
     assert not torn and events[-1]["kind"] == "end" and events[-1]["status"] == "interrupted"
     assert os.path.exists(out / "metrics.json")
+
+
+def test_no_plot_removes_a_stale_timeline(small_run, tmp_path):
+    from ground import metrics, report
+
+    _, out = small_run
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    m = metrics.compute(header, events)
+    paths = report.write_reports(str(tmp_path), header, m, events)
+    assert os.path.exists(paths["png"])
+    paths = report.write_reports(str(tmp_path), header, m, events, plot=False)
+    assert "png" not in paths and not os.path.exists(tmp_path / "timeline.png")  # it would show another run
