@@ -156,6 +156,8 @@ _LUA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 def cmd_replay_frames(args):
     from ground import replay
 
+    if args.into != "sim" and "://" not in args.into and not os.path.exists(args.into):
+        raise InputError("no such device: %s (--into)" % args.into)  # as a rig's absent port reads
     r = replay.replay_frames(readable(args.trace), args.node, into=args.into, allow_torn=args.allow_torn,
                              time_scale=args.time_scale, wait_hello_s=args.wait_hello,
                              say=lambda text: _say(args, text))

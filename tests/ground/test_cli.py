@@ -285,6 +285,14 @@ def test_an_absent_serial_port_is_named_once(tmp_path):
     assert "in use by another program" not in said
 
 
+def test_replay_into_an_absent_device_is_named(small_run):
+    _, out = small_run
+    if os.path.exists("/dev/ttyACM9"):
+        pytest.skip("this host has a /dev/ttyACM9")
+    r = ground("replay-frames", str(out / "trace.jsonl"), "--node", "1", "--into", "/dev/ttyACM9")
+    assert r.returncode == 2 and r.stderr.strip() == "ground: error: no such device: /dev/ttyACM9 (--into)"
+
+
 # ---- packaging ---------------------------------------------------------------------------------
 
 
