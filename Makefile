@@ -13,10 +13,14 @@ HIL_OUT ?= runs/hil
 
 venv: $(STAMP)
 
+# Quiet: pip 26 passes the build backend's warnings through even with --quiet;
+# the only one left after pyproject.toml's fixes is setuptools' "Editable
+# installation" notice (a SetuptoolsWarning, hence a UserWarning), printed at
+# every editable install of a flat layout. Errors still print in full.
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)

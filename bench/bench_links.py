@@ -1,6 +1,6 @@
 """Benchmarks for the link pipeline (ground/stages.py) and the real-time
 scheduler (ground/realtime.py). Run: python -m bench.bench_links [--quick]
-(--virtual: only (a)).
+(--virtual: only (a); --real: only (b)).
 
 (a) Routing throughput in virtual time, frames per second on one core (CPU
     time of this process; each figure the median of several rounds, the
@@ -18,11 +18,14 @@ scheduler (ground/realtime.py). Run: python -m bench.bench_links [--quick]
 (b) Injected-delay accuracy in real time: frames produced at 1k, 5k and 20k
     frames/s, each scheduled for delivery at send time + a link delay; the
     lateness of each delivery against its due time (p50/p99/max, and min: a
-    negative one would be early) for the Scheduler as it comes (select with
-    microsecond timeouts, spin 1 ms) with an idle descriptor registered, as
-    in the harness, and with none (nanosleep); with a 250 us spin (less CPU);
-    on epoll (whole-ms timeouts); and plain asyncio loop.call_at, side by
-    side in the same run, with the CPU each used.
+    negative one would be early) for the Scheduler as it comes (polite:
+    select with microsecond timeouts, spin up to 1 ms before a timer but at
+    most POLITE_SPIN_SHARE of the wall time) with an idle descriptor
+    registered, as in the harness; precise (ground run --precise-time: spin
+    1 ms before every timer); polite with no descriptor (nanosleep); precise
+    with a 250 us spin; polite on epoll (whole-ms timeouts); and plain asyncio
+    loop.call_at, side by side in the same run, with the CPU each used (CPU
+    time over wall time) and the share of the wall time spent spinning.
 Not a test: it asserts nothing, it prints figures and the machine.
 """
 
@@ -39,7 +42,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench.machine_info import describe  # noqa: E402
-from ground.realtime import Scheduler  # noqa: E402
+from ground.realtime import PRECISE_SPIN_SHARE, POLITE_SPIN_SHARE, Scheduler  # noqa: E402
 from ground.stages import Packet, build_pipeline  # noqa: E402
 
 MS = 1_000_000
@@ -286,12 +289,13 @@ def run_scheduler(rate, seconds, delays, with_fd, **kw):
     s.call_at(start, produce, 0)
     c0, w0 = time.process_time(), time.monotonic()
     s.run_until(lambda: len(late) == n)
-    cpu = (time.process_time() - c0) / (time.monotonic() - w0)
+    wall = time.monotonic() - w0
+    cpu = (time.process_time() - c0) / wall
     s.close()
     if with_fd:
         os.close(r)
         os.close(w)
-    return late, cpu
+    return late, cpu, s.spun_ns / 1e9 / wall
 
 
 def run_asyncio(rate, seconds, delays):
@@ -321,29 +325,33 @@ def run_asyncio(rate, seconds, delays):
     loop.run_until_complete(done)
     cpu = (time.process_time() - c0) / (time.monotonic() - w0)
     loop.close()
-    return late, cpu
+    return late, cpu, None
 
 
 def real_time(seconds, rates, delay_ms=5):
     print("(b) Injected-delay accuracy in real time: lateness of each delivery vs its due time, ms"
           " (%d s per row; link delay %d ms + normal jitter 1 ms; goal p99 <= 0.5 ms;"
           " asyncio measured earlier here: p50 0.58 / p99 2.03):" % (seconds, delay_ms))
-    print("  %-8s %-26s %8s %8s %8s %8s %8s %7s %6s" % ("rate/s", "", "min", "p50", "p90", "p99", "max", "frames", "CPU"))
+    print("  polite: spin at most %d %% of the wall time (the default); precise: spin 1 ms before every timer"
+          % (100 * POLITE_SPIN_SHARE))
+    print("  %-8s %-30s %8s %8s %8s %8s %8s %7s %6s %6s" % ("rate/s", "", "min", "p50", "p90", "p99", "max", "frames",
+                                                          "CPU", "spin"))
     for rate in rates:
         delays = _link_delays(rate * seconds, delay_ms)
-        for name, fn in (("Scheduler + fd", lambda: run_scheduler(rate, seconds, delays, True)),
-                         ("Scheduler, no fd", lambda: run_scheduler(rate, seconds, delays, False)),
-                         ("Scheduler + fd, spin 250us", lambda: run_scheduler(
-                             rate, seconds, delays, True, spin_ns=250_000)),
-                         ("Scheduler + fd, epoll", lambda: run_scheduler(
+        for name, fn in (("polite (default) + fd", lambda: run_scheduler(rate, seconds, delays, True)),
+                         ("precise (--precise-time) + fd", lambda: run_scheduler(
+                             rate, seconds, delays, True, spin_share=PRECISE_SPIN_SHARE)),
+                         ("polite, no fd", lambda: run_scheduler(rate, seconds, delays, False)),
+                         ("precise, spin 250us + fd", lambda: run_scheduler(
+                             rate, seconds, delays, True, spin_ns=250_000, spin_share=PRECISE_SPIN_SHARE)),
+                         ("polite + fd, epoll", lambda: run_scheduler(
                              rate, seconds, delays, True, selector=selectors.EpollSelector())),
                          ("asyncio loop.call_at", lambda: run_asyncio(rate, seconds, delays))):
-            late, cpu = fn()
+            late, cpu, spin = fn()
             late.sort()
-            print("  %-8d %-26s %8.3f %8.3f %8.3f %8.3f %8.3f %7d %5.0f%%" % (
+            print("  %-8d %-30s %8.3f %8.3f %8.3f %8.3f %8.3f %7d %5.0f%% %5s" % (
                 rate, name, late[0] / 1e6, _pct(late, 0.5) / 1e6, _pct(late, 0.9) / 1e6, _pct(late, 0.99) / 1e6,
-                late[-1] / 1e6,
-                len(late), cpu * 100))
+                late[-1] / 1e6, len(late), cpu * 100, "-" if spin is None else "%.0f%%" % (spin * 100)))
 
 
 def main(argv=None):
@@ -354,9 +362,10 @@ def main(argv=None):
         print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     except OSError:
         pass
-    virtual_time(30_000 if quick else 100_000, 5 if quick else 15)
+    if "--real" not in argv:
+        virtual_time(30_000 if quick else 100_000, 5 if quick else 15)
     if "--virtual" not in argv:
-        real_time(1 if quick else 3, (1000, 5000, 20000))
+        real_time(1 if quick else 3, (200, 1000, 5000, 20000))
     try:
         print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     except OSError:

@@ -1,88 +1,149 @@
-"""`ground` command line.
+"""`ground` command line: parse the arguments, run one verb, exit with a code
+that says what happened (ground/exitcodes.py; listed in `ground --help`).
 
-    ground run SCENARIO [--sim | --emulated [N] | --rig RIG.yaml] [--seed S] [--out DIR]
-    ground metrics TRACE [--out DIR]      # recompute metrics/reports from a trace
-    ground export-pcap TRACE [-o OUT.pcapng] [--time mission|wall] [--allow-torn]
+    ground run SCENARIO [--sim | --emulated [N] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
+                        [--no-plot] [--precise-time]
+    ground metrics TRACE [--out DIR [--force]] [--no-plot] [--allow-torn]
+    ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
-    ground replay-run TRACE [--out DIR]
-(docs/TRACE_TOOLS.md: the trace tools.)
+    ground replay-run TRACE [--out DIR] [--allow-torn]
+    ground --version;  -q / -v on every verb
+(docs/CLI.md: conventions; docs/TRACE_TOOLS.md: the trace tools.)
 
-Exit status: 0 when the run finished and every gate passed, 1 when a gate or
-invariant failed, 2 on bad input (the message names file:line, node or link).
-The replay commands exit 0 when the replay is identical, 1 when it differs.
+Conventions every verb keeps: nothing already written is overwritten unless
+--force (a run's folder, a run's reports); a torn trace (the run was cut off
+mid-write) is refused naming file:line unless --allow-torn; a file that
+cannot be read reads `cannot read: PATH (reason)`.
 """
 
 import argparse
 import os
 import sys
 import time
+import traceback
 
-from ground.yamlfile import ConfigError
+from ground import exitcodes
+from ground.exitcodes import InputError, fresh_folder, readable
+
+PROG = "ground"
+
+RUN_EPILOG = """progress line (on stderr, redrawn in place on a terminal):
+  mission    120.0/240 s  50%  elapsed    2.0s  rate   61.3x  ETA    2.0s  frames    1234  coord c1:n2/t2 c2:-
+  rate: mission seconds per wall second; ETA: wall time left at that rate;
+  c1:n2/t2: cluster 1's coordinator is node 2 in election term 2 (c2:- none known yet).
+
+"""
 
 
 def _default_out(name):
-    return os.path.join("runs", "%s-%s" % (name, time.strftime("%Y%m%d-%H%M%S")))
+    base = os.path.join("runs", "%s-%s" % (name, time.strftime("%Y%m%d-%H%M%S")))
+    out, n = base, 1
+    while os.path.exists(out):  # two runs in one second: never share a folder
+        n += 1
+        out = "%s-%d" % (base, n)
+    return out
+
+
+def _say(args, text):
+    """A line for people (stderr), unless -q."""
+    if not args.quiet:
+        print(text, file=sys.stderr, flush=True)
 
 
 def cmd_run(args):
     from ground import backends
     from ground import run as run_mod
     from ground import scenario as scenario_mod
+    from ground.progress import Progress
 
-    sc = scenario_mod.load(args.scenario)
-    out = args.out or _default_out(sc.name)
+    sc = scenario_mod.load(readable(args.scenario))
+    out = fresh_folder(args.out, args.force) if args.out else _default_out(sc.name)
+    if args.precise_time and args.emulated is None and not args.rig:
+        _say(args, "ground run: note: --precise-time only matters in real time (--emulated, --rig); this is --sim")
     # Boards come from a registered back-end (ground/backends.py; hil/ provides them).
     boards = None
-    if args.emulated is not None:
-        boards = backends.start("emulated", sc, os.path.join(out, "boards"), args.emulated)
-    elif args.rig:
-        boards = backends.start("rig", sc, os.path.join(out, "boards"), args.rig)
-    mode = boards.mode if boards is not None else "sim"
-    progress = None if args.quiet else run_mod.print_progress()
-    print("ground run: %s (%d nodes, %g mission s, seed %d, %s) -> %s"
-          % (sc.name, len(sc.nodes), sc.duration_s, args.seed if args.seed is not None else sc.seed, mode, out))
     try:
-        result = run_mod.run(sc, out, mode=mode, seed=args.seed, boards=boards and boards.boards, progress=progress)
+        if args.emulated is not None:
+            boards = backends.start("emulated", sc, os.path.join(out, "boards"), args.emulated)
+        elif args.rig:
+            boards = backends.start("rig", sc, os.path.join(out, "boards"), readable(args.rig))
+    except RuntimeError as e:  # hil.emulated.BoardError: a board that would not start or boot, named
+        if args.verbose:
+            traceback.print_exc()
+        print("FAIL: boards: %s" % e)
+        return exitcodes.FAILED
+    mode = boards.mode if boards is not None else "sim"
+    progress = None if args.quiet else Progress(sys.stderr)
+    cpu0, wall0 = time.process_time(), time.monotonic()  # this process only: not the emulated boards
+    _say(args, "ground run: %s (%d nodes, %g mission s, seed %d, %s) -> %s"
+         % (sc.name, len(sc.nodes), sc.duration_s, args.seed if args.seed is not None else sc.seed, mode, out))
+    try:
+        result = run_mod.run(sc, out, mode=mode, seed=args.seed, boards=boards and boards.boards, progress=progress,
+                             plot=not args.no_plot, precise_time=args.precise_time)
     finally:
         if boards is not None:
             boards.stop()
     if progress:
-        sys.stderr.write("\n")
-    print(open(os.path.join(out, "metrics.txt")).read(), end="")
+        progress.done()
+    if not args.quiet:
+        with open(os.path.join(out, "metrics.txt"), encoding="utf-8") as f:
+            print(f.read(), end="")
+    if args.verbose:
+        wall = time.monotonic() - wall0
+        print("reports: %s" % ", ".join(sorted(n for n in os.listdir(out) if not n.startswith("."))))
+        print("harness: %.1f s CPU over %.1f s wall (%.0f%% of a core; boards not included)"
+              % (time.process_time() - cpu0, wall, 100.0 * (time.process_time() - cpu0) / wall if wall else 0))
     if result.failures:
         for f in result.failures:
             print("FAIL: " + f)
-        return 1
+        # Ctrl-C: the run kept what it recorded (trace, reports) and says so; the exit says who stopped it
+        return exitcodes.INTERRUPTED if result.status == "interrupted" else exitcodes.FAILED
     print("PASS: %s (trace %s)" % (sc.name, os.path.join(out, "trace.jsonl")))
-    return 0
+    return exitcodes.OK
 
 
 def cmd_metrics(args):
     from ground import metrics, report, trace
 
-    header, events, torn = trace.read(args.trace)
-    m = metrics.compute(header, events)
-    out = args.out or os.path.dirname(os.path.abspath(args.trace))
-    report.write_reports(out, header, m, events)
-    print(open(os.path.join(out, "metrics.txt")).read(), end="")
+    header, events, torn = trace.read(readable(args.trace), allow_torn=args.allow_torn)
     if torn:
-        print("note: %s: the last line was torn (the run was cut off); metrics cover what was recorded" % args.trace)
-    return 0
+        _say(args, "ground metrics: note: %s: the last line was torn (the run was cut off); the metrics cover the "
+             "%d complete events before it" % (args.trace, len(events)))
+    if args.out:
+        fresh_folder(args.out, args.force)
+    _say(args, "ground metrics: computing the metrics of %d events..." % len(events))
+    m = metrics.compute(header, events)
+    if args.out:
+        paths = report.write_reports(args.out, header, m, events, plot=not args.no_plot)
+        text = open(paths["table"], encoding="utf-8").read()
+    else:
+        text = report.format_table(m)
+    print(text, end="")  # the verb's result: printed with -q too
+    if args.out:
+        _say(args, "ground metrics: wrote %s in %s" % (", ".join(os.path.basename(p) for p in paths.values()), args.out))
+    else:
+        _say(args, "ground metrics: wrote no files (the run's own reports are as the run left them); "
+             "--out DIR writes metrics.json/.prom/.txt%s there" % ("" if args.no_plot else " and timeline.png"))
+    return exitcodes.OK
 
 
 def cmd_export_pcap(args):
     from ground import pcap
 
+    readable(args.trace)
     out = args.output
     if out is None:
         base = args.trace[:-len(".jsonl")] if args.trace.endswith(".jsonl") else args.trace
         out = base + ".pcapng"
+    if os.path.exists(out) and not args.force:
+        raise InputError("%s: exists; give another -o OUT.pcapng, or --force to replace it" % out)
     r = pcap.export(args.trace, out, time=args.time, allow_torn=args.allow_torn)
     print("ground export-pcap: %s -> %s: %d packets (%d frame fates, %d events), %s time%s"
           % (args.trace, out, r.packets, r.frames, r.events, args.time,
              "; the trace's last line was torn, exported the events before it" if r.torn else ""))
-    print("  tshark -X lua_script:%s -r %s" % (os.path.relpath(_LUA), out))
-    return 0
+    if not args.quiet and os.path.exists(_LUA):  # a source checkout has the dissector; a wheel does not
+        print("  tshark -X lua_script:%s -r %s" % (os.path.relpath(_LUA), out))
+    return exitcodes.OK
 
 
 _LUA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "wireshark", "fleetloop.lua")
@@ -91,25 +152,56 @@ _LUA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 def cmd_replay_frames(args):
     from ground import replay
 
-    r = replay.replay_frames(args.trace, args.node, into=args.into, allow_torn=args.allow_torn,
+    if args.into != "sim" and "://" not in args.into and not os.path.exists(args.into):
+        raise InputError("no such device: %s (--into)" % args.into)  # as a rig's absent port reads
+    r = replay.replay_frames(readable(args.trace), args.node, into=args.into, allow_torn=args.allow_torn,
                              time_scale=args.time_scale, wait_hello_s=args.wait_hello,
-                             say=lambda text: print(text, file=sys.stderr, flush=True))
+                             say=lambda text: _say(args, text))
     print(r.report())
-    return 0 if r.identical else 1
+    return exitcodes.OK if r.identical else exitcodes.FAILED
 
 
 def cmd_replay_run(args):
-    from ground import replay
+    from ground import replay, trace
 
+    _, events, torn = trace.read(readable(args.trace), allow_torn=args.allow_torn)  # one rule for torn traces
+    if torn:
+        _say(args, "ground replay-run: note: %s: the last line was torn; the re-run is compared with the %d "
+             "complete events before it (it differs from there on)" % (args.trace, len(events)))
+    _say(args, "ground replay-run: re-running %s in virtual time..." % args.trace)
     r = replay.replay_run(args.trace, out_dir=args.out)
     print(r.report())
-    return 0 if r.identical else 1
+    return exitcodes.OK if r.identical else exitcodes.FAILED
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="ground", description="fleetloop ground harness")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run a scenario")
+def _common(parser, top=False):
+    # -q/-v before or after the verb: on the subparsers they default to
+    # SUPPRESS, so a verb without them keeps what the top level parsed.
+    d = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors: no progress, no notes", **d)
+    parser.add_argument("-v", "--verbose", action="count", help="more detail; a traceback with an input error too", **d)
+
+
+def _torn(parser, what):
+    parser.add_argument("--allow-torn", action="store_true",
+                        help="%s a trace whose last line was cut off (default: refused, exit 2)" % what)
+
+
+def build_parser():
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog=PROG, description="fleetloop ground harness", epilog=exitcodes.EPILOG,
+                                formatter_class=fmt)
+    p.add_argument("--version", action="version", version=exitcodes.version(PROG))
+    _common(p, top=True)
+    p.set_defaults(quiet=False, verbose=0)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="VERB")
+
+    def verb(name, help_, epilog=""):
+        v = sub.add_parser(name, help=help_, description=help_, epilog=epilog + exitcodes.EPILOG, formatter_class=fmt)
+        _common(v)
+        return v
+
+    r = verb("run", "run a scenario", RUN_EPILOG)
     r.add_argument("scenario")
     g = r.add_mutually_exclusive_group()
     g.add_argument("--sim", action="store_true", help="in-process nodes in virtual time (default)")
@@ -117,21 +209,33 @@ def main(argv=None):
                    help="emulated Picos (one per scenario node; N only checks the count)")
     g.add_argument("--rig", metavar="RIG.yaml", help="real boards described by a rig file")
     r.add_argument("--seed", type=int)
-    r.add_argument("--out", metavar="DIR")
-    r.add_argument("--quiet", action="store_true", help="no live progress line")
+    r.add_argument("--out", metavar="DIR", help="the run folder (default: runs/NAME-DATE-TIME); must be new or empty")
+    r.add_argument("--force", action="store_true", help="write into an --out folder that already has files")
+    r.add_argument("--no-plot", action="store_true", help="skip timeline.png (the slowest report to draw)")
+    r.add_argument("--precise-time", action="store_true",
+                   help="real time: spin before every timer for sub-ms lateness (up to a whole core); "
+                        "default: polite, spinning at most 25%% of the wall time")
     r.set_defaults(fn=cmd_run)
-    m = sub.add_parser("metrics", help="recompute metrics and reports from a trace")
+
+    m = verb("metrics", "recompute a trace's metrics: print the table; --out DIR writes the reports there")
     m.add_argument("trace")
-    m.add_argument("--out", metavar="DIR")
+    m.add_argument("--out", metavar="DIR", help="write metrics.json/.prom/.txt and timeline.png into DIR (new or empty)")
+    m.add_argument("--force", action="store_true", help="write into an --out folder that already has files "
+                                                         "(the run's own folder included)")
+    m.add_argument("--no-plot", action="store_true", help="with --out: skip timeline.png")
+    _torn(m, "measure")
     m.set_defaults(fn=cmd_metrics)
-    e = sub.add_parser("export-pcap", help="write a trace as pcapng for Wireshark (tools/wireshark/fleetloop.lua)")
+
+    e = verb("export-pcap", "write a trace as pcapng for Wireshark (tools/wireshark/fleetloop.lua)")
     e.add_argument("trace")
     e.add_argument("-o", "--output", metavar="OUT.pcapng", help="default: the trace's name with .pcapng")
+    e.add_argument("--force", action="store_true", help="replace an existing OUT.pcapng")
     e.add_argument("--time", choices=("mission", "wall"), default="mission",
                    help="packet timestamps: mission time since mission 0 (default) or the trace's wall_ns")
-    e.add_argument("--allow-torn", action="store_true", help="export a trace whose last line was cut off")
+    _torn(e, "export")
     e.set_defaults(fn=cmd_export_pcap)
-    f = sub.add_parser("replay-frames", help="feed one node's recorded input frames to a node and diff its output")
+
+    f = verb("replay-frames", "feed one node's recorded input frames to a node and diff its output")
     f.add_argument("trace")
     f.add_argument("--node", type=int, required=True, metavar="N")
     f.add_argument("--into", default="sim", metavar="sim|DEVICE",
@@ -139,18 +243,20 @@ def main(argv=None):
     f.add_argument("--time-scale", type=float, metavar="X", help="real-time replay: mission s per wall s (default: the trace's)")
     f.add_argument("--wait-hello", type=float, default=30.0, metavar="S",
                    help="device replay: wait this long for the board's HELLO (reset it then); 0: start at once")
-    f.add_argument("--allow-torn", action="store_true", help="replay a trace whose last line was cut off")
+    _torn(f, "replay")
     f.set_defaults(fn=cmd_replay_frames)
-    rr = sub.add_parser("replay-run", help="re-run a sim trace's scenario and compare the traces byte for byte")
+
+    rr = verb("replay-run", "re-run a sim trace's scenario and compare the traces byte for byte")
     rr.add_argument("trace")
     rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
+    _torn(rr, "re-run")
     rr.set_defaults(fn=cmd_replay_run)
-    args = p.parse_args(argv)
-    try:
-        return args.fn(args)
-    except (ConfigError, ValueError, OSError) as e:
-        print("ground: error: %s" % e, file=sys.stderr)
-        return 2
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return exitcodes.main_wrapper(PROG, args.fn, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":

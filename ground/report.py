@@ -11,7 +11,9 @@ format_table) so it can be tested without files; only write_reports and
 plot_timeline touch the disk. The PNG needs matplotlib (Agg, through
 matplotlib.figure.Figure: no pyplot global state, no display); it is imported
 only when a timeline is drawn, and it is written last, so a missing matplotlib
-costs the picture and nothing else.
+costs the picture and nothing else. `ground run --no-plot` skips it (drawing
+is most of a short --sim run's wall time: about 0.25 s plus matplotlib's
+import on the first picture).
 
 Prometheus text exposition format (version 0.0.4), as written here: one
 `# HELP` and one `# TYPE` line per family, then its samples as one
@@ -42,10 +44,12 @@ _MAX_FAULT_LABELS = 40
 _LABEL_LINES = 3
 
 
-def write_reports(run_dir, header, metrics, events, timeline=None):
+def write_reports(run_dir, header, metrics, events, plot=True, timeline=None):
     """Write metrics.json, metrics.prom, metrics.txt and timeline.png into
     run_dir; return their paths by format. `events` is read once, for the
-    timeline only, unless the timeline is given (ground.metrics.Metrics.timeline())."""
+    timeline only, unless the timeline is given (ground.metrics.Metrics.timeline()).
+    plot=False (ground run --no-plot): no timeline.png, and one left from an
+    earlier write to this folder is removed (it would show another run)."""
     os.makedirs(run_dir, exist_ok=True)
     paths = {
         "json": os.path.join(run_dir, "metrics.json"),
@@ -56,6 +60,11 @@ def write_reports(run_dir, header, metrics, events, timeline=None):
     _write_text(paths["json"], to_json(metrics))
     _write_text(paths["prom"], to_prometheus(metrics))
     _write_text(paths["table"], format_table(metrics))
+    if not plot:
+        if os.path.exists(paths["png"]):
+            os.remove(paths["png"])
+        del paths["png"]
+        return paths
     title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
     plot_timeline(timeline if timeline is not None else M.timeline(header, events), paths["png"], title=title)
     return paths
@@ -500,7 +509,8 @@ def plot_timeline(tl, path, title="run"):
     elif span > 300:
         scale, unit = (60.0, "min")
 
-    fig = Figure(figsize=(12, 1.9 + 0.38 * max(len(ids), 1)), dpi=100)
+    width_in, height_in = 12, 1.9 + 0.38 * max(len(ids), 1)
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for row, nid in enumerate(ids):
@@ -550,5 +560,11 @@ def plot_timeline(tl, path, title="run"):
     if hidden:
         heading += "  (first %d of %d nodes)" % (len(ids), len(ids) + hidden)
     ax.set_title(heading, fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
+    # Fixed margins in inches (the y labels, the legend, title and x label
+    # have known sizes) instead of tight_layout(), which measures every text
+    # (a third of the drawing time); PNG compression level 1 instead of 6:
+    # a file ~15% larger, written in a fraction of the time.
+    label_in = 0.2 + 0.068 * max((len(t.get_text()) for t in ax.get_yticklabels()), default=4)
+    fig.subplots_adjust(left=min(0.4, label_in / width_in), right=1 - 1.45 / width_in,
+                        top=1 - 0.4 / height_in, bottom=0.55 / height_in)
+    fig.savefig(path, format="png", pil_kwargs={"compress_level": 1})

@@ -11,7 +11,6 @@ written: nothing recorded is lost.
 """
 
 import os
-import sys
 import time
 
 from ground import firmware
@@ -83,19 +82,21 @@ class Run:
     Public hooks for watchers (ground/live.py): `listeners`, `on_start`,
     `header()`, `apply_fault(f)`."""
 
-    def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None):
+    def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False):
         self.sc = sc
         self.out_dir = out_dir
         self.mode = mode
         self.seed = sc.seed if seed is None else seed
         self.boards = boards or {}  # node id -> device path / URL, or a board object with .device
         self.progress = progress
+        self.plot = plot  # draw timeline.png (ground run --no-plot: not)
         real = mode != "sim" or bool(self.boards)
         check_resolution(sc, real)
         if real:
-            from ground.realtime import Scheduler
+            from ground.realtime import POLITE_SPIN_SHARE, PRECISE_SPIN_SHARE, Scheduler
 
-            self.clock = RealClock(sc.time_scale, Scheduler())
+            share = PRECISE_SPIN_SHARE if precise_time else POLITE_SPIN_SHARE  # ground run --precise-time
+            self.clock = RealClock(sc.time_scale, Scheduler(spin_share=share))
         else:
             self.clock = VirtualClock()
         os.makedirs(out_dir, exist_ok=True)
@@ -396,10 +397,15 @@ class Run:
             for link in r.links.values():
                 link.close()
         if self._writer is not None:
-            end = {"frames": r.frames if r else 0, "status": status, "reason": reason,
-                   "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)}
-            self._writer.close(end)
-            self._metrics.feed(dict(end, kind="end"))  # the trace's last line: the metrics see it too
+            # The end event joins the in-memory events and the metrics too: the
+            # run's metrics and `ground metrics trace.jsonl` then see the same
+            # events and end at the same mission time (the clock's end, not the last frame).
+            end = self._writer.close({"frames": r.frames if r else 0, "status": status, "reason": reason,
+                                      "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)})
+            self.events.append(end)
+            self._metrics.feed(end)
+        if self.progress is not None and hasattr(self.progress, "phase"):
+            self.progress.phase("computing metrics and reports", self)
         header = self._header()
         m = self._metrics.result()
         failures = metrics_mod.evaluate(m, self.sc.gates)
@@ -407,38 +413,13 @@ class Run:
             failures.append("version skew: " + r.version_violation)
         if status != "ok":
             failures.append("run %s: %s" % (status, reason))
-        report.write_reports(self.out_dir, header, m, self.events, timeline=self._metrics.timeline())
+        report.write_reports(self.out_dir, header, m, self.events, plot=self.plot, timeline=self._metrics.timeline())
         self.result = RunResult(self.out_dir, m, failures, status)
 
     def _progress(self, mission_ns):
         self.progress(mission_ns, self)
 
 
-def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None):
-    return Run(sc, out_dir, mode=mode, seed=seed, boards=boards, progress=progress).execute()
-
-
-def print_progress(stream=sys.stderr):
-    """A progress callback in mission time: on a terminal one line redrawn in
-    place (at most 10 times a wall second); otherwise a line per tenth of the run."""
-    tty = stream.isatty()
-    state = {"wall": 0.0, "tenth": -1}
-
-    def show(mission_ns, run):
-        t = mission_ns / S
-        if tty:
-            now = time.monotonic()
-            if now - state["wall"] < 0.1:
-                return
-            state["wall"] = now
-        else:
-            tenth = int(10 * t / run.sc.duration_s)
-            if tenth == state["tenth"]:
-                return
-            state["tenth"] = tenth
-        coords = " ".join("c%d:n%d/t%d" % (c, n, term) for c, (n, term) in sorted(run.router.coordinator.items()))
-        line = "  mission %8.1f / %.0f s  frames %7d  coordinators %s" % (t, run.sc.duration_s, run.router.frames, coords)
-        stream.write(("\r" + line + "   ") if tty else (line + "\n"))
-        stream.flush()
-
-    return show
+def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False):
+    return Run(sc, out_dir, mode=mode, seed=seed, boards=boards, progress=progress, plot=plot,
+               precise_time=precise_time).execute()

@@ -58,13 +58,16 @@ class TraceWriter:
         self._write(event)
 
     def close(self, end=None):
+        """Write the `end` event (if given), sync and close; returns the end
+        event as written, so a caller keeping the events in memory keeps it too."""
         if self._f is None:
-            return
+            return None
         if end is not None:
             self._write(dict(end, kind="end"))
         os.fsync(self._f.fileno())
         self._f.close()
         self._f = None
+        return None if end is None else dict(end, kind="end")
 
     def __enter__(self):
         return self
@@ -108,10 +111,20 @@ class TraceReader:
             yield event
 
 
-def read(path):
-    """(header, [events after the header], torn) in one call."""
+def torn_message(path, complete):
+    """The one refusal of a torn trace, shared by every verb that reads one
+    (`complete`: the events before the torn line, header not counted)."""
+    return ("%s:%d: the last line is torn (the run was cut off while writing it); "
+            "pass --allow-torn to use the %d complete events before it" % (path, complete + 2, complete))
+
+
+def read(path, allow_torn=True):
+    """(header, [events after the header], torn) in one call. With
+    allow_torn=False a torn last line is a TraceError (torn_message)."""
     r = TraceReader(path)
     events = list(r)
     if not events:
         raise TraceError("%s: empty trace" % path)
+    if r.torn and not allow_torn:
+        raise TraceError(torn_message(path, len(events) - 1))
     return events[0], events[1:], r.torn

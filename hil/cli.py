@@ -7,10 +7,13 @@ the exit code. A new verb is one more entry.
     hil emulate N [--dir DIR]                       emulated Picos until Ctrl-C
     hil flash RIG.yaml [--version 1.0] [--only NAME...] [--check]
     hil boards RIG.yaml                             attached / missing, with ports
-    hil check ...                                   a run's history invariants (ground/history.py)
+    hil check TRACE [--scenario NAME] [--json] [--allow-torn]   a run's history invariants (ground/history.py)
+    hil --version;  -q / -v on every verb
 
-flash and boards exit 0 when all is well, 1 when a board failed (flash) or
-is missing (boards), 2 on bad input (the message names file:line).
+Exit codes are ground/exitcodes.py's, listed in `hil --help`: 0 all is well,
+1 a board failed (flash), is missing (boards) or an invariant broke (check),
+2 bad input (the message names file:line, board or node), 3 a bug (the
+traceback is printed), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import Callable, NamedTuple
+
+from ground import exitcodes
 
 
 class Command(NamedTuple):
@@ -85,11 +90,23 @@ def _check_arguments(parser: argparse.ArgumentParser) -> None:
     from ground import history
 
     history.add_arguments(parser)
+    parser.add_argument("--allow-torn", action="store_true",
+                        help="check a trace whose last line was cut off (default: refused, exit 2); "
+                             "the torn line is still reported as a `trace` violation")
 
 
 def _check(args: argparse.Namespace) -> int:
-    from ground import history
+    from ground import history, trace
 
+    if not args.allow_torn and os.path.isfile(args.trace):
+        # the same rule for a torn trace as every ground verb (trace.torn_message)
+        reader = trace.TraceReader(args.trace)
+        try:
+            complete = sum(1 for _ in reader) - 1
+        except (trace.TraceError, OSError):
+            complete = None  # history.check reports what is wrong with it
+        if reader.torn and complete is not None:
+            raise exitcodes.InputError(trace.torn_message(args.trace, max(0, complete)))
     return history.main(args)
 
 
@@ -111,7 +128,7 @@ def _flash(args: argparse.Namespace) -> int:
     from hil import rig as rig_mod
 
     try:
-        rig = rig_mod.load(args.rig)
+        rig = rig_mod.load(exitcodes.readable(args.rig))
         version = rig_mod.version_tuple(args.version) if args.version else None
         chosen = [rig.board(n) for n in args.only] if args.only else list(rig.boards)
     except (ConfigError, ValueError) as exc:
@@ -126,7 +143,13 @@ def _flash(args: argparse.Namespace) -> int:
             started = rig.start_emulated(only=idle)
             print(f"hil flash: started emulated {', '.join(idle)} in {rig.emulated_dir} (stopped when done)",
                   file=sys.stderr)  # fmt: skip
-        progress = flash.Progress([b.name for b in chosen])
+        shown = flash.Progress([b.name for b in chosen])
+
+        def progress(name: str, phase: str, text: str = "") -> None:
+            # a failure's reason is printed once, in the table below
+            if not args.quiet:
+                shown(name, phase, "(below)" if phase == "failed" else text)
+
         kw = {"call_timeout_s": args.timeout} if args.timeout else {}
         results = flash.flash_rig(rig, version=version, label=args.label, only=args.only, progress=progress,
                                   check_only=args.check, **kw)  # fmt: skip
@@ -171,7 +194,7 @@ def _boards(args: argparse.Namespace) -> int:
     from hil import rig as rig_mod
 
     try:
-        rig = rig_mod.load(args.rig)
+        rig = rig_mod.load(exitcodes.readable(args.rig))
     except ConfigError as exc:
         print(f"hil boards: {exc}", file=sys.stderr)
         return 2
@@ -210,19 +233,34 @@ COMMANDS = [
 ]
 
 
+def _common(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    # -q/-v before or after the verb (on a verb they default to SUPPRESS, so
+    # the top level's value stands unless the verb is given its own)
+    d = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors: no progress", **d)
+    parser.add_argument("-v", "--verbose", action="count", help="more detail; a traceback with an input error too", **d)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hil", description="fleetloop hardware-in-the-loop tools")
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="hil", description="fleetloop hardware-in-the-loop tools",
+                                     epilog=exitcodes.EPILOG, formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=exitcodes.version("hil"))
+    _common(parser, top=True)
+    parser.set_defaults(quiet=False, verbose=0)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for command in COMMANDS:
-        sub = verbs.add_parser(command.name, help=command.help, description=command.help)
+        sub = verbs.add_parser(command.name, help=command.help, description=command.help, epilog=exitcodes.EPILOG,
+                               formatter_class=fmt)
         command.add_arguments(sub)
+        _common(sub)
         sub.set_defaults(run=command.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    return exitcodes.main_wrapper("hil", args.run, args, verbose=args.verbose)
 
 
 if __name__ == "__main__":

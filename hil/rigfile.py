@@ -181,7 +181,7 @@ class Rig:
                                % (board.where, board.name, board.kind, board.node_id, board.serial))  # fmt: skip
             return p.device
         if board.url:
-            return board.url
+            return _device(board, board.url)
         running = self.running.get(board.name)
         if running is not None and running.state != "stopped":  # the caller may have stopped it
             return running.device
@@ -194,7 +194,7 @@ class Rig:
 
     def data_port(self, board: RigBoard, ports: list[boards_mod.Port] | None = None) -> str:
         """Where the board's frames come out: its data_url, else its REPL port."""
-        return board.data_url or self.port(board, ports)
+        return _device(board, board.data_url) if board.data_url else self.port(board, ports)
 
     def devices_for(self, scenario: Any) -> dict[int, str]:
         """{node_id: device path or URL} for every node of `scenario`
@@ -269,6 +269,16 @@ class Rig:
         if cfg["transport"] == "uart" and "uart" not in cfg:
             cfg["uart"] = dict(kind.uart)
         return cfg
+
+
+def _device(board: RigBoard, url: str) -> str:
+    """url itself; RigError naming the board and its rig line when it is a
+    device path that does not exist (mpremote would say "in use by another
+    program", pyserial "could not open port"). pyserial URLs (scheme://) are
+    not checked: only opening them tells."""
+    if "://" not in url and not os.path.exists(url):
+        raise RigError("no such device: %s (board %s, %s)" % (url, board.name, board.where))
+    return url
 
 
 def _live_pty_link(path: str) -> bool:

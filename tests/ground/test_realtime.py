@@ -309,3 +309,45 @@ def test_stop_predicate_ends_a_run_with_a_deadline():
     s.call_at(far, flag.append, 2)
     assert s.run_until(far, stop=lambda: flag) is False
     assert flag == [1] and s.pending == 1
+
+
+def _dense_run(spin_share, timers=2000, gap_ns=200_000):
+    # timers every 200 us on a fake clock: spinning 1 ms before each would
+    # spin all the time; the budget decides how much of it is spent spinning
+    clock = FakeClock()
+    clock.waits = []
+    s = Scheduler(spin_ns=1 * MS, clock=clock, selector=FakeSelector(clock), sleep=clock.sleep, resolution_ns=1000,
+                  spin_share=spin_share)
+    s.add_reader(99, lambda: None)
+    start = clock.ns + 5 * MS
+    ran = []
+    for i in range(timers):
+        due = start + i * gap_ns
+        s.call_at(due, lambda d=due: ran.append((d, clock.ns)))
+    t0 = clock.ns
+    s.run_until(lambda: len(ran) == timers)
+    return s, ran, clock.ns - t0
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.25, 0.5])
+def test_polite_spin_stays_within_its_share_of_the_wall_time(share):
+    s, ran, wall_ns = _dense_run(share)
+    assert len(ran) == 2000 and all(now >= due for due, now in ran)  # never early
+    cap_ns = 10 * s.spin_ns  # what the budget may have saved up at the start
+    assert s.spun_ns <= share * wall_ns + cap_ns + 2 * s.spin_ns
+
+
+def test_precise_spins_before_every_timer():
+    s, ran, wall_ns = _dense_run(1.0)
+    assert all(now >= due for due, now in ran)
+    assert s.spun_ns > 0.5 * wall_ns  # dense timers: it spins most of the time
+    polite, _, polite_wall = _dense_run(0.25)
+    assert polite.spun_ns < s.spun_ns
+
+
+def test_default_is_polite():
+    from ground.realtime import POLITE_SPIN_SHARE
+
+    assert Scheduler().spin_share == POLITE_SPIN_SHARE <= 0.3
+    with pytest.raises(ValueError):
+        Scheduler(spin_share=1.5)
