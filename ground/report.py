@@ -54,7 +54,10 @@ def write_reports(run_dir, header, metrics, events):
         "png": os.path.join(run_dir, "timeline.png"),
     }
     _write_text(paths["json"], to_json(metrics))
-    _write_text(paths["prom"], to_prometheus(metrics))
+    # One run's file says which run it is: scenario and run (the run
+    # folder's name) on every sample, so files from many runs can be merged.
+    run_labels = {"scenario": header.get("scenario") or "", "run": os.path.basename(os.path.normpath(run_dir))}
+    _write_text(paths["prom"], to_prometheus(metrics, labels=run_labels))
     _write_text(paths["table"], format_table(metrics))
     title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
     plot_timeline(M.timeline(header, events), paths["png"], title=title)
@@ -104,8 +107,9 @@ def _prom_help(text):
 class _Exposition:
     """Families in the order first declared; each family's samples grouped."""
 
-    def __init__(self, prefix="fleetloop_"):
+    def __init__(self, prefix="fleetloop_", labels=None):
         self.prefix = prefix
+        self.labels = dict(labels or {})  # on every sample (a sample's own labels win)
         self.families = {}  # name -> [type, help, [(suffix, labels, value)]]
 
     def family(self, name, type_, help_):
@@ -113,7 +117,7 @@ class _Exposition:
         return self.prefix + name
 
     def sample(self, family, value, suffix="", **labels):
-        self.families[family][2].append((suffix, labels, value))
+        self.families[family][2].append((suffix, dict(self.labels, **labels), value))
 
     def text(self):
         out = []
@@ -213,9 +217,10 @@ _PER_CLUSTER = (
 )
 
 
-def to_prometheus(metrics):
-    """metrics.prom: the run's figures as Prometheus text (format 0.0.4)."""
-    x = _Exposition()
+def to_prometheus(metrics, labels=None):
+    """metrics.prom: the run's figures as Prometheus text (format 0.0.4);
+    `labels` (e.g. scenario and run) go on every sample."""
+    x = _Exposition(labels=labels)
     clusters = metrics.get("clusters", {})
     t_ms = metrics.get("election_timeout_ms")
     t_s = t_ms / 1000.0 if t_ms else None
