@@ -100,8 +100,13 @@ def check_schedule(sc):
             raise ConfigError("%s: fault %s at_s %g is at or after the end of the run (duration_s %g): it would"
                               " never fire; move it before %g s or lengthen duration_s"
                               % (f.where, f.action, f.at_s, sc.duration_s, sc.duration_s))
-    # Replay the schedule over explicit node targets (a `coordinator` target
-    # is only known while the run goes, so it is not judged here).
+    for f in sc.faults:
+        if f.action in _NEEDS and f.target == "coordinator":
+            raise ConfigError("%s: fault %s: coordinator: the coordinator is a running node, and %s would silently"
+                              " reboot it from flash; name the node, or give the crash or power_cut a duration_s"
+                              % (f.where, f.action, f.action))
+    # Replay the schedule over explicit node targets (whom another
+    # `coordinator` fault hits is only known while the run goes).
     steps = []  # (at_s, order, action, node, where)
     for i, f in enumerate(sc.faults):
         if not isinstance(f.target, int) or isinstance(f.target, bool) or f.action not in _LEAVES:

@@ -230,3 +230,16 @@ def test_intent_steps_are_checked_with_the_firmwares_rules():
     assert msg.startswith("s.yaml:13:") and "replay" in msg
     msg = _err(base + "  - {at_s: 3, intent: {}, nodes: [1]}\n")
     assert "never to nodes" in msg
+
+
+def test_restart_of_the_coordinator_is_refused():
+    msg = _err(GOOD.replace("crash: coordinator, cluster: 1", "restart: coordinator, cluster: 1"))
+    assert msg.startswith("s.yaml:8:") and "running node" in msg and "duration_s" in msg
+
+
+def test_load_prints_warnings_to_stderr_with_file_line(tmp_path, capsys):
+    path = tmp_path / "w.yaml"
+    path.write_text(GOOD.replace("delay_ms: 100, loss: 0.01", "delay_ms: 400"))  # round trip 800 > 2000 / 3
+    sc = scenario.load(str(path))
+    err = capsys.readouterr().err
+    assert err == "warning: %s\n" % sc.warnings[0] and err.startswith("warning: %s:1: cluster 1:" % path)
