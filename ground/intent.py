@@ -19,6 +19,7 @@ a step a node would refuse is refused here, with its file:line.
 """
 
 from ground import firmware  # noqa: F401  (puts firmware/ on sys.path)
+from ground.yamlfile import check_keys
 from node import refusal, strategy  # noqa: E402
 
 _KEYS = {"phase", "growth_permille", "cover_permille", "preapproved", "campaign", "seq"}
@@ -28,8 +29,6 @@ _REASONS = {"shape": "a value out of range", "horizon": "the campaign ends befor
 
 def parse(f, last_seq):
     """The INTENT fields (a tuple in msgs order) of step `f` (a Located)."""
-    from ground.yamlfile import check_keys
-
     spec = f["intent"]
     if spec is None:
         spec = {}

@@ -179,6 +179,10 @@ def parse(data, text, path):
         sc.contact_plan = _parse_contact_plan(data, path, sc)
     if "market" in data:
         sc.market = _parse_market(data, sc)
+    for f in sc.faults:
+        if f.action == "intent" and sc.market is None:
+            raise ConfigError("%s: step intent: the scenario has no market: section, and nodes without the market"
+                              " tier have no use for intent; add market: (docs/SCENARIOS.md \"Market\")" % f.where)
     guards.check_schedule(sc)
     guards.check_timeouts(sc, data)
     return sc

@@ -243,3 +243,8 @@ def test_load_prints_warnings_to_stderr_with_file_line(tmp_path, capsys):
     sc = scenario.load(str(path))
     err = capsys.readouterr().err
     assert err == "warning: %s\n" % sc.warnings[0] and err.startswith("warning: %s:1: cluster 1:" % path)
+
+
+def test_intent_without_a_market_is_refused():
+    msg = _err(GOOD.replace("crash: coordinator, cluster: 1", "intent: {growth_permille: 500}"))
+    assert msg.startswith("s.yaml:8:") and "no market" in msg
