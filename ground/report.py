@@ -54,9 +54,10 @@ def write_reports(run_dir, header, metrics, events):
         "png": os.path.join(run_dir, "timeline.png"),
     }
     _write_text(paths["json"], to_json(metrics))
-    # One run's file says which run it is: scenario and run (the run
+    # One run's file says which run it is: scenario and run_id (the run
     # folder's name) on every sample, so files from many runs can be merged.
-    run_labels = {"scenario": header.get("scenario") or "", "run": os.path.basename(os.path.normpath(run_dir))}
+    # (Not `run`: hil's session merge adds its own `run`, the index in a test.)
+    run_labels = {"scenario": header.get("scenario") or "", "run_id": os.path.basename(os.path.normpath(run_dir))}
     _write_text(paths["prom"], to_prometheus(metrics, labels=run_labels))
     _write_text(paths["table"], format_table(metrics))
     title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
@@ -219,7 +220,7 @@ _PER_CLUSTER = (
 
 def to_prometheus(metrics, labels=None):
     """metrics.prom: the run's figures as Prometheus text (format 0.0.4);
-    `labels` (e.g. scenario and run) go on every sample."""
+    `labels` (e.g. scenario and run_id) go on every sample."""
     x = _Exposition(labels=labels)
     clusters = metrics.get("clusters", {})
     t_ms = metrics.get("election_timeout_ms")

@@ -1,5 +1,5 @@
 """A run's metrics.prom says which run it is: every sample carries the
-scenario's name and the run folder's name, so files of many runs can be
+scenario's name and the run folder's name (run_id), so files of many runs can be
 scraped or concatenated without losing whose figures they are."""
 
 import re
@@ -18,7 +18,7 @@ def test_every_sample_of_a_runs_metrics_prom_names_scenario_and_run(tmp_path):
     assert len(samples) > 50
     for line in samples:
         labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("{", 1)[1].rsplit("}", 1)[0])) if "{" in line else {}
-        assert labels.get("scenario") == "skew" and labels.get("run") == "skew-run-7", line
+        assert labels.get("scenario") == "skew" and labels.get("run_id") == "skew-run-7", line
     # the pure function without labels is unchanged: samples keep only their own labels
     plain = report.to_prometheus(res.metrics).splitlines()
     assert "fleetloop_mission_seconds 30.0" in plain
