@@ -70,3 +70,22 @@ def test_an_unimpaired_ground_link_delivers_at_once(tmp_path):
     (intent,) = [e for e in sent.values() if e["type"] == "intent"]
     assert {(e["to"], e["fate"], e["delay_ns"]) for e in fates if e["id"] == intent["id"]} == {
         (n, "delivered", 0) for n in (1, 2, 3)}
+
+
+def test_a_boards_journal_is_not_mission_traffic_and_crosses_at_once():
+    """JOURNAL frames are the harness's record of a board (exact frame
+    replay), read off its serial line: a lossy ground link must not eat them."""
+    from ground.clock import VirtualClock
+    from ground.router import Router, msgs, wire
+
+    text = TEXT.replace("ground: {delay_ms: 500, loss: 0.5}", "ground: {delay_ms: 500, loss: 1.0}")
+    sc = scenario.load_text(text, "g.yaml")
+    events = []
+    r = Router(sc, VirtualClock(), events.append, seed=1)
+    journal = wire.encode(msgs.JOURNAL, 2, wire.ADDR_GROUND, msgs.pack_journal(0, []), 1)[:-1]
+    hello = wire.encode(msgs.HELLO, 2, wire.ADDR_GROUND, msgs.pack(msgs.HELLO, 1, 1, 0, 0, 1, 1, 1), 2)[:-1]
+    r.from_node(2, journal)
+    r.from_node(2, hello)
+    fates = [(e["id"], e["fate"], e.get("reason"), e.get("delay_ns")) for e in events
+             if e["kind"] == "frame" and e["fate"] != "sent"]
+    assert fates == [(1, "delivered", None, 0), (2, "dropped", "loss", None)]
