@@ -4,7 +4,10 @@ A scenario (docs/SCENARIOS.md) speaks mission time: light delays in ms,
 durations and fault times in mission seconds. `load(path)` returns a
 `Scenario`; every error is a ConfigError naming file:line and the key.
 Link specs are checked by building them with ground.stages, so a typo in a
-link model fails at load, not mid-run.
+link model fails at load, not mid-run. A scenario that cannot work (a
+timeout under the light round trip, a fault after the end, a restart of a
+running node, an unknown gate) is refused at load too (ground/guards.py,
+ground/gates.py); one that works badly loads with `warnings`.
 """
 
 import os
@@ -423,7 +426,7 @@ def _parse_faults(faults, nodes, clusters):
             target = _parse_partition(f, target, nodes, clusters)
         if action == "intent":
             target = f  # parsed below, in time order: each step's seq follows the one before
-            if f.get("cluster") is None and "nodes" in f:
+            if "nodes" in f:
                 raise f.error("nodes", "step intent: goes to the fleet or to a cluster (cluster: N), never to nodes")
         if action == "blackout":
             if target != "all" and not (isinstance(target, list) and all(n in nodes for n in target)):
