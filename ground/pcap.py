@@ -285,8 +285,12 @@ class Exporter:
         nodes = header.get("nodes") or {}
         for nid in sorted(nodes, key=lambda k: int(k)):
             info = nodes[nid] or {}
-            desc = "node %s: cluster %s, firmware %s, link %s" % (
-                nid, info.get("cluster"), info.get("firmware"), info.get("link"))
+            # The link's kind, not its host path (a pty or /dev/ttyACM0 says
+            # nothing to whoever opens the capture; the trace header keeps it).
+            link = info.get("link")
+            desc = "node %s: cluster %s, firmware %s, %s" % (
+                nid, info.get("cluster"), info.get("firmware"),
+                "in-process (sim)" if link in (None, "sim") else "board over serial")
             self.iface[int(nid)] = writer.interface("node%d" % int(nid), description=desc)
         self.events_iface = writer.interface("events", description="faults, link and node events (zero-length packets)")
         self.sent = {}  # frame id -> (bytes, src)

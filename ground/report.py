@@ -58,7 +58,11 @@ def write_reports(run_dir, header, metrics, events, plot=True, timeline=None):
         "png": os.path.join(run_dir, "timeline.png"),
     }
     _write_text(paths["json"], to_json(metrics))
-    _write_text(paths["prom"], to_prometheus(metrics))
+    # One run's file says which run it is: scenario and run_id (the run
+    # folder's name) on every sample, so files from many runs can be merged.
+    # (Not `run`: hil's session merge adds its own `run`, the index in a test.)
+    run_labels = {"scenario": header.get("scenario") or "", "run_id": os.path.basename(os.path.normpath(run_dir))}
+    _write_text(paths["prom"], to_prometheus(metrics, labels=run_labels))
     _write_text(paths["table"], format_table(metrics))
     if not plot:
         if os.path.exists(paths["png"]):
@@ -113,8 +117,9 @@ def _prom_help(text):
 class _Exposition:
     """Families in the order first declared; each family's samples grouped."""
 
-    def __init__(self, prefix="fleetloop_"):
+    def __init__(self, prefix="fleetloop_", labels=None):
         self.prefix = prefix
+        self.labels = dict(labels or {})  # on every sample (a sample's own labels win)
         self.families = {}  # name -> [type, help, [(suffix, labels, value)]]
 
     def family(self, name, type_, help_):
@@ -122,7 +127,7 @@ class _Exposition:
         return self.prefix + name
 
     def sample(self, family, value, suffix="", **labels):
-        self.families[family][2].append((suffix, labels, value))
+        self.families[family][2].append((suffix, dict(self.labels, **labels), value))
 
     def text(self):
         out = []
@@ -222,9 +227,10 @@ _PER_CLUSTER = (
 )
 
 
-def to_prometheus(metrics):
-    """metrics.prom: the run's figures as Prometheus text (format 0.0.4)."""
-    x = _Exposition()
+def to_prometheus(metrics, labels=None):
+    """metrics.prom: the run's figures as Prometheus text (format 0.0.4);
+    `labels` (e.g. scenario and run_id) go on every sample."""
+    x = _Exposition(labels=labels)
     clusters = metrics.get("clusters", {})
     t_ms = metrics.get("election_timeout_ms")
     t_s = t_ms / 1000.0 if t_ms else None

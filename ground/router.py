@@ -134,7 +134,7 @@ class Router:
                     seq=frame.seq, len=len(line) + 1, hex=bytes(line).hex(), msg=fields, **extra)
         self._observe(src, frame, fields)
         if frame.dst == wire.ADDR_GROUND:
-            self._event("frame", fate="delivered", id=fid, to=0, copy=0, delay_ns=0)
+            self._to_ground(fid, src, frame.type, bytes(line), now)
             return
         targets = self._recipients(src, frame.dst)
         if not targets:
@@ -273,16 +273,66 @@ class Router:
         line, new = downconvert.reencode(frame, payload, frame.version, self.auth)
         return line, new, _decode_fields(new)
 
-    # ---- ground to node ------------------------------------------------
+    # ---- the ground link ------------------------------------------------
+    #
+    # The ground (address 0) is a link end like any node: node -> ground and
+    # ground -> node frames run the `ground` link model (or a `pairs` entry
+    # naming 0). A ground link with no stages (no delay, no loss: the
+    # default) delivers at once, exactly as before there was a ground model.
+
+    def _ground_pipeline(self, src, dst):
+        """The directed ground link's pipeline, or None if it does nothing."""
+        p = self.pipeline(src, dst)
+        return p if p.stages or p.state.gated else None
+
+    def _to_ground(self, fid, src, type, data, now):
+        # A board's JOURNAL is the harness's own record of it (exact frame
+        # replay), read off its serial line, not mission traffic: never impaired.
+        if type == msgs.JOURNAL or self._ground_pipeline(src, wire.ADDR_GROUND) is None:
+            self._event("frame", fate="delivered", id=fid, to=0, copy=0, delay_ns=0)
+        else:
+            self._over_ground_link(fid, src, wire.ADDR_GROUND, data, now)
+
+    def _over_ground_link(self, fid, src, dst, data, now):
+        """One frame over an impaired ground link, either direction. Partitions
+        and blackouts are shapes of the node-node links: they leave it alone."""
+        for when, pkt in self.pipeline(src, dst).send(st.Packet(fid, data, now), now):
+            if pkt.copy:
+                self._event("frame", fate="duplicated", id=fid, to=dst, copy=pkt.copy)
+            for how in pkt.how or ():
+                self._event("frame", fate="corrupted", id=fid, to=dst, how=how)
+            if when.__class__ is not int:
+                self._event("frame", fate="dropped", id=fid, to=dst, copy=pkt.copy, reason=when)
+                continue
+            self._token += 1
+            self._inflight[self._token] = (fid, dst, pkt.copy)
+            then = self._deliver if dst != wire.ADDR_GROUND else self._ground_receives
+            self.clock.call_at(when, then, fid, dst, pkt.copy, pkt.data, data, now, self._token)
+
+    def _ground_receives(self, fid, dst, copy, payload, sent_data, sent_ns, token):
+        self._inflight.pop(token, None)
+        extra = {"hex": payload.hex()} if payload != sent_data else {}
+        self._event("frame", fate="delivered", id=fid, to=0, copy=copy, delay_ns=self.clock.now_ns() - sent_ns, **extra)
 
     def to_node(self, dst, type, payload):
-        """A frame from the ground (CONFIG, intent): recorded, not impaired."""
+        """A frame from the ground (CONFIG to a node, INTENT to the fleet or a
+        cluster): recorded, then carried over each recipient's ground link."""
         fid = self.next_id
         self.next_id += 1
         line = wire.encode(type, wire.ADDR_GROUND, dst, payload, fid & 0xFF, self.auth, fid)
         self._event("frame", fate="sent", id=fid, src=0, dst=dst, type=msgs.name(type), seq=fid & 0xFF,
                     len=len(line), hex=bytes(line[:-1]).hex(), msg=dict(zip(msgs.LAYOUTS[type][2], msgs.unpack(type, payload))))
-        self._deliver(fid, dst, 0, bytes(line[:-1]), None, self.clock.now_ns())
+        data = bytes(line[:-1])
+        now = self.clock.now_ns()
+        targets = self._recipients(wire.ADDR_GROUND, dst)
+        if not targets:
+            self._event("frame", fate="dropped", id=fid, to=None, reason="unknown_dst")
+            return
+        for nid in targets:
+            if self._ground_pipeline(wire.ADDR_GROUND, nid) is None:
+                self._deliver(fid, nid, 0, data, None, now)
+            else:
+                self._over_ground_link(fid, wire.ADDR_GROUND, nid, data, now)
 
     # ---- link state -----------------------------------------------------
 

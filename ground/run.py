@@ -57,6 +57,7 @@ def node_config(sc, node_id):
         auth_key=sc.auth_key,
         require_auth=sc.auth_key is not None,
         market=sc.market,
+        age_slots=spec.age_slots,
     )
 
 
@@ -293,6 +294,10 @@ class Run:
         elif a == "heal":
             r._event("fault", fault=a, detail=detail)
             r.heal()
+        elif a == "intent":  # Tier 3: the ground's intent, over the ground link (ground/intent.py)
+            dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(f.cluster)
+            r._event("fault", fault=a, detail=dict(detail, to="fleet" if f.cluster is None else "cluster %d" % f.cluster))
+            r.to_node(dst, msgs.INTENT, msgs.pack(msgs.INTENT, *f.target))
         elif a == "blackout":
             nodes = [0] if f.target == "all" else list(f.target)
             r._event("fault", fault="blackout_start", nodes=nodes, detail=dict(detail, duration_s=f.duration_s))

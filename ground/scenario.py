@@ -4,13 +4,19 @@ A scenario (docs/SCENARIOS.md) speaks mission time: light delays in ms,
 durations and fault times in mission seconds. `load(path)` returns a
 `Scenario`; every error is a ConfigError naming file:line and the key.
 Link specs are checked by building them with ground.stages, so a typo in a
-link model fails at load, not mid-run.
+link model fails at load, not mid-run. A scenario that cannot work (a
+timeout under the light round trip, a fault after the end, a restart of a
+running node, an unknown gate) is refused at load too (ground/guards.py,
+ground/gates.py); one that works badly loads with `warnings`.
 """
 
 import os
 from dataclasses import dataclass, field
 
 from ground import contacts as contacts_mod
+from ground import gates as gates_mod
+from ground import guards
+from ground import intent as intent_mod
 from ground import stages
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
@@ -20,12 +26,12 @@ _TOP = {
     "downconvert",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
-_CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages"}
-_NODE = {"firmware", "hw_gen", "lineage"}
+_CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
+_NODE = {"firmware", "hw_gen", "lineage", "age_slots"}
 _LINKS = {"default", "intra_cluster", "inter_cluster", "ground", "pairs"}
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst",
+    "byzantine", "corruption_burst", "intent",
 }
 _FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 _MARKET = {
@@ -33,6 +39,7 @@ _MARKET = {
     "cutoff_ms", "autonomy_after_ms", "region_timeout_ms", "ack_timeout_ms", "telemetry_ms", "max_bids",
     "leases_per_node", "max_span", "stale_rounds",
 }
+GROUND = 0  # the ground's address: links.pairs may name it as src or dst
 REGION_CLUSTERS = 0xE00  # cluster numbers from here on are region addresses (docs/MARKET.md)
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 
@@ -44,6 +51,7 @@ class NodeSpec:
     firmware: str
     hw_gen: int
     lineage: int
+    age_slots: int = 0  # the node's age in market slots: how far its production has degraded
 
     @property
     def fw_version(self):
@@ -84,15 +92,17 @@ class Scenario:
     board_journal: bool = True  # boards send their core-call journal (exact frame replay)
     market_args: dict | None = None  # the MarketConfig arguments, as plain JSON data (a board's board.json)
     downconvert: bool = True  # frames newer than a recipient speaks are down-converted (else dropped: `version`)
+    warnings: list = field(default_factory=list)  # "file:line: ..." lines: works, but badly (ground/guards.py)
 
     def link_spec(self, src, dst):
         """The link model (a dict for ground.stages.build_pipeline) for src -> dst."""
         for pair in self.links.get("pairs", ()):
             if pair["src"] == src and pair["dst"] == dst:
                 return {k: v for k, v in pair.items() if k not in ("src", "dst")}
-        if dst == 0 or src == 0:
-            key = "ground"
-        elif self.nodes[src].cluster == self.nodes[dst].cluster:
+        if dst == GROUND or src == GROUND:
+            # The ground link: its own model; a contact plan plans node-node links only.
+            return dict(self.links.get("ground", self.links.get("default", {})))
+        if self.nodes[src].cluster == self.nodes[dst].cluster:
             key = "intra_cluster"
         else:
             key = "inter_cluster"
@@ -119,8 +129,14 @@ class Scenario:
 
 
 def load(path):
+    """The scenario in the file at `path`; its warnings (if any) go to stderr."""
+    import sys
+
     data, text = load_yaml(path)
-    return parse(data, text, path)
+    sc = parse(data, text, path)
+    for w in sc.warnings:
+        sys.stderr.write("warning: %s\n" % w)
+    return sc
 
 
 def load_text(text, path="<string>"):
@@ -152,7 +168,7 @@ def parse(data, text, path):
     _anchor_paths(links, path)
     _check_links(links, nodes)
     faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters)
-    gates = dict(data.get("gates", {}) or {})
+    gates = gates_mod.parse(data, "market" in data)
     sc = Scenario(
         name=str(data["name"]), path=path, text=text, seed=seed, duration_s=duration_s,
         time_scale=time_scale, election_timeout_ms=t_ms, telemetry_ms=tel, auth_key=key,
@@ -166,6 +182,12 @@ def parse(data, text, path):
         sc.contact_plan = _parse_contact_plan(data, path, sc)
     if "market" in data:
         sc.market = _parse_market(data, sc)
+    for f in sc.faults:
+        if f.action == "intent" and sc.market is None:
+            raise ConfigError("%s: step intent: the scenario has no market: section, and nodes without the market"
+                              " tier have no use for intent; add market: (docs/SCENARIOS.md \"Market\")" % f.where)
+    guards.check_schedule(sc)
+    guards.check_timeouts(sc, data)
     return sc
 
 
@@ -183,12 +205,39 @@ def _parse_market(data, sc):
     kw = {k: v for k, v in m.items()}
     kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
     gens = [sc.nodes[n].hw_gen for n in roster]
+    _check_autonomy(m)
     try:
         market = firmware.config.MarketConfig(roster=roster, gens=bytes(gens), **kw)
     except (ValueError, TypeError) as e:
         raise m.error(None, str(e)) from None
     sc.market_args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     return market
+
+
+def _check_autonomy(m):
+    """autonomy_after_ms >= cutoff_ms, said with both values and where each came from."""
+    slot_ms = m.get("slot_ms", 6 * 3600 * 1000)
+    lead_ms = m.get("lead_ms", slot_ms // 8)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (slot_ms, lead_ms)):
+        return  # MarketConfig says what is wrong with them
+    vals = {
+        "cutoff_ms": (m.get("cutoff_ms"), 2 * slot_ms + lead_ms, "the default 2 slot_ms + lead_ms"),
+        "autonomy_after_ms": (m.get("autonomy_after_ms"), 4 * slot_ms, "the default 4 slot_ms"),
+    }
+    said = {}
+    for k, (given, default, why) in vals.items():
+        if given is None:
+            said[k] = (default, "%s = %d (%s, slot_ms %d%s)" % (k, default, why, slot_ms,
+                                                               ", lead_ms %d" % lead_ms if "lead" in why else ""))
+        elif isinstance(given, int) and not isinstance(given, bool):
+            said[k] = (given, "%s = %d (%s)" % (k, given, m.where(k)))
+        else:
+            return
+    if said["autonomy_after_ms"][0] < said["cutoff_ms"][0]:
+        raise m.error("autonomy_after_ms" if "autonomy_after_ms" in m else "cutoff_ms" if "cutoff_ms" in m else None,
+                      "market: %s must be >= %s: a node would go autonomous before it may stop bidding; set"
+                      " autonomy_after_ms to at least %d" % (said["autonomy_after_ms"][1], said["cutoff_ms"][1],
+                                                            said["cutoff_ms"][0]))
 
 
 def _parse_contact_plan(data, path, sc):
@@ -256,13 +305,14 @@ def _parse_clusters(data):
         if not isinstance(lineages, list) or not lineages:
             raise c.error("lineages", "cluster %d: lineages must be a non-empty list" % cid)
         fw = _firmware(c, "firmware", "1.0")
-        hw = number(c, "hw_gen", "cluster", lo=0, hi=255, default=1, integer=True)
+        hw = _hw_gen(c, "cluster %d" % cid, 1)
+        age = number(c, "age_slots", "cluster %d" % cid, lo=0, hi=0xFFFFFFFF, default=0, integer=True)
         for i, nid in enumerate(ids):
             if isinstance(nid, bool) or not isinstance(nid, int) or not 0 < nid <= 0xEFFF:
                 raise c.error("nodes", "cluster %d: node id %r must be an integer in 1..61439" % (cid, nid))
             if nid in nodes:
                 raise c.error("nodes", "node %d is in two clusters" % nid)
-            nodes[nid] = NodeSpec(nid, cid, fw, hw, int(lineages[i % len(lineages)]))
+            nodes[nid] = NodeSpec(nid, cid, fw, hw, int(lineages[i % len(lineages)]), age)
         clusters[cid] = sorted(ids)
     overrides = data.get("nodes", Located())
     if not isinstance(overrides, Located):
@@ -273,9 +323,21 @@ def _parse_clusters(data):
         check_keys(o, _NODE, "nodes.%s" % nid)
         n = nodes[nid]
         n.firmware = _firmware(o, "firmware", n.firmware)
-        n.hw_gen = number(o, "hw_gen", "nodes.%s" % nid, lo=0, hi=255, default=n.hw_gen, integer=True)
+        n.hw_gen = _hw_gen(o, "nodes.%s" % nid, n.hw_gen)
+        n.age_slots = number(o, "age_slots", "nodes.%s" % nid, lo=0, hi=0xFFFFFFFF, default=n.age_slots, integer=True)
         n.lineage = number(o, "lineage", "nodes.%s" % nid, lo=0, hi=255, default=n.lineage, integer=True)
     return nodes, clusters
+
+
+def _hw_gen(mapping, section, default):
+    """A hardware generation the firmware's catalogue defines (node/catalog.py GENS)."""
+    from node import catalog
+
+    v = number(mapping, "hw_gen", section, default=default, integer=True)
+    if not 1 <= v <= catalog.MAX_GEN:
+        raise mapping.error("hw_gen", "%s.hw_gen: generation %r is not defined (firmware/node/catalog.py defines 1..%d;"
+                            " a node of another generation would bid for nothing)" % (section, v, catalog.MAX_GEN))
+    return v
 
 
 def _flag(data, key, default, meaning):
@@ -321,8 +383,11 @@ def _check_links(links, nodes):
         if not isinstance(p, Located) or "src" not in p or "dst" not in p:
             raise links.error("pairs", "links.pairs[%d]: needs src and dst" % i)
         for end in ("src", "dst"):
-            if p[end] not in nodes:
-                raise p.error(end, "links.pairs[%d].%s: unknown node %r" % (i, end, p[end]))
+            if p[end] not in nodes and p[end] != GROUND:
+                raise p.error(end, "links.pairs[%d].%s: unknown node %r (the scenario's nodes, or 0: the ground)"
+                              % (i, end, p[end]))
+        if p["src"] == p["dst"]:
+            raise p.error("src", "links.pairs[%d]: src and dst are both %r" % (i, p["src"]))
         _check_spec(p, None, {k: v for k, v in p.items() if k not in ("src", "dst")})
 
 
@@ -359,6 +424,10 @@ def _parse_faults(faults, nodes, clusters):
                 raise f.error(action, "fault %s: unknown node %r" % (action, target))
         if action == "partition":
             target = _parse_partition(f, target, nodes, clusters)
+        if action == "intent":
+            target = f  # parsed below, in time order: each step's seq follows the one before
+            if "nodes" in f:
+                raise f.error("nodes", "step intent: goes to the fleet or to a cluster (cluster: N), never to nodes")
         if action == "blackout":
             if target != "all" and not (isinstance(target, list) and all(n in nodes for n in target)):
                 raise f.error(action, "fault blackout: 'all' or a list of node ids")
@@ -372,6 +441,11 @@ def _parse_faults(faults, nodes, clusters):
             raise f.error("rewrite", "fault byzantine: rewrite %r unknown (known: stale_term)" % params["rewrite"])
         out.append(Fault(at_s, action, target, cluster, duration, params, f.where(action)))
     out.sort(key=lambda x: x.at_s)
+    seq = 0
+    for x in out:
+        if x.action == "intent":
+            x.target = intent_mod.parse(x.target, seq)  # the INTENT fields, in msgs order
+            seq = x.target[0]
     return out
 
 

@@ -47,6 +47,11 @@ _ESC = const(27)
 _PASTE_WINDOW = const(128)
 _S_IFMT = const(0xF000)
 _S_IFREG = const(0x8000)
+_S_IFDIR = const(0x4000)
+# A Pico's littlefs: 1408K of flash (rp2 MICROPY_HW_FLASH_STORAGE_BYTES) in
+# 4K blocks. statvfs reports that size, and what the board folder uses of it.
+_LFS_BLOCK = const(4096)
+_LFS_BLOCKS = const(352)
 _COMPOUND = ("if", "while", "for", "try", "with", "def", "class", "async")
 
 _stdin = sys.stdin.buffer
@@ -126,7 +131,24 @@ class _BoardFS(vfs.VfsPosix):
         return _plain_fs.rename(_host_root + self._path(old), _host_root + self._path(new))
 
     def statvfs(self, path):
-        return super().statvfs(self._path(path))
+        # A Pico's flash, not the host's disk: 1408K in 4K blocks, used by the
+        # folder's files (whole blocks each) and directories (a metadata pair).
+        free = _LFS_BLOCKS - 2 - self._blocks("/")
+        free = free if free > 0 else 0
+        return (_LFS_BLOCK, _LFS_BLOCK, _LFS_BLOCKS, free, free, 0, 0, 0, 0, 255)
+
+    def _blocks(self, path):
+        n = 0
+        for entry in super().ilistdir(path):
+            child = (path if path == "/" else path + "/") + entry[0]
+            if entry[1] == _S_IFDIR:
+                n += 2 + self._blocks(child)
+            else:
+                n += (super().stat(child)[6] + _LFS_BLOCK - 1) // _LFS_BLOCK
+        return n
+
+    def __repr__(self):
+        return "<VfsLfs2>"  # what `mpremote df` and vfs.mount() show on a Pico
 
     def chdir(self, path):
         path = self._path(path)
@@ -468,6 +490,9 @@ def _main():
     mode = int(sys.argv[2])
     _ctl = open("/dev/fd/" + sys.argv[3], "wb")  # before "/" becomes the board
     import machine  # the stand-in, from this script's folder
+    import _boardos  # os as a Pico has it (uname), from this script's folder
+
+    sys.modules["os"] = _boardos
 
     machine._attach(_ctl, bytes.fromhex(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     _mount(folder)

@@ -35,7 +35,7 @@ faults:
   - {at_s: 60, power_cut: coordinator, cluster: 2, duration_s: 10}
   - {at_s: 75, byzantine: 6, duration_s: 10}
   - {at_s: 90, blackout: all, duration_s: 5}
-  - {at_s: 100, corruption_burst: 3, duration_s: 2, bitflip: 0.2}
+  - {at_s: 96, corruption_burst: 3, duration_s: 2, bitflip: 0.2}
 """
 
 

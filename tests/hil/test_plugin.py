@@ -207,7 +207,8 @@ def test_live_run_in_virtual_time_waits_steps_and_records(pytester):
     assert history.check(p["trace"], scenario="small").ok
     prom = (out / "metrics.prom").read_text()
     assert prom.count("# TYPE fleetloop_mission_seconds gauge") == 1
-    assert 'fleetloop_mission_seconds{test="test_live.py::test_live",run="1"} 40' in prom
+    # the run's own labels (ground/report.py), then the session's
+    assert 'fleetloop_mission_seconds{run_id="run",scenario="small",test="test_live.py::test_live",run="1"} 40' in prom
     assert 'fleetloop_hil_history_violations{test="test_live.py::test_never",run="1"} 0' in prom
     assert "serial_logs" not in p  # it passed: nothing kept
 

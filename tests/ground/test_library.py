@@ -1,0 +1,139 @@
+"""The scenario library (scenarios/*.yaml): every scenario loads, says what
+it shows and how to run it, runs in virtual time with its own gates passing,
+and shows what it claims (a check per scenario on its trace)."""
+
+import glob
+import os
+
+import pytest
+
+from ground import run, scenario, trace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIBRARY = os.path.join(ROOT, "scenarios")
+S = 1_000_000_000
+
+# One scenario per capability (issue #14 item 6), and the default bench.
+EXPECTED = {
+    "bench", "light-delay", "market-clusters", "autonomy-30d", "version-skew", "contact-plan", "mahimahi",
+    "byzantine", "power-cuts", "tier3-intent",
+}
+
+
+def _names():
+    return sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(LIBRARY, "*.yaml")))
+
+
+def test_the_library_has_one_scenario_per_capability():
+    assert EXPECTED <= set(_names()), sorted(EXPECTED - set(_names()))
+
+
+@pytest.mark.parametrize("name", _names())
+def test_library_scenario_documents_itself(name):
+    path = os.path.join(LIBRARY, name + ".yaml")
+    text = open(path, encoding="utf-8").read()
+    header = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    assert len(header) >= 3, "%s: starts with a comment saying what it shows" % path
+    if name != "bench":  # bench.yaml is `make run`'s
+        assert any("ground run scenarios/%s.yaml" % name in line for line in header), "%s: says how to run it" % path
+    sc = scenario.load(path)
+    assert sc.gates, "%s: has gates" % path
+    assert sc.description
+
+
+def _frames(events):
+    sent = {e["id"]: e for e in events if e["kind"] == "frame" and e["fate"] == "sent"}
+    fates = [e for e in events if e["kind"] == "frame" and e["fate"] != "sent"]
+    return sent, fates
+
+
+def _check_autonomy(sc, events, res):
+    sent, _ = _frames(events)
+    (blackout,) = [f for f in sc.faults if f.action == "blackout"]
+    end_ns = int((blackout.at_s + blackout.duration_s) * S)
+    tel = [e for e in sent.values() if e["type"] == "market_tel"]
+    during = {e["msg"]["mode"] for e in tel if end_ns - 86400 * S < e["mission_ns"] < end_ns}
+    last = {}
+    for e in tel:
+        last[e["src"]] = e["msg"]["mode"]
+    assert during and 0 not in during, during  # out of normal mode late in the window
+    assert set(last.values()) == {0}, last  # and back to normal after it
+    assert any(e["type"] == "reconcile" and e["mission_ns"] > end_ns for e in sent.values())
+
+
+def _check_skew(sc, events, res):
+    _, fates = _frames(events)
+    converted = {e["to"] for e in fates if e["fate"] == "converted"}
+    assert converted == {4, 5}, converted  # the 1.x nodes, and only them
+
+
+def _check_contacts(sc, events, res):
+    sent, fates = _frames(events)
+    passes = [(20, 50), (80, 110)]
+    with_orbiter = [e for e in fates if e["fate"] == "delivered" and e["to"] and 4 in (e["to"], sent[e["id"]]["src"])]
+    assert with_orbiter
+    for e in with_orbiter:
+        t_sent = sent[e["id"]]["mission_ns"] / S
+        assert any(a <= t_sent < b for a, b in passes), (t_sent, e)
+        assert e["delay_ns"] >= 1 * S  # the plan's one-way light time
+    assert any(e["fate"] == "dropped" and e["reason"] == "blackout" and e["to"] == 4 for e in fates)
+
+
+def _check_mahimahi(sc, events, res):
+    _, fates = _frames(events)
+    delays = [e["delay_ns"] for e in fates if e["fate"] == "delivered" and e["to"]]
+    assert min(delays) >= 300 * 1_000_000
+    assert max(delays) > 1500 * 1_000_000  # queued through the trace's 1.5 s gap
+    assert not [e for e in fates if e["fate"] == "dropped" and e["reason"] not in ("run_end", "node_down")]
+
+
+def _check_byzantine(sc, events, res):
+    sent, _ = _frames(events)
+    rewritten = [e for e in sent.values() if "orig_hex" in e]
+    assert rewritten and {e["src"] for e in rewritten} == {3}
+    assert all(20 * S <= e["mission_ns"] < 80 * S for e in rewritten)
+
+
+def _check_power(sc, events, res):
+    faults = [e["fault"] for e in events if e["kind"] == "fault"]
+    assert faults.count("power_cut") == 3 and faults.count("power_on") == 3 and faults.count("reset") == 1, faults
+
+
+def _check_intent(sc, events, res):
+    sent, fates = _frames(events)
+    intents = sorted((e for e in sent.values() if e["type"] == "intent"), key=lambda e: e["mission_ns"])
+    assert [(e["src"], e["dst"], e["msg"]["seq"]) for e in intents] == [(0, 0xFFFF, 1), (0, 0xF002, 2)]
+    for e in intents:
+        got = [f for f in fates if f["id"] == e["id"]]
+        assert got and all(f["fate"] in ("delivered", "dropped") for f in got)
+        assert all(f["delay_ns"] == 1500 * 1_000_000 for f in got if f["fate"] == "delivered")  # the ground link
+        assert {f["to"] for f in got} == set(sc.nodes if e["dst"] == 0xFFFF else sc.clusters[2])
+    to_ground = [f for f in fates if f["to"] == 0 and f["fate"] == "delivered"]
+    assert to_ground and {f["delay_ns"] for f in to_ground} == {1500 * 1_000_000}
+    assert {n: s.age_slots for n, s in sc.nodes.items() if s.age_slots} == {1: 200, 2: 200, 3: 200, 4: 200, 8: 4000}
+
+
+CHECKS = {
+    "autonomy-30d": _check_autonomy,
+    "version-skew": _check_skew,
+    "contact-plan": _check_contacts,
+    "mahimahi": _check_mahimahi,
+    "byzantine": _check_byzantine,
+    "power-cuts": _check_power,
+    "tier3-intent": _check_intent,
+}
+
+
+@pytest.mark.parametrize("name", _names())
+def test_library_scenario_passes_its_gates_in_sim(name, tmp_path):
+    sc = scenario.load(os.path.join(LIBRARY, name + ".yaml"))
+    res = run.run(sc, str(tmp_path / name))
+    assert res.ok, res.failures
+    _, events, _ = trace.read(str(tmp_path / name / "trace.jsonl"))
+    check = CHECKS.get(name)
+    if check is not None:
+        check(sc, events, res)
