@@ -114,7 +114,8 @@ def cmd_metrics(args):
     _say(args, "ground metrics: computing the metrics of %d events..." % len(events))
     m = metrics.compute(header, events)
     if args.out:
-        paths = report.write_reports(args.out, header, m, events, plot=not args.no_plot)
+        run_id = os.path.basename(os.path.dirname(os.path.abspath(args.trace)))  # the run the trace is from
+        paths = report.write_reports(args.out, header, m, events, plot=not args.no_plot, run_id=run_id)
         text = open(paths["table"], encoding="utf-8").read()
     else:
         text = report.format_table(m)

@@ -44,12 +44,14 @@ _MAX_FAULT_LABELS = 40
 _LABEL_LINES = 3
 
 
-def write_reports(run_dir, header, metrics, events, plot=True, timeline=None):
+def write_reports(run_dir, header, metrics, events, plot=True, timeline=None, run_id=None):
     """Write metrics.json, metrics.prom, metrics.txt and timeline.png into
     run_dir; return their paths by format. `events` is read once, for the
     timeline only, unless the timeline is given (ground.metrics.Metrics.timeline()).
     plot=False (ground run --no-plot): no timeline.png, and one left from an
-    earlier write to this folder is removed (it would show another run)."""
+    earlier write to this folder is removed (it would show another run).
+    run_id: the run's name for the Prometheus labels (default: run_dir's
+    name; `ground metrics --out` passes the folder of the trace it read)."""
     os.makedirs(run_dir, exist_ok=True)
     paths = {
         "json": os.path.join(run_dir, "metrics.json"),
@@ -59,9 +61,9 @@ def write_reports(run_dir, header, metrics, events, plot=True, timeline=None):
     }
     _write_text(paths["json"], to_json(metrics))
     # One run's file says which run it is: scenario and run_id (the run
-    # folder's name) on every sample, so files from many runs can be merged.
+    # folder's name, wherever the reports are written) on every sample, so files from many runs can be merged.
     # (Not `run`: hil's session merge adds its own `run`, the index in a test.)
-    run_labels = {"scenario": header.get("scenario") or "", "run_id": os.path.basename(os.path.normpath(run_dir))}
+    run_labels = {"scenario": header.get("scenario") or "", "run_id": run_id or os.path.basename(os.path.normpath(run_dir))}
     _write_text(paths["prom"], to_prometheus(metrics, labels=run_labels))
     _write_text(paths["table"], format_table(metrics))
     if not plot:
