@@ -77,6 +77,8 @@ class TraceReplay(Stage):
     and the dependence of delay on load (it replays delays by frame index,
     whatever this run sends)."""
 
+    fans_out = False
+
     def __init__(self, outcomes, loop=True):
         if not outcomes:
             raise ValueError("replay: no recorded outcomes")
@@ -173,6 +175,8 @@ class Mahimahi(Stage):
     (the cellular traces are ~50x faster than a 115200-baud UART: 0.02).
     Integer arithmetic in thousandths of a byte, so no rounding drift.
     """
+
+    fans_out = False
 
     def __init__(self, schedule_ms, rate_scale=1.0, loop=True, overhead_bytes=1):
         sched = tuple(schedule_ms)

@@ -50,6 +50,8 @@ from ground.stages import (
     _check_prob,
 )
 
+_EVERY_FRAME = 1 << 62  # frames every counted stage passes untouched, when there are none
+
 
 class Pipeline:
     """The stages of one directed link, in order, with the link's Random.
@@ -71,6 +73,19 @@ class Pipeline:
 
     Stages that can do nothing (`noop`) are left out; each kept stage gets
     the link's Random once (`attach`), in order, before any frame.
+
+    Skipping quiet stages: the counted stages (Stage.counted: loss,
+    duplicate, corruption...) fire on a few frames in a hundred or a
+    thousand, and each knows how many frames it will pass untouched
+    (quiet()). While all of them are quiet, a frame runs only the other
+    stages (Rate, Delay...) and the Pipeline counts it; before a counted
+    stage next has to act, it is given the frames it missed (skip(n)). The
+    outcomes and draws are exactly those of calling every stage for every
+    frame (tests/ground/test_stages.py checks it); it needs every other
+    stage to return an int or a str, never a list (`fans_out` False), and is
+    off otherwise. Measured: with it, a frame through every stage of the
+    bench's "all stages" link costs about half as much (bench/bench_links.py
+    "pipeline.send, all stages"; the real router: docs/TRACE_TOOLS.md).
     """
 
     def __init__(self, stages, seed, state=None):
@@ -91,6 +106,14 @@ class Pipeline:
         self.stages = tuple(kept)
         self._procs = tuple(s.process for s in kept)
         self._copies = 0  # the highest copy number given to this frame so far
+        # skipping quiet stages: the counted stages (index, stage), the
+        # others (index, process); frames_left counts down the frames every
+        # counted stage passes untouched, from frames_quiet at the last
+        # settlement (so frames_quiet - frames_left of them await skip())
+        self._counted = tuple((i, s) for i, s in enumerate(kept) if s.counted)
+        self._others = tuple((i, s.process) for i, s in enumerate(kept) if not s.counted)
+        self.skips = not any(s.fans_out for s in kept if not s.counted)
+        self._frames_left = self._frames_quiet = self._quiet()
 
     def send(self, pkt, now_ns):
         state = self.state
@@ -99,7 +122,7 @@ class Pipeline:
             if reason is not None:
                 return [(reason, pkt)]
         self._copies = pkt.copy
-        r = self._walk(pkt, now_ns, 0)
+        r = self._first(pkt, now_ns)
         return r if r.__class__ is list else [(r, pkt)]
 
     def route(self, frame_id, data, now_ns):
@@ -110,10 +133,51 @@ class Pipeline:
                 return reason
         pkt = Packet(frame_id, data, now_ns)
         self._copies = 0
-        r = self._walk(pkt, now_ns, 0)
+        r = self._first(pkt, now_ns)
         if r.__class__ is list or (pkt.how is None and pkt.data is data):
             return r
         return [(r, pkt)]
+
+    def _first(self, pkt, t):
+        # a frame from the first stage on: past the counted stages while
+        # they are quiet, else through every stage (see "Skipping quiet
+        # stages"); the outcome as _walk gives it
+        left = self._frames_left
+        if left:
+            self._frames_left = left - 1
+            for i, process in self._others:
+                r = process(pkt, t)
+                if r.__class__ is not int:  # a drop: the counted stages after i did not see this frame
+                    self._settle(i)
+                    return r
+                t = r
+            return t
+        if not self.skips:
+            return self._walk(pkt, t, 0)
+        self._settle(len(self._procs))
+        r = self._walk(pkt, t, 0)
+        self._frames_left = self._frames_quiet = self._quiet()
+        return r
+
+    def _quiet(self):
+        # frames every counted stage is sure to pass untouched, from now
+        # (with none, every frame)
+        if not self.skips:
+            return 0
+        return min((s.quiet() for _, s in self._counted), default=_EVERY_FRAME)
+
+    def _settle(self, dropped_at):
+        # give the counted stages the frames they were skipped for: those
+        # before index dropped_at saw all of them, those after it not the
+        # last one (it was dropped before it reached them); then count anew
+        k = self._frames_quiet - self._frames_left
+        for i, s in self._counted:
+            n = k if i < dropped_at else k - 1
+            if n:
+                s.skip(n)
+        self._frames_left = self._frames_quiet = 0
+        if dropped_at < len(self._procs):
+            self._frames_left = self._frames_quiet = self._quiet()
 
     def _walk(self, pkt, t, first):
         # pkt through the stages from index `first` on, reaching it at t: the

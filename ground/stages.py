@@ -154,15 +154,31 @@ class Stage:
                  the first frame; a stage that draws keeps what it needs.
     noop         True when the stage can never change anything: the Pipeline
                  leaves it out.
+    fans_out     False when process() only ever returns an int or a str
+                 (never a list); a custom stage is assumed to fan out.
+    counted      True for a stage that only counts frames to its next random
+                 event (Loss, GilbertElliott, Duplicate, Corrupt): quiet() is
+                 how many upcoming frames it is sure to pass untouched, with
+                 no draw, and skip(n) (n <= quiet()) accounts n such frames
+                 as process() would have. The Pipeline skips such a stage
+                 while it is quiet (see Pipeline).
     """
 
     noop = False
+    fans_out = True
+    counted = False
 
     def attach(self, rng):
         pass
 
     def process(self, pkt, t_ns):
         return t_ns
+
+    def quiet(self):
+        return 0
+
+    def skip(self, n):
+        pass
 
 
 class Delay(Stage):
@@ -178,6 +194,8 @@ class Delay(Stage):
     leaves before the one sent before it on this link, release = max(release,
     last release). reorder=True lets jitter reorder frames, as netem does.
     """
+
+    fans_out = False
 
     def __init__(self, fixed_ns, jitter="none", jitter_ns=0, reorder=False, pareto_alpha=3.0):
         self.fixed_ns = _check_ns("delay fixed_ns", fixed_ns)
@@ -244,6 +262,7 @@ class _PerFrame(Stage):
     to its next hit (geometric) instead of a number per frame, so frames in
     between cost one decrement. Subclasses say what a hit does in `_hit`."""
 
+    counted = True
     _name = ""
 
     def __init__(self, p):
@@ -265,6 +284,12 @@ class _PerFrame(Stage):
         self._next = _gap(self._rnd, self._lq)
         return self._hit(pkt, t)
 
+    def quiet(self):
+        return self._next - 1
+
+    def skip(self, n):
+        self._next -= n
+
     def __repr__(self):
         return "%s(%r)" % (self.__class__.__name__, self.p)
 
@@ -274,6 +299,7 @@ class Loss(_PerFrame):
     `loss`)."""
 
     _name = "loss"
+    fans_out = False
 
     def _hit(self, pkt, t):
         return LOSS
@@ -288,6 +314,9 @@ class GilbertElliott(Stage):
     rate is p_good_to_bad / (p_good_to_bad + p_bad_to_good). Reason
     `burst_loss`.
     """
+
+    counted = True
+    fans_out = False
 
     def __init__(self, p_good_to_bad, p_bad_to_good, loss_good=0.0, loss_bad=1.0):
         self.p_good_to_bad = _check_prob("gilbert p_good_to_bad", p_good_to_bad)
@@ -326,6 +355,14 @@ class GilbertElliott(Stage):
             self._next = _gap(self._rnd, self._lq_loss[b])
         return r
 
+    def quiet(self):
+        a, b = self._stay, self._next
+        return (a if a < b else b) - 1
+
+    def skip(self, n):
+        self._stay -= n
+        self._next -= n
+
     def __repr__(self):
         return "GilbertElliott(%r, %r, loss_good=%r, loss_bad=%r)" % (
             self.p_good_to_bad, self.p_bad_to_good, self.loss_good, self.loss_bad)
@@ -354,6 +391,9 @@ class Corrupt(Stage):
     one frame: garbage can contain the 0x00 delimiter and split it in two for
     the receiver's splitter. That is the point: the receiver has to cope.
     """
+
+    counted = True
+    fans_out = False
 
     def __init__(self, bitflip_p=0.0, drop_bytes_p=0.0, garbage_p=0.0, drop_max_bytes=4, garbage_max_bytes=8):
         self.bitflip_p = _check_prob("corrupt bitflip", bitflip_p)
@@ -413,6 +453,17 @@ class Corrupt(Stage):
             pkt.how = how
         return t
 
+    def quiet(self):
+        a, b, c = self._nb, self._nd, self._ng
+        if b < a:
+            a = b
+        return (a if a < c else c) - 1
+
+    def skip(self, n):
+        self._nb -= n
+        self._nd -= n
+        self._ng -= n
+
     def __repr__(self):
         return "Corrupt(bitflip_p=%r, drop_bytes_p=%r, garbage_p=%r)" % (self.bitflip_p, self.drop_bytes_p, self.garbage_p)
 
@@ -436,6 +487,8 @@ class Rate(Stage):
     queued, including the untransmitted rest of the frame being sent) above
     queue_limit_bytes is dropped, reason `queue`.
     """
+
+    fans_out = False
 
     def __init__(self, bps, queue_limit_bytes=None, bits_per_byte=8, overhead_bytes=1):
         if bps.__class__ is bool or not isinstance(bps, (int, float)) or not bps >= 0.001 or math.isinf(bps):
@@ -509,6 +562,8 @@ class RateSchedule(Stage):
     rate); outside every segment, default_bps (None: no limit). FIFO: a frame
     starts when the line is free. Line time is rounded up to the ns."""
 
+    fans_out = False
+
     def __init__(self, segments, default_bps=None, bits_per_byte=8, overhead_bytes=1):
         segs = sorted(segments)
         for s, e, bps in segs:
@@ -550,6 +605,8 @@ class DelaySchedule(Stage):
     force when the frame leaves the line applies, default_ns outside all of
     them. FIFO like Delay: a frame never leaves before the one sent before it
     on this link (a shrinking light time does not reorder frames)."""
+
+    fans_out = False
 
     def __init__(self, segments, default_ns=0):
         segs = sorted(segments)
