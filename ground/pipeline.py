@@ -70,6 +70,10 @@ class Pipeline:
     outcome is that one copy, untouched (copy 0, the same data, no
     corruption), and send()'s list otherwise. The same draws and the same
     link state afterwards as send(); the two can be mixed on one link.
+    (route() lends the stages a Packet of the Pipeline's own and hands it
+    to the caller only in a list, making a new one for the next frame; so a
+    frame nothing happens to costs no Packet. Stages never keep the Packet
+    they are given: ground/stages.py.)
 
     Stages that can do nothing (`noop`) are left out; each kept stage gets
     the link's Random once (`attach`), in order, before any frame.
@@ -106,6 +110,7 @@ class Pipeline:
         self.stages = tuple(kept)
         self._procs = tuple(s.process for s in kept)
         self._copies = 0  # the highest copy number given to this frame so far
+        self._spare = Packet(0, b"")  # route()'s Packet, while no caller has it
         # skipping quiet stages: the counted stages (index, stage), the
         # others (index, process); frames_left counts down the frames every
         # counted stage passes untouched, from frames_quiet at the last
@@ -121,7 +126,6 @@ class Pipeline:
             reason = state.down_reason(now_ns)
             if reason is not None:
                 return [(reason, pkt)]
-        self._copies = pkt.copy
         r = self._first(pkt, now_ns)
         return r if r.__class__ is list else [(r, pkt)]
 
@@ -131,12 +135,15 @@ class Pipeline:
             reason = state.down_reason(now_ns)
             if reason is not None:
                 return reason
-        pkt = Packet(frame_id, data, now_ns)
-        self._copies = 0
+        pkt = self._spare  # a Packet no caller holds (see the class's note on route)
+        pkt.frame_id = frame_id
+        pkt.data = data
+        pkt.sent_ns = now_ns
         r = self._first(pkt, now_ns)
-        if r.__class__ is list or (pkt.how is None and pkt.data is data):
-            return r
-        return [(r, pkt)]
+        if r.__class__ is not list and pkt.how is None and pkt.data is data:
+            return r  # nothing happened to pkt: it serves the next frame too
+        self._spare = Packet(0, b"")  # pkt goes to the caller
+        return r if r.__class__ is list else [(r, pkt)]
 
     def _first(self, pkt, t):
         # a frame from the first stage on: past the counted stages while
@@ -152,6 +159,7 @@ class Pipeline:
                     return r
                 t = r
             return t
+        self._copies = pkt.copy
         if not self.skips:
             return self._walk(pkt, t, 0)
         self._settle(len(self._procs))

@@ -17,6 +17,8 @@ The rules:
        int                 pkt goes on to the next stage, released at t_ns
        str                 pkt is dropped; the string is the drop reason
        list of (t_ns, pkt) fan-out (a duplicate): each goes on separately
+   It may change pkt (Corrupt) but does not keep it: the Pipeline reuses a
+   Packet that nothing happened to for the next frame.
    Drop reasons and corruption names are docs/TRACE.md's words: LOSS,
    BURST_LOSS, QUEUE, PARTITION, BLACKOUT; BITFLIP, DROP_BYTES, GARBAGE.
  - Random events are Bernoulli processes drawn as geometric gaps: a stage
