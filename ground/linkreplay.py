@@ -1,17 +1,18 @@
-"""Recorded links as pipeline stages: TraceReplay replays the delays and
-drops a link had in a recorded run trace (the `replay` link spec key),
-Mahimahi plays a Mahimahi link trace as the line (the `mahimahi` key).
-Files are read when the pipeline is built, once per process (cached by path,
-size and mtime: a scenario builds one pipeline per directed link); the stages
-themselves read nothing, like every stage (ground/stages.py). Where the data
-comes from: docs/TRACE_TOOLS.md.
+"""Links played from data, as pipeline stages: TraceReplay replays the
+delays and drops a link had in a recorded run trace (the `replay` link spec
+key), Mahimahi plays a Mahimahi link trace as the line (the `mahimahi` key),
+RateSchedule and DelaySchedule follow a contact plan's per-contact rates and
+light times (`rate_schedule`, `delay_schedule`; ground/contacts.py makes
+them from ION or HDTN plans). Files are read when the pipeline is built,
+once per process (cached by path, size and mtime: a scenario builds one
+pipeline per directed link); the stages themselves read nothing, like every
+stage (ground/stages.py). Where the data comes from: docs/TRACE_TOOLS.md.
 """
-
 import math
 import os
 from bisect import bisect_right
 
-from ground.stages import BLACKOUT, BURST_LOSS, LOSS, NS_PER_MS, PARTITION, QUEUE, Stage
+from ground.stages import BLACKOUT, BURST_LOSS, LOSS, NS_PER_MS, PARTITION, QUEUE, Stage, check_ns
 
 _FILE_CACHE = {}
 
@@ -241,3 +242,87 @@ class Mahimahi(Stage):
     def __repr__(self):
         return "Mahimahi(%d opportunities over %d ms, rate_scale=%r, loop=%r)" % (
             self._n, self.schedule_ms[-1], self.rate_scale, self.loop)
+
+
+class RateSchedule(Stage):
+    """Serialisation at a rate that changes with time (a contact plan's
+    per-contact rates): segments [(start_ns, end_ns, bps or None)], None
+    meaning no rate limit. A frame takes line time at the rate of the
+    segment in force when its transmission starts (the whole frame at that
+    rate); outside every segment, default_bps (None: no limit). FIFO: a frame
+    starts when the line is free. Line time is rounded up to the ns."""
+
+    fans_out = False
+
+    def __init__(self, segments, default_bps=None, bits_per_byte=8, overhead_bytes=1):
+        segs = sorted(segments)
+        for s, e, bps in segs:
+            if e <= s:
+                raise ValueError("rate schedule: a segment must end after it starts, got %r" % ((s, e, bps),))
+            if bps is not None and (bps.__class__ is bool or not isinstance(bps, (int, float)) or not bps > 0):
+                raise ValueError("rate schedule: bps must be > 0 or null (unlimited), got %r" % (bps,))
+        for (s1, e1, _), (s2, e2, _) in zip(segs, segs[1:]):
+            if s2 < e1:
+                raise ValueError("rate schedule: segments overlap: %r and %r" % ((s1, e1), (s2, e2)))
+        self.segments = segs
+        self.default_bps = default_bps
+        self.bits_per_byte = bits_per_byte
+        self.overhead_bytes = overhead_bytes
+        self._starts = [s for s, _, _ in segs]
+        self._busy = 0
+
+    def rate_at(self, t):
+        i = bisect_right(self._starts, t) - 1
+        if i >= 0 and t < self.segments[i][1]:
+            return self.segments[i][2]
+        return self.default_bps
+
+    def process(self, pkt, t):
+        start = t if t > self._busy else self._busy
+        bps = self.rate_at(start)
+        if bps is not None:
+            start += int(math.ceil((len(pkt.data) + self.overhead_bytes) * self.bits_per_byte * 1e9 / bps))
+        self._busy = start
+        return start
+
+    def __repr__(self):
+        return "RateSchedule(%d segments, default_bps=%r)" % (len(self.segments), self.default_bps)
+
+
+class DelaySchedule(Stage):
+    """Propagation delay that changes with time (a contact plan's ranges, one
+    way light times): segments [(start_ns, end_ns, delay_ns)]; the segment in
+    force when the frame leaves the line applies, default_ns outside all of
+    them. FIFO like Delay: a frame never leaves before the one sent before it
+    on this link (a shrinking light time does not reorder frames)."""
+
+    fans_out = False
+
+    def __init__(self, segments, default_ns=0):
+        segs = sorted(segments)
+        for s, e, d in segs:
+            if e <= s or d.__class__ is not int or d < 0:
+                raise ValueError("delay schedule: want (start_ns < end_ns, delay_ns >= 0), got %r" % ((s, e, d),))
+        for (s1, e1, _), (s2, e2, _) in zip(segs, segs[1:]):
+            if s2 < e1:
+                raise ValueError("delay schedule: segments overlap: %r and %r" % ((s1, e1), (s2, e2)))
+        self.segments = segs
+        self.default_ns = check_ns("delay schedule default_ns", default_ns)
+        self._starts = [s for s, _, _ in segs]
+        self._last = 0
+
+    def delay_at(self, t):
+        i = bisect_right(self._starts, t) - 1
+        if i >= 0 and t < self.segments[i][1]:
+            return self.segments[i][2]
+        return self.default_ns
+
+    def process(self, pkt, t):
+        r = t + self.delay_at(t)
+        if r < self._last:
+            r = self._last
+        self._last = r
+        return r
+
+    def __repr__(self):
+        return "DelaySchedule(%d segments, default_ns=%d)" % (len(self.segments), self.default_ns)

@@ -33,21 +33,19 @@ after the other, with no generated code and no skip-ahead bookkeeping.
 import math
 import random
 
-from ground.linkreplay import Mahimahi, TraceReplay, load_mahimahi, trace_link_outcomes
+from ground.linkreplay import DelaySchedule, Mahimahi, RateSchedule, TraceReplay, load_mahimahi, trace_link_outcomes
 from ground.linkstate import LinkState, Schedule
 from ground.stages import (
     NS_PER_MS,
     Corrupt,
     Delay,
-    DelaySchedule,
     Duplicate,
     GilbertElliott,
     Loss,
     Packet,
     Rate,
-    RateSchedule,
     Stage,
-    _check_prob,
+    check_prob,
 )
 
 _EVERY_FRAME = 1 << 62  # frames every counted stage passes untouched, when there are none
@@ -243,7 +241,7 @@ def _ms_to_ns(where, key, v):
 
 def _prob(where, key, v):
     try:
-        return _check_prob(key, v)
+        return check_prob(key, v)
     except ValueError:
         raise ValueError("%s%s: must be a probability in [0, 1], got %r" % (where, key, v)) from None
 

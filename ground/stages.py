@@ -4,8 +4,9 @@ that decides, frame by frame, one part of a frame's fate on one directed link
 like h11's connection: the caller passes virtual time in integer nanoseconds
 and gets back what happens; nothing here reads a clock, sleeps or touches I/O.
 ground/pipeline.py chains stages into a link's Pipeline (from a scenario's
-link spec), ground/linkreplay.py holds the stages that replay a recorded link
-(a run trace, a Mahimahi trace), ground/linkstate.py whether a link is up.
+link spec), ground/linkreplay.py holds the stages played from data (a run
+trace, a Mahimahi trace, a contact plan's schedules), ground/linkstate.py
+whether a link is up.
 
 The rules:
  - One `random.Random` per link, owned by its Pipeline and seeded from
@@ -36,7 +37,6 @@ frame in a hundred" whatever the frame length.
 
 import hashlib
 import math
-from bisect import bisect_right
 from math import cos, log, sin, sqrt
 
 # Drop reasons and corruption kinds: the words docs/TRACE.md uses.
@@ -114,13 +114,15 @@ def _gap(rnd, lq):
     return g if g < _NEVER else _NEVER
 
 
-def _check_prob(name, p):
+def check_prob(name, p):
+    """p as a float, or ValueError naming `name` if it is not a probability."""
     if p.__class__ is bool or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
         raise ValueError("%s must be a probability in [0, 1], got %r" % (name, p))
     return float(p)
 
 
-def _check_ns(name, v):
+def check_ns(name, v):
+    """v, or ValueError naming `name` if it is not a non-negative int of ns."""
     if v.__class__ is bool or not isinstance(v, int) or v < 0:
         raise ValueError("%s must be a non-negative integer of nanoseconds, got %r" % (name, v))
     return v
@@ -130,7 +132,7 @@ def flip_bits(data, ber, rng):
     """Flip each bit of data independently with probability ber (a bit error
     rate, e.g. for a corruption burst fault): (new bytes, bits flipped).
     Draws geometric gaps from rng, so a low rate costs about one draw."""
-    ber = _check_prob("ber", ber)
+    ber = check_prob("ber", ber)
     nbits = len(data) * 8
     lq = _log_q(ber)
     rnd = rng.random
@@ -200,11 +202,11 @@ class Delay(Stage):
     fans_out = False
 
     def __init__(self, fixed_ns, jitter="none", jitter_ns=0, reorder=False, pareto_alpha=3.0):
-        self.fixed_ns = _check_ns("delay fixed_ns", fixed_ns)
+        self.fixed_ns = check_ns("delay fixed_ns", fixed_ns)
         if jitter not in ("none", "uniform", "normal", "pareto"):
             raise ValueError("jitter must be one of none, uniform, normal, pareto, got %r" % (jitter,))
         self.jitter = jitter
-        self.jitter_ns = _check_ns("delay jitter_ns", jitter_ns)
+        self.jitter_ns = check_ns("delay jitter_ns", jitter_ns)
         if reorder.__class__ is not bool:
             raise ValueError("reorder must be true or false, got %r" % (reorder,))
         self.reorder = reorder
@@ -268,7 +270,7 @@ class _PerFrame(Stage):
     _name = ""
 
     def __init__(self, p):
-        self.p = _check_prob(self._name, p)
+        self.p = check_prob(self._name, p)
         self.noop = self.p == 0.0
         self._lq = _log_q(self.p)
         self._next = _NEVER
@@ -321,10 +323,10 @@ class GilbertElliott(Stage):
     fans_out = False
 
     def __init__(self, p_good_to_bad, p_bad_to_good, loss_good=0.0, loss_bad=1.0):
-        self.p_good_to_bad = _check_prob("gilbert p_good_to_bad", p_good_to_bad)
-        self.p_bad_to_good = _check_prob("gilbert p_bad_to_good", p_bad_to_good)
-        self.loss_good = _check_prob("gilbert loss_good", loss_good)
-        self.loss_bad = _check_prob("gilbert loss_bad", loss_bad)
+        self.p_good_to_bad = check_prob("gilbert p_good_to_bad", p_good_to_bad)
+        self.p_bad_to_good = check_prob("gilbert p_bad_to_good", p_bad_to_good)
+        self.loss_good = check_prob("gilbert loss_good", loss_good)
+        self.loss_bad = check_prob("gilbert loss_bad", loss_bad)
         self.noop = self.loss_good == 0.0 and (self.loss_bad == 0.0 or self.p_good_to_bad == 0.0)
         # per state (good=0, bad=1): log(1 - leave probability), log(1 - loss)
         self._lq_leave = (_log_q(self.p_good_to_bad), _log_q(self.p_bad_to_good))
@@ -398,9 +400,9 @@ class Corrupt(Stage):
     fans_out = False
 
     def __init__(self, bitflip_p=0.0, drop_bytes_p=0.0, garbage_p=0.0, drop_max_bytes=4, garbage_max_bytes=8):
-        self.bitflip_p = _check_prob("corrupt bitflip", bitflip_p)
-        self.drop_bytes_p = _check_prob("corrupt drop_bytes", drop_bytes_p)
-        self.garbage_p = _check_prob("corrupt garbage", garbage_p)
+        self.bitflip_p = check_prob("corrupt bitflip", bitflip_p)
+        self.drop_bytes_p = check_prob("corrupt drop_bytes", drop_bytes_p)
+        self.garbage_p = check_prob("corrupt garbage", garbage_p)
         for name, v in (("drop_max_bytes", drop_max_bytes), ("garbage_max_bytes", garbage_max_bytes)):
             if v.__class__ is not int or v < 1:
                 raise ValueError("corrupt %s must be an integer >= 1, got %r" % (name, v))
@@ -554,87 +556,3 @@ class Rate(Stage):
 
     def __repr__(self):
         return "Rate(%r, queue_limit_bytes=%r, bits_per_byte=%d)" % (self.bps, self.queue_limit_bytes, self.bits_per_byte)
-
-
-class RateSchedule(Stage):
-    """Serialisation at a rate that changes with time (a contact plan's
-    per-contact rates): segments [(start_ns, end_ns, bps or None)], None
-    meaning no rate limit. A frame takes line time at the rate of the
-    segment in force when its transmission starts (the whole frame at that
-    rate); outside every segment, default_bps (None: no limit). FIFO: a frame
-    starts when the line is free. Line time is rounded up to the ns."""
-
-    fans_out = False
-
-    def __init__(self, segments, default_bps=None, bits_per_byte=8, overhead_bytes=1):
-        segs = sorted(segments)
-        for s, e, bps in segs:
-            if e <= s:
-                raise ValueError("rate schedule: a segment must end after it starts, got %r" % ((s, e, bps),))
-            if bps is not None and (bps.__class__ is bool or not isinstance(bps, (int, float)) or not bps > 0):
-                raise ValueError("rate schedule: bps must be > 0 or null (unlimited), got %r" % (bps,))
-        for (s1, e1, _), (s2, e2, _) in zip(segs, segs[1:]):
-            if s2 < e1:
-                raise ValueError("rate schedule: segments overlap: %r and %r" % ((s1, e1), (s2, e2)))
-        self.segments = segs
-        self.default_bps = default_bps
-        self.bits_per_byte = bits_per_byte
-        self.overhead_bytes = overhead_bytes
-        self._starts = [s for s, _, _ in segs]
-        self._busy = 0
-
-    def rate_at(self, t):
-        i = bisect_right(self._starts, t) - 1
-        if i >= 0 and t < self.segments[i][1]:
-            return self.segments[i][2]
-        return self.default_bps
-
-    def process(self, pkt, t):
-        start = t if t > self._busy else self._busy
-        bps = self.rate_at(start)
-        if bps is not None:
-            start += int(math.ceil((len(pkt.data) + self.overhead_bytes) * self.bits_per_byte * 1e9 / bps))
-        self._busy = start
-        return start
-
-    def __repr__(self):
-        return "RateSchedule(%d segments, default_bps=%r)" % (len(self.segments), self.default_bps)
-
-
-class DelaySchedule(Stage):
-    """Propagation delay that changes with time (a contact plan's ranges, one
-    way light times): segments [(start_ns, end_ns, delay_ns)]; the segment in
-    force when the frame leaves the line applies, default_ns outside all of
-    them. FIFO like Delay: a frame never leaves before the one sent before it
-    on this link (a shrinking light time does not reorder frames)."""
-
-    fans_out = False
-
-    def __init__(self, segments, default_ns=0):
-        segs = sorted(segments)
-        for s, e, d in segs:
-            if e <= s or d.__class__ is not int or d < 0:
-                raise ValueError("delay schedule: want (start_ns < end_ns, delay_ns >= 0), got %r" % ((s, e, d),))
-        for (s1, e1, _), (s2, e2, _) in zip(segs, segs[1:]):
-            if s2 < e1:
-                raise ValueError("delay schedule: segments overlap: %r and %r" % ((s1, e1), (s2, e2)))
-        self.segments = segs
-        self.default_ns = _check_ns("delay schedule default_ns", default_ns)
-        self._starts = [s for s, _, _ in segs]
-        self._last = 0
-
-    def delay_at(self, t):
-        i = bisect_right(self._starts, t) - 1
-        if i >= 0 and t < self.segments[i][1]:
-            return self.segments[i][2]
-        return self.default_ns
-
-    def process(self, pkt, t):
-        r = t + self.delay_at(t)
-        if r < self._last:
-            r = self._last
-        self._last = r
-        return r
-
-    def __repr__(self):
-        return "DelaySchedule(%d segments, default_ns=%d)" % (len(self.segments), self.default_ns)
