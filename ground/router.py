@@ -23,8 +23,8 @@ import random
 from ground import downconvert
 from ground import firmware
 from ground import stages as st
-from ground.pipeline import build_pipeline
 from ground.links import LinkError
+from ground.pipeline import build_pipeline
 
 wire = firmware.wire
 msgs = firmware.msgs
