@@ -9,7 +9,7 @@ Prints the wall time and CPU time of each run and their medians over a few
 rounds, the deliveries (frames_delivered), deliveries per wall second and
 per CPU second (on a shared host the CPU figure is the steadier one), with
 the machine. Run: python -m bench.bench_fleet [--quick] [--rounds N]
-(--quick: one round). About 20 s per round on a 2-core EPYC VM.
+(--quick: one round). About 21 CPU s per round on a 2-core Xeon VM.
 Not a test: it asserts nothing, it prints figures and the machine.
 """
 

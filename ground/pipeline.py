@@ -22,7 +22,7 @@ the stages; the one exception is at build time: a spec naming a recording
 (`replay:` a run trace, `mahimahi:` a link trace) reads it, once per file and
 process.
 
-Measured (bench/bench_links.py, bench/bench_fleet.py; a 2-core EPYC VM
+Measured (bench/bench_links.py, bench/bench_fleet.py; a 2-core Xeon VM
 shared with other work, CPython 3.11, medians of interleaved rounds against
 the generated code this replaced): the pipeline is a small share of a run.
 The real router spends ~5 us per recipient; there the plain stages cost
