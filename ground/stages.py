@@ -27,7 +27,8 @@ The rules:
    Elliott state change) and draws a new gap only when it fires. This is
    exactly the same distribution as one coin per frame (the geometric
    distribution is memoryless) at one random draw per event, not per frame;
-   the frames in between cost one decrement.
+   the frames in between cost one decrement, or nothing while the Pipeline
+   skips the stage (Stage.counted).
  - Thresholds are precomputed; a stage that cannot do anything (Loss(0),
    Delay(0)...) says so (`noop`) and the Pipeline leaves it out.
 Probabilities are per frame throughout, including Corrupt's (netem's
