@@ -1,4 +1,4 @@
-"""Benchmarks for the link pipeline (ground/stages.py) and the real-time
+"""Benchmarks for the link pipeline (ground/pipeline.py) and the real-time
 scheduler (ground/realtime.py). Run: python -m bench.bench_links [--quick]
 (--virtual: only (a); --real: only (b)).
 
@@ -43,7 +43,8 @@ if ROOT not in sys.path:
 
 from bench.machine_info import describe  # noqa: E402
 from ground.realtime import PRECISE_SPIN_SHARE, POLITE_SPIN_SHARE, Scheduler  # noqa: E402
-from ground.stages import Packet, build_pipeline  # noqa: E402
+from ground.pipeline import build_pipeline  # noqa: E402
+from ground.stages import Packet  # noqa: E402
 
 MS = 1_000_000
 FULL = {

@@ -25,7 +25,7 @@ Two formats are read, both into one ContactPlan:
   (0: no limit, as in HDTN; the deprecated "rate" is in Mbit/s), owlt in
   seconds (the contact's one way light time, in its direction only).
 
-Into a link spec (ground.stages keys), per directed pair (src, dst):
+Into a link spec (ground.pipeline keys), per directed pair (src, dst):
   contacts_ms     the pair's contact windows: the link is up only inside them
                   (gated when the frame is sent, as contacts_ms always is)
   rate_schedule   [start_ms, end_ms, bps] per contact (bps = 8 x ION's bytes/s)

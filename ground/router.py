@@ -3,7 +3,7 @@
 A frame arrives from a node's link (`from_node`); the router decodes its
 header, records `sent`, resolves the destination (a node, its cluster, the
 broadcast address, or the ground), and for each recipient runs the directed
-link's impairment pipeline (ground.stages), then schedules the delivery on
+link's impairment pipeline (ground.pipeline), then schedules the delivery on
 the clock. Partitions, blackouts, crashed nodes, version mismatches and
 bad frames are decided here, and every frame gets exactly one final fate per
 recipient in the trace (delivered or dropped, with a reason).
@@ -24,6 +24,7 @@ from ground import downconvert
 from ground import firmware
 from ground import stages as st
 from ground.links import LinkError
+from ground.pipeline import build_pipeline
 
 wire = firmware.wire
 msgs = firmware.msgs
@@ -84,7 +85,7 @@ class Router:
         key = (src, dst)
         p = self._pipelines.get(key)
         if p is None:
-            p = st.build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst))
+            p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst))
             self._pipelines[key] = p
         return p
 

@@ -3,7 +3,7 @@
 A scenario (docs/SCENARIOS.md) speaks mission time: light delays in ms,
 durations and fault times in mission seconds. `load(path)` returns a
 `Scenario`; every error is a ConfigError naming file:line and the key.
-Link specs are checked by building them with ground.stages, so a typo in a
+Link specs are checked by building them with ground.pipeline, so a typo in a
 link model fails at load, not mid-run. A scenario that cannot work (a
 timeout under the light round trip, a fault after the end, a restart of a
 running node, an unknown gate) is refused at load too (ground/guards.py,
@@ -17,7 +17,7 @@ from ground import contacts as contacts_mod
 from ground import gates as gates_mod
 from ground import guards
 from ground import intent as intent_mod
-from ground import stages
+from ground import linkstate, pipeline
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
 _TOP = {
@@ -95,7 +95,7 @@ class Scenario:
     warnings: list = field(default_factory=list)  # "file:line: ..." lines: works, but badly (ground/guards.py)
 
     def link_spec(self, src, dst):
-        """The link model (a dict for ground.stages.build_pipeline) for src -> dst."""
+        """The link model (a dict for ground.pipeline.build_pipeline) for src -> dst."""
         for pair in self.links.get("pairs", ()):
             if pair["src"] == src and pair["dst"] == dst:
                 return {k: v for k, v in pair.items() if k not in ("src", "dst")}
@@ -273,7 +273,7 @@ def _parse_contact_plan(data, path, sc):
                               % (where, nid, ", ".join(str(n) for n in sorted(sc.nodes))))
     for src, dst in plan.pairs():
         try:
-            stages.build_pipeline(sc.link_spec(src, dst), seed=0)
+            pipeline.build_pipeline(sc.link_spec(src, dst), seed=0)
         except ValueError as e:
             raise ConfigError("%s: contact plan link %d -> %d: %s" % (cp.where(None), src, dst, e)) from None
     return plan
@@ -395,7 +395,7 @@ def _check_spec(owner, key, spec):
     if not isinstance(spec, dict):
         raise owner.error(key, "links.%s: a link model is a mapping" % key)
     try:
-        stages.build_pipeline(dict(spec), seed=0)
+        pipeline.build_pipeline(dict(spec), seed=0)
     except ValueError as e:
         where = spec.where() if isinstance(spec, Located) else owner.where(key)
         raise ConfigError("%s: links.%s: %s" % (where, key if key else "pairs", e)) from None
@@ -471,24 +471,24 @@ def _parse_partition(f, target, nodes, clusters):
                     raise f.error("partition", "fault partition: node %r in two groups" % nid)
                 seen.add(nid)
         return {"kind": "groups", "groups": [list(g) for g in target],
-                "cut": sorted(stages.cut_between(target))}
+                "cut": sorted(linkstate.cut_between(target))}
     if not isinstance(target, dict) or len(target) != 1:
         raise f.error("partition", "fault partition: groups, or one of isolate, majority_minority, bridge, ring")
     (kind, arg), = target.items()
     everyone = sorted(nodes)
     if kind == "isolate":
         ids = known(arg if isinstance(arg, list) else [arg], "isolate")
-        cut = stages.isolate(set(ids), everyone)
+        cut = linkstate.isolate(set(ids), everyone)
     elif kind == "majority_minority":
         if arg not in clusters:
             raise f.error("partition", "fault partition majority_minority: unknown cluster %r" % arg)
-        cut = stages.majority_minority(clusters[arg])
+        cut = linkstate.majority_minority(clusters[arg])
     elif kind == "bridge":
         if not isinstance(arg, dict) or set(arg) != {"a", "b", "via"}:
             raise f.error("partition", "fault partition bridge: {a: [ids], b: [ids], via: id}")
-        cut = stages.bridge(known(arg["a"], "bridge"), known(arg["b"], "bridge"), known([arg["via"]], "bridge")[0])
+        cut = linkstate.bridge(known(arg["a"], "bridge"), known(arg["b"], "bridge"), known([arg["via"]], "bridge")[0])
     elif kind == "ring":
-        cut = stages.ring(known(arg, "ring"))
+        cut = linkstate.ring(known(arg, "ring"))
     else:
         raise f.error("partition", "fault partition: unknown kind %r (groups, isolate, majority_minority, bridge, ring)" % kind)
     return {"kind": kind, "arg": arg, "cut": sorted(cut)}

@@ -235,6 +235,7 @@ def test_plan_paths_are_relative_to_the_scenario_and_merge_into_link_spec(tmp_pa
 
 def test_rate_and_delay_schedule_spec_keys_are_checked():
     from ground import stages
+    from ground.pipeline import build_pipeline
 
     for spec, msg in [({"rate_schedule": [[0, 10, 100], [5, 20, 100]]}, "entries overlap"),
                       ({"rate_schedule": [[10, 5, 100]]}, "must end after it starts"),
@@ -242,8 +243,8 @@ def test_rate_and_delay_schedule_spec_keys_are_checked():
                       ({"delay_schedule": [[0, 5]]}, "an entry must be"),
                       ({"delay_schedule": [[0, 5, 1]], "jitter_ms": 3}, "not supported with delay_schedule")]:
         with pytest.raises(ValueError, match=msg):
-            stages.build_pipeline(spec, seed=0)
-    pipe = stages.build_pipeline({"rate_schedule": [[0, 1000, 8000], [1000, 2000, None]], "rate_bps": 80,
+            build_pipeline(spec, seed=0)
+    pipe = build_pipeline({"rate_schedule": [[0, 1000, 8000], [1000, 2000, None]], "rate_bps": 80,
                                   "delay_schedule": [[500, 1500, 100]], "delay_ms": 1}, seed=0)
     out = []
     for t_ms in (0, 999, 1200, 2500):

@@ -1,4 +1,4 @@
-# Mahimahi link traces as a stage (ground/stages.py: load_mahimahi, Mahimahi),
+# Mahimahi link traces as a stage (ground/linkreplay.py: load_mahimahi, Mahimahi),
 # read as mahimahi's mm-link (src/frontend/link_queue.cc) and the data's
 # README (../shared/data/mahimahi/README.md):
 #  - one timestamp per line = one 1,500-byte delivery opportunity, scaled by
@@ -21,7 +21,8 @@ from collections import Counter
 import pytest
 
 from ground import run, scenario, trace
-from ground import stages as S
+from ground import linkreplay, stages as S
+from ground.pipeline import build_pipeline
 
 MS = 1_000_000
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,7 +53,7 @@ def _send(pipe, sizes_and_times):
 def test_byte_accounting_by_hand(tmp_path):
     # opportunities at 2, 2, 5 and 9 ms; span 9 ms
     path = _file(tmp_path, "2\n2\n5\n9\n")
-    pipe = S.build_pipeline({"mahimahi": {"path": path}}, seed=1)
+    pipe = build_pipeline({"mahimahi": {"path": path}}, seed=1)
     got = _send(pipe, [
         (1000, 0),            # opportunity 0 (2 ms): 500 bytes left in it
         (500, 1 * MS),        # queued before 2 ms: takes the rest of opportunity 0
@@ -67,22 +68,22 @@ def test_byte_accounting_by_hand(tmp_path):
 
 def test_gaps_hold_frames_and_loop_false_drops_past_the_end(tmp_path):
     path = _file(tmp_path, "1\n100\n")
-    looped = S.build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.1}}, seed=1)  # 150 bytes each
+    looped = build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.1}}, seed=1)  # 150 bytes each
     assert _send(looped, [(100, 2 * MS), (100, 3 * MS), (100, 99 * MS)]) == [100 * MS, 101 * MS, 101 * MS]
-    once = S.build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.1, "loop": False}}, seed=1)
+    once = build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.1, "loop": False}}, seed=1)
     assert _send(once, [(100, 2 * MS), (100, 3 * MS), (10, 4 * MS)]) == [100 * MS, S.BLACKOUT, S.BLACKOUT]
 
 
 def test_a_frame_spanning_opportunities_and_the_rate_scale(tmp_path):
     path = _file(tmp_path, "\n".join(str(m) for m in range(1, 101)) + "\n")  # one per ms
-    pipe = S.build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.02}}, seed=1)  # 30 bytes per ms
+    pipe = build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.02}}, seed=1)  # 30 bytes per ms
     # 34 bytes: 2 opportunities (1, 2 ms), 26 left in the second; 26 fit it exactly
     assert _send(pipe, [(34, 0), (26, 0), (31, 0)]) == [2 * MS, 2 * MS, 4 * MS]
 
 
 def test_in_a_pipeline_with_delay_and_loss(tmp_path):
     path = _file(tmp_path, "\n".join(str(m) for m in range(1, 1001)) + "\n")
-    pipe = S.build_pipeline({"mahimahi": {"path": path}, "delay_ms": 250, "loss": 0.1}, seed=3)
+    pipe = build_pipeline({"mahimahi": {"path": path}, "delay_ms": 250, "loss": 0.1}, seed=3)
     out = _send(pipe, [(40, k * MS // 2) for k in range(1000)])
     delivered = [t for t in out if t.__class__ is int]
     assert 850 < len(delivered) < 950 and all(t % MS == 0 and t >= 251 * MS for t in delivered)
@@ -103,9 +104,9 @@ def test_in_a_pipeline_with_delay_and_loss(tmp_path):
 def test_bad_trace_files_name_file_and_line(tmp_path, text, line, what):
     path = _file(tmp_path, text, "bad%d.trace" % line)
     with pytest.raises(ValueError, match=r"bad%d\.trace:%d: .*%s" % (line, line, what)):
-        S.load_mahimahi(path)
+        linkreplay.load_mahimahi(path)
     with pytest.raises(ValueError, match=r"links\.x: mahimahi: .*bad%d\.trace:%d" % (line, line)):
-        S.build_pipeline({"mahimahi": {"path": path}}, seed=0, where="links.x: ")
+        build_pipeline({"mahimahi": {"path": path}}, seed=0, where="links.x: ")
 
 
 def test_bad_spec_keys(tmp_path):
@@ -116,7 +117,7 @@ def test_bad_spec_keys(tmp_path):
                       ({"mahimahi": {"rate_scale": 1}}, "mahimahi.path: required"),
                       ({"mahimahi": {"path": str(tmp_path / "none")}}, "cannot read")]:
         with pytest.raises(ValueError, match=msg):
-            S.build_pipeline(spec, seed=0)
+            build_pipeline(spec, seed=0)
 
 
 # ---- the shared real traces ----------------------------------------------------------
@@ -125,12 +126,12 @@ def test_bad_spec_keys(tmp_path):
 @needs_traces
 @pytest.mark.parametrize("path", TRACES, ids=["up", "down"])
 def test_a_saturated_link_delivers_the_traces_capacity(path):
-    sched = S.load_mahimahi(path)
+    sched = linkreplay.load_mahimahi(path)
     assert len(sched) in (19101, 45604)  # the README's line counts
     span_ns = sched[-1] * MS
     scale = 0.02
     capacity = len(sched) * 1500 * scale  # bytes over one span
-    pipe = S.build_pipeline({"mahimahi": {"path": path, "rate_scale": scale}}, seed=1)
+    pipe = build_pipeline({"mahimahi": {"path": path, "rate_scale": scale}}, seed=1)
     size = 34  # a heartbeat on the line
     # saturated: 10 % more than the span's capacity queued at mission 0, so the
     # queue never empties before the span ends
@@ -157,12 +158,12 @@ def test_a_saturated_link_delivers_the_traces_capacity(path):
 @needs_traces
 def test_gaps_in_the_real_trace_hold_frames(tmp_path):
     path = TRACES[0]
-    sched = S.load_mahimahi(path)
+    sched = linkreplay.load_mahimahi(path)
     gaps = sorted(((b - a, a, b) for a, b in zip(sched, sched[1:])), reverse=True)
     width, before, after = gaps[0]
     assert width > 50  # the up trace has long outages
     t = before * MS + MS // 2  # sent inside the gap
-    pipe = S.build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.02}}, seed=1)
+    pipe = build_pipeline({"mahimahi": {"path": path, "rate_scale": 0.02}}, seed=1)
     # 20 bytes fit one 30-byte opportunity: the first one after the gap; the
     # next 20 take its 10 left and 10 of the opportunity after it
     first, second = [x for x in sched if x > before][:2]
@@ -173,7 +174,7 @@ def test_gaps_in_the_real_trace_hold_frames(tmp_path):
 @needs_traces
 def test_a_run_on_a_mahimahi_link_delivers_on_the_opportunities(tmp_path):
     path = TRACES[1]
-    sched = set(S.load_mahimahi(path))
+    sched = set(linkreplay.load_mahimahi(path))
     span = max(sched)
     text = """\
 name: mahimahi

@@ -179,13 +179,13 @@ def test_unrecorded_corruption_is_reported(tmp_path):
             assert r.identical, r.report()
 
 
-# ---- link-condition replay: the `replay` link spec key (stages.TraceReplay) ------------
+# ---- link-condition replay: the `replay` link spec key (linkreplay.TraceReplay) -----
 
 
 def test_a_recorded_links_delays_and_losses_are_replayed(pcap_trace, tmp_path):
-    from ground import stages
+    from ground import linkreplay
 
-    recorded = stages.trace_link_outcomes(pcap_trace, 1, 2)
+    recorded = linkreplay.trace_link_outcomes(pcap_trace, 1, 2)
     assert any(o.__class__ is str for o in recorded) and len({o for o in recorded if o.__class__ is int}) > 10
     # a run whose link 1 -> 2 is the recorded one, and nothing else
     text = """\
@@ -219,16 +219,17 @@ links:
 
 
 def test_link_replay_spec_errors(pcap_trace):
-    from ground import stages
+    from ground import linkreplay, stages
+    from ground.pipeline import build_pipeline
 
     with pytest.raises(ValueError, match=r"replay: .*no frames on link 1 -> 9"):
-        stages.build_pipeline({"replay": {"trace": pcap_trace, "src": 1, "dst": 9}}, seed=0)
+        build_pipeline({"replay": {"trace": pcap_trace, "src": 1, "dst": 9}}, seed=0)
     with pytest.raises(ValueError, match=r"replay.dst: required"):
-        stages.build_pipeline({"replay": {"trace": pcap_trace, "src": 1}}, seed=0)
+        build_pipeline({"replay": {"trace": pcap_trace, "src": 1}}, seed=0)
     with pytest.raises(ValueError, match=r"cannot read"):
-        stages.build_pipeline({"replay": {"trace": "/nonexistent.jsonl", "src": 1, "dst": 2}}, seed=0)
-    once = stages.build_pipeline({"replay": {"trace": pcap_trace, "src": 1, "dst": 2, "loop": False}}, seed=0)
-    n = len(stages.trace_link_outcomes(pcap_trace, 1, 2))
+        build_pipeline({"replay": {"trace": "/nonexistent.jsonl", "src": 1, "dst": 2}}, seed=0)
+    once = build_pipeline({"replay": {"trace": pcap_trace, "src": 1, "dst": 2, "loop": False}}, seed=0)
+    n = len(linkreplay.trace_link_outcomes(pcap_trace, 1, 2))
     outs = [once.send(stages.Packet(i, b"x", i), i)[0][0] for i in range(n + 3)]
     assert outs[n:] == [stages.BLACKOUT] * 3
 

@@ -1,9 +1,10 @@
-# The per-link impairment pipeline (ground/stages.py), read as its spec:
+# The per-link impairment pipeline (ground/stages.py, ground/pipeline.py,
+# ground/linkstate.py), read as its spec:
 #  - a link's outcomes are a function of (seed, stages, frames sent, times);
 #  - each stage does what its docstring says, statistically, within generous
 #    bounds (the seeds are fixed, so these are deterministic, not flaky);
-#  - the fast path (counted stages skipped while quiet) gives exactly the
-#    outcomes of running every stage on every frame;
+#  - skipping quiet stages (the counted stages left out while quiet) gives
+#    exactly the outcomes of running every stage on every frame;
 #  - link state gates sends; partition helpers return the right cut sets;
 #  - a bad link spec is refused with the key and the value in the message.
 import statistics
@@ -12,7 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ground import linkstate as L
 from ground import stages as S
+from ground.linkstate import LinkState, Schedule
+from ground.pipeline import Pipeline, build_pipeline, build_stages
 from ground.stages import (
     BLACKOUT,
     BURST_LOSS,
@@ -23,14 +27,10 @@ from ground.stages import (
     Delay,
     Duplicate,
     GilbertElliott,
-    LinkState,
     Loss,
     Packet,
-    Pipeline,
     Rate,
-    Schedule,
     Stage,
-    build_pipeline,
     link_seed,
 )
 
@@ -61,7 +61,8 @@ def _dropped(out, reason=None):
 
 
 class Identity(Stage):
-    """A custom stage that changes nothing: it turns the skip-ahead off."""
+    """A custom stage that changes nothing; it may fan out (Stage.fans_out),
+    so a pipeline with it calls every stage for every frame."""
 
     def process(self, pkt, t_ns):
         return t_ns
@@ -99,7 +100,7 @@ def test_a_stage_belongs_to_one_pipeline():
         Pipeline([loss], 2)
 
 
-# -- the fast path is exact ------------------------------------------------------
+# -- skipping quiet stages is exact ------------------------------------------------------
 
 _spec = st.fixed_dictionaries({}, optional={
     "delay_ms": st.integers(0, 2000),
@@ -123,24 +124,25 @@ _spec = st.fixed_dictionaries({}, optional={
 @given(spec=_spec, seed=st.integers(0, 2**32), gaps=st.lists(st.integers(0, 5 * MS), min_size=1, max_size=300),
        jitter=st.sampled_from(["uniform", "normal", "pareto"]))
 def test_skipping_quiet_stages_changes_nothing(spec, seed, gaps, jitter):
-    # invariant: the pipeline's skip-ahead (its generated fast path) gives
+    # invariant: skipping the counted stages while they are quiet gives
     # exactly the outcomes of calling every stage for every frame (an
-    # Identity stage forces that)
+    # Identity stage forces that), with the same draws
     spec = dict(spec)
     if "jitter_ms" in spec:
         spec["jitter"] = jitter
     if "queue_bytes" in spec and "rate_bps" not in spec:
         del spec["queue_bytes"]
     fast = build_pipeline(spec, seed)
-    stages, _ = S.build_stages(spec)
+    stages, _ = build_stages(spec)
     slow = Pipeline(stages + [Identity()], seed)
-    assert not slow._fast_ok and fast.fast_source is not None
+    assert fast.skips and not slow.skips
     now = 0
     for i, g in enumerate(gaps):
         now += g
         a = [(w, p.frame_id, p.copy, p.data, p.how) for w, p in fast.send(Packet(i, b"abcdefgh" * (i % 5), now), now)]
         b = [(w, p.frame_id, p.copy, p.data, p.how) for w, p in slow.send(Packet(i, b"abcdefgh" * (i % 5), now), now)]
         assert a == b, (i, spec)
+    assert fast.rng.getstate() == slow.rng.getstate()
 
 
 # -- loss ---------------------------------------------------------------------------
@@ -429,42 +431,42 @@ def _sym(cut):
 
 
 def test_isolate():
-    cut = S.isolate(3, [1, 2, 3, 4])
+    cut = L.isolate(3, [1, 2, 3, 4])
     assert cut == {(3, 1), (3, 2), (3, 4), (1, 3), (2, 3), (4, 3)}
-    cluster = S.isolate({1, 2}, [1, 2, 3])
+    cluster = L.isolate({1, 2}, [1, 2, 3])
     assert cluster == {(1, 3), (3, 1), (2, 3), (3, 2)} and _sym(cluster)
 
 
 def test_majority_minority():
-    cut = S.majority_minority([1, 2, 3, 4, 5])
-    assert cut == S.cut_between([[1, 2, 3], [4, 5]])
+    cut = L.majority_minority([1, 2, 3, 4, 5])
+    assert cut == L.cut_between([[1, 2, 3], [4, 5]])
     assert len(cut) == 2 * 3 * 2 and _sym(cut)
-    assert S.majority_minority([1, 2, 3, 4, 5], minority_size=1) == S.isolate(5, [1, 2, 3, 4, 5])
+    assert L.majority_minority([1, 2, 3, 4, 5], minority_size=1) == L.isolate(5, [1, 2, 3, 4, 5])
     with pytest.raises(ValueError):
-        S.majority_minority([1, 2, 3, 4], minority_size=2)
+        L.majority_minority([1, 2, 3, 4], minority_size=2)
 
 
 def test_bridge():
-    cut = S.bridge([1, 2], [3, 4], 9)
-    assert cut == S.cut_between([[1, 2], [3, 4]])
+    cut = L.bridge([1, 2], [3, 4], 9)
+    assert cut == L.cut_between([[1, 2], [3, 4]])
     assert not any(9 in pair for pair in cut)
-    assert S.bridge([1, 2, 9], [3, 9], 9) == S.cut_between([[1, 2], [3]])
+    assert L.bridge([1, 2, 9], [3, 9], 9) == L.cut_between([[1, 2], [3]])
 
 
 def test_ring():
     nodes = [1, 2, 3, 4, 5]
-    cut = S.ring(nodes)
+    cut = L.ring(nodes)
     kept = {(a, b) for a in nodes for b in nodes if a != b} - cut
     assert kept == {(1, 2), (2, 1), (2, 3), (3, 2), (3, 4), (4, 3), (4, 5), (5, 4), (5, 1), (1, 5)}
-    assert S.ring([1, 2, 3]) == set() and _sym(cut)
+    assert L.ring([1, 2, 3]) == set() and _sym(cut)
 
 
 def test_by_cluster_and_cut_between():
-    cut = S.by_cluster({1: "a", 2: "a", 3: "b", 4: "c"})
-    assert cut == S.cut_between([[1, 2], [3], [4]])
+    cut = L.by_cluster({1: "a", 2: "a", 3: "b", 4: "c"})
+    assert cut == L.cut_between([[1, 2], [3], [4]])
     assert (1, 2) not in cut and (1, 3) in cut and (4, 3) in cut and _sym(cut)
     with pytest.raises(ValueError, match="two groups"):
-        S.cut_between([[1, 2], [2, 3]])
+        L.cut_between([[1, 2], [2, 3]])
 
 
 # -- spec validation ------------------------------------------------------------------
