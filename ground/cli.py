@@ -149,6 +149,9 @@ def main(argv=None):
     rr.add_argument("trace")
     rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
     rr.set_defaults(fn=cmd_replay_run)
+    from ground import chaos  # `ground chaos`: random fault schedules, run and judged (docs/CHAOS.md)
+    c = sub.add_parser("chaos", help="random fault schedules over scenarios, run in virtual time and judged")
+    chaos.add_arguments(c), c.set_defaults(fn=chaos.main)
     args = p.parse_args(argv)
     try:
         return args.fn(args)
