@@ -8,6 +8,7 @@ the exit code. A new verb is one more entry.
     hil flash RIG.yaml [--version 1.0] [--only NAME...] [--check]
     hil boards RIG.yaml                             attached / missing, with ports
     hil check ...                                   a run's history invariants (ground/history.py)
+    hil fuzz PORT --board-json F | --emulate        hostile input to a board (hil/fuzz.py)
 
 flash and boards exit 0 when all is well, 1 when a board failed (flash) or
 is missing (boards), 2 on bad input (the message names file:line).
@@ -207,6 +208,8 @@ COMMANDS = [
     Command("check", "check a run trace's history invariants (ground/history.py)", _check_arguments, _check),
     Command("flash", "deploy the firmware to a rig's boards through mpremote, in parallel", _flash_arguments, _flash),
     Command("boards", "list a rig's boards: attached, missing, running, with their ports", _boards_arguments, _boards),
+    Command("fuzz", "hostile input to a live board: rejects by reason, liveness, crash text (hil/fuzz.py)",
+            lambda p: __import__("hil.fuzz").fuzz.add_arguments(p), lambda a: __import__("hil.fuzz").fuzz.main(a)),
 ]
 
 
