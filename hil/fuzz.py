@@ -49,6 +49,8 @@ U16 = 0x10000
 DEFAULT_MIX = {"random": 3, "mutated": 3, "truncated": 2, "oversize": 1, "bad_crc": 2, "bad_tag": 2, "unsigned": 1,
                "bad_fields": 2, "replay": 2, "replay_own": 1, "stranger": 1}
 CRASH_WORDS = (b"MemoryError", b"Traceback")
+AHEAD_BYTES = 16384  # bytes sent past the last answered ping at most: what a crashed board's REPL can swallow
+FLOW_PING_LINES = 100  # a ping (not waited for) every so many lines, so the fuzzer knows how far the board read
 
 
 class FuzzError(RuntimeError):
@@ -68,7 +70,9 @@ class Report:
         self.valid_variants = 0  # hostile-category lines that came out valid frames (owed no reject)
         self.accepted = {}  # category -> hostile frames the board answered
         self.replays_after_boot = self.replays_after_boot_accepted = 0
-        self.memory_errors = self.tracebacks = 0
+        self.crashes = self.memory_errors = 0  # crash episodes; those whose text says MemoryError
+        self.tracebacks = 0  # crash episodes with a Traceback
+        self.recoveries = 0  # boards brought back after a crash or silence
         self.crash_text = []
         self.reboots_asked = self.reboots_unasked = 0
         self.ctrl_c = self.ctrl_c_stopped = 0
@@ -80,7 +84,7 @@ class Report:
     @property
     def ok(self):
         return (not self.mismatches and not self.accepted and not self.replays_after_boot_accepted
-                and not self.memory_errors and not self.tracebacks and not self.reboots_unasked
+                and not self.crashes and not self.reboots_unasked
                 and not self.unanswered and self.ctrl_c_stopped == self.ctrl_c)
 
     def to_dict(self):
@@ -104,10 +108,11 @@ class Report:
                                                       or "none"))
         out.append("  replayed after a reboot/power cut: %d sent, %d accepted" % (
             self.replays_after_boot, self.replays_after_boot_accepted))
-        out.append("  crash text: MemoryError %d, Traceback %d; reboots: asked %d, unasked %d; power cuts %d;"
-                   " Ctrl-C %d sent, %d stopped the board" % (self.memory_errors, self.tracebacks, self.reboots_asked,
-                                                              self.reboots_unasked, self.power_cuts, self.ctrl_c,
-                                                              self.ctrl_c_stopped))
+        out.append("  crashes: %d (MemoryError %d, Traceback %d), boards brought back %d; reboots: asked %d, unasked %d;"
+                   " power cuts %d; Ctrl-C %d sent, %d stopped the board"
+                   % (self.crashes, self.memory_errors, self.tracebacks, self.recoveries, self.reboots_asked,
+                      self.reboots_unasked, self.power_cuts, self.ctrl_c, self.ctrl_c_stopped))
+        out.append("  valid frames among the hostile lines (mutations that changed nothing): %d" % self.valid_variants)
         for text in self.crash_text[:5]:
             out.append("    board said: %r" % text[-300:])
         for line, owed, board in self.mismatches[:5]:
@@ -144,6 +149,9 @@ class Fuzzer:
         self.valid_ids = set()  # hostile-category lines the codec reads as valid frames (a mutation that changed nothing)
         self.raw = bytearray()  # what the board sent since the last scan (frames and text)
         self.crashed = False  # crash words seen: stop sending, bring the board back
+        self.quiet_crash = False  # a Ctrl-C's KeyboardInterrupt traceback is expected, not a crash
+        self.ping_bytes = {}  # flow-control ping id -> bytes sent up to it
+        self.acked_bytes = 0  # bytes the board has shown it read (its answer to a later ping)
         self.after_boot_ids = set()  # pings replayed right after a power cut
         self.last_frame = time.monotonic()
         self.telemetry = None  # (arrival mission, bad_frames) of the newest TELEMETRY
@@ -164,7 +172,7 @@ class Fuzzer:
         self.raw += data
         if len(self.raw) > 262144:
             del self.raw[:-131072]
-        if not self.crashed and any(w in data or w in self.raw[-len(data) - 16:] for w in CRASH_WORDS):
+        if not self.crashed and not self.quiet_crash and any(w in self.raw[-len(data) - 16:] for w in CRASH_WORDS):
             self.crashed = True
         for line in self.splitter.feed(data):
             self._board_line(line)
@@ -192,6 +200,8 @@ class Fuzzer:
                 self.cut = True
             if self.expect_boot:
                 self.r.reboots_asked += 1
+            elif self.crashed:
+                pass  # the crashed board's REPL ran something we sent (a Ctrl-D): part of that crash
             elif self.boots > 1 or self.r.lines:
                 self.r.reboots_unasked += 1
                 self.say("the board rebooted unasked after line %d" % self.r.lines)
@@ -205,7 +215,14 @@ class Fuzzer:
     def _answer(self, i):
         n = self.answers.get(i, 0) + 1
         self.answers[i] = n
-        if (i in self.legit or i in self.valid_ids) and n == 1:
+        if i in self.legit and n == 1:
+            self.r.answered += 1
+            self.gen.answered.append(self.legit[i])
+            if len(self.gen.answered) > 512:
+                self.gen.answered.pop(self.rng.randrange(512))
+            self.acked_bytes = max(self.acked_bytes, self.ping_bytes.pop(i, 0))
+            return
+        if i in self.valid_ids and n == 1:
             return
         cat = "replay (a ping answered again)" if i in self.legit else self.gen.category_of.get(i, "unknown id %d" % i)
         self.r.accepted[cat] = self.r.accepted.get(cat, 0) + 1
@@ -220,13 +237,15 @@ class Fuzzer:
         self.crashed = False
         if not text or any(e in text for e in expected):
             return text
-        mem, tb = text.count(b"MemoryError"), text.count(b"Traceback")
-        if mem or tb:
-            self.r.memory_errors += mem
-            self.r.tracebacks += tb
-            at = min(i for i in (text.find(w) for w in CRASH_WORDS) if i >= 0)
-            self.r.crash_text.append(text[max(0, at - 200):at + 800].decode("utf-8", "replace"))
-            self.say("crash text after line %d: %r" % (self.r.lines, text[-200:]))
+        found = [i for i in (text.find(w) for w in CRASH_WORDS) if i >= 0]
+        if found:  # one crash episode: what follows it is its consequence (our lines typed at its REPL)
+            at = min(found)
+            first = text[max(0, at - 200):at + 1000]
+            self.r.crashes += 1
+            self.r.memory_errors += b"MemoryError" in first
+            self.r.tracebacks += b"Traceback" in first
+            self.r.crash_text.append(first.decode("utf-8", "replace"))
+            self.say("crash after line %d: %r" % (self.r.lines, first[-300:]))
         return text
 
     def _wait(self, done, timeout_s):
@@ -258,21 +277,38 @@ class Fuzzer:
             self.r.valid_variants += 1
         self._send(line + b"\x00")
 
-    def _ping(self):
+    def _ping(self, wait=True):
         line, want = self.gen.ping()
         if want.reason != FL.ACCEPT:
             raise FuzzError("a legit ping would be refused (%s): the target settings are wrong" % want.reason)
         self.legit[want.id] = line
         self.r.pings += 1
+        self.ping_bytes[want.id] = self.r.bytes + len(line) + 1  # set first: the answer may be read while sending
         self._line(line, want)
+        if not wait:
+            return want.id
         ok = self._wait(lambda: self.answers.get(want.id), self.answer_timeout_s)
-        if ok:
-            self.r.answered += 1
-            self.gen.answered.append(line)
-            if len(self.gen.answered) > 512:
-                self.gen.answered.pop(self.rng.randrange(512))
-        else:
+        if not ok:
             self.r.unanswered += 1
+            self.ping_bytes.pop(want.id, None)
+        return ok
+
+    def _flow(self):
+        """Keep at most AHEAD_BYTES in flight: wait for the board to answer a
+        ping sent after them. False: it did not (it is brought back)."""
+        if self.r.bytes - self.acked_bytes <= AHEAD_BYTES:
+            return True
+        if not self.ping_bytes:
+            self._ping(wait=False)
+        upto = max(self.ping_bytes.values())
+        ok = self._wait(lambda: self.acked_bytes >= upto or self.crashed, self.answer_timeout_s)
+        if self.crashed:
+            return False
+        if not ok:
+            self.r.unanswered += len(self.ping_bytes)
+            self.say("no answer to a ping after line %d: bringing the board back" % self.r.lines)
+            self._scan_text()
+            self.recover()
         return ok
 
     # ---- checkpoints, Ctrl-C, power --------------------------------------
@@ -309,6 +345,7 @@ class Fuzzer:
         """Bring a board that stopped answering back: reset it (emulated),
         else Ctrl-C then Ctrl-D (soft reboot) at its REPL; wait for HELLO."""
         self.expect_boot = "inexact"
+        self.r.recoveries += 1
         boots = self.boots
         if self.board is not None:
             self.board.reset()
@@ -321,6 +358,8 @@ class Fuzzer:
                             % (self.r.lines, bytes(self.raw[-300:])))
         self._scan_text(expected=(b"KeyboardInterrupt",))
         self.cut = True
+        self.ping_bytes.clear()  # lost with the crash: not counted as unanswered
+        self.acked_bytes = self.r.bytes
 
     def ctrl_c(self):
         """Ctrl-C must stop the board (KeyboardInterrupt at the REPL); then a
@@ -328,11 +367,13 @@ class Fuzzer:
         if not self.checkpoint():
             return
         self.r.ctrl_c += 1
+        self.quiet_crash = True
         self._send(b"\x03")
         stopped = self._wait(lambda: b">>> " in self.raw, self.answer_timeout_s)
         if stopped:
             self.r.ctrl_c_stopped += 1
         self._scan_text(expected=(b"KeyboardInterrupt",))
+        self.quiet_crash = False
         self.expect_boot = "exact"
         boots = self.boots
         self._send(b"\x04")
@@ -385,6 +426,9 @@ class Fuzzer:
             cat = self.rng.choices(self.cats, self.weights)[0]
             line, want = self.gen.make(cat)
             self._line(line, want)
+            if n % FLOW_PING_LINES == 0:
+                self._ping(wait=False)
+            self._flow()
             if self.crashed:  # stop feeding a board that fell into its REPL: bring it back first
                 self._scan_text()
                 self.recover()

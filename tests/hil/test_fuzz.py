@@ -65,7 +65,7 @@ def test_fuzz_counts_every_reject_and_the_board_stays_alive(emulated):
     assert not r.mismatches and r.inexact == 0
     assert r.unanswered == 0 and r.answered == r.pings >= 6  # alive: every ping answered
     assert r.accepted == {}, r.format()  # no forged, mutated, replayed or stranger's frame acted on
-    assert r.memory_errors == r.tracebacks == r.reboots_unasked == 0, r.format()
+    assert r.crashes == r.memory_errors == r.reboots_unasked == 0, r.format()
     assert sum(r.owed.values()) == r.lines and r.ok
 
 
@@ -74,7 +74,7 @@ def test_ctrl_c_stops_the_board_and_a_soft_reboot_brings_it_back(emulated):
     fz = fuzz.Fuzzer(port, target, seed=4, board=t.board, checkpoint=400)
     r = fz.run(lines=800, ctrl_c_every=400)
     assert r.ctrl_c == 2 and r.ctrl_c_stopped == 2, r.format()
-    assert r.reboots_asked >= 2 and r.reboots_unasked == 0 and r.tracebacks == 0
+    assert r.reboots_asked >= 2 and r.reboots_unasked == 0 and r.crashes == 0
     assert r.unanswered == 0 and r.answered == r.pings
 
 
