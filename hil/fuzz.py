@@ -73,6 +73,7 @@ class Report:
         self.crashes = self.memory_errors = 0  # crash episodes; those whose text says MemoryError
         self.tracebacks = 0  # crash episodes with a Traceback
         self.recoveries = 0  # boards brought back after a crash or silence
+        self.crash_kinds = {}  # "MemoryError at node/wire.py:226 in accept" -> episodes
         self.crash_text = []
         self.reboots_asked = self.reboots_unasked = 0
         self.ctrl_c = self.ctrl_c_stopped = 0
@@ -113,12 +114,31 @@ class Report:
                    % (self.crashes, self.memory_errors, self.tracebacks, self.recoveries, self.reboots_asked,
                       self.reboots_unasked, self.power_cuts, self.ctrl_c, self.ctrl_c_stopped))
         out.append("  valid frames among the hostile lines (mutations that changed nothing): %d" % self.valid_variants)
-        for text in self.crash_text[:5]:
-            out.append("    board said: %r" % text[-300:])
+        for kind, n in sorted(self.crash_kinds.items(), key=lambda kv: -kv[1]):
+            out.append("    %dx %s" % (n, kind))
         for line, owed, board in self.mismatches[:5]:
             out.append("    mismatch at line %d: owed %d rejects, the board counted %d" % (line, owed, board))
         out.append("PASS" if self.ok else "FAIL")
         return "\n".join(out)
+
+
+def crash_kind(text):
+    """'MemoryError at node/wire.py:226 in accept' from the first traceback
+    in `text` (its innermost frame); 'UnicodeError (no frames: at the REPL)'."""
+    import re
+
+    at = text.find(b"Traceback")
+    where = None
+    for line in text[at if at >= 0 else 0:].decode("utf-8", "replace").splitlines():
+        m = re.match(r'\s*File "([^"]+)", line (\d+), in (\S+)', line)
+        if m:
+            where = "%s:%s in %s" % m.groups()
+            continue
+        m = re.match(r"(\w+(?:Error|Exception|Interrupt|Exit))\b", line.strip())
+        if m and at >= 0:
+            return "%s at %s" % (m.group(1), where) if where else "%s (no frames: at the REPL)" % m.group(1)
+    m = re.search(rb"(\w+Error)", text)
+    return (m.group(1).decode() if m else "crash text") + " (no traceback)"
 
 
 class Fuzzer:
@@ -245,6 +265,8 @@ class Fuzzer:
             self.r.memory_errors += b"MemoryError" in first
             self.r.tracebacks += b"Traceback" in first
             self.r.crash_text.append(first.decode("utf-8", "replace"))
+            kind = crash_kind(first)
+            self.r.crash_kinds[kind] = self.r.crash_kinds.get(kind, 0) + 1
             self.say("crash after line %d: %r" % (self.r.lines, first[-300:]))
         return text
 
@@ -287,7 +309,8 @@ class Fuzzer:
         self._line(line, want)
         if not wait:
             return want.id
-        ok = self._wait(lambda: self.answers.get(want.id), self.answer_timeout_s)
+        ok = self._wait(lambda: self.answers.get(want.id) or self.crashed, self.answer_timeout_s)
+        ok = ok and bool(self.answers.get(want.id))
         if not ok:
             self.r.unanswered += 1
             self.ping_bytes.pop(want.id, None)
@@ -317,6 +340,7 @@ class Fuzzer:
         """Ping, wait for the answer and the TELEMETRY after it, compare the
         board's bad_frames with what was owed. False: the board did not answer."""
         if not self._ping():
+            self._wait(lambda: b">>> " in self.raw, 2.0 if self.crashed else 0)
             self._scan_text()
             self.say("no answer to a ping after line %d: bringing the board back" % self.r.lines)
             self.recover()
@@ -356,7 +380,8 @@ class Fuzzer:
         if not self._wait(lambda: self.boots > boots, self.answer_timeout_s):
             raise FuzzError("the board did not boot again after line %d; it last said %r"
                             % (self.r.lines, bytes(self.raw[-300:])))
-        self._scan_text(expected=(b"KeyboardInterrupt",))
+        self.raw.clear()  # what it printed since the crash was scanned: the rest is that crash's tail and the boot
+        self.crashed = False
         self.cut = True
         self.ping_bytes.clear()  # lost with the crash: not counted as unanswered
         self.acked_bytes = self.r.bytes
@@ -430,6 +455,7 @@ class Fuzzer:
                 self._ping(wait=False)
             self._flow()
             if self.crashed:  # stop feeding a board that fell into its REPL: bring it back first
+                self._wait(lambda: b">>> " in self.raw, 2.0)  # the whole traceback, up to the prompt
                 self._scan_text()
                 self.recover()
             if n % self.checkpoint_lines == 0:

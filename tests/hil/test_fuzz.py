@@ -100,3 +100,11 @@ def test_the_verb_on_a_port_reports_and_exits_by_the_result(emulated, tmp_path, 
     assert data["lines"] >= 600 and data["board_counted"] == data["owed_counted"] > 0
     assert cli.main(["fuzz", t.board.device]) == 2  # no board.json: one line, exit 2
     assert "--board-json" in capsys.readouterr().err
+
+
+def test_a_crash_is_named_by_its_innermost_frame():
+    text = (b'\r\nTraceback (most recent call last):\r\n  File "main.py", line 95, in step\r\n'
+            b'  File "node/wire.py", line 226, in accept\r\nMemoryError: memory allocation failed\r\n>>> ')
+    assert fuzz.crash_kind(text) == "MemoryError at node/wire.py:226 in accept"
+    assert fuzz.crash_kind(b"Traceback (most recent call last):\r\nUnicodeError: \r\n>>> ") == \
+        "UnicodeError (no frames: at the REPL)"
