@@ -260,7 +260,7 @@ class Fuzzer:
         found = [i for i in (text.find(w) for w in CRASH_WORDS) if i >= 0]
         if found:  # one crash episode: what follows it is its consequence (our lines typed at its REPL)
             at = min(found)
-            first = text[max(0, at - 200):at + 1000]
+            first = text[max(0, at - 2000):at + 1000]  # what led to it, too
             self.r.crashes += 1
             self.r.memory_errors += b"MemoryError" in first
             self.r.tracebacks += b"Traceback" in first
@@ -323,7 +323,7 @@ class Fuzzer:
             return True
         if not self.ping_bytes:
             self._ping(wait=False)
-        upto = max(self.ping_bytes.values())
+        upto = max(self.ping_bytes.values(), default=0)  # empty: answered while it was being sent
         ok = self._wait(lambda: self.acked_bytes >= upto or self.crashed, self.answer_timeout_s)
         if self.crashed:
             return False
