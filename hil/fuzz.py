@@ -484,6 +484,9 @@ def add_arguments(p):
     p.add_argument("--lines", type=int, metavar="N", help="hostile lines to send (default 10000 unless --seconds)")
     p.add_argument("--seconds", type=float, metavar="T", help="or send for T wall seconds")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--mix", action="append", default=[], metavar="CATEGORY=WEIGHT",
+                   help="weight of a category of hostile line (%s; defaults %s); repeatable"
+                   % (", ".join(FL.CATEGORIES), ", ".join("%s=%d" % kv for kv in DEFAULT_MIX.items())))
     p.add_argument("--checkpoint", type=int, default=2000, metavar="K", help="compare reject counters every K lines")
     p.add_argument("--ctrl-c-every", type=int, default=0, metavar="K", help="send Ctrl-C every K lines (default never)")
     p.add_argument("--power-cut-every", type=int, default=0, metavar="K",
@@ -499,6 +502,7 @@ def main(args):
     lines = args.lines if args.lines is not None or args.seconds is not None else 10000
     farm = None
     try:
+        mix = parse_mix(args.mix)
         if args.emulate:
             farm = EmulatedTarget()
             board_json, port_name, board = farm.board_json, farm.board.device, farm.board
@@ -509,7 +513,8 @@ def main(args):
 
         port = serial.serial_for_url(port_name, baudrate=115200, timeout=0, write_timeout=args.answer_timeout_s)
         fz = Fuzzer(port, target, seed=args.seed, board=board, answer_timeout_s=args.answer_timeout_s,
-                    checkpoint=args.checkpoint, say=lambda t: print("  " + t, file=sys.stderr, flush=True))
+                    checkpoint=args.checkpoint, mix=mix,
+                    say=lambda t: print("  " + t, file=sys.stderr, flush=True))
         print("hil fuzz: node %d on %s, %s lines, seed %d" % (target.node_id, port_name, lines or "-", args.seed),
               flush=True)
         r = fz.run(lines=lines, seconds=args.seconds, ctrl_c_every=args.ctrl_c_every,
@@ -525,6 +530,20 @@ def main(args):
         with open(args.json, "w") as f:
             json.dump(r.to_dict(), f, indent=1)
     return 0 if r.ok else 1
+
+
+def parse_mix(items):
+    """['stranger=5', 'random=0'] over DEFAULT_MIX; ValueError names the bad item."""
+    mix = dict(DEFAULT_MIX)
+    for item in items:
+        cat, sep, value = item.partition("=")
+        if not sep or cat not in FL.CATEGORIES or not value.isdigit():
+            raise ValueError("--mix %r: CATEGORY=WEIGHT, a whole number, CATEGORY one of %s"
+                             % (item, ", ".join(FL.CATEGORIES)))
+        mix[cat] = int(value)
+    if not any(mix.values()):
+        raise ValueError("--mix: every weight is 0")
+    return mix
 
 
 def _progress(r, elapsed):
