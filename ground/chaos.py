@@ -141,7 +141,7 @@ def run_jobs(jobs, work_dir, workers, timeout_s, on_done=None):
         while pending or running:
             while pending and len(running) < workers:
                 i, job = pending.pop()
-                run_dir = os.path.join(work_dir, job.name)
+                run_dir = os.path.join(work_dir, "%d-%s" % (i, job.name))  # unique even if two names are not
                 shutil.rmtree(run_dir, ignore_errors=True)
                 os.makedirs(run_dir)
                 rd, wr = ctx.Pipe(duplex=False)
@@ -272,14 +272,17 @@ def _keep_or_drop(v, out, args, rates):
     if v.kind == "pass":
         shutil.rmtree(v.run_dir, ignore_errors=True)
         return
-    keep = os.path.join(out, v.job.name)
+    name = v.job.name
+    if os.path.exists(os.path.join(out, name + ".yaml")):  # two bases (or --as-is files) of one name
+        name = "%s-%s" % (name, os.path.basename(v.run_dir).split("-", 1)[0])
+    keep = os.path.join(out, name)
     shutil.rmtree(keep, ignore_errors=True)
     shutil.move(v.run_dir, keep)
     v.run_dir = keep
     if v.error:
         with open(os.path.join(keep, "traceback.txt"), "w") as f:
             f.write(v.error)
-    v.file = os.path.join(out, v.job.name + ".yaml")
+    v.file = os.path.join(out, name + ".yaml")
     how = ("the unchanged scenario" if args.as_is else "chaos schedule %d over %s, rates per mission hour %s"
            % (v.job.seed, v.job.base_path, " ".join("%s=%g" % kv for kv in sorted(rates.items()))))
     head = ["%s: %s" % (v.kind, v.summary()), how, "",

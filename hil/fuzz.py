@@ -36,6 +36,7 @@ bad input. Every wait has a timeout.
 import json
 import os
 import random
+import re
 import select
 import sys
 import time
@@ -125,8 +126,6 @@ class Report:
 def crash_kind(text):
     """'MemoryError at node/wire.py:226 in accept' from the first traceback
     in `text` (its innermost frame); 'UnicodeError (no frames: at the REPL)'."""
-    import re
-
     at = text.find(b"Traceback")
     where = None
     for line in text[at if at >= 0 else 0:].decode("utf-8", "replace").splitlines():
@@ -428,7 +427,7 @@ class Fuzzer:
         it, byte for byte. A replay window that did not survive the reboot
         answers them again."""
         for line in self.rng.sample(self.gen.answered, min(16, len(self.gen.answered))):
-            i = FL._term_of(line, self.t.key)
+            i = FL.term_of(line, self.t.key)
             self.after_boot_ids.add(i)
             self.r.replays_after_boot += 1
             self._line(line, self.gen.want("replay", line, i))

@@ -21,6 +21,10 @@ board's line buffer (wire.MAX_LINE): its splitter drops it uncounted.
 Reasons are wire.ERROR_NAMES, counted in the board's TELEMETRY bad_frames.
 """
 
+import hashlib
+import hmac
+import zlib
+
 from ground import firmware
 from ground import protocol as P
 
@@ -211,7 +215,7 @@ class Hostile:
         if not self.answered:
             return self._truncated()  # nothing answered yet: something hostile all the same
         line = self.rng.choice(self.answered)
-        return line, _term_of(line, self.t.key)
+        return line, term_of(line, self.t.key)
 
     def _replay_own(self):
         if not self.own:
@@ -240,7 +244,7 @@ def _line(body):
 
 
 def _with_crc(covered):
-    return covered + P._crc32(covered).to_bytes(4, "little")
+    return covered + (zlib.crc32(covered) & 0xFFFFFFFF).to_bytes(4, "little")
 
 
 def _resign(covered, key):
@@ -248,10 +252,11 @@ def _resign(covered, key):
     if key is None or not covered[0] & P.FLAG_AUTH:
         return covered
     signed = covered[: -P.TAG_LEN]
-    return signed + P._hmac_tag((key, signed))
+    return signed + hmac.new(key, signed, hashlib.sha256).digest()[: P.TAG_LEN]
 
 
-def _term_of(line, key):
+def term_of(line, key):
+    """The PREVOTE_REQUEST term (our id) a line we built carries."""
     f = P.parse_line(line, key=key)
     return f.msg["term"]
 

@@ -133,10 +133,12 @@ def test_chaos_runs_judges_and_writes_failing_schedules_that_reproduce(tmp_path,
     h2, e2, _ = trace.read(str(rerun / "trace.jsonl"))
     assert h1["seed"] == h2["seed"] == v["seed"]
     assert _without_where(e1) == _without_where(e2)  # a fault's `where` names the file it came from
-    # --as-is judges the written file alone, the same way.
-    rc = cli.main(["chaos", "--as-is", v["file"], "--out", str(tmp_path / "asis"), "--quiet"])
+    # --as-is judges the written file alone, the same way (twice at once: two runs, two kept files).
+    rc = cli.main(["chaos", "--as-is", v["file"], v["file"], "--workers", "2", "--out", str(tmp_path / "asis"),
+                   "--quiet"])
     again = json.loads((tmp_path / "asis" / "chaos.json").read_text())["verdicts"]
-    assert rc == 1 and [(a["result"], a["gates"], a["seed"]) for a in again] == [("gate", v["gates"], v["seed"])]
+    assert rc == 1 and [(a["result"], a["gates"], a["seed"]) for a in again] == [("gate", v["gates"], v["seed"])] * 2
+    assert len({a["file"] for a in again}) == 2 and all(os.path.exists(a["file"]) for a in again)
 
 
 def _without_where(events):
