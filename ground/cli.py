@@ -252,6 +252,12 @@ def build_parser():
     rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
     _torn(rr, "re-run")
     rr.set_defaults(fn=cmd_replay_run)
+
+    from ground import chaos  # `ground chaos`: random fault schedules, run and judged (docs/CHAOS.md)
+
+    c = verb("chaos", "random fault schedules over scenarios, run in virtual time and judged")
+    chaos.add_arguments(c)
+    c.set_defaults(fn=chaos.main)
     return p
 
 

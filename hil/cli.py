@@ -9,6 +9,7 @@ the exit code. A new verb is one more entry.
     hil boards RIG.yaml                             attached / missing, with ports
     hil check TRACE [--scenario NAME] [--json] [--allow-torn]   a run's history invariants (ground/history.py)
     hil --version;  -q / -v on every verb
+    hil fuzz PORT --board-json F | --emulate        hostile input to a board (hil/fuzz.py)
 
 Exit codes are ground/exitcodes.py's, listed in `hil --help`: 0 all is well,
 1 a board failed (flash), is missing (boards) or an invariant broke (check),
@@ -230,6 +231,8 @@ COMMANDS = [
     Command("check", "check a run trace's history invariants (ground/history.py)", _check_arguments, _check),
     Command("flash", "deploy the firmware to a rig's boards through mpremote, in parallel", _flash_arguments, _flash),
     Command("boards", "list a rig's boards: attached, missing, running, with their ports", _boards_arguments, _boards),
+    Command("fuzz", "hostile input to a live board: rejects by reason, liveness, crash text (hil/fuzz.py)",
+            lambda p: __import__("hil.fuzz").fuzz.add_arguments(p), lambda a: __import__("hil.fuzz").fuzz.main(a)),
 ]
 
 

@@ -1,0 +1,178 @@
+"""`ground chaos` (ground/chaos.py, ground/chaos_schedules.py): schedules are
+a function of the seed, cover every fault kind, load as scenarios; the pool
+runs and judges them; a failing schedule's file reproduces its run with
+`ground run`. Real runs in virtual time, real worker processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import yaml
+
+from ground import chaos, chaos_schedules as gen, cli, scenario, trace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+TINY = """\
+name: tiny
+seed: 3
+duration_s: 20
+election_timeout_ms: 1000
+auth_key: "00112233445566778899aabbccddeeff"
+clusters:
+  - {id: 1, nodes: [1, 2, 3, 4]}
+  - {id: 2, nodes: [5, 6]}
+links:
+  intra_cluster: {delay_ms: 40, loss: 0.01}
+gates:
+  faults: {max: 0}      # any fault fails it: every schedule with a fault is a gate failure
+"""
+
+
+def _tiny(tmp_path, text=TINY):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_fault_kinds_are_the_scenario_formats():
+    assert set(gen.KINDS) == scenario._FAULT_ACTIONS
+
+
+def test_schedules_are_a_function_of_the_seed_and_load_as_scenarios(tmp_path):
+    base = gen.load_base(_tiny(tmp_path))
+    rates = gen.parse_rates(["all=600"])
+    texts = {s: gen.to_yaml(gen.schedule(base, s, rates)) for s in range(10, 16)}
+    for s, text in texts.items():
+        assert gen.to_yaml(gen.schedule(base, s, rates)) == text  # same seed, same schedule
+        sc = gen.check_text(text, "s%d.yaml" % s)
+        assert sc.seed == s and sc.duration_s == 20 and sc.faults
+    assert len(set(texts.values())) == len(texts)  # different seeds, different schedules
+    # ... and the same in another interpreter (string seeding, no hash randomisation)
+    code = ("import sys; from ground import chaos_schedules as g; b = g.load_base(sys.argv[1]);"
+            "sys.stdout.write(g.to_yaml(g.schedule(b, 13, g.parse_rates(['all=600']))))")
+    out = subprocess.run([sys.executable, "-c", code, _tiny(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=ROOT), check=True, timeout=120)
+    assert out.stdout == texts[13]
+
+
+def test_every_fault_kind_and_partition_shape_appears_across_schedules(tmp_path):
+    base = gen.load_base(_tiny(tmp_path))
+    rates = gen.parse_rates(["all=900"])
+    kinds, shapes, coordinator = set(), set(), False
+    for s in range(8):
+        data = gen.schedule(base, s, rates)
+        kinds |= set(gen.kinds_in(data))
+        for f in data["faults"]:
+            assert 0 <= f["at_s"] < 20
+            p = f.get("partition")
+            if p is not None:
+                shapes.add("groups" if isinstance(p, list) else next(iter(p)))
+            coordinator = coordinator or any(f.get(k) == "coordinator" for k in gen.KINDS)
+    assert kinds == set(gen.KINDS)
+    assert shapes == set(gen.PARTITION_SHAPES)
+    assert coordinator
+
+
+def test_rates_and_mission_length_are_the_users(tmp_path):
+    base = gen.load_base(_tiny(tmp_path))
+    none = gen.parse_rates(["all=0"])
+    assert gen.schedule(base, 1, none)["faults"] == []
+    only = gen.parse_rates(["all=0", "skew=3600"])
+    data = gen.schedule(base, 1, only, mission_s=600)
+    assert data["duration_s"] == 600
+    assert set(gen.kinds_in(data)) == {"skew"} and max(f["at_s"] for f in data["faults"]) > 20
+    for bad in ("crsh=1", "crash", "crash=-1", "crash=x"):
+        try:
+            gen.parse_rates([bad])
+        except ValueError as e:
+            assert repr(bad) in str(e)
+        else:
+            raise AssertionError("accepted --rate %s" % bad)
+
+
+def test_relative_paths_of_the_base_still_work_from_the_written_schedule(tmp_path):
+    src = os.path.join(ROOT, "tests", "ground", "scenarios", "contacts.yaml")
+    base = gen.load_base(src)
+    text = gen.to_yaml(gen.schedule(base, 4))
+    path = tmp_path / "elsewhere" / "s.yaml"
+    path.parent.mkdir()
+    path.write_text(text)
+    sc = scenario.load(str(path))  # the contact plan is found from another folder
+    assert sc.contact_plan is not None
+
+
+def test_chaos_runs_judges_and_writes_failing_schedules_that_reproduce(tmp_path, capsys):
+    base = _tiny(tmp_path)
+    out = tmp_path / "out"
+    rc = cli.main(["chaos", base, "--schedules", "3", "--seed", "40", "--workers", "2", "--rate", "all=200",
+                   "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "chaos.json").read_text())
+    verdicts = summary["verdicts"]
+    assert [v["seed"] for v in verdicts] == [40, 41, 42]
+    failing = [v for v in verdicts if v["result"] != "pass"]
+    assert failing and rc == 1  # every schedule with a fault fails the `faults: {max: 0}` gate
+    assert "chaos: 3 schedule(s)" in printed and "faults run by kind:" in printed
+    for v in verdicts:
+        if v["result"] == "pass":
+            assert not os.path.exists(out / v["name"])  # traces of failing runs only
+            continue
+        assert v["result"] == "gate" and any(g.startswith("faults = ") for g in v["gates"]), v
+        assert os.path.exists(out / v["name"] / "trace.jsonl") and v["file"] == str(out / (v["name"] + ".yaml"))
+        assert "%-8d gate" % v["seed"] in printed
+    # The written file reproduces the run: `ground run FILE` fails the same gates with the same trace.
+    v = failing[0]
+    rerun = tmp_path / "rerun"
+    rc = cli.main(["run", v["file"], "--out", str(rerun), "--quiet"])
+    printed = capsys.readouterr().out
+    assert rc == 1
+    assert ["FAIL: " + g for g in v["gates"]] == [x for x in printed.splitlines() if x.startswith("FAIL: ")]
+    h1, e1, _ = trace.read(str(out / v["name"] / "trace.jsonl"))
+    h2, e2, _ = trace.read(str(rerun / "trace.jsonl"))
+    assert h1["seed"] == h2["seed"] == v["seed"]
+    assert _without_where(e1) == _without_where(e2)  # a fault's `where` names the file it came from
+    # --as-is judges the written file alone, the same way (twice at once: two runs, two kept files).
+    rc = cli.main(["chaos", "--as-is", v["file"], v["file"], "--workers", "2", "--out", str(tmp_path / "asis"),
+                   "--quiet"])
+    again = json.loads((tmp_path / "asis" / "chaos.json").read_text())["verdicts"]
+    assert rc == 1 and [(a["result"], a["gates"], a["seed"]) for a in again] == [("gate", v["gates"], v["seed"])] * 2
+    assert len({a["file"] for a in again}) == 2 and all(os.path.exists(a["file"]) for a in again)
+
+
+def _without_where(events):
+    out = []
+    for e in events:
+        if isinstance(e.get("detail"), dict) and "where" in e["detail"]:
+            e = dict(e, detail={k: v for k, v in e["detail"].items() if k != "where"})
+        out.append(e)
+    return out
+
+
+def test_a_run_that_raises_is_a_crash_with_its_traceback(tmp_path):
+    kind, violations, gates, error = chaos.judge(TINY.replace("delay_ms: 40", "delay_ms: -5"), "broken.yaml",
+                                                 str(tmp_path / "run"))
+    assert kind == "crash" and not violations and not gates
+    assert "Traceback" in error and "broken.yaml" in error
+
+
+def test_a_schedule_still_running_at_its_timeout_is_killed_and_called_a_hang(tmp_path):
+    base = gen.load_base(_tiny(tmp_path, TINY.replace("duration_s: 20", "duration_s: 100000")))
+    text = gen.to_yaml(gen.schedule(base, 1))
+    job = chaos.Job(base.path, 1, "long", text, gen.kinds_in(yaml.safe_load(text)))
+    (v,) = chaos.run_jobs([job], str(tmp_path / "work"), workers=1, timeout_s=0.0)
+    assert v.kind == "crash" and v.error.startswith("hang:"), v.error
+
+
+def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("faults: {max: 0}", "no_such_metric: {max: 0}"))
+    assert cli.main(["chaos", str(bad), "--schedules", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "no_such_metric" in capsys.readouterr().err
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(TINY.replace("delay_ms", "dealy_ms"))
+    assert cli.main(["chaos", str(typo), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "typo.yaml:" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["chaos", _tiny(tmp_path), "--rate", "crash=fast", "--out", str(tmp_path / "o")]) == 2
