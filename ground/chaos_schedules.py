@@ -32,7 +32,7 @@ from ground.yamlfile import ConfigError
 # hour: a 240 s mission then gets about one of each, a 20 s one a fault or two.
 KINDS = (
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst",
+    "byzantine", "corruption_burst", "intent",
 )
 DEFAULT_RATE_PER_H = 15.0
 DEFAULT_RATES_PER_H = {k: DEFAULT_RATE_PER_H for k in KINDS}
@@ -95,6 +95,7 @@ def schedule(base, seed, rates_per_h=None, mission_s=None):
             added += getattr(gen, kind)(t)
     added = [f for f in added if f["at_s"] < duration_s]
     added.sort(key=lambda f: f["at_s"])
+    added = _only_meaningful(list(base.data.get("faults") or []), added)
     data = dict(base.data)
     data["name"] = "%s-chaos-%d" % (sc.name, seed)
     data["seed"] = seed
@@ -149,6 +150,7 @@ class _Gen:
         self.clusters = {c: list(ids) for c, ids in sorted(sc.clusters.items())}
         self.t_s = sc.election_timeout_ms / 1000.0
         self.duration_s = duration_s
+        self.market = sc.market_args
 
     # -- draws
 
@@ -202,10 +204,25 @@ class _Gen:
         return out
 
     def restart(self, t):
-        return [self._entry(t, "restart", self._target())]
+        # A restart brings a crashed node back (ground/guards.py refuses one
+        # aimed at a running node): the crash it ends comes with it.
+        node = {"target": self._node()}
+        return [self._entry(t, "crash", node), self._entry(t + self._for(t), "restart", node)]
 
     def power_on(self, t):
-        return [self._entry(t, "power_on", {"target": self._node()})]
+        node = {"target": self._node()}
+        return [self._entry(t, "power_cut", node), self._entry(t + self._for(t), "power_on", node)]
+
+    def intent(self, t):
+        """A Tier-3 intent step (ground/intent.py), in a scenario with a market."""
+        if self.market is None:
+            return []
+        spec = {"phase": self.rng.choice(("growth", "consolidate")),
+                "growth_permille": self.rng.randint(0, 1000), "cover_permille": self.rng.randint(500, 1000)}
+        e = {"at_s": _num(t), "intent": spec}
+        if self.rng.random() < 0.5:
+            e["cluster"] = self.rng.choice(sorted(self.clusters))
+        return [e]
 
     def reset(self, t):
         return [self._entry(t, "reset", self._target())]
@@ -283,6 +300,47 @@ class _Gen:
 
 
 # ---- helpers ------------------------------------------------------------------
+
+
+_BACK = {"restart", "power_on"}  # bring a node back: only one that is down (ground/guards.py)
+_DOWN = {"crash", "power_cut"}
+
+
+def _only_meaningful(base_faults, added):
+    """`added` without the faults that would make the loader refuse the
+    schedule (ground/guards.py: a restart or power_on that hits a running
+    node or the coordinator, including the implicit one at the end of a
+    crash's or power cut's duration_s). Each added fault is kept only if the
+    node states replayed over the base's faults and the faults kept so far
+    stay consistent, as the guard replays them."""
+    kept = []
+    for f in added:
+        if _consistent(list(base_faults) + kept + [f]):
+            kept.append(f)
+    return kept
+
+
+def _consistent(faults):
+    steps = []  # (at_s, order, action, node)
+    for i, f in enumerate(faults):
+        action = next((a for a in ("crash", "power_cut", "restart", "power_on", "reset") if a in f), None)
+        if action is None:
+            continue
+        node = f[action]
+        if action in _BACK and node == "coordinator":
+            return False
+        if not isinstance(node, int) or isinstance(node, bool):
+            continue
+        steps.append((float(f["at_s"]), 2 * i, action, node))
+        if f.get("duration_s") and action in _DOWN:
+            steps.append((float(f["at_s"]) + float(f["duration_s"]), 2 * i + 1,
+                          "restart" if action == "crash" else "power_on", node))
+    up = {}
+    for _, _, action, node in sorted(steps, key=lambda x: (x[0], x[1])):
+        if action in _BACK and up.get(node, True):
+            return False
+        up[node] = action not in _DOWN
+    return True
 
 
 def _num(x):
