@@ -40,7 +40,7 @@ def send(dst, type, payload):
 
 
 m = Market(1, mcfg, Intent(), send)
-m.replica_ok = True
+m.led_round = 0  # a ledger that knows it is empty: no RESYNC first
 gc.collect()
 a_market = gc.mem_alloc()
 m.lead(1, 0, 0, [1] * 8)  # no standby: each round commits as it clears

@@ -95,6 +95,11 @@ class FedSim:
                 self.regions[i].poll(self.now)  # the new roles take effect at once
                 self._arm(i)
 
+    def resume(self, i):
+        """A node that hung (kept its RAM) carries on where it stopped."""
+        self.down.discard(i)
+        self._arm(i)
+
     def restart(self, i):
         self.down.discard(i)
         self.regions[i] = None
