@@ -30,7 +30,7 @@ from array import array
 from micropython import const
 
 from node import auction, catalog as cat, msgs, recovery, refusal, wire
-from node.auction import F_ADDED, F_MERGED, BidBook, clear
+from node.auction import F_MERGED, BidBook, clear
 from node.ledger import Ledger
 
 IDLE = const(0)
@@ -174,44 +174,7 @@ class Market:
         """Our ledger is the most recent of a majority (or, _fallback, the
         best there is): settle the rounds in flight, open the next one."""
         self._go(EV_RECOVERED)
-        book = self.book
-        now_round = self._round_at(now_ms)
-        last = self.led_round
-        announced = False
-        if self._rep_key is not None and self._rep_key[0] == self.led_term:
-            rnd = self._rep_key[1]
-            if self._rep_acked and rnd == last:
-                # Acked: the old coordinator may have sent some awards. Send them all.
-                for i in range(book.n):
-                    self._send_award(i, rnd, msgs.AWARD_RESEND)
-                self.completed += 1
-                self._announce(rnd, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, book.n)
-                announced = True
-            elif rnd > last:
-                # Half a replica of a round no majority held: never committed.
-                for i in range(book.n):
-                    if book.flags[i] & F_ADDED:
-                        self.ledger.release(book.hint[i], book.node[i], book.first[i], book.span[i],
-                                            book.period[i], book.count[i], 0)
-        book.reset()
-        self._rep_key = None
-        if self._fallback:
-            # No majority of electors remembers (power cuts): keep the best
-            # ledger there is and add what holders claim before selling.
-            if last < 0:
-                self.ledger.reset(now_round + 1)
-            self.resync_until = now_ms + 2 * self.cfg.lead_ms
-            self._announce(now_round - 1 if now_round else 0, msgs.ROUND_RESYNC, wire.ADDR_BROADCAST)
-            announced = True
-        # Rounds the clock says closed after the most recent ledger of a
-        # majority were held by no majority, so never committed: void.
-        for rnd in range(last + 1, now_round):
-            self._announce(rnd, msgs.ROUND_VOID, wire.ADDR_BROADCAST)
-            self.voided += 1
-            announced = True
-        if not announced:
-            self._announce(last if last >= 0 else 0, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST)
-        self.round = now_round if now_round > last else last + 1
+        recovery.settle(self, now_ms)
 
     def step_down(self):
         if self.state != IDLE:

@@ -29,7 +29,8 @@
 
 from micropython import const
 
-from node import msgs, refusal
+from node import msgs, refusal, wire
+from node.auction import F_ADDED
 
 _NONE = const(0xFFFFFFFF)  # led_round on the wire: this ledger knows nothing
 _IDLE = const(0)  # market.IDLE, market.RECOVERING (market.py imports this module)
@@ -126,6 +127,52 @@ def send_copy(m, dst, term, copy_id):
                 msgs.AWARD, term, copy_id, led.base, led.first(i), led.res[i], roster[led.holder(i)], total,
                 led.span[i], led.period[i], led.count[i], msgs.AWARD_SYNC))
     return total
+
+
+def settle(m, now_ms):
+    """After recovery: complete the round in flight if this ledger acked it
+    (send its awards again), drop half a replica no majority held, ask for
+    holders' claims on a fallback, void the rounds no majority held, open
+    the next round."""
+    book = m.book
+    now_round = m._round_at(now_ms)
+    last = m.led_round
+    announced = False
+    if m._rep_key is not None and m._rep_key[0] == m.led_term:
+        rnd = m._rep_key[1]
+        if m._rep_acked and rnd == last:
+            # Acked: the old coordinator may have sent some awards. Send them all.
+            for i in range(book.n):
+                m._send_award(i, rnd, msgs.AWARD_RESEND)
+            m.completed += 1
+            m._announce(rnd, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, book.n)
+            announced = True
+        elif rnd > last:
+            # Half a replica of a round no majority held: never committed.
+            for i in range(book.n):
+                if book.flags[i] & F_ADDED:
+                    m.ledger.release(book.hint[i], book.node[i], book.first[i], book.span[i], book.period[i],
+                                     book.count[i], 0)
+    book.reset()
+    m._rep_key = None
+    if m._fallback:
+        # No majority of electors remembers (power cuts): keep the best
+        # ledger there is and add what holders claim before selling.
+        if last < 0:
+            m.ledger.reset(now_round + 1)
+        m.resync_until = now_ms + 2 * m.cfg.lead_ms
+        m._announce(now_round - 1 if now_round else 0, msgs.ROUND_RESYNC, wire.ADDR_BROADCAST)
+        announced = True  # and no verdict on rounds nobody left can vouch for
+    else:
+        # Rounds the clock says closed after the most recent ledger of a
+        # majority were held by no majority, so never committed: void.
+        for rnd in range(last + 1, now_round):
+            m._announce(rnd, msgs.ROUND_VOID, wire.ADDR_BROADCAST)
+            m.voided += 1
+            announced = True
+    if not announced:
+        m._announce(last if last >= 0 else 0, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST)
+    m.round = now_round if now_round > last else last + 1
 
 
 # ---- the electors' side ------------------------------------------------

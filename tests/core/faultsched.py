@@ -29,7 +29,9 @@ SLOT = 12000
 LEAD = 3000
 UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
 CLUSTERS = ([1, 2], [3], [4])  # three electors (1, 3, 4): the smallest region with a majority
-_NOT_LEASE = msgs.AWARD_REPLICA | msgs.AWARD_SYNC | msgs.AWARD_CLAIM
+
+
+from leasewatch import Leases
 
 
 class Result:
@@ -42,52 +44,6 @@ class Result:
         self.completes = 0  # PRICES COMPLETE broadcasts: the market kept selling
         self.split = []  # regional terms with two coordinators
         self.log = []  # the schedule: (t_ms, what, node, length_ms)
-
-
-class _Leases:
-    """Who holds which (resource, slot), from the frames sent."""
-
-    def __init__(self, result):
-        self.r = result
-        self.held = {}  # (res, slot) -> holder
-
-    def sent(self, t, src, dst, line):
-        f = wire.decode(line)
-        if f.type == msgs.AWARD:
-            a = msgs.unpack(msgs.AWARD, f.payload)
-            term, rnd, seq, first, res, holder, price, span, period, count, flags = a
-            if flags & _NOT_LEASE or dst != holder:
-                return
-            p = period if count > 1 else span
-            for k in range(count):
-                for s in range(first + k * p, first + k * p + span):
-                    other = self.held.get((res, s))
-                    if other is not None and other != holder:
-                        self.r.double += 1
-                        if self.r.first_double is None:
-                            self.r.first_double = (t, res, s, holder, other)
-                    self.held[(res, s)] = holder
-        elif f.type == msgs.RELEASE:
-            seq, first, from_slot, res, holder, span, period, count = msgs.unpack(msgs.RELEASE, f.payload)
-            if holder != src:
-                return
-            p = period if count > 1 else span
-            for k in range(count):
-                s0 = first + k * p
-                if s0 < from_slot:
-                    continue
-                for s in range(s0, s0 + span):
-                    if self.held.get((res, s)) == holder:
-                        del self.held[(res, s)]
-        elif f.type == msgs.PRICES:
-            st = msgs.unpack(msgs.PRICES, f.payload)[6]
-            if dst == wire.ADDR_BROADCAST:
-                if st == msgs.ROUND_RESYNC:
-                    self.r.resyncs += 1
-                elif st == msgs.ROUND_VOID:
-                    self.r.voids += 1
-                elif st == msgs.ROUND_COMPLETE:
-                    self.r.completes += 1
 
 
 def schedule(seed, n_faults=6, start_ms=2 * SLOT, end_ms=11 * SLOT):
@@ -113,7 +69,7 @@ def run_schedule(seed, end_ms=16 * SLOT):
     r = Result(seed)
     f = Federation([list(c) for c in CLUSTERS], UNITS, seed=seed, slot_ms=SLOT, steps_per_slot=6, lead_ms=LEAD,
                    horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=20, election_timeout_ms=1000)
-    leases = _Leases(r)
+    leases = Leases(r, sum(UNITS))
     f.on_sent = leases.sent
     events = []  # (t_ms, action, node)
     for t, kind, node, length in schedule(seed):
