@@ -136,6 +136,8 @@ def settle(m, now_ms):
     the next round."""
     book = m.book
     now_round = m._round_at(now_ms)
+    if m.round < now_round and now_ms < (m.round + 1) * m.cfg.slot_ms:
+        now_round = m.round  # it closed while we recovered, but its slots have not begun: clear it late
     last = m.led_round
     announced = False
     if m._rep_key is not None and m._rep_key[0] == m.led_term:
