@@ -123,6 +123,8 @@ class Market:
         self._fetch_started = False
         self._tries = 0
         self._fallback = False
+        self._wait_until = 0  # when a recovery that cannot reach a majority stops waiting for the silent
+        self._asked = None  # (coordinator, term) told that this ledger knows nothing
         # Replica side (standby).
         self._rep_key = None  # (term, round) of the round replicated in the book
         self._rep_want = -1  # awards the coordinator said the round has

@@ -22,9 +22,13 @@
 #             count and digest; when ours matches -> adopt, recovered()
 #   retry     every ack_timeout_ms: query those that have not answered, fetch
 #             again; after 4 fetches, start the query over
+#   catch-up  an elector that knows nothing (a boot) says so to the coordinator
+#             it follows, unasked; an OPEN coordinator sends it a copy and the
+#             PREPARE of the round its ledger holds at once
 #   fallback  when so many electors answered "I know nothing" (power cuts)
-#             that no majority can ever know: the best ledger there is, plus
-#             holders' claims (ROUND_RESYNC); docs/MARKET.md names this exposure.
+#             that no majority can ever know: after waiting up to cutoff_ms
+#             for the silent ones, the best ledger there is, plus holders'
+#             claims (ROUND_RESYNC); docs/MARKET.md names this exposure.
 # Functions of the Market (`m`), like node/replica.py.
 
 from micropython import const
@@ -33,7 +37,8 @@ from node import msgs, refusal, wire
 from node.auction import F_ADDED
 
 _NONE = const(0xFFFFFFFF)  # led_round on the wire: this ledger knows nothing
-_IDLE = const(0)  # market.IDLE, market.RECOVERING (market.py imports this module)
+_IDLE = const(0)  # market.IDLE, OPEN, RECOVERING (market.py imports this module)
+_OPEN = const(1)
 _RECOVERING = const(3)
 _FETCH_TRIES = const(4)
 
@@ -41,6 +46,7 @@ _FETCH_TRIES = const(4)
 def start(m, now_ms):
     m._answers = {}
     m._fallback = False
+    m._wait_until = 0
     m._tries = 0
     m._fetch_from = msgs.NO_NODE
     m.resync_until = 0
@@ -68,10 +74,20 @@ def retry(m, now_ms):
         m._tries = 0
         m._answers = {m.id: (m.led_term, m.led_round)}
     _query(m, now_ms)
+    if m._wait_until and m._fetch_from == msgs.NO_NODE:
+        decide(m, now_ms)  # the wait for silent electors may be over
 
 
 def on_answer(m, src, fields, now_ms):
     term, rnd, led_term, records, status = fields
+    if m.state != _RECOVERING and m.state != _IDLE and term == m.term and src in m.others and rnd == _NONE:
+        # An elector that lost its ledger (a power cut) says so unasked: a
+        # copy at once, and the PREPARE of the round our ledger holds, so it
+        # knows again within a round trip, not at the next close.
+        m._copy(src, 0, now_ms)
+        if m.state == _OPEN and m.led_round >= 0:
+            m._announce(m.led_round, msgs.ROUND_PREPARE, src, 0, m.ledger.digest())
+        return
     if m.state != _RECOVERING or term != m.term or src not in m.others:
         m.refused[refusal.UNEXPECTED] += 1
         return
@@ -97,6 +113,13 @@ def decide(m, now_ms):
     if knowers < m.majority:
         if knowers + unanswered >= m.majority:
             return  # wait: a majority may still answer
+        if unanswered:
+            # No majority can ever know; the electors still silent may hold
+            # the best ledger there is: wait for them up to cutoff_ms.
+            if not m._wait_until:
+                m._wait_until = now_ms + m.cfg.cutoff_ms
+            if now_ms < m._wait_until:
+                return
         m._fallback = True
     if who == msgs.NO_NODE or who == m.id or best == (m.led_term, m.led_round):
         m.recovered(now_ms)
@@ -178,6 +201,15 @@ def settle(m, now_ms):
 
 
 # ---- the electors' side ------------------------------------------------
+
+
+def ask_copy(m, coordinator, term):
+    """A replica that knows nothing (fresh from a boot) tells the coordinator
+    it follows, once per coordinator and term: the same answer as to a QUERY."""
+    if m._asked == (coordinator, term):
+        return
+    m._asked = (coordinator, term)
+    m.send(coordinator, msgs.ROUND_ACK, msgs.pack(msgs.ROUND_ACK, term, _NONE, 0, 0, msgs.ROUND_QUERY))
 
 
 def on_query(m, src, fields, now_ms):

@@ -157,8 +157,12 @@ class Region:
                 m.lead(term, standby, now_ms, self.trader.prices)
             else:
                 m.set_standby(standby, now_ms)
-        elif m.state != IDLE:
-            m.step_down()
+        else:
+            if m.state != IDLE:
+                m.step_down()
+            c, t = self._followed()
+            if m.led_round < 0 and c != msgs.NO_NODE and c != self.id:
+                recovery.ask_copy(m, c, t)
 
     def poll(self, now_ms):
         if self.market is not None:

@@ -38,6 +38,7 @@ class Result:
     def __init__(self, seed):
         self.seed = seed
         self.double = 0  # (resource, slot) pairs awarded to a second holder while held
+        self.forgotten = 0  # of them, ones whose first holder had rebooted since (leasewatch.py)
         self.first_double = None  # (t_ms, resource, slot, holder, other holder)
         self.resyncs = 0  # ROUND_RESYNC broadcasts
         self.voids = 0
@@ -69,7 +70,8 @@ def run_schedule(seed, end_ms=16 * SLOT):
     r = Result(seed)
     f = Federation([list(c) for c in CLUSTERS], UNITS, seed=seed, slot_ms=SLOT, steps_per_slot=6, lead_ms=LEAD,
                    horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=20, election_timeout_ms=1000)
-    leases = Leases(r, sum(UNITS))
+    boots = {}
+    leases = Leases(r, sum(UNITS), boots)
     f.on_sent = leases.sent
     events = []  # (t_ms, action, node)
     for t, kind, node, length in schedule(seed):
@@ -82,6 +84,8 @@ def run_schedule(seed, end_ms=16 * SLOT):
         if pending and (nxt is None or pending[0][0] <= nxt):
             t, undo, node = pending.pop(0)
             f.run_until(t)
+            if undo == "restart" and node in f.down:
+                boots[node] = t
             _undo(f, undo, node)
             continue
         t, kind, node, length = events.pop(0)
@@ -144,7 +148,7 @@ def _undo(f, undo, node):
 def main(argv):
     n = int(argv[1]) if len(argv) > 1 else 50
     first = int(argv[2]) if len(argv) > 2 else 1
-    bad = resync_bad = completes = 0
+    bad = resync_bad = completes = forgotten_only = 0
     for seed in range(first, first + n):
         r = run_schedule(seed)
         completes += r.completes
@@ -152,12 +156,14 @@ def main(argv):
             bad += 1
             if r.resyncs:
                 resync_bad += 1
-            print("seed %d: %d double-leased (resource, slot) pairs, first %r; %d resyncs, %d voids; %s" % (
-                seed, r.double, r.first_double, r.resyncs, r.voids, r.log))
+            if r.forgotten == r.double:
+                forgotten_only += 1
+            print("seed %d: %d double-leased (resource, slot) pairs (%d whose first holder had rebooted), first %r;"
+                  " %d resyncs, %d voids; %s" % (seed, r.double, r.forgotten, r.first_double, r.resyncs, r.voids, r.log))
         if r.split:
             print("seed %d: split-brain terms %r" % (seed, r.split))
-    print("%d of %d schedules leased a slot twice (%d of them after a RESYNC); %.1f rounds completed per schedule" % (
-        bad, n, resync_bad, completes / n))
+    print("%d of %d schedules leased a slot twice (%d of them after a RESYNC, %d only slots whose first holder had"
+          " rebooted since); %.1f rounds completed per schedule" % (bad, n, resync_bad, forgotten_only, completes / n))
     return 1 if bad else 0
 
 

@@ -6,17 +6,22 @@
 # double lease, counted on the tally (faultsched.Result). One byte per
 # (resource, slot): holder ids fit a byte in the core tests' regions, and a
 # 192K MicroPython heap holds it. `sent` is Federation.on_sent, `frame`
-# FedSim.on_frame.
+# FedSim.on_frame. With `boots` (node -> mission ms of its last reboot,
+# kept by the caller), a double lease whose first holder rebooted after its
+# award (and so forgot the lease: leases live in RAM) is also counted in
+# tally.forgotten: still a double lease, but one no two nodes can act on.
 from node import msgs, wire
 
 _NOT_LEASE = msgs.AWARD_REPLICA | msgs.AWARD_SYNC | msgs.AWARD_CLAIM
 
 
 class Leases:
-    def __init__(self, tally, n_res):
+    def __init__(self, tally, n_res, boots=None):
         self.r = tally
         self.n_res = n_res
         self.held = bytearray()  # [slot * n_res + res] -> holder, 0: free
+        self.boots = boots
+        self.since = {} if boots is not None else None  # [slot * n_res + res] -> when it was awarded
 
     def sent(self, t, src, dst, line):
         f = wire.decode(line)
@@ -44,7 +49,11 @@ class Leases:
                     self.r.double += 1
                     if self.r.first_double is None:
                         self.r.first_double = (t, res, s, holder, other)
+                    if self.boots is not None and self.boots.get(other, -1) > self.since.get(i, t):
+                        self.r.forgotten += 1
                 self.held[i] = holder
+                if self.since is not None:
+                    self.since[i] = t
         elif type == msgs.RELEASE:
             seq, first, from_slot, res, holder, span, period, count = msgs.unpack(msgs.RELEASE, payload)
             if holder != src:

@@ -18,7 +18,7 @@ UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
 
 
 class _Tally:
-    double = resyncs = voids = completes = 0
+    double = forgotten = resyncs = voids = completes = 0
     first_double = None
 
 
