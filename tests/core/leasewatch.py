@@ -10,6 +10,8 @@
 # kept by the caller), a double lease whose first holder rebooted after its
 # award (and so forgot the lease: leases live in RAM) is also counted in
 # tally.forgotten: still a double lease, but one no two nodes can act on.
+from array import array
+
 from node import msgs, wire
 
 _NOT_LEASE = msgs.AWARD_REPLICA | msgs.AWARD_SYNC | msgs.AWARD_CLAIM
@@ -21,7 +23,7 @@ class Leases:
         self.n_res = n_res
         self.held = bytearray()  # [slot * n_res + res] -> holder, 0: free
         self.boots = boots
-        self.since = {} if boots is not None else None  # [slot * n_res + res] -> when it was awarded
+        self.since = array("I") if boots is not None else None  # [slot * n_res + res] -> when it was awarded
 
     def sent(self, t, src, dst, line):
         f = wire.decode(line)
@@ -43,13 +45,16 @@ class Leases:
             for s in self._slots(first, span, period, count):
                 i = s * self.n_res + res
                 if i >= len(self.held):
-                    self.held.extend(bytes(i + 64 - len(self.held)))
+                    grow = i + 64 - len(self.held)
+                    self.held.extend(bytes(grow))
+                    if self.since is not None:
+                        self.since.extend(array("I", bytes(4 * grow)))
                 other = self.held[i]
                 if other and other != holder:
                     self.r.double += 1
                     if self.r.first_double is None:
                         self.r.first_double = (t, res, s, holder, other)
-                    if self.boots is not None and self.boots.get(other, -1) > self.since.get(i, t):
+                    if self.boots is not None and self.boots.get(other, -1) > self.since[i]:
                         self.r.forgotten += 1
                 self.held[i] = holder
                 if self.since is not None:
