@@ -565,9 +565,12 @@ class _Checker:
                 continue  # the same award again (a retransmission, a resend after a takeover) or an extension
             iv = _overlap(x.intervals, intervals)
             if iv is not None:
+                boot = self.running.get(x.holder)
+                since = ("; node %d rebooted in between (HELLO line %d) and so forgot its lease, which does not"
+                         " make this one less of a double lease" % (x.holder, boot[2])) if boot and boot[2] > x.line else ""
                 self._violate("lease_exclusive", "resource %d leased to node %d (frame %d, line %d) and to node %d"
-                              " (frame %d, line %d) for overlapping %s"
-                              % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv)),
+                              " (frame %d, line %d) for overlapping %s%s"
+                              % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv), since),
                               [x.fid, fid], [x.line, line])
         self.leases.setdefault(res, []).append(_Lease(res, holder, intervals, fid, line))
 

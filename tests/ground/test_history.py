@@ -312,6 +312,20 @@ def _hello(fid, t_ns, src, major, minor=0):
              "wall_ns": 0}]
 
 
+def test_a_lease_sold_again_after_its_holder_rebooted_is_still_a_violation(tmp_path, real):
+    # A rebooted node forgets its leases (they live in RAM), but selling the
+    # slot again is a double lease all the same: flagged, with the reboot named.
+    path, header, events = real
+    extra = (_award(900001, 0, 1, 2, res=5, holder=2, first=10, span=2)
+             + _hello(900002, 0, 2, 1)
+             + _award(900003, 0, 1, 3, res=5, holder=3, first=11, span=1))
+    events = _with(events, extra)
+    r = history.check(_write(tmp_path, header, events))
+    v = r.by_invariant("lease_exclusive")
+    assert [x.frame_ids for x in v] == [[900001, 900003]], r.format()
+    assert "node 2 rebooted in between (HELLO line %d)" % _line_of(events, extra[2]) in v[0].message
+
+
 def test_four_major_versions_at_once(tmp_path, real):
     path, header, events = real
     header = dict(header, nodes={k: dict(v, firmware="%d.0" % (int(k) % 4 + 1)) for k, v in header["nodes"].items()})
