@@ -329,7 +329,7 @@ class Market:
             self.refused[refusal.UNEXPECTED] += 1
             return
         if self.state != PREPARING or rnd != self.round:
-            if rnd != self._committed:
+            if rnd != self._committed and rnd != self.led_round:  # (led_round: a catch-up's PREPARE)
                 self.refused[refusal.UNEXPECTED] += 1
             elif digest != self.ledger.digest():
                 self._copy(src, awards, now_ms)  # a slow elector of a committed round: bring it up to date

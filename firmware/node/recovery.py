@@ -80,17 +80,18 @@ def retry(m, now_ms):
 
 def on_answer(m, src, fields, now_ms):
     term, rnd, led_term, records, status = fields
-    if m.state != _RECOVERING and m.state != _IDLE and term == m.term and src in m.others and rnd == _NONE:
-        # An elector that lost its ledger (a power cut) says so unasked: a
-        # copy at once, and the PREPARE of the round our ledger holds, so it
-        # knows again within a round trip, not at the next close.
-        m._copy(src, 0, now_ms)
-        if m.state == _OPEN and m.led_round >= 0:
-            m._announce(m.led_round, msgs.ROUND_PREPARE, src, 0, m.ledger.digest())
-        return
-    if m.state != _RECOVERING or term != m.term or src not in m.others:
+    if m.state == _IDLE or term != m.term or src not in m.others:
         m.refused[refusal.UNEXPECTED] += 1
         return
+    if m.state != _RECOVERING:
+        if rnd == _NONE:
+            # An elector that lost its ledger (a power cut) says so unasked: a
+            # copy at once, and the PREPARE of the round our ledger holds, so
+            # it knows again within a round trip, not at the next close.
+            m._copy(src, 0, now_ms)
+            if m.state == _OPEN and m.led_round >= 0:
+                m._announce(m.led_round, msgs.ROUND_PREPARE, src, 0, m.ledger.digest())
+        return  # (else a late answer to our query: we have recovered already)
     m._answers[src] = (led_term, -1 if rnd == _NONE else rnd)
     if m._fetch_from == msgs.NO_NODE:
         decide(m, now_ms)
