@@ -107,24 +107,7 @@ class Market:
         self._sync_id = 0
         self._sync_dst = msgs.NO_NODE  # who the last copy went to
         self.resync_until = 0
-        # What this elector's ledger holds: the (term, round) of the last round
-        # in it, as the coordinator that closed it numbered it; led_round -1:
-        # unknown (a fresh boot, or a copy under way). node/recovery.py
-        # compares these to find the most recent ledger of a majority.
-        self.led_term = 0
-        self.led_round = -1
-        # Recovery (RECOVERING): node/recovery.py.
-        self._answers = {}  # elector -> (led_term, led_round) it reported; led_round -1: knows nothing
-        self._fetch_from = msgs.NO_NODE
-        self._fetch_id = 0
-        self._fetch_key = None  # (term, round) of the ledger being fetched
-        self._fetch_want = -1  # records the copy has (its end marker), -1 before the marker
-        self._fetch_digest = 0
-        self._fetch_started = False
-        self._tries = 0
-        self._fallback = False
-        self._wait_until = 0  # when a recovery that cannot reach a majority stops waiting for the silent
-        self._asked = None  # (coordinator, term) told that this ledger knows nothing
+        recovery.init(self)  # led_term, led_round and the recovery's state
         # Replica side (standby).
         self._rep_key = None  # (term, round) of the round replicated in the book
         self._rep_want = -1  # awards the coordinator said the round has

@@ -43,6 +43,26 @@ _RECOVERING = const(3)
 _FETCH_TRIES = const(4)
 
 
+def init(m):
+    """The Market's fields for this module, at its construction."""
+    # What this elector's ledger holds: the (term, round) of the last round
+    # in it, as the coordinator that closed it numbered it; led_round -1:
+    # unknown (a fresh boot, or a copy under way).
+    m.led_term = 0
+    m.led_round = -1
+    m._answers = {}  # elector -> (led_term, led_round) it reported; led_round -1: knows nothing
+    m._fetch_from = msgs.NO_NODE
+    m._fetch_id = 0
+    m._fetch_key = None  # (term, round) of the ledger being fetched
+    m._fetch_want = -1  # records the copy has (its end marker), -1 before the marker
+    m._fetch_digest = 0
+    m._fetch_started = False
+    m._tries = 0
+    m._fallback = False
+    m._wait_until = 0  # when a recovery that cannot reach a majority stops waiting for the silent
+    m._asked = None  # (coordinator, term) told that this ledger knows nothing
+
+
 def start(m, now_ms):
     m._answers = {}
     m._fallback = False

@@ -12,6 +12,7 @@
 # the radio finished), which is how the tests stop a coordinator mid-round.
 # Not modelled: per-pair light delays, loss bursts, the ground's impairment
 # pipeline and trace (ground/ has those).
+import gc
 import heapq
 
 from node import msgs, wire
@@ -81,6 +82,7 @@ class Federation:
     def restart(self, i):
         self.down.discard(i)
         self.nodes[i] = None  # let the old one go first: a 192K heap holds one, not two
+        gc.collect()
         self.nodes[i] = self._make(i, self.seed * 1000 + i + self.now, self.flash.get(i))
 
     def inject(self, type, payload, dst=wire.ADDR_BROADCAST):

@@ -17,6 +17,13 @@ from node import msgs, wire
 _NOT_LEASE = msgs.AWARD_REPLICA | msgs.AWARD_SYNC | msgs.AWARD_CLAIM
 
 
+class Tally:
+    """What Leases counts (faultsched.Result has the same fields and more)."""
+
+    double = forgotten = resyncs = voids = completes = 0
+    first_double = None
+
+
 class Leases:
     def __init__(self, tally, n_res, boots=None):
         self.r = tally
