@@ -1,9 +1,9 @@
 # Seeded fault schedules over a small region, in virtual time: the driver
-# that found leases sold twice (issue #17) and now shows they are not.
+# that found leases sold twice (issue #17), and counts how often they still are.
 #
 #     r = run_schedule(seed)      # one schedule on tests/core/federation.py
 #     r.double, r.resyncs, r.split, r.log
-#     python tests/core/faultsched.py 200 [first_seed]   # a rate over N seeds
+#     .venv/bin/python tests/core/faultsched.py 300 [first_seed]   # from the repo root: a rate over N seeds
 #
 # A schedule mixes, at seeded times and for seeded lengths: crashes (a hang:
 # the node stops, keeps its RAM and carries on), power cuts (a restart from
@@ -20,6 +20,9 @@
 # slot) at once is a double lease. Runs under CPython and MicroPython.
 import heapq
 import sys
+
+if __name__ == "__main__":  # run from the repository root: the firmware, and CPython's const() shim
+    sys.path[1:1] = ["firmware", "ground/shims"]
 
 from federation import Federation
 from node import msgs, wire

@@ -1,7 +1,8 @@
 # Seeded fault schedules over a small region of real Nodes (tests/core/
 # faultsched.py, on tests/core/federation.py): the schedules that leased a
 # slot twice before issue #17's fix do not, and the market keeps selling.
-# `python tests/core/faultsched.py N` runs N of them and prints the rate.
+# `.venv/bin/python tests/core/faultsched.py N` (from the repository root)
+# runs N of them and prints the rate.
 # CPython and MicroPython.
 import gc
 
