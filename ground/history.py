@@ -39,17 +39,24 @@ Fields are found by the first name present in each alias list below (FIELDS).
 A lease covers slots [first + k*period, first + k*period + span) for k in
 0..count-1 (firmware/node/ledger.py's shape); an award with no slot fields
 covers every slot (the conservative reading). Who is doing what follows from
-the frame's addresses, not from market-specific flags:
+the frame's flags where the firmware has them (msgs.AWARD_REPLICA,
+AWARD_SYNC, AWARD_CLAIM), else from its addresses:
   - an award sent to its holder, or to a group, is a lease (the same holder
-    again is a resend or an extension, never a conflict);
-  - an award sent to another node (the standby's replica, a ledger copy) is
-    not a lease until the holder is sent one: a voided round never leased;
-  - an award sent *by* its holder is a claim (a resync after a takeover), an
-    act on a lease, when the firmware marks claims with a flag
-    (msgs.AWARD_CLAIM in `flags`) and this one carries it; without it, it is
-    the coordinator writing down its own lease (a lease: the coordinator is
-    the authority and the holder). Where the firmware has no claim flag, every
-    award sent by its holder is read as a claim;
+    again is a resend or an extension, never a conflict); every award to
+    different holders for overlapping slots is a violation, whatever came
+    before it (a RESYNC, a takeover, a void round);
+  - a replica or a ledger copy (AWARD_REPLICA / AWARD_SYNC: to another
+    elector, or a ledger fetched by a new coordinator) is not a lease, even
+    when it goes to the holder itself (an elector that also bids); without
+    those flags, an award sent to another node than its holder is a copy;
+  - the regional coordinator's own award never crosses the wire (it goes
+    to itself); its replicas (src == holder) become its lease when the same
+    coordinator announces that round COMPLETE (PRICES status 1, broadcast):
+    a round no majority held is voided and never leased;
+  - an award sent *by* its holder with the claim flag is a claim (a resync
+    after a takeover), an act on a lease; where the firmware has no claim
+    flag, every award sent by its holder is read as a claim, and one without
+    it is the coordinator writing down its own lease;
   - a release by its holder is an act on a lease: it must have been awarded;
   - a release cuts the holder's leases on that resource from `from_slot`.
 With no award type in msgs nor in the trace, both lease invariants are
@@ -74,6 +81,8 @@ CLUSTER_BASE = 0xF000
 BROADCAST = 0xFFFF
 _LISTED = 20  # frames listed in one violation before "and N more"
 _MAX_OCCURRENCES = 4096  # a lease expanded into more occurrences is taken as one span
+_MAX_PENDING = 64  # rounds of a coordinator's own replicated awards kept until their COMPLETE
+ROUND_COMPLETE = 1  # msgs.ROUND_COMPLETE (PRICES status)
 
 AWARD_WORDS = ("award", "lease", "grant")
 USE_WORDS = ("use", "draw", "consume", "exercise")
@@ -300,6 +309,12 @@ class _Checker:
         # the bit that marks an award-type frame as a holder's claim to a new
         # coordinator (msgs.AWARD_CLAIM), None where the firmware has none
         self.claim_flag = getattr(msgs, "AWARD_CLAIM", None)
+        # the bits that mark an award-type frame as a copy (a replica for an
+        # elector, part of a ledger copy), 0 where the firmware has none
+        self.copy_flags = getattr(msgs, "AWARD_REPLICA", 0) | getattr(msgs, "AWARD_SYNC", 0)
+        self.replica_flag = getattr(msgs, "AWARD_REPLICA", 0)
+        self.complete = getattr(msgs, "ROUND_COMPLETE", ROUND_COMPLETE)
+        self.own_pending = {}  # (coordinator, term, round) -> [_Lease]: its own awards, until COMPLETE
         self.nodes = {}  # node id -> cluster
         self.members = {}  # cluster -> set of node ids
         market = header.get("market") if isinstance(header.get("market"), dict) else {}
@@ -408,6 +423,9 @@ class _Checker:
             self._claim(src, type_, msg, fid, line)
         elif type_ == "hello":
             self._hello(src, msg, fid, line)
+        elif type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
+            for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
+                self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed
         kind = self.kinds.get(type_)
         if kind is None and type_ is not None and classify(type_):
             kind = self.kinds[type_] = classify(type_)
@@ -509,10 +527,23 @@ class _Checker:
                 if x.holder == holder:
                     x.intervals = [] if start is None else _cut(x.intervals, start)
             return
+        flags = msg.get("flags")
+        flags = flags if isinstance(flags, int) and not isinstance(flags, bool) else None
+        if kind == "award" and flags is not None and flags & self.copy_flags and not (
+                self.claim_flag is not None and flags & self.claim_flag):
+            self.copies += 1  # a replica or a ledger copy: no lease, whoever it went to
+            if flags & self.replica_flag and src == holder:
+                key = (src, msg.get("term"), msg.get("round"))
+                if key not in self.own_pending and len(self.own_pending) >= _MAX_PENDING:
+                    del self.own_pending[next(iter(self.own_pending))]  # the oldest round: never completed
+                mine = self.own_pending.setdefault(key, [])
+                iv = lease_intervals(msg)
+                if not any(x.resource == res and x.intervals == iv for x in mine):  # one copy per elector
+                    mine.append(_Lease(res, holder, iv, fid, line))
+            return
         own_award = False
         if kind == "award" and src == holder and self.claim_flag is not None:
-            flags = msg.get("flags")
-            own_award = isinstance(flags, int) and not flags & self.claim_flag
+            own_award = flags is not None and not flags & self.claim_flag
         if kind == "use" or (src == holder and not own_award):
             # An act on a lease: a use, or the holder itself asserting what it
             # holds (an award-type frame from its holder, e.g. a resync claim).
@@ -525,15 +556,21 @@ class _Checker:
         if isinstance(dst, int) and dst in self.nodes and dst != holder and not own_award:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
-        intervals = lease_intervals(msg)
+        self._award(res, holder, lease_intervals(msg), fid, line)
+
+    def _award(self, res, holder, intervals, fid, line):
+        """A lease to `holder`: exclusive against every other holder's."""
         for x in self.leases.get(res, ()):
             if x.holder == holder:
                 continue  # the same award again (a retransmission, a resend after a takeover) or an extension
             iv = _overlap(x.intervals, intervals)
             if iv is not None:
+                boot = self.running.get(x.holder)
+                since = ("; node %d rebooted in between (HELLO line %d) and so forgot its lease, which does not"
+                         " make this one less of a double lease" % (x.holder, boot[2])) if boot and boot[2] > x.line else ""
                 self._violate("lease_exclusive", "resource %d leased to node %d (frame %d, line %d) and to node %d"
-                              " (frame %d, line %d) for overlapping %s"
-                              % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv)),
+                              " (frame %d, line %d) for overlapping %s%s"
+                              % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv), since),
                               [x.fid, fid], [x.line, line])
         self.leases.setdefault(res, []).append(_Lease(res, holder, intervals, fid, line))
 

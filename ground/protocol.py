@@ -421,7 +421,7 @@ RECONCILE_ACK = 0x66
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
 MODE_NAMES = ("normal", "cutoff", "conservative", "reconciling")  # MARKET_TEL mode
-ROUND_STATUS_NAMES = ("", "complete", "void", "prepare", "sync", "resync")  # PRICES status
+ROUND_STATUS_NAMES = ("", "complete", "void", "prepare", "sync", "resync", "query", "fetch")  # PRICES status
 
 Hello = Struct(
     "hw_gen" / Int8ul,

@@ -14,6 +14,7 @@ import os
 import time
 
 from ground import firmware
+from ground import history
 from ground import metrics as metrics_mod
 from ground import report
 from ground.clock import RealClock, VirtualClock
@@ -418,11 +419,19 @@ class Run:
             failures.append("version skew: " + r.version_violation)
         if status != "ok":
             failures.append("run %s: %s" % (status, reason))
+        failures += history_failures(self.trace_path)
         report.write_reports(self.out_dir, header, m, self.events, plot=self.plot, timeline=self._metrics.timeline())
         self.result = RunResult(self.out_dir, m, failures, status)
 
     def _progress(self, mission_ns):
         self.progress(mission_ns, self)
+
+
+def history_failures(trace_path):
+    """The history checker (ground/history.py) over the finished trace, read
+    as a stream: each broken invariant is a failure, like a gate, so a PASS
+    line never hides one."""
+    return ["history: %s" % v for v in history.check(trace_path).violations]
 
 
 def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False):

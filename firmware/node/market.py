@@ -1,60 +1,67 @@
 # The regional coordinator's market: bids in, clearing, awards out, and the
-# standby that makes a round all-or-nothing. Sans-IO: send(dst, type,
+# electors that make a round all-or-nothing. Sans-IO: send(dst, type,
 # payload); time comes in as now_ms. One instance per elector; it acts as
 # coordinator while lead() is in force, and as a replica otherwise.
 #
 # A round, by its state table below:
+#   RECOVERING a new coordinator first learns the most recent ledger a
+#              majority's worth of electors hold (node/recovery.py) and sells
+#              nothing until it holds it.
 #   OPEN       bids for round r are checked (refusal.*) and kept in the book.
 #   close(r)   at (r + 1) * slot_ms - lead_ms: the ledger's base moves to
-#              r + 1, auction.clear() places the bids. With a standby, each
-#              award goes to the standby first (AWARD_REPLICA), then PRICES
-#              status PREPARE carrying the ledger digest -> PREPARING.
-#   PREPARING  the standby answers ROUND_ACK with its own ledger digest. Equal:
-#              commit. Not equal (it missed something): a full copy of the
-#              ledger (AWARD_SYNC), PREPARE again. No answer in ack_timeout_ms:
-#              PREPARE again.
+#              r + 1, auction.clear() places the bids. Each award goes to every
+#              other elector first (AWARD_REPLICA), then PRICES status PREPARE
+#              carrying the ledger digest -> PREPARING.
+#   PREPARING  each elector answers ROUND_ACK with its own ledger digest.
+#              Equal: it holds the round. Not equal (it missed something): a
+#              full copy of the ledger (AWARD_SYNC) at once. Once a majority of
+#              the electors (this one included) hold the round: commit. No
+#              majority in ack_timeout_ms: PREPARE again.
 #   commit     AWARD to every winner, PRICES status COMPLETE to everyone.
-# No award leaves for a holder before the standby holds the same ledger, so
-# if the coordinator dies mid-round the standby, taking over, decides alone
-# and right: it acked the round -> the round may have been (partly) sent, it
-# completes it by sending every award again (AWARD_RESEND; holders ignore
-# what they hold); it did not -> nothing was sent, it removes the round's
-# awards and announces the round VOID. Every node then hears one verdict.
-# Without a standby a round commits at once (a crash mid-send then leaves the
-# next coordinator without a replica: it asks holders for their leases,
-# ROUND_RESYNC; docs/MARKET.md lists what that cannot recover).
+# No award leaves for a holder before a majority of electors hold a ledger
+# with it, and a new coordinator starts from the most recent ledger among a
+# majority (any two majorities share an elector), so every award ever sent is
+# in the ledger of every later coordinator: no slot is sold twice, whoever
+# is lost. docs/MARKET.md has the argument; a region of one elector commits
+# alone (its loss leaves holders' claims, ROUND_RESYNC, as the only record).
 
 from array import array
 
 from micropython import const
 
-from node import auction, catalog as cat, msgs, refusal, wire
-from node.auction import F_ADDED, F_MERGED, BidBook, clear
+from node import auction, catalog as cat, msgs, recovery, refusal, wire
+from node.auction import F_MERGED, BidBook, clear
 from node.ledger import Ledger
 
 IDLE = const(0)
 OPEN = const(1)
 PREPARING = const(2)
-STATE_NAMES = ("idle", "open", "preparing")
+RECOVERING = const(3)
+STATE_NAMES = ("idle", "open", "preparing", "recovering")
 
-EV_LEAD = const(0)  # became regional coordinator
+EV_LEAD = const(0)  # became regional coordinator: ask the electors how recent their ledgers are
 EV_CLOSE = const(1)  # bidding closed, round cleared, replica sent
-EV_SOLO = const(2)  # no standby to replicate to: commit at once
-EV_ACK = const(3)  # the standby's digest matches: commit
-EV_RETRY = const(4)  # no ack yet, a mismatch or a new standby: (sync and) prepare again
+EV_SOLO = const(2)  # a region of one elector: commit at once
+EV_ACK = const(3)  # a majority of electors hold our ledger: commit
+EV_RETRY = const(4)  # no majority yet: prepare (or query, or fetch) again
 EV_STEP_DOWN = const(5)  # no longer coordinator
-EVENT_NAMES = ("lead", "close", "solo", "ack", "retry", "step_down")
+EV_RECOVERED = const(6)  # we hold the most recent ledger of a majority: open
+EVENT_NAMES = ("lead", "close", "solo", "ack", "retry", "step_down", "recovered")
 
 _TABLE = {
-    (IDLE, EV_LEAD): OPEN,
+    (IDLE, EV_LEAD): RECOVERING,
+    (RECOVERING, EV_RETRY): RECOVERING,
+    (RECOVERING, EV_RECOVERED): OPEN,
     (OPEN, EV_CLOSE): PREPARING,
     (OPEN, EV_SOLO): OPEN,
     (PREPARING, EV_ACK): OPEN,
     (PREPARING, EV_RETRY): PREPARING,
-    (PREPARING, EV_SOLO): OPEN,  # the standby is gone and no one is left to name
+    (RECOVERING, EV_STEP_DOWN): IDLE,
     (OPEN, EV_STEP_DOWN): IDLE,
     (PREPARING, EV_STEP_DOWN): IDLE,
     # (IDLE, anything but lead) is absent: a replica does not run rounds.
+    # (PREPARING, solo) is absent: without a majority nothing commits, even
+    # with every other elector gone (the market waits; nodes ride autonomy).
 }
 
 
@@ -86,25 +93,28 @@ class Market:
         self.prices = [auction.RESERVE_PRICE] * cat.N_CLASSES
         self.state = IDLE
         self.term = 0
-        self.standby = msgs.NO_NODE
-        self._synced = msgs.NO_NODE  # the standby last seen to hold our ledger
+        self.standby = msgs.NO_NODE  # the seat's standby (it takes over first); commits need a majority
+        self.others = tuple(e for e in mcfg.electors if e != node_id)
+        self.majority = len(mcfg.electors) // 2 + 1
+        self._matched = []  # electors whose digest equals ours for the round being prepared
+        self._copied = {}  # elector -> when it was last sent a copy (at most one per ack_timeout_ms)
         self.round = 0  # the round being collected (OPEN) or prepared (PREPARING)
         self._n_round = 0  # book rows that belong to the round being prepared
         self._won = 0
         self._retry_ms = 0
         self._closed_ms = 0
+        self._committed = -1  # the last round this coordinator committed (late acks are not refusals)
         self._sync_id = 0
-        self._sync_again = False  # resend the last copy (fill gaps) rather than a new one
+        self._sync_dst = msgs.NO_NODE  # who the last copy went to
         self.resync_until = 0
+        recovery.init(self)  # led_term, led_round and the recovery's state
         # Replica side (standby).
         self._rep_key = None  # (term, round) of the round replicated in the book
         self._rep_want = -1  # awards the coordinator said the round has
         self._rep_acked = False  # we acked that round with a matching digest
         self._rep_digest = 0
-        self._acked_round = -1  # the last round we acked with a matching digest
         self._sync_key = None
         self._sync_want = 0  # records the sync in progress has
-        self.replica_ok = False  # our ledger matched a coordinator's at an ack
         # Counters.
         self.refused = [0] * refusal.N_REASONS
         self.rounds = 0
@@ -116,6 +126,7 @@ class Market:
         self.releases = 0
         self.reconciles = 0
         self.claims = 0
+        self.fetches = 0  # ledgers fetched from another elector at a takeover
         self.last_round_ms = 0  # mission ms the last round took from close to commit
 
     # ---- roles -----------------------------------------------------------
@@ -134,79 +145,40 @@ class Market:
         self.state = next_state(self.state, event)
 
     def lead(self, term, standby, now_ms, prices):
-        """Became regional coordinator in `term`: settle the rounds in
-        flight, announce the verdicts, open the next round."""
+        """Became regional coordinator in `term`: learn the most recent ledger
+        of a majority (node/recovery.py), then settle the rounds in flight,
+        announce the verdicts and open the next round."""
         self.term = term
         self.standby = standby
-        self._synced = msgs.NO_NODE
-        self._sync_again = False
         self.prices = list(prices)
         self._go(EV_LEAD)
-        book = self.book
-        now_round = self._round_at(now_ms)
-        self.round = now_round
-        last = self._acked_round
-        if not self.replica_ok or last < now_round - 2:
-            # No replica we can trust (never a standby, or not for rounds):
-            # ask every holder what it holds before selling anything.
-            self.ledger.reset(now_round + 1)
-            self.resync_until = now_ms + 2 * self.cfg.lead_ms
-            self._announce(now_round - 1 if now_round else 0, msgs.ROUND_RESYNC, wire.ADDR_BROADCAST)
-        else:
-            announced = False
-            if self._rep_key is not None:
-                rnd = self._rep_key[1]
-                if self._rep_acked:
-                    # Acked: the old coordinator may have sent some awards. Send them all.
-                    for i in range(book.n):
-                        self._send_award(i, rnd, msgs.AWARD_RESEND)
-                    self.completed += 1
-                    self._announce(rnd, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, book.n)
-                    announced = True
-                else:
-                    for i in range(book.n):
-                        if book.flags[i] & F_ADDED:
-                            self.ledger.release(book.hint[i], book.node[i], book.first[i], book.span[i],
-                                                book.period[i], book.count[i], 0)
-            # Rounds the clock says closed but we never acked were never committed.
-            for rnd in range(last + 1, now_round):
-                self._announce(rnd, msgs.ROUND_VOID, wire.ADDR_BROADCAST)
-                self.voided += 1
-                announced = True
-            if not announced:
-                self._announce(last if last >= 0 else 0, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST)
-            if self.round <= last:
-                self.round = last + 1
-        book.reset()
-        self._rep_key = None
+        self.round = self._round_at(now_ms)
+        recovery.start(self, now_ms)
+
+    def recovered(self, now_ms):
+        """Our ledger is the most recent of a majority (or, _fallback, the
+        best there is): settle the rounds in flight, open the next one."""
+        self._go(EV_RECOVERED)
+        recovery.settle(self, now_ms)
 
     def step_down(self):
         if self.state != IDLE:
             self._go(EV_STEP_DOWN)
         self.book.reset()
         self._n_round = 0
-        self.replica_ok = False  # the next coordinator's ledger moves on without us
         self._rep_key = None
+        # The ledger and its (term, round) stay: what we closed may be
+        # committed, and a later coordinator must be able to learn it from us.
 
     def set_standby(self, standby, now_ms):
-        if standby == self.standby:
-            return
-        self.standby = standby
-        self._sync_again = False
-        if self.state == PREPARING:
-            if standby == msgs.NO_NODE:
-                self._go(EV_SOLO)
-                self._commit(now_ms)
-            else:
-                self._go(EV_RETRY)
-                self._prepare(now_ms)
+        self.standby = standby  # informational: every elector gets replicas, a majority commits
 
     # ---- coordinator: input ----------------------------------------------
 
     def _sender(self, src):
         """Roster index of a market request's sender, or -1 (counted)."""
-        if self.state == IDLE:
-            self.refused[refusal.NOT_COORDINATOR] += 1
+        if self.state == IDLE or self.state == RECOVERING:
+            self.refused[refusal.NOT_COORDINATOR] += 1  # (not yet: recovering the ledger)
             return -1
         idx = self.cfg.index(src)
         if idx < 0:
@@ -301,8 +273,10 @@ class Market:
         if missing:
             self.refused[refusal.NOT_HOLDER] += 1
         self.releases += 1
-        if freed and self.standby != msgs.NO_NODE:
-            self.send(self.standby, msgs.RELEASE, msgs.pack(msgs.RELEASE, *fields))
+        if freed:
+            p = msgs.pack(msgs.RELEASE, *fields)
+            for e in self.others:
+                self.send(e, msgs.RELEASE, p)
 
     def on_reconcile(self, src, fields, now_ms):
         idx = self._sender(src)
@@ -331,20 +305,38 @@ class Market:
 
     def on_ack(self, src, fields, now_ms):
         term, rnd, digest, awards, status = fields
-        if self.state != PREPARING or src != self.standby or term != self.term or rnd != self.round:
+        if status == msgs.ROUND_QUERY:
+            recovery.on_answer(self, src, fields, now_ms)
+            return
+        if term != self.term or src not in self.others or self.state == IDLE or self.state == RECOVERING:
             self.refused[refusal.UNEXPECTED] += 1
             return
+        if self.state != PREPARING or rnd != self.round:
+            if rnd != self._committed and rnd != self.led_round:  # (led_round: a catch-up's PREPARE)
+                self.refused[refusal.UNEXPECTED] += 1
+            elif digest != self.ledger.digest():
+                self._copy(src, awards, now_ms)  # a slow elector of a committed round: bring it up to date
+            return
         if digest == self.ledger.digest():
-            self._synced = src
-            self._go(EV_ACK)
-            self._commit(now_ms)
+            if src not in self._matched:
+                self._matched.append(src)
+            if 1 + len(self._matched) >= self.majority:
+                self._go(EV_ACK)
+                self._commit(now_ms)
         else:
-            # It missed something: a copy at the retry. Fewer records than ours:
-            # fill in the gaps of the last copy; as many or more: some are stale,
-            # start a new one.
-            self._sync_again = self._synced == msgs.NO_NODE and awards < self.ledger.n and self._sync_id != 0
-            self._synced = msgs.NO_NODE
-            self._go(EV_RETRY)
+            self._copy(src, awards, now_ms)
+
+    def _copy(self, dst, awards, now_ms):
+        """A full copy of the ledger to an elector that said it differs, at
+        most one per ack_timeout_ms each. Fewer records than ours and the
+        last copy was its: fill in the gaps of that copy; as many or more:
+        some are stale, start a new one."""
+        last = self._copied.get(dst)
+        if last is not None and now_ms - last < self.cfg.ack_timeout_ms:
+            return
+        self._copied[dst] = now_ms
+        again = dst == self._sync_dst and awards < self.ledger.n and self._sync_id != 0
+        self._sync(dst, again)
 
     # ---- coordinator: rounds ---------------------------------------------
 
@@ -370,39 +362,38 @@ class Market:
         self._won = clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
         self.rounds += 1
         self._closed_ms = now_ms
-        if self.standby == msgs.NO_NODE:
+        self.led_term = self.term
+        self.led_round = self.round
+        self._matched = []
+        if self.majority <= 1:
             self._go(EV_SOLO)
             self._commit(now_ms)
         else:
             self._go(EV_CLOSE)
             for i in range(n):
                 if self.book.flags[i] & auction.F_WON:
-                    self._send_award(i, self.round, msgs.AWARD_REPLICA, self.standby)
+                    for e in self.others:
+                        self._send_award(i, self.round, msgs.AWARD_REPLICA, e)
             self._prepare(now_ms)
 
-    def _prepare(self, now_ms, sync=True):
-        if sync and self._synced != self.standby:
-            self._sync()
-        self._announce(self.round, msgs.ROUND_PREPARE, self.standby, self._won, self.ledger.digest())
+    def _prepare(self, now_ms):
+        digest = self.ledger.digest()
+        for e in self.others:
+            if e not in self._matched:
+                self._announce(self.round, msgs.ROUND_PREPARE, e, self._won, digest)
         self._retry_ms = now_ms + self.cfg.ack_timeout_ms
 
-    def _sync(self):
-        """A full copy of the ledger for the standby. Each record says which
+    def _sync(self, dst, again=False):
+        """A full copy of the ledger for an elector. Each record says which
         sync it belongs to (round field), the ledger's base (seq field) and how
-        many records the copy has (price field): the standby resets on the
-        first it sees, in whatever order they arrive."""
-        if not self._sync_again:
+        many records the copy has (price field): the elector resets on the
+        first it sees, in whatever order they arrive. `again`: the last copy
+        once more, under its id (fills gaps)."""
+        if not again:
             self._sync_id = (self._sync_id + 1) & 0xFFFFFFFF
-        self._sync_again = False
-        led = self.ledger
-        roster = self.cfg.roster
+        self._sync_dst = dst
         self.syncs += 1
-        total = min(led.n, 0xFFFF)
-        for i in range(led.max):
-            if led.count[i]:
-                self.send(self.standby, msgs.AWARD, msgs.pack(
-                    msgs.AWARD, self.term, self._sync_id, led.base, led.first(i), led.res[i],
-                    roster[led.holder(i)], total, led.span[i], led.period[i], led.count[i], msgs.AWARD_SYNC))
+        recovery.send_copy(self, dst, self.term, self._sync_id)
 
     def _commit(self, now_ms):
         b = self.book
@@ -412,6 +403,7 @@ class Market:
                 self._send_award(i, self.round, 0)
         self._announce(self.round, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, self._won)
         self.awarded += self._won
+        self._committed = self.round
         self.last_round_ms = now_ms - self._closed_ms
         b.drop_first(n)
         self._n_round = 0
@@ -423,18 +415,17 @@ class Market:
             if now_ms >= self.close_ms(self.round) and now_ms >= self.resync_until:
                 self._close(now_ms)
         elif self.state == PREPARING and now_ms >= self._retry_ms:
-            if self.standby == msgs.NO_NODE:
-                self._go(EV_SOLO)
-                self._commit(now_ms)
-            else:
-                self._go(EV_RETRY)
-                self._prepare(now_ms)
+            self._go(EV_RETRY)
+            self._prepare(now_ms)
+        elif self.state == RECOVERING and now_ms >= self._retry_ms:
+            self._go(EV_RETRY)
+            recovery.retry(self, now_ms)
 
     def next_deadline_ms(self):
         if self.state == OPEN:
             t = self.close_ms(self.round)
             return t if t > self.resync_until else self.resync_until
-        if self.state == PREPARING:
+        if self.state == PREPARING or self.state == RECOVERING:
             return self._retry_ms
         return None
 

@@ -51,9 +51,11 @@ RECONCILE_ACK = const(0x66)  # coordinator -> node
 ROUND_COMPLETE = const(1)  # awarded: every award of the round stands
 ROUND_VOID = const(2)  # nothing of the round was awarded: bid again
 ROUND_PREPARE = const(3)  # to the standby: the round's replica is complete
-ROUND_SYNC = const(4)  # to the standby: a full copy of the ledger is complete
-ROUND_RESYNC = const(5)  # broadcast: new coordinator without a replica; holders, claim
-ROUND_STATUS_NAMES = ("", "complete", "void", "prepare", "sync", "resync")
+ROUND_SYNC = const(4)  # elector -> new coordinator: the ledger copy it asked for is complete
+ROUND_RESYNC = const(5)  # broadcast: new coordinator without a majority's ledgers; holders, claim
+ROUND_QUERY = const(6)  # new coordinator -> each elector: how recent is your ledger? (ROUND_ACK answers)
+ROUND_FETCH = const(7)  # new coordinator -> the elector with the most recent ledger: send me a copy
+ROUND_STATUS_NAMES = ("", "complete", "void", "prepare", "sync", "resync", "query", "fetch")
 
 # AWARD flags.
 AWARD_REPLICA = const(1)  # a copy for the standby, not for the holder

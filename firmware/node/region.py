@@ -17,7 +17,7 @@
 from micropython import const
 
 from node import election as el
-from node import msgs, refusal, replica, wire
+from node import msgs, recovery, refusal, replica, wire
 from node.market import IDLE, Market
 from node.trader import Trader
 
@@ -85,7 +85,9 @@ class Region:
                 trader.on_intent(dst <= wire.MAX_NODE_ID, f, now_ms)
         elif t == msgs.AWARD:
             flags = f[10]
-            if flags & (msgs.AWARD_REPLICA | msgs.AWARD_SYNC):
+            if flags & msgs.AWARD_SYNC and market is not None and recovery.fetching(market, src, f[0], f[1]):
+                recovery.on_copy(market, src, f, now_ms)  # the ledger we asked an elector for
+            elif flags & (msgs.AWARD_REPLICA | msgs.AWARD_SYNC):
                 if market is not None and self._from_coordinator(src, f[0]):
                     replica.on_replica(market, src, f, now_ms)
                 else:
@@ -98,9 +100,20 @@ class Region:
             else:
                 trader.on_award(src, f, now_ms)
         elif t == msgs.PRICES:
-            if f[6] == msgs.ROUND_PREPARE:
+            st = f[6]
+            if st == msgs.ROUND_PREPARE or st == msgs.ROUND_QUERY or st == msgs.ROUND_FETCH:
                 if market is not None and self._from_coordinator(src, f[0]):
-                    replica.on_prepare(market, src, f, now_ms)
+                    if st == msgs.ROUND_PREPARE:
+                        replica.on_prepare(market, src, f, now_ms)
+                    elif st == msgs.ROUND_QUERY:
+                        recovery.on_query(market, src, f, now_ms)
+                    else:
+                        recovery.on_fetch(market, src, f, now_ms)
+                else:
+                    self.refused[refusal.UNEXPECTED] += 1
+            elif st == msgs.ROUND_SYNC:
+                if market is not None and recovery.fetching(market, src, f[0], f[1]):
+                    recovery.on_copy_end(market, src, f, now_ms)
                 else:
                     self.refused[refusal.UNEXPECTED] += 1
             else:
@@ -144,8 +157,12 @@ class Region:
                 m.lead(term, standby, now_ms, self.trader.prices)
             else:
                 m.set_standby(standby, now_ms)
-        elif m.state != IDLE:
-            m.step_down()
+        else:
+            if m.state != IDLE:
+                m.step_down()
+            c, t = self._followed()
+            if m.led_round < 0 and c != msgs.NO_NODE and c != self.id:
+                recovery.ask_copy(m, c, t)
 
     def poll(self, now_ms):
         if self.market is not None:

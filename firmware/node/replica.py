@@ -1,21 +1,24 @@
-# The standby's half of a round: keeping a replica of the coordinator's ledger.
+# Every other elector's half of a round: keeping a replica of the
+# coordinator's ledger.
 #
-# The coordinator sends the standby, in any order:
+# The coordinator sends each other elector, in any order:
 #   AWARD_REPLICA  each award of the round being prepared (kept in the book
-#                  too, to send again if the standby must complete the round)
-#   AWARD_SYNC     a full copy of the ledger, when the standby is new or said
-#                  it differs; each record carries the sync's id (round field),
+#                  too, to send again if this elector must complete the round)
+#   AWARD_SYNC     a full copy of the ledger, when the elector said it
+#                  differs; each record carries the sync's id (round field),
 #                  the ledger's base (seq) and the number of records (price)
 #   PRICES PREPARE the round's award count and the coordinator's ledger digest
 #   RELEASE        each release it applied
-# and the standby answers ROUND_ACK with its own digest and record count once
+# and the elector answers ROUND_ACK with its own digest and record count once
 # it has the whole round (and the whole copy), or at once when the PREPARE is
 # repeated. A copy sent again under the same id fills in what was lost on the
-# way; a new id starts over (the coordinator sends one when the standby holds
-# as many records as it or more, so something there is stale). Equal
-# digests are the commit point (node/market.py). A standby that acked a round
-# with a matching digest holds `_rep_acked`; that is what lets it decide, if
-# it takes over, to complete the round rather than void it.
+# way; a new id starts over (the coordinator sends one when the elector holds
+# as many records as it or more, so something there is stale). Equal digests
+# from a majority of the electors are the commit point (node/market.py). An
+# elector that acked a round with a matching digest holds `_rep_acked` and
+# records the round as its ledger's (led_term, led_round): what a new
+# coordinator's query learns (node/recovery.py), and what lets this elector,
+# if it takes over with the most recent ledger, complete the round.
 # Functions of the Market (`m`), so market.py stays the coordinator's.
 
 from node import catalog as cat, msgs, refusal
@@ -34,7 +37,7 @@ def on_replica(m, src, fields, now_ms):
         if m._sync_key != (term, rnd):  # a new copy: start from nothing
             m._sync_key = (term, rnd)
             led.reset(seq)  # a sync record's seq field is the coordinator's ledger base
-            m.replica_ok = False
+            m.led_round = -1  # half a copy knows nothing until the round's ack
             m._sync_want = price  # and its price field the number of records
         # The same copy again (some records were lost) adds what is missing;
         # a record already here is refused as busy, harmlessly.
@@ -81,10 +84,9 @@ def maybe_ack(m, src, force):
     term, rnd = m._rep_key
     d = m.ledger.digest()
     m._rep_acked = d == m._rep_digest
-    if m._rep_acked:
-        m.replica_ok = True
-        if rnd > m._acked_round:
-            m._acked_round = rnd
+    if m._rep_acked and (m.led_round < 0 or (term, rnd) >= (m.led_term, m.led_round)):
+        m.led_term = term  # what a new coordinator's query hears (node/recovery.py)
+        m.led_round = rnd
     m.send(src, msgs.ROUND_ACK, msgs.pack(msgs.ROUND_ACK, term, rnd, d, min(m.ledger.n, 0xFFFF),
                                           msgs.ROUND_PREPARE))
 

@@ -12,6 +12,7 @@
 # the radio finished), which is how the tests stop a coordinator mid-round.
 # Not modelled: per-pair light delays, loss bursts, the ground's impairment
 # pipeline and trace (ground/ has those).
+import gc
 import heapq
 
 from node import msgs, wire
@@ -50,6 +51,7 @@ class Federation:
         self.keep_ground = keep_ground
         self.to_ground = []
         self.on_ground = None  # fn(t, src, line) for every frame to the ground (a hook: no list grows)
+        self.on_sent = None  # fn(t, src, dst, line) for every other frame a node sends (a hook too)
         self.awards_seen = []  # (t, holder, round, flags) of every AWARD a holder received
         self.region_leaders = {}  # regional term -> [ids that were regional coordinator in it]
         self._queue = []
@@ -73,9 +75,14 @@ class Federation:
             self._queue = [e for e in self._queue if e[2] != i]
             heapq.heapify(self._queue)
 
+    def resume(self, i):
+        """A hung node (crash that kept its RAM) carries on where it stopped."""
+        self.down.discard(i)
+
     def restart(self, i):
         self.down.discard(i)
         self.nodes[i] = None  # let the old one go first: a 192K heap holds one, not two
+        gc.collect()
         self.nodes[i] = self._make(i, self.seed * 1000 + i + self.now, self.flash.get(i))
 
     def inject(self, type, payload, dst=wire.ADDR_BROADCAST):
@@ -162,6 +169,8 @@ class Federation:
                 if self.on_ground is not None:
                     self.on_ground(t, node.id, line[:-1])
                 continue
+            if self.on_sent is not None:
+                self.on_sent(t, node.id, dst, line[:-1])
             delay = self.delay_ms
             if self.jitter_ms:
                 delay += self.rng.below(self.jitter_ms + 1)

@@ -95,6 +95,11 @@ class FedSim:
                 self.regions[i].poll(self.now)  # the new roles take effect at once
                 self._arm(i)
 
+    def resume(self, i):
+        """A node that hung (kept its RAM) carries on where it stopped."""
+        self.down.discard(i)
+        self._arm(i)
+
     def restart(self, i):
         self.down.discard(i)
         self.regions[i] = None
@@ -180,6 +185,21 @@ class FedSim:
 
     def traders(self):
         return [self.regions[i].trader for i in self.ids if i not in self.down]
+
+    def held_in_ledger(self, node):
+        """How many future occurrences `node` believes it holds; each must be
+        in the coordinator's ledger (AssertionError naming the lease if not)."""
+        led = self.market().ledger
+        idx = self.mcfg.index(node)
+        n = 0
+        for lease in self.regions[node].trader.leases:
+            res, first, span, period, count = lease[0], lease[1], lease[2], lease[3], lease[4]
+            for k in range(count):
+                s = first + k * period
+                if s >= led.base:
+                    assert led.find(res, idx, s, span)[0] >= 0, (node, lease)
+                    n += 1
+        return n
 
     def conflicts(self):
         """(resource, slot) pairs that more than one live node believes it

@@ -98,7 +98,6 @@ def _market(**kw):
     intent = Intent()
     out = []
     m = Market(1, mcfg, intent, lambda dst, t, p: out.append((dst, t, p)))
-    m.replica_ok = True
     m.lead(1, 0, 0, [1] * 8)
     return m, intent, out
 

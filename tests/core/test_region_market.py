@@ -165,7 +165,7 @@ def test_a_standby_that_acked_completes_the_round_after_the_coordinator_dies():
     for tr in sim.traders():
         assert tr.round_status.get(rnd) == msgs.ROUND_COMPLETE, (tr.id, tr.round_status)
         assert tr.coord == 2 and tr.term == 2
-    assert winners == [2]  # replicas go to the standby only
+    assert winners == [2, 3]  # replicas go to every other elector
     sim.run_for(3 * SLOT)
     assert sim.conflicts() == 0 and sim.market().ledger.conflicts() == 0
 
@@ -230,20 +230,3 @@ def test_a_coordinator_dying_mid_commit_leaves_no_half_awarded_round():
         for lease in sim.regions[i].trader.leases:
             assert _lease_in_ledger(sim, i, lease)
     assert sim.conflicts() == 0 and led.conflicts() == 0
-
-
-def test_losing_coordinator_and_standby_together_falls_back_to_holders_claims():
-    sim = _sim(seed=23, electors=(1, 2, 3))
-    sim.run_until(6 * SLOT)
-    held_before = sum(len(tr.leases) for tr in sim.traders() if tr.id not in (1, 2))
-    sim.crash_coordinator()  # 1 dies; 2 takes over ...
-    sim.crash_coordinator()  # ... and dies at once: 3 has no replica it can trust
-    m = sim.market()
-    assert sim.coordinator == 3 and m.resync_until > sim.now
-    sim.run_for(SLOT)
-    assert m.claims > 0 and held_before > 0
-    for i in (4, 5, 6):  # every lease a live holder had is in the rebuilt ledger
-        for lease in sim.regions[i].trader.leases:
-            assert _lease_in_ledger(sim, i, lease), (i, lease)
-    sim.run_for(3 * SLOT)
-    assert m.rounds >= 3 and sim.conflicts() == 0 and m.ledger.conflicts() == 0

@@ -159,6 +159,15 @@ def _release(fid, t_ns, src, dst, res, holder, first, from_slot, span=1, period=
              "mission_ns": t_ns, "wall_ns": 0}]
 
 
+def _prices(fid, t_ns, src, status, term=1, rnd=1, dst=0xFFFF):
+    msg = {"term": term, "round": rnd, "digest": 0, "intent_seq": 0, "region": 1, "awards": 0, "status": status}
+    msg.update(("p%d" % k, 1) for k in range(8))
+    return [{"kind": "frame", "fate": "sent", "id": fid, "src": src, "dst": dst, "type": "prices", "seq": 0,
+             "len": 40, "hex": "", "msg": msg, "mission_ns": t_ns, "wall_ns": 0},
+            {"kind": "frame", "fate": "dropped", "id": fid, "to": None, "reason": "loss", "mission_ns": t_ns,
+             "wall_ns": 0}]
+
+
 def _with(events, extra):
     """The real events with `extra` inserted before the end event."""
     events = list(events)
@@ -220,10 +229,13 @@ def test_acting_on_a_lease_never_awarded(tmp_path, real):
 def test_the_coordinators_own_lease_is_a_lease_not_a_claim(tmp_path, real):
     # The regional coordinator (node 1) bids too: its award to itself goes out
     # only as its standby's replica (src == holder, no AWARD_CLAIM flag). That
-    # is a lease, exclusive like any other; a CLAIM-flagged award by its
-    # holder is still a claim that needs an earlier award.
+    # is a lease, exclusive like any other, once node 1 announces the round
+    # COMPLETE; a CLAIM-flagged award by its holder is still a claim that
+    # needs an earlier award.
     path, header, events = real
-    own = _award(900001, 0, 1, 4, res=5, holder=1, first=10, span=2, flags=1)  # replica of node 1's own lease
+    own = (_award(900001, 0, 1, 4, res=5, holder=1, first=10, span=2, flags=1)  # replica of node 1's own lease
+           + _award(900011, 0, 1, 3, res=5, holder=1, first=10, span=2, flags=1)  # and for the other elector
+           + _prices(900012, 0, 1, status=1))  # the round is committed
     ok = _with(events, own + _award(900002, 0, 1, 3, res=5, holder=1, first=10, span=2, flags=16)  # later, it claims it
                + _release(900003, 0, 1, 3, res=5, holder=1, first=10, from_slot=11, span=2))
     r = history.check(_write(tmp_path, header, ok))
@@ -233,6 +245,42 @@ def test_the_coordinators_own_lease_is_a_lease_not_a_claim(tmp_path, real):
     r = history.check(_write(tmp_path, header, clash))
     assert [v.frame_ids for v in r.by_invariant("lease_exclusive")] == [[900001, 900004]], r.format()
     assert [v.frame_ids[0] for v in r.by_invariant("lease_awarded")] == [900005], r.format()
+
+
+def test_copies_to_an_elector_that_also_holds_are_not_leases(tmp_path, real):
+    # Node 2 is an elector and a holder: the replica of its own award and a
+    # ledger copy with a stale record of it go to node 2 itself. Neither is a
+    # lease; the round was voided, the record released: node 3 and 4 may
+    # have the slots. A coordinator's own award in a round it never
+    # announced COMPLETE (voided) is no lease either.
+    path, header, events = real
+    extra = (
+        _award(900001, 0, 1, 2, res=5, holder=2, first=10, span=2, flags=1)  # replica to the holder-elector
+        + _award(900002, 0, 1, 2, res=5, holder=2, first=20, span=2, flags=2)  # a ledger copy (sync) to it
+        + _award(900003, 0, 1, 4, res=6, holder=1, first=10, span=2, flags=1)  # node 1's own, round never complete
+        + _prices(900004, 0, 1, status=2)  # round 1 void
+        + _award(900005, 0, 1, 3, res=5, holder=3, first=10, span=2)
+        + _award(900006, 0, 1, 4, res=5, holder=4, first=21, span=1)
+        + _award(900007, 0, 1, 3, res=6, holder=3, first=11, span=1)
+    )
+    r = history.check(_write(tmp_path, header, _with(events, extra)))
+    assert r.ok, r.format()
+    assert any("3 replica copies" in n for n in r.notes), r.notes
+
+
+def test_an_overlapping_award_after_a_resync_is_a_violation(tmp_path, real):
+    # A new coordinator (node 3, term 2) without a replica asks holders for
+    # claims; node 2's claim is lost and its slot is sold to node 4: that is
+    # a lease sold twice, whatever the RESYNC was for.
+    path, header, events = real
+    extra = (
+        _award(900001, 0, 1, 2, res=5, holder=2, first=10, span=4)
+        + _prices(900002, 0, 3, status=5, term=2, rnd=3)  # RESYNC
+        + _award(900003, 0, 3, 4, res=5, holder=4, first=12, span=1)
+    )
+    events = _with(events, extra)
+    r = history.check(_write(tmp_path, header, events))
+    assert [v.frame_ids for v in r.by_invariant("lease_exclusive")] == [[900001, 900003]], r.format()
 
 
 def test_lease_invariants_skipped_with_a_note_when_no_type_is_known(real):
@@ -262,6 +310,20 @@ def _hello(fid, t_ns, src, major, minor=0):
              "hex": "", "msg": msg, "mission_ns": t_ns, "wall_ns": 0},
             {"kind": "frame", "fate": "delivered", "id": fid, "to": 0, "copy": 0, "delay_ns": 0, "mission_ns": t_ns,
              "wall_ns": 0}]
+
+
+def test_a_lease_sold_again_after_its_holder_rebooted_is_still_a_violation(tmp_path, real):
+    # A rebooted node forgets its leases (they live in RAM), but selling the
+    # slot again is a double lease all the same: flagged, with the reboot named.
+    path, header, events = real
+    extra = (_award(900001, 0, 1, 2, res=5, holder=2, first=10, span=2)
+             + _hello(900002, 0, 2, 1)
+             + _award(900003, 0, 1, 3, res=5, holder=3, first=11, span=1))
+    events = _with(events, extra)
+    r = history.check(_write(tmp_path, header, events))
+    v = r.by_invariant("lease_exclusive")
+    assert [x.frame_ids for x in v] == [[900001, 900003]], r.format()
+    assert "node 2 rebooted in between (HELLO line %d)" % _line_of(events, extra[2]) in v[0].message
 
 
 def test_four_major_versions_at_once(tmp_path, real):

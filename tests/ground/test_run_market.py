@@ -86,3 +86,65 @@ def test_market_metrics_charge_time_to_the_reported_mode():
                     "market_rounds_void": 1, "market_conservative_share_max": 0.25}
     assert section["malformed"] == 1
     assert MarketTally().result(0) == (None, dict.fromkeys(flat))
+
+
+FAULTED = """\
+name: market-faults
+seed: 31
+duration_s: 420
+election_timeout_ms: 4000
+clusters:
+  - {id: 1, nodes: [1, 2, 3, 4, 5], lineages: [0, 1, 2]}
+links:
+  intra_cluster: {delay_ms: 300, jitter: uniform, jitter_ms: 20}
+market: {electors: [1, 2, 3], units: [1, 1, 1, 1, 1, 1, 1, 1], slot_ms: 24000, autonomy_after_ms: 80000}
+faults:
+  - {at_s: 80, crash: 1, duration_s: 40}
+  - {at_s: 90, power_cut: 2, duration_s: 10}
+  - {at_s: 150, partition: [[1, 4], [2, 3, 5]]}
+  - {at_s: 200, heal: true}
+  - {at_s: 240, blackout: all, duration_s: 30}
+  - {at_s: 300, power_cut: 3, duration_s: 20}
+  - {at_s: 305, crash: 2, duration_s: 20}
+gates:
+  split_brain: {max: 0}
+"""
+
+
+def test_a_market_run_through_crashes_power_cuts_partitions_and_a_blackout_has_a_clean_history(tmp_path):
+    sc = scenario.load_text(FAULTED, "market-faults.yaml")
+    res = run.run(sc, str(tmp_path / "f"))
+    assert res.ok, res.failures  # history included: run.history_failures is part of the verdict
+    path = str(tmp_path / "f" / "trace.jsonl")
+    assert run.history_failures(path) == []
+    _, events, _ = trace.read(path)
+    sent = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent"]
+    status = {}
+    for e in sent:
+        if e["type"] == "prices" and e["dst"] == 0xFFFF:
+            status.setdefault(e["msg"]["status"], set()).add((e["msg"]["term"], e["msg"]["round"]))
+    assert len(status.get(1, ())) >= 8  # rounds kept completing across the faults
+    terms = {e["msg"]["term"] for e in sent if e["type"] == "award" and not e["msg"]["flags"] & 0x13}
+    assert len(terms) >= 2  # awards from more than one regional coordinator
+
+
+def test_a_history_violation_fails_the_run_like_a_gate(tmp_path):
+    import json
+
+    sc = scenario.load_text(SCENARIO, "market.yaml")
+    run.run(sc, str(tmp_path / "m"))
+    path = str(tmp_path / "m" / "trace.jsonl")
+    header, events, _ = trace.read(path)
+    award = next(e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "award"
+                 and not e["msg"]["flags"] & 0x13 and e["dst"] == e["msg"]["holder"])
+    other = next(n for n in (1, 2, 3, 4) if n != award["dst"])
+    fake = dict(award, id=10**7, dst=other, msg=dict(award["msg"], holder=other))  # the same slots, sold again
+    fate = {"kind": "frame", "fate": "dropped", "id": 10**7, "to": None, "reason": "loss",
+            "mission_ns": award["mission_ns"], "wall_ns": 0}
+    at = events.index(award) + 1
+    events[at:at] = [fake, fate]
+    doctored = tmp_path / "doctored.jsonl"
+    doctored.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in [header] + events))
+    failures = run.history_failures(str(doctored))
+    assert len(failures) == 1 and failures[0].startswith("history: lease_exclusive: resource %d" % award["msg"]["resource"])
+    assert "frame %d" % award["id"] in failures[0] and "frame %d" % 10**7 in failures[0]
