@@ -26,7 +26,7 @@ import os
 
 FORMAT = "fleetloop-trace/1"
 FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted", "converted")
-KINDS = ("header", "frame", "fault", "link", "node", "end")
+KINDS = ("header", "frame", "fault", "link", "node", "radio", "end")
 
 
 class TraceError(ValueError):
