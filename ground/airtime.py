@@ -29,8 +29,8 @@ datasheet 4.1.1.7):
     T_packet   = T_preamble + n_payload T_sym
 with PL the payload bytes, CRC 1 when the payload CRC is on, IH 1 for an
 implicit header, DE 1 with low data rate optimisation (by default on when
-T_sym >= 16 ms: SF11 and SF12 at 125 kHz, as LoRaWAN and the SX127x
-datasheet say), CR 1..4 for coding rates 4/5..4/8. T_sym is a whole number
+T_sym >= 16 ms, as the SX127x datasheet asks: SF11 and SF12 at 125 kHz,
+and SF12 at 250 kHz, whose symbol is 16.384 ms), CR 1..4 for coding rates 4/5..4/8. T_sym is a whole number
 of ns for every SF 7-12 and BW 125/250/500 kHz (2^SF x 8000 ns at 125
 kHz), so time on air is exact in integer ns.
 
