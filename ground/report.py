@@ -352,6 +352,10 @@ def _pct(v):
     return "-" if v is None else "%.1f %%" % (100.0 * v)
 
 
+def _pct3(v):
+    return "-" if v is None else "%.3f %%" % (100.0 * v)
+
+
 def _triple(st, unit, stats=("p50", "p99", "max")):
     return "/".join(_fmt(st["%s_%s" % (unit, k)]) for k in stats)
 
@@ -490,6 +494,12 @@ def format_table(metrics):
                 "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
                 % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
                    ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
+    if metrics.get("airtime"):
+        lines.append("airtime   busiest node %s s on air (%s of the run), busiest hour %s, coordination %s of"
+                     " airtime, longest wait %s s, radio drops %d"
+                     % (_fmt(fl.get("airtime_s_max"), "%.2f"), _pct3(fl.get("airtime_duty_max")),
+                        _pct3(fl.get("airtime_hour_duty_max")), _pct(fl.get("airtime_coordination_share")),
+                        _fmt(fl.get("airtime_wait_s_max"), "%.2f"), fl.get("radio_drops") or 0))
     lines.append("anomalies %d" % metrics.get("anomalies", {}).get("count", 0))
     for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
         lines.append("          " + ex)
