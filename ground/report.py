@@ -285,6 +285,19 @@ def to_prometheus(metrics, labels=None):
         x.sample(f, n, fault=fault)
     f = x.family("anomalies_total", "counter", "Trace events skipped as malformed or naming unknown nodes or frames")
     x.sample(f, metrics.get("anomalies", {}).get("count"))
+    air = (metrics.get("airtime") or {}).get("nodes", {})
+    if air:
+        f = x.family("node_airtime_seconds_total", "counter", "Time on air of a node's radio, by message type")
+        for nid in sorted(air, key=_int_key):
+            for tname, t in sorted(air[nid]["types"].items()):
+                x.sample(f, t["airtime_s"], node=nid, type=tname)
+        for name, key, help_ in (
+            ("node_airtime_hour_duty_max", "hour_duty_max", "A node's most time on air in a sliding hour, over 1 h"),
+            ("node_airtime_coordination_ratio", "coordination_share", "Coordination's share of a node's airtime"),
+        ):
+            f = x.family(name, "gauge", help_)
+            for nid in sorted(air, key=_int_key):
+                x.sample(f, air[nid][key], node=nid)
     mk = metrics.get("market")
     if mk:
         for name, key, help_ in (
