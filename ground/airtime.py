@@ -35,11 +35,13 @@ of ns for every SF 7-12 and BW 125/250/500 kHz (2^SF x 8000 ns at 125
 kHz), so time on air is exact in integer ns.
 
 A frame's payload on the air is its line frame without the 0x00 delimiter
-(LoRa delimits packets itself); over 255 bytes it does not fit an SX127x
-packet and is dropped, reason `oversize`. Duty cycle is counted as
-ETSI EN 300 220 counts it, by transmission: a frame may start at s when the
-airtime of the frames that started in (s - window, s], itself included, is
-at most duty_cycle x window.
+(LoRa delimits packets itself), as the first of its recipients' links hands
+it over (a frame down-converted for an older recipient is shorter or longer
+on that link only: the one transmission has the first length). Over 255
+bytes a frame does not fit an SX127x packet and is dropped, reason
+`oversize`. Duty cycle is counted as ETSI EN 300 220 counts it, by
+transmission: a frame may start at s when the airtime of the frames that
+started in (s - window, s], itself included, is at most duty_cycle x window.
 """
 
 import collections
