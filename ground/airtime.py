@@ -68,10 +68,11 @@ _LDRO_AUTO_NS = 16 * NS_PER_MS  # T_sym from which low data rate optimisation is
 
 
 class RadioError(ValueError):
-    """A bad radio setting; `key` is the setting's name (for its file:line)."""
+    """A bad radio setting; `key` is the setting's name (for its file:line),
+    None when the fault is radio: itself."""
 
     def __init__(self, key, message):
-        super().__init__("radio.%s: %s" % (key, message))
+        super().__init__("radio%s: %s" % ("" if key is None else "." + key, message))
         self.key = key
 
 
@@ -116,7 +117,7 @@ class Radio:
 
     def __init__(self, spec):
         if not isinstance(spec, dict):
-            raise RadioError("sf", "radio: must be a mapping with keys %s, got %r" % (", ".join(KEYS), spec))
+            raise RadioError(None, "must be a mapping with keys %s, got %r" % (", ".join(KEYS), spec))
         for k in spec:
             if k not in KEYS:
                 raise RadioError(k, "unknown radio key (known: %s)" % ", ".join(KEYS))

@@ -400,8 +400,11 @@ def _check_spec(owner, key, spec):
     except ValueError as e:
         where = spec.where() if isinstance(spec, Located) else owner.where(key)
         radio = spec.get("radio")
-        if isinstance(e, airtime.RadioError) and isinstance(radio, Located):
-            where = radio.where(e.key)  # the radio setting's own line
+        if isinstance(e, airtime.RadioError):  # the radio setting's own line
+            if isinstance(radio, Located):
+                where = radio.where(e.key)
+            elif isinstance(spec, Located):
+                where = spec.where("radio")
         raise ConfigError("%s: links.%s: %s" % (where, key if key else "pairs", e)) from None
 
 

@@ -222,6 +222,8 @@ def test_a_bad_radio_setting_is_refused_naming_its_line(line, says):
 
 
 def test_radio_needs_an_sf_and_is_the_line():
+    with pytest.raises(ConfigError, match=r"lora-x\.yaml:9: links.default: radio: must be a mapping"):
+        scenario.load_text(SCENARIO.split("    radio:")[0] + "    radio: 9\n", "lora-x.yaml")
     with pytest.raises(ConfigError, match=r"lora-x\.yaml:\d+: links.default: radio.sf: required"):
         scenario.load_text((SCENARIO % "cr: 5").replace("      sf: 9\n", ""), "lora-x.yaml")
     with pytest.raises(ConfigError, match="radio: the radio is the line, so rate_bps cannot be given with it"):
