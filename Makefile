@@ -59,6 +59,7 @@ flash: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_core
 	$(BIN)/python -m bench.bench_links
+	$(BIN)/python -m bench.bench_airtime
 	$(BIN)/python -m bench.bench_fleet
 	$(BIN)/python -m bench.bench_emulated
 	$(BIN)/python -m bench.bench_flash

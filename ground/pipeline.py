@@ -38,6 +38,7 @@ lost another ~10 %.
 import math
 import random
 
+from ground import airtime
 from ground.linkreplay import DelaySchedule, Mahimahi, RateSchedule, TraceReplay, load_mahimahi, trace_link_outcomes
 from ground.linkstate import LinkState, Schedule
 from ground.stages import (
@@ -232,7 +233,7 @@ class Pipeline:
 
 SPEC_KEYS = ("delay_ms", "jitter", "jitter_ms", "reorder", "loss", "gilbert", "duplicate", "corrupt",
              "rate_bps", "queue_bytes", "bits_per_byte", "contacts_ms", "blackouts_ms",
-             "replay", "mahimahi", "rate_schedule", "delay_schedule")
+             "replay", "mahimahi", "rate_schedule", "delay_schedule", "radio")
 REPLAY_KEYS = ("trace", "src", "dst", "loop")
 MAHIMAHI_KEYS = ("path", "rate_scale", "loop")
 GILBERT_KEYS = ("p_good_to_bad", "p_bad_to_good", "loss_good", "loss_bad")
@@ -295,14 +296,14 @@ def _sub(where, key, v, keys):
     return {k: x for k, x in v.items() if x is not None}
 
 
-def build_pipeline(spec, seed, where=""):
+def build_pipeline(spec, seed, where="", radios=None, src=None):
     """A Pipeline from a scenario's link spec: Pipeline(*build_stages(spec), seed)
     with the arguments in that order; see build_stages."""
-    stages, state = build_stages(spec, where)
+    stages, state = build_stages(spec, where, radios, src)
     return Pipeline(stages, seed, state)
 
 
-def build_stages(spec, where=""):
+def build_stages(spec, where="", radios=None, src=None):
     """(stages, LinkState) from a scenario's link spec (mission-time ms), for
     a caller that wants to add its own stages before making the Pipeline.
 
@@ -321,9 +322,15 @@ def build_stages(spec, where=""):
       replay {trace, src, dst, loop=true}: delays and losses recorded on link
       src -> dst of a run trace (TraceReplay);
       delay_schedule [[start_ms, end_ms, delay_ms], ...]: time-varying delay,
-      delay_ms outside its entries (DelaySchedule; a contact plan's ranges).
+      delay_ms outside its entries (DelaySchedule; a contact plan's ranges);
+      radio {sf, bw_khz, cr, preamble, explicit_header, crc, ldro,
+      duty_cycle, window_s, dwell_ms, over_budget}: a LoRa-class radio as
+      the sender's line, instead of rate_bps (ground/airtime.py). Its
+      transmitter is radios.transmitter(src, settings) (an
+      airtime.Radios: shared by every link out of src with the same
+      settings), or one of the link's own without radios.
       File paths are taken as given (relative to the current directory).
-    Stage order: Rate / RateSchedule / Mahimahi (the sender's line: every
+    Stage order: Airtime / Rate / RateSchedule / Mahimahi (the sender's line: every
     frame handed to it takes line time, queue drops happen here), Loss,
     GilbertElliott, Duplicate, Corrupt (in transit), TraceReplay, Delay /
     DelaySchedule (propagation). where (e.g. "links.default: ") prefixes
@@ -338,7 +345,18 @@ def build_stages(spec, where=""):
     stages = []
     contacts = blackouts = None
 
-    if "mahimahi" in s:
+    if "radio" in s:
+        for k in ("rate_bps", "rate_schedule", "mahimahi", "queue_bytes", "bits_per_byte"):
+            if k in s:
+                raise ValueError("%sradio: the radio is the line, so %s cannot be given with it" % (where, k))
+        try:
+            radio = airtime.Radio(s["radio"])
+        except airtime.RadioError as e:
+            e.args = ("%s%s" % (where, e.args[0]),)
+            raise
+        tx = radios.transmitter(src, radio) if radios is not None else airtime.Transmitter(radio)
+        stages.append(airtime.Airtime(tx))
+    elif "mahimahi" in s:
         for k in ("rate_bps", "rate_schedule", "queue_bytes", "bits_per_byte"):
             if k in s:
                 raise ValueError("%smahimahi: replaces the line model, so %s cannot be given with it" % (where, k))

@@ -285,6 +285,19 @@ def to_prometheus(metrics, labels=None):
         x.sample(f, n, fault=fault)
     f = x.family("anomalies_total", "counter", "Trace events skipped as malformed or naming unknown nodes or frames")
     x.sample(f, metrics.get("anomalies", {}).get("count"))
+    air = (metrics.get("airtime") or {}).get("nodes", {})
+    if air:
+        f = x.family("node_airtime_seconds_total", "counter", "Time on air of a node's radio, by message type")
+        for nid in sorted(air, key=_int_key):
+            for tname, t in sorted(air[nid]["types"].items()):
+                x.sample(f, t["airtime_s"], node=nid, type=tname)
+        for name, key, help_ in (
+            ("node_airtime_hour_duty_max", "hour_duty_max", "A node's most time on air in a sliding hour, over 1 h"),
+            ("node_airtime_coordination_ratio", "coordination_share", "Coordination's share of a node's airtime"),
+        ):
+            f = x.family(name, "gauge", help_)
+            for nid in sorted(air, key=_int_key):
+                x.sample(f, air[nid][key], node=nid)
     mk = metrics.get("market")
     if mk:
         for name, key, help_ in (
@@ -350,6 +363,10 @@ def _fmt(v, spec="%.2f"):
 
 def _pct(v):
     return "-" if v is None else "%.1f %%" % (100.0 * v)
+
+
+def _pct3(v):
+    return "-" if v is None else "%.3f %%" % (100.0 * v)
 
 
 def _triple(st, unit, stats=("p50", "p99", "max")):
@@ -490,6 +507,12 @@ def format_table(metrics):
                 "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
                 % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
                    ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
+    if metrics.get("airtime"):
+        lines.append("airtime   busiest node %s s on air (%s of the run), busiest hour %s, coordination %s of"
+                     " airtime, longest wait %s s, radio drops %d"
+                     % (_fmt(fl.get("airtime_s_max"), "%.2f"), _pct3(fl.get("airtime_duty_max")),
+                        _pct3(fl.get("airtime_hour_duty_max")), _pct(fl.get("airtime_coordination_share")),
+                        _fmt(fl.get("airtime_wait_s_max"), "%.2f"), fl.get("radio_drops") or 0))
     lines.append("anomalies %d" % metrics.get("anomalies", {}).get("count", 0))
     for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
         lines.append("          " + ex)

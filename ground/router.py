@@ -20,6 +20,7 @@ time (boards over serial/pty, possibly mixed with in-process nodes).
 
 import random
 
+from ground import airtime
 from ground import downconvert
 from ground import firmware
 from ground import stages as st
@@ -57,6 +58,7 @@ class Router:
         self.links = {}  # node id -> link
         self.members = {c: list(ids) for c, ids in scenario.clusters.items()}
         self._pipelines = {}
+        self.radios = airtime.Radios()  # the nodes' transmitters, for links with `radio:` (ground/airtime.py)
         self.cut = set()  # directed (src, dst) pairs cut by a partition
         self.blackout = set()  # node ids whose links are all down; 0 stands for "all"
         self.byzantine = {}  # node id -> rewrite name
@@ -85,7 +87,8 @@ class Router:
         key = (src, dst)
         p = self._pipelines.get(key)
         if p is None:
-            p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst))
+            p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst),
+                               radios=self.radios, src=src)
             self._pipelines[key] = p
         return p
 
@@ -144,6 +147,18 @@ class Router:
         corrupt = self.corrupting.get(src)
         for dst in targets:
             self._send_one(fid, src, dst, frame, line, now, corrupt)
+        if self.radios.any:
+            self._aired(fid, src, msgs.name(frame.type))
+
+    def _aired(self, fid, src, type_name):
+        """A `radio` event for each of src's transmitters that put frame fid
+        on the air (once per frame, however many recipients it reached)."""
+        for tx in self.radios.of(src):
+            got = tx.take(fid)
+            if got is not None:
+                start, airtime_ns, nbytes = got
+                self._event("radio", node=src, id=fid, type=type_name, len=nbytes, start_ns=start,
+                            airtime_ns=airtime_ns)
 
     def _recipients(self, src, dst):
         if dst == wire.ADDR_BROADCAST:
@@ -293,6 +308,8 @@ class Router:
             self._event("frame", fate="delivered", id=fid, to=0, copy=0, delay_ns=0)
         else:
             self._over_ground_link(fid, src, wire.ADDR_GROUND, data, now)
+            if self.radios.any:
+                self._aired(fid, src, msgs.name(type))
 
     def _over_ground_link(self, fid, src, dst, data, now):
         """One frame over an impaired ground link, either direction. Partitions
@@ -334,6 +351,8 @@ class Router:
                 self._deliver(fid, nid, 0, data, None, now)
             else:
                 self._over_ground_link(fid, wire.ADDR_GROUND, nid, data, now)
+        if self.radios.any:
+            self._aired(fid, wire.ADDR_GROUND, msgs.name(type))
 
     # ---- link state -----------------------------------------------------
 

@@ -13,6 +13,7 @@ ground/gates.py); one that works badly loads with `warnings`.
 import os
 from dataclasses import dataclass, field
 
+from ground import airtime
 from ground import contacts as contacts_mod
 from ground import gates as gates_mod
 from ground import guards
@@ -398,6 +399,12 @@ def _check_spec(owner, key, spec):
         pipeline.build_pipeline(dict(spec), seed=0)
     except ValueError as e:
         where = spec.where() if isinstance(spec, Located) else owner.where(key)
+        radio = spec.get("radio")
+        if isinstance(e, airtime.RadioError):  # the radio setting's own line
+            if isinstance(radio, Located):
+                where = radio.where(e.key)
+            elif isinstance(spec, Located):
+                where = spec.where("radio")
         raise ConfigError("%s: links.%s: %s" % (where, key if key else "pairs", e)) from None
 
 

@@ -7,6 +7,7 @@ Format (docs/TRACE.md has the full table):
     {"kind": "frame", "fate": "delivered", "id": 17, "to": 4, ...}
     {"kind": "fault", "fault": "crash", "node": 3, ...}
     {"kind": "link", "state": "down", "src": 3, "to": 4, ...}
+    {"kind": "radio", "node": 3, "id": 17, "start_ns": ..., "airtime_ns": ...}
     {"kind": "end", ...}
 
 Every event carries `mission_ns` and `wall_ns` (nanoseconds; mission time is
@@ -26,7 +27,7 @@ import os
 
 FORMAT = "fleetloop-trace/1"
 FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted", "converted")
-KINDS = ("header", "frame", "fault", "link", "node", "end")
+KINDS = ("header", "frame", "fault", "link", "node", "radio", "end")
 
 
 class TraceError(ValueError):

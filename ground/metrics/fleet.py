@@ -70,13 +70,16 @@ class View:
     kind "fault": t, name, targets, groups (list of lists or None).
     kind "down": t, nid, node, cluster, fault, was_live, claim_term (the term
       it claimed when it went down, None if it was not claiming), ended.
+    kind "radio": t, fid, nid / node / cluster (None for the ground or a
+      node the header does not list), type, size (bytes on the air),
+      start (mission ns the transmission started), airtime (its ns on air).
     kind "node" (event), "link" (state), "end" (status, reason, frames).
     kind "close": t = end of the mission, ended (every claim still open).
     """
 
     __slots__ = ("kind", "t", "fid", "bad", "recipients", "nid", "node", "cluster", "type", "size", "came_up",
                  "dst", "msg", "own", "hb", "tel", "claim_term", "ended", "fate", "to", "copy", "reason", "name",
-                 "targets", "groups", "fault", "was_live", "event", "state", "status", "frames")
+                 "targets", "groups", "fault", "was_live", "event", "state", "status", "frames", "start", "airtime")
 
     def __init__(self, kind, t):
         self.kind = kind
@@ -181,6 +184,10 @@ class Fleet:
             v = View("link", t)
             v.state = str(e.get("state"))
             yield v
+        elif kind == "radio":
+            v = self._radio(e, t)
+            if v is not None:
+                yield v
         elif kind == "header" and self.index == 1:
             pass  # a reader's whole output passed in, header first: fine
         elif kind == "end":
@@ -226,6 +233,23 @@ class Fleet:
             v.reason = reason
         elif fate not in ("delivered", "duplicated", "corrupted", "converted"):
             self.anomaly("unknown_fate", repr(fate))
+            return None
+        return v
+
+    def _radio(self, e, t):
+        nid, fid = get_int(e, "node"), e.get("id")
+        start, air, size = get_int(e, "start_ns"), get_int(e, "airtime_ns"), get_int(e, "len")
+        if nid is None or start is None or air is None or size is None or fid not in self.known_ids:
+            self.anomaly("missing_field", "radio event without node, a sent frame's id, start_ns, airtime_ns, len")
+            return None
+        v = View("radio", t)
+        v.fid, v.start, v.airtime, v.size = fid, start, air, size
+        v.type = e.get("type") if isinstance(e.get("type"), str) else "unknown"
+        n = self.nodes.get(nid)
+        if n is not None:
+            v.nid, v.node, v.cluster = nid, n, n.cluster
+        elif nid != GROUND:
+            self.anomaly("unknown_node", "radio event of node %d not in the header" % nid)
             return None
         return v
 

@@ -16,7 +16,7 @@ S = 1_000_000_000
 # One scenario per capability (issue #14 item 6), and the default bench.
 EXPECTED = {
     "bench", "light-delay", "market-clusters", "autonomy-30d", "version-skew", "contact-plan", "mahimahi",
-    "byzantine", "power-cuts", "tier3-intent",
+    "byzantine", "power-cuts", "tier3-intent", "lora",
 }
 
 
@@ -117,7 +117,34 @@ def _check_intent(sc, events, res):
     assert {n: s.age_slots for n, s in sc.nodes.items() if s.age_slots} == {1: 200, 2: 200, 3: 200, 4: 200, 8: 4000}
 
 
+def _check_lora(sc, events, res):
+    # from the trace's radio events alone: every node kept to 1 % of any
+    # sliding hour (counted by start), and the budget held at least one frame
+    # back (it started later than both its send and the node's previous end)
+    radio = [e for e in events if e["kind"] == "radio"]
+    sent, _ = _frames(events)
+    assert {e["id"] for e in radio} == {i for i, e in sent.items() if e["type"] != "journal"}  # one per frame
+    by_node = {}
+    for e in radio:
+        by_node.setdefault(e["node"], []).append((e["start_ns"], e["airtime_ns"], e["mission_ns"]))
+    assert set(by_node) == set(sc.nodes)  # the ground sends nothing here
+    held = 0
+    for node, tx in by_node.items():
+        prev_end = 0
+        for i, (start, air, sent_ns) in enumerate(tx):
+            in_hour = sum(a for s, a, _ in tx[:i + 1] if s > start - 3600 * S)
+            assert in_hour <= 36 * S, (node, start, in_hour)
+            if start > max(prev_end, sent_ns):
+                held += 1
+            prev_end = start + air
+    assert held >= 1
+    air = res.metrics["airtime"]["nodes"]
+    assert set(air) == {str(n) for n in sc.nodes}
+    assert all(0.5 < row["coordination_share"] < 1 for row in air.values())
+
+
 CHECKS = {
+    "lora": _check_lora,
     "autonomy-30d": _check_autonomy,
     "version-skew": _check_skew,
     "contact-plan": _check_contacts,
