@@ -173,8 +173,21 @@ _CHANGED = {
         ),
     },
 }
+# Version 3: TELEMETRY appends refusal counters that do not saturate (u32,
+# wrapping after 2**32: decades at any line rate a board can take) and the
+# board's heap (bytes free now, lowest since boot; 0: not known, as from an
+# in-process node).
+_CHANGED[3] = {
+    TELEMETRY: (
+        "telemetry",
+        "<BIHHIBBHIIIIII",
+        ("role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames",
+         "rejects", "unknown_src", "too_long", "replay", "heap_free", "heap_min"),
+    ),
+}
 # field name -> its value in a frame of a version that does not carry it
-DEFAULTS = {"alive": ALIVE_UNKNOWN}
+DEFAULTS = {"alive": ALIVE_UNKNOWN, "rejects": 0, "unknown_src": 0, "too_long": 0, "replay": 0,
+            "heap_free": 0, "heap_min": 0}
 
 
 def layout(type, version=1):

@@ -33,12 +33,13 @@ from micropython import const
 import binascii
 import hashlib
 import struct
+from array import array
 
 # Protocol versions. This code can speak VERSION_MIN..VERSION; which of them a
 # node speaks comes from its firmware version (node/config.py PROTOCOLS): it
 # sends at its newest and refuses frames above it by this header nibble. What
 # changed in each version is in node/msgs.py (layouts) and docs/PROTOCOL.md.
-VERSION = const(2)  # newest protocol version this code knows
+VERSION = const(3)  # newest protocol version this code knows
 VERSION_MIN = const(1)  # oldest version it decodes
 
 FLAG_AUTH = const(0x1)
@@ -57,6 +58,13 @@ ADDR_BROADCAST = const(0xFFFF)
 MAX_NODE_ID = const(0xEFFF)
 
 _HDR = "<BBBHH"
+
+# Auth counters: a sender reserves them in blocks of BLOCK (one flash write per
+# block); a receiver persists, per roster source, the end of the block it has
+# accepted counters from (ReplayWindow.ceiling). WINDOW bounds the reorder window.
+BLOCK = const(1024)
+WINDOW = const(64)
+_LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
 _ESC = const(0x1B)
 
 # Why a frame was refused. One ProtocolError carries one of these.
@@ -73,7 +81,10 @@ ERR_REPLAY = const(10)
 ERR_PAYLOAD = const(11)  # payload length or values wrong for its type
 ERR_TYPE = const(12)  # unknown message type
 ERR_ADDRESS = const(13)
-N_ERRORS = const(14)
+# Refused by the node, not the codec (a decoder never raises these):
+ERR_UNKNOWN_SRC = const(14)  # the source is in neither of the node's rosters
+ERR_MEMORY = const(15)  # the board ran out of heap handling it (the shell counts it)
+N_ERRORS = const(16)
 
 ERROR_NAMES = (
     "",
@@ -90,6 +101,8 @@ ERROR_NAMES = (
     "payload",
     "type",
     "address",
+    "unknown_src",
+    "memory",
 )
 
 
@@ -197,42 +210,137 @@ class Auth:
         return outer.digest()[:TAG_LEN]
 
 
-class ReplayWindow:
-    """Per-source sliding window over auth counters (RFC 4303 style).
+def index_of(ids, x):
+    """Index of `x` in the sorted sequence `ids`, or -1 (binary search)."""
+    lo = 0
+    hi = len(ids)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ids[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < len(ids) and ids[lo] == x else -1
 
-    Accepts each counter once, in any order within the last `size` counters
-    seen from that source; there is no clock in it, so light delay of any
-    length is fine. `size` bounds how far frames may be reordered.
+
+class ReplayWindow:
+    """Replay protection over auth counters, for a fixed set of sources.
+
+    `sources`: every source id the node will ever accept a signed frame from
+    (sorted, unique: its rosters and the ground), fixed at boot; the tables
+    are allocated once here and never grow. Per source: the highest counter
+    accepted (`top`), a 64-counter window below it (RFC 4303; a bitmap indexed
+    by counter % 64, so advancing clears bits instead of shifting a long
+    integer), and a `floor`: counters below it are refused whatever the
+    window says. The floor is what survives a reboot: `ceiling` holds, per
+    source, the end of the BLOCK-counter block of the highest counter
+    accepted; the node persists it (one write per source per block, not per
+    frame) and at the next boot hands it back as the floor (load()).
+    Source 0, the ground, gets a window but no ceiling: a harness starts its
+    counter afresh with every run. There is no clock in it, so light delay
+    of any length is fine.
     """
 
-    def __init__(self, size=64):
+    def __init__(self, sources, size=64):
+        if size > WINDOW:
+            raise ValueError("replay window above %d" % WINDOW)
         self.size = size
-        self._top = {}  # src -> highest counter accepted
-        self._seen = {}  # src -> bitmask, bit k = (top - k) seen
+        self.sources = sources  # array('H') or tuple, sorted
+        n = len(sources)
+        self._top = array("I", bytes(4 * n))
+        self._has = bytearray(n)  # 1 once a counter from the source was accepted since boot
+        self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
+        self.floor = array("I", bytes(4 * n))  # counters below: refused (persisted ceilings at boot)
+        self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
+        self.dirty = False  # a ceiling moved since take()
+        self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
+        self._blob = bytearray(8 + 6 * n)  # take()'s output, at its largest
 
-    def check(self, src, counter):
-        """True if `counter` is fresh for `src`; does not record it."""
-        top = self._top.get(src)
-        if top is None or counter > top:
-            return True
-        back = top - counter
-        return back < self.size and not (self._seen[src] >> back) & 1
+    def index(self, src):
+        """Index of `src` in the sources, or -1."""
+        return index_of(self.sources, src)
 
-    def accept(self, src, counter):
-        if not self.check(src, counter):
+    def check(self, i, counter):
+        """True if `counter` is fresh for source index `i`; records nothing."""
+        if counter < self.floor[i]:
             return False
-        top = self._top.get(src)
-        if top is None:
-            self._top[src] = counter
-            self._seen[src] = 1
-        elif counter > top:
-            shift = counter - top
-            mask = (self._seen[src] << shift) | 1 if shift < self.size else 1
-            self._seen[src] = mask & ((1 << self.size) - 1)
-            self._top[src] = counter
+        if not self._has[i]:
+            return True
+        top = self._top[i]
+        if counter > top:
+            return True
+        if top - counter >= self.size:
+            return False
+        return not self._bits[8 * i + ((counter & 63) >> 3)] & (1 << (counter & 7))
+
+    def accept(self, i, counter):
+        """Record `counter` for source index `i`; False (nothing recorded) if stale."""
+        if not self.check(i, counter):
+            return False
+        bits = self._bits
+        base = 8 * i
+        if not self._has[i]:
+            self._has[i] = 1
+            for k in range(base, base + 8):
+                bits[k] = 0
+            self._top[i] = counter
         else:
-            self._seen[src] |= 1 << (top - counter)
+            top = self._top[i]
+            if counter > top:
+                if counter - top >= WINDOW:
+                    for k in range(base, base + 8):
+                        bits[k] = 0
+                else:
+                    for c in range(top + 1, counter + 1):  # counters skipped: not seen
+                        bits[base + ((c & 63) >> 3)] &= ~(1 << (c & 7)) & 0xFF
+                self._top[i] = counter
+        bits[base + ((counter & 63) >> 3)] |= 1 << (counter & 7)
+        if counter >= self.ceiling[i] and i >= self._persist_from:
+            self.ceiling[i] = (counter // BLOCK + 1) * BLOCK if counter < _LAST_BLOCK else 0xFFFFFFFF
+            self.dirty = True
         return True
+
+    def heard_since_boot(self, i):
+        return self._has[i] == 1
+
+    def load(self, blob):
+        """Floors from a take() blob of an earlier boot; ValueError if damaged.
+        Sources no longer in the rosters are dropped."""
+        n = len(blob)
+        if n < 8 or (n - 8) % 6:
+            raise ValueError("replay ceilings: %d bytes" % n)
+        (count,) = struct.unpack_from("<I", blob, 0)
+        (crc,) = struct.unpack_from("<I", blob, n - 4)
+        if count * 6 + 8 != n or binascii.crc32(memoryview(blob)[: n - 4]) != crc:
+            raise ValueError("replay ceilings: bad length or crc")
+        for k in range(count):
+            src, ceiling = struct.unpack_from("<HI", blob, 4 + 6 * k)
+            i = self.index(src)
+            if i >= self._persist_from:
+                self.floor[i] = ceiling
+                self.ceiling[i] = ceiling
+
+    def take(self):
+        """The ceilings to persist, or None if none moved since the last
+        take(): a memoryview into a buffer allocated at boot (no allocation
+        here, however large the rosters), valid until the next take(). Only
+        sources with a ceiling are listed: count u32, then (src u16, ceiling
+        u32) each, then crc32 of all before it."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        c = self.ceiling
+        src = self.sources
+        out = self._blob
+        off = 4
+        for i in range(len(c)):
+            if c[i]:
+                struct.pack_into("<HI", out, off, src[i], c[i])
+                off += 6
+        struct.pack_into("<I", out, 0, (off - 4) // 6)
+        mv = memoryview(out)
+        struct.pack_into("<I", out, off, binascii.crc32(mv[:off]))
+        return mv[: off + 4]
 
 
 # ---- frames --------------------------------------------------------------
