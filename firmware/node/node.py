@@ -67,10 +67,12 @@ class Node:
         self.replay = None
         self._nudged = None  # per source: a HELLO went to it after a floor refusal
         if self.auth is not None:
-            self.replay = wire.ReplayWindow(self.sources)
+            from node.replay import ReplayWindow
+
+            self.replay = ReplayWindow(self.sources)
             self._nudged = bytearray(len(self.sources))
             if seen is not None:
-                self.replay.load(seen)  # ValueError if damaged: the caller decides
+                self.load_seen(seen)
 
         # Persistent: term, vote, auth counter reservation.
         self.term = 0
@@ -159,7 +161,7 @@ class Node:
         replay = self.replay
         if replay.accept(i, frame.counter):
             return
-        if frame.counter < replay.floor[i] and not replay.heard_since_boot(i) and not self._nudged[i] and frame.src:
+        if frame.counter < replay.floor[i] and not replay.has[i] and not self._nudged[i] and frame.src:
             # Below what we had accepted before a reboot, from a sender not
             # heard since: it may have missed our boot HELLO. Tell it once
             # (per source per boot); it moves to its next counter block.
@@ -225,6 +227,13 @@ class Node:
         if self.region is not None:
             t = min(t, self.region.next_deadline_ms())
         return t
+
+    def load_seen(self, blob):
+        """Replay floors from the ceilings an earlier boot stored (take_seen);
+        ValueError if they are damaged (the caller decides: a board notes it).
+        Without auth there is nothing to load."""
+        if self.replay is not None:
+            self.replay.load(blob)
 
     def take_seen(self):
         """The replay ceilings to store before sending poll()'s frames, or None

@@ -22,9 +22,10 @@
 #   3  src  u16   sending node id (0 = ground)
 #   5  dst  u16   node id, ADDR_GROUND, 0xF000|cluster, or ADDR_BROADCAST
 # Auth trailer (FLAG_AUTH): counter u32, tag 8 bytes = HMAC-SHA256(key,
-#   header|payload|counter)[:8]. Replay protection is a per-source sliding
-#   window over the counter, not a clock window, so minutes of light delay
-#   never make a legitimate frame stale (MAVLink 2's one-minute window would).
+#   header|payload|counter)[:8]. Replay protection (node/replay.py) is a
+#   per-source sliding window over the counter, not a clock window, so minutes
+#   of light delay never make a legitimate frame stale (MAVLink 2's one-minute
+#   window would), with a floor per source that survives reboots.
 # crc32: binascii.crc32 of everything before it (in the C core on a Pico).
 
 from micropython import const
@@ -33,7 +34,6 @@ from micropython import const
 import binascii
 import hashlib
 import struct
-from array import array
 
 # Protocol versions. This code can speak VERSION_MIN..VERSION; which of them a
 # node speaks comes from its firmware version (node/config.py PROTOCOLS): it
@@ -61,10 +61,9 @@ _HDR = "<BBBHH"
 
 # Auth counters: a sender reserves them in blocks of BLOCK (one flash write per
 # block); a receiver persists, per roster source, the end of the block it has
-# accepted counters from (ReplayWindow.ceiling). WINDOW bounds the reorder window.
+# accepted counters from (node/replay.py ReplayWindow.ceiling).
 BLOCK = const(1024)
-WINDOW = const(64)
-_LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
+# (node/replay.py keeps the receiver's side.)
 _ESC = const(0x1B)
 
 # Why a frame was refused. One ProtocolError carries one of these.
@@ -221,126 +220,6 @@ def index_of(ids, x):
         else:
             hi = mid
     return lo if lo < len(ids) and ids[lo] == x else -1
-
-
-class ReplayWindow:
-    """Replay protection over auth counters, for a fixed set of sources.
-
-    `sources`: every source id the node will ever accept a signed frame from
-    (sorted, unique: its rosters and the ground), fixed at boot; the tables
-    are allocated once here and never grow. Per source: the highest counter
-    accepted (`top`), a 64-counter window below it (RFC 4303; a bitmap indexed
-    by counter % 64, so advancing clears bits instead of shifting a long
-    integer), and a `floor`: counters below it are refused whatever the
-    window says. The floor is what survives a reboot: `ceiling` holds, per
-    source, the end of the BLOCK-counter block of the highest counter
-    accepted; the node persists it (one write per source per block, not per
-    frame) and at the next boot hands it back as the floor (load()).
-    Source 0, the ground, gets a window but no ceiling: a harness starts its
-    counter afresh with every run. There is no clock in it, so light delay
-    of any length is fine.
-    """
-
-    def __init__(self, sources, size=64):
-        if size > WINDOW:
-            raise ValueError("replay window above %d" % WINDOW)
-        self.size = size
-        self.sources = sources  # array('H') or tuple, sorted
-        n = len(sources)
-        self._top = array("I", bytes(4 * n))
-        self._has = bytearray(n)  # 1 once a counter from the source was accepted since boot
-        self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
-        self.floor = array("I", bytes(4 * n))  # counters below: refused (persisted ceilings at boot)
-        self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
-        self.dirty = False  # a ceiling moved since take()
-        self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
-        self._blob = bytearray(8 + 6 * n)  # take()'s output, at its largest
-
-    def index(self, src):
-        """Index of `src` in the sources, or -1."""
-        return index_of(self.sources, src)
-
-    def check(self, i, counter):
-        """True if `counter` is fresh for source index `i`; records nothing."""
-        if counter < self.floor[i]:
-            return False
-        if not self._has[i]:
-            return True
-        top = self._top[i]
-        if counter > top:
-            return True
-        if top - counter >= self.size:
-            return False
-        return not self._bits[8 * i + ((counter & 63) >> 3)] & (1 << (counter & 7))
-
-    def accept(self, i, counter):
-        """Record `counter` for source index `i`; False (nothing recorded) if stale."""
-        if not self.check(i, counter):
-            return False
-        bits = self._bits
-        base = 8 * i
-        if not self._has[i]:
-            self._has[i] = 1
-            for k in range(base, base + 8):
-                bits[k] = 0
-            self._top[i] = counter
-        else:
-            top = self._top[i]
-            if counter > top:
-                if counter - top >= WINDOW:
-                    for k in range(base, base + 8):
-                        bits[k] = 0
-                else:
-                    for c in range(top + 1, counter + 1):  # counters skipped: not seen
-                        bits[base + ((c & 63) >> 3)] &= ~(1 << (c & 7)) & 0xFF
-                self._top[i] = counter
-        bits[base + ((counter & 63) >> 3)] |= 1 << (counter & 7)
-        if counter >= self.ceiling[i] and i >= self._persist_from:
-            self.ceiling[i] = (counter // BLOCK + 1) * BLOCK if counter < _LAST_BLOCK else 0xFFFFFFFF
-            self.dirty = True
-        return True
-
-    def heard_since_boot(self, i):
-        return self._has[i] == 1
-
-    def load(self, blob):
-        """Floors from a take() blob of an earlier boot; ValueError if damaged.
-        Sources no longer in the rosters are dropped."""
-        n = len(blob)
-        if n < 8 or (n - 8) % 6:
-            raise ValueError("replay ceilings: %d bytes" % n)
-        (count,) = struct.unpack_from("<I", blob, 0)
-        (crc,) = struct.unpack_from("<I", blob, n - 4)
-        if count * 6 + 8 != n or binascii.crc32(memoryview(blob)[: n - 4]) != crc:
-            raise ValueError("replay ceilings: bad length or crc")
-        for k in range(count):
-            src, ceiling = struct.unpack_from("<HI", blob, 4 + 6 * k)
-            i = self.index(src)
-            if i >= self._persist_from:
-                self.floor[i] = ceiling
-                self.ceiling[i] = ceiling
-
-    def take(self):
-        """The ceilings to persist, or None if none moved since the last
-        take(): a memoryview into a buffer allocated at boot (no allocation
-        here, however large the rosters), valid until the next take(). Only
-        sources with a ceiling are listed: count u32, then (src u16, ceiling
-        u32) each, then crc32 of all before it."""
-        if not self.dirty:
-            return None
-        self.dirty = False
-        c = self.ceiling
-        src = self.sources
-        out = self._blob
-        off = 4
-        for i in range(len(c)):
-            if c[i]:
-                struct.pack_into("<HI", out, off, src[i], c[i])
-                off += 6
-        struct.pack_into("<I", out, 0, (off - 4) // 6)
-        mv = memoryview(out)
-        struct.pack_into("<I", out, off, binascii.crc32(mv[:off]))
-        return mv[: off + 4]
 
 
 # ---- frames --------------------------------------------------------------

@@ -34,7 +34,11 @@
 # then uses .tmp or .bak, so it is still safe there.
 #
 # Runs under MicroPython and CPython (the tests read board state with it).
-# Writes are rare (term changes, votes, identity), so they may allocate.
+# Writes are rare (term changes, votes, identity, replay ceilings: once per
+# source per counter block). A write never copies the value: header, value
+# (any buffer, a memoryview too) and crc go to the file as they are, so a
+# value of several KB (a 1,000-node region's ceilings) needs no contiguous
+# block of that size on a fragmented heap. A read allocates the file's size.
 
 import binascii
 import os
@@ -45,7 +49,7 @@ _FORMAT = 1
 _HEAD = "<2sBBII"  # magic, format, flags (0), seq, payload length
 _HEAD_LEN = 12
 _CRC_LEN = 4
-MAX_VALUE = 4096  # a store holds small records; bigger means a bug or garbage
+MAX_VALUE = 24576  # the largest: replay ceilings, 6 bytes per roster source (4,094 sources)
 
 _TMP = ".tmp"
 _BAK = ".bak"
@@ -55,11 +59,16 @@ class StoreError(Exception):
     """A value could not be written (flash full, read-only file system)."""
 
 
+def _parts(seq, payload):
+    """(header, crc) of a store file holding `payload`."""
+    head = struct.pack(_HEAD, _MAGIC, _FORMAT, 0, seq, len(payload))
+    return head, struct.pack("<I", binascii.crc32(payload, binascii.crc32(head)))
+
+
 def encode(seq, payload):
     """The bytes of one store file holding `payload` (tests use this too)."""
-    head = struct.pack(_HEAD, _MAGIC, _FORMAT, 0, seq, len(payload))
-    crc = binascii.crc32(payload, binascii.crc32(head))
-    return head + bytes(payload) + struct.pack("<I", crc)
+    head, crc = _parts(seq, payload)
+    return head + bytes(payload) + crc
 
 
 def decode(data):
@@ -119,8 +128,9 @@ class Store:
         committed_there = False
         for path in (self.path, self.path + _TMP, self.path + _BAK):
             try:
+                size = os.stat(path)[6]
                 with open(path, "rb") as f:
-                    data = f.read(_HEAD_LEN + MAX_VALUE + _CRC_LEN + 1)
+                    data = f.read(min(size, _HEAD_LEN + MAX_VALUE + _CRC_LEN) + 1)
             except OSError:
                 continue  # absent
             if path == self.path:
@@ -168,12 +178,12 @@ class Store:
         try:
             if self.folder and not _exists(self.folder):
                 os.mkdir(self.folder)  # one level: the shell's "state" folder
-            data = encode(seq, payload)
+            head, crc = _parts(seq, payload)
             with open(tmp, "wb") as f:
                 # Header, value and crc as separate writes: what a cut can tear.
-                f.write(data[:_HEAD_LEN])
-                f.write(data[_HEAD_LEN:-_CRC_LEN])
-                f.write(data[-_CRC_LEN:])
+                f.write(head)
+                f.write(payload)
+                f.write(crc)
             _sync()
             if self._committed_ok:
                 os.rename(self.path, self.path + _BAK)

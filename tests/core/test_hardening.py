@@ -7,6 +7,7 @@ import gc
 
 from mesh import Mesh
 from node import msgs, wire
+from node.replay import ReplayWindow
 from node.config import Config
 from node.node import Node, save
 
@@ -41,7 +42,7 @@ def _telemetry(node, now_ms):
 
 
 def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_never():
-    w = wire.ReplayWindow((0, 4, 9))
+    w = ReplayWindow((0, 4, 9))
     assert w.take() is None
     assert w.accept(1, 0) and w.ceiling[1] == wire.BLOCK
     first = bytes(w.take())
@@ -54,28 +55,28 @@ def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_nev
 
 
 def test_ceilings_come_back_as_floors_and_refuse_everything_below():
-    w = wire.ReplayWindow((0, 4, 9))
+    w = ReplayWindow((0, 4, 9))
     w.accept(2, 70000)
     blob = bytes(w.take())
-    again = wire.ReplayWindow((0, 4, 9))
+    again = ReplayWindow((0, 4, 9))
     again.load(blob)
     assert again.floor[2] == (70000 // wire.BLOCK + 1) * wire.BLOCK
     assert not again.accept(2, 70000) and not again.accept(2, 0) and not again.accept(2, again.floor[2] - 1)
     assert again.accept(2, again.floor[2])
     assert again.accept(1, 0)  # another source: untouched
-    moved = wire.ReplayWindow((0, 9, 11))  # the roster changed: 4 left, 11 came
+    moved = ReplayWindow((0, 9, 11))  # the roster changed: 4 left, 11 came
     moved.load(blob)
     assert moved.floor[1] == again.floor[2] and moved.floor[2] == 0
 
 
 def test_damaged_ceilings_are_refused_not_half_read():
-    w = wire.ReplayWindow((0, 4))
+    w = ReplayWindow((0, 4))
     w.accept(1, 3)
     blob = bytearray(w.take())
     blob[5] ^= 1
     for bad in (bytes(blob), bytes(blob[:-1]), b""):
         try:
-            wire.ReplayWindow((0, 4)).load(bad)
+            ReplayWindow((0, 4)).load(bad)
         except ValueError:
             continue
         raise AssertionError("accepted damaged ceilings %r" % bad)
@@ -148,9 +149,9 @@ def test_after_a_reboot_a_sender_that_hears_the_hello_is_accepted_at_its_next_fr
     m.run_for(T // 2)
     m.restart(victim)
     node = m.nodes[victim]
-    assert node.replay.floor[node.replay.index(leader)] > 0  # it remembers what it took before
+    assert node.replay.floor[wire.index_of(node.replay.sources, leader)] > 0  # it remembers what it took before
     m.run_for(m.config.heartbeat_ms + 20)  # one heartbeat interval and the links' delay
-    assert node.replay.heard_since_boot(node.replay.index(leader))
+    assert node.replay.has[wire.index_of(node.replay.sources, leader)]
     assert node.coordinator == leader
     # refused at most: what its two peers had in flight before the HELLO reached them
     assert node.errors[wire.ERR_REPLAY] <= 2, node.errors
@@ -177,7 +178,7 @@ def test_a_sender_that_missed_the_hello_is_told_once_and_moves_on():
     assert out and sender.take_persist() is not None  # the jump reserves one more block: one write
     for line in out:
         n.receive(line[:-1], 50)
-    assert n.errors[wire.ERR_REPLAY] == 3 and n.replay.heard_since_boot(n.replay.index(2))
+    assert n.errors[wire.ERR_REPLAY] == 3 and n.replay.has[wire.index_of(n.replay.sources, 2)]
 
 
 def test_a_sender_reserves_block_aligned_counters_and_jumps_once_per_used_block():

@@ -1,0 +1,119 @@
+# Replay protection: which auth counters a node has accepted, per source.
+#
+# Pure, no I/O, no clock; tables fixed at boot (no per-frame allocation, no
+# growth however many frames or sources arrive). Loaded only by a node with an
+# auth key. docs/PROTOCOL.md "Authentication and replay" is the prose version.
+
+from micropython import const
+
+import binascii
+import struct
+from array import array
+
+from node.wire import ADDR_GROUND, BLOCK, index_of
+
+WINDOW = const(64)  # the widest reorder window (bits kept per source)
+_LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
+
+
+class ReplayWindow:
+    """Replay protection over auth counters, for a fixed set of sources.
+
+    `sources`: every source id the node will ever accept a signed frame from
+    (sorted, unique: its rosters and the ground), fixed at boot; the tables
+    are allocated once here and never grow. Per source: the highest counter
+    accepted (`top`), a 64-counter window below it (RFC 4303; a bitmap indexed
+    by counter % 64, so advancing clears bits instead of shifting a long
+    integer), and a `floor`: counters below it are refused whatever the
+    window says. The floor is what survives a reboot: `ceiling` holds, per
+    source, the end of the BLOCK-counter block of the highest counter
+    accepted; the node persists it (one write per source per block, not per
+    frame) and at the next boot hands it back as the floor (load()).
+    Source 0, the ground, gets a window but no ceiling: a harness starts its
+    counter afresh with every run. There is no clock in it, so light delay
+    of any length is fine.
+    """
+
+    def __init__(self, sources, size=64):
+        if size > WINDOW:
+            raise ValueError("replay window above %d" % WINDOW)
+        self.size = size
+        self.sources = sources  # array('H') or tuple, sorted
+        n = len(sources)
+        self._top = array("I", bytes(4 * n))
+        self.has = bytearray(n)  # 1 once a counter from the source was accepted since boot
+        self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
+        self.floor = array("I", bytes(4 * n))  # counters below: refused (persisted ceilings at boot)
+        self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
+        self.dirty = False  # a ceiling moved since take()
+        self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
+        self._blob = bytearray(8 + 6 * n)  # take()'s output, at its largest
+
+    def accept(self, i, counter):
+        """Record `counter` for source index `i` (index_of(sources, src));
+        False, with nothing recorded, if it is not fresh."""
+        if counter < self.floor[i]:
+            return False
+        bits = self._bits
+        base = 8 * i
+        if not self.has[i]:
+            self.has[i] = 1
+            for k in range(base, base + 8):
+                bits[k] = 0
+            self._top[i] = counter
+        else:
+            top = self._top[i]
+            if counter > top:
+                if counter - top >= WINDOW:
+                    for k in range(base, base + 8):
+                        bits[k] = 0
+                else:
+                    for c in range(top + 1, counter + 1):  # counters skipped: not seen
+                        bits[base + ((c & 63) >> 3)] &= ~(1 << (c & 7)) & 0xFF
+                self._top[i] = counter
+            elif top - counter >= self.size or bits[base + ((counter & 63) >> 3)] & (1 << (counter & 7)):
+                return False
+        bits[base + ((counter & 63) >> 3)] |= 1 << (counter & 7)
+        if counter >= self.ceiling[i] and i >= self._persist_from:
+            self.ceiling[i] = (counter // BLOCK + 1) * BLOCK if counter < _LAST_BLOCK else 0xFFFFFFFF
+            self.dirty = True
+        return True
+
+    def load(self, blob):
+        """Floors from a take() blob of an earlier boot; ValueError if damaged.
+        Sources no longer in the rosters are dropped."""
+        n = len(blob)
+        if n < 8 or (n - 8) % 6:
+            raise ValueError("replay ceilings: %d bytes" % n)
+        (count,) = struct.unpack_from("<I", blob, 0)
+        (crc,) = struct.unpack_from("<I", blob, n - 4)
+        if count * 6 + 8 != n or binascii.crc32(memoryview(blob)[: n - 4]) != crc:
+            raise ValueError("replay ceilings: bad length or crc")
+        for k in range(count):
+            src, ceiling = struct.unpack_from("<HI", blob, 4 + 6 * k)
+            i = index_of(self.sources, src)
+            if i >= self._persist_from:
+                self.floor[i] = ceiling
+                self.ceiling[i] = ceiling
+
+    def take(self):
+        """The ceilings to persist, or None if none moved since the last
+        take(): a memoryview into a buffer allocated at boot (no allocation
+        here, however large the rosters), valid until the next take(). Only
+        sources with a ceiling are listed: count u32, then (src u16, ceiling
+        u32) each, then crc32 of all before it."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        c = self.ceiling
+        src = self.sources
+        out = self._blob
+        off = 4
+        for i in range(len(c)):
+            if c[i]:
+                struct.pack_into("<HI", out, off, src[i], c[i])
+                off += 6
+        struct.pack_into("<I", out, 0, (off - 4) // 6)
+        mv = memoryview(out)
+        struct.pack_into("<I", out, off, binascii.crc32(mv[:off]))
+        return mv[: off + 4]
