@@ -94,17 +94,18 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     # The replay ceilings: every auth counter accepted before this boot is
     # refused after it (docs/PROTOCOL.md "Authentication and replay").
     # Only signed counters have ceilings: without a key, no store.
-    seen_store = Store(state_dir, "seen%d" % node_id) if cfg.auth_key else None
-    seen = seen_store.read() if seen_store is not None else None
-    if seen_store is not None:
+    seen_store = None
+    if cfg.auth_key:  # only signed counters have ceilings: without a key, no store
+        seen_store = Store(state_dir, "seen%d" % node_id)
+        seen = seen_store.read()
         for p in seen_store.problems + ([seen_store.recovered] if seen_store.recovered else []):
             notes.append("store: " + p)
-    if seen is not None:
-        try:
-            node.load_seen(seen)
-        except ValueError as e:
-            notes.append("%s: %s; replay floors lost" % (seen_store.path, e))
-    seen = None
+        if seen is not None:
+            try:
+                node.load_seen(seen)
+            except ValueError as e:
+                notes.append("%s: %s; replay floors lost" % (seen_store.path, e))
+        seen = None
 
     if link is None:
         if board.transport == "uart":

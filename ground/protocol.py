@@ -476,8 +476,8 @@ TelemetryV3 = Struct(  # version 3 appends u32 refusal counters and the board's 
     *Telemetry.subcons,
     "rejects" / Int32ul,  # every refused frame or line, all reasons; wraps at 2**32
     "unknown_src" / Int32ul,  # from a source in none of the node's rosters
-    "too_long" / Int32ul,  # lines over MAX_LINE (the board's splitter cuts them)
-    "replay" / Int32ul,  # auth counters already accepted, before or after a reboot
+    "long_lines" / Int32ul,  # too_long: lines over MAX_LINE (the board's splitter cuts them)
+    "replayed" / Int32ul,  # replay: auth counters already accepted, before or after a reboot
     "heap_free" / Int32ul,  # bytes free on the board's heap (0: not known, in-process)
     "heap_min" / Int32ul,  # the lowest heap_free since boot
 )

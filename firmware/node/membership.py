@@ -25,7 +25,7 @@ class Membership:
         self.majority = len(members) // 2 + 1
         self.suspect_ms = suspect_ms
         self.dead_ms = dead_ms
-        self._last_ms = {}  # node id -> mission ms last heard (None: never)
+        self._last_ms = {}  # type: dict[int, int | None]  # node id -> mission ms last heard (None: never)
         self.lineage = {}  # node id -> software lineage, from hello/heartbeat (-1: not said)
         self.reach = {}  # node id -> members it hears alive (heartbeat v2 `alive`)
         for m in members:

@@ -146,8 +146,9 @@ class Node:
             i = wire.index_of(self.sources, frame.src)
             if i < 0:
                 raise wire.ProtocolError(wire.ERR_UNKNOWN_SRC)
-            if frame.counter is not None and self.replay is not None:
-                self._check_replay(frame, i)
+            replay = self.replay
+            if frame.counter is not None and replay is not None:
+                self._check_replay(replay, frame, i)
                 if frame.type == msgs.HELLO:
                     self._peer_booted()
             self._dispatch(frame, now_ms)
@@ -157,15 +158,15 @@ class Node:
         self.frames_in += 1
         return frame
 
-    def _check_replay(self, frame, i):
-        replay = self.replay
+    def _check_replay(self, replay, frame, i):
         if replay.accept(i, frame.counter):
             return
-        if frame.counter < replay.floor[i] and not replay.has[i] and not self._nudged[i] and frame.src:
+        nudged = self._nudged
+        if nudged is not None and frame.counter < replay.floor[i] and not replay.has[i] and not nudged[i] and frame.src:
             # Below what we had accepted before a reboot, from a sender not
             # heard since: it may have missed our boot HELLO. Tell it once
             # (per source per boot); it moves to its next counter block.
-            self._nudged[i] = 1
+            nudged[i] = 1
             if self._booted:
                 self._send(frame.src, msgs.HELLO, self._hello())
         raise wire.ProtocolError(wire.ERR_REPLAY)

@@ -219,7 +219,7 @@ def test_telemetry_counters_do_not_saturate_and_carry_the_heap():
     n.set_heap(150000, 98000)
     t = _telemetry(n, 5)
     assert t["bad_frames"] == 0xFFFF  # the version-1 field still saturates
-    assert (t["rejects"], t["too_long"], t["unknown_src"], t["replay"]) == (70002, 70000, 1, 1)
+    assert (t["rejects"], t["long_lines"], t["unknown_src"], t["replayed"]) == (70002, 70000, 1, 1)
     assert (t["heap_free"], t["heap_min"]) == (150000, 98000)
     old = Node(1, Config(members=(1, 2), fw_version=(2, 0)), seed=1)
     old.poll(0)

@@ -8,6 +8,7 @@ import sys
 from node import msgs, wire
 from node.config import Config, MarketConfig
 from node.node import Node
+from node import replay  # noqa: F401  (compiled before the big tables, as a board imports at boot)
 
 KEY = b"fleet-key-for-hardening-tests"
 AUTH = wire.Auth(KEY)
