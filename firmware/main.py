@@ -74,6 +74,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         cfg = boardcfg.core_config(board)
     except ValueError as e:
         raise BootError("%s: %s" % (board_file, e))
+    board.market = None  # its arguments live on in cfg.market (a region's roster as an array): free the JSON list
 
     state = Store(state_dir, "node%d" % node_id)
     saved = state.read()
@@ -88,23 +89,25 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         except ValueError as e:
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None
-    seed = board.seed if board.seed is not None else identity.derive_seed(uid, node_id)
-    node = node_mod.Node(node_id, cfg, seed, saved)
-    node.time_scale_milli = board.time_scale_milli
     # The replay ceilings: every auth counter accepted before this boot is
-    # refused after it (docs/PROTOCOL.md "Authentication and replay").
-    # Only signed counters have ceilings: without a key, no store.
+    # refused after it (docs/PROTOCOL.md "Authentication and replay"). Read
+    # before the node's tables are allocated: a large region's file is a few
+    # KB, easier to find in one piece on a young heap.
     seen_store = None
+    seen = None
     if cfg.auth_key:  # only signed counters have ceilings: without a key, no store
         seen_store = Store(state_dir, "seen%d" % node_id)
         seen = seen_store.read()
         for p in seen_store.problems + ([seen_store.recovered] if seen_store.recovered else []):
             notes.append("store: " + p)
-        if seen is not None:
-            try:
-                node.load_seen(seen)
-            except ValueError as e:
-                notes.append("%s: %s; replay floors lost" % (seen_store.path, e))
+    seed = board.seed if board.seed is not None else identity.derive_seed(uid, node_id)
+    node = node_mod.Node(node_id, cfg, seed, saved)
+    node.time_scale_milli = board.time_scale_milli
+    if seen is not None and seen_store is not None:
+        try:
+            node.load_seen(seen)
+        except ValueError as e:
+            notes.append("%s: %s; replay floors lost" % (seen_store.path, e))
         seen = None
 
     if link is None:

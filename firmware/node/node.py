@@ -60,10 +60,11 @@ class Node:
         self.records = Records()
         self.auth = wire.Auth(config.auth_key) if config.auth_key else None
         # Every source this node takes frames from, fixed at boot: the ground,
-        # its cluster's members, its region's roster. A frame from any other
-        # source is refused (unknown_src) before anything is kept for it, so
-        # no per-source table ever grows (docs/PROTOCOL.md "Authentication").
-        self.sources = known_sources(config)
+        # its cluster's members, in a region who can send to it (known_sources).
+        # A frame from any other source is refused (unknown_src) before
+        # anything is kept for it, so no per-source table ever grows
+        # (docs/PROTOCOL.md "Authentication and replay").
+        self.sources = known_sources(config, node_id)
         self.replay = None
         self._nudged = None  # per source: a HELLO went to it after a floor refusal
         if self.auth is not None:
@@ -238,10 +239,10 @@ class Node:
 
     def take_seen(self):
         """The replay ceilings to store before sending poll()'s frames, or None
-        if none moved: one write per source per counter block. A memoryview
-        valid until the next call (store it at once). Given back as
-        Node(seen=) at the next boot, they refuse every counter this node
-        accepted before it."""
+        if none moved: one write per source per counter block. A tuple of
+        buffers to write one after the other, views of the live tables (store
+        them at once). Joined, they are what Node(seen=) takes at the next
+        boot, to refuse every counter this node accepted before it."""
         return self.replay.take() if self.replay is not None else None
 
     def take_persist(self):
@@ -602,11 +603,17 @@ class Node:
         self._send(src, msgs.VOTE, msgs.pack(msgs.VOTE, reply_term, src, 1 if granted else 0))
 
 
-def known_sources(config):
+def known_sources(config, node_id):
     """Sorted array('H') of the ids a node takes frames from: the ground (0),
-    its cluster's members and, with a market, its region's roster."""
+    its cluster's members and, with a market, who in its region can send to
+    it: an elector hears every roster node (bids, claims, reconciliations),
+    any other node only the electors (the coordinator and its standby are
+    electors; no market frame goes from one trader to another)."""
     a = config.members  # sorted tuple
-    b = config.market.roster if config.market is not None else ()  # sorted array
+    b = ()  # sorted
+    m = config.market
+    if m is not None:
+        b = m.roster if node_id in m.electors else m.electors
     out = array("H", (wire.ADDR_GROUND,))
     i = j = 0
     while i < len(a) or j < len(b):  # merge the two sorted lists, once each

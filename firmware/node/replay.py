@@ -38,7 +38,9 @@ class ReplayWindow:
         if size > WINDOW:
             raise ValueError("replay window above %d" % WINDOW)
         self.size = size
-        self.sources = sources  # array('H') or tuple, sorted
+        if not isinstance(sources, array):
+            sources = array("H", sources)
+        self.sources = sources  # array('H'), sorted: persisted as it is
         n = len(sources)
         self._top = array("I", bytes(4 * n))
         self.has = bytearray(n)  # 1 once a counter from the source was accepted since boot
@@ -47,7 +49,6 @@ class ReplayWindow:
         self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
         self.dirty = False  # a ceiling moved since take()
         self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
-        self._blob = bytearray(8 + 6 * n)  # take()'s output, at its largest
 
     def accept(self, i, counter):
         """Record `counter` for source index `i` (index_of(sources, src));
@@ -80,8 +81,9 @@ class ReplayWindow:
         return True
 
     def load(self, blob):
-        """Floors from a take() blob of an earlier boot; ValueError if damaged.
-        Sources no longer in the rosters are dropped."""
+        """Floors from a take() of an earlier boot (its parts joined, as a
+        store gives them back); ValueError if damaged. Sources no longer in
+        the rosters are dropped; new ones start with no floor."""
         n = len(blob)
         if n < 8 or (n - 8) % 6:
             raise ValueError("replay ceilings: %d bytes" % n)
@@ -89,31 +91,28 @@ class ReplayWindow:
         (crc,) = struct.unpack_from("<I", blob, n - 4)
         if count * 6 + 8 != n or binascii.crc32(memoryview(blob)[: n - 4]) != crc:
             raise ValueError("replay ceilings: bad length or crc")
+        at = 4 + 2 * count
         for k in range(count):
-            src, ceiling = struct.unpack_from("<HI", blob, 4 + 6 * k)
+            (src,) = struct.unpack_from("<H", blob, 4 + 2 * k)
+            (ceiling,) = struct.unpack_from("<I", blob, at + 4 * k)
             i = index_of(self.sources, src)
             if i >= self._persist_from:
                 self.floor[i] = ceiling
                 self.ceiling[i] = ceiling
 
     def take(self):
-        """The ceilings to persist, or None if none moved since the last
-        take(): a memoryview into a buffer allocated at boot (no allocation
-        here, however large the rosters), valid until the next take(). Only
-        sources with a ceiling are listed: count u32, then (src u16, ceiling
-        u32) each, then crc32 of all before it."""
+        """The ceilings to persist, as parts to be written one after the
+        other (runtime/store.py takes them so), or None if none moved since
+        the last take(). The parts are the tables themselves: nothing the
+        size of the rosters is allocated, however large they are. Layout:
+        count u32 | source ids u16 x count | ceilings u32 x count | crc32 of
+        all before it; little endian (the arrays' native order on RP2040 and
+        every host this runs on)."""
         if not self.dirty:
             return None
         self.dirty = False
-        c = self.ceiling
-        src = self.sources
-        out = self._blob
-        off = 4
-        for i in range(len(c)):
-            if c[i]:
-                struct.pack_into("<HI", out, off, src[i], c[i])
-                off += 6
-        struct.pack_into("<I", out, 0, (off - 4) // 6)
-        mv = memoryview(out)
-        struct.pack_into("<I", out, off, binascii.crc32(mv[:off]))
-        return mv[: off + 4]
+        src = memoryview(self.sources)
+        ceil = memoryview(self.ceiling)
+        head = struct.pack("<I", len(self.ceiling))
+        crc = binascii.crc32(ceil, binascii.crc32(src, binascii.crc32(head)))
+        return (head, src, ceil, struct.pack("<I", crc))

@@ -59,15 +59,28 @@ class StoreError(Exception):
     """A value could not be written (flash full, read-only file system)."""
 
 
-def _parts(seq, payload):
-    """(header, crc) of a store file holding `payload`."""
-    head = struct.pack(_HEAD, _MAGIC, _FORMAT, 0, seq, len(payload))
-    return head, struct.pack("<I", binascii.crc32(payload, binascii.crc32(head)))
+def _nbytes(buf):
+    """Bytes in a buffer: len() counts items, and a memoryview of an array
+    ('H', 'I') has no itemsize on MicroPython; one item's bytes say it."""
+    n = len(buf)
+    return n * len(bytes(buf[:1])) if n else 0
+
+
+def _parts(seq, parts):
+    """(header, crc) of a store file holding the buffers `parts` back to back."""
+    n = 0
+    for p in parts:
+        n += _nbytes(p)
+    head = struct.pack(_HEAD, _MAGIC, _FORMAT, 0, seq, n)
+    crc = binascii.crc32(head)
+    for p in parts:
+        crc = binascii.crc32(p, crc)
+    return head, struct.pack("<I", crc)
 
 
 def encode(seq, payload):
     """The bytes of one store file holding `payload` (tests use this too)."""
-    head, crc = _parts(seq, payload)
+    head, crc = _parts(seq, (payload,))
     return head + bytes(payload) + crc
 
 
@@ -168,9 +181,14 @@ class Store:
             return False
 
     def write(self, payload):
-        """Commit `payload` (bytes); returns once it would survive a power cut."""
-        if len(payload) > MAX_VALUE:
-            raise ValueError("store: value of %d bytes" % len(payload))
+        """Commit `payload` (bytes, or a tuple of buffers stored back to back
+        as one value); returns once it would survive a power cut."""
+        parts = payload if isinstance(payload, tuple) else (payload,)
+        size = 0
+        for p in parts:
+            size += _nbytes(p)
+        if size > MAX_VALUE:
+            raise ValueError("store: value of %d bytes" % size)
         if not self._read_done:
             self.read()  # learn the sequence number already on flash
         seq = self.seq + 1
@@ -178,11 +196,12 @@ class Store:
         try:
             if self.folder and not _exists(self.folder):
                 os.mkdir(self.folder)  # one level: the shell's "state" folder
-            head, crc = _parts(seq, payload)
+            head, crc = _parts(seq, parts)
             with open(tmp, "wb") as f:
                 # Header, value and crc as separate writes: what a cut can tear.
                 f.write(head)
-                f.write(payload)
+                for p in parts:
+                    f.write(p)
                 f.write(crc)
             _sync()
             if self._committed_ok:

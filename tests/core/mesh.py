@@ -134,7 +134,7 @@ class Mesh:
         out = node.poll(t)
         seen = node.take_seen()
         if seen is not None:  # as the board shell: ceilings, then term/vote, then send
-            self.seen[node.id] = bytes(seen)
+            self.seen[node.id] = b"".join(bytes(p) for p in seen)
             self.writes[node.id] = self.writes.get(node.id, 0) + 1
         blob = node.take_persist()
         if blob is not None:

@@ -16,6 +16,10 @@ T = 1000
 AUTH = wire.Auth(KEY)
 
 
+def _joined(parts):
+    return b"".join(bytes(p) for p in parts)
+
+
 def _cfg(members=(1, 2, 3), **kw):
     return Config(members=members, election_timeout_ms=T, auth_key=KEY, require_auth=True, fw_version=(3, 0), **kw)
 
@@ -45,7 +49,7 @@ def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_nev
     w = ReplayWindow((0, 4, 9))
     assert w.take() is None
     assert w.accept(1, 0) and w.ceiling[1] == wire.BLOCK
-    first = bytes(w.take())
+    first = _joined(w.take())
     assert first is not None and w.take() is None
     for c in range(1, wire.BLOCK):  # the rest of the block: no new write
         assert w.accept(1, c)
@@ -57,7 +61,7 @@ def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_nev
 def test_ceilings_come_back_as_floors_and_refuse_everything_below():
     w = ReplayWindow((0, 4, 9))
     w.accept(2, 70000)
-    blob = bytes(w.take())
+    blob = _joined(w.take())
     again = ReplayWindow((0, 4, 9))
     again.load(blob)
     assert again.floor[2] == (70000 // wire.BLOCK + 1) * wire.BLOCK
@@ -72,7 +76,7 @@ def test_ceilings_come_back_as_floors_and_refuse_everything_below():
 def test_damaged_ceilings_are_refused_not_half_read():
     w = ReplayWindow((0, 4))
     w.accept(1, 3)
-    blob = bytearray(w.take())
+    blob = bytearray(_joined(w.take()))
     blob[5] ^= 1
     for bad in (bytes(blob), bytes(blob[:-1]), b""):
         try:
@@ -124,7 +128,7 @@ def test_a_frame_accepted_before_a_reboot_is_refused_after_it():
     captured = _coordinator(2, 5, 40)
     n.receive(captured, 10)
     assert n.coordinator == 2
-    seen = bytes(n.take_seen())
+    seen = _joined(n.take_seen())
     saved = n.take_persist()
     assert seen is not None
     for boots in range(3):  # power cut, reboot, power cut, ...: the floor stays
@@ -135,7 +139,7 @@ def test_a_frame_accepted_before_a_reboot_is_refused_after_it():
         n.receive(_coordinator(2, 5, 39), 10)  # older, never seen: still below the floor
         assert n.errors[wire.ERR_REPLAY] == 2
         got = n.take_seen()
-        seen = bytes(got) if got is not None else seen
+        seen = _joined(got) if got is not None else seen
         saved = n.take_persist() or saved
 
 
@@ -161,7 +165,7 @@ def test_a_sender_that_missed_the_hello_is_told_once_and_moves_on():
     n = Node(1, _cfg(), seed=1)
     n.poll(0)
     n.receive(_coordinator(2, 5, 40), 10)
-    seen, saved = bytes(n.take_seen()), n.take_persist()
+    seen, saved = _joined(n.take_seen()), n.take_persist()
     n = Node(1, _cfg(), seed=3, saved=saved, seen=seen)
     n.poll(0)
     for c in (41, 42, 43):  # frames the sender had sent after ours, below the floor
