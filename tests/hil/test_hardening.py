@@ -327,3 +327,32 @@ def test_a_region_node_takes_every_roster_node_and_a_flood_of_strangers(tmp_path
         assert len(seen) >= 12 + 8 + 6 * known  # a ceiling for each
     finally:
         board.stop()
+
+
+# ---- a crash is reported, not hidden ------------------------------------------------------
+
+
+def test_a_crash_prints_its_traceback_for_the_harness_and_the_next_boot_reports_it(tmp_path):
+    import types
+
+    from ground import links
+
+    board, line = _start(tmp_path, _board_cfg())
+    try:
+        folder = tmp_path / "node1"
+        # The next term/vote write cannot create its file: a store failure the
+        # shell must not paper over (it would send unpersisted frames).
+        (folder / "state" / "node1.tmp").mkdir()
+        line.send(_coordinator(2, 7, 50))  # a higher term: the board must persist it
+        assert board.wait_output(b">>> ", timeout_s=WAIT_S), bytes(board.log[-400:])
+        text = links.SerialLink.text_tail(types.SimpleNamespace(_tail=bytearray(board.log[-links.TAIL_BYTES:])))
+        assert "StoreError: state/node1" in text, text  # the traceback's end: what the `silent` event carries
+        assert "StoreError" in (folder / "crash.txt").read_text()
+        (folder / "state" / "node1.tmp").rmdir()
+        start = _reboot(board, line, "reset")
+        note = line.expect(lambda f: f.type == msgs.LOG and "crashed before this boot" in msgs.unpack_log(f.payload),
+                           "LOG about the crash", start)
+        assert "StoreError" in msgs.unpack_log(note.payload)
+        assert not (folder / "crash.txt").exists() and (folder / "crash.old.txt").exists()  # reported once
+    finally:
+        board.stop()
