@@ -143,7 +143,7 @@ class Shell:
                 journal.poll(now, len(self._out))
         seen = node.take_seen()
         if seen is not None:
-            self._seen = seen  # the core's buffer: always its newest ceilings
+            self._seen = seen  # views of the live tables and their crc; a newer take() replaces it
         blob = node.take_persist()
         if blob is not None:
             self._blob = blob
