@@ -66,12 +66,10 @@ class Node:
         # (docs/PROTOCOL.md "Authentication and replay").
         self.sources = known_sources(config, node_id)
         self.replay = None
-        self._nudged = None  # per source: a HELLO went to it after a floor refusal
         if self.auth is not None:
             from node.replay import ReplayWindow
 
             self.replay = ReplayWindow(self.sources)
-            self._nudged = bytearray(len(self.sources))
             if seen is not None:
                 self.load_seen(seen)
 
@@ -162,12 +160,11 @@ class Node:
     def _check_replay(self, replay, frame, i):
         if replay.accept(i, frame.counter):
             return
-        nudged = self._nudged
-        if nudged is not None and frame.counter < replay.floor[i] and not replay.has[i] and not nudged[i] and frame.src:
+        if replay.has[i] == 0 and frame.counter < replay.ceiling[i] and frame.src:
             # Below what we had accepted before a reboot, from a sender not
             # heard since: it may have missed our boot HELLO. Tell it once
             # (per source per boot); it moves to its next counter block.
-            nudged[i] = 1
+            replay.has[i] = 2  # told
             if self._booted:
                 self._send(frame.src, msgs.HELLO, self._hello())
         raise wire.ProtocolError(wire.ERR_REPLAY)

@@ -24,11 +24,13 @@ class ReplayWindow:
     are allocated once here and never grow. Per source: the highest counter
     accepted (`top`), a 64-counter window below it (RFC 4303; a bitmap indexed
     by counter % 64, so advancing clears bits instead of shifting a long
-    integer), and a `floor`: counters below it are refused whatever the
-    window says. The floor is what survives a reboot: `ceiling` holds, per
-    source, the end of the BLOCK-counter block of the highest counter
-    accepted; the node persists it (one write per source per block, not per
-    frame) and at the next boot hands it back as the floor (load()).
+    integer), and a `ceiling`: the end of the BLOCK-counter block of the
+    highest counter accepted. The ceiling is what survives a reboot: the
+    node persists it (one write per source per block, not per frame) and at
+    the next boot hands it back (load()), where it is the source's floor:
+    until a counter at or above it arrives, everything below it is refused;
+    that first counter marks the window's counters below the floor as seen,
+    so they stay refused (no separate floor table: 4 bytes a source less).
     Source 0, the ground, gets a window but no ceiling: a harness starts its
     counter afresh with every run. There is no clock in it, so light delay
     of any length is fine.
@@ -43,9 +45,8 @@ class ReplayWindow:
         self.sources = sources  # array('H'), sorted: persisted as it is
         n = len(sources)
         self._top = array("I", bytes(4 * n))
-        self.has = bytearray(n)  # 1 once a counter from the source was accepted since boot
+        self.has = bytearray(n)  # bit 0: a counter from it accepted since boot; bit 1: free for the node (nudged)
         self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
-        self.floor = array("I", bytes(4 * n))  # counters below: refused (persisted ceilings at boot)
         self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
         self.dirty = False  # a ceiling moved since take()
         self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
@@ -53,15 +54,19 @@ class ReplayWindow:
     def accept(self, i, counter):
         """Record `counter` for source index `i` (index_of(sources, src));
         False, with nothing recorded, if it is not fresh."""
-        if counter < self.floor[i]:
-            return False
         bits = self._bits
         base = 8 * i
-        if not self.has[i]:
-            self.has[i] = 1
+        h = self.has[i]
+        if not h & 1:
+            floor = self.ceiling[i]  # as loaded: nothing accepted since boot
+            if counter < floor:
+                return False
+            self.has[i] = h | 1
             for k in range(base, base + 8):
                 bits[k] = 0
             self._top[i] = counter
+            for c in range(counter - WINDOW + 1 if counter >= WINDOW else 0, floor):  # below the floor: seen
+                bits[base + ((c & 63) >> 3)] |= 1 << (c & 7)
         else:
             top = self._top[i]
             if counter > top:
@@ -83,7 +88,8 @@ class ReplayWindow:
     def load(self, blob):
         """Floors from a take() of an earlier boot (its parts joined, as a
         store gives them back); ValueError if damaged. Sources no longer in
-        the rosters are dropped; new ones start with no floor."""
+        the rosters are dropped; new ones start with no floor. Before any
+        accept()."""
         n = len(blob)
         if n < 8 or (n - 8) % 6:
             raise ValueError("replay ceilings: %d bytes" % n)
@@ -97,7 +103,6 @@ class ReplayWindow:
             (ceiling,) = struct.unpack_from("<I", blob, at + 4 * k)
             i = index_of(self.sources, src)
             if i >= self._persist_from:
-                self.floor[i] = ceiling
                 self.ceiling[i] = ceiling
 
     def take(self):

@@ -64,13 +64,17 @@ def test_ceilings_come_back_as_floors_and_refuse_everything_below():
     blob = _joined(w.take())
     again = ReplayWindow((0, 4, 9))
     again.load(blob)
-    assert again.floor[2] == (70000 // wire.BLOCK + 1) * wire.BLOCK
-    assert not again.accept(2, 70000) and not again.accept(2, 0) and not again.accept(2, again.floor[2] - 1)
-    assert again.accept(2, again.floor[2])
+    assert again.ceiling[2] == (70000 // wire.BLOCK + 1) * wire.BLOCK
+    assert not again.accept(2, 70000) and not again.accept(2, 0) and not again.accept(2, again.ceiling[2] - 1)
+    floor = again.ceiling[2]
+    assert again.accept(2, floor)
+    assert not again.accept(2, floor - 1)  # below the floor, inside the window now: still refused
+    assert not again.accept(2, floor - 63) and again.accept(2, floor + 3) and again.accept(2, floor + 1)
+    assert not again.accept(2, floor - 1) and not again.accept(2, floor + 3)
     assert again.accept(1, 0)  # another source: untouched
     moved = ReplayWindow((0, 9, 11))  # the roster changed: 4 left, 11 came
     moved.load(blob)
-    assert moved.floor[1] == again.floor[2] and moved.floor[2] == 0
+    assert moved.ceiling[1] == floor and moved.ceiling[2] == 0
 
 
 def test_damaged_ceilings_are_refused_not_half_read():
@@ -107,7 +111,7 @@ def test_a_flood_of_unknown_ids_allocates_nothing_per_source():
     lines = [_coordinator(src, 5, 1) for src in range(100, 110)]
     for line in lines:  # warm up: anything allocated once is allocated now
         n.receive(line, 1)
-    sizes = (len(n.sources), len(n.replay.floor), len(n.members._last_ms), len(n.members.lineage))
+    sizes = (len(n.sources), len(n.replay.ceiling), len(n.members._last_ms), len(n.members.lineage))
     gc.collect()
     before = gc.mem_free() if hasattr(gc, "mem_free") else 0
     for src in range(200, 1200):
@@ -115,7 +119,7 @@ def test_a_flood_of_unknown_ids_allocates_nothing_per_source():
     gc.collect()
     after = gc.mem_free() if hasattr(gc, "mem_free") else 0
     assert n.errors[wire.ERR_UNKNOWN_SRC] == 1010
-    assert (len(n.sources), len(n.replay.floor), len(n.members._last_ms), len(n.members.lineage)) == sizes
+    assert (len(n.sources), len(n.replay.ceiling), len(n.members._last_ms), len(n.members.lineage)) == sizes
     assert before - after < 1024, (before, after)  # nothing kept for 1000 strangers (MicroPython says)
 
 
@@ -153,9 +157,9 @@ def test_after_a_reboot_a_sender_that_hears_the_hello_is_accepted_at_its_next_fr
     m.run_for(T // 2)
     m.restart(victim)
     node = m.nodes[victim]
-    assert node.replay.floor[wire.index_of(node.replay.sources, leader)] > 0  # it remembers what it took before
+    assert node.replay.ceiling[wire.index_of(node.replay.sources, leader)] > 0  # it remembers what it took before
     m.run_for(m.config.heartbeat_ms + 20)  # one heartbeat interval and the links' delay
-    assert node.replay.has[wire.index_of(node.replay.sources, leader)]
+    assert node.replay.has[wire.index_of(node.replay.sources, leader)] & 1
     assert node.coordinator == leader
     # refused at most: what its two peers had in flight before the HELLO reached them
     assert node.errors[wire.ERR_REPLAY] <= 2, node.errors
@@ -182,7 +186,7 @@ def test_a_sender_that_missed_the_hello_is_told_once_and_moves_on():
     assert out and sender.take_persist() is not None  # the jump reserves one more block: one write
     for line in out:
         n.receive(line[:-1], 50)
-    assert n.errors[wire.ERR_REPLAY] == 3 and n.replay.has[wire.index_of(n.replay.sources, 2)]
+    assert n.errors[wire.ERR_REPLAY] == 3 and n.replay.has[wire.index_of(n.replay.sources, 2)] & 1
 
 
 def test_a_sender_reserves_block_aligned_counters_and_jumps_once_per_used_block():
