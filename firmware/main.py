@@ -11,7 +11,11 @@
 # SystemExit makes the board soft-reset, which would run it again. Ctrl-C (or
 # mpremote) stops the loop with KeyboardInterrupt and switches the watchdog
 # off so the REPL stays usable; any other exception is a bug: it is written
-# to crash.txt, the watchdog is switched off, and the REPL gets the traceback.
+# to crash.txt, the watchdog is switched off, and the traceback is printed on
+# the console (the REPL's), where the ground's `silent` node event picks it up
+# (ground/run.py). The next boot sends its last lines as a LOG note and moves
+# the file to crash.old.txt. Running out of heap is not a crash: the shell
+# drops the line being handled, counts it and goes on (runtime/shell.py).
 #
 # Under the unix port (emulated board, tests) the same file runs with the
 # board folder as the current directory: the paths below are relative to it,
@@ -24,6 +28,7 @@ BOARD_FILE = "board.json"
 VERSION_FILE = "version.json"
 STATE_DIR = "state"
 CRASH_FILE = "crash.txt"
+CRASH_OLD_FILE = "crash.old.txt"  # the crash already reported at a boot
 
 shell = None  # the running Shell, for inspection at the REPL after Ctrl-C
 _error_timer = None  # keeps the LED error pattern's Timer alive at the REPL
@@ -69,6 +74,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         cfg = boardcfg.core_config(board)
     except ValueError as e:
         raise BootError("%s: %s" % (board_file, e))
+    board.market = None  # its arguments live on in cfg.market (a region's roster as an array): free the JSON list
 
     state = Store(state_dir, "node%d" % node_id)
     saved = state.read()
@@ -83,9 +89,26 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         except ValueError as e:
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None
+    # The replay ceilings: every auth counter accepted before this boot is
+    # refused after it (docs/PROTOCOL.md "Authentication and replay"). Read
+    # before the node's tables are allocated: a large region's file is a few
+    # KB, easier to find in one piece on a young heap.
+    seen_store = None
+    seen = None
+    if cfg.auth_key:  # only signed counters have ceilings: without a key, no store
+        seen_store = Store(state_dir, "seen%d" % node_id)
+        seen = seen_store.read()
+        for p in seen_store.problems + ([seen_store.recovered] if seen_store.recovered else []):
+            notes.append("store: " + p)
     seed = board.seed if board.seed is not None else identity.derive_seed(uid, node_id)
     node = node_mod.Node(node_id, cfg, seed, saved)
     node.time_scale_milli = board.time_scale_milli
+    if seen is not None and seen_store is not None:
+        try:
+            node.load_seen(seen)
+        except ValueError as e:
+            notes.append("%s: %s; replay floors lost" % (seen_store.path, e))
+        seen = None
 
     if link is None:
         if board.transport == "uart":
@@ -100,7 +123,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     if clock is None:
         clock = MissionClock(board.time_scale_milli)
     led = StatusLed(open_pin(board.led_pin))
-    sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms))
+    sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms), seen_store)
     sh.board = board
     if board.journal:
         from runtime.journal import Journal
@@ -113,7 +136,24 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     cause = _reset_cause()
     if cause:
         sh.note("reset cause: " + cause)
+    crash = _last_crash()
+    if crash:
+        sh.note("crashed before this boot: " + crash)
     return sh
+
+
+def _last_crash():
+    """The last lines of a traceback the previous boot left in crash.txt (then
+    renamed crash.old.txt: reported once), or None."""
+    try:
+        with open(CRASH_FILE) as f:
+            text = f.read(4096).strip()
+        import os
+
+        os.rename(CRASH_FILE, CRASH_OLD_FILE)
+    except OSError:
+        return None
+    return " | ".join(text.split("\n")[-2:])[-200:]
 
 
 def _reset_cause():

@@ -14,7 +14,7 @@
 #
 # Versions: the header's nibble says which layouts the payload uses. MESSAGES
 # is version 1; CHANGED lists what a later version changed (version 2 appends
-# `alive` to HEARTBEAT), mirroring msgs.py's _CHANGED; parse_line reads a
+# `alive` to HEARTBEAT, version 3 counters and heap to TELEMETRY), mirroring msgs.py's _CHANGED; parse_line reads a
 # payload in its frame's version, build_line writes the version it is given
 # (default 1, as wire.encode). version_max= refuses newer frames, as a node
 # whose firmware speaks no further does (docs/PROTOCOL.md "Versions").
@@ -78,7 +78,7 @@ from construct import (
 )
 from construct.core import BytesIOWithOffsets, stream_size, stream_tell
 
-VERSION = 2  # newest protocol version this codec speaks
+VERSION = 3  # newest protocol version this codec speaks
 VERSION_MIN = 1  # oldest version it decodes
 
 FLAG_AUTH = 0x1
@@ -113,6 +113,8 @@ REASONS = (
     "payload",
     "type",
     "address",
+    "unknown_src",  # a node's own refusal (its rosters), never this decoder's
+    "memory",  # a board's shell dropped the frame for lack of heap, never this decoder's
 )
 
 
@@ -468,7 +470,16 @@ Telemetry = Struct(
     "digest" / Int32ul,
     "alive" / Int8ul,
     "suspect" / Int8ul,
-    "bad_frames" / Int16ul,
+    "bad_frames" / Int16ul,  # saturates at 65535: version 3 adds counters that do not
+)
+TelemetryV3 = Struct(  # version 3 appends u32 refusal counters and the board's heap
+    *Telemetry.subcons,
+    "rejects" / Int32ul,  # every refused frame or line, all reasons; wraps at 2**32
+    "unknown_src" / Int32ul,  # from a source in none of the node's rosters
+    "long_lines" / Int32ul,  # too_long: lines over MAX_LINE (the board's splitter cuts them)
+    "replayed" / Int32ul,  # replay: auth counters already accepted, before or after a reboot
+    "heap_free" / Int32ul,  # bytes free on the board's heap (0: not known, in-process)
+    "heap_min" / Int32ul,  # the lowest heap_free since boot
 )
 ConfigMsg = Struct("time_scale_milli" / Int32ul, "fault_flags" / Int16ul)
 Log = Struct("text" / GreedyString("utf8"))
@@ -603,7 +614,7 @@ TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 # MESSAGES is protocol version 1. version -> {type: Struct} of the layouts a
 # version changed (msgs.py's _CHANGED); a type not listed keeps the layout of
 # the version before.
-CHANGED = {2: {HEARTBEAT: HeartbeatV2}}
+CHANGED = {2: {HEARTBEAT: HeartbeatV2}, 3: {TELEMETRY: TelemetryV3}}
 
 
 def message_struct(type, version=VERSION_MIN):

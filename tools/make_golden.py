@@ -168,10 +168,33 @@ V2_CASES = [
      dict(term=9, digest=0x1B03001B, first=0, total=1, entries=_entries(1, 0)), 23),
 ]
 
+# Protocol version 3 frames: TELEMETRY's u32 refusal counters and heap, and
+# unchanged layouts (HEARTBEAT as version 2 has it) under the new nibble.
+V3_CASES = [
+    ("telemetry_v3_to_ground", msgs.TELEMETRY, N1, GROUND, 60,
+     dict(role=msgs.ROLE_COORDINATOR, term=9, coordinator=N1, standby=3, digest=0xDEADBEEF, alive=5, suspect=0,
+          bad_frames=0xFFFF, rejects=1000003, unknown_src=999000, long_lines=3, replayed=27, heap_free=150016,
+          heap_min=98304), None),
+    ("telemetry_v3_escape_bytes_auth", msgs.TELEMETRY, 0x031B, GROUND, 0x1B,
+     dict(role=msgs.ROLE_FOLLOWER, term=0x1B, coordinator=0x0303, standby=0, digest=3, alive=3, suspect=27,
+          bad_frames=0x031B, rejects=0x0003031B, unknown_src=0x1B, long_lines=0x03000000, replayed=0x1B1B1B1B,
+          heap_free=0x0003001B, heap_min=3), 24),
+    ("telemetry_v3_max_values_auth", msgs.TELEMETRY, N_BIG, GROUND, 255,
+     dict(role=255, term=0xFFFFFFFF, coordinator=N_BIG, standby=N_BIG, digest=0xFFFFFFFF, alive=255, suspect=255,
+          bad_frames=0xFFFF, rejects=0xFFFFFFFF, unknown_src=0xFFFFFFFF, long_lines=0xFFFFFFFF, replayed=0xFFFFFFFF,
+          heap_free=0xFFFFFFFF, heap_min=0xFFFFFFFF), 0xFFFFFFFE),
+    ("heartbeat_v3_cluster_auth", msgs.HEARTBEAT, N2, C1, 61,
+     dict(term=9, coordinator=N2, standby=3, role=msgs.ROLE_COORDINATOR, lineage=1, rec_version=2,
+          rec_data=0x03000001, digest=0x1B, alive=5), 25),
+    ("hello_v3_to_node_auth", msgs.HELLO, N2, N1, 62,
+     dict(hw_gen=2, fw_major=3, fw_minor=0, lineage=1, proto_min=1, proto_max=3, cluster=1), 1024),
+]
+
 
 def vectors():
     out = []
-    for version, (name, type, src, dst, seq, fields, counter) in [(1, c) for c in CASES] + [(2, c) for c in V2_CASES]:
+    cases = [(1, c) for c in CASES] + [(2, c) for c in V2_CASES] + [(3, c) for c in V3_CASES]
+    for version, (name, type, src, dst, seq, fields, counter) in cases:
         names = msgs.layout(type, version)[2]
         if list(fields) != list(names):
             raise SystemExit("%s: fields %s, msgs.layout(v%d) says %s" % (name, list(fields), version, names))

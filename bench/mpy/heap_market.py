@@ -5,12 +5,16 @@
 # (a spot bid most rounds, a pre-allocation now and then), the round clears,
 # the ledger advances. Prints one JSON line: heap total, code, the market's
 # structures, the live high-water mark, leases and bids held, and the
-# MicroPython time per clearing on this host (not a Pico's).
+# MicroPython time per clearing on this host (not a Pico's). argv[3], if
+# given, is a folder holding the .mpy image (hil/flash.py build + write_image,
+# as `hil flash` writes a Pico): from .py source the market's modules are
+# compiled on the heap, which a Pico with the image does not do, and at
+# 1,000 nodes that no longer fits.
 import gc
 import sys
 import time
 
-sys.path.insert(0, "firmware")
+sys.path.insert(0, sys.argv[3] if len(sys.argv) > 3 else "firmware")
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 12
 gc.collect()

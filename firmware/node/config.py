@@ -16,6 +16,7 @@ _REGION_CLUSTERS = 0xE00  # a region's electors share cluster number 0xE00 | reg
 # above it; the ground down-converts for it (ground/downconvert.py). The
 # newest here is at most wire.VERSION (tests/core/test_node.py checks).
 PROTOCOLS = (
+    (3, 1, 3),  # 3.x: TELEMETRY carries u32 refusal counters and the heap
     (2, 1, 2),  # 2.x: HEARTBEAT carries `alive`
     (0, 1, 1),
 )
@@ -115,13 +116,23 @@ class MarketConfig:
         max_span=8,
         stale_rounds=2,
     ):
-        ids = sorted(roster)
-        if not ids or ids[0] < 1 or ids[-1] > 0xEFFF:
+        ascending = True
+        prev = 0
+        for n in roster:  # checked before array("H") would truncate on MicroPython
+            if not 1 <= n <= 0xEFFF:
+                raise ValueError("market: roster must list node ids in 1..0xEFFF")
+            if n <= prev:
+                ascending = False
+            prev = n
+        # A sorted roster (the usual case, and a board's) is copied straight
+        # into the array: no list of a thousand ints at boot.
+        ids = array("H", roster if ascending else sorted(roster))
+        if not ids:
             raise ValueError("market: roster must list node ids in 1..0xEFFF")
         for i in range(1, len(ids)):
             if ids[i] == ids[i - 1]:
                 raise ValueError("market: node %d twice in the roster" % ids[i])
-        self.roster = array("H", ids)
+        self.roster = ids
         if gens is not None and len(gens) != len(ids):
             raise ValueError("market: gens must give one generation per roster node")
         self.gens = bytes(gens) if gens is not None else None

@@ -4,7 +4,9 @@
 # suspect_ms, SUSPECT until dead_ms, then DEAD. Membership itself is the static
 # member list from the config (a majority of it is the quorum); this module only
 # says who is live. Iteration is always in member-id order, never dict order,
-# so CPython and MicroPython give the same outputs.
+# so CPython and MicroPython give the same outputs. The per-member tables hold
+# every member from boot and nothing else: they never grow (a frame from a
+# non-member never reaches them: node.py refuses or ignores it first).
 
 from micropython import const
 
@@ -23,15 +25,20 @@ class Membership:
         self.majority = len(members) // 2 + 1
         self.suspect_ms = suspect_ms
         self.dead_ms = dead_ms
-        self._last_ms = {}  # node id -> mission ms last heard
-        self.lineage = {}  # node id -> software lineage, from hello/heartbeat
+        self._last_ms = {}  # type: dict[int, int | None]  # node id -> mission ms last heard (None: never)
+        self.lineage = {}  # node id -> software lineage, from hello/heartbeat (-1: not said)
         self.reach = {}  # node id -> members it hears alive (heartbeat v2 `alive`)
+        for m in members:
+            self._last_ms[m] = None
+            self.lineage[m] = -1
+            self.reach[m] = 0  # msgs.ALIVE_UNKNOWN
 
     def is_member(self, node):
-        return node in self.members
+        return node in self._last_ms
 
     def heard(self, node, now_ms):
-        self._last_ms[node] = now_ms
+        if node in self._last_ms:
+            self._last_ms[node] = now_ms
 
     def last_heard_ms(self, node):
         return self._last_ms.get(node)

@@ -166,7 +166,7 @@ MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK
 ALIVE_UNKNOWN = const(0)  # a version-1 heartbeat: the sender did not say
 
 # version -> {type: layout} of the layouts that version changed (see the top).
-_CHANGED = {
+_CHANGED = {  # type: dict[int, dict[int, tuple]]
     2: {
         HEARTBEAT: (
             "heartbeat",
@@ -174,9 +174,22 @@ _CHANGED = {
             ("term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest", "alive"),
         ),
     },
+    # Version 3: TELEMETRY appends refusal counters that do not saturate (u32,
+    # wrapping after 2**32: decades at any line rate a board can take) and the
+    # board's heap (bytes free now, lowest since boot; 0: not known, as from
+    # an in-process node).
+    3: {
+        TELEMETRY: (
+            "telemetry",
+            "<BIHHIBBHIIIIII",
+            ("role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames",
+             "rejects", "unknown_src", "long_lines", "replayed", "heap_free", "heap_min"),
+        ),
+    },
 }
 # field name -> its value in a frame of a version that does not carry it
-DEFAULTS = {"alive": ALIVE_UNKNOWN}
+DEFAULTS = {"alive": ALIVE_UNKNOWN, "rejects": 0, "unknown_src": 0, "long_lines": 0, "replayed": 0,
+            "heap_free": 0, "heap_min": 0}
 
 
 def layout(type, version=1):

@@ -24,6 +24,9 @@
 
 import binascii
 import struct
+from array import array
+
+from micropython import const
 
 from node import election as el
 from node import msgs
@@ -34,7 +37,8 @@ from node.rng import Rng
 
 _SAVED = "<IHI"  # term, voted_for, auth counter reserved up to
 _SAVED_LEN = 10
-_COUNTER_BLOCK = 1024  # auth counters reserved per flash write
+_COUNTER_BLOCK = wire.BLOCK  # auth counters reserved per flash write, block-aligned
+_U32 = const(0xFFFFFFFF)
 _MAX_TERM = 0xFFFFFF00  # terms above this are refused (term + 1 must fit u32)
 _TERMED = (
     msgs.HEARTBEAT, msgs.PREVOTE_REQUEST, msgs.PREVOTE, msgs.VOTE_REQUEST, msgs.VOTE,
@@ -43,7 +47,7 @@ _TERMED = (
 
 
 class Node:
-    def __init__(self, node_id, config, seed, saved=None, uplink=None):
+    def __init__(self, node_id, config, seed, saved=None, uplink=None, seen=None):
         if not 0 < node_id <= wire.MAX_NODE_ID:
             raise ValueError("node id %d out of range" % node_id)
         if node_id not in config.members:
@@ -55,7 +59,19 @@ class Node:
         self.members = Membership(node_id, config.members, config.suspect_ms, config.dead_ms)
         self.records = Records()
         self.auth = wire.Auth(config.auth_key) if config.auth_key else None
-        self.replay = wire.ReplayWindow()
+        # Every source this node takes frames from, fixed at boot: the ground,
+        # its cluster's members, in a region who can send to it (known_sources).
+        # A frame from any other source is refused (unknown_src) before
+        # anything is kept for it, so no per-source table ever grows
+        # (docs/PROTOCOL.md "Authentication and replay").
+        self.sources = known_sources(config, node_id)
+        self.replay = None
+        if self.auth is not None:
+            from node.replay import ReplayWindow
+
+            self.replay = ReplayWindow(self.sources)
+            if seen is not None:
+                self.load_seen(seen)
 
         # Persistent: term, vote, auth counter reservation.
         self.term = 0
@@ -90,7 +106,9 @@ class Node:
 
         self.time_scale_milli = 1000
         self.fault_flags = 0
-        self.errors = [0] * wire.N_ERRORS  # by wire.ERR_* code
+        self.errors = [0] * wire.N_ERRORS  # by wire.ERR_* code; never saturate
+        self.heap_free = 0  # bytes, from the board shell (set_heap); 0: not known
+        self.heap_min = 0  # the lowest heap_free since boot
         self.frames_in = 0
         self.frames_out = 0
         self.ignored = 0  # well-formed but not for us / not in our cluster
@@ -124,15 +142,50 @@ class Node:
         """Handle one line frame (without its 0x00). Never raises on bad input."""
         try:
             frame = wire.decode(line, self.auth, self.cfg.require_auth, self.cfg.proto_max)
-            if frame.counter is not None and self.auth is not None:
-                if not self.replay.accept(frame.src, frame.counter):
-                    raise wire.ProtocolError(wire.ERR_REPLAY)
+            i = wire.index_of(self.sources, frame.src)
+            if i < 0:
+                raise wire.ProtocolError(wire.ERR_UNKNOWN_SRC)
+            replay = self.replay
+            if frame.counter is not None and replay is not None:
+                self._check_replay(replay, frame, i)
+                if frame.type == msgs.HELLO:
+                    self._peer_booted()
             self._dispatch(frame, now_ms)
         except wire.ProtocolError as e:
             self.errors[e.code] += 1
             return None
         self.frames_in += 1
         return frame
+
+    def _check_replay(self, replay, frame, i):
+        if replay.accept(i, frame.counter):
+            return
+        if replay.has[i] == 0 and frame.counter < replay.ceiling[i] and frame.src:
+            # Below what we had accepted before a reboot, from a sender not
+            # heard since: it may have missed our boot HELLO. Tell it once
+            # (per source per boot); it moves to its next counter block.
+            replay.has[i] = 2  # told
+            if self._booted:
+                self._send(frame.src, msgs.HELLO, self._hello())
+        raise wire.ProtocolError(wire.ERR_REPLAY)
+
+    def _peer_booted(self):
+        """A peer (re)booted and may refuse counters up to the end of our
+        current block (its persisted ceiling): move to the next block, unless
+        none of this one is used yet. At most one reservation per HELLO."""
+        if self._counter % _COUNTER_BLOCK:
+            self._counter = (self._counter // _COUNTER_BLOCK + 1) * _COUNTER_BLOCK
+
+    def count_reject(self, code, n=1):
+        """The board shell refused input before the core saw it (a line over
+        MAX_LINE cut by its splitter, a frame dropped for lack of heap)."""
+        self.errors[code] += n
+
+    def set_heap(self, free, min_free):
+        """Free heap and its low-water mark since boot, in bytes, as the board
+        shell measures them (the core reads no clock and no heap itself)."""
+        self.heap_free = free
+        self.heap_min = min_free
 
     def poll(self, now_ms):
         """Run due timers; return the frames to send as [(dst, line)]."""
@@ -173,6 +226,21 @@ class Node:
         if self.region is not None:
             t = min(t, self.region.next_deadline_ms())
         return t
+
+    def load_seen(self, blob):
+        """Replay floors from the ceilings an earlier boot stored (take_seen);
+        ValueError if they are damaged (the caller decides: a board notes it).
+        Without auth there is nothing to load."""
+        if self.replay is not None:
+            self.replay.load(blob)
+
+    def take_seen(self):
+        """The replay ceilings to store before sending poll()'s frames, or None
+        if none moved: one write per source per counter block. A tuple of
+        buffers to write one after the other, views of the live tables (store
+        them at once). Joined, they are what Node(seen=) takes at the next
+        boot, to refuse every counter this node accepted before it."""
+        return self.replay.take() if self.replay is not None else None
 
     def take_persist(self):
         """Bytes to store atomically before sending poll()'s frames, or None.
@@ -219,8 +287,8 @@ class Node:
             return
         counter = 0
         if self.auth is not None:
-            if self._counter >= self._reserved:
-                self._reserved = self._counter + _COUNTER_BLOCK
+            if self._counter >= self._reserved:  # block-aligned: a peer's ceiling is a block end
+                self._reserved = (self._counter // _COUNTER_BLOCK + 1) * _COUNTER_BLOCK
                 self._dirty = True
             counter = self._counter
             self._counter += 1
@@ -248,11 +316,11 @@ class Node:
 
     def _send_telemetry(self, now_ms):
         m = self.members
+        e = self.errors
         bad = 0
-        for n in self.errors:
+        for n in e:
             bad += n
-        p = msgs.pack(
-            msgs.TELEMETRY,
+        values = (
             self.wire_role(),
             self.term,
             self.coordinator,
@@ -260,9 +328,15 @@ class Node:
             self.records.digest(),
             m.count(ALIVE, now_ms),
             m.count(SUSPECT, now_ms),
-            min(bad, 0xFFFF),
+            min(bad, 0xFFFF),  # versions 1 and 2: saturates
+            bad & _U32,  # version 3: wraps only after 2**32 refusals
+            e[wire.ERR_UNKNOWN_SRC] & _U32,
+            e[wire.ERR_TOO_LONG] & _U32,
+            e[wire.ERR_REPLAY] & _U32,
+            self.heap_free & _U32,
+            self.heap_min & _U32,
         )
-        self._send(wire.ADDR_GROUND, msgs.TELEMETRY, p)
+        self._send(wire.ADDR_GROUND, msgs.TELEMETRY, msgs.pack_as(msgs.TELEMETRY, values, self.cfg.proto_max))
         self._next_tel_ms = now_ms + self.cfg.telemetry_ms
 
     def _send_state(self, now_ms):
@@ -277,10 +351,9 @@ class Node:
 
     # ---- roles and timers ----------------------------------------------
 
-    def _boot(self, now_ms):
-        self._booted = True
+    def _hello(self):
         c = self.cfg
-        hello = msgs.pack(
+        return msgs.pack(
             msgs.HELLO,
             c.hw_gen,
             c.fw_version[0],
@@ -290,8 +363,17 @@ class Node:
             c.proto_max,
             c.cluster,
         )
+
+    def _boot(self, now_ms):
+        self._booted = True
+        hello = self._hello()
         self._send(wire.ADDR_GROUND, msgs.HELLO, hello)
         self._send(self.cluster_dst, msgs.HELLO, hello)
+        region = self.region
+        if region is not None and self.seat is None and self._uplink is None:
+            # The electors send to a trader too (prices, awards): they must
+            # hear that it booted (an elector's seat says so itself).
+            self._send(region.dst, msgs.HELLO, hello)
         for data in self._early_logs:
             self._send(wire.ADDR_GROUND, msgs.LOG, data)
         self._early_logs = []
@@ -516,6 +598,31 @@ class Node:
         # Answer with our term when it is higher, so a stale candidate steps down.
         reply_term = self.term if self.term > term else term
         self._send(src, msgs.VOTE, msgs.pack(msgs.VOTE, reply_term, src, 1 if granted else 0))
+
+
+def known_sources(config, node_id):
+    """Sorted array('H') of the ids a node takes frames from: the ground (0),
+    its cluster's members and, with a market, who in its region can send to
+    it: an elector hears every roster node (bids, claims, reconciliations),
+    any other node only the electors (the coordinator and its standby are
+    electors; no market frame goes from one trader to another)."""
+    a = config.members  # sorted tuple
+    b = ()  # sorted
+    m = config.market
+    if m is not None:
+        b = m.roster if node_id in m.electors else m.electors
+    out = array("H", (wire.ADDR_GROUND,))
+    i = j = 0
+    while i < len(a) or j < len(b):  # merge the two sorted lists, once each
+        if j >= len(b) or (i < len(a) and a[i] < b[j]):
+            out.append(a[i])
+            i += 1
+        else:
+            if i < len(a) and a[i] == b[j]:
+                i += 1
+            out.append(b[j])
+            j += 1
+    return out
 
 
 def save(term, voted_for, counter_reserved):

@@ -22,9 +22,10 @@
 #   3  src  u16   sending node id (0 = ground)
 #   5  dst  u16   node id, ADDR_GROUND, 0xF000|cluster, or ADDR_BROADCAST
 # Auth trailer (FLAG_AUTH): counter u32, tag 8 bytes = HMAC-SHA256(key,
-#   header|payload|counter)[:8]. Replay protection is a per-source sliding
-#   window over the counter, not a clock window, so minutes of light delay
-#   never make a legitimate frame stale (MAVLink 2's one-minute window would).
+#   header|payload|counter)[:8]. Replay protection (node/replay.py) is a
+#   per-source sliding window over the counter, not a clock window, so minutes
+#   of light delay never make a legitimate frame stale (MAVLink 2's one-minute
+#   window would), with a floor per source that survives reboots.
 # crc32: binascii.crc32 of everything before it (in the C core on a Pico).
 
 from micropython import const
@@ -38,7 +39,7 @@ import struct
 # node speaks comes from its firmware version (node/config.py PROTOCOLS): it
 # sends at its newest and refuses frames above it by this header nibble. What
 # changed in each version is in node/msgs.py (layouts) and docs/PROTOCOL.md.
-VERSION = const(2)  # newest protocol version this code knows
+VERSION = const(3)  # newest protocol version this code knows
 VERSION_MIN = const(1)  # oldest version it decodes
 
 FLAG_AUTH = const(0x1)
@@ -57,6 +58,12 @@ ADDR_BROADCAST = const(0xFFFF)
 MAX_NODE_ID = const(0xEFFF)
 
 _HDR = "<BBBHH"
+
+# Auth counters: a sender reserves them in blocks of BLOCK (one flash write per
+# block); a receiver persists, per roster source, the end of the block it has
+# accepted counters from (node/replay.py ReplayWindow.ceiling).
+BLOCK = const(1024)
+# (node/replay.py keeps the receiver's side.)
 _ESC = const(0x1B)
 
 # Why a frame was refused. One ProtocolError carries one of these.
@@ -73,7 +80,10 @@ ERR_REPLAY = const(10)
 ERR_PAYLOAD = const(11)  # payload length or values wrong for its type
 ERR_TYPE = const(12)  # unknown message type
 ERR_ADDRESS = const(13)
-N_ERRORS = const(14)
+# Refused by the node, not the codec (a decoder never raises these):
+ERR_UNKNOWN_SRC = const(14)  # the source is in neither of the node's rosters
+ERR_MEMORY = const(15)  # the board ran out of heap handling it (the shell counts it)
+N_ERRORS = const(16)
 
 ERROR_NAMES = (
     "",
@@ -90,6 +100,8 @@ ERROR_NAMES = (
     "payload",
     "type",
     "address",
+    "unknown_src",
+    "memory",
 )
 
 
@@ -197,42 +209,17 @@ class Auth:
         return outer.digest()[:TAG_LEN]
 
 
-class ReplayWindow:
-    """Per-source sliding window over auth counters (RFC 4303 style).
-
-    Accepts each counter once, in any order within the last `size` counters
-    seen from that source; there is no clock in it, so light delay of any
-    length is fine. `size` bounds how far frames may be reordered.
-    """
-
-    def __init__(self, size=64):
-        self.size = size
-        self._top = {}  # src -> highest counter accepted
-        self._seen = {}  # src -> bitmask, bit k = (top - k) seen
-
-    def check(self, src, counter):
-        """True if `counter` is fresh for `src`; does not record it."""
-        top = self._top.get(src)
-        if top is None or counter > top:
-            return True
-        back = top - counter
-        return back < self.size and not (self._seen[src] >> back) & 1
-
-    def accept(self, src, counter):
-        if not self.check(src, counter):
-            return False
-        top = self._top.get(src)
-        if top is None:
-            self._top[src] = counter
-            self._seen[src] = 1
-        elif counter > top:
-            shift = counter - top
-            mask = (self._seen[src] << shift) | 1 if shift < self.size else 1
-            self._seen[src] = mask & ((1 << self.size) - 1)
-            self._top[src] = counter
+def index_of(ids, x):
+    """Index of `x` in the sorted sequence `ids`, or -1 (binary search)."""
+    lo = 0
+    hi = len(ids)
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if ids[mid] < x:
+            lo = mid + 1
         else:
-            self._seen[src] |= 1 << (top - counter)
-        return True
+            hi = mid
+    return lo if lo < len(ids) and ids[lo] == x else -1
 
 
 # ---- frames --------------------------------------------------------------

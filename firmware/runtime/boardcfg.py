@@ -264,7 +264,9 @@ def core_config(b):
         kw = {}
         for k in b.market:
             v = b.market[k]
-            kw[k] = bytes(v) if k == "gens" else tuple(v) if isinstance(v, list) else v
+            # the roster as it is: MarketConfig copies it into an array (a
+            # tuple of a thousand ids first would be one more copy on the heap)
+            kw[k] = bytes(v) if k == "gens" else tuple(v) if isinstance(v, list) and k != "roster" else v
         try:
             market = MarketConfig(**kw)
         except TypeError as e:  # an argument MarketConfig does not take

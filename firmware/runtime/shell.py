@@ -25,25 +25,37 @@
 # ipoll(). What remains per burst is one memoryview slice, the splitter's
 # line list and bytes, and the core's own frames.
 
-from node.wire import FrameSplitter
+import gc
+
+from node.wire import ERR_MEMORY, ERR_TOO_LONG, FrameSplitter
 
 from runtime.clock import MAX_WAIT_MS
 
 _MAX_NOTES = 8
+HEAP_EVERY_MS = 1000  # wall ms between heap samples (a gc.collect() each)
 
 
 class Shell:
-    def __init__(self, node, link, clock, store, led=None, watchdog=None):
+    def __init__(self, node, link, clock, store, led=None, watchdog=None, seen_store=None):
         self.node = node
         self.link = link
         self.clock = clock
         self.store = store  # .write(bytes): atomic, returns once committed
+        self.seen_store = seen_store  # the core's replay ceilings (Node.take_seen), same kind
         self.led = led
         self.watchdog = watchdog
         self.splitter = FrameSplitter()
         self.notes = []
         self.iterations = 0
         self.persists = 0
+        self.seen_writes = 0
+        self.out_of_memory = 0  # MemoryErrors survived (lines dropped: the core counts `memory`)
+        self.heap_min = None  # lowest free heap seen since boot (bytes), MicroPython only
+        self._heap_at = None  # wall ms of the last heap sample
+        self._overflows = 0  # splitter overflows already handed to the core
+        self._out = []  # frames of the last poll not yet written
+        self._seen = None  # ceilings not yet stored
+        self._blob = None  # term/vote not yet stored
         self.stopped = None  # why run() returned
         self.board = None  # the BoardConfig it was built from (main.build)
         self.journal = None  # runtime.journal.Journal when board.json asks for one
@@ -76,7 +88,35 @@ class Shell:
         return wait
 
     def step(self):
-        """One iteration; False once the link has closed (unix port only)."""
+        """One iteration; False once the link has closed (unix port only).
+
+        Never stops on what arrives: a MemoryError while a line is handled
+        drops that line (counted as `memory`) and the loop goes on after a
+        collection. Anything still to persist or send stays pending and goes
+        first at the next iteration, in the same order (ceilings, term/vote,
+        then frames), so running out of heap never sends an unpersisted frame.
+        """
+        try:
+            return self._step()
+        except MemoryError:
+            self.out_of_memory += 1
+            gc.collect()
+            return True
+
+    def _receive(self, lines, now):
+        node = self.node
+        journal = self.journal
+        for line in lines:
+            try:
+                if journal is not None:
+                    journal.rx(now, line)
+                node.receive(line, now)
+            except MemoryError:
+                gc.collect()
+                self.out_of_memory += 1
+                node.count_reject(ERR_MEMORY)
+
+    def _step(self):
         node = self.node
         clock = self.clock
         journal = self.journal
@@ -87,30 +127,62 @@ class Shell:
                 return False
             if n:
                 lines = self.splitter.feed(self.link.view(n))
+                cut = self.splitter.overflows - self._overflows
+                if cut:  # lines over MAX_LINE never reach the core: counted there by reason
+                    self._overflows = self.splitter.overflows
+                    node.count_reject(ERR_TOO_LONG, cut)
                 if lines:
-                    now = clock.now_ms()
-                    for line in lines:
-                        if journal is not None:
-                            journal.rx(now, line)
-                        node.receive(line, now)
+                    self._receive(lines, clock.now_ms())
                     if node.time_scale_milli != clock.scale_milli:
                         clock.set_scale(node.time_scale_milli)
+        self._sample_heap()
         now = clock.now_ms()
-        out = node.poll(now)
+        if not self._out:
+            self._out = node.poll(now)
+            if journal is not None:
+                journal.poll(now, len(self._out))
+        seen = node.take_seen()
+        if seen is not None:
+            self._seen = seen  # views of the live tables and their crc; a newer take() replaces it
         blob = node.take_persist()
         if blob is not None:
-            self.store.write(blob)  # raises rather than send unpersisted frames
+            self._blob = blob
+        if self._seen is not None:
+            self.seen_store.write(self._seen)  # raises rather than send unpersisted frames
+            self._seen = None
+            self.seen_writes += 1
+        if self._blob is not None:
+            self.store.write(self._blob)
+            self._blob = None
             self.persists += 1
+        out = self._out
         if journal is not None:
-            journal.poll(now, len(out))
             for line in journal.take(len(out) > 0):
                 self.link.write(line)  # before the frames it explains
-        for _dst, line in out:
-            self.link.write(line)
+        while out:
+            self.link.write(out[0][1])
+            out.pop(0)
         if self.watchdog is not None:
             self.watchdog.feed()
         self.iterations += 1
         return True
+
+    def _sample_heap(self):
+        """Free heap after a collection, and its low-water mark since boot,
+        handed to the core for TELEMETRY: at most once per HEAP_EVERY_MS of
+        wall time (a collection of 192K takes a few ms on a Pico)."""
+        mem_free = getattr(gc, "mem_free", None)
+        if mem_free is None:  # CPython: no heap figures
+            return
+        wall = self.clock.wall_ms
+        if self._heap_at is not None and wall - self._heap_at < HEAP_EVERY_MS:
+            return
+        self._heap_at = wall
+        gc.collect()
+        free = mem_free()
+        if self.heap_min is None or free < self.heap_min:
+            self.heap_min = free
+        self.node.set_heap(free, self.heap_min)
 
     def run(self):
         self.link.write(b"\x00")  # ends any junk before our first frame (boot banner)

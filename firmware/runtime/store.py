@@ -34,7 +34,11 @@
 # then uses .tmp or .bak, so it is still safe there.
 #
 # Runs under MicroPython and CPython (the tests read board state with it).
-# Writes are rare (term changes, votes, identity), so they may allocate.
+# Writes are rare (term changes, votes, identity, replay ceilings: once per
+# source per counter block). A write never copies the value: header, value
+# (any buffer, a memoryview too) and crc go to the file as they are, so a
+# value of several KB (a 1,000-node region's ceilings) needs no contiguous
+# block of that size on a fragmented heap. A read allocates the file's size.
 
 import binascii
 import os
@@ -45,7 +49,7 @@ _FORMAT = 1
 _HEAD = "<2sBBII"  # magic, format, flags (0), seq, payload length
 _HEAD_LEN = 12
 _CRC_LEN = 4
-MAX_VALUE = 4096  # a store holds small records; bigger means a bug or garbage
+MAX_VALUE = 24576  # the largest: replay ceilings, 6 bytes per roster source (4,094 sources)
 
 _TMP = ".tmp"
 _BAK = ".bak"
@@ -55,11 +59,29 @@ class StoreError(Exception):
     """A value could not be written (flash full, read-only file system)."""
 
 
+def _nbytes(buf):
+    """Bytes in a buffer: len() counts items, and a memoryview of an array
+    ('H', 'I') has no itemsize on MicroPython; one item's bytes say it."""
+    n = len(buf)
+    return n * len(bytes(buf[:1])) if n else 0
+
+
+def _parts(seq, parts):
+    """(header, crc) of a store file holding the buffers `parts` back to back."""
+    n = 0
+    for p in parts:
+        n += _nbytes(p)
+    head = struct.pack(_HEAD, _MAGIC, _FORMAT, 0, seq, n)
+    crc = binascii.crc32(head)
+    for p in parts:
+        crc = binascii.crc32(p, crc)
+    return head, struct.pack("<I", crc)
+
+
 def encode(seq, payload):
     """The bytes of one store file holding `payload` (tests use this too)."""
-    head = struct.pack(_HEAD, _MAGIC, _FORMAT, 0, seq, len(payload))
-    crc = binascii.crc32(payload, binascii.crc32(head))
-    return head + bytes(payload) + struct.pack("<I", crc)
+    head, crc = _parts(seq, (payload,))
+    return head + bytes(payload) + crc
 
 
 def decode(data):
@@ -119,8 +141,9 @@ class Store:
         committed_there = False
         for path in (self.path, self.path + _TMP, self.path + _BAK):
             try:
+                size = os.stat(path)[6]
                 with open(path, "rb") as f:
-                    data = f.read(_HEAD_LEN + MAX_VALUE + _CRC_LEN + 1)
+                    data = f.read(min(size, _HEAD_LEN + MAX_VALUE + _CRC_LEN) + 1)
             except OSError:
                 continue  # absent
             if path == self.path:
@@ -158,9 +181,14 @@ class Store:
             return False
 
     def write(self, payload):
-        """Commit `payload` (bytes); returns once it would survive a power cut."""
-        if len(payload) > MAX_VALUE:
-            raise ValueError("store: value of %d bytes" % len(payload))
+        """Commit `payload` (bytes, or a tuple of buffers stored back to back
+        as one value); returns once it would survive a power cut."""
+        parts = payload if isinstance(payload, tuple) else (payload,)
+        size = 0
+        for p in parts:
+            size += _nbytes(p)
+        if size > MAX_VALUE:
+            raise ValueError("store: value of %d bytes" % size)
         if not self._read_done:
             self.read()  # learn the sequence number already on flash
         seq = self.seq + 1
@@ -168,12 +196,13 @@ class Store:
         try:
             if self.folder and not _exists(self.folder):
                 os.mkdir(self.folder)  # one level: the shell's "state" folder
-            data = encode(seq, payload)
+            head, crc = _parts(seq, parts)
             with open(tmp, "wb") as f:
                 # Header, value and crc as separate writes: what a cut can tear.
-                f.write(data[:_HEAD_LEN])
-                f.write(data[_HEAD_LEN:-_CRC_LEN])
-                f.write(data[-_CRC_LEN:])
+                f.write(head)
+                for p in parts:
+                    f.write(p)
+                f.write(crc)
             _sync()
             if self._committed_ok:
                 os.rename(self.path, self.path + _BAK)

@@ -32,6 +32,8 @@ class Mesh:
         self.now = 0
         self.nodes = {}
         self.flash = {}  # node id -> last persisted blob (survives crashes)
+        self.seen = {}  # node id -> last persisted replay ceilings (Node.take_seen)
+        self.writes = {}  # node id -> how many flash writes it asked for (both kinds)
         self.down = set()
         self.groups = None  # partition: list of sets of ids, or None
         self.keep_ground = keep_ground
@@ -54,7 +56,8 @@ class Mesh:
     def restart(self, node_id):
         """Power back on: a fresh Node from what it persisted."""
         self.down.discard(node_id)
-        self.nodes[node_id] = Node(node_id, self.config, self.seed * 1000 + node_id + self.now, self.flash.get(node_id))
+        self.nodes[node_id] = Node(node_id, self.config, self.seed * 1000 + node_id + self.now, self.flash.get(node_id),
+                                   seen=self.seen.get(node_id))
 
     def partition(self, *groups):
         self.groups = [set(g) for g in groups]
@@ -129,9 +132,14 @@ class Mesh:
 
     def _poll(self, node, t):
         out = node.poll(t)
+        seen = node.take_seen()
+        if seen is not None:  # as the board shell: ceilings, then term/vote, then send
+            self.seen[node.id] = b"".join(bytes(p) for p in seen)
+            self.writes[node.id] = self.writes.get(node.id, 0) + 1
         blob = node.take_persist()
         if blob is not None:
             self.flash[node.id] = blob
+            self.writes[node.id] = self.writes.get(node.id, 0) + 1
         if node.role == COORDINATOR:
             seen = self.leaders.setdefault(node.term, [])
             if node.id not in seen:

@@ -70,8 +70,11 @@ def test_golden_file_has_version_2_frames_and_every_heartbeat_layout():
     assert set(v["version"] for v in vs) == set(range(wire.VERSION_MIN, wire.VERSION + 1))
     hb = [v for v in vs if v["type"] == msgs.HEARTBEAT]
     assert set(len(v["payload"]) // 2 for v in hb) == {20, 21}
-    assert all("alive" in v["fields"] for v in hb if v["version"] == 2)
+    assert all("alive" in v["fields"] for v in hb if v["version"] >= 2)
     assert not any("alive" in v["fields"] for v in hb if v["version"] == 1)
+    tel = [v for v in vs if v["type"] == msgs.TELEMETRY]
+    assert set(len(v["payload"]) // 2 for v in tel) == {17, 41}
+    assert all("heap_min" in v["fields"] for v in tel if v["version"] == 3)
 
 
 def test_version_2_vectors_refused_by_a_version_1_decoder():

@@ -1,5 +1,6 @@
 # The wire codec: runs under CPython pytest and the MicroPython unix port.
 from node import wire
+from node.replay import ReplayWindow
 from node.wire import ProtocolError
 
 
@@ -122,15 +123,18 @@ def test_short_and_long_bodies_are_refused():
 
 
 def test_replay_window_accepts_each_counter_once_in_any_order():
-    w = wire.ReplayWindow(size=8)
-    assert w.accept(1, 100)
-    assert not w.accept(1, 100)
-    assert w.accept(1, 95) and not w.accept(1, 95)
-    assert w.accept(1, 101)
-    assert not w.accept(1, 93)  # 101 - 93 = 8: outside the window
-    assert w.accept(1, 94)
-    assert w.accept(2, 1)  # windows are per source
-    assert w.accept(1, 1000) and w.accept(1, 999) and not w.accept(1, 992)
+    w = ReplayWindow((0, 1, 2), size=8)
+    a, b = wire.index_of(w.sources, 1), wire.index_of(w.sources, 2)
+    assert (a, b, wire.index_of(w.sources, 3)) == (1, 2, -1)
+    assert w.accept(a, 100)
+    assert not w.accept(a, 100)
+    assert w.accept(a, 95) and not w.accept(a, 95)
+    assert w.accept(a, 101)
+    assert not w.accept(a, 93)  # 101 - 93 = 8: outside the window
+    assert w.accept(a, 94)
+    assert w.accept(b, 1)  # windows are per source
+    assert w.accept(a, 1000) and w.accept(a, 999) and not w.accept(a, 992)
+    assert w.accept(a, 1063) and not w.accept(a, 999)  # the bit of 999 is 1063's slot: cleared, yet too old
 
 
 def _lines(n):

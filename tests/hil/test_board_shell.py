@@ -282,8 +282,8 @@ def test_version_json_goes_into_hello(tmp_path, start):
     board = start(folder)
     hello = board.expect(is_type(msgs.HELLO, dst=wire.ADDR_GROUND), "HELLO")
     assert msgs.unpack(msgs.HELLO, hello.payload)[1:3] == (3, 7)
-    # firmware 3.x speaks protocols 1..2 (node/config.py PROTOCOLS) and sends at 2
-    assert msgs.unpack(msgs.HELLO, hello.payload)[4:6] == (1, 2) and hello.version == 2
+    # firmware 3.x speaks protocols 1..3 (node/config.py PROTOCOLS) and sends at 3
+    assert msgs.unpack(msgs.HELLO, hello.payload)[4:6] == (1, 3) and hello.version == 3
 
 
 def test_nothing_but_frames_on_stdout(tmp_path, start):

@@ -27,8 +27,9 @@
 -- .corrupted, .converted, so a filter can say `fleetloop.fate == "dropped"`.
 --
 -- Protocol versions: the header's version nibble picks the payload layout
--- (CHANGED below: version 2 appends `alive` to HEARTBEAT); the info column
--- says " v2" after the sequence number for a frame above version 1.
+-- (CHANGED below: version 2 appends `alive` to HEARTBEAT, version 3 u32
+-- refusal counters and the heap to TELEMETRY); the info column says " v2"
+-- (" v3") after the sequence number for a frame above version 1.
 --
 -- New message type: add one entry to MESSAGES (name and fields in wire
 -- order, sizes in bytes), as in firmware/node/msgs.py LAYOUTS;
@@ -93,7 +94,7 @@ local MESSAGES = {
     [0x66] = { name = "reconcile_ack", fields = { { "term", 4 }, { "seq", 4 }, { "released", 2 }, { "refused", 2 } } },
 }
 
--- Protocol version 2 changed these layouts (firmware/node/msgs.py _CHANGED): a
+-- Protocol versions 2 and 3 changed these layouts (firmware/node/msgs.py _CHANGED): a
 -- type not listed for a version is laid out as in the version before, and
 -- MESSAGES is version 1. tests/ground/test_pcap.py holds this to msgs.py too.
 local CHANGED = {
@@ -101,6 +102,12 @@ local CHANGED = {
         [0x02] = { name = "heartbeat", fields = { { "term", 4 }, { "coordinator", 2 }, { "standby", 2 }, { "role", 1 },
                                                    { "lineage", 1 }, { "rec_version", 2 }, { "rec_data", 4 }, { "digest", 4 },
                                                    { "alive", 1 } } },
+    },
+    [3] = {
+        [0x30] = { name = "telemetry", fields = { { "role", 1 }, { "term", 4 }, { "coordinator", 2 }, { "standby", 2 },
+                                                   { "digest", 4 }, { "alive", 1 }, { "suspect", 1 }, { "bad_frames", 2 },
+                                                   { "rejects", 4 }, { "unknown_src", 4 }, { "long_lines", 4 },
+                                                   { "replayed", 4 }, { "heap_free", 4 }, { "heap_min", 4 } } },
     },
 }
 
@@ -118,7 +125,7 @@ local ROLE_NAMES = { [0] = "follower", [1] = "candidate", [2] = "coordinator", [
 local JOURNAL_KINDS = { [1] = "boot", [2] = "term", [3] = "vote", [4] = "counter", [5] = "log", [6] = "rx", [7] = "poll", [8] = "seed" }
 local VALUE_NAMES = { role = ROLE_NAMES, granted = { [0] = "no", [1] = "yes" }, ["entry.kind"] = JOURNAL_KINDS }
 
-local VERSION_MIN, VERSION_MAX = 1, 2
+local VERSION_MIN, VERSION_MAX = 1, 3
 local HEADER_LEN, CRC_LEN, AUTH_LEN, TAG_LEN = 7, 4, 12, 8
 local MAX_BODY, MAX_LINE = 247, 496
 local FLAG_AUTH = 1

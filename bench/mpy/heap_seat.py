@@ -1,0 +1,101 @@
+# Run under the MicroPython unix port with -X heapsize=192K, the current
+# directory a board folder holding the .mpy image (hil/flash.py build and
+# write_image; bench/mpy/heap_seat_run.py makes one): the whole board --
+# main.build(), the shell, the node core with its regional seat and market
+# tier, signed -- over argv[1] mission hours, fed by a scripted link. The
+# board is the region's only elector, so it coordinates the region's market;
+# each slot, argv[2] roster nodes bid (signed BID frames through the shell).
+# Prints one JSON line: heap figures as TELEMETRY carries them (the shell's
+# samples: free after a collection, low-water since boot), the lowest free
+# heap after a collection at any iteration, rounds, awards, refusals.
+# Fake time: a wait() that sees no input advances the clock by its timeout.
+import gc
+import json
+import sys
+
+import main
+from node import msgs, wire
+from runtime.clock import MissionClock
+
+HOURS = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+BIDDERS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+T = [0]
+
+
+class Link:
+    def __init__(self):
+        self.pending = b""
+        self.buf = bytearray(128)
+        self._mv = memoryview(self.buf)
+        self.out = 0
+
+    def wait(self, timeout_ms):
+        if self.pending:
+            return True
+        T[0] += timeout_ms if timeout_ms > 0 else 1
+        return False
+
+    def read(self):
+        n = min(len(self.pending), len(self.buf))
+        self.buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def view(self, n):
+        return self._mv[:n]
+
+    def write(self, data):
+        self.out += 1
+
+
+def main_():
+    link = Link()
+    with open("board.json") as f:
+        scale = json.load(f).get("time_scale_milli", 1000)
+    try:
+        sh = main.build(link=link, clock=MissionClock(scale, lambda: T[0], lambda a, b: a - b))
+    except MemoryError as e:
+        print(json.dumps({"booted": False, "error": str(e)}))
+        return
+    gc.collect()
+    node = sh.node
+    region = node.region
+    mcfg = region.cfg
+    auth = node.auth
+    end_ms = HOURS * 3600 * 1000
+    lowest = gc.mem_free()
+    last_round = -1
+    counter = 1
+    seq = 1
+    roster = mcfg.roster
+    n = len(roster)
+    while sh.clock.now_ms() < end_ms:
+        sh.step()
+        m = region.market
+        if m is not None and m.round != last_round and node.seat is not None and node.seat.coordinator == node.id:
+            last_round = m.round
+            lines = []
+            for k in range(BIDDERS if BIDDERS < n - 1 else n - 1):
+                src = roster[1 + (k * 7919 + m.round) % (n - 1)]
+                seq += 1
+                p = msgs.pack(msgs.BID, m.round, seq, m.round + 1, 0xFFFF, 8 + k % 32, 1 << (4 + k % 2), 1, 3, 1, 1)
+                counter += 1
+                lines.append(bytes(wire.encode(msgs.BID, src, node.id, p, seq, auth, counter, 3)))
+            link.pending += b"".join(lines)
+        if sh.iterations % 64 == 0:
+            gc.collect()
+            free = gc.mem_free()
+            if free < lowest:
+                lowest = free
+    gc.collect()
+    m = region.market
+    print(json.dumps({
+        "booted": True, "nodes": n, "hours": HOURS, "bidders": BIDDERS, "heap_total": gc.mem_free() + gc.mem_alloc(),
+        "heap_free": node.heap_free, "heap_min": node.heap_min, "lowest_sampled": lowest,
+        "rounds": m.rounds if m is not None else 0, "awarded": m.awarded if m is not None else 0,
+        "refused": sum(node.errors), "out_of_memory": sh.out_of_memory, "iterations": sh.iterations,
+        "coordinator": node.seat.coordinator if node.seat is not None else 0,
+    }))
+
+
+main_()

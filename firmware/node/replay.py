@@ -1,0 +1,123 @@
+# Replay protection: which auth counters a node has accepted, per source.
+#
+# Pure, no I/O, no clock; tables fixed at boot (no per-frame allocation, no
+# growth however many frames or sources arrive). Loaded only by a node with an
+# auth key. docs/PROTOCOL.md "Authentication and replay" is the prose version.
+
+from micropython import const
+
+import binascii
+import struct
+from array import array
+
+from node.wire import ADDR_GROUND, BLOCK, index_of
+
+WINDOW = const(64)  # the widest reorder window (bits kept per source)
+_LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
+
+
+class ReplayWindow:
+    """Replay protection over auth counters, for a fixed set of sources.
+
+    `sources`: every source id the node will ever accept a signed frame from
+    (sorted, unique: its rosters and the ground), fixed at boot; the tables
+    are allocated once here and never grow. Per source: the highest counter
+    accepted (`top`), a 64-counter window below it (RFC 4303; a bitmap indexed
+    by counter % 64, so advancing clears bits instead of shifting a long
+    integer), and a `ceiling`: the end of the BLOCK-counter block of the
+    highest counter accepted. The ceiling is what survives a reboot: the
+    node persists it (one write per source per block, not per frame) and at
+    the next boot hands it back (load()), where it is the source's floor:
+    until a counter at or above it arrives, everything below it is refused;
+    that first counter marks the window's counters below the floor as seen,
+    so they stay refused (no separate floor table: 4 bytes a source less).
+    Source 0, the ground, gets a window but no ceiling: a harness starts its
+    counter afresh with every run. There is no clock in it, so light delay
+    of any length is fine.
+    """
+
+    def __init__(self, sources, size=64):
+        if size > WINDOW:
+            raise ValueError("replay window above %d" % WINDOW)
+        self.size = size
+        if not isinstance(sources, array):
+            sources = array("H", sources)
+        self.sources = sources  # array('H'), sorted: persisted as it is
+        n = len(sources)
+        self._top = array("I", bytes(4 * n))
+        self.has = bytearray(n)  # bit 0: a counter from it accepted since boot; bit 1: free for the node (nudged)
+        self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
+        self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
+        self.dirty = False  # a ceiling moved since take()
+        self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
+
+    def accept(self, i, counter):
+        """Record `counter` for source index `i` (index_of(sources, src));
+        False, with nothing recorded, if it is not fresh."""
+        bits = self._bits
+        base = 8 * i
+        h = self.has[i]
+        if not h & 1:
+            floor = self.ceiling[i]  # as loaded: nothing accepted since boot
+            if counter < floor:
+                return False
+            self.has[i] = h | 1
+            for k in range(base, base + 8):
+                bits[k] = 0
+            self._top[i] = counter
+            for c in range(counter - WINDOW + 1 if counter >= WINDOW else 0, floor):  # below the floor: seen
+                bits[base + ((c & 63) >> 3)] |= 1 << (c & 7)
+        else:
+            top = self._top[i]
+            if counter > top:
+                if counter - top >= WINDOW:
+                    for k in range(base, base + 8):
+                        bits[k] = 0
+                else:
+                    for c in range(top + 1, counter + 1):  # counters skipped: not seen
+                        bits[base + ((c & 63) >> 3)] &= ~(1 << (c & 7)) & 0xFF
+                self._top[i] = counter
+            elif top - counter >= self.size or bits[base + ((counter & 63) >> 3)] & (1 << (counter & 7)):
+                return False
+        bits[base + ((counter & 63) >> 3)] |= 1 << (counter & 7)
+        if counter >= self.ceiling[i] and i >= self._persist_from:
+            self.ceiling[i] = (counter // BLOCK + 1) * BLOCK if counter < _LAST_BLOCK else 0xFFFFFFFF
+            self.dirty = True
+        return True
+
+    def load(self, blob):
+        """Floors from a take() of an earlier boot (its parts joined, as a
+        store gives them back); ValueError if damaged. Sources no longer in
+        the rosters are dropped; new ones start with no floor. Before any
+        accept()."""
+        n = len(blob)
+        if n < 8 or (n - 8) % 6:
+            raise ValueError("replay ceilings: %d bytes" % n)
+        (count,) = struct.unpack_from("<I", blob, 0)
+        (crc,) = struct.unpack_from("<I", blob, n - 4)
+        if count * 6 + 8 != n or binascii.crc32(memoryview(blob)[: n - 4]) != crc:
+            raise ValueError("replay ceilings: bad length or crc")
+        at = 4 + 2 * count
+        for k in range(count):
+            (src,) = struct.unpack_from("<H", blob, 4 + 2 * k)
+            (ceiling,) = struct.unpack_from("<I", blob, at + 4 * k)
+            i = index_of(self.sources, src)
+            if i >= self._persist_from:
+                self.ceiling[i] = ceiling
+
+    def take(self):
+        """The ceilings to persist, as parts to be written one after the
+        other (runtime/store.py takes them so), or None if none moved since
+        the last take(). The parts are the tables themselves: nothing the
+        size of the rosters is allocated, however large they are. Layout:
+        count u32 | source ids u16 x count | ceilings u32 x count | crc32 of
+        all before it; little endian (the arrays' native order on RP2040 and
+        every host this runs on)."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        src = memoryview(self.sources)
+        ceil = memoryview(self.ceiling)
+        head = struct.pack("<I", len(self.ceiling))
+        crc = binascii.crc32(ceil, binascii.crc32(src, binascii.crc32(head)))
+        return (head, src, ceil, struct.pack("<I", crc))
