@@ -8,3 +8,12 @@ _alloc = getattr(micropython, "alloc_emergency_exception_buf", None)
 if _alloc is not None:
     _alloc(100)
 del _alloc
+
+# Which image this boot runs (bootslot.py): a trial is marked before anything
+# else can fail, a failed trial is reverted, the slot goes first on sys.path.
+try:
+    import bootslot
+
+    bootslot.select()
+except Exception as _e:  # never stop the board booting: the root image runs
+    print("fleetloop: boot slot:", _e)

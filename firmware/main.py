@@ -38,7 +38,7 @@ class BootError(Exception):
     """Cannot start: one line for the person at the console."""
 
 
-def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR, link=None, clock=None):
+def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=None, clock=None):
     """The Shell for this board, not yet running; BootError if it cannot be.
 
     Touches hardware (LED pin, UART) but does not start the watchdog.
@@ -52,6 +52,10 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     from runtime.store import Store, StoreError
     from runtime.watchdog import Watchdog
 
+    import bootslot
+
+    if version_file is None:  # the running image's (a slot's, or the root's)
+        version_file = bootslot.path(bootslot.slot, VERSION_FILE)
     try:
         board = boardcfg.load(board_file, version_file)
     except boardcfg.ConfigError as e:
@@ -133,6 +137,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)
+    _start_update(sh, board, node, state_dir, node_id, bootslot)
     cause = _reset_cause()
     if cause:
         sh.note("reset cause: " + cause)
@@ -140,6 +145,47 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     if crash:
         sh.note("crashed before this boot: " + crash)
     return sh
+
+
+def _start_update(sh, board, node, state_dir, node_id, bootslot):
+    """The update agent, when this boot has an update to report or resume
+    (docs/UPDATES.md); a test build's defects (runtime/defects.py)."""
+    from runtime.slots import Slots
+    from runtime.store import Store
+
+    node.confirm_after_ms = board.confirm_after_ms
+    sh.slots = Slots(board.auth_key, sh.watchdog.feed if sh.watchdog is not None else None)
+    sh.update_store = Store(state_dir, "update%d" % node_id)
+    sh.reset = _soft_reset
+    record = sh.update_store.read()
+    states = {"trial": 5, "reverted": 7, "confirmed": 6}  # node.update's TRIAL, REVERTED, CONFIRMED
+    if record is not None or bootslot.slot or bootslot.boot_state != "confirmed":
+        agent = node.updater()
+        if record is not None:
+            try:
+                agent.restore(record)
+            except ValueError as e:
+                sh.note("%s: %s" % (sh.update_store.path, e))
+        agent.boot(states[bootslot.boot_state], bootslot.previous() is not None)
+    if bootslot.boot_state != "confirmed":
+        sh.note("boot: slot %r %s" % (bootslot.slot, bootslot.boot_state))
+    m = bootslot.manifest()
+    if m and m.get("defects"):
+        from runtime.defects import Defects
+
+        d = Defects.of(m, board.lineage)
+        if d is not None:
+            sh.defects = d
+            sh.note("test build: defects %s" % ",".join(sorted(m["defects"])))
+
+
+def _soft_reset():
+    try:
+        import machine
+
+        machine.soft_reset()
+    except (ImportError, AttributeError):
+        raise SystemExit
 
 
 def _last_crash():
@@ -154,6 +200,15 @@ def _last_crash():
     except OSError:
         return None
     return " | ".join(text.split("\n")[-2:])[-200:]
+
+
+def _hard_reset():
+    try:
+        import machine
+
+        machine.reset()
+    except (ImportError, AttributeError):
+        pass
 
 
 def _reset_cause():
@@ -213,6 +268,10 @@ def main():
     except Exception as e:
         _stop(sh)
         _record_crash(e)
+        import bootslot
+
+        if bootslot.boot_state == "trial":  # a trial that crashes is reverted at once
+            _hard_reset()
         raise
     _stop(sh)  # end of input (unix port): leave quietly
     return sh

@@ -54,6 +54,7 @@ from construct import (
     Checksum,
     Construct,
     ConstructError,
+    Adapter,
     Container,
     GreedyBytes,
     GreedyRange,
@@ -413,6 +414,10 @@ CONFIG = 0x40
 INTENT = 0x41
 LOG = 0x50
 JOURNAL = 0x70
+UPD_OFFER = 0x80
+UPD_CHUNK = 0x81
+UPD_ACK = 0x82
+UPD_CMD = 0x83
 BID = 0x60
 AWARD = 0x61
 PRICES = 0x62
@@ -584,6 +589,42 @@ Reconcile = Struct(
 )
 ReconcileAck = Struct("term" / Int32ul, "seq" / Int32ul, "released" / Int16ul, "refused" / Int16ul)
 
+# Software updates (firmware/node/update.py, docs/UPDATES.md). Byte fields
+# read as hex strings, so a parsed message is JSON as it stands (traces).
+
+
+class _Hex(Adapter):
+    def _decode(self, obj, context, path):
+        return bytes(obj).hex()
+
+    def _encode(self, obj, context, path):
+        return bytes.fromhex(obj) if isinstance(obj, str) else bytes(obj)
+
+
+UpdOffer = Struct(
+    "upd_id" / Int32ul,  # the transfer's id, chosen by the ground
+    "digest" / _Hex(Bytes(32)),  # sha256 of the whole image (manifest + files)
+    "size" / Int32ul,  # image bytes
+    "chunks" / Int16ul,
+    "chunk_size" / Int16ul,  # bytes per chunk but the last (at most 218)
+    "fw_major" / Int8ul,
+    "fw_minor" / Int8ul,
+    "lineage" / Int8ul,
+    "flags" / Int8ul,  # 1: test build, 2: declares defects
+)
+UpdChunk = Struct("upd_id" / Int32ul, "index" / Int16ul, "data" / _Hex(GreedyBytes))
+UpdAck = Struct(
+    "upd_id" / Int32ul,
+    "state" / Int8ul,  # update.STATE_NAMES
+    "reason" / Int8ul,  # the last refusal, update.REASON_NAMES
+    "have" / Int16ul,  # chunks received
+    "base" / Int16ul,  # first chunk the bitmap covers (a multiple of 8)
+    "fw_major" / Int8ul,  # the version the node runs
+    "fw_minor" / Int8ul,
+    "bitmap" / _Hex(GreedyBytes),  # bit i of byte j: chunk base + 8j + i received
+)
+UpdCmd = Struct("upd_id" / Int32ul, "action" / Int8ul)  # 1 install, 2 rollback, 3 status, 4 abort
+
 # type -> (name, Struct)
 MESSAGES = {
     HELLO: ("hello", Hello),
@@ -608,6 +649,10 @@ MESSAGES = {
     RELEASE: ("release", Release),
     RECONCILE: ("reconcile", Reconcile),
     RECONCILE_ACK: ("reconcile_ack", ReconcileAck),
+    UPD_OFFER: ("upd_offer", UpdOffer),
+    UPD_CHUNK: ("upd_chunk", UpdChunk),
+    UPD_ACK: ("upd_ack", UpdAck),
+    UPD_CMD: ("upd_cmd", UpdCmd),
 }
 TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 

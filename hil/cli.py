@@ -10,6 +10,8 @@ the exit code. A new verb is one more entry.
     hil check TRACE [--scenario NAME] [--json] [--allow-torn]   a run's history invariants (ground/history.py)
     hil --version;  -q / -v on every verb
     hil fuzz PORT --board-json F | --emulate        hostile input to a board (hil/fuzz.py)
+    hil image build OUT [--version 1.1] [--key HEX] [--test-build --defect NAME]   an update image (hil/update_image.py)
+    hil image show IMAGE [--key HEX]                 its manifest, checked
 
 Exit codes are ground/exitcodes.py's, listed in `hil --help`: 0 all is well,
 1 a board failed (flash), is missing (boards) or an invariant broke (check),
@@ -233,6 +235,9 @@ COMMANDS = [
     Command("boards", "list a rig's boards: attached, missing, running, with their ports", _boards_arguments, _boards),
     Command("fuzz", "hostile input to a live board: rejects by reason, liveness, crash text (hil/fuzz.py)",
             lambda p: __import__("hil.fuzz").fuzz.add_arguments(p), lambda a: __import__("hil.fuzz").fuzz.main(a)),
+    Command("image", "build or show an update image: manifest, digests, fleet-key tag (docs/UPDATES.md)",
+            lambda p: __import__("hil.update_image").update_image.add_arguments(p),
+            lambda a: __import__("hil.update_image").update_image.main(a)),
 ]
 
 

@@ -143,6 +143,15 @@ CASES = [
      dict(seq=0x1B, outage_s=0x03, produced=0, lost=0, paused_s=0, used=0, unused=0, deferred=0xFFFF), 19),
     ("reconcile_ack", msgs.RECONCILE_ACK, N1, N2, 40, dict(term=2, seq=0x2A06, released=2, refused=0), None),
     ("reconcile_ack_auth", msgs.RECONCILE_ACK, N1, N2, 41, dict(term=0x031B, seq=0x1B, released=0, refused=1), 20),
+    # Software updates (docs/UPDATES.md).
+    ("upd_offer_to_node", msgs.UPD_OFFER, GROUND, N1, 34,
+     dict(upd_id=7, digest=bytes(range(32)).hex(), size=90000, chunks=450, chunk_size=200, fw_major=1, fw_minor=1,
+          lineage=0, flags=0), None),
+    ("upd_chunk_escape_auth", msgs.UPD_CHUNK, GROUND, N2, 35,
+     dict(upd_id=0x031B, index=0x1B03, data="00031b" * 5), 26),
+    ("upd_ack_bitmap", msgs.UPD_ACK, N1, GROUND, 36,
+     dict(upd_id=7, state=1, reason=0, have=12, base=8, fw_major=1, fw_minor=0, bitmap="ef0003"), None),
+    ("upd_cmd_install_auth", msgs.UPD_CMD, GROUND, N1, 37, dict(upd_id=7, action=1), 27),
 ]
 
 # Protocol version 2 frames (CASES are all version 1, and stay byte for byte
@@ -257,10 +266,12 @@ def overhead(n_random=10000, seed=1):
             payload = msgs.pack_state(rng.randrange(1 << 32), rng.randrange(1 << 32), 0, n, entries)
         elif t == msgs.LOG:
             payload = bytes(rng.randrange(32, 127) for _ in range(rng.randrange(80)))
+        elif t in (msgs.UPD_CHUNK, msgs.UPD_ACK):
+            payload = bytes(rng.randrange(256) for _ in range(rng.randrange(13, 200)))
         elif t == msgs.JOURNAL:
             payload = msgs.pack_journal(rng.randrange(1 << 32), [(rng.randrange(1, 8), rng.randrange(1 << 32), rng.randrange(1 << 32)) for _ in range(rng.randrange(msgs.JOURNAL_MAX_ENTRIES + 1))])
         else:
-            payload = struct.pack(msgs.LAYOUTS[t][1], *[rng.randrange(top[c] + 1) for c in msgs.LAYOUTS[t][1][1:]])
+            payload = struct.pack(msgs.LAYOUTS[t][1], *[bytes(32) if c == "s" else rng.randrange(top[c] + 1) for c in msgs.LAYOUTS[t][1][1:] if not c.isdigit()])
         signed = i % 2 == 1
         line = wire.encode(t, rng.randrange(1, wire.MAX_NODE_ID + 1), rng.randrange(1 << 16), payload,
                            rng.randrange(256), wire.Auth(KEY) if signed else None, rng.randrange(1 << 32))

@@ -37,6 +37,11 @@ CONFIG = const(0x40)  # ground -> node: time scale, fault flags
 INTENT = const(0x41)  # ground -> fleet or cluster: strategic intent (Tier 3)
 LOG = const(0x50)  # node -> ground: text
 JOURNAL = const(0x70)  # board shell -> ground: when it called the core (replay)
+# Software updates (node/update.py, docs/UPDATES.md).
+UPD_OFFER = const(0x80)  # ground -> node: an image to fetch (its digest, size, version)
+UPD_CHUNK = const(0x81)  # ground -> node: upd_id u32, index u16, then the chunk's bytes
+UPD_ACK = const(0x82)  # node -> ground: state, refusal, progress and a bitmap of received chunks
+UPD_CMD = const(0x83)  # ground -> node: install, rollback, status, abort
 # Tier 2, the regional market (docs/MARKET.md). Slots are market slots (one
 # auction cycle each); times in seconds are mission seconds.
 BID = const(0x60)  # node -> regional coordinator: one sealed bid
@@ -158,7 +163,16 @@ LAYOUTS = {
         ("seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"),
     ),
     RECONCILE_ACK: ("reconcile_ack", "<IIHH", ("term", "seq", "released", "refused")),
+    UPD_OFFER: (
+        "upd_offer",
+        "<I32sIHHBBBB",
+        ("upd_id", "digest", "size", "chunks", "chunk_size", "fw_major", "fw_minor", "lineage", "flags"),
+    ),
+    UPD_CHUNK: ("upd_chunk", None, ("upd_id", "index", "data")),
+    UPD_ACK: ("upd_ack", None, ("upd_id", "state", "reason", "have", "base", "fw_major", "fw_minor", "bitmap")),
+    UPD_CMD: ("upd_cmd", "<IB", ("upd_id", "action")),
 }
+UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_CMD)  # what a node's update agent takes
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
@@ -319,3 +333,38 @@ def unpack_journal(payload):
     for off in range(4, n, JOURNAL_ENTRY_LEN):
         entries.append(struct.unpack_from(JOURNAL_ENTRY, payload, off))
     return first, entries
+
+
+# UPD_CHUNK: upd_id u32, index u16, then 1..218 bytes of the image.
+UPD_CHUNK_HEAD = "<IH"
+UPD_CHUNK_HEAD_LEN = const(6)
+# UPD_ACK: upd_id u32, state u8, reason u8, have u16, base u16, fw_major u8,
+# fw_minor u8, then the received-chunks bitmap from chunk `base` (a multiple
+# of 8; bit i of byte j: chunk base + 8j + i), at most UPD_ACK_MAX_BITMAP bytes.
+UPD_ACK_HEAD = "<IBBHHBB"
+UPD_ACK_HEAD_LEN = const(12)
+UPD_ACK_MAX_BITMAP = const(212)  # MAX_PAYLOAD 224 - 12: 1,696 chunks past the first missing
+
+
+def pack_chunk(upd_id, index, data):
+    return struct.pack(UPD_CHUNK_HEAD, upd_id, index) + bytes(data)
+
+
+def unpack_chunk(payload):
+    """(upd_id, index, data) of an UPD_CHUNK payload; data a memoryview."""
+    if len(payload) <= UPD_CHUNK_HEAD_LEN:
+        raise ProtocolError(ERR_PAYLOAD, "upd_chunk: %d bytes" % len(payload))
+    upd_id, index = struct.unpack_from(UPD_CHUNK_HEAD, payload, 0)
+    return upd_id, index, memoryview(payload)[UPD_CHUNK_HEAD_LEN:]
+
+
+def pack_ack(upd_id, state, reason, have, base, fw_major, fw_minor, bitmap):
+    return struct.pack(UPD_ACK_HEAD, upd_id, state, reason, have, base, fw_major, fw_minor) + bytes(bitmap)
+
+
+def unpack_ack(payload):
+    """(upd_id, state, reason, have, base, fw_major, fw_minor, bitmap bytes)."""
+    n = len(payload)
+    if n < UPD_ACK_HEAD_LEN or n > UPD_ACK_HEAD_LEN + UPD_ACK_MAX_BITMAP:
+        raise ProtocolError(ERR_PAYLOAD, "upd_ack: %d bytes" % n)
+    return struct.unpack_from(UPD_ACK_HEAD, payload, 0) + (bytes(payload[UPD_ACK_HEAD_LEN:]),)

@@ -115,6 +115,8 @@ class Node:
         self.conflicts = 0  # another coordinator claimed our own term
         self.role_changes = 0
 
+        self.update = None  # node/update.py's agent, built by updater() when first needed
+        self.confirm_after_ms = 30000  # a trial image confirms itself after this long healthy (board.json)
         self.region = None
         self.seat = None
         self._seat_digest = None
@@ -208,6 +210,8 @@ class Node:
                 self.seat.set_record(digest)
         if self.region is not None:
             self.region.poll(now_ms)
+        if self.update is not None:
+            self.update.poll(now_ms, self.coordinator != msgs.NO_NODE)
         out = self._out
         self._out = []
         return out
@@ -225,6 +229,10 @@ class Node:
             t = min(t, self.seat.next_deadline_ms())
         if self.region is not None:
             t = min(t, self.region.next_deadline_ms())
+        if self.update is not None:
+            u = self.update.next_deadline_ms()
+            if u is not None and u < t:
+                t = u
         return t
 
     def load_seen(self, blob):
@@ -269,6 +277,26 @@ class Node:
             self._send(wire.ADDR_GROUND, msgs.LOG, data)
         else:
             self._early_logs.append(data)
+
+    def updater(self):
+        """The update agent (node/update.py), imported and built on first use:
+        a node that never updates never pays its heap."""
+        if self.update is None:
+            from node.update import Update
+
+            self.update = Update(self._send, self.cfg.fw_version, self.confirm_after_ms)
+        return self.update
+
+    def cluster_majors(self):
+        """The firmware major versions this node's records show in its cluster."""
+        out = []
+        for m in self.cfg.members:
+            r = self.records.get(m)
+            if r is not None:
+                major = (r[1] >> 16) & 0xFF
+                if major not in out:
+                    out.append(major)
+        return out
 
     def wire_role(self):
         """Role as carried in heartbeats and telemetry (standby shown)."""
@@ -508,6 +536,12 @@ class Node:
             self.ignored += 1
             return
         t = f.type
+        if t in msgs.UPDATE_TYPES:  # variable layouts: the agent parses them
+            if f.src == wire.ADDR_GROUND and f.dst == self.id:
+                self.updater().receive(f.src, t, f.payload, self.cluster_majors())
+            else:
+                self.ignored += 1
+            return
         if region is not None and t in msgs.MARKET_TYPES:
             region.receive(f.src, f.dst, t, f.payload, now_ms)
             return

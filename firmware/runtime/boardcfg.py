@@ -38,6 +38,7 @@ _KEYS = {
     "led_pin": ("pin", "LED"),  # int GPIO, a pin name, or null for no LED
     "watchdog_ms": ("int", 5000),  # 0: no watchdog
     "journal": ("bool", False),  # send the core's call times to the ground (frame replay)
+    "confirm_after_ms": ("int", 30000),  # mission ms a trial image must stay healthy to confirm (docs/UPDATES.md)
     "market": ("dict", None),  # the regional market tier: node.config.MarketConfig's arguments
 }
 _UART_KEYS = {"id": 0, "tx": 0, "rx": 1, "baud": 115200}
@@ -84,6 +85,7 @@ class BoardConfig:
         self.led_pin = "LED"
         self.watchdog_ms = 5000
         self.journal = False
+        self.confirm_after_ms = 30000
         self.market = None  # dict of MarketConfig arguments, or None: no market tier
         self.fw_version = version.VERSION
         self.fw_label = version.LABEL
@@ -167,6 +169,7 @@ def parse_board(data, file="board.json"):
         raise ConfigError(file, "members", "lists a node id twice")
     b.members = tuple(sorted(members))
     _int(file, "election_timeout_ms", b.election_timeout_ms, 4, 0x7FFFFFFF)
+    _int(file, "confirm_after_ms", b.confirm_after_ms, 0, 0x7FFFFFFF)
     for key in ("heartbeat_ms", "telemetry_ms", "state_ms", "suspect_ms", "dead_ms"):
         v = getattr(b, key)
         if v is not None:

@@ -59,6 +59,11 @@ class Shell:
         self.stopped = None  # why run() returned
         self.board = None  # the BoardConfig it was built from (main.build)
         self.journal = None  # runtime.journal.Journal when board.json asks for one
+        self.slots = None  # runtime.slots.Slots: where an update's actions go (main.build)
+        self.update_store = None  # the update agent's record (runtime.store.Store)
+        self.reset = None  # soft reset after an install or rollback: machine.soft_reset
+        self.defects = None  # a test build's declared defects (runtime/defects.py), or None
+        self._reset_due = False
 
     def note(self, text):
         """Record a fact for the REPL, and send it as a LOG frame if the core can."""
@@ -155,6 +160,10 @@ class Shell:
             self.store.write(self._blob)
             self._blob = None
             self.persists += 1
+        if node.update is not None:
+            self._update_actions(node.update)
+        if self.defects is not None:
+            self.defects.check(self, now)
         out = self._out
         if journal is not None:
             for line in journal.take(len(out) > 0):
@@ -165,7 +174,47 @@ class Shell:
         if self.watchdog is not None:
             self.watchdog.feed()
         self.iterations += 1
+        if self._reset_due and self.reset is not None:
+            self._reset_due = False
+            self.reset()  # after the frames that say why have gone
         return True
+
+    def _update_actions(self, agent):
+        """Do the update agent's actions in order (node/update.py), all before
+        the frames of this poll leave: an ACK never claims a chunk that is
+        not on flash, nor a state that is not persisted."""
+        from node import update as U
+
+        acts = agent.take_actions()
+        while acts:
+            kind, arg = acts.pop(0)
+            if kind == U.ACT_WRITE:
+                self.slots.write(arg[0] * agent.chunk_size, arg[1])
+            elif kind == U.ACT_PERSIST:
+                self.update_store.write(arg)
+            elif kind == U.ACT_BEGIN:
+                self.slots.begin()
+            elif kind == U.ACT_VERIFY:
+                reason = self.slots.verify_and_unpack(agent)
+                if reason:
+                    self.note(self.slots.last_error)
+                agent.verified(reason)
+            elif kind == U.ACT_INSTALL:
+                if self.slots.install():
+                    self.note("update: installing %d.%d, trial boot" % agent.version)
+                    self._reset_due = True
+                else:
+                    agent.verified(U.R_TRUNCATED)
+            elif kind == U.ACT_CONFIRM:
+                self.slots.confirm()
+                self.note("update: %d.%d confirmed" % agent.version)
+            elif kind == U.ACT_ROLLBACK:
+                if self.slots.rollback():
+                    self.note("update: rolling back")
+                    self._reset_due = True
+                else:
+                    agent._refuse(U.R_NO_PREVIOUS)
+            acts += agent.take_actions()
 
     def _sample_heap(self):
         """Free heap after a collection, and its low-water mark since boot,

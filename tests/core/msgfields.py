@@ -19,7 +19,28 @@ def payload_of(type, fields, version=1):
         return fields["text"].encode()
     if type == msgs.JOURNAL:
         return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
+    if type == msgs.UPD_CHUNK:
+        return msgs.pack_chunk(fields["upd_id"], fields["index"], _unhex(fields["data"]))
+    if type == msgs.UPD_ACK:
+        f = fields
+        return msgs.pack_ack(f["upd_id"], f["state"], f["reason"], f["have"], f["base"], f["fw_major"], f["fw_minor"],
+                             _unhex(f["bitmap"]))
+    if type == msgs.UPD_OFFER:
+        fields = dict(fields)
+        fields["digest"] = _unhex(fields["digest"])
     return msgs.pack(type, *[fields[n] for n in msgs.layout(type, version)[2]], version=version)
+
+
+def _unhex(text):
+    import binascii
+
+    return binascii.unhexlify(text)
+
+
+def _hex(data):
+    import binascii
+
+    return binascii.hexlify(bytes(data)).decode()
 
 
 def fields_of(type, payload, version=1):
@@ -34,5 +55,17 @@ def fields_of(type, payload, version=1):
     if type == msgs.JOURNAL:
         first, entries = msgs.unpack_journal(payload)
         return {"first": first, "entries": [{"kind": k, "t_ms": t, "arg": a} for k, t, a in entries]}
+    if type == msgs.UPD_CHUNK:
+        upd_id, index, data = msgs.unpack_chunk(payload)
+        return {"upd_id": upd_id, "index": index, "data": _hex(data)}
+    if type == msgs.UPD_ACK:
+        values = msgs.unpack_ack(payload)
+        out = dict(zip(msgs.layout(type, version)[2], values))
+        out["bitmap"] = _hex(out["bitmap"])
+        return out
     values = msgs.unpack(type, payload, version)
+    if type == msgs.UPD_OFFER:
+        out = dict(zip(msgs.layout(type, version)[2], values))
+        out["digest"] = _hex(out["digest"])
+        return out
     return dict(zip(msgs.layout(type, version)[2], values))

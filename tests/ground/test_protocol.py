@@ -125,8 +125,18 @@ def _random_fields(rng, t, version=1):
             text = "".join(rng.choice(_TEXT) for _ in range(rng.randrange(60)))
             if len(text.encode()) <= wire.MAX_PAYLOAD:
                 return {"text": text}
+    if t == msgs.UPD_CHUNK:
+        return {"upd_id": rng.randrange(1 << 32), "index": rng.randrange(1 << 16),
+                "data": bytes(rng.randrange(256) for _ in range(rng.randrange(1, 219))).hex()}
+    if t == msgs.UPD_ACK:
+        return {"upd_id": rng.randrange(1 << 32), "state": rng.randrange(256), "reason": rng.randrange(256),
+                "have": rng.randrange(1 << 16), "base": rng.randrange(1 << 16), "fw_major": rng.randrange(256),
+                "fw_minor": rng.randrange(256),
+                "bitmap": bytes(rng.randrange(256) for _ in range(rng.randrange(213))).hex()}
     _, fmt, names = msgs.layout(t, version)
-    return {n: rng.randint(0, _MAX[c]) for n, c in zip(names, fmt[1:])}
+    codes = [c for c in fmt[1:] if not c.isdigit()]  # "32s": one field
+    return {n: bytes(rng.randrange(256) for _ in range(32)).hex() if c == "s" else rng.randint(0, _MAX[c])
+            for n, c in zip(names, codes)}
 
 
 def random_specs(seed, n):

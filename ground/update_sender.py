@@ -1,0 +1,168 @@
+"""The ground's side of a software update to one node, sans-IO: what to send
+when, and what the node's ACKs say (docs/UPDATES.md).
+
+    s = UpdateSender(image_bytes, node=3, upd_id=7, version=(1, 1))
+    for type, payload in s.due(now_s, max_frames):   # OFFER, then CHUNKs, paced by the caller
+        send a frame of `type` with `payload` to node 3
+    s.on_ack(fields)                 # an UPD_ACK's fields (ground.protocol.parse_message)
+    s.install(); s.rollback(); s.status()   # queue an UPD_CMD (sent by the next due())
+    s.state, s.reason, s.have, s.chunks, s.node_version, s.done
+
+A rollout orchestrator drives one sender per node: offer (construct it),
+watch `state`/`have` for progress, order install, see confirmed or reverted
+in `state`, order rollback. Chunks go in order of need: never sent first,
+then those an ACK's bitmap shows missing (sent more than `rto_s` ago), then
+(only when the link would otherwise idle) the oldest unacknowledged ones: a
+chunk still in flight costs a little capacity that would go unused anyway,
+and the transfer's tail shrinks from round trips to a fraction of one.
+A refusal comes back in the ACK's `reason` (update.REASON_NAMES): the sender
+stops and says it in `error`, one line naming the node.
+"""
+
+import hashlib
+
+from ground import protocol as P
+
+STATE_NAMES = ("idle", "receiving", "verifying", "verified", "install_pending", "trial", "confirmed", "reverted")
+REASON_NAMES = ("none", "digest", "tag", "truncated", "range", "majors", "no_previous", "defect", "busy", "state",
+                "offer")
+CHUNK_SIZE = 218  # the most a frame carries (firmware/node/update.py MAX_CHUNK)
+CMD_INSTALL, CMD_ROLLBACK, CMD_STATUS, CMD_ABORT = 1, 2, 3, 4
+FLAG_TEST_BUILD, FLAG_DEFECTS = 1, 2
+
+
+class UpdateSender:
+    def __init__(self, image, node, upd_id, version, lineage=0, flags=0, chunk_size=CHUNK_SIZE, rto_s=5.0,
+                 offer_every_s=2.0, digest=None):
+        if not 0 < chunk_size <= CHUNK_SIZE:
+            raise ValueError("node %d: chunk size %d (1..%d)" % (node, chunk_size, CHUNK_SIZE))
+        if not image:
+            raise ValueError("node %d: empty image" % node)
+        self.image = bytes(image)
+        self.node = node
+        self.upd_id = upd_id
+        self.version = tuple(version)
+        self.chunk_size = chunk_size
+        self.chunks = (len(self.image) + chunk_size - 1) // chunk_size
+        if self.chunks > 0xFFFF:
+            raise ValueError("node %d: image of %d bytes needs more than 65535 chunks" % (node, len(self.image)))
+        self.digest = digest if digest is not None else hashlib.sha256(self.image).digest()
+        self.offer = {
+            "upd_id": upd_id, "digest": self.digest.hex(), "size": len(self.image), "chunks": self.chunks,
+            "chunk_size": chunk_size, "fw_major": version[0], "fw_minor": version[1], "lineage": lineage,
+            "flags": flags,
+        }
+        self.rto_s = rto_s
+        self.offer_every_s = offer_every_s
+        self.state = None  # the node's update state (STATE_NAMES) as its last ACK said; None: not heard
+        self.reason = "none"
+        self.error = None  # one line when the node refused
+        self.node_version = None  # (major, minor) the node runs, from its ACKs
+        self.have = 0  # chunks the node has
+        self.acked = bytearray(self.chunks)  # 1: the node has it
+        self.sent_at = [None] * self.chunks  # when each chunk last left (s)
+        self.sends = 0  # chunk frames sent, retransmissions included
+        self._offer_at = None
+        self._cmds = []
+        self._missing = []  # chunks an ACK showed missing, in order
+        self._next_new = 0
+
+    # ---- what the node said ------------------------------------------------
+
+    def on_ack(self, f):
+        """Take an UPD_ACK's fields (a dict, as ground.protocol parses it)."""
+        self.node_version = (f["fw_major"], f["fw_minor"])
+        if f["upd_id"] != self.upd_id:
+            if f["reason"] and self.state in (None, "idle"):
+                self._fail(f["reason"])  # an offer refused before the node took its id
+            return
+        self.state = STATE_NAMES[f["state"]] if f["state"] < len(STATE_NAMES) else "state_%d" % f["state"]
+        if f["reason"]:
+            self._fail(f["reason"])
+        base = f["base"]
+        bitmap = bytes.fromhex(f["bitmap"]) if isinstance(f["bitmap"], str) else bytes(f["bitmap"])
+        for i in range(min(base, self.chunks)):
+            self.acked[i] = 1
+        missing = []
+        for j, byte in enumerate(bitmap):
+            for b in range(8):
+                i = base + 8 * j + b
+                if i >= self.chunks:
+                    break
+                if byte >> b & 1:
+                    self.acked[i] = 1
+                elif self.sent_at[i] is not None:
+                    missing.append(i)
+        if self.state not in ("idle", "receiving"):
+            self.acked[:] = b"\x01" * self.chunks
+        self.have = f["have"]
+        self._missing = missing
+
+    def _fail(self, reason):
+        self.reason = REASON_NAMES[reason] if reason < len(REASON_NAMES) else "reason_%d" % reason
+        self.error = "node %d refused update %d (%d.%d): %s" % (self.node, self.upd_id, self.version[0],
+                                                               self.version[1], self.reason)
+
+    @property
+    def done(self):
+        """The transfer is over: the node has every chunk (or refused)."""
+        return self.error is not None or self.state not in (None, "idle", "receiving")
+
+    # ---- commands ------------------------------------------------------------
+
+    def install(self):
+        self._cmds.append(CMD_INSTALL)
+
+    def rollback(self):
+        self._cmds.append(CMD_ROLLBACK)
+
+    def status(self):
+        self._cmds.append(CMD_STATUS)
+
+    # ---- what to send now ------------------------------------------------------
+
+    def due(self, now_s, max_frames):
+        """Up to max_frames (type, payload) to send now: commands first, the
+        offer until the node says it receives, then chunks."""
+        out = []
+        while self._cmds and len(out) < max_frames:
+            out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": self._cmds.pop(0)})))
+        if self.error is not None or len(out) >= max_frames:
+            return out
+        if self.state != "receiving":
+            if self.state is None or self.state in ("idle",) or self.state not in STATE_NAMES:
+                if self._offer_at is None or now_s - self._offer_at >= self.offer_every_s:
+                    self._offer_at = now_s
+                    out.append((P.UPD_OFFER, P.build_message(P.UPD_OFFER, self.offer)))
+            return out
+        while len(out) < max_frames:
+            i = self._pick(now_s)
+            if i is None:
+                break
+            self.sent_at[i] = now_s
+            self.sends += 1
+            data = self.image[i * self.chunk_size:(i + 1) * self.chunk_size]
+            out.append((P.UPD_CHUNK, P.build_message(P.UPD_CHUNK, {"upd_id": self.upd_id, "index": i, "data": data})))
+        return out
+
+    def _pick(self, now_s):
+        while self._next_new < self.chunks:
+            i = self._next_new
+            self._next_new += 1
+            if not self.acked[i]:
+                return i
+        while self._missing:
+            i = self._missing.pop(0)
+            if not self.acked[i] and now_s - self.sent_at[i] >= self.rto_s:
+                return i
+        oldest = None
+        for i in range(self.chunks):
+            if not self.acked[i] and (oldest is None or self.sent_at[i] < self.sent_at[oldest]):
+                oldest = i
+        if oldest is not None and now_s - self.sent_at[oldest] >= self.rto_s / 4:
+            return oldest
+        return None
+
+    def progress(self):
+        return "node %d: update %d.%d %s, %d/%d chunks, %d sent" % (
+            self.node, self.version[0], self.version[1], self.state or "offered", self.have, self.chunks, self.sends)
