@@ -33,6 +33,7 @@ ROOT_SLOT = ""  # the factory image at the flash root
 slot = ROOT_SLOT  # what this boot runs
 boot_state = "confirmed"  # confirmed / trial / reverted: what select() decided
 pointer = None  # the pointer as read at this boot (dict)
+info = None  # the running slot's manifest without its file list (dict), read at select()
 
 
 def _sync():
@@ -123,13 +124,14 @@ def decide(p):
 def select():
     """Choose this boot's image, write the pointer's new state before anything
     else runs, and put the slot's folder first on sys.path."""
-    global slot, boot_state, pointer
+    global slot, boot_state, pointer, info
     p = read_pointer()
     slot, boot_state, write = decide(p)
     if write is not None:
         write_pointer(write)
         p = write
     pointer = p
+    info = _read_manifest()
     if slot != ROOT_SLOT:
         cwd = os.getcwd()
         sys.path.insert(0, (cwd if cwd != "/" else "") + "/" + slot_dir(slot))
@@ -142,12 +144,20 @@ def previous():
     return prev if slot_ok(prev) and prev != slot else None
 
 
-def manifest():
-    """The running slot's manifest (dict), or None (root image: no manifest)."""
+def _read_manifest():
+    """The running slot's manifest less its file list, or None (the root
+    image has none). Read at boot, on a young heap: a few KB of JSON."""
     if slot == ROOT_SLOT:
         return None
     try:
         with open(path(slot, "manifest.json")) as f:
-            return json.loads(f.read())
-    except (OSError, ValueError):
+            m = json.loads(f.read())
+    except (OSError, ValueError, MemoryError):
         return None
+    m.pop("files", None)
+    return m
+
+
+def manifest():
+    """The running slot's manifest less its file list (dict), or None."""
+    return info

@@ -223,6 +223,15 @@ def _reset_cause():
         return None
 
 
+def _boot_error(e):
+    global _error_timer
+    print("fleetloop: %s -- loop not started" % e)
+    from runtime import boardcfg, led
+
+    _error_timer = led.blink_error(boardcfg.led_pin_hint(BOARD_FILE))
+    return None
+
+
 def _stop(sh):
     """Leave the board safe for the REPL: watchdog off, LED off. A second
     Ctrl-C (mpremote sends two) must not cut this short."""
@@ -246,15 +255,18 @@ def _record_crash(e):
 
 
 def main():
-    global shell, _error_timer
+    global shell
     try:
         sh = build()
-    except BootError as e:
-        print("fleetloop: %s -- loop not started" % e)
-        from runtime import boardcfg, led
+    except Exception as e:
+        import bootslot
 
-        _error_timer = led.blink_error(boardcfg.led_pin_hint(BOARD_FILE))
-        return None
+        if bootslot.boot_state == "trial":  # a trial that cannot even start is reverted at once
+            _record_crash(e)
+            _hard_reset()
+        if isinstance(e, BootError):
+            return _boot_error(e)
+        raise
     shell = sh
     gc.collect()
     if sh.watchdog is not None and not sh.watchdog.start():

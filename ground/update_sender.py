@@ -130,10 +130,13 @@ class UpdateSender:
         if self.error is not None or len(out) >= max_frames:
             return out
         if self.state != "receiving":
-            if self.state is None or self.state in ("idle",) or self.state not in STATE_NAMES:
-                if self._offer_at is None or now_s - self._offer_at >= self.offer_every_s:
-                    self._offer_at = now_s
+            if self._offer_at is None or now_s - self._offer_at >= self.offer_every_s:
+                self._offer_at = now_s
+                if self.state is None or self.state == "idle":
                     out.append((P.UPD_OFFER, P.build_message(P.UPD_OFFER, self.offer)))
+                elif self.state not in ("confirmed", "reverted"):
+                    # The node ACKs a state change once; ask again in case that ACK was lost.
+                    out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": CMD_STATUS})))
             return out
         while len(out) < max_frames:
             i = self._pick(now_s)

@@ -280,6 +280,8 @@ class Update:
     def _on_cmd(self, upd_id, action):
         if action == CMD_STATUS:
             self._ack_due = True
+            if self.state == VERIFYING:  # the check did not finish (out of heap, a cut): again
+                self._actions.append((ACT_VERIFY, None))
         elif action == CMD_ROLLBACK:
             if not self.has_previous or self.state in (RECEIVING, VERIFYING, INSTALL_PENDING):
                 return self._refuse(R_NO_PREVIOUS if not self.has_previous else R_STATE)

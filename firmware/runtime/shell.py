@@ -195,7 +195,14 @@ class Shell:
             elif kind == U.ACT_BEGIN:
                 self.slots.begin()
             elif kind == U.ACT_VERIFY:
-                reason = self.slots.verify_and_unpack(agent)
+                gc.collect()
+                try:
+                    reason = self.slots.verify_and_unpack(agent)
+                except MemoryError:  # stays VERIFYING: the ground's next status query retries
+                    gc.collect()
+                    self.out_of_memory += 1
+                    self.note("update: out of heap while checking the image; will retry")
+                    continue
                 if reason:
                     self.note(self.slots.last_error)
                 agent.verified(reason)
