@@ -191,13 +191,15 @@ def _soft_reset():
 def _last_crash():
     """The last lines of a traceback the previous boot left in crash.txt (then
     renamed crash.old.txt: reported once), or None."""
-    try:
-        with open(CRASH_FILE) as f:
-            text = f.read(4096).strip()
-        import os
+    import os
 
+    try:
+        size = os.stat(CRASH_FILE)[6]
+        with open(CRASH_FILE) as f:
+            f.seek(max(0, size - 400))  # the last lines: a 4K read may not fit a fragmented heap
+            text = f.read(400).strip()
         os.rename(CRASH_FILE, CRASH_OLD_FILE)
-    except OSError:
+    except (OSError, MemoryError, UnicodeError):
         return None
     return " | ".join(text.split("\n")[-2:])[-200:]
 
