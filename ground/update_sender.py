@@ -73,8 +73,9 @@ class UpdateSender:
         """Take an UPD_ACK's fields (a dict, as ground.protocol parses it)."""
         self.node_version = (f["fw_major"], f["fw_minor"])
         if f["upd_id"] != self.upd_id:
-            if f["reason"] and self.state in (None, "idle"):
-                self._fail(f["reason"])  # an offer refused before the node took its id
+            return  # another transfer's (an earlier one's ACK still on its way)
+        if f["reason"] and f["have"] == 0 and f["state"] != 1 and self.state is None:
+            self._fail(f["reason"])  # the offer itself refused: the node goes on as it was
             return
         self.state = STATE_NAMES[f["state"]] if f["state"] < len(STATE_NAMES) else "state_%d" % f["state"]
         if f["reason"]:

@@ -234,13 +234,13 @@ class Update:
             self._ack_due = True  # the same offer again (our ACK was lost): say where we are
             return
         if self.state in (TRIAL, INSTALL_PENDING, VERIFYING):
-            return self._refuse(R_BUSY)
+            return self._refuse_offer(upd_id, R_BUSY)
         if size == 0 or chunk_size == 0 or chunk_size > MAX_CHUNK or chunks != (size + chunk_size - 1) // chunk_size:
-            return self._refuse(R_OFFER)
+            return self._refuse_offer(upd_id, R_OFFER)
         if flags & FLAG_DEFECTS and not flags & FLAG_TEST_BUILD:
-            return self._refuse(R_DEFECT)
+            return self._refuse_offer(upd_id, R_DEFECT)
         if major not in majors and len(majors) + 1 > MAX_MAJORS:
-            return self._refuse(R_MAJORS)
+            return self._refuse_offer(upd_id, R_MAJORS)
         self._go(E_OFFER)
         self.upd_id, self.digest, self.size, self.chunks, self.chunk_size = upd_id, bytes(digest), size, chunks, chunk_size
         self.version = (major, minor)
@@ -250,6 +250,13 @@ class Update:
         self.reason = R_NONE
         self._actions.append((ACT_BEGIN, None))
         self._persist()
+
+    def _refuse_offer(self, upd_id, reason):
+        """An offer refused before it was taken: the ACK names the offer's id
+        (the sender waits for its own), and what this node is doing goes on."""
+        self.refused[reason] += 1
+        v = self.fw_version
+        self._send(0, msgs.UPD_ACK, msgs.pack_ack(upd_id, self.state, reason, 0, 0, v[0], v[1], b""))
 
     def _on_chunk(self, upd_id, index, data):
         if self.state != RECEIVING or upd_id != self.upd_id:

@@ -147,8 +147,9 @@ def test_refusals_are_counted_by_reason_and_install_nothing():
     img = _image()
     n = _node()
     a = n.updater()
-    _send(n, msgs.UPD_OFFER, _offer(img, flags=U.FLAG_DEFECTS))  # defects in a non-test image
+    _send(n, msgs.UPD_OFFER, _offer(img, upd_id=4, flags=U.FLAG_DEFECTS))  # defects in a non-test image
     assert a.state == U.IDLE and a.refused[U.R_DEFECT] == 1
+    assert (4, U.IDLE, U.R_DEFECT) in [k[:3] for k in _acks(n.poll(0))]  # the ACK names the refused offer
     _send(n, msgs.UPD_OFFER, _offer(img, chunks=3))  # chunk count that cannot be right
     assert a.refused[U.R_OFFER] == 1
     _send(n, msgs.UPD_CMD, msgs.pack(msgs.UPD_CMD, 0, U.CMD_ROLLBACK))
