@@ -17,3 +17,7 @@ try:
     bootslot.select()
 except Exception as _e:  # never stop the board booting: the root image runs
     print("fleetloop: boot slot:", _e)
+import sys
+
+sys.modules.pop("bootslot", None)  # what it decided is in bootinfo; its code need not stay on the heap
+globals().pop("bootslot", None)

@@ -19,21 +19,19 @@
 # confirmed". select() runs from boot.py before anything else imports node/
 # or runtime/: it puts the slot's folder (a real path) first on sys.path, so
 # `import node` finds the slot's modules. This module imports nothing of the
-# firmware's packages for that reason.
+# firmware's packages for that reason. What it decided goes into bootinfo.py
+# (small, resident); boot.py drops this module afterwards (heap), and the
+# update code (runtime/slots.py) imports it again when it moves the pointer.
 
 import binascii
 import json
 import os
 import sys
 
-PTR = "state/boot.ptr"
-SLOTS = "slots"
-ROOT_SLOT = ""  # the factory image at the flash root
+import bootinfo
+from bootinfo import ROOT_SLOT, SLOTS
 
-slot = ROOT_SLOT  # what this boot runs
-boot_state = "confirmed"  # confirmed / trial / reverted: what select() decided
-pointer = None  # the pointer as read at this boot (dict)
-info = None  # the running slot's manifest without its file list (dict), read at select()
+PTR = "state/boot.ptr"
 
 
 def _sync():
@@ -42,14 +40,14 @@ def _sync():
         s()
 
 
+def path(name, file):
+    """A file of slot `name` relative to the flash root (the root image: "")."""
+    return SLOTS + "/" + name + "/" + file if name else file
+
+
 def slot_dir(name):
     """The slot's folder relative to the flash root ("" for the root image)."""
     return SLOTS + "/" + name if name else ""
-
-
-def path(name, file):
-    d = slot_dir(name)
-    return d + "/" + file if d else file
 
 
 def slot_ok(name):
@@ -63,6 +61,13 @@ def slot_ok(name):
         return True
     except OSError:
         return False
+
+
+def previous():
+    """The image a rollback would return to (this boot's pointer), or None."""
+    p = bootinfo.pointer
+    prev = p.get("prev") if p else None
+    return prev if slot_ok(prev) and prev != bootinfo.slot else None
 
 
 def _decode(data):
@@ -124,27 +129,20 @@ def decide(p):
 def select():
     """Choose this boot's image, write the pointer's new state before anything
     else runs, and put the slot's folder first on sys.path."""
-    global slot, boot_state, pointer, info
     p = read_pointer()
     slot, boot_state, write = decide(p)
     if write is not None:
         write_pointer(write)
         p = write
-    pointer = p
-    info = _read_manifest()
+    bootinfo.slot, bootinfo.boot_state, bootinfo.pointer = slot, boot_state, p
+    bootinfo.info = _read_manifest(slot)
     if slot != ROOT_SLOT:
         cwd = os.getcwd()
         sys.path.insert(0, (cwd if cwd != "/" else "") + "/" + slot_dir(slot))
     return slot
 
 
-def previous():
-    """The confirmed image a rollback would return to, or None."""
-    prev = pointer.get("prev") if pointer else None
-    return prev if slot_ok(prev) and prev != slot else None
-
-
-def _read_manifest():
+def _read_manifest(slot):
     """The running slot's manifest less its file list, or None (the root
     image has none). Read at boot, on a young heap: a few KB of JSON."""
     if slot == ROOT_SLOT:
@@ -156,8 +154,3 @@ def _read_manifest():
         return None
     m.pop("files", None)
     return m
-
-
-def manifest():
-    """The running slot's manifest less its file list (dict), or None."""
-    return info

@@ -52,10 +52,11 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
     from runtime.store import Store, StoreError
     from runtime.watchdog import Watchdog
 
-    import bootslot
+    import bootinfo
 
-    if version_file is None:  # the running image's (a slot's, or the root's)
-        version_file = bootslot.path(bootslot.slot, VERSION_FILE)
+    slot = bootinfo.slot  # the running image (bootslot.py): a slot's, or the root's
+    if version_file is None:
+        version_file = "slots/%s/%s" % (slot, VERSION_FILE) if slot else VERSION_FILE
     try:
         board = boardcfg.load(board_file, version_file)
     except boardcfg.ConfigError as e:
@@ -137,7 +138,10 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)
-    _start_update(sh, board, node, state_dir, node_id, bootslot)
+    if slot or bootinfo.boot_state != "confirmed" or _record_exists("%s/update%d" % (state_dir, node_id)):
+        from runtime import updboot  # an update to report or resume, a slot's defects
+
+        updboot.start(sh, board, node, state_dir)
     cause = _reset_cause()
     if cause:
         sh.note("reset cause: " + cause)
@@ -147,45 +151,16 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
     return sh
 
 
-def _start_update(sh, board, node, state_dir, node_id, bootslot):
-    """The update agent, when this boot has an update to report or resume
-    (docs/UPDATES.md); a test build's defects (runtime/defects.py)."""
-    from runtime.slots import Slots
-    from runtime.store import Store
+def _record_exists(path):
+    """A runtime.store value at `path` (or its .tmp/.bak after a cut)."""
+    import os
 
-    node.confirm_after_ms = board.confirm_after_ms
-    sh.slots = Slots(board.auth_key, sh.watchdog.feed if sh.watchdog is not None else None)
-    sh.update_store = Store(state_dir, "update%d" % node_id)
-    sh.reset = _soft_reset
-    record = sh.update_store.read()
-    states = {"trial": 5, "reverted": 7, "confirmed": 6}  # node.update's TRIAL, REVERTED, CONFIRMED
-    if record is not None or bootslot.slot or bootslot.boot_state != "confirmed":
-        agent = node.updater()
-        if record is not None:
-            try:
-                agent.restore(record)
-            except ValueError as e:
-                sh.note("%s: %s" % (sh.update_store.path, e))
-        agent.boot(states[bootslot.boot_state], bootslot.previous() is not None)
-    if bootslot.boot_state != "confirmed":
-        sh.note("boot: slot %r %s" % (bootslot.slot, bootslot.boot_state))
-    m = bootslot.manifest()
-    if m and m.get("defects"):
-        from runtime.defects import Defects
-
-        d = Defects.of(m, board.lineage)
-        if d is not None:
-            sh.defects = d
-            sh.note("test build: defects %s" % ",".join(sorted(m["defects"])))
-
-
-def _soft_reset():
-    try:
-        import machine
-
-        machine.soft_reset()
-    except (ImportError, AttributeError):
-        raise SystemExit
+    for p in ("", ".tmp", ".bak"):
+        try:
+            return os.stat(path + p) is not None
+        except OSError:
+            pass
+    return False
 
 
 def _last_crash():
@@ -204,15 +179,6 @@ def _last_crash():
     return " | ".join(text.split("\n")[-2:])[-200:]
 
 
-def _hard_reset():
-    try:
-        import machine
-
-        machine.reset()
-    except (ImportError, AttributeError):
-        pass
-
-
 def _reset_cause():
     try:
         import machine
@@ -223,15 +189,6 @@ def _reset_cause():
         return None
     except (ImportError, AttributeError):
         return None
-
-
-def _boot_error(e):
-    global _error_timer
-    print("fleetloop: %s -- loop not started" % e)
-    from runtime import boardcfg, led
-
-    _error_timer = led.blink_error(boardcfg.led_pin_hint(BOARD_FILE))
-    return None
 
 
 def _stop(sh):
@@ -248,6 +205,19 @@ def _stop(sh):
     return False
 
 
+def _revert_trial(e):
+    """A trial image that crashes or cannot start: reset now, and boot.py
+    goes back to the previous image (docs/UPDATES.md)."""
+    import bootinfo
+
+    if bootinfo.boot_state == "trial":
+        if e is not None:
+            _record_crash(e)
+        import machine
+
+        machine.reset()
+
+
 def _record_crash(e):
     try:
         with open(CRASH_FILE, "w") as f:
@@ -257,18 +227,18 @@ def _record_crash(e):
 
 
 def main():
-    global shell
+    global shell, _error_timer
     try:
         sh = build()
     except Exception as e:
-        import bootslot
+        _revert_trial(e)
+        if not isinstance(e, BootError):
+            raise
+        print("fleetloop: %s -- loop not started" % e)
+        from runtime import boardcfg, led
 
-        if bootslot.boot_state == "trial":  # a trial that cannot even start is reverted at once
-            _record_crash(e)
-            _hard_reset()
-        if isinstance(e, BootError):
-            return _boot_error(e)
-        raise
+        _error_timer = led.blink_error(boardcfg.led_pin_hint(BOARD_FILE))
+        return None
     shell = sh
     gc.collect()
     if sh.watchdog is not None and not sh.watchdog.start():
@@ -282,10 +252,7 @@ def main():
     except Exception as e:
         _stop(sh)
         _record_crash(e)
-        import bootslot
-
-        if bootslot.boot_state == "trial":  # a trial that crashes is reverted at once
-            _hard_reset()
+        _revert_trial(None)
         raise
     _stop(sh)  # end of input (unix port): leave quietly
     return sh

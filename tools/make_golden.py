@@ -257,7 +257,7 @@ def overhead(n_random=10000, seed=1):
     for v in vectors():
         golden.append((v["key"] is not None, len(v["line"]) // 2 - len(v["payload"]) // 2))
     rand = []
-    types = sorted(msgs.LAYOUTS)
+    types = sorted(msgs.all_layouts())
     for i in range(n_random):
         t = types[i % len(types)]
         if t == msgs.STATE:
@@ -271,7 +271,7 @@ def overhead(n_random=10000, seed=1):
         elif t == msgs.JOURNAL:
             payload = msgs.pack_journal(rng.randrange(1 << 32), [(rng.randrange(1, 8), rng.randrange(1 << 32), rng.randrange(1 << 32)) for _ in range(rng.randrange(msgs.JOURNAL_MAX_ENTRIES + 1))])
         else:
-            payload = struct.pack(msgs.LAYOUTS[t][1], *[bytes(32) if c == "s" else rng.randrange(top[c] + 1) for c in msgs.LAYOUTS[t][1][1:] if not c.isdigit()])
+            payload = struct.pack(msgs.layout(t)[1], *[bytes(32) if c == "s" else rng.randrange(top[c] + 1) for c in msgs.layout(t)[1][1:] if not c.isdigit()])
         signed = i % 2 == 1
         line = wire.encode(t, rng.randrange(1, wire.MAX_NODE_ID + 1), rng.randrange(1 << 16), payload,
                            rng.randrange(256), wire.Auth(KEY) if signed else None, rng.randrange(1 << 32))

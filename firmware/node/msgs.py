@@ -163,16 +163,11 @@ LAYOUTS = {
         ("seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"),
     ),
     RECONCILE_ACK: ("reconcile_ack", "<IIHH", ("term", "seq", "released", "refused")),
-    UPD_OFFER: (
-        "upd_offer",
-        "<I32sIHHBBBB",
-        ("upd_id", "digest", "size", "chunks", "chunk_size", "fw_major", "fw_minor", "lineage", "flags"),
-    ),
-    UPD_CHUNK: ("upd_chunk", None, ("upd_id", "index", "data")),
-    UPD_ACK: ("upd_ack", None, ("upd_id", "state", "reason", "have", "base", "fw_major", "fw_minor", "bitmap")),
-    UPD_CMD: ("upd_cmd", "<IB", ("upd_id", "action")),
 }
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_CMD)  # what a node's update agent takes
+# The UPD_* layouts live in node/update.py (UPDATE_LAYOUTS), loaded with the
+# agent: a board that never updates does not hold them. layout() and name()
+# find them there; all_layouts() is every type's.
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
@@ -214,12 +209,26 @@ def layout(type, version=1):
         if changed is not None and type in changed:
             return changed[type]
         version -= 1
-    return LAYOUTS.get(type)
+    lay = LAYOUTS.get(type)
+    if lay is None and UPD_OFFER <= type <= UPD_CMD:
+        from node.update import UPDATE_LAYOUTS
+
+        lay = UPDATE_LAYOUTS.get(type)
+    return lay
 
 
 def name(type):
-    layout = LAYOUTS.get(type)
-    return layout[0] if layout else "type_0x%02x" % type
+    lay = layout(type)
+    return lay[0] if lay else "type_0x%02x" % type
+
+
+def all_layouts():
+    """{type: layout} of every type in version 1 (the UPD_* ones included)."""
+    from node.update import UPDATE_LAYOUTS
+
+    out = dict(LAYOUTS)
+    out.update(UPDATE_LAYOUTS)
+    return out
 
 
 def pack(type, *values, version=1):
@@ -334,37 +343,3 @@ def unpack_journal(payload):
         entries.append(struct.unpack_from(JOURNAL_ENTRY, payload, off))
     return first, entries
 
-
-# UPD_CHUNK: upd_id u32, index u16, then 1..218 bytes of the image.
-UPD_CHUNK_HEAD = "<IH"
-UPD_CHUNK_HEAD_LEN = const(6)
-# UPD_ACK: upd_id u32, state u8, reason u8, have u16, base u16, fw_major u8,
-# fw_minor u8, then the received-chunks bitmap from chunk `base` (a multiple
-# of 8; bit i of byte j: chunk base + 8j + i), at most UPD_ACK_MAX_BITMAP bytes.
-UPD_ACK_HEAD = "<IBBHHBB"
-UPD_ACK_HEAD_LEN = const(12)
-UPD_ACK_MAX_BITMAP = const(212)  # MAX_PAYLOAD 224 - 12: 1,696 chunks past the first missing
-
-
-def pack_chunk(upd_id, index, data):
-    return struct.pack(UPD_CHUNK_HEAD, upd_id, index) + bytes(data)
-
-
-def unpack_chunk(payload):
-    """(upd_id, index, data) of an UPD_CHUNK payload; data a memoryview."""
-    if len(payload) <= UPD_CHUNK_HEAD_LEN:
-        raise ProtocolError(ERR_PAYLOAD, "upd_chunk: %d bytes" % len(payload))
-    upd_id, index = struct.unpack_from(UPD_CHUNK_HEAD, payload, 0)
-    return upd_id, index, memoryview(payload)[UPD_CHUNK_HEAD_LEN:]
-
-
-def pack_ack(upd_id, state, reason, have, base, fw_major, fw_minor, bitmap):
-    return struct.pack(UPD_ACK_HEAD, upd_id, state, reason, have, base, fw_major, fw_minor) + bytes(bitmap)
-
-
-def unpack_ack(payload):
-    """(upd_id, state, reason, have, base, fw_major, fw_minor, bitmap bytes)."""
-    n = len(payload)
-    if n < UPD_ACK_HEAD_LEN or n > UPD_ACK_HEAD_LEN + UPD_ACK_MAX_BITMAP:
-        raise ProtocolError(ERR_PAYLOAD, "upd_ack: %d bytes" % n)
-    return struct.unpack_from(UPD_ACK_HEAD, payload, 0) + (bytes(payload[UPD_ACK_HEAD_LEN:]),)

@@ -116,7 +116,6 @@ class Node:
         self.role_changes = 0
 
         self.update = None  # node/update.py's agent, built by updater() when first needed
-        self.confirm_after_ms = 30000  # a trial image confirms itself after this long healthy (board.json)
         self.region = None
         self.seat = None
         self._seat_digest = None
@@ -284,19 +283,8 @@ class Node:
         if self.update is None:
             from node.update import Update
 
-            self.update = Update(self._send, self.cfg.fw_version, self.confirm_after_ms)
+            self.update = Update(self._send, self.cfg.fw_version)
         return self.update
-
-    def cluster_majors(self):
-        """The firmware major versions this node's records show in its cluster."""
-        out = []
-        for m in self.cfg.members:
-            r = self.records.get(m)
-            if r is not None:
-                major = (r[1] >> 16) & 0xFF
-                if major not in out:
-                    out.append(major)
-        return out
 
     def wire_role(self):
         """Role as carried in heartbeats and telemetry (standby shown)."""
@@ -538,7 +526,7 @@ class Node:
         t = f.type
         if t in msgs.UPDATE_TYPES:  # variable layouts: the agent parses them
             if f.src == wire.ADDR_GROUND and f.dst == self.id:
-                self.updater().receive(f.src, t, f.payload, self.cluster_majors())
+                self.updater().receive(f.src, t, f.payload, self)
             else:
                 self.ignored += 1
             return

@@ -39,6 +39,7 @@ import struct
 from micropython import const
 
 from node import msgs
+from node.wire import ERR_PAYLOAD, ProtocolError
 
 IDLE = const(0)
 RECEIVING = const(1)
@@ -122,6 +123,31 @@ _NEXT = {
     (VERIFYING, E_ABORT): IDLE,
     (VERIFIED, E_ABORT): IDLE,
 }
+
+
+# The UPD_* message layouts (docs/PROTOCOL.md), as msgs.LAYOUTS has the others.
+UPDATE_LAYOUTS = {
+    msgs.UPD_OFFER: (
+        "upd_offer",
+        "<I32sIHHBBBB",
+        ("upd_id", "digest", "size", "chunks", "chunk_size", "fw_major", "fw_minor", "lineage", "flags"),
+    ),
+    msgs.UPD_CHUNK: ("upd_chunk", None, ("upd_id", "index", "data")),
+    msgs.UPD_ACK: ("upd_ack", None, ("upd_id", "state", "reason", "have", "base", "fw_major", "fw_minor", "bitmap")),
+    msgs.UPD_CMD: ("upd_cmd", "<IB", ("upd_id", "action")),
+}
+
+
+def cluster_majors(node):
+    """The firmware major versions the node's records show in its cluster."""
+    out = []
+    for m in node.cfg.members:
+        r = node.records.get(m)
+        if r is not None:
+            major = (r[1] >> 16) & 0xFF
+            if major not in out:
+                out.append(major)
+    return out
 
 
 class Update:
@@ -216,13 +242,13 @@ class Update:
 
     # ---- frames -----------------------------------------------------------
 
-    def receive(self, src, type, payload, majors=()):
-        """One update frame from the ground. `majors`: the major versions the
-        cluster runs (the node's records). ProtocolError on a bad layout."""
+    def receive(self, src, type, payload, node):
+        """One update frame from the ground for `node` (its records say which
+        majors the cluster runs). ProtocolError on a bad layout."""
         if type == msgs.UPD_OFFER:
-            self._on_offer(msgs.unpack(type, payload), majors)
+            self._on_offer(msgs.unpack(type, payload), cluster_majors(node))
         elif type == msgs.UPD_CHUNK:
-            upd_id, index, data = msgs.unpack_chunk(payload)
+            upd_id, index, data = unpack_chunk(payload)
             self._on_chunk(upd_id, index, data)
         elif type == msgs.UPD_CMD:
             upd_id, action = msgs.unpack(type, payload)
@@ -256,7 +282,7 @@ class Update:
         (the sender waits for its own), and what this node is doing goes on."""
         self.refused[reason] += 1
         v = self.fw_version
-        self._send(0, msgs.UPD_ACK, msgs.pack_ack(upd_id, self.state, reason, 0, 0, v[0], v[1], b""))
+        self._send(0, msgs.UPD_ACK, pack_ack(upd_id, self.state, reason, 0, 0, v[0], v[1], b""))
 
     def _on_chunk(self, upd_id, index, data):
         if self.state != RECEIVING or upd_id != self.upd_id:
@@ -362,7 +388,42 @@ class Update:
 
     def _send_ack(self):
         base = self.first_missing() & ~7
-        tail = self.bitmap[base >> 3:(base >> 3) + msgs.UPD_ACK_MAX_BITMAP]
+        tail = self.bitmap[base >> 3:(base >> 3) + UPD_ACK_MAX_BITMAP]
         v = self.fw_version
-        payload = msgs.pack_ack(self.upd_id, self.state, self.reason, self.have, base, v[0], v[1], tail)
+        payload = pack_ack(self.upd_id, self.state, self.reason, self.have, base, v[0], v[1], tail)
         self._send(0, msgs.UPD_ACK, payload)
+
+
+# UPD_CHUNK: upd_id u32, index u16, then 1..218 bytes of the image.
+UPD_CHUNK_HEAD = "<IH"
+UPD_CHUNK_HEAD_LEN = const(6)
+# UPD_ACK: upd_id u32, state u8, reason u8, have u16, base u16, fw_major u8,
+# fw_minor u8, then the received-chunks bitmap from chunk `base` (a multiple
+# of 8; bit i of byte j: chunk base + 8j + i), at most UPD_ACK_MAX_BITMAP bytes.
+UPD_ACK_HEAD = "<IBBHHBB"
+UPD_ACK_HEAD_LEN = const(12)
+UPD_ACK_MAX_BITMAP = const(212)  # MAX_PAYLOAD 224 - 12: 1,696 chunks past the first missing
+
+
+def pack_chunk(upd_id, index, data):
+    return struct.pack(UPD_CHUNK_HEAD, upd_id, index) + bytes(data)
+
+
+def unpack_chunk(payload):
+    """(upd_id, index, data) of an UPD_CHUNK payload; data a memoryview."""
+    if len(payload) <= UPD_CHUNK_HEAD_LEN:
+        raise ProtocolError(ERR_PAYLOAD, "upd_chunk: %d bytes" % len(payload))
+    upd_id, index = struct.unpack_from(UPD_CHUNK_HEAD, payload, 0)
+    return upd_id, index, memoryview(payload)[UPD_CHUNK_HEAD_LEN:]
+
+
+def pack_ack(upd_id, state, reason, have, base, fw_major, fw_minor, bitmap):
+    return struct.pack(UPD_ACK_HEAD, upd_id, state, reason, have, base, fw_major, fw_minor) + bytes(bitmap)
+
+
+def unpack_ack(payload):
+    """(upd_id, state, reason, have, base, fw_major, fw_minor, bitmap bytes)."""
+    n = len(payload)
+    if n < UPD_ACK_HEAD_LEN or n > UPD_ACK_HEAD_LEN + UPD_ACK_MAX_BITMAP:
+        raise ProtocolError(ERR_PAYLOAD, "upd_ack: %d bytes" % n)
+    return struct.unpack_from(UPD_ACK_HEAD, payload, 0) + (bytes(payload[UPD_ACK_HEAD_LEN:]),)

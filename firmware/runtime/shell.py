@@ -59,11 +59,7 @@ class Shell:
         self.stopped = None  # why run() returned
         self.board = None  # the BoardConfig it was built from (main.build)
         self.journal = None  # runtime.journal.Journal when board.json asks for one
-        self.slots = None  # runtime.slots.Slots: where an update's actions go (main.build)
-        self.update_store = None  # the update agent's record (runtime.store.Store)
-        self.reset = None  # soft reset after an install or rollback: machine.soft_reset
         self.defects = None  # a test build's declared defects (runtime/defects.py), or None
-        self._reset_due = False
 
     def note(self, text):
         """Record a fact for the REPL, and send it as a LOG frame if the core can."""
@@ -160,8 +156,11 @@ class Shell:
             self.store.write(self._blob)
             self._blob = None
             self.persists += 1
-        if node.update is not None:
-            self._update_actions(node.update)
+        reset = False
+        if node.update is not None and node.update._actions:
+            from runtime.updboot import do_actions  # only once an update is under way
+
+            reset = do_actions(self, node.update)  # True: install or rollback, reset once the frames are out
         if self.defects is not None:
             self.defects.check(self, now)
         out = self._out
@@ -174,58 +173,11 @@ class Shell:
         if self.watchdog is not None:
             self.watchdog.feed()
         self.iterations += 1
-        if self._reset_due and self.reset is not None:
-            self._reset_due = False
-            self.reset()  # after the frames that say why have gone
+        if reset:
+            from runtime.updboot import soft_reset
+
+            soft_reset()  # after the frames that say why have gone
         return True
-
-    def _update_actions(self, agent):
-        """Do the update agent's actions in order (node/update.py), all before
-        the frames of this poll leave: an ACK never claims a chunk that is
-        not on flash, nor a state that is not persisted."""
-        from node import update as U
-
-        acts = agent.take_actions()
-        slots = self.slots
-        store = self.update_store
-        if slots is None or store is None:  # a shell built without flash slots (tests): nothing to do them with
-            return
-        while acts:
-            kind, arg = acts.pop(0)
-            if kind == U.ACT_WRITE:
-                slots.write(arg[0] * agent.chunk_size, arg[1])
-            elif kind == U.ACT_PERSIST:
-                store.write(arg)
-            elif kind == U.ACT_BEGIN:
-                slots.begin()
-            elif kind == U.ACT_VERIFY:
-                gc.collect()
-                try:
-                    reason = slots.verify_and_unpack(agent)
-                except MemoryError:  # stays VERIFYING: the ground's next status query retries
-                    gc.collect()
-                    self.out_of_memory += 1
-                    self.note("update: out of heap while checking the image; will retry")
-                    continue
-                if reason:
-                    self.note(slots.last_error)
-                agent.verified(reason)
-            elif kind == U.ACT_INSTALL:
-                if slots.install():
-                    self.note("update: installing %d.%d, trial boot" % agent.version)
-                    self._reset_due = True
-                else:
-                    agent.verified(U.R_TRUNCATED)
-            elif kind == U.ACT_CONFIRM:
-                slots.confirm()
-                self.note("update: %d.%d confirmed" % agent.version)
-            elif kind == U.ACT_ROLLBACK:
-                if slots.rollback():
-                    self.note("update: rolling back")
-                    self._reset_due = True
-                else:
-                    agent._refuse(U.R_NO_PREVIOUS)
-            acts += agent.take_actions()
 
     def _sample_heap(self):
         """Free heap after a collection, and its low-water mark since boot,

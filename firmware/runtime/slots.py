@@ -29,6 +29,7 @@ import json
 import os
 import struct
 
+import bootinfo
 import bootslot
 from node import update as U
 
@@ -162,7 +163,7 @@ class Slots:
         """The slot an image is unpacked into: neither the running one nor
         the pointer's (a trial's prev stays intact)."""
         p = bootslot.read_pointer() or {}
-        busy = (bootslot.slot, p.get("slot"))
+        busy = (bootinfo.slot, p.get("slot"))
         return "a" if "a" not in busy else "b"
 
     def _unpack(self, m, files, offset, body, digest):
@@ -215,7 +216,7 @@ class Slots:
         slot = getattr(self, "unpacked", None) or self._find_unpacked()
         if slot is None:
             return False
-        bootslot.write_pointer({"slot": slot, "state": "trial", "prev": bootslot.slot})
+        bootslot.write_pointer({"slot": slot, "state": "trial", "prev": bootinfo.slot})
         return True
 
     def _find_unpacked(self):
@@ -223,15 +224,15 @@ class Slots:
         return t if bootslot.slot_ok(t) else None
 
     def confirm(self):
-        p = dict(bootslot.pointer or {"slot": bootslot.slot, "prev": None})
+        p = dict(bootinfo.pointer or {"slot": bootinfo.slot, "prev": None})
         p["state"] = "confirmed"
-        p["slot"] = bootslot.slot
+        p["slot"] = bootinfo.slot
         bootslot.write_pointer(p)
-        bootslot.pointer = p
+        bootinfo.pointer = p
 
     def rollback(self):
         prev = bootslot.previous()
         if prev is None:
             return False
-        bootslot.write_pointer({"slot": prev, "state": "confirmed", "prev": bootslot.slot})
+        bootslot.write_pointer({"slot": prev, "state": "confirmed", "prev": bootinfo.slot})
         return True

@@ -8,6 +8,7 @@
 # as {kind, t_ms, arg}, LOG as {"text": ...}.
 
 from node import msgs
+from node import update as U
 
 
 def payload_of(type, fields, version=1):
@@ -20,10 +21,10 @@ def payload_of(type, fields, version=1):
     if type == msgs.JOURNAL:
         return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
     if type == msgs.UPD_CHUNK:
-        return msgs.pack_chunk(fields["upd_id"], fields["index"], _unhex(fields["data"]))
+        return U.pack_chunk(fields["upd_id"], fields["index"], _unhex(fields["data"]))
     if type == msgs.UPD_ACK:
         f = fields
-        return msgs.pack_ack(f["upd_id"], f["state"], f["reason"], f["have"], f["base"], f["fw_major"], f["fw_minor"],
+        return U.pack_ack(f["upd_id"], f["state"], f["reason"], f["have"], f["base"], f["fw_major"], f["fw_minor"],
                              _unhex(f["bitmap"]))
     if type == msgs.UPD_OFFER:
         fields = dict(fields)
@@ -56,10 +57,10 @@ def fields_of(type, payload, version=1):
         first, entries = msgs.unpack_journal(payload)
         return {"first": first, "entries": [{"kind": k, "t_ms": t, "arg": a} for k, t, a in entries]}
     if type == msgs.UPD_CHUNK:
-        upd_id, index, data = msgs.unpack_chunk(payload)
+        upd_id, index, data = U.unpack_chunk(payload)
         return {"upd_id": upd_id, "index": index, "data": _hex(data)}
     if type == msgs.UPD_ACK:
-        values = msgs.unpack_ack(payload)
+        values = U.unpack_ack(payload)
         out = dict(zip(msgs.layout(type, version)[2], values))
         out["bitmap"] = _hex(out["bitmap"])
         return out

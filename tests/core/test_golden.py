@@ -31,7 +31,7 @@ def test_golden_file_covers_every_type_signed_and_plain():
     vs = _vectors()
     assert len(vs) >= 20
     types = set(v["type"] for v in vs)
-    assert types == set(msgs.LAYOUTS), sorted(set(msgs.LAYOUTS) - types)
+    assert types == set(msgs.all_layouts()), sorted(set(msgs.all_layouts()) - types)
     assert any(v["key"] is None for v in vs) and any(v["key"] is not None for v in vs)
     dsts = set(v["dst"] for v in vs)
     assert wire.ADDR_GROUND in dsts and wire.ADDR_BROADCAST in dsts

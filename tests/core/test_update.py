@@ -11,10 +11,8 @@ from node.node import Node
 CHUNK = 200
 
 
-def _node(members=(1,), confirm_after_ms=3000, fw=(1, 0)):
-    n = Node(1, Config(cluster=1, members=list(members), election_timeout_ms=1000, fw_version=fw), seed=5)
-    n.confirm_after_ms = confirm_after_ms
-    return n
+def _node(members=(1,), fw=(1, 0)):
+    return Node(1, Config(cluster=1, members=list(members), election_timeout_ms=1000, fw_version=fw), seed=5)
 
 
 def _image(n=1234):
@@ -36,7 +34,7 @@ def _send(node, type, payload, now=0, src=wire.ADDR_GROUND):
 
 
 def _chunk(img, i, upd_id=9):
-    return msgs.pack_chunk(upd_id, i, img[i * CHUNK:(i + 1) * CHUNK])
+    return U.pack_chunk(upd_id, i, img[i * CHUNK:(i + 1) * CHUNK])
 
 
 class Flash:
@@ -64,7 +62,7 @@ def _acks(frames):
     for dst, line in frames:
         f = wire.decode(line[:-1])
         if f.type == msgs.UPD_ACK:
-            out.append(msgs.unpack_ack(f.payload))
+            out.append(U.unpack_ack(f.payload))
     return out
 
 
@@ -87,6 +85,7 @@ def test_a_whole_transfer_verifies_installs_boots_as_trial_and_confirms():
     # The reboot: a new node of the new version, the record restored, the pointer says trial.
     n2 = _node(fw=(1, 1))
     a = n2.updater()
+    a.confirm_after_ms = 3000  # board.json confirm_after_ms, as runtime/updboot.py sets it
     a.restore(fl.record)
     a.boot(U.TRIAL, True)
     assert a.state == U.TRIAL
@@ -155,8 +154,8 @@ def test_refusals_are_counted_by_reason_and_install_nothing():
     _send(n, msgs.UPD_CMD, msgs.pack(msgs.UPD_CMD, 0, U.CMD_ROLLBACK))
     assert a.refused[U.R_NO_PREVIOUS] == 1
     _send(n, msgs.UPD_OFFER, _offer(img))
-    _send(n, msgs.UPD_CHUNK, msgs.pack_chunk(9, 7, b"x" * CHUNK))  # index past the end
-    _send(n, msgs.UPD_CHUNK, msgs.pack_chunk(9, 2, b"x" * 5))  # wrong length
+    _send(n, msgs.UPD_CHUNK, U.pack_chunk(9, 7, b"x" * CHUNK))  # index past the end
+    _send(n, msgs.UPD_CHUNK, U.pack_chunk(9, 2, b"x" * 5))  # wrong length
     assert a.refused[U.R_RANGE] == 2 and a.have == 0
     _send(n, msgs.UPD_CMD, msgs.pack(msgs.UPD_CMD, 9, U.CMD_INSTALL))  # not verified yet
     assert a.refused[U.R_STATE] == 1 and a.state == U.RECEIVING
