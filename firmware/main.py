@@ -61,6 +61,12 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
         board = boardcfg.load(board_file, version_file)
     except boardcfg.ConfigError as e:
         raise BootError(str(e))
+    pending = _record_exists(state_dir + "/update")  # an update under way (runtime/updboot.py)
+    if pending:
+        from runtime import updboot
+
+        updboot.check_early(state_dir, board.auth_key)  # on a young heap
+        gc.collect()
 
     notes = []
     uid = identity.unique_id()
@@ -138,7 +144,7 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)
-    if slot or bootinfo.boot_state != "confirmed" or _record_exists("%s/update%d" % (state_dir, node_id)):
+    if slot or bootinfo.boot_state != "confirmed" or pending:
         from runtime import updboot  # an update to report or resume, a slot's defects
 
         updboot.start(sh, board, node, state_dir)

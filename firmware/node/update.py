@@ -91,8 +91,8 @@ ACK_EVERY = const(8)  # chunks between two ACKs while receiving
 ACK_MS = const(1000)  # ACK at least this often while receiving (mission ms)
 MAX_CHUNK = const(218)  # wire.MAX_PAYLOAD - the chunk header (6 bytes)
 
-_REC = "<B32sIHHBBBBI"  # state, digest, size, chunks, chunk_size, major, minor, lineage, flags, upd_id
-_REC_LEN = const(49)
+_REC = "<BB32sIHHBBBBI"  # state, reason, digest, size, chunks, chunk_size, major, minor, lineage, flags, upd_id
+_REC_LEN = const(50)
 
 # (state, event) -> next state; an event missing for a state is refused (R_STATE).
 E_OFFER = const(0)
@@ -181,18 +181,19 @@ class Update:
     def record(self):
         """The agent's record: what a reboot needs to resume (bytes)."""
         v = self.version
-        return struct.pack(_REC, self.state, self.digest, self.size, self.chunks, self.chunk_size, v[0], v[1],
+        return struct.pack(_REC, self.state, self.reason, self.digest, self.size, self.chunks, self.chunk_size, v[0], v[1],
                            self.lineage, self.flags, self.upd_id) + bytes(self.bitmap)
 
     def restore(self, blob):
         """Resume from record(); ValueError if it is damaged."""
         if blob is None or len(blob) < _REC_LEN:
             raise ValueError("update record: %d bytes" % (0 if blob is None else len(blob)))
-        (state, digest, size, chunks, chunk_size, major, minor, lineage, flags,
+        (state, reason, digest, size, chunks, chunk_size, major, minor, lineage, flags,
          upd_id) = struct.unpack_from(_REC, blob, 0)
         if state >= len(STATE_NAMES) or len(blob) != _REC_LEN + (chunks + 7) // 8:
             raise ValueError("update record: state %d, %d bytes for %d chunks" % (state, len(blob), chunks))
         self.state = state
+        self.reason = reason
         self.digest = bytes(digest)
         self.size, self.chunks, self.chunk_size = size, chunks, chunk_size
         self.version = (major, minor)

@@ -15,6 +15,7 @@ from runtime.store import Store
 _STATES = {"trial": U.TRIAL, "reverted": U.REVERTED, "confirmed": U.CONFIRMED}
 
 
+RECORD = "update"  # the agent's record in the state folder (one node per board)
 _store = None  # the agent's record (runtime.store.Store), next to the shell's
 _slots = None  # runtime.slots.Slots
 
@@ -22,7 +23,7 @@ _slots = None  # runtime.slots.Slots
 def _parts(sh):
     global _store, _slots
     if _store is None:
-        _store = Store(sh.store.folder, "update%d" % sh.node.id)
+        _store = Store(sh.store.folder, RECORD)
     if _slots is None:
         from runtime.slots import Slots
 
@@ -31,9 +32,30 @@ def _parts(sh):
     return _store, _slots
 
 
+def check_early(state_dir, key):
+    """At boot, before the node takes the heap: finish an image check that a
+    cut or a lack of heap interrupted (the record says VERIFYING)."""
+    store = Store(state_dir, RECORD)
+    record = store.read()
+    if record is None:
+        return
+    a = U.Update(None, (0, 0))
+    try:
+        a.restore(record)
+    except ValueError:
+        return
+    if a.state != U.VERIFYING:
+        return
+    from runtime.slots import Slots
+
+    a.take_actions()
+    a.verified(Slots(key).verify_and_unpack(a))
+    store.write(a.record())
+
+
 def start(sh, board, node, state_dir):
     store = _parts(sh)[0]
-    record = store.read()
+    record = store.read()  # check_early() has done an interrupted check
     agent = node.updater()
     agent.confirm_after_ms = board.confirm_after_ms
     if record is not None:
@@ -77,11 +99,13 @@ def do_actions(sh, agent):
             _gc.collect()
             try:
                 reason = slots.verify_and_unpack(agent)
-            except MemoryError:  # stays VERIFYING: the ground's next status query retries
+            except MemoryError:  # stays VERIFYING (persisted): check_early() does it at the next boot
                 _gc.collect()
                 sh.out_of_memory += 1
-                sh.note("update: out of heap while checking the image; will retry")
-                continue
+                sh.note("update: out of heap while checking the image; checking it at a fresh boot")
+                reset = True
+                acts = []
+                break
             if reason:
                 sh.note(slots.last_error)
             agent.verified(reason)

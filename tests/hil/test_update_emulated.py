@@ -176,6 +176,7 @@ def test_power_cuts_during_transfer_install_and_trial_never_leave_it_unbootable(
             t = push.now()
             push.run_until(lambda s: _hello_version(push, t) is not None, 60, "HELLO after power cut %d" % cut)
             outcomes.append((phase, s.state, _hello_version(push, t)))
+            print("cut %d (%s): %s, %s" % (cut, phase, s.progress(), _pointer(board)), flush=True)
             s.status()
         # Then let it finish: it converges to the wanted version, confirmed.
         push.run_until(lambda s: s.state in ("verified", "confirmed", "trial", "install_pending") or s.error, 300,
