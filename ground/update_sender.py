@@ -92,8 +92,10 @@ class UpdateSender:
                     break
                 if byte >> b & 1:
                     self.acked[i] = 1
-                elif self.sent_at[i] is not None:
-                    missing.append(i)
+                else:
+                    self.acked[i] = 0  # the node says it lacks it (lost, or lost again in a reboot)
+                    if self.sent_at[i] is not None:
+                        missing.append(i)
         if self.state not in ("idle", "receiving"):
             self.acked[:] = b"\x01" * self.chunks
         self.have = f["have"]

@@ -52,6 +52,7 @@ def images():
         "1.1": update_image.build((1, 1), KEY),
         "1.2-crash": update_image.build((1, 2), KEY, test_build=True, defects={"crash_on_coordinator": True}),
         "1.3-wrongkey": update_image.build((1, 3), b"not the fleet key"),
+        "1.4": update_image.build((1, 4), KEY),
     }
 
 
@@ -151,40 +152,68 @@ def test_an_image_under_another_key_is_refused_and_nothing_installed(tmp_path, b
         board.stop()
 
 
+def _runnable(board, slot):
+    return slot == "" or board.folder.joinpath("slots", slot, "ok").exists()
+
+
 def test_power_cuts_during_transfer_install_and_trial_never_leave_it_unbootable(tmp_path, built, images):
     rng = random.Random(int(os.environ.get("UPDATE_SEED", "5")))
     board, push = _start(tmp_path, built)
+    upd = [20]
+    want = [(1, 1)]
     outcomes = []
-    try:
-        s = _sender(images["1.1"], 21, (1, 1))
+
+    def new_sender():  # what a rollout does after a revert or a refusal: offer again
+        upd[0] += 1
+        s = _sender(images["%d.%d" % want[0]], upd[0], want[0])
         push.start(s)
+        return s
+
+    try:
+        s = new_sender()
         for cut in range(CUTS):
-            phase = rng.choice(("transfer", "install", "trial"))
-            if phase == "transfer" and s.state in (None, "idle", "receiving"):
-                push.run_until(lambda s: s.have >= rng.randrange(max(1, s.chunks)) or s.done, 120, "progress")
-            elif s.state == "verified":
-                s.install()
-            push.run_until(lambda s: True, 1, "")
-            for _ in range(rng.randrange(1, 40)):
-                push.step(0.01)
+            if s.state == "reverted" or s.error:
+                s = new_sender()
+            elif s.state == "confirmed":  # the next version: more installs and trials to cut into
+                want[0] = (1, 4) if s.version == (1, 1) else (1, 1)
+                s = new_sender()
+            if cut >= CUTS // 2:  # the second half: cuts during install, trial boot and confirmation
+                push.run_until(lambda s: s.state not in (None, "idle", "receiving", "verifying") or s.error, 300,
+                               "verified image")
+            if s.state in (None, "idle", "receiving"):
+                target = rng.randrange(max(1, s.chunks))
+                push.run_until(lambda s: s.have >= target or s.done, 120, "progress")
+                phase = "transfer"
+            else:
+                if s.state == "verified":
+                    s.install()
+                phase = s.state
+                for _ in range(rng.randrange(1, 400)):  # a random moment in install, reboot, trial, confirmation
+                    push.step(0.01)
             board.power_cut()
             p = _pointer(board)
-            if p is not None:  # the pointer names a runnable image, or boot falls back to one
-                slot = p["slot"]
-                assert slot == "" or board.folder.joinpath("slots", slot, "ok").exists() or p["state"] != "confirmed"
+            if p is not None:  # the pointer names a runnable image; a trial's way back is runnable
+                assert _runnable(board, p["slot"]) or p["state"] in ("trial", "trial_booted"), (cut, p)
+                if p["state"] in ("trial", "trial_booted"):
+                    assert _runnable(board, p["prev"] or ""), (cut, p)
             board.power_on()
             t = push.now()
             push.run_until(lambda s: _hello_version(push, t) is not None, 60, "HELLO after power cut %d" % cut)
-            outcomes.append((phase, s.state, _hello_version(push, t)))
+            outcomes.append((phase, _hello_version(push, t)))
             print("cut %d (%s): %s, %s" % (cut, phase, s.progress(), _pointer(board)), flush=True)
             s.status()
         # Then let it finish: it converges to the wanted version, confirmed.
-        push.run_until(lambda s: s.state in ("verified", "confirmed", "trial", "install_pending") or s.error, 300,
-                       "verified image")
-        if s.state == "verified":
-            s.install()
-        push.run_until(lambda s: s.state == "confirmed" or s.error, 180, "confirmed")
-        assert s.error is None and s.node_version == (1, 1), (s.error, outcomes)
+        for attempt in range(3):
+            if s.state == "reverted" or s.error:
+                s = new_sender()
+            push.run_until(lambda s: s.state not in (None, "idle", "receiving", "verifying") or s.error, 300,
+                           "verified image")
+            if s.state == "verified":
+                s.install()
+            push.run_until(lambda s: s.state in ("confirmed", "reverted") or s.error, 180, "confirmed")
+            if s.state == "confirmed":
+                break
+        assert s.state == "confirmed" and s.node_version == want[0], (s.progress(), outcomes)
         assert _pointer(board)["state"] == "confirmed"
     finally:
         board.stop()
