@@ -15,7 +15,9 @@ then those an ACK's bitmap shows missing (sent more than `rto_s` ago), then
 (only when the link would otherwise idle) the oldest unacknowledged ones: a
 chunk still in flight costs a little capacity that would go unused anyway,
 and the transfer's tail shrinks from round trips to a fraction of one.
-A refusal comes back in the ACK's `reason` (update.REASON_NAMES): the sender
+Chunks follow the first offer at once, without waiting a round trip for the
+node's first ACK (a chunk that overtakes a lost offer is ignored and sent
+again). A refusal comes back in the ACK's `reason` (update.REASON_NAMES): the sender
 stops and says it in `error`, one line naming the node.
 """
 
@@ -132,10 +134,15 @@ class UpdateSender:
             out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": self._cmds.pop(0)})))
         if self.error is not None or len(out) >= max_frames:
             return out
-        if self.state != "receiving":
-            if self._offer_at is None or now_s - self._offer_at >= self.offer_every_s:
+        due = self._offer_at is None or now_s - self._offer_at >= self.offer_every_s
+        if self.state is None:  # not heard yet: the offer (again), and chunks right behind it
+            if due:
                 self._offer_at = now_s
-                if self.state is None or self.state == "idle":
+                out.append((P.UPD_OFFER, P.build_message(P.UPD_OFFER, self.offer)))
+        elif self.state != "receiving":
+            if due:
+                self._offer_at = now_s
+                if self.state == "idle":
                     out.append((P.UPD_OFFER, P.build_message(P.UPD_OFFER, self.offer)))
                 elif self.state not in ("confirmed", "reverted"):
                     # The node ACKs a state change once; ask again in case that ACK was lost.
