@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import logging
 import os
 import signal
 import sys
@@ -63,6 +64,18 @@ def coordinator_of(board: RigBoard) -> str:
         raise RigError("%s: board %s is labgrid place %s but names no coordinator: add `coordinator: HOST:PORT` "
                        "to the entry or the rig, or set %s" % (board.where, board.name, board.place, ENV_COORDINATOR))
     return address if ":" in address else "%s:%d" % (address, DEFAULT_PORT)
+
+
+class _QuietClient(logging.Filter):
+    """labgrid's client logs to the root logger what this module turns into
+    its own one-line errors ("coordinator is unavailable", the traceback of
+    its message pump): those records are dropped while places are in use."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.pathname.replace(os.sep, "/").endswith("labgrid/remote/client.py")
+
+
+_QUIET = _QuietClient()
 
 
 class _Loop:
@@ -241,8 +254,12 @@ class Places:
         if why:
             b = self.boards[0]
             raise RigError("%s: board %s is labgrid place %s: %s" % (b.where, b.name, b.place, why))
+        from hil import protocol_rfc2217
+
+        protocol_rfc2217.use()  # the harness opens ports with a write timeout; pyserial's rfc2217 refuses one
         urls = {}
         atexit.register(self.release)
+        logging.getLogger().addFilter(_QUIET)
         self._catch_sigterm()
         try:
             for b in self.boards:
@@ -291,6 +308,7 @@ class Places:
                 self._loop.stop()
                 self._loop = None
             self._restore_sigterm()
+            logging.getLogger().removeFilter(_QUIET)
         atexit.unregister(self.release)
         return problems
 

@@ -309,8 +309,8 @@ def _live_pty_link(path: str) -> bool:
 def _coordinator(m: Located, key: str, section: str) -> str:
     """A labgrid coordinator address, HOST or HOST:PORT."""
     value = m[key]
-    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not isinstance(value, str) or not value or " " in value or (port and not (port.isdigit() and host)):
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not isinstance(value, str) or not value or " " in value or (sep and not (port.isdigit() and host)):
         raise m.error(key, "%s.%s: expected a labgrid coordinator address HOST:PORT, got %r" % (section, key, value))
     return value
 
