@@ -6,10 +6,12 @@ missing place, a coordinator that refuses or never answers, and an exporter
 that went away each give one error naming the place or coordinator, and
 after each (and after Ctrl-C and SIGTERM) no place stays acquired.
 
-Skipped, with the reason, without labgrid or ser2net (CI installs both:
-.ci/run, pyproject.toml's dev extra).
+Skipped, with the reason, without labgrid or ser2net; failed instead when
+HIL_REQUIRE_LABGRID=1 (.ci/run sets it: CI installs both, from .ci/run and
+pyproject.toml's dev extra, so there the tests must run).
 """
 
+import os
 import signal
 import socket
 import subprocess
@@ -127,6 +129,8 @@ def test_a_place_without_any_coordinator_is_named(tmp_path, monkeypatch):
 def lab(tmp_path_factory):
     why = _missing()
     if why:
+        if os.environ.get("HIL_REQUIRE_LABGRID") == "1":  # .ci/run: CI has both, so the tests must run there
+            pytest.fail("HIL_REQUIRE_LABGRID=1 but " + why)
         pytest.skip(why)
     from hil import flash
     from hil.emulated import EmulatedBoard
