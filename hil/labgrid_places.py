@@ -2,6 +2,10 @@
 labgrid's client API, turn each into the RFC2217 URL its exporter's ser2net
 serves, and release every one of them again (docs/BOARDS.md, docs/HIL.md).
 
+    python -m hil.labgrid_places hold RIG.yaml -- python -m hil flash {rig}
+                                # hold the places for one command, which gets a
+                                # copy of the rig with url: entries in their stead
+
     places = Places(rig)        # rig: a hil.rigfile.Rig with place entries
     urls = places.acquire()     # {board name: "rfc2217://host:port"}; RigError naming the place
     ...                         # the boards are url boards from here on
@@ -165,12 +169,24 @@ class Coordinator:
 
         self._call(take(), "acquiring place %s" % name)
         try:
-            return self._url(name)
+            return self._call(self._wait_url(name), "place %s: waiting for its exporter to serve it" % name)
         except BaseException:
             self.release(name)
             raise
 
-    def _url(self, name: str) -> str:
+    async def _wait_url(self, name: str) -> str:
+        """The place's URL once its exporter says it serves it for the place:
+        ser2net starts on acquire, and the resource's new port may arrive after
+        the coordinator's answer (the run's timeout bounds the wait)."""
+        while True:
+            url = self._url(name)
+            if url:
+                return url
+            await asyncio.sleep(0.05)
+
+    def _url(self, name: str) -> str | None:
+        """The place's serial port URL, None while its exporter has not yet
+        published it as acquired for this place; RuntimeError if it cannot be."""
         s = self.session
         place = s.places[name]
         ports = []
@@ -187,6 +203,8 @@ class Coordinator:
         if not res.avail:
             raise RuntimeError("place %s: the serial port on exporter %s is not available" % (name, exporter))
         args = res.args
+        if res.acquired != name or not args.get("port"):
+            return None
         scheme = "socket" if args.get("protocol") == "raw" else "rfc2217"
         # ser2net does not answer RFC2217 SET_CONTROL for every port (a pty has no
         # modem lines): labgrid's own SerialDriver opens its ports this way too
@@ -213,11 +231,11 @@ class Coordinator:
                 pass
             self.session = None
 
-    def _call(self, coro: Any, what: str) -> None:
+    def _call(self, coro: Any, what: str) -> Any:
         import grpc
 
         try:
-            self.loop.run(coro, self.timeout_s)
+            return self.loop.run(coro, self.timeout_s)
         except grpc.aio.AioRpcError as e:
             raise RuntimeError("%s: coordinator %s refused: %s" % (what, self.address, e.details())) from None
         except TimeoutError as e:
@@ -331,3 +349,68 @@ class Places:
 
 def _sigterm_exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+# ---- `python -m hil.labgrid_places hold RIG -- COMMAND` ----------------------------------------
+
+
+def held_rig(path: str, urls: dict[str, str]) -> str:
+    """Write a copy of rig file `path` beside it (board kinds and emulated_dir
+    resolve alike) whose place entries are `url:` entries; return its path."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    data.pop("coordinator", None)
+    for entry in data["boards"]:
+        if entry.get("name") in urls:
+            entry.pop("place", None)
+            entry.pop("coordinator", None)
+            entry["url"] = urls[entry["name"]]
+    folder, name = os.path.split(os.path.abspath(path))
+    out = os.path.join(folder, ".%s.held-%d.yaml" % (os.path.splitext(name)[0], os.getpid()))
+    with open(out, "w", encoding="utf-8") as f:
+        f.write("# %s with its labgrid places held by pid %d (hil.labgrid_places hold); removed after\n" % (name, os.getpid()))
+        yaml.safe_dump(data, f, sort_keys=False)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """hold RIG -- COMMAND: acquire RIG's places, run COMMAND with {rig} replaced by
+    a copy of RIG whose places are url: entries, release; COMMAND's exit status."""
+    import argparse
+    import subprocess
+
+    from ground import exitcodes
+    from hil import rigfile
+
+    p = argparse.ArgumentParser(prog="python -m hil.labgrid_places", description=main.__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="verb", required=True)
+    h = sub.add_parser("hold", help="hold a rig's labgrid places while a command runs (e.g. hil flash {rig})")
+    h.add_argument("rig", help="a rig file with place: entries")
+    h.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...; {rig} is the held copy's path")
+    args = p.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        p.error("hold: give the command after --")
+
+    def run(args_: Any) -> int:
+        rig = rigfile.load(exitcodes.readable(args.rig))
+        places = Places(rig)
+        urls = places.acquire()
+        copy = None
+        try:
+            copy = held_rig(args.rig, urls)
+            print("hil.labgrid_places: holding %s for: %s" % (", ".join("%s (%s)" % (b.place, b.name) for b in places.boards),
+                                                               " ".join(command)), file=sys.stderr)
+            return subprocess.call([copy if a == "{rig}" else a.replace("{rig}", copy) for a in command])
+        finally:
+            if copy:
+                os.remove(copy)
+            places.release()
+
+    return exitcodes.main_wrapper("hil.labgrid_places", run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -191,6 +191,22 @@ def test_ground_run_through_labgrid_places(lab, released, tmp_path):
     assert "hello" in (tmp_path / "out" / "trace.jsonl").read_text()
 
 
+@pytest.mark.timeout(300)
+def test_hil_flash_while_hold_keeps_the_places(lab, released, tmp_path):
+    """`python -m hil.labgrid_places hold RIG -- hil flash {rig}`: the firmware
+    goes to every board through its place; the places are held while the
+    command runs (the held copy names their RFC2217 URLs) and released after."""
+    (tmp_path / "rig.yaml").write_text(rig_text(lab.address))
+    r = subprocess.run([sys.executable, "-m", "hil.labgrid_places", "hold", str(tmp_path / "rig.yaml"), "--",
+                        sys.executable, "-m", "hil", "flash", "{rig}"], cwd=REPO, capture_output=True, text=True,
+                       timeout=280)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    for nid in LAYOUT:
+        assert ("b%d  ok:" % nid) in r.stdout and ("HELLO node %d v1.0" % nid) in r.stdout, r.stdout
+    assert "holding pico-1 (b1), pico-2 (b2), pico-3 (b3)" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["rig.yaml"]  # the held copy is gone
+
+
 @pytest.mark.timeout(240)
 def test_pytest_plugin_through_labgrid_places(lab, released, pytester):
     import matplotlib.backends.backend_agg  # noqa: F401  (numpy cannot be imported twice: tests/hil/test_plugin.py)
