@@ -195,8 +195,8 @@ class Rig:
             if board.name in self.place_urls:
                 return self.place_urls[board.name]
             raise RigError("%s: board %s (node %d) is labgrid place %s, not acquired: `ground run --rig` and the "
-                           "pytest plugin acquire it (hil.labgrid_places.Places)"
-                           % (board.where, board.name, board.node_id, board.place))  # fmt: skip
+                           "pytest plugin acquire it; for other commands: python -m hil.labgrid_places hold RIG "
+                           "-- COMMAND {rig}" % (board.where, board.name, board.node_id, board.place))  # fmt: skip
         running = self.running.get(board.name)
         if running is not None and running.state != "stopped":  # the caller may have stopped it
             return running.device
