@@ -211,6 +211,33 @@ class Coordinator:
         query = "?ign_set_control" if scheme == "rfc2217" else ""
         return "%s://%s:%d%s" % (scheme, args["host"], int(args["port"]), query)
 
+    def lost(self, name: str) -> str | None:
+        """Why place `name`, acquired by us, cannot be used any more (its
+        exporter went away, its port became unavailable, it was taken from
+        us, the coordinator is gone), or None while it is fine."""
+
+        async def look() -> str | None:
+            s = self.session
+            if s.stopping.is_set():
+                return "coordinator %s went away" % self.address
+            place = s.places.get(name)
+            if place is None:
+                return "the place was deleted"
+            if not place.acquired:
+                return "the place was released by someone else"
+            for exporter, group, cls, rname in place.acquired_resources:
+                res = s.resources.get(exporter, {}).get(group, {}).get(rname)
+                if res is None or "cls" not in res.data:
+                    return "its exporter %s went away (resource %s/%s/%s)" % (exporter, exporter, group, cls)
+                if not res.avail:
+                    return "its resource %s/%s/%s became unavailable" % (exporter, group, cls)
+            return None
+
+        try:
+            return self.loop.run(look(), self.timeout_s)
+        except TimeoutError as e:
+            return "coordinator %s: %s" % (self.address, e)
+
     def release(self, name: str) -> None:
         """Release place `name` (ours); RuntimeError if the coordinator refuses or does not answer."""
         from labgrid.remote.generated import labgrid_coordinator_pb2 as pb2
@@ -293,6 +320,12 @@ class Places:
             self.release()
             raise
         return urls
+
+    def lost(self) -> list[str]:
+        """One line per held place that cannot be used any more (its exporter
+        went away during the run, ...), naming the board and the place."""
+        return ["board %s (labgrid place %s, coordinator %s): %s" % (b.name, b.place, c.address, why)
+                for b, c in self.held for why in [c.lost(b.place)] if why]  # fmt: skip
 
     def _coordinator(self, address: str) -> Coordinator:
         c = self._coordinators.get(address)

@@ -182,6 +182,13 @@ class FileRig:
             self.rig.place_urls.update(places.acquire())
             self._places = places
 
+    def _check_places(self):
+        """After a run: RigError naming every labgrid place lost during it (its
+        exporter went away, ...); the run's boards on it stopped answering."""
+        lost = self._places.lost() if self._places is not None else []
+        if lost:
+            raise RigError("rig %s: lost during the run: %s" % (self.name, "; ".join(lost)))
+
     def _release_places(self):
         places, self._places = self._places, None
         if places is not None:
@@ -228,6 +235,7 @@ class FileRig:
         def stop():
             for b in boards.values():
                 _close_board(b)
+            self._check_places()
 
         return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()})
 

@@ -213,15 +213,18 @@ def test_pytest_plugin_through_labgrid_places(lab, released, pytester):
 
     rig = pytester.path / "rig-lab.yaml"
     rig.write_text(rig_text(lab.address))
+    # Mission time at 2x, not 10x: ser2net, the exporter and the coordinator
+    # share this machine's cores with the boards and the harness, and a frame's
+    # wall-time hiccup is five times shorter in mission time.
     pytester.makepyfile(test_lab='''
         import pytest
 
-        SC = %r
+        SC = %r.replace("time_scale: 10", "time_scale: 2")
 
         @pytest.mark.boards(3, kind="pico")
         def test_runs(harness, trace):
             with harness.start(SC.replace("duration_s: 40", "duration_s: 20")) as live:
-                live.wait_for(lambda f: f.agreed(1), timeout_s=10, what="a coordinator")
+                live.wait_for(lambda f: f.agreed(1), timeout_s=15, what="a coordinator")
             harness.check(live.result, split_brain={"max": 0})
             assert trace.read()[0]["nodes"]["1"]["link"].startswith("rfc2217://")
 
@@ -329,3 +332,37 @@ def test_an_exporter_that_went_away_is_named(lab, released, tmp_path):
             in r.stderr and "hostB/pico-3/NetworkSerialPort" in r.stderr
     finally:
         lab.add_exporter("hostB", {"pico-3": lab.boards[3].link})
+
+
+@pytest.mark.timeout(180)
+def test_an_exporter_lost_during_a_run_is_named_after_it(lab, released, tmp_path):
+    """hostB goes away while the run goes on: the run keeps what it recorded
+    (its trace), then `ground run` ends with one error naming the board, the
+    place and the exporter, and every place is released."""
+    sc, rig = _files(tmp_path, rig_text(lab.address))
+    Path(sc).write_text(SMALL.replace("duration_s: 40", "duration_s: 100"))
+    trace = tmp_path / "out" / "trace.jsonl"
+    p = subprocess.Popen([sys.executable, "-m", "ground", "run", sc, "--rig", rig, "--out", str(tmp_path / "out"),
+                          "--no-plot", "-q"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(600):  # the run has started recording
+            if p.poll() is not None or (trace.exists() and trace.stat().st_size > 2000):
+                break
+            time.sleep(0.1)
+        assert p.poll() is None, p.communicate()
+        lab.stop_exporter("hostB")
+        out, err = p.communicate(timeout=150)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        lab.add_exporter("hostB", {"pico-3": lab.boards[3].link})
+    assert p.returncode == 2, out + err
+    assert err.count("\n") == 1, err
+    assert "lost during the run: board b3 (labgrid place pico-3, coordinator %s): its exporter hostB went away" \
+        % lab.address in err
+    import json
+
+    last = json.loads(trace.read_text().splitlines()[-1])
+    assert last["kind"] == "end"  # the run finished and its trace is whole
+    assert (tmp_path / "out" / "metrics.txt").exists()
