@@ -7,8 +7,9 @@ serves, and release every one of them again (docs/BOARDS.md, docs/HIL.md).
                                 # copy of the rig with url: entries in their stead
 
     places = Places(rig)        # rig: a hil.rigfile.Rig with place entries
-    urls = places.acquire()     # {board name: "rfc2217://host:port"}; RigError naming the place
+    urls = places.acquire()     # {board name: "rfc2217://host:port?ign_set_control"}; RigError naming the place
     ...                         # the boards are url boards from here on
+    places.lost()               # ["board b3 (labgrid place p3, ...): its exporter hostB went away", ...]
     places.release()            # also at exit, on SIGTERM (as SystemExit), idempotent
 
 A lab's boards sit on several hosts; each host runs a labgrid exporter that
@@ -284,7 +285,7 @@ class Places:
         self.rig = rig
         self.timeout_s = timeout_s
         self.boards = [b for b in rig.boards if b.place]
-        self.held: list[tuple[RigBoard, Coordinator]] = []  # acquired, in order
+        self.held: list[tuple[RigBoard, str, Coordinator]] = []  # (board, place, its coordinator) acquired, in order
         self._coordinators: dict[str, Coordinator] = {}
         self._loop: _Loop | None = None
         self._old_sigterm: Any = None
@@ -308,14 +309,14 @@ class Places:
         self._catch_sigterm()
         try:
             for b in self.boards:
-                address = coordinator_of(b)
+                address, place = coordinator_of(b), str(b.place)
                 try:
                     c = self._coordinator(address)
-                    urls[b.name] = c.acquire(b.place)
+                    urls[b.name] = c.acquire(place)
                 except RuntimeError as e:
                     raise RigError("%s: board %s (labgrid place %s, coordinator %s): %s"
                                    % (b.where, b.name, b.place, address, e)) from None
-                self.held.append((b, c))
+                self.held.append((b, place, c))
         except BaseException:
             self.release()
             raise
@@ -324,8 +325,8 @@ class Places:
     def lost(self) -> list[str]:
         """One line per held place that cannot be used any more (its exporter
         went away during the run, ...), naming the board and the place."""
-        return ["board %s (labgrid place %s, coordinator %s): %s" % (b.name, b.place, c.address, why)
-                for b, c in self.held for why in [c.lost(b.place)] if why]  # fmt: skip
+        return ["board %s (labgrid place %s, coordinator %s): %s" % (b.name, place, c.address, why)
+                for b, place, c in self.held for why in [c.lost(place)] if why]  # fmt: skip
 
     def _coordinator(self, address: str) -> Coordinator:
         c = self._coordinators.get(address)
@@ -344,12 +345,12 @@ class Places:
         problems = []
         with self._lock:
             held, self.held = self.held, []
-            for b, c in reversed(held):
+            for b, place, c in reversed(held):
                 try:
-                    c.release(b.place)
+                    c.release(place)
                 except Exception as e:
                     msg = ("board %s: could not release labgrid place %s: %s; release it with "
-                           "`labgrid-client -x %s -p %s release`" % (b.name, b.place, e, c.address, b.place))
+                           "`labgrid-client -x %s -p %s release`" % (b.name, place, e, c.address, place))
                     problems.append(msg)
                     print("hil: " + msg, file=sys.stderr)
             for c in self._coordinators.values():
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     from ground import exitcodes
     from hil import rigfile
 
-    p = argparse.ArgumentParser(prog="python -m hil.labgrid_places", description=main.__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m hil.labgrid_places", description="hold a rig's labgrid places while a command runs")
     sub = p.add_subparsers(dest="verb", required=True)
     h = sub.add_parser("hold", help="hold a rig's labgrid places while a command runs (e.g. hil flash {rig})")
     h.add_argument("rig", help="a rig file with place: entries")
