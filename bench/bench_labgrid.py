@@ -10,7 +10,10 @@ board), measured side by side with the same boards opened locally:
     time. Round trip p50/p99/max over the local pty and over the place's
     RFC2217 URL (pyserial, as the harness opens it), and the difference of
     the p50s and p99s: what labgrid (TCP, telnet/RFC2217, ser2net) adds to a
-    frame's round trip. A frame one way gets about half of it.
+    frame's round trip. A frame one way gets about half of it. Beside them,
+    the same pty behind a ser2net started here the way labgrid-exporter
+    starts it but with `chardelay: false`: ser2net's default chardelay
+    (it waits for more bytes before it sends) is most of what labgrid adds.
 (b) Setup time per board: acquiring --boards places (one client session,
     hil/labgrid_places.Places), and preparing a --boards-node scenario on a
     rig of those places against the same boards as local `url:` entries
@@ -22,6 +25,7 @@ Not a test: it asserts nothing, it prints figures and the machine.
 
 import argparse
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -62,6 +66,9 @@ def round_trips(url, frames):
     """Round-trip times (s) of `frames` echoed line frames over `url`."""
     import serial
 
+    from hil import protocol_rfc2217
+
+    protocol_rfc2217.use()  # as in a process holding places: rfc2217:// takes the write timeout
     port = serial.serial_for_url(url, timeout=5, write_timeout=2)
     try:
         port.write(b"sync\n")
@@ -116,9 +123,41 @@ def latency(tmp, frames):
                 local2 = round_trips(str(board.link), frames)  # again: the machine's drift between rounds
             finally:
                 places.release()
+        bare = _without_chardelay(board, frames)
     finally:
         board.stop()
-    return local + local2, remote
+    return local + local2, remote, bare
+
+
+def _without_chardelay(board, frames):
+    """Round trips through a ser2net of our own, labgrid-exporter's command
+    line plus `chardelay: false`."""
+    import shutil
+    import subprocess
+
+    from hil.labgrid_lab import free_port
+
+    port = free_port()
+    ser2net = shutil.which("ser2net") or "/usr/sbin/ser2net"
+    cmd = [ser2net, "-d", "-n",
+           "-Y", "connection: &con01#  accepter: telnet(rfc2217,mode=server),tcp,%d" % port,
+           "-Y", "  connector: serialdev(nouucplock=true),%s,115200n81,local" % os.path.realpath(board.link),
+           "-Y", "  options:", "-Y", "    max-connections: 10", "-Y", "    chardelay: false"]  # fmt: skip
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or p.poll() is not None:
+                    raise RuntimeError("ser2net did not start: %s" % " ".join(cmd)) from None
+                time.sleep(0.1)
+        return round_trips("rfc2217://127.0.0.1:%d?ign_set_control" % port, frames)
+    finally:
+        p.terminate()
+        p.wait(10)
 
 
 def setup(tmp, count):
@@ -194,12 +233,12 @@ def main(argv=None):
 
     print("labgrid %s; ser2net from labgrid-exporter; coordinator and exporter on loopback" % labgrid.__version__)
     with tempfile.TemporaryDirectory(prefix="bench_labgrid_") as tmp:
-        local, remote = latency(tmp, args.frames)
+        local, remote, bare = latency(tmp, args.frames)
         ms = 1000.0
         print("(a) round trip of a 60-byte line frame, echoed by an emulated board (%d frames; local: two rounds,"
               " before and after)" % args.frames)
         print("    %-22s %9s %9s %9s" % ("", "p50 ms", "p99 ms", "max ms"))
-        for name, xs in (("local pty", local), ("labgrid (RFC2217)", remote)):
+        for name, xs in (("local pty", local), ("labgrid (RFC2217)", remote), ("ser2net, no chardelay", bare)):
             print("    %-22s %9.3f %9.3f %9.3f" % (name, _pct(xs, 0.5) * ms, _pct(xs, 0.99) * ms, max(xs) * ms))
         print("    %-22s %9.3f %9.3f" % ("added by labgrid", (_pct(remote, 0.5) - _pct(local, 0.5)) * ms,
                                            (_pct(remote, 0.99) - _pct(local, 0.99)) * ms))
