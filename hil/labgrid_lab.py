@@ -157,7 +157,7 @@ class LocalLab:
         return p.stdout
 
     def acquired(self) -> dict[str, str]:
-        """{place: acquired-by} for every acquired place, from `labgrid-client places -v`... via `show`."""
+        """{place: acquired-by (HOST/USER)} for every acquired place (labgrid-client places, show)."""
         out = {}
         for place in self.client("places").split():
             for line in self.client("-p", place, "show").splitlines():
