@@ -11,9 +11,10 @@ Three rigs:
   - EmulatedRig: one emulated Pico per scenario node (hil/emulated_run.py),
     flashed with the scenario's board.json and booted for each run;
   - SimRig: in-process nodes in virtual time, no boards;
-  - FileRig: the boards of a rig file (hil/rigfile.py): USB, URL or emulated
-    entries, each given the scenario's board.json and version.json, reset,
-    HELLO awaited.
+  - FileRig: the boards of a rig file (hil/rigfile.py): USB, URL, emulated or
+    labgrid place entries, each given the scenario's board.json and
+    version.json, reset, HELLO awaited. Places are acquired before the first
+    run (hil/labgrid_places.py) and released by close().
 
 `emulated_backend` and `rig_backend` are the engine's board back-ends
 (ground/backends.py; pyproject.toml's `fleetloop.boards` entry points):
@@ -136,6 +137,7 @@ class FileRig:
         self.name = "%s (%s)" % (self.rig.name, path)
         self.folder = folder
         self._started = None
+        self._places = None  # hil.labgrid_places.Places while the rig's places are held
 
     def unmet(self, count, kind, needs):
         boards = self.rig.boards
@@ -170,12 +172,36 @@ class FileRig:
                 self._started = self.rig.start_emulated(os.path.join(self.folder(), "emulated"))
         return self._started
 
+    def _acquire_places(self):
+        """Acquire the rig's labgrid places, once (held until close()); RigError
+        naming the place, with none left acquired, if one cannot be had."""
+        if self._places is None and any(b.place for b in self.rig.boards):
+            from hil.labgrid_places import Places
+
+            places = Places(self.rig)
+            self.rig.place_urls.update(places.acquire())
+            self._places = places
+
+    def _check_places(self):
+        """After a run: RigError naming every labgrid place lost during it (its
+        exporter went away, ...); the run's boards on it stopped answering."""
+        lost = self._places.lost() if self._places is not None else []
+        if lost:
+            raise RigError("rig %s: lost during the run: %s" % (self.name, "; ".join(lost)))
+
+    def _release_places(self):
+        places, self._places = self._places, None
+        if places is not None:
+            self.rig.place_urls.clear()
+            places.release()
+
     def prepare(self, sc, folder, count=0):
         """The scenario's boards, configured and booted; CannotRun if the rig
-        has no fitting board for a node; RuntimeError naming every board that
-        failed to boot."""
+        has no fitting board for a node; RigError naming a labgrid place that
+        cannot be acquired; RuntimeError naming every board that failed to boot."""
         from hil.serialboard import CONFIGURE_TIMEOUT_S
 
+        self._acquire_places()
         self._start_emulated()
         try:
             devices = self.rig.devices_for(sc)
@@ -209,6 +235,7 @@ class FileRig:
         def stop():
             for b in boards.values():
                 _close_board(b)
+            self._check_places()
 
         return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()})
 
@@ -231,8 +258,11 @@ class FileRig:
         return keep_boot_hello_only(board, nid)
 
     def close(self):
-        if self._started:
-            self.rig.stop_emulated()
+        try:
+            if self._started:
+                self.rig.stop_emulated()
+        finally:
+            self._release_places()
 
 
 def keep_boot_hello_only(board, nid):
