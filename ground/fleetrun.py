@@ -47,7 +47,7 @@ from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
 S = 1_000_000_000
 MS = 1_000_000
 SYNC_S = 1.0  # mission seconds per window where no frame crosses units
-FULL_TRACE_NODES = 2000  # up to this many nodes, a lean run traces every cluster
+FULL_TRACE_NODES = 200  # up to this many nodes, a lean run traces every cluster
 DEFAULT_TRACED = 3  # clusters traced by default above that
 LEAN_AUTO_NODES = 2000  # `ground run --sim` takes the lean path above this many nodes
 JITTER_SIGMAS = 6  # a normal jitter's lower bound, for the window
