@@ -40,30 +40,21 @@ class Counters:
         self.nodes = {}  # node id -> {type: [sent, delivered, dropped]}
         self.reasons = {}  # node id -> {reason: drops}
         self.buckets = {c: [[0, 0, 0] for _ in range(self.n_buckets)] for c in clusters}
+        self._rows = {nid: self.buckets[c] for nid, c in cluster_of.items() if c in self.buckets}
         self.held = 0  # cross-shard frames that arrived before their window closed (ground/fleetrun.py)
-
-    def _bucket(self, nid, t_ns):
-        c = self.cluster_of.get(nid)
-        if c is None:
-            return None
-        b = self.buckets.get(c)
-        if b is None:
-            return None
-        return b[min(t_ns // self.bucket_ns, self.n_buckets - 1)]
 
     def count(self, nid, typ, what, t_ns):
         """One frame of type `typ` sent by (what=SENT) or delivered to / dropped
         for (DELIVERED, DROPPED) node nid at mission t_ns."""
-        row = self.nodes.get(nid)
-        if row is None:
-            row = self.nodes[nid] = {}
-        cell = row.get(typ)
-        if cell is None:
-            cell = row[typ] = [0, 0, 0]
+        try:
+            cell = self.nodes[nid][typ]
+        except KeyError:
+            cell = self.nodes.setdefault(nid, {}).setdefault(typ, [0, 0, 0])
         cell[what] += 1
-        b = self._bucket(nid, t_ns)
-        if b is not None:
-            b[what] += 1
+        rows = self._rows.get(nid)
+        if rows is not None:
+            k = t_ns // self.bucket_ns
+            rows[k if k < self.n_buckets else self.n_buckets - 1][what] += 1
 
     def drop(self, nid, typ, reason, t_ns):
         self.count(nid, typ, DROPPED, t_ns)
