@@ -45,6 +45,11 @@ class _ShardActor:
     def where(self):
         return self.shard.now
 
+    def peak_rss_kb(self):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
 
 class RayShards:
     name = "ray"
@@ -68,9 +73,14 @@ class RayShards:
             self.started = True
         cls = ray.remote(num_cpus=1, max_restarts=0)(_ShardActor)
         self.clusters = [kw["clusters"] for kw in specs]
-        self.actors = [cls.remote(kw) for kw in specs]
-        # construction errors (bad input) surface here, naming the shard
-        self._get([a.where.remote() for a in self.actors], "starting")
+        self.actors = []
+        try:
+            self.actors = [cls.remote(kw) for kw in specs]
+            # construction errors (bad input) surface here, naming the shard
+            self._get([a.where.remote() for a in self.actors], "starting")
+        except BaseException:
+            self.close()  # nothing of this Ray is left running
+            raise
 
     def _get(self, refs, doing):
         ray = self.ray
@@ -106,6 +116,17 @@ class RayShards:
             except Exception as e:  # another one went down too: its counters are lost, said in fleet.json
                 sys.stderr.write("ground run: shard %d (clusters %s): counters lost: %s\n"
                                  % (k, _span(self.clusters[k]), type(e).__name__))
+                out.append(None)
+        return out
+
+    def peak_rss_kb(self):
+        """Each live worker's peak RSS (kB; None for a dead one)."""
+        out = []
+        for k, a in enumerate(self.actors):
+            try:
+                out.append(None if getattr(self, "dead", None) == k else
+                           self.ray.get(a.peak_rss_kb.remote(), timeout=FINISH_TIMEOUT_S))
+            except Exception:
                 out.append(None)
         return out
 

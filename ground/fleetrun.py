@@ -313,6 +313,8 @@ class LeanRun:
         finally:
             if backend is not None:
                 states = backend.finish(inboxes, status, reason)
+                peaks = getattr(backend, "peak_rss_kb", None)
+                self.stats["worker_peak_rss_kb"] = peaks() if peaks else []
                 backend.close()
         self.stats.update(windows=windows, crossed=crossed, exchange_s=exchange_s, mission_ns=t,
                           wall_s=time.perf_counter() - w0, cpu_s=time.process_time() - c0)
