@@ -251,6 +251,7 @@ class Shard:
         return (nseq << 16) | src  # unique fleet-wide, whatever the shards
 
     def _recipients(self, src, addr):
+        """[(recipient, its link's pipeline, in src's unit?)] for a frame from src to addr."""
         key = (src, addr)
         r = self._rcpt.get(key)
         if r is None:
@@ -266,6 +267,8 @@ class Shard:
                     r = [n for n in sc.clusters.get(k, ()) if n != src]
             else:
                 r = [addr] if addr in sc.nodes and addr != src else []
+            unit = self.unit_of[self.cluster_of[src]]
+            r = [(d, self._pipeline(src, d), self.unit_of[self.cluster_of[d]] == unit) for d in r]
             self._rcpt[key] = r
         return r
 
@@ -287,9 +290,9 @@ class Shard:
         fid = 0
         if tr is not None or (self.coordinator_watch and self.cluster_of[src] in self.coordinator_watch):
             fid = self._fid(src, nseq)
-            self._traced_sent(tr, src, fid, bytes(line), now)
+            self._traced_sent(tr, src, fid, line, now)
         if dst == wire.ADDR_GROUND:
-            self._to_ground(src, typ, fid, bytes(line), tr)
+            self._to_ground(src, typ, fid, line, tr)
             return
         targets = self._recipients(src, dst)
         if not targets:
@@ -297,20 +300,21 @@ class Shard:
             if tr is not None:
                 tr("frame", now, fate="dropped", id=fid, to=None, reason="unknown_dst")
             return
-        data = bytes(line)
-        unit = self.unit_of[self.cluster_of[src]]
-        for d in targets:
-            if (src, d) in self.cut:
+        data = line
+        cut, blackout = self.cut, self.blackout
+        heap, push, deliver = self._heap, heapq.heappush, self._deliver
+        for d, pipe, local in targets:
+            if cut and (src, d) in cut:
                 self._drop(tr, fid, d, typ, "partition")
                 continue
-            if self.blackout and (0 in self.blackout or src in self.blackout or d in self.blackout):
+            if blackout and (0 in blackout or src in blackout or d in blackout):
                 self._drop(tr, fid, d, typ, "blackout")
                 continue
-            out = self._pipeline(src, d).route(fid, data, now)
-            local = self.unit_of[self.cluster_of[d]] == unit
+            out = pipe.route(fid, data, now)
             if out.__class__ is int:
-                if local:
-                    self._call(out, self._deliver, d, 0, data, typ, now, src, nseq)
+                if local:  # self._call, inlined
+                    self._seq += 1
+                    push(heap, (out if out > now else now, self._seq, deliver, (d, 0, data, typ, now, src, nseq)))
                 else:
                     self.outbox.append((out, src, nseq, d, 0, typ, data, now))
                 continue
@@ -379,7 +383,7 @@ class Shard:
     def _deliver(self, dst, copy, data, typ, sent_ns, src, nseq):
         link = self.links.get(dst)
         now = self.now
-        tr = self.trace if (src in self.traced and (dst in self.traced or dst == 0)) else None
+        tr = self.trace if (self.traced and src in self.traced and (dst in self.traced or dst == 0)) else None
         if dst == 0:  # the ground receives it
             self.counters.count(0, typ, DELIVERED, now)
             if tr is not None:
@@ -390,7 +394,15 @@ class Shard:
             if tr is not None:
                 tr("frame", now, fate="dropped", id=self._fid(src, nseq), to=dst, copy=copy, reason="node_down")
             return
-        self.counters.count(dst, typ, DELIVERED, now)
+        c = self.counters  # c.count(dst, typ, DELIVERED, now), inlined
+        try:
+            c.nodes[dst][typ][1] += 1
+        except KeyError:
+            c.nodes.setdefault(dst, {}).setdefault(typ, [0, 0, 0])[1] += 1
+        rows = c._rows.get(dst)
+        if rows is not None:
+            k = now // c.bucket_ns
+            rows[k if k < c.n_buckets else c.n_buckets - 1][1] += 1
         if tr is not None:
             tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns)
         if link.skew == 1.0:
