@@ -61,6 +61,15 @@ class SimPyShard(Shard):
         ev = env.timeout(t - env.now if t > env.now else 0)
         ev.callbacks.append(functools.partial(self._fire, fn, args))
 
+    def _send(self, src, line):
+        # Shard._send pushes deliveries onto its heap directly (its _call
+        # inlined): hand them to the Environment, in the order pushed
+        super()._send(src, line)
+        if self._heap:
+            pushed, self._heap = sorted(self._heap, key=lambda e: e[1]), []
+            for t, _, fn, args in pushed:
+                self._call(t, fn, *args)
+
     def _fire(self, fn, args, _ev):
         self.now = self.env.now
         fn(*args)
