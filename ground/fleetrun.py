@@ -40,7 +40,6 @@ from ground import firmware
 from ground import metrics as metrics_mod
 from ground import report
 from ground.fleetcount import Counters
-from ground.pipeline import build_pipeline
 from ground.run import RunResult
 from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
 
@@ -99,8 +98,7 @@ def plan_shards(sc, n):
     size = {u: sum(len(sc.clusters[c]) for c in units[u]) for u in order}
     n = max(1, min(n, len(order)))
     total = sum(size.values())
-    shards, acc, done = [[] for _ in range(n)], 0, 0
-    k = 0
+    shards, acc, k = [[] for _ in range(n)], 0, 0
     for i, u in enumerate(order):
         left_units = len(order) - i
         # move on once this shard has its share, keeping a unit for every shard still empty
@@ -108,7 +106,6 @@ def plan_shards(sc, n):
             k += 1
         shards[k].extend(units[u])
         acc += size[u]
-        done += 1
     return [s for s in shards if s]
 
 
@@ -391,7 +388,3 @@ class LeanRun:
 def run(sc, out_dir, **kw):
     return LeanRun(sc, out_dir, **kw).execute()
 
-
-def pipeline_of(sc, seed, src, dst):
-    """The link pipeline a lean run uses for src -> dst (the Router's seed)."""
-    return build_pipeline(sc.link_spec(src, dst), seed="%d/%d/%d" % (seed, src, dst))
