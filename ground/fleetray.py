@@ -37,7 +37,8 @@ class _ShardActor:
         self.shard = Shard(hard_death=True, **kw)
 
     def advance(self, until_ns, inbox, last):
-        return self.shard.advance(until_ns, inbox, last)
+        out = self.shard.advance(until_ns, inbox, last)
+        return out, self.shard.last_cpu_s
 
     def finish(self, inbox, status, reason):
         return self.shard.finish(inbox, status, reason)
@@ -101,7 +102,9 @@ class RayShards:
 
     def advance(self, until_ns, inboxes, last):
         refs = [a.advance.remote(until_ns, inboxes[k], last) for k, a in enumerate(self.actors)]
-        return self._get(refs, "running the window to mission %.3f s" % (until_ns / 1e9))
+        got = self._get(refs, "running the window to mission %.3f s" % (until_ns / 1e9))
+        self.last_cpu_s = [cpu for _, cpu in got]
+        return [out for out, _ in got]
 
     def finish(self, inboxes, status, reason):
         """Each live shard's counters (None for a dead one)."""

@@ -162,15 +162,15 @@ class InProcess:
     name = "in-process"
 
     def __init__(self, specs):
-        self.shards = []
-        for kw in specs:
-            self.shards.append(Shard(**kw))
+        self.shards = [Shard(**kw) for kw in specs]
+        self.last_cpu_s = [0.0] * len(self.shards)
 
     def advance(self, until_ns, inboxes, last):
         out = []
         for k, sh in enumerate(self.shards):
             try:
                 out.append(sh.advance(until_ns, inboxes[k], last))
+                self.last_cpu_s[k] = sh.last_cpu_s
             except Exception as e:
                 raise ShardDied("shard %d (clusters %s) failed at mission %.3f s: %s: %s" % (
                     k, _span(sh.clusters), sh.now / S, type(e).__name__, e)) from e
@@ -282,7 +282,7 @@ class LeanRun:
         inboxes = [[] for _ in range(n)]
         w0, c0 = time.perf_counter(), time.process_time()
         windows = crossed = 0
-        exchange_s = 0.0
+        exchange_s = advance_s = busiest_s = 0.0
         backend = None
         states = []
         try:
@@ -292,8 +292,11 @@ class LeanRun:
             while True:
                 until = min(t + self.window_ns, end_ns)
                 last = until == end_ns
+                a0 = time.perf_counter()
                 outs = backend.advance(until, inboxes, last)
                 x0 = time.perf_counter()
+                advance_s += x0 - a0
+                busiest_s += max(backend.last_cpu_s)
                 inboxes, k = self._route(outs, n)
                 exchange_s += time.perf_counter() - x0
                 crossed += k
@@ -313,7 +316,9 @@ class LeanRun:
                 peaks = getattr(backend, "peak_rss_kb", None)
                 self.stats["worker_peak_rss_kb"] = peaks() if peaks else []
                 backend.close()
-        self.stats.update(windows=windows, crossed=crossed, exchange_s=exchange_s, mission_ns=t,
+        # the cost of synchronising: a window's wall time beyond its busiest shard's CPU time
+        self.stats.update(windows=windows, crossed=crossed, exchange_s=exchange_s, mission_ns=t, advance_s=advance_s,
+                          busiest_cpu_s=busiest_s, shard_cpu_s=[s.get("cpu_s") if s else None for s in states],
                           wall_s=time.perf_counter() - w0, cpu_s=time.process_time() - c0)
         return self._finish(states, status, reason, t)
 

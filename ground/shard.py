@@ -32,6 +32,7 @@ import heapq
 import json
 import os
 import struct
+import time
 
 from ground import firmware
 from ground import run as run_mod
@@ -122,6 +123,7 @@ class Shard:
         self.cluster_of = cluster_of
         self.counters = Counters(cluster_of, self.clusters, sc.duration_s)
         self.now = 0
+        self.cpu_s = self.last_cpu_s = 0.0  # CPU seconds spent in advance(): in all, in the last window
         self._heap = []
         self._seq = 0
         self.traced = frozenset(traced)
@@ -166,6 +168,7 @@ class Shard:
         before until_ns (up to and including it when last), and return the
         frames for other units, as (deliver_ns, src, nseq, dst, copy, type,
         data, sent_ns)."""
+        cpu0 = time.process_time()
         held = 0
         for t, src, nseq, dst, copy, typ, data, sent_ns in inbox:
             if t < self.now:
@@ -187,6 +190,8 @@ class Shard:
         if self.trace is not None:
             self.trace.flush()
         out, self.outbox = self.outbox, []
+        self.last_cpu_s = time.process_time() - cpu0  # this window's work (ground/fleetrun.py's window cost)
+        self.cpu_s += self.last_cpu_s
         return out
 
     def finish(self, inbox=(), status="ok", reason=""):
@@ -205,7 +210,7 @@ class Shard:
         self._heap = []
         if self.trace is not None:
             self.trace.close()
-        return self.counters.state()
+        return dict(self.counters.state(), cpu_s=self.cpu_s)
 
     # ---- nodes ---------------------------------------------------------------
 
