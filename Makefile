@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_links
 	$(BIN)/python -m bench.bench_airtime
 	$(BIN)/python -m bench.bench_fleet
+	$(BIN)/python -m bench.bench_lean --quick  # FLEET_BENCH_BIG=1: + 5,000/10,000 nodes on 2 workers (minutes)
 	$(BIN)/python -m bench.bench_emulated
 	$(BIN)/python -m bench.bench_flash
 	$(BIN)/python -m bench.bench_labgrid  # prints a skip line without labgrid or ser2net

@@ -2,7 +2,8 @@
 that says what happened (ground/exitcodes.py; listed in `ground --help`).
 
     ground run SCENARIO [--sim | --emulated [N] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
-                        [--no-plot] [--precise-time]
+                        [--no-plot] [--precise-time] [--lean] [--workers N] [--ray-address ADDR]
+                        [--trace-clusters C,C]
     ground metrics TRACE [--out DIR [--force]] [--no-plot] [--allow-torn]
     ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
@@ -58,6 +59,10 @@ def cmd_run(args):
 
     sc = scenario_mod.load(readable(args.scenario))
     out = fresh_folder(args.out, args.force) if args.out else _default_out(sc.name)
+    if _lean(args, sc):  # the lean fleet path (ground/fleetrun.py, docs/FLEET_RUN.md)
+        from ground import fleetcli
+
+        return fleetcli.run(sc, out, args)
     if args.precise_time and args.emulated is None and not args.rig:
         _say(args, "ground run: note: --precise-time only matters in real time (--emulated, --rig); this is --sim")
     # Boards come from a registered back-end (ground/backends.py; hil/ provides them).
@@ -100,6 +105,18 @@ def cmd_run(args):
         return exitcodes.INTERRUPTED if result.status == "interrupted" else exitcodes.FAILED
     print("PASS: %s (trace %s)" % (sc.name, os.path.join(out, "trace.jsonl")))
     return exitcodes.OK
+
+
+def _lean(args, sc):
+    """--lean, --workers, --ray-address, --trace-clusters; or --sim above
+    LEAN_AUTO_NODES nodes (a fleet)."""
+    from ground.fleetrun import LEAN_AUTO_NODES
+
+    asked = args.lean or args.workers is not None or args.ray_address or args.trace_clusters
+    if asked and (args.emulated is not None or args.rig):
+        raise InputError("--lean/--workers/--ray-address/--trace-clusters run in-process nodes: not with %s"
+                         % ("--emulated" if args.emulated is not None else "--rig"))
+    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES)
 
 
 def cmd_metrics(args):
@@ -216,6 +233,13 @@ def build_parser():
     r.add_argument("--precise-time", action="store_true",
                    help="real time: spin before every timer for sub-ms lateness (up to a whole core); "
                         "default: polite, spinning at most 25%% of the wall time")
+    r.add_argument("--lean", action="store_true",
+                   help="the lean fleet path: counters, a trace of a few clusters (default above %d nodes;"
+                        " docs/FLEET_RUN.md)" % 2000)
+    r.add_argument("--workers", type=int, metavar="N", help="lean path on N cores: N shards on a local Ray "
+                   "(1: in-process, no Ray)")
+    r.add_argument("--ray-address", metavar="ADDR", help="lean path on an existing Ray cluster")
+    r.add_argument("--trace-clusters", metavar="C,C,...", help="lean path: the clusters whose frames are traced")
     r.set_defaults(fn=cmd_run)
 
     m = verb("metrics", "recompute a trace's metrics: print the table; --out DIR writes the reports there")
