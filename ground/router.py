@@ -55,6 +55,8 @@ class Router:
         self.seed = seed
         self.links = {}  # node id -> link
         self.members = {c: list(ids) for c, ids in scenario.clusters.items()}
+        # Each market region's electors share the address cluster_addr(0xE00 | region) (docs/MARKET.md).
+        self._region_electors = {0xE00 | r.region: sorted(r.electors) for r in scenario.regions}
         self._pipelines = {}
         self.cut = set()  # directed (src, dst) pairs cut by a partition
         self.blackout = set()  # node ids whose links are all down; 0 stands for "all"
@@ -149,9 +151,8 @@ class Router:
             return [n for n in sorted(self.links) if n != src]
         if dst & 0xF000 == wire.ADDR_CLUSTER:
             k = dst & 0x0FFF
-            m = self.sc.market
-            if k >= 0xE00 and m is not None and k == 0xE00 | m.region:
-                return [n for n in sorted(m.electors) if n != src and n in self.links]  # the region's electors
+            if k >= 0xE00 and k in self._region_electors:
+                return [n for n in self._region_electors[k] if n != src and n in self.links]  # the region's electors
             return [n for n in self.members.get(k, ()) if n != src and n in self.links]
         return [dst] if dst in self.links and dst != src else []
 
