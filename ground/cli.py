@@ -7,6 +7,7 @@ that says what happened (ground/exitcodes.py; listed in `ground --help`).
     ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
     ground replay-run TRACE [--out DIR] [--allow-torn]
+    ground expand FLEET.yaml [--out FILE [--force]]
     ground --version;  -q / -v on every verb
 (docs/CLI.md: conventions; docs/TRACE_TOOLS.md: the trace tools.)
 
@@ -175,6 +176,21 @@ def cmd_replay_run(args):
     return exitcodes.OK if r.identical else exitcodes.FAILED
 
 
+def cmd_expand(args):
+    from ground import fleetdesc
+
+    text = fleetdesc.explicit_yaml(readable(args.fleet))  # docs/FLEET.md
+    if not args.out:
+        print(text, end="")
+        return exitcodes.OK
+    if os.path.exists(args.out) and not args.force:
+        raise InputError("%s: exists; give another --out FILE, or --force to replace it" % args.out)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    _say(args, "ground expand: %s -> %s (%s)" % (args.fleet, args.out, text.splitlines()[0].split(": ", 1)[-1].rstrip(".")))
+    return exitcodes.OK
+
+
 def _common(parser, top=False):
     # -q/-v before or after the verb: on the subparsers they default to
     # SUPPRESS, so a verb without them keeps what the top level parsed.
@@ -252,6 +268,13 @@ def build_parser():
     rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
     _torn(rr, "re-run")
     rr.set_defaults(fn=cmd_replay_run)
+
+    x = verb("expand", "write a fleet description's explicit scenario (docs/FLEET.md): readable, diffable, loads back"
+                       " to the same scenario")
+    x.add_argument("fleet", metavar="FLEET.yaml")
+    x.add_argument("--out", metavar="FILE", help="write it there (default: stdout)")
+    x.add_argument("--force", action="store_true", help="replace an existing --out FILE")
+    x.set_defaults(fn=cmd_expand)
     return p
 
 
