@@ -119,7 +119,7 @@ def cmd_metrics(args):
         paths = report.write_reports(args.out, header, m, events, plot=not args.no_plot, run_id=run_id)
         text = open(paths["table"], encoding="utf-8").read()
     else:
-        text = report.format_table(m)
+        text = report.format_table(m, header.get("regions"))
     print(text, end="")  # the verb's result: printed with -q too
     if args.out:
         _say(args, "ground metrics: wrote %s in %s" % (", ".join(os.path.basename(p) for p in paths.values()), args.out))

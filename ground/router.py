@@ -63,6 +63,7 @@ class Router:
         self.byzantine = {}  # node id -> rewrite name
         self.corrupting = {}  # node id -> (until_ns, bitflip probability)
         self.coordinator = {}  # cluster -> (node, term) last claimed
+        self.region_coordinator = {}  # region -> (node, term) last claimed on the region's address (progress line)
         self.hello = {}  # node id -> hello fields
         # node id -> newest protocol version it speaks: its HELLO's proto_max,
         # until then what its firmware in the scenario speaks
@@ -260,6 +261,8 @@ class Router:
             # regional seat claims on the region's address, not its cluster's.
             if spec is not None and frame.dst == wire.cluster_addr(spec.cluster):
                 self.coordinator[spec.cluster] = (src, fields.get("term", 0))
+            elif frame.dst & 0x0FFF in self._region_electors and frame.dst & 0xF000 == wire.ADDR_CLUSTER:
+                self.region_coordinator[frame.dst & 0x1FF] = (src, fields.get("term", 0))
 
     def _rewrite(self, frame, fields, how):
         """Byzantine fault: alter a node's outgoing frame, re-encoded so its

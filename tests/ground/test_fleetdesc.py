@@ -5,12 +5,13 @@ scenario, and a two-region fleet runs in sim with both markets completing
 rounds. Also `regions:` in explicit scenarios (ground/scenario.py)."""
 
 import collections
+import io
 import json
 import os
 
 import pytest
 
-from ground import cli, fleetdesc, scenario
+from ground import cli, fleetdesc, fleettable, progress, report, scenario
 from ground import run as run_mod
 from ground.yamlfile import ConfigError
 
@@ -248,7 +249,8 @@ def test_two_region_fleet_runs_in_sim_with_both_markets(tmp_path):
     with open(fleet, "w") as f:
         f.write(text)
     sc = scenario.load(fleet)
-    result = run_mod.run(sc, str(tmp_path / "run"), plot=False)
+    stream = io.StringIO()
+    result = run_mod.run(sc, str(tmp_path / "run"), plot=False, progress=progress.Progress(stream))
     complete = collections.Counter()
     with open(tmp_path / "run" / "trace.jsonl") as f:
         header = json.loads(f.readline())
@@ -260,3 +262,36 @@ def test_two_region_fleet_runs_in_sim_with_both_markets(tmp_path):
     assert [r["region"] for r in header["regions"]] == [1, 2]
     assert complete[1] >= 1 and complete[2] >= 1, complete
     assert not result.failures, result.failures
+    # output at fleet scale: the progress line counts, one fixed width
+    lines = [ln for ln in stream.getvalue().splitlines() if ln.startswith("  mission")]
+    assert len({len(ln) for ln in lines}) == 1, lines
+    assert "coord    40/40     market   2/2  " in lines[-1], lines[-1]
+    assert "c1:" not in lines[-1]
+    # the table aggregates: percentiles and worst clusters, a row per region, the fleet's row
+    table = report.format_table(result.metrics, header["regions"])
+    assert table == open(tmp_path / "run" / "metrics.txt").read()
+    assert "40 clusters, 200 nodes: aggregates over clusters" in table
+    rows = table.splitlines()
+    assert not [r for r in rows if r.split(" ")[0] in ("1", "3", "17", "40") and "  5  " in r]  # no per-cluster rows
+    region_rows = [r.split() for r in rows if r.startswith(("1 ", "2 "))]
+    assert [r[:2] for r in region_rows] == [["1", "20"], ["2", "20"]]
+    assert any(r.startswith("all ") and " 200 " in r for r in rows)
+
+
+def test_fleet_table_percentiles_and_worst():
+    def cluster(failovers, share):
+        return {"members": [1, 2, 3, 4, 5], "failover": {"count": failovers, "T_p99": None},
+                "split_brain": {"count": 0}, "overlap": {"s": 0.0}, "leader": {"changes_per_hour": 0.0},
+                "detection": {"s_max": None}, "decision": {"s_max": None}, "no_coordinator_share": share,
+                "coordination_bytes_share": 0.5}
+
+    clusters = {str(i): cluster(i % 7, i / 100.0) for i in range(1, 21)}
+    assert fleettable.percentile([3, 1, 2, 4], 50) == 2 and fleettable.percentile([3, 1, 2, 4], 90) == 4
+    out = fleettable.lines({"clusters": clusters}, [{"region": 1, "clusters": list(range(1, 11))},
+                                                    {"region": 2, "clusters": list(range(11, 21))}], report._table)
+    fo = next(r for r in out if r.startswith("failovers"))
+    assert fo.split()[1:4] == ["3", "6", "6"] and fo.endswith("c6 6, c13 6, c20 6, c5 5, c12 5"), fo
+    split = next(r for r in out if r.startswith("split-brain"))
+    assert split.split()[-1] == "-"  # nowhere above zero: no worst clusters
+    r2 = next(r for r in out if r.startswith("2 "))
+    assert r2.split()[:3] == ["2", "10", str(sum(i % 7 for i in range(11, 21)))]
