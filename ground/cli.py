@@ -185,6 +185,8 @@ def cmd_expand(args):
         return exitcodes.OK
     if os.path.exists(args.out) and not args.force:
         raise InputError("%s: exists; give another --out FILE, or --force to replace it" % args.out)
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(text)
     _say(args, "ground expand: %s -> %s (%s)" % (args.fleet, args.out, text.splitlines()[0].split(": ", 1)[-1].rstrip(".")))
