@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from ground import cli, fleetdesc, fleettable, progress, report, scenario
+from ground import cli, fleetdesc, fleettable, history, progress, report, scenario
 from ground import run as run_mod
 from ground.yamlfile import ConfigError
 
@@ -262,6 +262,9 @@ def test_two_region_fleet_runs_in_sim_with_both_markets(tmp_path):
     assert [r["region"] for r in header["regions"]] == [1, 2]
     assert complete[1] >= 1 and complete[2] >= 1, complete
     assert not result.failures, result.failures
+    # the history checker reads each region's electors and leases per region (a resource id is its market's)
+    checked = history.check(str(tmp_path / "run" / "trace.jsonl"))
+    assert not checked.violations, [v.message for v in checked.violations[:3]]
     # output at fleet scale: the progress line counts, one fixed width
     lines = [ln for ln in stream.getvalue().splitlines() if ln.startswith("  mission")]
     assert len({len(ln) for ln in lines}) == 1, lines
