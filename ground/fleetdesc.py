@@ -28,6 +28,7 @@ DAY_S = 86400.0
 CLUSTER_SIZES = (5, 20)  # the design's cluster sizes
 REGION_SIZES = (20, 50)  # clusters per region (federation)
 MAX_MAJORS = 3
+MAX_CLUSTERS = 0xE00 - 1  # cluster ids 1..3583: from 0xE00 on, cluster addresses are regions' (docs/MARKET.md)
 
 _FLEET = {
     "nodes", "cluster_sizes", "allow_cluster_sizes", "regions", "allow_region_sizes", "lineages", "hw_gen",
@@ -231,6 +232,10 @@ def expand(data):
         raise reg.error("electors", "fleet.regions.electors: %d electors per region, but the smallest region has %d"
                         " clusters (one elector per cluster at most)" % (n_electors, min(r_sizes)))
 
+    if len(sizes) > MAX_CLUSTERS:
+        raise f.error("cluster_sizes", "fleet: %d nodes make %d clusters; cluster numbers go up to %d (the wire's"
+                      " cluster addresses from 0xE00 on are regions'): make the clusters larger or the fleet smaller"
+                      % (n_nodes, len(sizes), MAX_CLUSTERS))
     # node ids 1.. and cluster ids 1.. in order; regions 1.. take clusters in order
     clusters, nid = [], 1
     for s in sizes:
@@ -366,11 +371,12 @@ def _faults(rng, fl, duration_s, clusters, regions, electors, path):
     per_day = {k: number(fl, k, "fleet.faults", lo=0, default=0) / DAY_S
                for k in ("partitions_per_region_per_day", "region_blackouts_per_day", "autonomy_windows_per_region_per_day")}
     d_part, d_black, d_auto = dur("partition_s", 300), dur("blackout_s", 120), dur("autonomy_window_s", 3600)
-    cuts = []  # (at_s, end_s, isolate ids, key): one partition holds at a time
+    cuts = []  # (at_s, end_s, cut-off ids, the rest of their region, key): one partition holds at a time
     for r, cids in enumerate(regions):
+        region_ids = [n for c in cids for n in clusters[c - 1]]
         for t in _arrivals(rng, per_day["partitions_per_region_per_day"], duration_s):
             c = cids[rng.randrange(len(cids))]
-            cuts.append((round(t, 3), round(t + d_part, 3), clusters[c - 1], "partitions_per_region_per_day"))
+            cuts.append((round(t, 3), round(t + d_part, 3), clusters[c - 1], region_ids, "partitions_per_region_per_day"))
         free_at = 0.0
         for t in _arrivals(rng, per_day["region_blackouts_per_day"], duration_s):
             if round(t, 3) < free_at:
@@ -380,12 +386,14 @@ def _faults(rng, fl, duration_s, clusters, regions, electors, path):
                         "region_blackouts_per_day"))
             free_at = round(t, 3) + d_black
         for t in _arrivals(rng, per_day["autonomy_windows_per_region_per_day"], duration_s):
-            cuts.append((round(t, 3), round(t + d_auto, 3), electors[r], "autonomy_windows_per_region_per_day"))
+            cuts.append((round(t, 3), round(t + d_auto, 3), electors[r], region_ids, "autonomy_windows_per_region_per_day"))
     free_at = 0.0
-    for at, end, ids, key in sorted(cuts, key=lambda x: (x[0], x[1], x[2])):
+    for at, end, ids, region_ids, key in sorted(cuts, key=lambda x: (x[0], x[1], x[2])):
         if at < free_at:
             continue  # the router holds one partition at a time: a cut that would overlap one is dropped
-        out.append((at, {"at_s": at, "partition": {"isolate": list(ids)}}, key))
+        # Cut from the rest of their region (links to other regions stay: a cut is the region's pairs only)
+        rest = [n for n in region_ids if n not in set(ids)]
+        out.append((at, {"at_s": at, "partition": [list(ids), rest]}, key))
         if end < duration_s:
             out.append((end, {"at_s": end, "heal": True}, key))
         free_at = end

@@ -115,6 +115,12 @@ def test_statistics_match_the_description(tmp_path):
     actions = collections.Counter(f.action for f in sc.faults)
     assert actions["crash"] > 10 and actions["partition"] >= 1 and actions["blackout"] >= 1
     assert actions["heal"] >= actions["partition"] - 1
+    for f in sc.faults:
+        if f.action == "partition":  # a cluster (or the electors) against the rest of its region
+            cut_off, rest = f.target["groups"]
+            region = sc.region_of[cut_off[0]]
+            assert sorted(cut_off + rest) == region.nodes
+            assert cut_off in list(sc.clusters.values()) or cut_off == region.electors
 
 
 def test_region_count_splits_clusters_evenly(tmp_path):
@@ -132,6 +138,12 @@ def test_cluster_sizes_outside_5_20_refused_unless_allowed(tmp_path):
     p = _fleet(tmp_path, "ok.yaml", nodes=100, sizes="{min: 3, max: 8}", regions="{count: 1, electors: 3}",
                extra="  allow_cluster_sizes: true\n  allow_region_sizes: true\n")
     assert min(len(c) for c in scenario.load(p).clusters.values()) >= 3
+
+
+def test_more_clusters_than_the_wire_addresses_refused(tmp_path):
+    p = _fleet(tmp_path, nodes=40000, sizes="{min: 5, max: 10}")
+    msg = _refused(p)
+    assert msg.startswith("%s:7: " % p) and "40000 nodes make" in msg and "up to 3583" in msg, msg
 
 
 def test_a_fourth_major_refused(tmp_path):
