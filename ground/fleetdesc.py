@@ -62,6 +62,16 @@ def _loc_list(items, path, line):
     return out
 
 
+def _section(m, key, what):
+    """m[key] as a mapping (an empty one at m's line when absent); file:line otherwise."""
+    if key not in m:
+        return _loc({}, m.path, m.line)
+    v = m[key]
+    if not isinstance(v, Located):
+        raise m.error(key, "fleet.%s: a mapping (%s), got %r" % (key, what, v))
+    return v
+
+
 def _line(m, key):
     return m.key_lines.get(key, m.line)
 
@@ -111,13 +121,13 @@ def _arrivals(rng, rate_per_s, duration_s):
         out.append(t)
 
 
-def _split(rng, total, lo, hi, draw, what, where):
+def _split(rng, total, lo, hi, draw, what, where, hint=""):
     """`total` items in parts of lo..hi: the part count fixed by the mean of
     `draw`, one draw per part, then nudged one at a time (a random part not
     at its bound, one draw each) until they add up to `total`."""
     fewest, most = -(-total // hi), total // lo
     if fewest > most:
-        raise ConfigError("%s: %d %s cannot be split into parts of %d-%d" % (where, total, what, lo, hi))
+        raise ConfigError("%s: %d %s cannot be split into parts of %d-%d%s" % (where, total, what, lo, hi, hint))
     mean = draw("mean")
     parts = min(max(int(round(total / mean)), fewest), most)
     sizes = [draw(rng) for _ in range(parts)]
@@ -190,6 +200,8 @@ def expand(data):
     scenario mapping with a `fleet:` section."""
     path = data.path
     f = data["fleet"]
+    if not isinstance(f, Located):
+        raise data.error("fleet", "fleet: a mapping describing the fleet by numbers (docs/FLEET.md)")
     check_keys(f, _FLEET, "fleet", required=("nodes", "market"))
     for key in _GENERATED:
         if key in data:
@@ -207,8 +219,12 @@ def expand(data):
     draw_c, c_lo, c_hi = _sizes_spec(f, "cluster_sizes", CLUSTER_SIZES, f.get("allow_cluster_sizes", False),
                                      "allow_cluster_sizes", "cluster sizes")
     sizes = _split(rng, n_nodes, c_lo, c_hi, draw_c, "nodes", f.where("cluster_sizes"))
+    if len(sizes) > MAX_CLUSTERS:
+        raise f.error("cluster_sizes", "fleet: %d nodes make %d clusters; cluster numbers go up to %d (the wire's"
+                      " cluster addresses from 0xE00 on are regions'): make the clusters larger or the fleet smaller"
+                      % (n_nodes, len(sizes), MAX_CLUSTERS))
     # 2. region sizes (clusters per region)
-    reg = f.get("regions", _loc({}, path, f.line))
+    reg = _section(f, "regions", "{clusters: {min, max} or count: n, electors: n}")
     check_keys(reg, _REGIONS, "fleet.regions")
     if "count" in reg and "clusters" in reg:
         raise reg.error("count", "fleet.regions: give count (regions of equal size) or clusters (their sizes), not both")
@@ -224,7 +240,8 @@ def expand(data):
     else:
         src = reg if "clusters" in reg else _loc({}, path, reg.line)
         draw_r, r_lo, r_hi = _sizes_spec(src, "clusters", REGION_SIZES, allow_r, "allow_region_sizes", "regions of")
-        r_sizes = _split(rng, len(sizes), r_lo, r_hi, draw_r, "clusters", reg.where("clusters"))
+        r_sizes = _split(rng, len(sizes), r_lo, r_hi, draw_r, "clusters", reg.where("clusters"),
+                         " (fleet.regions: {count: n} with allow_region_sizes: true sets the number of regions)")
     if len(r_sizes) > 0x1FE:
         raise f.error("regions", "fleet: %d regions; region numbers go up to %d" % (len(r_sizes), 0x1FE))
     n_electors = number(reg, "electors", "fleet.regions", lo=1, default=3, integer=True)
@@ -232,10 +249,6 @@ def expand(data):
         raise reg.error("electors", "fleet.regions.electors: %d electors per region, but the smallest region has %d"
                         " clusters (one elector per cluster at most)" % (n_electors, min(r_sizes)))
 
-    if len(sizes) > MAX_CLUSTERS:
-        raise f.error("cluster_sizes", "fleet: %d nodes make %d clusters; cluster numbers go up to %d (the wire's"
-                      " cluster addresses from 0xE00 on are regions'): make the clusters larger or the fleet smaller"
-                      % (n_nodes, len(sizes), MAX_CLUSTERS))
     # node ids 1.. and cluster ids 1.. in order; regions 1.. take clusters in order
     clusters, nid = [], 1
     for s in sizes:
@@ -298,7 +311,7 @@ def expand(data):
         electors.append(sorted(chosen))
 
     # 8. places: regions on a ring, clusters in a disc around their region's centre
-    geo = f.get("geometry", _loc({}, path, f.line))
+    geo = _section(f, "geometry", "ring_radius_km, region_radius_km")
     check_keys(geo, _GEOMETRY, "fleet.geometry")
     ring_km = number(geo, "ring_radius_km", "fleet.geometry", lo=0, default=0)
     disc_km = number(geo, "region_radius_km", "fleet.geometry", lo=0, default=0)
@@ -312,7 +325,7 @@ def expand(data):
                             round((cy + rad * math.sin(theta)) / C_KM_PER_MS, 3)]
 
     # 9. faults from rates
-    fl = f.get("faults", _loc({}, path, f.line))
+    fl = _section(f, "faults", "rates: crash_mtbf_s, partitions_per_region_per_day, ...")
     check_keys(fl, _FAULTS, "fleet.faults")
     faults = _faults(rng, fl, duration_s, clusters, regions, electors, path)
 
@@ -419,9 +432,7 @@ def _explicit(data, f, reg, fl, clusters, regions, electors, lineage, hw, fw, ag
                             _line(f, "hw_gen"), {"firmware": _line(f, "firmware"), "age_slots": _line(f, "age_slots")})
     top["nodes"] = _loc(node_over, path, _line(f, "hw_gen"))
     top.key_lines["nodes"] = _line(f, "hw_gen")
-    links_in = f.get("links", _loc({}, path, f.line))
-    if not isinstance(links_in, Located):
-        raise f.error("links", "fleet.links: a mapping of tier -> link model (%s)" % ", ".join(sorted(_TIERS)))
+    links_in = _section(f, "links", "tier -> link model: %s" % ", ".join(sorted(_TIERS)))
     check_keys(links_in, _TIERS, "fleet.links")
     links = _loc({k: v for k, v in links_in.items()}, path, links_in.line, links_in.key_lines)
     if positions and any(p != [0.0, 0.0] for p in positions.values()):
@@ -431,9 +442,7 @@ def _explicit(data, f, reg, fl, clusters, regions, electors, lineage, hw, fw, ag
     top.key_lines["links"] = _line(f, "links")
     top["faults"] = _loc_list(faults, path, _line(f, "faults"))
     top.key_lines["faults"] = _line(f, "faults")
-    m = f["market"]
-    if not isinstance(m, Located):
-        raise f.error("market", "fleet.market: each region's market settings (MarketConfig's arguments, no electors)")
+    m = _section(f, "market", "each region's market settings: MarketConfig's arguments, no electors")
     if "electors" in m or "region" in m or "clusters" in m:
         raise m.error(None, "fleet.market: electors, region and clusters are drawn per region (fleet.regions)")
     rl = []
