@@ -61,8 +61,8 @@ def coordinators_text(coordinator, clusters=()):
 
 
 def fleet_text(coordinated, clusters, open_markets, regions):
-    """`coord    97/100   market   2/3`: fixed width up to 99,999 clusters and 510 regions."""
-    return "coord %5d/%-5d  market %3d/%-3d" % (coordinated, clusters, open_markets, regions)
+    """`   97/100    market   2/3` (after the line's `coord`): fixed width up to 99,999 clusters and 510 regions."""
+    return "%5d/%-5d  market %3d/%-3d" % (coordinated, clusters, open_markets, regions)
 
 
 def line_text(mission_s, duration_s, elapsed_s, frames, coords):

@@ -280,7 +280,7 @@ def test_two_region_fleet_runs_in_sim_with_both_markets(tmp_path):
     # output at fleet scale: the progress line counts, one fixed width
     lines = [ln for ln in stream.getvalue().splitlines() if ln.startswith("  mission")]
     assert len({len(ln) for ln in lines}) == 1, lines
-    assert "coord    40/40     market   2/2  " in lines[-1], lines[-1]
+    assert lines[-1].endswith("  coord    40/40     market   2/2  ") and lines[-1].count("coord") == 1, lines[-1]
     assert "c1:" not in lines[-1]
     # the table aggregates: percentiles and worst clusters, a row per region, the fleet's row
     table = report.format_table(result.metrics, header["regions"])
@@ -310,3 +310,10 @@ def test_fleet_table_percentiles_and_worst():
     assert split.split()[-1] == "-"  # nowhere above zero: no worst clusters
     r2 = next(r for r in out if r.startswith("2 "))
     assert r2.split()[:3] == ["2", "10", str(sum(i % 7 for i in range(11, 21)))]
+
+
+def test_fleet_progress_text_keeps_its_width():
+    texts = [progress.fleet_text(0, 13, 0, 1), progress.fleet_text(97, 100, 2, 3),
+             progress.fleet_text(3583, 3583, 510, 510), progress.fleet_text(10, 99999, 0, 0)]
+    assert len({len(t) for t in texts}) == 1, texts
+    assert texts[1] == "   97/100    market   2/3  "

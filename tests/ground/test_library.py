@@ -129,7 +129,7 @@ CHECKS = {
 
 
 # Fleet-scale descriptions load (above) but are not run here: today's run
-# path takes fleet-1k (1,000 nodes, 60 mission s) ~90 s of CPU and ~3 GB.
+# path takes fleet-1k (1,000 nodes, 60 mission s) ~80 s of CPU and ~1 GB.
 # tests/ground/test_fleetdesc.py runs a 200-node two-region fleet instead.
 NOT_RUN = {"fleet-1k"}
 
