@@ -261,7 +261,7 @@ class Router:
             # regional seat claims on the region's address, not its cluster's.
             if spec is not None and frame.dst == wire.cluster_addr(spec.cluster):
                 self.coordinator[spec.cluster] = (src, fields.get("term", 0))
-            elif frame.dst & 0x0FFF in self._region_electors and frame.dst & 0xF000 == wire.ADDR_CLUSTER:
+            elif frame.dst & 0xF000 == wire.ADDR_CLUSTER and (frame.dst & 0x0FFF) in self._region_electors:
                 self.region_coordinator[frame.dst & 0x1FF] = (src, fields.get("term", 0))
 
     def _rewrite(self, frame, fields, how):
