@@ -8,6 +8,7 @@ that says what happened (ground/exitcodes.py; listed in `ground --help`).
     ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
     ground replay-run TRACE [--out DIR] [--allow-torn]
+    ground expand FLEET.yaml [--out FILE [--force]]
     ground --version;  -q / -v on every verb
 (docs/CLI.md: conventions; docs/TRACE_TOOLS.md: the trace tools.)
 
@@ -135,7 +136,7 @@ def cmd_metrics(args):
         paths = report.write_reports(args.out, header, m, events, plot=not args.no_plot, run_id=run_id)
         text = open(paths["table"], encoding="utf-8").read()
     else:
-        text = report.format_table(m)
+        text = report.format_table(m, header.get("regions"))
     print(text, end="")  # the verb's result: printed with -q too
     if args.out:
         _say(args, "ground metrics: wrote %s in %s" % (", ".join(os.path.basename(p) for p in paths.values()), args.out))
@@ -190,6 +191,23 @@ def cmd_replay_run(args):
     r = replay.replay_run(args.trace, out_dir=args.out)
     print(r.report())
     return exitcodes.OK if r.identical else exitcodes.FAILED
+
+
+def cmd_expand(args):
+    from ground import fleetdesc
+
+    text = fleetdesc.explicit_yaml(readable(args.fleet))  # docs/FLEET.md
+    if not args.out:
+        print(text, end="")
+        return exitcodes.OK
+    if os.path.exists(args.out) and not args.force:
+        raise InputError("%s: exists; give another --out FILE, or --force to replace it" % args.out)
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    _say(args, "ground expand: %s -> %s (%s)" % (args.fleet, args.out, text.splitlines()[0].split(": ", 1)[-1].rstrip(".")))
+    return exitcodes.OK
 
 
 def _common(parser, top=False):
@@ -276,6 +294,13 @@ def build_parser():
     rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
     _torn(rr, "re-run")
     rr.set_defaults(fn=cmd_replay_run)
+
+    x = verb("expand", "write a fleet description's explicit scenario (docs/FLEET.md): readable, diffable, loads back"
+                       " to the same scenario")
+    x.add_argument("fleet", metavar="FLEET.yaml")
+    x.add_argument("--out", metavar="FILE", help="write it there (default: stdout)")
+    x.add_argument("--force", action="store_true", help="replace an existing --out FILE")
+    x.set_defaults(fn=cmd_expand)
 
     from ground import chaos  # `ground chaos`: random fault schedules, run and judged (docs/CHAOS.md)
 

@@ -57,9 +57,18 @@ def node_config(sc, node_id):
         lineage=spec.lineage,
         auth_key=sc.auth_key,
         require_auth=sc.auth_key is not None,
-        market=sc.market,
+        market=sc.market_for(node_id),  # its region's market (scenario regions:), or None
         age_slots=spec.age_slots,
     )
+
+
+def _regions_header(sc):
+    """A scenario of several regions (regions:): every region in `regions`,
+    and the first as `market` (the metrics' market family reads one region)."""
+    rows = [{"region": r.region, "electors": list(r.electors), "slot_ms": r.market.slot_ms,
+             "clusters": list(r.clusters)} for r in sc.regions]
+    first = {k: rows[0][k] for k in ("region", "electors", "slot_ms")}
+    return {"market": first, "regions": rows}
 
 
 def check_resolution(sc, real):
@@ -137,6 +146,7 @@ class Run:
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
+            **(_regions_header(sc) if len(sc.regions) > 1 else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.
