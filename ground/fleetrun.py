@@ -39,6 +39,7 @@ import time
 from ground import firmware
 from ground import metrics as metrics_mod
 from ground import report
+from ground import run as run_mod
 from ground.fleetcount import Counters
 from ground.run import RunResult
 from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
@@ -70,21 +71,16 @@ def lean_refusal(sc):
 
 
 def units_of(sc):
-    """cluster id -> unit key: the region where the scenario has regions (a
-    market: one region over every node; a `regions` map from
-    ground/scenario.py: its own), else the cluster itself."""
-    regions = getattr(sc, "regions", None)
-    if isinstance(regions, dict) and regions:
-        out = {}
-        for r, cids in regions.items():
-            for c in getattr(cids, "clusters", cids):
-                out[c] = ("region", r)
-        for c in sc.clusters:
-            out.setdefault(c, ("cluster", c))
-        return out
-    if sc.market is not None:
-        return {c: ("region", sc.market.region) for c in sc.clusters}
-    return {c: ("cluster", c) for c in sc.clusters}
+    """cluster id -> unit key: its region where the scenario has markets
+    (sc.regions, ground/regions.py: `market:` is one region over every
+    node, `regions:` several), else the cluster itself."""
+    out = {}
+    for r in getattr(sc, "regions", None) or ():
+        for c in r.clusters:
+            out[c] = ("region", r.region)
+    for c in sc.clusters:
+        out.setdefault(c, ("cluster", c))
+    return out
 
 
 def plan_shards(sc, n):
@@ -229,6 +225,7 @@ class LeanRun:
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
+            **(run_mod.regions_header(sc) if len(getattr(sc, "regions", ())) > 1 else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             "lean": {"traced_clusters": self.traced_clusters, "fleet_nodes": len(sc.nodes),
                      "fleet_clusters": len(sc.clusters)},

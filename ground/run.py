@@ -62,7 +62,7 @@ def node_config(sc, node_id):
     )
 
 
-def _regions_header(sc):
+def regions_header(sc):
     """A scenario of several regions (regions:): every region in `regions`,
     and the first as `market` (the metrics' market family reads one region)."""
     rows = [{"region": r.region, "electors": list(r.electors), "slot_ms": r.market.slot_ms,
@@ -146,7 +146,7 @@ class Run:
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
-            **(_regions_header(sc) if len(sc.regions) > 1 else {}),
+            **(regions_header(sc) if len(sc.regions) > 1 else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.

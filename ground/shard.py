@@ -135,6 +135,7 @@ class Shard:
         self.blackout = set()
         self._pipelines = {}
         self._rcpt = {}  # (src, dst address) -> [recipients]
+        self._regions = {r.region: r for r in getattr(sc, "regions", None) or ()}  # region number -> RegionSpec
         self._nseq = {}  # node -> frames it sent (cross-unit order and trace ids)
         self.links = {}
         self.wake_at = {}
@@ -265,9 +266,9 @@ class Shard:
                 r = [n for n in sorted(sc.nodes) if n != src]
             elif addr & 0xF000 == _ADDR_CLUSTER:
                 k = addr & 0x0FFF
-                m = sc.market
-                if k >= 0xE00 and m is not None and k == 0xE00 | m.region:
-                    r = [n for n in sorted(m.electors) if n != src]
+                region = self._regions.get(k - 0xE00) if k >= 0xE00 else None
+                if region is not None:  # a region's address: its electors (each region its own)
+                    r = [n for n in sorted(region.electors) if n != src]
                 else:
                     r = [n for n in sc.clusters.get(k, ()) if n != src]
             else:

@@ -196,3 +196,39 @@ def test_frames_across_units_go_through_the_window_exchange(tmp_path):
         assert lean.stats["crossed"] > 100 and r.fleet["fleet"]["held_to_window"] == 0
         views.append(_invariant_view(r))
     assert views[0] == views[1]
+
+
+def test_lean_equals_the_run_path_with_two_regions(tmp_path):
+    """A fleet description with two regions, each its own market (ground/fleetdesc.py):
+    shards are whole regions, each region's address reaches its own electors."""
+    p = tmp_path / "two.yaml"
+    p.write_text("""\
+name: two-regions
+seed: 4
+duration_s: 70
+election_timeout_ms: 2000
+fleet:
+  nodes: 100
+  cluster_sizes: {min: 5, max: 5}
+  regions: {count: 2, electors: 3}
+  allow_region_sizes: true
+  lineages: 3
+  firmware: {"2.0": 1.0}
+  market: {units: [2, 2, 2, 2, 1, 1, 1, 1], slot_ms: 30000, region_timeout_ms: 6000}
+  geometry: {ring_radius_km: 100000, region_radius_km: 20000}
+  links:
+    intra_cluster: {delay_ms: 20}
+    intra_region: {delay_ms: 10}
+    inter_region: {delay_ms: 10}
+""")
+    sc = scenario.load(str(p))
+    assert len(sc.regions) == 2
+    ref = run.run(sc, str(tmp_path / "run"), plot=False)
+    lean = fleetrun.run(sc, str(tmp_path / "lean"))
+    assert ref.status == lean.status == "ok"
+    want = _run_counters(str(tmp_path / "run" / "trace.jsonl"))
+    assert _lean_counters(lean) == want
+    types = {t for (nid, t) in want}
+    assert "bid" in types and "prices" in types  # both markets ran
+    two = fleetrun.run(sc, str(tmp_path / "lean2"), shards=2)
+    assert _lean_counters(two) == want
