@@ -53,6 +53,11 @@ def _run_counters(path):
     return dict(out)
 
 
+def _sent(run_dir):
+    _, events, _ = trace.read(str(run_dir / "trace.jsonl"))
+    return [e for e in events if e["kind"] == "frame" and e["fate"] == "sent"]
+
+
 def _lean_counters(result):
     return {(int(n), t): [c["sent"], c["delivered"], c["dropped"]]
             for n, row in result.fleet["nodes"].items() for t, c in row.items()}
@@ -230,5 +235,9 @@ fleet:
     assert _lean_counters(lean) == want
     types = {t for (nid, t) in want}
     assert "bid" in types and "prices" in types  # both markets ran
+    auction = ref.metrics["market"]["auction"]  # decisions per region, each its own market
+    assert sorted(auction) == sorted(str(r.region) for r in sc.regions)
+    assert all(a["bids"] > 0 for a in auction.values())
+    assert sum(a["bids"] for a in auction.values()) == sum(1 for e in _sent(tmp_path / "run") if e["type"] == "bid")
     two = fleetrun.run(sc, str(tmp_path / "lean2"), shards=2)
     assert _lean_counters(two) == want
