@@ -66,7 +66,8 @@ class EmulatedRig:
     name = "emulated"
     kind = "emulated_pico"
 
-    def __init__(self):
+    def __init__(self, transport="usb"):
+        self.transport = transport  # "udp": frames over UDP on loopback (ground.udplink)
         try:
             from hil import boards as boards_mod
 
@@ -89,7 +90,7 @@ class EmulatedRig:
         """Boards for `sc`, booted (count, if given, must be the scenario's node count)."""
         from hil import emulated_run
 
-        farm = emulated_run.start_farm(sc, folder, count=count)
+        farm = emulated_run.start_farm(sc, folder, count=count, transport=self.transport)
         boards = farm.devices()
         return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()})
 
@@ -290,6 +291,11 @@ def _close_board(b):
 def emulated_backend(sc, folder, count=None):
     """`ground run --emulated [N]`: one emulated Pico per node (N, if given, must match)."""
     return EmulatedRig().prepare(sc, folder, count=count or 0)
+
+
+def emulated_udp_backend(sc, folder, count=None):
+    """One emulated Pico per node on transport udp: frames over a real UDP socket on loopback."""
+    return EmulatedRig(transport="udp").prepare(sc, folder, count=count or 0)
 
 
 def rig_backend(sc, folder, path):

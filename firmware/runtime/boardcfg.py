@@ -35,6 +35,8 @@ _KEYS = {
     "time_scale_milli": ("int", 1000),  # until the ground's CONFIG frame says otherwise
     "transport": ("str", "usb"),
     "uart": ("dict", None),
+    "ground": ("str", None),  # "host:port" of the ground's UDP socket (transport "udp")
+    "wifi": ("dict", None),  # {"ssid", "password"}: the access point a Pico W joins (transport "udp")
     "led_pin": ("pin", "LED"),  # int GPIO, a pin name, or null for no LED
     "watchdog_ms": ("int", 5000),  # 0: no watchdog
     "journal": ("bool", False),  # send the core's call times to the ground (frame replay)
@@ -81,6 +83,8 @@ class BoardConfig:
         self.time_scale_milli = 1000
         self.transport = "usb"
         self.uart = None  # dict with id, tx, rx, baud when transport == "uart"
+        self.ground = None  # (host, port) when transport == "udp"
+        self.wifi = None  # {"ssid", "password"} or None (the unix port needs none)
         self.led_pin = "LED"
         self.watchdog_ms = 5000
         self.journal = False
@@ -189,13 +193,19 @@ def parse_board(data, file="board.json"):
     if b.require_auth and b.auth_key is None:
         raise ConfigError(file, "require_auth", "needs auth_key")
 
+    if b.transport not in ("usb", "uart", "udp"):
+        raise ConfigError(file, "transport", 'must be "usb", "uart" or "udp"')
     if b.transport == "uart":
         b.uart = _parse_uart(file, data.get("uart"))
-    elif b.transport == "usb":
-        if data.get("uart") is not None:
-            raise ConfigError(file, "uart", 'given but transport is "usb"')
+    elif data.get("uart") is not None:
+        raise ConfigError(file, "uart", 'given but transport is "%s"' % b.transport)
+    if b.transport == "udp":
+        b.ground = _parse_ground(file, data.get("ground"))
+        b.wifi = _parse_wifi(file, data.get("wifi"))
     else:
-        raise ConfigError(file, "transport", 'must be "usb" or "uart"')
+        for key in ("ground", "wifi"):
+            if data.get(key) is not None:
+                raise ConfigError(file, key, 'given but transport is "%s"' % b.transport)
     if b.watchdog_ms:
         _int(file, "watchdog_ms", b.watchdog_ms, _MIN_WATCHDOG_MS, _MAX_WATCHDOG_MS)
     else:
@@ -215,6 +225,32 @@ def _parse_uart(file, uart):
         hi = 3000000 if k == "baud" else 47  # GPIO numbers on RP2350B go to 47
         out[k] = _int(file, "uart." + k, v, 300 if k == "baud" else 0, hi)
     return out
+
+
+def _parse_ground(file, text):
+    if text is None:
+        raise ConfigError(file, "ground", 'missing (needed when transport is "udp")')
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(file, "ground", 'must be "host:port"')
+    try:
+        port = int(port)
+    except ValueError:
+        raise ConfigError(file, "ground", 'must be "host:port" with a numeric port')
+    return host, _int(file, "ground", port, 1, 65535)
+
+
+def _parse_wifi(file, wifi):
+    if wifi is None:
+        return None
+    for k in sorted(wifi):
+        if k not in ("ssid", "password"):
+            raise ConfigError(file, "wifi." + k, "unknown key")
+    if not isinstance(wifi.get("ssid"), str) or not wifi["ssid"]:
+        raise ConfigError(file, "wifi.ssid", "must be a non-empty string")
+    if not isinstance(wifi.get("password", ""), str):
+        raise ConfigError(file, "wifi.password", "must be a string")
+    return {"ssid": wifi["ssid"], "password": wifi.get("password", "")}
 
 
 def parse_version(data, file="version.json"):
