@@ -1,0 +1,148 @@
+"""Boards on transport udp: emulated Picos (the MicroPython unix port running
+the real firmware/main.py and runtime/link_udp.py) sending one frame per
+datagram over real UDP on loopback to the ground's hub (ground/udplink.py)."""
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from ground import firmware, scenario, trace
+from ground.run import run
+from ground.udplink import UdpHub
+
+HAVE_BOARDS = (Path(os.sys.executable).parent / "micropython").exists()
+needs_boards = pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython unix port in .venv (make venv)")
+
+wire, msgs = firmware.wire, firmware.msgs
+
+SC = """\
+name: udp-small
+seed: 5
+duration_s: 24
+time_scale: 10
+election_timeout_ms: 2000
+clusters:
+  - {id: 1, nodes: [1, 2, 3]}
+links:
+  intra_cluster: {delay_ms: 100}
+faults:
+  - {at_s: 12, crash: coordinator, cluster: 1}
+gates:
+  split_brain: {max: 0}
+  unfated_frames: {max: 0}
+"""
+
+
+def _hello(src):
+    return bytes(wire.encode(msgs.HELLO, src, wire.ADDR_GROUND, msgs.pack(msgs.HELLO, 1, 2, 0, 0, 1, 2, 1)))
+
+
+# ---- the hub alone: judging datagrams ----------------------------------------
+
+
+@pytest.fixture
+def hub():
+    h = UdpHub("127.0.0.1")
+    yield h
+    h.close()
+
+
+def _send(hub, data, sock):
+    sock.sendto(data, (hub.host, hub.port))
+    import select
+
+    select.select([hub.fileno()], [], [], 5.0)
+    return hub.read()
+
+
+def test_the_hub_learns_a_board_address_from_its_hello_and_refuses_junk_naming_the_sender(hub):
+    hub.link(3)
+    board = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    board.bind(("127.0.0.1", 0))
+    try:
+        where = "127.0.0.1:%d" % board.getsockname()[1]
+        # Before any HELLO: a frame from an unknown address is refused.
+        got = _send(hub, b"hello there", board)
+        assert got == [] and hub.refused == 1
+        assert where in hub.problems[-1][1] and "no 0x00 delimiter" in hub.problems[-1][1]
+        got = _send(hub, _hello(3), board)
+        assert [(link.node_id, len(lines)) for link, lines in got] == [(3, 1)]
+        assert hub.addr_of[3] == board.getsockname()
+        # Junk from a known board's address names the node too.
+        _send(hub, b"\x01\x02\x00\x03\x00", board)
+        assert hub.refused == 2 and "node 3's address" in hub.problems[-1][1] and where in hub.problems[-1][1]
+        # A frame from node 3's address claiming to be node 4.
+        hub.link(4)
+        _send(hub, bytes(wire.encode(msgs.LOG, 4, wire.ADDR_GROUND, b"x")), board)
+        assert hub.refused == 3 and "claims src 4" in hub.problems[-1][1]
+        # The ground reaches the board at the learnt address.
+        assert hub.send(3, _hello(3)) and board.recv(600) == _hello(3)
+        assert not hub.send(4, _hello(3))  # no HELLO from node 4 yet: nowhere to send
+    finally:
+        board.close()
+
+
+# ---- emulated boards over UDP -------------------------------------------------
+
+
+@needs_boards
+def test_emulated_boards_over_udp_run_a_scenario_and_pass(tmp_path):
+    from hil.rig import emulated_udp_backend
+
+    sc = scenario.load_text(SC, str(tmp_path / "udp-small.yaml"))
+    boards = emulated_udp_backend(sc, str(tmp_path / "boards"))
+    try:
+        res = run(sc, str(tmp_path / "run"), mode=boards.mode, boards=boards.boards, plot=False)
+        logs = boards.logs()
+    finally:
+        boards.stop()
+    assert res.ok, (res.failures, res.status)
+    header, events, torn = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    assert not torn and events[-1]["status"] == "ok"
+    assert {e["node"] for e in events if e["kind"] == "node" and e["event"] == "hello"} == {1, 2, 3}
+    sent = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent"]
+    assert {e["src"] for e in sent} >= {1, 2, 3}
+    assert [e for e in events if e["kind"] == "frame" and e["fate"] == "delivered" and e["to"] in (1, 2, 3)]
+    for nid, log in logs.items():  # the console stayed on the pty: the board said where its frames go
+        assert b"fleetloop: frames over udp to 127.0.0.1:" in log, (nid, log[-300:])
+
+
+@needs_boards
+def test_a_board_on_usb_while_the_rig_expects_udp_is_named(tmp_path):
+    from hil import emulated_run, flash
+    from hil.emulated import EmulatedBoard
+
+    sc = scenario.load_text(SC.replace("nodes: [1, 2, 3]", "nodes: [1]"), "udp-one.yaml")
+    hub = UdpHub("127.0.0.1")
+    bdir = tmp_path / "node1"
+    flash.write_image(str(bdir), version=(2, 0), label="2.0",
+                      board_config=emulated_run.udp_board_config(sc, 1, hub, transport="usb"))
+    b = EmulatedBoard(str(bdir), name="node1").start()
+    try:
+        with pytest.raises(ValueError) as e:
+            emulated_run.boot_udp({1: b}, hub, timeout_s=8)
+        assert "node1 (node 1" in str(e.value) and "serial port" in str(e.value) and hub.address in str(e.value)
+    finally:
+        b.stop()
+        hub.close()
+
+
+@needs_boards
+def test_a_board_on_udp_while_the_rig_expects_serial_is_named(tmp_path):
+    from hil import emulated_run, flash
+    from hil.emulated import EmulatedBoard
+
+    sc = scenario.load_text(SC.replace("nodes: [1, 2, 3]", "nodes: [1]"), "udp-one.yaml")
+    hub = UdpHub("127.0.0.1")
+    bdir = tmp_path / "node1"
+    flash.write_image(str(bdir), version=(2, 0), label="2.0", board_config=emulated_run.udp_board_config(sc, 1, hub))
+    b = EmulatedBoard(str(bdir), name="node1").start()
+    try:
+        with pytest.raises(ValueError) as e:
+            emulated_run.boot_and_wait_hello(b, 1, timeout_s=8)
+        assert 'transport "udp"' in str(e.value) and "node 1" in str(e.value) and "serial port" in str(e.value)
+    finally:
+        b.stop()
+        hub.close()
