@@ -153,7 +153,7 @@ def _udp_link(board, notes):
 
     host, port = board.ground
     try:
-        import network  # noqa: F401  (a Pico W; absent on the unix port and a plain Pico)
+        import network  # type: ignore[import-not-found]  # noqa: F401  (a Pico W; not on the unix port, a plain Pico or its stubs)
     except ImportError:
         network = None
     if network is None:

@@ -26,7 +26,7 @@
 # the emulated board uses the host's loopback.
 
 import select
-import socket
+import socket  # type: ignore[import-not-found]  # Pico W and unix port; the typecheck's plain-Pico stubs lack it
 
 _BUF_BYTES = 512  # a whole frame: MAX_LINE (496) + its delimiter
 WIFI_TIMEOUT_MS = 20000  # joining an access point: a few seconds usually
@@ -93,7 +93,7 @@ def join_wifi(ssid, password, timeout_ms=WIFI_TIMEOUT_MS):
     """Join the access point (network.WLAN station); the board's IP address.
     OSError naming the SSID and the driver's status if it does not join in
     time. Only on a board with `network` (a Pico W): the unix port has none."""
-    import network
+    import network  # type: ignore[import-not-found]  # Pico W only; not in the plain-Pico stubs
     import time
 
     wlan = network.WLAN(network.STA_IF)
