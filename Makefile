@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_fleet
 	$(BIN)/python -m bench.bench_emulated
 	$(BIN)/python -m bench.bench_flash
+	$(BIN)/python -m bench.bench_udp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs
