@@ -52,8 +52,8 @@ def one(transport, sc, folder):
         res = run(sc, os.path.join(folder, "run"), mode=boards.mode, boards=boards.boards, plot=False)
     finally:
         wall_s = time.monotonic() - t0
-        hubs = {getattr(b, "open_link", (None,))[0] for b in boards.boards.values()}
-        refused = sum(link.hub.refused for link in hubs if link is not None)
+        hubs = {id(b.open_link[0].hub): b.open_link[0].hub for b in boards.boards.values() if hasattr(b, "open_link")}
+        refused = sum(hub.refused for hub in hubs.values())
         boards.stop()
     _, events, _ = trace.read(os.path.join(folder, "run", "trace.jsonl"))
     sent = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent"]

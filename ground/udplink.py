@@ -9,7 +9,8 @@ the ground's address (board.json "ground"). A `UdpHub` owns that socket:
     hub.wait_hello(3, timeout_s)       # boot: node 3's HELLO teaches the hub its address
 
 The hub learns each board's address from its HELLO (src node id -> (host,
-port)); a later HELLO from another address moves the node there (a board
+port); or from the journal entry 0 a board with a journal sends just
+before it); a later HELLO from another address moves the node there (a board
 that rebooted binds a new port). Every datagram is judged before the router
 sees it; what is refused is counted in `refused` and described in
 `problems` (one line naming the sender address, and its node if known):
@@ -120,7 +121,7 @@ class UdpHub:
                 self._refuse(None, addr, "not a frame (%s) from an address no HELLO came from" % e)
                 return None
             return node, line  # the router records it as node's bad_frame
-        if f.type == msgs.HELLO and f.src in self.links:
+        if f.src in self.links and _is_boot(f):
             self._learn(f.src, addr)
             return f.src, line
         if node is None:
@@ -153,6 +154,23 @@ class UdpHub:
             else:
                 out.append((link, [got[1]]))
         return out
+
+    def forget(self):
+        """Discard every datagram waiting and every address learnt: for a
+        fresh start once the boards that sent them are off (their boot before
+        this run is not part of it). The number of datagrams discarded."""
+        n = 0
+        while True:
+            try:
+                self.sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            n += 1
+        self.addr_of.clear()
+        self.node_at.clear()
+        return n
 
     def send(self, node_id, line):
         """Send one frame (with its delimiter) to node_id's learnt address;
@@ -219,11 +237,12 @@ def wait_hellos(hub, node_ids, timeout_s):
 
     want = set(node_ids)
     seen = {nid: [] for nid in want}
+    hello = set()
     deadline = time.monotonic() + timeout_s
-    while want - set(hub.addr_of):
+    while want - hello:
         left = deadline - time.monotonic()
         if left <= 0:
-            silent = sorted(want - set(hub.addr_of))
+            silent = sorted(want - hello)
             why = "; ".join(t for _, t in hub.problems[-3:])
             raise TimeoutError("udp %s: no HELLO from node%s %s within %.0f s%s" % (
                 hub.address, "s" if len(silent) > 1 else "", ", ".join(map(str, silent)), timeout_s,
@@ -234,14 +253,35 @@ def wait_hellos(hub, node_ids, timeout_s):
         for link, lines in hub.read():
             if link.node_id in want:
                 for line in lines:
-                    if seen[link.node_id] or _is_hello(line, link.node_id):
+                    boot = _boot_kind(line, link.node_id)
+                    if boot is not None and link.node_id not in hello:
+                        if boot == "journal" or not seen[link.node_id]:
+                            seen[link.node_id] = []  # this boot starts here
+                    if boot == "hello":
+                        hello.add(link.node_id)
+                    if boot is not None or seen[link.node_id]:
                         seen[link.node_id].append(line)
     return seen
 
 
-def _is_hello(line, node_id):
+def _is_boot(f):
+    """A frame that starts a boot: HELLO, or a journal's entry 0 (sent just before it)."""
+    if f.type == msgs.HELLO:
+        return True
+    if f.type == msgs.JOURNAL:
+        try:
+            return msgs.unpack_journal(f.payload)[0] == 0
+        except (wire.ProtocolError, ValueError, IndexError):
+            return False
+    return False
+
+
+def _boot_kind(line, node_id):
+    """"hello", "journal" (entry 0) or None for a line from node_id."""
     try:
         f = wire.decode(line)
     except wire.ProtocolError:
-        return False
-    return f.type == msgs.HELLO and f.src == node_id
+        return None
+    if f.src != node_id or not _is_boot(f):
+        return None
+    return "hello" if f.type == msgs.HELLO else "journal"

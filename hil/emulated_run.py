@@ -164,11 +164,17 @@ def boot_udp(boards, hub, timeout_s=BOOT_TIMEOUT_S):
     instead (board.json transport "usb"); TimeoutError naming silent ones."""
     from ground import udplink
 
-    marks = {nid: b.log_size for nid, b in boards.items()}
     for nid in sorted(boards):
         hub.link(nid)
+    # Off first, then forget what they sent, then on: an emulated board is
+    # dead once power_cut() returns, so what its earlier boot sent is all in
+    # the socket already, and every datagram after this is from the new boot.
     for b in boards.values():
-        b.reset()
+        b.power_cut()
+    hub.forget()
+    marks = {nid: b.log_size for nid, b in boards.items()}
+    for b in boards.values():
+        b.power_on()
     try:
         seen = udplink.wait_hellos(hub, sorted(boards), timeout_s)
     except TimeoutError as e:
