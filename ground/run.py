@@ -224,6 +224,17 @@ class Run:
             self._heard(link, lines)
         for nid, text in source.take_problems():
             self.router._event("node", node=nid, event="refused", detail=text)
+        r = self.router
+        for what, nid, seq, text in source.take_network():
+            if what == "reordered":
+                r._event("node", node=nid, event="reordered", detail=text)
+                continue
+            fid = r.next_id  # a frame the network lost: sent (as far as its seq says) and dropped
+            r.next_id += 1
+            r.frames += 1
+            r._event("frame", fate="sent", id=fid, src=nid, dst=None, type="?", seq=seq, len=0, hex="", msg={},
+                     lost=text)
+            r._event("frame", fate="dropped", id=fid, to=None, reason="net_lost")
 
     def _readable(self, link):
         lines, eof = link.read_lines()

@@ -21,6 +21,15 @@ sees it; what is refused is counted in `refused` and described in
   this run;
 - from node N's address but claiming another source.
 
+The hub follows each board's frame sequence numbers: a frame that comes
+after newer ones was reordered by the network (the run records a
+`reordered` node event; the frame is routed when it comes, as it came), a
+seq still missing after LOST_AFTER newer frames was lost on the way (the run
+records a frame `sent` by that node with type "?" and its fate `dropped`,
+reason `net_lost`, at the time the loss is known). Loss on the way to a board
+is not visible from here: UDP says nothing, and the board's core treats it
+like any missing frame.
+
 A frame whose bytes do not decode (CRC, length) but comes from a known
 board's address is passed on: the router records it as that node's
 `bad_frame`, like a damaged frame on a serial line. Loss and reordering on
@@ -45,6 +54,7 @@ msgs = firmware.msgs
 MAX_DATAGRAM = 2048  # larger than any frame (MAX_LINE 496): a bigger datagram is junk, read whole
 _MAX_PER_READ = 256  # datagrams handled per readable event before the run's other work
 _MAX_PROBLEMS = 100  # problem lines kept (the count goes on)
+LOST_AFTER = 16  # a missing seq is lost once this many newer frames of its board came
 
 
 class UdpHub:
@@ -68,6 +78,11 @@ class UdpHub:
         self._new_problems = []  # not yet taken by the run (take_problems)
         self.datagrams_in = 0
         self.datagrams_out = 0
+        self.lost = 0  # board frames whose seq never came (LOST_AFTER newer ones did)
+        self.reordered = 0  # board frames that came after newer ones
+        self._next = {}  # (node, journal?) -> the seq expected next
+        self._missing = {}  # (node, journal?) -> {seq: newer frames seen since}
+        self._net = []  # not yet taken by the run (take_network)
 
     def fileno(self):
         return self.sock.fileno()
@@ -123,6 +138,7 @@ class UdpHub:
             return node, line  # the router records it as node's bad_frame
         if f.src in self.links and _is_boot(f):
             self._learn(f.src, addr)
+            self._order(f, boot=True)
             return f.src, line
         if node is None:
             self._refuse(None, addr, "%s from node %d, but no HELLO came from this address"
@@ -131,7 +147,48 @@ class UdpHub:
         if f.src != node:
             self._refuse(node, addr, "claims src %d" % f.src)
             return None
+        self._order(f)
         return node, line
+
+    def _order(self, f, boot=False):
+        """Follow each board's frame sequence numbers (8 bits, one sequence
+        for its core's frames, one for its journal's): a gap is a datagram
+        the network lost or is still carrying; one that turns up later was
+        reordered, one still missing after LOST_AFTER newer frames was lost."""
+        key = (f.src, f.type == msgs.JOURNAL)
+        if boot and (f.type == msgs.HELLO or key[1]):  # a new boot numbers from where it starts
+            self._next.pop(key, None)
+            self._missing.pop(key, None)
+        missing = self._missing.setdefault(key, {})
+        want = self._next.get(key)
+        seq = f.seq
+        if want is None or seq == want:
+            self._next[key] = (seq + 1) & 0xFF
+        else:
+            ahead = (seq - want) & 0xFF
+            if ahead < 128:  # frames want..seq-1 have not come (yet)
+                for k in range(ahead):
+                    missing[(want + k) & 0xFF] = 0
+                self._next[key] = (seq + 1) & 0xFF
+            elif seq in missing:  # an older one, overtaken
+                late = missing.pop(seq)
+                self.reordered += 1
+                self._net.append(("reordered", f.src, seq, "node %d: %s seq %d arrived after %d newer frame%s (udp)"
+                                  % (f.src, msgs.name(f.type), seq, late, "" if late == 1 else "s")))
+                return
+        for k in list(missing):
+            missing[k] += 1
+            if missing[k] > LOST_AFTER:
+                del missing[k]
+                self.lost += 1
+                self._net.append(("lost", f.src, k, "node %d: %s seq %d never arrived (%d newer frames did; udp)"
+                                  % (f.src, "journal" if key[1] else "frame", k, LOST_AFTER)))
+
+    def take_network(self):
+        """What the network did since the last call: [("lost" | "reordered",
+        node id, seq, one line)]."""
+        out, self._net = self._net, []
+        return out
 
     def read(self):
         """Datagrams waiting now, judged: [(UdpLink, [line])] in arrival order."""

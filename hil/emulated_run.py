@@ -148,12 +148,12 @@ class UdpFarm(Farm):
         self.hub.close()
 
 
-def udp_board_config(sc, nid, hub, transport="udp"):
-    """board.json for node nid on the hub's address (transport udp)."""
+def udp_board_config(sc, nid, hub, transport="udp", ground=None):
+    """board.json for node nid on the hub's address, or `ground` (transport udp)."""
     cfg = board_json.board_config(sc, nid)
     cfg["transport"] = transport
     if transport == "udp":
-        cfg["ground"] = hub.address
+        cfg["ground"] = ground or hub.address
     return cfg
 
 
@@ -193,9 +193,11 @@ def boot_udp(boards, hub, timeout_s=BOOT_TIMEOUT_S):
     return boards
 
 
-def start_udp_farm(sc, folder, count=0, host="127.0.0.1"):
+def start_udp_farm(sc, folder, count=0, host="127.0.0.1", hub=None, ground=None):
     """One emulated Pico per scenario node on transport udp: the hub is bound
-    first (its address goes into every board.json), then the boards boot."""
+    first (its address goes into every board.json), then the boards boot.
+    `hub`: one already bound (the farm closes it); `ground`: the "host:port"
+    the boards send to, if not the hub's own (a relay in between)."""
     from ground.udplink import UdpHub
 
     if count and count != len(sc.nodes):
@@ -203,14 +205,14 @@ def start_udp_farm(sc, folder, count=0, host="127.0.0.1"):
                          % (sc.path, count, len(sc.nodes)))
     os.makedirs(folder, exist_ok=True)
     built = flash_mod.build(os.path.join(folder, ".image"))
-    hub = UdpHub(host)
+    hub = hub or UdpHub(host)
     boards = {}
     try:
         for nid in sorted(sc.nodes):
             spec = sc.nodes[nid]
             bdir = os.path.join(folder, "node%d" % nid)
             flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
-                                  board_config=udp_board_config(sc, nid, hub), built=built)
+                                  board_config=udp_board_config(sc, nid, hub, ground=ground), built=built)
             b = EmulatedBoard(bdir, name="node%d" % nid)
             b.start()
             boards[nid] = b

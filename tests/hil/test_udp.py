@@ -146,3 +146,107 @@ def test_a_board_on_udp_while_the_rig_expects_serial_is_named(tmp_path):
     finally:
         b.stop()
         hub.close()
+
+
+class Relay:
+    """A UDP relay on loopback between the boards and the hub, that reorders
+    and drops some of the boards' frames: a real network's doing, on real
+    sockets. One upstream socket per board, so the hub sees one address per
+    board. Every `hold_every`th frame of a board (JOURNAL frames excepted:
+    the replay needs them whole) is held back until two more have passed;
+    every `drop_every`th is dropped."""
+
+    def __init__(self, hub, hold_every=9, drop_every=13, after=4):
+        import threading
+
+        self.hub_addr = (hub.host, hub.port)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.address = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.up = {}  # board address -> upstream socket
+        self.count = {}
+        self.held = {}  # board address -> [datagram, passed since]
+        self.hold_every, self.drop_every, self.after = hold_every, drop_every, after
+        self.dropped = self.reordered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _from_board(self, data, addr):
+        up = self.up.get(addr)
+        if up is None:
+            up = self.up[addr] = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            up.bind(("127.0.0.1", 0))
+            up.connect(self.hub_addr)
+        try:
+            f = wire.decode(data[:-1])
+            journal = f.type == msgs.JOURNAL
+        except wire.ProtocolError:
+            journal = False
+        n = self.count[addr] = self.count.get(addr, 0) + (0 if journal else 1)
+        held = self.held.get(addr)
+        if not journal and n > self.after and addr not in self.held and n % self.hold_every == 0:
+            self.held[addr] = [data, 0]
+            return
+        if not journal and n > self.after and n % self.drop_every == 0:
+            self.dropped += 1
+            return
+        up.send(data)
+        if held is not None and not journal:
+            held[1] += 1
+            if held[1] == 2:
+                up.send(held[0])
+                self.reordered += 1
+                del self.held[addr]
+
+    def _loop(self):
+        import select
+
+        while not self._stop.is_set():
+            socks = [self.sock] + list(self.up.values())
+            r, _, _ = select.select(socks, [], [], 0.1)
+            for s in r:
+                try:
+                    data, addr = s.recvfrom(4096)
+                except OSError:
+                    continue
+                if s is self.sock:
+                    self._from_board(data, addr)
+                else:
+                    board = next(a for a, u in self.up.items() if u is s)
+                    self.sock.sendto(data, board)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        for s in [self.sock] + list(self.up.values()):
+            s.close()
+
+
+@needs_boards
+def test_frames_the_network_reorders_or_loses_are_recorded(tmp_path):
+    from hil.emulated_run import start_udp_farm
+
+    sc = scenario.load_text(SC.replace("faults:\n  - {at_s: 12, crash: coordinator, cluster: 1}\n", ""),
+                            str(tmp_path / "udp-relay.yaml"))
+    hub = UdpHub("127.0.0.1")
+    relay = Relay(hub)
+    farm = start_udp_farm(sc, str(tmp_path / "boards"), hub=hub, ground=relay.address)
+    try:
+        res = run(sc, str(tmp_path / "run"), mode="emulated", boards=farm.devices(), plot=False)
+    finally:
+        farm.stop()
+        relay.close()
+    assert relay.dropped and relay.reordered and hub.refused == 0, hub.problems
+    print("relay dropped %d, reordered %d; hub lost %d, reordered %d" % (relay.dropped, relay.reordered, hub.lost, hub.reordered))
+    _, events, _ = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    lost = [e for e in events if e["kind"] == "frame" and e.get("reason") == "net_lost"]
+    reordered = [e for e in events if e["kind"] == "node" and e["event"] == "reordered"]
+    # Every drop the relay made before the run's last LOST_AFTER frames is a recorded loss;
+    # every frame it held back is a recorded reordering (a few fall in the boot, before the run).
+    assert 0 < len(lost) <= relay.dropped
+    assert 0 < len(reordered) <= relay.reordered
+    sent = {e["id"]: e for e in events if e["kind"] == "frame" and e["fate"] == "sent"}
+    assert all(sent[e["id"]]["src"] in (1, 2, 3) and "never arrived" in sent[e["id"]]["lost"] for e in lost)
+    assert "arrived after" in reordered[0]["detail"]
+    assert res.status == "ok"
