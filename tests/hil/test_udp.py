@@ -250,3 +250,25 @@ def test_frames_the_network_reorders_or_loses_are_recorded(tmp_path):
     assert all(sent[e["id"]]["src"] in (1, 2, 3) and "never arrived" in sent[e["id"]]["lost"] for e in lost)
     assert "arrived after" in reordered[0]["detail"]
     assert res.status == "ok"
+
+
+@needs_boards
+def test_a_rig_whose_entries_say_transport_udp_runs_them_over_udp(tmp_path, capsys):
+    from ground import cli
+
+    rig = tmp_path / "rig-udp.yaml"
+    rig.write_text("rig: udp-three\nconfig: {transport: udp}\nboards:\n" + "".join(
+        "  - {name: e%d, kind: emulated_pico, emulated: true, node_id: %d, cluster: 1}\n" % (n, n) for n in (1, 2, 3)))
+    sc = tmp_path / "udp-small.yaml"
+    sc.write_text(SC)
+    out = tmp_path / "run"
+    code = cli.main(["run", str(sc), "--rig", str(rig), "--out", str(out), "--quiet"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.out + cap.err
+    import json
+
+    cfg = json.loads((out / "boards" / "emulated" / "e2" / "board.json").read_text())
+    assert cfg["transport"] == "udp" and cfg["ground"].startswith("127.0.0.1:")
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    assert {e["node"] for e in events if e["kind"] == "node" and e["event"] == "hello"} == {1, 2, 3}
+    assert events[-1]["status"] == "ok"
