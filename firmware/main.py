@@ -117,7 +117,12 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
             u = board.uart
             link = UartLink(u["id"], u["tx"], u["rx"], u["baud"])
         elif board.transport == "udp":
-            link = _udp_link(board, notes)
+            from runtime.link_udp import open_link
+
+            try:
+                link = open_link(board, notes)
+            except OSError as e:  # no radio, no Wi-Fi, no route: one line naming the key
+                raise BootError(str(e))
         else:
             from runtime.link_usb import UsbLink
 
@@ -142,36 +147,6 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     if crash:
         sh.note("crashed before this boot: " + crash)
     return sh
-
-
-def _udp_link(board, notes):
-    """The UDP link to board.json's "ground", after joining Wi-Fi where the
-    board has a radio (network.WLAN); BootError naming the key otherwise.
-    The unix port has no `network` module: an emulated board uses the
-    host's network as it is, and says so in a note."""
-    from runtime import link_udp
-
-    host, port = board.ground
-    try:
-        import network  # type: ignore[import-not-found]  # noqa: F401  (a Pico W; not on the unix port, a plain Pico or its stubs)
-    except ImportError:
-        network = None
-    if network is None:
-        notes.append("udp: no network module (unix port or a board without radio): using the host's network")
-    else:
-        if board.wifi is None:
-            raise BootError('board.json: key "wifi": missing (needed to join Wi-Fi when transport is "udp")')
-        try:
-            ip = link_udp.join_wifi(board.wifi["ssid"], board.wifi["password"])
-        except OSError as e:
-            raise BootError('board.json: key "wifi": %s' % e)
-        notes.append("udp: joined %s as %s" % (board.wifi["ssid"], ip))
-    try:
-        link = link_udp.UdpLink(host, port)
-    except OSError as e:
-        raise BootError('board.json: key "ground": cannot reach %s:%d: %s' % (host, port, e))
-    print("fleetloop: frames over udp to %s:%d" % (host, port))
-    return link
 
 
 def _last_crash():

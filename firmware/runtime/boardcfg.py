@@ -199,9 +199,14 @@ def parse_board(data, file="board.json"):
         b.uart = _parse_uart(file, data.get("uart"))
     elif data.get("uart") is not None:
         raise ConfigError(file, "uart", 'given but transport is "%s"' % b.transport)
-    if b.transport == "udp":
-        b.ground = _parse_ground(file, data.get("ground"))
-        b.wifi = _parse_wifi(file, data.get("wifi"))
+    if b.transport == "udp":  # its checks live with the link: a board on usb never loads them
+        from runtime import link_udp
+
+        try:
+            b.ground = link_udp.parse_ground(data.get("ground"))
+            b.wifi = link_udp.parse_wifi(data.get("wifi"))
+        except link_udp.SettingError as e:
+            raise ConfigError(file, e.args[0], e.args[1])
     else:
         for key in ("ground", "wifi"):
             if data.get(key) is not None:
@@ -225,32 +230,6 @@ def _parse_uart(file, uart):
         hi = 3000000 if k == "baud" else 47  # GPIO numbers on RP2350B go to 47
         out[k] = _int(file, "uart." + k, v, 300 if k == "baud" else 0, hi)
     return out
-
-
-def _parse_ground(file, text):
-    if text is None:
-        raise ConfigError(file, "ground", 'missing (needed when transport is "udp")')
-    host, sep, port = text.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(file, "ground", 'must be "host:port"')
-    try:
-        port = int(port)
-    except ValueError:
-        raise ConfigError(file, "ground", 'must be "host:port" with a numeric port')
-    return host, _int(file, "ground", port, 1, 65535)
-
-
-def _parse_wifi(file, wifi):
-    if wifi is None:
-        return None
-    for k in sorted(wifi):
-        if k not in ("ssid", "password"):
-            raise ConfigError(file, "wifi." + k, "unknown key")
-    if not isinstance(wifi.get("ssid"), str) or not wifi["ssid"]:
-        raise ConfigError(file, "wifi.ssid", "must be a non-empty string")
-    if not isinstance(wifi.get("password", ""), str):
-        raise ConfigError(file, "wifi.password", "must be a string")
-    return {"ssid": wifi["ssid"], "password": wifi.get("password", "")}
 
 
 def parse_version(data, file="version.json"):

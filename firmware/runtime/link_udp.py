@@ -26,14 +26,70 @@
 # the emulated board uses the host's loopback.
 
 import select
-import socket  # type: ignore[import-not-found]  # Pico W and unix port; the typecheck's plain-Pico stubs lack it
 
 _BUF_BYTES = 512  # a whole frame: MAX_LINE (496) + its delimiter
 WIFI_TIMEOUT_MS = 20000  # joining an access point: a few seconds usually
 
 
+class SettingError(Exception):
+    """(key, problem) of a board.json key for this transport; boardcfg names the file."""
+
+
+def parse_ground(text):
+    """(host, port) from board.json "ground": "host:port"."""
+    if text is None:
+        raise SettingError("ground", 'missing (needed when transport is "udp")')
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise SettingError("ground", 'must be "host:port", port 1..65535')
+    return host, int(port)
+
+
+def parse_wifi(wifi):
+    """{"ssid", "password"} from board.json "wifi", or None."""
+    if wifi is None:
+        return None
+    for k in sorted(wifi):
+        if k not in ("ssid", "password"):
+            raise SettingError("wifi." + k, "unknown key")
+    if not isinstance(wifi.get("ssid"), str) or not wifi["ssid"]:
+        raise SettingError("wifi.ssid", "must be a non-empty string")
+    if not isinstance(wifi.get("password", ""), str):
+        raise SettingError("wifi.password", "must be a string")
+    return {"ssid": wifi["ssid"], "password": wifi.get("password", "")}
+
+
+def open_link(board, notes):
+    """The UdpLink to board.json's "ground" (a runtime.boardcfg.BoardConfig),
+    after joining Wi-Fi where the board has a radio; OSError with one line
+    naming the key otherwise. The unix port has no `network` module: an
+    emulated board uses the host's network as it is, and says so in a note."""
+    host, port = board.ground
+    try:
+        import network  # type: ignore[import-not-found]  # noqa: F401  (Pico W; not the unix port, a plain Pico or its stubs)
+    except ImportError:
+        network = None
+    if network is None:
+        notes.append("udp: no network module (unix port or a board without radio): using the host's network")
+    else:
+        if board.wifi is None:
+            raise OSError('board.json: key "wifi": missing (needed to join Wi-Fi when transport is "udp")')
+        ip = join_wifi(board.wifi["ssid"], board.wifi["password"])
+        notes.append("udp: joined %s as %s" % (board.wifi["ssid"], ip))
+    try:
+        link = UdpLink(host, port)
+    except ImportError:
+        raise OSError('board.json: key "transport": "udp" but this firmware has no socket module (a Pico W build is needed)')
+    except OSError as e:
+        raise OSError('board.json: key "ground": cannot reach %s:%d: %s' % (host, port, e))
+    print("fleetloop: frames over udp to %s:%d" % (host, port))  # on the console, for the person and the harness
+    return link
+
+
 class UdpLink:
     def __init__(self, host, port):
+        import socket  # type: ignore[import-not-found]  # Pico W and unix port; the plain-Pico stubs lack it
+
         addr = socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1]
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(socket.getaddrinfo("0.0.0.0", 0)[0][-1])
@@ -105,6 +161,6 @@ def join_wifi(ssid, password, timeout_ms=WIFI_TIMEOUT_MS):
             if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
                 status = wlan.status()
                 wlan.active(False)
-                raise OSError("wifi %r: not joined within %d ms (status %d)" % (ssid, timeout_ms, status))
+                raise OSError('board.json: key "wifi": %r not joined within %d ms (status %d)' % (ssid, timeout_ms, status))
             time.sleep_ms(100)
     return wlan.ifconfig()[0]

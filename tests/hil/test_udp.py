@@ -91,14 +91,28 @@ def test_the_hub_learns_a_board_address_from_its_hello_and_refuses_junk_naming_t
 def test_emulated_boards_over_udp_run_a_scenario_and_pass(tmp_path):
     from hil.rig import emulated_udp_backend
 
+    from ground.run import Run
+
     sc = scenario.load_text(SC, str(tmp_path / "udp-small.yaml"))
     boards = emulated_udp_backend(sc, str(tmp_path / "boards"))
+    junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    junk.bind(("127.0.0.1", 0))
+    junk_at = "127.0.0.1:%d" % junk.getsockname()[1]
     try:
-        res = run(sc, str(tmp_path / "run"), mode=boards.mode, boards=boards.boards, plot=False)
+        hub = boards.boards[1].open_link[0].hub
+        r = Run(sc, str(tmp_path / "run"), mode=boards.mode, boards=boards.boards, plot=False)
+        r.on_start.append(lambda run: junk.sendto(b"not a frame", (hub.host, hub.port)))
+        res = r.execute()
         logs = boards.logs()
     finally:
         boards.stop()
+        junk.close()
     assert res.ok, (res.failures, res.status)
+    # The junk datagram was refused, once, and the trace names its sender.
+    _, events, _ = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    refused = [e for e in events if e["kind"] == "node" and e["event"] == "refused"]
+    assert len(refused) == 1 and junk_at in refused[0]["detail"], refused
+    assert "not a frame" in refused[0]["detail"] and refused[0]["node"] is None
     header, events, torn = trace.read(str(tmp_path / "run" / "trace.jsonl"))
     assert not torn and events[-1]["status"] == "ok"
     assert {e["node"] for e in events if e["kind"] == "node" and e["event"] == "hello"} == {1, 2, 3}
@@ -272,3 +286,27 @@ def test_a_rig_whose_entries_say_transport_udp_runs_them_over_udp(tmp_path, caps
     header, events, _ = trace.read(str(out / "trace.jsonl"))
     assert {e["node"] for e in events if e["kind"] == "node" and e["event"] == "hello"} == {1, 2, 3}
     assert events[-1]["status"] == "ok"
+
+
+@pytest.mark.parametrize("cfg, where", [
+    ({"transport": "udp"}, 'key "ground": missing'),
+    ({"transport": "udp", "ground": "host-without-port"}, 'key "ground": must be "host:port"'),
+    ({"transport": "udp", "ground": "10.0.0.1:99999"}, 'key "ground": must be "host:port"'),
+    ({"transport": "udp", "ground": "10.0.0.1:7400", "wifi": {"ssid": "lab", "pass": "x"}}, 'key "wifi.pass": unknown'),
+    ({"transport": "usb", "ground": "10.0.0.1:7400"}, 'key "ground": given but transport is "usb"'),
+    ({"transport": "radio"}, 'key "transport": must be "usb", "uart" or "udp"'),
+])
+def test_board_json_for_udp_is_checked_naming_the_key(cfg, where):
+    from runtime import boardcfg  # firmware/ is on sys.path through ground.firmware
+
+    with pytest.raises(boardcfg.ConfigError) as e:
+        boardcfg.parse_board(dict({"cluster": 1, "members": [1]}, **cfg), "board.json")
+    assert str(e.value).startswith("board.json: " + where), str(e.value)
+
+
+def test_board_json_for_udp_parses():
+    from runtime import boardcfg
+
+    b = boardcfg.parse_board({"cluster": 1, "members": [1], "transport": "udp", "ground": "192.168.4.1:7400",
+                              "wifi": {"ssid": "lab", "password": "secret"}})
+    assert b.ground == ("192.168.4.1", 7400) and b.wifi == {"ssid": "lab", "password": "secret"}
