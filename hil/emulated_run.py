@@ -50,6 +50,7 @@ def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
 
     splitter = wire.FrameSplitter()
     port = serial.Serial(board.device, timeout=0)
+    mark = board.log_size  # what it prints from here on is this boot's
     board.reset()
     deadline = time.monotonic() + timeout_s
     seen = []
@@ -59,7 +60,7 @@ def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
             continue
         said_hello = False
         data = port.read(port.in_waiting or 1)
-        if UDP_NOTE in bytes(board.log[-2048:]):
+        if UDP_NOTE in board.log[-max(1, board.log_size - mark):]:
             port.close()
             raise ValueError("board %s (node %d, %s): board.json says transport \"udp\" (it printed %r), but this"
                              " rig expects frames on its serial port: give the board transport \"usb\" or the"
