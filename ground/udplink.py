@@ -38,12 +38,14 @@ a delivery never made), a reordered one arrives in its new order, and the
 trace records what happened.
 
 A `UdpLink` has the interface of links.SerialLink that the run uses
-(node_id, kind, url, up, heard_ns, silent, deliver(), text_tail(),
+(node_id, kind, url, up, heard_ns, silent, board, deliver(), text_tail(),
 close()); its reads go through the hub, which the run watches once
 (`source`, one descriptor for every board on it).
 """
 
+import select
 import socket
+import time
 
 from ground import firmware
 from ground.links import LinkError
@@ -205,7 +207,6 @@ class UdpHub:
             if got is None:
                 continue
             link = self.links[got[0]]
-            link.heard(data)
             if out and out[-1][0] is link:
                 out[-1][1].append(got[1])
             else:
@@ -237,8 +238,8 @@ class UdpHub:
             return False
         try:
             self.sock.sendto(bytes(line), addr)
-        except (BlockingIOError, InterruptedError):
-            return False  # the socket buffer is full: lost, like a datagram on the air
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            return False  # buffer full, or the board's old port is gone (it rebooted): lost, like on the air
         except OSError as e:
             raise LinkError("node %d: udp send to %s:%d failed: %s" % (node_id, addr[0], addr[1], e)) from None
         self.datagrams_out += 1
@@ -262,7 +263,7 @@ class UdpLink:
         self.unsent = 0  # frames for the board before its address was known
         self.heard_ns = None
         self.silent = False
-        self._last = b""
+        self.board = None  # the board object, set by the run (its console log, for text_tail)
 
     @property
     def url(self):
@@ -270,16 +271,20 @@ class UdpLink:
         return "udp://%s:%d" % addr[:2] if addr else "udp://(node %d, no HELLO yet) via %s" % (self.node_id,
                                                                                               self.hub.address)
 
-    def heard(self, data):
-        self._last = bytes(data[-64:])
-
     def deliver(self, line, mission_ms=None):
         if not self.hub.send(self.node_id, line):
             self.unsent += 1
 
     def text_tail(self, max_chars=300):
-        """A board on UDP prints on its USB console, not here: nothing to show."""
-        return ""
+        """The end of what the board printed on its console (USB, not this
+        link), when the board object keeps it (an emulated board's `log`), as
+        text; "" otherwise. For the message when a board stops answering."""
+        log = getattr(self.board, "log", None)
+        if not log:
+            return ""
+        text = bytes(log[-4 * max_chars:]).decode("utf-8", "replace")
+        text = "".join(c if c.isprintable() or c == "\n" else "?" for c in text).strip()
+        return text[-max_chars:]
 
     def close(self):
         pass
@@ -289,9 +294,6 @@ def wait_hellos(hub, node_ids, timeout_s):
     """Read the hub until every node of `node_ids` has said HELLO (boot);
     {node id: [lines it sent, from its HELLO on]} for the run to route at
     mission 0. TimeoutError naming the silent nodes and what was refused."""
-    import select
-    import time
-
     want = set(node_ids)
     seen = {nid: [] for nid in want}
     hello = set()
