@@ -370,3 +370,29 @@ print("got", got, "grew", grew, "bad", link.bad_datagrams)
     got, grew, bad = int(words[1]), int(words[3]), int(words[5])
     assert got == 500 and bad == 10, out
     assert grew == 0, out  # wait() and read() allocate nothing: readinto a preallocated buffer
+
+
+@needs_boards
+def test_a_board_that_loses_power_comes_back_on_a_new_port_and_is_learnt_again(tmp_path):
+    from hil.rig import emulated_udp_backend
+
+    text = SC.replace("  - {at_s: 12, crash: coordinator, cluster: 1}", "  - {at_s: 6, power_cut: 2, duration_s: 4}")
+    sc = scenario.load_text(text, str(tmp_path / "udp-power.yaml"))
+    boards = emulated_udp_backend(sc, str(tmp_path / "boards"))
+    try:
+        hub = boards.boards[1].open_link[0].hub
+        before = hub.addr_of[2]
+        res = run(sc, str(tmp_path / "run"), mode=boards.mode, boards=boards.boards, plot=False)
+        after = hub.addr_of[2]
+    finally:
+        boards.stop()
+    assert res.ok, (res.failures, res.status)
+    assert before != after  # a new interpreter, a new socket: the HELLO after power-on taught the hub
+    _, events, _ = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    hellos = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["src"] == 2
+              and e["type"] == "hello"]
+    assert len(hellos) >= 2
+    # Frames reach node 2 again after it came back.
+    back_ns = 10 * 10**9
+    assert [e for e in events if e["kind"] == "frame" and e["fate"] == "delivered" and e["to"] == 2
+            and e["mission_ns"] > back_ns + 2 * 10**9]
