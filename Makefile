@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_emulated
 	$(BIN)/python -m bench.bench_flash
 	$(BIN)/python -m bench.bench_labgrid  # prints a skip line without labgrid or ser2net
+	$(BIN)/python -m bench.bench_udp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs

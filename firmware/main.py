@@ -116,6 +116,13 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
 
             u = board.uart
             link = UartLink(u["id"], u["tx"], u["rx"], u["baud"])
+        elif board.transport == "udp":
+            from runtime.link_udp import open_link
+
+            try:
+                link = open_link(board, notes)
+            except OSError as e:  # no radio, no Wi-Fi, no route: one line naming the key
+                raise BootError(str(e))
         else:
             from runtime.link_usb import UsbLink
 

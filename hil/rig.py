@@ -67,7 +67,8 @@ class EmulatedRig:
     name = "emulated"
     kind = "emulated_pico"
 
-    def __init__(self):
+    def __init__(self, transport="usb"):
+        self.transport = transport  # "udp": frames over UDP on loopback (ground.udplink)
         try:
             from hil import boards as boards_mod
 
@@ -90,7 +91,7 @@ class EmulatedRig:
         """Boards for `sc`, booted (count, if given, must be the scenario's node count)."""
         from hil import emulated_run
 
-        farm = emulated_run.start_farm(sc, folder, count=count)
+        farm = emulated_run.start_farm(sc, folder, count=count, transport=self.transport)
         boards = farm.devices()
         return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()})
 
@@ -210,10 +211,11 @@ class FileRig:
                 raise
             raise CannotRun("rig %s cannot run scenario %s: %s" % (self.name, sc.name, e)) from None
         boards, errors = {}, {}
+        hub = self._udp_hub(sc, devices)
 
         def one(nid):
             try:
-                boards[nid] = self._boot(sc, nid, devices[nid], folder)
+                boards[nid] = self._boot(sc, nid, devices[nid], folder, hub)
             except BaseException as e:  # reported below, by board
                 errors[nid] = e
 
@@ -223,10 +225,19 @@ class FileRig:
         for t in threads:
             t.join(CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S + 10)
         stuck = [nid for nid, t in zip(sorted(devices), threads) if t.is_alive()]
+        if hub is not None and not errors and not stuck:
+            from hil import emulated_run
+
+            try:  # together: the hub forgets what came before their boot
+                emulated_run.boot_udp({n: boards[n] for n in hub.links}, hub, BOOT_TIMEOUT_S)
+            except (ValueError, TimeoutError) as e:
+                errors[0] = e
         if errors or stuck:
             for b in boards.values():
                 _close_board(b)
-            text = "; ".join("node %d: %s" % (n, e) for n, e in sorted(errors.items()))
+            if hub is not None:
+                hub.close()
+            text = "; ".join(("node %d: %s" % (n, e)) if n else str(e) for n, e in sorted(errors.items()))
             if stuck:
                 text += "; node%s %s: no answer within %.0f s" % ("s" if len(stuck) > 1 else "", stuck,
                                                                     CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S)
@@ -235,11 +246,32 @@ class FileRig:
         def stop():
             for b in boards.values():
                 _close_board(b)
+            if hub is not None:
+                hub.close()
             self._check_places()
 
         return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()})
 
-    def _boot(self, sc, nid, device, folder):
+    def _udp_hub(self, sc, devices):
+        """The run's UDP hub (ground.udplink) when some of its boards are on
+        transport udp, else None; CannotRun for a real board on udp."""
+        udp = [self.rig.by_node(n) for n in sorted(devices) if self.rig.board_json(self.rig.by_node(n)).get(
+            "transport") == "udp"]
+        if not udp:
+            return None
+        real = [b.name for b in udp if not b.emulated]
+        if real:
+            raise CannotRun("rig %s: %s: transport udp runs on emulated boards only so far (a Pico W needs the"
+                            " ground's address on its network in board.json \"ground\"; not wired yet)"
+                            % (self.name, ", ".join(real)))
+        from ground.udplink import UdpHub
+
+        hub = UdpHub("127.0.0.1")
+        for b in udp:
+            hub.link(b.node_id)
+        return hub
+
+    def _boot(self, sc, nid, device, folder, hub=None):
         from hil import emulated_run, flash
         from hil.serialboard import SerialBoard, configure_over_repl
 
@@ -249,7 +281,12 @@ class FileRig:
         cfg.update(scenario_board_json(sc, nid))
         running = self.rig.running.get(b.name)
         if running is not None:  # an emulated entry: its folder is its flash
+            udp = cfg.get("transport") == "udp"
+            if udp:
+                cfg["ground"] = hub.address
             flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg)
+            if udp:
+                return running  # booted with the other udp boards (boot_udp), once all are written
             return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
         repl = self.rig.port(b)
         configure_over_repl(repl, cfg, spec, os.path.join(folder, b.name))
@@ -320,6 +357,11 @@ def _close_board(b):
 def emulated_backend(sc, folder, count=None):
     """`ground run --emulated [N]`: one emulated Pico per node (N, if given, must match)."""
     return EmulatedRig().prepare(sc, folder, count=count or 0)
+
+
+def emulated_udp_backend(sc, folder, count=None):
+    """One emulated Pico per node on transport udp: frames over a real UDP socket on loopback."""
+    return EmulatedRig(transport="udp").prepare(sc, folder, count=count or 0)
 
 
 def rig_backend(sc, folder, path):

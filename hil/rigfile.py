@@ -50,7 +50,7 @@ _BOARD_KEYS = {
 CONFIG_KEYS = {
     "election_timeout_ms", "heartbeat_ms", "telemetry_ms", "state_ms", "suspect_ms", "dead_ms",
     "seed", "auth_key", "require_auth", "time_scale_milli", "transport", "uart", "led_pin", "watchdog_ms", "journal",
-    "market",
+    "market", "wifi",
 }  # fmt: skip
 
 
@@ -321,6 +321,8 @@ def _check_board_json(rig_path: str, entry: Located, board: RigBoard, cfg: dict)
     from ground import firmware  # noqa: F401  (puts firmware/ on sys.path)
     from runtime import boardcfg
 
+    if cfg.get("transport") == "udp" and "ground" not in cfg:
+        cfg = dict(cfg, ground="127.0.0.1:1")  # the harness writes the run's UDP hub address (hil/rig.py)
     try:
         boardcfg.core_config(boardcfg.parse_board(cfg, "board.json"))
     except boardcfg.ConfigError as e:
