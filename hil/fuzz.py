@@ -61,7 +61,7 @@ class FuzzError(RuntimeError):
 class Report:
     def __init__(self):
         self.sent = {}  # category -> lines
-        self.owed = {}  # reason -> lines owed that reject ('' accepted, 'overflow' uncounted)
+        self.owed = {}  # reason -> lines owed that reject ('' accepted)
         self.owed_by_category = {}  # category -> {reason: lines}
         self.board_counted = 0  # bad_frames increments seen at exact checkpoints
         self.owed_counted = 0  # counted rejects owed over the same intervals

@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from ground import emulated_run, firmware
+from ground import firmware
+from hil import emulated_run
 from hil import flash as flash_mod
 from hil.emulated import EmulatedBoard
 
