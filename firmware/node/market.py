@@ -29,8 +29,8 @@ from array import array
 
 from micropython import const
 
-from node import auction, catalog as cat, msgs, recovery, refusal, wire
-from node.auction import F_MERGED, BidBook, clear
+from node import auction, catalog as cat, lineage, msgs, recovery, refusal, wire
+from node.auction import F_MERGED, BidBook
 from node.ledger import Ledger
 
 IDLE = const(0)
@@ -77,8 +77,9 @@ def next_state(state, event):
 
 
 class Market:
-    def __init__(self, node_id, mcfg, intent, send):
+    def __init__(self, node_id, mcfg, intent, send, lineage_id=0):
         self.id = node_id
+        self.clear = lineage.clearing(lineage_id)  # this lineage's own clearing (node/lineage.py)
         self.cfg = mcfg
         self.intent = intent
         self.send = send
@@ -359,7 +360,7 @@ class Market:
         self.ledger.advance(self.round + 1)
         n = self.book.n
         self._n_round = n
-        self._won = clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
+        self._won = self.clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
         self.rounds += 1
         self._closed_ms = now_ms
         self.led_term = self.term

@@ -33,7 +33,7 @@ class Region:
         self._send = send
         self.dst = wire.cluster_addr(mcfg.region_cluster)
         self.trader = Trader(node_id, config.hw_gen, config.age_slots, mcfg, rng, self.send, now_ms)
-        self.market = Market(node_id, mcfg, self.trader.intent, self.send) if node_id in mcfg.electors else None
+        self.market = Market(node_id, mcfg, self.trader.intent, self.send, config.lineage) if node_id in mcfg.electors else None
         self.seat = None  # a Node: this elector's seat in the regional election
         self.fixed = None  # or (coordinator, term, standby), with no election
         self._local = []

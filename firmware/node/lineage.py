@@ -1,0 +1,30 @@
+# Which implementation of each common-mode-critical step a node runs, by its
+# software lineage (Config.lineage, one byte): one small table, so placement
+# rules (docs/CONTAINMENT.md) know which lineages really differ.
+#
+# Two independently written clearings exist today: A (node/auction.py) and
+# B (node/auction_b.py). Lineage L runs CLEARING[L % len(CLEARING)]; B is
+# imported only by the nodes that run it (a Pico's heap is small).
+
+from micropython import const
+
+CLEAR_A = const(0)
+CLEAR_B = const(1)
+CLEARING = (CLEAR_A, CLEAR_B)  # lineage % 2 -> implementation
+IMPL_NAMES = ("A", "B")
+
+
+def clearing_impl(lineage):
+    """The clearing implementation id lineage `lineage` runs."""
+    return CLEARING[lineage % len(CLEARING)]
+
+
+def clearing(lineage):
+    """The clear(book, n, ledger, units, first_ids, prices) function."""
+    if clearing_impl(lineage) == CLEAR_B:
+        from node import auction_b
+
+        return auction_b.clear
+    from node import auction
+
+    return auction.clear
