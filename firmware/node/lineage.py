@@ -28,3 +28,15 @@ def clearing(lineage):
     from node import auction
 
     return auction.clear
+
+
+def defective(clear_fn):
+    """A clearing with a planted common-mode defect, for containment runs
+    only (scenario `faults: lineage_defect`, docs/CONTAINMENT.md): it forgets
+    the last bid of the book, a classic off-by-one. Never used unless a
+    scenario or a test asks for it."""
+
+    def clear(book, n, ledger, units, first_ids, prices):
+        return clear_fn(book, n - 1 if n else 0, ledger, units, first_ids, prices)
+
+    return clear

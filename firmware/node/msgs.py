@@ -47,6 +47,15 @@ RELEASE = const(0x64)  # holder -> coordinator (-> standby): give slots back
 RECONCILE = const(0x65)  # node -> coordinator after an autonomy window
 RECONCILE_ACK = const(0x66)  # coordinator -> node
 
+# Fault containment (docs/CONTAINMENT.md): 0x90-0x9F.
+ACCUSE = const(0x90)  # auditor -> region's electors + ground: a round's clearing differs from mine
+
+# ACCUSE `reason` bits: what differs (the evidence fields carry both sides).
+ACCUSE_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
+ACCUSE_PRICES = const(2)  # a published class price differs (price_class, claimed_price, own_price)
+ACCUSE_AWARDS = const(4)  # the award count differs; holder/res/first name the first award that differs
+ACCUSE_ALL = const(7)
+
 # PRICES status: what the message says about its round.
 ROUND_COMPLETE = const(1)  # awarded: every award of the round stands
 ROUND_VOID = const(2)  # nothing of the round was awarded: bid again
@@ -158,8 +167,15 @@ LAYOUTS = {
         ("seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"),
     ),
     RECONCILE_ACK: ("reconcile_ack", "<IIHH", ("term", "seq", "released", "refused")),
+    ACCUSE: (
+        "accuse",
+        "<IIHHBBIIHHHHHIIBHH",
+        ("term", "round", "accused", "region", "reason", "lineage", "claimed_digest", "own_digest",
+         "claimed_awards", "own_awards", "holder", "claimed_res", "own_res", "claimed_first", "own_first",
+         "price_class", "claimed_price", "own_price"),
+    ),
 }
-MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT)
+MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.
