@@ -4,9 +4,11 @@
 #
 # Two independently written clearings exist today: A (node/auction.py) and
 # B (node/auction_b.py). Lineage L runs CLEARING[L % len(CLEARING)]; B is
-# imported only by the nodes that run it (a Pico's heap is small).
+# imported only by the electors that run it (3 KB of bytecode on a small heap).
 
 from micropython import const
+
+from node import auction
 
 CLEAR_A = const(0)
 CLEAR_B = const(1)
@@ -25,8 +27,6 @@ def clearing(lineage):
         from node import auction_b
 
         return auction_b.clear
-    from node import auction
-
     return auction.clear
 
 

@@ -80,6 +80,9 @@ class Market:
     def __init__(self, node_id, mcfg, intent, send, lineage_id=0):
         self.id = node_id
         self.clear = lineage.clearing(lineage_id)  # this lineage's own clearing (node/lineage.py)
+        if mcfg.defect_lineage == lineage_id:
+            self.clear = lineage.defective(self.clear)  # a planted defect: containment runs only
+        self.quarantine = None  # set by the Region on an elector: bids from quarantined nodes are refused
         self.cfg = mcfg
         self.intent = intent
         self.send = send
@@ -239,6 +242,9 @@ class Market:
         idx = self._sender(src)
         if idx < 0 or not self._fresh(idx, fields[1]):
             return
+        if self.quarantine is not None and self.quarantine.is_quarantined(src):
+            self.refused[refusal.QUARANTINED] += 1
+            return
         why = self.check_bid(idx, fields)
         if why:
             self.refused[why] += 1
@@ -296,6 +302,9 @@ class Market:
         if idx < 0:
             return
         term, rnd, seq, first, res, holder, price, span, period, count, flags = fields
+        if self.quarantine is not None and self.quarantine.is_quarantined(src):
+            self.refused[refusal.QUARANTINED] += 1
+            return
         if now_ms >= self.resync_until or holder != src:
             self.refused[refusal.UNEXPECTED] += 1
             return
@@ -360,6 +369,10 @@ class Market:
         self.ledger.advance(self.round + 1)
         n = self.book.n
         self._n_round = n
+        if self.cfg.auditors:
+            from node import audit
+
+            audit.send_round(self, n)
         self._won = self.clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
         self.rounds += 1
         self._closed_ms = now_ms

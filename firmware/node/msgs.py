@@ -49,6 +49,7 @@ RECONCILE_ACK = const(0x66)  # coordinator -> node
 
 # Fault containment (docs/CONTAINMENT.md): 0x90-0x9F.
 ACCUSE = const(0x90)  # auditor -> region's electors + ground: a round's clearing differs from mine
+AUDIT_BID = const(0x91)  # coordinator -> each auditor at a round's close: one bid row of the book, as bid
 
 # ACCUSE `reason` bits: what differs (the evidence fields carry both sides).
 ACCUSE_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
@@ -174,8 +175,14 @@ LAYOUTS = {
          "claimed_awards", "own_awards", "holder", "claimed_res", "own_res", "claimed_first", "own_first",
          "price_class", "claimed_price", "own_price"),
     ),
+    AUDIT_BID: (
+        "audit_bid",
+        "<IHHHIIIHHBBBBB",
+        ("round", "rows", "row", "holder", "before_digest", "seq", "first", "resource", "price", "classes", "span",
+         "period", "count", "flags"),
+    ),
 }
-MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE)
+MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.

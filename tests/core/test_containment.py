@@ -160,3 +160,4 @@ def test_the_state_table_refuses_what_it_does_not_know():
     except q.QuarantineError:
         return
     raise AssertionError("served from normal")
+
