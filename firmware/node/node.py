@@ -459,7 +459,7 @@ class Node:
         best = msgs.NO_NODE
         best_key = None
         for m in self.members.members:
-            if m == self.id or self.members.status(m, now_ms) != ALIVE:
+            if m == self.id or self.members.status(m, now_ms) != ALIVE or not self._electable(m):
                 continue
             same = 1 if self.members.lineage.get(m, -1) == self.cfg.lineage else 0
             key = (same, -self.members.reach.get(m, msgs.ALIVE_UNKNOWN), m)
