@@ -42,7 +42,7 @@ _MARKET = {
     # fault containment (docs/CONTAINMENT.md)
     "auditors", "quarantine_cap_permille", "probation_ms", "defect_lineage", "lineages",
 }
-CLEARING_IMPLS = 2  # firmware node/lineage.py: lineage L runs clearing L % 2 (A or B)
+CLEARING_IMPLS = 2  # firmware node/market.py clearing(): lineage L runs clearing L % 2 (A or B)
 MIN_LINEAGES = 3  # a cluster of ENFORCE_CLUSTER_SIZE or more mixes at least this many lineages
 ENFORCE_CLUSTER_SIZE = 5
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst

@@ -21,7 +21,7 @@
 #    occurrences are tested with Ledger.fits() one occurrence at a time
 #    instead of slot by slot;
 #  - shapes that found no room are remembered as packed integers in a set.
-# Loaded only by nodes whose lineage selects it (node/lineage.py).
+# Loaded only by nodes whose lineage selects it (node/market.py clearing()).
 
 from micropython import const
 

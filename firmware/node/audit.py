@@ -9,7 +9,7 @@
 # PeerReview's witness, in the market's terms: the clearing is a
 # deterministic function of (ledger, bids), so any node that has them can
 # replay it. An auditor of another lineage replays it with code written
-# independently (node/lineage.py), so a defect in one implementation shows
+# independently (market.clearing), so a defect in one implementation shows
 # as a disagreement rather than being repeated by every checker.
 #
 # Pure: no I/O, no clock. The scratch ledger and book are sized once (the
@@ -17,11 +17,18 @@
 
 from micropython import const
 
-from node import catalog as cat, lineage, msgs, refusal, wire
+from node import catalog as cat, msgs, refusal, wire
+from node.market import clearing, clearing_impl
 from node.auction import F_ALL, F_WON, NO_RESOURCE, BidBook
 from node.ledger import Ledger
 
 _MISSING = const(0xFF)  # an AUDIT_BID row not received yet
+
+# ACCUSE `reason` bits: what differs (the evidence fields carry both sides).
+REASON_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
+REASON_PRICES = const(2)  # a published class price differs (price_class, claimed_price, own_price)
+REASON_AWARDS = const(4)  # the award count differs; holder/res/first name the first award that differs
+REASON_ALL = const(7)
 
 
 def copy_ledger(dst, src):
@@ -53,7 +60,7 @@ class Auditor:
         self.id = node_id
         self.roster = roster  # roster index -> node id, for the evidence (None: indices)
         self.lineage = lineage_id
-        self.clear = lineage.clearing(lineage_id)
+        self.clear = clearing(lineage_id)
         self.ledger = Ledger(n_res, horizon, per_holder, n_holders)
         self.book = BidBook(max_bids)
         self.prices = [0] * cat.N_CLASSES
@@ -146,15 +153,15 @@ class Auditor:
         own_digest = led.digest()
         reason = 0
         if own_digest != claimed_digest:
-            reason |= msgs.ACCUSE_DIGEST
+            reason |= REASON_DIGEST
         pc = 0
         for c in range(cat.N_CLASSES):
             if self.prices[c] != claimed_prices[c]:
-                reason |= msgs.ACCUSE_PRICES
+                reason |= REASON_PRICES
                 pc = c
                 break
         if won != claimed_awards:
-            reason |= msgs.ACCUSE_AWARDS
+            reason |= REASON_AWARDS
         holder = 0
         c_res = o_res = NO_RESOURCE
         c_first = o_first = 0
@@ -170,7 +177,7 @@ class Auditor:
                     holder = book.node[i]
                     c_res, o_res, c_first, o_first = r_theirs, r_mine, f_theirs, f_mine
                     if not reason:
-                        reason = msgs.ACCUSE_AWARDS
+                        reason = REASON_AWARDS
                     break
         elif replica_book is not None and reason:
             # The awards the coordinator replicated to us (holder, res,
@@ -228,14 +235,14 @@ def has_evidence(fields):
     """An ACCUSE's fields show a difference for every reason it gives: an
     accusation that does not is refused (refusal.EVIDENCE)."""
     reason = fields[4]
-    if not reason or reason & ~msgs.ACCUSE_ALL:
+    if not reason or reason & ~REASON_ALL:
         return False
-    if reason & msgs.ACCUSE_DIGEST and fields[6] == fields[7]:
+    if reason & REASON_DIGEST and fields[6] == fields[7]:
         return False
-    if reason & msgs.ACCUSE_AWARDS and fields[8] == fields[9] and fields[11] == fields[12] \
+    if reason & REASON_AWARDS and fields[8] == fields[9] and fields[11] == fields[12] \
             and fields[13] == fields[14]:
         return False
-    if reason & msgs.ACCUSE_PRICES and (fields[16] == fields[17] or fields[15] >= cat.N_CLASSES):
+    if reason & REASON_PRICES and (fields[16] == fields[17] or fields[15] >= cat.N_CLASSES):
         return False
     return True
 
@@ -305,7 +312,7 @@ def _maybe_audit(region, coord, now_ms):
         return
     seat = region.seat
     lin = seat.members.lineage.get(coord, -1) if seat is not None else -1
-    if lin >= 0 and lineage.clearing_impl(lin) == lineage.clearing_impl(region.lineage):
+    if lin >= 0 and clearing_impl(lin) == clearing_impl(region.lineage):
         a._done = True
         a.skipped += 1
         return

@@ -183,21 +183,16 @@ class MarketConfig:
         self.leases_per_node = leases_per_node  # ledger record slots per node (node/ledger.py)
         self.max_span = max_span
         self.stale_rounds = stale_rounds
-        # Fault containment (docs/CONTAINMENT.md). auditors: electors that
-        # re-run each round with their own lineage's clearing; cluster_of: the
-        # cluster id of each roster node (same order; None: the region counts
-        # as one cluster for the quarantine cap); defect_lineage: a planted
-        # clearing defect in the nodes of that lineage (-1: none; containment
-        # runs only).
+        # Fault containment (docs/CONTAINMENT.md): auditors (electors: they
+        # audit from their replica ledger), each roster node's cluster (None:
+        # the region is one cluster for the cap), a planted clearing defect
+        # in the nodes of defect_lineage (-1: none; containment runs only).
         self.auditors = tuple(sorted(auditors))
-        for a in self.auditors:
-            if a not in self.electors:
-                raise ValueError("market: auditor %d is not an elector (it audits from its replica ledger)" % a)
-        if cluster_of is not None and len(cluster_of) != len(ids):
-            raise ValueError("market: cluster_of must give one cluster id per roster node")
-        self.cluster_of = tuple(cluster_of) if cluster_of is not None else None
-        if not 0 < quarantine_cap_permille <= 1000:
-            raise ValueError("market: quarantine_cap_permille in 1..1000")
+        if [a for a in self.auditors if a not in self.electors] or not 0 < quarantine_cap_permille <= 1000 or (
+                cluster_of is not None and len(cluster_of) != len(ids)):
+            raise ValueError("market: auditors must be electors, quarantine_cap_permille in 1..1000, cluster_of"
+                             " one cluster id per roster node")
+        self.cluster_of = cluster_of
         self.quarantine_cap_permille = quarantine_cap_permille
         self.probation_ms = probation_ms
         self.defect_lineage = defect_lineage

@@ -29,7 +29,7 @@ from array import array
 
 from micropython import const
 
-from node import auction, catalog as cat, lineage, msgs, recovery, refusal, wire
+from node import auction, catalog as cat, msgs, recovery, refusal, wire
 from node.auction import F_MERGED, BidBook
 from node.ledger import Ledger
 
@@ -65,6 +65,32 @@ _TABLE = {
 }
 
 
+# Which clearing a lineage runs (docs/CONTAINMENT.md): lineage L runs
+# CLEARING[L % 2], A (node/auction.py) or B (node/auction_b.py, written apart;
+# imported only by the electors that run it: 3 KB of bytecode).
+CLEARING = ("A", "B")
+
+
+def clearing_impl(lineage):
+    return CLEARING[lineage % 2]
+
+
+def clearing(lineage):
+    """The clear(book, n, ledger, units, first_ids, prices) lineage runs."""
+    if clearing_impl(lineage) == "B":
+        from node import auction_b
+
+        return auction_b.clear
+    return auction.clear
+
+
+def defective(clear_fn):
+    """A clearing with a planted defect (MarketConfig.defect_lineage, for
+    containment runs only): it forgets the last bid of the book."""
+    return lambda book, n, ledger, units, first_ids, prices: clear_fn(book, n - 1 if n else 0, ledger, units,
+                                                                      first_ids, prices)
+
+
 class MarketError(Exception):
     """Local bug: an event with no transition from the current state."""
 
@@ -79,9 +105,9 @@ def next_state(state, event):
 class Market:
     def __init__(self, node_id, mcfg, intent, send, lineage_id=0):
         self.id = node_id
-        self.clear = lineage.clearing(lineage_id)  # this lineage's own clearing (node/lineage.py)
+        self.clear = clearing(lineage_id)  # this lineage's own clearing
         if mcfg.defect_lineage == lineage_id:
-            self.clear = lineage.defective(self.clear)  # a planted defect: containment runs only
+            self.clear = defective(self.clear)  # a planted defect: containment runs only
         self.quarantine = None  # set by the Region on an elector: bids from quarantined nodes are refused
         self.cfg = mcfg
         self.intent = intent

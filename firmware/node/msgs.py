@@ -50,12 +50,7 @@ RECONCILE_ACK = const(0x66)  # coordinator -> node
 # Fault containment (docs/CONTAINMENT.md): 0x90-0x9F.
 ACCUSE = const(0x90)  # auditor -> region's electors + ground: a round's clearing differs from mine
 AUDIT_BID = const(0x91)  # coordinator -> each auditor at a round's close: one bid row of the book, as bid
-
-# ACCUSE `reason` bits: what differs (the evidence fields carry both sides).
-ACCUSE_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
-ACCUSE_PRICES = const(2)  # a published class price differs (price_class, claimed_price, own_price)
-ACCUSE_AWARDS = const(4)  # the award count differs; holder/res/first name the first award that differs
-ACCUSE_ALL = const(7)
+# (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
 # PRICES status: what the message says about its round.
 ROUND_COMPLETE = const(1)  # awarded: every award of the round stands

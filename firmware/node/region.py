@@ -33,7 +33,8 @@ class Region:
         self._send = send
         self.dst = wire.cluster_addr(mcfg.region_cluster)
         self.trader = Trader(node_id, config.hw_gen, config.age_slots, mcfg, rng, self.send, now_ms)
-        self.market = Market(node_id, mcfg, self.trader.intent, self.send, config.lineage) if node_id in mcfg.electors else None
+        elector = node_id in mcfg.electors
+        self.market = Market(node_id, mcfg, self.trader.intent, self.send, config.lineage) if elector else None
         self.seat = None  # a Node: this elector's seat in the regional election
         self.quarantine = None  # fault containment (node/audit.py, docs/CONTAINMENT.md): an elector's table
         self.auditor = None  # and an auditor's re-run

@@ -13,7 +13,8 @@ The work is split by family, each a small consumer with feed(view) and
 result(span): ClaimMetrics and ChurnMetrics (ground/metrics/claims.py),
 FailoverMetrics and AgreementMetrics (failover.py), TrafficMetrics and
 SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
-(airtime.py), ContainmentMetrics (containment.py), TimelineMetrics (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
+(airtime.py), ContainmentMetrics (containment.py), TimelineMetrics
+(roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
 family, and merges their results at the end. Nothing here does I/O (but
 from_trace, which reads the file) or reads a clock. Each family's state grows

@@ -4,7 +4,8 @@
 # two different auditors, is refused without evidence or from a non-auditor,
 # and a quarantine never exceeds the cluster's cap nor takes its last
 # standby. CPython and MicroPython.
-from node import audit, auction, catalog as cat, lineage, msgs, refusal
+from node import audit, auction, catalog as cat, msgs, refusal
+from node.market import clearing, defective
 from node import quarantine as q
 from node.auction import NO_RESOURCE, BidBook
 from node.ledger import Ledger
@@ -50,7 +51,7 @@ def test_an_auditor_of_the_other_lineage_agrees_with_an_honest_round():
     aud = _auditor(1)
     for seed in range(30):
         led, book = _round(seed)
-        digest, won, prices, cleared = _coordinate(led, book, lineage.clearing(0))
+        digest, won, prices, cleared = _coordinate(led, book, clearing(0))
         assert aud.check(3, 9, 1, 1, led, book, book.n, UNITS, IDS, digest, won, prices, cleared) is None
     assert aud.audited == 30 and aud.disagreed == 0
 
@@ -60,7 +61,7 @@ def test_a_defective_lineage_is_caught_with_evidence():
     caught = 0
     for seed in range(30):
         led, book = _round(seed)
-        digest, won, prices, cleared = _coordinate(led, book, lineage.defective(lineage.clearing(0)))
+        digest, won, prices, cleared = _coordinate(led, book, defective(clearing(0)))
         fields = aud.check(3, 9, 1, 1, led, book, book.n, UNITS, IDS, digest, won, prices, cleared)
         if fields is None:
             continue
@@ -73,11 +74,11 @@ def test_a_defective_lineage_is_caught_with_evidence():
 
 
 def test_an_accusation_without_evidence_fails_the_check():
-    ok = (3, 9, 1, 1, msgs.ACCUSE_DIGEST, 1, 5, 6, 2, 2, 0, NO_RESOURCE, NO_RESOURCE, 0, 0, 0, 1, 1)
+    ok = (3, 9, 1, 1, audit.REASON_DIGEST, 1, 5, 6, 2, 2, 0, NO_RESOURCE, NO_RESOURCE, 0, 0, 0, 1, 1)
     assert audit.has_evidence(ok)
     assert not audit.has_evidence(ok[:4] + (0,) + ok[5:])  # no reason
     assert not audit.has_evidence(ok[:6] + (5, 5) + ok[8:])  # "digest differs", equal digests
-    assert not audit.has_evidence(ok[:4] + (msgs.ACCUSE_PRICES,) + ok[5:])  # equal prices
+    assert not audit.has_evidence(ok[:4] + (audit.REASON_PRICES,) + ok[5:])  # equal prices
     assert not audit.has_evidence(ok[:4] + (0x40,) + ok[5:])  # unknown reason bit
 
 

@@ -8,10 +8,11 @@
 # a coordinator whose clearing carries a planted defect is accused by the two
 # auditors of the other lineage, quarantined by every elector and replaced;
 # a lying auditor alone quarantines nobody and a non-auditor's accusation is
-# refused. Its own file: a fresh 192K heap under MicroPython.
+# refused.
 from federation import Federation
-from node import auction_b, market, msgs, refusal, region, wire  # noqa: F401 (compiled while the heap is whole)
+from node import audit, msgs, refusal, wire
 from node.auction import NO_RESOURCE
+from node.market import clearing_impl, defective
 
 SLOT = 12000
 FED_UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
@@ -45,16 +46,14 @@ def test_a_defective_coordinator_is_accused_by_two_auditors_and_quarantined():
     assert not _ground(f, msgs.ACCUSE)  # honest rounds, audited by the other lineage: no accusation
     audited = sum(f.nodes[e].region.auditor.audited for e in FED_ELECTORS)
     assert audited >= 2
-    from node import audit, lineage  # loaded by the region already (containment configured)
-
     m = f.nodes[bad].region.market
-    m.clear = lineage.defective(m.clear)  # the planted defect (scenario fault lineage_defect)
+    m.clear = defective(m.clear)  # the planted defect (scenario fault lineage_defect)
     f.run_for(6 * SLOT)
     accusers = set()
     for src, payload in _ground(f, msgs.ACCUSE):
         fields = msgs.unpack(msgs.ACCUSE, payload)
         assert fields[2] == bad and audit.has_evidence(fields)
-        assert lineage.clearing_impl(src % 3) != lineage.clearing_impl(bad % 3)
+        assert clearing_impl(src % 3) != clearing_impl(bad % 3)
         accusers.add(src)
     assert len(accusers) == 2, accusers
     for e in FED_ELECTORS:
@@ -69,7 +68,7 @@ def test_a_lying_auditor_alone_quarantines_nobody_and_a_stranger_is_refused():
     assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
     rc = f.region_coordinator()
     liar = [e for e in FED_ELECTORS if e != rc][0]
-    lie = msgs.pack(msgs.ACCUSE, 1, 2, rc, 1, msgs.ACCUSE_DIGEST, liar % 3, 1, 2, 0, 0, 0, NO_RESOURCE,
+    lie = msgs.pack(msgs.ACCUSE, 1, 2, rc, 1, audit.REASON_DIGEST, liar % 3, 1, 2, 0, 0, 0, NO_RESOURCE,
                     NO_RESOURCE, 0, 0, 0, 1, 1)
     for _ in range(5):
         for e in FED_ELECTORS:

@@ -5,7 +5,8 @@
 # (scarce classes, flexible phases, ASAP, bids in the past, extensions of a
 # held lease, full holders, partial pre-allocations, repeated hopeless
 # shapes). CPython and MicroPython (make test-mpy, 192K heap).
-from node import auction, auction_b, catalog as cat, lineage
+from node import auction, auction_b, catalog as cat
+from node.market import clearing, clearing_impl
 from node.auction import F_ASAP, F_COVER, F_FLEX, NO_RESOURCE, BidBook
 from node.ledger import Ledger
 from node.rng import Rng
@@ -147,8 +148,8 @@ def test_a_defect_in_one_clearing_shows_as_a_different_digest():
 
 
 def test_lineages_select_implementations_by_the_table():
-    assert lineage.clearing(0) is auction.clear
-    assert lineage.clearing(1) is auction_b.clear
-    assert lineage.clearing(2) is auction.clear
-    assert lineage.clearing(3) is auction_b.clear
-    assert lineage.clearing_impl(0) != lineage.clearing_impl(1)
+    assert clearing(0) is auction.clear
+    assert clearing(1) is auction_b.clear
+    assert clearing(2) is auction.clear
+    assert clearing(3) is auction_b.clear
+    assert clearing_impl(0) != clearing_impl(1)
