@@ -31,7 +31,7 @@ def _load(lineages="[0, 1, 2]", auditors="[1, 2, 6, 7]"):
 def test_a_placement_that_keeps_the_rules_loads_with_each_nodes_cluster():
     sc = _load()
     assert sc.market.auditors == (1, 2, 6, 7)
-    assert sc.market.cluster_of == (1, 1, 1, 1, 1, 2, 2, 2, 2, 2)
+    assert tuple(sc.market.cluster_of) == (1, 1, 1, 1, 1, 2, 2, 2, 2, 2)
 
 
 def test_a_monoculture_cluster_of_five_is_refused_naming_the_line():
