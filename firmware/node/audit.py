@@ -18,7 +18,7 @@
 from micropython import const
 
 from node import catalog as cat, msgs, refusal, wire
-from node.market import clearing, clearing_impl
+from node.market import CLEARING, clearing
 from node.auction import F_ALL, F_WON, NO_RESOURCE, BidBook
 from node.ledger import Ledger
 
@@ -29,6 +29,21 @@ REASON_DIGEST = const(1)  # the ledger digest the coordinator prepared differs f
 REASON_PRICES = const(2)  # a published class price differs (price_class, claimed_price, own_price)
 REASON_AWARDS = const(4)  # the award count differs; holder/res/first name the first award that differs
 REASON_ALL = const(7)
+
+
+def clearing_impl(lineage):
+    """The clearing lineage runs: "A" or "B" (node/market.py CLEARING)."""
+    return CLEARING[lineage % 2]
+
+
+def defective(clear_fn):
+    """A clearing with a planted defect (MarketConfig.defect_lineage, for
+    containment runs only): it forgets the last bid of the book."""
+
+    def clear(book, n, ledger, units, first_ids, prices):
+        return clear_fn(book, n - 1 if n else 0, ledger, units, first_ids, prices)
+
+    return clear
 
 
 def copy_ledger(dst, src):

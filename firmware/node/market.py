@@ -71,24 +71,13 @@ _TABLE = {
 CLEARING = ("A", "B")
 
 
-def clearing_impl(lineage):
-    return CLEARING[lineage % 2]
-
-
 def clearing(lineage):
     """The clear(book, n, ledger, units, first_ids, prices) lineage runs."""
-    if clearing_impl(lineage) == "B":
+    if CLEARING[lineage % 2] == "B":
         from node import auction_b
 
         return auction_b.clear
     return auction.clear
-
-
-def defective(clear_fn):
-    """A clearing with a planted defect (MarketConfig.defect_lineage, for
-    containment runs only): it forgets the last bid of the book."""
-    return lambda book, n, ledger, units, first_ids, prices: clear_fn(book, n - 1 if n else 0, ledger, units,
-                                                                      first_ids, prices)
 
 
 class MarketError(Exception):
@@ -107,7 +96,9 @@ class Market:
         self.id = node_id
         self.clear = clearing(lineage_id)  # this lineage's own clearing
         if mcfg.defect_lineage == lineage_id:
-            self.clear = defective(self.clear)  # a planted defect: containment runs only
+            from node import audit
+
+            self.clear = audit.defective(self.clear)  # a planted defect: containment runs only
         self.quarantine = None  # set by the Region on an elector: bids from quarantined nodes are refused
         self.cfg = mcfg
         self.intent = intent

@@ -5,7 +5,8 @@
 # and a quarantine never exceeds the cluster's cap nor takes its last
 # standby. CPython and MicroPython.
 from node import audit, auction, catalog as cat, msgs, refusal
-from node.market import clearing, defective
+from node.audit import defective
+from node.market import clearing
 from node import quarantine as q
 from node.auction import NO_RESOURCE, BidBook
 from node.ledger import Ledger

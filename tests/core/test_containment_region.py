@@ -12,7 +12,7 @@
 from federation import Federation
 from node import audit, msgs, refusal, wire
 from node.auction import NO_RESOURCE
-from node.market import clearing_impl, defective
+from node.audit import clearing_impl, defective
 
 SLOT = 12000
 FED_UNITS = (1, 1, 1, 1, 2, 1, 1, 2)

@@ -6,7 +6,8 @@
 # held lease, full holders, partial pre-allocations, repeated hopeless
 # shapes). CPython and MicroPython (make test-mpy, 192K heap).
 from node import auction, auction_b, catalog as cat
-from node.market import clearing, clearing_impl
+from node.audit import clearing_impl
+from node.market import clearing
 from node.auction import F_ASAP, F_COVER, F_FLEX, NO_RESOURCE, BidBook
 from node.ledger import Ledger
 from node.rng import Rng
