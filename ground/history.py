@@ -73,6 +73,8 @@ import json
 import re
 
 from ground import trace as trace_mod
+from ground.history_containment import INVARIANTS as containment_invariants
+from ground.history_containment import ContainmentChecker
 
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 ROLE_COORDINATOR = 2  # msgs.ROLE_COORDINATOR (checked against msgs at import below)
@@ -103,7 +105,7 @@ FIELDS = {
 INVARIANTS = (
     "trace", "one_coordinator", "lease_exclusive", "lease_awarded", "major_versions", "firmware_declared",
     "frame_fates",
-)
+) + containment_invariants
 
 
 class Violation:
@@ -327,6 +329,9 @@ class _Checker:
             if isinstance(r, dict) and isinstance(r.get("region"), int):
                 self.region_electors[0xE00 | r["region"]] = set(r.get("electors") or ())
                 self.cluster_region.update(dict.fromkeys(r.get("clusters") or (), r["region"]))
+        region = market.get("region", 1) if isinstance(market.get("region", 1), int) else 1
+        self.region_addr = CLUSTER_BASE | 0xE00 | region
+        self.containment = ContainmentChecker(self.electors, self._violate)  # quarantine_* (history_containment.py)
         self.majors = {}  # node id -> firmware major the header declares
         for key, info in (header.get("nodes") or {}).items():
             try:
@@ -431,6 +436,8 @@ class _Checker:
             self._claim(src, type_, msg, fid, line)
         elif type_ == "hello":
             self._hello(src, msg, fid, line)
+        if self.electors:
+            self.containment.sent(src, dst, type_, msg, fid, line, self.region_addr)
         elif type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
                 self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed

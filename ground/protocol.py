@@ -420,6 +420,9 @@ ROUND_ACK = 0x63
 RELEASE = 0x64
 RECONCILE = 0x65
 RECONCILE_ACK = 0x66
+ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + ground
+AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
+ACCUSE_REASON_BITS = ((1, "digest"), (2, "prices"), (4, "awards"))  # msgs.ACCUSE_*
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
 MODE_NAMES = ("normal", "cutoff", "conservative", "reconciling")  # MARKET_TEL mode
@@ -583,6 +586,42 @@ Reconcile = Struct(
     "deferred" / Int16ul,
 )
 ReconcileAck = Struct("term" / Int32ul, "seq" / Int32ul, "released" / Int16ul, "refused" / Int16ul)
+Accuse = Struct(
+    "term" / Int32ul,
+    "round" / Int32ul,
+    "accused" / Int16ul,
+    "region" / Int16ul,
+    "reason" / Int8ul,
+    "lineage" / Int8ul,
+    "claimed_digest" / Int32ul,
+    "own_digest" / Int32ul,
+    "claimed_awards" / Int16ul,
+    "own_awards" / Int16ul,
+    "holder" / Int16ul,
+    "claimed_res" / Int16ul,
+    "own_res" / Int16ul,
+    "claimed_first" / Int32ul,
+    "own_first" / Int32ul,
+    "price_class" / Int8ul,
+    "claimed_price" / Int16ul,
+    "own_price" / Int16ul,
+)
+AuditBid = Struct(
+    "round" / Int32ul,
+    "rows" / Int16ul,
+    "row" / Int16ul,
+    "holder" / Int16ul,
+    "before_digest" / Int32ul,
+    "seq" / Int32ul,
+    "first" / Int32ul,
+    "resource" / Int16ul,
+    "price" / Int16ul,
+    "classes" / Int8ul,
+    "span" / Int8ul,
+    "period" / Int8ul,
+    "count" / Int8ul,
+    "flags" / Int8ul,
+)
 
 # type -> (name, Struct)
 MESSAGES = {
@@ -608,6 +647,8 @@ MESSAGES = {
     RELEASE: ("release", Release),
     RECONCILE: ("reconcile", Reconcile),
     RECONCILE_ACK: ("reconcile_ack", ReconcileAck),
+    ACCUSE: ("accuse", Accuse),
+    AUDIT_BID: ("audit_bid", AuditBid),
 }
 TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 

@@ -13,7 +13,12 @@ _MARKET = {
     "region", "electors", "units", "slot_ms", "lead_ms", "horizon_slots", "window_slots", "steps_per_slot",
     "cutoff_ms", "autonomy_after_ms", "region_timeout_ms", "ack_timeout_ms", "telemetry_ms", "max_bids",
     "leases_per_node", "max_span", "stale_rounds",
+    # fault containment (docs/CONTAINMENT.md)
+    "auditors", "quarantine_cap_permille", "probation_ms", "defect_lineage", "lineages",
 }
+CLEARING_IMPLS = 2  # firmware node/market.py clearing(): lineage L runs clearing L % 2 (A or B)
+MIN_LINEAGES = 3  # a cluster of ENFORCE_CLUSTER_SIZE or more mixes at least this many lineages
+ENFORCE_CLUSTER_SIZE = 5
 _REGION = _MARKET | {"clusters"}  # a regions: entry: its clusters and its MarketConfig arguments
 
 
@@ -87,7 +92,16 @@ def _market_config(m, sc, roster, what, kw=None):
             raise m.error("electors", "%s.electors: node %r is not %s" % (
                 what, e, "in the scenario" if what == "market" else "in the region's clusters"))
     kw = {k: v for k, v in m.items()} if kw is None else kw
+    kw.pop("lineages", None)
     kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
+    if "auditors" in m:
+        _check_auditors(m, sc)
+        kw["cluster_of"] = [sc.nodes[n].cluster for n in roster]  # the quarantine cap is per cluster
+    if "lineages" in m:
+        if m["lineages"] != "enforce":
+            raise m.error("lineages", "market.lineages: 'enforce' (check the placement rules at load), got %r"
+                          % (m["lineages"],))
+        _enforce_lineages(m, sc)
     gens = [sc.nodes[n].hw_gen for n in roster]
     _check_autonomy(m)
     try:
@@ -96,6 +110,47 @@ def _market_config(m, sc, roster, what, kw=None):
         raise m.error(None, "%s: %s" % (what, e) if what != "market" else str(e)) from None
     args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     return market, args
+
+
+def _check_auditors(m, sc):
+    aud = m["auditors"]
+    if not isinstance(aud, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in aud):
+        raise m.error("auditors", "market.auditors: a list of node ids")
+    electors = m["electors"] if isinstance(m["electors"], list) else []
+    for a in aud:
+        if a not in electors:
+            raise m.error("auditors", "market.auditors: node %d is not an elector (an auditor re-runs rounds from"
+                          " its replica of the ledger)" % a)
+    d = m.get("defect_lineage", -1)
+    if not isinstance(d, int) or isinstance(d, bool) or not -1 <= d <= 255:
+        raise m.error("defect_lineage", "market.defect_lineage: a lineage 0..255, or -1 (none)")
+
+
+def _enforce_lineages(m, sc):
+    """Placement rules (docs/CONTAINMENT.md): every cluster of 5 or more
+    mixes at least 3 lineages; the electors run both clearings; whoever
+    coordinates, at least 2 auditors run the other clearing."""
+    by_cluster = {}
+    for n in sc.nodes.values():
+        by_cluster.setdefault(n.cluster, []).append(n)
+    for cid, members in sorted(by_cluster.items()):
+        lins = {n.lineage for n in members}
+        if len(members) >= ENFORCE_CLUSTER_SIZE and len(lins) < MIN_LINEAGES:
+            raise m.error("lineages", "market.lineages enforce: cluster %d has %d nodes of %d lineage(s) %s; a"
+                          " cluster of %d or more mixes at least %d (clusters[].lineages)"
+                          % (cid, len(members), len(lins), sorted(lins), ENFORCE_CLUSTER_SIZE, MIN_LINEAGES))
+    electors = m["electors"] if isinstance(m["electors"], list) else []
+    impl = {e: sc.nodes[e].lineage % CLEARING_IMPLS for e in electors}
+    if len(set(impl.values())) < min(CLEARING_IMPLS, len(electors)):
+        raise m.error("electors", "market.lineages enforce: electors %s all run clearing %s; spread them across"
+                      " lineages" % (electors, "AB"[next(iter(impl.values()))]))
+    aud = m.get("auditors") or []
+    for e in electors:
+        others = [a for a in aud if a != e and sc.nodes[a].lineage % CLEARING_IMPLS != impl[e]]
+        if len(others) < 2:
+            raise m.error("auditors", "market.lineages enforce: elector %d (lineage %d) would be audited by %d"
+                          " auditor(s) of another clearing %s; it needs 2" % (e, sc.nodes[e].lineage, len(others),
+                                                                              others))
 
 
 def _check_autonomy(m):

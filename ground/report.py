@@ -285,6 +285,15 @@ def to_prometheus(metrics, labels=None):
         x.sample(f, n, fault=fault)
     f = x.family("anomalies_total", "counter", "Trace events skipped as malformed or naming unknown nodes or frames")
     x.sample(f, metrics.get("anomalies", {}).get("count"))
+    fl = metrics.get("flat", {})
+    for name, key, help_ in (
+        ("accusations_total", "accusations", "ACCUSE frames auditors sent the ground (docs/CONTAINMENT.md)"),
+        ("accusations_refused_total", "accusations_refused", "Accusations an elector refused (forged, no evidence)"),
+    ):
+        f = x.family(name, "counter", help_)
+        x.sample(f, fl.get(key))
+    f = x.family("quarantined_nodes", "gauge", "Different nodes some elector quarantined")
+    x.sample(f, fl.get("quarantined_nodes"))
     air = (metrics.get("airtime") or {}).get("nodes", {})
     if air:
         f = x.family("node_airtime_seconds_total", "counter", "Time on air of a node's radio, by message type")

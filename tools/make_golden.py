@@ -143,6 +143,22 @@ CASES = [
      dict(seq=0x1B, outage_s=0x03, produced=0, lost=0, paused_s=0, used=0, unused=0, deferred=0xFFFF), 19),
     ("reconcile_ack", msgs.RECONCILE_ACK, N1, N2, 40, dict(term=2, seq=0x2A06, released=2, refused=0), None),
     ("reconcile_ack_auth", msgs.RECONCILE_ACK, N1, N2, 41, dict(term=0x031B, seq=0x1B, released=0, refused=1), 20),
+    ("accuse_to_region", msgs.ACCUSE, N2, wire.cluster_addr(0xE01), 42,
+     dict(term=3, round=40, accused=N1, region=1, reason=1 | 4, lineage=1,
+          claimed_digest=0x12345678, own_digest=0x9ABCDEF0, claimed_awards=16, own_awards=17, holder=N2,
+          claimed_res=0xFFFF, own_res=7, claimed_first=0, own_first=41, price_class=0, claimed_price=1,
+          own_price=1), None),
+    ("accuse_to_ground_auth", msgs.ACCUSE, 0x031B, GROUND, 43,
+     dict(term=0x1B, round=0x0303, accused=0x1B03, region=0x1B, reason=2, lineage=3,
+          claimed_digest=0x0003001B, own_digest=0x0003001B, claimed_awards=3, own_awards=3, holder=0,
+          claimed_res=0xFFFF, own_res=0xFFFF, claimed_first=0, own_first=0, price_class=4, claimed_price=0x1B,
+          own_price=0x0303), 26),
+    ("audit_bid", msgs.AUDIT_BID, N1, 3, 44,
+     dict(round=40, rows=17, row=0, holder=N2, before_digest=0x89ABCDEF, seq=0x2A00, first=41, resource=0xFFFF,
+          price=24, classes=0x01, span=1, period=3, count=1, flags=1), None),
+    ("audit_bid_auth", msgs.AUDIT_BID, N1, 0x031B, 45,
+     dict(round=0x1B, rows=0x0303, row=0x031B, holder=0x1B03, before_digest=0x0003001B, seq=3, first=0x1B,
+          resource=0x0303, price=1000, classes=0x1B, span=3, period=0x1B, count=30, flags=7), 27),
 ]
 
 # Protocol version 2 frames (CASES are all version 1, and stay byte for byte

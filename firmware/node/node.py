@@ -113,6 +113,10 @@ class Node:
         self.frames_out = 0
         self.ignored = 0  # well-formed but not for us / not in our cluster
         self.conflicts = 0  # another coordinator claimed our own term
+        # Quarantine hooks (node/quarantine.py, set on a regional seat): may
+        # this node run for election, may it vote for `src`. None: always.
+        self.may_lead = None
+        self.may_elect = None
         self.role_changes = 0
 
         self.region = None
@@ -134,7 +138,7 @@ class Node:
                               hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
             seat_saved = saved[_SAVED_LEN + 4:] if saved is not None and len(saved) > _SAVED_LEN + 4 else None
             self.seat = Node(self.id, seat_cfg, seed ^ 0x5EA7, seat_saved, uplink=self._send)
-            self.region.seat = self.seat
+            self.region.attach(self.seat)
 
     # ---- public API ----------------------------------------------------
 
@@ -413,6 +417,9 @@ class Node:
     def _election_timeout(self, now_ms):
         if self.role == el.FOLLOWER and self.coordinator != msgs.NO_NODE:
             self.coordinator = msgs.NO_NODE  # it went quiet
+        if self.may_lead is not None and not self.may_lead():
+            self._deadline_ms = now_ms + self._cold_timeout_ms()  # quarantined: not a candidate
+            return
         self._become(el.EV_TIMEOUT, now_ms)
         self._grants = [self.id]
         self._deadline_ms = now_ms + self._cold_timeout_ms()
@@ -452,7 +459,7 @@ class Node:
         best = msgs.NO_NODE
         best_key = None
         for m in self.members.members:
-            if m == self.id or self.members.status(m, now_ms) != ALIVE:
+            if m == self.id or self.members.status(m, now_ms) != ALIVE or not self._electable(m):
                 continue
             same = 1 if self.members.lineage.get(m, -1) == self.cfg.lineage else 0
             key = (same, -self.members.reach.get(m, msgs.ALIVE_UNKNOWN), m)
@@ -475,6 +482,18 @@ class Node:
                 self._send(self.cluster_dst, msgs.STANDBY, msgs.pack(msgs.STANDBY, self.term, standby))
         if now_ms >= self._next_state_ms:
             self._send_state(now_ms)
+
+    def _electable(self, src):
+        return self.may_elect is None or self.may_elect(src)
+
+    def resign(self, now_ms):
+        """Stop coordinating (quarantined): the quorum-lost path, and
+        may_lead keeps this node from running again."""
+        if self.role == el.COORDINATOR:
+            self._become(el.EV_QUORUM_LOST, now_ms)
+            self.coordinator = msgs.NO_NODE
+            self.standby = msgs.NO_NODE
+            self._deadline_ms = now_ms + self._cold_timeout_ms()
 
     def _coordinator_quiet(self, now_ms):
         if self.role == el.COORDINATOR:
@@ -499,7 +518,9 @@ class Node:
     def _dispatch(self, f, now_ms):
         region = self.region
         if region is not None and f.dst == region.dst:
-            if self.seat is None:
+            if f.type == msgs.ACCUSE or f.type == msgs.AUDIT_BID:
+                region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
+            elif self.seat is None:
                 self.ignored += 1
             else:
                 self.seat._dispatch(f, now_ms)
@@ -534,7 +555,7 @@ class Node:
             self._on_heartbeat(f.src, fields, now_ms)
         elif t == msgs.PREVOTE_REQUEST:
             term = fields[0]
-            granted = term > self.term and self._coordinator_quiet(now_ms)
+            granted = term > self.term and self._coordinator_quiet(now_ms) and self._electable(f.src)
             self._send(f.src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, f.src, 1 if granted else 0))
         elif t == msgs.PREVOTE:
             term, candidate, granted = fields
@@ -589,7 +610,7 @@ class Node:
         else:
             if term > self.term:
                 self._adopt_term(term, now_ms)
-            granted = term == self.term and self.voted_for in (msgs.NO_NODE, src)
+            granted = term == self.term and self.voted_for in (msgs.NO_NODE, src) and self._electable(src)
             if granted and self.voted_for != src:
                 self.voted_for = src
                 self._dirty = True

@@ -6,7 +6,7 @@
 # node must not act on are counted. CPython and MicroPython.
 from federation import Federation
 from node import election as el
-from node import msgs, refusal, wire
+from node import auction_b, market, msgs, refusal, region, wire  # noqa: F401 (compiled while the heap is whole)
 from node.config import Config
 from node.node import Node, restore
 
