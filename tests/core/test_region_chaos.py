@@ -1,3 +1,4 @@
+# mpy-heap: 384K (a region of real Nodes in one process under faults; a board holds one node)
 # Seeded fault schedules over a small region of real Nodes (tests/core/
 # faultsched.py, on tests/core/federation.py): the schedules that leased a
 # slot twice before issue #17's fix do not, and the market keeps selling.
@@ -5,7 +6,6 @@
 # runs N of them and prints the rate.
 # CPython and MicroPython.
 import gc
-import sys
 
 import faultsched
 
@@ -14,11 +14,7 @@ def test_seeded_fault_schedules_never_lease_a_slot_twice():
     # Seeds whose schedules leased a slot twice before the fix (three
     # electors; crashes, power cuts, partitions, blackouts, byzantine claims).
     completes = 0
-    # Under MicroPython one schedule per process: a 192K heap holds one
-    # region of real Nodes (as a board holds one node), and after a whole
-    # schedule it is too fragmented to build the next region's markets.
-    # CPython runs all three.
-    seeds = (3,) if sys.implementation.name == "micropython" else (3, 30, 53)
+    seeds = (3, 30, 53)
     for seed in seeds:
         gc.collect()  # the last schedule's region goes before the next is built (a 192K heap)
         r = faultsched.run_schedule(seed)

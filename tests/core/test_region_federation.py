@@ -1,3 +1,4 @@
+# mpy-heap: 384K (a region of 9 real Nodes in one process; a board holds one node)
 # The whole node: Tier-1 clusters, the regional election among the electors,
 # and the market, all through wire frames (tests/core/federation.py). The
 # regional coordinator is elected by the Tier-1 machinery run a second time,
