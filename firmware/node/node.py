@@ -118,10 +118,12 @@ class Node:
         self.region = None
         self.seat = None
         self._seat_digest = None
+        self._kept = None  # the market section on flash (node/durable.py)
         if config.market is not None:
             self._start_region(config, seed, saved)
 
     def _start_region(self, config, seed, saved):
+        from node import durable
         from node.config import Config
         from node.region import Region
 
@@ -129,12 +131,21 @@ class Node:
         if m.index(self.id) < 0:
             raise ValueError("node %d is not in its region's roster" % self.id)
         self.region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
+        terms, kept = durable.split(saved) if saved is not None else (None, None)
         if self.id in m.electors:
             seat_cfg = Config(cluster=m.region_cluster, members=m.electors, election_timeout_ms=m.region_timeout_ms,
                               hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
-            seat_saved = saved[_SAVED_LEN + 4:] if saved is not None and len(saved) > _SAVED_LEN + 4 else None
+            seat_saved = terms[_SAVED_LEN + 4:] if saved is not None and len(terms) > _SAVED_LEN + 4 else None
             self.seat = Node(self.id, seat_cfg, seed ^ 0x5EA7, seat_saved, uplink=self._send)
             self.region.seat = self.seat
+        if kept is not None:
+            # Before the first poll, so before this elector answers any
+            # recovery query: its ledger and round are as it last kept them.
+            try:
+                self.region.restore(kept)
+                self._kept = bytes(kept)
+            except ValueError as e:  # damaged: start knowing nothing, and say so
+                self.log("%s; ledger and leases not restored" % e)
 
     # ---- public API ----------------------------------------------------
 
@@ -244,15 +255,23 @@ class Node:
 
     def take_persist(self):
         """Bytes to store atomically before sending poll()'s frames, or None.
-        With a regional seat, the seat's term and vote follow the node's own."""
+        With a regional seat, the seat's term and vote follow the node's own;
+        with a market, its section follows (node/durable.py: an elector's
+        ledger, a holder's leases), rebuilt only when it changed."""
         seat = self.seat
-        if not self._dirty and (seat is None or not seat._dirty):
+        region = self.region
+        market = region is not None and region.to_keep()
+        if not self._dirty and (seat is None or not seat._dirty) and not market:
             return None
         self._dirty = False
         blob = save(self.term, self.voted_for, self._reserved)
         if seat is not None:
             seat._dirty = False
             blob += save(seat.term, seat.voted_for, 0)
+        if market:
+            self._kept = region.take_keep()
+        if self._kept is not None:
+            blob += self._kept
         return blob
 
     def set_record(self, data):
@@ -643,7 +662,11 @@ def restore(blob):
 
 def restore_all(blob):
     """[(term, voted_for, counter), ...]: the node's own, then its regional
-    seat's when it has one; ValueError if any part is torn or corrupt."""
+    seat's when it has one; ValueError if any part is torn or corrupt. A
+    market section after them (node/durable.py) is not part of this."""
+    from node import durable
+
+    blob = durable.split(blob)[0]
     n = _SAVED_LEN + 4
     if not blob or len(blob) % n:
         raise ValueError("saved state: %d bytes" % len(blob))
