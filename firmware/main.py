@@ -44,6 +44,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     Touches hardware (LED pin, UART) but does not start the watchdog.
     `link` and `clock` are for tests; by default they come from board.json.
     """
+    from node import durable
     from node import node as node_mod
     from runtime import boardcfg, identity
     from runtime.clock import MissionClock
@@ -83,12 +84,15 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     if state.recovered:
         notes.append("store: " + state.recovered)
     saved_parts = None  # [(term, vote, counter)]: the node's, then its regional seat's
+    kept = None  # then the market section (node/durable.py): an elector's ledger, a holder's leases
     if saved is not None:
         try:
             saved_parts = node_mod.restore_all(saved)
         except ValueError as e:
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None
+        else:
+            kept = durable.split(saved)[1]
     # The replay ceilings: every auth counter accepted before this boot is
     # refused after it (docs/PROTOCOL.md "Authentication and replay"). Read
     # before the node's tables are allocated: a large region's file is a few
@@ -129,7 +133,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
         from runtime.journal import Journal
 
         sh.journal = Journal(node_id)
-        sh.journal.boot(saved_parts, seed)
+        sh.journal.boot(saved_parts, seed, kept)
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)

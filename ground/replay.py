@@ -469,7 +469,7 @@ class JournalReplay:
             if kind == msgs.J_BOOT:
                 boot, node = {kind: arg}, None
                 continue
-            if kind in (msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER):
+            if kind in (msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER, msgs.J_KEPT, msgs.J_KEPT_WORD):
                 if boot is None or node is not None:
                     raise ReplayError("%s: node %d's journal entry %d (%s) is not part of a boot"
                                       % (self.stream.path, self.stream.node, i - 1, msgs.J_NAMES[kind]))
@@ -483,6 +483,9 @@ class JournalReplay:
                 if boot[msgs.J_BOOT]:  # the node's saved state, then its regional seat's, if any
                     saved = b"".join(firmware.core.save(*part) for part in
                                      zip(boot[msgs.J_TERM], boot[msgs.J_VOTE], boot[msgs.J_COUNTER]))
+                    if msgs.J_KEPT in boot:  # the market section (node/durable.py), 4 bytes an entry
+                        words = b"".join(w.to_bytes(4, "little") for w in boot.get(msgs.J_KEPT_WORD, ()))
+                        saved += words[:boot[msgs.J_KEPT][0]]
                 seed = boot.get(msgs.J_SEED)
                 node = make(saved, seed[0] if seed else None)
             if kind == msgs.J_LOG:

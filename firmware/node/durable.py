@@ -36,6 +36,22 @@ _LEASE_LEN = const(11)
 _F_LEDGER = const(1)
 
 
+def to_keep(region, kept_leases):
+    """True if the section on flash is out of date: the elector's ledger
+    holds a newer round, or the holder's leases changed (kept_leases: the
+    trader's (awards, released) when they were last kept). Not while an
+    elector's ledger is half a copy (led_round -1) after it held a round:
+    the flash keeps that whole ledger until the copy is whole (a lease that
+    came meanwhile waits for it too)."""
+    tr = region.trader
+    m = region.market
+    if m is None:
+        return tr.awards != kept_leases[0] or tr.released != kept_leases[1]
+    if m.led_round < 0 and m.kept[1] >= 0:
+        return False
+    return tr.awards != kept_leases[0] or tr.released != kept_leases[1] or m.to_keep()
+
+
 def size(market, trader):
     n = market.ledger.n if market is not None else 0
     return HEAD_LEN + n * _REC_LEN + len(trader.leases) * _LEASE_LEN + 4
@@ -43,7 +59,10 @@ def size(market, trader):
 
 def pack(market, trader):
     """The market section (bytes) for this node's market tier: its elector's
-    ledger (market None: none) and its trader's leases."""
+    ledger (market None: none) and its trader's leases. Marks the ledger's
+    round kept."""
+    if market is not None:
+        market.kept = (market.led_term, market.led_round)
     out = bytearray(size(market, trader))
     n = 0
     if market is not None:

@@ -17,7 +17,7 @@
 from micropython import const
 
 from node import election as el
-from node import durable, msgs, recovery, refusal, replica, wire
+from node import msgs, recovery, refusal, replica, wire
 from node.market import IDLE, Market
 from node.trader import Trader
 
@@ -40,37 +40,6 @@ class Region:
         self.refused = [0] * refusal.N_REASONS
         self.frames_in = 0
         self._next_tel_ms = now_ms
-        self._kept_leases = (0, 0)  # the trader's (awards, released) when its leases were last kept
-
-    # ---- power loss (node/durable.py) -------------------------------------
-
-    def to_keep(self):
-        """True if the market section on flash is out of date: the elector's
-        ledger holds a newer round, or the holder's leases changed. Not while
-        an elector's ledger is half a copy (led_round -1) after it held a
-        round: the flash keeps that whole ledger until the copy is whole (a
-        lease that came meanwhile waits for it too)."""
-        tr = self.trader
-        m = self.market
-        if m is not None and m.led_round < 0 and m.kept[1] >= 0:
-            return False
-        return (tr.awards, tr.released) != self._kept_leases or (m is not None and m.to_keep())
-
-    def take_keep(self):
-        """The market section to store now (bytes); marks it kept."""
-        tr = self.trader
-        m = self.market
-        self._kept_leases = (tr.awards, tr.released)
-        if m is not None:
-            m.kept = (m.led_term, m.led_round)
-        return durable.pack(m, tr)
-
-    def restore(self, blob):
-        """A market section from an earlier boot (node/durable.py); ValueError
-        if it is damaged or does not fit (then nothing of it is kept)."""
-        durable.restore(blob, self.market, self.trader)
-        tr = self.trader
-        self._kept_leases = (tr.awards, tr.released)
 
     # ---- frames ----------------------------------------------------------
 

@@ -58,18 +58,29 @@ class Journal:
         self.frames += 1
         return line
 
-    def boot(self, saved_parts, seed):
+    def boot(self, saved_parts, seed, kept=None):
         """The Node was built with `seed` and saved state `saved_parts`
         (node.restore_all() of its blob: the node's (term, vote, counter),
-        then its regional seat's), or None: fresh. The seed goes too: a board
-        without one in board.json derives it from its unique id, which the
-        ground does not know."""
+        then its regional seat's), or None: fresh, and `kept`, the market
+        section that followed them (node/durable.py: an elector's ledger, a
+        holder's leases), or None. The seed goes too: a board without one in
+        board.json derives it from its unique id, which the ground does not
+        know. The market section goes whole, 4 bytes an entry: the ground
+        rebuilds the exact blob the Node was built from."""
         self._add(msgs.J_BOOT, 0, 0 if saved_parts is None else 1)
         self._add(msgs.J_SEED, 0, seed)
         for term, vote, counter in saved_parts or ():
             self._add(msgs.J_TERM, 0, term)
             self._add(msgs.J_VOTE, 0, vote)
             self._add(msgs.J_COUNTER, 0, counter)
+        if kept:
+            n = len(kept)
+            self._add(msgs.J_KEPT, 0, n)
+            word = bytearray(4)
+            for i in range(0, n, 4):
+                for k in range(4):
+                    word[k] = kept[i + k] if i + k < n else 0
+                self._add(msgs.J_KEPT_WORD, 0, struct.unpack_from("<I", word, 0)[0])
 
     def log(self, text):
         self._add(msgs.J_LOG, 0, binascii.crc32(text.encode()[: wire.MAX_PAYLOAD]))
