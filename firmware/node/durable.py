@@ -137,6 +137,11 @@ def restore(blob, market, trader):
     trader.leases = leases
 
 
+def round_of(blob):
+    """(led_term, led_round) of a checked market section."""
+    return struct.unpack_from("<Ii", blob, 4)
+
+
 def split(blob):
     """(term/vote part, market section or None) of a node's saved blob: the
     market section follows one or two 14-byte term/vote blobs."""
