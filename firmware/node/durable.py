@@ -10,6 +10,8 @@
 # the holder's leases change; never while a copy is half here (led_round -1:
 # the flash keeps the last whole ledger, which this elector did hold).
 #
+# Imported only when a section is packed or restored (a small heap).
+#
 # Layout, little-endian, after the node's (and its seat's) 14-byte term/vote
 # blobs:
 #   head   "<2sBBIiIHH" 20 bytes: b"MK", version 1, flags (bit 0: a ledger),
@@ -25,98 +27,127 @@ import struct
 
 from micropython import const
 
-MAGIC = b"MK"
-_VERSION = const(1)
 _HEAD = "<2sBBIiIHH"
 HEAD_LEN = const(20)
 _REC = "<HHHBBB"
-_REC_LEN = const(9)
 _LEASE = "<HIBBBBB"
-_LEASE_LEN = const(11)
-_F_LEDGER = const(1)
 
 
-def to_keep(region, kept_leases):
-    """True if the section on flash is out of date: the elector's ledger
-    holds a newer round, or the holder's leases changed (kept_leases: the
-    trader's (awards, released) when they were last kept). Not while an
-    elector's ledger is half a copy (led_round -1) after it held a round:
-    the flash keeps that whole ledger until the copy is whole (a lease that
-    came meanwhile waits for it too)."""
-    tr = region.trader
-    m = region.market
-    if m is None:
-        return tr.awards != kept_leases[0] or tr.released != kept_leases[1]
-    if m.led_round < 0 and m.kept[1] >= 0:
-        return False
-    return tr.awards != kept_leases[0] or tr.released != kept_leases[1] or m.to_keep()
+class Keeper:
+    """A market node's section on flash: when it is due, the bytes to write,
+    and the restore at boot (Node's take_persist and _start_region)."""
+
+    def __init__(self, region):
+        self.region = region
+        self.kept = b""  # the section on flash (empty: none yet)
+        self._leases = (0, 0)  # the trader's (awards, released) when its leases were last kept
+        self._round = (0, -1)  # the elector's (led_term, led_round) whose ledger was last kept
+        self._boot = None
+
+    def split(self, saved):
+        """The term/vote part of a saved blob; its market section waits for
+        restore()."""
+        if saved is None:
+            return b""
+        terms, self._boot = split(saved)
+        return terms
+
+    def restore(self):
+        """Put the boot's section back; a one-line reason if it could not be."""
+        blob, self._boot = self._boot, None
+        if blob is None:
+            return None
+        r = self.region
+        try:
+            restore(blob, r.market, r.trader)
+        except ValueError as e:
+            return "%s; ledger and leases not restored" % e
+        self.kept = bytes(blob)
+        self._mark()
+        return None
+
+    def _mark(self):
+        tr = self.region.trader
+        m = self.region.market
+        self._leases = (tr.awards, tr.released)
+        if m is not None:
+            self._round = (m.led_term, m.led_round)
+
+    def due(self):
+        """True if the section on flash is out of date: the elector's ledger
+        holds a newer round, or the node's leases changed. Never while the
+        ledger is half a copy (led_round -1) after it held a round: the flash
+        keeps that whole ledger until the copy is whole (a lease that came
+        meanwhile waits for it too)."""
+        tr = self.region.trader
+        m = self.region.market
+        changed = tr.awards != self._leases[0] or tr.released != self._leases[1]
+        if m is None:
+            return changed
+        if m.led_round < 0:
+            return changed and self._round[1] < 0
+        return changed or (m.led_term, m.led_round) != self._round
+
+    def take(self, fresh):
+        """The section to write after the term/vote blobs: packed anew if
+        `fresh` (due() said so), else the one on flash again."""
+        if fresh:
+            self._mark()
+            self.kept = pack(self.region.market, self.region.trader)
+        return self.kept
 
 
-def size(market, trader):
-    n = market.ledger.n if market is not None else 0
-    return HEAD_LEN + n * _REC_LEN + len(trader.leases) * _LEASE_LEN + 4
-
-
-def pack(market, trader):
-    """The market section (bytes) for this node's market tier: its elector's
-    ledger (market None: none) and its trader's leases. Marks the ledger's
-    round kept."""
-    if market is not None:
-        market.kept = (market.led_term, market.led_round)
-    out = bytearray(size(market, trader))
-    n = 0
-    if market is not None:
-        led = market.ledger
-        struct.pack_into(_HEAD, out, 0, MAGIC, _VERSION, _F_LEDGER, market.led_term, market.led_round, led.base,
-                         led.n, len(trader.leases))
-        off = HEAD_LEN
+def pack(m, tr):
+    """The market section (bytes): elector market m's ledger (None: none)
+    and trader tr's leases."""
+    n = m.ledger.n if m is not None else 0
+    out = bytearray(HEAD_LEN + 9 * n + 11 * len(tr.leases) + 4)
+    off = HEAD_LEN
+    if m is not None:
+        led = m.ledger
         base = led.base
+        struct.pack_into(_HEAD, out, 0, b"MK", 1, 1, m.led_term, m.led_round, base, n, len(tr.leases))
         for i in range(led.max):
-            c = led.count[i]
-            if c:
+            if led.count[i]:
                 struct.pack_into(_REC, out, off, i, led.res[i], led.first(i) - base + 256, led.span[i],
-                                 led.period[i], c)
-                off += _REC_LEN
-                n += 1
+                                 led.period[i], led.count[i])
+                off += 9
     else:
-        struct.pack_into(_HEAD, out, 0, MAGIC, _VERSION, 0, 0, -1, 0, 0, len(trader.leases))
-        off = HEAD_LEN
-    for lease in trader.leases:
-        struct.pack_into(_LEASE, out, off, lease[0], lease[1], lease[2], lease[3], lease[4], lease[5],
-                         1 if lease[6] else 0)
-        off += _LEASE_LEN
+        struct.pack_into(_HEAD, out, 0, b"MK", 1, 0, 0, -1, 0, 0, len(tr.leases))
+    for x in tr.leases:
+        struct.pack_into(_LEASE, out, off, x[0], x[1], x[2], x[3], x[4], x[5], 1 if x[6] else 0)
+        off += 11
     struct.pack_into("<I", out, off, binascii.crc32(memoryview(out)[:off]))
     return bytes(out)
 
 
 def check(blob):
-    """ValueError unless blob is one whole market section."""
+    """The head's fields of one whole market section; ValueError if it is not."""
     n = len(blob)
-    if n < HEAD_LEN + 4 or blob[:2] != MAGIC:
+    if n < HEAD_LEN + 4 or blob[:2] != b"MK":
         raise ValueError("market state: not a market section")
-    magic, ver, flags, lt, lr, base, nrec, nlease = struct.unpack_from(_HEAD, blob, 0)
-    if ver != _VERSION:
-        raise ValueError("market state: version %d" % ver)
-    if n != HEAD_LEN + nrec * _REC_LEN + nlease * _LEASE_LEN + 4:
-        raise ValueError("market state: %d bytes for %d records and %d leases" % (n, nrec, nlease))
-    (crc,) = struct.unpack_from("<I", blob, n - 4)
-    if binascii.crc32(memoryview(blob)[: n - 4]) != crc:
+    h = struct.unpack_from(_HEAD, blob, 0)
+    if h[1] != 1:
+        raise ValueError("market state: version %d" % h[1])
+    if n != HEAD_LEN + 9 * h[6] + 11 * h[7] + 4:
+        raise ValueError("market state: %d bytes for %d records and %d leases" % (n, h[6], h[7]))
+    if binascii.crc32(memoryview(blob)[: n - 4]) != struct.unpack_from("<I", blob, n - 4)[0]:
         raise ValueError("market state: bad crc")
+    return h
 
 
-def restore(blob, market, trader):
-    """Put a checked market section back: the ledger and its (term, round)
-    into `market` (an elector's; None: skip), the leases into `trader`.
-    ValueError if it does not fit this node's config (nothing kept then)."""
-    check(blob)
-    magic, ver, flags, lt, lr, base, nrec, nlease = struct.unpack_from(_HEAD, blob, 0)
+def restore(blob, m, tr):
+    """Put a market section back: the ledger and its (term, round) into
+    elector market m (None: skip), the leases into trader tr. ValueError if
+    it is damaged or does not fit this node's config (nothing kept then)."""
+    _, _, flags, lt, lr, base, nrec, nlease = check(blob)
     off = HEAD_LEN
-    if market is not None and flags & _F_LEDGER:
-        led = market.ledger
+    if m is not None and flags & 1:
+        led = m.ledger
         led.reset(base)
         for _ in range(nrec):
             i, res, rel, span, period, count = struct.unpack_from(_REC, blob, off)
-            off += _REC_LEN
+            off += 9
             first = base + rel - 256
             if i >= led.max or led.count[i] or not led.fits(res, first, span, period, count, True):
                 led.reset(0)
@@ -124,30 +155,24 @@ def restore(blob, market, trader):
             led._put(i, res, first, span, period, count)
             led._mark(res, first, span, period, count, True)
             led.n += 1
-        market.led_term = lt
-        market.led_round = lr
-        market.kept = (lt, lr)
+        m.led_term, m.led_round = lt, lr
     else:
-        off += nrec * _REC_LEN
+        off += 9 * nrec
     leases = []
     for _ in range(nlease):
-        res, first, span, period, count, g, cover = struct.unpack_from(_LEASE, blob, off)
-        off += _LEASE_LEN
-        leases.append([res, first, span, period, count, g, bool(cover)])
-    trader.leases = leases
-
-
-def round_of(blob):
-    """(led_term, led_round) of a checked market section."""
-    return struct.unpack_from("<Ii", blob, 4)
+        x = list(struct.unpack_from(_LEASE, blob, off))
+        x[6] = bool(x[6])
+        leases.append(x)
+        off += 11
+    tr.leases = leases
 
 
 def split(blob):
     """(term/vote part, market section or None) of a node's saved blob: the
-    market section follows one or two 14-byte term/vote blobs."""
+    section follows one or two 14-byte term/vote blobs."""
     for k in (14, 28):
-        if len(blob) > k + HEAD_LEN and blob[k:k + 2] == MAGIC:
+        if len(blob) > k + HEAD_LEN and blob[k:k + 2] == b"MK":
             nrec, nlease = struct.unpack_from("<HH", blob, k + 16)
-            if len(blob) - k == HEAD_LEN + nrec * _REC_LEN + nlease * _LEASE_LEN + 4:
+            if len(blob) - k == HEAD_LEN + 9 * nrec + 11 * nlease + 4:
                 return blob[:k], blob[k:]
     return blob, None

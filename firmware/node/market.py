@@ -108,7 +108,6 @@ class Market:
         self._sync_dst = msgs.NO_NODE  # who the last copy went to
         self.resync_until = 0
         recovery.init(self)  # led_term, led_round and the recovery's state
-        self.kept = (0, -1)  # the (led_term, led_round) whose ledger is on flash (node/durable.py)
         # Replica side (standby).
         self._rep_key = None  # (term, round) of the round replicated in the book
         self._rep_want = -1  # awards the coordinator said the round has
@@ -429,11 +428,6 @@ class Market:
         if self.state == PREPARING or self.state == RECOVERING:
             return self._retry_ms
         return None
-
-    def to_keep(self):
-        """True if the ledger holds a round newer than the one on flash (a
-        known one: never half a copy). node/durable.py packs it."""
-        return self.led_round >= 0 and (self.led_term, self.led_round) != self.kept
 
     def fill(self):
         """(live leases, bids waiting): how full the compact arrays are."""

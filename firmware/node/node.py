@@ -28,7 +28,6 @@ from array import array
 
 from micropython import const
 
-from node import durable
 from node import election as el
 from node import msgs
 from node import wire
@@ -119,8 +118,7 @@ class Node:
         self.region = None
         self.seat = None
         self._seat_digest = None
-        self._kept = None  # the market section on flash (node/durable.py)
-        self._kept_leases = (0, 0)  # the trader's (awards, released) when its leases were last kept
+        self._keep = None  # with a market: what it keeps on flash (node/durable.py)
         if config.market is not None:
             self._start_region(config, seed, saved)
 
@@ -131,25 +129,23 @@ class Node:
         m = config.market
         if m.index(self.id) < 0:
             raise ValueError("node %d is not in its region's roster" % self.id)
+        from node.durable import Keeper  # with a market only: a node without one never loads it
+
         region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
         self.region = region
-        terms, kept = durable.split(saved) if saved is not None else (b"", None)
+        self._keep = keep = Keeper(region)
+        terms = keep.split(saved)
         if self.id in m.electors:
             seat_cfg = Config(cluster=m.region_cluster, members=m.electors, election_timeout_ms=m.region_timeout_ms,
                               hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
             seat_saved = terms[_SAVED_LEN + 4:] if len(terms) > _SAVED_LEN + 4 else None
             self.seat = Node(self.id, seat_cfg, seed ^ 0x5EA7, seat_saved, uplink=self._send)
             region.seat = self.seat
-        if kept is not None:
-            # Before the first poll, so before this elector answers any
-            # recovery query: its ledger and round are as it last kept them.
-            try:
-                tr = region.trader
-                durable.restore(kept, region.market, tr)
-                self._kept = bytes(kept)
-                self._kept_leases = (tr.awards, tr.released)
-            except ValueError as e:  # damaged: start knowing nothing, and say so
-                self.log("%s; ledger and leases not restored" % e)
+        # Before the first poll, so before this elector answers any recovery
+        # query: its ledger and round are as it last kept them.
+        why = keep.restore()
+        if why:  # damaged: it starts knowing nothing, and says so
+            self.log(why)
 
     # ---- public API ----------------------------------------------------
 
@@ -263,8 +259,8 @@ class Node:
         with a market, its section follows (node/durable.py: an elector's
         ledger, a holder's leases), rebuilt only when it changed."""
         seat = self.seat
-        region = self.region
-        market = region is not None and durable.to_keep(region, self._kept_leases)
+        keep = self._keep
+        market = keep is not None and keep.due()
         if not self._dirty and (seat is None or not seat._dirty) and not market:
             return None
         self._dirty = False
@@ -272,12 +268,8 @@ class Node:
         if seat is not None:
             seat._dirty = False
             blob += save(seat.term, seat.voted_for, 0)
-        if market and region is not None:
-            tr = region.trader
-            self._kept_leases = (tr.awards, tr.released)
-            self._kept = durable.pack(region.market, tr)
-        if self._kept is not None:
-            blob += self._kept
+        if keep is not None:
+            blob += keep.take(market)
         return blob
 
     def set_record(self, data):
@@ -670,8 +662,11 @@ def restore_all(blob):
     """[(term, voted_for, counter), ...]: the node's own, then its regional
     seat's when it has one; ValueError if any part is torn or corrupt. A
     market section after them (node/durable.py) is not part of this."""
-    blob = durable.split(blob)[0]
     n = _SAVED_LEN + 4
+    if len(blob) > 2 * n:
+        from node import durable
+
+        blob = durable.split(blob)[0]
     if not blob or len(blob) % n:
         raise ValueError("saved state: %d bytes" % len(blob))
     return [restore(blob[i:i + n]) for i in range(0, len(blob), n)]
