@@ -44,7 +44,6 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     Touches hardware (LED pin, UART) but does not start the watchdog.
     `link` and `clock` are for tests; by default they come from board.json.
     """
-    from node import durable
     from node import node as node_mod
     from runtime import boardcfg, identity
     from runtime.clock import MissionClock
@@ -92,7 +91,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None
         else:
-            kept = durable.split(saved)[1]
+            kept = saved[14 * len(saved_parts):] or None  # (restore_all read 14 bytes a part)
     # The replay ceilings: every auth counter accepted before this boot is
     # refused after it (docs/PROTOCOL.md "Authentication and replay"). Read
     # before the node's tables are allocated: a large region's file is a few
