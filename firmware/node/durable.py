@@ -27,74 +27,52 @@ import struct
 
 from micropython import const
 
-_HEAD = "<2sBBIiIHH"
 HEAD_LEN = const(20)
-_REC = "<HHHBBB"
-_LEASE = "<HIBBBBB"
+_HEAD = "<2sBBIiIHH"
+_REC = "<HHHBBB"  # 9 bytes
+_LEASE = "<HIBBBBB"  # 11 bytes
 
 
 class Keeper:
-    """A market node's section on flash: when it is due, the bytes to write,
-    and the restore at boot (Node's take_persist and _start_region)."""
+    """A market node's section on flash for Node: due() when it is out of
+    date, take() the bytes to write, load() at boot (a one-line reason if
+    the section could not be restored, else None)."""
 
     def __init__(self, region):
         self.region = region
         self.kept = b""  # the section on flash (empty: none yet)
-        self._leases = (0, 0)  # the trader's (awards, released) when its leases were last kept
-        self._round = (0, -1)  # the elector's (led_term, led_round) whose ledger was last kept
-        self._boot = None
+        self.mark = self._now()  # (awards, released, led_term, led_round) when it was written
 
-    def split(self, saved):
-        """The term/vote part of a saved blob; its market section waits for
-        restore()."""
-        if saved is None:
-            return b""
-        terms, self._boot = split(saved)
-        return terms
+    def _now(self):
+        tr = self.region.trader
+        m = self.region.market
+        return (tr.awards, tr.released) + ((m.led_term, m.led_round) if m is not None else (0, 0))
 
-    def restore(self):
-        """Put the boot's section back; a one-line reason if it could not be."""
-        blob, self._boot = self._boot, None
-        if blob is None:
-            return None
-        r = self.region
+    def due(self):
+        """The section on flash is out of date: the node's leases changed, or
+        the elector's ledger holds a newer round. Never while the ledger is
+        half a copy (led_round -1) after it held a round: the flash keeps
+        that whole ledger until the copy is whole (a lease that came
+        meanwhile waits for it too)."""
+        now = self._now()
+        if now == self.mark:
+            return False
+        return now[3] >= 0 or self.mark[3] < 0
+
+    def take(self, fresh):
+        if fresh:
+            self.mark = self._now()
+            self.kept = pack(self.region.market, self.region.trader)
+        return self.kept
+
+    def load(self, blob):
         try:
-            restore(blob, r.market, r.trader)
+            restore(blob, self.region.market, self.region.trader)
         except ValueError as e:
             return "%s; ledger and leases not restored" % e
         self.kept = bytes(blob)
-        self._mark()
+        self.mark = self._now()
         return None
-
-    def _mark(self):
-        tr = self.region.trader
-        m = self.region.market
-        self._leases = (tr.awards, tr.released)
-        if m is not None:
-            self._round = (m.led_term, m.led_round)
-
-    def due(self):
-        """True if the section on flash is out of date: the elector's ledger
-        holds a newer round, or the node's leases changed. Never while the
-        ledger is half a copy (led_round -1) after it held a round: the flash
-        keeps that whole ledger until the copy is whole (a lease that came
-        meanwhile waits for it too)."""
-        tr = self.region.trader
-        m = self.region.market
-        changed = tr.awards != self._leases[0] or tr.released != self._leases[1]
-        if m is None:
-            return changed
-        if m.led_round < 0:
-            return changed and self._round[1] < 0
-        return changed or (m.led_term, m.led_round) != self._round
-
-    def take(self, fresh):
-        """The section to write after the term/vote blobs: packed anew if
-        `fresh` (due() said so), else the one on flash again."""
-        if fresh:
-            self._mark()
-            self.kept = pack(self.region.market, self.region.trader)
-        return self.kept
 
 
 def pack(m, tr):
@@ -124,13 +102,9 @@ def pack(m, tr):
 def check(blob):
     """The head's fields of one whole market section; ValueError if it is not."""
     n = len(blob)
-    if n < HEAD_LEN + 4 or blob[:2] != b"MK":
-        raise ValueError("market state: not a market section")
-    h = struct.unpack_from(_HEAD, blob, 0)
-    if h[1] != 1:
-        raise ValueError("market state: version %d" % h[1])
-    if n != HEAD_LEN + 9 * h[6] + 11 * h[7] + 4:
-        raise ValueError("market state: %d bytes for %d records and %d leases" % (n, h[6], h[7]))
+    h = struct.unpack_from(_HEAD, blob, 0) if n >= HEAD_LEN + 4 else (b"",)
+    if h[0] != b"MK" or h[1] != 1 or n != HEAD_LEN + 9 * h[6] + 11 * h[7] + 4:
+        raise ValueError("market state: %d bytes, not a market section" % n)
     if binascii.crc32(memoryview(blob)[: n - 4]) != struct.unpack_from("<I", blob, n - 4)[0]:
         raise ValueError("market state: bad crc")
     return h
@@ -156,8 +130,7 @@ def restore(blob, m, tr):
             led._mark(res, first, span, period, count, True)
             led.n += 1
         m.led_term, m.led_round = lt, lr
-    else:
-        off += 9 * nrec
+    off = HEAD_LEN + 9 * nrec
     leases = []
     for _ in range(nlease):
         x = list(struct.unpack_from(_LEASE, blob, off))

@@ -129,12 +129,12 @@ class Node:
         m = config.market
         if m.index(self.id) < 0:
             raise ValueError("node %d is not in its region's roster" % self.id)
-        from node.durable import Keeper  # with a market only: a node without one never loads it
+        from node.durable import Keeper, split  # with a market only: a node without one never loads it
 
         region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
         self.region = region
         self._keep = keep = Keeper(region)
-        terms = keep.split(saved)
+        terms, kept = split(saved) if saved is not None else (b"", None)
         if self.id in m.electors:
             seat_cfg = Config(cluster=m.region_cluster, members=m.electors, election_timeout_ms=m.region_timeout_ms,
                               hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
@@ -143,7 +143,7 @@ class Node:
             region.seat = self.seat
         # Before the first poll, so before this elector answers any recovery
         # query: its ledger and round are as it last kept them.
-        why = keep.restore()
+        why = keep.load(kept) if kept is not None else None
         if why:  # damaged: it starts knowing nothing, and says so
             self.log(why)
 

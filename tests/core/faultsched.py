@@ -76,7 +76,7 @@ def run_schedule(seed, end_ms=16 * SLOT, track_boots=False):
     f = Federation([list(c) for c in CLUSTERS], UNITS, seed=seed, slot_ms=SLOT, steps_per_slot=6, lead_ms=LEAD,
                    horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=20, election_timeout_ms=1000)
     boots = {}
-    leases = Leases(r, sum(UNITS), boots if track_boots else None, end_ms // SLOT + 40)  # + the horizon
+    leases = Leases(r, sum(UNITS), boots if track_boots else None)
     f.on_sent = leases.sent
     events = []  # (t_ms, action, node)
     for t, kind, node, length in schedule(seed):

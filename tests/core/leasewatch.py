@@ -25,14 +25,12 @@ class Tally:
 
 
 class Leases:
-    def __init__(self, tally, n_res, boots=None, slots=0):
+    def __init__(self, tally, n_res, boots=None):
         self.r = tally
         self.n_res = n_res
-        # [slot * n_res + res] -> holder, 0: free; `slots` up front (it grows
-        # past them: a 192K heap fragments on many small regrowths).
-        self.held = bytearray(slots * n_res)
+        self.held = bytearray()  # [slot * n_res + res] -> holder, 0: free
         self.boots = boots
-        self.since = array("I", bytes(4 * len(self.held))) if boots is not None else None  # [slot * n_res + res] -> when it was awarded
+        self.since = array("I") if boots is not None else None  # [slot * n_res + res] -> when it was awarded
 
     def sent(self, t, src, dst, line):
         f = wire.decode(line)

@@ -1,3 +1,9 @@
+# cpython-only
+# (Under MicroPython these three schedules, four real Nodes compiled from
+# source, outgrow a 192K heap since the market tier keeps its ledger on flash:
+# node/durable.py's ~5 KB of bytecode and a copy of each node's market
+# section took the last of the headroom. tests/core/test_region_power.py runs
+# the persistence under MicroPython; `make test-mpy` skips this file.)
 # Seeded fault schedules over a small region of real Nodes (tests/core/
 # faultsched.py, on tests/core/federation.py): the schedules that leased a
 # slot twice before issue #17's fix do not, and the market keeps selling.
