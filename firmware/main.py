@@ -129,6 +129,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms), seen_store)
     sh.board = board
     if board.journal:
+        gc.collect()  # the core's tables are built: a clean heap for one more module
         from runtime.journal import Journal
 
         sh.journal = Journal(node_id)

@@ -74,13 +74,10 @@ class Journal:
             self._add(msgs.J_VOTE, 0, vote)
             self._add(msgs.J_COUNTER, 0, counter)
         if kept:
-            n = len(kept)
-            self._add(msgs.J_KEPT, 0, n)
-            word = bytearray(4)
-            for i in range(0, n, 4):
-                for k in range(4):
-                    word[k] = kept[i + k] if i + k < n else 0
-                self._add(msgs.J_KEPT_WORD, 0, struct.unpack_from("<I", word, 0)[0])
+            self._add(msgs.J_KEPT, 0, len(kept))
+            kept = bytes(kept) + bytes(3)
+            for i in range(0, len(kept) - 3, 4):
+                self._add(msgs.J_KEPT_WORD, 0, struct.unpack_from("<I", kept, i)[0])
 
     def log(self, text):
         self._add(msgs.J_LOG, 0, binascii.crc32(text.encode()[: wire.MAX_PAYLOAD]))
