@@ -24,12 +24,16 @@
 import binascii
 import struct
 
+from micropython import const
+
 from node import msgs, wire
 
 _HEAD = msgs.JOURNAL_HEAD
 _ENTRY = msgs.JOURNAL_ENTRY
 _ENTRY_LEN = msgs.JOURNAL_ENTRY_LEN
 _MAX = msgs.JOURNAL_MAX_ENTRIES
+_J_KEPT = const(9)  # msgs.J_NAMES[9]: the restored market section's length, then
+_J_KEPT_WORD = const(10)  # its bytes, 4 an entry
 
 
 class Journal:
@@ -74,10 +78,10 @@ class Journal:
             self._add(msgs.J_VOTE, 0, vote)
             self._add(msgs.J_COUNTER, 0, counter)
         if kept:
-            self._add(msgs.J_KEPT, 0, len(kept))
+            self._add(_J_KEPT, 0, len(kept))
             kept = bytes(kept) + bytes(3)
             for i in range(0, len(kept) - 3, 4):
-                self._add(msgs.J_KEPT_WORD, 0, struct.unpack_from("<I", kept, i)[0])
+                self._add(_J_KEPT_WORD, 0, struct.unpack_from("<I", kept, i)[0])
 
     def log(self, text):
         self._add(msgs.J_LOG, 0, binascii.crc32(text.encode()[: wire.MAX_PAYLOAD]))

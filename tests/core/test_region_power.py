@@ -11,6 +11,8 @@ from node.node import Node, restore_all
 from runtime.journal import Journal
 
 UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
+J_KEPT = msgs.J_NAMES.index("kept")  # journal kinds 9, 10 (runtime/journal.py)
+J_KEPT_WORD = msgs.J_NAMES.index("kept_word")
 
 
 def _cfg(members=(1,)):
@@ -134,9 +136,9 @@ def test_the_journal_carries_the_section_whole():
     kinds = [e[0] for e in entries]
     assert kinds[:8] == [msgs.J_BOOT, msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER, msgs.J_TERM,
                          msgs.J_VOTE, msgs.J_COUNTER]
-    assert kinds[8] == msgs.J_KEPT and entries[8][2] == len(kept)
+    assert kinds[8] == J_KEPT and entries[8][2] == len(kept)
     words = bytearray()
     for e in entries[9:]:
-        assert e[0] == msgs.J_KEPT_WORD
+        assert e[0] == J_KEPT_WORD
         words.extend(e[2].to_bytes(4, "little"))
     assert bytes(words[:len(kept)]) == kept and len(words) - len(kept) < 4

@@ -37,6 +37,7 @@ msgs = firmware.msgs
 
 pytestmark = pytest.mark.timeout(600)
 WAIT_S = 30
+J_KEPT = msgs.J_NAMES.index("kept")
 
 
 class Line:
@@ -118,9 +119,9 @@ def _journal_kept(line, start):
         if f.type == msgs.JOURNAL and f.src == NODE:
             entries.extend(msgs.unpack_journal(f.payload)[1])
     kinds = [e[0] for e in entries]
-    if msgs.J_KEPT not in kinds:
+    if J_KEPT not in kinds:
         return None
-    i = kinds.index(msgs.J_KEPT)
+    i = kinds.index(J_KEPT)
     n = entries[i][2]
     words = b"".join(e[2].to_bytes(4, "little") for e in entries[i + 1:i + 1 + (n + 3) // 4])
     return words[:n]
