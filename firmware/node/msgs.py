@@ -99,7 +99,11 @@ J_LOG = const(5)  # node.log(text); arg: crc32 of the text's bytes as the LOG fr
 J_RX = const(6)  # node.receive(line, t_ms); arg: crc32 of the line
 J_POLL = const(7)  # node.poll(t_ms); arg: how many frames it returned
 J_SEED = const(8)  # arg: the seed the Node was built with (follows J_BOOT)
-J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed")
+# 9 kept: arg the bytes of the restored market section (node/durable.py), then
+# 10 kept_word entries: arg the next 4 bytes of it, little-endian (the last
+# zero-padded). Named in runtime/journal.py only: two more names here would
+# grow this module's globals table on every board (J_NAMES.index finds them).
+J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed", "kept", "kept_word")
 
 # type -> (name, struct format or None for variable, field names)
 LAYOUTS = {

@@ -122,6 +122,7 @@ class Node:
         self.region = None
         self.seat = None
         self._seat_digest = None
+        self._keep = None  # with a market: what it keeps on flash (node/durable.py)
         if config.market is not None:
             self._start_region(config, seed, saved)
 
@@ -132,13 +133,23 @@ class Node:
         m = config.market
         if m.index(self.id) < 0:
             raise ValueError("node %d is not in its region's roster" % self.id)
-        self.region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
+        from node.durable import Keeper, split  # with a market only: a node without one never loads it
+
+        region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
+        self.region = region
+        self._keep = keep = Keeper(region)
+        terms, kept = split(saved) if saved is not None else (b"", None)
         if self.id in m.electors:
             seat_cfg = Config(cluster=m.region_cluster, members=m.electors, election_timeout_ms=m.region_timeout_ms,
                               hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
-            seat_saved = saved[_SAVED_LEN + 4:] if saved is not None and len(saved) > _SAVED_LEN + 4 else None
+            seat_saved = terms[_SAVED_LEN + 4:] if len(terms) > _SAVED_LEN + 4 else None
             self.seat = Node(self.id, seat_cfg, seed ^ 0x5EA7, seat_saved, uplink=self._send)
             self.region.attach(self.seat)
+        # Before the first poll, so before this elector answers any recovery
+        # query: its ledger and round are as it last kept them.
+        why = keep.load(kept) if kept is not None else None
+        if why:  # damaged: it starts knowing nothing, and says so
+            self.log(why)
 
     # ---- public API ----------------------------------------------------
 
@@ -248,15 +259,21 @@ class Node:
 
     def take_persist(self):
         """Bytes to store atomically before sending poll()'s frames, or None.
-        With a regional seat, the seat's term and vote follow the node's own."""
+        With a regional seat, the seat's term and vote follow the node's own;
+        with a market, its section follows (node/durable.py: an elector's
+        ledger, a holder's leases), rebuilt only when it changed."""
         seat = self.seat
-        if not self._dirty and (seat is None or not seat._dirty):
+        keep = self._keep
+        market = keep is not None and keep.due()
+        if not self._dirty and (seat is None or not seat._dirty) and not market:
             return None
         self._dirty = False
         blob = save(self.term, self.voted_for, self._reserved)
         if seat is not None:
             seat._dirty = False
             blob += save(seat.term, seat.voted_for, 0)
+        if keep is not None:
+            blob += keep.take(market)
         return blob
 
     def set_record(self, data):
@@ -664,8 +681,13 @@ def restore(blob):
 
 def restore_all(blob):
     """[(term, voted_for, counter), ...]: the node's own, then its regional
-    seat's when it has one; ValueError if any part is torn or corrupt."""
+    seat's when it has one; ValueError if any part is torn or corrupt. A
+    market section after them (node/durable.py) is not part of this."""
     n = _SAVED_LEN + 4
+    if len(blob) > 2 * n:
+        from node import durable
+
+        blob = durable.split(blob)[0]
     if not blob or len(blob) % n:
         raise ValueError("saved state: %d bytes" % len(blob))
     return [restore(blob[i:i + n]) for i in range(0, len(blob), n)]
