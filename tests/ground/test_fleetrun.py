@@ -184,7 +184,7 @@ def test_cli_lean_run_and_bad_input(tmp_path, capsys):
     assert "b.yaml:" in err and "byzantine: not supported on the lean path" in err
 
 
-def test_frames_across_units_go_through_the_window_exchange(tmp_path):
+def test_frames_across_units_go_through_the_window_exchange(tmp_path, monkeypatch):
     """With each cluster a unit of its own (as regions will be), the
     electors' frames cross units: they are exchanged at the window's end,
     in the same order whatever the shards, and none arrives early."""
@@ -193,7 +193,7 @@ def test_frames_across_units_go_through_the_window_exchange(tmp_path):
     views = []
     for k, shards in enumerate((1, 3)):
         sc = scenario.load_text(text, "market-clusters.yaml")
-        sc.regions = {1: [1], 2: [2], 3: [3]}
+        monkeypatch.setattr(fleetrun, "units_of", lambda sc: {c: ("cluster", c) for c in sc.clusters})
         lean = fleetrun.LeanRun(sc, str(tmp_path / str(k)), shards=shards)
         assert lean.window_ns == fleetrun.S and len(lean.plan) == shards  # 1 s: under the 2.5 s light delay
         r = lean.execute()
