@@ -104,11 +104,11 @@ def _this_boot(lines, node_id):
     return lines[(after or hellos)[0]:]
 
 
-def start_farm(sc, folder, count=0, transport="usb"):
-    """Start one emulated Pico per scenario node; `count`, if given, must match.
-    transport "udp": frames over UDP on loopback (start_udp_farm)."""
-    if transport == "udp":
-        return start_udp_farm(sc, folder, count)
+def _flash_and_start(sc, folder, count, config_of, boards):
+    """Flash one emulated Pico per scenario node with the image `hil flash`
+    builds and board.json `config_of(nid)`, and start it; `boards` (nid ->
+    EmulatedBoard) fills as they start, so the caller can stop what started.
+    `count`, if given, must be the scenario's node count."""
     if count and count != len(sc.nodes):
         raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node)"
                          % (sc.path, count, len(sc.nodes)))
@@ -118,16 +118,24 @@ def start_farm(sc, folder, count=0, transport="usb"):
     # heap a Pico would not spend (the market tier's modules do not compile
     # within 192K on the 64-bit unix port).
     built = flash_mod.build(os.path.join(folder, ".image"))
+    for nid in sorted(sc.nodes):
+        spec = sc.nodes[nid]
+        bdir = os.path.join(folder, "node%d" % nid)
+        flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware, board_config=config_of(nid),
+                              built=built)
+        b = EmulatedBoard(bdir, name="node%d" % nid)
+        b.start()
+        boards[nid] = b
+
+
+def start_farm(sc, folder, count=0, transport="usb"):
+    """Start one emulated Pico per scenario node; `count`, if given, must match.
+    transport "udp": frames over UDP on loopback (start_udp_farm)."""
+    if transport == "udp":
+        return start_udp_farm(sc, folder, count)
     boards = {}
     try:
-        for nid in sorted(sc.nodes):
-            spec = sc.nodes[nid]
-            bdir = os.path.join(folder, "node%d" % nid)
-            flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
-                                  board_config=board_json.board_config(sc, nid), built=built)
-            b = EmulatedBoard(bdir, name="node%d" % nid)
-            b.start()
-            boards[nid] = b
+        _flash_and_start(sc, folder, count, lambda nid: board_json.board_config(sc, nid), boards)
         for nid, b in sorted(boards.items()):
             boot_and_wait_hello(b, nid)
     except BaseException:
@@ -201,22 +209,10 @@ def start_udp_farm(sc, folder, count=0, host="127.0.0.1", hub=None, ground=None)
     the boards send to, if not the hub's own (a relay in between)."""
     from ground.udplink import UdpHub
 
-    if count and count != len(sc.nodes):
-        raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node)"
-                         % (sc.path, count, len(sc.nodes)))
-    os.makedirs(folder, exist_ok=True)
-    built = flash_mod.build(os.path.join(folder, ".image"))
     hub = hub or UdpHub(host)
     boards = {}
     try:
-        for nid in sorted(sc.nodes):
-            spec = sc.nodes[nid]
-            bdir = os.path.join(folder, "node%d" % nid)
-            flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
-                                  board_config=udp_board_config(sc, nid, hub, ground=ground), built=built)
-            b = EmulatedBoard(bdir, name="node%d" % nid)
-            b.start()
-            boards[nid] = b
+        _flash_and_start(sc, folder, count, lambda nid: udp_board_config(sc, nid, hub, ground=ground), boards)
         boot_udp(boards, hub)
     except BaseException:
         UdpFarm(boards, hub).stop()
