@@ -64,12 +64,9 @@ def _pct(xs, q):
 
 def round_trips(url, frames):
     """Round-trip times (s) of `frames` echoed line frames over `url`."""
-    import serial
+    from ground.links import open_serial
 
-    from hil import protocol_rfc2217
-
-    protocol_rfc2217.use()  # as in a process holding places: rfc2217:// takes the write timeout
-    port = serial.serial_for_url(url, timeout=5, write_timeout=2)
+    port = open_serial(url, timeout=5, write_timeout=2)
     try:
         port.write(b"sync\n")
         _read_line(port, b"sync\n")

@@ -300,9 +300,6 @@ class Places:
         if why:
             b = self.boards[0]
             raise RigError("%s: board %s is labgrid place %s: %s" % (b.where, b.name, b.place, why))
-        from hil import protocol_rfc2217
-
-        protocol_rfc2217.use()  # the harness opens ports with a write timeout; pyserial's rfc2217 refuses one
         urls = {}
         atexit.register(self.release)
         logging.getLogger().addFilter(_QUIET)
