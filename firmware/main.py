@@ -94,12 +94,15 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
     if state.recovered:
         notes.append("store: " + state.recovered)
     saved_parts = None  # [(term, vote, counter)]: the node's, then its regional seat's
+    kept = None  # then the market section (node/durable.py): an elector's ledger, a holder's leases
     if saved is not None:
         try:
             saved_parts = node_mod.restore_all(saved)
         except ValueError as e:
             notes.append("%s: %s; starting from term 0" % (state.path, e))
             saved = None
+        else:
+            kept = saved[14 * len(saved_parts):] or None  # (restore_all read 14 bytes a part)
     # The replay ceilings: every auth counter accepted before this boot is
     # refused after it (docs/PROTOCOL.md "Authentication and replay"). Read
     # before the node's tables are allocated: a large region's file is a few
@@ -127,6 +130,13 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
 
             u = board.uart
             link = UartLink(u["id"], u["tx"], u["rx"], u["baud"])
+        elif board.transport == "udp":
+            from runtime.link_udp import open_link
+
+            try:
+                link = open_link(board, notes)
+            except OSError as e:  # no radio, no Wi-Fi, no route: one line naming the key
+                raise BootError(str(e))
         else:
             from runtime.link_usb import UsbLink
 
@@ -137,10 +147,11 @@ def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=No
     sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms), seen_store)
     sh.board = board
     if board.journal:
+        gc.collect()  # the core's tables are built: a clean heap for one more module
         from runtime.journal import Journal
 
         sh.journal = Journal(node_id)
-        sh.journal.boot(saved_parts, seed)
+        sh.journal.boot(saved_parts, seed, kept)
     sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
     for n in notes:
         sh.note(n)

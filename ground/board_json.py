@@ -23,8 +23,8 @@ def board_config(sc, nid):
     }
     if sc.telemetry_ms:
         cfg["telemetry_ms"] = sc.telemetry_ms
-    if sc.market_args is not None:
-        cfg["market"] = sc.market_args
+    if sc.market_args_for(nid) is not None:
+        cfg["market"] = sc.market_args_for(nid)  # its region's market (scenario regions:)
     if sc.auth_key:
         cfg["auth_key"] = sc.auth_key.hex()
         cfg["require_auth"] = True

@@ -2,11 +2,13 @@
 that says what happened (ground/exitcodes.py; listed in `ground --help`).
 
     ground run SCENARIO [--sim | --emulated [N] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
-                        [--no-plot] [--precise-time]
+                        [--no-plot] [--precise-time] [--lean] [--workers N] [--ray-address ADDR]
+                        [--trace-clusters C,C]
     ground metrics TRACE [--out DIR [--force]] [--no-plot] [--allow-torn]
     ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
     ground replay-run TRACE [--out DIR] [--allow-torn]
+    ground expand FLEET.yaml [--out FILE [--force]]
     ground --version;  -q / -v on every verb
 (docs/CLI.md: conventions; docs/TRACE_TOOLS.md: the trace tools.)
 
@@ -58,6 +60,10 @@ def cmd_run(args):
 
     sc = scenario_mod.load(readable(args.scenario))
     out = fresh_folder(args.out, args.force) if args.out else _default_out(sc.name)
+    if _lean(args, sc):  # the lean fleet path (ground/fleetrun.py, docs/FLEET_RUN.md)
+        from ground import fleetcli
+
+        return fleetcli.run(sc, out, args)
     if args.precise_time and args.emulated is None and not args.rig:
         _say(args, "ground run: note: --precise-time only matters in real time (--emulated, --rig); this is --sim")
     # Boards come from a registered back-end (ground/backends.py; hil/ provides them).
@@ -102,6 +108,18 @@ def cmd_run(args):
     return exitcodes.OK
 
 
+def _lean(args, sc):
+    """--lean, --workers, --ray-address, --trace-clusters; or --sim above
+    LEAN_AUTO_NODES nodes (a fleet)."""
+    from ground.fleetrun import LEAN_AUTO_NODES
+
+    asked = args.lean or args.workers is not None or args.ray_address or args.trace_clusters
+    if asked and (args.emulated is not None or args.rig):
+        raise InputError("--lean/--workers/--ray-address/--trace-clusters run in-process nodes: not with %s"
+                         % ("--emulated" if args.emulated is not None else "--rig"))
+    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES)
+
+
 def cmd_metrics(args):
     from ground import metrics, report, trace
 
@@ -118,7 +136,7 @@ def cmd_metrics(args):
         paths = report.write_reports(args.out, header, m, events, plot=not args.no_plot, run_id=run_id)
         text = open(paths["table"], encoding="utf-8").read()
     else:
-        text = report.format_table(m)
+        text = report.format_table(m, header.get("regions"))
     print(text, end="")  # the verb's result: printed with -q too
     if args.out:
         _say(args, "ground metrics: wrote %s in %s" % (", ".join(os.path.basename(p) for p in paths.values()), args.out))
@@ -175,6 +193,23 @@ def cmd_replay_run(args):
     return exitcodes.OK if r.identical else exitcodes.FAILED
 
 
+def cmd_expand(args):
+    from ground import fleetdesc
+
+    text = fleetdesc.explicit_yaml(readable(args.fleet))  # docs/FLEET.md
+    if not args.out:
+        print(text, end="")
+        return exitcodes.OK
+    if os.path.exists(args.out) and not args.force:
+        raise InputError("%s: exists; give another --out FILE, or --force to replace it" % args.out)
+    if os.path.dirname(args.out):
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as f:
+        f.write(text)
+    _say(args, "ground expand: %s -> %s (%s)" % (args.fleet, args.out, text.splitlines()[0].split(": ", 1)[-1].rstrip(".")))
+    return exitcodes.OK
+
+
 def _common(parser, top=False):
     # -q/-v before or after the verb: on the subparsers they default to
     # SUPPRESS, so a verb without them keeps what the top level parsed.
@@ -216,6 +251,13 @@ def build_parser():
     r.add_argument("--precise-time", action="store_true",
                    help="real time: spin before every timer for sub-ms lateness (up to a whole core); "
                         "default: polite, spinning at most 25%% of the wall time")
+    r.add_argument("--lean", action="store_true",
+                   help="the lean fleet path: counters, a trace of a few clusters (default above %d nodes;"
+                        " docs/FLEET_RUN.md)" % 2000)
+    r.add_argument("--workers", type=int, metavar="N", help="lean path on N cores: N shards on a local Ray "
+                   "(1: in-process, no Ray)")
+    r.add_argument("--ray-address", metavar="ADDR", help="lean path on an existing Ray cluster")
+    r.add_argument("--trace-clusters", metavar="C,C,...", help="lean path: the clusters whose frames are traced")
     r.set_defaults(fn=cmd_run)
 
     m = verb("metrics", "recompute a trace's metrics: print the table; --out DIR writes the reports there")
@@ -252,6 +294,13 @@ def build_parser():
     rr.add_argument("--out", metavar="DIR", help="keep the re-run in DIR (a new folder); default: discard it")
     _torn(rr, "re-run")
     rr.set_defaults(fn=cmd_replay_run)
+
+    x = verb("expand", "write a fleet description's explicit scenario (docs/FLEET.md): readable, diffable, loads back"
+                       " to the same scenario")
+    x.add_argument("fleet", metavar="FLEET.yaml")
+    x.add_argument("--out", metavar="FILE", help="write it there (default: stdout)")
+    x.add_argument("--force", action="store_true", help="replace an existing --out FILE")
+    x.set_defaults(fn=cmd_expand)
 
     from ground import chaos  # `ground chaos`: random fault schedules, run and judged (docs/CHAOS.md)
 

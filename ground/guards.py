@@ -86,18 +86,18 @@ def check_timeout(sc, what, timeout_ms, ids, where, origin, key):
 
 
 def check_timeouts(sc, data):
-    """Every cluster's election timeout and the market's region timeout."""
+    """Every cluster's election timeout and each market region's region timeout."""
     t_where = data.where("election_timeout_ms")
     t_origin = "" if "election_timeout_ms" in data else " (the default)"
     for cid, ids in sorted(sc.clusters.items()):
         check_timeout(sc, "cluster %d:" % cid, sc.election_timeout_ms, ids, t_where, t_origin, "election_timeout_ms")
-    m = sc.market
-    if m is not None:
-        mdata = data["market"]
+    for r in sc.regions:  # market: gives one region, regions: several (ground/scenario.py)
+        m, mdata = r.market, r.source
+        what = "market" if len(sc.regions) == 1 and "market" in data else "region %d" % r.region
         origin = "" if "region_timeout_ms" in mdata else " (the default)"
-        check_timeout(sc, "market electors %s:" % list(m.electors), m.region_timeout_ms, m.electors,
+        check_timeout(sc, "%s electors %s:" % (what, list(m.electors)), m.region_timeout_ms, m.electors,
                       mdata.where("region_timeout_ms" if "region_timeout_ms" in mdata else None), origin,
-                      "market.region_timeout_ms")
+                      "market.region_timeout_ms" if what == "market" else "regions[].region_timeout_ms")
 
 
 # What each action needs of its node: "down" (it must be down: restart,

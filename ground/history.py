@@ -73,6 +73,8 @@ import json
 import re
 
 from ground import trace as trace_mod
+from ground.history_containment import INVARIANTS as containment_invariants
+from ground.history_containment import ContainmentChecker
 
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 ROLE_COORDINATOR = 2  # msgs.ROLE_COORDINATOR (checked against msgs at import below)
@@ -103,7 +105,7 @@ FIELDS = {
 INVARIANTS = (
     "trace", "one_coordinator", "lease_exclusive", "lease_awarded", "major_versions", "firmware_declared",
     "frame_fates",
-)
+) + containment_invariants
 
 
 class Violation:
@@ -319,6 +321,17 @@ class _Checker:
         self.members = {}  # cluster -> set of node ids
         market = header.get("market") if isinstance(header.get("market"), dict) else {}
         self.electors = set(market.get("electors") or ())  # a market region's seats
+        # Several regions (header `regions`, docs/TRACE.md): each region's address to its own electors.
+        # Each region's market leases its own resources: leases are keyed by (region, resource) then.
+        self.region_electors = {}
+        self.cluster_region = {}
+        for r in header.get("regions") or ():
+            if isinstance(r, dict) and isinstance(r.get("region"), int):
+                self.region_electors[0xE00 | r["region"]] = set(r.get("electors") or ())
+                self.cluster_region.update(dict.fromkeys(r.get("clusters") or (), r["region"]))
+        region = market.get("region", 1) if isinstance(market.get("region", 1), int) else 1
+        self.region_addr = CLUSTER_BASE | 0xE00 | region
+        self.containment = ContainmentChecker(self.electors, self._violate)  # quarantine_* (history_containment.py)
         self.majors = {}  # node id -> firmware major the header declares
         for key, info in (header.get("nodes") or {}).items():
             try:
@@ -340,7 +353,7 @@ class _Checker:
         self.kinds = {n: classify(n) for n in names if classify(n)}
         self.claims = {}  # (cluster, term) -> {node: (fid, line)}
         self.split_reported = {}
-        self.leases = {}  # resource -> [_Lease]
+        self.leases = {}  # resource (with several regions: (region, resource)) -> [_Lease]
         self.lease_msgs = 0
         self.copies = 0
         self.acts = 0
@@ -423,6 +436,8 @@ class _Checker:
             self._claim(src, type_, msg, fid, line)
         elif type_ == "hello":
             self._hello(src, msg, fid, line)
+        if self.electors:
+            self.containment.sent(src, dst, type_, msg, fid, line, self.region_addr)
         elif type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
                 self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed
@@ -442,6 +457,8 @@ class _Checker:
             return set(self.nodes) - {src}
         if dst >= CLUSTER_BASE:
             if (dst & 0x0FFF) >= 0xE00:  # a market region's electors
+                if self.region_electors:
+                    return set(self.region_electors.get(dst & 0x0FFF, ())) - {src}
                 return set(self.electors) - {src}
             return set(self.members.get(dst & 0x0FFF, ())) - {src}
         return {dst} if dst in self.nodes and dst != src else None
@@ -523,7 +540,7 @@ class _Checker:
             start = _field(msg, "from")
             if start is None:
                 start = _field(msg, "first")
-            for x in self.leases.get(res, ()):
+            for x in self.leases.get(self._res(res, holder), ()):
                 if x.holder == holder:
                     x.intervals = [] if start is None else _cut(x.intervals, start)
             return
@@ -560,7 +577,7 @@ class _Checker:
 
     def _award(self, res, holder, intervals, fid, line):
         """A lease to `holder`: exclusive against every other holder's."""
-        for x in self.leases.get(res, ()):
+        for x in self.leases.get(self._res(res, holder), ()):
             if x.holder == holder:
                 continue  # the same award again (a retransmission, a resend after a takeover) or an extension
             iv = _overlap(x.intervals, intervals)
@@ -572,16 +589,23 @@ class _Checker:
                               " (frame %d, line %d) for overlapping %s%s"
                               % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv), since),
                               [x.fid, fid], [x.line, line])
-        self.leases.setdefault(res, []).append(_Lease(res, holder, intervals, fid, line))
+        self.leases.setdefault(self._res(res, holder), []).append(_Lease(res, holder, intervals, fid, line))
+
+    def _res(self, res, holder):
+        """The lease table's key: the resource, in the holder's region when there are several."""
+        if not self.cluster_region:
+            return res
+        return self.cluster_region.get(self.nodes.get(holder)), res
 
     def _acts(self, node, res, intervals, verb, type_, fid, line):
         """`node` acts on resource `res` in `intervals` (None: any slot): it
         must hold a lease on it that was awarded earlier in the trace."""
         self.acts += 1
-        mine = [x for x in self.leases.get(res, ()) if x.holder == node]
+        mine = [x for x in self.leases.get(self._res(res, node), ()) if x.holder == node]
         if any(_overlap(x.intervals, intervals) is not None for x in mine if x.intervals != []):
             return
-        others = [x for x in self.leases.get(res, ()) if x.holder != node and _overlap(x.intervals, intervals) is not None]
+        others = [x for x in self.leases.get(self._res(res, node), ())
+                  if x.holder != node and _overlap(x.intervals, intervals) is not None]
         who = ("; held by " + ", ".join("node %d (award frame %d, line %d)" % (x.holder, x.fid, x.line) for x in others)
                if others else "; nobody was awarded it")
         where = "" if intervals is None else " " + _slots((intervals[0][0], intervals[-1][1]))

@@ -23,6 +23,29 @@ from ground import firmware
 wire = firmware.wire
 
 
+def open_serial(url, baudrate=115200, timeout=0, write_timeout=2.0):
+    """Open a pyserial URL (a device path, rfc2217://, socket://) with a read
+    and a write timeout: the one place the harness opens a board's port.
+
+    pyserial's rfc2217:// class refuses any write_timeout
+    (NotImplementedError); its writes are bounded by its socket's 5 s timeout
+    instead (rfc2217.Serial.open), after which write() raises. So an
+    rfc2217:// port is opened without one and relies on that bound.
+    """
+    import serial  # pyserial; imported here so sim-only runs need no port
+
+    if url.startswith("rfc2217://"):
+        write_timeout = None
+    return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=write_timeout)
+
+
+def set_write_timeout(port, write_timeout_s):
+    """Give an already opened port a write timeout, unless it is an rfc2217://
+    port (see open_serial: its socket bounds writes)."""
+    if not type(port).__module__.endswith("rfc2217"):
+        port.write_timeout = write_timeout_s
+
+
 class SimLink:
     """An in-process node in the router's clock. `skew` scales its clock reads
     (clock-drift faults); `power_cut()` loses everything but its flash."""
@@ -111,10 +134,10 @@ class SerialLink:
         self.silent = False  # the run has reported it silent and not heard it since
         if port is not None:
             self.port = port  # already opened (e.g. while waiting for the board's HELLO)
-            self.port.write_timeout = write_timeout_s
+            set_write_timeout(port, write_timeout_s)
         else:
             try:
-                self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=write_timeout_s)
+                self.port = open_serial(url, baudrate=baudrate, timeout=0, write_timeout=write_timeout_s)
             except (serial.SerialException, OSError, ValueError) as e:
                 raise LinkError("node %d: cannot open %s: %s" % (node_id, url, e)) from None
         self._pipe = None
@@ -134,7 +157,11 @@ class SerialLink:
         return self._fd
 
     def _pump(self):
-        self.port.timeout = 0.1
+        try:
+            self.port.timeout = 0.1  # rfc2217 sends this to the server: the socket may be gone already
+        except Exception:
+            os.close(self._pipe[1])
+            return
         while not self._stop.is_set():
             try:
                 data = self.port.read(max(1, self.port.in_waiting))

@@ -290,13 +290,7 @@ class Live:
 
     def _tick(self, run):
         with self._cv:
-            if self._steps:
-                run.clock.call_at(run.clock.now_ns(), self._apply_steps, run)
-            w = self._waiter
-            if w is not None and not w.scheduled:
-                w.scheduled = True
-                run.clock.call_at(w.deadline_ns, self._at_deadline, run, w)
-            self._evaluate(run)
+            self._after_resume(run)  # queued steps onto the clock, the wait's deadline, the predicate
         run.clock.call_at(run.clock.now_ns() + int(TICK_WALL_S * self.sc.time_scale * _S), self._tick, run)
 
     def _on_event(self, event):

@@ -16,6 +16,16 @@ log, CI) one line per tenth of the run. The last redraw always shows the end
 `c1:n2/t2` reads: cluster 1's coordinator is node 2, in election term 2 (the
 latest COORDINATOR claim the ground routed); `c1:-` no coordinator known yet.
 
+Above AGGREGATE_ABOVE clusters (a fleet) the line keeps one fixed width,
+whatever the fleet's size: counts instead of the list.
+
+    mission    120.0/240 s  50%  elapsed    2.0s  rate   61.3x  ETA    2.0s  frames    123456  coord    97/100   market   2/3
+
+`coord 97/100`: clusters whose latest claimed coordinator is up (its link
+not crashed or cut off by power); `market 2/3`: regions (scenario
+`regions:`) whose electors have claimed a regional coordinator, so their
+market is open for bids.
+
 Plain code, not tqdm or rich: the project's dependencies are fixed
 (pyproject.toml), and one line with a rate and an ETA is a dozen lines here.
 """
@@ -25,6 +35,7 @@ import sys
 import time
 
 S = 1_000_000_000
+AGGREGATE_ABOVE = 12  # clusters: above this, counts instead of one entry per cluster
 REDRAW_S = 0.1  # at most 10 redraws a wall second on a terminal
 
 
@@ -49,6 +60,11 @@ def coordinators_text(coordinator, clusters=()):
     return " ".join(out)
 
 
+def fleet_text(coordinated, clusters, open_markets, regions):
+    """`   97/100    market   2/3` (after the line's `coord`): fixed width up to 99,999 clusters and 510 regions."""
+    return "%5d/%-5d  market %3d/%-3d" % (coordinated, clusters, open_markets, regions)
+
+
 def line_text(mission_s, duration_s, elapsed_s, frames, coords):
     """The progress line itself (pure: tested without a terminal)."""
     rate = mission_s / elapsed_s if elapsed_s > 0 and mission_s > 0 else None
@@ -57,6 +73,17 @@ def line_text(mission_s, duration_s, elapsed_s, frames, coords):
     return "  mission %8.1f/%g s %3.0f%%  elapsed %7s  rate %7s  ETA %7s  frames %7d  coord %s" % (
         mission_s, duration_s, share, clock_text(elapsed_s),
         ("%.1fx" % rate) if rate is not None else "-", clock_text(eta), frames, coords)
+
+
+def _fleet_counts(router, clusters, regions):
+    """(clusters with a coordinator that is up, clusters, regions with a regional coordinator, regions)."""
+    if router is None:
+        return 0, len(clusters), 0, len(regions)
+    up = 0
+    for held in router.coordinator.values():
+        link = router.links.get(held[0])
+        up += link is not None and link.up
+    return up, len(clusters), len(router.region_coordinator), len(regions)
 
 
 class Progress:
@@ -87,7 +114,11 @@ class Progress:
 
     def _draw(self, mission_ns, run):
         router = run.router
-        coords = coordinators_text(router.coordinator if router else {}, getattr(run.sc, "clusters", ()))
+        clusters = getattr(run.sc, "clusters", ())
+        if len(clusters) > AGGREGATE_ABOVE:
+            coords = fleet_text(*_fleet_counts(router, clusters, getattr(run.sc, "regions", ())))
+        else:
+            coords = coordinators_text(router.coordinator if router else {}, clusters)
         text = line_text(mission_ns / S, run.sc.duration_s, self.clock() - self.started,
                          router.frames if router else 0, coords)
         if self.tty:

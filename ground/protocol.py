@@ -425,6 +425,9 @@ ROUND_ACK = 0x63
 RELEASE = 0x64
 RECONCILE = 0x65
 RECONCILE_ACK = 0x66
+ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + ground
+AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
+ACCUSE_REASON_BITS = ((1, "digest"), (2, "prices"), (4, "awards"))  # msgs.ACCUSE_*
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
 MODE_NAMES = ("normal", "cutoff", "conservative", "reconciling")  # MARKET_TEL mode
@@ -588,6 +591,42 @@ Reconcile = Struct(
     "deferred" / Int16ul,
 )
 ReconcileAck = Struct("term" / Int32ul, "seq" / Int32ul, "released" / Int16ul, "refused" / Int16ul)
+Accuse = Struct(
+    "term" / Int32ul,
+    "round" / Int32ul,
+    "accused" / Int16ul,
+    "region" / Int16ul,
+    "reason" / Int8ul,
+    "lineage" / Int8ul,
+    "claimed_digest" / Int32ul,
+    "own_digest" / Int32ul,
+    "claimed_awards" / Int16ul,
+    "own_awards" / Int16ul,
+    "holder" / Int16ul,
+    "claimed_res" / Int16ul,
+    "own_res" / Int16ul,
+    "claimed_first" / Int32ul,
+    "own_first" / Int32ul,
+    "price_class" / Int8ul,
+    "claimed_price" / Int16ul,
+    "own_price" / Int16ul,
+)
+AuditBid = Struct(
+    "round" / Int32ul,
+    "rows" / Int16ul,
+    "row" / Int16ul,
+    "holder" / Int16ul,
+    "before_digest" / Int32ul,
+    "seq" / Int32ul,
+    "first" / Int32ul,
+    "resource" / Int16ul,
+    "price" / Int16ul,
+    "classes" / Int8ul,
+    "span" / Int8ul,
+    "period" / Int8ul,
+    "count" / Int8ul,
+    "flags" / Int8ul,
+)
 
 # Software updates (firmware/node/update.py, docs/UPDATES.md). Byte fields
 # read as hex strings, so a parsed message is JSON as it stands (traces).
@@ -612,7 +651,12 @@ UpdOffer = Struct(
     "lineage" / Int8ul,
     "flags" / Int8ul,  # 1: test build, 2: declares defects
 )
-UpdChunk = Struct("upd_id" / Int32ul, "index" / Int16ul, "data" / _Hex(GreedyBytes))
+UpdChunk = Struct(
+    "upd_id" / Int32ul,
+    "index" / Int16ul,
+    "data" / _Hex(GreedyBytes),
+    Check(lambda ctx: len(ctx.data) > 0),  # as the node's unpack_chunk: a chunk holds a byte at least
+)
 UpdAck = Struct(
     "upd_id" / Int32ul,
     "state" / Int8ul,  # update.STATE_NAMES
@@ -649,6 +693,8 @@ MESSAGES = {
     RELEASE: ("release", Release),
     RECONCILE: ("reconcile", Reconcile),
     RECONCILE_ACK: ("reconcile_ack", ReconcileAck),
+    ACCUSE: ("accuse", Accuse),
+    AUDIT_BID: ("audit_bid", AuditBid),
     UPD_OFFER: ("upd_offer", UpdOffer),
     UPD_CHUNK: ("upd_chunk", UpdChunk),
     UPD_ACK: ("upd_ack", UpdAck),

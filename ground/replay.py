@@ -49,6 +49,10 @@ from ground import protocol
 from ground.pcap import PcapError, read_trace
 
 MS = 1_000_000
+# Journal kinds of the restored market section (firmware/runtime/journal.py
+# _J_KEPT, _J_KEPT_WORD; msgs.J_NAMES names them).
+J_KEPT = firmware.msgs.J_NAMES.index("kept")
+J_KEPT_WORD = firmware.msgs.J_NAMES.index("kept_word")
 
 
 class ReplayError(ValueError):
@@ -469,7 +473,7 @@ class JournalReplay:
             if kind == msgs.J_BOOT:
                 boot, node = {kind: arg}, None
                 continue
-            if kind in (msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER):
+            if kind in (msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER, J_KEPT, J_KEPT_WORD):
                 if boot is None or node is not None:
                     raise ReplayError("%s: node %d's journal entry %d (%s) is not part of a boot"
                                       % (self.stream.path, self.stream.node, i - 1, msgs.J_NAMES[kind]))
@@ -483,6 +487,9 @@ class JournalReplay:
                 if boot[msgs.J_BOOT]:  # the node's saved state, then its regional seat's, if any
                     saved = b"".join(firmware.core.save(*part) for part in
                                      zip(boot[msgs.J_TERM], boot[msgs.J_VOTE], boot[msgs.J_COUNTER]))
+                    if J_KEPT in boot:  # the market section (node/durable.py), 4 bytes an entry
+                        words = b"".join(w.to_bytes(4, "little") for w in boot.get(J_KEPT_WORD, ()))
+                        saved += words[:boot[J_KEPT][0]]
                 seed = boot.get(msgs.J_SEED)
                 node = make(saved, seed[0] if seed else None)
             if kind == msgs.J_LOG:

@@ -65,7 +65,7 @@ def write_reports(run_dir, header, metrics, events, plot=True, timeline=None, ru
     # (Not `run`: hil's session merge adds its own `run`, the index in a test.)
     run_labels = {"scenario": header.get("scenario") or "", "run_id": run_id or os.path.basename(os.path.normpath(run_dir))}
     _write_text(paths["prom"], to_prometheus(metrics, labels=run_labels))
-    _write_text(paths["table"], format_table(metrics))
+    _write_text(paths["table"], format_table(metrics, header.get("regions")))
     if not plot:
         if os.path.exists(paths["png"]):
             os.remove(paths["png"])
@@ -285,6 +285,15 @@ def to_prometheus(metrics, labels=None):
         x.sample(f, n, fault=fault)
     f = x.family("anomalies_total", "counter", "Trace events skipped as malformed or naming unknown nodes or frames")
     x.sample(f, metrics.get("anomalies", {}).get("count"))
+    fl = metrics.get("flat", {})
+    for name, key, help_ in (
+        ("accusations_total", "accusations", "ACCUSE frames auditors sent the ground (docs/CONTAINMENT.md)"),
+        ("accusations_refused_total", "accusations_refused", "Accusations an elector refused (forged, no evidence)"),
+    ):
+        f = x.family(name, "counter", help_)
+        x.sample(f, fl.get(key))
+    f = x.family("quarantined_nodes", "gauge", "Different nodes some elector quarantined")
+    x.sample(f, fl.get("quarantined_nodes"))
     air = (metrics.get("airtime") or {}).get("nodes", {})
     if air:
         f = x.family("node_airtime_seconds_total", "counter", "Time on air of a node's radio, by message type")
@@ -383,8 +392,13 @@ def _table(rows):
     return lines
 
 
-def format_table(metrics):
-    """Plain-text summary of the key figures, columns aligned."""
+def format_table(metrics, regions=None):
+    """Plain-text summary of the key figures, columns aligned. Above
+    fleettable.AGGREGATE_ABOVE clusters, aggregates (ground/fleettable.py)
+    and the fleet's row instead of one row per cluster; `regions` (the trace
+    header's) adds the figures per region."""
+    from ground import fleettable
+
     fl = metrics["flat"]
     t_ms = metrics.get("election_timeout_ms")
     lines = [
@@ -434,7 +448,10 @@ def format_table(metrics):
         )
 
     clusters = metrics.get("clusters", {})
-    for cid in sorted(clusters, key=_int_key):
+    aggregate = len(clusters) > fleettable.AGGREGATE_ABOVE
+    if aggregate:
+        lines += fleettable.lines(metrics, regions, _table) + ["", "the fleet:"]
+    for cid in sorted(clusters, key=_int_key) if not aggregate else ():
         c = clusters[cid]
         row(
             cid,

@@ -57,6 +57,8 @@ class Router:
         self.seed = seed
         self.links = {}  # node id -> link
         self.members = {c: list(ids) for c, ids in scenario.clusters.items()}
+        # Each market region's electors share the address cluster_addr(0xE00 | region) (docs/MARKET.md).
+        self._region_electors = {0xE00 | r.region: sorted(r.electors) for r in scenario.regions}
         self._pipelines = {}
         self.radios = airtime.Radios()  # the nodes' transmitters, for links with `radio:` (ground/airtime.py)
         self.cut = set()  # directed (src, dst) pairs cut by a partition
@@ -64,6 +66,7 @@ class Router:
         self.byzantine = {}  # node id -> rewrite name
         self.corrupting = {}  # node id -> (until_ns, bitflip probability)
         self.coordinator = {}  # cluster -> (node, term) last claimed
+        self.region_coordinator = {}  # region -> (node, term) last claimed on the region's address (progress line)
         self.hello = {}  # node id -> hello fields
         # node id -> newest protocol version it speaks: its HELLO's proto_max,
         # until then what its firmware in the scenario speaks
@@ -165,9 +168,8 @@ class Router:
             return [n for n in sorted(self.links) if n != src]
         if dst & 0xF000 == wire.ADDR_CLUSTER:
             k = dst & 0x0FFF
-            m = self.sc.market
-            if k >= 0xE00 and m is not None and k == 0xE00 | m.region:
-                return [n for n in sorted(m.electors) if n != src and n in self.links]  # the region's electors
+            if k >= 0xE00 and k in self._region_electors:
+                return [n for n in self._region_electors[k] if n != src and n in self.links]  # the region's electors
             return [n for n in self.members.get(k, ()) if n != src and n in self.links]
         return [dst] if dst in self.links and dst != src else []
 
@@ -275,6 +277,8 @@ class Router:
             # regional seat claims on the region's address, not its cluster's.
             if spec is not None and frame.dst == wire.cluster_addr(spec.cluster):
                 self.coordinator[spec.cluster] = (src, fields.get("term", 0))
+            elif frame.dst & 0xF000 == wire.ADDR_CLUSTER and (frame.dst & 0x0FFF) in self._region_electors:
+                self.region_coordinator[frame.dst & 0x1FF] = (src, fields.get("term", 0))
 
     def _rewrite(self, frame, fields, how):
         """Byzantine fault: alter a node's outgoing frame, re-encoded so its

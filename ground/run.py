@@ -57,9 +57,18 @@ def node_config(sc, node_id):
         lineage=spec.lineage,
         auth_key=sc.auth_key,
         require_auth=sc.auth_key is not None,
-        market=sc.market,
+        market=sc.market_for(node_id),  # its region's market (scenario regions:), or None
         age_slots=spec.age_slots,
     )
+
+
+def regions_header(sc):
+    """A scenario of several regions (regions:): every region in `regions`,
+    and the first as `market` (the metrics' market family reads one region)."""
+    rows = [{"region": r.region, "electors": list(r.electors), "slot_ms": r.market.slot_ms,
+             "clusters": list(r.clusters)} for r in sc.regions]
+    first = {k: rows[0][k] for k in ("region", "electors", "slot_ms")}
+    return {"market": first, "regions": rows}
 
 
 def check_resolution(sc, real):
@@ -137,6 +146,7 @@ class Run:
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
+            **(regions_header(sc) if len(sc.regions) > 1 else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.
@@ -156,6 +166,7 @@ class Run:
     def _build(self):
         r = self.router
         boot_lines = []
+        sources = []
         for nid in sorted(self.sc.nodes):
             b = self.boards.get(nid)
             if b is None:
@@ -166,7 +177,9 @@ class Run:
             else:
                 url = getattr(b, "device", b)
                 opened = getattr(b, "open_port", None)
-                if opened is not None:
+                if getattr(b, "open_link", None) is not None:  # a link of its own kind (ground.udplink)
+                    link, seen = b.open_link
+                elif opened is not None:
                     port, splitter, seen = opened
                     link = SerialLink(nid, url, port=port, splitter=splitter)
                 else:
@@ -174,7 +187,12 @@ class Run:
                 link.board = b if not isinstance(b, str) else None
                 r.add(link)
                 boot_lines.append((nid, seen))
-                self.clock.add_reader(link.fileno(), lambda link=link: self._readable(link))
+                source = getattr(link, "source", None)  # one descriptor for several links (a UDP hub)
+                if source is None:
+                    self.clock.add_reader(link.fileno(), lambda link=link: self._readable(link))
+                elif source not in sources:
+                    sources.append(source)
+                    self.clock.add_reader(source.fileno(), lambda source=source: self._readable_shared(source))
         # Lines read while the boards booted (their HELLOs) are routed at
         # mission 0, once every link exists, so each has all its recipients.
         for nid, seen in boot_lines:
@@ -209,8 +227,37 @@ class Run:
 
     # ---- boards ----------------------------------------------------------
 
+    def _readable_shared(self, source):
+        """Frames from a descriptor several boards share (ground.udplink.UdpHub);
+        what it refused becomes a `refused` node event naming the sender."""
+        for link, lines in source.read():
+            self._heard(link, lines)
+        for nid, text in source.take_problems():
+            self.router._event("node", node=nid, event="refused", detail=text)
+        r = self.router
+        for what, nid, seq, text in source.take_network():
+            if what == "reordered":
+                r._event("node", node=nid, event="reordered", detail=text)
+                continue
+            fid = r.next_id  # a frame the network lost: sent (as far as its seq says) and dropped
+            r.next_id += 1
+            r.frames += 1
+            r._event("frame", fate="sent", id=fid, src=nid, dst=None, type="?", seq=seq, len=0, hex="", msg={},
+                     lost=text)
+            r._event("frame", fate="dropped", id=fid, to=None, reason="net_lost")
+
     def _readable(self, link):
         lines, eof = link.read_lines()
+        self._heard(link, lines)
+        if eof and link.up:
+            link.up = False
+            self.clock.remove_reader(link.fileno())
+            text = link.text_tail()
+            self.router._event("node", node=link.node_id, event="unreachable",
+                               detail="node %d: link %s closed%s" % (link.node_id, link.url,
+                                                                     "; it last printed: " + text if text else ""))
+
+    def _heard(self, link, lines):
         for line in lines:
             self.router.from_node(link.node_id, line)
         if lines:
@@ -219,13 +266,6 @@ class Run:
                 link.silent = False
                 self.router._event("node", node=link.node_id, event="answering",
                                    detail="node %d: frames on %s again" % (link.node_id, link.url))
-        if eof and link.up:
-            link.up = False
-            self.clock.remove_reader(link.fileno())
-            text = link.text_tail()
-            self.router._event("node", node=link.node_id, event="unreachable",
-                               detail="node %d: link %s closed%s" % (link.node_id, link.url,
-                                                                     "; it last printed: " + text if text else ""))
 
     def _check_silence(self):
         """A board the harness believes up that has sent no frame for
@@ -236,7 +276,7 @@ class Run:
         now = self.clock.now_ns()
         limit = SILENT_T * self.sc.election_timeout_ms * MS
         for nid, link in sorted(self.router.links.items()):
-            if link.kind != "serial" or not link.up or link.silent:
+            if link.kind == "sim" or not link.up or link.silent:
                 continue
             heard = link.heard_ns
             if heard is None:
@@ -253,7 +293,7 @@ class Run:
     def _configure_boards(self):
         """Tell every board the run's time scale (it learns it at boot)."""
         for nid, link in sorted(self.router.links.items()):
-            if link.kind == "serial":
+            if link.kind != "sim":  # a board: serial or udp
                 payload = msgs.pack(msgs.CONFIG, int(self.sc.time_scale * 1000), 0)
                 self.router.to_node(nid, msgs.CONFIG, payload)
 
@@ -378,7 +418,7 @@ class Run:
         try:
             self._build()
             self._configure_boards()
-            if any(link.kind == "serial" for link in self.router.links.values()):
+            if any(link.kind != "sim" for link in self.router.links.values()):
                 self._check_silence()
             self._schedule_faults()
             for fn in self.on_start:

@@ -19,27 +19,24 @@ from ground import gates as gates_mod
 from ground import guards
 from ground import intent as intent_mod
 from ground import linkstate, pipeline
+from ground import regions as regions_mod
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert",
+    "downconvert", "regions",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
 _NODE = {"firmware", "hw_gen", "lineage", "age_slots"}
-_LINKS = {"default", "intra_cluster", "inter_cluster", "ground", "pairs"}
+_LINKS = {"default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground", "pairs", "positions"}
+_CLASSES = ("default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground")  # link models by tier
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
     "byzantine", "corruption_burst", "intent",
 }
 _FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
-_MARKET = {
-    "region", "electors", "units", "slot_ms", "lead_ms", "horizon_slots", "window_slots", "steps_per_slot",
-    "cutoff_ms", "autonomy_after_ms", "region_timeout_ms", "ack_timeout_ms", "telemetry_ms", "max_bids",
-    "leases_per_node", "max_span", "stale_rounds",
-}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
 REGION_CLUSTERS = 0xE00  # cluster numbers from here on are region addresses (docs/MARKET.md)
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
@@ -94,6 +91,23 @@ class Scenario:
     market_args: dict | None = None  # the MarketConfig arguments, as plain JSON data (a board's board.json)
     downconvert: bool = True  # frames newer than a recipient speaks are down-converted (else dropped: `version`)
     warnings: list = field(default_factory=list)  # "file:line: ..." lines: works, but badly (ground/guards.py)
+    # Every region with a market (RegionSpec, ground/regions.py), in file order: `market:` gives
+    # one over every node (then `market` above is its MarketConfig), `regions:`
+    # several (then `market` is None unless there is one). [] without a market.
+    regions: list = field(default_factory=list)
+    region_of: dict = field(default_factory=dict)  # node id -> its RegionSpec (nodes with a market only)
+    cluster_region: dict = field(default_factory=dict)  # cluster id -> its region number (clusters in a region only)
+    positions: dict = field(default_factory=dict)  # cluster id -> (x, y, z) light ms (links.positions)
+
+    def market_for(self, node_id):
+        """The MarketConfig node `node_id` runs (its region's), or None."""
+        r = self.region_of.get(node_id)
+        return r.market if r is not None else None
+
+    def market_args_for(self, node_id):
+        """Its region's MarketConfig arguments as plain data (board.json), or None."""
+        r = self.region_of.get(node_id)
+        return r.market_args if r is not None else None
 
     def link_spec(self, src, dst):
         """The link model (a dict for ground.pipeline.build_pipeline) for src -> dst."""
@@ -103,19 +117,29 @@ class Scenario:
         if dst == GROUND or src == GROUND:
             # The ground link: its own model; a contact plan plans node-node links only.
             return dict(self.links.get("ground", self.links.get("default", {})))
-        if self.nodes[src].cluster == self.nodes[dst].cluster:
+        ca, cb = self.nodes[src].cluster, self.nodes[dst].cluster
+        links = self.links
+        if ca == cb:
             key = "intra_cluster"
         else:
             key = "inter_cluster"
-        spec = self.links.get(key, self.links.get("default", {}))
+            ra, rb = self.cluster_region.get(ca), self.cluster_region.get(cb)
+            if ra is not None and rb is not None:  # the tier classes, when the scenario has regions
+                tier = "intra_region" if ra == rb else "inter_region"
+                key = tier if tier in links else key
+        spec = links.get(key, links.get("default", {}))
         if self.contact_plan is not None:
             return self.contact_plan.merge(src, dst, spec)
-        return dict(spec)
+        spec = dict(spec)
+        if ca != cb and ca in self.positions and cb in self.positions:
+            # Light time between the two clusters' places, on top of the model's own delay.
+            spec["delay_ms"] = round(spec.get("delay_ms", 0) + light_ms(self.positions[ca], self.positions[cb]), 3)
+        return spec
 
     def min_delay_ms(self):
         """Smallest nonzero fixed delay among the link models (None if all zero)."""
         delays = []
-        for key in ("default", "intra_cluster", "inter_cluster", "ground"):
+        for key in _CLASSES:
             if key in self.links:
                 delays.append(self.links[key].get("delay_ms", 0))
         for pair in self.links.get("pairs", ()):
@@ -127,6 +151,11 @@ class Scenario:
 
     def firmware_majors(self):
         return sorted({n.fw_version[0] for n in self.nodes.values()})
+
+
+def light_ms(a, b):
+    """The distance between two points given in light ms: the one-way light time."""
+    return sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5
 
 
 def load(path):
@@ -147,6 +176,10 @@ def load_text(text, path="<string>"):
 def parse(data, text, path):
     if not isinstance(data, Located):
         raise ConfigError("%s:1: a scenario is a mapping" % path)
+    if "fleet" in data:  # a description by numbers: expanded into the explicit form (docs/FLEET.md)
+        from ground import fleetdesc
+
+        data = fleetdesc.expand(data)
     check_keys(data, _TOP, "scenario", required=("name", "duration_s", "clusters"))
     seed = number(data, "seed", "scenario", lo=0, default=1, integer=True)
     duration_s = number(data, "duration_s", "scenario", lo=0.001)
@@ -169,7 +202,10 @@ def parse(data, text, path):
     _anchor_paths(links, path)
     _check_links(links, nodes)
     faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters)
-    gates = gates_mod.parse(data, "market" in data)
+    if "market" in data and "regions" in data:
+        raise data.error("regions", "scenario: give market: (one region over every node) or regions: (several),"
+                         " not both")
+    gates = gates_mod.parse(data, "market" in data or "regions" in data)
     sc = Scenario(
         name=str(data["name"]), path=path, text=text, seed=seed, duration_s=duration_s,
         time_scale=time_scale, election_timeout_ms=t_ms, telemetry_ms=tel, auth_key=key,
@@ -179,66 +215,25 @@ def parse(data, text, path):
     sc.board_journal = _flag(data, "board_journal", sc.board_journal, "must be true or false")
     sc.downconvert = _flag(data, "downconvert", sc.downconvert, "true (convert frames for nodes on an older"
                            " protocol, the default) or false (drop them: reason version)")
+    if "market" in data:
+        sc.regions = [regions_mod.parse_market(data, sc)]
+        sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
+    elif "regions" in data:
+        sc.regions = regions_mod.parse_regions(data, sc)
+        if len(sc.regions) == 1:
+            sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
+    sc.region_of = {n: r for r in sc.regions for n in r.nodes}
+    sc.cluster_region = {c: r.region for r in sc.regions for c in r.clusters}
+    sc.positions = _parse_positions(links, clusters)
     if "contact_plan" in data:
         sc.contact_plan = _parse_contact_plan(data, path, sc)
-    if "market" in data:
-        sc.market = _parse_market(data, sc)
     for f in sc.faults:
-        if f.action == "intent" and sc.market is None:
+        if f.action == "intent" and not sc.regions:
             raise ConfigError("%s: step intent: the scenario has no market: section, and nodes without the market"
                               " tier have no use for intent; add market: (docs/SCENARIOS.md \"Market\")" % f.where)
     guards.check_schedule(sc)
     guards.check_timeouts(sc, data)
     return sc
-
-
-def _parse_market(data, sc):
-    """The regional market tier (docs/MARKET.md): one region over every node
-    of the scenario; keys are node.config.MarketConfig's arguments."""
-    from ground import firmware
-
-    m = data["market"]
-    check_keys(m, _MARKET, "market", required=("electors", "units"))
-    for e in m["electors"] if isinstance(m["electors"], list) else ():
-        if e not in sc.nodes:
-            raise m.error("electors", "market.electors: unknown node %r" % e)
-    roster = sorted(sc.nodes)
-    kw = {k: v for k, v in m.items()}
-    kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
-    gens = [sc.nodes[n].hw_gen for n in roster]
-    _check_autonomy(m)
-    try:
-        market = firmware.config.MarketConfig(roster=roster, gens=bytes(gens), **kw)
-    except (ValueError, TypeError) as e:
-        raise m.error(None, str(e)) from None
-    sc.market_args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
-    return market
-
-
-def _check_autonomy(m):
-    """autonomy_after_ms >= cutoff_ms, said with both values and where each came from."""
-    slot_ms = m.get("slot_ms", 6 * 3600 * 1000)
-    lead_ms = m.get("lead_ms", slot_ms // 8)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (slot_ms, lead_ms)):
-        return  # MarketConfig says what is wrong with them
-    vals = {
-        "cutoff_ms": (m.get("cutoff_ms"), 2 * slot_ms + lead_ms, "the default 2 slot_ms + lead_ms"),
-        "autonomy_after_ms": (m.get("autonomy_after_ms"), 4 * slot_ms, "the default 4 slot_ms"),
-    }
-    said = {}
-    for k, (given, default, why) in vals.items():
-        if given is None:
-            said[k] = (default, "%s = %d (%s, slot_ms %d%s)" % (k, default, why, slot_ms,
-                                                               ", lead_ms %d" % lead_ms if "lead" in why else ""))
-        elif isinstance(given, int) and not isinstance(given, bool):
-            said[k] = (given, "%s = %d (%s)" % (k, given, m.where(k)))
-        else:
-            return
-    if said["autonomy_after_ms"][0] < said["cutoff_ms"][0]:
-        raise m.error("autonomy_after_ms" if "autonomy_after_ms" in m else "cutoff_ms" if "cutoff_ms" in m else None,
-                      "market: %s must be >= %s: a node would go autonomous before it may stop bidding; set"
-                      " autonomy_after_ms to at least %d" % (said["autonomy_after_ms"][1], said["cutoff_ms"][1],
-                                                            said["cutoff_ms"][0]))
 
 
 def _parse_contact_plan(data, path, sc):
@@ -358,7 +353,7 @@ def _anchor_paths(links, scenario_path):
     if not isinstance(links, dict) or not os.path.isfile(scenario_path):
         return
     base = os.path.dirname(os.path.abspath(scenario_path))
-    specs = [links[k] for k in ("default", "intra_cluster", "inter_cluster", "ground") if k in links]
+    specs = [links[k] for k in _CLASSES if k in links]
     pairs = links.get("pairs")
     specs += pairs if isinstance(pairs, list) else []
     for spec in specs:
@@ -374,7 +369,7 @@ def _check_links(links, nodes):
     if not isinstance(links, Located):
         raise ConfigError("links: expected a mapping")
     check_keys(links, _LINKS, "links")
-    for key in ("default", "intra_cluster", "inter_cluster", "ground"):
+    for key in _CLASSES:
         if key in links:
             _check_spec(links, key, links[key])
     pairs = links.get("pairs", [])
@@ -390,6 +385,26 @@ def _check_links(links, nodes):
         if p["src"] == p["dst"]:
             raise p.error("src", "links.pairs[%d]: src and dst are both %r" % (i, p["src"]))
         _check_spec(p, None, {k: v for k, v in p.items() if k not in ("src", "dst")})
+
+
+def _parse_positions(links, clusters):
+    """links.positions: {cluster id: [x, y] or [x, y, z] in light ms}. A link
+    between two placed clusters gets the light time between them added to its
+    model's delay_ms (docs/FLEET.md "Geometry")."""
+    pos = links.get("positions")
+    if pos is None:
+        return {}
+    if not isinstance(pos, Located):
+        raise links.error("positions", "links.positions: a mapping of cluster id -> [x, y, z] light ms")
+    out = {}
+    for cid, xyz in pos.items():
+        if cid not in clusters:
+            raise pos.error(cid, "links.positions: unknown cluster %r" % (cid,))
+        if not isinstance(xyz, list) or len(xyz) not in (2, 3) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in xyz):
+            raise pos.error(cid, "links.positions.%s: [x, y] or [x, y, z] in light ms, got %r" % (cid, xyz))
+        out[cid] = tuple(float(v) for v in xyz)
+    return out
 
 
 def _check_spec(owner, key, spec):

@@ -37,7 +37,7 @@ FEATURES = frozenset({
 })  # fmt: skip
 
 RESETS = ("soft", "hard")  # see docs/FLASHING.md, "Reset"
-TRANSPORTS = ("usb", "uart")
+TRANSPORTS = ("usb", "uart", "udp")
 
 # mpy-cross -march values (mpy-cross --help); None: bytecode only.
 MARCHES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
@@ -62,7 +62,7 @@ class BoardKind:
     fs_bytes: int | None  # the board filesystem's size; None: unknown
     usb_vid: int | None  # USB ids of its serial port (None: not a USB device)
     usb_pid: int | None
-    transport: str  # "usb" or "uart": the default frame link (board.json "transport")
+    transport: str  # "usb", "uart" or "udp": the default frame link (board.json "transport")
     uart: dict[str, int]  # board.json "uart" when the transport is uart
     led_pin: Any  # int GPIO, a pin name, or None for no LED
     mpy: bool  # copy .mpy (compiled by mpy-cross) rather than .py

@@ -212,6 +212,8 @@ def _boards(args: argparse.Namespace) -> int:
             missing += p is None
         elif b.url:
             where, status = b.url, "URL (not checked)"
+        elif b.place:
+            where, status = f"labgrid place {b.place}", f"at {b.coordinator or '$LG_COORDINATOR'} (not checked)"
         else:
             where = _shown(rig.emulated_folder(b))
             try:

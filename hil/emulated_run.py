@@ -20,6 +20,7 @@ wire = firmware.wire
 msgs = firmware.msgs
 
 BOOT_TIMEOUT_S = 30.0
+UDP_NOTE = b"fleetloop: frames over udp to"  # what firmware/main.py prints on a board on transport udp
 
 
 class Farm:
@@ -49,6 +50,7 @@ def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
 
     splitter = wire.FrameSplitter()
     port = serial.Serial(board.device, timeout=0)
+    mark = board.log_size  # what it prints from here on is this boot's
     board.reset()
     deadline = time.monotonic() + timeout_s
     seen = []
@@ -57,7 +59,13 @@ def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
         if not r:
             continue
         said_hello = False
-        for line in splitter.feed(port.read(port.in_waiting or 1)):
+        data = port.read(port.in_waiting or 1)
+        if UDP_NOTE in board.log[-max(1, board.log_size - mark):]:
+            port.close()
+            raise ValueError("board %s (node %d, %s): board.json says transport \"udp\" (it printed %r), but this"
+                             " rig expects frames on its serial port: give the board transport \"usb\" or the"
+                             " rig transport udp" % (board.name, node_id, board.device, UDP_NOTE.decode()))
+        for line in splitter.feed(data):
             seen.append(line)  # all of this read, the lines after the HELLO too
             try:
                 f = wire.decode(line)
@@ -96,8 +104,11 @@ def _this_boot(lines, node_id):
     return lines[(after or hellos)[0]:]
 
 
-def start_farm(sc, folder, count=0):
-    """Start one emulated Pico per scenario node; `count`, if given, must match."""
+def _flash_and_start(sc, folder, count, config_of, boards):
+    """Flash one emulated Pico per scenario node with the image `hil flash`
+    builds and board.json `config_of(nid)`, and start it; `boards` (nid ->
+    EmulatedBoard) fills as they start, so the caller can stop what started.
+    `count`, if given, must be the scenario's node count."""
     if count and count != len(sc.nodes):
         raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node)"
                          % (sc.path, count, len(sc.nodes)))
@@ -107,19 +118,103 @@ def start_farm(sc, folder, count=0):
     # heap a Pico would not spend (the market tier's modules do not compile
     # within 192K on the 64-bit unix port).
     built = flash_mod.build(os.path.join(folder, ".image"))
+    for nid in sorted(sc.nodes):
+        spec = sc.nodes[nid]
+        bdir = os.path.join(folder, "node%d" % nid)
+        flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware, board_config=config_of(nid),
+                              built=built)
+        b = EmulatedBoard(bdir, name="node%d" % nid)
+        b.start()
+        boards[nid] = b
+
+
+def start_farm(sc, folder, count=0, transport="usb"):
+    """Start one emulated Pico per scenario node; `count`, if given, must match.
+    transport "udp": frames over UDP on loopback (start_udp_farm)."""
+    if transport == "udp":
+        return start_udp_farm(sc, folder, count)
     boards = {}
     try:
-        for nid in sorted(sc.nodes):
-            spec = sc.nodes[nid]
-            bdir = os.path.join(folder, "node%d" % nid)
-            flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware,
-                                  board_config=board_json.board_config(sc, nid), built=built)
-            b = EmulatedBoard(bdir, name="node%d" % nid)
-            b.start()
-            boards[nid] = b
+        _flash_and_start(sc, folder, count, lambda nid: board_json.board_config(sc, nid), boards)
         for nid, b in sorted(boards.items()):
             boot_and_wait_hello(b, nid)
     except BaseException:
         Farm(boards).stop()
         raise
     return Farm(boards)
+
+
+class UdpFarm(Farm):
+    """Emulated Picos on transport udp: frames over a real UDP socket on
+    loopback (ground.udplink.UdpHub), console on the pty."""
+
+    def __init__(self, boards, hub):
+        super().__init__(boards)
+        self.hub = hub
+
+    def stop(self):
+        super().stop()
+        self.hub.close()
+
+
+def udp_board_config(sc, nid, hub, transport="udp", ground=None):
+    """board.json for node nid on the hub's address, or `ground` (transport udp)."""
+    cfg = board_json.board_config(sc, nid)
+    cfg["transport"] = transport
+    if transport == "udp":
+        cfg["ground"] = ground or hub.address
+    return cfg
+
+
+def boot_udp(boards, hub, timeout_s=BOOT_TIMEOUT_S):
+    """Reset every board {nid: EmulatedBoard} and wait for their HELLOs on the
+    hub; sets each board's `open_link` (its UdpLink and boot lines) for the
+    run. ValueError naming a board that sends its frames on its serial port
+    instead (board.json transport "usb"); TimeoutError naming silent ones."""
+    from ground import udplink
+
+    for nid in sorted(boards):
+        hub.link(nid)
+    # Off first, then forget what they sent, then on: an emulated board is
+    # dead once power_cut() returns, so what its earlier boot sent is all in
+    # the socket already, and every datagram after this is from the new boot.
+    for b in boards.values():
+        b.power_cut()
+    hub.forget()
+    marks = {nid: b.log_size for nid, b in boards.items()}
+    for b in boards.values():
+        b.power_on()
+    try:
+        seen = udplink.wait_hellos(hub, sorted(boards), timeout_s)
+    except TimeoutError as e:
+        for nid, b in sorted(boards.items()):
+            if nid in hub.addr_of:
+                continue
+            log = bytes(b.log[-(b.log_size - marks[nid]):]) if b.log_size > marks[nid] else b""
+            if UDP_NOTE not in log and b"\x00" in log:
+                raise ValueError("board %s (node %d, %s): sends its frames on its serial port (board.json transport"
+                                 " is not \"udp\"), but this rig expects them over udp at %s"
+                                 % (b.name, nid, b.device, hub.address)) from None
+        raise TimeoutError("%s; the boards' logs end: %s" % (e, "; ".join(
+            "node %d: %r" % (n, bytes(b.log[-200:])) for n, b in sorted(boards.items()) if n not in hub.addr_of)))
+    for nid, b in boards.items():
+        b.open_link = (hub.link(nid), seen[nid])
+    return boards
+
+
+def start_udp_farm(sc, folder, count=0, host="127.0.0.1", hub=None, ground=None):
+    """One emulated Pico per scenario node on transport udp: the hub is bound
+    first (its address goes into every board.json), then the boards boot.
+    `hub`: one already bound (the farm closes it); `ground`: the "host:port"
+    the boards send to, if not the hub's own (a relay in between)."""
+    from ground.udplink import UdpHub
+
+    hub = hub or UdpHub(host)
+    boards = {}
+    try:
+        _flash_and_start(sc, folder, count, lambda nid: udp_board_config(sc, nid, hub, ground=ground), boards)
+        boot_udp(boards, hub)
+    except BaseException:
+        UdpFarm(boards, hub).stop()
+        raise
+    return UdpFarm(boards, hub)

@@ -61,7 +61,7 @@ class FuzzError(RuntimeError):
 class Report:
     def __init__(self):
         self.sent = {}  # category -> lines
-        self.owed = {}  # reason -> lines owed that reject ('' accepted, 'overflow' uncounted)
+        self.owed = {}  # reason -> lines owed that reject ('' accepted)
         self.owed_by_category = {}  # category -> {reason: lines}
         self.board_counted = 0  # bad_frames increments seen at exact checkpoints
         self.owed_counted = 0  # counted rejects owed over the same intervals
@@ -508,9 +508,9 @@ def main(args):
         else:
             board_json, port_name, board = args.board_json, args.port, None
         target = target_from(board_json, args.key, args.peer)
-        import serial
+        from ground.links import open_serial
 
-        port = serial.serial_for_url(port_name, baudrate=115200, timeout=0, write_timeout=args.answer_timeout_s)
+        port = open_serial(port_name, baudrate=115200, timeout=0, write_timeout=args.answer_timeout_s)
         fz = Fuzzer(port, target, seed=args.seed, board=board, answer_timeout_s=args.answer_timeout_s,
                     checkpoint=args.checkpoint, mix=mix,
                     say=lambda t: print("  " + t, file=sys.stderr, flush=True))

@@ -15,10 +15,13 @@ The verdict a line is owed (`Want.reason`) comes from ground/protocol.py, the
 ground's independent codec (the same reasons, in the firmware's order), then
 from the rules the node adds: a signed frame whose (src, counter) was sent
 before, or fell out of the window, is a `replay` for ever: across reboots and
-power cuts too, which is what the replay model here (the firmware's own
-ReplayWindow class, never reset) says. `overflow` is a line longer than the
-board's line buffer (wire.MAX_LINE): its splitter drops it uncounted.
-Reasons are wire.ERROR_NAMES, counted in the board's TELEMETRY bad_frames.
+power cuts too, which is what the replay model here (SpecWindow: one
+sliding window per source, never reset) says; a frame from a source outside
+the board's rosters (the ground and its cluster's members, for a board
+without a market seat) is `unknown_src` before any replay check. A line
+longer than the board's line buffer (wire.MAX_LINE) is cut by its splitter
+and counted as `too_long`. Reasons are wire.ERROR_NAMES, counted in the
+board's TELEMETRY rejects.
 """
 
 import hashlib
@@ -84,13 +87,40 @@ class Want:
         self.answer = answer
 
 
+class SpecWindow:
+    """The replay rule as the spec states it: per source, a counter accepted
+    once is refused for ever, and one more than 64 below the highest accepted
+    is refused too (RFC 4303's window). Never reset, so it is also what a
+    board owes across its reboots and power cuts."""
+
+    SIZE = 64
+
+    def __init__(self):
+        self._top = {}  # src -> highest counter accepted
+        self._seen = {}  # src -> bitmask, bit k = (top - k) seen
+
+    def accept(self, src, counter):
+        top = self._top.get(src)
+        if top is None or counter > top:
+            shift = 0 if top is None else counter - top
+            mask = (self._seen[src] << shift) | 1 if top is not None and shift < self.SIZE else 1
+            self._seen[src] = mask & ((1 << self.SIZE) - 1)
+            self._top[src] = counter
+            return True
+        back = top - counter
+        if back >= self.SIZE or (self._seen[src] >> back) & 1:
+            return False
+        self._seen[src] |= 1 << back
+        return True
+
+
 class Hostile:
     def __init__(self, target, rng, counter_base=1):
         self.t = target
         self.rng = rng
         self.counter = counter_base  # our fresh auth counters, one sequence for every src we sign as
         self.next_id = 1
-        self.window = wire.ReplayWindow()  # the spec: replays refused for ever, reboots or not
+        self.window = SpecWindow()  # the spec: replays refused for ever, reboots or not
         self.answered = []  # lines of legit pings the board answered (replay material)
         self.own = []  # lines the board sent (replay_own material)
         self.category_of = {}  # id -> category, for every id put on the wire
@@ -122,11 +152,13 @@ class Hostile:
     def want(self, category, line, id=None, answer=False):
         """The verdict `line` is owed, from the ground codec and the replay rule."""
         if len(line) > wire.MAX_LINE:
-            return Want(category, OVERFLOW, id)
+            return Want(category, "too_long", id)  # the splitter cuts it; the core counts it
         try:
             f = P.parse_line(line, key=self.t.key, require_auth=self.t.require_auth, version_max=self.t.proto_max)
         except P.FrameError as e:
             return Want(category, e.reason, id)
+        if f.src != 0 and f.src not in self.t.members:
+            return Want(category, "unknown_src", id)
         if f.counter is not None and self.t.key is not None and not self.window.accept(f.src, f.counter):
             return Want(category, "replay", id)
         if f.dst != self.t.node_id:

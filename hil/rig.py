@@ -11,9 +11,10 @@ Three rigs:
   - EmulatedRig: one emulated Pico per scenario node (hil/emulated_run.py),
     flashed with the scenario's board.json and booted for each run;
   - SimRig: in-process nodes in virtual time, no boards;
-  - FileRig: the boards of a rig file (hil/rigfile.py): USB, URL or emulated
-    entries, each given the scenario's board.json and version.json, reset,
-    HELLO awaited.
+  - FileRig: the boards of a rig file (hil/rigfile.py): USB, URL, emulated or
+    labgrid place entries, each given the scenario's board.json and
+    version.json, reset, HELLO awaited. Places are acquired before the first
+    run (hil/labgrid_places.py) and released by close().
 
 `emulated_backend` and `rig_backend` are the engine's board back-ends
 (ground/backends.py; pyproject.toml's `fleetloop.boards` entry points):
@@ -66,7 +67,8 @@ class EmulatedRig:
     name = "emulated"
     kind = "emulated_pico"
 
-    def __init__(self):
+    def __init__(self, transport="usb"):
+        self.transport = transport  # "udp": frames over UDP on loopback (ground.udplink)
         try:
             from hil import boards as boards_mod
 
@@ -89,7 +91,7 @@ class EmulatedRig:
         """Boards for `sc`, booted (count, if given, must be the scenario's node count)."""
         from hil import emulated_run
 
-        farm = emulated_run.start_farm(sc, folder, count=count)
+        farm = emulated_run.start_farm(sc, folder, count=count, transport=self.transport)
         boards = farm.devices()
         return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()})
 
@@ -136,6 +138,7 @@ class FileRig:
         self.name = "%s (%s)" % (self.rig.name, path)
         self.folder = folder
         self._started = None
+        self._places = None  # hil.labgrid_places.Places while the rig's places are held
 
     def unmet(self, count, kind, needs):
         boards = self.rig.boards
@@ -170,12 +173,36 @@ class FileRig:
                 self._started = self.rig.start_emulated(os.path.join(self.folder(), "emulated"))
         return self._started
 
+    def _acquire_places(self):
+        """Acquire the rig's labgrid places, once (held until close()); RigError
+        naming the place, with none left acquired, if one cannot be had."""
+        if self._places is None and any(b.place for b in self.rig.boards):
+            from hil.labgrid_places import Places
+
+            places = Places(self.rig)
+            self.rig.place_urls.update(places.acquire())
+            self._places = places
+
+    def _check_places(self):
+        """After a run: RigError naming every labgrid place lost during it (its
+        exporter went away, ...); the run's boards on it stopped answering."""
+        lost = self._places.lost() if self._places is not None else []
+        if lost:
+            raise RigError("rig %s: lost during the run: %s" % (self.name, "; ".join(lost)))
+
+    def _release_places(self):
+        places, self._places = self._places, None
+        if places is not None:
+            self.rig.place_urls.clear()
+            places.release()
+
     def prepare(self, sc, folder, count=0):
         """The scenario's boards, configured and booted; CannotRun if the rig
-        has no fitting board for a node; RuntimeError naming every board that
-        failed to boot."""
+        has no fitting board for a node; RigError naming a labgrid place that
+        cannot be acquired; RuntimeError naming every board that failed to boot."""
         from hil.serialboard import CONFIGURE_TIMEOUT_S
 
+        self._acquire_places()
         self._start_emulated()
         try:
             devices = self.rig.devices_for(sc)
@@ -184,10 +211,11 @@ class FileRig:
                 raise
             raise CannotRun("rig %s cannot run scenario %s: %s" % (self.name, sc.name, e)) from None
         boards, errors = {}, {}
+        hub = self._udp_hub(sc, devices)
 
         def one(nid):
             try:
-                boards[nid] = self._boot(sc, nid, devices[nid], folder)
+                boards[nid] = self._boot(sc, nid, devices[nid], folder, hub)
             except BaseException as e:  # reported below, by board
                 errors[nid] = e
 
@@ -197,10 +225,19 @@ class FileRig:
         for t in threads:
             t.join(CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S + 10)
         stuck = [nid for nid, t in zip(sorted(devices), threads) if t.is_alive()]
+        if hub is not None and not errors and not stuck:
+            from hil import emulated_run
+
+            try:  # together: the hub forgets what came before their boot
+                emulated_run.boot_udp({n: boards[n] for n in hub.links}, hub, BOOT_TIMEOUT_S)
+            except (ValueError, TimeoutError) as e:
+                errors[0] = e
         if errors or stuck:
             for b in boards.values():
                 _close_board(b)
-            text = "; ".join("node %d: %s" % (n, e) for n, e in sorted(errors.items()))
+            if hub is not None:
+                hub.close()
+            text = "; ".join(("node %d: %s" % (n, e)) if n else str(e) for n, e in sorted(errors.items()))
             if stuck:
                 text += "; node%s %s: no answer within %.0f s" % ("s" if len(stuck) > 1 else "", stuck,
                                                                     CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S)
@@ -209,10 +246,32 @@ class FileRig:
         def stop():
             for b in boards.values():
                 _close_board(b)
+            if hub is not None:
+                hub.close()
+            self._check_places()
 
         return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()})
 
-    def _boot(self, sc, nid, device, folder):
+    def _udp_hub(self, sc, devices):
+        """The run's UDP hub (ground.udplink) when some of its boards are on
+        transport udp, else None; CannotRun for a real board on udp."""
+        udp = [self.rig.by_node(n) for n in sorted(devices) if self.rig.board_json(self.rig.by_node(n)).get(
+            "transport") == "udp"]
+        if not udp:
+            return None
+        real = [b.name for b in udp if not b.emulated]
+        if real:
+            raise CannotRun("rig %s: %s: transport udp runs on emulated boards only so far (a Pico W needs the"
+                            " ground's address on its network in board.json \"ground\"; not wired yet)"
+                            % (self.name, ", ".join(real)))
+        from ground.udplink import UdpHub
+
+        hub = UdpHub("127.0.0.1")
+        for b in udp:
+            hub.link(b.node_id)
+        return hub
+
+    def _boot(self, sc, nid, device, folder, hub=None):
         from hil import emulated_run, flash
         from hil.serialboard import SerialBoard, configure_over_repl
 
@@ -222,7 +281,12 @@ class FileRig:
         cfg.update(scenario_board_json(sc, nid))
         running = self.rig.running.get(b.name)
         if running is not None:  # an emulated entry: its folder is its flash
+            udp = cfg.get("transport") == "udp"
+            if udp:
+                cfg["ground"] = hub.address
             flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg)
+            if udp:
+                return running  # booted with the other udp boards (boot_udp), once all are written
             return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
         repl = self.rig.port(b)
         configure_over_repl(repl, cfg, spec, os.path.join(folder, b.name))
@@ -231,8 +295,11 @@ class FileRig:
         return keep_boot_hello_only(board, nid)
 
     def close(self):
-        if self._started:
-            self.rig.stop_emulated()
+        try:
+            if self._started:
+                self.rig.stop_emulated()
+        finally:
+            self._release_places()
 
 
 def keep_boot_hello_only(board, nid):
@@ -290,6 +357,11 @@ def _close_board(b):
 def emulated_backend(sc, folder, count=None):
     """`ground run --emulated [N]`: one emulated Pico per node (N, if given, must match)."""
     return EmulatedRig().prepare(sc, folder, count=count or 0)
+
+
+def emulated_udp_backend(sc, folder, count=None):
+    """One emulated Pico per node on transport udp: frames over a real UDP socket on loopback."""
+    return EmulatedRig(transport="udp").prepare(sc, folder, count=count or 0)
 
 
 def rig_backend(sc, folder, path):

@@ -7,14 +7,18 @@
     boards = rig.start_emulated(folder)   # EmulatedBoard per emulated entry; the caller stops them
     rig.board_json(board)       # the board.json the flasher writes for that board
 
-A board is reached one of three ways, exactly one per entry:
+A board is reached one of four ways, exactly one per entry:
   - ``serial: E6614C311B4A2B2F``: a USB board, found by its USB serial number
     in pyserial's port list (``mpremote connect id:SERIAL`` does the same);
   - ``url: rfc2217://host:4001`` or ``socket://host:4002`` (what labgrid's
     exporter and ser2net serve), or a device path: anything pyserial's
     serial_for_url opens;
   - ``emulated: true``: an emulated Pico (hil.emulated), whose flash is the
-    folder <folder>/<name> and whose pty link is <folder>/<name>.tty.
+    folder <folder>/<name> and whose pty link is <folder>/<name>.tty;
+  - ``place: pico-7`` (with ``coordinator: HOST:PORT`` on the entry or the
+    rig, or $LG_COORDINATOR): a labgrid place, acquired by FileRig through
+    hil.labgrid_places and reached at the RFC2217 URL its exporter serves
+    (Rig.place_urls, filled while the place is held).
 
 Like labgrid's resources, RigBoard and Rig hold data and find devices; they
 never open a port. Every problem in a rig file raises ConfigError naming the
@@ -36,9 +40,9 @@ from hil import boards as boards_mod
 MAX_NODE_ID = 0xEFFF  # firmware/node/wire.py MAX_NODE_ID
 MAX_CLUSTER = 0xFFE
 
-_RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards"}
+_RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards", "coordinator"}
 _BOARD_KEYS = {
-    "name", "kind", "node_id", "cluster", "role", "serial", "url", "data_url", "emulated",
+    "name", "kind", "node_id", "cluster", "role", "serial", "url", "data_url", "emulated", "place", "coordinator",
     "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset",
 }  # fmt: skip
 # board.json keys a rig may set through `config:` (docs/BOARD_SHELL.md). node_id,
@@ -46,7 +50,7 @@ _BOARD_KEYS = {
 CONFIG_KEYS = {
     "election_timeout_ms", "heartbeat_ms", "telemetry_ms", "state_ms", "suspect_ms", "dead_ms",
     "seed", "auth_key", "require_auth", "time_scale_milli", "transport", "uart", "led_pin", "watchdog_ms", "journal",
-    "market",
+    "market", "wifi",
 }  # fmt: skip
 
 
@@ -57,7 +61,7 @@ class RigError(ConfigError):
 
 @dataclass(frozen=True)
 class RigBoard:
-    """One board of a rig. Exactly one of serial, url, emulated says how to reach it."""
+    """One board of a rig. Exactly one of serial, url, emulated, place says how to reach it."""
 
     name: str
     kind: str  # a board kind name: boards/<kind>.yaml
@@ -77,6 +81,8 @@ class RigBoard:
     reset: str = "soft"  # how the flasher restarts it (the kind's unless overridden)
     data_url: str | None = None  # where its frames come out, when not on the REPL port (UART transport)
     where: str = "?"  # file:line of the entry
+    place: str | None = None  # labgrid place name (hil/labgrid_places.py)
+    coordinator: str | None = None  # its labgrid coordinator, HOST[:PORT] (None: $LG_COORDINATOR)
 
     @property
     def port_text(self) -> str:
@@ -85,6 +91,8 @@ class RigBoard:
             return "serial %s" % self.serial
         if self.url:
             return self.url
+        if self.place:
+            return "labgrid place %s" % self.place
         return "emulated"
 
 
@@ -141,6 +149,7 @@ class Rig:
         self.version = version  # default firmware version for the rig's boards
         self.label = label
         self.running: dict[str, Any] = {}  # board name -> EmulatedBoard started by start_emulated()
+        self.place_urls: dict[str, str] = {}  # board name -> URL of its labgrid place, while acquired
 
     def __repr__(self) -> str:
         return "Rig(%r, %d boards)" % (self.path, len(self.boards))
@@ -182,6 +191,12 @@ class Rig:
             return p.device
         if board.url:
             return _device(board, board.url)
+        if board.place:
+            if board.name in self.place_urls:
+                return self.place_urls[board.name]
+            raise RigError("%s: board %s (node %d) is labgrid place %s, not acquired: `ground run --rig` and the "
+                           "pytest plugin acquire it; for other commands: python -m hil.labgrid_places hold RIG "
+                           "-- COMMAND {rig}" % (board.where, board.name, board.node_id, board.place))  # fmt: skip
         running = self.running.get(board.name)
         if running is not None and running.state != "stopped":  # the caller may have stopped it
             return running.device
@@ -291,12 +306,23 @@ def _live_pty_link(path: str) -> bool:
         return False
 
 
+def _coordinator(m: Located, key: str, section: str) -> str:
+    """A labgrid coordinator address, HOST or HOST:PORT."""
+    value = m[key]
+    host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not isinstance(value, str) or not value or " " in value or (sep and not (port.isdigit() and host)):
+        raise m.error(key, "%s.%s: expected a labgrid coordinator address HOST:PORT, got %r" % (section, key, value))
+    return value
+
+
 def _check_board_json(rig_path: str, entry: Located, board: RigBoard, cfg: dict) -> None:
     # Validate with the board's own parser (firmware/runtime/boardcfg.py), so
     # a config the board would refuse at boot is refused here, with file:line.
     from ground import firmware  # noqa: F401  (puts firmware/ on sys.path)
     from runtime import boardcfg
 
+    if cfg.get("transport") == "udp" and "ground" not in cfg:
+        cfg = dict(cfg, ground="127.0.0.1:1")  # the harness writes the run's UDP hub address (hil/rig.py)
     try:
         boardcfg.core_config(boardcfg.parse_board(cfg, "board.json"))
     except boardcfg.ConfigError as e:
@@ -329,6 +355,8 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
     names: dict[str, str] = {}
     node_ids: dict[int, str] = {}
     serials: dict[str, str] = {}
+    places: dict[tuple, str] = {}  # (coordinator, place) -> board name
+    rig_coordinator = _coordinator(data, "coordinator", "rig") if "coordinator" in data else None
     for i, e in enumerate(entries):
         if not isinstance(e, Located):
             raise ConfigError("%s: rig.boards[%d]: expected a mapping" % (entries.where(i), i))
@@ -357,9 +385,9 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             raise e.error("node_id", "%s: node %d is already board %s" % (section, node_id, node_ids[node_id]))
         node_ids[node_id] = bname
         cluster = _int(e, "cluster", section, 0, MAX_CLUSTER)
-        ways = [k for k in ("serial", "url", "emulated") if e.get(k) not in (None, False)]
+        ways = [k for k in ("serial", "url", "emulated", "place") if e.get(k) not in (None, False)]
         if len(ways) != 1:
-            raise e.error(None, "%s: give exactly one of serial, url, emulated: true (got %s)"
+            raise e.error(None, "%s: give exactly one of serial, url, emulated: true, place (got %s)"
                           % (section, ", ".join(ways) or "none"))  # fmt: skip
         serial = e.get("serial")
         if serial is not None:
@@ -372,6 +400,19 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             serials[serial] = bname
             if kind.emulated:
                 raise e.error("serial", "%s: kind %s is emulated; use emulated: true" % (section, kname))
+        place, coordinator = e.get("place"), e.get("coordinator", rig_coordinator)
+        if place is not None:
+            if not isinstance(place, str) or not place or place.startswith("+"):
+                raise e.error("place", "%s.place: expected a labgrid place name, got %r" % (section, place))
+            if (coordinator, place) in places:
+                raise e.error("place", "%s: place %s is already board %s" % (section, place, places[coordinator, place]))
+            places[coordinator, place] = bname
+            if kind.emulated:
+                raise e.error("place", "%s: kind %s is emulated; name the kind of the board at the place" % (section, kname))
+        if "coordinator" in e:
+            if place is None:
+                raise e.error("coordinator", "%s.coordinator: only a place entry has a coordinator" % section)
+            _coordinator(e, "coordinator", section)
         for k in ("url", "data_url"):
             if e.get(k) is not None and not isinstance(e[k], str):
                 raise e.error(k, "%s.%s: expected a pyserial URL or device path, got %r" % (section, k, e[k]))
@@ -409,7 +450,7 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             hw_gen=_int(e, "hw_gen", section, 0, 255, default=1),
             members=tuple(sorted(members)) if members is not None else None,
             version=version, label=label, config=config, reset=reset,
-            data_url=e.get("data_url"), where=e.where(),
+            data_url=e.get("data_url"), where=e.where(), place=place, coordinator=coordinator if place else None,
         )))  # fmt: skip
 
     # A cluster's members are its boards in the rig unless an entry lists them.

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+from ground.links import open_serial
+
 CONFIGURE_TIMEOUT_S = 60.0  # mpremote writing board.json + version.json to one board
 
 
@@ -56,12 +58,10 @@ class SerialBoard:
         self.open_port = None
 
     def reset(self):
-        import serial
-
         port = self.open_port[0] if self.open_port and self.repl == self.device else None
         own = port is None
         if own:
-            port = serial.serial_for_url(self.repl, timeout=1, write_timeout=2)
+            port = open_serial(self.repl, timeout=1, write_timeout=2)
         try:
             port.write(b"\x03\x03\x02\x04")
             port.flush()
@@ -70,12 +70,10 @@ class SerialBoard:
                 port.close()
 
     def boot_and_wait_hello(self, node_id, timeout_s):
-        import serial
-
         from ground import firmware
 
         wire, msgs = firmware.wire, firmware.msgs
-        port = serial.serial_for_url(self.device, timeout=0.1, write_timeout=2)
+        port = open_serial(self.device, timeout=0.1, write_timeout=2)
         try:
             port.reset_input_buffer()
             self.open_port = (port, wire.FrameSplitter(), [])

@@ -2,6 +2,10 @@
 # run there). Usage, from the repo root:
 #     micropython -X heapsize=192K tests/mpy_runner.py tests/core [-k substring]
 #     micropython -X heapsize=192K tests/mpy_runner.py tests/core/test_wire.py
+#     micropython -X heapsize=192K tests/mpy_runner.py --firmware build/mpy tests/core/test_wire.py
+# --firmware DIR imports the core from DIR (its .mpy image, as `make test-mpy`
+# builds it with mpy-cross: what a board runs, not compiled on the heap at
+# import); without it, from firmware/ sources.
 # `make test-mpy` runs one file per process, so each file gets a fresh 192K
 # heap as a board would, and one file's garbage cannot fragment the next's.
 # Every test_*.py file in the folder is imported and each `test_*` function
@@ -15,6 +19,10 @@ import sys
 
 
 def main(argv):
+    firmware = "firmware"
+    if len(argv) > 2 and argv[1] == "--firmware":
+        firmware = argv[2]
+        argv = argv[:1] + argv[3:]
     target = argv[1] if len(argv) > 1 else "tests/core"
     pattern = argv[3] if len(argv) > 3 and argv[2] == "-k" else None
     if target.endswith(".py"):
@@ -23,7 +31,7 @@ def main(argv):
     else:
         folder, names = target, sorted(os.listdir(target))
     sys.path.insert(0, folder)
-    sys.path.insert(0, "firmware")
+    sys.path.insert(0, firmware)
     passed = failed = skipped = 0
     low_water = None
     for fname in names:

@@ -71,6 +71,8 @@ def main_():
     n = len(roster)
     while sh.clock.now_ms() < end_ms:
         sh.step()
+        if sh.out_of_memory > 100:  # it survives each one, but makes no progress: the region is too large
+            break
         m = region.market
         if m is not None and m.round != last_round and node.seat is not None and node.seat.coordinator == node.id:
             last_round = m.round
@@ -90,7 +92,7 @@ def main_():
     gc.collect()
     m = region.market
     print(json.dumps({
-        "booted": True, "nodes": n, "hours": HOURS, "bidders": BIDDERS, "heap_total": gc.mem_free() + gc.mem_alloc(),
+        "booted": True, "nodes": n, "mission_ms": sh.clock.now_ms(), "hours": HOURS, "bidders": BIDDERS, "heap_total": gc.mem_free() + gc.mem_alloc(),
         "heap_free": node.heap_free, "heap_min": node.heap_min, "lowest_sampled": lowest,
         "rounds": m.rounds if m is not None else 0, "awarded": m.awarded if m is not None else 0,
         "refused": sum(node.errors), "out_of_memory": sh.out_of_memory, "iterations": sh.iterations,

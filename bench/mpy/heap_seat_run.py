@@ -73,6 +73,11 @@ def main(argv=None):
             ok = r["out_of_memory"] == 0
             if ok:
                 largest = n
+            else:
+                print("region of %4d nodes, elector seat: boots, then runs out of heap (%d MemoryErrors survived by"
+                      " %d mission s; the watchdog would reset a board that stops feeding it)"
+                      % (n, r["out_of_memory"], r["mission_ms"] // 1000))
+                continue
             print("region of %4d nodes, elector seat, %d mission h, %d rounds, %d awarded: heap free %d B, "
                   "low-water %d B (%.0f %% of 192K; peak use %.0f %%), lowest sampled %d B, MemoryErrors survived %d"
                   % (n, r["hours"], r["rounds"], r["awarded"], r["heap_free"], r["heap_min"], 100.0 * r["heap_min"] / HEAP,

@@ -115,6 +115,11 @@ class MarketConfig:
         leases_per_node=6,
         max_span=8,
         stale_rounds=2,
+        auditors=(),
+        cluster_of=None,
+        quarantine_cap_permille=340,
+        probation_ms=0,
+        defect_lineage=-1,
     ):
         ascending = True
         prev = 0
@@ -178,6 +183,19 @@ class MarketConfig:
         self.leases_per_node = leases_per_node  # ledger record slots per node (node/ledger.py)
         self.max_span = max_span
         self.stale_rounds = stale_rounds
+        # Fault containment (docs/CONTAINMENT.md): auditors (electors: they
+        # audit from their replica ledger), each roster node's cluster (None:
+        # the region is one cluster for the cap), a planted clearing defect
+        # in the nodes of defect_lineage (-1: none; containment runs only).
+        self.auditors = tuple(sorted(auditors))
+        if [a for a in self.auditors if a not in self.electors] or not 0 < quarantine_cap_permille <= 1000 or (
+                cluster_of is not None and len(cluster_of) != len(ids)):
+            raise ValueError("market: auditors must be electors, quarantine_cap_permille in 1..1000, cluster_of"
+                             " one cluster id per roster node")
+        self.cluster_of = cluster_of
+        self.quarantine_cap_permille = quarantine_cap_permille
+        self.probation_ms = probation_ms
+        self.defect_lineage = defect_lineage
 
     def index(self, node):
         """Roster index of a node id, or -1 (binary search: roster is sorted)."""

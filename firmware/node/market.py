@@ -30,7 +30,7 @@ from array import array
 from micropython import const
 
 from node import auction, catalog as cat, msgs, recovery, refusal, wire
-from node.auction import F_MERGED, BidBook, clear
+from node.auction import F_MERGED, BidBook
 from node.ledger import Ledger
 
 IDLE = const(0)
@@ -65,6 +65,21 @@ _TABLE = {
 }
 
 
+# Which clearing a lineage runs (docs/CONTAINMENT.md): lineage L runs
+# CLEARING[L % 2], A (node/auction.py) or B (node/auction_b.py, written apart;
+# imported only by the electors that run it: 3 KB of bytecode).
+CLEARING = ("A", "B")
+
+
+def clearing(lineage):
+    """The clear(book, n, ledger, units, first_ids, prices) lineage runs."""
+    if CLEARING[lineage % 2] == "B":
+        from node import auction_b
+
+        return auction_b.clear
+    return auction.clear
+
+
 class MarketError(Exception):
     """Local bug: an event with no transition from the current state."""
 
@@ -77,8 +92,14 @@ def next_state(state, event):
 
 
 class Market:
-    def __init__(self, node_id, mcfg, intent, send):
+    def __init__(self, node_id, mcfg, intent, send, lineage_id=0):
         self.id = node_id
+        self.clear = clearing(lineage_id)  # this lineage's own clearing
+        if mcfg.defect_lineage == lineage_id:
+            from node import audit
+
+            self.clear = audit.defective(self.clear)  # a planted defect: containment runs only
+        self.quarantine = None  # set by the Region on an elector: bids from quarantined nodes are refused
         self.cfg = mcfg
         self.intent = intent
         self.send = send
@@ -238,6 +259,9 @@ class Market:
         idx = self._sender(src)
         if idx < 0 or not self._fresh(idx, fields[1]):
             return
+        if self.quarantine is not None and self.quarantine.is_quarantined(src):
+            self.refused[refusal.QUARANTINED] += 1
+            return
         why = self.check_bid(idx, fields)
         if why:
             self.refused[why] += 1
@@ -295,6 +319,9 @@ class Market:
         if idx < 0:
             return
         term, rnd, seq, first, res, holder, price, span, period, count, flags = fields
+        if self.quarantine is not None and self.quarantine.is_quarantined(src):
+            self.refused[refusal.QUARANTINED] += 1
+            return
         if now_ms >= self.resync_until or holder != src:
             self.refused[refusal.UNEXPECTED] += 1
             return
@@ -359,7 +386,11 @@ class Market:
         self.ledger.advance(self.round + 1)
         n = self.book.n
         self._n_round = n
-        self._won = clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
+        if self.cfg.auditors:
+            from node import audit
+
+            audit.send_round(self, n)
+        self._won = self.clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
         self.rounds += 1
         self._closed_ms = now_ms
         self.led_term = self.term

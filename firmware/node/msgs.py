@@ -52,6 +52,11 @@ RELEASE = const(0x64)  # holder -> coordinator (-> standby): give slots back
 RECONCILE = const(0x65)  # node -> coordinator after an autonomy window
 RECONCILE_ACK = const(0x66)  # coordinator -> node
 
+# Fault containment (docs/CONTAINMENT.md): 0x90-0x9F.
+ACCUSE = const(0x90)  # auditor -> region's electors + ground: a round's clearing differs from mine
+AUDIT_BID = const(0x91)  # coordinator -> each auditor at a round's close: one bid row of the book, as bid
+# (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
+
 # PRICES status: what the message says about its round.
 ROUND_COMPLETE = const(1)  # awarded: every award of the round stands
 ROUND_VOID = const(2)  # nothing of the round was awarded: bid again
@@ -99,7 +104,11 @@ J_LOG = const(5)  # node.log(text); arg: crc32 of the text's bytes as the LOG fr
 J_RX = const(6)  # node.receive(line, t_ms); arg: crc32 of the line
 J_POLL = const(7)  # node.poll(t_ms); arg: how many frames it returned
 J_SEED = const(8)  # arg: the seed the Node was built with (follows J_BOOT)
-J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed")
+# 9 kept: arg the bytes of the restored market section (node/durable.py), then
+# 10 kept_word entries: arg the next 4 bytes of it, little-endian (the last
+# zero-padded). Named in runtime/journal.py only: two more names here would
+# grow this module's globals table on every board (J_NAMES.index finds them).
+J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed", "kept", "kept_word")
 
 # type -> (name, struct format or None for variable, field names)
 LAYOUTS = {
@@ -163,12 +172,25 @@ LAYOUTS = {
         ("seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"),
     ),
     RECONCILE_ACK: ("reconcile_ack", "<IIHH", ("term", "seq", "released", "refused")),
+    ACCUSE: (
+        "accuse",
+        "<IIHHBBIIHHHHHIIBHH",
+        ("term", "round", "accused", "region", "reason", "lineage", "claimed_digest", "own_digest",
+         "claimed_awards", "own_awards", "holder", "claimed_res", "own_res", "claimed_first", "own_first",
+         "price_class", "claimed_price", "own_price"),
+    ),
+    AUDIT_BID: (
+        "audit_bid",
+        "<IHHHIIIHHBBBBB",
+        ("round", "rows", "row", "holder", "before_digest", "seq", "first", "resource", "price", "classes", "span",
+         "period", "count", "flags"),
+    ),
 }
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_CMD)  # what a node's update agent takes
 # The UPD_* layouts live in node/update.py (UPDATE_LAYOUTS), loaded with the
 # agent: a board that never updates does not hold them. layout() and name()
 # find them there; all_layouts() is every type's.
-MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT)
+MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.

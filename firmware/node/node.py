@@ -47,6 +47,11 @@ _TERMED = (
 
 
 class Node:
+    # node/update.py's agent, set on the instance by updater() when first
+    # needed: a class default, so a node that never updates has no slot for it
+    # in its attribute table (at 20 nodes a bigger table each costs the heap).
+    update = None
+
     def __init__(self, node_id, config, seed, saved=None, uplink=None, seen=None):
         if not 0 < node_id <= wire.MAX_NODE_ID:
             raise ValueError("node id %d out of range" % node_id)
@@ -113,12 +118,16 @@ class Node:
         self.frames_out = 0
         self.ignored = 0  # well-formed but not for us / not in our cluster
         self.conflicts = 0  # another coordinator claimed our own term
+        # Quarantine hooks (node/quarantine.py, set on a regional seat): may
+        # this node run for election, may it vote for `src`. None: always.
+        self.may_lead = None
+        self.may_elect = None
         self.role_changes = 0
 
-        self.update = None  # node/update.py's agent, built by updater() when first needed
         self.region = None
         self.seat = None
         self._seat_digest = None
+        self._keep = None  # with a market: what it keeps on flash (node/durable.py)
         if config.market is not None:
             self._start_region(config, seed, saved)
 
@@ -129,13 +138,23 @@ class Node:
         m = config.market
         if m.index(self.id) < 0:
             raise ValueError("node %d is not in its region's roster" % self.id)
-        self.region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
+        from node.durable import Keeper, split  # with a market only: a node without one never loads it
+
+        region = Region(self.id, config, Rng(seed * 31 + 7), self._send)
+        self.region = region
+        self._keep = keep = Keeper(region)
+        terms, kept = split(saved) if saved is not None else (b"", None)
         if self.id in m.electors:
             seat_cfg = Config(cluster=m.region_cluster, members=m.electors, election_timeout_ms=m.region_timeout_ms,
                               hw_gen=config.hw_gen, fw_version=config.fw_version, lineage=config.lineage)
-            seat_saved = saved[_SAVED_LEN + 4:] if saved is not None and len(saved) > _SAVED_LEN + 4 else None
+            seat_saved = terms[_SAVED_LEN + 4:] if len(terms) > _SAVED_LEN + 4 else None
             self.seat = Node(self.id, seat_cfg, seed ^ 0x5EA7, seat_saved, uplink=self._send)
-            self.region.seat = self.seat
+            self.region.attach(self.seat)
+        # Before the first poll, so before this elector answers any recovery
+        # query: its ledger and round are as it last kept them.
+        why = keep.load(kept) if kept is not None else None
+        if why:  # damaged: it starts knowing nothing, and says so
+            self.log(why)
 
     # ---- public API ----------------------------------------------------
 
@@ -251,15 +270,21 @@ class Node:
 
     def take_persist(self):
         """Bytes to store atomically before sending poll()'s frames, or None.
-        With a regional seat, the seat's term and vote follow the node's own."""
+        With a regional seat, the seat's term and vote follow the node's own;
+        with a market, its section follows (node/durable.py: an elector's
+        ledger, a holder's leases), rebuilt only when it changed."""
         seat = self.seat
-        if not self._dirty and (seat is None or not seat._dirty):
+        keep = self._keep
+        market = keep is not None and keep.due()
+        if not self._dirty and (seat is None or not seat._dirty) and not market:
             return None
         self._dirty = False
         blob = save(self.term, self.voted_for, self._reserved)
         if seat is not None:
             seat._dirty = False
             blob += save(seat.term, seat.voted_for, 0)
+        if keep is not None:
+            blob += keep.take(market)
         return blob
 
     def set_record(self, data):
@@ -429,6 +454,9 @@ class Node:
     def _election_timeout(self, now_ms):
         if self.role == el.FOLLOWER and self.coordinator != msgs.NO_NODE:
             self.coordinator = msgs.NO_NODE  # it went quiet
+        if self.may_lead is not None and not self.may_lead():
+            self._deadline_ms = now_ms + self._cold_timeout_ms()  # quarantined: not a candidate
+            return
         self._become(el.EV_TIMEOUT, now_ms)
         self._grants = [self.id]
         self._deadline_ms = now_ms + self._cold_timeout_ms()
@@ -468,7 +496,7 @@ class Node:
         best = msgs.NO_NODE
         best_key = None
         for m in self.members.members:
-            if m == self.id or self.members.status(m, now_ms) != ALIVE:
+            if m == self.id or self.members.status(m, now_ms) != ALIVE or not self._electable(m):
                 continue
             same = 1 if self.members.lineage.get(m, -1) == self.cfg.lineage else 0
             key = (same, -self.members.reach.get(m, msgs.ALIVE_UNKNOWN), m)
@@ -491,6 +519,18 @@ class Node:
                 self._send(self.cluster_dst, msgs.STANDBY, msgs.pack(msgs.STANDBY, self.term, standby))
         if now_ms >= self._next_state_ms:
             self._send_state(now_ms)
+
+    def _electable(self, src):
+        return self.may_elect is None or self.may_elect(src)
+
+    def resign(self, now_ms):
+        """Stop coordinating (quarantined): the quorum-lost path, and
+        may_lead keeps this node from running again."""
+        if self.role == el.COORDINATOR:
+            self._become(el.EV_QUORUM_LOST, now_ms)
+            self.coordinator = msgs.NO_NODE
+            self.standby = msgs.NO_NODE
+            self._deadline_ms = now_ms + self._cold_timeout_ms()
 
     def _coordinator_quiet(self, now_ms):
         if self.role == el.COORDINATOR:
@@ -515,7 +555,9 @@ class Node:
     def _dispatch(self, f, now_ms):
         region = self.region
         if region is not None and f.dst == region.dst:
-            if self.seat is None:
+            if f.type == msgs.ACCUSE or f.type == msgs.AUDIT_BID:
+                region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
+            elif self.seat is None:
                 self.ignored += 1
             else:
                 self.seat._dispatch(f, now_ms)
@@ -556,7 +598,7 @@ class Node:
             self._on_heartbeat(f.src, fields, now_ms)
         elif t == msgs.PREVOTE_REQUEST:
             term = fields[0]
-            granted = term > self.term and self._coordinator_quiet(now_ms)
+            granted = term > self.term and self._coordinator_quiet(now_ms) and self._electable(f.src)
             self._send(f.src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, f.src, 1 if granted else 0))
         elif t == msgs.PREVOTE:
             term, candidate, granted = fields
@@ -611,7 +653,7 @@ class Node:
         else:
             if term > self.term:
                 self._adopt_term(term, now_ms)
-            granted = term == self.term and self.voted_for in (msgs.NO_NODE, src)
+            granted = term == self.term and self.voted_for in (msgs.NO_NODE, src) and self._electable(src)
             if granted and self.voted_for != src:
                 self.voted_for = src
                 self._dirty = True
@@ -665,8 +707,13 @@ def restore(blob):
 
 def restore_all(blob):
     """[(term, voted_for, counter), ...]: the node's own, then its regional
-    seat's when it has one; ValueError if any part is torn or corrupt."""
+    seat's when it has one; ValueError if any part is torn or corrupt. A
+    market section after them (node/durable.py) is not part of this."""
     n = _SAVED_LEN + 4
+    if len(blob) > 2 * n:
+        from node import durable
+
+        blob = durable.split(blob)[0]
     if not blob or len(blob) % n:
         raise ValueError("saved state: %d bytes" % len(blob))
     return [restore(blob[i:i + n]) for i in range(0, len(blob), n)]

@@ -50,8 +50,14 @@ def report(tr, now_ms):
     t0, produced0, lost0, paused0, used0, unused0, deferred0 = tr._snap
     p = tr.prod
     tr._rec_seq = tr._next_seq()
+    # Clamped at 0: a node's clock can step back (a clock-skew fault changes
+    # its rate), and a report field is unsigned.
     tr.send(tr.coord, msgs.RECONCILE, msgs.pack(
-        msgs.RECONCILE, tr._rec_seq, (now_ms - t0) // 1000, (p.produced - produced0) // 1000,
-        (p.lost() - lost0) // 1000, (p.paused_total_ms() - paused0) // 1000, min(tr.used - used0, 0xFFFF),
-        min(tr.unused - unused0, 0xFFFF), min(tr.deferred_bids + tr.deferred_launches - deferred0, 0xFFFF)))
+        msgs.RECONCILE, tr._rec_seq, _s(now_ms - t0) // 1000, _s(p.produced - produced0) // 1000,
+        _s(p.lost() - lost0) // 1000, _s(p.paused_total_ms() - paused0) // 1000, min(_s(tr.used - used0), 0xFFFF),
+        min(_s(tr.unused - unused0), 0xFFFF), min(_s(tr.deferred_bids + tr.deferred_launches - deferred0), 0xFFFF)))
     tr._rec_retry_ms = now_ms + 2 * tr.cfg.lead_ms
+
+
+def _s(n):
+    return n if n > 0 else 0

@@ -25,7 +25,11 @@ STALE_TERM = const(14)  # from a regional term older than one already seen
 UNICAST = const(15)  # ground intent addressed to one node: intent is never a per-node command
 REGION = const(16)  # another region's traffic
 UNEXPECTED = const(17)  # an ack, replica or reconcile answer nobody asked for
-N_REASONS = const(18)
+FORGED = const(18)  # an accusation from a node that is not one of the region's auditors
+EVIDENCE = const(19)  # an accusation whose fields show no difference for the reason it gives
+QUARANTINE_CAP = const(20)  # a quarantine that would exceed the cluster's cap or take its last standby
+QUARANTINED = const(21)  # a bid or claim from a quarantined node
+N_REASONS = const(22)
 
 NAMES = (
     "",
@@ -46,4 +50,8 @@ NAMES = (
     "unicast",
     "region",
     "unexpected",
+    "forged",
+    "evidence",
+    "quarantine_cap",
+    "quarantined",
 )

@@ -33,8 +33,15 @@ class Region:
         self._send = send
         self.dst = wire.cluster_addr(mcfg.region_cluster)
         self.trader = Trader(node_id, config.hw_gen, config.age_slots, mcfg, rng, self.send, now_ms)
-        self.market = Market(node_id, mcfg, self.trader.intent, self.send) if node_id in mcfg.electors else None
+        elector = node_id in mcfg.electors
+        self.market = Market(node_id, mcfg, self.trader.intent, self.send, config.lineage) if elector else None
         self.seat = None  # a Node: this elector's seat in the regional election
+        self.quarantine = None  # fault containment (node/audit.py, docs/CONTAINMENT.md): an elector's table
+        self.auditor = None  # and an auditor's re-run
+        if self.market is not None and mcfg.auditors:
+            from node import audit  # only where containment is configured: a small heap keeps 9 KB
+
+            audit.setup(self, config, now_ms)
         self.fixed = None  # or (coordinator, term, standby), with no election
         self._local = []
         self.refused = [0] * refusal.N_REASONS
@@ -50,6 +57,14 @@ class Region:
         self._send(dst, type, payload)
         if dst == wire.ADDR_BROADCAST:
             self._local.append((dst, type, payload))
+
+    def attach(self, seat):
+        """This elector's seat (a quarantined node neither runs nor gets votes)."""
+        self.seat = seat
+        if self.quarantine is not None:
+            from node import audit
+
+            audit.attach(self, seat)
 
     def receive(self, src, dst, type, payload, now_ms):
         """One market frame; raises wire.ProtocolError if it does not parse."""
@@ -105,6 +120,10 @@ class Region:
                 if market is not None and self._from_coordinator(src, f[0]):
                     if st == msgs.ROUND_PREPARE:
                         replica.on_prepare(market, src, f, now_ms)
+                        if self.auditor is not None:
+                            from node import audit
+
+                            audit.on_prepare(self, src, f, now_ms)
                     elif st == msgs.ROUND_QUERY:
                         recovery.on_query(market, src, f, now_ms)
                     else:
@@ -120,6 +139,13 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
+        elif t == msgs.ACCUSE or t == msgs.AUDIT_BID:
+            if self.quarantine is None:
+                self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
+            else:
+                from node import audit
+
+                audit.on_frame(self, src, t, f, now_ms)
         elif market is None:
             self.refused[refusal.NOT_COORDINATOR] += 1  # BID, RELEASE, RECONCILE, ROUND_ACK
         elif t == msgs.BID:
@@ -165,6 +191,10 @@ class Region:
                 recovery.ask_copy(m, c, t)
 
     def poll(self, now_ms):
+        if self.quarantine is not None:
+            from node import audit
+
+            audit.tick(self, now_ms)
         if self.market is not None:
             self._drive_market(self.market, now_ms)
             self._drain(now_ms)

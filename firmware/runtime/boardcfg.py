@@ -35,6 +35,8 @@ _KEYS = {
     "time_scale_milli": ("int", 1000),  # until the ground's CONFIG frame says otherwise
     "transport": ("str", "usb"),
     "uart": ("dict", None),
+    "ground": ("str", None),  # "host:port" of the ground's UDP socket (transport "udp")
+    "wifi": ("dict", None),  # {"ssid", "password"}: the access point a Pico W joins (transport "udp")
     "led_pin": ("pin", "LED"),  # int GPIO, a pin name, or null for no LED
     "watchdog_ms": ("int", 5000),  # 0: no watchdog
     "journal": ("bool", False),  # send the core's call times to the ground (frame replay)
@@ -82,6 +84,8 @@ class BoardConfig:
         self.time_scale_milli = 1000
         self.transport = "usb"
         self.uart = None  # dict with id, tx, rx, baud when transport == "uart"
+        self.ground = None  # (host, port) when transport == "udp"
+        self.wifi = None  # {"ssid", "password"} or None (the unix port needs none)
         self.led_pin = "LED"
         self.watchdog_ms = 5000
         self.journal = False
@@ -192,13 +196,24 @@ def parse_board(data, file="board.json"):
     if b.require_auth and b.auth_key is None:
         raise ConfigError(file, "require_auth", "needs auth_key")
 
+    if b.transport not in ("usb", "uart", "udp"):
+        raise ConfigError(file, "transport", 'must be "usb", "uart" or "udp"')
     if b.transport == "uart":
         b.uart = _parse_uart(file, data.get("uart"))
-    elif b.transport == "usb":
-        if data.get("uart") is not None:
-            raise ConfigError(file, "uart", 'given but transport is "usb"')
+    elif data.get("uart") is not None:
+        raise ConfigError(file, "uart", 'given but transport is "%s"' % b.transport)
+    if b.transport == "udp":  # its checks live with the link: a board on usb never loads them
+        from runtime import link_udp
+
+        try:
+            b.ground = link_udp.parse_ground(data.get("ground"))
+            b.wifi = link_udp.parse_wifi(data.get("wifi"))
+        except link_udp.SettingError as e:
+            raise ConfigError(file, e.args[0], e.args[1])
     else:
-        raise ConfigError(file, "transport", 'must be "usb" or "uart"')
+        for key in ("ground", "wifi"):
+            if data.get(key) is not None:
+                raise ConfigError(file, key, 'given but transport is "%s"' % b.transport)
     if b.watchdog_ms:
         _int(file, "watchdog_ms", b.watchdog_ms, _MIN_WATCHDOG_MS, _MAX_WATCHDOG_MS)
     else:

@@ -24,12 +24,16 @@
 import binascii
 import struct
 
+from micropython import const
+
 from node import msgs, wire
 
 _HEAD = msgs.JOURNAL_HEAD
 _ENTRY = msgs.JOURNAL_ENTRY
 _ENTRY_LEN = msgs.JOURNAL_ENTRY_LEN
 _MAX = msgs.JOURNAL_MAX_ENTRIES
+_J_KEPT = const(9)  # msgs.J_NAMES[9]: the restored market section's length, then
+_J_KEPT_WORD = const(10)  # its bytes, 4 an entry
 
 
 class Journal:
@@ -58,18 +62,26 @@ class Journal:
         self.frames += 1
         return line
 
-    def boot(self, saved_parts, seed):
+    def boot(self, saved_parts, seed, kept=None):
         """The Node was built with `seed` and saved state `saved_parts`
         (node.restore_all() of its blob: the node's (term, vote, counter),
-        then its regional seat's), or None: fresh. The seed goes too: a board
-        without one in board.json derives it from its unique id, which the
-        ground does not know."""
+        then its regional seat's), or None: fresh, and `kept`, the market
+        section that followed them (node/durable.py: an elector's ledger, a
+        holder's leases), or None. The seed goes too: a board without one in
+        board.json derives it from its unique id, which the ground does not
+        know. The market section goes whole, 4 bytes an entry: the ground
+        rebuilds the exact blob the Node was built from."""
         self._add(msgs.J_BOOT, 0, 0 if saved_parts is None else 1)
         self._add(msgs.J_SEED, 0, seed)
         for term, vote, counter in saved_parts or ():
             self._add(msgs.J_TERM, 0, term)
             self._add(msgs.J_VOTE, 0, vote)
             self._add(msgs.J_COUNTER, 0, counter)
+        if kept:
+            self._add(_J_KEPT, 0, len(kept))
+            kept = bytes(kept) + bytes(3)
+            for i in range(0, len(kept) - 3, 4):
+                self._add(_J_KEPT_WORD, 0, struct.unpack_from("<I", kept, i)[0])
 
     def log(self, text):
         self._add(msgs.J_LOG, 0, binascii.crc32(text.encode()[: wire.MAX_PAYLOAD]))

@@ -13,7 +13,9 @@ The work is split by family, each a small consumer with feed(view) and
 result(span): ClaimMetrics and ChurnMetrics (ground/metrics/claims.py),
 FailoverMetrics and AgreementMetrics (failover.py), TrafficMetrics and
 SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
-(airtime.py), TimelineMetrics (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
+(airtime.py), BoardMetrics (boards.py: TELEMETRY's heap and refusal
+counters), ContainmentMetrics (containment.py), TimelineMetrics
+(roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
 family, and merges their results at the end. Nothing here does I/O (but
 from_trace, which reads the file) or reads a clock. Each family's state grows
@@ -26,8 +28,10 @@ imported, as ground/protocol.py does, so the ground never imports firmware.
 """
 
 from ground.metrics.airtime import AirtimeMetrics
+from ground.metrics.boards import BoardMetrics
 from ground.metrics.claims import ChurnMetrics, ClaimMetrics
 from ground.metrics.common import Span, is_number, percentile, rnd
+from ground.metrics.containment import ContainmentMetrics
 from ground.metrics.failover import CRASH_FAULTS, AgreementMetrics, FailoverMetrics
 from ground.metrics.fleet import (BROADCAST, CLUSTER_BASE, DOWN_FAULTS, GROUND, ROLE_COORDINATOR, ROLE_NAMES, Fleet,
                                   cluster_addr)
@@ -43,7 +47,7 @@ __all__ = [
 
 FORMAT = "fleetloop-metrics/1"
 FAMILIES = (FailoverMetrics, ClaimMetrics, ChurnMetrics, AgreementMetrics, TrafficMetrics, SkewMetrics, MarketMetrics,
-            AirtimeMetrics)
+            AirtimeMetrics, BoardMetrics, ContainmentMetrics)
 
 # The flat namespace: every key of metrics["flat"], which is also every name a
 # scenario may gate on. name -> (unit, meaning). docs/METRICS.md mirrors it.
@@ -54,7 +58,7 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 
 GATE_BOUNDS = ("max", "min")
 # Top-level sections a family may give (the rest of the result is the composer's).
-_SECTIONS = ("nodes", "market", "airtime", "faults", "node_events", "link_events")
+_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment")
 
 
 class Metrics:

@@ -246,16 +246,31 @@ class AuctionTally:
 
 
 class MarketMetrics:
-    """The market family as a consumer of the shared views."""
+    """The market family as a consumer of the shared views. Auction
+    decisions are tallied per region: the header's `regions` (a scenario of
+    several, each its own market) say which region a node's cluster is in;
+    with one market, every node is in its region."""
 
     FLAT = dict(FLAT, **AUCTION_FLAT)
 
     def __init__(self, fleet):
         self.fleet = fleet
         self.tally = MarketTally(fleet.start_ns)
-        market = fleet.header.get("market") if isinstance(fleet.header.get("market"), dict) else {}
+        header = fleet.header
+        market = header.get("market") if isinstance(header.get("market"), dict) else {}
         self.region = "unknown" if fleet.region is None else str(fleet.region)
-        self.auction = AuctionTally(market.get("slot_ms"))
+        rows = header.get("regions") if isinstance(header.get("regions"), list) else []
+        rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("region"), int)]
+        self.auctions = {str(r["region"]): AuctionTally(r.get("slot_ms")) for r in rows}
+        self.region_of_cluster = {str(c): str(r["region"]) for r in rows for c in (r.get("clusters") or ())}
+        if not self.auctions:
+            self.auctions = {self.region: AuctionTally(market.get("slot_ms"))}
+        self.owner = {}  # frame id -> the AuctionTally waiting for its fate
+
+    def _auction(self, v):
+        if len(self.auctions) == 1:
+            return next(iter(self.auctions.values()))
+        return self.auctions.get(self.region_of_cluster.get(v.cluster))
 
     def feed(self, v):
         if v.kind == "sent":
@@ -263,19 +278,31 @@ class MarketMetrics:
                 return
             if v.type in ("market_tel", "prices"):
                 self.tally.sent(v.nid, v.type, v.msg, v.dst, v.t)
-            self.auction.sent(v.nid, v.type, v.msg, v.dst, v.t, v.fid)
+            a = self._auction(v)
+            if a is not None:
+                a.sent(v.nid, v.type, v.msg, v.dst, v.t, v.fid)
+                if v.fid in a.in_flight:
+                    self.owner[v.fid] = a
         elif v.kind == "fate" and v.fate in ("delivered", "dropped"):
-            self.auction.fate(v.fate, v.fid, v.to, v.copy, v.t)
+            a = self.owner.get(v.fid)
+            if a is not None:
+                a.fate(v.fate, v.fid, v.to, v.copy, v.t)
+                if v.fid not in a.in_flight:
+                    del self.owner[v.fid]
 
     def result(self, span):
         section, flat = self.tally.result(span.end_ns)
         flat.update(dict.fromkeys(AUCTION_FLAT))
         if section is not None:
-            a = self.auction.result()
-            section["auction"] = {self.region: a}
-            d = a["decision"]
+            per = {r: a.result() for r, a in sorted(self.auctions.items())}
+            section["auction"] = per
+            if len(per) == 1:
+                d = next(iter(per.values()))["decision"]
+            else:  # the fleet's figures: every region's decisions together, in the first region's rounds
+                first = next(iter(self.auctions.values()))
+                d = stats([x for a in self.auctions.values() for x in a.samples_s], first.slot_s, unit="rounds")
             flat.update({"market_decision_%s" % k: d[k] for k in ("s_p50", "s_p99", "s_max", "rounds_p50",
                                                                   "rounds_p99", "rounds_max")})
-            flat["market_bids_not_awarded"] = a["outcomes"]["not_awarded"]
-            flat["market_bids_lost"] = a["outcomes"]["lost"]
+            flat["market_bids_not_awarded"] = sum(a["outcomes"]["not_awarded"] for a in per.values())
+            flat["market_bids_lost"] = sum(a["outcomes"]["lost"] for a in per.values())
         return {"market": section, "flat": flat}

@@ -24,7 +24,7 @@ from node.rng import Rng
 
 class Federation:
     def __init__(self, clusters, units, seed=1, delay_ms=5, jitter_ms=0, loss_per_mille=0, electors=None,
-                 gens=None, election_timeout_ms=1000, keep_ground=False, **market_kw):
+                 gens=None, election_timeout_ms=1000, keep_ground=False, keep_awards=False, **market_kw):
         self.clusters = [list(c) for c in clusters]
         self.ids = sorted(i for c in self.clusters for i in c)
         self.cluster_of = {}
@@ -52,7 +52,9 @@ class Federation:
         self.to_ground = []
         self.on_ground = None  # fn(t, src, line) for every frame to the ground (a hook: no list grows)
         self.on_sent = None  # fn(t, src, dst, line) for every other frame a node sends (a hook too)
-        self.awards_seen = []  # (t, holder, round, flags) of every AWARD a holder received
+        # With keep_awards: (t, holder, round, flags) of every AWARD a holder
+        # received (a list that grows: a 192K heap running a long schedule has no room for it).
+        self.awards_seen = [] if keep_awards else None
         self.region_leaders = {}  # regional term -> [ids that were regional coordinator in it]
         self._queue = []
         self._order = 0
@@ -139,7 +141,7 @@ class Federation:
                     self.dropped += 1
                     continue
                 f = self.nodes[d].receive(line, t)
-                if f is not None and f.type == msgs.AWARD:
+                if self.awards_seen is not None and f is not None and f.type == msgs.AWARD:
                     fl = msgs.unpack(msgs.AWARD, f.payload)
                     if fl[5] == d and not fl[10] & (msgs.AWARD_REPLICA | msgs.AWARD_SYNC | msgs.AWARD_CLAIM):
                         self.awards_seen.append((t, d, fl[1], fl[10]))

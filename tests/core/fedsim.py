@@ -12,6 +12,7 @@
 # tests/core/federation.py do), the ground's router and impairment pipeline.
 import heapq
 
+from node import market  # noqa: F401 (the biggest module, compiled first while the heap is whole)
 from node import msgs, refusal, wire
 from node.config import Config, MarketConfig
 from node.region import Region

@@ -1,3 +1,4 @@
+# mpy-heap: 256K (the test's own junk streams need contiguous blocks; the node under test is one)
 # Fuzzing the firmware's decoders. The invariant first:
 #
 #     any bytes give a Frame or a ProtocolError, never another exception;

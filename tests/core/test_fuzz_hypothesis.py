@@ -35,7 +35,15 @@ def _fields_firmware(t, payload, version=1):
     if t == msgs.JOURNAL:
         first, entries = msgs.unpack_journal(payload)
         return (first, [tuple(e) for e in entries])
-    return tuple(msgs.unpack(t, payload, version))
+    if t in (msgs.UPD_CHUNK, msgs.UPD_ACK):  # variable layouts: the update agent's parsers
+        from node import update
+
+        values = update.unpack_chunk(payload) if t == msgs.UPD_CHUNK else update.unpack_ack(payload)
+        return tuple(values[:-1]) + (bytes(values[-1]).hex(),)  # the ground reads byte fields as hex
+    values = tuple(msgs.unpack(t, payload, version))
+    if t == msgs.UPD_OFFER:
+        values = values[:1] + (values[1].hex(),) + values[2:]
+    return values
 
 
 def firmware_verdict(line, key=None, require_auth=False):

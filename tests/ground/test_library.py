@@ -155,7 +155,13 @@ CHECKS = {
 }
 
 
-@pytest.mark.parametrize("name", _names())
+# Fleet-scale descriptions load (above) but are not run here: today's run
+# path takes fleet-1k (1,000 nodes, 60 mission s) ~80 s of CPU and ~1 GB.
+# tests/ground/test_fleetdesc.py runs a 200-node two-region fleet instead.
+NOT_RUN = {"fleet-1k"}
+
+
+@pytest.mark.parametrize("name", [n for n in _names() if n not in NOT_RUN])
 def test_library_scenario_passes_its_gates_in_sim(name, tmp_path):
     sc = scenario.load(os.path.join(LIBRARY, name + ".yaml"))
     res = run.run(sc, str(tmp_path / name))

@@ -13,8 +13,11 @@ from ground import metrics, report, run, scenario, trace
 from ground.metrics.market import AuctionTally
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LIBRARY = sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.yaml"))
-                 + glob.glob(os.path.join(ROOT, "tests", "ground", "scenarios", "*.yaml")))
+# Fleet-scale descriptions (scenarios/fleet-*.yaml, docs/FLEET.md) are left out: fleet-1k alone is ~80 s of
+# CPU per run in today's run path, and this test runs it and measures it twice more (test_library.py NOT_RUN).
+LIBRARY = sorted(p for p in glob.glob(os.path.join(ROOT, "scenarios", "*.yaml"))
+                 + glob.glob(os.path.join(ROOT, "tests", "ground", "scenarios", "*.yaml"))
+                 if not os.path.basename(p).startswith("fleet-"))
 S = 1_000_000_000
 
 

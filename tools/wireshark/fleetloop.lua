@@ -92,6 +92,16 @@ local MESSAGES = {
     [0x65] = { name = "reconcile", fields = { { "seq", 4 }, { "outage_s", 4 }, { "produced", 4 }, { "lost", 4 },
                                                { "paused_s", 4 }, { "used", 2 }, { "unused", 2 }, { "deferred", 2 } } },
     [0x66] = { name = "reconcile_ack", fields = { { "term", 4 }, { "seq", 4 }, { "released", 2 }, { "refused", 2 } } },
+    [0x90] = { name = "accuse", fields = { { "term", 4 }, { "round", 4 }, { "accused", 2 }, { "region", 2 }, { "reason", 1 },
+                                            { "lineage", 1 }, { "claimed_digest", 4 }, { "own_digest", 4 },
+                                            { "claimed_awards", 2 }, { "own_awards", 2 }, { "holder", 2 },
+                                            { "claimed_res", 2 }, { "own_res", 2 }, { "claimed_first", 4 },
+                                            { "own_first", 4 }, { "price_class", 1 }, { "claimed_price", 2 },
+                                            { "own_price", 2 } } },
+    [0x91] = { name = "audit_bid", fields = { { "round", 4 }, { "rows", 2 }, { "row", 2 }, { "holder", 2 },
+                                               { "before_digest", 4 }, { "seq", 4 }, { "first", 4 }, { "resource", 2 },
+                                               { "price", 2 }, { "classes", 1 }, { "span", 1 }, { "period", 1 },
+                                               { "count", 1 }, { "flags", 1 } } },
 }
 
 -- Protocol versions 2 and 3 changed these layouts (firmware/node/msgs.py _CHANGED): a

@@ -1,0 +1,364 @@
+# An auditor's check of one round (docs/CONTAINMENT.md): re-run the clearing
+# with this node's own lineage's implementation on the same inputs (the
+# ledger as it was before the round, the round's bids) and compare with what
+# the coordinator prepared and published: the ledger digest, the award count,
+# each award, the class prices. A difference becomes the fields of an ACCUSE
+# frame with its evidence (round, both digests, the first award and the first
+# price that differ); agreement is None.
+#
+# PeerReview's witness, in the market's terms: the clearing is a
+# deterministic function of (ledger, bids), so any node that has them can
+# replay it. An auditor of another lineage replays it with code written
+# independently (market.clearing), so a defect in one implementation shows
+# as a disagreement rather than being repeated by every checker.
+#
+# Pure: no I/O, no clock. The scratch ledger and book are sized once (the
+# region's dimensions) and reused round after round.
+
+from micropython import const
+
+from node import catalog as cat, msgs, refusal, wire
+from node.market import CLEARING, clearing
+from node.auction import F_ALL, F_WON, NO_RESOURCE, BidBook
+from node.ledger import Ledger
+
+_MISSING = const(0xFF)  # an AUDIT_BID row not received yet
+
+# ACCUSE `reason` bits: what differs (the evidence fields carry both sides).
+REASON_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
+REASON_PRICES = const(2)  # a published class price differs (price_class, claimed_price, own_price)
+REASON_AWARDS = const(4)  # the award count differs; holder/res/first name the first award that differs
+REASON_ALL = const(7)
+
+
+def clearing_impl(lineage):
+    """The clearing lineage runs: "A" or "B" (node/market.py CLEARING)."""
+    return CLEARING[lineage % 2]
+
+
+def defective(clear_fn):
+    """A clearing with a planted defect (MarketConfig.defect_lineage, for
+    containment runs only): it forgets the last bid of the book."""
+
+    def clear(book, n, ledger, units, first_ids, prices):
+        return clear_fn(book, n - 1 if n else 0, ledger, units, first_ids, prices)
+
+    return clear
+
+
+def copy_ledger(dst, src):
+    """Make dst (same dimensions) hold exactly what src holds."""
+    dst.base = src.base
+    dst.n = src.n
+    dst.busy[:] = src.busy
+    dst.res[:] = src.res
+    dst._first[:] = src._first
+    dst.span[:] = src.span
+    dst.period[:] = src.period
+    dst.count[:] = src.count
+
+
+def copy_rows(dst, src, n):
+    """Rows 0..n-1 of book src into book dst, as bid (no clearing marks)."""
+    dst.reset()
+    for i in range(n):
+        dst.add(src.node[i], src.seq[i], src.first[i], src.hint[i], src.price[i], src.mask[i], src.span[i],
+                src.period[i], src.count[i], src.flags[i] & F_ALL)
+
+
+class Auditor:
+    """One auditor's re-run of rounds. `lineage_id`: this node's lineage
+    (its clearing); ledger dimensions as the region's Ledger; max_bids as
+    the region's book."""
+
+    def __init__(self, node_id, lineage_id, n_res, horizon, per_holder, n_holders, max_bids, roster=None):
+        self.id = node_id
+        self.roster = roster  # roster index -> node id, for the evidence (None: indices)
+        self.lineage = lineage_id
+        self.clear = clearing(lineage_id)
+        self.ledger = Ledger(n_res, horizon, per_holder, n_holders)
+        self.book = BidBook(max_bids)
+        self.prices = [0] * cat.N_CLASSES
+        self.audited = 0  # rounds re-run
+        self.disagreed = 0  # rounds that gave an accusation
+        self.skipped = 0  # rounds not audited: our ledger did not start where the coordinator's did
+        # The round being collected from AUDIT_BID rows and its PREPARE.
+        self.before = Ledger(n_res, horizon, per_holder, n_holders)  # our replica as the round began
+        self.bids = BidBook(max_bids)
+        self._key = (-1, -1)  # (term, round) being collected
+        self._rows = -1  # rows the round has
+        self._have = 0
+        self._before_digest = 0
+        self._claim = (0, 0, (0,))  # (digest, awards, prices) from the PREPARE
+        self._claimed = False
+        self._done = False
+
+    def on_bid_copy(self, term, fields, idx, replica):
+        """One AUDIT_BID row (idx: the bidder's roster index). The first row
+        of a round snapshots our replica ledger, which the round's awards
+        have not touched yet (they follow on the same link)."""
+        rnd, rows, row, holder, before, seq, first, res, price, mask, span, period, count, flags = fields
+        if self._key != (term, rnd):
+            self._key = (term, rnd)
+            self._rows = rows
+            self._have = 0
+            self._claimed = False
+            self._done = False
+            self._before_digest = before
+            copy_ledger(self.before, replica)
+            self.bids.n = 0
+        if rows != self._rows or not 0 <= row < rows or row >= self.bids.max or idx < 0:
+            return False
+        b = self.bids
+        while b.n <= row:  # rows may arrive out of order: a gap is a row not here yet
+            b.add(0, 0, 0, NO_RESOURCE, 1, 1, 1, 1, 1, 0)
+            b.flags[b.n - 1] = _MISSING
+        if b.flags[row] == _MISSING:
+            self._have += 1
+        b.node[row] = idx
+        b.seq[row] = seq
+        b.first[row] = first
+        b.hint[row] = res
+        b.price[row] = price
+        b.mask[row] = mask
+        b.span[row] = span
+        b.period[row] = period
+        b.count[row] = count
+        b.flags[row] = flags & F_ALL
+        return True
+
+    def on_prepare(self, term, rnd, digest, awards, prices):
+        if self._key == (term, rnd):
+            self._claim = (digest, awards, tuple(prices))
+            self._claimed = True
+
+    def ready(self):
+        return (self._key[1] >= 0 and not self._done and self._claimed and self._rows >= 0
+                and self.bids.n == self._rows and self._have == self._rows)
+
+    def run(self, accused, region, units, first_ids, replica_book):
+        """The collected round, re-run: ACCUSE fields, or None (agreement,
+        or not auditable: then `skipped` counts it)."""
+        self._done = True
+        term, rnd = self._key
+        probe = self.ledger
+        copy_ledger(probe, self.before)
+        probe.advance(rnd + 1)
+        if probe.digest() != self._before_digest:
+            self.skipped += 1  # we did not hold the ledger the coordinator started from: no verdict
+            return None
+        digest, awards, prices = self._claim
+        return self.check(term, rnd, accused, region, self.before, self.bids, self._rows, units, first_ids, digest,
+                          awards, prices, None, replica_book)
+
+    def check(self, term, rnd, accused, region, before, bids, n, units, first_ids, claimed_digest,
+              claimed_awards, claimed_prices, claimed_book=None, replica_book=None):
+        """Re-run round `rnd` from the ledger `before` (base not yet moved to
+        rnd + 1) and the n bid rows of `bids` (as bid, uncleared). The
+        claimed result: the ledger digest and award count the coordinator
+        prepared, its eight class prices and, when known, its cleared book
+        (its awards, row for row). Returns ACCUSE field values, or None."""
+        led = self.ledger
+        copy_ledger(led, before)
+        led.advance(rnd + 1)
+        book = self.book
+        copy_rows(book, bids, n)
+        won = self.clear(book, n, led, units, first_ids, self.prices)
+        self.audited += 1
+        own_digest = led.digest()
+        reason = 0
+        if own_digest != claimed_digest:
+            reason |= REASON_DIGEST
+        pc = 0
+        for c in range(cat.N_CLASSES):
+            if self.prices[c] != claimed_prices[c]:
+                reason |= REASON_PRICES
+                pc = c
+                break
+        if won != claimed_awards:
+            reason |= REASON_AWARDS
+        holder = 0
+        c_res = o_res = NO_RESOURCE
+        c_first = o_first = 0
+        if claimed_book is not None:
+            for i in range(n):
+                mine = book.flags[i] & F_WON
+                theirs = claimed_book.flags[i] & F_WON
+                r_mine = book.hint[i] if mine else NO_RESOURCE
+                r_theirs = claimed_book.hint[i] if theirs else NO_RESOURCE
+                f_mine = book.first[i] if mine else 0
+                f_theirs = claimed_book.first[i] if theirs else 0
+                if r_mine != r_theirs or f_mine != f_theirs:
+                    holder = book.node[i]
+                    c_res, o_res, c_first, o_first = r_theirs, r_mine, f_theirs, f_mine
+                    if not reason:
+                        reason = REASON_AWARDS
+                    break
+        elif replica_book is not None and reason:
+            # The awards the coordinator replicated to us (holder, res,
+            # first): name the first of ours it lacks, or of its we lack.
+            rb = replica_book
+            for i in range(n):
+                if book.flags[i] & F_WON and not _has(rb, rb.n, book.node[i], book.hint[i], book.first[i]):
+                    holder, o_res, o_first = book.node[i], book.hint[i], book.first[i]
+                    break
+            else:
+                for j in range(rb.n):
+                    if not _has_won(book, n, rb.node[j], rb.hint[j], rb.first[j]):
+                        holder, c_res, c_first = rb.node[j], rb.hint[j], rb.first[j]
+                        break
+        if not reason:
+            return None
+        self.disagreed += 1
+        if self.roster is not None:
+            holder = self.roster[holder]
+        return (term, rnd & 0xFFFFFFFF, accused, region, reason, self.lineage, claimed_digest & 0xFFFFFFFF,
+                own_digest & 0xFFFFFFFF, min(claimed_awards, 0xFFFF), min(won, 0xFFFF), holder, c_res, o_res,
+                c_first & 0xFFFFFFFF, o_first & 0xFFFFFFFF, pc, claimed_prices[pc], self.prices[pc])
+
+
+def send_round(m, n):
+    """The coordinator's side (Market m at close, base moved, not cleared
+    yet): the round's n book rows, as bid, to each auditor."""
+    b = m.book
+    before = m.ledger.digest()
+    roster = m.cfg.roster
+    for a in m.cfg.auditors:
+        if a == m.id:
+            continue
+        for i in range(n):
+            m.send(a, msgs.AUDIT_BID, msgs.pack(
+                msgs.AUDIT_BID, m.round & 0xFFFFFFFF, n, i, roster[b.node[i]], before, b.seq[i], b.first[i],
+                b.hint[i], b.price[i], b.mask[i], b.span[i], b.period[i], b.count[i], b.flags[i]))
+
+
+def _has(b, n, node, res, first):
+    for j in range(n):
+        if b.node[j] == node and b.hint[j] == res and b.first[j] == first:
+            return True
+    return False
+
+
+def _has_won(b, n, node, res, first):
+    for j in range(n):
+        if b.flags[j] & F_WON and b.node[j] == node and b.hint[j] == res and b.first[j] == first:
+            return True
+    return False
+
+
+def has_evidence(fields):
+    """An ACCUSE's fields show a difference for every reason it gives: an
+    accusation that does not is refused (refusal.EVIDENCE)."""
+    reason = fields[4]
+    if not reason or reason & ~REASON_ALL:
+        return False
+    if reason & REASON_DIGEST and fields[6] == fields[7]:
+        return False
+    if reason & REASON_AWARDS and fields[8] == fields[9] and fields[11] == fields[12] \
+            and fields[13] == fields[14]:
+        return False
+    if reason & REASON_PRICES and (fields[16] == fields[17] or fields[15] >= cat.N_CLASSES):
+        return False
+    return True
+
+
+# ---- the region's glue (node/region.py calls these where containment is
+# configured: MarketConfig.auditors) ------------------------------------------
+
+
+def setup(region, config, now_ms):
+    """Every elector keeps the quarantine table; an auditor also re-runs."""
+    from node.quarantine import Quarantine
+
+    mcfg = region.cfg
+    cl = mcfg.cluster_of
+    clusters = {}
+    for i in range(len(mcfg.roster)):
+        clusters[mcfg.roster[i]] = cl[i] if cl is not None else 0
+    region.quarantine = Quarantine(mcfg.roster, clusters, mcfg.auditors, mcfg.quarantine_cap_permille, 4,
+                                   mcfg.probation_ms)
+    region.market.quarantine = region.quarantine
+    region.lineage = config.lineage
+    region.q_tick_ms = now_ms
+    if region.id in mcfg.auditors:
+        led = region.market.ledger
+        region.auditor = Auditor(region.id, config.lineage, led.n_res, led.horizon, led.per_holder, led.n_holders,
+                                 mcfg.max_bids, mcfg.roster)
+
+
+def attach(region, seat):
+    q = region.quarantine
+    me = region.id
+    seat.may_lead = lambda: q.electable(me)
+    seat.may_elect = q.electable
+
+
+def tick(region, now_ms):
+    """A few times a round: accusations expire, probation is served."""
+    if now_ms < region.q_tick_ms:
+        return
+    region.q_tick_ms = now_ms + region.cfg.lead_ms
+    region.quarantine.tick(now_ms // region.cfg.slot_ms, now_ms)
+    _report_events(region, now_ms)
+
+
+def on_frame(region, src, t, f, now_ms):
+    if t == msgs.ACCUSE:
+        on_accuse(region, src, f, now_ms)
+        return
+    c, term = region._followed()  # AUDIT_BID: only from the coordinator we follow
+    a = region.auditor
+    if a is None or src != c or region.market is None:
+        region.refused[refusal.UNEXPECTED] += 1
+    elif a.on_bid_copy(term, f, region.cfg.index(f[3]), region.market.ledger):
+        _maybe_audit(region, src, now_ms)
+
+
+def on_prepare(region, src, f, now_ms):
+    region.auditor.on_prepare(f[0], f[1], f[2], f[5], f[7:15])
+    _maybe_audit(region, src, now_ms)
+
+
+def _maybe_audit(region, coord, now_ms):
+    """The round collected: re-run it, unless the coordinator runs our own
+    clearing (we would repeat its defect, not find it)."""
+    a = region.auditor
+    if not a.ready():
+        return
+    seat = region.seat
+    lin = seat.members.lineage.get(coord, -1) if seat is not None else -1
+    if lin >= 0 and clearing_impl(lin) == clearing_impl(region.lineage):
+        a._done = True
+        a.skipped += 1
+        return
+    m = region.market
+    fields = a.run(coord, region.cfg.region, region.cfg.units, m.first_ids, m.book)
+    if fields is None:
+        return
+    payload = msgs.pack(msgs.ACCUSE, *fields)
+    region._send(region.dst, msgs.ACCUSE, payload)  # the other electors
+    region._send(wire.ADDR_GROUND, msgs.ACCUSE, payload)
+    on_accuse(region, region.id, fields, now_ms)  # and our own table
+
+
+def on_accuse(region, src, f, now_ms):
+    q = region.quarantine
+    if f[3] != region.cfg.region:
+        region.refused[refusal.REGION] += 1
+        return
+    before = q.refused[refusal.FORGED] + q.refused[refusal.EVIDENCE]
+    q.accuse(src, f[2], f[1], has_evidence(f), now_ms)
+    if q.refused[refusal.FORGED] + q.refused[refusal.EVIDENCE] != before:
+        _report(region, "refused accusation from %d against %d round %d" % (src, f[2], f[1]))
+    _report_events(region, now_ms)
+
+
+def _report_events(region, now_ms):
+    for node, state, cause in region.quarantine.take_events():
+        _report(region, "quarantine node %d %s: %s" % (node, state, cause))
+        if node == region.id and state == "quarantined" and region.seat is not None:
+            region.seat.resign(now_ms)
+
+
+def _report(region, text):
+    region._send(wire.ADDR_GROUND, msgs.LOG, text.encode())

@@ -1,0 +1,151 @@
+# What the market tier keeps across power loss: the market section of the
+# node's saved blob (Node.take_persist), packed and restored here.
+#
+# An elector keeps its ledger as it stood at the last round it holds (the
+# (led_term, led_round) recovery asks about, node/recovery.py), so "a
+# majority lost power" no longer loses a committed round; a holder keeps its
+# own leases, so a rebooted holder claims what it holds. Written when
+# (led_term, led_round) moves to a known round (at most once per round: the
+# close on a coordinator, the matching ack on a replica, an adopted copy) or
+# the holder's leases change; never while a copy is half here (led_round -1:
+# the flash keeps the last whole ledger, which this elector did hold).
+#
+# Imported only when a section is packed or restored (a small heap).
+#
+# Layout, little-endian, after the node's (and its seat's) 14-byte term/vote
+# blobs:
+#   head   "<2sBBIiIHH" 20 bytes: b"MK", version 1, flags (bit 0: a ledger),
+#          led_term, led_round (-1: none), ledger base, records, leases
+#   record "<HHHBBB"     9 bytes: record slot index (its holder is index //
+#          per_holder), res, first - base + 256, span, period, count
+#   lease  "<HIBBBBB"   11 bytes: res, first, span, period, count, group, cover
+#   crc32 of everything before it.
+# docs/MARKET.md ("Power loss") has the bytes and writes per day.
+
+import binascii
+import struct
+
+from micropython import const
+
+HEAD_LEN = const(20)
+_HEAD = "<2sBBIiIHH"
+_REC = "<HHHBBB"  # 9 bytes
+_LEASE = "<HIBBBBB"  # 11 bytes
+
+
+class Keeper:
+    """A market node's section on flash for Node: due() when it is out of
+    date, take() the bytes to write, load() at boot (a one-line reason if
+    the section could not be restored, else None)."""
+
+    def __init__(self, region):
+        self.region = region
+        self.kept = b""  # the section on flash (empty: none yet)
+        self.mark = self._now()  # (awards, released, led_term, led_round) when it was written
+
+    def _now(self):
+        tr = self.region.trader
+        m = self.region.market
+        return (tr.awards, tr.released) + ((m.led_term, m.led_round) if m is not None else (0, 0))
+
+    def due(self):
+        """The section on flash is out of date: the node's leases changed, or
+        the elector's ledger holds a newer round. Never while the ledger is
+        half a copy (led_round -1) after it held a round: the flash keeps
+        that whole ledger until the copy is whole (a lease that came
+        meanwhile waits for it too)."""
+        now = self._now()
+        if now == self.mark:
+            return False
+        return now[3] >= 0 or self.mark[3] < 0
+
+    def take(self, fresh):
+        if fresh:
+            self.mark = self._now()
+            self.kept = pack(self.region.market, self.region.trader)
+        return self.kept
+
+    def load(self, blob):
+        try:
+            restore(blob, self.region.market, self.region.trader)
+        except ValueError as e:
+            return "%s; ledger and leases not restored" % e
+        self.kept = bytes(blob)
+        self.mark = self._now()
+        return None
+
+
+def pack(m, tr):
+    """The market section (bytes): elector market m's ledger (None: none)
+    and trader tr's leases."""
+    n = m.ledger.n if m is not None else 0
+    out = bytearray(HEAD_LEN + 9 * n + 11 * len(tr.leases) + 4)
+    off = HEAD_LEN
+    if m is not None:
+        led = m.ledger
+        base = led.base
+        struct.pack_into(_HEAD, out, 0, b"MK", 1, 1, m.led_term, m.led_round, base, n, len(tr.leases))
+        for i in range(led.max):
+            if led.count[i]:
+                struct.pack_into(_REC, out, off, i, led.res[i], led.first(i) - base + 256, led.span[i],
+                                 led.period[i], led.count[i])
+                off += 9
+    else:
+        struct.pack_into(_HEAD, out, 0, b"MK", 1, 0, 0, -1, 0, 0, len(tr.leases))
+    for x in tr.leases:
+        struct.pack_into(_LEASE, out, off, x[0], x[1], x[2], x[3], x[4], x[5], 1 if x[6] else 0)
+        off += 11
+    struct.pack_into("<I", out, off, binascii.crc32(memoryview(out)[:off]))
+    return bytes(out)
+
+
+def check(blob):
+    """The head's fields of one whole market section; ValueError if it is not."""
+    n = len(blob)
+    h = struct.unpack_from(_HEAD, blob, 0) if n >= HEAD_LEN + 4 else (b"",)
+    if h[0] != b"MK" or h[1] != 1 or n != HEAD_LEN + 9 * h[6] + 11 * h[7] + 4:
+        raise ValueError("market state: %d bytes, not a market section" % n)
+    if binascii.crc32(memoryview(blob)[: n - 4]) != struct.unpack_from("<I", blob, n - 4)[0]:
+        raise ValueError("market state: bad crc")
+    return h
+
+
+def restore(blob, m, tr):
+    """Put a market section back: the ledger and its (term, round) into
+    elector market m (None: skip), the leases into trader tr. ValueError if
+    it is damaged or does not fit this node's config (nothing kept then)."""
+    _, _, flags, lt, lr, base, nrec, nlease = check(blob)
+    off = HEAD_LEN
+    if m is not None and flags & 1:
+        led = m.ledger
+        led.reset(base)
+        for _ in range(nrec):
+            i, res, rel, span, period, count = struct.unpack_from(_REC, blob, off)
+            off += 9
+            first = base + rel - 256
+            if i >= led.max or led.count[i] or not led.fits(res, first, span, period, count, True):
+                led.reset(0)
+                raise ValueError("market state: record %d does not fit the ledger" % i)
+            led._put(i, res, first, span, period, count)
+            led._mark(res, first, span, period, count, True)
+            led.n += 1
+        m.led_term, m.led_round = lt, lr
+    off = HEAD_LEN + 9 * nrec
+    leases = []
+    for _ in range(nlease):
+        x = list(struct.unpack_from(_LEASE, blob, off))
+        x[6] = bool(x[6])
+        leases.append(x)
+        off += 11
+    tr.leases = leases
+
+
+def split(blob):
+    """(term/vote part, market section or None) of a node's saved blob: the
+    section follows one or two 14-byte term/vote blobs."""
+    for k in (14, 28):
+        if len(blob) > k + HEAD_LEN and blob[k:k + 2] == b"MK":
+            nrec, nlease = struct.unpack_from("<HH", blob, k + 16)
+            if len(blob) - k == HEAD_LEN + 9 * nrec + 11 * nlease + 4:
+                return blob[:k], blob[k:]
+    return blob, None

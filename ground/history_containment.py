@@ -1,0 +1,85 @@
+"""The history checker's fault-containment invariants (docs/CONTAINMENT.md),
+fed by ground/history.py's checker with every frame a node sent:
+
+  quarantine_witnessed  every quarantine an elector reports ("quarantine node
+                        N quarantined: accused by A and B", its LOG line)
+                        names two different auditors, and each of them had
+                        sent the ground an ACCUSE against N before: one auditor
+                        alone, lying or defective, never quarantines a node.
+  quarantine_respected  while a majority of the electors hold node N
+                        quarantined, N does not announce itself regional
+                        coordinator (COORDINATOR on the region's address) and
+                        is awarded no lease of a round closed after the
+                        quarantine.
+
+A pure function of the trace like the rest of the checker: no firmware
+import, message names and LOG texts as the trace carries them.
+"""
+
+import re
+
+_Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
+_ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
+INVARIANTS = ("quarantine_witnessed", "quarantine_respected")
+
+
+class ContainmentChecker:
+    def __init__(self, electors, violate):
+        self.electors = set(electors)
+        self.majority = len(self.electors) // 2 + 1
+        self.violate = violate  # fn(invariant, message, frame_ids, lines)
+        self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
+        self.held = {}  # node -> {elector: state} (each elector's latest report)
+        self.since_round = {}  # node -> latest round when a majority first held it quarantined
+        self.round = -1  # latest round a PRICES frame named
+        self.reports = 0
+
+    def _quarantined_by_majority(self, node):
+        states = self.held.get(node, {})
+        return sum(1 for s in states.values() if s == "quarantined") >= self.majority
+
+    def sent(self, src, dst, type_, msg, fid, line, region_addr):
+        if type_ == "prices" and isinstance(msg.get("round"), int):
+            self.round = max(self.round, msg["round"])
+        elif type_ == "accuse" and dst == 0 and isinstance(msg.get("accused"), int):
+            self.accused.setdefault(msg["accused"], {}).setdefault(src, (fid, line))
+        elif type_ == "log":
+            self._log(src, msg.get("text"), fid, line)
+        elif type_ == "coordinator" and dst == region_addr and self._quarantined_by_majority(src):
+            self.violate("quarantine_respected", "line %d: node %d announces itself regional coordinator (term %s)"
+                         " while a majority of electors hold it quarantined" % (line, src, msg.get("term")),
+                         [fid], [line])
+        elif type_ == "award":
+            holder = msg.get("holder")
+            rnd = msg.get("round")
+            flags = msg.get("flags") or 0
+            if (holder in self.since_round and not flags & 0x13 and isinstance(rnd, int)
+                    and self._quarantined_by_majority(holder) and rnd > self.since_round[holder] + 1):
+                self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) while"
+                             " a majority of electors hold it quarantined (since round %d)"
+                             % (line, holder, rnd, fid, self.since_round[holder]), [fid], [line])
+
+    def _log(self, src, text, fid, line):
+        if not isinstance(text, str) or src not in self.electors:
+            return
+        m = _Q.match(text)
+        if not m:
+            return
+        node, state, cause = int(m.group(1)), m.group(2), m.group(3)
+        self.reports += 1
+        was = self._quarantined_by_majority(node)
+        self.held.setdefault(node, {})[src] = state
+        if not was and self._quarantined_by_majority(node):
+            self.since_round[node] = self.round
+        if state != "quarantined" or not cause.startswith("accused by"):
+            return  # byzantine behaviour seen first hand, or a release
+        w = _ACCUSED_BY.search(cause)
+        if w is None or w.group(1) == w.group(2):
+            self.violate("quarantine_witnessed", "line %d: elector %d quarantined node %d on %r: not two different"
+                         " auditors" % (line, src, node, cause), [fid], [line])
+            return
+        had = self.accused.get(node, {})
+        for a in (int(w.group(1)), int(w.group(2))):
+            if a != src and a not in had:
+                self.violate("quarantine_witnessed", "line %d: elector %d quarantined node %d on an accusation by"
+                             " %d, which sent the ground no ACCUSE against it" % (line, src, node, a), [fid], [line])

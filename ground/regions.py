@@ -1,0 +1,179 @@
+"""Regions and their markets, from a scenario's `market:` (one region over
+every node) or `regions:` (several, each over its clusters: docs/SCENARIOS.md
+"Regions"). ground/scenario.py calls parse_market / parse_regions once the
+clusters are known; each returns RegionSpec(s) with the node.config.MarketConfig
+every node of the region runs. Errors are ConfigErrors naming file:line.
+"""
+
+from dataclasses import dataclass, field
+
+from ground.yamlfile import LocatedList, check_keys, number
+
+_MARKET = {
+    "region", "electors", "units", "slot_ms", "lead_ms", "horizon_slots", "window_slots", "steps_per_slot",
+    "cutoff_ms", "autonomy_after_ms", "region_timeout_ms", "ack_timeout_ms", "telemetry_ms", "max_bids",
+    "leases_per_node", "max_span", "stale_rounds",
+    # fault containment (docs/CONTAINMENT.md)
+    "auditors", "quarantine_cap_permille", "probation_ms", "defect_lineage", "lineages",
+}
+CLEARING_IMPLS = 2  # firmware node/market.py clearing(): lineage L runs clearing L % 2 (A or B)
+MIN_LINEAGES = 3  # a cluster of ENFORCE_CLUSTER_SIZE or more mixes at least this many lineages
+ENFORCE_CLUSTER_SIZE = 5
+_REGION = _MARKET | {"clusters"}  # a regions: entry: its clusters and its MarketConfig arguments
+
+
+@dataclass
+class RegionSpec:
+    """One region (federation) of the scenario: its clusters, its nodes (the
+    market's roster), its electors and its market. `market:` gives one, over
+    every node; `regions:` gives several (docs/SCENARIOS.md "Regions")."""
+
+    region: int  # the region number: its electors share the address cluster_addr(0xE00 | region)
+    clusters: list  # cluster ids, sorted
+    nodes: list  # node ids, sorted: the market's roster
+    electors: list  # node ids, sorted
+    market: object  # node.config.MarketConfig of every node of the region
+    market_args: dict  # the MarketConfig arguments, as plain JSON data (a board's board.json)
+    where: str = ""  # file:line of its section
+    source: object = field(default=None, repr=False, compare=False)  # its Located section (file:line of each key)
+
+
+def parse_market(data, sc):
+    """market: the regional market tier (docs/MARKET.md): one region over
+    every node of the scenario; keys are node.config.MarketConfig's arguments."""
+    m = data["market"]
+    check_keys(m, _MARKET, "market", required=("electors", "units"))
+    market, args = _market_config(m, sc, sorted(sc.nodes), "market")
+    return RegionSpec(market.region, sorted(sc.clusters), sorted(sc.nodes), list(market.electors), market, args,
+                      m.where(), m)
+
+
+def parse_regions(data, sc):
+    """regions: [{region, clusters, electors, units, ...MarketConfig}]: several
+    regions, each with a market of its own over its clusters' nodes. Every
+    cluster is in exactly one region; region numbers differ."""
+    rl = data["regions"]
+    if not isinstance(rl, LocatedList) or not rl:
+        raise data.error("regions", "scenario.regions: a non-empty list of {region, clusters, electors, units, ...}")
+    out, owner, numbers = [], {}, {}
+    for i, r in enumerate(rl):
+        what = "regions[%d]" % i
+        check_keys(r, _REGION, what, required=("region", "clusters", "electors", "units"))
+        num = number(r, "region", what, lo=0, hi=0x1FE, integer=True)
+        if num in numbers:
+            raise r.error("region", "%s: region %d is also %s" % (what, num, numbers[num]))
+        numbers[num] = "regions[%d] (%s)" % (i, r.where("region"))
+        cl = r["clusters"]
+        if not isinstance(cl, list) or not cl:
+            raise r.error("clusters", "%s.clusters: a non-empty list of cluster ids" % what)
+        for c in cl:
+            if c not in sc.clusters:
+                raise r.error("clusters", "%s.clusters: unknown cluster %r" % (what, c))
+            if c in owner:
+                raise r.error("clusters", "%s.clusters: cluster %d is also in %s" % (what, c, owner[c]))
+            owner[c] = "region %d (%s)" % (num, r.where("clusters"))
+        roster = sorted(n for c in cl for n in sc.clusters[c])
+        market, args = _market_config(r, sc, roster, "region %d" % num,
+                                      {k: v for k, v in r.items() if k != "clusters"})
+        out.append(RegionSpec(num, sorted(cl), roster, list(market.electors), market, args, r.where(), r))
+    missing = sorted(set(sc.clusters) - set(owner))
+    if missing:
+        raise data.error("regions", "scenario.regions: clusters %s are in no region; every cluster belongs to"
+                         " exactly one" % missing[:20])
+    return out
+
+
+def _market_config(m, sc, roster, what, kw=None):
+    """(MarketConfig, its arguments as JSON data) over `roster`; errors at m's file:line."""
+    from ground import firmware
+
+    for e in m["electors"] if isinstance(m["electors"], list) else ():
+        if e not in roster:
+            raise m.error("electors", "%s.electors: node %r is not %s" % (
+                what, e, "in the scenario" if what == "market" else "in the region's clusters"))
+    kw = {k: v for k, v in m.items()} if kw is None else kw
+    kw.pop("lineages", None)
+    kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
+    if "auditors" in m:
+        _check_auditors(m, sc)
+        kw["cluster_of"] = [sc.nodes[n].cluster for n in roster]  # the quarantine cap is per cluster
+    if "lineages" in m:
+        if m["lineages"] != "enforce":
+            raise m.error("lineages", "market.lineages: 'enforce' (check the placement rules at load), got %r"
+                          % (m["lineages"],))
+        _enforce_lineages(m, sc)
+    gens = [sc.nodes[n].hw_gen for n in roster]
+    _check_autonomy(m)
+    try:
+        market = firmware.config.MarketConfig(roster=roster, gens=bytes(gens), **kw)
+    except (ValueError, TypeError) as e:
+        raise m.error(None, "%s: %s" % (what, e) if what != "market" else str(e)) from None
+    args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
+    return market, args
+
+
+def _check_auditors(m, sc):
+    aud = m["auditors"]
+    if not isinstance(aud, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in aud):
+        raise m.error("auditors", "market.auditors: a list of node ids")
+    electors = m["electors"] if isinstance(m["electors"], list) else []
+    for a in aud:
+        if a not in electors:
+            raise m.error("auditors", "market.auditors: node %d is not an elector (an auditor re-runs rounds from"
+                          " its replica of the ledger)" % a)
+    d = m.get("defect_lineage", -1)
+    if not isinstance(d, int) or isinstance(d, bool) or not -1 <= d <= 255:
+        raise m.error("defect_lineage", "market.defect_lineage: a lineage 0..255, or -1 (none)")
+
+
+def _enforce_lineages(m, sc):
+    """Placement rules (docs/CONTAINMENT.md): every cluster of 5 or more
+    mixes at least 3 lineages; the electors run both clearings; whoever
+    coordinates, at least 2 auditors run the other clearing."""
+    by_cluster = {}
+    for n in sc.nodes.values():
+        by_cluster.setdefault(n.cluster, []).append(n)
+    for cid, members in sorted(by_cluster.items()):
+        lins = {n.lineage for n in members}
+        if len(members) >= ENFORCE_CLUSTER_SIZE and len(lins) < MIN_LINEAGES:
+            raise m.error("lineages", "market.lineages enforce: cluster %d has %d nodes of %d lineage(s) %s; a"
+                          " cluster of %d or more mixes at least %d (clusters[].lineages)"
+                          % (cid, len(members), len(lins), sorted(lins), ENFORCE_CLUSTER_SIZE, MIN_LINEAGES))
+    electors = m["electors"] if isinstance(m["electors"], list) else []
+    impl = {e: sc.nodes[e].lineage % CLEARING_IMPLS for e in electors}
+    if len(set(impl.values())) < min(CLEARING_IMPLS, len(electors)):
+        raise m.error("electors", "market.lineages enforce: electors %s all run clearing %s; spread them across"
+                      " lineages" % (electors, "AB"[next(iter(impl.values()))]))
+    aud = m.get("auditors") or []
+    for e in electors:
+        others = [a for a in aud if a != e and sc.nodes[a].lineage % CLEARING_IMPLS != impl[e]]
+        if len(others) < 2:
+            raise m.error("auditors", "market.lineages enforce: elector %d (lineage %d) would be audited by %d"
+                          " auditor(s) of another clearing %s; it needs 2" % (e, sc.nodes[e].lineage, len(others),
+                                                                              others))
+
+
+def _check_autonomy(m):
+    """autonomy_after_ms >= cutoff_ms, said with both values and where each came from."""
+    slot_ms = m.get("slot_ms", 6 * 3600 * 1000)
+    lead_ms = m.get("lead_ms", slot_ms // 8)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (slot_ms, lead_ms)):
+        return  # MarketConfig says what is wrong with them
+    vals = {
+        "cutoff_ms": (m.get("cutoff_ms"), 2 * slot_ms + lead_ms, "the default 2 slot_ms + lead_ms"),
+        "autonomy_after_ms": (m.get("autonomy_after_ms"), 4 * slot_ms, "the default 4 slot_ms"),
+    }
+    said = {}
+    for k, (given, default, why) in vals.items():
+        if given is None:
+            said[k] = (default, "%s = %d (%s, slot_ms %d%s)" % (k, default, why, slot_ms,
+                                                               ", lead_ms %d" % lead_ms if "lead" in why else ""))
+        elif isinstance(given, int) and not isinstance(given, bool):
+            said[k] = (given, "%s = %d (%s)" % (k, given, m.where(k)))
+        else:
+            return
+    if said["autonomy_after_ms"][0] < said["cutoff_ms"][0]:
+        raise m.error("autonomy_after_ms" if "autonomy_after_ms" in m else "cutoff_ms" if "cutoff_ms" in m else None,
+                      "market: %s must be >= %s: a node would go autonomous before it may stop bidding; set"
+                      " autonomy_after_ms to at least %d" % (said["autonomy_after_ms"][1], said["cutoff_ms"][1],
+                                                            said["cutoff_ms"][0]))

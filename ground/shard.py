@@ -1,0 +1,501 @@
+"""One shard of a lean fleet run (ground/fleetrun.py): the in-process nodes
+of a set of whole clusters (never a split region), one event heap, the link
+pipelines of their outgoing links, the fleet counters, and the per-frame
+trace of the clusters the scenario names.
+
+The shard does what ground/run.py's Run and ground/router.py's Router do
+for in-process nodes in virtual time, with the harness cut to the bone:
+
+- the nodes are the real core (ground/links.py's SimLink over
+  firmware/node, built with run.py's node_config and the same node seeds),
+  woken and polled exactly as Run does it;
+- a frame's header is read once, here (`frame_header`: 7 bytes out of the
+  COBS line, no CRC, no payload); the recipient's core decodes the frame
+  itself, as it does on a board;
+- each directed link's impairments are the same ground/pipeline.py stages
+  with the same seeds as the Router's ("seed/src/dst"), so the same draws;
+- fates become counters (ground/fleetcount.py), not trace lines, except
+  for frames sent by a traced node, which are written to this shard's part
+  of the trace (buffered, no flush per line) as the Router writes them.
+
+Frames to a recipient in another unit (a cluster, or the region holding it)
+are not scheduled here: they go into the outbox, and ground/fleetrun.py hands
+them to the recipient's shard when the window ends (conservative
+synchronisation). Frames within a unit never leave the shard.
+
+Faults supported on the lean path: crash, restart, reset, power_cut,
+power_on, skew, partition, heal, blackout (ground/fleetrun.py refuses the
+others at load, naming the step).
+"""
+
+import heapq
+import json
+import os
+import struct
+import time
+
+from ground import firmware
+from ground import run as run_mod
+from ground import stages as st
+from ground.fleetcount import DELIVERED, SENT, Counters
+from ground.links import SimLink
+from ground.pipeline import build_pipeline
+from ground.router import _decode_fields
+
+wire = firmware.wire
+msgs = firmware.msgs
+MS = 1_000_000
+S = 1_000_000_000
+_ADDR_CLUSTER = wire.ADDR_CLUSTER
+_BROADCAST = wire.ADDR_BROADCAST
+_HDR = struct.Struct("<BBBHH")
+NODE_FAULTS = ("crash", "restart", "reset", "power_cut", "power_on", "skew")
+GLOBAL_FAULTS = ("partition", "heal", "blackout")
+
+
+def frame_header(line):
+    """(version, type, seq, src, dst) of a line frame (escaped COBS, no
+    delimiter), from its first bytes only: the frame is not checked (its
+    recipient's core does that)."""
+    head = bytes(line[:24])
+    if 0x1B in head:
+        if head[-1] == 0x1B:
+            head = head[:-1]  # half an escape: its other half is past the 7 header bytes
+        head = head.replace(b"\x1b\x01", b"\x03").replace(b"\x1b\x02", b"\x1b")
+    out = bytearray()
+    i, n = 0, len(head)
+    while len(out) < 7 and i < n:
+        code = head[i]
+        out += head[i + 1:i + code]
+        i += code
+        if code < 255:
+            out.append(0)
+    vf, typ, seq, src, dst = _HDR.unpack_from(out)
+    return vf >> 4, typ, seq, src, dst
+
+
+class TracePart:
+    """A shard's part of the trace: JSON lines, buffered (written at the end
+    of each window and at the end), the same fields the Router writes."""
+
+    def __init__(self, path, time_scale):
+        self.path = path
+        self.scale = time_scale
+        self._f = open(path, "w", encoding="utf-8", buffering=1 << 20)
+        self.count = 0
+
+    def __call__(self, kind, now, **fields):
+        fields["kind"] = kind
+        fields["mission_ns"] = now
+        fields["wall_ns"] = int(now / self.scale)
+        self._f.write(json.dumps(fields, separators=(",", ":"), sort_keys=True))
+        self._f.write("\n")
+        self.count += 1
+
+    def flush(self):
+        if self._f is not None:
+            self._f.flush()
+
+    def close(self):
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+
+class Shard:
+    """Whole clusters `clusters` of scenario sc, run in windows by advance().
+
+    unit_of: cluster id -> its unit (the cluster or its region): frames
+    between units go through the outbox. traced: node ids whose frames are
+    traced (into trace_path). coordinator_watch: clusters whose coordinator a
+    fault targets (their claims are decoded to know it)."""
+
+    def __init__(self, sc, seed, index, clusters, unit_of, traced=(), trace_path=None, coordinator_watch=(),
+                 die_at_ns=None, hard_death=False):
+        self.sc = sc
+        self.seed = seed
+        self.index = index
+        self.clusters = sorted(clusters)
+        self.unit_of = unit_of
+        self.die_at_ns = die_at_ns  # a fault injected by a test: the worker dies once this mission time is reached
+        self.hard_death = hard_death  # die as a process (a Ray worker), not by raising (in-process)
+        cluster_of = {nid: spec.cluster for nid, spec in sc.nodes.items()}
+        self.cluster_of = cluster_of
+        self.counters = Counters(cluster_of, self.clusters, sc.duration_s)
+        self.now = 0
+        self.cpu_s = self.last_cpu_s = 0.0  # CPU seconds spent in advance(): in all, in the last window
+        self._heap = []
+        self._seq = 0
+        self.traced = frozenset(traced)
+        self.trace = TracePart(trace_path, sc.time_scale) if trace_path else None
+        self.coordinator_watch = frozenset(coordinator_watch)
+        self.coordinator = {}  # cluster -> (node, term), for the watched clusters
+        self.outbox = []
+        self.cut = set()
+        self.blackout = set()
+        self._pipelines = {}
+        self._rcpt = {}  # (src, dst address) -> [recipients]
+        self._regions = {r.region: r for r in getattr(sc, "regions", None) or ()}  # region number -> RegionSpec
+        self._nseq = {}  # node -> frames it sent (cross-unit order and trace ids)
+        self.links = {}
+        self.wake_at = {}
+        mine = set(self.clusters)
+        for nid in sorted(sc.nodes):
+            if cluster_of[nid] in mine:
+                link = SimLink(nid, self._factory(nid))
+                self.links[nid] = link
+                self.wake_at[nid] = None
+                self._call(0, self._wake, nid, 0)
+        for f in sc.faults:
+            self._call(int(f.at_s * S), self._fault, f)
+
+    def _factory(self, nid):
+        cfg = run_mod.node_config(self.sc, nid)
+        seed = self.seed
+
+        def make(saved, boots):  # the node seeds of ground/run.py's Run
+            return firmware.core.Node(nid, cfg, seed * 100_003 + nid * 7 + boots, saved)
+
+        return make
+
+    def _call(self, t, fn, *args):
+        self._seq += 1
+        heapq.heappush(self._heap, (t if t > self.now else self.now, self._seq, fn, args))
+
+    # ---- the windows -------------------------------------------------------
+
+    def advance(self, until_ns, inbox=(), last=False):
+        """Take the frames other shards sent here (sorted), run every event
+        before until_ns (up to and including it when last), and return the
+        frames for other units, as (deliver_ns, src, nseq, dst, copy, type,
+        data, sent_ns)."""
+        cpu0 = time.process_time()
+        held = 0
+        for t, src, nseq, dst, copy, typ, data, sent_ns in inbox:
+            if t < self.now:
+                held += 1  # arrived before its window closed: delivered as the next one opens
+            self._call(t, self._deliver, dst, copy, data, typ, sent_ns, src, nseq)
+        self.counters.held += held
+        heap = self._heap
+        pop = heapq.heappop
+        die = self.die_at_ns
+        while heap and (heap[0][0] < until_ns or (last and heap[0][0] == until_ns)):
+            t, _, fn, args = pop(heap)
+            self.now = t
+            if die is not None and t >= die:
+                if self.hard_death:
+                    os._exit(70)  # the injected death: no cleanup, as a killed worker
+                raise RuntimeError("injected death of shard %d" % self.index)
+            fn(*args)
+        self.now = until_ns
+        if self.trace is not None:
+            self.trace.flush()
+        out, self.outbox = self.outbox, []
+        self.last_cpu_s = time.process_time() - cpu0  # this window's work (ground/fleetrun.py's window cost)
+        self.cpu_s += self.last_cpu_s
+        return out
+
+    def finish(self, inbox=(), status="ok", reason=""):
+        """Frames still in space (in the heap, or handed over as the last
+        window closed) get their fate, run_end; close the trace part; return
+        the counters (Counters.state())."""
+        for f in inbox:
+            self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2])
+        for t, _, fn, args in sorted(self._heap, key=lambda e: (e[0], e[1])):
+            if fn == self._deliver:
+                dst, copy, data, typ, sent_ns, src, nseq = args
+                self.counters.drop(dst, typ, "run_end", self.now)
+                if src in self.traced and (dst in self.traced or dst == 0):
+                    self.trace("frame", self.now, fate="dropped", id=self._fid(src, nseq), to=dst, copy=copy,
+                               reason="run_end")
+        self._heap = []
+        if self.trace is not None:
+            self.trace.close()
+        return dict(self.counters.state(), cpu_s=self.cpu_s)
+
+    # ---- nodes ---------------------------------------------------------------
+
+    def _wake(self, nid, at_ns):
+        w = self.wake_at[nid]
+        if w is not None and w != at_ns:
+            return  # stale: rescheduled since
+        self.wake_at[nid] = None
+        self._poll(nid)
+
+    def _poll(self, nid):
+        # SimLink.poll and next_deadline_ms, inlined for the unskewed node (the hot path)
+        link = self.links[nid]
+        now = self.now
+        if not link.up:
+            return
+        if link.skew != 1.0:
+            lines = link.poll(now // MS)
+            d = link.next_deadline_ms()
+        else:
+            node = link.node
+            out = node.poll(now // MS)
+            blob = node.take_persist()
+            if blob is not None:
+                link.flash = blob  # "written to flash" before the frames leave
+            lines = [line for _, line in out]
+            d = node.next_deadline_ms()
+        for line in lines:
+            self._send(nid, bytes(line[:-1]))
+        if d is not None:
+            at = d * MS
+            floor = (now // MS + 1) * MS
+            if at < floor:
+                at = floor
+            w = self.wake_at[nid]
+            if w is None or at < w:
+                self.wake_at[nid] = at
+                self._call(at, self._wake, nid, at)
+
+    # ---- frames ----------------------------------------------------------------
+
+    def _fid(self, src, nseq):
+        return (nseq << 16) | src  # unique fleet-wide, whatever the shards
+
+    def _recipients(self, src, addr):
+        """[(recipient, its link's pipeline, in src's unit?)] for a frame from src to addr."""
+        key = (src, addr)
+        r = self._rcpt.get(key)
+        if r is None:
+            sc = self.sc
+            if addr == _BROADCAST:
+                r = [n for n in sorted(sc.nodes) if n != src]
+            elif addr & 0xF000 == _ADDR_CLUSTER:
+                k = addr & 0x0FFF
+                region = self._regions.get(k - 0xE00) if k >= 0xE00 else None
+                if region is not None:  # a region's address: its electors (each region its own)
+                    r = [n for n in sorted(region.electors) if n != src]
+                else:
+                    r = [n for n in sc.clusters.get(k, ()) if n != src]
+            else:
+                r = [addr] if addr in sc.nodes and addr != src else []
+            unit = self.unit_of[self.cluster_of[src]]
+            r = [(d, self._pipeline(src, d), self.unit_of[self.cluster_of[d]] == unit) for d in r]
+            self._rcpt[key] = r
+        return r
+
+    def _pipeline(self, src, dst):
+        p = self._pipelines.get((src, dst))
+        if p is None:
+            p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst))
+            self._pipelines[(src, dst)] = p
+        return p
+
+    def _send(self, src, line):
+        now = self.now
+        version, typ, seq, _, dst = frame_header(line)
+        c = self.counters
+        c.count(src, typ, SENT, now)
+        nseq = self._nseq.get(src, 0) + 1
+        self._nseq[src] = nseq
+        tr = self.trace if src in self.traced else None
+        fid = 0
+        if tr is not None or (self.coordinator_watch and self.cluster_of[src] in self.coordinator_watch):
+            fid = self._fid(src, nseq)
+            self._traced_sent(tr, src, fid, line, now)
+        if dst == wire.ADDR_GROUND:
+            self._to_ground(src, typ, fid, line, tr)
+            return
+        targets = self._recipients(src, dst)
+        if not targets:
+            c.drop(src, typ, "unknown_dst", now)
+            if tr is not None:
+                tr("frame", now, fate="dropped", id=fid, to=None, reason="unknown_dst")
+            return
+        data = line
+        cut, blackout = self.cut, self.blackout
+        heap, push, deliver = self._heap, heapq.heappush, self._deliver
+        for d, pipe, local in targets:
+            if cut and (src, d) in cut:
+                self._drop(tr, fid, d, typ, "partition")
+                continue
+            if blackout and (0 in blackout or src in blackout or d in blackout):
+                self._drop(tr, fid, d, typ, "blackout")
+                continue
+            out = pipe.route(fid, data, now)
+            if out.__class__ is int:
+                if local:  # self._call, inlined
+                    self._seq += 1
+                    push(heap, (out if out > now else now, self._seq, deliver, (d, 0, data, typ, now, src, nseq)))
+                else:
+                    self.outbox.append((out, src, nseq, d, 0, typ, data, now))
+                continue
+            if out.__class__ is str:
+                self._drop(tr, fid, d, typ, out, copy=0)
+                continue
+            for when, p in out:
+                if tr is not None and d in self.traced:
+                    if p.copy:
+                        tr("frame", now, fate="duplicated", id=fid, to=d, copy=p.copy)
+                    for how in p.how or ():
+                        tr("frame", now, fate="corrupted", id=fid, to=d, how=how)
+                if when.__class__ is int:
+                    if local:
+                        self._call(when, self._deliver, d, p.copy, p.data, typ, now, src, nseq)
+                    else:
+                        self.outbox.append((when, src, nseq, d, p.copy, typ, p.data, now))
+                else:
+                    self._drop(tr, fid, d, typ, when, copy=p.copy)
+
+    def _drop(self, tr, fid, dst, typ, reason, copy=None):
+        self.counters.drop(dst, typ, reason, self.now)
+        if tr is not None and (dst in self.traced or dst == 0):
+            extra = {} if copy is None else {"copy": copy}
+            tr("frame", self.now, fate="dropped", id=fid, to=dst, reason=reason, **extra)
+
+    def _to_ground(self, src, typ, fid, data, tr):
+        """As the Router: at once over a ground link with no stages, else
+        through its pipeline (the ground receives it when it arrives)."""
+        now = self.now
+        p = self._pipeline(src, 0)
+        if typ == msgs.JOURNAL or not (p.stages or p.state.gated):
+            self.counters.count(0, typ, DELIVERED, now)
+            if tr is not None:
+                tr("frame", now, fate="delivered", id=fid, to=0, copy=0, delay_ns=0)
+            return
+        for when, pkt in p.send(st.Packet(fid, data, now), now):
+            if tr is not None:
+                if pkt.copy:
+                    tr("frame", now, fate="duplicated", id=fid, to=0, copy=pkt.copy)
+                for how in pkt.how or ():
+                    tr("frame", now, fate="corrupted", id=fid, to=0, how=how)
+            if when.__class__ is not int:
+                self._drop(tr, fid, 0, typ, when, copy=pkt.copy)
+            else:
+                self._call(when, self._deliver, 0, pkt.copy, pkt.data, typ, now, src, self._nseq[src])
+
+    def _traced_sent(self, tr, src, fid, data, now):
+        try:
+            frame = wire.decode(data, None)
+        except wire.ProtocolError:
+            return  # a core's own frame always decodes; a lean run has no byzantine faults
+        fields = _decode_fields(frame)
+        t = frame.type
+        if (t == msgs.HEARTBEAT and fields.get("role") == msgs.ROLE_COORDINATOR) or t == msgs.COORDINATOR:
+            c = self.cluster_of[src]
+            if frame.dst == wire.cluster_addr(c):
+                self.coordinator[c] = (src, fields.get("term", 0))
+        if tr is None:
+            return
+        tr("frame", now, fate="sent", id=fid, src=src, dst=frame.dst, type=msgs.name(t), seq=frame.seq,
+           len=len(data) + 1, hex=data.hex(), msg=fields)
+        if t == msgs.HELLO and fields:
+            tr("node", now, node=src, event="hello", detail=fields)
+
+    def _deliver(self, dst, copy, data, typ, sent_ns, src, nseq):
+        link = self.links.get(dst)
+        now = self.now
+        tr = self.trace if (self.traced and src in self.traced and (dst in self.traced or dst == 0)) else None
+        if dst == 0:  # the ground receives it
+            self.counters.count(0, typ, DELIVERED, now)
+            if tr is not None:
+                tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=0, copy=copy, delay_ns=now - sent_ns)
+            return
+        if link is None or not link.up:
+            self.counters.drop(dst, typ, "node_down", now)
+            if tr is not None:
+                tr("frame", now, fate="dropped", id=self._fid(src, nseq), to=dst, copy=copy, reason="node_down")
+            return
+        c = self.counters  # c.count(dst, typ, DELIVERED, now), inlined
+        try:
+            c.nodes[dst][typ][1] += 1
+        except KeyError:
+            c.nodes.setdefault(dst, {}).setdefault(typ, [0, 0, 0])[1] += 1
+        rows = c._rows.get(dst)
+        if rows is not None:
+            k = now // c.bucket_ns
+            rows[k if k < c.n_buckets else c.n_buckets - 1][1] += 1
+        if tr is not None:
+            tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns)
+        if link.skew == 1.0:
+            link.node.receive(data, now // MS)  # SimLink.deliver without the delimiter round trip
+        else:
+            link.deliver(data + b"\x00", now // MS)
+        self._poll(dst)
+
+    # ---- faults ----------------------------------------------------------------
+
+    def _fault(self, f):
+        a = f.action
+        tr = self.trace
+        detail = {"where": f.where}
+        if a in NODE_FAULTS:
+            nid = f.target
+            if nid == "coordinator":
+                if f.cluster not in self.clusters:
+                    return
+                held = self.coordinator.get(f.cluster)
+                if held is None:
+                    if tr is not None and f.cluster in {self.cluster_of[n] for n in self.traced}:
+                        tr("fault", self.now, fault=a, node=None,
+                           detail=dict(detail, error="no coordinator known in cluster %s" % f.cluster))
+                    return
+                nid = held[0]
+            link = self.links.get(nid)
+            if link is None:
+                return  # another shard's node
+            if tr is not None and nid in self.traced:
+                tr("fault", self.now, fault=a, node=nid, detail=dict(detail, **f.params))
+            self._node_fault(a, nid, link, f)
+            return
+        first = self.index == 0 and tr is not None  # one shard records the fleet-wide faults
+        if a == "partition":
+            p = f.target
+            if first:
+                shape = ({"groups": p["groups"]} if p["kind"] == "groups"
+                         else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])})
+                tr("fault", self.now, fault=a, **dict({"detail": detail}, **shape))
+            self.cut = set(map(tuple, p["cut"]))  # replaces an earlier partition, as the Router's
+            self._link_events("down", "partition")
+        elif a == "heal":
+            if first:
+                tr("fault", self.now, fault=a, detail=detail)
+            self._link_events("up", "heal")
+            self.cut = set()
+        elif a == "blackout":
+            nodes = [0] if f.target == "all" else list(f.target)
+            if first:
+                tr("fault", self.now, fault="blackout_start", nodes=nodes, detail=dict(detail, duration_s=f.duration_s))
+            self.blackout.update(nodes)
+            self._call(self.now + int(f.duration_s * S), self._blackout_end, nodes)
+
+    def _link_events(self, state, reason):
+        if self.trace is None:
+            return
+        for s, d in sorted(self.cut):
+            if s in self.links and s in self.traced and d in self.traced:
+                self.trace("link", self.now, state=state, src=s, to=d, reason=reason)
+
+    def _blackout_end(self, nodes):
+        self.blackout.difference_update(nodes)
+        if self.index == 0 and self.trace is not None:
+            self.trace("fault", self.now, fault="blackout_end", nodes=nodes, detail={})
+
+    def _node_fault(self, a, nid, link, f):
+        if a == "crash":
+            link.crash()
+        elif a in ("restart", "power_on", "reset"):
+            if a == "reset":
+                link.power_cut()
+            link.restart()
+            self.wake_at[nid] = None
+            self._poll(nid)
+        elif a == "power_cut":
+            link.power_cut()
+        elif a == "skew":
+            link.skew = f.params["factor"]
+        if f.duration_s and a in ("crash", "power_cut"):
+            self._call(self.now + int(f.duration_s * S), self._fault_back,
+                       "restart" if a == "crash" else "power_on", nid, f)
+
+    def _fault_back(self, action, nid, f):
+        link = self.links[nid]
+        if self.trace is not None and nid in self.traced:
+            self.trace("fault", self.now, fault=action, node=nid, detail={"after": f.action})
+        link.restart()
+        self.wake_at[nid] = None
+        self._poll(nid)

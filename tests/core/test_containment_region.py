@@ -1,0 +1,82 @@
+# cpython-only
+# (A region of four electors that all audit keeps two more ledgers and books
+# per elector, and compiling node/audit.py from source at the first one needs
+# a contiguous block the unix port's 192K heap no longer has by then; the
+# auditor's and the quarantine's logic runs under MicroPython in
+# tests/core/test_containment.py. On a board the code is frozen .mpy.)
+# Auditors and quarantine in a region of real Nodes (tests/core/federation.py):
+# a coordinator whose clearing carries a planted defect is accused by the two
+# auditors of the other lineage, quarantined by every elector and replaced;
+# a lying auditor alone quarantines nobody and a non-auditor's accusation is
+# refused.
+from federation import Federation
+from node import audit, msgs, refusal, wire
+from node.auction import NO_RESOURCE
+from node.audit import clearing_impl, defective
+
+SLOT = 12000
+FED_UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
+# Lineage is id % 3 in the federation: 3 and 6 run clearing A, 4 and 7 run B,
+# so whoever coordinates, two auditors of the other clearing watch it.
+FED_ELECTORS = (3, 4, 6, 7)
+
+
+def _fed(seed):
+    # Small, for the MicroPython unix port's 192K heap: four one-elector
+    # clusters; the region counts as one cluster for the quarantine cap.
+    return Federation([[3], [4], [6], [7]], FED_UNITS, max_bids=24, seed=seed, electors=FED_ELECTORS, slot_ms=SLOT,
+                      steps_per_slot=12, lead_ms=3000, horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=5,
+                      keep_ground=True, auditors=FED_ELECTORS)
+
+
+def _ground(f, type):
+    out = []
+    for t, src, line in f.to_ground:
+        fr = wire.decode(bytes(line[:-1]) if line[-1:] == b"\x00" else bytes(line))
+        if fr.type == type:
+            out.append((src, fr.payload))
+    return out
+
+
+def test_a_defective_coordinator_is_accused_by_two_auditors_and_quarantined():
+    f = _fed(5)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    f.run_for(3 * SLOT)
+    bad = f.region_coordinator()
+    assert not _ground(f, msgs.ACCUSE)  # honest rounds, audited by the other lineage: no accusation
+    audited = sum(f.nodes[e].region.auditor.audited for e in FED_ELECTORS)
+    assert audited >= 2
+    m = f.nodes[bad].region.market
+    m.clear = defective(m.clear)  # the planted defect (scenario fault lineage_defect)
+    f.run_for(6 * SLOT)
+    accusers = set()
+    for src, payload in _ground(f, msgs.ACCUSE):
+        fields = msgs.unpack(msgs.ACCUSE, payload)
+        assert fields[2] == bad and audit.has_evidence(fields)
+        assert clearing_impl(src % 3) != clearing_impl(bad % 3)
+        accusers.add(src)
+    assert len(accusers) == 2, accusers
+    for e in FED_ELECTORS:
+        assert f.nodes[e].region.quarantine.is_quarantined(bad), e
+    new = f.region_coordinator()
+    assert new is not None and new != bad
+    assert f.conflicts() == 0
+
+
+def test_a_lying_auditor_alone_quarantines_nobody_and_a_stranger_is_refused():
+    f = _fed(6)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    rc = f.region_coordinator()
+    liar = [e for e in FED_ELECTORS if e != rc][0]
+    lie = msgs.pack(msgs.ACCUSE, 1, 2, rc, 1, audit.REASON_DIGEST, liar % 3, 1, 2, 0, 0, 0, NO_RESOURCE,
+                    NO_RESOURCE, 0, 0, 0, 1, 1)
+    for _ in range(5):
+        for e in FED_ELECTORS:
+            f.nodes[e].region.receive(liar, f.region_dst, msgs.ACCUSE, lie, f.now)
+            f.nodes[e].region.receive(99, f.region_dst, msgs.ACCUSE, lie, f.now)  # 99 is no auditor
+        f.run_for(SLOT // 2)
+    for e in FED_ELECTORS:
+        q_ = f.nodes[e].region.quarantine
+        assert not q_.is_quarantined(rc) and q_.electable(rc)
+        assert q_.refused[refusal.FORGED] >= 5
+    assert f.region_coordinator() == rc

@@ -1,0 +1,144 @@
+# One Node's market section through a power cut (node/durable.py): an
+# elector's ledger, its (term, round) and a holder's leases come back from
+# the saved blob exactly, before the node answers anything; a damaged
+# section is reported and nothing of it kept; the board journal carries the
+# section whole so the ground replays the exact boot. The whole region
+# through power cuts: tests/core/test_region_powercut.py (CPython).
+# CPython and MicroPython.
+from node import durable, msgs, wire
+from node.config import Config, MarketConfig
+from node.node import Node, restore_all
+from runtime.journal import Journal
+
+UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
+J_KEPT = msgs.J_NAMES.index("kept")  # journal kinds 9, 10 (runtime/journal.py)
+J_KEPT_WORD = msgs.J_NAMES.index("kept_word")
+
+
+def _cfg(members=(1,)):
+    m = MarketConfig(roster=[1, 2, 3], electors=[1, 2, 3], units=UNITS, slot_ms=12000, lead_ms=3000,
+                     horizon_slots=32, window_slots=16, max_bids=16)
+    return Config(members=list(members), market=m)
+
+
+def _elector_with_a_ledger():
+    n = Node(1, _cfg(), seed=3)
+    m = n.region.market
+    led = m.ledger
+    led.advance(4)
+    assert led.add(0, 0, 5, 1, 1, 1) >= 0
+    assert led.add(2, 1, 6, 2, 4, 3) >= 0  # a periodic lease of holder index 1 (node 2)
+    assert led.add(9, 2, 4, 2, 2, 1) >= 0  # its only occurrence under way at the cut
+    led.advance(5)
+    m.led_term, m.led_round = 7, 4
+    n.region.trader.leases = [[3, 6, 1, 1, 1, 1, False], [4, 8, 2, 3, 2, 2, True]]
+    n.region.trader.awards = 2
+    return n
+
+
+def test_an_elector_keeps_its_ledger_and_round_across_a_power_cut():
+    n = _elector_with_a_ledger()
+    m = n.region.market
+    blob = n.take_persist()
+    assert blob is not None
+    assert n.take_persist() is None  # nothing changed since: no second write
+    terms, kept = durable.split(blob)
+    assert len(terms) == 28 and kept is not None  # node and seat term/vote, then the section
+    assert len(kept) == durable.HEAD_LEN + 3 * 9 + 2 * 11 + 4
+    assert len(restore_all(blob)) == 2
+    b = Node(1, _cfg(), seed=4, saved=blob)  # power back on
+    m2 = b.region.market
+    assert (m2.led_term, m2.led_round, m2.ledger.base) == (7, 4, 5)
+    assert m2.ledger.n == 3 and m2.ledger.digest() == m.ledger.digest()
+    for res, slot in ((2, 6), (2, 10), (2, 14), (9, 5)):
+        assert m2.ledger.is_busy(res, slot)
+    assert not m2.ledger.is_busy(2, 8) and not m2.ledger.is_busy(0, 6)
+    assert b.region.trader.leases == n.region.trader.leases
+    assert b.take_persist() is None  # restored is kept: no write at boot for it
+    m2.led_round = 5  # the next round held: written once
+    blob2 = b.take_persist()
+    assert durable.split(blob2)[1] != kept
+    assert b.take_persist() is None
+
+
+def test_half_a_copy_never_replaces_the_ledger_on_flash():
+    n = _elector_with_a_ledger()
+    blob = n.take_persist()
+    m = n.region.market
+    m.ledger.reset(9)  # a copy under way: knows nothing until it is whole
+    m.led_round = -1
+    n.region.trader.awards += 1
+    assert n.take_persist() is None  # the flash keeps the ledger this elector did hold
+    n.term += 1
+    n._dirty = True  # a term change writes the last whole section again
+    blob2 = n.take_persist()
+    assert durable.split(blob2)[1] == durable.split(blob)[1]
+
+
+def test_a_damaged_section_is_reported_and_nothing_of_it_kept():
+    n = _elector_with_a_ledger()
+    n.term = 5
+    n._dirty = True
+    blob = bytearray(n.take_persist())
+    terms, kept = durable.split(bytes(blob))
+    blob[len(terms) + durable.HEAD_LEN] ^= 0x40  # a bit flips in the first record
+    b = Node(1, _cfg(), seed=4, saved=bytes(blob))
+    m = b.region.market
+    assert m.led_round == -1 and m.ledger.n == 0 and b.region.trader.leases == []
+    assert b.term == 5  # the term/vote part is intact and kept
+    out = b.poll(0)
+    assert [line for _dst, line in out if b"market state: bad crc; ledger and leases not restored" in line]
+    try:
+        durable.check(bytes(blob[len(terms):]))
+        raise AssertionError("a damaged section passed the check")
+    except ValueError as e:
+        assert "bad crc" in str(e)
+
+
+def test_a_section_that_does_not_fit_the_config_is_refused():
+    n = _elector_with_a_ledger()
+    kept = durable.split(n.take_persist())[1]
+    small = MarketConfig(roster=[1, 2, 3], electors=[1, 2, 3], units=(1, 1, 1, 1, 1, 1, 1, 1), slot_ms=12000,
+                         lead_ms=3000, horizon_slots=32, window_slots=16, max_bids=16)
+    b = Node(1, Config(members=[1], market=small), seed=4)
+    try:
+        durable.restore(kept, b.region.market, b.region.trader)
+        raise AssertionError("a record on a resource this region lacks was restored")
+    except ValueError as e:
+        assert "does not fit" in str(e)
+    assert b.region.market.ledger.n == 0 and b.region.market.led_round == -1
+
+
+def test_a_holder_keeps_its_leases():
+    cfg = MarketConfig(roster=[1, 2, 3], electors=[1], units=UNITS, slot_ms=12000, lead_ms=3000,
+                       horizon_slots=32, window_slots=16, max_bids=16)
+    n = Node(2, Config(members=[2], market=cfg), seed=3)
+    assert n.region.market is None
+    assert n.take_persist() is None
+    n.region.trader.leases = [[1, 9, 1, 1, 1, 0, False]]
+    n.region.trader.awards = 1
+    blob = n.take_persist()
+    assert len(durable.split(blob)[0]) == 14
+    b = Node(2, Config(members=[2], market=cfg), seed=5, saved=blob)
+    assert b.region.trader.leases == [[1, 9, 1, 1, 1, 0, False]]
+
+
+def test_the_journal_carries_the_section_whole():
+    n = _elector_with_a_ledger()
+    blob = n.take_persist()
+    kept = durable.split(blob)[1]
+    j = Journal(1)
+    j.boot(restore_all(blob), 9, kept)
+    entries = []
+    for line in j.take(True):
+        f = wire.decode(line[:-1])
+        entries.extend(msgs.unpack_journal(f.payload)[1])
+    kinds = [e[0] for e in entries]
+    assert kinds[:8] == [msgs.J_BOOT, msgs.J_SEED, msgs.J_TERM, msgs.J_VOTE, msgs.J_COUNTER, msgs.J_TERM,
+                         msgs.J_VOTE, msgs.J_COUNTER]
+    assert kinds[8] == J_KEPT and entries[8][2] == len(kept)
+    words = bytearray()
+    for e in entries[9:]:
+        assert e[0] == J_KEPT_WORD
+        words.extend(e[2].to_bytes(4, "little"))
+    assert bytes(words[:len(kept)]) == kept and len(words) - len(kept) < 4

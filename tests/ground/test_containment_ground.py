@@ -1,0 +1,103 @@
+"""Fault containment on the ground side (docs/CONTAINMENT.md): the scenario
+loader's placement rules and auditor checks (errors name file:line), the
+history checker's quarantine invariants, and the metrics family."""
+
+import pytest
+
+from ground import metrics as M
+from ground import scenario
+from ground.history_containment import ContainmentChecker
+from ground.yamlfile import ConfigError
+
+BASE = """\
+name: t
+duration_s: 10
+clusters:
+  - {id: 1, nodes: [1, 2, 3, 4, 5], lineages: %s}
+  - {id: 2, nodes: [6, 7, 8, 9, 10], lineages: [0, 1, 2]}
+market:
+  electors: [1, 2, 6, 7]
+  auditors: %s
+  lineages: enforce
+  units: [1, 1, 1, 1, 1, 1, 1, 1]
+  slot_ms: 60000
+"""
+
+
+def _load(lineages="[0, 1, 2]", auditors="[1, 2, 6, 7]"):
+    return scenario.load_text(BASE % (lineages, auditors), "x.yaml")
+
+
+def test_a_placement_that_keeps_the_rules_loads_with_each_nodes_cluster():
+    sc = _load()
+    assert sc.market.auditors == (1, 2, 6, 7)
+    assert tuple(sc.market.cluster_of) == (1, 1, 1, 1, 1, 2, 2, 2, 2, 2)
+
+
+def test_a_monoculture_cluster_of_five_is_refused_naming_the_line():
+    with pytest.raises(ConfigError) as e:
+        _load(lineages="[0, 2]")
+    assert "x.yaml:" in str(e.value) and "cluster 1 has 5 nodes of 2 lineage(s)" in str(e.value)
+
+
+def test_an_elector_without_two_auditors_of_the_other_clearing_is_refused():
+    with pytest.raises(ConfigError) as e:
+        _load(auditors="[1, 2, 6]")  # elector 1 (clearing A) has only 2 as a B auditor
+    assert "elector 1" in str(e.value) and "needs 2" in str(e.value)
+
+
+def test_an_auditor_that_is_not_an_elector_is_refused():
+    with pytest.raises(ConfigError) as e:
+        _load(auditors="[1, 2, 6, 7, 3]")
+    assert "node 3 is not an elector" in str(e.value)
+
+
+def _checker():
+    seen = []
+    c = ContainmentChecker({1, 2, 6, 7}, lambda inv, msg, fids, lines: seen.append((inv, msg)))
+    return c, seen
+
+
+def _log(c, src, text, line):
+    c.sent(src, 0, "log", {"text": text}, line, line, 0xFE01)
+
+
+def test_a_quarantine_without_two_accusers_on_record_is_a_violation():
+    c, seen = _checker()
+    c.sent(2, 0, "accuse", {"accused": 1, "round": 4}, 10, 10, 0xFE01)
+    _log(c, 6, "quarantine node 1 quarantined: accused by 2 and 7", 11)  # 7 never accused 1
+    assert [inv for inv, _ in seen] == ["quarantine_witnessed"] and "by 7" in seen[0][1]
+
+
+def test_a_witnessed_quarantine_passes_and_a_later_award_to_it_does_not():
+    c, seen = _checker()
+    c.sent(1, 0xFFFF, "prices", {"round": 4}, 1, 1, 0xFE01)
+    c.sent(2, 0, "accuse", {"accused": 1, "round": 4}, 2, 2, 0xFE01)
+    c.sent(7, 0, "accuse", {"accused": 1, "round": 4}, 3, 3, 0xFE01)
+    for e in (2, 6, 7):
+        _log(c, e, "quarantine node 1 quarantined: accused by 2 and 7", 4 + e)
+    assert seen == []
+    c.sent(6, 1, "award", {"holder": 1, "round": 5, "flags": 0}, 20, 20, 0xFE01)  # bid before: may stand
+    assert seen == []
+    c.sent(6, 1, "award", {"holder": 1, "round": 9, "flags": 0}, 21, 21, 0xFE01)
+    c.sent(1, 0xFE01, "coordinator", {"term": 5}, 22, 22, 0xFE01)
+    assert [inv for inv, _ in seen] == ["quarantine_respected", "quarantine_respected"]
+
+
+def test_the_metrics_family_counts_accusations_and_quarantines():
+    header = {"format": "fleetloop-trace/1", "scenario": "t", "nodes": {"1": {"cluster": 1}, "2": {"cluster": 1}},
+              "clusters": {"1": [1, 2]}, "market": {"electors": [1, 2], "region": 1}}
+    acc = {"term": 1, "round": 3, "accused": 1, "region": 1, "reason": 5, "lineage": 1, "claimed_digest": 1,
+           "own_digest": 2, "claimed_awards": 1, "own_awards": 2, "holder": 2, "claimed_res": 65535, "own_res": 1,
+           "claimed_first": 0, "own_first": 4, "price_class": 0, "claimed_price": 1, "own_price": 1}
+    events = [
+        {"kind": "frame", "fate": "sent", "id": 1, "mission_ns": 10, "src": 2, "dst": 0, "type": "accuse", "msg": acc},
+        {"kind": "frame", "fate": "sent", "id": 2, "mission_ns": 20, "src": 2, "dst": 0, "type": "log",
+         "msg": {"text": "quarantine node 1 quarantined: accused by 2 and 9"}},
+        {"kind": "frame", "fate": "sent", "id": 3, "mission_ns": 30, "src": 1, "dst": 0, "type": "log",
+         "msg": {"text": "refused accusation from 9 against 2 round 3"}},
+    ]
+    m = M.compute(header, events)
+    f = m["flat"]
+    assert (f["accusations"], f["accusers"], f["quarantined_nodes"], f["accusations_refused"]) == (1, 1, 1, 1)
+    assert m["containment"]["accusations"][0]["reason"] == ["digest", "awards"]
