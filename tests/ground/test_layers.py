@@ -10,7 +10,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAX_LINES = 620  # "about 600"
 # Other helpers' modules, over the limit before this rule and being split by their owners.
-OVER_LIMIT_ELSEWHERE = {"ground/metrics.py", "ground/protocol.py", "ground/replay.py",
+OVER_LIMIT_ELSEWHERE = {"ground/metrics.py", "ground/replay.py",
                         "ground/stages.py"}
 
 
