@@ -88,6 +88,40 @@ from ground.history_verdict import Report, Violation
 # ---- public API -----------------------------------------------------------------
 
 
+class Checker:
+    """The history checker as a consumer of trace events, like a metrics
+    family (ground/metrics/): a run feeds it each event as it records it,
+    check() each line of a trace file; the verdict is the same either way.
+
+        c = Checker(header, path)   # the header line, as a dict
+        c.feed(event)               # each event after it, in order (line 2, 3, ...)
+        report = c.result()         # at the end (torn: the file's last line was cut)
+
+    Its state grows with nodes, elections, awards and the frames in flight,
+    not with the run's length (history_fates.py: complete frames are
+    retired)."""
+
+    def __init__(self, header, path="<events>", scenario=None, type_names=None):
+        self._c = _Checker(path, header, scenario, type_names)
+        self._c.r.lines = self.line = 1
+        self.report = None
+
+    def feed(self, event):
+        """One trace event (a dict as the trace holds it), in file order."""
+        if self.report is not None:
+            raise ValueError("history: the result was taken; no more events")
+        self.line += 1
+        self._c.feed(event, self.line)
+        self._c.r.lines = self.line
+
+    def result(self, torn=False):
+        """The Report, once: every invariant judged over the events fed."""
+        if self.report is None:
+            self.report = self._c.report(torn)
+            self.report.torn = torn
+        return self.report
+
+
 def check(path, scenario=None, type_names=None):
     """Check every invariant over the trace at `path`; returns a Report.
 
@@ -96,20 +130,16 @@ def check(path, scenario=None, type_names=None):
     (default: firmware/node/msgs.py's LAYOUTS); the trace's own type names
     are always added. Never raises on a bad trace: it is reported."""
     reader = trace_mod.TraceReader(path)
-    header = None
     checker = None
     line = 0
     try:
         for line, e in enumerate(reader, 1):
             if line == 1:
-                header = e
-                checker = _Checker(path, header, scenario, type_names)
-                checker.r.lines = 1
-                continue
-            checker.feed(e, line)
-            checker.r.lines = line
+                checker = Checker(e, path, scenario, type_names)
+            else:
+                checker.feed(e)
     except trace_mod.TraceError as exc:
-        r = checker.r if checker is not None else Report(path)
+        r = checker._c.r if checker is not None else Report(path)
         r.readable = checker is not None
         r.violations.append(Violation("trace", str(exc), lines=[_line_of(str(exc), line + 1)]))
         r.notes.append("the checks stopped at the unreadable line; what came before was checked as far as it goes")
@@ -124,22 +154,16 @@ def check(path, scenario=None, type_names=None):
         r.readable = False
         r.violations.append(Violation("trace", "%s: empty trace (no header)" % path, lines=[1]))
         return r
-    r = checker.report(reader.torn)
-    r.torn = reader.torn
-    return r
+    return checker.result(reader.torn)
 
 
 def check_events(header, events, path="<events>", scenario=None, type_names=None, torn=False):
     """check() over a header and the events after it, already in memory
     (line numbers count the header as line 1)."""
-    c = _Checker(path, header, scenario, type_names)
-    c.r.lines = 1
-    for i, e in enumerate(events, 2):
-        c.feed(e, i)
-        c.r.lines = i
-    r = c.report(torn)
-    r.torn = torn
-    return r
+    c = Checker(header, path, scenario, type_names)
+    for e in events:
+        c.feed(e)
+    return c.result(torn)
 
 
 def _line_of(text, default):

@@ -8,6 +8,7 @@ node sent to the election rules (history_election.py), the lease rules
 from ground.history_containment import INVARIANTS as containment_invariants
 from ground.history_containment import ContainmentChecker
 from ground.history_election import ElectionRules, _major
+from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
 from ground.history_verdict import Report, Violation
 
@@ -22,21 +23,6 @@ INVARIANTS = (
     "trace", "one_coordinator", "lease_exclusive", "lease_awarded", "major_versions", "firmware_declared",
     "frame_fates",
 ) + containment_invariants
-
-
-class _Sent:
-    __slots__ = ("fid", "line", "src", "dst", "type", "need", "finals", "dups", "untargeted")
-
-    def __init__(self, fid, line, src, dst, type_, need):
-        self.fid = fid
-        self.line = line
-        self.src = src
-        self.dst = dst
-        self.type = type_
-        self.need = need  # recipients that must get a final fate
-        self.finals = {}  # recipient -> [lines of delivered/dropped]
-        self.dups = {}  # recipient -> extra copies made
-        self.untargeted = None  # line of a `dropped` with to null (covers everyone)
 
 
 class _Checker(ElectionRules, LeaseRules):
@@ -94,8 +80,8 @@ class _Checker(ElectionRules, LeaseRules):
         self.lease_msgs = 0
         self.copies = 0
         self.acts = 0
-        self.unreadable_leases = []
-        self.sent = {}  # frame id -> _Sent
+        self.unreadable_leases = _Listed()
+        self.fates = FrameFates(self._violate)  # frame_fates (history_fates.py)
         self.rewritten = 0
         self.running = {}  # node id -> (major, fid, line) from its latest HELLO
         self.too_many_reported = set()
@@ -128,38 +114,14 @@ class _Checker(ElectionRules, LeaseRules):
             return
         if fate == "sent":
             self._sent(e, fid, line)
-            return
-        s = self.sent.get(fid)
-        if s is None:
-            self._violate("frame_fates", "line %d: %s for frame %d, which was never sent" % (line, fate, fid),
-                          frame_ids=[fid], lines=[line])
-            return
-        to = e.get("to")
-        if fate in ("delivered", "dropped"):
-            if to is None:
-                if fate == "dropped":
-                    if s.untargeted is not None or s.finals:
-                        self._violate("frame_fates", "frame %d (sent line %d): dropped for every recipient at line %d"
-                                      " after other fates" % (fid, s.line, line), frame_ids=[fid], lines=[s.line, line])
-                    s.untargeted = line
-                else:
-                    self._violate("trace", "line %d: delivered frame %d without a recipient" % (line, fid),
-                                  frame_ids=[fid], lines=[line])
-                return
-            s.finals.setdefault(to, []).append(line)
-        elif fate == "duplicated":
-            s.dups[to] = s.dups.get(to, 0) + 1
-        elif fate not in ("corrupted", "converted"):  # alterations on the way, not final fates
-            self._violate("trace", "line %d: unknown fate %r for frame %d" % (line, fate, fid), frame_ids=[fid], lines=[line])
+        else:
+            self.fates.on_fate(e, fate, fid, line)
 
     def _sent(self, e, fid, line):
-        if fid in self.sent:
-            self._violate("frame_fates", "line %d: frame id %d sent twice (first at line %d)" % (line, fid, self.sent[fid].line),
-                          frame_ids=[fid], lines=[self.sent[fid].line, line])
-            return
         src, dst = e.get("src"), e.get("dst")
         type_ = e.get("type")
-        self.sent[fid] = _Sent(fid, line, src, dst, type_, self._recipients(src, dst))
+        if not self.fates.on_sent(fid, line, src, dst, type_, self._recipients(src, dst)):
+            return
         if "bad" in e or not isinstance(src, int) or src not in self.nodes:
             return  # the ground's own frames, undecodable ones: no node said anything
         if "orig_hex" in e:
@@ -215,7 +177,7 @@ class _Checker(ElectionRules, LeaseRules):
             r.checked.remove("frame_fates")
             r.notes.append("frame_fates: not checked, the trace has no end (frames still in flight have no fate yet)")
         else:
-            self._fates()
+            self.fates.judge()
         if self.kinds:
             r.checked += ["lease_exclusive", "lease_awarded"]
             r.notes.append("leases: %d lease message(s), %d act(s) on leases, %d replica copies; types: %s"
@@ -233,38 +195,20 @@ class _Checker(ElectionRules, LeaseRules):
                            " their sender's claims" % self.rewritten)
         return r
 
-    def _fates(self):
-        missing = []
-        extra = []
-        for s in self.sent.values():
-            if s.untargeted is not None:
-                continue
-            if s.need is None:
-                missing.append((s, ["everyone (the frame was not routed)"]))
-                continue
-            lack = []
-            for to in sorted(s.need | set(s.finals)):
-                want = 1 + s.dups.get(to, 0) if to in s.need else 0
-                got = len(s.finals.get(to, ()))
-                if s.dst == GROUND and to == GROUND:
-                    continue  # the ground's own copy: delivered at once, not required
-                if got < want:
-                    lack.append(str(to) if want == 1 else "%d (%d of %d copies)" % (to, want - got, want))
-                elif got > want:
-                    extra.append((s, to, got, want))
-            if lack:
-                missing.append((s, lack))
-        if missing:
-            missing.sort(key=lambda x: x[0].line)
-            shown = missing[:_LISTED]
-            text = "; ".join("frame %d (%s %s -> %s, line %d): no fate for %s"
-                             % (s.fid, s.type, s.src, s.dst, s.line, ", ".join(lack)) for s, lack in shown)
-            if len(missing) > _LISTED:
-                text += "; and %d more frames" % (len(missing) - _LISTED)
-            self._violate("frame_fates", "%d sent frame(s) without a fate for every recipient: %s" % (len(missing), text),
-                          [s.fid for s, _ in missing], [s.line for s, _ in missing])
-        for s, to, got, want in sorted(extra, key=lambda x: x[0].line)[:_LISTED]:
-            self._violate("frame_fates", "frame %d (%s %s -> %s, line %d) to %s: %d final fates (lines %s), expected %d"
-                          % (s.fid, s.type, s.src, s.dst, s.line, to, got, ", ".join(map(str, s.finals[to])), want),
-                          [s.fid], [s.line] + s.finals[to])
 
+class _Listed(list):
+    """A list that keeps its first _LISTED items and counts the rest (what
+    the report shows of a long list), so it stays small on a long run."""
+
+    def __init__(self):
+        super().__init__()
+        self.more = 0
+
+    def append(self, item):
+        if list.__len__(self) < _LISTED:
+            list.append(self, item)
+        else:
+            self.more += 1
+
+    def __len__(self):
+        return list.__len__(self) + self.more
