@@ -6,7 +6,7 @@ is in test_metrics_stream.py."""
 
 import os
 
-from ground import history, history_fates, router, run, scenario
+from ground import history, history_fates, run, scenario
 
 SHORT = """\
 name: short
@@ -37,19 +37,19 @@ END = {"kind": "end", "mission_ns": 10**12, "wall_ns": 0}
 
 
 def test_a_broken_run_gets_the_verdict_from_its_events_that_the_file_gets(tmp_path, monkeypatch):
-    # A router that records one delivery twice and a fate for a frame it never sent:
-    # the run judges it as it records, and the file judged afterwards says the same.
-    event = router.Router._event
+    # A run that records one delivery twice and a fate for a frame it never sent:
+    # it judges them as it records, and the file judged afterwards says the same.
+    record = run.Run._record
     doctored = []
 
-    def twice(self, kind, **fields):
-        event(self, kind, **fields)
-        if kind == "frame" and fields.get("fate") == "delivered" and fields.get("to") and not doctored:
-            doctored.append(fields["id"])
-            event(self, kind, **fields)
-            event(self, kind, **dict(fields, id=10**6))
+    def twice(self, event):
+        record(self, event)
+        if event.get("fate") == "delivered" and event.get("to") and not doctored:
+            doctored.append(event["id"])
+            record(self, dict(event))
+            record(self, dict(event, id=10**6))
 
-    monkeypatch.setattr(router.Router, "_event", twice)
+    monkeypatch.setattr(run.Run, "_record", twice)
     out = str(tmp_path / "short")
     res = run.run(scenario.load_text(SHORT, "short.yaml"), out)
     assert res.status == "ok" and doctored
