@@ -14,7 +14,8 @@ scheduler (ground/realtime.py). Run: python -m bench.bench_links [--quick]
         Packet unless something happens to the frame);
       - the real thing: ground/router.py's Router on a VirtualClock, a
         cluster frame from_node -> _send_one -> pipeline -> clock.call_at ->
-        _deliver, per recipient, trace records discarded.
+        _deliver, per recipient, trace records discarded (the same workload
+        across versions of the code: python -m bench.bench_router_trees).
 (b) Injected-delay accuracy in real time: frames produced at 1k, 5k and 20k
     frames/s, each scheduled for delivery at send time + a link delay; the
     lateness of each delivery against its due time (p50/p99/max, and min: a
@@ -31,7 +32,6 @@ Not a test: it asserts nothing, it prints figures and the machine.
 
 import asyncio
 import heapq
-import json
 import os
 import selectors
 import sys
@@ -45,6 +45,7 @@ from bench.machine_info import describe  # noqa: E402
 from ground.realtime import PRECISE_SPIN_SHARE, POLITE_SPIN_SHARE, Scheduler  # noqa: E402
 from ground.pipeline import build_pipeline  # noqa: E402
 from ground.stages import Packet  # noqa: E402
+from bench.bench_router_trees import real_router  # noqa: E402 (one workload, compared across versions there)
 
 MS = 1_000_000
 FULL = {
@@ -161,51 +162,6 @@ def routing_route(n, spec):
         pop(heap)
         delivered += 1
     return n / (time.process_time() - t0)
-
-
-class _NullLink:
-    """An in-process node's link that takes every frame and does nothing."""
-
-    def __init__(self, node_id):
-        self.node_id = node_id
-        self.up = True
-
-    def deliver(self, data, now_ms):
-        pass
-
-
-def real_router(n, spec, recipients=8):
-    """ground/router.py as it is: a Router on a VirtualClock, one cluster of
-    recipients + 1 nodes; node 1 sends a 60-byte LOG frame to its cluster
-    address every GAP_NS * recipients (so each link still carries one frame
-    every GAP_NS): from_node decodes and records it, then _send_one runs each
-    recipient's pipeline and clock.call_at; _deliver records the delivery.
-    Trace records are discarded. Frames per second per recipient."""
-    from ground import firmware, router, scenario
-    from ground.clock import VirtualClock
-
-    wire, msgs = firmware.wire, firmware.msgs
-    nodes = list(range(1, recipients + 2))
-    # T clears the light round trip (ground/guards.py refuses one that does not); the router never reads it
-    sc = scenario.load_text("name: bench_links\nseed: 1\nduration_s: 10\nelection_timeout_ms: 10000\n"
-                            "clusters:\n  - {id: 1, nodes: %s}\nlinks:\n  intra_cluster: %s\n"
-                            % (json.dumps(nodes), json.dumps(spec)))
-    clock = VirtualClock()
-    rt = router.Router(sc, clock, lambda event: None, 1)
-    for i in nodes:
-        rt.add(_NullLink(i))
-    line = bytes(wire.encode(msgs.LOG, 1, wire.ADDR_CLUSTER | 1, DATA[:40], 1)[:-1])
-    frames = max(1, n // recipients)
-    step = GAP_NS * recipients
-    run_until, from_node = clock.run_until, rt.from_node
-    now = 0
-    t0 = time.process_time()
-    for _ in range(frames):
-        now += step
-        run_until(now)
-        from_node(1, line)
-    run_until(now + 10 * 1300 * MS)
-    return frames * recipients / (time.process_time() - t0)
 
 
 CASES = [

@@ -7,8 +7,8 @@ clock through the run's time scale (mission seconds per wall second) and
 waits on the links' file descriptors in between (ground.realtime.Scheduler).
 """
 
-import heapq
 import time
+from heapq import heappop, heappush
 
 
 class VirtualClock:
@@ -29,8 +29,10 @@ class VirtualClock:
         return int(self._now / time_scale)
 
     def call_at(self, mission_ns, fn, *args):
-        self._seq += 1
-        heapq.heappush(self._heap, (max(mission_ns, self._now), self._seq, fn, args))
+        # (the router calls this once per recipient: no max(), heappush bound at import)
+        self._seq = seq = self._seq + 1
+        now = self._now
+        heappush(self._heap, (now if now > mission_ns else mission_ns, seq, fn, args))  # = max(mission_ns, now)
 
     def add_reader(self, fd, fn):
         raise ValueError("a virtual-time run cannot wait on a device: use a real-time run for boards")
@@ -38,7 +40,7 @@ class VirtualClock:
     def run_until(self, end_ns, progress=None):
         heap = self._heap
         while heap and heap[0][0] <= end_ns and not self.stopped:
-            t, _, fn, args = heapq.heappop(heap)
+            t, _, fn, args = heappop(heap)
             self._now = t
             fn(*args)
             if progress is not None:

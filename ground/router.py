@@ -31,6 +31,7 @@ wire = firmware.wire
 msgs = firmware.msgs
 
 MS = 1_000_000  # ns per ms
+_VERSION = wire.VERSION  # what a node speaks before anything says otherwise
 
 
 def _decode_fields(frame):
@@ -54,12 +55,18 @@ class Router:
         self.sc = scenario
         self.clock = clock
         self.record = record  # a trace listener: record(event_dict)
+        # The clock's methods, bound once: every event and delivery calls them.
+        self._now_ns = clock.now_ns
+        self._wall_ns = clock.wall_ns
+        self._call_at = clock.call_at
+        self._time_scale = scenario.time_scale
         self.seed = seed
         self.links = {}  # node id -> link
         self.members = {c: list(ids) for c, ids in scenario.clusters.items()}
         # Each market region's electors share the address cluster_addr(0xE00 | region) (docs/MARKET.md).
         self._region_electors = {0xE00 | r.region: sorted(r.electors) for r in scenario.regions}
-        self._pipelines = {}
+        self._pipelines = {}  # (src, dst) -> Pipeline
+        self._out = {}  # src -> {dst: Pipeline}: the same, one dict lookup per recipient
         self.radios = airtime.Radios()  # the nodes' transmitters, for links with `radio:` (ground/airtime.py)
         self.cut = set()  # directed (src, dst) pairs cut by a partition
         self.blackout = set()  # node ids whose links are all down; 0 stands for "all"
@@ -93,13 +100,14 @@ class Router:
             p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst),
                                radios=self.radios, src=src)
             self._pipelines[key] = p
+            self._out.setdefault(src, {})[dst] = p
         return p
 
     def _event(self, kind, **fields):
-        now = self.clock.now_ns()
+        now = self._now_ns()
         fields["kind"] = kind
         fields["mission_ns"] = now
-        fields["wall_ns"] = self.clock.wall_ns(self.sc.time_scale)
+        fields["wall_ns"] = self._wall_ns(self._time_scale)
         self.record(fields)
 
     # ---- frames from nodes --------------------------------------------
@@ -148,8 +156,11 @@ class Router:
             self._event("frame", fate="dropped", id=fid, to=None, reason="unknown_dst")
             return
         corrupt = self.corrupting.get(src)
+        sent = bytes(line)
+        line0 = sent + b"\x00"  # what each recipient's link is given, when nothing happened to the frame
+        pipes = self._out.get(src) or {}
         for dst in targets:
-            self._send_one(fid, src, dst, frame, line, now, corrupt)
+            self._send_one(fid, src, dst, frame, sent, now, corrupt, pipes.get(dst), line0)
         if self.radios.any:
             self._aired(fid, src, msgs.name(frame.type))
 
@@ -173,17 +184,21 @@ class Router:
             return [n for n in self.members.get(k, ()) if n != src and n in self.links]
         return [dst] if dst in self.links and dst != src else []
 
-    def _send_one(self, fid, src, dst, frame, line, now, corrupt):
-        if (src, dst) in self.cut:
+    def _send_one(self, fid, src, dst, frame, sent, now, corrupt, pipe=None, line0=None):
+        # Per recipient: the hot path of a run (bench/bench_links.py "Router
+        # from_node..._deliver"), so the common case reads few attributes and
+        # allocates only what the delivery needs (pipe: the link's Pipeline,
+        # looked up by the caller, None the first time; line0: sent and its
+        # delimiter, made once per frame).
+        if self.cut and (src, dst) in self.cut:
             self._event("frame", fate="dropped", id=fid, to=dst, reason="partition")
             return
         if self.blackout and (0 in self.blackout or src in self.blackout or dst in self.blackout):
             self._event("frame", fate="dropped", id=fid, to=dst, reason="blackout")
             return
-        sent = bytes(line)
         data = sent
-        speaks = self.proto_max.get(dst, wire.VERSION)
-        if frame.version > speaks:
+        if frame.version > self.proto_max.get(dst, _VERSION):
+            speaks = self.proto_max.get(dst, _VERSION)
             if not self.sc.downconvert:
                 self._event("frame", fate="dropped", id=fid, to=dst, reason="version")
                 return
@@ -197,11 +212,16 @@ class Router:
             data, flipped = st.flip_bits(data, corrupt[1], self._rng)
             if flipped:
                 self._event("frame", fate="corrupted", id=fid, to=dst, how="bitflip")
-        out = self.pipeline(src, dst).route(fid, data, now)
+        if pipe is None:
+            pipe = self.pipeline(src, dst)
+        out = pipe.route(fid, data, now)
         if out.__class__ is int:  # the common case: the one copy, untouched, delivered (no Packet made)
-            self._token += 1
-            self._inflight[self._token] = (fid, dst, 0)
-            self.clock.call_at(out, self._deliver, fid, dst, 0, data, sent, now, self._token)
+            self._token = token = self._token + 1
+            self._inflight[token] = (fid, dst, 0)
+            if data is sent and line0 is not None:
+                self._call_at(out, self._deliver_sent, fid, dst, line0, now, token)
+            else:
+                self._call_at(out, self._deliver, fid, dst, 0, data, sent, now, token)
             return
         if out.__class__ is str:  # the one copy, untouched, dropped
             self._event("frame", fate="dropped", id=fid, to=dst, copy=0, reason=out)
@@ -240,16 +260,36 @@ class Router:
         if token is not None:
             self._inflight.pop(token, None)
         link = self.links.get(dst)
-        now = self.clock.now_ns()
+        now = self._now_ns()
         if link is None or not link.up:
             self._event("frame", fate="dropped", id=fid, to=dst, copy=copy, reason="node_down")
             return
-        extra = {}
         if sent_data is not None and payload != sent_data:
-            extra["hex"] = payload.hex()
-        self._event("frame", fate="delivered", id=fid, to=dst, copy=copy, delay_ns=now - sent_ns, **extra)
+            self._event("frame", fate="delivered", id=fid, to=dst, copy=copy, delay_ns=now - sent_ns, hex=payload.hex())
+        else:
+            self._event("frame", fate="delivered", id=fid, to=dst, copy=copy, delay_ns=now - sent_ns)
         try:
             link.deliver(payload + b"\x00", now // MS)
+        except LinkError as e:
+            self._event("node", node=dst, event="unreachable", detail=str(e))
+            link.up = False
+            return
+        self.after_delivery(link)
+
+    def _deliver_sent(self, fid, dst, line, sent_ns, token):
+        """_deliver for the common case, copy 0 of a frame as it was sent
+        (line: its bytes and delimiter): the same event, written out here
+        rather than through _event (one call and one dict less per recipient)."""
+        self._inflight.pop(token, None)
+        link = self.links.get(dst)
+        now = self._now_ns()
+        if link is None or not link.up:
+            self._event("frame", fate="dropped", id=fid, to=dst, copy=0, reason="node_down")
+            return
+        self.record({"fate": "delivered", "id": fid, "to": dst, "copy": 0, "delay_ns": now - sent_ns, "kind": "frame",
+                     "mission_ns": now, "wall_ns": self._wall_ns(self._time_scale)})
+        try:
+            link.deliver(line, now // MS)
         except LinkError as e:
             self._event("node", node=dst, event="unreachable", detail=str(e))
             link.up = False

@@ -34,11 +34,12 @@ REALTIME_RESOLUTION_MS = 2.0
 
 
 class RunResult:
-    def __init__(self, out_dir, metrics, failures, status):
+    def __init__(self, out_dir, metrics, failures, status, history=None):
         self.out_dir = out_dir
         self.metrics = metrics
         self.failures = failures
         self.status = status
+        self.history = history  # the history checker's Report (ground/history.py), when the run checked it
 
     @property
     def ok(self):
@@ -124,6 +125,7 @@ class Run:
         self._writer(event)
         self.events.append(event)
         self._metrics.feed(event)  # the metrics as events happen (ground/metrics/)
+        self._history.feed(event)  # and the history checker (ground/history.py)
         for fn in self.listeners:
             fn(event)
 
@@ -414,6 +416,7 @@ class Run:
         header = self._header()
         self._writer = TraceWriter(self.trace_path, header)
         self._metrics = metrics_mod.Metrics(header, keep_timeline=True)
+        self._history = history.Checker(header, self.trace_path)
         self.router = Router(self.sc, self.clock, self._record, self.seed)
         try:
             self._build()
@@ -450,6 +453,7 @@ class Run:
                                       "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)})
             self.events.append(end)
             self._metrics.feed(end)
+            self._history.feed(end)
         if self.progress is not None and hasattr(self.progress, "phase"):
             self.progress.phase("computing metrics and reports", self)
         header = self._header()
@@ -459,18 +463,20 @@ class Run:
             failures.append("version skew: " + r.version_violation)
         if status != "ok":
             failures.append("run %s: %s" % (status, reason))
-        failures += history_failures(self.trace_path)
+        hist = self._history.result()  # fed as the run recorded: the verdict check() gives over the file
+        failures += ["history: %s" % v for v in hist.violations]
         report.write_reports(self.out_dir, header, m, self.events, plot=self.plot, timeline=self._metrics.timeline())
-        self.result = RunResult(self.out_dir, m, failures, status)
+        self.result = RunResult(self.out_dir, m, failures, status, hist)
 
     def _progress(self, mission_ns):
         self.progress(mission_ns, self)
 
 
 def history_failures(trace_path):
-    """The history checker (ground/history.py) over the finished trace, read
-    as a stream: each broken invariant is a failure, like a gate, so a PASS
-    line never hides one."""
+    """The history checker (ground/history.py) over a finished trace file,
+    read as a stream: each broken invariant is a failure, like a gate, so a
+    PASS line never hides one. (A run checks its history as it records:
+    Run._finish.)"""
     return ["history: %s" % v for v in history.check(trace_path).violations]
 
 

@@ -1,6 +1,7 @@
-"""The streaming metrics (ground/metrics/): what a run computes as its events
-happen equals what `ground metrics` computes from its trace file afterwards,
-on every scenario of the library, in virtual time and in real time; and the
+"""The streaming metrics (ground/metrics/) and history checker
+(ground/history.py): what a run computes as its events happen equals what
+`ground metrics` and `hil check` compute from its trace file afterwards, on
+every scenario of the library, in virtual time and in real time; and the
 auction decision figures of the market family."""
 
 import glob
@@ -9,7 +10,7 @@ import os
 
 import pytest
 
-from ground import metrics, report, run, scenario, trace
+from ground import history, metrics, report, run, scenario, trace
 from ground.metrics.market import AuctionTally
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -43,6 +44,10 @@ def _assert_live_equals_file(res, out):
     # One definition of the mission: from the header to the last line, the `end` line included.
     assert end["kind"] == "end" and live["end"] == {k: end[k] for k in ("status", "reason", "frames")}
     assert live["mission_s"] == live["flat"]["mission_s"] >= round(end["mission_ns"] / S, 9)
+    # The history checker, fed as the run recorded, gives the verdict it gives over the file.
+    assert res.history is not None and res.history.to_dict() == history.check(os.path.join(out, "trace.jsonl")).to_dict()
+    with open(os.path.join(out, "trace.jsonl"), "rb") as f:
+        assert res.history.lines == len(f.read().splitlines())
 
 
 def test_the_library_is_there():

@@ -1,0 +1,214 @@
+"""The history checker's driver: _Checker is fed a trace's events one at a
+time (`feed`) and read at the end (`report`). It reads the header (nodes,
+clusters, regions, electors), keeps every sent frame until its fates are in
+(frame_fates), checks the trace's own shape (trace) and hands each frame a
+node sent to the election rules (history_election.py), the lease rules
+(history_leases.py) and the containment rules (history_containment.py)."""
+
+from ground.history_containment import INVARIANTS as containment_invariants
+from ground.history_containment import ContainmentChecker
+from ground.history_election import ElectionRules, _major
+from ground.history_fates import FrameFates
+from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
+from ground.history_verdict import Report, Violation
+
+ROLE_COORDINATOR = 2  # msgs.ROLE_COORDINATOR (checked against msgs at import below)
+GROUND = 0
+CLUSTER_BASE = 0xF000
+BROADCAST = 0xFFFF
+_LISTED = 20  # frames listed in one violation before "and N more"
+ROUND_COMPLETE = 1  # msgs.ROUND_COMPLETE (PRICES status)
+
+INVARIANTS = (
+    "trace", "one_coordinator", "lease_exclusive", "lease_awarded", "major_versions", "firmware_declared",
+    "frame_fates",
+) + containment_invariants
+
+
+class _Checker(ElectionRules, LeaseRules):
+    def __init__(self, path, header, scenario=None, type_names=None):
+        self.r = Report(path)
+        self.r.header = header
+        msgs = _firmware_msgs()
+        self.role_coordinator = getattr(msgs, "ROLE_COORDINATOR", ROLE_COORDINATOR)
+        # the bit that marks an award-type frame as a holder's claim to a new
+        # coordinator (msgs.AWARD_CLAIM), None where the firmware has none
+        self.claim_flag = getattr(msgs, "AWARD_CLAIM", None)
+        # the bits that mark an award-type frame as a copy (a replica for an
+        # elector, part of a ledger copy), 0 where the firmware has none
+        self.copy_flags = getattr(msgs, "AWARD_REPLICA", 0) | getattr(msgs, "AWARD_SYNC", 0)
+        self.replica_flag = getattr(msgs, "AWARD_REPLICA", 0)
+        self.complete = getattr(msgs, "ROUND_COMPLETE", ROUND_COMPLETE)
+        self.own_pending = {}  # (coordinator, term, round) -> [_Lease]: its own awards, until COMPLETE
+        self.nodes = {}  # node id -> cluster
+        self.members = {}  # cluster -> set of node ids
+        market = header.get("market") if isinstance(header.get("market"), dict) else {}
+        self.electors = set(market.get("electors") or ())  # a market region's seats
+        # Several regions (header `regions`, docs/TRACE.md): each region's address to its own electors.
+        # Each region's market leases its own resources: leases are keyed by (region, resource) then.
+        self.region_electors = {}
+        self.cluster_region = {}
+        for r in header.get("regions") or ():
+            if isinstance(r, dict) and isinstance(r.get("region"), int):
+                self.region_electors[0xE00 | r["region"]] = set(r.get("electors") or ())
+                self.cluster_region.update(dict.fromkeys(r.get("clusters") or (), r["region"]))
+        region = market.get("region", 1) if isinstance(market.get("region", 1), int) else 1
+        self.region_addr = CLUSTER_BASE | 0xE00 | region
+        self.containment = ContainmentChecker(self.electors, self._violate)  # quarantine_* (history_containment.py)
+        self.majors = {}  # node id -> firmware major the header declares
+        for key, info in (header.get("nodes") or {}).items():
+            try:
+                nid = int(key)
+                cluster = int(info.get("cluster"))
+            except (TypeError, ValueError, AttributeError):
+                self._violate("trace", "line 1: header node %r has no integer id and cluster" % (key,), lines=[1])
+                continue
+            self.nodes[nid] = cluster
+            self.members.setdefault(cluster, set()).add(nid)
+            major = _major(info.get("firmware"))
+            if major is not None:
+                self.majors[nid] = major
+        if scenario is not None and header.get("scenario") != scenario:
+            self._violate("trace", "%s line 1: the trace is of scenario %r, expected %r"
+                          % (path, header.get("scenario"), scenario), lines=[1])
+        names = list(type_names if type_names is not None else firmware_type_names())
+        self.fw_lease_types = sorted(n for n in names if classify(n))
+        self.kinds = {n: classify(n) for n in names if classify(n)}
+        self.claims = {}  # (cluster, term) -> {node: (fid, line)}
+        self.split_reported = {}
+        self.leases = {}  # resource (with several regions: (region, resource)) -> [_Lease]
+        self.lease_msgs = 0
+        self.copies = 0
+        self.acts = 0
+        self.unreadable_leases = _Listed()
+        self.fates = FrameFates(self._violate)  # frame_fates (history_fates.py)
+        self.rewritten = 0
+        self.running = {}  # node id -> (major, fid, line) from its latest HELLO
+        self.too_many_reported = set()
+        self.end = None
+        self.line = 1
+
+    def _violate(self, invariant, message, frame_ids=(), lines=()):
+        self.r.violations.append(Violation(invariant, message, frame_ids, lines))
+
+    # ---- feeding --------------------------------------------------------
+
+    def feed(self, e, line):
+        self.line = line
+        kind = e.get("kind")
+        if kind == "frame":
+            self._frame(e, line)
+        elif kind == "end":
+            if self.end is not None:
+                self._violate("trace", "line %d: a second end event (the first at line %d)" % (line, self.end), lines=[self.end, line])
+            self.end = line
+        elif self.end is not None and kind in ("fault", "link", "node"):
+            self._violate("trace", "line %d: a %s event after the end event (line %d)" % (line, kind, self.end),
+                          lines=[self.end, line])
+
+    def _frame(self, e, line):
+        fate = e.get("fate")
+        fid = e.get("id")
+        if not isinstance(fid, int) or isinstance(fid, bool):
+            self._violate("trace", "line %d: frame event without an integer id" % line, lines=[line])
+            return
+        if fate == "sent":
+            self._sent(e, fid, line)
+        else:
+            self.fates.on_fate(e, fate, fid, line)
+
+    def _sent(self, e, fid, line):
+        src, dst = e.get("src"), e.get("dst")
+        type_ = e.get("type")
+        if not self.fates.on_sent(fid, line, src, dst, type_, self._recipients(src, dst)):
+            return
+        if "bad" in e or not isinstance(src, int) or src not in self.nodes:
+            return  # the ground's own frames, undecodable ones: no node said anything
+        if "orig_hex" in e:
+            self.rewritten += 1
+            return
+        msg = e.get("msg") if isinstance(e.get("msg"), dict) else {}
+        own = dst == GROUND or dst == CLUSTER_BASE | self.nodes[src]
+        if type_ in ("coordinator", "heartbeat", "telemetry") and own:
+            # (A regional seat's claims travel on the region's address:
+            # they are not claims on the node's cluster, docs/MARKET.md.)
+            self._claim(src, type_, msg, fid, line)
+        elif type_ == "hello":
+            self._hello(src, msg, fid, line)
+        if self.electors:
+            self.containment.sent(src, dst, type_, msg, fid, line, self.region_addr)
+        elif type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
+            for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
+                self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed
+        kind = self.kinds.get(type_)
+        if kind is None and type_ is not None and classify(type_):
+            kind = self.kinds[type_] = classify(type_)
+        if kind is not None:
+            self.lease_msgs += 1
+            self._lease(kind, src, dst, type_, msg, fid, line)
+
+    def _recipients(self, src, dst):
+        if dst is None or not isinstance(dst, int):
+            return None  # not routed: one `dropped` with to null is its fate
+        if dst == GROUND:
+            return set()
+        if dst == BROADCAST:
+            return set(self.nodes) - {src}
+        if dst >= CLUSTER_BASE:
+            if (dst & 0x0FFF) >= 0xE00:  # a market region's electors
+                if self.region_electors:
+                    return set(self.region_electors.get(dst & 0x0FFF, ())) - {src}
+                return set(self.electors) - {src}
+            return set(self.members.get(dst & 0x0FFF, ())) - {src}
+        return {dst} if dst in self.nodes and dst != src else None
+
+    # ---- the end ------------------------------------------------------------
+
+    def report(self, torn):
+        r = self.r
+        r.checked = [x for x in INVARIANTS if x not in ("lease_exclusive", "lease_awarded")]
+        if torn:
+            self._violate("trace", "%s:%d: the last line is torn: the run was cut off mid-write"
+                          % (r.path, self.line + 1), lines=[self.line + 1])
+        elif self.end is None:
+            self._violate("trace", "%s:%d: no end event after this line: the run did not finish"
+                          % (r.path, self.line), lines=[self.line])
+        if self.end is None:
+            r.checked.remove("frame_fates")
+            r.notes.append("frame_fates: not checked, the trace has no end (frames still in flight have no fate yet)")
+        else:
+            self.fates.judge()
+        if self.kinds:
+            r.checked += ["lease_exclusive", "lease_awarded"]
+            r.notes.append("leases: %d lease message(s), %d act(s) on leases, %d replica copies; types: %s"
+                           % (self.lease_msgs, self.acts, self.copies,
+                              ", ".join("%s=%s" % (k, v) for k, v in sorted(self.kinds.items()))))
+        else:
+            r.notes.append("lease_exclusive, lease_awarded: skipped: no award/lease message type in"
+                           " firmware/node/msgs.py LAYOUTS nor in the trace (market tier not built yet)")
+        for text in self.unreadable_leases[:_LISTED]:
+            r.notes.append("lease message not understood: " + text)
+        if len(self.unreadable_leases) > _LISTED:
+            r.notes.append("... and %d more lease messages not understood" % (len(self.unreadable_leases) - _LISTED))
+        if self.rewritten:
+            r.notes.append("one_coordinator: %d frame(s) rewritten in flight by a byzantine fault not counted as"
+                           " their sender's claims" % self.rewritten)
+        return r
+
+
+class _Listed(list):
+    """A list that keeps its first _LISTED items and counts the rest (what
+    the report shows of a long list), so it stays small on a long run."""
+
+    def __init__(self):
+        super().__init__()
+        self.more = 0
+
+    def append(self, item):
+        if list.__len__(self) < _LISTED:
+            list.append(self, item)
+        else:
+            self.more += 1
+
+    def __len__(self):
+        return list.__len__(self) + self.more
