@@ -289,8 +289,11 @@ class FileRig:
                 return running  # booted with the other udp boards (boot_udp), once all are written
             return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
         repl = self.rig.port(b)
+        power = self._places.power.get(b.name) if self._places is not None else None
+        if power is not None and not power.get():  # a run that ended with its power cut
+            power.on()
         configure_over_repl(repl, cfg, spec, os.path.join(folder, b.name))
-        board = SerialBoard(b.name, device, repl)
+        board = SerialBoard(b.name, device, repl, power=power)
         board.boot_and_wait_hello(nid, BOOT_TIMEOUT_S)
         return keep_boot_hello_only(board, nid)
 
