@@ -37,6 +37,9 @@ def configure_over_repl(port, cfg, spec, folder):
         p = subprocess.run(cmd, capture_output=True, timeout=CONFIGURE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RuntimeError("%s: mpremote gave no answer within %.0f s" % (port, CONFIGURE_TIMEOUT_S)) from None
+    if isinstance(cfg.get("wifi"), dict) and cfg["wifi"].get("password"):
+        with open(bj, "w") as f:  # the copy kept with the run: no Wi-Fi password in it
+            json.dump(dict(cfg, wifi=dict(cfg["wifi"], password="(on the board only)")), f)
     if p.returncode:
         raise RuntimeError("%s: %s failed: %s" % (port, " ".join(cmd[1:]), (p.stderr or p.stdout).decode(errors="replace").strip()))
 

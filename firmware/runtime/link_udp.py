@@ -46,17 +46,20 @@ def parse_ground(text):
 
 
 def parse_wifi(wifi):
-    """{"ssid", "password"} from board.json "wifi", or None."""
+    """{"ssid", "password", "timeout_ms"} from board.json "wifi", or None."""
     if wifi is None:
         return None
     for k in sorted(wifi):
-        if k not in ("ssid", "password"):
+        if k not in ("ssid", "password", "timeout_ms"):
             raise SettingError("wifi." + k, "unknown key")
     if not isinstance(wifi.get("ssid"), str) or not wifi["ssid"]:
         raise SettingError("wifi.ssid", "must be a non-empty string")
     if not isinstance(wifi.get("password", ""), str):
         raise SettingError("wifi.password", "must be a string")
-    return {"ssid": wifi["ssid"], "password": wifi.get("password", "")}
+    t = wifi.get("timeout_ms", WIFI_TIMEOUT_MS)
+    if not isinstance(t, int) or isinstance(t, bool) or not 1000 <= t <= 120000:
+        raise SettingError("wifi.timeout_ms", "must be an integer 1000..120000")
+    return {"ssid": wifi["ssid"], "password": wifi.get("password", ""), "timeout_ms": t}
 
 
 def open_link(board, notes):
@@ -74,7 +77,7 @@ def open_link(board, notes):
     else:
         if board.wifi is None:
             raise OSError('board.json: key "wifi": missing (needed to join Wi-Fi when transport is "udp")')
-        ip = join_wifi(board.wifi["ssid"], board.wifi["password"])
+        ip = join_wifi(board.wifi["ssid"], board.wifi["password"], board.wifi["timeout_ms"])
         notes.append("udp: joined %s as %s" % (board.wifi["ssid"], ip))
     try:
         link = UdpLink(host, port)
@@ -145,10 +148,17 @@ class UdpLink:
         self._sock.close()
 
 
+# network.WLAN.status() on the Pico W (CYW43 link states): what a failed join says.
+_WIFI_STATUS = {-3: "wrong password", -2: "no access point with that SSID", -1: "the join failed",
+                0: "link down", 1: "joining", 2: "joined, no IP address yet (DHCP)"}
+
+
 def join_wifi(ssid, password, timeout_ms=WIFI_TIMEOUT_MS):
     """Join the access point (network.WLAN station); the board's IP address.
-    OSError naming the SSID and the driver's status if it does not join in
-    time. Only on a board with `network` (a Pico W): the unix port has none."""
+    OSError naming the key, the SSID and the driver's status if it does not
+    join: at once on a status that will not change (wrong password, no such
+    access point), else after timeout_ms. Only on a board with `network` (a
+    Pico W): the unix port has none."""
     import network  # type: ignore[import-not-found]  # Pico W only; not in the plain-Pico stubs
     import time
 
@@ -158,9 +168,12 @@ def join_wifi(ssid, password, timeout_ms=WIFI_TIMEOUT_MS):
         wlan.connect(ssid, password)
         t0 = time.ticks_ms()
         while not wlan.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                status = wlan.status()
+            status = wlan.status()
+            waited = time.ticks_diff(time.ticks_ms(), t0)
+            if status < 0 or waited > timeout_ms:
                 wlan.active(False)
-                raise OSError('board.json: key "wifi": %r not joined within %d ms (status %d)' % (ssid, timeout_ms, status))
+                raise OSError('board.json: key "wifi": %r not joined %s: %s (status %d)' % (
+                    ssid, "after %d ms" % waited if status < 0 else "within %d ms" % timeout_ms,
+                    _WIFI_STATUS.get(status, "?"), status))
             time.sleep_ms(100)
     return wlan.ifconfig()[0]
