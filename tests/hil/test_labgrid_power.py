@@ -219,3 +219,42 @@ def test_ground_run_power_cut_reaches_the_board_through_its_place(lab, released,
     cut = next(e["mission_ns"] for e in events if e["kind"] == "fault" and e["fault"] == "power_on")
     hellos = [e for e in events if e["kind"] == "node" and e["event"] == "hello" and e["node"] == 3]
     assert [h for h in hellos if h["mission_ns"] >= cut], hellos  # it booted again after its power came back
+
+
+@pytest.mark.timeout(120)
+def test_hil_emulate_serves_its_boards_power_switch(tmp_path):
+    """`hil emulate 2 --pdu`: the boards and their power switch in one
+    process, for an exporter's NetworkPowerPort; switched here over HTTP the
+    way labgrid's simplerest backend does it."""
+    if not HAVE_BOARDS:
+        pytest.skip("needs the MicroPython unix port in .venv (make venv)")
+    import re
+    import signal
+    import urllib.request
+
+    p = subprocess.Popen([sys.executable, "-m", "hil", "emulate", "2", "--dir", str(tmp_path), "--pdu"], cwd=REPO,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        url, lines = None, []
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            m = re.match(r"power switch: (http://127\.0\.0\.1:\d+/power/\{index\}/\{value\}) \(labgrid", line)
+            url = m and m.group(1)
+        assert url, lines
+
+        def get(index, value=""):
+            with urllib.request.urlopen(url.format(index=index, value=value).rstrip("/"), timeout=10) as r:
+                return r.read().decode()
+
+        assert get(1) == "1"
+        assert get(1, "0") == "0" and get(1) == "0" and get(0) == "1"  # only board 1 went off
+        assert get(1, "1") == "1" and get(1) == "1"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert not list(tmp_path.glob("*.tty"))  # the boards stopped with it
