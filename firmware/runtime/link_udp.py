@@ -24,11 +24,16 @@
 # The unix port (emulated boards) has the same socket module but no
 # `network`: join_wifi() is only called where network exists (main.py), and
 # the emulated board uses the host's loopback.
+#
+# A join that fails prints one line on the console (main.py's BootError: no
+# loop, the LED error pattern) and leaves it in wifi_failed.txt; the next
+# boot that joins sends it to the ground as a LOG note and removes the file.
 
 import select
 
 _BUF_BYTES = 512  # a whole frame: MAX_LINE (496) + its delimiter
 WIFI_TIMEOUT_MS = 20000  # joining an access point: a few seconds usually
+WIFI_FAILED_FILE = "wifi_failed.txt"  # why the last join failed, for the next boot's LOG note
 
 
 class SettingError(Exception):
@@ -77,8 +82,15 @@ def open_link(board, notes):
     else:
         if board.wifi is None:
             raise OSError('board.json: key "wifi": missing (needed to join Wi-Fi when transport is "udp")')
-        ip = join_wifi(board.wifi["ssid"], board.wifi["password"], board.wifi["timeout_ms"])
+        try:
+            ip = join_wifi(board.wifi["ssid"], board.wifi["password"], board.wifi["timeout_ms"])
+        except OSError as e:
+            _keep_failure(str(e))  # the ground hears of it at the first boot that joins
+            raise
         notes.append("udp: joined %s as %s" % (board.wifi["ssid"], ip))
+        failed = _take_failure()
+        if failed:
+            notes.append("udp: the boot before this one did not join: " + failed)
     try:
         link = UdpLink(host, port)
     except ImportError:
@@ -87,6 +99,28 @@ def open_link(board, notes):
         raise OSError('board.json: key "ground": cannot reach %s:%d: %s' % (host, port, e))
     print("fleetloop: frames over udp to %s:%d" % (host, port))  # on the console, for the person and the harness
     return link
+
+
+def _keep_failure(text):
+    """Write why the join failed to WIFI_FAILED_FILE (best effort: the console has it too)."""
+    try:
+        with open(WIFI_FAILED_FILE, "w") as f:
+            f.write(text[:200])
+    except OSError:
+        pass
+
+
+def _take_failure():
+    """What _keep_failure wrote at an earlier boot (then removed), or None."""
+    try:
+        with open(WIFI_FAILED_FILE) as f:
+            text = f.read(200)
+        import os
+
+        os.remove(WIFI_FAILED_FILE)
+    except OSError:
+        return None
+    return text
 
 
 class UdpLink:

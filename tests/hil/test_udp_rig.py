@@ -270,3 +270,77 @@ def test_a_wifi_join_that_fails_says_one_line_and_starts_no_loop(tmp_path, statu
     if status == -3:
         assert "wrong password (status -3)" in line[0]
     assert "frames over udp" not in log  # no link opened, no frames sent
+
+
+JOINING_NETWORK = '''"""network: a stand-in for the Pico W's network module on the emulated Pico.
+No radio exists here: this WLAN "joins" at once (status 3, the CYW43 link
+up) and reports loopback as its address; the frames then go over the host's
+loopback, as on any emulated board."""
+STA_IF = 0
+
+
+class WLAN:
+    def __init__(self, interface):
+        self._up = False
+
+    def active(self, on=None):
+        return True
+
+    def isconnected(self):
+        return self._up
+
+    def connect(self, ssid, password):
+        self._up = True
+
+    def status(self):
+        return 3 if self._up else 0
+
+    def ifconfig(self):
+        return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
+'''
+
+
+@needs_boards
+@pytest.mark.timeout(120)
+def test_a_failed_join_reaches_the_ground_at_the_next_boot_that_joins(tmp_path):
+    from ground import firmware, udplink
+    from ground.udplink import UdpHub
+    from hil import flash
+    from hil.emulated import EmulatedBoard
+
+    wire, msgs = firmware.wire, firmware.msgs
+    hub = UdpHub("127.0.0.1")
+    hub.link(1)
+    folder = tmp_path / "w1"
+    flash.write_image(str(folder), board_config={
+        "node_id": 1, "cluster": 1, "members": [1], "watchdog_ms": 0, "transport": "udp", "ground": hub.address,
+        "wifi": {"ssid": "lab", "password": "x", "timeout_ms": 1000}})
+    (folder / "network.py").write_text(FAKE_NETWORK % -2)
+    b = EmulatedBoard(folder, name="w1").start()
+    try:
+        deadline = time.monotonic() + 60
+        while b"loop not started" not in bytes(b.log) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "no access point with that SSID (status -2)" in (folder / "wifi_failed.txt").read_text()
+        # The access point is back: the next boot joins, and tells the ground what happened before.
+        b.power_cut()
+        (folder / "network.py").write_text(JOINING_NETWORK)
+        hub.forget()
+        b.power_on()
+        seen = udplink.wait_hellos(hub, [1], 60)[1]
+        texts = []
+        deadline = time.monotonic() + 30
+        while not any("did not join" in t for t in texts) and time.monotonic() < deadline:
+            for line in seen:
+                f = wire.decode(line)
+                if f.type == msgs.LOG:
+                    texts.append(msgs.unpack_log(f.payload))
+            time.sleep(0.1)
+            seen = [x for _, lines in hub.read() for x in lines]
+    finally:
+        b.stop()
+        hub.close()
+    assert any(t.startswith("udp: joined lab as 127.0.0.1") for t in texts), texts
+    assert any("udp: the boot before this one did not join: board.json: key \"wifi\": 'lab' not joined after" in t
+               and "no access point with that SSID (status -2)" in t for t in texts), texts
+    assert not (folder / "wifi_failed.txt").exists()  # reported once
