@@ -344,3 +344,35 @@ def test_a_failed_join_reaches_the_ground_at_the_next_boot_that_joins(tmp_path):
     assert any("udp: the boot before this one did not join: board.json: key \"wifi\": 'lab' not joined after" in t
                and "no access point with that SSID (status -2)" in t for t in texts), texts
     assert not (folder / "wifi_failed.txt").exists()  # reported once
+
+
+@needs_boards
+@pytest.mark.timeout(180)
+def test_a_pico_w_that_cannot_join_is_named_with_what_its_console_said(tmp_path, monkeypatch):
+    """The rig's boot of its udp boards times out on a board whose join failed
+    (the stand-in `network` says wrong password): the error names the node
+    and quotes the board's one console line."""
+    from hil import flash, rig as rig_mod
+    from hil.emulated import EmulatedBoard
+
+    monkeypatch.setattr(rig_mod, "BOOT_TIMEOUT_S", 8.0)
+    folder = tmp_path / "w1"
+    flash.write_image(str(folder), board_config={"node_id": 1, "cluster": 1, "members": [1], "watchdog_ms": 0})
+    (folder / "network.py").write_text(FAKE_NETWORK % -3)
+    b = EmulatedBoard(folder, name="w1").start()
+    try:
+        path = _rig(tmp_path, "udp: {ground: 127.0.0.1}\nboards:\n  - {name: w1, kind: pico_w, url: '%s', node_id: 1,"
+                              " cluster: 1, config: {transport: udp, wifi: {ssid: lab, password: wrong}}}\n" % b.device)
+        sc = scenario.load_text(SC.replace("nodes: [1, 2, 3]", "nodes: [1]"), str(tmp_path / "sc.yaml"))
+        fr = rig_mod.FileRig(str(path), lambda: str(tmp_path / "rigdir"))
+        try:
+            with pytest.raises(RuntimeError) as e:
+                fr.prepare(sc, str(tmp_path / "repl"))
+        finally:
+            fr.close()
+    finally:
+        b.stop()
+    text = str(e.value)
+    assert "no HELLO from node 1 within 8 s" in text, text
+    assert ("board w1 (node 1, console %s) said: fleetloop: board.json: key \"wifi\": 'lab' not joined after" % b.device
+            in text and "wrong password (status -3) -- loop not started" in text), text
