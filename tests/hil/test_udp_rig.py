@@ -376,3 +376,25 @@ def test_a_pico_w_that_cannot_join_is_named_with_what_its_console_said(tmp_path,
     assert "no HELLO from node 1 within 8 s" in text, text
     assert ("board w1 (node 1, console %s) said: fleetloop: board.json: key \"wifi\": 'lab' not joined after" % b.device
             in text and "wrong password (status -3) -- loop not started" in text), text
+
+
+@needs_boards
+@pytest.mark.timeout(200)
+def test_hil_flash_flashes_a_udp_board_on_usb_for_its_hello_check(tmp_path, monkeypatch):
+    """`hil flash` reads each board's HELLO on its serial port: a board on
+    transport udp is flashed with board.json on usb (no ground address, no
+    Wi-Fi password on it yet); the run writes its udp board.json."""
+    from hil import flash
+
+    monkeypatch.delenv(ENV, raising=False)  # the flash does not need the password
+    path = _rig(tmp_path, "config: {transport: udp, wifi: {ssid: lab, password_env: %s}}\nboards:\n"
+                          "  - {name: e1, kind: emulated_pico, emulated: true, node_id: 1, cluster: 1}\n" % ENV)
+    rig = rigfile.load(path)
+    rig.start_emulated(tmp_path / "boards")
+    try:
+        results = flash.flash_rig(rig)
+    finally:
+        rig.stop_emulated()
+    assert [(r.name, r.ok) for r in results] == [("e1", True)], [r.error for r in results]
+    cfg = json.loads((tmp_path / "boards" / "e1" / "board.json").read_text())
+    assert cfg["transport"] == "usb" and "ground" not in cfg and "wifi" not in cfg, cfg
