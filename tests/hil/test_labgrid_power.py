@@ -24,7 +24,7 @@ from hil import rigfile
 
 REPO = Path(__file__).resolve().parents[2]
 HAVE_BOARDS = (Path(sys.executable).parent / "micropython").exists()
-NODES = (1, 2, 3)
+NODES = (1, 2, 3, 4)  # the bench's power-cut test wants four boards
 
 SC = '''
 name: lab-power
@@ -181,7 +181,7 @@ def test_a_held_place_switches_its_boards_power(lab, released, tmp_path):
     places = Places(rigfile.load(_rig(tmp_path, lab.address)))
     places.acquire()
     try:
-        assert sorted(places.power) == ["b1", "b2", "b3"]
+        assert sorted(places.power) == ["b1", "b2", "b3", "b4"]
         places.power["b2"].off()
         assert lab.boards[2].state == "off" and lab.boards[1].state == "running"
         places.power["b2"].on()
@@ -219,6 +219,22 @@ def test_ground_run_power_cut_reaches_the_board_through_its_place(lab, released,
     cut = next(e["mission_ns"] for e in events if e["kind"] == "fault" and e["fault"] == "power_on")
     hellos = [e for e in events if e["kind"] == "node" and e["event"] == "hello" and e["node"] == 3]
     assert [h for h in hellos if h["mission_ns"] >= cut], hellos  # it booted again after its power came back
+
+
+@pytest.mark.timeout(290)
+def test_the_bench_power_cut_test_runs_on_labgrid_places_with_power(lab, released, tmp_path):
+    """tests/bench/test_bench_power_cut.py, `needs("power_control")`, skipped
+    on real boards without power control, runs on a rig of four labgrid
+    places whose entries say power_control: its live power cut of the
+    coordinator goes through labgrid's driver to the board's outlet."""
+    before = len(lab.pdu.switched)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
+                        "tests/bench/test_bench_power_cut.py", "--rig", _rig(tmp_path, lab.address),
+                        "--hil-out", str(tmp_path / "hil")], cwd=REPO, capture_output=True, text=True,
+                       timeout=280)  # fmt: skip
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    switched = lab.pdu.switched[before:]
+    assert [s for _, s in switched] == ["off", "on"] and switched[0][0] == switched[1][0], switched
 
 
 @pytest.mark.timeout(120)
