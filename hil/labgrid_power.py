@@ -35,11 +35,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ground.links import LinkError
+
 SWITCH_TIMEOUT_S = 10.0  # one power switching, through the driver and the switch
 
 
-class PowerError(RuntimeError):
-    """A place's power could not be switched: names the place and the switch."""
+class PowerError(LinkError):
+    """A place's power could not be switched: names the place and the switch.
+    A LinkError: during a run it ends the run as failed, naming it, with
+    what was recorded kept (ground/run.py), like a board's port that died."""
 
 
 class PlacePower:

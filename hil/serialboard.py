@@ -26,7 +26,7 @@ def configure_over_repl(port, cfg, spec, folder):
     process per board), leaving the firmware as flashed."""
     os.makedirs(folder, exist_ok=True)
     bj, vj = os.path.join(folder, "board.json"), os.path.join(folder, "version.json")
-    with open(bj, "w") as f:
+    with os.fdopen(os.open(bj, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # may hold a Wi-Fi password
         json.dump(cfg, f)
     with open(vj, "w") as f:
         json.dump({"version": list(spec.fw_version), "label": spec.firmware}, f)

@@ -125,6 +125,41 @@ def test_an_unknown_power_model_is_named():
         PlacePower("p", {"model": "no-such-pdu", "host": "http://127.0.0.1:1/", "index": "0"})
 
 
+@pytest.mark.timeout(120)
+def test_a_power_switch_that_fails_mid_run_fails_the_run_naming_it_and_keeps_the_trace(tmp_path):
+    """A board whose power switch refuses (nothing listens at its URL) when
+    the scenario cuts its power: the run ends as failed, naming the place and
+    the switch; what was recorded before is in the trace."""
+    _skip_or_fail()
+    from ground import scenario, trace
+    from ground.run import Run
+    from hil.labgrid_power import PlacePower
+    from hil.rig import keep_boot_hello_only
+    from hil.serialboard import SerialBoard
+    from hil.labgrid_lab import free_port
+
+    eb = _board(tmp_path / "b1", 1)
+    try:
+        dead = "http://127.0.0.1:%d/power/{index}/{value}" % free_port()
+        power = PlacePower("pico-1", {"model": "simplerest", "host": dead, "index": "0"}, timeout_s=5.0)
+        board = SerialBoard("b1", eb.device, power=power)
+        board.boot_and_wait_hello(1, 30)
+        keep_boot_hello_only(board, 1)
+        sc = scenario.load_text("name: dead-pdu\nseed: 1\nduration_s: 10\ntime_scale: 5\nelection_timeout_ms: 2000\n"
+                                "clusters:\n  - {id: 1, nodes: [1, 2, 3]}\nfaults:\n  - {at_s: 4, power_cut: 1}\n",
+                                str(tmp_path / "dead-pdu.yaml"))
+        res = Run(sc, str(tmp_path / "run"), mode="rig", boards={1: board}, plot=False).execute()
+        board.close()
+    finally:
+        eb.stop()
+    assert res.status == "failed"
+    assert any("place pico-1's power switch (NetworkPowerPort simplerest %s, index 0): switching it off failed"
+               % dead in f for f in res.failures), res.failures
+    _, events, torn = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    assert not torn and events[-1]["status"] == "failed" and "pico-1" in events[-1]["reason"]
+    assert [e for e in events if e["kind"] == "node" and e["event"] == "hello" and e["node"] == 1]
+
+
 # ---- through a labgrid place -------------------------------------------------------------------
 
 
