@@ -19,6 +19,12 @@ board), measured side by side with the same boards opened locally:
     rig of those places against the same boards as local `url:` entries
     (FileRig.prepare: board.json by mpremote, soft reset, HELLO; boards in
     parallel), total and per board; releasing the places.
+(c) Power switching through a place (hil/labgrid_power.py): each board's
+    place has a NetworkPowerPort (model simplerest) on an EmulatedPdu, the
+    HTTP power switch of emulated boards; labgrid's NetworkPowerDriver
+    switches one board off and on 10 times. The time of one switching
+    (driver, HTTP, the board's power cut or cold boot started), p50/max; the
+    board's boot after power-on is not included.
 
 Not a test: it asserts nothing, it prints figures and the machine.
 """
@@ -163,6 +169,7 @@ def setup(tmp, count):
     from hil.emulated import EmulatedBoard
     from hil.labgrid_lab import LocalLab
     from hil.labgrid_places import Places
+    from hil.labgrid_power import EmulatedPdu
     from hil.rig import FileRig
 
     nids = list(range(1, count + 1))
@@ -172,17 +179,20 @@ def setup(tmp, count):
     sc = scenario_mod.load(sc_path)
     boards = {}
     out = {}
+    pdu = None
     try:
         for nid in nids:
             folder = os.path.join(tmp, "b%d" % nid)
             flash.write_image(folder, board_config={"node_id": nid, "cluster": 1, "members": nids, "watchdog_ms": 0})
             boards[nid] = EmulatedBoard(folder, name="b%d" % nid).start()
+        pdu = EmulatedPdu(boards).start()
         with LocalLab(os.path.join(tmp, "lab")) as lab:
             t0 = time.monotonic()
-            lab.add_exporter("hostA", {"p%d" % n: boards[n].link for n in nids})
+            lab.add_exporter("hostA", {"p%d" % n: boards[n].link for n in nids},
+                             power={"p%d" % n: (pdu.url, n) for n in nids})
             out["exporter_s"] = time.monotonic() - t0
             for n in nids:
-                lab.add_place("p%d" % n, "hostA", "p%d" % n)
+                lab.add_place("p%d" % n, "hostA", "p%d" % n, power=True)
             rigs = {}
             for name, entry in (("local", "url: '%s'"), ("labgrid", "place: p%d")):
                 lines = ["rig: %s" % name, "coordinator: '%s'" % lab.address, "boards:"]
@@ -196,6 +206,13 @@ def setup(tmp, count):
             t0 = time.monotonic()
             places.acquire()
             out["acquire_s"] = time.monotonic() - t0
+            power, switch = places.power["b1"], []
+            for _ in range(10):
+                for fn in (power.off, power.on):
+                    t0 = time.monotonic()
+                    fn()
+                    switch.append(time.monotonic() - t0)
+            out["switch_s"] = switch
             t0 = time.monotonic()
             places.release()
             out["release_s"] = time.monotonic() - t0
@@ -209,6 +226,8 @@ def setup(tmp, count):
                 finally:
                     rig.close()
     finally:
+        if pdu is not None:
+            pdu.stop()
         for b in boards.values():
             b.stop()
     return out
@@ -254,6 +273,9 @@ def main(argv=None):
         lg = s["prepare_labgrid"][0]
         print("      labgrid places:    %.2f s (%.2f s per board; includes acquiring)" % (lg, lg / n))
         print("      added by labgrid:  %.2f s per board" % ((lg - statistics.mean(loc)) / n))
+        sw = s["switch_s"]
+        print("(c) power switching through a place (labgrid NetworkPowerDriver -> EmulatedPdu, %d switchings):"
+              " p50 %.1f ms, max %.1f ms" % (len(sw), _pct(sw, 0.5) * ms, max(sw) * ms))
     return 0
 
 

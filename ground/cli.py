@@ -1,7 +1,7 @@
 """`ground` command line: parse the arguments, run one verb, exit with a code
 that says what happened (ground/exitcodes.py; listed in `ground --help`).
 
-    ground run SCENARIO [--sim | --emulated [N] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
+    ground run SCENARIO [--sim | --emulated [N] [--transport usb|udp] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
                         [--no-plot] [--precise-time] [--lean] [--workers N] [--ray-address ADDR]
                         [--trace-clusters C,C]
     ground metrics TRACE [--out DIR [--force]] [--no-plot] [--allow-torn]
@@ -58,6 +58,9 @@ def cmd_run(args):
     from ground import scenario as scenario_mod
     from ground.progress import Progress
 
+    if args.transport is not None and args.emulated is None:
+        raise InputError("--transport %s: only with --emulated (a rig file says its boards' transport in its"
+                         " config: {transport: udp}; docs/BOARDS.md)" % args.transport)
     sc = scenario_mod.load(readable(args.scenario))
     out = fresh_folder(args.out, args.force) if args.out else _default_out(sc.name)
     if _lean(args, sc):  # the lean fleet path (ground/fleetrun.py, docs/FLEET_RUN.md)
@@ -70,7 +73,8 @@ def cmd_run(args):
     boards = None
     try:
         if args.emulated is not None:
-            boards = backends.start("emulated", sc, os.path.join(out, "boards"), args.emulated)
+            name = "emulated-udp" if args.transport == "udp" else "emulated"
+            boards = backends.start(name, sc, os.path.join(out, "boards"), args.emulated)
         elif args.rig:
             boards = backends.start("rig", sc, os.path.join(out, "boards"), readable(args.rig))
     except RuntimeError as e:  # hil.emulated.BoardError: a board that would not start or boot, named
@@ -244,6 +248,9 @@ def build_parser():
     g.add_argument("--emulated", nargs="?", type=int, const=0, default=None, metavar="N",
                    help="emulated Picos (one per scenario node; N only checks the count)")
     g.add_argument("--rig", metavar="RIG.yaml", help="real boards described by a rig file")
+    r.add_argument("--transport", choices=("usb", "udp"), default=None,
+                   help="with --emulated: where the boards' frames go, their serial port (usb, default) or one UDP"
+                        " datagram per frame to the ground on loopback (udp)")
     r.add_argument("--seed", type=int)
     r.add_argument("--out", metavar="DIR", help="the run folder (default: runs/NAME-DATE-TIME); must be new or empty")
     r.add_argument("--force", action="store_true", help="write into an --out folder that already has files")

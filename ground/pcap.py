@@ -290,7 +290,8 @@ class Exporter:
             link = info.get("link")
             desc = "node %s: cluster %s, firmware %s, %s" % (
                 nid, info.get("cluster"), info.get("firmware"),
-                "in-process (sim)" if link in (None, "sim") else "board over serial")
+                "in-process (sim)" if link in (None, "sim") else
+                "board over udp" if str(link).startswith("udp://") else "board over serial")
             self.iface[int(nid)] = writer.interface("node%d" % int(nid), description=desc)
         self.events_iface = writer.interface("events", description="faults, link and node events (zero-length packets)")
         self.sent = {}  # frame id -> (bytes, src)

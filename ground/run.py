@@ -72,6 +72,15 @@ def regions_header(sc):
     return {"market": first, "regions": rows}
 
 
+def _link_text(board):
+    """How the trace header names a board's link: where its frames come from
+    (a board on UDP: its address, learnt from its HELLO; else its device)."""
+    link = getattr(board, "open_link", None)
+    if link:
+        return str(link[0].url)
+    return str(getattr(board, "device", board))
+
+
 def check_resolution(sc, real):
     """Refuse a real-time scenario whose scaled delays the link cannot resolve."""
     if not real:
@@ -140,7 +149,7 @@ class Run:
             b = self.boards.get(nid)
             nodes[str(nid)] = {
                 "cluster": spec.cluster, "firmware": spec.firmware, "hw_gen": spec.hw_gen,
-                "lineage": spec.lineage, "link": "sim" if b is None else str(getattr(b, "device", b)),
+                "lineage": spec.lineage, "link": "sim" if b is None else _link_text(b),
             }
         return {
             "kind": "header", "scenario": sc.name, "scenario_path": sc.path, "scenario_text": sc.text,

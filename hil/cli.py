@@ -4,7 +4,7 @@ One verb per entry in COMMANDS: a name, a function that adds the verb's
 arguments to its argparse subparser, and a function that runs it and returns
 the exit code. A new verb is one more entry.
 
-    hil emulate N [--dir DIR]                       emulated Picos until Ctrl-C
+    hil emulate N [--dir DIR] [--pdu [ADDRESS]]     emulated Picos (and their power switch) until Ctrl-C
     hil flash RIG.yaml [--version 1.0] [--only NAME...] [--check]
     hil boards RIG.yaml                             attached / missing, with ports
     hil check TRACE [--scenario NAME] [--json] [--allow-torn]   a run's history invariants (ground/history.py)
@@ -48,6 +48,9 @@ def _emulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="pico", help="board names: PREFIX0, PREFIX1, ... (default: pico)")
     parser.add_argument("--heap", default="192K", help="MicroPython heap size (default: 192K, a Pico's)")
     parser.add_argument("--micropython", default=None, help="the MicroPython unix port (default: next to this Python)")
+    parser.add_argument("--pdu", metavar="ADDRESS", nargs="?", const="127.0.0.1", default=None,
+                        help="also serve the boards' power switch on ADDRESS (default 127.0.0.1): labgrid's"
+                             " NetworkPowerPort, model simplerest, index = board number (hil/labgrid_power.py)")
 
 
 def _emulate(args: argparse.Namespace) -> int:
@@ -64,6 +67,7 @@ def _emulate(args: argparse.Namespace) -> int:
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: its terminal closed
     previous = {sig: signal.signal(sig, on_signal) for sig in stop_signals}
     boards: list[EmulatedBoard] = []
+    pdu = None
     try:
         for i in range(args.count):
             name = f"{args.prefix}{i}"
@@ -71,6 +75,16 @@ def _emulate(args: argparse.Namespace) -> int:
             boards.append(board)
             board.start()
             print(f"{board.name}\t{board.device}\t{board.link}", flush=True)
+        if args.pdu is not None:
+            from hil.labgrid_power import EmulatedPdu
+
+            try:
+                pdu = EmulatedPdu(dict(enumerate(boards)), host=args.pdu).start()
+            except OSError as exc:
+                print(f"hil emulate: --pdu {args.pdu}: cannot serve the power switch: {exc}", file=sys.stderr)
+                return 2
+            print(f"power switch: {pdu.url} (labgrid NetworkPowerPort: model simplerest, index = board number)",
+                  flush=True)
         print(
             f"{len(boards)} emulated board(s) running; try: mpremote connect {boards[0].link} repl\n"
             "Ctrl-C or SIGTERM stops them.",
@@ -82,6 +96,8 @@ def _emulate(args: argparse.Namespace) -> int:
         print(f"hil emulate: {exc}", file=sys.stderr)
         return 1
     finally:
+        if pdu is not None:
+            pdu.stop()
         for board in boards:
             board.stop()
         for sig, handler in previous.items():

@@ -226,6 +226,19 @@ def _kill_group(p: subprocess.Popen) -> None:
         pass
 
 
+def flash_board_json(cfg: dict) -> dict:
+    """The board.json a flash writes: the rig's, except that a board on
+    transport udp is flashed on usb (without `ground` and `wifi`), since the
+    flash reads its HELLO on the serial port; `ground run --rig` and the
+    pytest plugin write its udp board.json, with the run's hub address and
+    the Wi-Fi password, before each run (hil/rig_udp.py)."""
+    if cfg.get("transport") != "udp":
+        return cfg
+    out = {k: v for k, v in cfg.items() if k not in ("ground", "wifi")}
+    out["transport"] = "usb"
+    return out
+
+
 def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | None = None,
               only: list[str] | None = None, progress: Callable[[str, str, str], None] | None = None,
               check_only: bool = False, firmware: str = FIRMWARE, call_timeout_s: float = CALL_TIMEOUT_S,
@@ -270,7 +283,7 @@ def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | Non
             bdir = os.path.join(build_root, "board-" + b.name)
             files = list(images[key]) + [
                 extra_file(bdir, "version.json", version_json(v, lab)),
-                extra_file(bdir, "board.json", board_json(rig.board_json(b))),
+                extra_file(bdir, "board.json", board_json(flash_board_json(rig.board_json(b, secrets=False)))),
             ]
             total = sum(f.size for f in files)
             if kind.fs_bytes and total > kind.fs_bytes // 2:  # staged copy + old copy must fit

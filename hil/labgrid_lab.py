@@ -6,6 +6,8 @@ a lab (docs/HIL.md); a real lab runs the same three programs on its hosts.
     lab = LocalLab(folder).start()                       # labgrid-coordinator on 127.0.0.1:<free port>
     lab.add_exporter("hostA", {"pico-1": "/dev/pts/5"})  # labgrid-exporter: RawSerialPort per board, via ser2net
     lab.add_place("pico-1", "hostA", "pico-1")           # labgrid-client create + add-match
+    lab.add_exporter("hostB", {"pico-2": tty}, power={"pico-2": (pdu.url, 0)})  # and a NetworkPowerPort
+    lab.add_place("pico-2", "hostB", "pico-2", power=True)   # the place matches its power port too
     lab.address                                          # what a rig file's `coordinator:` says
     lab.stop()                                           # every process it started
 
@@ -105,19 +107,26 @@ class LocalLab:
                 raise RuntimeError("labgrid-coordinator: not listening on %s within %.0f s" % (self.address, START_TIMEOUT_S))
             time.sleep(0.1)
 
-    def add_exporter(self, name: str, ports: dict[str, str], speed: int = 115200) -> None:
+    def add_exporter(self, name: str, ports: dict[str, str], speed: int = 115200,
+                     power: dict[str, tuple[str, int]] | None = None) -> None:  # fmt: skip
         """Start labgrid-exporter `name` serving each {group: device} as a
-        RawSerialPort (ser2net, RFC2217) on 127.0.0.1; wait until the
-        coordinator lists them all."""
+        RawSerialPort (ser2net, RFC2217) on 127.0.0.1, and for each {group:
+        (URL, index)} of `power` a NetworkPowerPort (model simplerest: a
+        hil.labgrid_power.EmulatedPdu's url); wait until the coordinator lists them all."""
         cfg = os.path.join(self.folder, "exporter-%s.yaml" % name)
+        power = power or {}
         with open(cfg, "w") as f:
             for group, device in ports.items():
                 # ser2net gets the device itself: labgrid wants /dev/..., not a link to it
                 f.write("%s:\n  RawSerialPort:\n    port: %s\n    speed: %d\n" % (group, os.path.realpath(device), speed))
+                if group in power:
+                    url, index = power[group]
+                    f.write("  NetworkPowerPort:\n    model: simplerest\n    host: '%s'\n    index: %d\n" % (url, index))
         self._spawn("exporter " + name, [_tool("labgrid-exporter"), "-c", self.address, "-n", name,
                                          "--hostname", "127.0.0.1", cfg], "exporter-%s.log" % name)  # fmt: skip
         self.exporters[name] = dict(ports)
         want = {"%s/%s/NetworkSerialPort" % (name, g) for g in ports}
+        want |= {"%s/%s/NetworkPowerPort" % (name, g) for g in power if g in ports}
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             p = self.procs["exporter " + name]
@@ -139,10 +148,12 @@ class LocalLab:
         if p is not None:
             _end(p)
 
-    def add_place(self, place: str, exporter: str, group: str) -> None:
-        """Create `place` matching exporter/group's serial port."""
+    def add_place(self, place: str, exporter: str, group: str, power: bool = False) -> None:
+        """Create `place` matching exporter/group's serial port (and its power port)."""
         self.client("-p", place, "create")
         self.client("-p", place, "add-match", "%s/%s/NetworkSerialPort" % (exporter, group))
+        if power:
+            self.client("-p", place, "add-match", "%s/%s/NetworkPowerPort" % (exporter, group))
 
     def client(self, *args: str, check: bool = True, user: str | None = None) -> str:
         """Run labgrid-client against this coordinator; its stdout. user: act

@@ -9,6 +9,7 @@ serves, and release every one of them again (docs/BOARDS.md, docs/HIL.md).
     places = Places(rig)        # rig: a hil.rigfile.Rig with place entries
     urls = places.acquire()     # {board name: "rfc2217://host:port?ign_set_control"}; RigError naming the place
     ...                         # the boards are url boards from here on
+    places.power                # {board name: PlacePower}: places with a power port (hil/labgrid_power.py)
     places.lost()               # ["board b3 (labgrid place p3, ...): its exporter hostB went away", ...]
     places.release()            # also at exit, on SIGTERM (as SystemExit), idempotent
 
@@ -212,6 +213,16 @@ class Coordinator:
         query = "?ign_set_control" if scheme == "rfc2217" else ""
         return "%s://%s:%d%s" % (scheme, args["host"], int(args["port"]), query)
 
+    def power_port(self, name: str) -> dict | None:
+        """The arguments (model, host, index) of place `name`'s NetworkPowerPort,
+        among its acquired resources, or None if it has none (hil/labgrid_power.py)."""
+        s = self.session
+        for exporter, group, cls, rname in s.places[name].acquired_resources:
+            res = s.resources.get(exporter, {}).get(group, {}).get(rname)
+            if res is not None and res.cls == "NetworkPowerPort":
+                return dict(res.args)
+        return None
+
     def lost(self, name: str) -> str | None:
         """Why place `name`, acquired by us, cannot be used any more (its
         exporter went away, its port became unavailable, it was taken from
@@ -286,6 +297,7 @@ class Places:
         self.timeout_s = timeout_s
         self.boards = [b for b in rig.boards if b.place]
         self.held: list[tuple[RigBoard, str, Coordinator]] = []  # (board, place, its coordinator) acquired, in order
+        self.power: dict[str, Any] = {}  # board name -> hil.labgrid_power.PlacePower of its place's power port
         self._coordinators: dict[str, Coordinator] = {}
         self._loop: _Loop | None = None
         self._old_sigterm: Any = None
@@ -314,6 +326,7 @@ class Places:
                     raise RigError("%s: board %s (labgrid place %s, coordinator %s): %s"
                                    % (b.where, b.name, b.place, address, e)) from None
                 self.held.append((b, place, c))
+                self._power_of(b, place, c)
         except BaseException:
             self.release()
             raise
@@ -324,6 +337,23 @@ class Places:
         went away during the run, ...), naming the board and the place."""
         return ["board %s (labgrid place %s, coordinator %s): %s" % (b.name, place, c.address, why)
                 for b, place, c in self.held for why in [c.lost(place)] if why]  # fmt: skip
+
+    def _power_of(self, b: RigBoard, place: str, c: Coordinator) -> None:
+        """The power switch of a held place (its NetworkPowerPort), into
+        self.power; RigError when the entry says power_control and the place
+        has no power port, or labgrid cannot drive the one it has."""
+        from hil.labgrid_power import PowerError, place_power
+
+        try:
+            power = place_power(place, c.power_port(place), self.timeout_s)
+        except PowerError as e:
+            raise RigError("%s: board %s: %s" % (b.where, b.name, e)) from None
+        if power is not None:
+            self.power[b.name] = power
+        elif "power_control" in b.features:
+            raise RigError("%s: board %s says power_control, but labgrid place %s (coordinator %s) has no power "
+                           "port: add its NetworkPowerPort to the place (labgrid-client -p %s add-match "
+                           "EXPORTER/GROUP/NetworkPowerPort)" % (b.where, b.name, place, c.address, place))
 
     def _coordinator(self, address: str) -> Coordinator:
         c = self._coordinators.get(address)
@@ -342,6 +372,7 @@ class Places:
         problems = []
         with self._lock:
             held, self.held = self.held, []
+            self.power = {}
             for b, place, c in reversed(held):
                 try:
                     c.release(place)

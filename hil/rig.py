@@ -139,6 +139,7 @@ class FileRig:
         self.folder = folder
         self._started = None
         self._places = None  # hil.labgrid_places.Places while the rig's places are held
+        self._ground = None  # "host:port" the run's udp boards send to (hil.rig_udp.open_hub)
 
     def unmet(self, count, kind, needs):
         boards = self.rig.boards
@@ -226,10 +227,14 @@ class FileRig:
             t.join(CONFIGURE_TIMEOUT_S + BOOT_TIMEOUT_S + 10)
         stuck = [nid for nid, t in zip(sorted(devices), threads) if t.is_alive()]
         if hub is not None and not errors and not stuck:
-            from hil import emulated_run
+            from hil import emulated_run, rig_udp
 
+            on_hub = {n: boards[n] for n in hub.links}
             try:  # together: the hub forgets what came before their boot
-                emulated_run.boot_udp({n: boards[n] for n in hub.links}, hub, BOOT_TIMEOUT_S)
+                if all(self.rig.by_node(n).emulated for n in on_hub):
+                    emulated_run.boot_udp(on_hub, hub, BOOT_TIMEOUT_S)
+                else:  # Pico Ws among them: stopped and soft-reset over their consoles
+                    rig_udp.boot(on_hub, hub, BOOT_TIMEOUT_S)
             except (ValueError, TimeoutError) as e:
                 errors[0] = e
         if errors or stuck:
@@ -254,19 +259,25 @@ class FileRig:
 
     def _udp_hub(self, sc, devices):
         """The run's UDP hub (ground.udplink) when some of its boards are on
-        transport udp, else None; CannotRun for a real board on udp."""
-        udp = [self.rig.by_node(n) for n in sorted(devices) if self.rig.board_json(self.rig.by_node(n)).get(
-            "transport") == "udp"]
+        transport udp, else None; bound where the rig's `udp:` key says
+        (hil/rig_udp.py). CannotRun for a real board on udp without a radio or
+        without Wi-Fi settings."""
+        udp = [b for b in (self.rig.by_node(n) for n in sorted(devices))
+               if self.rig.board_json(b, secrets=False).get("transport") == "udp"]
         if not udp:
             return None
-        real = [b.name for b in udp if not b.emulated]
-        if real:
-            raise CannotRun("rig %s: %s: transport udp runs on emulated boards only so far (a Pico W needs the"
-                            " ground's address on its network in board.json \"ground\"; not wired yet)"
-                            % (self.name, ", ".join(real)))
-        from ground.udplink import UdpHub
+        real = [b for b in udp if not b.emulated]
+        for b in real:
+            if "radio" not in b.features:
+                raise CannotRun("rig %s: board %s (%s, kind %s) is on transport udp but has no radio: a Pico W "
+                                "(kind pico_w) sends its frames over Wi-Fi" % (self.name, b.name, b.where, b.kind))
+            if not isinstance(self.rig.board_json(b, secrets=False).get("wifi"), dict):
+                raise CannotRun("rig %s: board %s (%s) is on transport udp and has no Wi-Fi settings: add config: "
+                                "{wifi: {ssid: NAME, password_env: VARIABLE}} (docs/BOARDS.md)"
+                                % (self.name, b.name, b.where))  # fmt: skip
+        from hil import rig_udp
 
-        hub = UdpHub("127.0.0.1")
+        hub, self._ground = rig_udp.open_hub(self.rig.udp, bool(real))
         for b in udp:
             hub.link(b.node_id)
         return hub
@@ -279,18 +290,23 @@ class FileRig:
         spec = sc.nodes[nid]
         cfg = dict(self.rig.board_json(b))
         cfg.update(scenario_board_json(sc, nid))
+        udp = cfg.get("transport") == "udp"
+        if udp:
+            cfg["ground"] = self._ground
         running = self.rig.running.get(b.name)
         if running is not None:  # an emulated entry: its folder is its flash
-            udp = cfg.get("transport") == "udp"
-            if udp:
-                cfg["ground"] = hub.address
             flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg)
             if udp:
                 return running  # booted with the other udp boards (boot_udp), once all are written
             return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
         repl = self.rig.port(b)
+        power = self._places.power.get(b.name) if self._places is not None else None
+        if power is not None and not power.get():  # a run that ended with its power cut
+            power.on()
         configure_over_repl(repl, cfg, spec, os.path.join(folder, b.name))
-        board = SerialBoard(b.name, device, repl)
+        board = SerialBoard(b.name, device, repl, power=power)
+        if udp:  # a Pico W: booted with the other udp boards (hil.rig_udp.boot), its frames on the hub
+            return board
         board.boot_and_wait_hello(nid, BOOT_TIMEOUT_S)
         return keep_boot_hello_only(board, nid)
 

@@ -40,7 +40,7 @@ from hil import boards as boards_mod
 MAX_NODE_ID = 0xEFFF  # firmware/node/wire.py MAX_NODE_ID
 MAX_CLUSTER = 0xFFE
 
-_RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards", "coordinator"}
+_RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards", "coordinator", "udp"}
 _BOARD_KEYS = {
     "name", "kind", "node_id", "cluster", "role", "serial", "url", "data_url", "emulated", "place", "coordinator",
     "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset",
@@ -150,6 +150,7 @@ class Rig:
         self.label = label
         self.running: dict[str, Any] = {}  # board name -> EmulatedBoard started by start_emulated()
         self.place_urls: dict[str, str] = {}  # board name -> URL of its labgrid place, while acquired
+        self.udp: Any = None  # hil.rig_udp.UdpSettings: where the run's UDP hub binds (the rig's `udp:` key)
 
     def __repr__(self) -> str:
         return "Rig(%r, %d boards)" % (self.path, len(self.boards))
@@ -268,8 +269,10 @@ class Rig:
 
     # -- what goes on a board -----------------------------------------------------
 
-    def board_json(self, board: RigBoard) -> dict:
-        """The board.json the flasher writes: identity, cluster, kind defaults, config."""
+    def board_json(self, board: RigBoard, secrets: bool = True) -> dict:
+        """The board.json the flasher writes: identity, cluster, kind defaults,
+        config; its Wi-Fi password read from where the rig says (hil.rig_udp;
+        RigError naming the board if it cannot be), unless secrets=False."""
         kind = self.kinds[board.kind]
         cfg: dict[str, Any] = {
             "node_id": board.node_id,
@@ -283,6 +286,10 @@ class Rig:
         cfg.update(board.config)
         if cfg["transport"] == "uart" and "uart" not in cfg:
             cfg["uart"] = dict(kind.uart)
+        if secrets and isinstance(cfg.get("wifi"), dict):
+            from hil import rig_udp
+
+            cfg["wifi"] = rig_udp.resolve_wifi(cfg["wifi"], board, os.path.dirname(os.path.abspath(self.path)))
         return cfg
 
 
@@ -323,6 +330,13 @@ def _check_board_json(rig_path: str, entry: Located, board: RigBoard, cfg: dict)
 
     if cfg.get("transport") == "udp" and "ground" not in cfg:
         cfg = dict(cfg, ground="127.0.0.1:1")  # the harness writes the run's UDP hub address (hil/rig.py)
+    if "wifi" in cfg:
+        from hil import rig_udp
+
+        try:
+            cfg = dict(cfg, wifi=rig_udp.check_wifi(cfg["wifi"]))
+        except ValueError as e:
+            raise entry.error("config" if "config" in entry else None, "board %s: %s" % (board.name, e)) from None
     try:
         boardcfg.core_config(boardcfg.parse_board(cfg, "board.json"))
     except boardcfg.ConfigError as e:
@@ -469,8 +483,11 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             raise data.error(key, "rig.%s: expected a string, got %r" % (key, data[key]))
     rig = Rig(path, str(name), out, kinds, emulated_dir, rig_version, data.get("label"),
               data.get("description", ""))
+    from hil import rig_udp
+
+    rig.udp = rig_udp.parse_udp(data, path)
     for (e, _), b in zip(raw, out):
-        _check_board_json(path, e, b, rig.board_json(b))
+        _check_board_json(path, e, b, rig.board_json(b, secrets=False))
     return rig
 
 

@@ -26,7 +26,7 @@ def configure_over_repl(port, cfg, spec, folder):
     process per board), leaving the firmware as flashed."""
     os.makedirs(folder, exist_ok=True)
     bj, vj = os.path.join(folder, "board.json"), os.path.join(folder, "version.json")
-    with open(bj, "w") as f:
+    with os.fdopen(os.open(bj, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # may hold a Wi-Fi password
         json.dump(cfg, f)
     with open(vj, "w") as f:
         json.dump({"version": list(spec.fw_version), "label": spec.firmware}, f)
@@ -37,6 +37,9 @@ def configure_over_repl(port, cfg, spec, folder):
         p = subprocess.run(cmd, capture_output=True, timeout=CONFIGURE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RuntimeError("%s: mpremote gave no answer within %.0f s" % (port, CONFIGURE_TIMEOUT_S)) from None
+    if isinstance(cfg.get("wifi"), dict) and cfg["wifi"].get("password"):
+        with open(bj, "w") as f:  # the copy kept with the run: no Wi-Fi password in it
+            json.dump(dict(cfg, wifi=dict(cfg["wifi"], password="(on the board only)")), f)
     if p.returncode:
         raise RuntimeError("%s: %s failed: %s" % (port, " ".join(cmd[1:]), (p.stderr or p.stdout).decode(errors="replace").strip()))
 
@@ -46,14 +49,17 @@ class SerialBoard:
     """A real board for ground.run: its frames at `device` (a path or a
     pyserial URL), its REPL at `repl` (the same port unless the frames go over
     a UART). reset() is a soft reset at the REPL (Ctrl-C, Ctrl-B, Ctrl-D:
-    main.py runs, USB stays up). No power control: tests that cut power say
-    @pytest.mark.needs("power_control") and are skipped. `log` keeps the bytes read while it
-    booted; the router keeps the frames after that (in the trace)."""
+    main.py runs, USB stays up). power_cut() / power_on() switch `power` (a
+    labgrid place's power port: hil.labgrid_power.PlacePower) when it has
+    one; without, tests that cut power say @pytest.mark.needs("power_control")
+    and are skipped. `log` keeps the bytes read while it booted; the router
+    keeps the frames after that (in the trace)."""
 
-    def __init__(self, name, device, repl=None):
+    def __init__(self, name, device, repl=None, power=None):
         self.name = name
         self.device = device
         self.repl = repl or device
+        self.power = power
         self.log = bytearray()
         self.open_port = None
 
@@ -110,11 +116,22 @@ class SerialBoard:
         raise TimeoutError("board %s (node %d, %s): no HELLO within %.0f s after a soft reset; it said: %r"
                            % (self.name, node_id, self.device, timeout_s, bytes(self.log[-300:])))
 
-    def power_cut(self):
-        raise NotImplementedError("board %s: no power control for a USB or network board in this harness yet;"
-                                  " tests that cut power say @pytest.mark.needs('power_control')" % self.name)
+    def _no_power(self):
+        raise NotImplementedError("board %s: no power control: a USB or network board has none here unless its"
+                                  " labgrid place has a power port (docs/HIL.md); tests that cut power say"
+                                  " @pytest.mark.needs('power_control')" % self.name)
 
-    power_on = power_cut
+    def power_cut(self):
+        """Switch its power off (its place's power port)."""
+        if self.power is None:
+            self._no_power()
+        self.power.off()
+
+    def power_on(self):
+        """Switch its power on: the board boots from flash and says HELLO."""
+        if self.power is None:
+            self._no_power()
+        self.power.on()
 
     def close(self):
         if self.open_port:

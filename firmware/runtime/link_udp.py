@@ -24,11 +24,16 @@
 # The unix port (emulated boards) has the same socket module but no
 # `network`: join_wifi() is only called where network exists (main.py), and
 # the emulated board uses the host's loopback.
+#
+# A join that fails prints one line on the console (main.py's BootError: no
+# loop, the LED error pattern) and leaves it in wifi_failed.txt; the next
+# boot that joins sends it to the ground as a LOG note and removes the file.
 
 import select
 
 _BUF_BYTES = 512  # a whole frame: MAX_LINE (496) + its delimiter
 WIFI_TIMEOUT_MS = 20000  # joining an access point: a few seconds usually
+WIFI_FAILED_FILE = "wifi_failed.txt"  # why the last join failed, for the next boot's LOG note
 
 
 class SettingError(Exception):
@@ -46,17 +51,20 @@ def parse_ground(text):
 
 
 def parse_wifi(wifi):
-    """{"ssid", "password"} from board.json "wifi", or None."""
+    """{"ssid", "password", "timeout_ms"} from board.json "wifi", or None."""
     if wifi is None:
         return None
     for k in sorted(wifi):
-        if k not in ("ssid", "password"):
+        if k not in ("ssid", "password", "timeout_ms"):
             raise SettingError("wifi." + k, "unknown key")
     if not isinstance(wifi.get("ssid"), str) or not wifi["ssid"]:
         raise SettingError("wifi.ssid", "must be a non-empty string")
     if not isinstance(wifi.get("password", ""), str):
         raise SettingError("wifi.password", "must be a string")
-    return {"ssid": wifi["ssid"], "password": wifi.get("password", "")}
+    t = wifi.get("timeout_ms", WIFI_TIMEOUT_MS)
+    if not isinstance(t, int) or isinstance(t, bool) or not 1000 <= t <= 120000:
+        raise SettingError("wifi.timeout_ms", "must be an integer 1000..120000")
+    return {"ssid": wifi["ssid"], "password": wifi.get("password", ""), "timeout_ms": t}
 
 
 def open_link(board, notes):
@@ -74,8 +82,15 @@ def open_link(board, notes):
     else:
         if board.wifi is None:
             raise OSError('board.json: key "wifi": missing (needed to join Wi-Fi when transport is "udp")')
-        ip = join_wifi(board.wifi["ssid"], board.wifi["password"])
+        try:
+            ip = join_wifi(board.wifi["ssid"], board.wifi["password"], board.wifi["timeout_ms"])
+        except OSError as e:
+            _keep_failure(str(e))  # the ground hears of it at the first boot that joins
+            raise
         notes.append("udp: joined %s as %s" % (board.wifi["ssid"], ip))
+        failed = _take_failure()
+        if failed:
+            notes.append("udp: the boot before this one did not join: " + failed)
     try:
         link = UdpLink(host, port)
     except ImportError:
@@ -84,6 +99,28 @@ def open_link(board, notes):
         raise OSError('board.json: key "ground": cannot reach %s:%d: %s' % (host, port, e))
     print("fleetloop: frames over udp to %s:%d" % (host, port))  # on the console, for the person and the harness
     return link
+
+
+def _keep_failure(text):
+    """Write why the join failed to WIFI_FAILED_FILE (best effort: the console has it too)."""
+    try:
+        with open(WIFI_FAILED_FILE, "w") as f:
+            f.write(text[:200])
+    except OSError:
+        pass
+
+
+def _take_failure():
+    """What _keep_failure wrote at an earlier boot (then removed), or None."""
+    try:
+        with open(WIFI_FAILED_FILE) as f:
+            text = f.read(200)
+        import os
+
+        os.remove(WIFI_FAILED_FILE)
+    except OSError:
+        return None
+    return text
 
 
 class UdpLink:
@@ -145,10 +182,17 @@ class UdpLink:
         self._sock.close()
 
 
+# network.WLAN.status() on the Pico W (CYW43 link states): what a failed join says.
+_WIFI_STATUS = {-3: "wrong password", -2: "no access point with that SSID", -1: "the join failed",
+                0: "link down", 1: "joining", 2: "joined, no IP address yet (DHCP)"}
+
+
 def join_wifi(ssid, password, timeout_ms=WIFI_TIMEOUT_MS):
     """Join the access point (network.WLAN station); the board's IP address.
-    OSError naming the SSID and the driver's status if it does not join in
-    time. Only on a board with `network` (a Pico W): the unix port has none."""
+    OSError naming the key, the SSID and the driver's status if it does not
+    join: at once on a status that will not change (wrong password, no such
+    access point), else after timeout_ms. Only on a board with `network` (a
+    Pico W): the unix port has none."""
     import network  # type: ignore[import-not-found]  # Pico W only; not in the plain-Pico stubs
     import time
 
@@ -158,9 +202,12 @@ def join_wifi(ssid, password, timeout_ms=WIFI_TIMEOUT_MS):
         wlan.connect(ssid, password)
         t0 = time.ticks_ms()
         while not wlan.isconnected():
-            if time.ticks_diff(time.ticks_ms(), t0) > timeout_ms:
-                status = wlan.status()
+            status = wlan.status()
+            waited = time.ticks_diff(time.ticks_ms(), t0)
+            if status < 0 or waited > timeout_ms:
                 wlan.active(False)
-                raise OSError('board.json: key "wifi": %r not joined within %d ms (status %d)' % (ssid, timeout_ms, status))
+                raise OSError('board.json: key "wifi": %r not joined %s: %s (status %d)' % (
+                    ssid, "after %d ms" % waited if status < 0 else "within %d ms" % timeout_ms,
+                    _WIFI_STATUS.get(status, "?"), status))
             time.sleep_ms(100)
     return wlan.ifconfig()[0]

@@ -61,6 +61,7 @@ def test_interface_descriptions_name_the_link_kind_not_a_host_path(tmp_path):
     lines = open(path, encoding="utf-8").read().splitlines()
     header = json.loads(lines[0])
     header["nodes"]["1"]["link"] = "/dev/pts/7"  # as an emulated run records it
+    header["nodes"]["3"]["link"] = "udp://192.168.4.23:50912"  # a board on transport udp: where its HELLO came from
     fake = tmp_path / "board.jsonl"
     fake.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
     out = str(tmp_path / "b.pcapng")
@@ -69,3 +70,5 @@ def test_interface_descriptions_name_the_link_kind_not_a_host_path(tmp_path):
     assert not [d for d in descs if "/dev/" in d], descs
     assert "node 1: cluster 1, firmware 1.0, board over serial" in descs
     assert "node 2: cluster 1, firmware 1.0, in-process (sim)" in descs
+    assert "node 3: cluster 1, firmware 1.0, board over udp" in descs
+    assert not [d for d in descs if "192.168" in d], descs

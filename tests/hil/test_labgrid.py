@@ -207,6 +207,43 @@ def test_hil_flash_while_hold_keeps_the_places(lab, released, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["rig.yaml"]  # the held copy is gone
 
 
+@pytest.mark.timeout(300)
+def test_ground_run_while_hold_runs_on_the_held_urls(lab, released, tmp_path):
+    """`python -m hil.labgrid_places hold RIG -- ground run SC --rig {rig}`: the
+    command gets a copy of the rig whose places are rfc2217:// url entries,
+    which ground.links.open_serial opens like any pyserial URL (no handler of
+    our own); the run passes through the places; they are released after."""
+    import json
+
+    sc, rig = _files(tmp_path, rig_text(lab.address))
+    seen = {}
+
+    def watch():  # the places are held by the hold process while the run goes
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline and not seen:
+            held = lab.acquired()
+            if len(held) == 3:
+                seen.update(held)
+            time.sleep(0.5)
+
+    import threading
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    r = subprocess.run([sys.executable, "-m", "hil.labgrid_places", "hold", rig, "--", sys.executable, "-m",
+                        "ground", "run", sc, "--rig", "{rig}", "--out", str(tmp_path / "out"), "--no-plot", "-q"],
+                       cwd=REPO, capture_output=True, text=True, timeout=280)  # fmt: skip
+    t.join(5)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(seen) == ["pico-1", "pico-2", "pico-3"], seen
+    with open(tmp_path / "out" / "trace.jsonl") as f:
+        header = json.loads(f.readline())
+    links = [header["nodes"][str(n)]["link"] for n in LAYOUT]
+    assert all(x.startswith("rfc2217://127.0.0.1:") and x.endswith("?ign_set_control") for x in links), links
+    assert "PASS: small" in r.stdout
+    assert sorted(os.listdir(tmp_path)) == ["out", "rig.yaml", "small.yaml"]  # the held copy is gone
+
+
 @pytest.mark.timeout(240)
 def test_pytest_plugin_through_labgrid_places(lab, released, pytester):
     import matplotlib.backends.backend_agg  # noqa: F401  (numpy cannot be imported twice: tests/hil/test_plugin.py)

@@ -309,7 +309,7 @@ def test_board_json_for_udp_parses():
 
     b = boardcfg.parse_board({"cluster": 1, "members": [1], "transport": "udp", "ground": "192.168.4.1:7400",
                               "wifi": {"ssid": "lab", "password": "secret"}})
-    assert b.ground == ("192.168.4.1", 7400) and b.wifi == {"ssid": "lab", "password": "secret"}
+    assert b.ground == ("192.168.4.1", 7400) and b.wifi == {"ssid": "lab", "password": "secret", "timeout_ms": 20000}
 
 
 @needs_boards
