@@ -285,12 +285,12 @@ class Shard:
         """2 * the tier (fleetcount.TIERS) a frame from src to addr counts under:
         by the address, the ground's, a region's (intra- or inter-region by
         src's region), a cluster's or a node's (by its cluster and region). A
-        broadcast reaches the whole fleet: inter-region. Without regions the
-        fleet is one region."""
+        broadcast reaches the whole fleet: inter-region, or intra-region in a
+        fleet of one region. Without regions the fleet is one region."""
         if addr == wire.ADDR_GROUND:
             return 2 * fc.GROUND_TIER
-        if addr == _BROADCAST:
-            return 2 * fc.INTER_REGION
+        if addr == _BROADCAST:  # the whole fleet: across regions where there are several
+            return 2 * (fc.INTER_REGION if len(self._regions) > 1 else fc.INTRA_REGION)
         regions = self.sc.cluster_region
         mine = self.cluster_of[src]
         if addr & 0xF000 == _ADDR_CLUSTER:
