@@ -259,14 +259,19 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
 
 
 def _machine():
+    """This machine in one line (as bench/machine_info.py says it: ground/ does not import bench/)."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
     try:
-        from bench.machine_info import describe
-
-        return describe()
-    except ImportError:
-        import platform
-
-        return platform.platform()
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%s, %d cores, %s, Python %s" % (cpu, os.cpu_count() or 0, platform.platform(), platform.python_version())
 
 
 # ---- the command line ------------------------------------------------------------
