@@ -9,6 +9,7 @@ that says what happened (ground/exitcodes.py; listed in `ground --help`).
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
     ground replay-run TRACE [--out DIR] [--allow-torn]
     ground expand FLEET.yaml [--out FILE [--force]]
+    ground sweep FLEET.yaml --sizes 100,500,2000 [--duration-s S] [--workers N] [--out DIR]
     ground --version;  -q / -v on every verb
 (docs/CLI.md: conventions; docs/TRACE_TOOLS.md: the trace tools.)
 
@@ -308,6 +309,13 @@ def build_parser():
     x.add_argument("--out", metavar="FILE", help="write it there (default: stdout)")
     x.add_argument("--force", action="store_true", help="replace an existing --out FILE")
     x.set_defaults(fn=cmd_expand)
+
+    from ground import sweep  # `ground sweep`: overhead by fleet size (docs/FLEET.md)
+
+    w = verb("sweep", "run one fleet description at several sizes: coordination overhead per size beside the"
+                      " design's table")
+    sweep.add_arguments(w)
+    w.set_defaults(fn=sweep.main)
 
     from ground import chaos  # `ground chaos`: random fault schedules, run and judged (docs/CHAOS.md)
 

@@ -8,7 +8,12 @@ Memory is bounded by the fleet's size, never by the mission's length:
 - per node: drops by reason;
 - per cluster: a fixed number of mission-time buckets (at most MAX_BUCKETS,
   each `bucket_ns` wide, chosen from the mission's duration before the run
-  starts), each [sent, delivered, dropped].
+  starts), each [sent, delivered, dropped];
+- per node, its use of its radio and its core (`usage`, USAGE_FIELDS): the
+  frames and line bytes it sent by tier (intra-cluster, intra-region,
+  inter-region, ground), the frames and bytes delivered to it, and how many
+  times its core was polled (what `ground sweep` turns into shares of the
+  node's link budget and CPU, ground/sweep.py).
 
 Counters from several shards add up (`merge`); the result is plain JSON
 data (`to_json`), and regions are the sums of their clusters. Nothing here
@@ -18,6 +23,12 @@ does I/O or reads a clock.
 MAX_BUCKETS = 64
 S = 1_000_000_000
 SENT, DELIVERED, DROPPED = 0, 1, 2
+TIERS = ("intra_cluster", "intra_region", "inter_region", "ground")
+INTRA_CLUSTER, INTRA_REGION, INTER_REGION, GROUND_TIER = 0, 1, 2, 3
+# usage[node]: [frames, bytes] sent per tier (2 * tier, 2 * tier + 1), then these
+RX_FRAMES, RX_BYTES, POLLS = 8, 9, 10
+USAGE_FIELDS = tuple("%s_%s" % (t, k) for t in TIERS for k in ("frames", "bytes")) + ("rx_frames", "rx_bytes",
+                                                                                      "polls")
 
 
 def bucket_width_ns(duration_s):
@@ -41,6 +52,7 @@ class Counters:
         self.reasons = {}  # node id -> {reason: drops}
         self.buckets = {c: [[0, 0, 0] for _ in range(self.n_buckets)] for c in clusters}
         self._rows = {nid: self.buckets[c] for nid, c in cluster_of.items() if c in self.buckets}
+        self.usage = {}  # node id -> [USAGE_FIELDS]: radio and core use (ground/shard.py fills it)
         self.held = 0  # cross-shard frames that arrived before their window closed (ground/fleetrun.py)
 
     def count(self, nid, typ, what, t_ns):
@@ -56,6 +68,13 @@ class Counters:
             k = t_ns // self.bucket_ns
             rows[k if k < self.n_buckets else self.n_buckets - 1][what] += 1
 
+    def use(self, nid):
+        """Node nid's usage row (created on first use)."""
+        row = self.usage.get(nid)
+        if row is None:
+            row = self.usage[nid] = [0] * len(USAGE_FIELDS)
+        return row
+
     def drop(self, nid, typ, reason, t_ns):
         self.count(nid, typ, DROPPED, t_ns)
         r = self.reasons.get(nid)
@@ -66,13 +85,14 @@ class Counters:
     def size(self):
         """Retained counter cells (the memory the counters hold, in cells)."""
         return (sum(len(r) for r in self.nodes.values()) + sum(len(r) for r in self.reasons.values())
-                + sum(len(b) for b in self.buckets.values()))
+                + sum(len(b) for b in self.buckets.values()) + len(self.usage))
 
     # ---- merging and the result -------------------------------------------
 
     def state(self):
         """This shard's counters as plain data (what a Ray actor sends back)."""
-        return {"nodes": self.nodes, "reasons": self.reasons, "buckets": self.buckets, "held": self.held}
+        return {"nodes": self.nodes, "reasons": self.reasons, "buckets": self.buckets, "held": self.held,
+                "usage": self.usage}
 
     def merge(self, state):
         for nid, row in state["nodes"].items():
@@ -91,6 +111,13 @@ class Counters:
                 for i in range(3):
                     a[i] += b[i]
         self.held += state["held"]
+        for nid, row in state.get("usage", {}).items():
+            mine = self.usage.get(nid)
+            if mine is None:
+                self.usage[nid] = list(row)
+            else:
+                for i, v in enumerate(row):
+                    mine[i] += v
 
     def to_json(self, type_name, regions):
         """{"nodes": {id: {type name: {sent, delivered, dropped}}}, "drop_reasons",
@@ -131,4 +158,6 @@ class Counters:
             "drop_reasons": {str(n): dict(sorted(r.items())) for n, r in sorted(self.reasons.items())},
             "clusters": clusters,
             "regions": region_out,
+            "usage_fields": list(USAGE_FIELDS),
+            "usage": {str(n): self.usage[n] for n in sorted(self.usage)},
         }

@@ -32,7 +32,7 @@ MAX_CLUSTERS = 0xE00 - 1  # cluster ids 1..3583: from 0xE00 on, cluster addresse
 
 _FLEET = {
     "nodes", "cluster_sizes", "allow_cluster_sizes", "regions", "allow_region_sizes", "lineages", "hw_gen",
-    "age_slots", "firmware", "market", "geometry", "links", "faults",
+    "age_slots", "firmware", "market", "geometry", "links", "faults", "radio_bps",
 }
 _REGIONS = {"clusters", "count", "electors"}
 _GEOMETRY = {"ring_radius_km", "region_radius_km"}
@@ -83,6 +83,12 @@ def plain(v):
     if isinstance(v, list):
         return [plain(x) for x in v]
     return v
+
+
+def radio_bps(f, default=None):
+    """fleet.radio_bps: each node's radio rate in bit/s (the link budget
+    `ground sweep` shares out), or default when absent."""
+    return number(f, "radio_bps", "fleet", lo=1, default=default) if "radio_bps" in f or default is not None else None
 
 
 # ---- draws -----------------------------------------------------------------
@@ -207,6 +213,7 @@ def expand(data):
         if key in data:
             raise data.error(key, "scenario: %s: is generated from fleet: (docs/FLEET.md); give one or the other" % key)
     n_nodes = number(f, "nodes", "fleet", lo=1, hi=0xEFFF, integer=True)
+    radio_bps(f)  # checked here; read by `ground sweep` (ground/sweep.py), not part of the expansion
     seed = number(data, "seed", "scenario", lo=0, default=1, integer=True)
     duration_s = number(data, "duration_s", "scenario", lo=0.001)
     rng = random.Random(seed)

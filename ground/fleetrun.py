@@ -21,8 +21,8 @@ What it plans and drives (each shard is a ground/shard.py Shard):
   frame goes through the window exchange whatever shard holds its
   recipient, the counters are the same for any number of shards;
 - the trace: only the clusters named (`traced=`, `ground run --trace-clusters`,
-  or a scenario's `trace: {clusters: [...]}` where ground/scenario.py
-  provides it); by default every cluster of a small scenario (up to
+  or a scenario's `trace: {clusters: [...]}`, ground/scenario.py's
+  sc.trace); by default every cluster of a small scenario (up to
   FULL_TRACE_NODES nodes) and the first DEFAULT_TRACED clusters of a fleet.
   Its metrics families (ground/metrics/) are computed over that trace;
   fleet-wide figures come from the counters (fleet.json).

@@ -25,7 +25,7 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert", "regions",
+    "downconvert", "regions", "trace",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
@@ -98,6 +98,7 @@ class Scenario:
     region_of: dict = field(default_factory=dict)  # node id -> its RegionSpec (nodes with a market only)
     cluster_region: dict = field(default_factory=dict)  # cluster id -> its region number (clusters in a region only)
     positions: dict = field(default_factory=dict)  # cluster id -> (x, y, z) light ms (links.positions)
+    trace: dict | None = None  # `trace: {clusters: [...]}`: the clusters a lean run traces (docs/FLEET_RUN.md)
 
     def market_for(self, node_id):
         """The MarketConfig node `node_id` runs (its region's), or None."""
@@ -225,6 +226,8 @@ def parse(data, text, path):
     sc.region_of = {n: r for r in sc.regions for n in r.nodes}
     sc.cluster_region = {c: r.region for r in sc.regions for c in r.clusters}
     sc.positions = _parse_positions(links, clusters)
+    if "trace" in data:
+        sc.trace = _parse_trace(data, clusters)
     if "contact_plan" in data:
         sc.contact_plan = _parse_contact_plan(data, path, sc)
     for f in sc.faults:
@@ -234,6 +237,23 @@ def parse(data, text, path):
     guards.check_schedule(sc)
     guards.check_timeouts(sc, data)
     return sc
+
+
+def _parse_trace(data, clusters):
+    """trace: {clusters: [ids]}: the clusters whose frames a lean run traces
+    (docs/FLEET_RUN.md), each one of the scenario's clusters."""
+    tr = data["trace"]
+    if not isinstance(tr, Located):
+        raise data.error("trace", "trace: a mapping {clusters: [cluster ids]}, got %r" % (tr,))
+    check_keys(tr, {"clusters"}, "trace", required=("clusters",))
+    ids = tr["clusters"]
+    if not isinstance(ids, list) or not all(isinstance(c, int) and not isinstance(c, bool) for c in ids):
+        raise tr.error("clusters", "trace.clusters: a list of cluster ids, e.g. [1, 2, 3], got %r" % (ids,))
+    for c in ids:
+        if c not in clusters:
+            raise tr.error("clusters", "trace.clusters: cluster %d is not in the scenario (clusters %d..%d)"
+                           % (c, min(clusters), max(clusters)))
+    return {"clusters": sorted(set(ids))}
 
 
 def _parse_contact_plan(data, path, sc):

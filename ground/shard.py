@@ -37,6 +37,7 @@ import time
 from ground import firmware
 from ground import run as run_mod
 from ground import stages as st
+from ground import fleetcount as fc
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
@@ -135,6 +136,7 @@ class Shard:
         self.blackout = set()
         self._pipelines = {}
         self._rcpt = {}  # (src, dst address) -> [recipients]
+        self._tier = {}  # (src, dst address) -> the tier its frames count under (fleetcount.TIERS)
         self._regions = {r.region: r for r in getattr(sc, "regions", None) or ()}  # region number -> RegionSpec
         self._nseq = {}  # node -> frames it sent (cross-unit order and trace ids)
         self.links = {}
@@ -228,6 +230,7 @@ class Shard:
         now = self.now
         if not link.up:
             return
+        self.counters.use(nid)[fc.POLLS] += 1
         if link.skew != 1.0:
             lines = link.poll(now // MS)
             d = link.next_deadline_ms()
@@ -278,6 +281,31 @@ class Shard:
             self._rcpt[key] = r
         return r
 
+    def _tier_of(self, src, addr):
+        """2 * the tier (fleetcount.TIERS) a frame from src to addr counts under:
+        by the address, the ground's, a region's (intra- or inter-region by
+        src's region), a cluster's or a node's (by its cluster and region). A
+        broadcast reaches the whole fleet: inter-region, or intra-region in a
+        fleet of one region. Without regions the fleet is one region."""
+        if addr == wire.ADDR_GROUND:
+            return 2 * fc.GROUND_TIER
+        if addr == _BROADCAST:  # the whole fleet: across regions where there are several
+            return 2 * (fc.INTER_REGION if len(self._regions) > 1 else fc.INTRA_REGION)
+        regions = self.sc.cluster_region
+        mine = self.cluster_of[src]
+        if addr & 0xF000 == _ADDR_CLUSTER:
+            k = addr & 0x0FFF
+            if k >= 0xE00 and (k - 0xE00) in self._regions:
+                same = regions.get(mine) == k - 0xE00
+                return 2 * (fc.INTRA_REGION if same else fc.INTER_REGION)
+            other = k
+        else:
+            other = self.cluster_of.get(addr)
+        if other == mine:
+            return 2 * fc.INTRA_CLUSTER
+        return 2 * (fc.INTRA_REGION if other is not None and regions.get(other) == regions.get(mine)
+                    else fc.INTER_REGION)
+
     def _pipeline(self, src, dst):
         p = self._pipelines.get((src, dst))
         if p is None:
@@ -290,6 +318,12 @@ class Shard:
         version, typ, seq, _, dst = frame_header(line)
         c = self.counters
         c.count(src, typ, SENT, now)
+        tier = self._tier.get((src, dst))
+        if tier is None:
+            tier = self._tier[(src, dst)] = self._tier_of(src, dst)
+        row = c.use(src)
+        row[tier] += 1
+        row[tier + 1] += len(line) + 1  # line bytes with the delimiter, as the trace's `len`
         nseq = self._nseq.get(src, 0) + 1
         self._nseq[src] = nseq
         tr = self.trace if src in self.traced else None
@@ -409,6 +443,9 @@ class Shard:
         if rows is not None:
             k = now // c.bucket_ns
             rows[k if k < c.n_buckets else c.n_buckets - 1][1] += 1
+        use = c.use(dst)
+        use[fc.RX_FRAMES] += 1
+        use[fc.RX_BYTES] += len(data) + 1
         if tr is not None:
             tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns)
         if link.skew == 1.0:

@@ -241,3 +241,26 @@ fleet:
     assert sum(a["bids"] for a in auction.values()) == sum(1 for e in _sent(tmp_path / "run") if e["type"] == "bid")
     two = fleetrun.run(sc, str(tmp_path / "lean2"), shards=2)
     assert _lean_counters(two) == want
+
+
+def test_scenario_trace_key_names_the_traced_clusters(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text(fleet_text(30, duration_s=4) + "trace: {clusters: [3, 2]}\n")
+    sc = scenario.load(str(path))
+    assert sc.trace == {"clusters": [2, 3]}
+    r = fleetrun.run(sc, str(tmp_path / "o"))
+    assert r.fleet["traced_clusters"] == [2, 3]
+    header, events, _ = trace.read(str(tmp_path / "o" / "trace.jsonl"))
+    assert sorted(int(n) for n in header["nodes"]) == list(range(11, 31))
+    assert {e["src"] for e in events if e["kind"] == "frame" and e["fate"] == "sent"} <= set(range(11, 31))
+    # --trace-clusters still wins over the key
+    assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "p"), "--trace-clusters", "1"]) == 0
+    assert json.load(open(tmp_path / "p" / "fleet.json"))["traced_clusters"] == [1]
+    # a cluster the scenario lacks, or not a list: refused at load with the file's line
+    for bad, want in (("trace: {clusters: [2, 9]}", "cluster 9 is not in the scenario"),
+                      ("trace: {clusters: 2}", "a list of cluster ids"),
+                      ("trace: {nodes: [2]}", "unknown key 'nodes'")):
+        path.write_text(fleet_text(30, duration_s=4) + bad + "\n")
+        assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "q")]) == exitcodes.BAD_INPUT
+        err = capsys.readouterr().err
+        assert "t.yaml:" in err and want in err, err
