@@ -69,6 +69,12 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     from runtime.shell import Shell
     from runtime.watchdog import Watchdog
 
+    if cfg.market is not None:  # the market tier's code too, before any table (node/region.py preload)
+        from node import region
+
+        region.preload(cfg, node_id)
+        del region
+    gc.collect()
     state = Store(state_dir, "node%d" % node_id)
     saved = state.read()
     for p in state.problems:
