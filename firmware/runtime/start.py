@@ -74,6 +74,8 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
 
         region.preload(cfg, node_id)
         del region
+    if board.journal:
+        from runtime import journal  # noqa: F401
     gc.collect()
     state = Store(state_dir, "node%d" % node_id)
     saved = state.read()
@@ -134,8 +136,7 @@ def build(board_file=BOARD_FILE, version_file=VERSION_FILE, state_dir=STATE_DIR,
     sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms), seen_store)
     sh.board = board
     if board.journal:
-        gc.collect()  # the core's tables are built: a clean heap for one more module
-        from runtime.journal import Journal
+        from runtime.journal import Journal  # (loaded with the core's code, above)
 
         sh.journal = Journal(node_id)
         sh.journal.boot(saved_parts, seed, kept)
