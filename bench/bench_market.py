@@ -230,14 +230,24 @@ def conservative(n, cut, days, covers):
 
 
 def heap(n):
-    out = subprocess.run([MICROPYTHON, "-X", "heapsize=192K", "bench/mpy/heap_market.py", str(n), "40"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=900)
+    """The market alone for n nodes in one 192K heap, its modules from the
+    .mpy image as a board holds them (from .py source they are compiled on
+    the heap, which a board never does). A whole board holding the elector
+    seat is bench/mpy/heap_seat_run.py (docs/HEAP.md)."""
+    import tempfile
+
+    from hil import image
+
+    with tempfile.TemporaryDirectory() as folder:
+        image.build(folder)
+        out = subprocess.run([MICROPYTHON, "-X", "heapsize=192K", "bench/mpy/heap_market.py", str(n), "40", folder],
+                             cwd=ROOT, capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
-        print("6. Pico-class coordinator heap, %d nodes: FAILED\n%s" % (n, out.stderr[-800:]))
+        print("6. A regional coordinator's market for %d nodes in 192K: FAILED\n%s" % (n, out.stderr[-800:]))
         return
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    print("6. A regional coordinator's market for %d nodes in one MicroPython unix-port heap (-X heapsize=192K; 64-bit"
-          " port, and its code is in the heap, which frozen code on a Pico is not):" % n)
+    print("6. A regional coordinator's market alone for %d nodes in one MicroPython unix-port heap (-X heapsize=192K;"
+          " 64-bit port; modules from the .mpy image; not a whole board: docs/HEAP.md):" % n)
     print("   heap %d B: code %d B, config (roster, generations) %d B, market structures %d B (ledger %d lease slots,"
           " book %d bids); live high-water over %d rounds %d B, %d B free; leases held %d, awarded %d, conflicts %d;"
           " clearing a round here: median %d ms, max %d ms"

@@ -20,192 +20,35 @@
 # Under the unix port (emulated board, tests) the same file runs with the
 # board folder as the current directory: the paths below are relative to it,
 # as they are to / on a board.
+#
+# The boot itself is runtime/start.py: rp2 compiles main.py from source on
+# the heap at every boot, a module comes as .mpy bytecode and can be dropped
+# once it ran (docs/HEAP.md).
 
 import gc
 import sys
 
+from runtime.start import CRASH_FILE, BootError  # (a class without methods: keeps no code of runtime.start)
+
 BOARD_FILE = "board.json"
-VERSION_FILE = "version.json"
-STATE_DIR = "state"
-CRASH_FILE = "crash.txt"
-CRASH_OLD_FILE = "crash.old.txt"  # the crash already reported at a boot
 
 shell = None  # the running Shell, for inspection at the REPL after Ctrl-C
 _error_timer = None  # keeps the LED error pattern's Timer alive at the REPL
 
 
-class BootError(Exception):
-    """Cannot start: one line for the person at the console."""
+def build(*args, **kwargs):
+    """The Shell for this board, not yet running; BootError if it cannot be
+    (runtime/start.py build: board_file, version_file, state_dir, link,
+    clock). The boot's code is dropped once it ran: only the running board's
+    modules stay on the heap (docs/HEAP.md)."""
+    from runtime import start
 
-
-def build(board_file=BOARD_FILE, version_file=None, state_dir=STATE_DIR, link=None, clock=None):
-    """The Shell for this board, not yet running; BootError if it cannot be.
-
-    Touches hardware (LED pin, UART) but does not start the watchdog.
-    `link` and `clock` are for tests; by default they come from board.json.
-    """
-    from node import node as node_mod
-    from runtime import boardcfg, identity
-    from runtime.clock import MissionClock
-    from runtime.led import StatusLed, open_pin
-    from runtime.shell import Shell
-    from runtime.store import Store, StoreError
-    from runtime.watchdog import Watchdog
-
-    import bootinfo
-
-    slot = bootinfo.slot  # the running image (bootslot.py): a slot's, or the root's
-    if version_file is None:
-        version_file = "slots/%s/%s" % (slot, VERSION_FILE) if slot else VERSION_FILE
     try:
-        board = boardcfg.load(board_file, version_file)
-    except boardcfg.ConfigError as e:
-        raise BootError(str(e))
-    pending = _record_exists(state_dir + "/update")  # an update under way (runtime/updboot.py)
-    if pending:
-        from runtime import updboot
-
-        updboot.check_early(state_dir, board.auth_key)  # on a young heap
+        return start.build(*args, **kwargs)
+    finally:
+        start.forget("runtime.start")
+        del start
         gc.collect()
-
-    notes = []
-    uid = identity.unique_id()
-    id_store = Store(state_dir, "identity")
-    try:
-        node_id, how = identity.choose_node_id(board.node_id, id_store, uid)
-    except StoreError as e:
-        raise BootError("%s (cannot store identity)" % e)
-    for p in id_store.problems:
-        notes.append("store: " + p)
-    if node_id not in board.members:
-        raise BootError(
-            '%s: key "members": node %d (from %s) is not listed' % (board_file, node_id, how)
-        )
-    try:
-        cfg = boardcfg.core_config(board)
-    except ValueError as e:
-        raise BootError("%s: %s" % (board_file, e))
-    board.market = None  # its arguments live on in cfg.market (a region's roster as an array): free the JSON list
-
-    state = Store(state_dir, "node%d" % node_id)
-    saved = state.read()
-    for p in state.problems:
-        notes.append("store: " + p)
-    if state.recovered:
-        notes.append("store: " + state.recovered)
-    saved_parts = None  # [(term, vote, counter)]: the node's, then its regional seat's
-    kept = None  # then the market section (node/durable.py): an elector's ledger, a holder's leases
-    if saved is not None:
-        try:
-            saved_parts = node_mod.restore_all(saved)
-        except ValueError as e:
-            notes.append("%s: %s; starting from term 0" % (state.path, e))
-            saved = None
-        else:
-            kept = saved[14 * len(saved_parts):] or None  # (restore_all read 14 bytes a part)
-    # The replay ceilings: every auth counter accepted before this boot is
-    # refused after it (docs/PROTOCOL.md "Authentication and replay"). Read
-    # before the node's tables are allocated: a large region's file is a few
-    # KB, easier to find in one piece on a young heap.
-    seen_store = None
-    seen = None
-    if cfg.auth_key:  # only signed counters have ceilings: without a key, no store
-        seen_store = Store(state_dir, "seen%d" % node_id)
-        seen = seen_store.read()
-        for p in seen_store.problems + ([seen_store.recovered] if seen_store.recovered else []):
-            notes.append("store: " + p)
-    seed = board.seed if board.seed is not None else identity.derive_seed(uid, node_id)
-    node = node_mod.Node(node_id, cfg, seed, saved)
-    node.time_scale_milli = board.time_scale_milli
-    if seen is not None and seen_store is not None:
-        try:
-            node.load_seen(seen)
-        except ValueError as e:
-            notes.append("%s: %s; replay floors lost" % (seen_store.path, e))
-        seen = None
-
-    if link is None:
-        if board.transport == "uart":
-            from runtime.link_uart import UartLink
-
-            u = board.uart
-            link = UartLink(u["id"], u["tx"], u["rx"], u["baud"])
-        elif board.transport == "udp":
-            from runtime.link_udp import open_link
-
-            try:
-                link = open_link(board, notes)
-            except OSError as e:  # no radio, no Wi-Fi, no route: one line naming the key
-                raise BootError(str(e))
-        else:
-            from runtime.link_usb import UsbLink
-
-            link = UsbLink()
-    if clock is None:
-        clock = MissionClock(board.time_scale_milli)
-    led = StatusLed(open_pin(board.led_pin))
-    sh = Shell(node, link, clock, state, led, Watchdog(board.watchdog_ms), seen_store)
-    sh.board = board
-    if board.journal:
-        gc.collect()  # the core's tables are built: a clean heap for one more module
-        from runtime.journal import Journal
-
-        sh.journal = Journal(node_id)
-        sh.journal.boot(saved_parts, seed, kept)
-    sh.note("fleetloop %s node %d (%s) cluster %d term %d" % (board.fw_label, node_id, how, board.cluster, node.term))
-    for n in notes:
-        sh.note(n)
-    if slot or bootinfo.boot_state != "confirmed" or pending:
-        from runtime import updboot  # an update to report or resume, a slot's defects
-
-        updboot.start(sh, board, node, state_dir)
-    cause = _reset_cause()
-    if cause:
-        sh.note("reset cause: " + cause)
-    crash = _last_crash()
-    if crash:
-        sh.note("crashed before this boot: " + crash)
-    return sh
-
-
-def _record_exists(path):
-    """A runtime.store value at `path` (or its .tmp/.bak after a cut)."""
-    import os
-
-    for p in ("", ".tmp", ".bak"):
-        try:
-            return os.stat(path + p) is not None
-        except OSError:
-            pass
-    return False
-
-
-def _last_crash():
-    """The last lines of a traceback the previous boot left in crash.txt (then
-    renamed crash.old.txt: reported once), or None."""
-    import os
-
-    try:
-        size = os.stat(CRASH_FILE)[6]
-        with open(CRASH_FILE) as f:
-            f.seek(max(0, size - 400))  # the last lines: a 4K read may not fit a fragmented heap
-            text = f.read(400).strip()
-        os.rename(CRASH_FILE, CRASH_OLD_FILE)
-    except (OSError, MemoryError, UnicodeError):
-        return None
-    return " | ".join(text.split("\n")[-2:])[-200:]
-
-
-def _reset_cause():
-    try:
-        import machine
-
-        c = machine.reset_cause()
-        if c == machine.WDT_RESET:
-            return "watchdog"
-        return None
-    except (ImportError, AttributeError):
-        return None
 
 
 def _stop(sh):

@@ -23,22 +23,33 @@ T = [0]
 
 
 class Link:
-    def __init__(self):
-        self.pending = b""
+    """Scripted input as a UART gives it: one frame at a time into a fixed
+    buffer. Frames are encoded when the board reads them (next_frame), so
+    the script holds one frame, not a slot's worth of bids: what the heap
+    holds is the board's."""
+
+    def __init__(self, next_frame):
+        self.next_frame = next_frame  # () -> bytes of the next line, or None
+        self.frame = b""
+        self.at = 0
         self.buf = bytearray(128)
         self._mv = memoryview(self.buf)
         self.out = 0
 
     def wait(self, timeout_ms):
-        if self.pending:
+        if self.at < len(self.frame):
+            return True
+        f = self.next_frame()
+        if f is not None:
+            self.frame, self.at = f, 0
             return True
         T[0] += timeout_ms if timeout_ms > 0 else 1
         return False
 
     def read(self):
-        n = min(len(self.pending), len(self.buf))
-        self.buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
+        n = min(len(self.frame) - self.at, len(self.buf))
+        self.buf[:n] = memoryview(self.frame)[self.at:self.at + n]
+        self.at += n
         return n
 
     def view(self, n):
@@ -49,7 +60,22 @@ class Link:
 
 
 def main_():
-    link = Link()
+    bids = []  # [round, bidders left, next k]: the bids of the round under way, made one by one
+    st = {}
+
+    def next_frame():
+        if not bids or bids[1] == 0:
+            return None
+        rnd, left, k = bids
+        bids[1] -= 1
+        bids[2] += 1
+        src = st["roster"][1 + (k * 7919 + rnd) % (st["n"] - 1)]
+        st["seq"] += 1
+        st["counter"] += 1
+        p = msgs.pack(msgs.BID, rnd, st["seq"], rnd + 1, 0xFFFF, 8 + k % 32, 1 << (4 + k % 2), 1, 3, 1, 1)
+        return wire.encode(msgs.BID, src, st["id"], p, st["seq"], st["auth"], st["counter"], 3)
+
+    link = Link(next_frame)
     with open("board.json") as f:
         scale = json.load(f).get("time_scale_milli", 1000)
     try:
@@ -61,14 +87,11 @@ def main_():
     node = sh.node
     region = node.region
     mcfg = region.cfg
-    auth = node.auth
     end_ms = HOURS * 3600 * 1000
     lowest = gc.mem_free()
     last_round = -1
-    counter = 1
-    seq = 1
-    roster = mcfg.roster
-    n = len(roster)
+    n = len(mcfg.roster)
+    st.update(roster=mcfg.roster, n=n, id=node.id, auth=node.auth, seq=1, counter=1)
     while sh.clock.now_ms() < end_ms:
         sh.step()
         if sh.out_of_memory > 100:  # it survives each one, but makes no progress: the region is too large
@@ -76,14 +99,7 @@ def main_():
         m = region.market
         if m is not None and m.round != last_round and node.seat is not None and node.seat.coordinator == node.id:
             last_round = m.round
-            lines = []
-            for k in range(BIDDERS if BIDDERS < n - 1 else n - 1):
-                src = roster[1 + (k * 7919 + m.round) % (n - 1)]
-                seq += 1
-                p = msgs.pack(msgs.BID, m.round, seq, m.round + 1, 0xFFFF, 8 + k % 32, 1 << (4 + k % 2), 1, 3, 1, 1)
-                counter += 1
-                lines.append(bytes(wire.encode(msgs.BID, src, node.id, p, seq, auth, counter, 3)))
-            link.pending += b"".join(lines)
+            bids[:] = [m.round, BIDDERS if BIDDERS < n - 1 else n - 1, 0]
         if sh.iterations % 64 == 0:
             gc.collect()
             free = gc.mem_free()

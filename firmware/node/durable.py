@@ -61,8 +61,9 @@ class Keeper:
 
     def take(self, fresh):
         if fresh:
+            kept = pack(self.region.market, self.region.trader)  # first: a MemoryError leaves it due
             self.mark = self._now()
-            self.kept = pack(self.region.market, self.region.trader)
+            self.kept = kept
         return self.kept
 
     def load(self, blob):

@@ -110,80 +110,85 @@ J_SEED = const(8)  # arg: the seed the Node was built with (follows J_BOOT)
 # grow this module's globals table on every board (J_NAMES.index finds them).
 J_NAMES = ("", "boot", "term", "vote", "counter", "log", "rx", "poll", "seed", "kept", "kept_word")
 
-# type -> (name, struct format or None for variable, field names)
+# type -> (name, struct format or None for variable, [field names]).
+# The field names are a list, not a tuple, for a board's heap: a tuple of
+# literals is one constant of the .mpy, and each of its strings is loaded as
+# a heap str object (48 bytes on the 64-bit unix port); a list is built when
+# the module runs, from interned names (qstrs, no object each). Read-only all
+# the same. 7 KB less on an emulated board (docs/HEAP.md).
 LAYOUTS = {
-    HELLO: ("hello", "<BBBBBBH", ("hw_gen", "fw_major", "fw_minor", "lineage", "proto_min", "proto_max", "cluster")),
+    HELLO: ("hello", "<BBBBBBH", ["hw_gen", "fw_major", "fw_minor", "lineage", "proto_min", "proto_max", "cluster"]),
     HEARTBEAT: (
         "heartbeat",
         "<IHHBBHII",
-        ("term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest"),
+        ["term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest"],
     ),
-    PREVOTE_REQUEST: ("prevote_request", "<I", ("term",)),
-    PREVOTE: ("prevote", "<IHB", ("term", "candidate", "granted")),
-    VOTE_REQUEST: ("vote_request", "<I", ("term",)),
-    VOTE: ("vote", "<IHB", ("term", "candidate", "granted")),
-    COORDINATOR: ("coordinator", "<IH", ("term", "standby")),
-    STANDBY: ("standby", "<IH", ("term", "standby")),
-    STATE: ("state", None, ("term", "digest", "first", "total", "entries")),
+    PREVOTE_REQUEST: ("prevote_request", "<I", ["term"]),
+    PREVOTE: ("prevote", "<IHB", ["term", "candidate", "granted"]),
+    VOTE_REQUEST: ("vote_request", "<I", ["term"]),
+    VOTE: ("vote", "<IHB", ["term", "candidate", "granted"]),
+    COORDINATOR: ("coordinator", "<IH", ["term", "standby"]),
+    STANDBY: ("standby", "<IH", ["term", "standby"]),
+    STATE: ("state", None, ["term", "digest", "first", "total", "entries"]),
     TELEMETRY: (
         "telemetry",
         "<BIHHIBBH",
-        ("role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames"),
+        ["role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames"],
     ),
-    CONFIG: ("config", "<IH", ("time_scale_milli", "fault_flags")),
-    LOG: ("log", None, ("text",)),
-    JOURNAL: ("journal", None, ("first", "entries")),
+    CONFIG: ("config", "<IH", ["time_scale_milli", "fault_flags"]),
+    LOG: ("log", None, ["text"]),
+    JOURNAL: ("journal", None, ["first", "entries"]),
     MARKET_TEL: (
         "market_tel",
         "<IIIIIIIIHHHHBB",
-        ("region_term", "price_round", "price_age_s", "produced", "lost", "paused_feed_s", "paused_parts_s",
-         "paused_logistics_s", "leases", "bids", "awards", "refused", "mode", "region_role"),
+        ["region_term", "price_round", "price_age_s", "produced", "lost", "paused_feed_s", "paused_parts_s",
+         "paused_logistics_s", "leases", "bids", "awards", "refused", "mode", "region_role"],
     ),
     INTENT: (
         "intent",
         "<IIIHHBB",
-        ("seq", "campaign_start_s", "campaign_end_s", "growth_permille", "cover_permille", "phase", "preapproved"),
+        ["seq", "campaign_start_s", "campaign_end_s", "growth_permille", "cover_permille", "phase", "preapproved"],
     ),
     BID: (
         "bid",
         "<IIIHHBBBBB",
-        ("round", "seq", "first", "resource", "price", "classes", "span", "period", "count", "flags"),
+        ["round", "seq", "first", "resource", "price", "classes", "span", "period", "count", "flags"],
     ),
     AWARD: (
         "award",
         "<IIIIHHHBBBB",
-        ("term", "round", "seq", "first", "resource", "holder", "price", "span", "period", "count", "flags"),
+        ["term", "round", "seq", "first", "resource", "holder", "price", "span", "period", "count", "flags"],
     ),
     PRICES: (
         "prices",
         "<IIIIHHBHHHHHHHH",
-        ("term", "round", "digest", "intent_seq", "region", "awards", "status",
-         "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"),
+        ["term", "round", "digest", "intent_seq", "region", "awards", "status",
+         "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"],
     ),
-    ROUND_ACK: ("round_ack", "<IIIHB", ("term", "round", "digest", "awards", "status")),
+    ROUND_ACK: ("round_ack", "<IIIHB", ["term", "round", "digest", "awards", "status"]),
     RELEASE: (
         "release",
         "<IIIHHBBB",
-        ("seq", "first", "from_slot", "resource", "holder", "span", "period", "count"),
+        ["seq", "first", "from_slot", "resource", "holder", "span", "period", "count"],
     ),
     RECONCILE: (
         "reconcile",
         "<IIIIIHHH",
-        ("seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"),
+        ["seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"],
     ),
-    RECONCILE_ACK: ("reconcile_ack", "<IIHH", ("term", "seq", "released", "refused")),
+    RECONCILE_ACK: ("reconcile_ack", "<IIHH", ["term", "seq", "released", "refused"]),
     ACCUSE: (
         "accuse",
         "<IIHHBBIIHHHHHIIBHH",
-        ("term", "round", "accused", "region", "reason", "lineage", "claimed_digest", "own_digest",
+        ["term", "round", "accused", "region", "reason", "lineage", "claimed_digest", "own_digest",
          "claimed_awards", "own_awards", "holder", "claimed_res", "own_res", "claimed_first", "own_first",
-         "price_class", "claimed_price", "own_price"),
+         "price_class", "claimed_price", "own_price"],
     ),
     AUDIT_BID: (
         "audit_bid",
         "<IHHHIIIHHBBBBB",
-        ("round", "rows", "row", "holder", "before_digest", "seq", "first", "resource", "price", "classes", "span",
-         "period", "count", "flags"),
+        ["round", "rows", "row", "holder", "before_digest", "seq", "first", "resource", "price", "classes", "span",
+         "period", "count", "flags"],
     ),
 }
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_CMD)  # what a node's update agent takes
@@ -202,7 +207,7 @@ _CHANGED = {  # type: dict[int, dict[int, tuple]]
         HEARTBEAT: (
             "heartbeat",
             "<IHHBBHIIB",
-            ("term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest", "alive"),
+            ["term", "coordinator", "standby", "role", "lineage", "rec_version", "rec_data", "digest", "alive"],
         ),
     },
     # Version 3: TELEMETRY appends refusal counters that do not saturate (u32,
@@ -213,8 +218,8 @@ _CHANGED = {  # type: dict[int, dict[int, tuple]]
         TELEMETRY: (
             "telemetry",
             "<BIHHIBBHIIIIII",
-            ("role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames",
-             "rejects", "unknown_src", "long_lines", "replayed", "heap_free", "heap_min"),
+            ["role", "term", "coordinator", "standby", "digest", "alive", "suspect", "bad_frames",
+             "rejects", "unknown_src", "long_lines", "replayed", "heap_free", "heap_min"],
         ),
     },
 }

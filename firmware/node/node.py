@@ -278,13 +278,16 @@ class Node:
         market = keep is not None and keep.due()
         if not self._dirty and (seat is None or not seat._dirty) and not market:
             return None
-        self._dirty = False
         blob = save(self.term, self.voted_for, self._reserved)
         if seat is not None:
-            seat._dirty = False
             blob += save(seat.term, seat.voted_for, 0)
         if keep is not None:
             blob += keep.take(market)
+        # Clean only once the blob is whole: a MemoryError above (the shell
+        # survives it) leaves everything to persist at the next try.
+        self._dirty = False
+        if seat is not None:
+            seat._dirty = False
         return blob
 
     def set_record(self, data):

@@ -17,24 +17,62 @@
 from micropython import const
 
 from node import election as el
-from node import msgs, recovery, refusal, replica, wire
-from node.market import IDLE, Market
+from node import msgs, refusal, wire
 from node.trader import Trader
 
 _ROLE_COORDINATOR = const(2)  # msgs.ROLE_COORDINATOR
 _ROLE_STANDBY = const(3)
+_IDLE = const(0)  # market.IDLE
+
+# Only an elector loads the market, its recovery and its replicas (node/
+# market.py, recovery.py, replica.py; audit.py where containment is
+# configured): a trader's heap never holds them (docs/HEAP.md). They are
+# imported where an elector's frame needs them (after the first time, a
+# lookup in sys.modules).
+
+
+def preload(config, node_id):
+    """Import every module node `node_id`'s market tier will run, now. A
+    board calls it before it builds the Node (runtime/start.py), so the
+    code is laid down on a young heap in one go and the tables built after
+    it find whole blocks: code loaded between tables shreds a 192K heap."""
+    from node import durable, trader  # noqa: F401
+
+    mcfg = config.market
+    if node_id in mcfg.electors:
+        from node import market, recovery, replica  # noqa: F401
+
+        market.clearing(config.lineage)
+        if mcfg.auditors or mcfg.defect_lineage == config.lineage:
+            from node import audit  # noqa: F401
+
+
+def _recovery():
+    from node import recovery
+
+    return recovery
+
+
+def _replica():
+    from node import replica
+
+    return replica
 
 
 class Region:
     def __init__(self, node_id, config, rng, send, now_ms=0):
         mcfg = config.market
+        elector = node_id in mcfg.electors
+        if elector:  # its code first, while the heap is whole (before the trader's tables)
+            from node import market, replica  # noqa: F401
         self.id = node_id
         self.cfg = mcfg
         self._send = send
         self.dst = wire.cluster_addr(mcfg.region_cluster)
         self.trader = Trader(node_id, config.hw_gen, config.age_slots, mcfg, rng, self.send, now_ms)
-        elector = node_id in mcfg.electors
-        self.market = Market(node_id, mcfg, self.trader.intent, self.send, config.lineage) if elector else None
+        self.market = None  # an elector's Market
+        if elector:
+            self.market = market.Market(node_id, mcfg, self.trader.intent, self.send, config.lineage)
         self.seat = None  # a Node: this elector's seat in the regional election
         self.quarantine = None  # fault containment (node/audit.py, docs/CONTAINMENT.md): an elector's table
         self.auditor = None  # and an auditor's re-run
@@ -100,11 +138,11 @@ class Region:
                 trader.on_intent(dst <= wire.MAX_NODE_ID, f, now_ms)
         elif t == msgs.AWARD:
             flags = f[10]
-            if flags & msgs.AWARD_SYNC and market is not None and recovery.fetching(market, src, f[0], f[1]):
-                recovery.on_copy(market, src, f, now_ms)  # the ledger we asked an elector for
+            if flags & msgs.AWARD_SYNC and market is not None and _recovery().fetching(market, src, f[0], f[1]):
+                _recovery().on_copy(market, src, f, now_ms)  # the ledger we asked an elector for
             elif flags & (msgs.AWARD_REPLICA | msgs.AWARD_SYNC):
                 if market is not None and self._from_coordinator(src, f[0]):
-                    replica.on_replica(market, src, f, now_ms)
+                    _replica().on_replica(market, src, f, now_ms)
                 else:
                     self.refused[refusal.UNEXPECTED] += 1
             elif flags & msgs.AWARD_CLAIM:
@@ -119,20 +157,20 @@ class Region:
             if st == msgs.ROUND_PREPARE or st == msgs.ROUND_QUERY or st == msgs.ROUND_FETCH:
                 if market is not None and self._from_coordinator(src, f[0]):
                     if st == msgs.ROUND_PREPARE:
-                        replica.on_prepare(market, src, f, now_ms)
+                        _replica().on_prepare(market, src, f, now_ms)
                         if self.auditor is not None:
                             from node import audit
 
                             audit.on_prepare(self, src, f, now_ms)
                     elif st == msgs.ROUND_QUERY:
-                        recovery.on_query(market, src, f, now_ms)
+                        _recovery().on_query(market, src, f, now_ms)
                     else:
-                        recovery.on_fetch(market, src, f, now_ms)
+                        _recovery().on_fetch(market, src, f, now_ms)
                 else:
                     self.refused[refusal.UNEXPECTED] += 1
             elif st == msgs.ROUND_SYNC:
-                if market is not None and recovery.fetching(market, src, f[0], f[1]):
-                    recovery.on_copy_end(market, src, f, now_ms)
+                if market is not None and _recovery().fetching(market, src, f[0], f[1]):
+                    _recovery().on_copy_end(market, src, f, now_ms)
                 else:
                     self.refused[refusal.UNEXPECTED] += 1
             else:
@@ -151,8 +189,8 @@ class Region:
         elif t == msgs.BID:
             market.on_bid(src, f, now_ms)
         elif t == msgs.RELEASE:
-            if market.state == IDLE and self._from_coordinator(src, self._followed()[1]):
-                replica.on_release_replica(market, src, f, now_ms)
+            if market.state == _IDLE and self._from_coordinator(src, self._followed()[1]):
+                _replica().on_release_replica(market, src, f, now_ms)
             else:
                 market.on_release(src, f, now_ms)
         elif t == msgs.RECONCILE:
@@ -177,18 +215,18 @@ class Region:
     def _drive_market(self, m, now_ms):
         role, term, coord, standby = self.roles()
         if role == _ROLE_COORDINATOR:
-            if m.state != IDLE and m.term != term:
+            if m.state != _IDLE and m.term != term:
                 m.step_down()
-            if m.state == IDLE:
+            if m.state == _IDLE:
                 m.lead(term, standby, now_ms, self.trader.prices)
             else:
                 m.set_standby(standby, now_ms)
         else:
-            if m.state != IDLE:
+            if m.state != _IDLE:
                 m.step_down()
             c, t = self._followed()
             if m.led_round < 0 and c != msgs.NO_NODE and c != self.id:
-                recovery.ask_copy(m, c, t)
+                _recovery().ask_copy(m, c, t)
 
     def poll(self, now_ms):
         if self.quarantine is not None:

@@ -130,11 +130,11 @@ UPDATE_LAYOUTS = {
     msgs.UPD_OFFER: (
         "upd_offer",
         "<I32sIHHBBBB",
-        ("upd_id", "digest", "size", "chunks", "chunk_size", "fw_major", "fw_minor", "lineage", "flags"),
+        ["upd_id", "digest", "size", "chunks", "chunk_size", "fw_major", "fw_minor", "lineage", "flags"],
     ),
-    msgs.UPD_CHUNK: ("upd_chunk", None, ("upd_id", "index", "data")),
-    msgs.UPD_ACK: ("upd_ack", None, ("upd_id", "state", "reason", "have", "base", "fw_major", "fw_minor", "bitmap")),
-    msgs.UPD_CMD: ("upd_cmd", "<IB", ("upd_id", "action")),
+    msgs.UPD_CHUNK: ("upd_chunk", None, ["upd_id", "index", "data"]),
+    msgs.UPD_ACK: ("upd_ack", None, ["upd_id", "state", "reason", "have", "base", "fw_major", "fw_minor", "bitmap"]),
+    msgs.UPD_CMD: ("upd_cmd", "<IB", ["upd_id", "action"]),
 }
 
 

@@ -64,36 +64,39 @@ class ConfigError(Exception):
 
 
 class BoardConfig:
-    """Plain data: board.json's values (defaults filled in) and the version."""
+    """Plain data: board.json's values (defaults filled in) and the version.
 
-    def __init__(self):
-        self.node_id = None
-        self.cluster = 0
-        self.members = ()
-        self.election_timeout_ms = 1000
-        self.heartbeat_ms = None
-        self.telemetry_ms = None
-        self.state_ms = None
-        self.suspect_ms = None
-        self.dead_ms = None
-        self.lineage = 0
-        self.hw_gen = 1
-        self.seed = None
-        self.auth_key = None  # bytes or None
-        self.require_auth = False
-        self.time_scale_milli = 1000
-        self.transport = "usb"
-        self.uart = None  # dict with id, tx, rx, baud when transport == "uart"
-        self.ground = None  # (host, port) when transport == "udp"
-        self.wifi = None  # {"ssid", "password"} or None (the unix port needs none)
-        self.led_pin = "LED"
-        self.watchdog_ms = 5000
-        self.journal = False
-        self.confirm_after_ms = 30000
-        self.market = None  # dict of MarketConfig arguments, or None: no market tier
-        self.fw_version = version.VERSION
-        self.fw_label = version.LABEL
-        self.version_file = None  # the file the version came from, None: built in
+    The defaults are class attributes and the class has no method, so a
+    BoardConfig keeps nothing of this module alive: main.py drops the module
+    once the board is built and keeps the BoardConfig (docs/HEAP.md)."""
+
+    node_id = None
+    cluster = 0
+    members = ()
+    election_timeout_ms = 1000
+    heartbeat_ms = None
+    telemetry_ms = None
+    state_ms = None
+    suspect_ms = None
+    dead_ms = None
+    lineage = 0
+    hw_gen = 1
+    seed = None
+    auth_key = None  # type: bytes | None
+    require_auth = False
+    time_scale_milli = 1000
+    transport = "usb"
+    uart = None  # dict with id, tx, rx, baud when transport == "uart"
+    ground = None  # (host, port) when transport == "udp"
+    wifi = None  # {"ssid", "password"} or None (the unix port needs none)
+    led_pin = "LED"
+    watchdog_ms = 5000
+    journal = False
+    confirm_after_ms = 30000  # a trial image confirms itself after this long in its cluster (docs/UPDATES.md)
+    market = None  # dict of MarketConfig arguments, or None: no market tier
+    fw_version = version.VERSION
+    fw_label = version.LABEL
+    version_file = None  # the file the version came from, None: built in
 
 
 def _read_json(path):

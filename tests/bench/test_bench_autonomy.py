@@ -55,14 +55,14 @@ def _missing(mode):
 
 
 # An elector with the market tier does not boot on an emulated Pico: the
-# 64-bit unix port at 192K runs out of heap building the Node (measured:
-# 114 KB used before it, 83 KB more to build it, ~197 KB in all at 512K;
-# the market modules alone are ~62 KB of it). Since issue #17's hardening,
-# the majority commit and recovery, the kept ledger and the auditors' hooks,
-# it no longer fits; a real Pico (32-bit objects) is not measured here.
-# Issue #14 item 5 is where it is tracked. The in-process run (--rig sim)
-# still runs it; on emulated boards it is expected to fail until the market
-# tier shrinks (xfail, not strict: it would pass once it fits).
+# 64-bit unix port at 192K. Measured (docs/HEAP.md): built through the
+# emulator, an elector of a small region holds ~192 KB live (512K heap), of
+# which ~24 KB is the emulation's own (_emuboot, the machine stand-in) and
+# the code ~150 KB (64-bit objects in 32-byte GC blocks); a trader fits. A
+# real Pico (32-bit objects, 16-byte blocks, its REPL in flash) is not
+# measured here. Issue #14 item 5 is where it is tracked. The in-process run
+# (--rig sim) still runs it; on emulated boards it is expected to fail
+# (xfail, not strict: it would pass once it fits).
 ELECTOR_HEAP = "an elector with the market tier runs out of the emulated Pico's 192K heap at boot (issue #14 item 5)"
 
 

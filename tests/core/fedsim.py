@@ -12,7 +12,7 @@
 # tests/core/federation.py do), the ground's router and impairment pipeline.
 import heapq
 
-from node import market  # noqa: F401 (the biggest module, compiled first while the heap is whole)
+from node import market, replica  # noqa: F401 (the electors' code first, while the heap is whole: a board's region.preload)
 from node import msgs, refusal, wire
 from node.config import Config, MarketConfig
 from node.region import Region

@@ -19,7 +19,7 @@ def _raises(code, fn, *args):
 def test_version_1_is_layouts_and_version_2_appends_alive_to_heartbeat():
     assert msgs.layout(msgs.HEARTBEAT, 1) is msgs.LAYOUTS[msgs.HEARTBEAT]
     v2 = msgs.layout(msgs.HEARTBEAT, 2)
-    assert v2[0] == "heartbeat" and v2[2] == msgs.LAYOUTS[msgs.HEARTBEAT][2] + ("alive",)
+    assert v2[0] == "heartbeat" and list(v2[2]) == list(msgs.LAYOUTS[msgs.HEARTBEAT][2]) + ["alive"]
     assert v2[1] == msgs.LAYOUTS[msgs.HEARTBEAT][1] + "B"
     for t in msgs.LAYOUTS:
         if t != msgs.HEARTBEAT:

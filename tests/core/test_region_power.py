@@ -142,3 +142,33 @@ def test_the_journal_carries_the_section_whole():
         assert e[0] == J_KEPT_WORD
         words.extend(e[2].to_bytes(4, "little"))
     assert bytes(words[:len(kept)]) == kept and len(words) - len(kept) < 4
+
+
+def test_a_persist_that_runs_out_of_heap_is_retried_whole():
+    # The board shell survives a MemoryError in take_persist (runtime/shell.py):
+    # nothing may be marked written until the blob is whole, or the ledger
+    # and the term/vote would never reach flash (docs/HEAP.md).
+    n = _elector_with_a_ledger()
+    n.term = 9  # a term to persist too
+    n._dirty = True
+    real = durable.pack
+
+    def no_heap(m, tr):
+        raise MemoryError("memory allocation failed, allocating 752 bytes")
+
+    durable.pack = no_heap
+    try:
+        try:
+            n.take_persist()
+        except MemoryError:
+            pass
+        else:
+            raise AssertionError("no MemoryError")
+    finally:
+        durable.pack = real
+    blob = n.take_persist()  # the next try: everything still due
+    assert blob is not None
+    assert restore_all(blob)[0][0] == 9
+    terms, kept = durable.split(blob)
+    assert kept is not None and len(kept) == durable.HEAD_LEN + 3 * 9 + 2 * 11 + 4
+    assert n.take_persist() is None  # and then written once

@@ -573,8 +573,6 @@ def test_the_loop_sleeps_until_something_is_due(tmp_path, machine_path):
     assert r["frames_out"] > 40, r
 
 
-@pytest.mark.xfail(reason="a board's live heap high-water is 99.2 KB since this stop's hardening, market and containment"
-                          " hooks, over the half of 192K this test holds it to (issue #14 item 5)", strict=False)
 def test_heap_use_under_192k_is_bounded(tmp_path, machine_path):
     r = _inside(tmp_path, machine_path, "busy", board_json(members=[1, 2], election_timeout_ms=1000))
     print("board shell heap (192K): %s" % r)

@@ -23,9 +23,6 @@ import time
 
 import pytest
 
-MARKET_HEAP = ("a node with the market tier no longer boots on an emulated Pico: the 64-bit unix port at 192K"
-               " runs out of heap importing the market modules or building the Node (issue #14 item 5)")
-
 from ground import firmware
 from hil import emulated_run
 from hil import flash as flash_mod
@@ -136,7 +133,6 @@ def _market_leases(line, start):
     return dict(zip(names, msgs.unpack(msgs.MARKET_TEL, f.payload, f.version)))["leases"]
 
 
-@pytest.mark.xfail(reason=MARKET_HEAP, strict=False)
 def test_an_emulated_holder_restores_its_leases_after_every_power_cut(tmp_path):
     blob = _saved_blob()
     kept = durable.split(blob)[1]
