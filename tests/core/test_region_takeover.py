@@ -1,3 +1,4 @@
+# mpy-heap: 256K (a region of 6 real Nodes in one process; a board holds one node)
 # Losing the regional coordinator and its standby together (issue #17):
 # with both hung, the last elector alone is no majority and sells nothing
 # until one is back, then goes on from the most recent ledger, no holder
