@@ -84,6 +84,7 @@ class _Checker(ElectionRules, LeaseRules):
         self.fates = FrameFates(self._violate)  # frame_fates (history_fates.py)
         self.rewritten = 0
         self.running = {}  # node id -> (major, fid, line) from its latest HELLO
+        self.major_counts = None  # firmware major -> how many nodes run it now (history_election.py)
         self.too_many_reported = set()
         self.end = None
         self.line = 1

@@ -49,7 +49,22 @@ class ElectionRules:
         if declared is not None and declared != major:
             self._violate("firmware_declared", "node %d says firmware major %d in its HELLO (frame %d, line %d); the"
                           " header declares %d" % (src, major, fid, line, declared), [fid], [line])
+        counts = self.major_counts
+        if counts is None:  # nodes per firmware major now, kept as HELLOs come (no pass over the fleet each)
+            counts = self.major_counts = {}
+            for nid in self.nodes:
+                m = self.running[nid][0] if nid in self.running else self.majors.get(nid)
+                if m is not None:
+                    counts[m] = counts.get(m, 0) + 1
+        was = self.running[src][0] if src in self.running else self.majors.get(src)
+        if was is not None:
+            counts[was] -= 1
+            if not counts[was]:
+                del counts[was]
+        counts[major] = counts.get(major, 0) + 1
         self.running[src] = (major, fid, line)
+        if len(counts) <= MAX_MAJOR_VERSIONS:
+            return
         now = {}
         for nid in self.nodes:
             if nid in self.running:

@@ -44,29 +44,34 @@ class _Sent:
         self.short = len(need) if need else (1 if dst == GROUND and need is not None else 0)
         self.over = 0
 
-    def _owed(self, to):
-        if self.need is not None and (to in self.need or (to == GROUND and self.dst == GROUND)):
-            return 1 + self.dups.get(to, 0)
-        return 0
-
-    def _state(self, to):
-        got, want = len(self.finals.get(to, ())), self._owed(to)
-        return (got < want, got > want)
+    def _counted(self, to):
+        """Whether `to` owes this frame fates (a recipient, or the ground's own copy)."""
+        return self.need is not None and (to in self.need or (to == GROUND and self.dst == GROUND))
 
     def add_final(self, to, line):
-        short, over = self._state(to)
-        self.finals.setdefault(to, []).append(line)
-        self._moved(to, short, over)
+        """A final fate for `to`: one copy fewer owed, or one more than made."""
+        got = self.finals.get(to)
+        if got is None:
+            got = self.finals[to] = []
+        n = len(got)
+        got.append(line)
+        want = 1 + self.dups.get(to, 0) if self._counted(to) else 0
+        if n < want:
+            if n + 1 == want:
+                self.short -= 1
+        elif n == want:
+            self.over += 1
 
     def add_dup(self, to):
-        short, over = self._state(to)
-        self.dups[to] = self.dups.get(to, 0) + 1
-        self._moved(to, short, over)
-
-    def _moved(self, to, short, over):
-        short2, over2 = self._state(to)
-        self.short += short2 - short
-        self.over += over2 - over
+        """One more copy for `to`: one more final fate owed."""
+        want = 1 + self.dups.get(to, 0)
+        self.dups[to] = want
+        if self._counted(to):
+            n = len(self.finals.get(to, ()))
+            if n == want:
+                self.short += 1
+            elif n == want + 1:
+                self.over -= 1
 
     @property
     def complete(self):
@@ -144,7 +149,9 @@ class FrameFates:
 
     def on_fate(self, e, fate, fid, line):
         """Any other frame event of frame `fid` (its fate for one recipient)."""
-        s = self._get(fid)
+        s = self.sent.get(fid)
+        if s is None:
+            s = self.done.get(fid)
         if s is None:
             if fid in self.retired:
                 if fate in ("delivered", "dropped", "duplicated"):
