@@ -25,7 +25,7 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert", "regions",
+    "downconvert", "regions", "rollout",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
@@ -34,7 +34,7 @@ _LINKS = {"default", "intra_cluster", "inter_cluster", "intra_region", "inter_re
 _CLASSES = ("default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground")  # link models by tier
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst", "intent",
+    "byzantine", "corruption_burst", "intent", "rollout",
 }
 _FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
@@ -98,6 +98,7 @@ class Scenario:
     region_of: dict = field(default_factory=dict)  # node id -> its RegionSpec (nodes with a market only)
     cluster_region: dict = field(default_factory=dict)  # cluster id -> its region number (clusters in a region only)
     positions: dict = field(default_factory=dict)  # cluster id -> (x, y, z) light ms (links.positions)
+    rollout: object = None  # ground.rollout.Plan (rollout:), or None
 
     def market_for(self, node_id):
         """The MarketConfig node `node_id` runs (its region's), or None."""
@@ -231,6 +232,13 @@ def parse(data, text, path):
         if f.action == "intent" and not sc.regions:
             raise ConfigError("%s: step intent: the scenario has no market: section, and nodes without the market"
                               " tier have no use for intent; add market: (docs/SCENARIOS.md \"Market\")" % f.where)
+    if "rollout" in data:
+        from ground import rollout as rollout_mod
+
+        sc.rollout = rollout_mod.parse(data, sc)
+    for f in sc.faults:
+        if f.action == "rollout" and sc.rollout is None:
+            raise ConfigError("%s: step rollout: %s: the scenario has no rollout: section" % (f.where, f.target))
     guards.check_schedule(sc)
     guards.check_timeouts(sc, data)
     return sc
@@ -450,6 +458,8 @@ def _parse_faults(faults, nodes, clusters):
             target = f  # parsed below, in time order: each step's seq follows the one before
             if "nodes" in f:
                 raise f.error("nodes", "step intent: goes to the fleet or to a cluster (cluster: N), never to nodes")
+        if action == "rollout" and target not in ("pause", "resume"):
+            raise f.error(action, "step rollout: %r unknown (pause or resume)" % (target,))
         if action == "blackout":
             if target != "all" and not (isinstance(target, list) and all(n in nodes for n in target)):
                 raise f.error(action, "fault blackout: 'all' or a list of node ids")
