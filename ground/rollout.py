@@ -9,7 +9,8 @@ ground's rollout orchestrator (ground/rollout_run.py) follows (docs/UPDATES.md
       canaries: [3, 7]           # ... or named clusters instead
       step_percent: 10           # clusters per later step (default 10 %)
       confirm_after_s: 30        # a trial confirms itself after this long in its cluster
-      deploy_timeout_s: 630      # a node not done by then (default confirm_after_s + 600) gets it at its next HELLO
+      deploy_timeout_s: 630      # a node not done by then gets it at its next HELLO (default: confirm_after_s
+                                 # + 4 election timeouts, at least + 600)
       min_clusters: 1            # analyse only once this many clusters run the image
       max_failed_checks: 1       # failed checks (over the image's steps) that abort it
       checks:                    # updated vs not-yet-updated clusters, per cluster over the window
@@ -126,7 +127,8 @@ def parse(data, sc):
     canary_percent = num("canary_percent", 1, 5, 5.0)
     step_percent = num("step_percent", 0.001, 100, 10.0)
     confirm_s = num("confirm_after_s", 0, 86400, 30.0)
-    deploy_timeout_s = num("deploy_timeout_s", 1, None, confirm_s + 600.0)
+    # a trial confirms once its cluster has a coordinator again: allow it an election or two
+    deploy_timeout_s = num("deploy_timeout_s", 1, None, confirm_s + max(600.0, 4 * sc.election_timeout_ms / 1000.0))
     if deploy_timeout_s <= confirm_s:
         raise ro.error("deploy_timeout_s", "rollout.deploy_timeout_s %g: no longer than confirm_after_s %g, so no"
                        " trial could confirm in time" % (deploy_timeout_s, confirm_s))
