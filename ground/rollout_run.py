@@ -138,15 +138,16 @@ class Orchestrator:
         self._event("step", clusters=clusters, nodes=len(nodes))
         self._pump()
 
-    def _offer(self, nid):
-        """Start sending the current image to a node; False if it runs it already."""
-        img = self.image
+    def _offer(self, nid, version=None):
+        """Start sending an image (the current one by default) to a node; False if it runs it already."""
+        blob, img = self.blobs[version or self.image.version]
         if self.version.get(nid) == img.version or nid in self.senders:
             return False
-        self.prev_version.setdefault(nid, self.version.get(nid))
+        if img is self.image:
+            self.prev_version.setdefault(nid, self.version.get(nid))
         self.upd_id += 1
         flags = (FLAG_TEST_BUILD if img.test_build else 0) | (FLAG_DEFECTS if img.defects else 0)
-        s = UpdateSender(self.blobs[img.version][0], nid, self.upd_id, img.version, img.lineage, flags)
+        s = UpdateSender(blob, nid, self.upd_id, img.version, img.lineage, flags)
         s.install_sent = False
         s.started_ns = self.clock.now_ns()
         self.senders[nid] = s
@@ -197,8 +198,10 @@ class Orchestrator:
             mine = [n for c in self.steps[self.step] for n in self.sc.clusters[c] if n in self.senders]
             late = now - self._step_ns >= int(self.plan.deploy_timeout_s * S)
             if not mine or late:
-                if late:
+                if late:  # left to update when they next say HELLO
                     self._event("deploy_timeout", nodes=sorted(mine))
+                    for nid in mine:
+                        del self.senders[nid]
                 self.state = "validating"
                 self._event("deployed", clusters=sorted(self.updated), ran=len(self.ran))
                 self._schedule_analysis()
@@ -365,8 +368,8 @@ class Orchestrator:
         want = self.desired[self.cluster_of[nid]]
         if version == want or nid in self.senders or nid in self.rolling_back:
             return
-        if img is not None and want == img.version and self.state in ("deploying", "validating"):
-            if self._offer(nid):  # joined mid-rollout: its cluster's version
+        if want in self.blobs and self.state != "aborting":
+            if self._offer(nid, want):  # joined mid-rollout (or after): its cluster's version
                 self._event("join", node=nid, runs=_v(version), gets=_v(want))
                 self._pump()
         elif img is not None and version == img.version:
