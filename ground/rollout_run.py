@@ -11,13 +11,14 @@ of the clusters. Every node of a step gets the image over its ground link
 verified); the step is deployed when each node confirmed, reverted or
 refused it, or deploy_timeout_s passed (a node that was away gets it when it
 next says HELLO: a node that joins mid-rollout gets its cluster's version).
-During the validation window, every window_s / ANALYSES mission s, the
-clusters that run the image are compared with those that do not yet, per
+During the validation window (from the step's start: crashes while it
+deploys count), every window_s / ANALYSES mission s, the clusters that run the image are compared with those that do not yet, per
 cluster, on the plan's checks; a check fails when the updated figure is
 above baseline * max_ratio + slack. max_failed_checks failures abort the
 image: every node that runs it or is installing it is ordered to roll back
 to its last confirmed image, and its clusters are set back. A window that
-passes moves to the next step; the last step completes the image.
+passes (and a deployed step) moves to the next step; the last step
+completes the image.
 
 Each decision is a trace event of kind `rollout` (ground/metrics/rollout.py
 reads them). The orchestrator reads what the ground hears: UPD_ACKs
@@ -136,6 +137,7 @@ class Orchestrator:
                 if self._offer(nid):
                     nodes.append(nid)
         self._event("step", clusters=clusters, nodes=len(nodes))
+        self._schedule_analysis()  # from the step's start: crashes while it deploys count too
         self._pump()
 
     def _offer(self, nid, version=None):
@@ -204,7 +206,8 @@ class Orchestrator:
                         del self.senders[nid]
                 self.state = "validating"
                 self._event("deployed", clusters=sorted(self.updated), ran=len(self.ran))
-                self._schedule_analysis()
+                if self._analyses >= ANALYSES:  # the window passed while it deployed
+                    self._window_passed()
         elif self.state == "aborting" and not self.rolling_back:
             self._event("rolled_back", nodes=len(self.prev_version))
             self.state = "idle"
@@ -214,7 +217,7 @@ class Orchestrator:
 
     def _schedule_analysis(self):
         at = self._step_ns + int(self.plan.window_s * S * (self._analyses + 1) / ANALYSES)
-        self.clock.call_at(max(at, self.clock.now_ns()), self._analyse, self.index, self.step)
+        self.clock.call_at(at, self._analyse, self.index, self.step)
 
     def _figures(self, clusters):
         if not clusters:
@@ -229,7 +232,7 @@ class Orchestrator:
         return out
 
     def _analyse(self, index, step):
-        if index != self.index or step != self.step or self.state != "validating":
+        if index != self.index or step != self.step or self.state not in ("deploying", "validating"):
             return  # an analysis of a step that was aborted or moved on
         self._analyses += 1
         updated = sorted(self.updated)
@@ -256,6 +259,10 @@ class Orchestrator:
             return self._abort("; ".join(failures))
         if self._analyses < ANALYSES:
             return self._schedule_analysis()
+        if self.state == "validating":  # else: when it is deployed
+            self._window_passed()
+
+    def _window_passed(self):
         if self.paused:
             self.waiting = True
             return
