@@ -146,7 +146,7 @@ def parse(data, sc):
         raise ro.error("images", "rollout.images: a non-empty list of {version, ...}")
     plan = Plan(start_s, window_s, canary_percent, canaries, step_percent, int(confirm_s * 1000), deploy_timeout_s,
                 min_clusters, max_failed, checks, [_image(m, images.where(i)) for i, m in enumerate(images)],
-                ro.where(None))
+                data.where("rollout"))
     if start_s >= sc.duration_s:
         raise ro.error("start_s", "rollout.start_s %g: at or after the scenario's end (duration_s %g)"
                        % (start_s, sc.duration_s))

@@ -151,3 +151,10 @@ gates: {rollout_completed: {min: 1}}
     joins = [e for e in events if e["kind"] == "rollout" and e["event"] == "join"]
     assert [j["node"] for j in joins] == [6]
     assert res.metrics["flat"]["rollout_joins"] == 1
+
+
+def test_the_lean_path_refuses_a_rollout_naming_its_line():
+    from ground import fleetrun
+
+    sc = _load("rollout:\n  images:\n    - {version: '3.1'}\n")
+    assert fleetrun.lean_refusal(sc).startswith("plan.yaml:10: rollout:")
