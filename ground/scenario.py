@@ -34,9 +34,12 @@ _LINKS = {"default", "intra_cluster", "inter_cluster", "intra_region", "inter_re
 _CLASSES = ("default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground")  # link models by tier
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst", "intent", "rollout",
+    "byzantine", "corruption_burst", "intent",
 }
-_FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
+# Ground commands that are steps of the same list but no fault (ground chaos never draws them).
+_GROUND_STEPS = {"rollout"}  # rollout: pause / resume (ground/rollout_run.py)
+_STEP_ACTIONS = _FAULT_ACTIONS | _GROUND_STEPS
+_FAULT_KEYS = _STEP_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
 REGION_CLUSTERS = 0xE00  # cluster numbers from here on are region addresses (docs/MARKET.md)
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
@@ -437,9 +440,9 @@ def _parse_faults(faults, nodes, clusters):
     out = []
     for f in faults:
         check_keys(f, _FAULT_KEYS, "faults[]", required=("at_s",))
-        actions = [k for k in f if k in _FAULT_ACTIONS]
+        actions = [k for k in f if k in _STEP_ACTIONS]
         if len(actions) != 1:
-            raise f.error(None, "fault: exactly one action of %s, got %s" % (sorted(_FAULT_ACTIONS), actions or "none"))
+            raise f.error(None, "fault: exactly one action of %s, got %s" % (sorted(_STEP_ACTIONS), actions or "none"))
         action = actions[0]
         at_s = number(f, "at_s", "fault", lo=0)
         target = f[action]
