@@ -122,7 +122,8 @@ def _lean(args, sc):
     if asked and (args.emulated is not None or args.rig):
         raise InputError("--lean/--workers/--ray-address/--trace-clusters run in-process nodes: not with %s"
                          % ("--emulated" if args.emulated is not None else "--rig"))
-    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES)
+    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES
+                           and sc.rollout is None)  # the lean path has no rollout orchestrator
 
 
 def cmd_metrics(args):

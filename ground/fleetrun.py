@@ -59,6 +59,9 @@ class ShardDied(RuntimeError):
 
 def lean_refusal(sc):
     """Why the lean path cannot run sc (a one-line message naming file:line), or None."""
+    if sc.rollout is not None:
+        return ("%s: rollout: the lean path has no rollout orchestrator (ground/rollout_run.py); run this scenario"
+                " without --lean/--workers" % sc.rollout.where)
     for f in sc.faults:
         if f.action not in NODE_FAULTS and f.action not in GLOBAL_FAULTS:
             return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"

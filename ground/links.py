@@ -52,10 +52,12 @@ class SimLink:
 
     kind = "sim"
 
-    def __init__(self, node_id, make_node):
+    def __init__(self, node_id, make_node, updates=None):
         self.node_id = node_id
-        self._make = make_node  # (saved_blob_or_None, boot_count) -> Node
+        self._make = make_node  # (saved_blob_or_None, boot_count[, version]) -> Node
         self.flash = None  # what the node persisted: survives power cuts
+        self.updates = updates  # ground.update_sim.SimUpdates: its image slots (flash too), or None
+        self.crashed = None  # why the node's build crashed (a test build's defect), until restart()
         self.boots = 0
         self.up = True
         self.skew = 1.0
@@ -63,7 +65,11 @@ class SimLink:
 
     def _boot(self):
         self.boots += 1
-        return self._make(self.flash, self.boots)
+        if self.updates is None:
+            return self._make(self.flash, self.boots)
+        node = self._make(self.flash, self.boots, self.updates.boot())  # the boot pointer picks the version
+        self.updates.attach(node)
+        return node
 
     def _local_ms(self, mission_ms):
         return int(mission_ms * self.skew) if self.skew != 1.0 else mission_ms
@@ -76,11 +82,20 @@ class SimLink:
         """Frames the node wants to send now: [line with delimiter]."""
         if not self.up:
             return []
-        out = self.node.poll(self._local_ms(mission_ms))
+        now_ms = self._local_ms(mission_ms)
+        out = self.node.poll(now_ms)
         blob = self.node.take_persist()
         if blob is not None:
             self.flash = blob  # "written to flash" before the frames leave
-        return [bytes(line) for _, line in out]
+        lines = [bytes(line) for _, line in out]
+        if self.updates is not None:
+            what = self.updates.after_poll(self.node, now_ms)
+            if what == "crash":  # a test build's defect: down until the run restarts it
+                self.crashed = self.updates.crash
+                self.up = False
+            elif what == "reset":  # install or rollback: the frames that say so go, then the node restarts
+                self.node = self._boot()
+        return lines
 
     def next_deadline_ms(self):
         """Mission ms of the node's next timer (None while down)."""
@@ -100,6 +115,7 @@ class SimLink:
 
     def restart(self):
         """Power on / reset: a fresh node from its flash."""
+        self.crashed = None
         self.node = self._boot()
         self.up = True
 

@@ -28,6 +28,7 @@ import math
 import os
 
 from ground import metrics as M
+from ground.metrics import rollout as rollout_metrics
 
 ROLE_COLOURS = {
     "coordinator": "#d62728",
@@ -326,6 +327,7 @@ def to_prometheus(metrics, labels=None):
         x.sample(f, mk["rounds_complete"], status="complete")
         x.sample(f, mk["rounds_void"], status="void")
         _auction_prometheus(x, mk.get("auction") or {})
+    rollout_metrics.prometheus(x, metrics)
     return x.text()
 
 

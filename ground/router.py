@@ -50,6 +50,15 @@ def _decode_fields(frame):
         return {}
 
 
+def _fields_of(type, payload, version=1):
+    """_decode_fields of a payload the ground builds ({} for a variable layout: UPD_*)."""
+    layout = msgs.layout(type, version)
+    if layout is None or layout[1] is None:
+        return {}
+    values = msgs.unpack(type, payload, version)
+    return {k: v.hex() if isinstance(v, bytes) else v for k, v in zip(layout[2], values)}
+
+
 class Router:
     def __init__(self, scenario, clock, record, seed):
         self.sc = scenario
@@ -383,7 +392,7 @@ class Router:
         self.next_id += 1
         line = wire.encode(type, wire.ADDR_GROUND, dst, payload, fid & 0xFF, self.auth, fid)
         self._event("frame", fate="sent", id=fid, src=0, dst=dst, type=msgs.name(type), seq=fid & 0xFF,
-                    len=len(line), hex=bytes(line[:-1]).hex(), msg=dict(zip(msgs.LAYOUTS[type][2], msgs.unpack(type, payload))))
+                    len=len(line), hex=bytes(line[:-1]).hex(), msg=_fields_of(type, payload))
         data = bytes(line[:-1])
         now = self.clock.now_ns()
         targets = self._recipients(wire.ADDR_GROUND, dst)

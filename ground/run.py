@@ -21,10 +21,12 @@ from ground.clock import RealClock, VirtualClock
 from ground.links import LinkError, SerialLink, SimLink
 from ground.router import MS, Router
 from ground.trace import TraceWriter
+from ground.update_sim import SimUpdates
 
 msgs = firmware.msgs
 wire = firmware.wire
 S = 1_000_000_000
+WATCHDOG_MS = 5000  # a crashed in-process node restarts after this (a board's default watchdog_ms)
 SILENT_T = 3  # election timeouts without a frame before a board counts as silent
 
 # The finest delay a real-time run can inject on a host link, in wall ms: the
@@ -46,7 +48,8 @@ class RunResult:
         return self.status == "ok" and not self.failures
 
 
-def node_config(sc, node_id):
+def node_config(sc, node_id, version=None):
+    """The node's core config; `version` (major, minor): the image it runs, if not the scenario's."""
     spec = sc.nodes[node_id]
     return firmware.config.Config(
         cluster=spec.cluster,
@@ -54,7 +57,7 @@ def node_config(sc, node_id):
         election_timeout_ms=sc.election_timeout_ms,
         telemetry_ms=sc.telemetry_ms,
         hw_gen=spec.hw_gen,
-        fw_version=spec.fw_version,
+        fw_version=tuple(version) if version is not None else spec.fw_version,
         lineage=spec.lineage,
         auth_key=sc.auth_key,
         require_auth=sc.auth_key is not None,
@@ -125,6 +128,7 @@ class Run:
         self.events = []
         self._writer = None
         self.router = None
+        self.rollout = None  # ground.rollout_run.Orchestrator when the scenario has rollout:
         self.listeners = []  # fn(event), after each event is recorded (ground/live.py's fleet view)
         self.on_start = []  # fn(run), once the links are wired and the faults scheduled, before the clock runs
 
@@ -168,11 +172,22 @@ class Run:
 
     def _make_node_factory(self, nid):
         cfg = node_config(self.sc, nid)
+        configs = {cfg.fw_version: cfg}
 
-        def make(saved, boots):
-            return firmware.core.Node(nid, cfg, self.seed * 100_003 + nid * 7 + boots, saved)
+        def make(saved, boots, version=None):
+            v = cfg.fw_version if version is None else tuple(version)
+            if v not in configs:  # an installed update: the node runs that version from this boot on
+                configs[v] = node_config(self.sc, nid, v)
+            return firmware.core.Node(nid, configs[v], self.seed * 100_003 + nid * 7 + boots, saved)
 
         return make
+
+    def _sim_updates(self, nid):
+        """The node's update slots and boot pointer (ground/update_sim.py)."""
+        spec = self.sc.nodes[nid]
+        ro = getattr(self.sc, "rollout", None)
+        confirm_ms = ro.confirm_after_ms if ro is not None else 30000
+        return SimUpdates(nid, spec.fw_version, spec.lineage, self.sc.auth_key, confirm_ms)
 
     def _build(self):
         r = self.router
@@ -181,7 +196,7 @@ class Run:
         for nid in sorted(self.sc.nodes):
             b = self.boards.get(nid)
             if b is None:
-                link = SimLink(nid, self._make_node_factory(nid))
+                link = SimLink(nid, self._make_node_factory(nid), updates=self._sim_updates(nid))
                 link.wake_at = None
                 r.add(link)
                 self.clock.call_at(0, self._wake, link, 0)
@@ -221,8 +236,11 @@ class Run:
 
     def _poll(self, link):
         now = self.clock.now_ns()
+        boots = link.boots
         for line in link.poll(now // MS):
             self.router.from_node(link.node_id, line[:-1])
+        if link.updates is not None:
+            self._update_events(link, now, boots)
         d = link.next_deadline_ms()
         if d is not None:
             # A node is polled at most once per mission ms for its timers: a
@@ -231,6 +249,32 @@ class Run:
             if link.wake_at is None or at < link.wake_at:
                 link.wake_at = at
                 self.clock.call_at(at, self._wake, link, at)
+
+    def _update_events(self, link, now, boots):
+        """What an in-process node's update work said (ground/update_sim.py):
+        its notes, a restart into another image, a crash of a test build (the
+        node is restarted after WATCHDOG_MS, as a board's watchdog would)."""
+        u, nid = link.updates, link.node_id
+        for text in u.notes:
+            self.router._event("node", node=nid, event="update", detail="node %d: %s" % (nid, text))
+        u.notes = []
+        if link.boots != boots:
+            self.router._event("node", node=nid, event="rebooted", detail="node %d: runs %d.%d (%s)"
+                               % ((nid,) + u.version + (u.boot_state,)))
+        if link.crashed is not None and not link.up and not getattr(link, "crash_noted", False):
+            link.crash_noted = True
+            self.router._event("node", node=nid, event="crashed", detail="node %d: %s" % (nid, link.crashed))
+            self.clock.call_at(now + WATCHDOG_MS * MS, self._watchdog_reset, link)
+
+    def _watchdog_reset(self, link):
+        link.crash_noted = False
+        if link.up or link.crashed is None:
+            return  # a fault brought it back meanwhile
+        link.restart()
+        self.router._event("node", node=link.node_id, event="rebooted", detail="node %d: watchdog reset; runs %d.%d (%s)"
+                           % ((link.node_id,) + link.updates.version + (link.updates.boot_state,)))
+        link.wake_at = None
+        self._poll(link)
 
     def _after_delivery(self, link):
         if link.kind == "sim":
@@ -350,6 +394,10 @@ class Run:
             dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(f.cluster)
             r._event("fault", fault=a, detail=dict(detail, to="fleet" if f.cluster is None else "cluster %d" % f.cluster))
             r.to_node(dst, msgs.INTENT, msgs.pack(msgs.INTENT, *f.target))
+        elif a == "rollout":  # pause / resume the rollout (ground/rollout_run.py)
+            r._event("fault", fault=a, detail=dict(detail, command=f.target))
+            if self.rollout is not None:
+                self.rollout.command(f.target)
         elif a == "blackout":
             nodes = [0] if f.target == "all" else list(f.target)
             r._event("fault", fault="blackout_start", nodes=nodes, detail=dict(detail, duration_s=f.duration_s))
@@ -433,6 +481,10 @@ class Run:
             if any(link.kind != "sim" for link in self.router.links.values()):
                 self._check_silence()
             self._schedule_faults()
+            if self.sc.rollout is not None:  # the ground's rollout orchestrator (ground/rollout_run.py)
+                from ground.rollout_run import Orchestrator
+
+                self.rollout = Orchestrator(self)
             for fn in self.on_start:
                 fn(self)
             end_ns = int(self.sc.duration_s * S)

@@ -25,7 +25,7 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert", "regions", "trace",
+    "downconvert", "regions", "trace", "rollout",
 }
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
@@ -36,7 +36,10 @@ _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
     "byzantine", "corruption_burst", "intent",
 }
-_FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
+# Ground commands that are steps of the same list but no fault (ground chaos never draws them).
+_GROUND_STEPS = {"rollout"}  # rollout: pause / resume (ground/rollout_run.py)
+_STEP_ACTIONS = _FAULT_ACTIONS | _GROUND_STEPS
+_FAULT_KEYS = _STEP_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
 REGION_CLUSTERS = 0xE00  # cluster numbers from here on are region addresses (docs/MARKET.md)
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
@@ -99,6 +102,7 @@ class Scenario:
     cluster_region: dict = field(default_factory=dict)  # cluster id -> its region number (clusters in a region only)
     positions: dict = field(default_factory=dict)  # cluster id -> (x, y, z) light ms (links.positions)
     trace: dict | None = None  # `trace: {clusters: [...]}`: the clusters a lean run traces (docs/FLEET_RUN.md)
+    rollout: object = None  # ground.rollout.Plan (rollout:), or None
 
     def market_for(self, node_id):
         """The MarketConfig node `node_id` runs (its region's), or None."""
@@ -234,6 +238,13 @@ def parse(data, text, path):
         if f.action == "intent" and not sc.regions:
             raise ConfigError("%s: step intent: the scenario has no market: section, and nodes without the market"
                               " tier have no use for intent; add market: (docs/SCENARIOS.md \"Market\")" % f.where)
+    if "rollout" in data:
+        from ground import rollout as rollout_mod
+
+        sc.rollout = rollout_mod.parse(data, sc)
+    for f in sc.faults:
+        if f.action == "rollout" and sc.rollout is None:
+            raise ConfigError("%s: step rollout: %s: the scenario has no rollout: section" % (f.where, f.target))
     guards.check_schedule(sc)
     guards.check_timeouts(sc, data)
     return sc
@@ -449,9 +460,9 @@ def _parse_faults(faults, nodes, clusters):
     out = []
     for f in faults:
         check_keys(f, _FAULT_KEYS, "faults[]", required=("at_s",))
-        actions = [k for k in f if k in _FAULT_ACTIONS]
+        actions = [k for k in f if k in _STEP_ACTIONS]
         if len(actions) != 1:
-            raise f.error(None, "fault: exactly one action of %s, got %s" % (sorted(_FAULT_ACTIONS), actions or "none"))
+            raise f.error(None, "fault: exactly one action of %s, got %s" % (sorted(_STEP_ACTIONS), actions or "none"))
         action = actions[0]
         at_s = number(f, "at_s", "fault", lo=0)
         target = f[action]
@@ -470,6 +481,8 @@ def _parse_faults(faults, nodes, clusters):
             target = f  # parsed below, in time order: each step's seq follows the one before
             if "nodes" in f:
                 raise f.error("nodes", "step intent: goes to the fleet or to a cluster (cluster: N), never to nodes")
+        if action == "rollout" and target not in ("pause", "resume"):
+            raise f.error(action, "step rollout: %r unknown (pause or resume)" % (target,))
         if action == "blackout":
             if target != "all" and not (isinstance(target, list) and all(n in nodes for n in target)):
                 raise f.error(action, "fault blackout: 'all' or a list of node ids")

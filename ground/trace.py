@@ -8,6 +8,7 @@ Format (docs/TRACE.md has the full table):
     {"kind": "fault", "fault": "crash", "node": 3, ...}
     {"kind": "link", "state": "down", "src": 3, "to": 4, ...}
     {"kind": "radio", "node": 3, "id": 17, "start_ns": ..., "airtime_ns": ...}
+    {"kind": "rollout", "event": "abort", "image": "1.2", ...}  (ground/rollout_run.py)
     {"kind": "end", ...}
 
 Every event carries `mission_ns` and `wall_ns` (nanoseconds; mission time is
@@ -27,7 +28,7 @@ import os
 
 FORMAT = "fleetloop-trace/1"
 FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted", "converted")
-KINDS = ("header", "frame", "fault", "link", "node", "radio", "end")
+KINDS = ("header", "frame", "fault", "link", "node", "radio", "rollout", "end")
 
 
 class TraceError(ValueError):

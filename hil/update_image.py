@@ -13,51 +13,15 @@ one, `hil image show` prints and checks one.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
-import struct
 import sys
 import tempfile
 
 from hil import image
 
-MAGIC = b"FLIM"
-TAG_LEN = 32
-FORMAT = 1
-DEFECTS = ("crash_after_h", "crash_on_coordinator", "mute_as_coordinator", "leak_heap", "lineage")
-
-
-class ImageError(ValueError):
-    """An image file that is not what it claims; the message names the file and the fault."""
-
-
-def protocols(version: tuple[int, int]) -> tuple[int, int]:
-    from ground import firmware  # noqa: F401  (puts firmware/ on sys.path)
-    from node import config
-
-    return config.protocols(version)
-
-
-def pack(files: list[tuple[str, bytes]], version: tuple[int, int], key: bytes | None = None, label: str | None = None,
-         lineage: int = 0, test_build: bool = False, defects: dict | None = None) -> bytes:
-    """The image bytes of `files` [(path on the board, bytes)] plus version.json."""
-    files = [f for f in files if f[0] != "version.json"] + [("version.json", image.version_json(version, label))]
-    region = b"".join(data for _, data in files)
-    manifest = {
-        "format": FORMAT,
-        "version": list(version),
-        "label": label or "%d.%d" % version,
-        "lineage": lineage,
-        "proto": list(protocols(version)),
-        "test_build": bool(test_build),
-        "defects": defects or {},
-        "files": [[name, len(data), hashlib.sha256(data).hexdigest()] for name, data in files],
-        "digest": hashlib.sha256(region).hexdigest(),
-    }
-    body = json.dumps(manifest, sort_keys=True).encode()
-    tag = hmac.new(key or b"", body, hashlib.sha256).digest()
-    return MAGIC + struct.pack("<I", len(body)) + body + tag + region
+# The format itself (pack, read, the checks) is the engine's, ground/flim.py:
+# in-process updates use it too, and the engine never imports hil/.
+from ground.flim import DEFECTS, FORMAT, MAGIC, TAG_LEN, ImageError, pack, protocols, read  # noqa: F401
 
 
 def build(version: tuple[int, int], key: bytes | None = None, mpy: bool = True, **kw) -> bytes:
@@ -73,39 +37,6 @@ def build(version: tuple[int, int], key: bytes | None = None, mpy: bool = True, 
             with open(f.local, "rb") as fh:
                 files.append((f.remote, fh.read()))
     return pack(files, version, key, **kw)
-
-
-def read(blob: bytes, key: bytes | None = None, name: str = "image") -> dict:
-    """The manifest of an image, checked: ImageError naming the fault. With
-    key=None the tag is not checked (`tag_ok` says None)."""
-    if len(blob) < 8 or blob[:4] != MAGIC:
-        raise ImageError(f"{name}: not an update image (no FLIM header)")
-    (n,) = struct.unpack_from("<I", blob, 4)
-    if 8 + n + TAG_LEN > len(blob):
-        raise ImageError(f"{name}: truncated: manifest of {n} bytes in {len(blob)} bytes")
-    body, tag = blob[8:8 + n], blob[8 + n:8 + n + TAG_LEN]
-    try:
-        m = json.loads(body)
-    except ValueError as e:
-        raise ImageError(f"{name}: manifest is not JSON: {e}") from None
-    m["tag_ok"] = None if key is None else hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), tag)
-    if m["tag_ok"] is False:
-        raise ImageError(f"{name}: manifest tag is not this fleet key's")
-    off = 8 + n + TAG_LEN
-    total = off + sum(f[1] for f in m["files"])
-    if total != len(blob):
-        raise ImageError(f"{name}: truncated: manifest lists {total} bytes, file has {len(blob)}")
-    for path, size, sha in m["files"]:
-        if hashlib.sha256(blob[off:off + size]).hexdigest() != sha:
-            raise ImageError(f"{name}: {path}: sha256 is not the manifest's")
-        off += size
-    if hashlib.sha256(blob[8 + n + TAG_LEN:]).hexdigest() != m["digest"]:
-        raise ImageError(f"{name}: files digest is not the manifest's")
-    if m.get("defects") and not m.get("test_build"):
-        raise ImageError(f"{name}: declares defects but is not a test build")
-    m["image_sha256"] = hashlib.sha256(blob).hexdigest()
-    m["size"] = len(blob)
-    return m
 
 
 # ---- hil image build / show -------------------------------------------------

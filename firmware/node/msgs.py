@@ -191,10 +191,10 @@ LAYOUTS = {
          "period", "count", "flags"],
     ),
 }
-UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_CMD)  # what a node's update agent takes
 # The UPD_* layouts live in node/update.py (UPDATE_LAYOUTS), loaded with the
 # agent: a board that never updates does not hold them. layout() and name()
 # find them there; all_layouts() is every type's.
+UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD)  # node/update.py's
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
@@ -369,4 +369,3 @@ def unpack_journal(payload):
     for off in range(4, n, JOURNAL_ENTRY_LEN):
         entries.append(struct.unpack_from(JOURNAL_ENTRY, payload, off))
     return first, entries
-

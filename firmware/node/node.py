@@ -47,8 +47,8 @@ _TERMED = (
 
 
 class Node:
-    # node/update.py's agent, set on the instance by updater() when first
-    # needed: a class default, so a node that never updates has no slot for it
+    # node/update.py's agent, set on the instance by update.agent() when
+    # first needed: a class default, so a node that never updates has no slot for it
     # in its attribute table (at 20 nodes a bigger table each costs the heap).
     update = None
 
@@ -248,9 +248,7 @@ class Node:
         if self.region is not None:
             t = min(t, self.region.next_deadline_ms())
         if self.update is not None:
-            u = self.update.next_deadline_ms()
-            if u is not None and u < t:
-                t = u
+            t = self.update.next_deadline_ms(t)
         return t
 
     def load_seen(self, blob):
@@ -304,15 +302,6 @@ class Node:
             self._send(wire.ADDR_GROUND, msgs.LOG, data)
         else:
             self._early_logs.append(data)
-
-    def updater(self):
-        """The update agent (node/update.py), imported and built on first use:
-        a node that never updates never pays its heap."""
-        if self.update is None:
-            from node.update import Update
-
-            self.update = Update(self._send, self.cfg.fw_version)
-        return self.update
 
     def wire_role(self):
         """Role as carried in heartbeats and telemetry (standby shown)."""
@@ -569,11 +558,10 @@ class Node:
             self.ignored += 1
             return
         t = f.type
-        if t in msgs.UPDATE_TYPES:  # variable layouts: the agent parses them
-            if f.src == wire.ADDR_GROUND and f.dst == self.id:
-                self.updater().receive(f.src, t, f.payload, self)
-            else:
-                self.ignored += 1
+        if t in msgs.UPDATE_TYPES:  # the update agent's (node/update.py), imported now
+            from node.update import on_frame
+
+            on_frame(self, f)
             return
         if region is not None and t in msgs.MARKET_TYPES:
             region.receive(f.src, f.dst, t, f.payload, now_ms)

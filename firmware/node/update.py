@@ -1,6 +1,6 @@
 # The update agent: a node's side of a software update, sans-IO.
 #
-#     agent = Update(send, fw_version, confirm_after_ms)   # Node.updater() builds it on demand
+#     agent = Update(send, fw_version, confirm_after_ms)   # agent(node) builds a node's on demand
 #     agent.restore(blob)            # the record a board persisted (take_persist), or nothing
 #     agent.boot(boot_state, has_previous)   # what the boot pointer said (runtime/slots.py)
 #     agent.receive(src, type, payload, majors)   # UPD_OFFER / UPD_CHUNK / UPD_CMD
@@ -38,7 +38,7 @@ import struct
 
 from micropython import const
 
-from node import msgs
+from node import msgs, wire
 from node.wire import ERR_PAYLOAD, ProtocolError
 
 IDLE = const(0)
@@ -148,6 +148,24 @@ def cluster_majors(node):
             if major not in out:
                 out.append(major)
     return out
+
+
+def agent(node):
+    """`node`'s update agent, built on first use: a node that never updates
+    never imports this module (node.py imports it at the first UPD_* frame)."""
+    if node.update is None:
+        node.update = Update(node._send, node.cfg.fw_version)
+    return node.update
+
+
+def on_frame(node, f):
+    """An UPD_* frame (wire.Frame) that reached `node`: the agent takes the
+    ground's offers, chunks and commands sent to this node; anything else is
+    ignored (another node's ACK, an update frame to a cluster)."""
+    if f.src == wire.ADDR_GROUND and f.dst == node.id and f.type != msgs.UPD_ACK:
+        agent(node).receive(f.src, f.type, f.payload, node)
+    else:
+        node.ignored += 1
 
 
 class Update:
@@ -369,12 +387,13 @@ class Update:
             self._next_ack_ms = now_ms + ACK_MS
             self._send_ack()
 
-    def next_deadline_ms(self):
+    def next_deadline_ms(self, t):
+        """The earlier of `t` and when poll() has work to do."""
         if self.state == RECEIVING:
-            return self._next_ack_ms
+            return min(t, self._next_ack_ms)
         if self.state == TRIAL and self._healthy_since is not None:
-            return self._healthy_since + self.confirm_after_ms
-        return None
+            return min(t, self._healthy_since + self.confirm_after_ms)
+        return t
 
     def take_actions(self):
         out = self._actions

@@ -56,7 +56,9 @@ def check_early(state_dir, key):
 def start(sh, board, node, state_dir):
     store = _parts(sh)[0]
     record = store.read()  # check_early() has done an interrupted check
-    agent = node.updater()
+    from node.update import agent as _agent
+
+    agent = _agent(node)
     agent.confirm_after_ms = board.confirm_after_ms
     if record is not None:
         try:

@@ -14,7 +14,8 @@ result(span): ClaimMetrics and ChurnMetrics (ground/metrics/claims.py),
 FailoverMetrics and AgreementMetrics (failover.py), TrafficMetrics and
 SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
 (airtime.py), BoardMetrics (boards.py: TELEMETRY's heap and refusal
-counters), ContainmentMetrics (containment.py), TimelineMetrics
+counters), ContainmentMetrics (containment.py), RolloutMetrics
+(rollout.py: the rollout orchestrator's decisions), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
 family, and merges their results at the end. Nothing here does I/O (but
@@ -37,6 +38,7 @@ from ground.metrics.fleet import (BROADCAST, CLUSTER_BASE, DOWN_FAULTS, GROUND, 
                                   cluster_addr)
 from ground.metrics.market import MarketMetrics
 from ground.metrics.roles import DOWN, UNKNOWN, TimelineMetrics
+from ground.metrics.rollout import RolloutMetrics
 from ground.metrics.traffic import HARNESS_ONLY, NOT_COORDINATION, SkewMetrics, TrafficMetrics
 
 __all__ = [
@@ -47,7 +49,7 @@ __all__ = [
 
 FORMAT = "fleetloop-metrics/1"
 FAMILIES = (FailoverMetrics, ClaimMetrics, ChurnMetrics, AgreementMetrics, TrafficMetrics, SkewMetrics, MarketMetrics,
-            AirtimeMetrics, BoardMetrics, ContainmentMetrics)
+            AirtimeMetrics, BoardMetrics, ContainmentMetrics, RolloutMetrics)
 
 # The flat namespace: every key of metrics["flat"], which is also every name a
 # scenario may gate on. name -> (unit, meaning). docs/METRICS.md mirrors it.
@@ -58,7 +60,8 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 
 GATE_BOUNDS = ("max", "min")
 # Top-level sections a family may give (the rest of the result is the composer's).
-_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment")
+_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment",
+             "rollout")
 
 
 class Metrics:

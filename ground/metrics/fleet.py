@@ -74,6 +74,7 @@ class View:
       node the header does not list), type, size (bytes on the air),
       start (mission ns the transmission started), airtime (its ns on air).
     kind "node" (event), "link" (state), "end" (status, reason, frames).
+    kind "rollout": msg (the whole event: ground/rollout_run.py's decisions).
     kind "close": t = end of the mission, ended (every claim still open).
     """
 
@@ -183,6 +184,10 @@ class Fleet:
         elif kind == "link":
             v = View("link", t)
             v.state = str(e.get("state"))
+            yield v
+        elif kind == "rollout":  # the rollout orchestrator's decisions (ground/rollout_run.py)
+            v = View("rollout", t)
+            v.msg = e
             yield v
         elif kind == "radio":
             v = self._radio(e, t)

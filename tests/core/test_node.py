@@ -1,3 +1,4 @@
+# mpy-heap: 256K (up to twenty real Nodes in one mesh in one process; a board holds one node. At 192K the file passed or failed by fragmentation alone: main failed at 191K and passed at 190K)
 # The node core in a virtual-time mesh: election, failover, partitions,
 # restarts, state sharing, determinism. Runs under CPython and MicroPython.
 from mesh import Mesh

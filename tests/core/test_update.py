@@ -84,7 +84,7 @@ def test_a_whole_transfer_verifies_installs_boots_as_trial_and_confirms():
     assert n.update.state == U.INSTALL_PENDING and fl.acts[-2:] == [U.ACT_PERSIST, U.ACT_INSTALL]
     # The reboot: a new node of the new version, the record restored, the pointer says trial.
     n2 = _node(fw=(1, 1))
-    a = n2.updater()
+    a = U.agent(n2)
     a.confirm_after_ms = 3000  # board.json confirm_after_ms, as runtime/updboot.py sets it
     a.restore(fl.record)
     a.boot(U.TRIAL, True)
@@ -102,7 +102,7 @@ def test_a_whole_transfer_verifies_installs_boots_as_trial_and_confirms():
 
 def test_a_trial_never_healthy_does_not_confirm_and_a_reset_reverts():
     n = _node(members=(1, 2, 3))  # alone of three: never a coordinator, never healthy
-    a = n.updater()
+    a = U.agent(n)
     a.state = U.INSTALL_PENDING
     a.boot(U.TRIAL, True)
     for t in range(0, 20000, 100):
@@ -123,7 +123,7 @@ def test_transfer_resumes_from_the_persisted_bitmap_after_a_reboot():
         fl.run(n.update)
     persisted = fl.record
     n2 = _node()  # power cut: what was persisted survives, the rest is asked again
-    a = n2.updater()
+    a = U.agent(n2)
     a.restore(persisted)
     a.boot(U.CONFIRMED, False)
     assert a.state == U.RECEIVING and 0 < a.have <= 28
@@ -145,7 +145,7 @@ def test_transfer_resumes_from_the_persisted_bitmap_after_a_reboot():
 def test_refusals_are_counted_by_reason_and_install_nothing():
     img = _image()
     n = _node()
-    a = n.updater()
+    a = U.agent(n)
     _send(n, msgs.UPD_OFFER, _offer(img, upd_id=4, flags=U.FLAG_DEFECTS))  # defects in a non-test image
     assert a.state == U.IDLE and a.refused[U.R_DEFECT] == 1
     assert (4, U.IDLE, U.R_DEFECT) in [k[:3] for k in _acks(n.poll(0))]  # the ACK names the refused offer
@@ -172,7 +172,7 @@ def test_an_update_that_would_make_four_majors_is_refused():
     n = _node(members=(1, 2, 3, 4))
     for m, major in ((2, 2), (3, 3)):
         n.records.put(m, 5, (1 << 24) | (major << 16))
-    a = n.updater()
+    a = U.agent(n)
     _send(n, msgs.UPD_OFFER, _offer(_image(), version=(3, 1)))  # majors 1, 2, 3: one of them
     assert a.state == U.RECEIVING
     _send(n, msgs.UPD_CMD, msgs.pack(msgs.UPD_CMD, 9, U.CMD_ABORT))
@@ -190,7 +190,7 @@ def test_update_frames_from_a_member_are_ignored_and_bad_payloads_counted():
 
 
 def test_a_damaged_record_is_refused_not_half_restored():
-    a = _node().updater()
+    a = U.agent(_node())
     for blob in (b"", b"\x01" * 10, a.record() + b"\x00"):
         try:
             a.restore(blob)

@@ -16,7 +16,7 @@ S = 1_000_000_000
 # One scenario per capability (issue #14 item 6), and the default bench.
 EXPECTED = {
     "bench", "light-delay", "market-clusters", "autonomy-30d", "version-skew", "contact-plan", "mahimahi",
-    "byzantine", "power-cuts", "tier3-intent", "lora",
+    "byzantine", "power-cuts", "tier3-intent", "lora", "rollout",
 }
 
 
@@ -143,7 +143,33 @@ def _check_lora(sc, events, res):
     assert all(0.5 < row["coordination_share"] < 1 for row in air.values())
 
 
+def _check_rollout(sc, events, res):
+    # what the nodes say (HELLO at each boot), not what the orchestrator says:
+    # every node ran 1.1; 1.2 only ever ran in the canary clusters; at the
+    # end every node runs 1.1 again. And the pause held the steps back.
+    sent, _ = _frames(events)
+    ro = [e for e in events if e["kind"] == "rollout"]
+    starts = [e for e in ro if e["event"] == "start"]
+    canaries_bad = set(starts[1]["canaries"])
+    seen, last = {}, {}
+    for e in sent.values():
+        if e["type"] == "hello":
+            v = "%d.%d" % (e["msg"]["fw_major"], e["msg"]["fw_minor"])
+            seen.setdefault(v, set()).add(e["src"])
+            last[e["src"]] = v
+    assert seen["1.1"] == set(sc.nodes)
+    assert {sc.nodes[n].cluster for n in seen["1.2"]} <= canaries_bad
+    assert seen["1.2"] and last == {n: "1.1" for n in sc.nodes}
+    (abort,) = [e for e in ro if e["event"] == "abort"]
+    assert "crashes" in abort["reason"] and abort["image"] == "1.2"
+    assert any(e["kind"] == "node" and e["event"] == "crashed" for e in events)
+    pause, resume = [e["mission_ns"] for e in ro if e["event"] in ("pause", "resume")]
+    assert not [e for e in ro if e["event"] == "step" and pause < e["mission_ns"] < resume]
+    assert res.metrics["flat"]["rollout_bad_share"] <= res.metrics["flat"]["rollout_canary_share"]
+
+
 CHECKS = {
+    "rollout": _check_rollout,
     "lora": _check_lora,
     "autonomy-30d": _check_autonomy,
     "version-skew": _check_skew,

@@ -298,8 +298,27 @@ def lua_messages():
     lua = {}
     for m in re.finditer(r'\[0x([0-9A-Fa-f]{2})\] = \{ name = "(\w+)"(.*?)\},\s*(?=\[0x|--|$)', table + "\n", re.S):
         code, name, rest = int(m.group(1), 16), m.group(2), m.group(3)
-        lua[code] = (name, [(f, int(n)) for f, n in re.findall(r'\{ "([\w.]+)", (\d) \}', rest)], "text = true" in rest)
+        lua[code] = (name, [(f, int(n)) for f, n in re.findall(r'\{ "([\w.]+)", (\d+) \}', rest)], "text = true" in rest)
+        tail = re.search(r'tail = "(\w+)"', rest)
+        if tail:
+            lua[code] += (tail.group(1),)
     return lua
+
+
+def _fmt_sizes(fmt):
+    """Field sizes of a struct format: "<I32sH" -> [4, 32, 2]."""
+    return [int(n or 1) * SIZES[c] if c != "s" else int(n) for n, c in re.findall(r"(\d*)([BHIs])", fmt)]
+
+
+def update_fields(code):
+    """[(field, size)] and the tail's name of an UPD_* type (node/update.py's layouts), as the dissector lists them."""
+    from node import update
+
+    name, fmt, names = firmware.msgs.all_layouts()[code]
+    if fmt is not None:
+        return list(zip(names, _fmt_sizes(fmt))), None
+    head = update.UPD_CHUNK_HEAD if code == firmware.msgs.UPD_CHUNK else update.UPD_ACK_HEAD
+    return list(zip(names[:-1], _fmt_sizes(head))), names[-1]
 
 
 def layout_fields(code):
@@ -374,14 +393,19 @@ def test_lua_changed_table_is_the_later_versions_layouts():
 def test_lua_message_table_is_msgs_layouts():
     lua = lua_messages()
     msgs = firmware.msgs
-    assert set(lua) == set(msgs.LAYOUTS), (
-        "every message type in msgs.LAYOUTS, and only those, in fleetloop.lua's MESSAGES: missing %s, extra %s"
-        % (sorted(set(msgs.LAYOUTS) - set(lua)), sorted(set(lua) - set(msgs.LAYOUTS))))
+    every = msgs.all_layouts()  # msgs.LAYOUTS and the UPD_* ones (node/update.py)
+    assert set(lua) == set(every), (
+        "every message type in msgs.all_layouts(), and only those, in fleetloop.lua's MESSAGES: missing %s, extra %s"
+        % (sorted(set(every) - set(lua)), sorted(set(lua) - set(every))))
     for code, (name, fmt, names) in msgs.LAYOUTS.items():
         lname, lfields, text = lua[code]
         assert lname == name
         assert lfields == layout_fields(code), name
         assert text == (code == msgs.LOG)
+    for code in set(every) - set(msgs.LAYOUTS):
+        want, tail = update_fields(code)
+        assert lua[code][0] == every[code][0] and lua[code][1] == want, every[code][0]
+        assert lua[code][3:] == ((tail,) if tail else ()), every[code][0]
 
 
 # ---- tshark ------------------------------------------------------------------------------
@@ -568,7 +592,7 @@ def test_doctored_crc_is_flagged_and_only_it(run_trace, tmp_path):
 
 @needs_tshark
 def test_dissector_decodes_every_golden_vector(tmp_path):
-    # The UPD_* messages (docs/UPDATES.md) are not in the dissector yet: left out here until they are.
+    # The UPD_* messages (docs/UPDATES.md, byte fields) are test_dissector_decodes_the_update_golden_vectors'.
     golden = [v for v in json.load(open(GOLDEN))["vectors"] if v["type"] not in firmware.msgs.all_layouts()
               or v["type"] in firmware.msgs.LAYOUTS]
     assert {v["type"] for v in golden} <= set(firmware.msgs.LAYOUTS)
@@ -704,3 +728,32 @@ def test_bad_lines_raise_expert_info(tmp_path):
         for e in experts:
             hit = tshark(out, "-Y", "frame.number == %d && %s" % (k + 1, e), tmp_home=str(tmp_path)).strip()
             assert bool(hit) == (e == want), (k, e, want)
+
+
+@needs_tshark
+def test_dissector_decodes_the_update_golden_vectors(tmp_path):
+    upd = set(firmware.msgs.all_layouts()) - set(firmware.msgs.LAYOUTS)
+    golden = [v for v in json.load(open(GOLDEN))["vectors"] if v["type"] in upd]
+    assert {v["type"] for v in golden} == upd
+    out = str(tmp_path / "upd.pcapng")
+    with open(out, "wb") as f:
+        w = pcap.PcapngWriter(f)
+        i = w.interface("golden")
+        for k, v in enumerate(golden):
+            w.packet(i, k * 1000, bytes.fromhex(v["line"])[:-1])
+    cols = ["fleetloop.type_name", "fleetloop.upd_id", "fleetloop.upd_offer.digest", "fleetloop.chunks",
+            "fleetloop.index", "fleetloop.upd_chunk.data", "fleetloop.have", "fleetloop.upd_ack.bitmap",
+            "fleetloop.action", "fleetloop.crc.status", "_ws.expert.message"]
+    rows = fields(out, cols, tmp_home=str(tmp_path))
+    assert len(rows) == len(golden)
+    for row, v in zip(rows, golden):
+        f = v["fields"]
+        assert row["fleetloop.type_name"] == v["name"].split("_")[0] + "_" + v["name"].split("_")[1], v["name"]
+        assert int(row["fleetloop.upd_id"]) == f["upd_id"] and row["fleetloop.crc.status"] == "good"
+        assert "payload" not in row["_ws.expert.message"], row
+        for col, key in (("fleetloop.upd_offer.digest", "digest"), ("fleetloop.upd_chunk.data", "data"),
+                         ("fleetloop.upd_ack.bitmap", "bitmap")):
+            assert row[col].replace(":", "") == f.get(key, ""), (v["name"], col, row[col])
+        for col, key in (("fleetloop.chunks", "chunks"), ("fleetloop.index", "index"), ("fleetloop.have", "have"),
+                         ("fleetloop.action", "action")):
+            assert row[col] == (str(f[key]) if key in f else ""), (v["name"], col)

@@ -92,6 +92,15 @@ local MESSAGES = {
     [0x65] = { name = "reconcile", fields = { { "seq", 4 }, { "outage_s", 4 }, { "produced", 4 }, { "lost", 4 },
                                                { "paused_s", 4 }, { "used", 2 }, { "unused", 2 }, { "deferred", 2 } } },
     [0x66] = { name = "reconcile_ack", fields = { { "term", 4 }, { "seq", 4 }, { "released", 2 }, { "refused", 2 } } },
+    -- UPD_* (docs/UPDATES.md): a field over 4 bytes is shown as bytes (the offer's sha256 `digest`);
+    -- `tail` names the bytes from the fixed fields to the payload's end (fleetloop.<type name>.<tail>)
+    [0x80] = { name = "upd_offer", fields = { { "upd_id", 4 }, { "digest", 32 }, { "size", 4 }, { "chunks", 2 },
+                                               { "chunk_size", 2 }, { "fw_major", 1 }, { "fw_minor", 1 },
+                                               { "lineage", 1 }, { "flags", 1 } } },
+    [0x81] = { name = "upd_chunk", fields = { { "upd_id", 4 }, { "index", 2 } }, tail = "data" },
+    [0x82] = { name = "upd_ack", fields = { { "upd_id", 4 }, { "state", 1 }, { "reason", 1 }, { "have", 2 },
+                                             { "base", 2 }, { "fw_major", 1 }, { "fw_minor", 1 } }, tail = "bitmap" },
+    [0x83] = { name = "upd_cmd", fields = { { "upd_id", 4 }, { "action", 1 } } },
     [0x90] = { name = "accuse", fields = { { "term", 4 }, { "round", 4 }, { "accused", 2 }, { "region", 2 }, { "reason", 1 },
                                             { "lineage", 1 }, { "claimed_digest", 4 }, { "own_digest", 4 },
                                             { "claimed_awards", 2 }, { "own_awards", 2 }, { "holder", 2 },
@@ -197,8 +206,14 @@ local function msg_field(msgname, name, size)
     if have then return have.field end
     local base_ = HEX_FIELDS[name] and base.HEX or base.DEC
     local ctor = ({ [1] = ProtoField.uint8, [2] = ProtoField.uint16, [4] = ProtoField.uint32 })[size]
-    if not ctor then error("fleetloop.lua: field " .. msgname .. "." .. name .. ": unsupported size " .. size) end
-    local f = ctor("fleetloop." .. key, name, base_, VALUE_NAMES[name])
+    local f
+    if ctor then
+        f = ctor("fleetloop." .. key, name, base_, VALUE_NAMES[name])
+    elseif size > 4 then
+        f = ProtoField.bytes("fleetloop." .. key, name)
+    else
+        error("fleetloop.lua: field " .. msgname .. "." .. name .. ": unsupported size " .. size)
+    end
     MSG_FIELDS[key] = { field = f, size = size }
     return f
 end
@@ -206,6 +221,11 @@ for _, code in ipairs(CODES) do
     local m = MESSAGES[code]
     for _, spec in ipairs(m.fields or {}) do spec[3] = msg_field(m.name, spec[1], spec[2]) end
     for _, spec in ipairs(m.entries or {}) do spec[3] = msg_field(m.name, spec[1], spec[2]) end
+    if m.tail then
+        local key = m.name .. "." .. m.tail
+        m.tail_field = ProtoField.bytes("fleetloop." .. key, m.tail)
+        MSG_FIELDS[key] = { field = m.tail_field, size = 0 }
+    end
 end
 for v = 2, VERSION_MAX do  -- the later versions' layouts: a field they add gets its filter name here
     for _, code in ipairs(CODES) do
@@ -356,8 +376,12 @@ local function add_fields(tree, tvb, off, specs)
     for _, spec in ipairs(specs) do
         local name, size = spec[1], spec[2]
         local r = tvb(off, size)
-        tree:add_le(spec[3], r)
-        values[name] = r:le_uint()
+        if size > 4 then
+            tree:add(spec[3], r)  -- bytes
+        else
+            tree:add_le(spec[3], r)
+            values[name] = r:le_uint()
+        end
         off = off + size
     end
     return off, values
@@ -384,6 +408,8 @@ local function dissect_payload(tree, pinfo, body, off, len, type_code, version)
     local bad
     if m.entries then
         if len < head or (len - head) % esize ~= 0 then bad = m.name .. ": " .. len .. " bytes is not " .. head .. " + " .. esize .. " n" end
+    elseif m.tail then
+        if len < head then bad = m.name .. ": " .. len .. " bytes, the fixed fields are " .. head end
     elseif len ~= head then
         bad = m.name .. " v" .. version .. ": " .. len .. " bytes, the layout is " .. head
     end
@@ -392,6 +418,9 @@ local function dissect_payload(tree, pinfo, body, off, len, type_code, version)
         return nil
     end
     local p, values = add_fields(item, body, off, m.fields)
+    if m.tail and len > head then
+        item:add(m.tail_field, body(p, len - head))
+    end
     if m.entries then
         local count = (len - head) / esize
         for i = 0, count - 1 do
