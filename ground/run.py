@@ -15,11 +15,13 @@ import time
 
 from ground import firmware
 from ground import history
+from ground import lineagefault
 from ground import metrics as metrics_mod
 from ground import report
 from ground.clock import RealClock, VirtualClock
 from ground.links import LinkError, SerialLink, SimLink
 from ground.router import MS, Router
+from ground.scenario import Fault
 from ground.trace import TraceWriter
 
 msgs = firmware.msgs
@@ -327,6 +329,11 @@ class Run:
             link = r.links[nid]
             r._event("fault", fault=a, node=nid, detail=dict(detail, **f.params))
             self._node_fault(a, nid, link, f)
+        elif a == "lineage_fault":  # every node of one lineage at once (ground/lineagefault.py)
+            r._event("fault", fault=a, nodes=list(f.target), detail=dict(detail, duration_s=f.duration_s, **f.params))
+            for kind, nid, params in lineagefault.struck(f):
+                r._event("fault", fault=kind, node=nid, detail=dict(detail, lineage_fault=f.params["lineage"], **params))
+                self._node_fault(kind, nid, r.links[nid], Fault(f.at_s, kind, nid, None, f.duration_s, params, f.where))
         elif a == "partition":
             p = f.target
             shape = {"groups": p["groups"]} if p["kind"] == "groups" else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])}

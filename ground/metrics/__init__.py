@@ -14,7 +14,8 @@ result(span): ClaimMetrics and ChurnMetrics (ground/metrics/claims.py),
 FailoverMetrics and AgreementMetrics (failover.py), TrafficMetrics and
 SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
 (airtime.py), BoardMetrics (boards.py: TELEMETRY's heap and refusal
-counters), ContainmentMetrics (containment.py), TimelineMetrics
+counters), ContainmentMetrics (containment.py), BlastMetrics (blast.py: a
+lineage fault's blast radius), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
 family, and merges their results at the end. Nothing here does I/O (but
@@ -28,6 +29,7 @@ imported, as ground/protocol.py does, so the ground never imports firmware.
 """
 
 from ground.metrics.airtime import AirtimeMetrics
+from ground.metrics.blast import BlastMetrics
 from ground.metrics.boards import BoardMetrics
 from ground.metrics.claims import ChurnMetrics, ClaimMetrics
 from ground.metrics.common import Span, is_number, percentile, rnd
@@ -47,7 +49,7 @@ __all__ = [
 
 FORMAT = "fleetloop-metrics/1"
 FAMILIES = (FailoverMetrics, ClaimMetrics, ChurnMetrics, AgreementMetrics, TrafficMetrics, SkewMetrics, MarketMetrics,
-            AirtimeMetrics, BoardMetrics, ContainmentMetrics)
+            AirtimeMetrics, BoardMetrics, ContainmentMetrics, BlastMetrics)
 
 # The flat namespace: every key of metrics["flat"], which is also every name a
 # scenario may gate on. name -> (unit, meaning). docs/METRICS.md mirrors it.
@@ -58,7 +60,7 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 
 GATE_BOUNDS = ("max", "min")
 # Top-level sections a family may give (the rest of the result is the composer's).
-_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment")
+_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment", "blast")
 
 
 class Metrics:
