@@ -13,11 +13,12 @@ that kind never is). From the fault on:
     the last complete PRICES before the fault) likewise;
   - headless: cluster seconds without a coordinator claim by a live node;
   - detected: the first ACCUSE, quarantine report, or (pre)vote request by
-    a healthy node: the fleet noticed;
+    a healthy node (not for a clearing_defect: elections do not see it):
+    the fleet noticed;
   - quarantined: the first quarantine of a struck node an elector reports;
   - restored: the first moment every cluster has a coordinator claim by a
-    healthy node and a complete round was announced by a node healthy for
-    the market; rounds struck: complete rounds a struck, unhealthy node
+    healthy node and (with a market) a complete round was announced by a
+    node healthy for the market; rounds struck: complete rounds a struck, unhealthy node
     announced (for a clearing defect: rounds cleared by the defect);
   - production after: units (milli-units, MARKET_TEL `produced`) the fleet
     made after the fault, reboots carried; leases stranded: leases the nodes
@@ -32,6 +33,17 @@ from ground.metrics.common import rnd, s
 DOWN_KINDS = ("crash", "power_cut", "reset")
 WINDOW_KINDS = ("byzantine", "corruption_burst")
 _DETECT_TYPES = ("prevote_request", "vote_request")
+# Prometheus gauges of a run with a lineage_fault (ground/report.py): (name, flat key, help)
+BLAST_GAUGES = tuple((k[:-2] + "_seconds" if k.endswith("_s") else k, k,
+                      "Lineage fault blast radius: " + v[1]) for k, v in (
+    ("blast_nodes_struck", ("count", "nodes struck")),
+    ("blast_coordinators_struck", ("count", "clusters whose coordinator was struck")),
+    ("blast_headless_s", ("s", "cluster seconds without a live coordinator after the fault")),
+    ("blast_detect_s", ("s", "fault to first detection")),
+    ("blast_quarantine_s", ("s", "fault to first quarantine of a struck node")),
+    ("blast_restored_s", ("s", "fault to coordination restored by healthy nodes")),
+    ("blast_rounds_struck", ("count", "complete rounds announced by an unhealthy struck node")),
+))
 
 
 class BlastMetrics:
@@ -122,8 +134,9 @@ class BlastMetrics:
                     self._check_restored(v.t)
         if f is None:
             return
+        elections = f["kind"] != "clearing_defect"  # a defect in the clearing is no election's business
         if "detect_ns" not in self.out and (v.type == "accuse" or (
-                v.type in _DETECT_TYPES and self._healthy(v.nid, v.t)) or (
+                elections and v.type in _DETECT_TYPES and self._healthy(v.nid, v.t)) or (
                 v.type == "log" and str(v.msg.get("text", "")).startswith("quarantine node "))):
             self.out["detect_ns"] = v.t
             self.out["detected_by"] = "%s from node %d" % (v.type, v.nid)
@@ -161,7 +174,7 @@ class BlastMetrics:
     def _check_restored(self, t):
         if "restored_ns" in self.out:
             return
-        if self.market_coord is not None and "market_restored_ns" not in self.out:
+        if self.fleet.electors and "market_restored_ns" not in self.out:
             return  # a market: a round completed by a healthy node too
         if all(any(self._healthy(n, t) for n in who) for who in self.claimers.values()):
             self.out["restored_ns"] = t

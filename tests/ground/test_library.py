@@ -143,7 +143,37 @@ def _check_lora(sc, events, res):
     assert all(0.5 < row["coordination_share"] < 1 for row in air.values())
 
 
+def _check_lineage_crash(sc, events, res):
+    (f,) = sc.faults
+    lin = f.params["lineage"]
+    struck = sorted(n for n, spec in sc.nodes.items() if spec.lineage == lin)
+    faults = [e for e in events if e["kind"] == "fault"]
+    (lf,) = [e for e in faults if e["fault"] == "lineage_fault"]
+    assert lf["nodes"] == struck
+    crashed = [e for e in faults if e["fault"] == "crash"]
+    assert sorted(e["node"] for e in crashed) == struck and {e["mission_ns"] for e in crashed} == {lf["mission_ns"]}
+    return res.metrics["flat"], res.metrics["blast"], struck
+
+
+def _check_mixed(sc, events, res):
+    flat, blast, struck = _check_lineage_crash(sc, events, res)
+    assert len(struck) == 6 and all(len(set(m) - set(struck)) == 4 for m in sc.clusters.values())
+    # the survivors take over within seconds: never a cluster-minute without a coordinator
+    assert flat["blast_detect_s"] is not None and flat["blast_restored_s"] is not None
+    assert flat["blast_headless_s"] < 60
+
+
+def _check_monoculture(sc, events, res):
+    flat, blast, struck = _check_lineage_crash(sc, events, res)
+    assert struck == sorted(sc.nodes)
+    # nobody is left to notice: every cluster is headless until the nodes come back after duration_s
+    assert flat["blast_detect_s"] >= sc.faults[0].duration_s
+    assert flat["blast_headless_s"] >= len(sc.clusters) * sc.faults[0].duration_s
+
+
 CHECKS = {
+    "containment-mixed": _check_mixed,
+    "containment-monoculture": _check_monoculture,
     "lora": _check_lora,
     "autonomy-30d": _check_autonomy,
     "version-skew": _check_skew,
