@@ -379,6 +379,8 @@ class _Checker:
             if self.end is not None:
                 self._violate("trace", "line %d: a second end event (the first at line %d)" % (line, self.end), lines=[self.end, line])
             self.end = line
+        elif kind == "fault" and e.get("fault") == "sever" and self.end is None:
+            self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif self.end is not None and kind in ("fault", "link", "node"):
             self._violate("trace", "line %d: a %s event after the end event (line %d)" % (line, kind, self.end),
                           lines=[self.end, line])
@@ -410,6 +412,8 @@ class _Checker:
                                   frame_ids=[fid], lines=[line])
                 return
             s.finals.setdefault(to, []).append(line)
+            if fate == "delivered" and self.containment.severed:
+                self.containment.delivered(s.src, s.type, fid, s.line, to, line)
         elif fate == "duplicated":
             s.dups[to] = s.dups.get(to, 0) + 1
         elif fate not in ("corrupted", "converted"):  # alterations on the way, not final fates

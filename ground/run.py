@@ -16,6 +16,7 @@ import time
 from ground import firmware
 from ground import history
 from ground import lineagefault
+from ground import sever
 from ground import metrics as metrics_mod
 from ground import report
 from ground.clock import RealClock, VirtualClock
@@ -334,6 +335,8 @@ class Run:
             for kind, nid, params in lineagefault.struck(f):
                 r._event("fault", fault=kind, node=nid, detail=dict(detail, lineage_fault=f.params["lineage"], **params))
                 self._node_fault(kind, nid, r.links[nid], Fault(f.at_s, kind, nid, None, f.duration_s, params, f.where))
+        elif a == "sever":  # the ground orders a region severed (ground/sever.py)
+            self.router.severing.sever(f.target, "ordered by the ground", where=f.where)
         elif a == "partition":
             p = f.target
             shape = {"groups": p["groups"]} if p["kind"] == "groups" else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])}
@@ -422,6 +425,9 @@ class Run:
         self._writer = TraceWriter(self.trace_path, header)
         self._metrics = metrics_mod.Metrics(header, keep_timeline=True)
         self.router = Router(self.sc, self.clock, self._record, self.seed)
+        if len(self.sc.regions) > 1:
+            self.router.severing = sever.Severing(self.sc, self.router, self.clock)
+            self.router.severed = self.router.severing.severed
         try:
             self._build()
             self._configure_boards()

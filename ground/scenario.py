@@ -18,7 +18,7 @@ from ground import contacts as contacts_mod
 from ground import gates as gates_mod
 from ground import guards
 from ground import intent as intent_mod
-from ground import lineagefault, linkstate, pipeline
+from ground import lineagefault, linkstate, pipeline, sever
 from ground import regions as regions_mod
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
@@ -34,7 +34,7 @@ _LINKS = {"default", "intra_cluster", "inter_cluster", "intra_region", "inter_re
 _CLASSES = ("default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground")  # link models by tier
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst", "intent", "lineage_fault",
+    "byzantine", "corruption_burst", "intent", "lineage_fault", "sever",
 }
 _FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
@@ -223,6 +223,7 @@ def parse(data, text, path):
         if len(sc.regions) == 1:
             sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
     lineagefault.apply_defects(sc)
+    sever.check(sc)
     sc.region_of = {n: r for r in sc.regions for n in r.nodes}
     sc.cluster_region = {c: r.region for r in sc.regions for c in r.clusters}
     sc.positions = _parse_positions(links, clusters)
