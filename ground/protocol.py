@@ -422,6 +422,7 @@ RECONCILE = 0x65
 RECONCILE_ACK = 0x66
 ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + ground
 AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
+REINSTATE = 0x92  # ground -> the region's electors: a node out of quarantine (ground intent)
 ACCUSE_REASON_BITS = ((1, "digest"), (2, "prices"), (4, "awards"))  # msgs.ACCUSE_*
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
@@ -622,6 +623,10 @@ AuditBid = Struct(
     "count" / Int8ul,
     "flags" / Int8ul,
 )
+Reinstate = Struct(
+    "region" / Int16ul,
+    "node" / Int16ul,
+)
 
 # type -> (name, Struct)
 MESSAGES = {
@@ -649,6 +654,7 @@ MESSAGES = {
     RECONCILE_ACK: ("reconcile_ack", ReconcileAck),
     ACCUSE: ("accuse", Accuse),
     AUDIT_BID: ("audit_bid", AuditBid),
+    REINSTATE: ("reinstate", Reinstate),
 }
 TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 

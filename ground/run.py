@@ -335,6 +335,10 @@ class Run:
             for kind, nid, params in lineagefault.struck(f):
                 r._event("fault", fault=kind, node=nid, detail=dict(detail, lineage_fault=f.params["lineage"], **params))
                 self._node_fault(kind, nid, r.links[nid], Fault(f.at_s, kind, nid, None, f.duration_s, params, f.where))
+        elif a == "reinstate":  # the ground's intent: a node out of quarantine (docs/CONTAINMENT.md)
+            region = self.sc.region_of[f.target].region
+            r._event("fault", fault=a, node=f.target, detail=dict(detail, region=region))
+            r.to_node(wire.cluster_addr(0xE00 | region), msgs.REINSTATE, msgs.pack(msgs.REINSTATE, region, f.target))
         elif a == "sever":  # the ground orders a region severed (ground/sever.py)
             self.router.severing.sever(f.target, "ordered by the ground", where=f.where)
         elif a == "partition":

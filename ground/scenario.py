@@ -34,7 +34,7 @@ _LINKS = {"default", "intra_cluster", "inter_cluster", "intra_region", "inter_re
 _CLASSES = ("default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground")  # link models by tier
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst", "intent", "lineage_fault", "sever",
+    "byzantine", "corruption_burst", "intent", "lineage_fault", "sever", "reinstate",
 }
 _FAULT_KEYS = _FAULT_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
@@ -223,8 +223,8 @@ def parse(data, text, path):
         if len(sc.regions) == 1:
             sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
     lineagefault.apply_defects(sc)
-    sever.check(sc)
     sc.region_of = {n: r for r in sc.regions for n in r.nodes}
+    sever.check(sc)
     sc.cluster_region = {c: r.region for r in sc.regions for c in r.clusters}
     sc.positions = _parse_positions(links, clusters)
     if "contact_plan" in data:
@@ -440,7 +440,8 @@ def _parse_faults(faults, nodes, clusters):
         cluster = f.get("cluster")
         if cluster is not None and cluster not in clusters:
             raise f.error("cluster", "fault: unknown cluster %r" % cluster)
-        if action in ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst"):
+        if action in ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst",
+                      "reinstate"):
             if target == "coordinator":
                 if cluster is None:
                     raise f.error(action, "fault %s: coordinator: say which cluster" % action)

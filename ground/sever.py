@@ -22,9 +22,15 @@ UNREPLACED = "unreplaced"  # the one automatic policy
 
 
 def check(sc):
-    """Sever steps name a region of the scenario; file:line otherwise."""
+    """Sever steps name a region of the scenario; reinstate steps a node of a
+    region with auditors (docs/CONTAINMENT.md); file:line otherwise."""
     known = sorted(r.region for r in sc.regions)
     for f in sc.faults:
+        if f.action == "reinstate":
+            r = sc.region_of.get(f.target) if f.target != "coordinator" else None
+            if r is None or not r.market.auditors:
+                raise ConfigError("%s: step reinstate: node %r is in no region with auditors (market.auditors), so"
+                                  " nobody keeps a quarantine to take it out of" % (f.where, f.target))
         if f.action != "sever":
             continue
         if not known:

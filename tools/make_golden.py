@@ -159,6 +159,8 @@ CASES = [
     ("audit_bid_auth", msgs.AUDIT_BID, N1, 0x031B, 45,
      dict(round=0x1B, rows=0x0303, row=0x031B, holder=0x1B03, before_digest=0x0003001B, seq=3, first=0x1B,
           resource=0x0303, price=1000, classes=0x1B, span=3, period=0x1B, count=30, flags=7), 27),
+    ("reinstate", msgs.REINSTATE, GROUND, wire.cluster_addr(0xE01), 46, dict(region=1, node=N2), None),
+    ("reinstate_auth", msgs.REINSTATE, GROUND, wire.cluster_addr(0xE1B), 47, dict(region=0x1B, node=0x031B), 28),
 ]
 
 # Protocol version 2 frames (CASES are all version 1, and stay byte for byte

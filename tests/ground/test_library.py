@@ -171,7 +171,29 @@ def _check_monoculture(sc, events, res):
     assert flat["blast_headless_s"] >= len(sc.clusters) * sc.faults[0].duration_s
 
 
+def _check_byzantine_quarantine(sc, events, res):
+    faults = {e["fault"]: e for e in events if e["kind"] == "fault"}
+    byz, back = faults["byzantine"], faults["reinstate"]
+    node = byz["node"]
+    assert back["node"] == node
+    changes = [c for c in res.metrics["containment"]["changes"] if c["node"] == node]
+    quarantined = [c for c in changes if c["state"] == "quarantined"]
+    assert quarantined and all("stale-term claims" in c["cause"] for c in quarantined)
+    assert all(sc.nodes[c["reporter"]].cluster == sc.nodes[node].cluster for c in quarantined)  # seen first hand
+    assert all(byz["mission_ns"] / S < c["at_s"] < byz["mission_ns"] / S + 30 for c in quarantined)
+    reinstated = [c for c in changes if c["state"] == "normal"]
+    assert {c["reporter"] for c in reinstated} == {c["reporter"] for c in quarantined}
+    assert all(c["at_s"] == back["mission_ns"] / S and c["cause"] == "ground intent" for c in reinstated)
+
+
+def _check_sever(sc, events, res):
+    (sv,) = [e for e in events if e["kind"] == "fault" and e["fault"] == "sever"]
+    assert sv["detail"]["region"] == 2 and res.metrics["flat"]["sever_cycles_max"] == 1.0
+
+
 CHECKS = {
+    "containment-byzantine": _check_byzantine_quarantine,
+    "containment-sever": _check_sever,
     "containment-mixed": _check_mixed,
     "containment-monoculture": _check_monoculture,
     "lora": _check_lora,
