@@ -628,10 +628,11 @@ class Node:
     def _stale_claim(self, src, term, now_ms):
         """A member claims coordinator in a term we have left: byzantine if
         it keeps on (node/audit.py; only where containment is configured)."""
-        if self.region.quarantine is not None:
+        region = self.region
+        if region is not None and region.quarantine is not None:
             from node import audit
 
-            audit.stale_claim(self.region, src, term, self.term, self.cfg.election_timeout_ms, now_ms)
+            audit.stale_claim(region, src, term, self.term, self.cfg.election_timeout_ms, now_ms)
 
     def _on_vote_request(self, src, term, now_ms):
         if not self._coordinator_quiet(now_ms) and src != self.coordinator:
