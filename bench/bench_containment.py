@@ -9,8 +9,8 @@ fault's kind replaced; "production lost" compares the units made after the
 fault (300 s) with the same fleet's run without the fault (same seed). "leases held
 twice" counts the history checker's lease_exclusive violations.
 
-Not a test: it asserts nothing. `python -m bench.bench_containment [--quick]`
-(--quick: crash and clearing_defect only).
+Not a test: it asserts nothing. `python -m bench.bench_containment [--quick]
+[KIND ...]` (--quick: crash and clearing_defect only; KINDs: only those).
 """
 
 import os
@@ -98,7 +98,7 @@ def cell(row, flat, fails, base):
 
 
 def main(argv):
-    kinds = KINDS[::3] if "--quick" in argv else KINDS
+    kinds = [k for k in KINDS if k in argv] or (KINDS[::3] if "--quick" in argv else KINDS)
     print("containment, measured: a lineage_fault on lineage 0 (%s)" % describe())
     t0 = time.time()
     results = {}
