@@ -91,10 +91,20 @@ def test_the_ground_can_order_a_region_severed(tmp_path):
     ("sever: unreplaced}", "sever: sometimes}", "sever: 'unreplaced'"),
     ("gates:", "faults:\n  - {at_s: 30, sever: 9}\ngates:", "step sever: unknown region 9 (regions: [1, 2])"),
     ("auditors: [11, 12, 16, 17], lineages: enforce,", "", "sever: unreplaced needs auditors"),
+    ("gates:", "faults:\n  - {at_s: 30, reinstate: 99}\ngates:", "fault reinstate: unknown node 99"),
+    ("gates:", "faults:\n  - {at_s: 30, reinstate: coordinator, cluster: 1}\ngates:",
+     "step reinstate: node 'coordinator' is in no region with auditors"),
 ])
-def test_a_bad_sever_is_refused_naming_the_line(old, new, says):
+def test_a_bad_sever_or_reinstate_is_refused_naming_the_line(old, new, says):
     text = open(SEVER, encoding="utf-8").read()
     assert old in text
     with pytest.raises(ConfigError) as e:
         scenario.load_text(text.replace(old, new), "sv.yaml")
     assert "sv.yaml:" in str(e.value) and says in str(e.value), str(e.value)
+
+
+def test_severing_the_only_region_is_refused():
+    text = open(os.path.join(ROOT, "scenarios", "containment-auditors.yaml"), encoding="utf-8").read()
+    with pytest.raises(ConfigError) as e:
+        scenario.load_text(text.replace("gates:", "faults:\n  - {at_s: 30, sever: 1}\ngates:"), "one.yaml")
+    assert "one.yaml:" in str(e.value) and "the scenario's only region" in str(e.value)
