@@ -32,8 +32,9 @@ from ground.yamlfile import ConfigError
 # hour: a 240 s mission then gets about one of each, a 20 s one a fault or two.
 KINDS = (
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst", "intent",
+    "byzantine", "corruption_burst", "intent", "lineage_fault", "sever", "reinstate",
 )
+LINEAGE_KINDS = ("crash", "power_cut", "reset", "byzantine", "corruption_burst")  # not clearing_defect: from boot only
 DEFAULT_RATE_PER_H = 15.0
 DEFAULT_RATES_PER_H = {k: DEFAULT_RATE_PER_H for k in KINDS}
 PARTITION_SHAPES = ("groups", "isolate", "majority_minority", "bridge", "ring")
@@ -151,6 +152,9 @@ class _Gen:
         self.t_s = sc.election_timeout_ms / 1000.0
         self.duration_s = duration_s
         self.market = sc.market_args
+        self.lineages = sorted({n.lineage for n in sc.nodes.values()})
+        self.regions = sorted(r.region for r in sc.regions)
+        self.audited = sorted(n for r in sc.regions if r.market.auditors for n in r.nodes)
 
     # -- draws
 
@@ -293,6 +297,26 @@ class _Gen:
 
     def byzantine(self, t):
         return [self._entry(t, "byzantine", self._target(), rewrite="stale_term", duration_s=self._for(t))]
+
+    def lineage_fault(self, t):
+        """Every node of one lineage at once (ground/lineagefault.py)."""
+        kind = self.rng.choice(LINEAGE_KINDS)
+        e = {"at_s": _num(t), "lineage_fault": {"lineage": self.rng.choice(self.lineages), "kind": kind}}
+        if kind != "reset":
+            e["duration_s"] = self._for(t)
+        return [e]
+
+    def sever(self, t):
+        """The ground severs a region (ground/sever.py): with two regions or more."""
+        if len(self.regions) < 2:
+            return []
+        return [{"at_s": _num(t), "sever": self.rng.choice(self.regions)}]
+
+    def reinstate(self, t):
+        """The ground reinstates a node: in a region with auditors."""
+        if not self.audited:
+            return []
+        return [{"at_s": _num(t), "reinstate": self.rng.choice(self.audited)}]
 
     def corruption_burst(self, t):
         return [{"at_s": _num(t), "corruption_burst": self._node(),

@@ -103,6 +103,8 @@ class _Checker(ElectionRules, LeaseRules):
             if self.end is not None:
                 self._violate("trace", "line %d: a second end event (the first at line %d)" % (line, self.end), lines=[self.end, line])
             self.end = line
+        elif kind == "fault" and e.get("fault") == "sever" and self.end is None:
+            self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif self.end is not None and kind in ("fault", "link", "node"):
             self._violate("trace", "line %d: a %s event after the end event (line %d)" % (line, kind, self.end),
                           lines=[self.end, line])
@@ -116,6 +118,10 @@ class _Checker(ElectionRules, LeaseRules):
         if fate == "sent":
             self._sent(e, fid, line)
         else:
+            if fate == "delivered" and self.containment.severed:
+                s = self.fates.sent.get(fid) or self.fates.done.get(fid)
+                if s is not None and e.get("to") is not None:
+                    self.containment.delivered(s.src, s.type, fid, s.line, e.get("to"), line)
             self.fates.on_fate(e, fate, fid, line)
 
     def _sent(self, e, fid, line):

@@ -11,6 +11,11 @@ fed by ground/history.py's checker with every frame a node sent:
                         coordinator (COORDINATOR on the region's address) and
                         is awarded no lease of a round closed after the
                         quarantine.
+  sever_respected       once the ground severs a region (a `sever` fault
+                        event, ground/sever.py), no frame a node of that
+                        region sends afterwards is delivered outside it, the
+                        ground included: none of its leases, prices or claims
+                        is honoured after the sever point.
 
 A pure function of the trace like the rest of the checker: no firmware
 import, message names and LOG texts as the trace carries them.
@@ -20,7 +25,7 @@ import re
 
 _Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
 _ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
-INVARIANTS = ("quarantine_witnessed", "quarantine_respected")
+INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "sever_respected")
 
 
 class ContainmentChecker:
@@ -33,6 +38,24 @@ class ContainmentChecker:
         self.since_round = {}  # node -> latest round when a majority first held it quarantined
         self.round = -1  # latest round a PRICES frame named
         self.reports = 0
+        self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event)
+
+    def sever(self, e, line):
+        nodes = {n for n in e.get("nodes") or () if isinstance(n, int)}
+        region = (e.get("detail") or {}).get("region")
+        for n in nodes:
+            self.severed.setdefault(n, (nodes, region, line))
+
+    def delivered(self, src, type_, fid, sent_line, to, line):
+        """A delivered fate of frame fid, which node src sent at sent_line."""
+        got = self.severed.get(src)
+        if got is None or sent_line < got[2] or to in got[0]:
+            return
+        what = "a lease" if type_ == "award" else "prices" if type_ == "prices" else "a %s frame" % type_
+        self.violate("sever_respected", "line %d: %s from node %d of region %s (frame %d, sent line %d) delivered to"
+                     " %s after the region was severed (line %d)" % (line, what, src, got[1], fid, sent_line,
+                                                                     "the ground" if to == 0 else "node %s" % to,
+                                                                     got[2]), [fid], [sent_line, line])
 
     def _quarantined_by_majority(self, node):
         states = self.held.get(node, {})

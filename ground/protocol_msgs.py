@@ -54,6 +54,7 @@ RECONCILE = 0x65
 RECONCILE_ACK = 0x66
 ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + ground
 AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
+REINSTATE = 0x92  # ground -> the region's electors: a node out of quarantine (ground intent)
 ACCUSE_REASON_BITS = ((1, "digest"), (2, "prices"), (4, "awards"))  # msgs.ACCUSE_*
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
@@ -255,6 +256,11 @@ AuditBid = Struct(
     "flags" / Int8ul,
 )
 
+Reinstate = Struct(
+    "region" / Int16ul,
+    "node" / Int16ul,
+)
+
 # Software updates (firmware/node/update.py, docs/UPDATES.md). Byte fields
 # read as hex strings, so a parsed message is JSON as it stands (traces).
 
@@ -322,6 +328,7 @@ MESSAGES = {
     RECONCILE_ACK: ("reconcile_ack", ReconcileAck),
     ACCUSE: ("accuse", Accuse),
     AUDIT_BID: ("audit_bid", AuditBid),
+    REINSTATE: ("reinstate", Reinstate),
     UPD_OFFER: ("upd_offer", UpdOffer),
     UPD_CHUNK: ("upd_chunk", UpdChunk),
     UPD_ACK: ("upd_ack", UpdAck),

@@ -15,6 +15,7 @@ _MARKET = {
     "leases_per_node", "max_span", "stale_rounds",
     # fault containment (docs/CONTAINMENT.md)
     "auditors", "quarantine_cap_permille", "probation_ms", "defect_lineage", "lineages",
+    "sever",  # the ground's policy for this region (ground/sever.py), not a MarketConfig argument
 }
 CLEARING_IMPLS = 2  # firmware node/market.py clearing(): lineage L runs clearing L % 2 (A or B)
 MIN_LINEAGES = 3  # a cluster of ENFORCE_CLUSTER_SIZE or more mixes at least this many lineages
@@ -36,6 +37,7 @@ class RegionSpec:
     market_args: dict  # the MarketConfig arguments, as plain JSON data (a board's board.json)
     where: str = ""  # file:line of its section
     source: object = field(default=None, repr=False, compare=False)  # its Located section (file:line of each key)
+    sever: str = ""  # "unreplaced": the ground severs it when its accused coordinator is not replaced (ground/sever.py)
 
 
 def parse_market(data, sc):
@@ -45,7 +47,7 @@ def parse_market(data, sc):
     check_keys(m, _MARKET, "market", required=("electors", "units"))
     market, args = _market_config(m, sc, sorted(sc.nodes), "market")
     return RegionSpec(market.region, sorted(sc.clusters), sorted(sc.nodes), list(market.electors), market, args,
-                      m.where(), m)
+                      m.where(), m, _sever(m))
 
 
 def parse_regions(data, sc):
@@ -75,7 +77,7 @@ def parse_regions(data, sc):
         roster = sorted(n for c in cl for n in sc.clusters[c])
         market, args = _market_config(r, sc, roster, "region %d" % num,
                                       {k: v for k, v in r.items() if k != "clusters"})
-        out.append(RegionSpec(num, sorted(cl), roster, list(market.electors), market, args, r.where(), r))
+        out.append(RegionSpec(num, sorted(cl), roster, list(market.electors), market, args, r.where(), r, _sever(r)))
     missing = sorted(set(sc.clusters) - set(owner))
     if missing:
         raise data.error("regions", "scenario.regions: clusters %s are in no region; every cluster belongs to"
@@ -93,6 +95,7 @@ def _market_config(m, sc, roster, what, kw=None):
                 what, e, "in the scenario" if what == "market" else "in the region's clusters"))
     kw = {k: v for k, v in m.items()} if kw is None else kw
     kw.pop("lineages", None)
+    kw.pop("sever", None)
     kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
     if "auditors" in m:
         _check_auditors(m, sc)
@@ -110,6 +113,16 @@ def _market_config(m, sc, roster, what, kw=None):
         raise m.error(None, "%s: %s" % (what, e) if what != "market" else str(e)) from None
     args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     return market, args
+
+
+def _sever(m):
+    v = m.get("sever", "")
+    if v not in ("", "unreplaced"):
+        raise m.error("sever", "sever: 'unreplaced' (the ground severs the region when its accused coordinator is not"
+                      " replaced within one cycle), got %r" % (v,))
+    if v and "auditors" not in m:
+        raise m.error("sever", "sever: unreplaced needs auditors (only an auditor's accusation starts the judgement)")
+    return v
 
 
 def _check_auditors(m, sc):

@@ -29,6 +29,7 @@ import os
 
 from ground import metrics as M
 from ground.metrics import rollout as rollout_metrics
+from ground.metrics.blast import BLAST_GAUGES
 
 ROLE_COLOURS = {
     "coordinator": "#d62728",
@@ -293,8 +294,9 @@ def to_prometheus(metrics, labels=None):
     ):
         f = x.family(name, "counter", help_)
         x.sample(f, fl.get(key))
-    f = x.family("quarantined_nodes", "gauge", "Different nodes some elector quarantined")
-    x.sample(f, fl.get("quarantined_nodes"))
+    for name, key, help_ in (("quarantined_nodes", "quarantined_nodes", "Different nodes some elector quarantined"),
+                             *(BLAST_GAUGES if metrics.get("blast") else ())):  # a lineage fault's blast radius
+        x.sample(x.family(name, "gauge", help_), fl.get(key))
     air = (metrics.get("airtime") or {}).get("nodes", {})
     if air:
         f = x.family("node_airtime_seconds_total", "counter", "Time on air of a node's radio, by message type")

@@ -80,6 +80,8 @@ class Router:
         self.cut = set()  # directed (src, dst) pairs cut by a partition
         self.blackout = set()  # node ids whose links are all down; 0 stands for "all"
         self.byzantine = {}  # node id -> rewrite name
+        self.severed = {}  # node id -> its region, severed (ground/sever.py): its frames stay inside it
+        self.severing = None  # ground/sever.Severing: fed every decoded frame
         self.corrupting = {}  # node id -> (until_ns, bitflip probability)
         self.coordinator = {}  # cluster -> (node, term) last claimed
         self.region_coordinator = {}  # region -> (node, term) last claimed on the region's address (progress line)
@@ -199,6 +201,9 @@ class Router:
         # allocates only what the delivery needs (pipe: the link's Pipeline,
         # looked up by the caller, None the first time; line0: sent and its
         # delimiter, made once per frame).
+        if self.severed and src in self.severed and self.severed.get(dst) != self.severed[src]:
+            self._event("frame", fate="dropped", id=fid, to=dst, reason="severed")
+            return
         if self.cut and (src, dst) in self.cut:
             self._event("frame", fate="dropped", id=fid, to=dst, reason="partition")
             return
@@ -312,6 +317,8 @@ class Router:
 
     def _observe(self, src, frame, fields):
         t = frame.type
+        if self.severing is not None:
+            self.severing.observe(src, msgs.name(t), frame.dst, fields)
         if t == msgs.HELLO and fields:
             self.hello[src] = fields
             self.proto_max[src] = fields["proto_max"]
@@ -355,6 +362,9 @@ class Router:
         return p if p.stages or p.state.gated else None
 
     def _to_ground(self, fid, src, type, data, now):
+        if src in self.severed and type != msgs.JOURNAL:  # the ground no longer honours a severed region
+            self._event("frame", fate="dropped", id=fid, to=0, reason="severed")
+            return
         # A board's JOURNAL is the harness's own record of it (exact frame
         # replay), read off its serial line, not mission traffic: never impaired.
         if type == msgs.JOURNAL or self._ground_pipeline(src, wire.ADDR_GROUND) is None:

@@ -15,11 +15,14 @@ import time
 
 from ground import firmware
 from ground import history
+from ground import lineagefault
+from ground import sever
 from ground import metrics as metrics_mod
 from ground import report
 from ground.clock import RealClock, VirtualClock
 from ground.links import LinkError, SerialLink, SimLink
 from ground.router import MS, Router
+from ground.scenario import Fault
 from ground.trace import TraceWriter
 from ground.update_sim import SimUpdates
 
@@ -382,6 +385,17 @@ class Run:
             link = r.links[nid]
             r._event("fault", fault=a, node=nid, detail=dict(detail, **f.params))
             self._node_fault(a, nid, link, f)
+        elif a == "lineage_fault":  # every node of one lineage at once (ground/lineagefault.py)
+            r._event("fault", fault=a, nodes=list(f.target), detail=dict(detail, duration_s=f.duration_s, **f.params))
+            for kind, nid, params in lineagefault.struck(f):
+                r._event("fault", fault=kind, node=nid, detail=dict(detail, lineage_fault=f.params["lineage"], **params))
+                self._node_fault(kind, nid, r.links[nid], Fault(f.at_s, kind, nid, None, f.duration_s, params, f.where))
+        elif a == "reinstate":  # the ground's intent: a node out of quarantine (docs/CONTAINMENT.md)
+            region = self.sc.region_of[f.target].region
+            r._event("fault", fault=a, node=f.target, detail=dict(detail, region=region))
+            r.to_node(wire.cluster_addr(0xE00 | region), msgs.REINSTATE, msgs.pack(msgs.REINSTATE, region, f.target))
+        elif a == "sever":  # the ground orders a region severed (ground/sever.py)
+            self.router.severing.sever(f.target, "ordered by the ground", where=f.where)
         elif a == "partition":
             p = f.target
             shape = {"groups": p["groups"]} if p["kind"] == "groups" else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])}
@@ -475,6 +489,9 @@ class Run:
         self._metrics = metrics_mod.Metrics(header, keep_timeline=True)
         self._history = history.Checker(header, self.trace_path)
         self.router = Router(self.sc, self.clock, self._record, self.seed)
+        if len(self.sc.regions) > 1:
+            self.router.severing = sever.Severing(self.sc, self.router, self.clock)
+            self.router.severed = self.router.severing.severed
         try:
             self._build()
             self._configure_boards()

@@ -18,7 +18,7 @@ from ground import contacts as contacts_mod
 from ground import gates as gates_mod
 from ground import guards
 from ground import intent as intent_mod
-from ground import linkstate, pipeline
+from ground import lineagefault, linkstate, pipeline, sever
 from ground import regions as regions_mod
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
@@ -34,7 +34,7 @@ _LINKS = {"default", "intra_cluster", "inter_cluster", "intra_region", "inter_re
 _CLASSES = ("default", "intra_cluster", "inter_cluster", "intra_region", "inter_region", "ground")  # link models by tier
 _FAULT_ACTIONS = {
     "crash", "restart", "reset", "power_cut", "power_on", "partition", "heal", "blackout", "skew",
-    "byzantine", "corruption_burst", "intent",
+    "byzantine", "corruption_burst", "intent", "lineage_fault", "sever", "reinstate",
 }
 # Ground commands that are steps of the same list but no fault (ground chaos never draws them).
 _GROUND_STEPS = {"rollout"}  # rollout: pause / resume (ground/rollout_run.py)
@@ -227,7 +227,9 @@ def parse(data, text, path):
         sc.regions = regions_mod.parse_regions(data, sc)
         if len(sc.regions) == 1:
             sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
+    lineagefault.apply_defects(sc)
     sc.region_of = {n: r for r in sc.regions for n in r.nodes}
+    sever.check(sc)
     sc.cluster_region = {c: r.region for r in sc.regions for c in r.clusters}
     sc.positions = _parse_positions(links, clusters)
     if "trace" in data:
@@ -469,7 +471,8 @@ def _parse_faults(faults, nodes, clusters):
         cluster = f.get("cluster")
         if cluster is not None and cluster not in clusters:
             raise f.error("cluster", "fault: unknown cluster %r" % cluster)
-        if action in ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst"):
+        if action in ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst",
+                      "reinstate"):
             if target == "coordinator":
                 if cluster is None:
                     raise f.error(action, "fault %s: coordinator: say which cluster" % action)
@@ -477,6 +480,10 @@ def _parse_faults(faults, nodes, clusters):
                 raise f.error(action, "fault %s: unknown node %r" % (action, target))
         if action == "partition":
             target = _parse_partition(f, target, nodes, clusters)
+        if action == "lineage_fault":  # every node of one lineage at once (ground/lineagefault.py)
+            if cluster is not None:
+                raise f.error("cluster", "fault lineage_fault: strikes a lineage wherever it runs; no cluster")
+            target, lf_params = lineagefault.parse(f, nodes)
         if action == "intent":
             target = f  # parsed below, in time order: each step's seq follows the one before
             if "nodes" in f:
@@ -494,6 +501,8 @@ def _parse_faults(faults, nodes, clusters):
             params["factor"] = number(f, "factor", "fault skew", lo=0.01, hi=100)
         if action == "byzantine" and params.get("rewrite", "stale_term") not in ("stale_term",):
             raise f.error("rewrite", "fault byzantine: rewrite %r unknown (known: stale_term)" % params["rewrite"])
+        if action == "lineage_fault":
+            params = lf_params
         out.append(Fault(at_s, action, target, cluster, duration, params, f.where(action)))
     out.sort(key=lambda x: x.at_s)
     seq = 0

@@ -168,6 +168,8 @@ CASES = [
     ("upd_ack_bitmap", msgs.UPD_ACK, N1, GROUND, 36,
      dict(upd_id=7, state=1, reason=0, have=12, base=8, fw_major=1, fw_minor=0, bitmap="ef0003"), None),
     ("upd_cmd_install_auth", msgs.UPD_CMD, GROUND, N1, 37, dict(upd_id=7, action=1), 27),
+    ("reinstate", msgs.REINSTATE, GROUND, wire.cluster_addr(0xE01), 46, dict(region=1, node=N2), None),
+    ("reinstate_auth", msgs.REINSTATE, GROUND, wire.cluster_addr(0xE1B), 47, dict(region=0x1B, node=0x031B), 28),
 ]
 
 # Protocol version 2 frames (CASES are all version 1, and stay byte for byte

@@ -280,6 +280,7 @@ def setup(region, config, now_ms):
     region.market.quarantine = region.quarantine
     region.lineage = config.lineage
     region.q_tick_ms = now_ms
+    region.stale = {}  # member -> [stale-term claims seen, first one's ms]
     if region.id in mcfg.auditors:
         led = region.market.ledger
         region.auditor = Auditor(region.id, config.lineage, led.n_res, led.horizon, led.per_holder, led.n_holders,
@@ -305,6 +306,9 @@ def tick(region, now_ms):
 def on_frame(region, src, t, f, now_ms):
     if t == msgs.ACCUSE:
         on_accuse(region, src, f, now_ms)
+        return
+    if t == msgs.REINSTATE:
+        on_reinstate(region, src, f, now_ms)
         return
     c, term = region._followed()  # AUDIT_BID: only from the coordinator we follow
     a = region.auditor
@@ -350,6 +354,46 @@ def on_accuse(region, src, f, now_ms):
     q.accuse(src, f[2], f[1], has_evidence(f), now_ms)
     if q.refused[refusal.FORGED] + q.refused[refusal.EVIDENCE] != before:
         _report(region, "refused accusation from %d against %d round %d" % (src, f[2], f[1]))
+    _report_events(region, now_ms)
+
+
+def on_reinstate(region, src, f, now_ms):
+    """The ground's intent: node f[1] leaves quarantine (suspect, quarantined
+    or on probation) now. Only the ground may say so."""
+    q = region.quarantine
+    if src != wire.ADDR_GROUND:
+        q.refused[refusal.FORGED] += 1
+        _report(region, "refused reinstatement from %d of %d" % (src, f[1]))
+        return
+    if f[0] != region.cfg.region:
+        region.refused[refusal.REGION] += 1
+        return
+    if q.index(f[1]) < 0:
+        q.refused[refusal.UNKNOWN_NODE] += 1
+        return
+    q.reinstate(f[1], now_ms)
+    _report_events(region, now_ms)
+
+
+STALE_CLAIMS = const(4)  # stale-term claims from one member within STALE_WINDOW_T election timeouts
+STALE_WINDOW_T = const(4)
+
+
+def stale_claim(region, src, term, own, timeout_ms, now_ms):
+    """A cluster member claimed coordinator in term `term` < our `own`: once
+    is a node back from a partition (it steps down at our next heartbeat);
+    STALE_CLAIMS within STALE_WINDOW_T election timeouts is byzantine,
+    quarantined first hand (within the cap)."""
+    seen = region.stale.get(src)
+    if seen is None or now_ms - seen[1] > STALE_WINDOW_T * timeout_ms:
+        region.stale[src] = [1, now_ms]
+        return
+    seen[0] += 1
+    if seen[0] < STALE_CLAIMS:
+        return
+    del region.stale[src]
+    region.quarantine.byzantine(src, "%d stale-term claims (term %d, mine %d) seen by %d"
+                                % (STALE_CLAIMS, term, own, region.id), now_ms)
     _report_events(region, now_ms)
 
 

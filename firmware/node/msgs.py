@@ -55,6 +55,7 @@ RECONCILE_ACK = const(0x66)  # coordinator -> node
 # Fault containment (docs/CONTAINMENT.md): 0x90-0x9F.
 ACCUSE = const(0x90)  # auditor -> region's electors + ground: a round's clearing differs from mine
 AUDIT_BID = const(0x91)  # coordinator -> each auditor at a round's close: one bid row of the book, as bid
+REINSTATE = const(0x92)  # ground -> region's electors: take this node out of quarantine (ground intent)
 # (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
 # PRICES status: what the message says about its round.
@@ -190,12 +191,13 @@ LAYOUTS = {
         ["round", "rows", "row", "holder", "before_digest", "seq", "first", "resource", "price", "classes", "span",
          "period", "count", "flags"],
     ),
+    REINSTATE: ("reinstate", "<HH", ["region", "node"]),
 }
 # The UPD_* layouts live in node/update.py (UPDATE_LAYOUTS), loaded with the
 # agent: a board that never updates does not hold them. layout() and name()
 # find them there; all_layouts() is every type's.
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD)  # node/update.py's
-MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID)
+MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID, REINSTATE)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.

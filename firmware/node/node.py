@@ -547,7 +547,7 @@ class Node:
     def _dispatch(self, f, now_ms):
         region = self.region
         if region is not None and f.dst == region.dst:
-            if f.type == msgs.ACCUSE or f.type == msgs.AUDIT_BID:
+            if msgs.ACCUSE <= f.type <= msgs.REINSTATE:
                 region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
             elif self.seat is None:
                 self.ignored += 1
@@ -613,6 +613,8 @@ class Node:
                 self._adopt_term(term, now_ms)
             if term == self.term and (t == msgs.COORDINATOR or f.src == self.coordinator):
                 self._follow(f.src, standby, now_ms)
+            elif term < self.term and t == msgs.COORDINATOR and self.region is not None:
+                self._stale_claim(f.src, term, now_ms)
         elif t == msgs.STATE:
             term, digest, first, total, entries = fields
             if term == self.term and f.src == self.coordinator:
@@ -637,6 +639,17 @@ class Node:
             self._adopt_term(term, now_ms)
         if role == msgs.ROLE_COORDINATOR and term == self.term:
             self._follow(src, standby, now_ms)
+        elif role == msgs.ROLE_COORDINATOR and term < self.term and self.region is not None:
+            self._stale_claim(src, term, now_ms)
+
+    def _stale_claim(self, src, term, now_ms):
+        """A member claims coordinator in a term we have left: byzantine if
+        it keeps on (node/audit.py; only where containment is configured)."""
+        region = self.region
+        if region is not None and region.quarantine is not None:
+            from node import audit
+
+            audit.stale_claim(region, src, term, self.term, self.cfg.election_timeout_ms, now_ms)
 
     def _on_vote_request(self, src, term, now_ms):
         if not self._coordinator_quiet(now_ms) and src != self.coordinator:

@@ -14,7 +14,8 @@ result(span): ClaimMetrics and ChurnMetrics (ground/metrics/claims.py),
 FailoverMetrics and AgreementMetrics (failover.py), TrafficMetrics and
 SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
 (airtime.py), BoardMetrics (boards.py: TELEMETRY's heap and refusal
-counters), ContainmentMetrics (containment.py), RolloutMetrics
+counters), ContainmentMetrics (containment.py), BlastMetrics (blast.py: a
+lineage fault's blast radius), RolloutMetrics
 (rollout.py: the rollout orchestrator's decisions), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
@@ -29,6 +30,7 @@ imported, as ground/protocol.py does, so the ground never imports firmware.
 """
 
 from ground.metrics.airtime import AirtimeMetrics
+from ground.metrics.blast import BlastMetrics
 from ground.metrics.boards import BoardMetrics
 from ground.metrics.claims import ChurnMetrics, ClaimMetrics
 from ground.metrics.common import Span, is_number, percentile, rnd
@@ -49,7 +51,7 @@ __all__ = [
 
 FORMAT = "fleetloop-metrics/1"
 FAMILIES = (FailoverMetrics, ClaimMetrics, ChurnMetrics, AgreementMetrics, TrafficMetrics, SkewMetrics, MarketMetrics,
-            AirtimeMetrics, BoardMetrics, ContainmentMetrics, RolloutMetrics)
+            AirtimeMetrics, BoardMetrics, ContainmentMetrics, BlastMetrics, RolloutMetrics)
 
 # The flat namespace: every key of metrics["flat"], which is also every name a
 # scenario may gate on. name -> (unit, meaning). docs/METRICS.md mirrors it.
@@ -61,7 +63,7 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 GATE_BOUNDS = ("max", "min")
 # Top-level sections a family may give (the rest of the result is the composer's).
 _SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment",
-             "rollout")
+             "blast", "rollout")
 
 
 class Metrics:

@@ -67,7 +67,7 @@ class View:
       tel (role, alive, suspect), claim_term (this frame claims), ended (the
       claims this frame closed: [(nid, cluster, start_ns, last_ns)]).
     kind "fate": fate, fid, to (int, None = every recipient, "skip"), copy, reason.
-    kind "fault": t, name, targets, groups (list of lists or None).
+    kind "fault": t, name, targets, groups (list of lists or None), detail (dict or None).
     kind "down": t, nid, node, cluster, fault, was_live, claim_term (the term
       it claimed when it went down, None if it was not claiming), ended.
     kind "radio": t, fid, nid / node / cluster (None for the ground or a
@@ -80,13 +80,13 @@ class View:
 
     __slots__ = ("kind", "t", "fid", "bad", "recipients", "nid", "node", "cluster", "type", "size", "came_up",
                  "dst", "msg", "own", "hb", "tel", "claim_term", "ended", "fate", "to", "copy", "reason", "name",
-                 "targets", "groups", "fault", "was_live", "event", "state", "status", "frames", "start", "airtime")
+                 "targets", "groups", "detail", "fault", "was_live", "event", "state", "status", "frames", "start", "airtime")
 
     def __init__(self, kind, t):
         self.kind = kind
         self.t = t
         self.nid = self.node = self.cluster = self.dst = self.msg = self.hb = self.tel = self.claim_term = None
-        self.recipients = None
+        self.recipients = self.detail = None
         self.bad = self.came_up = self.own = False
         self.ended = ()
 
@@ -359,6 +359,7 @@ class Fleet:
             targets = e["nodes"]
         v = View("fault", t)
         v.name, v.targets = name, targets
+        v.detail = e.get("detail") if isinstance(e.get("detail"), dict) else None
         groups = e.get("groups")
         lists = (list, tuple)  # lists in a file, maybe tuples as the run records them
         v.groups = groups if isinstance(groups, lists) and all(isinstance(g, lists) for g in groups) else None

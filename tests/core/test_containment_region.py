@@ -80,3 +80,36 @@ def test_a_lying_auditor_alone_quarantines_nobody_and_a_stranger_is_refused():
         assert not q_.is_quarantined(rc) and q_.electable(rc)
         assert q_.refused[refusal.FORGED] >= 5
     assert f.region_coordinator() == rc
+
+
+def test_stale_term_claims_quarantine_first_hand_and_only_the_ground_reinstates():
+    f = _fed(6)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    rc = f.region_coordinator()
+    seer = [e for e in FED_ELECTORS if e != rc][0]
+    region = f.nodes[seer].region
+    q_ = region.quarantine
+    for i in range(audit.STALE_CLAIMS - 1):  # a node back from a partition claims a few times: no more
+        audit.stale_claim(region, rc, 1, 2, 2000, f.now + i * 500)
+    assert q_.electable(rc)
+    # the window passed: counting starts again
+    late = f.now + audit.STALE_WINDOW_T * 2000 + 5000
+    for i in range(audit.STALE_CLAIMS - 1):
+        audit.stale_claim(region, rc, 1, 2, 2000, late + i * 500)
+    assert q_.electable(rc)
+    audit.stale_claim(region, rc, 1, 2, 2000, late + 2000)  # the STALE_CLAIMS-th within the window
+    assert q_.is_quarantined(rc) and not q_.electable(rc)
+    # a REINSTATE not from the ground is refused and counted; the ground's is obeyed
+    forged = q_.refused[refusal.FORGED]
+    region.receive(seer, f.region_dst, msgs.REINSTATE, msgs.pack(msgs.REINSTATE, 1, rc), f.now)
+    assert q_.is_quarantined(rc) and q_.refused[refusal.FORGED] == forged + 1
+    region.receive(wire.ADDR_GROUND, f.region_dst, msgs.REINSTATE, msgs.pack(msgs.REINSTATE, 2, rc), f.now)
+    assert q_.is_quarantined(rc)  # another region's
+    region.receive(wire.ADDR_GROUND, f.region_dst, msgs.REINSTATE, msgs.pack(msgs.REINSTATE, 1, rc), f.now)
+    assert q_.electable(rc) and not q_.is_quarantined(rc)
+    f.run_for(100)  # the elector's LOG lines go out at its next poll
+    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    assert any(t.startswith("quarantine node %d quarantined: %d stale-term claims" % (rc, audit.STALE_CLAIMS))
+               for t in texts), texts
+    assert "quarantine node %d normal: ground intent" % rc in texts
+    assert "refused reinstatement from %d of %d" % (seer, rc) in texts

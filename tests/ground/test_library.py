@@ -170,6 +170,59 @@ def _check_rollout(sc, events, res):
 
 CHECKS = {
     "rollout": _check_rollout,
+def _check_lineage_crash(sc, events, res):
+    (f,) = sc.faults
+    lin = f.params["lineage"]
+    struck = sorted(n for n, spec in sc.nodes.items() if spec.lineage == lin)
+    faults = [e for e in events if e["kind"] == "fault"]
+    (lf,) = [e for e in faults if e["fault"] == "lineage_fault"]
+    assert lf["nodes"] == struck
+    crashed = [e for e in faults if e["fault"] == "crash"]
+    assert sorted(e["node"] for e in crashed) == struck and {e["mission_ns"] for e in crashed} == {lf["mission_ns"]}
+    return res.metrics["flat"], res.metrics["blast"], struck
+
+
+def _check_mixed(sc, events, res):
+    flat, blast, struck = _check_lineage_crash(sc, events, res)
+    assert len(struck) == 6 and all(len(set(m) - set(struck)) == 4 for m in sc.clusters.values())
+    # the survivors take over within seconds: never a cluster-minute without a coordinator
+    assert flat["blast_detect_s"] is not None and flat["blast_restored_s"] is not None
+    assert flat["blast_headless_s"] < 60
+
+
+def _check_monoculture(sc, events, res):
+    flat, blast, struck = _check_lineage_crash(sc, events, res)
+    assert struck == sorted(sc.nodes)
+    # nobody is left to notice: every cluster is headless until the nodes come back after duration_s
+    assert flat["blast_detect_s"] >= sc.faults[0].duration_s
+    assert flat["blast_headless_s"] >= len(sc.clusters) * sc.faults[0].duration_s
+
+
+def _check_byzantine_quarantine(sc, events, res):
+    faults = {e["fault"]: e for e in events if e["kind"] == "fault"}
+    byz, back = faults["byzantine"], faults["reinstate"]
+    node = byz["node"]
+    assert back["node"] == node
+    changes = [c for c in res.metrics["containment"]["changes"] if c["node"] == node]
+    quarantined = [c for c in changes if c["state"] == "quarantined"]
+    assert quarantined and all("stale-term claims" in c["cause"] for c in quarantined)
+    assert all(sc.nodes[c["reporter"]].cluster == sc.nodes[node].cluster for c in quarantined)  # seen first hand
+    assert all(byz["mission_ns"] / S < c["at_s"] < byz["mission_ns"] / S + 30 for c in quarantined)
+    reinstated = [c for c in changes if c["state"] == "normal"]
+    assert {c["reporter"] for c in reinstated} == {c["reporter"] for c in quarantined}
+    assert all(c["at_s"] == back["mission_ns"] / S and c["cause"] == "ground intent" for c in reinstated)
+
+
+def _check_sever(sc, events, res):
+    (sv,) = [e for e in events if e["kind"] == "fault" and e["fault"] == "sever"]
+    assert sv["detail"]["region"] == 2 and res.metrics["flat"]["sever_cycles_max"] == 1.0
+
+
+CHECKS = {
+    "containment-byzantine": _check_byzantine_quarantine,
+    "containment-sever": _check_sever,
+    "containment-mixed": _check_mixed,
+    "containment-monoculture": _check_monoculture,
     "lora": _check_lora,
     "autonomy-30d": _check_autonomy,
     "version-skew": _check_skew,

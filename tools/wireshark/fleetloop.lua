@@ -111,6 +111,7 @@ local MESSAGES = {
                                                { "before_digest", 4 }, { "seq", 4 }, { "first", 4 }, { "resource", 2 },
                                                { "price", 2 }, { "classes", 1 }, { "span", 1 }, { "period", 1 },
                                                { "count", 1 }, { "flags", 1 } } },
+    [0x92] = { name = "reinstate", fields = { { "region", 2 }, { "node", 2 } } },
 }
 
 -- Protocol versions 2 and 3 changed these layouts (firmware/node/msgs.py _CHANGED): a
