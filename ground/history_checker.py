@@ -82,6 +82,7 @@ class _Checker(ElectionRules, LeaseRules):
         self.acts = 0
         self.unreadable_leases = _Listed()
         self.fates = FrameFates(self._violate)  # frame_fates (history_fates.py)
+        self._need = {}  # (src, dst) -> the recipients that must get a fate (_recipients)
         self.rewritten = 0
         self.running = {}  # node id -> (major, fid, line) from its latest HELLO
         self.major_counts = None  # firmware major -> how many nodes run it now (history_election.py)
@@ -155,6 +156,18 @@ class _Checker(ElectionRules, LeaseRules):
             self._lease(kind, src, dst, type_, msg, fid, line)
 
     def _recipients(self, src, dst):
+        # A group's recipients are the same set for every frame from src to
+        # it (the header's nodes do not change): made once, shared, never
+        # written to. (A node's address: a set of one, not worth keeping.)
+        if dst.__class__ is not int or (GROUND < dst < CLUSTER_BASE) or src.__class__ is not int:
+            return self._recipients_of(src, dst)
+        key = (src, dst)
+        need = self._need.get(key, self)
+        if need is self:
+            need = self._need[key] = self._recipients_of(src, dst)
+        return need
+
+    def _recipients_of(self, src, dst):
         if dst is None or not isinstance(dst, int):
             return None  # not routed: one `dropped` with to null is its fate
         if dst == GROUND:

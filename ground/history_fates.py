@@ -22,6 +22,14 @@ from collections import OrderedDict
 GROUND = 0
 _LISTED = 20  # frames listed in one violation before "and N more"
 KEEP_DONE = 4096  # complete frames kept whole after their last fate (then their id only)
+_NO_DUPS = {}  # shared by every frame with no duplicate copies: never written to
+
+
+def _lines(final):
+    """The lines of a recipient's final fates, as _Sent.finals holds them."""
+    if final is None:
+        return []
+    return [final] if final.__class__ is int else final
 
 
 class _Sent:
@@ -34,8 +42,11 @@ class _Sent:
         self.dst = dst
         self.type = type_
         self.need = need  # recipients that must get a final fate
-        self.finals = {}  # recipient -> [lines of delivered/dropped]
-        self.dups = {}  # recipient -> extra copies made
+        # recipient -> the line of its delivered/dropped, a list of lines
+        # when several (_lines); few allocations per frame: a run feeds this
+        # as it goes, beside everything else it keeps
+        self.finals = {}
+        self.dups = _NO_DUPS  # recipient -> extra copies made (a dict of its own from the first)
         self.untargeted = None  # line of a `dropped` with to null (covers everyone)
         # Recipients still owed a final fate, and recipients with more final
         # fates than copies; the ground's own copy of a frame to the ground
@@ -52,9 +63,14 @@ class _Sent:
         """A final fate for `to`: one copy fewer owed, or one more than made."""
         got = self.finals.get(to)
         if got is None:
-            got = self.finals[to] = []
-        n = len(got)
-        got.append(line)
+            self.finals[to] = line
+            n = 0
+        elif got.__class__ is int:
+            self.finals[to] = [got, line]
+            n = 1
+        else:
+            n = len(got)
+            got.append(line)
         want = 1 + self.dups.get(to, 0) if self._counted(to) else 0
         if n < want:
             if n + 1 == want:
@@ -64,10 +80,12 @@ class _Sent:
 
     def add_dup(self, to):
         """One more copy for `to`: one more final fate owed."""
+        if self.dups is _NO_DUPS:
+            self.dups = {}
         want = 1 + self.dups.get(to, 0)
         self.dups[to] = want
         if self._counted(to):
-            n = len(self.finals.get(to, ()))
+            n = len(_lines(self.finals.get(to)))
             if n == want:
                 self.short += 1
             elif n == want + 1:
@@ -196,7 +214,7 @@ class FrameFates:
             lack = []
             for to in sorted(s.need | set(s.finals)):
                 want = 1 + s.dups.get(to, 0) if to in s.need else 0
-                got = len(s.finals.get(to, ()))
+                got = len(_lines(s.finals.get(to)))
                 if s.dst == GROUND and to == GROUND:
                     continue  # the ground's own copy: delivered at once, not required
                 if got < want:
@@ -216,5 +234,5 @@ class FrameFates:
                          [s.fid for s, _ in missing], [s.line for s, _ in missing])
         for s, to, got, want in sorted(extra, key=lambda x: x[0].line)[:_LISTED]:
             self.violate("frame_fates", "frame %d (%s %s -> %s, line %d) to %s: %d final fates (lines %s), expected %d"
-                         % (s.fid, s.type, s.src, s.dst, s.line, to, got, ", ".join(map(str, s.finals[to])), want),
-                         [s.fid], [s.line] + s.finals[to])
+                         % (s.fid, s.type, s.src, s.dst, s.line, to, got, ", ".join(map(str, _lines(s.finals[to]))), want),
+                         [s.fid], [s.line] + _lines(s.finals[to]))
