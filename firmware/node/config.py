@@ -49,6 +49,11 @@ class Config:
         require_auth=False,
         market=None,
         age_slots=0,
+        spares=(0, 0),
+        max_members=20,
+        min_members=5,
+        split_cluster=0,
+        parent=0,
     ):
         if not members:
             raise ValueError("config: members must list the cluster's node ids")
@@ -81,6 +86,28 @@ class Config:
             raise ValueError("config: age_slots must be >= 0")
         self.market = market
         self.age_slots = age_slots  # the node's age in market slots: its degradation
+        # Replication (node/join.py, docs/PROTOCOL.md "Joining and splitting"):
+        # spares = (first id, count), the ids reserved for this cluster's
+        # daughters, fixed at boot (they are sources from boot: a JOIN is
+        # never refused for want of a replay slot); a cluster of more than
+        # max_members splits in two, cluster split_cluster taking the upper
+        # half (0: it may not split: a join past max_members is refused),
+        # never leaving a side under min_members; parent: a daughter's
+        # parent (it JOINs at boot), 0 for a node the fleet began with.
+        first, count = spares
+        if count < 0 or count > 256 or (count and not (0 < first and first + count - 1 <= 0xEFFF)):
+            raise ValueError("config: spares must be (first id, count <= 256) inside 1..0xEFFF")
+        if not 2 <= min_members <= max_members // 2 or max_members > 64:
+            raise ValueError("config: need 2 <= min_members <= max_members / 2, max_members <= 64")
+        if len(self.members) > max_members + 1:
+            raise ValueError("config: %d members, above max_members %d" % (len(self.members), max_members))
+        if not 0 <= split_cluster < _REGION_CLUSTERS or split_cluster == cluster and split_cluster:
+            raise ValueError("config: split_cluster must be another cluster number below 0xE00")
+        self.spares = (first, count)
+        self.max_members = max_members
+        self.min_members = min_members
+        self.split_cluster = split_cluster
+        self.parent = parent
 
 
 class MarketConfig:
