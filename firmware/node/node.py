@@ -47,6 +47,11 @@ _TERMED = (
 
 
 class Node:
+    # node/join.py's Joins, loaded with the first join frame (or at boot on a
+    # daughter): a class default, so a node that never sees one carries no
+    # instance attribute for it (heap: 20 nodes share a 192K test heap).
+    joins = None
+
     def __init__(self, node_id, config, seed, saved=None, uplink=None, seen=None):
         if not 0 < node_id <= wire.MAX_NODE_ID:
             raise ValueError("node id %d out of range" % node_id)
@@ -119,8 +124,7 @@ class Node:
         self.may_elect = None
         self.role_changes = 0
 
-        self.joins = None  # node/join.py, loaded with the first join frame (or at boot on a daughter)
-        if config.parent:
+        if config.parent:  # a daughter: it JOINs at boot
             self._joins()
         self.region = None
         self.seat = None

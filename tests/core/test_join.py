@@ -1,3 +1,4 @@
+# mpy-heap: 320K (21 nodes in one process for the split; a board holds one)
 # Replication in the core (node/join.py): a daughter joins its parent's
 # cluster, a cluster past max_members splits in two, and what is refused.
 # Runs under CPython and MicroPython (make test-mpy).
@@ -139,10 +140,13 @@ def test_a_join_past_the_maximum_with_no_split_is_refused_as_full():
 
 def test_joins_and_splits_are_deterministic():
     def run():
-        m = Mesh(20, seed=13, spares=(100, 8), split_cluster=2)
+        m = Mesh(9, seed=13, spares=(100, 8), split_cluster=2, max_members=10, min_members=5)
         _settle(m)
         _add_daughter(m, 100, parent=3)
+        _add_daughter(m, 101, parent=5)
         m.run_for(15 * T)
+        assert m.nodes[1].members.members == (1, 2, 3, 4, 5)
+        assert m.nodes[101].members.members == (6, 7, 8, 9, 100, 101)
         return [(i, m.nodes[i].cluster_dst, m.nodes[i].members.members, m.nodes[i].term, m.nodes[i].role)
                 for i in m.ids]
 
