@@ -26,6 +26,7 @@ The invariants (docs/HIL.md has the long form):
                      nodes and, as they boot, their HELLO frames).
   firmware_declared  a node's HELLO reports the firmware major the header
                      (the scenario) says it runs.
+  unique_ids         a daughter never reuses an id (history_replication.py).
   frame_fates        every sent frame has, for each recipient, exactly one
                      final fate (delivered or dropped) per copy; no fate for a
                      frame never sent.
@@ -75,6 +76,8 @@ import re
 from ground import trace as trace_mod
 from ground.history_containment import INVARIANTS as containment_invariants
 from ground.history_containment import ContainmentChecker
+from ground.history_replication import INVARIANTS as replication_invariants
+from ground.history_replication import ReplicationChecker
 
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 ROLE_COORDINATOR = 2  # msgs.ROLE_COORDINATOR (checked against msgs at import below)
@@ -105,7 +108,7 @@ FIELDS = {
 INVARIANTS = (
     "trace", "one_coordinator", "lease_exclusive", "lease_awarded", "major_versions", "firmware_declared",
     "frame_fates",
-) + containment_invariants
+) + containment_invariants + replication_invariants
 
 
 class Violation:
@@ -345,6 +348,7 @@ class _Checker:
             major = _major(info.get("firmware"))
             if major is not None:
                 self.majors[nid] = major
+        self.replication = ReplicationChecker(self.nodes, self.members, self._violate)  # unique_ids
         if scenario is not None and header.get("scenario") != scenario:
             self._violate("trace", "%s line 1: the trace is of scenario %r, expected %r"
                           % (path, header.get("scenario"), scenario), lines=[1])
@@ -379,6 +383,8 @@ class _Checker:
             if self.end is not None:
                 self._violate("trace", "line %d: a second end event (the first at line %d)" % (line, self.end), lines=[self.end, line])
             self.end = line
+        elif kind == "node" and self.end is None:
+            self.replication.node_event(e, line)
         elif self.end is not None and kind in ("fault", "link", "node"):
             self._violate("trace", "line %d: a %s event after the end event (line %d)" % (line, kind, self.end),
                           lines=[self.end, line])

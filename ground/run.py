@@ -12,6 +12,7 @@ written: nothing recorded is lost.
 
 import os
 import time
+from dataclasses import replace
 
 from ground import firmware
 from ground import history
@@ -45,7 +46,9 @@ class RunResult:
         return self.status == "ok" and not self.failures
 
 
-def node_config(sc, node_id):
+def node_config(sc, node_id, **replication):
+    """A node's Config from the scenario; `replication`: node/join.py's
+    arguments (spares, max_members, ..., parent) in a run that adds nodes."""
     spec = sc.nodes[node_id]
     return firmware.config.Config(
         cluster=spec.cluster,
@@ -59,6 +62,7 @@ def node_config(sc, node_id):
         require_auth=sc.auth_key is not None,
         market=sc.market_for(node_id),  # its region's market (scenario regions:), or None
         age_slots=spec.age_slots,
+        **replication,
     )
 
 
@@ -117,6 +121,13 @@ class Run:
         self.router = None
         self.listeners = []  # fn(event), after each event is recorded (ground/live.py's fleet view)
         self.on_start = []  # fn(run), once the links are wired and the faults scheduled, before the clock runs
+        self.replication = None
+        if sc.replication is not None:  # daughters become nodes: this run's own copy of the map it changes
+            from ground.replication import Replication, scenario_copy
+
+            self.sc = sc = scenario_copy(sc)
+            self.replication = Replication(sc, sc.replication)
+            self.listeners.append(self.replication.listener(self))
 
     # ---- recording: trace file + in-memory copy for metrics ------------
 
@@ -147,6 +158,7 @@ class Run:
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
             **(regions_header(sc) if len(sc.regions) > 1 else {}),
+            **({"replication": vars(sc.replication)} if sc.replication is not None else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.
@@ -155,13 +167,62 @@ class Run:
 
     # ---- building -------------------------------------------------------
 
-    def _make_node_factory(self, nid):
-        cfg = node_config(self.sc, nid)
+    def _make_node_factory(self, nid, parent=0):
+        if self.replication is None:
+            cfg = node_config(self.sc, nid)
 
         def make(saved, boots):
-            return firmware.core.Node(nid, cfg, self.seed * 100_003 + nid * 7 + boots, saved)
+            c = cfg if self.replication is None else self._replicating_config(nid, parent)
+            return firmware.core.Node(nid, c, self.seed * 100_003 + nid * 7 + boots, saved)
 
         return make
+
+    def _replicating_config(self, nid, parent):
+        """Built at every boot: the cluster's roster and spares as they are now."""
+        spec = self.sc.nodes[nid]
+        sc = self.sc
+        if nid not in sc.clusters[spec.cluster]:  # a daughter not yet admitted: the roster and itself
+            sc = replace(sc, clusters=dict(sc.clusters))
+            sc.clusters[spec.cluster] = sorted(self.sc.clusters[spec.cluster] + [nid])
+        return node_config(sc, nid, parent=parent, **self.replication.config_args(spec.cluster))
+
+    def add_node(self, nid, parent, cluster, lineage, hw_gen, fw):
+        """A daughter (ground/replication.py): a new in-process node that
+        JOINs its parent's cluster, the router delivering that cluster's
+        frames to it from now on."""
+        from ground.scenario import NodeSpec
+
+        self.sc.nodes[nid] = NodeSpec(nid, cluster, fw, hw_gen, lineage)
+        r = self.router
+        r.members.setdefault(cluster, []).append(nid)
+        r.proto_max[nid] = firmware.config.protocols(self.sc.nodes[nid].fw_version)[1]
+        if self.boards:
+            r._event("node", node=nid, event="daughter_lost", detail=(
+                "node %d: a run on boards boots no daughter (a spare board powered on and flashed: not built)" % nid))
+            return
+        try:
+            link = SimLink(nid, self._make_node_factory(nid, parent))
+        except ValueError as e:  # its config refused (the firmware's word): reported, the run goes on
+            r._event("node", node=nid, event="daughter_lost", detail="node %d: not booted: %s" % (nid, e))
+            return
+        link.wake_at = None
+        r.add(link)
+        self._poll(link)
+
+    def split_cluster(self, cluster, new, low, high, low_waiting=(), high_waiting=()):
+        """A coordinator split `cluster`: `high` form cluster `new`; daughters
+        still waiting to join go with their side (ground/replication.py)."""
+        sc = self.sc
+        sc.clusters[cluster] = list(low)
+        sc.clusters[new] = list(high)
+        for n in list(high) + list(high_waiting):
+            sc.nodes[n].cluster = new
+        if cluster in sc.positions:
+            sc.positions[new] = sc.positions[cluster]
+        if cluster in sc.cluster_region:
+            sc.cluster_region[new] = sc.cluster_region[cluster]
+        self.router.members[cluster] = sorted(list(low) + list(low_waiting))
+        self.router.members[new] = sorted(list(high) + list(high_waiting))
 
     def _build(self):
         r = self.router

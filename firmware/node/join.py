@@ -160,7 +160,9 @@ class Joins:
             return
         if joined == node.id:
             self.joining = False
-        if known is None and not node.members.is_member(joined) and len(node.members.members) > node.cfg.max_members:
+        # (A daughter still joining lists itself: it does not count.)
+        if known is None and not node.members.is_member(joined) and (
+                len(node.members.members) - self.joining > node.cfg.max_members):
             self._refuse(node, R_FULL, t, src, joined)
             return
         if ((epoch - self.epoch) & 0xFFFF) < 0x8000:
@@ -173,11 +175,14 @@ class Joins:
 
     def _split(self, node, new_cluster, pivot, low, high, t, src, now_ms):
         members = node.members.members
-        n_low = 0
+        n_low = n_high = 0
         for m in members:
+            if m == node.id and self.joining:
+                continue  # not in the roster yet: node/join.py's side for it is by spare id (_apply_split)
             if m < pivot:
                 n_low += 1
-        n_high = len(members) - n_low
+            else:
+                n_high += 1
         lo = node.cfg.min_members
         if n_low < lo or n_high < lo or n_low != low or n_high != high or not 0 < new_cluster < 0xE00 or (
                 new_cluster == node.cluster_dst & 0xFFF):
@@ -187,12 +192,14 @@ class Joins:
 
     def _apply_split(self, node, new_cluster, pivot, now_ms):
         members = node.members.members
-        upper = node.id >= pivot
-        side = tuple(m for m in members if (m >= pivot) == upper)
         # The spares still unused: the lower half stays, the upper half goes.
         nxt = self._next_free()
         end = self.first + self.count
         mid = nxt + (end - nxt) // 2 if end > nxt else end
+        # A member goes by its id; a daughter still joining by its spare id:
+        # it joins the side whose spares hold it (the ground says the same).
+        upper = node.id >= (mid if self.joining else pivot)
+        side = tuple(m for m in members if m != node.id and (m >= pivot) == upper) + (node.id,)
         if upper:
             self.first, self.count = mid, end - mid
             node.cluster_dst = wire.cluster_addr(new_cluster)

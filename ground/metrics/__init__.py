@@ -14,7 +14,8 @@ result(span): ClaimMetrics and ChurnMetrics (ground/metrics/claims.py),
 FailoverMetrics and AgreementMetrics (failover.py), TrafficMetrics and
 SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
 (airtime.py), BoardMetrics (boards.py: TELEMETRY's heap and refusal
-counters), ContainmentMetrics (containment.py), TimelineMetrics
+counters), ContainmentMetrics (containment.py), GrowthMetrics (growth.py:
+nodes added, clusters split), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
 family, and merges their results at the end. Nothing here does I/O (but
@@ -35,6 +36,7 @@ from ground.metrics.containment import ContainmentMetrics
 from ground.metrics.failover import CRASH_FAULTS, AgreementMetrics, FailoverMetrics
 from ground.metrics.fleet import (BROADCAST, CLUSTER_BASE, DOWN_FAULTS, GROUND, ROLE_COORDINATOR, ROLE_NAMES, Fleet,
                                   cluster_addr)
+from ground.metrics.growth import GrowthMetrics
 from ground.metrics.market import MarketMetrics
 from ground.metrics.roles import DOWN, UNKNOWN, TimelineMetrics
 from ground.metrics.traffic import HARNESS_ONLY, NOT_COORDINATION, SkewMetrics, TrafficMetrics
@@ -47,7 +49,7 @@ __all__ = [
 
 FORMAT = "fleetloop-metrics/1"
 FAMILIES = (FailoverMetrics, ClaimMetrics, ChurnMetrics, AgreementMetrics, TrafficMetrics, SkewMetrics, MarketMetrics,
-            AirtimeMetrics, BoardMetrics, ContainmentMetrics)
+            AirtimeMetrics, BoardMetrics, ContainmentMetrics, GrowthMetrics)
 
 # The flat namespace: every key of metrics["flat"], which is also every name a
 # scenario may gate on. name -> (unit, meaning). docs/METRICS.md mirrors it.
@@ -58,7 +60,7 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 
 GATE_BOUNDS = ("max", "min")
 # Top-level sections a family may give (the rest of the result is the composer's).
-_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment")
+_SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment", "growth")
 
 
 class Metrics:
@@ -77,6 +79,11 @@ class Metrics:
         if self.fleet.closed:
             raise ValueError("metrics: the result was taken (the run is closed); no more events")
         for v in self.fleet.feed(event):
+            while self.fleet.new_clusters:  # a split made a cluster: the families that keep one row each learn it
+                c = self.fleet.new_clusters.pop(0)
+                for f in self.families:
+                    if hasattr(f, "add_cluster"):
+                        f.add_cluster(c)
             if v.kind == "end":
                 self.end = {"status": v.status, "reason": v.reason, "frames": v.frames}
             for f in self.families:
