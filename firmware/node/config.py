@@ -32,6 +32,11 @@ def protocols(fw_version):
 
 
 class Config:
+    # Replication (node/join.py): (spares first, count, max_members,
+    # min_members, split_cluster, parent), or None (the class default: a
+    # node of a fleet that never replicates carries no instance attribute).
+    replication = None
+
     def __init__(
         self,
         cluster=1,
@@ -94,20 +99,10 @@ class Config:
         # half (0: it may not split: a join past max_members is refused),
         # never leaving a side under min_members; parent: a daughter's
         # parent (it JOINs at boot), 0 for a node the fleet began with.
-        first, count = spares
-        if count < 0 or count > 256 or (count and not (0 < first and first + count - 1 <= 0xEFFF)):
-            raise ValueError("config: spares must be (first id, count <= 256) inside 1..0xEFFF")
-        if not 2 <= min_members <= max_members // 2 or max_members > 64:
-            raise ValueError("config: need 2 <= min_members <= max_members / 2, max_members <= 64")
-        if len(self.members) > max_members + 1:
-            raise ValueError("config: %d members, above max_members %d" % (len(self.members), max_members))
-        if not 0 <= split_cluster < _REGION_CLUSTERS or split_cluster == cluster and split_cluster:
-            raise ValueError("config: split_cluster must be another cluster number below 0xE00")
-        self.spares = (first, count)
-        self.max_members = max_members
-        self.min_members = min_members
-        self.split_cluster = split_cluster
-        self.parent = parent
+        if spares[1] or parent or split_cluster or max_members != 20 or min_members != 5:
+            from node.join import settings  # checked there: a fleet that never replicates never loads it
+
+            self.replication = settings(self, spares, max_members, min_members, split_cluster, parent)
 
 
 class MarketConfig:

@@ -7,7 +7,7 @@
 # tables are bounded by what the config fixes at boot (docs/PROTOCOL.md
 # "Joining and splitting" is the prose version):
 #
-# - ids: a cluster owns a reserved range of spare ids (config.spares, fixed
+# - ids: a cluster owns a reserved range of spare ids (config's spares, fixed
 #   at boot and disjoint between clusters: the ground hands them out). Its
 #   daughters take them in order; an id is never handed out twice (the ground
 #   counts them, each node remembers who joined with which parent). A split
@@ -39,16 +39,33 @@ REASON_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator"
 _RESENDS = const(3)  # a ROSTER is sent again this many times, one election timeout apart (a member may miss it)
 
 
+def settings(cfg, spares, max_members, min_members, split_cluster, parent):
+    """Config.replication from Config's arguments; ValueError if they are wrong."""
+    first, count = spares
+    if count < 0 or count > 256 or (count and not (0 < first and first + count - 1 <= 0xEFFF)):
+        raise ValueError("config: spares must be (first id, count <= 256) inside 1..0xEFFF")
+    if not 2 <= min_members <= max_members // 2 or max_members > 64:
+        raise ValueError("config: need 2 <= min_members <= max_members / 2, max_members <= 64")
+    if len(cfg.members) > max_members + 1:
+        raise ValueError("config: %d members, above max_members %d" % (len(cfg.members), max_members))
+    if not 0 <= split_cluster < 0xE00 or split_cluster == cfg.cluster and split_cluster:
+        raise ValueError("config: split_cluster must be another cluster number below 0xE00")
+    return (first, count, max_members, min_members, split_cluster, parent)
+
+
 class Joins:
     def __init__(self, node):
-        first, count = node.cfg.spares
+        first, count, top, low, split, parent = node.cfg.replication or (0, 0, 20, 5, 0, 0)
         self.first = first  # this cluster's spare ids: first .. first + count - 1
         self.count = count
+        self.max = top  # members past this: split
+        self.min = low  # never a side under this
+        self.parent = parent
         self.parents = {}  # spare id -> the parent it joined with (at most `count` entries)
         self.epoch = 0  # roster changes applied
         self.refused = [0] * N_REASONS
-        self.split_cluster = node.cfg.split_cluster
-        self.joining = node.cfg.parent != 0  # a daughter, until a ROSTER names it
+        self.split_cluster = split
+        self.joining = parent != 0  # a daughter, until a ROSTER names it
         self._roster = None  # the last ROSTER payload sent as coordinator, to send again
         self._resends = 0
         self._next_ms = 0  # when poll() has work (JOIN again, ROSTER again)
@@ -75,7 +92,7 @@ class Joins:
         self._next_ms = now_ms + t
         if self.joining:
             c = node.cfg
-            payload = msgs.pack(msgs.JOIN, c.parent, node.cluster_dst & 0xFFF, c.lineage, c.hw_gen,
+            payload = msgs.pack(msgs.JOIN, self.parent, node.cluster_dst & 0xFFF, c.lineage, c.hw_gen,
                                 (c.fw_version[0] << 8) | c.fw_version[1])
             node._send(node.cluster_dst, msgs.JOIN, payload)
         elif self._resends and node.role == el.COORDINATOR:
@@ -131,8 +148,7 @@ class Joins:
             return
         n = len(node.members.members)
         cfg = node.cfg
-        if n >= cfg.max_members + 1 or (n == cfg.max_members and (
-                self.split_cluster == 0 or (n + 1) // 2 < cfg.min_members)):
+        if n >= self.max + 1 or (n == self.max and (self.split_cluster == 0 or (n + 1) // 2 < self.min)):
             self._refuse(node, R_FULL, msgs.JOIN, src, parent)
             return
         self.epoch = (self.epoch + 1) & 0xFFFF
@@ -143,7 +159,7 @@ class Joins:
         node._send(node.cluster_dst, msgs.ROSTER, self._roster)
         self._add(node, src, parent)
         members = node.members.members
-        if len(members) > cfg.max_members:
+        if len(members) > self.max:
             low = len(members) // 2
             pivot = members[low]
             node._send(node.cluster_dst, msgs.SPLIT,
@@ -162,7 +178,7 @@ class Joins:
             self.joining = False
         # (A daughter still joining lists itself: it does not count.)
         if known is None and not node.members.is_member(joined) and (
-                len(node.members.members) - self.joining > node.cfg.max_members):
+                len(node.members.members) - self.joining > self.max):
             self._refuse(node, R_FULL, t, src, joined)
             return
         if ((epoch - self.epoch) & 0xFFFF) < 0x8000:
@@ -183,7 +199,7 @@ class Joins:
                 n_low += 1
             else:
                 n_high += 1
-        lo = node.cfg.min_members
+        lo = self.min
         if n_low < lo or n_high < lo or n_low != low or n_high != high or not 0 < new_cluster < 0xE00 or (
                 new_cluster == node.cluster_dst & 0xFFF):
             self._refuse(node, R_SPLIT_SMALL, t, src, pivot)

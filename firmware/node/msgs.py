@@ -193,7 +193,6 @@ LAYOUTS = {
     DAUGHTER: ("daughter", "<HBBBB", ("daughters", "lineage", "hw_gen", "fw_major", "fw_minor")),
     JOIN_REFUSED: ("join_refused", "<BBHHI", ("reason", "type", "src", "subject", "count")),
 }
-JOIN_TYPES = (JOIN, ROSTER, SPLIT)
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender

@@ -124,7 +124,7 @@ class Node:
         self.may_elect = None
         self.role_changes = 0
 
-        if config.parent:  # a daughter: it JOINs at boot
+        if config.replication is not None and config.replication[5]:  # a daughter (it has a parent): it JOINs at boot
             self._joins()
         self.region = None
         self.seat = None
@@ -575,7 +575,7 @@ class Node:
             if f.src == wire.ADDR_GROUND:
                 self.time_scale_milli, self.fault_flags = fields
             return
-        if t in msgs.JOIN_TYPES:  # before the member check: a JOIN comes from a node not yet a member
+        if msgs.JOIN <= t <= msgs.SPLIT:  # JOIN, ROSTER, SPLIT; before the member check: a JOIN comes from a node not yet a member
             self._joins().receive(self, f.src, t, fields, now_ms)
             return
         if f.src == self.id or not self.members.is_member(f.src):
@@ -667,8 +667,9 @@ def known_sources(config, node_id):
     any other node only the electors (the coordinator and its standby are
     electors; no market frame goes from one trader to another)."""
     a = config.members  # sorted tuple
-    first, count = config.spares
-    if count:  # the cluster's spare ids (node/join.py): a daughter's JOIN must pass the replay check
+    r = config.replication
+    if r is not None and r[1]:
+        first, count = r[0], r[1]  # the cluster's spare ids (node/join.py): a daughter's JOIN must pass the replay check
         a = tuple(sorted(set(a) | set(range(first, first + count))))
     b = ()  # sorted
     m = config.market

@@ -21,9 +21,10 @@ def _add_daughter(mesh, nid, parent, **kw):
     """Boot a daughter as the ground does: its parent's cluster, the roster
     the ground knows plus itself, the cluster's spares, its parent named."""
     c = mesh.config
+    first, count, top, low, split, _ = c.replication
     cfg = Config(cluster=c.cluster, members=tuple(mesh.ids) + (nid,), election_timeout_ms=c.election_timeout_ms,
-                 spares=c.spares, max_members=c.max_members, min_members=c.min_members,
-                 split_cluster=c.split_cluster, parent=parent, lineage=2, **kw)
+                 spares=(first, count), max_members=top, min_members=low, split_cluster=split, parent=parent,
+                 lineage=2, **kw)
     mesh.ids.append(nid)
     mesh.nodes[nid] = Node(nid, cfg, 4242 + nid)
     return mesh.nodes[nid]
