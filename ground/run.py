@@ -168,11 +168,12 @@ class Run:
     # ---- building -------------------------------------------------------
 
     def _make_node_factory(self, nid, parent=0):
-        if self.replication is None:
+        replicating = getattr(self, "replication", None) is not None  # (ground/replay.py's Driver borrows this)
+        if not replicating:
             cfg = node_config(self.sc, nid)
 
         def make(saved, boots):
-            c = cfg if self.replication is None else self._replicating_config(nid, parent)
+            c = cfg if not replicating else self._replicating_config(nid, parent)
             return firmware.core.Node(nid, c, self.seed * 100_003 + nid * 7 + boots, saved)
 
         return make
