@@ -172,4 +172,37 @@ def scenario_copy(sc):
 
     return replace(sc, nodes={k: replace(v) for k, v in sc.nodes.items()},
                    clusters={k: list(v) for k, v in sc.clusters.items()}, positions=dict(sc.positions),
-                   cluster_region=dict(sc.cluster_region))
+                   cluster_region=dict(sc.cluster_region), regions=list(sc.regions), region_of=dict(sc.region_of))
+
+
+def widen_markets(sc, rep):
+    """Every region's market roster holds its clusters' spare ids from boot
+    (MarketConfig's tables are fixed at boot, like the replay sources): a
+    daughter then bids, claims and is heard by the electors like any node,
+    and the region's roster grows as its spares come alive. Spares take
+    their cluster's hardware generation (what its fabs build). Changes the
+    run's scenario copy only."""
+    from dataclasses import replace
+
+    from ground import firmware
+
+    regions = []
+    for r in sc.regions:
+        gen_of = {n: sc.nodes[n].hw_gen for n in r.nodes}
+        cluster_of = {n: sc.nodes[n].cluster for n in r.nodes}
+        for c in r.clusters:
+            first, _, end = rep.spares[c]
+            gen = sc.nodes[sc.clusters[c][0]].hw_gen
+            for n in range(first, end):
+                gen_of[n], cluster_of[n] = gen, c
+        roster = sorted(gen_of)
+        args = dict(r.market_args, roster=roster, gens=[gen_of[n] for n in roster])
+        if "cluster_of" in args:
+            args["cluster_of"] = [cluster_of[n] for n in roster]
+        kw = {k: (tuple(v) if k == "units" else v) for k, v in args.items() if k not in ("roster", "gens")}
+        market = firmware.config.MarketConfig(roster=roster, gens=bytes(args["gens"]), **kw)
+        regions.append(replace(r, nodes=roster, market=market, market_args=args))
+    sc.regions = regions
+    sc.region_of = {n: r for r in regions for n in r.nodes if n in sc.nodes}
+    if len(regions) == 1 and sc.market is not None:
+        sc.market, sc.market_args = regions[0].market, regions[0].market_args

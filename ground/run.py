@@ -123,10 +123,11 @@ class Run:
         self.on_start = []  # fn(run), once the links are wired and the faults scheduled, before the clock runs
         self.replication = None
         if sc.replication is not None:  # daughters become nodes: this run's own copy of the map it changes
-            from ground.replication import Replication, scenario_copy
+            from ground.replication import Replication, scenario_copy, widen_markets
 
             self.sc = sc = scenario_copy(sc)
             self.replication = Replication(sc, sc.replication)
+            widen_markets(sc, self.replication)  # the regions' rosters hold their spares from boot
             self.listeners.append(self.replication.listener(self))
 
     # ---- recording: trace file + in-memory copy for metrics ------------
@@ -194,6 +195,9 @@ class Run:
         from ground.scenario import NodeSpec
 
         self.sc.nodes[nid] = NodeSpec(nid, cluster, fw, hw_gen, lineage)
+        region = self.sc.region_of.get(parent)
+        if region is not None and nid in region.nodes:  # its spare id is in its region's roster: it trades
+            self.sc.region_of[nid] = region
         r = self.router
         r.members.setdefault(cluster, []).append(nid)
         r.proto_max[nid] = firmware.config.protocols(self.sc.nodes[nid].fw_version)[1]

@@ -163,6 +163,9 @@ def _check_replication(sc, events, res):
     assert coords[0xF001] in range(1, 11) and coords[0xF002] in range(11, 22), coords
     admitted = {e["msg"]["node"] for e in after if e["type"] == "roster" and e["dst"] == 0xF001}
     assert admitted == {22, 23, 24}, admitted
+    # The region's roster grew: daughters bid and hold leases like their parents.
+    assert any(e["type"] == "bid" and e["src"] >= 13 for e in after)
+    assert any(e["type"] == "award" and e["msg"]["holder"] >= 13 for e in after)
     assert res.metrics["flat"]["nodes_final"] == 24
 
 
