@@ -5,7 +5,7 @@ is checked at load."""
 
 import pytest
 
-from ground import history, run, scenario, trace
+from ground import history, replay, run, scenario, trace
 from ground.replication import Plan, Replication
 from ground.yamlfile import ConfigError
 
@@ -60,6 +60,15 @@ def test_daughters_become_nodes_and_the_cluster_splits_past_its_maximum(tmp_path
     a = open(str(tmp_path / "a" / "trace.jsonl"), "rb").read()
     b = open(str(tmp_path / "b" / "trace.jsonl"), "rb").read()
     assert a == b
+    # A node the run began with replays frame for frame (its spares, the widened market);
+    # a daughter is refused, naming why.
+    path = str(tmp_path / "a" / "trace.jsonl")
+    assert replay.replay_frames(path, 1).identical
+    with pytest.raises(replay.ReplayError, match="node 9 is a daughter the run added"):
+        replay.replay_frames(path, 9)
+    # Daughters trade in their parent's region: the roster held their spares from boot.
+    sent = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent"]
+    assert any(e["type"] == "bid" and e["src"] >= 7 for e in sent)
 
 
 def test_a_refused_join_is_reported_with_the_node_and_the_frame(tmp_path):
