@@ -65,6 +65,14 @@ class Fleet:
         if isinstance(t, int):
             self.now_s = max(self.now_s, t / _S)
         kind = e.get("kind")
+        if kind == "node" and e.get("event") in ("node_added", "cluster_split"):  # ground/replication.py
+            if e["event"] == "node_added" and e.get("node") not in self.nodes:
+                self.nodes[e["node"]] = NodeState(e["node"], int(e["cluster"]))
+            elif e["event"] == "cluster_split":
+                for n in e.get("high") or ():
+                    if n in self.nodes:
+                        self.nodes[n].cluster = int(e["new_cluster"])
+            return
         if kind == "fault":
             self.faults.append((self.now_s, e))
             if e.get("fault") in ("crash", "power_cut", "reset") and e.get("node") in self.nodes:

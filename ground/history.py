@@ -26,6 +26,7 @@ The invariants (docs/HIL.md has the long form):
                      nodes and, as they boot, their HELLO frames).
   firmware_declared  a node's HELLO reports the firmware major the header
                      (the scenario) says it runs.
+  unique_ids         a daughter never reuses an id (history_replication.py).
   frame_fates        every sent frame has, for each recipient, exactly one
                      final fate (delivered or dropped) per copy; no fate for a
                      frame never sent.

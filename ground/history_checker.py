@@ -7,6 +7,8 @@ node sent to the election rules (history_election.py), the lease rules
 
 from ground.history_containment import INVARIANTS as containment_invariants
 from ground.history_containment import ContainmentChecker
+from ground.history_replication import INVARIANTS as replication_invariants
+from ground.history_replication import ReplicationChecker
 from ground.history_election import ElectionRules, _major
 from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
@@ -22,7 +24,7 @@ ROUND_COMPLETE = 1  # msgs.ROUND_COMPLETE (PRICES status)
 INVARIANTS = (
     "trace", "one_coordinator", "lease_exclusive", "lease_awarded", "major_versions", "firmware_declared",
     "frame_fates",
-) + containment_invariants
+) + containment_invariants + replication_invariants
 
 
 class _Checker(ElectionRules, LeaseRules):
@@ -68,6 +70,7 @@ class _Checker(ElectionRules, LeaseRules):
             major = _major(info.get("firmware"))
             if major is not None:
                 self.majors[nid] = major
+        self.replication = ReplicationChecker(self.nodes, self.members, self._violate)  # unique_ids
         if scenario is not None and header.get("scenario") != scenario:
             self._violate("trace", "%s line 1: the trace is of scenario %r, expected %r"
                           % (path, header.get("scenario"), scenario), lines=[1])
@@ -106,6 +109,8 @@ class _Checker(ElectionRules, LeaseRules):
             self.end = line
         elif kind == "fault" and e.get("fault") == "sever" and self.end is None:
             self.containment.sever(e, line)  # history_containment.py: sever_respected
+        elif kind == "node" and self.end is None:
+            self.replication.node_event(e, line)
         elif self.end is not None and kind in ("fault", "link", "node"):
             self._violate("trace", "line %d: a %s event after the end event (line %d)" % (line, kind, self.end),
                           lines=[self.end, line])

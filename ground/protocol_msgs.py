@@ -55,6 +55,12 @@ RECONCILE_ACK = 0x66
 ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + ground
 AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
 REINSTATE = 0x92  # ground -> the region's electors: a node out of quarantine (ground intent)
+JOIN = 0xA0  # replication (node/join.py): daughter -> its cluster
+ROSTER = 0xA1  # coordinator -> cluster: a node joined
+SPLIT = 0xA2  # coordinator -> cluster: the upper half becomes another cluster
+DAUGHTER = 0xA3  # parent -> ground: a daughter is complete
+JOIN_REFUSED = 0xA4  # node -> ground: a JOIN, ROSTER or SPLIT refused
+JOIN_REFUSAL_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator")  # node/join.py R_*
 ACCUSE_REASON_BITS = ((1, "digest"), (2, "prices"), (4, "awards"))  # msgs.ACCUSE_*
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
@@ -261,6 +267,14 @@ Reinstate = Struct(
     "node" / Int16ul,
 )
 
+Join = Struct("parent" / Int16ul, "cluster" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw" / Int16ul)
+Roster = Struct("term" / Int32ul, "epoch" / Int16ul, "node" / Int16ul, "parent" / Int16ul, "members" / Int8ul)
+Split = Struct("term" / Int32ul, "epoch" / Int16ul, "new_cluster" / Int16ul, "pivot" / Int16ul, "low" / Int8ul,
+               "high" / Int8ul)
+Daughter = Struct("daughters" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw_major" / Int8ul,
+                  "fw_minor" / Int8ul)
+JoinRefused = Struct("reason" / Int8ul, "type" / Int8ul, "src" / Int16ul, "subject" / Int16ul, "count" / Int32ul)
+
 # Software updates (firmware/node/update.py, docs/UPDATES.md). Byte fields
 # read as hex strings, so a parsed message is JSON as it stands (traces).
 
@@ -329,6 +343,11 @@ MESSAGES = {
     ACCUSE: ("accuse", Accuse),
     AUDIT_BID: ("audit_bid", AuditBid),
     REINSTATE: ("reinstate", Reinstate),
+    JOIN: ("join", Join),
+    ROSTER: ("roster", Roster),
+    SPLIT: ("split", Split),
+    DAUGHTER: ("daughter", Daughter),
+    JOIN_REFUSED: ("join_refused", JoinRefused),
     UPD_OFFER: ("upd_offer", UpdOffer),
     UPD_CHUNK: ("upd_chunk", UpdChunk),
     UPD_ACK: ("upd_ack", UpdAck),

@@ -62,10 +62,24 @@ def _driver_class():
         _wake = run_mod.Run._wake
         _node_fault = run_mod.Run._node_fault
         _make_node_factory = run_mod.Run._make_node_factory
+        _replicating_config = run_mod.Run._replicating_config
 
         def __init__(self, sc, seed, node, board=False):
             from ground.links import SimLink
 
+            self.replication = None
+            if sc.replication is not None and not board:
+                # A run that adds nodes: its nodes boot with their cluster's spares and the
+                # widened markets (ground/replication.py), as the run built them at mission 0.
+                from ground.replication import Replication, scenario_copy, widen_markets
+
+                if node not in sc.nodes:
+                    raise ReplayError("node %d is a daughter this run added: frame replay of a node added during"
+                                      " a run is not supported (its config depends on the roster when it booted)"
+                                      % node)
+                sc = scenario_copy(sc)
+                self.replication = Replication(sc, sc.replication)
+                widen_markets(sc, self.replication)
             self.sc = sc
             self.seed = seed
             self.clock = _Clock()

@@ -48,8 +48,12 @@ def node_stream(path, node, allow_torn=False):
         raise ReplayError(str(e)) from None
     nodes = header.get("nodes") or {}
     if str(node) not in nodes:
-        raise ReplayError("%s: node %s is not in this trace (nodes: %s)"
-                          % (path, node, ", ".join(sorted(nodes, key=int)) or "none"))
+        added = any(e.get("kind") == "node" and e.get("event") == "node_added" and e.get("node") == node
+                    for _, e in events)
+        raise ReplayError("%s: node %s is %s (nodes: %s)"
+                          % (path, node, "a daughter the run added (node_added): frame replay of a node added"
+                             " during a run is not supported" if added else "not in this trace",
+                             ", ".join(sorted(nodes, key=int)) or "none"))
     sent = {}
     items = []
     corrupted = set()

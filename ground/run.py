@@ -12,6 +12,7 @@ written: nothing recorded is lost.
 
 import os
 import time
+from dataclasses import replace
 
 from ground import firmware
 from ground import history
@@ -51,8 +52,10 @@ class RunResult:
         return self.status == "ok" and not self.failures
 
 
-def node_config(sc, node_id, version=None):
-    """The node's core config; `version` (major, minor): the image it runs, if not the scenario's."""
+def node_config(sc, node_id, version=None, **replication):
+    """A node's Config from the scenario; `version` (major, minor): the image
+    it runs, if not the scenario's; `replication`: node/join.py's arguments
+    (spares, max_members, ..., parent) in a run that adds nodes."""
     spec = sc.nodes[node_id]
     return firmware.config.Config(
         cluster=spec.cluster,
@@ -66,6 +69,7 @@ def node_config(sc, node_id, version=None):
         require_auth=sc.auth_key is not None,
         market=sc.market_for(node_id),  # its region's market (scenario regions:), or None
         age_slots=spec.age_slots,
+        **replication,
     )
 
 
@@ -134,6 +138,14 @@ class Run:
         self.rollout = None  # ground.rollout_run.Orchestrator when the scenario has rollout:
         self.listeners = []  # fn(event), after each event is recorded (ground/live.py's fleet view)
         self.on_start = []  # fn(run), once the links are wired and the faults scheduled, before the clock runs
+        self.replication = None
+        if sc.replication is not None:  # daughters become nodes: this run's own copy of the map it changes
+            from ground.replication import Replication, scenario_copy, widen_markets
+
+            self.sc = sc = scenario_copy(sc)
+            self.replication = Replication(sc, sc.replication)
+            widen_markets(sc, self.replication)  # the regions' rosters hold their spares from boot
+            self.listeners.append(self.replication.listener(self))
 
     # ---- recording: trace file + in-memory copy for metrics ------------
 
@@ -165,6 +177,7 @@ class Run:
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
             **(regions_header(sc) if len(sc.regions) > 1 else {}),
+            **({"replication": vars(sc.replication)} if sc.replication is not None else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
             # scenario and seed give the same trace, byte for byte.
@@ -173,17 +186,30 @@ class Run:
 
     # ---- building -------------------------------------------------------
 
-    def _make_node_factory(self, nid):
-        cfg = node_config(self.sc, nid)
-        configs = {cfg.fw_version: cfg}
+    def _make_node_factory(self, nid, parent=0):
+        replicating = getattr(self, "replication", None) is not None  # (ground/replay.py's Driver borrows this)
+        configs = {}
 
         def make(saved, boots, version=None):
-            v = cfg.fw_version if version is None else tuple(version)
-            if v not in configs:  # an installed update: the node runs that version from this boot on
-                configs[v] = node_config(self.sc, nid, v)
-            return firmware.core.Node(nid, configs[v], self.seed * 100_003 + nid * 7 + boots, saved)
+            v = None if version is None else tuple(version)  # an installed update: that version from this boot on
+            if replicating:
+                c = self._replicating_config(nid, parent, v)
+            else:
+                c = configs.get(v)
+                if c is None:
+                    c = configs[v] = node_config(self.sc, nid, v)
+            return firmware.core.Node(nid, c, self.seed * 100_003 + nid * 7 + boots, saved)
 
         return make
+
+    def _replicating_config(self, nid, parent, version=None):
+        """Built at every boot: the cluster's roster and spares as they are now."""
+        spec = self.sc.nodes[nid]
+        sc = self.sc
+        if nid not in sc.clusters[spec.cluster]:  # a daughter not yet admitted: the roster and itself
+            sc = replace(sc, clusters=dict(sc.clusters))
+            sc.clusters[spec.cluster] = sorted(self.sc.clusters[spec.cluster] + [nid])
+        return node_config(sc, nid, version, parent=parent, **self.replication.config_args(spec.cluster))
 
     def _sim_updates(self, nid):
         """The node's update slots and boot pointer (ground/update_sim.py)."""

@@ -25,8 +25,9 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert", "regions", "trace", "rollout",
+    "downconvert", "regions", "trace", "rollout", "replication",
 }
+_REPLICATION = {"spares", "max_cluster", "min_cluster"}
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
 _NODE = {"firmware", "hw_gen", "lineage", "age_slots"}
@@ -103,6 +104,7 @@ class Scenario:
     positions: dict = field(default_factory=dict)  # cluster id -> (x, y, z) light ms (links.positions)
     trace: dict | None = None  # `trace: {clusters: [...]}`: the clusters a lean run traces (docs/FLEET_RUN.md)
     rollout: object = None  # ground.rollout.Plan (rollout:), or None
+    replication: object = None  # ground.replication.Plan (scenario `replication:`), or None: nodes are never added
 
     def market_for(self, node_id):
         """The MarketConfig node `node_id` runs (its region's), or None."""
@@ -234,6 +236,8 @@ def parse(data, text, path):
     sc.positions = _parse_positions(links, clusters)
     if "trace" in data:
         sc.trace = _parse_trace(data, clusters)
+    if "replication" in data:
+        sc.replication = _parse_replication(data, sc)
     if "contact_plan" in data:
         sc.contact_plan = _parse_contact_plan(data, path, sc)
     for f in sc.faults:
@@ -267,6 +271,27 @@ def _parse_trace(data, clusters):
             raise tr.error("clusters", "trace.clusters: cluster %d is not in the scenario (clusters %d..%d)"
                            % (c, min(clusters), max(clusters)))
     return {"clusters": sorted(set(ids))}
+def _parse_replication(data, sc):
+    """replication: {spares, max_cluster, min_cluster} -> ground.replication.Plan
+    (docs/SCENARIOS.md "Replication"): daughters become nodes."""
+    from ground.replication import Plan
+
+    r = data["replication"]
+    if not isinstance(r, Located):
+        raise data.error("replication", "scenario.replication: a mapping (spares, max_cluster, min_cluster)")
+    check_keys(r, _REPLICATION, "replication")
+    spares = number(r, "spares", "replication", lo=1, hi=256, default=16, integer=True)
+    top = number(r, "max_cluster", "replication", lo=4, hi=64, default=20, integer=True)
+    low = number(r, "min_cluster", "replication", lo=2, hi=top // 2, default=min(5, top // 2), integer=True)
+    for c, ids in sorted(sc.clusters.items()):
+        if len(ids) > top:
+            raise r.error("max_cluster", "replication: cluster %d has %d nodes, above max_cluster %d"
+                          % (c, len(ids), top))
+    last = max(sc.nodes) + len(sc.clusters) * spares
+    if last > 0xEFFF:
+        raise r.error("spares", "replication: %d spare ids for each of %d clusters run past node id 61439"
+                      % (spares, len(sc.clusters)))
+    return Plan(spares, top, low)
 
 
 def _parse_contact_plan(data, path, sc):

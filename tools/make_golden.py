@@ -170,6 +170,16 @@ CASES = [
     ("upd_cmd_install_auth", msgs.UPD_CMD, GROUND, N1, 37, dict(upd_id=7, action=1), 27),
     ("reinstate", msgs.REINSTATE, GROUND, wire.cluster_addr(0xE01), 46, dict(region=1, node=N2), None),
     ("reinstate_auth", msgs.REINSTATE, GROUND, wire.cluster_addr(0xE1B), 47, dict(region=0x1B, node=0x031B), 28),
+    # Replication (node/join.py): seqs 0xA0.. so they never collide with another helper's additions.
+    ("join", msgs.JOIN, 0x0065, C1, 0xA0, dict(parent=N1, cluster=1, lineage=2, hw_gen=3, fw=0x0300), None),
+    ("join_auth", msgs.JOIN, 0x031B, C1, 0xA1, dict(parent=0x1B03, cluster=0x031B, lineage=0x1B, hw_gen=3,
+                                                    fw=0x1B03), 28),
+    ("roster", msgs.ROSTER, N1, C1, 0xA2, dict(term=7, epoch=1, node=0x0065, parent=N2, members=6), None),
+    ("split", msgs.SPLIT, N1, C1, 0xA3, dict(term=7, epoch=2, new_cluster=2, pivot=11, low=10, high=11), None),
+    ("daughter", msgs.DAUGHTER, N2, GROUND, 0xA4, dict(daughters=1, lineage=2, hw_gen=3, fw_major=3, fw_minor=0),
+     None),
+    ("join_refused_auth", msgs.JOIN_REFUSED, N1, GROUND, 0xA5,
+     dict(reason=1, type=msgs.JOIN, src=0x031B, subject=0x1B03, count=0x0003001B), 29),
 ]
 
 # Protocol version 2 frames (CASES are all version 1, and stay byte for byte

@@ -32,6 +32,11 @@ def protocols(fw_version):
 
 
 class Config:
+    # Replication (node/join.py): (spares first, count, max_members,
+    # min_members, split_cluster, parent), or None (the class default: a
+    # node of a fleet that never replicates carries no instance attribute).
+    replication = None
+
     def __init__(
         self,
         cluster=1,
@@ -49,6 +54,11 @@ class Config:
         require_auth=False,
         market=None,
         age_slots=0,
+        spares=(0, 0),
+        max_members=20,
+        min_members=5,
+        split_cluster=0,
+        parent=0,
     ):
         if not members:
             raise ValueError("config: members must list the cluster's node ids")
@@ -81,6 +91,18 @@ class Config:
             raise ValueError("config: age_slots must be >= 0")
         self.market = market
         self.age_slots = age_slots  # the node's age in market slots: its degradation
+        # Replication (node/join.py, docs/PROTOCOL.md "Joining and splitting"):
+        # spares = (first id, count), the ids reserved for this cluster's
+        # daughters, fixed at boot (they are sources from boot: a JOIN is
+        # never refused for want of a replay slot); a cluster of more than
+        # max_members splits in two, cluster split_cluster taking the upper
+        # half (0: it may not split: a join past max_members is refused),
+        # never leaving a side under min_members; parent: a daughter's
+        # parent (it JOINs at boot), 0 for a node the fleet began with.
+        if spares[1] or parent or split_cluster or max_members != 20 or min_members != 5:
+            from node.join import settings  # checked there: a fleet that never replicates never loads it
+
+            self.replication = settings(self, spares, max_members, min_members, split_cluster, parent)
 
 
 class MarketConfig:

@@ -1,12 +1,14 @@
 # Membership and failure detection from heartbeats, with suspicion.
 #
 # Every member heartbeats to the cluster; a member is ALIVE while heard within
-# suspect_ms, SUSPECT until dead_ms, then DEAD. Membership itself is the static
-# member list from the config (a majority of it is the quorum); this module only
-# says who is live. Iteration is always in member-id order, never dict order,
+# suspect_ms, SUSPECT until dead_ms, then DEAD. Membership itself is the member
+# list from the config (a majority of it is the quorum), changed at run time
+# only by node/join.py (a daughter joins: add(); a split: keep()), within the
+# bound the config fixes at boot; this module only says who is live. Iteration is always in member-id order, never dict order,
 # so CPython and MicroPython give the same outputs. The per-member tables hold
 # every member from boot and nothing else: they never grow (a frame from a
-# non-member never reaches them: node.py refuses or ignores it first).
+# non-member never reaches them: node.py refuses or ignores it first), but
+# by a join (at most config.max_members + 1 entries, checked by join.py).
 
 from micropython import const
 
@@ -71,3 +73,24 @@ class Membership:
             if last is not None and now_ms - last < window_ms:
                 n += 1
         return n
+
+    def add(self, node):
+        """A member joins (node/join.py checked it): tables get its entry,
+        the quorum is recomputed. Allocates, once per join, not per frame."""
+        if node in self._last_ms:
+            return
+        self.members = tuple(sorted(self.members + (node,)))
+        self.majority = len(self.members) // 2 + 1
+        self._last_ms[node] = None
+        self.lineage[node] = -1
+        self.reach[node] = 0
+
+    def keep(self, members):
+        """Only `members` stay (a split: the other side left); their state is kept."""
+        for m in self.members:
+            if m not in members:
+                del self._last_ms[m]
+                del self.lineage[m]
+                del self.reach[m]
+        self.members = tuple(sorted(members))
+        self.majority = len(self.members) // 2 + 1

@@ -58,6 +58,13 @@ AUDIT_BID = const(0x91)  # coordinator -> each auditor at a round's close: one b
 REINSTATE = const(0x92)  # ground -> region's electors: take this node out of quarantine (ground intent)
 # (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
+# Replication (docs/PROTOCOL.md "Joining and splitting"; node/join.py): 0xA0-0xA7.
+JOIN = const(0xA0)  # daughter -> its cluster: let me in (until a ROSTER names it)
+ROSTER = const(0xA1)  # coordinator -> cluster: `node` joined; the roster's epoch and size after
+SPLIT = const(0xA2)  # coordinator -> cluster: ids from `pivot` up form cluster `new_cluster`
+DAUGHTER = const(0xA3)  # parent -> ground: a daughter is complete (the ground fabs and boots it)
+JOIN_REFUSED = const(0xA4)  # node -> ground: a JOIN, ROSTER or SPLIT refused, and why
+
 # PRICES status: what the message says about its round.
 ROUND_COMPLETE = const(1)  # awarded: every award of the round stands
 ROUND_VOID = const(2)  # nothing of the round was awarded: bid again
@@ -192,6 +199,11 @@ LAYOUTS = {
          "period", "count", "flags"],
     ),
     REINSTATE: ("reinstate", "<HH", ["region", "node"]),
+    JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
+    ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
+    SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),
+    DAUGHTER: ("daughter", "<HBBBB", ["daughters", "lineage", "hw_gen", "fw_major", "fw_minor"]),
+    JOIN_REFUSED: ("join_refused", "<BBHHI", ["reason", "type", "src", "subject", "count"]),
 }
 # The UPD_* layouts live in node/update.py (UPDATE_LAYOUTS), loaded with the
 # agent: a board that never updates does not hold them. layout() and name()

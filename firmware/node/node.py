@@ -51,6 +51,10 @@ class Node:
     # first needed: a class default, so a node that never updates has no slot for it
     # in its attribute table (at 20 nodes a bigger table each costs the heap).
     update = None
+    # node/join.py's Joins, loaded with the first join frame (or at boot on a
+    # daughter): a class default, so a node that never sees one carries no
+    # instance attribute for it (heap: 20 nodes share a 192K test heap).
+    joins = None
 
     def __init__(self, node_id, config, seed, saved=None, uplink=None, seen=None):
         if not 0 < node_id <= wire.MAX_NODE_ID:
@@ -124,6 +128,8 @@ class Node:
         self.may_elect = None
         self.role_changes = 0
 
+        if config.replication is not None and config.replication[5]:  # a daughter (it has a parent): it JOINs at boot
+            self._joins()
         self.region = None
         self.seat = None
         self._seat_digest = None
@@ -220,6 +226,8 @@ class Node:
             self._next_hb_ms = now_ms + self.cfg.heartbeat_ms
         if now_ms >= self._next_tel_ms:
             self._send_telemetry(now_ms)
+        if self.joins is not None:
+            self.joins.poll(self, now_ms)
         if self.seat is not None:
             self.seat.poll(now_ms)
             digest = self.records.digest()
@@ -243,6 +251,8 @@ class Node:
             t = min(t, self._next_state_ms)
         else:
             t = min(t, self._deadline_ms)
+        if self.joins is not None and self.joins.next_deadline_ms() is not None:
+            t = min(t, self.joins.next_deadline_ms())
         if self.seat is not None:
             t = min(t, self.seat.next_deadline_ms())
         if self.region is not None:
@@ -394,7 +404,7 @@ class Node:
             c.lineage,
             c.proto_min,
             c.proto_max,
-            c.cluster,
+            self.cluster_dst & 0xFFF,  # after a split, the cluster it moved to
         )
 
     def _boot(self, now_ms):
@@ -581,6 +591,9 @@ class Node:
             if f.src == wire.ADDR_GROUND:
                 self.time_scale_milli, self.fault_flags = fields
             return
+        if msgs.JOIN <= t <= msgs.SPLIT:  # JOIN, ROSTER, SPLIT; before the member check: a JOIN comes from a node not yet a member
+            self._joins().receive(self, f.src, t, fields, now_ms)
+            return
         if f.src == self.id or not self.members.is_member(f.src):
             self.ignored += 1
             return
@@ -625,6 +638,14 @@ class Node:
             self.members.lineage[f.src] = fields[3]
         else:  # TELEMETRY, LOG: meant for the ground
             self.ignored += 1
+
+    def _joins(self):
+        j = self.joins
+        if j is None:
+            from node.join import Joins  # lazily: a fleet that never replicates never loads it
+
+            j = self.joins = Joins(self)
+        return j
 
     def _grant(self, src):
         if src not in self._grants:
@@ -675,6 +696,10 @@ def known_sources(config, node_id):
     any other node only the electors (the coordinator and its standby are
     electors; no market frame goes from one trader to another)."""
     a = config.members  # sorted tuple
+    r = config.replication
+    if r is not None and r[1]:
+        first, count = r[0], r[1]  # the cluster's spare ids (node/join.py): a daughter's JOIN must pass the replay check
+        a = tuple(sorted(set(a) | set(range(first, first + count))))
     b = ()  # sorted
     m = config.market
     if m is not None:

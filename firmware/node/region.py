@@ -70,6 +70,7 @@ class Region:
         self._send = send
         self.dst = wire.cluster_addr(mcfg.region_cluster)
         self.trader = Trader(node_id, config.hw_gen, config.age_slots, mcfg, rng, self.send, now_ms)
+        self.trader.kin = (config.lineage, config.hw_gen, config.fw_version[0], config.fw_version[1])
         self.market = None  # an elector's Market
         if elector:
             self.market = market.Market(node_id, mcfg, self.trader.intent, self.send, config.lineage)

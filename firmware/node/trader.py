@@ -58,6 +58,7 @@ class Trader:
         self.awards = 0
         self.deferred_bids = 0  # needs that waited a round on price, or for contact
         self.daughters = 0
+        self.kin = None  # (lineage, hw_gen, fw major, fw minor) a daughter inherits: set by region.py
         self.deferred_launches = 0
         self.used = 0  # lease occurrences that delivered something
         self.unused = 0  # occurrences that found nothing to do (stock full, blocked)
@@ -140,6 +141,9 @@ class Trader:
             if self.auto.may(strategy.ACT_LAUNCH, self.intent):
                 self.prod.launch_daughter()
                 self.daughters += 1
+                k = self.kin
+                if k is not None:  # the ground fabs and boots it (docs/PROTOCOL.md "Joining and splitting")
+                    self.send(0, msgs.DAUGHTER, msgs.pack(msgs.DAUGHTER, self.daughters & 0xFFFF, k[0], k[1], k[2], k[3]))
             elif n % steps == 0:
                 self.deferred_launches += 1  # counted once per slot it waits
 

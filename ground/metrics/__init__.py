@@ -16,7 +16,8 @@ SkewMetrics (traffic.py), MarketMetrics (market.py), AirtimeMetrics
 (airtime.py), BoardMetrics (boards.py: TELEMETRY's heap and refusal
 counters), ContainmentMetrics (containment.py), BlastMetrics (blast.py: a
 lineage fault's blast radius), RolloutMetrics
-(rollout.py: the rollout orchestrator's decisions), TimelineMetrics
+(rollout.py: the rollout orchestrator's decisions), GrowthMetrics (growth.py:
+nodes added, clusters split), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer fans them out to every
 family, and merges their results at the end. Nothing here does I/O (but
@@ -38,6 +39,7 @@ from ground.metrics.containment import ContainmentMetrics
 from ground.metrics.failover import CRASH_FAULTS, AgreementMetrics, FailoverMetrics
 from ground.metrics.fleet import (BROADCAST, CLUSTER_BASE, DOWN_FAULTS, GROUND, ROLE_COORDINATOR, ROLE_NAMES, Fleet,
                                   cluster_addr)
+from ground.metrics.growth import GrowthMetrics
 from ground.metrics.market import MarketMetrics
 from ground.metrics.roles import DOWN, UNKNOWN, TimelineMetrics
 from ground.metrics.rollout import RolloutMetrics
@@ -51,7 +53,7 @@ __all__ = [
 
 FORMAT = "fleetloop-metrics/1"
 FAMILIES = (FailoverMetrics, ClaimMetrics, ChurnMetrics, AgreementMetrics, TrafficMetrics, SkewMetrics, MarketMetrics,
-            AirtimeMetrics, BoardMetrics, ContainmentMetrics, BlastMetrics, RolloutMetrics)
+            AirtimeMetrics, BoardMetrics, ContainmentMetrics, BlastMetrics, RolloutMetrics, GrowthMetrics)
 
 # The flat namespace: every key of metrics["flat"], which is also every name a
 # scenario may gate on. name -> (unit, meaning). docs/METRICS.md mirrors it.
@@ -63,7 +65,7 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 GATE_BOUNDS = ("max", "min")
 # Top-level sections a family may give (the rest of the result is the composer's).
 _SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment",
-             "blast", "rollout")
+             "blast", "rollout", "growth")
 
 
 class Metrics:
@@ -82,6 +84,11 @@ class Metrics:
         if self.fleet.closed:
             raise ValueError("metrics: the result was taken (the run is closed); no more events")
         for v in self.fleet.feed(event):
+            while self.fleet.new_clusters:  # a split made a cluster: the families that keep one row each learn it
+                c = self.fleet.new_clusters.pop(0)
+                for f in self.families:
+                    if hasattr(f, "add_cluster"):
+                        f.add_cluster(c)
             if v.kind == "end":
                 self.end = {"status": v.status, "reason": v.reason, "frames": v.frames}
             for f in self.families:

@@ -25,6 +25,11 @@ class ClaimMetrics:
         self.split = {c: {} for c in fleet.members}  # cluster -> term -> split-brain record
         self.intervals = {c: [] for c in fleet.members}  # cluster -> [(start_ns, last_ns, node)]
 
+    def add_cluster(self, c):
+        """A cluster a split made during the run (ground/replication.py)."""
+        self.clusters.append(c)
+        self.claimers[c], self.split[c], self.intervals[c] = {}, {}, []
+
     def feed(self, v):
         for nid, c, start, last in v.ended:
             self.intervals[c].append((start, last, nid))
@@ -95,6 +100,12 @@ class ChurnMetrics:
         self.max_term = dict.fromkeys(fleet.members)
         self.term_node = dict.fromkeys(fleet.members)  # who claimed the highest term first
         self.changes = {c: [] for c in fleet.members}  # {"at_s", "from", "to", "term"}
+
+    def add_cluster(self, c):
+        """A cluster a split made during the run (ground/replication.py)."""
+        self.clusters.append(c)
+        self.max_term[c] = self.term_node[c] = None
+        self.changes[c] = []
 
     def feed(self, v):
         if v.claim_term is None:

@@ -49,6 +49,10 @@ class FailoverMetrics:
                   for c in fleet.members}
         self.last_tel = {}  # node -> (alive, suspect) of its latest telemetry since it came up
 
+    def add_cluster(self, c):
+        """A cluster a split made during the run (ground/replication.py)."""
+        self.c[c] = {"failovers": [], "failover_pending": [], "detections": [], "detection_pending": []}
+
     def feed(self, v):
         if v.kind == "down":
             self.last_tel.pop(v.nid, None)  # a rebooted node's counts start over
@@ -130,6 +134,11 @@ class AgreementMetrics:
         self.c = {c: {"decisions": [], "decision_pending": [], "agreed": None, "since_ns": fleet.start_ns,
                       "no_coord_ns": 0} for c in fleet.members}
         self.last_hb = {}  # node -> (coordinator, term) of its latest heartbeat since it came up
+
+    def add_cluster(self, c, t_ns=0):
+        """A cluster a split made during the run (ground/replication.py)."""
+        self.c[c] = {"decisions": [], "decision_pending": [], "agreed": None, "since_ns": t_ns or self.fleet.state_ns,
+                     "no_coord_ns": 0}
 
     def feed(self, v):
         if v.kind == "sent":

@@ -73,7 +73,7 @@ class View:
     kind "radio": t, fid, nid / node / cluster (None for the ground or a
       node the header does not list), type, size (bytes on the air),
       start (mission ns the transmission started), airtime (its ns on air).
-    kind "node" (event), "link" (state), "end" (status, reason, frames).
+    kind "node" (event; msg: the event itself), "link" (state), "end" (status, reason, frames).
     kind "rollout": msg (the whole event: ground/rollout_run.py's decisions).
     kind "close": t = end of the mission, ended (every claim still open).
     """
@@ -135,6 +135,7 @@ class Fleet:
         self.end_ns = self.start_ns  # the latest mission_ns of any event, the `end` line included
         self.state_ns = self.start_ns  # latest time a node's state changed
         self.known_ids = set()
+        self.new_clusters = []  # clusters a split made, for the composer to announce (Metrics.feed)
         self.closed = False
 
     # ---- bookkeeping -------------------------------------------------------
@@ -180,6 +181,9 @@ class Fleet:
         elif kind == "node":
             v = View("node", t)
             v.event = str(e.get("event"))
+            v.msg = e
+            if v.event in ("node_added", "cluster_split"):
+                self._regroup(e)
             yield v
         elif kind == "link":
             v = View("link", t)
@@ -201,6 +205,32 @@ class Fleet:
             yield v
         else:
             self.anomaly("unknown_kind", repr(kind))
+
+    def _regroup(self, e):
+        """A daughter added, a cluster split (ground/replication.py): the
+        node table and the clusters' members follow, from this event on."""
+        if e.get("event") == "node_added":
+            nid, c = get_int(e, "node"), get_int(e, "cluster")
+            if nid is None or c is None or nid <= 0 or nid in self.nodes:
+                self.anomaly("missing_field", "node_added without a new integer node and cluster")
+                return
+            self.nodes[nid] = Node(str(c))
+            moves = {nid: (None, str(c))}
+        else:
+            c, new, high = get_int(e, "cluster"), get_int(e, "new_cluster"), e.get("high")
+            if c is None or new is None or not isinstance(high, list):
+                self.anomaly("missing_field", "cluster_split without cluster, new_cluster and high")
+                return
+            moves = {n: (str(c), str(new)) for n in high if n in self.nodes}
+        for n, (old, new) in moves.items():
+            if old is not None:
+                self.members[old] = [m for m in self.members.get(old, []) if m != n]
+            if new not in self.members:
+                self.new_clusters.append(new)
+            self.members[new] = sorted(self.members.get(new, []) + [n])
+            self.nodes[n].cluster = new
+            if 0 <= int(new) < 0xFFF:
+                self.cluster_of_addr[cluster_addr(int(new))] = new
 
     def close(self):
         """The last view: every claim still open ends at its last frame."""

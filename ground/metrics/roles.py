@@ -24,9 +24,9 @@ class TimelineMetrics:
         self.fault_marks = []
 
     def _set(self, nid, role, t):
-        if self.roles[nid] == role:
+        if self.roles.get(nid, UNKNOWN) == role:
             return
-        segs = self.segments[nid]
+        segs = self.segments.setdefault(nid, [])  # a node added during the run starts here
         if segs and segs[-1][1] is None:
             segs[-1][1] = t
         segs.append([t, None, role])
@@ -64,7 +64,7 @@ class TimelineMetrics:
         start_ns, end_ns = self.fleet.start_ns, span.end_ns
         nodes = {}
         for nid in sorted(self.fleet.nodes):
-            raw = list(self.segments[nid])
+            raw = list(self.segments.get(nid, ()))
             first = raw[0][0] if raw else end_ns
             if first > start_ns:
                 raw.insert(0, [start_ns, first, UNKNOWN])

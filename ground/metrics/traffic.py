@@ -45,6 +45,10 @@ class TrafficMetrics:
         self.node_events = {}
         self.links = {}
 
+    def add_cluster(self, c):
+        """A cluster a split made during the run (ground/replication.py)."""
+        self.bytes[c] = self.coord_bytes[c] = 0
+
     def feed(self, v):
         kind = v.kind
         if kind == "sent":

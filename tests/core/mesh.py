@@ -106,7 +106,7 @@ class Mesh:
         touched = []
         while self._queue and self._queue[0][0] <= t:
             _, _, src, dst, line = heapq.heappop(self._queue)
-            if dst == self.cluster_dst or dst == wire.ADDR_BROADCAST:
+            if dst & 0xF000 == wire.ADDR_CLUSTER:  # any cluster's address, broadcast too: each node keeps its own
                 targets = self.ids
             else:
                 targets = (dst,)

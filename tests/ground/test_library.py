@@ -16,7 +16,7 @@ S = 1_000_000_000
 # One scenario per capability (issue #14 item 6), and the default bench.
 EXPECTED = {
     "bench", "light-delay", "market-clusters", "autonomy-30d", "version-skew", "contact-plan", "mahimahi",
-    "byzantine", "power-cuts", "tier3-intent", "lora", "rollout",
+    "byzantine", "power-cuts", "tier3-intent", "lora", "rollout", "replication",
 }
 
 
@@ -168,8 +168,6 @@ def _check_rollout(sc, events, res):
     assert res.metrics["flat"]["rollout_bad_share"] <= res.metrics["flat"]["rollout_canary_share"]
 
 
-CHECKS = {
-    "rollout": _check_rollout,
 def _check_lineage_crash(sc, events, res):
     (f,) = sc.faults
     lin = f.params["lineage"]
@@ -218,11 +216,39 @@ def _check_sever(sc, events, res):
     assert sv["detail"]["region"] == 2 and res.metrics["flat"]["sever_cycles_max"] == 1.0
 
 
+def _check_replication(sc, events, res):
+    """Twelve daughters become nodes 13-24 with their parents' lineage and
+    fab's generation; cluster 1 splits at 21 members (1-10 stay, 11-21 go to
+    cluster 2), both halves elect a coordinator, and the three daughters that
+    were still joining are admitted by cluster 1's new coordinator."""
+    added = [e for e in events if e["kind"] == "node" and e.get("event") == "node_added"]
+    assert sorted(e["node"] for e in added) == list(range(13, 25))
+    for e in added:
+        parent = sc.nodes[e["parent"]]
+        assert (e["lineage"], e["hw_gen"], e["cluster"]) == (parent.lineage, parent.hw_gen, 1), e
+    assert len({e["parent"] for e in added}) == 12  # one each
+    (split,) = [e for e in events if e["kind"] == "node" and e.get("event") == "cluster_split"]
+    assert (split["low"], split["high"]) == (list(range(1, 11)), list(range(11, 22))), split
+    sent, _ = _frames(events)
+    after = [e for e in sent.values() if e["mission_ns"] > split["mission_ns"]]
+    coords = {e["dst"]: e["src"] for e in after if e["type"] == "coordinator"}
+    assert set(coords) >= {0xF001, 0xF002}, coords
+    assert coords[0xF001] in range(1, 11) and coords[0xF002] in range(11, 22), coords
+    admitted = {e["msg"]["node"] for e in after if e["type"] == "roster" and e["dst"] == 0xF001}
+    assert admitted == {22, 23, 24}, admitted
+    # The region's roster grew: daughters bid and hold leases like their parents.
+    assert any(e["type"] == "bid" and e["src"] >= 13 for e in after)
+    assert any(e["type"] == "award" and e["msg"]["holder"] >= 13 for e in after)
+    assert res.metrics["flat"]["nodes_final"] == 24
+
+
 CHECKS = {
+    "rollout": _check_rollout,
     "containment-byzantine": _check_byzantine_quarantine,
     "containment-sever": _check_sever,
     "containment-mixed": _check_mixed,
     "containment-monoculture": _check_monoculture,
+    "replication": _check_replication,
     "lora": _check_lora,
     "autonomy-30d": _check_autonomy,
     "version-skew": _check_skew,

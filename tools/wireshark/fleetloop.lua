@@ -112,6 +112,13 @@ local MESSAGES = {
                                                { "price", 2 }, { "classes", 1 }, { "span", 1 }, { "period", 1 },
                                                { "count", 1 }, { "flags", 1 } } },
     [0x92] = { name = "reinstate", fields = { { "region", 2 }, { "node", 2 } } },
+    [0xA0] = { name = "join", fields = { { "parent", 2 }, { "cluster", 2 }, { "lineage", 1 }, { "hw_gen", 1 }, { "fw", 2 } } },
+    [0xA1] = { name = "roster", fields = { { "term", 4 }, { "epoch", 2 }, { "node", 2 }, { "parent", 2 }, { "members", 1 } } },
+    [0xA2] = { name = "split", fields = { { "term", 4 }, { "epoch", 2 }, { "new_cluster", 2 }, { "pivot", 2 }, { "low", 1 },
+                                           { "high", 1 } } },
+    [0xA3] = { name = "daughter", fields = { { "daughters", 2 }, { "lineage", 1 }, { "hw_gen", 1 }, { "fw_major", 1 },
+                                              { "fw_minor", 1 } } },
+    [0xA4] = { name = "join_refused", fields = { { "reason", 1 }, { "type", 1 }, { "src", 2 }, { "subject", 2 }, { "count", 4 } } },
 }
 
 -- Protocol versions 2 and 3 changed these layouts (firmware/node/msgs.py _CHANGED): a

@@ -1,0 +1,232 @@
+# Cluster membership that changes at run time: a daughter joins its parent's
+# cluster, a cluster grown past its maximum splits in two.
+#
+# Loaded lazily by node.py (Node._joins) when the first JOIN, ROSTER or SPLIT
+# arrives, or at boot on a daughter: a node of a fleet that never replicates
+# never imports it. Pure like the rest of the core: no I/O, no clock, and the
+# tables are bounded by what the config fixes at boot (docs/PROTOCOL.md
+# "Joining and splitting" is the prose version):
+#
+# - ids: a cluster owns a reserved range of spare ids (config's spares, fixed
+#   at boot and disjoint between clusters: the ground hands them out). Its
+#   daughters take them in order; an id is never handed out twice (the ground
+#   counts them, each node remembers who joined with which parent). A split
+#   gives each side half of the spares still unused: still disjoint.
+# - JOIN (daughter -> cluster): only the coordinator answers. It refuses an id
+#   outside the spares or one naming another cluster (unknown), an id already
+#   a member or already joined with another parent (duplicate), and a join
+#   past max_members that no split can absorb (full). Otherwise it sends a
+#   ROSTER naming the node; every member adds it (at most max_members + 1).
+# - SPLIT: past max_members the coordinator splits: members in id order, the
+#   lower half keeps the cluster, the upper half (ids from `pivot` up) becomes
+#   cluster split_cluster. Both sides elect again. A split that would leave a
+#   side under min_members is refused, by the coordinator and by every member.
+# - Every refusal is counted by reason (`refused`) and told to the ground
+#   (JOIN_REFUSED: reason, the frame's type, its sender, the id it named).
+
+from micropython import const
+
+from node import election as el
+from node import msgs, wire
+
+R_UNKNOWN = const(0)  # an id outside this cluster's spares, or a JOIN naming another cluster
+R_DUPLICATE = const(1)  # an id already a member, or joined before with another parent
+R_FULL = const(2)  # at max_members and no split possible
+R_SPLIT_SMALL = const(3)  # a split would leave a side under min_members (or the sides differ from ours)
+R_NOT_COORDINATOR = const(4)  # a ROSTER or SPLIT not from a member in our term or later
+N_REASONS = const(5)
+REASON_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator")
+_RESENDS = const(3)  # a ROSTER is sent again this many times, one election timeout apart (a member may miss it)
+
+
+def settings(cfg, spares, max_members, min_members, split_cluster, parent):
+    """Config.replication from Config's arguments; ValueError if they are wrong."""
+    first, count = spares
+    if count < 0 or count > 256 or (count and not (0 < first and first + count - 1 <= 0xEFFF)):
+        raise ValueError("config: spares must be (first id, count <= 256) inside 1..0xEFFF")
+    if not 2 <= min_members <= max_members // 2 or max_members > 64:
+        raise ValueError("config: need 2 <= min_members <= max_members / 2, max_members <= 64")
+    if len(cfg.members) > max_members + 1:
+        raise ValueError("config: %d members, above max_members %d" % (len(cfg.members), max_members))
+    if not 0 <= split_cluster < 0xE00 or split_cluster == cfg.cluster and split_cluster:
+        raise ValueError("config: split_cluster must be another cluster number below 0xE00")
+    return (first, count, max_members, min_members, split_cluster, parent)
+
+
+class Joins:
+    def __init__(self, node):
+        first, count, top, low, split, parent = node.cfg.replication or (0, 0, 20, 5, 0, 0)
+        self.first = first  # this cluster's spare ids: first .. first + count - 1
+        self.count = count
+        self.max = top  # members past this: split
+        self.min = low  # never a side under this
+        self.parent = parent
+        self.parents = {}  # spare id -> the parent it joined with (at most `count` entries)
+        self.epoch = 0  # roster changes applied
+        self.refused = [0] * N_REASONS
+        self.split_cluster = split
+        self.joining = parent != 0  # a daughter, until a ROSTER names it
+        self._roster = None  # the last ROSTER payload sent as coordinator, to send again
+        self._resends = 0
+        self._next_ms = 0  # when poll() has work (JOIN again, ROSTER again)
+
+    # ---- ids -------------------------------------------------------------
+
+    def is_spare(self, node_id):
+        return self.first <= node_id < self.first + self.count
+
+    def _next_free(self):
+        """The lowest spare id above every one that joined."""
+        n = self.first
+        for k in self.parents:
+            if k >= n:
+                n = k + 1
+        return n
+
+    # ---- timers ----------------------------------------------------------
+
+    def poll(self, node, now_ms):
+        if now_ms < self._next_ms:
+            return
+        t = node.cfg.election_timeout_ms
+        self._next_ms = now_ms + t
+        if self.joining:
+            c = node.cfg
+            payload = msgs.pack(msgs.JOIN, self.parent, node.cluster_dst & 0xFFF, c.lineage, c.hw_gen,
+                                (c.fw_version[0] << 8) | c.fw_version[1])
+            node._send(node.cluster_dst, msgs.JOIN, payload)
+        elif self._resends and node.role == el.COORDINATOR:
+            self._resends -= 1
+            node._send(node.cluster_dst, msgs.ROSTER, self._roster)
+
+    def next_deadline_ms(self):
+        return self._next_ms if self.joining or self._resends else None
+
+    # ---- frames ------------------------------------------------------------
+
+    def receive(self, node, src, t, fields, now_ms):
+        if t == msgs.JOIN:
+            self._on_join(node, src, fields, now_ms)
+        elif t == msgs.ROSTER:
+            term, epoch, joined, parent, size = fields
+            if src == node.id:
+                return
+            if term < node.term or not node.members.is_member(src):
+                self._refuse(node, R_NOT_COORDINATOR, t, src, joined)
+                return
+            self._admit(node, joined, parent, epoch, t, src)
+        elif t == msgs.SPLIT:
+            term, epoch, new_cluster, pivot, low, high = fields
+            if src == node.id:
+                return
+            if term < node.term or not node.members.is_member(src):
+                self._refuse(node, R_NOT_COORDINATOR, t, src, pivot)
+                return
+            self._split(node, new_cluster, pivot, low, high, t, src, now_ms)
+
+    def _refuse(self, node, reason, t, src, subject):
+        self.refused[reason] += 1
+        node._send(wire.ADDR_GROUND, msgs.JOIN_REFUSED,
+                   msgs.pack(msgs.JOIN_REFUSED, reason, t, src, subject, self.refused[reason] & 0xFFFFFFFF))
+
+    def _on_join(self, node, src, fields, now_ms):
+        parent, cluster, lineage, hw_gen, fw = fields
+        if node.role != el.COORDINATOR:
+            node.ignored += 1  # the coordinator answers
+            return
+        known = self.parents.get(src)
+        if known is not None and known == parent and node.members.is_member(src):
+            # It missed its ROSTER: say it again (not a refusal).
+            node._send(node.cluster_dst, msgs.ROSTER,
+                       msgs.pack(msgs.ROSTER, node.term, self.epoch, src, parent, len(node.members.members)))
+            return
+        if known is not None or node.members.is_member(src):
+            self._refuse(node, R_DUPLICATE, msgs.JOIN, src, parent)
+            return
+        if cluster != node.cluster_dst & 0xFFF or not self.is_spare(src):
+            self._refuse(node, R_UNKNOWN, msgs.JOIN, src, parent)
+            return
+        n = len(node.members.members)
+        cfg = node.cfg
+        if n >= self.max + 1 or (n == self.max and (self.split_cluster == 0 or (n + 1) // 2 < self.min)):
+            self._refuse(node, R_FULL, msgs.JOIN, src, parent)
+            return
+        self.epoch = (self.epoch + 1) & 0xFFFF
+        self._roster = msgs.pack(msgs.ROSTER, node.term, self.epoch, src, parent, n + 1)
+        self._resends = _RESENDS
+        self._next_ms = now_ms + cfg.election_timeout_ms
+        node.members.lineage[src] = lineage
+        node._send(node.cluster_dst, msgs.ROSTER, self._roster)
+        self._add(node, src, parent)
+        members = node.members.members
+        if len(members) > self.max:
+            low = len(members) // 2
+            pivot = members[low]
+            node._send(node.cluster_dst, msgs.SPLIT,
+                       msgs.pack(msgs.SPLIT, node.term, self.epoch, self.split_cluster, pivot, low, len(members) - low))
+            self._apply_split(node, self.split_cluster, pivot, now_ms)
+
+    def _admit(self, node, joined, parent, epoch, t, src):
+        if not self.is_spare(joined):
+            self._refuse(node, R_UNKNOWN, t, src, joined)
+            return
+        known = self.parents.get(joined)
+        if known is not None and known != parent:
+            self._refuse(node, R_DUPLICATE, t, src, joined)
+            return
+        if joined == node.id:
+            self.joining = False
+        # (A daughter still joining lists itself: it does not count.)
+        if known is None and not node.members.is_member(joined) and (
+                len(node.members.members) - self.joining > self.max):
+            self._refuse(node, R_FULL, t, src, joined)
+            return
+        if ((epoch - self.epoch) & 0xFFFF) < 0x8000:
+            self.epoch = epoch
+        self._add(node, joined, parent)
+
+    def _add(self, node, joined, parent):
+        self.parents[joined] = parent
+        node.members.add(joined)
+
+    def _split(self, node, new_cluster, pivot, low, high, t, src, now_ms):
+        members = node.members.members
+        n_low = n_high = 0
+        for m in members:
+            if m == node.id and self.joining:
+                continue  # not in the roster yet: node/join.py's side for it is by spare id (_apply_split)
+            if m < pivot:
+                n_low += 1
+            else:
+                n_high += 1
+        lo = self.min
+        if n_low < lo or n_high < lo or n_low != low or n_high != high or not 0 < new_cluster < 0xE00 or (
+                new_cluster == node.cluster_dst & 0xFFF):
+            self._refuse(node, R_SPLIT_SMALL, t, src, pivot)
+            return
+        self._apply_split(node, new_cluster, pivot, now_ms)
+
+    def _apply_split(self, node, new_cluster, pivot, now_ms):
+        members = node.members.members
+        # The spares still unused: the lower half stays, the upper half goes.
+        nxt = self._next_free()
+        end = self.first + self.count
+        mid = nxt + (end - nxt) // 2 if end > nxt else end
+        # A member goes by its id; a daughter still joining by its spare id:
+        # it joins the side whose spares hold it (the ground says the same).
+        upper = node.id >= (mid if self.joining else pivot)
+        side = tuple(m for m in members if m != node.id and (m >= pivot) == upper) + (node.id,)
+        if upper:
+            self.first, self.count = mid, end - mid
+            node.cluster_dst = wire.cluster_addr(new_cluster)
+        else:
+            self.first, self.count = nxt, mid - nxt if mid > nxt else 0
+        self.split_cluster = 0  # a side splits again only once the ground gives it a number
+        node.members.keep(side)
+        self._roster = None
+        self._resends = 0
+        # Both sides elect: nobody coordinates until a new election says so.
+        node.coordinator = msgs.NO_NODE
+        node.standby = msgs.NO_NODE
+        node._become(el.EV_HIGHER_TERM, now_ms)
+        node._deadline_ms = now_ms + node._cold_timeout_ms()
