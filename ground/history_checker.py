@@ -110,7 +110,8 @@ class _Checker(ElectionRules, LeaseRules):
         elif kind == "fault" and e.get("fault") == "sever" and self.end is None:
             self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif kind == "node" and self.end is None:
-            self.replication.node_event(e, line)
+            if self.replication.node_event(e, line):
+                self._need.clear()  # a cluster's members changed: its recipients with them
         elif self.end is not None and kind in ("fault", "link", "node"):
             self._violate("trace", "line %d: a %s event after the end event (line %d)" % (line, kind, self.end),
                           lines=[self.end, line])
@@ -162,8 +163,8 @@ class _Checker(ElectionRules, LeaseRules):
 
     def _recipients(self, src, dst):
         # A group's recipients are the same set for every frame from src to
-        # it (the header's nodes do not change): made once, shared, never
-        # written to. (A node's address: a set of one, not worth keeping.)
+        # it until a cluster's members change (replication: feed clears
+        # them): made once, shared, never written to. (A node's address: a set of one, not worth keeping.)
         if dst.__class__ is not int or (GROUND < dst < CLUSTER_BASE) or src.__class__ is not int:
             return self._recipients_of(src, dst)
         key = (src, dst)

@@ -21,11 +21,15 @@ class ReplicationChecker:
         self.added = {}  # daughter id -> trace line of its node_added
 
     def node_event(self, e, line):
+        """Feed one `node` event; True when it changed who is in which cluster."""
         ev = e.get("event")
         if ev == "node_added":
             self._added(e, line)
-        elif ev == "cluster_split":
+            return True
+        if ev == "cluster_split":
             self._split(e, line)
+            return True
+        return False
 
     def _added(self, e, line):
         nid, cluster = e.get("node"), e.get("cluster")

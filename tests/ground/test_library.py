@@ -262,8 +262,9 @@ CHECKS = {
 
 # Fleet-scale descriptions load (above) but are not run here: today's run
 # path takes fleet-1k (1,000 nodes, 60 mission s) ~80 s of CPU and ~1 GB.
-# tests/ground/test_fleetdesc.py runs a 200-node two-region fleet instead.
-NOT_RUN = {"fleet-1k"}
+# tests/ground/test_fleetdesc.py runs a 200-node two-region fleet instead,
+# tests/ground/test_sweep.py small sweeps of fleet-sweep's kind.
+NOT_RUN = {"fleet-1k", "fleet-sweep"}
 
 
 @pytest.mark.parametrize("name", [n for n in _names() if n not in NOT_RUN])
