@@ -33,7 +33,7 @@ import os
 import sys
 import time
 
-from ground import exitcodes, fleetdesc, progress, scenario
+from ground import exitcodes, fleetdesc, machine, progress, scenario
 from ground import sweepreport as rep
 from ground.exitcodes import InputError, fresh_folder, readable
 from ground.fleetcount import TIERS, USAGE_FIELDS
@@ -254,24 +254,8 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
         "format": "fleetloop-sweep/1", "scenario": path, "seed": plans[0][1].seed, "duration_s": dur,
         "sizes": rows, "design_table": rep.DESIGN,
         "costs": {k: costs.get(k) for k in ("machine", "measured", "how", "micropython")},
-        "machine": _machine(),
+        "machine": machine.describe(),
     }
-
-
-def _machine():
-    """This machine in one line (as bench/machine_info.py says it: ground/ does not import bench/)."""
-    import platform
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return "%s, %d cores, %s, Python %s" % (cpu, os.cpu_count() or 0, platform.platform(), platform.python_version())
 
 
 # ---- the command line ------------------------------------------------------------
