@@ -16,7 +16,13 @@ ground's independent codec (the same reasons, in the firmware's order), then
 from the rules the node adds: a signed frame whose (src, counter) was sent
 before, or fell out of the window, is a `replay` for ever: across reboots and
 power cuts too, which is what the replay model here (SpecWindow: one
-sliding window per source, never reset) says; a frame from a source outside
+sliding window per source, never reset) says. The generator signs as the
+hardened firmware's senders do (docs/PROTOCOL.md "Across reboots and power
+cuts"): when the board announces a boot with HELLO, `peer_booted()` moves
+its counter to the start of its next 1024-counter block (wire.BLOCK), so its
+next frames clear the floor the board restored from flash; what it sent
+before stays below that floor, so the spec's "replay for ever" is exactly
+what the board owes. A frame from a source outside
 the board's rosters (the ground and its cluster's members, for a board
 without a market seat) is `unknown_src` before any replay check. A line
 longer than the board's line buffer (wire.MAX_LINE) is cut by its splitter
@@ -143,6 +149,13 @@ class Hostile:
         line = P.build_line(P.PREVOTE_REQUEST, t.peer if src is None else src, t.node_id, seq=i & 0xFF,
                             msg={"term": i}, version=version or 1, **kw)
         return line[:-1], i
+
+    def peer_booted(self):
+        """The board said HELLO (it booted, or it refused one of our counters
+        below its restored floor): move to the start of our next counter
+        block unless none of this one is used yet, as Node._peer_booted does."""
+        if self.counter % wire.BLOCK:
+            self.counter = (self.counter // wire.BLOCK + 1) * wire.BLOCK & 0xFFFFFFFF
 
     def _fresh(self):
         c = self.counter
