@@ -186,3 +186,18 @@ def test_intent_steps_come_with_a_market_and_load():
     assert steps and all(set(f["intent"]) == {"phase", "growth_permille", "cover_permille"} for f in steps)
     for s in range(4):
         gen.check_text(gen.to_yaml(gen.schedule(base, s, rates)), "s%d.yaml" % s)
+
+
+def test_schedule_81_sells_no_slot_twice(tmp_path):
+    # tests/ground/scenarios/chaos_market_seed81.yaml says what it was. The
+    # run is in virtual time: the same trace every time.
+    from ground.chaos import judge
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios", "chaos_market_seed81.yaml")
+    with open(path) as f:
+        kind, violations, gates, error = judge(f.read(), path, str(tmp_path / "run"))
+    assert kind != "crash", error
+    assert violations == {}, violations  # lease_exclusive: resource 4, slot 120, before the fix
+    leases = [e for e in trace.read(str(tmp_path / "run" / "trace.jsonl"))[1]
+              if e.get("type") == "award" and e.get("fate") == "sent" and e["msg"]["resource"] == 4]
+    assert any(e["msg"]["holder"] == 1 and e["msg"]["first"] == 10 for e in leases)  # the lease it must not lose
