@@ -19,7 +19,7 @@ from ground import metrics as metrics_mod
 from ground import report
 from ground.clock import RealClock, VirtualClock
 from ground.links import LinkError, SerialLink, SimLink
-from ground.router import MS, Router
+from ground.router import MS, Router, ground_counter_base
 from ground.trace import TraceWriter
 
 msgs = firmware.msgs
@@ -415,6 +415,8 @@ class Run:
         self._writer = TraceWriter(self.trace_path, header)
         self._metrics = metrics_mod.Metrics(header, keep_timeline=True)
         self.router = Router(self.sc, self.clock, self._record, self.seed)
+        if self.mode != "sim" or self.boards:  # boards keep the ground's replay floor across runs
+            self.router.ground_counter = ground_counter_base()
         try:
             self._build()
             self._configure_boards()
