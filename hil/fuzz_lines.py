@@ -130,6 +130,7 @@ class Hostile:
         self.answered = []  # lines of legit pings the board answered (replay material)
         self.own = []  # lines the board sent (replay_own material)
         self.category_of = {}  # id -> category, for every id put on the wire
+        self._no_version = (0,) + tuple(range(target.proto_max + 1, 16))  # versions the board does not speak
 
     # -- building blocks
 
@@ -251,7 +252,7 @@ class Hostile:
         if r == 2:  # a protocol version nobody speaks: build a v1 frame, then rewrite its version nibble
             line, i = self._frame("bad_fields")
             body = bytearray(_body(line)[:-4])
-            body[0] = (body[0] & 0x0F) | (self.rng.choice((0, 3, 7, 15)) << 4)  # version: the high nibble
+            body[0] = (body[0] & 0x0F) | (self.rng.choice(self._no_version) << 4)  # version: the high nibble
             return _line(_with_crc(_resign(bytes(body), t.key))), i
         src = self.rng.randint(P.MAX_NODE_ID + 1, 0xFFFF)  # a src no node can have
         return self._frame("bad_fields", src=src)
