@@ -218,6 +218,10 @@ def make_jobs(args):
         if args.as_is:
             jobs.append(Job(path, base.sc.seed, base.sc.name, gen.to_yaml(base.data), gen.kinds_in(base.data), path))
             continue
+        if "fleet" in base.data:  # its faults are generated from fleet: (docs/FLEET.md): none can be added
+            line = next((i for i, t in enumerate(base.sc.text.splitlines(), 1) if t.startswith("fleet:")), 1)
+            raise ValueError("%s:%d: fleet: generates this scenario's faults (docs/FLEET.md), so chaos cannot add"
+                             " its own; judge it as it is with --as-is, or give the fleet's churn rates" % (path, line))
         for seed in range(args.seed, args.seed + args.schedules):
             data = gen.schedule(base, seed, rates, args.mission_s)
             text = gen.to_yaml(data)

@@ -176,6 +176,13 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "typo.yaml:" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["chaos", _tiny(tmp_path), "--rate", "crash=fast", "--out", str(tmp_path / "o")]) == 2
+    capsys.readouterr()
+    # A fleet: scenario's faults are generated from it: bad input, not an internal error (it was exit 3).
+    fleet = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "scenarios", "fleet-1k.yaml")
+    assert cli.main(["chaos", fleet, "--schedules", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "fleet-1k.yaml:" in err and "--as-is" in err and len(err.strip().splitlines()) == 1
 
 
 def test_intent_steps_come_with_a_market_and_load():
