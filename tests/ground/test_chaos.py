@@ -208,3 +208,34 @@ def test_schedule_81_sells_no_slot_twice(tmp_path):
     leases = [e for e in trace.read(str(tmp_path / "run" / "trace.jsonl"))[1]
               if e.get("type") == "award" and e.get("fate") == "sent" and e["msg"]["resource"] == 4]
     assert any(e["msg"]["holder"] == 1 and e["msg"]["first"] == 10 for e in leases)  # the lease it must not lose
+
+
+def test_an_interrupted_chaos_run_still_writes_what_it_judged(tmp_path):
+    # A real `python -m ground chaos` stopped with SIGINT (Ctrl-C) after its
+    # first verdict: exit 130, and chaos.json holds the schedules that finished.
+    import select
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "ground", "chaos", _tiny(tmp_path), "--schedules", "50", "--seed", "1",
+                          "--workers", "1", "--rate", "all=200", "--out", str(out), "--quiet"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        line = ""
+        while "GATE" not in line:  # the first schedule judged (each fails the faults gate)
+            assert time.monotonic() < deadline and p.poll() is None, "no verdict from ground chaos"
+            if select.select([p.stdout], [], [], 1.0)[0]:
+                line = p.stdout.readline()
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    summary = json.loads((out / "chaos.json").read_text())
+    assert summary["interrupted"] is True and 1 <= len(summary["verdicts"]) < 50
+    assert summary["verdicts"][0]["seed"] == 1 and summary["verdicts"][0]["result"] == "gate"
+    assert "interrupted after %d of 50" % len(summary["verdicts"]) in err
