@@ -139,6 +139,7 @@ class Fuzzer:
             self.gen.peer_booted()  # as a peer would: our next counters clear the floor it restored
         if f.type == P.HELLO and f.dst == P.ADDR_GROUND:  # one boot: a HELLO to the ground (and one to the cluster)
             self.boots += 1
+            self.gen.window.reboot()  # its replay floors: everything below the end of each source's block
             self.baseline = {}  # a fresh boot counts from zero
             if self.expect_boot == "exact":  # we stopped sending before it: nothing owed is in flight
                 self.owed_since, self.cut = {}, False

@@ -97,15 +97,27 @@ class SpecWindow:
     """The replay rule as the spec states it: per source, a counter accepted
     once is refused for ever, and one more than 64 below the highest accepted
     is refused too (RFC 4303's window). Never reset, so it is also what a
-    board owes across its reboots and power cuts."""
+    board owes across its reboots and power cuts; and after a reboot
+    (`reboot()`), every counter below the source's floor, the end of the
+    block of the highest one accepted (docs/PROTOCOL.md), is refused too,
+    seen or not: the board sent frames before its reboot that were never
+    echoed to it, and they are refused once it has rebooted."""
 
     SIZE = 64
 
     def __init__(self):
         self._top = {}  # src -> highest counter accepted
         self._seen = {}  # src -> bitmask, bit k = (top - k) seen
+        self._floor = {}  # src -> counters below it refused (set at a reboot)
+
+    def reboot(self):
+        for src, top in self._top.items():
+            b = wire.GROUND_BLOCK if src == 0 else wire.BLOCK
+            self._floor[src] = max(self._floor.get(src, 0), (top // b + 1) * b)
 
     def accept(self, src, counter):
+        if counter < self._floor.get(src, 0):
+            return False
         top = self._top.get(src)
         if top is None or counter > top:
             shift = 0 if top is None else counter - top

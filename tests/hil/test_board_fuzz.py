@@ -138,3 +138,12 @@ def test_a_flood_of_strangers_does_not_exhaust_the_board(emulated):
     r = fz.run(lines=4000)
     assert r.sent.get("stranger", 0) >= 4000 and r.unanswered == 0
     assert r.crashes == r.memory_errors == 0, r.format()
+
+
+def test_after_a_reboot_the_model_refuses_what_is_below_the_floor_seen_or_not():
+    w = FL.SpecWindow()
+    assert w.accept(1, 150) and w.accept(1, 149)
+    assert w.accept(1, 180)  # never seen: fresh before a reboot
+    w.reboot()
+    assert not w.accept(1, 190)  # never seen, but below the floor (the end of 180's block): the board refuses it
+    assert w.accept(1, FL.wire.BLOCK) and not w.accept(1, FL.wire.BLOCK)
