@@ -218,6 +218,10 @@ def make_jobs(args):
         if args.as_is:
             jobs.append(Job(path, base.sc.seed, base.sc.name, gen.to_yaml(base.data), gen.kinds_in(base.data), path))
             continue
+        if "fleet" in base.data:  # its faults are generated from fleet: (docs/FLEET.md): none can be added
+            line = next((i for i, t in enumerate(base.sc.text.splitlines(), 1) if t.startswith("fleet:")), 1)
+            raise ValueError("%s:%d: fleet: generates this scenario's faults (docs/FLEET.md), so chaos cannot add"
+                             " its own; judge it as it is with --as-is, or give the fleet's churn rates" % (path, line))
         for seed in range(args.seed, args.seed + args.schedules):
             data = gen.schedule(base, seed, rates, args.mission_s)
             text = gen.to_yaml(data)
@@ -237,8 +241,10 @@ def main(args):
           % (len(jobs), ", ".join(args.scenario), args.workers, args.timeout_s, out), flush=True)
     started = time.monotonic()
     progress = None if args.quiet else Progress(len(jobs), started)
+    finished = []  # verdicts as they come: what an interrupted run still writes
 
     def done(v):
+        finished.append(v)
         _keep_or_drop(v, out, args, rates)
         if v.kind != "pass":
             _say(progress, "  seed %-8d %-9s %s%s" % (v.job.seed, v.kind.upper(), v.job.name,
@@ -249,20 +255,27 @@ def main(args):
     try:
         verdicts = run_jobs(jobs, work, args.workers, args.timeout_s, done)
     except KeyboardInterrupt:
-        print("\nground chaos: interrupted; failing schedules so far are in %s" % out, file=sys.stderr)
+        # Nothing already judged is lost: the report and chaos.json of the schedules that finished.
+        _write(out, args, rates, sorted(finished, key=lambda v: jobs.index(v.job)), time.monotonic() - started,
+               interrupted=True)
+        print("\nground chaos: interrupted after %d of %d schedule(s); their verdicts are in %s"
+              % (len(finished), len(jobs), os.path.join(out, "chaos.json")), file=sys.stderr)
         return 130
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    wall_s = time.monotonic() - started
     if progress:
         progress.finish()
-    text = report(verdicts, wall_s, args.workers)
-    print(text)
+    _write(out, args, rates, verdicts, time.monotonic() - started)
+    return 0 if all(v.kind == "pass" for v in verdicts) else 1
+
+
+def _write(out, args, rates, verdicts, wall_s, interrupted=False):
+    """Print the report and write chaos.json for these verdicts."""
+    print(report(verdicts, wall_s, args.workers), flush=True)
     with open(os.path.join(out, "chaos.json"), "w") as f:
         json.dump({"scenarios": args.scenario, "seed": args.seed, "schedules": args.schedules, "rates_per_h": rates,
                    "mission_s": args.mission_s, "workers": args.workers, "wall_s": round(wall_s, 3),
-                   "verdicts": [v.to_dict() for v in verdicts]}, f, indent=1)
-    return 0 if all(v.kind == "pass" for v in verdicts) else 1
+                   "interrupted": interrupted, "verdicts": [v.to_dict() for v in verdicts]}, f, indent=1)
 
 
 def _keep_or_drop(v, out, args, rates):

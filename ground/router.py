@@ -14,11 +14,20 @@ down-converted for it (ground.downconvert; a `converted` fate, then the
 pipeline carries the converted bytes), or, with the scenario's
 `downconvert: false`, dropped with reason `version`.
 
+The ground's own frames (CONFIG, INTENT: `to_node`) are signed with the
+ground's auth counter, one sequence for the run. Nodes keep a replay
+ceiling for the ground as for their peers (firmware/node/replay.py, blocks
+of wire.GROUND_BLOCK), so the counter must never repeat on a board, across
+runs either: a run on boards starts it from the wall clock
+(`ground_counter_base`), and a node's HELLO moves it past the block the node
+last accepted from it (the floor it restored at boot).
+
 The same code runs in virtual time (in-process nodes) and in scaled real
 time (boards over serial/pty, possibly mixed with in-process nodes).
 """
 
 import random
+import time
 
 from ground import airtime
 from ground import downconvert
@@ -91,6 +100,8 @@ class Router:
         self.proto_max = {n: firmware.config.protocols(spec.fw_version)[1] for n, spec in scenario.nodes.items()}
         self._converted = (None, None, None)  # (frame id, version, (line, frame) or ConvertError): one per frame
         self.next_id = 1
+        self.ground_counter = 0  # the ground's next auth counter (a board run: ground_counter_base())
+        self._ground_sent = {}  # node id -> the last ground counter sent to it
         self._inflight = {}  # token -> (frame id, recipient, copy): scheduled, not yet delivered
         self._token = 0
         self.frames = 0
@@ -322,6 +333,7 @@ class Router:
         if t == msgs.HELLO and fields:
             self.hello[src] = fields
             self.proto_max[src] = fields["proto_max"]
+            self._node_booted(src)
             self._event("node", node=src, event="hello", detail=fields)
             majors = sorted({h["fw_major"] for h in self.hello.values()})
             if len(majors) > 3 and self.version_violation is None:
@@ -395,12 +407,24 @@ class Router:
         extra = {"hex": payload.hex()} if payload != sent_data else {}
         self._event("frame", fate="delivered", id=fid, to=0, copy=copy, delay_ns=self.clock.now_ns() - sent_ns, **extra)
 
+    def _node_booted(self, nid):
+        """Node nid said HELLO: it may have rebooted, and then it refuses our
+        counters up to the end of the GROUND_BLOCK block of the last one it
+        accepted (its restored floor). Move past it, as a peer does."""
+        last = self._ground_sent.get(nid)
+        if last is not None:
+            floor = (last // wire.GROUND_BLOCK + 1) * wire.GROUND_BLOCK
+            if self.ground_counter < floor:
+                self.ground_counter = floor & 0xFFFFFFFF
+
     def to_node(self, dst, type, payload):
         """A frame from the ground (CONFIG to a node, INTENT to the fleet or a
         cluster): recorded, then carried over each recipient's ground link."""
         fid = self.next_id
         self.next_id += 1
-        line = wire.encode(type, wire.ADDR_GROUND, dst, payload, fid & 0xFF, self.auth, fid)
+        counter = self.ground_counter
+        self.ground_counter = (counter + 1) & 0xFFFFFFFF
+        line = wire.encode(type, wire.ADDR_GROUND, dst, payload, fid & 0xFF, self.auth, counter)
         self._event("frame", fate="sent", id=fid, src=0, dst=dst, type=msgs.name(type), seq=fid & 0xFF,
                     len=len(line), hex=bytes(line[:-1]).hex(), msg=_fields_of(type, payload))
         data = bytes(line[:-1])
@@ -410,6 +434,7 @@ class Router:
             self._event("frame", fate="dropped", id=fid, to=None, reason="unknown_dst")
             return
         for nid in targets:
+            self._ground_sent[nid] = counter
             if self._ground_pipeline(wire.ADDR_GROUND, nid) is None:
                 self._deliver(fid, nid, 0, data, None, now)
             else:
@@ -429,3 +454,19 @@ class Router:
         for s, d in sorted(self.cut):
             self._event("link", state="up", src=s, to=d, reason="heal")
         self.cut = set()
+
+
+GROUND_EPOCH_S = 1_700_000_000  # 2023-11-14; GROUND_BLOCK counters a second from it fit a u32 until 2032
+
+
+def ground_counter_base(unix_s=None):
+    """The first ground auth counter of a run on boards started at unix_s
+    (default now): the start of the GROUND_BLOCK block after the one of the
+    current wall second. A board refuses ground counters below the end of
+    the block it last accepted one from (its floor, kept on flash); a run
+    that sent under GROUND_BLOCK frames a second (CONFIG per board, INTENT
+    steps: a handful) has its counters under the base of any run started in a
+    later second, so the next run is never refused. In-process runs keep 0:
+    their nodes start afresh, and their traces stay the same run after run."""
+    s = int(time.time() if unix_s is None else unix_s) - GROUND_EPOCH_S
+    return ((s + 1) * wire.GROUND_BLOCK) & 0xFFFFFFFF

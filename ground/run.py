@@ -22,7 +22,7 @@ from ground import metrics as metrics_mod
 from ground import report
 from ground.clock import RealClock, VirtualClock
 from ground.links import LinkError, SerialLink, SimLink
-from ground.router import MS, Router
+from ground.router import MS, Router, ground_counter_base
 from ground.scenario import Fault
 from ground.trace import TraceWriter
 from ground.update_sim import SimUpdates
@@ -518,6 +518,8 @@ class Run:
         if len(self.sc.regions) > 1:
             self.router.severing = sever.Severing(self.sc, self.router, self.clock)
             self.router.severed = self.router.severing.severed
+        if self.mode != "sim" or self.boards:  # boards keep the ground's replay floor across runs
+            self.router.ground_counter = ground_counter_base()
         try:
             self._build()
             self._configure_boards()

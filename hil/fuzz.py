@@ -10,9 +10,11 @@ watches the board:
 
   - rejects: at each checkpoint (every --checkpoint lines) it stops, sends a
     ping, waits for the answer (so every line before it was read), then for
-    the next TELEMETRY, and compares the board's bad_frames (u16, mod 2**16)
-    with the rejects the lines were owed: counted by reason on our side
-    (the board's TELEMETRY carries the total only), matched in total;
+    the next TELEMETRY, and compares the board's counters with the rejects
+    the lines were owed, counted by reason on our side: a version-3
+    TELEMETRY's `rejects` (all reasons), `unknown_src`, `long_lines`
+    (too_long) and `replayed` (replay), u32 each; an older board's
+    `bad_frames` total (u16, mod 2**16, until it saturates at 65535);
   - accepted hostile frames: every valid frame sent carries a unique id in a
     PREVOTE_REQUEST term; an answer to a hostile one, or a second answer to
     one ping, is a forged or replayed frame accepted, named by category;
@@ -20,7 +22,10 @@ watches the board:
   - crash text: anything the board prints that is not a frame is kept;
     MemoryError and Traceback are counted; a crashed board is brought back
     (reset when emulated, else Ctrl-D at the REPL) and the fuzz goes on;
-  - reboots: a HELLO the fuzzer did not ask for is an unasked reboot.
+  - reboots: a HELLO the fuzzer did not ask for is an unasked reboot. Any
+    HELLO from the board moves the fuzzer's auth counter to its next block,
+    as a hardened peer does (fuzz_lines.Hostile.peer_booted), so its pings
+    clear the replay floor the board restored at boot.
 
 Ctrl-C: the board must stop (KeyboardInterrupt, the REPL); the fuzzer then
 asks for a soft reboot (Ctrl-D) and waits for the HELLO. With --emulate and
@@ -36,7 +41,6 @@ bad input. Every wait has a timeout.
 import json
 import os
 import random
-import re
 import select
 import sys
 import time
@@ -44,9 +48,11 @@ import time
 from ground import firmware
 from ground import protocol as P
 from hil import fuzz_lines as FL
+from hil.fuzz_report import COUNTERS, Report, crash_kind
 
 wire = firmware.wire
 U16 = 0x10000
+U32 = 0x100000000
 DEFAULT_MIX = {"random": 3, "mutated": 3, "truncated": 2, "oversize": 1, "bad_crc": 2, "bad_tag": 2, "unsigned": 1,
                "bad_fields": 2, "replay": 2, "replay_own": 1, "stranger": 1}
 CRASH_WORDS = (b"MemoryError", b"Traceback")
@@ -56,88 +62,6 @@ FLOW_PING_LINES = 100  # a ping (not waited for) every so many lines, so the fuz
 
 class FuzzError(RuntimeError):
     """The fuzz could not go on: no board there, a board that never answers."""
-
-
-class Report:
-    def __init__(self):
-        self.sent = {}  # category -> lines
-        self.owed = {}  # reason -> lines owed that reject ('' accepted)
-        self.owed_by_category = {}  # category -> {reason: lines}
-        self.board_counted = 0  # bad_frames increments seen at exact checkpoints
-        self.owed_counted = 0  # counted rejects owed over the same intervals
-        self.mismatches = []  # (line number, owed, board)
-        self.inexact = 0  # intervals a reboot cut (not compared)
-        self.pings = self.answered = self.unanswered = 0
-        self.valid_variants = 0  # hostile-category lines that came out valid frames (owed no reject)
-        self.accepted = {}  # category -> hostile frames the board answered
-        self.replays_after_boot = self.replays_after_boot_accepted = 0
-        self.crashes = self.memory_errors = 0  # crash episodes; those whose text says MemoryError
-        self.tracebacks = 0  # crash episodes with a Traceback
-        self.recoveries = 0  # boards brought back after a crash or silence
-        self.crash_kinds = {}  # "MemoryError at node/wire.py:226 in accept" -> episodes
-        self.crash_text = []
-        self.reboots_asked = self.reboots_unasked = 0
-        self.ctrl_c = self.ctrl_c_stopped = 0
-        self.power_cuts = 0
-        self.lines = self.bytes = 0
-        self.wall_s = 0.0
-        self.max_silence_s = 0.0
-
-    @property
-    def ok(self):
-        return (not self.mismatches and not self.accepted and not self.replays_after_boot_accepted
-                and not self.crashes and not self.reboots_unasked
-                and not self.unanswered and self.ctrl_c_stopped == self.ctrl_c)
-
-    def to_dict(self):
-        d = {k: v for k, v in vars(self).items()}
-        d["mismatches"] = [list(m) for m in self.mismatches]
-        d["ok"] = self.ok
-        return d
-
-    def format(self):
-        rate = self.lines / self.wall_s if self.wall_s else 0.0
-        out = ["hil fuzz: %d lines (%d bytes) in %.1f s: %.0f lines/s" % (self.lines, self.bytes, self.wall_s, rate)]
-        out.append("  sent by category: " + ", ".join("%s %d" % kv for kv in sorted(self.sent.items())))
-        owed = sorted(((r or "accepted"), n) for r, n in self.owed.items())
-        out.append("  owed by reason:   " + ", ".join("%s %d" % kv for kv in owed))
-        out.append("  rejects: the board counted %d where %d were owed (exact checkpoints; %d mismatch(es), %d interval(s)"
-                   " cut by a reboot not compared)" % (self.board_counted, self.owed_counted, len(self.mismatches),
-                                                       self.inexact))
-        out.append("  pings: %d sent, %d answered, %d unanswered; max silence %.1f s" % (
-            self.pings, self.answered, self.unanswered, self.max_silence_s))
-        out.append("  hostile frames accepted: %s" % (", ".join("%s %d" % kv for kv in sorted(self.accepted.items()))
-                                                      or "none"))
-        out.append("  replayed after a reboot/power cut: %d sent, %d accepted" % (
-            self.replays_after_boot, self.replays_after_boot_accepted))
-        out.append("  crashes: %d (MemoryError %d, Traceback %d), boards brought back %d; reboots: asked %d, unasked %d;"
-                   " power cuts %d; Ctrl-C %d sent, %d stopped the board"
-                   % (self.crashes, self.memory_errors, self.tracebacks, self.recoveries, self.reboots_asked,
-                      self.reboots_unasked, self.power_cuts, self.ctrl_c, self.ctrl_c_stopped))
-        out.append("  valid frames among the hostile lines (mutations that changed nothing): %d" % self.valid_variants)
-        for kind, n in sorted(self.crash_kinds.items(), key=lambda kv: -kv[1]):
-            out.append("    %dx %s" % (n, kind))
-        for line, owed, board in self.mismatches[:5]:
-            out.append("    mismatch at line %d: owed %d rejects, the board counted %d" % (line, owed, board))
-        out.append("PASS" if self.ok else "FAIL")
-        return "\n".join(out)
-
-
-def crash_kind(text):
-    """'MemoryError at node/wire.py:226 in accept' from the first traceback
-    in `text` (its innermost frame); 'UnicodeError (no frames: at the REPL)'."""
-    at = text.find(b"Traceback")
-    where = None
-    for line in text[at if at >= 0 else 0:].decode("utf-8", "replace").splitlines():
-        m = re.match(r'\s*File "([^"]+)", line (\d+), in (\S+)', line)
-        if m:
-            where = "%s:%s in %s" % m.groups()
-            continue
-        m = re.match(r"(\w+(?:Error|Exception|Interrupt|Exit))\b", line.strip())
-        if m and at >= 0:
-            return "%s at %s" % (m.group(1), where) if where else "%s (no frames: at the REPL)" % m.group(1)
-    m = re.search(rb"(\w+Error)", text)
-    return (m.group(1).decode() if m else "crash text") + " (no traceback)"
 
 
 class Fuzzer:
@@ -173,12 +97,13 @@ class Fuzzer:
         self.acked_bytes = 0  # bytes the board has shown it read (its answer to a later ping)
         self.after_boot_ids = set()  # pings replayed right after a power cut
         self.last_frame = time.monotonic()
-        self.telemetry = None  # (arrival mission, bad_frames) of the newest TELEMETRY
+        self.telemetry = None  # {counter: value} of the newest TELEMETRY (COUNTERS; only rejects before version 3)
+        self.tel_wrap = U32  # what its counters wrap at: U16 for bad_frames
         self.tel_seen = 0
         self.boots = 0  # HELLOs seen
         self.expect_boot = None  # a boot we asked for: "exact" (nothing in flight) or "inexact"
-        self.baseline = None  # bad_frames at the last exact checkpoint
-        self.owed_since = 0  # counted rejects owed since then
+        self.baseline = None  # the board's counters at the last exact checkpoint ({}: a fresh boot, all 0)
+        self.owed_since = {}  # counter -> rejects owed since then
         self.cut = False  # a reboot fell in this interval
 
     # ---- reading ---------------------------------------------------------
@@ -210,11 +135,14 @@ class Fuzzer:
             self.gen.own.append(bytes(line))
         elif self.rng.random() < 0.01:
             self.gen.own[self.rng.randrange(256)] = bytes(line)
+        if f.type == P.HELLO:
+            self.gen.peer_booted()  # as a peer would: our next counters clear the floor it restored
         if f.type == P.HELLO and f.dst == P.ADDR_GROUND:  # one boot: a HELLO to the ground (and one to the cluster)
             self.boots += 1
-            self.baseline = 0  # a fresh boot counts from zero
+            self.gen.window.reboot()  # its replay floors: everything below the end of each source's block
+            self.baseline = {}  # a fresh boot counts from zero
             if self.expect_boot == "exact":  # we stopped sending before it: nothing owed is in flight
-                self.owed_since, self.cut = 0, False
+                self.owed_since, self.cut = {}, False
             else:
                 self.cut = True
             if self.expect_boot:
@@ -226,7 +154,13 @@ class Fuzzer:
                 self.say("the board rebooted unasked after line %d" % self.r.lines)
             self.expect_boot = None
         elif f.type == P.TELEMETRY:
-            self.telemetry = f.msg["bad_frames"]
+            m = f.msg
+            if "rejects" in m:
+                self.telemetry = {name: m[name] for name, _ in COUNTERS}
+                self.tel_wrap = U32
+            else:  # before version 3: the total only, a u16 that sticks at 65535
+                self.telemetry = {"rejects": m["bad_frames"]}
+                self.tel_wrap = U16
             self.tel_seen += 1
         elif f.type == P.PREVOTE and f.dst != P.ADDR_GROUND:
             self._answer(f.msg["term"])
@@ -292,7 +226,11 @@ class Fuzzer:
         by = self.r.owed_by_category.setdefault(want.category, {})
         by[want.reason] = by.get(want.reason, 0) + 1
         if want.reason not in (FL.ACCEPT, FL.OVERFLOW):
-            self.owed_since += 1
+            owed = self.owed_since
+            owed["rejects"] = owed.get("rejects", 0) + 1
+            for name, reason in COUNTERS[1:]:
+                if reason == want.reason:
+                    owed[name] = owed.get(name, 0) + 1
         elif want.id is not None and want.category not in ("ping", "stranger"):
             self.valid_ids.add(want.id)
             self.r.valid_variants += 1
@@ -351,17 +289,27 @@ class Fuzzer:
             return True
         self._scan_text()
         now = self.telemetry
+        if self.tel_wrap == U16 and now["rejects"] == 0xFFFF:
+            self.cut = True  # bad_frames stuck at its ceiling: nothing more to compare on this boot
         if self.baseline is not None and not self.cut:
-            board = (now - self.baseline) % U16
-            self.r.board_counted += board
-            self.r.owed_counted += self.owed_since
-            if board != self.owed_since % U16:
-                self.r.mismatches.append((self.r.lines, self.owed_since, board))
-                self.say("line %d: owed %d rejects since the last checkpoint, the board counted %d"
-                         % (self.r.lines, self.owed_since, board))
+            for name, _ in COUNTERS:
+                if name not in now:
+                    continue
+                board = (now[name] - self.baseline.get(name, 0)) % self.tel_wrap
+                owed = self.owed_since.get(name, 0)
+                r = self.r
+                r.board_by_counter[name] = r.board_by_counter.get(name, 0) + board
+                r.owed_by_counter[name] = r.owed_by_counter.get(name, 0) + owed
+                if name == "rejects":
+                    r.board_counted += board
+                    r.owed_counted += owed
+                if board != owed % self.tel_wrap:
+                    r.mismatches.append((r.lines, name, owed, board))
+                    self.say("line %d: %s owed %d since the last checkpoint, the board counted %d"
+                             % (r.lines, name, owed, board))
         elif self.cut and self.baseline is not None:
             self.r.inexact += 1
-        self.baseline, self.owed_since, self.cut = now, 0, False
+        self.baseline, self.owed_since, self.cut = now, {}, False
         return True
 
     def recover(self):
@@ -565,10 +513,10 @@ def target_from(board_json, key_hex=None, peer=None):
         key = bytes.fromhex(hexkey) if hexkey else None
     except ValueError:
         raise ValueError("%s: auth_key/--key %r is not hex" % (board_json, hexkey)) from None
-    proto = P.VERSION  # the newest; a version.json beside board.json says the image's major (0 and 1 speak 1 only)
+    proto = P.VERSION  # the newest; a version.json beside board.json says the image's (node/config.py PROTOCOLS)
     try:
         with open(os.path.join(os.path.dirname(os.path.abspath(board_json)), "version.json")) as f:
-            proto = 1 if json.load(f)["version"][0] < 2 else P.VERSION
+            proto = firmware.config.protocols(tuple(json.load(f)["version"]))[1]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         pass
     return FL.Target(node_id, cluster, members, key, bool(cfg.get("require_auth")), proto, peer)
@@ -576,8 +524,9 @@ def target_from(board_json, key_hex=None, peer=None):
 
 class EmulatedTarget:
     """A fresh emulated Pico for `hil fuzz --emulate`: the firmware as `hil
-    flash` builds it, a signed three-member cluster of which the board is
-    node 1, TELEMETRY every 200 ms, no watchdog."""
+    flash` builds it, version 3.0 (TELEMETRY with u32 counters by reason), a
+    signed three-member cluster of which the board is node 1, TELEMETRY
+    every 200 ms, no watchdog."""
 
     def __init__(self, folder=None, telemetry_ms=200):
         import tempfile
@@ -594,7 +543,7 @@ class EmulatedTarget:
                "watchdog_ms": 0, "seed": 7}
         built = flash_mod.build(os.path.join(folder, ".image"))
         bdir = os.path.join(folder, "board")
-        flash_mod.write_image(bdir, version=(2, 0), board_config=cfg, built=built)
+        flash_mod.write_image(bdir, version=(3, 0), board_config=cfg, built=built)
         self.board_json = os.path.join(bdir, "board.json")
         self.board = EmulatedBoard(bdir, name="fuzz")
         self.board.start()

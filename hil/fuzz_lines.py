@@ -16,7 +16,13 @@ ground's independent codec (the same reasons, in the firmware's order), then
 from the rules the node adds: a signed frame whose (src, counter) was sent
 before, or fell out of the window, is a `replay` for ever: across reboots and
 power cuts too, which is what the replay model here (SpecWindow: one
-sliding window per source, never reset) says; a frame from a source outside
+sliding window per source, never reset) says. The generator signs as the
+hardened firmware's senders do (docs/PROTOCOL.md "Across reboots and power
+cuts"): when the board announces a boot with HELLO, `peer_booted()` moves
+its counter to the start of its next 1024-counter block (wire.BLOCK), so its
+next frames clear the floor the board restored from flash; what it sent
+before stays below that floor, so the spec's "replay for ever" is exactly
+what the board owes. A frame from a source outside
 the board's rosters (the ground and its cluster's members, for a board
 without a market seat) is `unknown_src` before any replay check. A line
 longer than the board's line buffer (wire.MAX_LINE) is cut by its splitter
@@ -91,15 +97,27 @@ class SpecWindow:
     """The replay rule as the spec states it: per source, a counter accepted
     once is refused for ever, and one more than 64 below the highest accepted
     is refused too (RFC 4303's window). Never reset, so it is also what a
-    board owes across its reboots and power cuts."""
+    board owes across its reboots and power cuts; and after a reboot
+    (`reboot()`), every counter below the source's floor, the end of the
+    block of the highest one accepted (docs/PROTOCOL.md), is refused too,
+    seen or not: the board sent frames before its reboot that were never
+    echoed to it, and they are refused once it has rebooted."""
 
     SIZE = 64
 
     def __init__(self):
         self._top = {}  # src -> highest counter accepted
         self._seen = {}  # src -> bitmask, bit k = (top - k) seen
+        self._floor = {}  # src -> counters below it refused (set at a reboot)
+
+    def reboot(self):
+        for src, top in self._top.items():
+            b = wire.GROUND_BLOCK if src == 0 else wire.BLOCK
+            self._floor[src] = max(self._floor.get(src, 0), (top // b + 1) * b)
 
     def accept(self, src, counter):
+        if counter < self._floor.get(src, 0):
+            return False
         top = self._top.get(src)
         if top is None or counter > top:
             shift = 0 if top is None else counter - top
@@ -124,6 +142,7 @@ class Hostile:
         self.answered = []  # lines of legit pings the board answered (replay material)
         self.own = []  # lines the board sent (replay_own material)
         self.category_of = {}  # id -> category, for every id put on the wire
+        self._no_version = (0,) + tuple(range(target.proto_max + 1, 16))  # versions the board does not speak
 
     # -- building blocks
 
@@ -143,6 +162,13 @@ class Hostile:
         line = P.build_line(P.PREVOTE_REQUEST, t.peer if src is None else src, t.node_id, seq=i & 0xFF,
                             msg={"term": i}, version=version or 1, **kw)
         return line[:-1], i
+
+    def peer_booted(self):
+        """The board said HELLO (it booted, or it refused one of our counters
+        below its restored floor): move to the start of our next counter
+        block unless none of this one is used yet, as Node._peer_booted does."""
+        if self.counter % wire.BLOCK:
+            self.counter = (self.counter // wire.BLOCK + 1) * wire.BLOCK & 0xFFFFFFFF
 
     def _fresh(self):
         c = self.counter
@@ -238,7 +264,7 @@ class Hostile:
         if r == 2:  # a protocol version nobody speaks: build a v1 frame, then rewrite its version nibble
             line, i = self._frame("bad_fields")
             body = bytearray(_body(line)[:-4])
-            body[0] = (body[0] & 0x0F) | (self.rng.choice((0, 3, 7, 15)) << 4)  # version: the high nibble
+            body[0] = (body[0] & 0x0F) | (self.rng.choice(self._no_version) << 4)  # version: the high nibble
             return _line(_with_crc(_resign(bytes(body), t.key))), i
         src = self.rng.randint(P.MAX_NODE_ID + 1, 0xFFFF)  # a src no node can have
         return self._frame("bad_fields", src=src)

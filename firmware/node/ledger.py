@@ -29,8 +29,8 @@
 #
 # Records are merged only on request (an extension of a lease the holder
 # named), so a replica that applies the same awards in any order ends up with
-# the same records; digest() (XOR of a crc32 per record, order-free) is how a
-# standby proves it is a replica.
+# the same records; digest() (a sum of mixed crc32s, one per record,
+# order-free) is how a standby proves it is a replica.
 
 import binascii
 import struct
@@ -304,8 +304,15 @@ class Ledger:
     # ---- proofs --------------------------------------------------------
 
     def digest(self):
-        """Order-free digest of the records: XOR of crc32 of each (a single
-        occurrence's period means nothing, so it counts as its span)."""
+        """Order-free digest of the records: the sum mod 2**32 of a mixed
+        crc32 of each (a single occurrence's period means nothing, so it
+        counts as its span). Not a plain XOR of crc32s: crc32 is linear over
+        GF(2), so records whose fields XOR to zero (four leases of one
+        resource at phases 2, 6, 10, 14 to holders 0..3, a clearing's
+        everyday output) cancel out of an XOR, and an elector missing them
+        would match a full ledger (chaos seed 81, docs/MARKET.md). The
+        mixing (murmur3's finaliser) and the integer sum break that
+        structure; what remains is a 2**-32 chance per comparison."""
         d = 0
         rec = self._rec
         for i in range(self.max):
@@ -313,7 +320,11 @@ class Ledger:
             if c:
                 struct.pack_into(_REC, rec, 0, self.res[i], i // self.per_holder, self.first(i), self.span[i],
                                  self.period[i] if c > 1 else self.span[i], c)
-                d ^= binascii.crc32(rec)
+                h = binascii.crc32(rec)
+                h ^= h >> 16
+                h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+                h ^= h >> 13
+                d = (d + h) & 0xFFFFFFFF
         return d
 
     def conflicts(self):

@@ -10,7 +10,7 @@ import binascii
 import struct
 from array import array
 
-from node.wire import ADDR_GROUND, BLOCK, index_of
+from node.wire import ADDR_GROUND, BLOCK, GROUND_BLOCK, index_of
 
 WINDOW = const(64)  # the widest reorder window (bits kept per source)
 _LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
@@ -31,9 +31,11 @@ class ReplayWindow:
     until a counter at or above it arrives, everything below it is refused;
     that first counter marks the window's counters below the floor as seen,
     so they stay refused (no separate floor table: 4 bytes a source less).
-    Source 0, the ground, gets a window but no ceiling: a harness starts its
-    counter afresh with every run. There is no clock in it, so light delay
-    of any length is fine.
+    Source 0, the ground, gets a ceiling too, in blocks of GROUND_BLOCK (it
+    sends a few frames a run, and starts every run at a fresh block from the
+    wall clock: ground/router.py), so a CONFIG or INTENT replayed after a
+    reboot is refused like a peer's frame. There is no clock in it, so light
+    delay of any length is fine.
     """
 
     def __init__(self, sources, size=64):
@@ -49,7 +51,7 @@ class ReplayWindow:
         self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
         self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
         self.dirty = False  # a ceiling moved since take()
-        self._persist_from = 1 if n and sources[0] == ADDR_GROUND else 0  # index of the first roster source
+        self._ground = 0 if n and sources[0] == ADDR_GROUND else -1  # the ground's index (sources are sorted)
 
     def accept(self, i, counter):
         """Record `counter` for source index `i` (index_of(sources, src));
@@ -80,8 +82,9 @@ class ReplayWindow:
             elif top - counter >= self.size or bits[base + ((counter & 63) >> 3)] & (1 << (counter & 7)):
                 return False
         bits[base + ((counter & 63) >> 3)] |= 1 << (counter & 7)
-        if counter >= self.ceiling[i] and i >= self._persist_from:
-            self.ceiling[i] = (counter // BLOCK + 1) * BLOCK if counter < _LAST_BLOCK else 0xFFFFFFFF
+        if counter >= self.ceiling[i]:
+            b = GROUND_BLOCK if i == self._ground else BLOCK
+            self.ceiling[i] = (counter // b + 1) * b if counter < _LAST_BLOCK else 0xFFFFFFFF
             self.dirty = True
         return True
 
@@ -102,7 +105,7 @@ class ReplayWindow:
             (src,) = struct.unpack_from("<H", blob, 4 + 2 * k)
             (ceiling,) = struct.unpack_from("<I", blob, at + 4 * k)
             i = index_of(self.sources, src)
-            if i >= self._persist_from:
+            if i >= 0:
                 self.ceiling[i] = ceiling
 
     def take(self):

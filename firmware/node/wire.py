@@ -63,6 +63,11 @@ _HDR = "<BBBHH"
 # block); a receiver persists, per roster source, the end of the block it has
 # accepted counters from (node/replay.py ReplayWindow.ceiling).
 BLOCK = const(1024)
+# The ground's counter blocks are smaller: it sends few frames (CONFIG, INTENT)
+# and starts each run at a block from the wall clock, GROUND_BLOCK counters a
+# second (ground/router.py ground_counter_base), so a new run clears the
+# floors a rig's boards keep from the last one after a second.
+GROUND_BLOCK = const(16)
 # (node/replay.py keeps the receiver's side.)
 _ESC = const(0x1B)
 

@@ -45,7 +45,7 @@ def _telemetry(node, now_ms):
 # ---- the replay table ---------------------------------------------------------
 
 
-def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_never():
+def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_per_ground_block():
     w = ReplayWindow((0, 4, 9))
     assert w.take() is None
     assert w.accept(1, 0) and w.ceiling[1] == wire.BLOCK
@@ -55,7 +55,28 @@ def test_the_ceiling_of_a_roster_source_moves_once_per_block_and_the_grounds_nev
         assert w.accept(1, c)
     assert w.take() is None
     assert w.accept(1, wire.BLOCK) and w.ceiling[1] == 2 * wire.BLOCK and w.take() is not None
-    assert w.accept(0, 5000) and w.ceiling[0] == 0 and w.take() is None  # the ground: window only
+    g = wire.GROUND_BLOCK
+    assert w.accept(0, 5 * g + 3) and w.ceiling[0] == 6 * g and w.take() is not None  # the ground: its own blocks
+    for c in range(5 * g + 4, 6 * g):
+        assert w.accept(0, c)
+    assert w.take() is None  # the rest of its block: no new write
+    assert w.accept(0, 6 * g) and w.ceiling[0] == 7 * g and w.take() is not None
+
+
+def test_a_ground_frame_accepted_before_a_reboot_is_refused_after_it():
+    # CONFIG and INTENT come from the ground (source 0); their ceiling is kept
+    # like a peer's, so a captured one replayed after a reset does nothing.
+    n = Node(1, _cfg(), seed=1)
+    n.poll(0)
+    config = _signed(msgs.CONFIG, wire.ADDR_GROUND, 1, msgs.pack(msgs.CONFIG, 250, 0), 7)
+    assert n.receive(config, 10) is not None and n.time_scale_milli == 250
+    seen = _joined(n.take_seen())
+    again = Node(1, _cfg(), seed=1, seen=seen)
+    again.poll(0)
+    assert again.receive(config, 10) is None and again.time_scale_milli == 1000
+    assert again.errors[wire.ERR_REPLAY] == 1
+    fresh = _signed(msgs.CONFIG, wire.ADDR_GROUND, 1, msgs.pack(msgs.CONFIG, 500, 0), wire.GROUND_BLOCK)
+    assert again.receive(fresh, 20) is not None and again.time_scale_milli == 500  # the ground's next block: fresh
 
 
 def test_ceilings_come_back_as_floors_and_refuse_everything_below():

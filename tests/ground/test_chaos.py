@@ -177,6 +177,13 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "typo.yaml:" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["chaos", _tiny(tmp_path), "--rate", "crash=fast", "--out", str(tmp_path / "o")]) == 2
+    capsys.readouterr()
+    # A fleet: scenario's faults are generated from it: bad input, not an internal error (it was exit 3).
+    fleet = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                         "scenarios", "fleet-1k.yaml")
+    assert cli.main(["chaos", fleet, "--schedules", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "fleet-1k.yaml:" in err and "--as-is" in err and len(err.strip().splitlines()) == 1
 
 
 def test_intent_steps_come_with_a_market_and_load():
@@ -187,3 +194,49 @@ def test_intent_steps_come_with_a_market_and_load():
     assert steps and all(set(f["intent"]) == {"phase", "growth_permille", "cover_permille"} for f in steps)
     for s in range(4):
         gen.check_text(gen.to_yaml(gen.schedule(base, s, rates)), "s%d.yaml" % s)
+
+
+def test_schedule_81_sells_no_slot_twice(tmp_path):
+    # tests/ground/scenarios/chaos_market_seed81.yaml says what it was. The
+    # run is in virtual time: the same trace every time.
+    from ground.chaos import judge
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios", "chaos_market_seed81.yaml")
+    with open(path) as f:
+        kind, violations, gates, error = judge(f.read(), path, str(tmp_path / "run"))
+    assert kind != "crash", error
+    assert violations == {}, violations  # lease_exclusive: resource 4, slot 120, before the fix
+    leases = [e for e in trace.read(str(tmp_path / "run" / "trace.jsonl"))[1]
+              if e.get("type") == "award" and e.get("fate") == "sent" and e["msg"]["resource"] == 4]
+    assert any(e["msg"]["holder"] == 1 and e["msg"]["first"] == 10 for e in leases)  # the lease it must not lose
+
+
+def test_an_interrupted_chaos_run_still_writes_what_it_judged(tmp_path):
+    # A real `python -m ground chaos` stopped with SIGINT (Ctrl-C) after its
+    # first verdict: exit 130, and chaos.json holds the schedules that finished.
+    import select
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "ground", "chaos", _tiny(tmp_path), "--schedules", "50", "--seed", "1",
+                          "--workers", "1", "--rate", "all=200", "--out", str(out), "--quiet"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        line = ""
+        while "GATE" not in line:  # the first schedule judged (each fails the faults gate)
+            assert time.monotonic() < deadline and p.poll() is None, "no verdict from ground chaos"
+            if select.select([p.stdout], [], [], 1.0)[0]:
+                line = p.stdout.readline()
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, err
+    summary = json.loads((out / "chaos.json").read_text())
+    assert summary["interrupted"] is True and 1 <= len(summary["verdicts"]) < 50
+    assert summary["verdicts"][0]["seed"] == 1 and summary["verdicts"][0]["result"] == "gate"
+    assert "interrupted after %d of 50" % len(summary["verdicts"]) in err

@@ -89,3 +89,29 @@ def test_a_boards_journal_is_not_mission_traffic_and_crosses_at_once():
     fates = [(e["id"], e["fate"], e.get("reason"), e.get("delay_ns")) for e in events
              if e["kind"] == "frame" and e["fate"] != "sent"]
     assert fates == [(1, "delivered", None, 0), (2, "dropped", "loss", None)]
+
+
+def test_the_grounds_counter_moves_past_a_rebooted_nodes_floor_and_runs_on_boards_start_from_the_clock(tmp_path):
+    # Nodes keep a replay ceiling for the ground (firmware/node/replay.py,
+    # blocks of wire.GROUND_BLOCK): after node 2 says HELLO again, the
+    # ground's next counter is past the block of the last one node 2 took.
+    from ground import protocol as P
+    from ground.router import ground_counter_base, wire
+
+    text = TEXT.replace("faults:\n", 'auth_key: "00112233445566778899aabbccddeeff"\nfaults:\n'
+                        "  - {at_s: 20, intent: {growth_permille: 600}}\n"
+                        "  - {at_s: 25, power_cut: 2}\n  - {at_s: 27, power_on: 2}\n")
+    res = run.run(scenario.load_text(text, "g.yaml"), str(tmp_path / "g"))
+    assert res.status == "ok", res.failures
+    sent, _ = _ground_fates(str(tmp_path / "g" / "trace.jsonl"))
+    key = bytes.fromhex("00112233445566778899aabbccddeeff")
+    counters = [(e["msg"]["growth_permille"], P.parse_line(bytes.fromhex(e["hex"]), key=key).counter)
+                for e in sorted(sent.values(), key=lambda e: e["id"]) if e["type"] == "intent"]
+    assert counters[0] == (600, 0)  # in-process: from 0, the same trace every run
+    assert counters[1][0] == 700 and counters[1][1] == wire.GROUND_BLOCK  # node 2's HELLO moved it one block on
+    # On boards: a fresh block each wall second, so a run clears the floors the last one left.
+    t = 1_764_000_000
+    assert ground_counter_base(t) % wire.GROUND_BLOCK == 0
+    assert ground_counter_base(t + 1) == ground_counter_base(t) + wire.GROUND_BLOCK == ground_counter_base(t + 0.9) + 16
+    last_of_a_run = ground_counter_base(t) + wire.GROUND_BLOCK - 1  # a run that sent a whole block in its first second
+    assert ground_counter_base(t + 1) > last_of_a_run

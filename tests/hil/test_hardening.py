@@ -189,6 +189,39 @@ def test_a_captured_frame_is_refused_after_resets_and_power_cuts_and_fresh_ones_
         board.stop()
 
 
+def test_a_ground_frame_replayed_after_a_reset_or_power_cut_is_refused(tmp_path):
+    # The ground (source 0) has a ceiling too, in blocks of wire.GROUND_BLOCK:
+    # a CONFIG captured from the ground link does nothing after a reboot.
+    board, line = _start(tmp_path, _board_cfg())
+    try:
+        def config(counter):
+            return _signed(msgs.CONFIG, wire.ADDR_GROUND, 1, msgs.pack(msgs.CONFIG, 1000, 0), counter)
+
+        counter = 5 * wire.GROUND_BLOCK + 3
+        captured = config(counter)
+        line.send(captured)
+        line.send(config(counter + 1))
+        line.telemetry()
+        t = line.telemetry()  # the second from now: both lines were read before it (the shell reads, then polls)
+        assert t["rejects"] == 0, t  # both accepted
+        replays = 0
+        for how in ("reset", "power_cut"):
+            _reboot(board, line, how)
+            line.send(captured)  # the replay
+            t = line.telemetry_until(lambda t: t["replayed"] >= 1)
+            assert (t["replayed"], t["rejects"]) == (1, 1), (how, t)
+            counter = (counter // wire.GROUND_BLOCK + 1) * wire.GROUND_BLOCK  # the ground's next block
+            line.send(config(counter))  # fresh: accepted
+            line.send(captured)  # and the replay again, after it: still refused
+            t = line.telemetry_until(lambda t: t["rejects"] >= 2)
+            assert (t["replayed"], t["rejects"]) == (2, 2), (how, t)
+            replays += 2
+            counter += 1
+        assert replays == 4
+    finally:
+        board.stop()
+
+
 # ---- hostile input -------------------------------------------------------------------
 
 
