@@ -150,7 +150,9 @@ def _cat(p):
 def survey_script(paths: list[str], dirs: list[str]) -> str:
     """Prints one line "@@SURVEY {json}": sha256 of each path (null when
     absent), file names in each managed dir, staged files and their sha256,
-    the journal's text and version.json's text (null when absent)."""
+    the journal's text and version.json's text (null when absent). The JSON
+    is printed a value at a time: one json.dumps of the whole survey needs a
+    block of several KB, which a 192K heap after a cut flash may not have."""
     stage_dirs = [STAGE_DIR] + [STAGE_DIR + "/" + d for d in dirs]
     return _HASH_FN + """\
 R={'files':{},'dirs':{},'staged':{},'todo':_cat(%r),'version':_cat('version.json')}
@@ -158,7 +160,13 @@ for p in %r:R['files'][p]=_h(p)
 for d in %r:R['dirs'][d]=_ls(d)
 for d in %r:
  for n in _ls(d) or ():R['staged'][d+'/'+n]=_h(d+'/'+n)
-print('@@SURVEY',json.dumps(R))
+def _w(v):
+ if isinstance(v,dict):
+  print('{',end='');c=''
+  for k in v:print(c+json.dumps(k)+':',end='');_w(v[k]);c=','
+  print('}',end='')
+ else:print(json.dumps(v),end='')
+print('@@SURVEY ',end='');_w(R);print()
 """ % (JOURNAL, paths, dirs, stage_dirs)
 
 
