@@ -59,9 +59,8 @@ class Mix:
         self.name = "+".join(self.versions)
 
     def why_not(self):
-        majors = sorted({major(v) for v in self.versions})
-        return "majors %s span more than 3 (at most %d apart may run together)" % (
-            ",".join(map(str, majors)), MAX_MAJOR_SPAN)
+        lo, hi = min(major(v) for v in self.versions), max(major(v) for v in self.versions)
+        return "majors %d and %d are %d apart; a mix's majors must lie within 3 consecutive majors" % (lo, hi, hi - lo)
 
 
 def major(version):
@@ -189,27 +188,44 @@ def main(args):
                 f.write("# ground matrix: %s with mix %s (%s)\n" % (args.scenario, m.name, m.kind) + j.text)
     started = time.monotonic()
     progress = None if args.quiet else chaos.Progress(len(jobs), started, label="matrix", unit="mixes")
+    by_job = {}  # id(job) -> verdict, as each finishes: what an interrupted matrix still writes
+
+    def done(v):
+        by_job[id(v.job)] = v
+        if progress:
+            progress.step(v)
+
     try:
-        verdicts = chaos.run_jobs(jobs, out, args.workers, args.timeout_s, progress and progress.step)
+        chaos.run_jobs(jobs, out, args.workers, args.timeout_s, done)
     except KeyboardInterrupt:
-        print("\nground matrix: interrupted; the finished mixes' run folders are in %s" % out, file=sys.stderr)
+        _write(out, args, versions, base, planned, by_job, started, interrupted=True)
+        print("\nground matrix: interrupted after %d of %d mix(es); their results are in %s"
+              % (len(by_job), len(jobs), os.path.join(out, "matrix.json")), file=sys.stderr)
         return 130
     if progress:
         progress.finish()
-    gate_names = sorted(base.sc.gates)
-    rows = []
-    by_job = {id(v.job): v for v in verdicts}
-    for m, j in planned:
-        rows.append(row(m, by_job.get(id(j)) if j is not None else None, base.sc.gates, out))
-    print(table(rows, gate_names), flush=True)
+    rows = _write(out, args, versions, base, planned, by_job, started)
     failing = [r for r in rows if r["allowed"] and r["result"] != "pass"]
-    with open(os.path.join(out, "matrix.json"), "w") as f:
-        json.dump({"scenario": args.scenario, "versions": versions, "workers": args.workers,
-                   "wall_s": round(time.monotonic() - started, 3), "gates": base.sc.gates, "mixes": rows}, f, indent=1)
     if not args.quiet:
         print("matrix: %d mix(es) run, %d failing, %d not allowed; %s"
               % (len(jobs), len(failing), len(skipped), os.path.join(out, "matrix.json")))
     return 1 if failing else 0
+
+
+def _write(out, args, versions, base, planned, by_job, started, interrupted=False):
+    """Print the table and write matrix.json for the mixes that finished; the rows."""
+    rows = []
+    for m, j in planned:
+        if j is None or id(j) in by_job:
+            rows.append(row(m, by_job.get(id(j)), base.sc.gates, out))
+        else:
+            rows.append({"mix": m.name, "kind": m.kind, "versions": list(m.versions), "allowed": True,
+                         "result": "not run"})
+    print(table(rows, sorted(base.sc.gates)), flush=True)
+    with open(os.path.join(out, "matrix.json"), "w") as f:
+        json.dump({"scenario": args.scenario, "versions": versions, "workers": args.workers, "interrupted": interrupted,
+                   "wall_s": round(time.monotonic() - started, 3), "gates": base.sc.gates, "mixes": rows}, f, indent=1)
+    return rows
 
 
 def row(mix, verdict, gates, out):
@@ -246,8 +262,8 @@ def table(rows, gate_names):
     head = ["MIX", "KIND"] + gate_names + ["HISTORY"]
     lines = []
     for r in rows:
-        if not r["allowed"]:
-            lines.append([r["mix"], r["kind"]] + ["not allowed"] + [""] * len(gate_names))
+        if not r["allowed"] or r["result"] == "not run":
+            lines.append([r["mix"], r["kind"], r["result"]])
             continue
         if r["result"] == "crash":
             last = [x for x in r["error"].strip().splitlines() if x.strip()]
