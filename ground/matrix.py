@@ -42,6 +42,7 @@ import time
 
 from ground import chaos
 from ground import chaos_schedules as gen
+from ground import scenario as scenario_mod
 from ground.exitcodes import InputError, fresh_folder, readable
 
 MAX_MAJOR_SPAN = 2  # majors of one mix lie within 3 consecutive majors (DESIGN.md: at most 3 at once)
@@ -144,8 +145,6 @@ def make_jobs(path, versions):
         data = apply_mix(base.data, m)
         where = "%s [mix %s]" % (path, m.name)
         text = gen.to_yaml(data)
-        from ground import scenario as scenario_mod
-
         scenario_mod.load_text(text, where)  # e.g. a rollout's images with the mix would pass 3 majors: file named
         out.append((m, chaos.Job(path, base.sc.seed, data["name"], text, {}, where)))
     return base, out
@@ -275,5 +274,4 @@ def table(rows, gate_names):
                 if r["violations"] else "PASS")
         lines.append([r["mix"], r["kind"]] + cells + [hist])
     widths = [max(len(str(x[i])) for x in [head] + lines if i < len(x)) for i in range(len(head))]
-    fmt = lambda cols: "  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(head)] + [fmt(x) for x in lines])
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip() for cols in [head] + lines)
