@@ -80,6 +80,10 @@ def test_matrix_fails_the_mix_a_gate_cannot_meet(tmp_path, capsys):
     rows = {r["mix"]: r for r in doc["mixes"]}
     assert list(rows) == ["1.4", "2.0", "2.1", "5.0", "1.4+2.0", "1.4+2.1", "1.4+5.0", "2.0+2.1", "2.0+5.0",
                           "2.1+5.0", "1.4+2.0+2.1+5.0"]
+    head = printed.splitlines()[0].split()
+    assert head == ["MIX", "KIND", "frames_converted", "split_brain", "HISTORY"]
+    assert printed.splitlines()[8].split() == ["2.0+2.1", "pair", "PASS", "0", "PASS", "0", "PASS"]
+    assert printed.splitlines()[7].split() == ["1.4+5.0", "pair", "not", "allowed"]
     for name in ("1.4+5.0", "2.0+5.0", "2.1+5.0", "1.4+2.0+2.1+5.0"):  # more than 2 majors apart: not run
         assert rows[name]["result"] == "not allowed" and not (out / (name + ".yaml")).exists()
     for name in ("1.4+2.0", "1.4+2.1"):  # protocol 1 meets protocol 2: frames converted
