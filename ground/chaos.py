@@ -351,7 +351,8 @@ class Progress:
     """Schedules done, failing, elapsed and ETA on stderr: one line redrawn
     in place on a terminal (at most 4 times a second), else a line every 10%."""
 
-    def __init__(self, total, started, stream=sys.stderr):
+    def __init__(self, total, started, stream=sys.stderr, label="chaos", unit="schedules"):
+        self.label, self.unit = label, unit  # `ground matrix` counts mixes with it
         self.total = total
         self.started = started
         self.stream = stream
@@ -373,8 +374,8 @@ class Progress:
         self._shown, self._tenth = now, tenth
         elapsed = now - self.started
         eta = elapsed / self.done * (self.total - self.done)
-        line = "  chaos %d/%d schedules, %d failing, %.0f s elapsed, ETA %.0f s" % (
-            self.done, self.total, self.failing, elapsed, eta)
+        line = "  %s %d/%d %s, %d failing, %.0f s elapsed, ETA %.0f s" % (
+            self.label, self.done, self.total, self.unit, self.failing, elapsed, eta)
         self.stream.write(("\r" + line + "   ") if self.tty else line + "\n")
         self.stream.flush()
 

@@ -323,6 +323,13 @@ def build_parser():
     c = verb("chaos", "random fault schedules over scenarios, run in virtual time and judged")
     chaos.add_arguments(c)
     c.set_defaults(fn=chaos.main)
+
+    from ground import matrix  # `ground matrix`: a scenario under every allowed mix of versions (docs/UPDATES.md)
+
+    x = verb("matrix", "run a scenario under every mix of firmware versions that may run together, in virtual time;"
+                       " a pass/fail table per gate")
+    matrix.add_arguments(x)
+    x.set_defaults(fn=matrix.main)
     return p
 
 
