@@ -82,3 +82,16 @@ class Leases:
                 self.r.voids += 1
             elif st == msgs.ROUND_COMPLETE:
                 self.r.completes += 1
+
+
+def watched_region(seed, units, slot_ms):
+    """A FedSim region of 6 nodes and 3 electors (500 ms light delay, 64-slot
+    horizon) whose every frame the lease watch judges: (sim, tally). The
+    region the takeover and fault tests lose coordinators in."""
+    from fedsim import FedSim
+
+    sim = FedSim(6, units, seed=seed, slot_ms=slot_ms, steps_per_slot=12, lead_ms=slot_ms // 8, delay_ms=500,
+                 horizon_slots=64, window_slots=40, electors=(1, 2, 3))
+    tally = Tally()
+    sim.on_frame = Leases(tally, sum(units)).frame
+    return sim, tally

@@ -8,8 +8,7 @@
 # tests/core/test_region_takeover.py loses coordinator and standby together;
 # tests/core/test_region_chaos.py runs the seeded fault schedules that found
 # these. CPython and MicroPython.
-from fedsim import FedSim
-from leasewatch import Leases, Tally
+from leasewatch import watched_region
 from node import msgs
 from node.market import PREPARING, RECOVERING
 
@@ -18,11 +17,7 @@ UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
 
 
 def _sim(seed):
-    sim = FedSim(6, UNITS, seed=seed, slot_ms=SLOT, steps_per_slot=12, lead_ms=SLOT // 8, delay_ms=500,
-                 horizon_slots=64, window_slots=40, electors=(1, 2, 3))
-    tally = Tally()
-    sim.on_frame = Leases(tally, sum(UNITS)).frame
-    return sim, tally
+    return watched_region(seed, UNITS, SLOT)
 
 
 def test_a_coordinator_reelected_rounds_later_keeps_its_ledger():

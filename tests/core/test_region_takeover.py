@@ -6,8 +6,7 @@
 # back to the best ledger there is and the holders' claims. No lease is sold
 # twice either way (tests/core/leasewatch.py judges from the frames sent).
 # CPython and MicroPython.
-from fedsim import FedSim
-from leasewatch import Leases, Tally
+from leasewatch import watched_region
 from node.market import RECOVERING
 
 SLOT = 60000
@@ -15,11 +14,7 @@ UNITS = (1, 1, 1, 1, 2, 1, 1, 2)
 
 
 def _sim(seed):
-    sim = FedSim(6, UNITS, seed=seed, slot_ms=SLOT, steps_per_slot=12, lead_ms=SLOT // 8, delay_ms=500,
-                 horizon_slots=64, window_slots=40, electors=(1, 2, 3))
-    tally = Tally()
-    sim.on_frame = Leases(tally, sum(UNITS)).frame
-    return sim, tally
+    return watched_region(seed, UNITS, SLOT)
 
 
 def test_losing_coordinator_and_standby_together_loses_no_lease():
