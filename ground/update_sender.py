@@ -66,6 +66,11 @@ class UpdateSender:
         self.sends = 0  # chunk frames sent, retransmissions included
         self._offer_at = None
         self._cmds = []
+        self._install_wanted = False  # install ordered: repeated (not STATUS) while the node says verified
+        self._rolling_back = False  # a rollback ordered: repeated until the node runs another version
+        self._rollback_from = None  # the version it was ordered from
+        self._rollback_at = None
+        self._rollback_every_s = 10.0
         self._missing = []  # chunks an ACK showed missing, in order
         self._next_new = 0
 
@@ -116,10 +121,19 @@ class UpdateSender:
     # ---- commands ------------------------------------------------------------
 
     def install(self):
+        """Order the install; repeated every offer_every_s while the node's
+        ACKs still say verified (a lost order; the node takes a repeat of an
+        install it took as a status request)."""
+        self._install_wanted = True
         self._cmds.append(CMD_INSTALL)
 
-    def rollback(self):
-        self._cmds.append(CMD_ROLLBACK)
+    def rollback(self, every_s=10.0):
+        """Order a rollback; repeated every every_s (longer than a reboot)
+        until an ACK shows the node running another version than now."""
+        self._rolling_back = True
+        self._rollback_from = self.node_version
+        self._rollback_every_s = every_s
+        self._rollback_at = None
 
     def status(self):
         self._cmds.append(CMD_STATUS)
@@ -130,6 +144,12 @@ class UpdateSender:
         """Up to max_frames (type, payload) to send now: commands first, the
         offer until the node says it receives, then chunks."""
         out = []
+        if self._rolling_back:
+            if self.node_version != self._rollback_from:
+                self._rolling_back = False  # it runs the previous image
+            elif self._rollback_at is None or now_s - self._rollback_at >= self._rollback_every_s:
+                self._rollback_at = now_s
+                out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": CMD_ROLLBACK})))
         while self._cmds and len(out) < max_frames:
             out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": self._cmds.pop(0)})))
         if self.error is not None or len(out) >= max_frames:
@@ -145,8 +165,10 @@ class UpdateSender:
                 if self.state == "idle":
                     out.append((P.UPD_OFFER, P.build_message(P.UPD_OFFER, self.offer)))
                 elif self.state not in ("confirmed", "reverted"):
-                    # The node ACKs a state change once; ask again in case that ACK was lost.
-                    out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": CMD_STATUS})))
+                    # The node ACKs a state change once; ask again in case that ACK was lost
+                    # (or order the install again, in case the order was).
+                    again = CMD_INSTALL if self.state == "verified" and self._install_wanted else CMD_STATUS
+                    out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": again})))
             return out
         while len(out) < max_frames:
             i = self._pick(now_s)

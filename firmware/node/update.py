@@ -342,8 +342,8 @@ class Update:
         elif upd_id != self.upd_id:
             self._refuse(R_STATE)
         elif action == CMD_INSTALL:
-            if self.state == INSTALL_PENDING:
-                self._ack_due = True
+            if self.state in (INSTALL_PENDING, TRIAL, CONFIRMED):
+                self._ack_due = True  # taken already (a repeated order: ours was lost): say where we are
             elif not self._go(E_INSTALL):
                 self._refuse(R_STATE)
             else:

@@ -98,6 +98,12 @@ def test_a_whole_transfer_verifies_installs_boots_as_trial_and_confirms():
     assert a.state == U.CONFIRMED and U.ACT_CONFIRM in fl.acts
     assert t >= 3000  # not before confirm_after_ms of health (a coordinator first needs electing)
     assert acks[0][1] == U.TRIAL and acks[-1][1] == U.CONFIRMED and acks[-1][5:7] == (1, 1)
+    # The ground repeats an install whose ACK it has not heard: taken already, it is only answered.
+    refused = a.refused[U.R_STATE]
+    _send(n2, msgs.UPD_CMD, msgs.pack(msgs.UPD_CMD, 9, U.CMD_INSTALL), t)
+    assert a.state == U.CONFIRMED and a.refused[U.R_STATE] == refused
+    assert [k for k, _ in a.take_actions()] == []
+    assert _acks(n2.poll(t + 100))[-1][1:3] == (U.CONFIRMED, U.R_NONE)
 
 
 def test_a_trial_never_healthy_does_not_confirm_and_a_reset_reverts():
