@@ -61,7 +61,7 @@ typecheck: $(STAMP)
 	$(BIN)/python -m tools.typecheck_firmware
 
 test-cpython: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15  # the 15 slowest, so CI shows where its minutes go
 	$(BIN)/python -m pytest -q tests/bench --rig sim  # the bench suite once more, with in-process nodes
 
 # The bench suite on a rig (docs/HIL.md): make hil RIG=boards/rig-lab.yaml (RIG=emulated: one emulated Pico per node)
