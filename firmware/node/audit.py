@@ -401,7 +401,9 @@ def _report_events(region, now_ms):
     for node, state, cause in region.quarantine.take_events():
         _report(region, "quarantine node %d %s: %s" % (node, state, cause))
         if node == region.id and state == "quarantined" and region.seat is not None:
-            region.seat.resign(now_ms)
+            from node import elect
+
+            elect.resign(region.seat, now_ms)  # may_lead keeps it from running again
 
 
 def _report(region, text):

@@ -178,80 +178,66 @@ def _follow(node, coordinator, standby, now_ms):
 def receive(node, src, t, fields, now_ms):
     """One election frame from member `src`, parsed; False if `t` is not one."""
     if t == msgs.HEARTBEAT:
-        _on_heartbeat(node, src, fields, now_ms)
+        term, coordinator, standby, role, lineage, rec_version, rec_data, digest, alive = fields
+        node.members.lineage[src] = lineage
+        node.members.reach[src] = alive
+        node.records.put(src, rec_version, rec_data)
+        claim = role == msgs.ROLE_COORDINATOR
+    elif t == msgs.COORDINATOR or t == msgs.STANDBY:
+        term, standby = fields
+        claim = t == msgs.COORDINATOR
+        if term == node.term and not claim and src == node.coordinator:
+            _follow(node, src, standby, now_ms)  # the coordinator names a new standby
+            return True
     elif t == msgs.PREVOTE_REQUEST:
         term = fields[0]
         granted = node.timing.prevote(term, node.term, coordinator_quiet(node, now_ms), electable(node, src))
         node._send(src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, src, 1 if granted else 0))
-    elif t == msgs.PREVOTE:
-        term, candidate, granted = fields
-        if node.role == el.PRECANDIDATE and term == node.term + 1 and candidate == node.id and granted:
-            _grant(node, src)
-            if len(node._grants) >= node.members.majority:
-                _won_prevote(node, now_ms)
+        return True
     elif t == msgs.VOTE_REQUEST:
-        _on_vote_request(node, src, fields[0], now_ms)
-    elif t == msgs.VOTE:
+        term = fields[0]
+        if not coordinator_quiet(node, now_ms) and src != node.coordinator:
+            granted = False  # we still hear a coordinator: don't help unseat it
+        else:
+            if term > node.term:
+                adopt_term(node, term, now_ms)
+            granted = term == node.term and node.voted_for in (msgs.NO_NODE, src) and electable(node, src)
+            if granted and node.voted_for != src:
+                node.voted_for = src
+                node._dirty = True
+            if granted:
+                node._deadline_ms = now_ms + node._cold_timeout_ms()
+        # Answer with our term when it is higher, so a stale candidate steps down.
+        node._send(src, msgs.VOTE, msgs.pack(msgs.VOTE, node.term if node.term > term else term, src, 1 if granted else 0))
+        return True
+    elif t == msgs.PREVOTE or t == msgs.VOTE:
         term, candidate, granted = fields
-        if term > node.term:
+        if t == msgs.VOTE and term > node.term:
             adopt_term(node, term, now_ms)
-        elif node.role == el.CANDIDATE and term == node.term and candidate == node.id and granted:
-            _grant(node, src)
+            return True
+        if t == msgs.PREVOTE:
+            ours = node.role == el.PRECANDIDATE and term == node.term + 1
+        else:
+            ours = node.role == el.CANDIDATE and term == node.term
+        if ours and candidate == node.id and granted:
+            if src not in node._grants:
+                node._grants.append(src)
             if len(node._grants) >= node.members.majority:
-                _won_vote(node, now_ms)
-    elif t == msgs.COORDINATOR or t == msgs.STANDBY:
-        term, standby = fields
-        if term > node.term:
-            adopt_term(node, term, now_ms)
-        if term == node.term and (t == msgs.COORDINATOR or src == node.coordinator):
-            _follow(node, src, standby, now_ms)
-        elif term < node.term and t == msgs.COORDINATOR and node.region is not None:
-            _stale_claim(node, src, term, now_ms)
+                if t == msgs.PREVOTE:
+                    _won_prevote(node, now_ms)
+                else:
+                    _won_vote(node, now_ms)
+        return True
     else:
         return False
-    return True
-
-
-def _grant(node, src):
-    if src not in node._grants:
-        node._grants.append(src)
-
-
-def _on_heartbeat(node, src, fields, now_ms):
-    term, coordinator, standby, role, lineage, rec_version, rec_data, digest, alive = fields
-    node.members.lineage[src] = lineage
-    node.members.reach[src] = alive
-    node.records.put(src, rec_version, rec_data)
+    # A heartbeat or a claim: a higher term is followed, our own term's
+    # coordinator followed, a claim in a term we left is a stale claim.
     if term > node.term:
         adopt_term(node, term, now_ms)
-    if role == msgs.ROLE_COORDINATOR and term == node.term:
+    if claim and term == node.term:
         _follow(node, src, standby, now_ms)
-    elif role == msgs.ROLE_COORDINATOR and term < node.term and node.region is not None:
-        _stale_claim(node, src, term, now_ms)
+    elif claim and term < node.term and node.region is not None and node.region.quarantine is not None:
+        from node import audit  # only where containment is configured
 
-
-def _stale_claim(node, src, term, now_ms):
-    """A member claims coordinator in a term we have left: byzantine if
-    it keeps on (node/audit.py; only where containment is configured)."""
-    region = node.region
-    if region is not None and region.quarantine is not None:
-        from node import audit
-
-        audit.stale_claim(region, src, term, node.term, node.cfg.election_timeout_ms, now_ms)
-
-
-def _on_vote_request(node, src, term, now_ms):
-    if not coordinator_quiet(node, now_ms) and src != node.coordinator:
-        granted = False  # we still hear a coordinator: don't help unseat it
-    else:
-        if term > node.term:
-            adopt_term(node, term, now_ms)
-        granted = term == node.term and node.voted_for in (msgs.NO_NODE, src) and electable(node, src)
-        if granted and node.voted_for != src:
-            node.voted_for = src
-            node._dirty = True
-        if granted:
-            node._deadline_ms = now_ms + node._cold_timeout_ms()
-    # Answer with our term when it is higher, so a stale candidate steps down.
-    reply_term = node.term if node.term > term else term
-    node._send(src, msgs.VOTE, msgs.pack(msgs.VOTE, reply_term, src, 1 if granted else 0))
+        audit.stale_claim(node.region, src, term, node.term, node.cfg.election_timeout_ms, now_ms)
+    return True

@@ -445,11 +445,6 @@ class Node:
         self.role = role
         return role
 
-    def resign(self, now_ms):
-        """Stop coordinating (quarantined): the quorum-lost path, and
-        may_lead keeps this node from running again."""
-        elect.resign(self, now_ms)
-
     # ---- receiving -----------------------------------------------------
 
     def _dispatch(self, f, now_ms):
