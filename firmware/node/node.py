@@ -134,6 +134,10 @@ class Node:
         self.may_lead = None
         self.may_elect = None
         self.role_changes = 0
+        if config.lineage % 2:  # lineage B's election timing (docs/CONTAINMENT.md), imported only here
+            from node import timing_b
+
+            self.timing = timing_b  # type: ignore[misc]  # a module in place of elect: same functions
 
         if config.replication is not None and config.replication[5]:  # a daughter (it has a parent): it JOINs at boot
             self._joins()

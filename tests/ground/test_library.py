@@ -186,6 +186,15 @@ def _check_mixed(sc, events, res):
     # the survivors take over within seconds: never a cluster-minute without a coordinator
     assert flat["blast_detect_s"] is not None and flat["blast_restored_s"] is not None
     assert flat["blast_headless_s"] < 60
+    # Lineages 1 run the other election timing (node/timing_b.py): the survivors
+    # of both timings take over side by side, and the history checker finds
+    # one coordinator per term throughout.
+    assert res.history is not None and res.history.violations == []
+    sent, _ = _frames(events)
+    claims = [(e["mission_ns"], e["src"]) for e in sent.values() if e["type"] == "coordinator" and e["src"] in sc.nodes]
+    assert {sc.nodes[n].lineage % 2 for _, n in claims} == {0, 1}, claims  # both timings elected
+    after = {n for t, n in claims if t > sc.faults[0].at_s * S}
+    assert any(sc.nodes[n].lineage % 2 == 1 for n in after), after  # B's timing took over from the struck A
 
 
 def _check_monoculture(sc, events, res):
