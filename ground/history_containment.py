@@ -6,6 +6,8 @@ fed by ground/history.py's checker with every frame a node sent:
                         names two different auditors, and each of them had
                         sent the ground an ACCUSE against N before: one auditor
                         alone, lying or defective, never quarantines a node.
+                        One "witnessed by W" names an elector W that had sent
+                        the ground a WITNESS against N before.
   quarantine_respected  while a majority of the electors hold node N
                         quarantined, N does not announce itself regional
                         coordinator (COORDINATOR on the region's address) and
@@ -25,6 +27,7 @@ import re
 
 _Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
 _ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
+_WITNESSED_BY = re.compile(r"^witnessed by (\d+):")
 INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "sever_respected")
 
 
@@ -34,6 +37,7 @@ class ContainmentChecker:
         self.majority = len(self.electors) // 2 + 1
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
         self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
+        self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
         self.held = {}  # node -> {elector: state} (each elector's latest report)
         self.since_round = {}  # node -> latest round when a majority first held it quarantined
         self.round = -1  # latest round a PRICES frame named
@@ -66,6 +70,8 @@ class ContainmentChecker:
             self.round = max(self.round, msg["round"])
         elif type_ == "accuse" and dst == 0 and isinstance(msg.get("accused"), int):
             self.accused.setdefault(msg["accused"], {}).setdefault(src, (fid, line))
+        elif type_ == "witness" and dst == 0 and isinstance(msg.get("node"), int):
+            self.witnessed.setdefault(msg["node"], set()).add(src)
         elif type_ == "log":
             self._log(src, msg.get("text"), fid, line)
         elif type_ == "coordinator" and dst == region_addr and self._quarantined_by_majority(src):
@@ -94,6 +100,12 @@ class ContainmentChecker:
         self.held.setdefault(node, {})[src] = state
         if not was and self._quarantined_by_majority(node):
             self.since_round[node] = self.round
+        if state == "quarantined" and cause.startswith("witnessed by"):
+            w = _WITNESSED_BY.match(cause)
+            if w is None or int(w.group(1)) not in self.witnessed.get(node, ()):
+                self.violate("quarantine_witnessed", "line %d: elector %d quarantined node %d on %r: that elector"
+                             " sent the ground no WITNESS against it" % (line, src, node, cause), [fid], [line])
+            return
         if state != "quarantined" or not cause.startswith("accused by"):
             return  # byzantine behaviour seen first hand, or a release
         w = _ACCUSED_BY.search(cause)

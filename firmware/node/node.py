@@ -454,7 +454,7 @@ class Node:
     def _dispatch(self, f, now_ms):
         region = self.region
         if region is not None and f.dst == region.dst:
-            if msgs.ACCUSE <= f.type <= msgs.REINSTATE:
+            if msgs.ACCUSE <= f.type <= msgs.WITNESS:
                 region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
             elif self.seat is None:
                 self.ignored += 1

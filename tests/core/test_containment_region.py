@@ -113,3 +113,68 @@ def test_stale_term_claims_quarantine_first_hand_and_only_the_ground_reinstates(
                for t in texts), texts
     assert "quarantine node %d normal: ground intent" % rc in texts
     assert "refused reinstatement from %d of %d" % (seer, rc) in texts
+
+
+def _witness(region_id, node, term, own, claims):
+    return msgs.pack(msgs.WITNESS, region_id, node, term, own, claims)
+
+
+def test_a_first_hand_quarantine_is_witnessed_to_every_elector():
+    f = _fed(6)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    rc = f.region_coordinator()
+    seer = [e for e in FED_ELECTORS if e != rc][0]
+    region = f.nodes[seer].region
+    for i in range(audit.STALE_CLAIMS):
+        audit.stale_claim(region, rc, 1, 2, 2000, f.now + i * 500)
+    others = [e for e in FED_ELECTORS if e != seer]
+    assert region.quarantine.is_quarantined(rc)
+    assert not any(f.nodes[e].region.quarantine.is_quarantined(rc) for e in others)  # nobody else saw the claims
+    f.run_for(2000)  # the WITNESS reaches the region's other electors
+    for e in FED_ELECTORS:
+        assert f.nodes[e].region.quarantine.is_quarantined(rc), e
+    sent = [(src, msgs.unpack(msgs.WITNESS, p)) for src, p in _ground(f, msgs.WITNESS)]
+    assert sent == [(seer, (1, rc, 1, 2, audit.STALE_CLAIMS))], sent
+    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    why = "quarantine node %d quarantined: witnessed by %d: %d stale-term claims (term 1, its 2)" % (
+        rc, seer, audit.STALE_CLAIMS)
+    assert texts.count(why) == len(others), texts
+    f.run_for(3 * SLOT)
+    new = f.region_coordinator()
+    assert new is not None and new != rc  # it resigned everywhere
+    assert f.conflicts() == 0
+
+
+def test_a_forged_or_empty_witness_is_refused_with_its_reason():
+    f = _fed(7)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    rc = f.region_coordinator()
+    judge, liar = [e for e in FED_ELECTORS if e != rc][:2]
+    region = f.nodes[judge].region
+    q_ = region.quarantine
+    n = audit.STALE_CLAIMS
+    cases = (
+        (99, _witness(1, rc, 1, 2, n), refusal.FORGED),  # not an elector
+        (rc, _witness(1, rc, 1, 2, n), refusal.FORGED),  # about itself
+        (liar, _witness(1, rc, 2, 2, n), refusal.EVIDENCE),  # the term claimed is not stale
+        (liar, _witness(1, rc, 1, 2, n - 1), refusal.EVIDENCE),  # too few claims
+        (liar, _witness(2, rc, 1, 2, n), refusal.REGION),  # another region's
+        (liar, _witness(1, 999, 1, 2, n), refusal.UNKNOWN_NODE),  # no such node
+    )
+    for src, payload, why in cases:
+        counters = q_.refused if why != refusal.REGION else region.refused
+        before = counters[why]
+        region.receive(src, f.region_dst, msgs.WITNESS, payload, f.now)
+        assert counters[why] == before + 1, (src, why)
+        assert q_.electable(rc)
+    # An elector of another cluster cannot have seen the claims first hand.
+    q_.clusters[liar] = q_.clusters[rc] + 1
+    region.receive(liar, f.region_dst, msgs.WITNESS, _witness(1, rc, 1, 2, n), f.now)
+    assert q_.electable(rc)
+    q_.clusters[liar] = q_.clusters[rc]
+    region.receive(liar, f.region_dst, msgs.WITNESS, _witness(1, rc, 1, 2, n), f.now)  # a sound one
+    assert q_.is_quarantined(rc)
+    f.run_for(100)
+    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    assert "refused witness from 99 against %d (forged)" % rc in texts
+    assert "refused witness from %d against %d (evidence)" % (liar, rc) in texts

@@ -69,6 +69,15 @@ def test_a_quarantine_without_two_accusers_on_record_is_a_violation():
     assert [inv for inv, _ in seen] == ["quarantine_witnessed"] and "by 7" in seen[0][1]
 
 
+def test_a_quarantine_on_a_witness_the_ground_never_got_is_a_violation():
+    c, seen = _checker()
+    c.sent(2, 0, "witness", {"region": 1, "node": 1, "term": 3, "own": 4, "claims": 4}, 10, 10, 0xFE01)
+    _log(c, 6, "quarantine node 1 quarantined: witnessed by 2: 4 stale-term claims (term 3, its 4)", 11)
+    assert seen == []
+    _log(c, 7, "quarantine node 1 quarantined: witnessed by 6: 4 stale-term claims (term 3, its 4)", 12)
+    assert [inv for inv, _ in seen] == ["quarantine_witnessed"] and "elector 7" in seen[0][1], seen
+
+
 def test_a_witnessed_quarantine_passes_and_a_later_award_to_it_does_not():
     c, seen = _checker()
     c.sent(1, 0xFFFF, "prices", {"round": 4}, 1, 1, 0xFE01)

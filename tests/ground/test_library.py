@@ -213,7 +213,15 @@ def _check_byzantine_quarantine(sc, events, res):
     changes = [c for c in res.metrics["containment"]["changes"] if c["node"] == node]
     quarantined = [c for c in changes if c["state"] == "quarantined"]
     assert quarantined and all("stale-term claims" in c["cause"] for c in quarantined)
-    assert all(sc.nodes[c["reporter"]].cluster == sc.nodes[node].cluster for c in quarantined)  # seen first hand
+    first = [c for c in quarantined if not c["cause"].startswith("witnessed by")]
+    assert first and all(sc.nodes[c["reporter"]].cluster == sc.nodes[node].cluster for c in first)  # seen first hand
+    # ... and witnessed (WITNESS) to every other elector of the region, which quarantines it too
+    seers = {c["reporter"] for c in first}
+    told = [c for c in quarantined if c["cause"].startswith("witnessed by")]
+    assert {c["reporter"] for c in quarantined} == set(sc.market.electors), quarantined
+    assert all(int(c["cause"].split()[2].rstrip(":")) in seers for c in told), told
+    witness = [e for e in _frames(events)[0].values() if e["type"] == "witness" and e["dst"] == 0]
+    assert witness and {e["src"] for e in witness} <= seers and all(e["msg"]["node"] == node for e in witness)
     assert all(byz["mission_ns"] / S < c["at_s"] < byz["mission_ns"] / S + 30 for c in quarantined)
     reinstated = [c for c in changes if c["state"] == "normal"]
     assert {c["reporter"] for c in reinstated} == {c["reporter"] for c in quarantined}
