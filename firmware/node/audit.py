@@ -404,6 +404,18 @@ def stale_claim(region, src, term, own, timeout_ms, now_ms):
     _report_events(region, now_ms)
 
 
+def hello(region, src, payload, version):
+    """A roster node's HELLO on the region's address (at boot, and after a
+    split moved it: node/join.py): the cluster it is in, for the cap. Only
+    where the region counts clusters (MarketConfig.cluster_of); a seat's
+    HELLO names the region's own address (0xE00 and up), not a cluster."""
+    if region.cfg.cluster_of is None:
+        return
+    cluster = msgs.unpack_as(msgs.HELLO, payload, version)[6]
+    if 0 < cluster < 0xE00:
+        region.quarantine.move(src, cluster)
+
+
 def on_witness(region, src, f, now_ms):
     """Elector `src` saw node f[1] of its own cluster claim coordinator in a
     stale term STALE_CLAIMS times and quarantined it: quarantine it here too

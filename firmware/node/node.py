@@ -454,6 +454,10 @@ class Node:
     def _dispatch(self, f, now_ms):
         region = self.region
         if region is not None and f.dst == region.dst:
+            if f.type == msgs.HELLO and region.quarantine is not None:  # a split moved it: the cap's cluster
+                from node import audit
+
+                audit.hello(region, f.src, f.payload, f.version)
             if msgs.ACCUSE <= f.type <= msgs.WITNESS:
                 region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
             elif self.seat is None:

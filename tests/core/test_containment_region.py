@@ -178,3 +178,41 @@ def test_a_forged_or_empty_witness_is_refused_with_its_reason():
     texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
     assert "refused witness from 99 against %d (forged)" % rc in texts
     assert "refused witness from %d against %d (evidence)" % (liar, rc) in texts
+
+
+def _split_fed(seed):
+    # One cluster of six (the cap counts clusters: cluster_of), electors in both halves.
+    return Federation([[3, 4, 5, 6, 7, 8]], FED_UNITS, max_bids=24, seed=seed, electors=FED_ELECTORS, slot_ms=SLOT,
+                      steps_per_slot=12, lead_ms=3000, horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=5,
+                      keep_ground=True, auditors=FED_ELECTORS, cluster_of=[1] * 6)
+
+
+def test_after_a_split_the_cap_is_counted_per_new_cluster():
+    # Before the split: a cluster of six may lose two (a third) to quarantine.
+    f = _split_fed(8)
+    f.run_for(2000)
+    q_ = f.nodes[3].region.quarantine
+    assert q_.byzantine(7, "test", f.now) and q_.byzantine(8, "test", f.now)
+    # The split (node/join.py) moves 6, 7 and 8 to cluster 2: each says so
+    # with a HELLO on the region's address, and every elector moves it.
+    f = _split_fed(8)
+    f.run_for(2000)
+    for src in (6, 7, 8):
+        hello = msgs.pack(msgs.HELLO, 2, 1, 0, src % 3, 1, msgs.VERSION, 2)
+        line = wire.encode(msgs.HELLO, src, f.region_dst, hello)
+        for e in FED_ELECTORS:
+            if e != src:
+                f.nodes[e].receive(bytes(line[:-1]), f.now)
+    for e in FED_ELECTORS:
+        q_ = f.nodes[e].region.quarantine
+        assert [q_.clusters[n] for n in (3, 4, 5, 6, 7, 8)] == [1, 1, 1, 2, 2, 2] or e in (6, 7), (e, q_.clusters)
+    q_ = f.nodes[3].region.quarantine
+    capped = q_.refused[refusal.QUARANTINE_CAP]
+    assert q_.byzantine(7, "test", f.now)
+    assert not q_.byzantine(8, "test", f.now)  # 6 would be cluster 2's last electable member: its last standby
+    assert q_.refused[refusal.QUARANTINE_CAP] == capped + 1 and not q_.is_quarantined(8)
+    assert q_.byzantine(4, "test", f.now)  # cluster 1 counts its own three
+    # A seat's HELLO names the region's address, not a cluster: nothing moves.
+    seat_hello = msgs.pack(msgs.HELLO, 2, 1, 0, 1, 1, msgs.VERSION, 0xE01)
+    f.nodes[3].receive(bytes(wire.encode(msgs.HELLO, 4, f.region_dst, seat_hello)[:-1]), f.now)
+    assert q_.clusters[4] == 1

@@ -252,6 +252,11 @@ def _check_replication(sc, events, res):
     assert set(coords) >= {0xF001, 0xF002}, coords
     assert coords[0xF001] in range(1, 11) and coords[0xF002] in range(11, 22), coords
     admitted = {e["msg"]["node"] for e in after if e["type"] == "roster" and e["dst"] == 0xF001}
+    # Every member of the side that moved tells the region's electors (a HELLO on the region's
+    # address, node/join.py) which cluster it is in now: their quarantine cap counts it there.
+    moved = {e["src"]: e["msg"]["cluster"] for e in after if e["type"] == "hello" and 0xFE00 <= e["dst"] < 0xFF00}
+    assert {n for n, c in moved.items() if c == 2} == set(split["high"]), moved
+    assert all(moved[n] == 1 for n in moved if n in split["low"]), moved
     assert admitted == {22, 23, 24}, admitted
     # The region's roster grew: daughters bid and hold leases like their parents.
     assert any(e["type"] == "bid" and e["src"] >= 13 for e in after)
