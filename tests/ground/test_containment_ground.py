@@ -110,3 +110,32 @@ def test_the_metrics_family_counts_accusations_and_quarantines():
     f = m["flat"]
     assert (f["accusations"], f["accusers"], f["quarantined_nodes"], f["accusations_refused"]) == (1, 1, 1, 1)
     assert m["containment"]["accusations"][0]["reason"] == ["digest", "awards"]
+
+
+def test_the_timeline_marks_a_node_while_some_elector_holds_it_quarantined(tmp_path):
+    from ground.report_plot import plot_timeline
+
+    header = {"format": "fleetloop-trace/1", "scenario": "t", "election_timeout_ms": 1000,
+              "nodes": {"1": {"cluster": 1}, "2": {"cluster": 1}, "3": {"cluster": 1}},
+              "clusters": {"1": [1, 2, 3]}, "market": {"electors": [2, 3], "region": 1}}
+    S = 1_000_000_000
+
+    def log(fid, t_s, src, text):
+        return {"kind": "frame", "fate": "sent", "id": fid, "mission_ns": int(t_s * S), "src": src, "dst": 0,
+                "type": "log", "msg": {"text": text}}
+
+    events = [
+        log(1, 10, 2, "quarantine node 1 quarantined: 4 stale-term claims (term 0, mine 1) seen by 2"),
+        log(2, 11, 3, "quarantine node 1 quarantined: witnessed by 2: 4 stale-term claims (term 0, its 1)"),
+        log(3, 20, 2, "quarantine node 1 normal: ground intent"),  # 3 still holds it
+        log(4, 25, 3, "quarantine node 1 normal: ground intent"),
+        log(5, 30, 2, "quarantine node 3 suspect: accused by 2"),  # suspect is not quarantined
+        log(6, 40, 3, "quarantine node 1 quarantined: witnessed by 2: 4 stale-term claims (term 2, its 3)"),
+        {"kind": "end", "mission_ns": 50 * S},
+    ]
+    tl = M.timeline(header, events)
+    assert tl["nodes"]["1"]["quarantined"] == [[10.0, 25.0], [40.0, 50.0]]  # the last one open until the end
+    assert tl["nodes"]["2"]["quarantined"] == [] and tl["nodes"]["3"]["quarantined"] == []
+    drawn = plot_timeline(tl, str(tmp_path / "t.png"))
+    assert drawn["unit"] == "s" and drawn["quarantined"] == {"1": [(10.0, 15.0), (40.0, 10.0)]}
+    assert (tmp_path / "t.png").stat().st_size > 0
