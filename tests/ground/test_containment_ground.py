@@ -139,3 +139,19 @@ def test_the_timeline_marks_a_node_while_some_elector_holds_it_quarantined(tmp_p
     drawn = plot_timeline(tl, str(tmp_path / "t.png"))
     assert drawn["unit"] == "s" and drawn["quarantined"] == {"1": [(10.0, 15.0), (40.0, 10.0)]}
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+def test_auditors_auto_picks_two_of_each_clearing_spread_over_clusters():
+    sc = _load(auditors="auto")
+    # electors 1 (lineage 0, A), 2 (1, B), 6 (0, A), 7 (1, B): two of each, one per cluster
+    assert sc.market.auditors == (1, 2, 6, 7)
+    text = (BASE % ("[0, 1, 2]", "auto")).replace("electors: [1, 2, 6, 7]", "electors: [1, 2, 4, 6, 7, 9]")
+    # cluster 1: 1 A, 2 B, 4 A; cluster 2: 6 A, 7 B, 9 A -> A: 1 and 6 (one per cluster, not 1 and 4); B: 2, 7
+    sc = scenario.load_text(text, "x.yaml")
+    assert sc.market.auditors == (1, 2, 6, 7)
+    assert tuple(sc.market.cluster_of) == (1, 1, 1, 1, 1, 2, 2, 2, 2, 2)
+    text = (BASE % ("[0, 1, 2]", "auto")).replace("electors: [1, 2, 6, 7]", "electors: [1, 3, 4, 6, 9]")
+    # lineages 0, 2, 0, 0, 0: every elector runs clearing A, nobody can audit them
+    with pytest.raises(ConfigError) as e:
+        scenario.load_text(text.replace("  lineages: enforce\n", ""), "x.yaml")
+    assert "x.yaml:" in str(e.value) and "auditors auto" in str(e.value) and "clearing B" in str(e.value)
