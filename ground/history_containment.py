@@ -13,6 +13,15 @@ fed by ground/history.py's checker with every frame a node sent:
                         coordinator (COORDINATOR on the region's address) and
                         is awarded no lease of a round closed after the
                         quarantine.
+  accusation_grounded   every ACCUSE an auditor sends the ground names what
+                        the accused coordinator really prepared: it sent a
+                        PREPARE (PRICES, status prepare) for that term and
+                        round, and the accusation's claimed side (the ledger
+                        digest, the award count, the price of the class it
+                        names) is what that PREPARE said, for each reason it
+                        gives. An auditor that misquotes the coordinator is
+                        caught here; its own side (its re-run of the
+                        clearing) is not re-run by the checker.
   sever_respected       once the ground severs a region (a `sever` fault
                         event, ground/sever.py), no frame a node of that
                         region sends afterwards is delivered outside it, the
@@ -28,7 +37,8 @@ import re
 _Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
 _ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
 _WITNESSED_BY = re.compile(r"^witnessed by (\d+):")
-INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "sever_respected")
+INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "accusation_grounded", "sever_respected")
+_PREPARE = 3  # msgs.ROUND_PREPARE (PRICES status)
 
 
 class ContainmentChecker:
@@ -38,6 +48,7 @@ class ContainmentChecker:
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
         self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
         self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
+        self.prepared = {}  # (coordinator, term, round) -> {(digest, awards, prices)} its PREPAREs said
         self.held = {}  # node -> {elector: state} (each elector's latest report)
         self.since_round = {}  # node -> latest round when a majority first held it quarantined
         self.round = -1  # latest round a PRICES frame named
@@ -68,8 +79,12 @@ class ContainmentChecker:
     def sent(self, src, dst, type_, msg, fid, line, region_addr):
         if type_ == "prices" and isinstance(msg.get("round"), int):
             self.round = max(self.round, msg["round"])
+            if msg.get("status") == _PREPARE:
+                said = (msg.get("digest"), msg.get("awards"), tuple(msg.get("p%d" % c) for c in range(8)))
+                self.prepared.setdefault((src, msg.get("term"), msg["round"]), set()).add(said)
         elif type_ == "accuse" and dst == 0 and isinstance(msg.get("accused"), int):
             self.accused.setdefault(msg["accused"], {}).setdefault(src, (fid, line))
+            self._grounded(src, msg, fid, line)
         elif type_ == "witness" and dst == 0 and isinstance(msg.get("node"), int):
             self.witnessed.setdefault(msg["node"], set()).add(src)
         elif type_ == "log":
@@ -87,6 +102,29 @@ class ContainmentChecker:
                 self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) while"
                              " a majority of electors hold it quarantined (since round %d)"
                              % (line, holder, rnd, fid, self.since_round[holder]), [fid], [line])
+
+    def _grounded(self, src, msg, fid, line):
+        key = (msg["accused"], msg.get("term"), msg.get("round"))
+        said = self.prepared.get(key)
+        what = "auditor %d accuses node %d of term %s round %s" % (src, key[0], key[1], key[2])
+        if not said:
+            self.violate("accusation_grounded", "line %d: %s, which sent no PREPARE for it" % (line, what),
+                         [fid], [line])
+            return
+        reason, c = msg.get("reason") or 0, msg.get("price_class")
+        for digest, awards, prices in said:
+            if reason & 1 and msg.get("claimed_digest") != digest:
+                continue
+            if reason & 4 and msg.get("claimed_awards") != awards:
+                continue
+            if reason & 2 and not (isinstance(c, int) and 0 <= c < 8 and msg.get("claimed_price") == prices[c]):
+                continue
+            return
+        self.violate("accusation_grounded", "line %d: %s, quoting digest %s, %s awards, class %s price %s: not what"
+                     " its PREPARE said (%s)" % (line, what, msg.get("claimed_digest"), msg.get("claimed_awards"), c,
+                                                 msg.get("claimed_price"),
+                                                 "; ".join("digest %s, %s awards, prices %s" % s for s in sorted(said))),
+                     [fid], [line])
 
     def _log(self, src, text, fid, line):
         if not isinstance(text, str) or src not in self.electors:

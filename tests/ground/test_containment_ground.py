@@ -62,9 +62,38 @@ def _log(c, src, text, line):
     c.sent(src, 0, "log", {"text": text}, line, line, 0xFE01)
 
 
+_PRICES = {"p%d" % k: 1 for k in range(8)}
+
+
+def _prepare(c, coord, term, rnd, line, digest=5, awards=3):
+    """The accused coordinator's PREPARE to an elector, as a trace has it before any accusation."""
+    c.sent(coord, 2, "prices", dict(_PRICES, term=term, round=rnd, status=3, digest=digest, awards=awards), line, line,
+           0xFE01)
+
+
+def _accuse(accused, term, rnd, reason=2, price_class=7, claimed_price=1, claimed_digest=5, claimed_awards=3):
+    return {"accused": accused, "term": term, "round": rnd, "reason": reason, "price_class": price_class,
+            "claimed_price": claimed_price, "claimed_digest": claimed_digest, "claimed_awards": claimed_awards}
+
+
+def test_an_accusation_misquoting_the_coordinator_or_naming_no_prepared_round_is_a_violation():
+    c, seen = _checker()
+    _prepare(c, 1, 1, 0, 1)
+    c.sent(2, 0, "accuse", _accuse(1, 1, 0), 2, 2, 0xFE01)  # quotes price 1 for class 7: as prepared
+    c.sent(7, 0, "accuse", _accuse(1, 1, 0, reason=1 | 4), 3, 3, 0xFE01)  # digest 5 and 3 awards: as prepared
+    assert seen == []
+    c.sent(7, 0, "accuse", _accuse(1, 1, 0, claimed_price=9), 4, 4, 0xFE01)  # the coordinator said 1
+    c.sent(6, 0, "accuse", _accuse(1, 1, 0, reason=1, claimed_digest=6), 5, 5, 0xFE01)
+    c.sent(6, 0, "accuse", _accuse(1, 1, 3), 6, 6, 0xFE01)  # round 3 was never prepared
+    c.sent(6, 0, "accuse", _accuse(1, 2, 0), 7, 7, 0xFE01)  # nor round 0 in term 2
+    assert [inv for inv, _ in seen] == ["accusation_grounded"] * 4, seen
+    assert "auditor 7" in seen[0][1] and "price 9" in seen[0][1] and "no PREPARE" in seen[2][1]
+
+
 def test_a_quarantine_without_two_accusers_on_record_is_a_violation():
     c, seen = _checker()
-    c.sent(2, 0, "accuse", {"accused": 1, "round": 4}, 10, 10, 0xFE01)
+    _prepare(c, 1, 1, 4, 9)
+    c.sent(2, 0, "accuse", _accuse(1, 1, 4), 10, 10, 0xFE01)
     _log(c, 6, "quarantine node 1 quarantined: accused by 2 and 7", 11)  # 7 never accused 1
     assert [inv for inv, _ in seen] == ["quarantine_witnessed"] and "by 7" in seen[0][1]
 
@@ -81,8 +110,9 @@ def test_a_quarantine_on_a_witness_the_ground_never_got_is_a_violation():
 def test_a_witnessed_quarantine_passes_and_a_later_award_to_it_does_not():
     c, seen = _checker()
     c.sent(1, 0xFFFF, "prices", {"round": 4}, 1, 1, 0xFE01)
-    c.sent(2, 0, "accuse", {"accused": 1, "round": 4}, 2, 2, 0xFE01)
-    c.sent(7, 0, "accuse", {"accused": 1, "round": 4}, 3, 3, 0xFE01)
+    _prepare(c, 1, 1, 4, 1)
+    c.sent(2, 0, "accuse", _accuse(1, 1, 4), 2, 2, 0xFE01)
+    c.sent(7, 0, "accuse", _accuse(1, 1, 4), 3, 3, 0xFE01)
     for e in (2, 6, 7):
         _log(c, e, "quarantine node 1 quarantined: accused by 2 and 7", 4 + e)
     assert seen == []
