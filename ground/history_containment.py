@@ -6,11 +6,22 @@ fed by ground/history.py's checker with every frame a node sent:
                         names two different auditors, and each of them had
                         sent the ground an ACCUSE against N before: one auditor
                         alone, lying or defective, never quarantines a node.
+                        One "witnessed by W" names an elector W that had sent
+                        the ground a WITNESS against N before.
   quarantine_respected  while a majority of the electors hold node N
                         quarantined, N does not announce itself regional
                         coordinator (COORDINATOR on the region's address) and
                         is awarded no lease of a round closed after the
                         quarantine.
+  accusation_grounded   every ACCUSE an auditor sends the ground names what
+                        the accused coordinator really prepared: it sent a
+                        PREPARE (PRICES, status prepare) for that term and
+                        round, and the accusation's claimed side (the ledger
+                        digest, the award count, the price of the class it
+                        names) is what that PREPARE said, for each reason it
+                        gives. An auditor that misquotes the coordinator is
+                        caught here; its own side (its re-run of the
+                        clearing) is not re-run by the checker.
   sever_respected       once the ground severs a region (a `sever` fault
                         event, ground/sever.py), no frame a node of that
                         region sends afterwards is delivered outside it, the
@@ -25,7 +36,9 @@ import re
 
 _Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
 _ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
-INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "sever_respected")
+_WITNESSED_BY = re.compile(r"^witnessed by (\d+):")
+INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "accusation_grounded", "sever_respected")
+_PREPARE = 3  # msgs.ROUND_PREPARE (PRICES status)
 
 
 class ContainmentChecker:
@@ -34,6 +47,8 @@ class ContainmentChecker:
         self.majority = len(self.electors) // 2 + 1
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
         self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
+        self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
+        self.prepared = {}  # (coordinator, term, round) -> {(digest, awards, prices)} its PREPAREs said
         self.held = {}  # node -> {elector: state} (each elector's latest report)
         self.since_round = {}  # node -> latest round when a majority first held it quarantined
         self.round = -1  # latest round a PRICES frame named
@@ -64,8 +79,14 @@ class ContainmentChecker:
     def sent(self, src, dst, type_, msg, fid, line, region_addr):
         if type_ == "prices" and isinstance(msg.get("round"), int):
             self.round = max(self.round, msg["round"])
+            if msg.get("status") == _PREPARE:
+                said = (msg.get("digest"), msg.get("awards"), tuple(msg.get("p%d" % c) for c in range(8)))
+                self.prepared.setdefault((src, msg.get("term"), msg["round"]), set()).add(said)
         elif type_ == "accuse" and dst == 0 and isinstance(msg.get("accused"), int):
             self.accused.setdefault(msg["accused"], {}).setdefault(src, (fid, line))
+            self._grounded(src, msg, fid, line)
+        elif type_ == "witness" and dst == 0 and isinstance(msg.get("node"), int):
+            self.witnessed.setdefault(msg["node"], set()).add(src)
         elif type_ == "log":
             self._log(src, msg.get("text"), fid, line)
         elif type_ == "coordinator" and dst == region_addr and self._quarantined_by_majority(src):
@@ -82,6 +103,29 @@ class ContainmentChecker:
                              " a majority of electors hold it quarantined (since round %d)"
                              % (line, holder, rnd, fid, self.since_round[holder]), [fid], [line])
 
+    def _grounded(self, src, msg, fid, line):
+        key = (msg["accused"], msg.get("term"), msg.get("round"))
+        said = self.prepared.get(key)
+        what = "auditor %d accuses node %d of term %s round %s" % (src, key[0], key[1], key[2])
+        if not said:
+            self.violate("accusation_grounded", "line %d: %s, which sent no PREPARE for it" % (line, what),
+                         [fid], [line])
+            return
+        reason, c = msg.get("reason") or 0, msg.get("price_class")
+        for digest, awards, prices in said:
+            if reason & 1 and msg.get("claimed_digest") != digest:
+                continue
+            if reason & 4 and msg.get("claimed_awards") != awards:
+                continue
+            if reason & 2 and not (isinstance(c, int) and 0 <= c < 8 and msg.get("claimed_price") == prices[c]):
+                continue
+            return
+        self.violate("accusation_grounded", "line %d: %s, quoting digest %s, %s awards, class %s price %s: not what"
+                     " its PREPARE said (%s)" % (line, what, msg.get("claimed_digest"), msg.get("claimed_awards"), c,
+                                                 msg.get("claimed_price"),
+                                                 "; ".join("digest %s, %s awards, prices %s" % s for s in sorted(said))),
+                     [fid], [line])
+
     def _log(self, src, text, fid, line):
         if not isinstance(text, str) or src not in self.electors:
             return
@@ -94,6 +138,12 @@ class ContainmentChecker:
         self.held.setdefault(node, {})[src] = state
         if not was and self._quarantined_by_majority(node):
             self.since_round[node] = self.round
+        if state == "quarantined" and cause.startswith("witnessed by"):
+            w = _WITNESSED_BY.match(cause)
+            if w is None or int(w.group(1)) not in self.witnessed.get(node, ()):
+                self.violate("quarantine_witnessed", "line %d: elector %d quarantined node %d on %r: that elector"
+                             " sent the ground no WITNESS against it" % (line, src, node, cause), [fid], [line])
+            return
         if state != "quarantined" or not cause.startswith("accused by"):
             return  # byzantine behaviour seen first hand, or a release
         w = _ACCUSED_BY.search(cause)

@@ -41,12 +41,12 @@ from ground.protocol_frame import (  # noqa: F401 (re-exported: callers use prot
 from ground.protocol_msgs import (  # noqa: F401 (re-exported: callers use protocol.X)
     HELLO, HEARTBEAT, PREVOTE_REQUEST, PREVOTE, VOTE_REQUEST, VOTE, COORDINATOR, STANDBY, STATE, TELEMETRY,
     MARKET_TEL, CONFIG, INTENT, LOG, JOURNAL, BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK,
-    ACCUSE, AUDIT_BID, REINSTATE, UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD,
+    ACCUSE, AUDIT_BID, REINSTATE, WITNESS, UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD,
     JOIN, ROSTER, SPLIT, DAUGHTER, JOIN_REFUSED, JOIN_REFUSAL_NAMES, Join, Roster, Split, Daughter, JoinRefused,
     ACCUSE_REASON_BITS, ROLE_NAMES, MODE_NAMES, ROUND_STATUS_NAMES, Hello, Heartbeat,
     ALIVE_UNKNOWN, HeartbeatV2, TermOnly, Ballot, Appointment, StateEntry, STATE_MAX_ENTRIES, State, Telemetry,
     TelemetryV3, ConfigMsg, Log, JOURNAL_KINDS, JournalEntry, Journal, MarketTel, Intent, Bid, Award, Prices,
-    RoundAck, Release, Reconcile, ReconcileAck, Accuse, AuditBid, Reinstate, UpdOffer, UpdChunk, UpdAck, UpdCmd,
+    RoundAck, Release, Reconcile, ReconcileAck, Accuse, AuditBid, Reinstate, Witness, UpdOffer, UpdChunk, UpdAck, UpdCmd,
     MESSAGES, TYPES, CHANGED, message_struct,
     Message, type_name, _plain,
 )

@@ -55,6 +55,7 @@ RECONCILE_ACK = 0x66
 ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + ground
 AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
 REINSTATE = 0x92  # ground -> the region's electors: a node out of quarantine (ground intent)
+WITNESS = 0x93  # elector -> the region's electors + ground: a member's stale-term claims seen first hand
 JOIN = 0xA0  # replication (node/join.py): daughter -> its cluster
 ROSTER = 0xA1  # coordinator -> cluster: a node joined
 SPLIT = 0xA2  # coordinator -> cluster: the upper half becomes another cluster
@@ -267,6 +268,14 @@ Reinstate = Struct(
     "node" / Int16ul,
 )
 
+Witness = Struct(
+    "region" / Int16ul,
+    "node" / Int16ul,  # the member that claimed
+    "term" / Int32ul,  # the stale term it last claimed
+    "own" / Int32ul,  # the witness's term when it saw it
+    "claims" / Int8ul,  # stale claims seen within the window
+)
+
 Join = Struct("parent" / Int16ul, "cluster" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw" / Int16ul)
 Roster = Struct("term" / Int32ul, "epoch" / Int16ul, "node" / Int16ul, "parent" / Int16ul, "members" / Int8ul)
 Split = Struct("term" / Int32ul, "epoch" / Int16ul, "new_cluster" / Int16ul, "pivot" / Int16ul, "low" / Int8ul,
@@ -343,6 +352,7 @@ MESSAGES = {
     ACCUSE: ("accuse", Accuse),
     AUDIT_BID: ("audit_bid", AuditBid),
     REINSTATE: ("reinstate", Reinstate),
+    WITNESS: ("witness", Witness),
     JOIN: ("join", Join),
     ROSTER: ("roster", Roster),
     SPLIT: ("split", Split),

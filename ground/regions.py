@@ -97,14 +97,17 @@ def _market_config(m, sc, roster, what, kw=None):
     kw.pop("lineages", None)
     kw.pop("sever", None)
     kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
+    aud = None
     if "auditors" in m:
-        _check_auditors(m, sc)
+        aud = derive_auditors(m, sc) if m["auditors"] == "auto" else m["auditors"]
+        _check_auditors(m, sc, aud)
+        kw["auditors"] = aud
         kw["cluster_of"] = [sc.nodes[n].cluster for n in roster]  # the quarantine cap is per cluster
     if "lineages" in m:
         if m["lineages"] != "enforce":
             raise m.error("lineages", "market.lineages: 'enforce' (check the placement rules at load), got %r"
                           % (m["lineages"],))
-        _enforce_lineages(m, sc)
+        _enforce_lineages(m, sc, aud or [])
     gens = [sc.nodes[n].hw_gen for n in roster]
     _check_autonomy(m)
     try:
@@ -125,8 +128,34 @@ def _sever(m):
     return v
 
 
-def _check_auditors(m, sc):
-    aud = m["auditors"]
+def derive_auditors(m, sc):
+    """`auditors: auto`: whoever coordinates, two electors of the other
+    clearing (lineage % 2) watch it, so two of each clearing, spread over
+    clusters first, then the lowest ids. Electors that all run one clearing
+    have nobody to audit them: an error at m's file:line."""
+    electors = m["electors"] if isinstance(m["electors"], list) else []
+    by_impl = {}
+    for e in sorted(electors):
+        by_impl.setdefault(sc.nodes[e].lineage % CLEARING_IMPLS, []).append(e)
+    short = [impl for impl in range(CLEARING_IMPLS) if len(by_impl.get(impl, ())) < 2]
+    if short:
+        raise m.error("auditors", "market.auditors auto: electors %s have %d of clearing %s; a coordinator of the"
+                      " other clearing needs 2 auditors of it (add electors of %s lineage, or name the auditors)"
+                      % (sorted(electors), len(by_impl.get(short[0], ())), "AB"[short[0]],
+                         ("an even", "an odd")[short[0]]))
+    out = []
+    for impl in range(CLEARING_IMPLS):
+        es = by_impl[impl]
+        spread, clusters = [], set()
+        for e in es:  # one per cluster first: a partitioned cluster does not take both auditors away
+            if sc.nodes[e].cluster not in clusters:
+                clusters.add(sc.nodes[e].cluster)
+                spread.append(e)
+        out += (spread + [e for e in es if e not in spread])[:2]
+    return sorted(out)
+
+
+def _check_auditors(m, sc, aud):
     if not isinstance(aud, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in aud):
         raise m.error("auditors", "market.auditors: a list of node ids")
     electors = m["electors"] if isinstance(m["electors"], list) else []
@@ -139,7 +168,7 @@ def _check_auditors(m, sc):
         raise m.error("defect_lineage", "market.defect_lineage: a lineage 0..255, or -1 (none)")
 
 
-def _enforce_lineages(m, sc):
+def _enforce_lineages(m, sc, aud):
     """Placement rules (docs/CONTAINMENT.md): every cluster of 5 or more
     mixes at least 3 lineages; the electors run both clearings; whoever
     coordinates, at least 2 auditors run the other clearing."""
@@ -157,7 +186,6 @@ def _enforce_lineages(m, sc):
     if len(set(impl.values())) < min(CLEARING_IMPLS, len(electors)):
         raise m.error("electors", "market.lineages enforce: electors %s all run clearing %s; spread them across"
                       " lineages" % (electors, "AB"[next(iter(impl.values()))]))
-    aud = m.get("auditors") or []
     for e in electors:
         others = [a for a in aud if a != e and sc.nodes[a].lineage % CLEARING_IMPLS != impl[e]]
         if len(others) < 2:

@@ -1,5 +1,6 @@
 """The run's timeline picture (timeline.png): roles per node over mission
-time, faults as labelled vertical lines. matplotlib (Agg, through
+time, quarantines as hatched bands over a node's row, faults as labelled
+vertical lines. matplotlib (Agg, through
 matplotlib.figure.Figure: no pyplot global state, no display) is imported
 only when a timeline is drawn."""
 
@@ -13,14 +14,18 @@ ROLE_COLOURS = {
     "unknown": "#ffffff",
 }
 _ROLE_ORDER = ("coordinator", "standby", "candidate", "follower", "down", "unknown")
+QUARANTINE_COLOUR = "#6a3d9a"  # a node some elector holds quarantined (docs/CONTAINMENT.md)
 _FAULT_COLOURS = {"crash": "#d62728", "power_cut": "#8c564b", "reset": "#ff7f0e"}
 _MAX_ROWS = 64  # nodes drawn in the timeline; more would be unreadable
 _MAX_FAULT_LABELS = 40
 _LABEL_LINES = 3
 
 def plot_timeline(tl, path, title="run"):
-    """Roles per node over mission time, one row per node; faults as labelled
-    vertical lines. tl is ground.metrics.timeline()'s result."""
+    """Roles per node over mission time, one row per node; quarantines as a
+    hatched band over the row; faults as labelled vertical lines. tl is
+    ground.metrics.timeline()'s result. Returns the series drawn, in axis
+    units: {"roles": {node: {role: [(x, width)]}}, "quarantined": {node:
+    [(x, width)]}, "unit": "s" | "min" | "h"}."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -40,6 +45,7 @@ def plot_timeline(tl, path, title="run"):
     fig = Figure(figsize=(width_in, height_in), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    drawn = {"roles": {}, "quarantined": {}, "unit": unit}
     for row, nid in enumerate(ids):
         by_role = {}
         for a, b, role in tl["nodes"][nid]["segments"]:
@@ -48,6 +54,12 @@ def plot_timeline(tl, path, title="run"):
             colour = ROLE_COLOURS.get(role, "#cccccc")
             edge = "#bbbbbb" if role == "unknown" else "none"
             ax.broken_barh(bars, (row - 0.38, 0.76), facecolors=colour, edgecolor=edge, linewidth=0.5)
+        drawn["roles"][nid] = by_role
+        bands = [((a - start) / scale, (b - a) / scale) for a, b in tl["nodes"][nid].get("quarantined", ())]
+        if bands:
+            ax.broken_barh(bands, (row - 0.46, 0.92), facecolors="none", edgecolor=QUARANTINE_COLOUR, hatch="///",
+                           linewidth=1.0)
+            drawn["quarantined"][nid] = bands
     ax.set_yticks(range(len(ids)))
     ax.set_yticklabels(["node %s  (c%s)" % (nid, tl["nodes"][nid]["cluster"]) for nid in ids], fontsize=9)
     lines_used = min(_LABEL_LINES, len(tl["faults"])) if len(tl["faults"]) <= _MAX_FAULT_LABELS else 0
@@ -81,6 +93,8 @@ def plot_timeline(tl, path, title="run"):
 
     present = set(r for nid in ids for _, _, r in tl["nodes"][nid]["segments"])
     handles = [Patch(facecolor=ROLE_COLOURS[r], edgecolor="#888888", label=r) for r in _ROLE_ORDER if r in present]
+    if drawn["quarantined"]:
+        handles.append(Patch(facecolor="none", edgecolor=QUARANTINE_COLOUR, hatch="///", label="quarantined"))
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False)
     heading = "%s: roles per node" % title
@@ -95,6 +109,7 @@ def plot_timeline(tl, path, title="run"):
     fig.subplots_adjust(left=min(0.4, label_in / width_in), right=1 - 1.45 / width_in,
                         top=1 - 0.4 / height_in, bottom=0.55 / height_in)
     fig.savefig(path, format="png", pil_kwargs={"compress_level": 1})
+    return drawn
 
 
 def _int_key(s):

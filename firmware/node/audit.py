@@ -310,6 +310,9 @@ def on_frame(region, src, t, f, now_ms):
     if t == msgs.REINSTATE:
         on_reinstate(region, src, f, now_ms)
         return
+    if t == msgs.WITNESS:
+        on_witness(region, src, f, now_ms)
+        return
     c, term = region._followed()  # AUDIT_BID: only from the coordinator we follow
     a = region.auditor
     if a is None or src != c or region.market is None:
@@ -392,16 +395,61 @@ def stale_claim(region, src, term, own, timeout_ms, now_ms):
     if seen[0] < STALE_CLAIMS:
         return
     del region.stale[src]
-    region.quarantine.byzantine(src, "%d stale-term claims (term %d, mine %d) seen by %d"
-                                % (STALE_CLAIMS, term, own, region.id), now_ms)
+    if region.quarantine.byzantine(src, "%d stale-term claims (term %d, mine %d) seen by %d"
+                                   % (STALE_CLAIMS, term, own, region.id), now_ms):
+        # Only this cluster's electors saw it: tell the region's others, and the ground.
+        payload = msgs.pack(msgs.WITNESS, region.cfg.region, src, term, own, STALE_CLAIMS)
+        region._send(region.dst, msgs.WITNESS, payload)
+        region._send(wire.ADDR_GROUND, msgs.WITNESS, payload)
     _report_events(region, now_ms)
+
+
+def hello(region, src, payload, version):
+    """A roster node's HELLO on the region's address (at boot, and after a
+    split moved it: node/join.py): the cluster it is in, for the cap. Only
+    where the region counts clusters (MarketConfig.cluster_of); a seat's
+    HELLO names the region's own address (0xE00 and up), not a cluster."""
+    if region.cfg.cluster_of is None:
+        return
+    cluster = msgs.unpack_as(msgs.HELLO, payload, version)[6]
+    if 0 < cluster < 0xE00:
+        region.quarantine.move(src, cluster)
+
+
+def on_witness(region, src, f, now_ms):
+    """Elector `src` saw node f[1] of its own cluster claim coordinator in a
+    stale term STALE_CLAIMS times and quarantined it: quarantine it here too
+    (within the cap). Refused, counted and logged: one not from an elector
+    of the claimer's cluster (`forged`), one whose terms are not stale or
+    whose claims are too few (`evidence`)."""
+    q = region.quarantine
+    region_id, node, term, own, claims = f
+    if region_id != region.cfg.region:
+        region.refused[refusal.REGION] += 1
+        return
+    if q.index(node) < 0:
+        q.refused[refusal.UNKNOWN_NODE] += 1
+        return
+    k = q.clusters.get(node)
+    if src not in region.cfg.electors or src == node or q.clusters.get(src) != k:
+        why = refusal.FORGED  # only an elector of its cluster sees its claims
+    elif term >= own or claims < STALE_CLAIMS:
+        why = refusal.EVIDENCE
+    else:
+        q.byzantine(node, "witnessed by %d: %d stale-term claims (term %d, its %d)" % (src, claims, term, own), now_ms)
+        _report_events(region, now_ms)
+        return
+    q.refused[why] += 1
+    _report(region, "refused witness from %d against %d (%s)" % (src, node, refusal.NAMES[why]))
 
 
 def _report_events(region, now_ms):
     for node, state, cause in region.quarantine.take_events():
         _report(region, "quarantine node %d %s: %s" % (node, state, cause))
         if node == region.id and state == "quarantined" and region.seat is not None:
-            region.seat.resign(now_ms)
+            from node import elect
+
+            elect.resign(region.seat, now_ms)  # may_lead keeps it from running again
 
 
 def _report(region, text):

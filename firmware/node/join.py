@@ -230,3 +230,8 @@ class Joins:
         node.standby = msgs.NO_NODE
         node._become(el.EV_HIGHER_TERM, now_ms)
         node._deadline_ms = now_ms + node._cold_timeout_ms()
+        region = node.region
+        if region is not None:  # the region's electors count the quarantine cap per cluster: say where it is now
+            if region.quarantine is not None:
+                region.quarantine.move(node.id, node.cluster_dst & 0xFFF)  # an elector's own table
+            node._send(region.dst, msgs.HELLO, node._hello())

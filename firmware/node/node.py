@@ -17,6 +17,9 @@
 # the electors (uplink=: it sends through its host, to the region address).
 # Without one the node is exactly the Tier-1 node, frame for frame.
 #
+# The election machine (timers, pre-vote and vote, standby, the coordinator's
+# tick, the election frames) is node/elect.py, run over this node's state.
+#
 # Protocol versions (docs/PROTOCOL.md "Versions"): the config says which the
 # node speaks (from its firmware version); it sends at its newest, refuses
 # frames above it, and reads every payload in the newest layout, fields an
@@ -28,6 +31,7 @@ from array import array
 
 from micropython import const
 
+from node import elect
 from node import election as el
 from node import msgs
 from node import wire
@@ -55,6 +59,9 @@ class Node:
     # daughter): a class default, so a node that never sees one carries no
     # instance attribute for it (heap: 20 nodes share a 192K test heap).
     joins = None
+    # The election timing this node's lineage runs (docs/CONTAINMENT.md
+    # "Election timing"): lineage A's lives in node/elect.py.
+    timing = elect
 
     def __init__(self, node_id, config, seed, saved=None, uplink=None, seen=None):
         if not 0 < node_id <= wire.MAX_NODE_ID:
@@ -127,6 +134,10 @@ class Node:
         self.may_lead = None
         self.may_elect = None
         self.role_changes = 0
+        if config.lineage % 2:  # lineage B's election timing (docs/CONTAINMENT.md), imported only here
+            from node import timing_b
+
+            self.timing = timing_b  # type: ignore[misc]  # a module in place of elect: same functions
 
         if config.replication is not None and config.replication[5]:  # a daughter (it has a parent): it JOINs at boot
             self._joins()
@@ -218,9 +229,9 @@ class Node:
         if not self._booted:
             self._boot(now_ms)
         if self.role == el.COORDINATOR:
-            self._coordinator_tick(now_ms)
+            elect.coordinator_tick(self, now_ms)
         elif now_ms >= self._deadline_ms:
-            self._election_timeout(now_ms)
+            elect.election_timeout(self, now_ms)
         if now_ms >= self._next_hb_ms:
             self._send_heartbeat(now_ms)
             self._next_hb_ms = now_ms + self.cfg.heartbeat_ms
@@ -425,14 +436,10 @@ class Node:
         self._next_tel_ms = now_ms
 
     def _cold_timeout_ms(self):
-        t = self.cfg.election_timeout_ms
-        return self.rng.between(t, 2 * t)
+        return self.timing.cold_ms(self.rng, self.cfg.election_timeout_ms)
 
     def _follower_timeout_ms(self):
-        t = self.cfg.election_timeout_ms
-        if self.standby == self.id:
-            return t
-        return self.rng.between(2 * t, 3 * t)
+        return self.timing.follower_ms(self.rng, self.cfg.election_timeout_ms, self.standby == self.id)
 
     def _become(self, event, now_ms):
         role = el.next_role(self.role, event)
@@ -442,122 +449,16 @@ class Node:
         self.role = role
         return role
 
-    def _adopt_term(self, term, now_ms):
-        """Saw a higher term: follow it, with no vote cast yet."""
-        self.term = term
-        self.voted_for = msgs.NO_NODE
-        self._dirty = True
-        self.coordinator = msgs.NO_NODE  # a new term's coordinator is not known yet
-        self.standby = msgs.NO_NODE
-        self._become(el.EV_HIGHER_TERM, now_ms)
-        if self._booted and self.role == el.FOLLOWER:
-            self._deadline_ms = max(self._deadline_ms, now_ms + self._cold_timeout_ms())
-
-    def _election_timeout(self, now_ms):
-        if self.role == el.FOLLOWER and self.coordinator != msgs.NO_NODE:
-            self.coordinator = msgs.NO_NODE  # it went quiet
-        if self.may_lead is not None and not self.may_lead():
-            self._deadline_ms = now_ms + self._cold_timeout_ms()  # quarantined: not a candidate
-            return
-        self._become(el.EV_TIMEOUT, now_ms)
-        self._grants = [self.id]
-        self._deadline_ms = now_ms + self._cold_timeout_ms()
-        if len(self._grants) >= self.members.majority:
-            self._won_prevote(now_ms)
-        else:
-            self._send(self.cluster_dst, msgs.PREVOTE_REQUEST, msgs.pack(msgs.PREVOTE_REQUEST, self.term + 1))
-
-    def _won_prevote(self, now_ms):
-        self._become(el.EV_PREVOTES, now_ms)
-        self.term += 1
-        self.voted_for = self.id
-        self._dirty = True
-        self._grants = [self.id]
-        self._deadline_ms = now_ms + self._cold_timeout_ms()
-        if len(self._grants) >= self.members.majority:
-            self._won_vote(now_ms)
-        else:
-            self._send(self.cluster_dst, msgs.VOTE_REQUEST, msgs.pack(msgs.VOTE_REQUEST, self.term))
-
-    def _won_vote(self, now_ms):
-        self._become(el.EV_VOTES, now_ms)
-        self.coordinator = self.id
-        self._coord_since_ms = now_ms
-        self.standby = self._pick_standby(now_ms)
-        self._send(self.cluster_dst, msgs.COORDINATOR, msgs.pack(msgs.COORDINATOR, self.term, self.standby))
-        self._next_hb_ms = now_ms  # heartbeat at once
-        self._send_state(now_ms)
-
-    def _pick_standby(self, now_ms):
-        """An alive member, preferring another software lineage (fault
-        isolation: a lineage defect should not take out both), then the one
-        that hears the most members (its last heartbeat's `alive`: it will
-        win the election that makes it coordinator; a version-1 member does
-        not say, and ranks as hearing nobody), then the lowest id. NO_NODE
-        if nobody else is alive."""
-        best = msgs.NO_NODE
-        best_key = None
-        for m in self.members.members:
-            if m == self.id or self.members.status(m, now_ms) != ALIVE or not self._electable(m):
-                continue
-            same = 1 if self.members.lineage.get(m, -1) == self.cfg.lineage else 0
-            key = (same, -self.members.reach.get(m, msgs.ALIVE_UNKNOWN), m)
-            if best_key is None or key < best_key:
-                best, best_key = m, key
-        return best
-
-    def _coordinator_tick(self, now_ms):
-        held_ms = now_ms - self._coord_since_ms
-        if held_ms >= self.cfg.quorum_ms and self.members.heard_within(self.cfg.quorum_ms, now_ms) < self.members.majority:
-            self._become(el.EV_QUORUM_LOST, now_ms)
-            self.coordinator = msgs.NO_NODE
-            self.standby = msgs.NO_NODE
-            self._deadline_ms = now_ms + self._cold_timeout_ms()
-            return
-        if self.standby == msgs.NO_NODE or self.members.status(self.standby, now_ms) != ALIVE:
-            standby = self._pick_standby(now_ms)
-            if standby != self.standby:
-                self.standby = standby
-                self._send(self.cluster_dst, msgs.STANDBY, msgs.pack(msgs.STANDBY, self.term, standby))
-        if now_ms >= self._next_state_ms:
-            self._send_state(now_ms)
-
-    def _electable(self, src):
-        return self.may_elect is None or self.may_elect(src)
-
-    def resign(self, now_ms):
-        """Stop coordinating (quarantined): the quorum-lost path, and
-        may_lead keeps this node from running again."""
-        if self.role == el.COORDINATOR:
-            self._become(el.EV_QUORUM_LOST, now_ms)
-            self.coordinator = msgs.NO_NODE
-            self.standby = msgs.NO_NODE
-            self._deadline_ms = now_ms + self._cold_timeout_ms()
-
-    def _coordinator_quiet(self, now_ms):
-        if self.role == el.COORDINATOR:
-            return False
-        heard = self._coord_heard_ms
-        return self.coordinator == msgs.NO_NODE or heard is None or now_ms - heard >= self.cfg.sticky_ms
-
-    def _follow(self, coordinator, standby, now_ms):
-        if self.role == el.COORDINATOR:
-            # Another coordinator in our own term: must never happen.
-            self.conflicts += 1
-            return
-        if self.role != el.FOLLOWER or self.coordinator != coordinator:
-            self._become(el.EV_COORDINATOR, now_ms)
-        self.coordinator = coordinator
-        self.standby = standby
-        self._coord_heard_ms = now_ms
-        self._deadline_ms = now_ms + self._follower_timeout_ms()
-
     # ---- receiving -----------------------------------------------------
 
     def _dispatch(self, f, now_ms):
         region = self.region
         if region is not None and f.dst == region.dst:
-            if msgs.ACCUSE <= f.type <= msgs.REINSTATE:
+            if f.type == msgs.HELLO and region.quarantine is not None:  # a split moved it: the cap's cluster
+                from node import audit
+
+                audit.hello(region, f.src, f.payload, f.version)
+            if msgs.ACCUSE <= f.type <= msgs.WITNESS:
                 region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
             elif self.seat is None:
                 self.ignored += 1
@@ -598,37 +499,7 @@ class Node:
             self.ignored += 1
             return
         self.members.heard(f.src, now_ms)
-        if t == msgs.HEARTBEAT:
-            self._on_heartbeat(f.src, fields, now_ms)
-        elif t == msgs.PREVOTE_REQUEST:
-            term = fields[0]
-            granted = term > self.term and self._coordinator_quiet(now_ms) and self._electable(f.src)
-            self._send(f.src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, f.src, 1 if granted else 0))
-        elif t == msgs.PREVOTE:
-            term, candidate, granted = fields
-            if self.role == el.PRECANDIDATE and term == self.term + 1 and candidate == self.id and granted:
-                self._grant(f.src)
-                if len(self._grants) >= self.members.majority:
-                    self._won_prevote(now_ms)
-        elif t == msgs.VOTE_REQUEST:
-            self._on_vote_request(f.src, fields[0], now_ms)
-        elif t == msgs.VOTE:
-            term, candidate, granted = fields
-            if term > self.term:
-                self._adopt_term(term, now_ms)
-            elif self.role == el.CANDIDATE and term == self.term and candidate == self.id and granted:
-                self._grant(f.src)
-                if len(self._grants) >= self.members.majority:
-                    self._won_vote(now_ms)
-        elif t == msgs.COORDINATOR or t == msgs.STANDBY:
-            term, standby = fields
-            if term > self.term:
-                self._adopt_term(term, now_ms)
-            if term == self.term and (t == msgs.COORDINATOR or f.src == self.coordinator):
-                self._follow(f.src, standby, now_ms)
-            elif term < self.term and t == msgs.COORDINATOR and self.region is not None:
-                self._stale_claim(f.src, term, now_ms)
-        elif t == msgs.STATE:
+        if t == msgs.STATE:
             term, digest, first, total, entries = fields
             if term == self.term and f.src == self.coordinator:
                 for node, version, data in entries:
@@ -636,8 +507,8 @@ class Node:
                         self.records.put(node, version, data)
         elif t == msgs.HELLO:
             self.members.lineage[f.src] = fields[3]
-        else:  # TELEMETRY, LOG: meant for the ground
-            self.ignored += 1
+        elif not elect.receive(self, f.src, t, fields, now_ms):  # the election's frames (node/elect.py)
+            self.ignored += 1  # TELEMETRY, LOG: meant for the ground
 
     def _joins(self):
         j = self.joins
@@ -646,47 +517,6 @@ class Node:
 
             j = self.joins = Joins(self)
         return j
-
-    def _grant(self, src):
-        if src not in self._grants:
-            self._grants.append(src)
-
-    def _on_heartbeat(self, src, fields, now_ms):
-        term, coordinator, standby, role, lineage, rec_version, rec_data, digest, alive = fields
-        self.members.lineage[src] = lineage
-        self.members.reach[src] = alive
-        self.records.put(src, rec_version, rec_data)
-        if term > self.term:
-            self._adopt_term(term, now_ms)
-        if role == msgs.ROLE_COORDINATOR and term == self.term:
-            self._follow(src, standby, now_ms)
-        elif role == msgs.ROLE_COORDINATOR and term < self.term and self.region is not None:
-            self._stale_claim(src, term, now_ms)
-
-    def _stale_claim(self, src, term, now_ms):
-        """A member claims coordinator in a term we have left: byzantine if
-        it keeps on (node/audit.py; only where containment is configured)."""
-        region = self.region
-        if region is not None and region.quarantine is not None:
-            from node import audit
-
-            audit.stale_claim(region, src, term, self.term, self.cfg.election_timeout_ms, now_ms)
-
-    def _on_vote_request(self, src, term, now_ms):
-        if not self._coordinator_quiet(now_ms) and src != self.coordinator:
-            granted = False  # we still hear a coordinator: don't help unseat it
-        else:
-            if term > self.term:
-                self._adopt_term(term, now_ms)
-            granted = term == self.term and self.voted_for in (msgs.NO_NODE, src) and self._electable(src)
-            if granted and self.voted_for != src:
-                self.voted_for = src
-                self._dirty = True
-            if granted:
-                self._deadline_ms = now_ms + self._cold_timeout_ms()
-        # Answer with our term when it is higher, so a stale candidate steps down.
-        reply_term = self.term if self.term > term else term
-        self._send(src, msgs.VOTE, msgs.pack(msgs.VOTE, reply_term, src, 1 if granted else 0))
 
 
 def known_sources(config, node_id):

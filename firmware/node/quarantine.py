@@ -173,6 +173,14 @@ class Quarantine:
             return False
         return self._quorum(i, now_ms, cause)
 
+    def move(self, node, cluster):
+        """Node `node` is in `cluster` now (a split moved it): the cap is
+        counted over its new cluster from here on. False if not ours."""
+        if self.index(node) < 0:
+            return False
+        self.clusters[node] = cluster
+        return True
+
     def reinstate(self, node, now_ms, cause="ground intent"):
         i = self.index(node)
         if i < 0 or self.state[i] == NORMAL:

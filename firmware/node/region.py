@@ -178,7 +178,7 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
-        elif t == msgs.ACCUSE or t == msgs.AUDIT_BID or t == msgs.REINSTATE:
+        elif msgs.ACCUSE <= t <= msgs.WITNESS:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
             else:

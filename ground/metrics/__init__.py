@@ -182,7 +182,8 @@ def from_trace(path, keep_timeline=False):
 def timeline(header, events):
     """Role segments per node, for plotting.
 
-    {"nodes": {node_id_str: {"cluster": c, "segments": [[start_s, end_s, role], ...]}},
+    {"nodes": {node_id_str: {"cluster": c, "segments": [[start_s, end_s, role], ...],
+                             "quarantined": [[start_s, end_s], ...]}},  # while some elector holds it so
      "faults": [{"at_s": t, "fault": name, "nodes": [ids], "groups": [[ids], ...] if any}],
      "start_s": t0, "end_s": t1}
     role is one of ROLE_NAMES, "down" or "unknown" (not heard from yet).

@@ -113,3 +113,106 @@ def test_stale_term_claims_quarantine_first_hand_and_only_the_ground_reinstates(
                for t in texts), texts
     assert "quarantine node %d normal: ground intent" % rc in texts
     assert "refused reinstatement from %d of %d" % (seer, rc) in texts
+
+
+def _witness(region_id, node, term, own, claims):
+    return msgs.pack(msgs.WITNESS, region_id, node, term, own, claims)
+
+
+def test_a_first_hand_quarantine_is_witnessed_to_every_elector():
+    f = _fed(6)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    rc = f.region_coordinator()
+    seer = [e for e in FED_ELECTORS if e != rc][0]
+    region = f.nodes[seer].region
+    for i in range(audit.STALE_CLAIMS):
+        audit.stale_claim(region, rc, 1, 2, 2000, f.now + i * 500)
+    others = [e for e in FED_ELECTORS if e != seer]
+    assert region.quarantine.is_quarantined(rc)
+    assert not any(f.nodes[e].region.quarantine.is_quarantined(rc) for e in others)  # nobody else saw the claims
+    f.run_for(2000)  # the WITNESS reaches the region's other electors
+    for e in FED_ELECTORS:
+        assert f.nodes[e].region.quarantine.is_quarantined(rc), e
+    sent = [(src, msgs.unpack(msgs.WITNESS, p)) for src, p in _ground(f, msgs.WITNESS)]
+    assert sent == [(seer, (1, rc, 1, 2, audit.STALE_CLAIMS))], sent
+    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    why = "quarantine node %d quarantined: witnessed by %d: %d stale-term claims (term 1, its 2)" % (
+        rc, seer, audit.STALE_CLAIMS)
+    assert texts.count(why) == len(others), texts
+    f.run_for(3 * SLOT)
+    new = f.region_coordinator()
+    assert new is not None and new != rc  # it resigned everywhere
+    assert f.conflicts() == 0
+
+
+def test_a_forged_or_empty_witness_is_refused_with_its_reason():
+    f = _fed(7)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    rc = f.region_coordinator()
+    judge, liar = [e for e in FED_ELECTORS if e != rc][:2]
+    region = f.nodes[judge].region
+    q_ = region.quarantine
+    n = audit.STALE_CLAIMS
+    cases = (
+        (99, _witness(1, rc, 1, 2, n), refusal.FORGED),  # not an elector
+        (rc, _witness(1, rc, 1, 2, n), refusal.FORGED),  # about itself
+        (liar, _witness(1, rc, 2, 2, n), refusal.EVIDENCE),  # the term claimed is not stale
+        (liar, _witness(1, rc, 1, 2, n - 1), refusal.EVIDENCE),  # too few claims
+        (liar, _witness(2, rc, 1, 2, n), refusal.REGION),  # another region's
+        (liar, _witness(1, 999, 1, 2, n), refusal.UNKNOWN_NODE),  # no such node
+    )
+    for src, payload, why in cases:
+        counters = q_.refused if why != refusal.REGION else region.refused
+        before = counters[why]
+        region.receive(src, f.region_dst, msgs.WITNESS, payload, f.now)
+        assert counters[why] == before + 1, (src, why)
+        assert q_.electable(rc)
+    # An elector of another cluster cannot have seen the claims first hand.
+    q_.clusters[liar] = q_.clusters[rc] + 1
+    region.receive(liar, f.region_dst, msgs.WITNESS, _witness(1, rc, 1, 2, n), f.now)
+    assert q_.electable(rc)
+    q_.clusters[liar] = q_.clusters[rc]
+    region.receive(liar, f.region_dst, msgs.WITNESS, _witness(1, rc, 1, 2, n), f.now)  # a sound one
+    assert q_.is_quarantined(rc)
+    f.run_for(100)
+    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    assert "refused witness from 99 against %d (forged)" % rc in texts
+    assert "refused witness from %d against %d (evidence)" % (liar, rc) in texts
+
+
+def _split_fed(seed):
+    # One cluster of six (the cap counts clusters: cluster_of), electors in both halves.
+    return Federation([[3, 4, 5, 6, 7, 8]], FED_UNITS, max_bids=24, seed=seed, electors=FED_ELECTORS, slot_ms=SLOT,
+                      steps_per_slot=12, lead_ms=3000, horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=5,
+                      keep_ground=True, auditors=FED_ELECTORS, cluster_of=[1] * 6)
+
+
+def test_after_a_split_the_cap_is_counted_per_new_cluster():
+    # Before the split: a cluster of six may lose two (a third) to quarantine.
+    f = _split_fed(8)
+    f.run_for(2000)
+    q_ = f.nodes[3].region.quarantine
+    assert q_.byzantine(7, "test", f.now) and q_.byzantine(8, "test", f.now)
+    # The split (node/join.py) moves 6, 7 and 8 to cluster 2: each says so
+    # with a HELLO on the region's address, and every elector moves it.
+    f = _split_fed(8)
+    f.run_for(2000)
+    for src in (6, 7, 8):
+        hello = msgs.pack(msgs.HELLO, 2, 1, 0, src % 3, 1, msgs.VERSION, 2)
+        line = wire.encode(msgs.HELLO, src, f.region_dst, hello)
+        for e in FED_ELECTORS:
+            if e != src:
+                f.nodes[e].receive(bytes(line[:-1]), f.now)
+    for e in FED_ELECTORS:
+        q_ = f.nodes[e].region.quarantine
+        assert [q_.clusters[n] for n in (3, 4, 5, 6, 7, 8)] == [1, 1, 1, 2, 2, 2] or e in (6, 7), (e, q_.clusters)
+    q_ = f.nodes[3].region.quarantine
+    capped = q_.refused[refusal.QUARANTINE_CAP]
+    assert q_.byzantine(7, "test", f.now)
+    assert not q_.byzantine(8, "test", f.now)  # 6 would be cluster 2's last electable member: its last standby
+    assert q_.refused[refusal.QUARANTINE_CAP] == capped + 1 and not q_.is_quarantined(8)
+    assert q_.byzantine(4, "test", f.now)  # cluster 1 counts its own three
+    # A seat's HELLO names the region's address, not a cluster: nothing moves.
+    seat_hello = msgs.pack(msgs.HELLO, 2, 1, 0, 1, 1, msgs.VERSION, 0xE01)
+    f.nodes[3].receive(bytes(wire.encode(msgs.HELLO, 4, f.region_dst, seat_hello)[:-1]), f.now)
+    assert q_.clusters[4] == 1

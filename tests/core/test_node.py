@@ -2,6 +2,7 @@
 # The node core in a virtual-time mesh: election, failover, partitions,
 # restarts, state sharing, determinism. Runs under CPython and MicroPython.
 from mesh import Mesh
+from node import elect
 from node import election as el
 from node import msgs, wire
 from node.config import Config
@@ -331,6 +332,6 @@ def test_the_standby_is_the_member_that_hears_the_most():
     n.poll(0)
     for src, version, alive in ((2, 2, 2), (3, 2, 4), (4, 1, 0)):
         n.receive(_hb(src, 0, msgs.ROLE_FOLLOWER, version, alive=alive), 10)
-    assert n._pick_standby(20) == 3
+    assert elect.pick_standby(n, 20) == 3
     n.receive(_hb(3, 0, msgs.ROLE_FOLLOWER, 1), 30)  # now says nothing: ranks as hearing nobody
-    assert n._pick_standby(40) == 2
+    assert elect.pick_standby(n, 40) == 2

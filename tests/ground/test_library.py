@@ -186,6 +186,15 @@ def _check_mixed(sc, events, res):
     # the survivors take over within seconds: never a cluster-minute without a coordinator
     assert flat["blast_detect_s"] is not None and flat["blast_restored_s"] is not None
     assert flat["blast_headless_s"] < 60
+    # Lineages 1 run the other election timing (node/timing_b.py): the survivors
+    # of both timings take over side by side, and the history checker finds
+    # one coordinator per term throughout.
+    assert res.history is not None and res.history.violations == []
+    sent, _ = _frames(events)
+    claims = [(e["mission_ns"], e["src"]) for e in sent.values() if e["type"] == "coordinator" and e["src"] in sc.nodes]
+    assert {sc.nodes[n].lineage % 2 for _, n in claims} == {0, 1}, claims  # both timings elected
+    after = {n for t, n in claims if t > sc.faults[0].at_s * S}
+    assert any(sc.nodes[n].lineage % 2 == 1 for n in after), after  # B's timing took over from the struck A
 
 
 def _check_monoculture(sc, events, res):
@@ -204,7 +213,15 @@ def _check_byzantine_quarantine(sc, events, res):
     changes = [c for c in res.metrics["containment"]["changes"] if c["node"] == node]
     quarantined = [c for c in changes if c["state"] == "quarantined"]
     assert quarantined and all("stale-term claims" in c["cause"] for c in quarantined)
-    assert all(sc.nodes[c["reporter"]].cluster == sc.nodes[node].cluster for c in quarantined)  # seen first hand
+    first = [c for c in quarantined if not c["cause"].startswith("witnessed by")]
+    assert first and all(sc.nodes[c["reporter"]].cluster == sc.nodes[node].cluster for c in first)  # seen first hand
+    # ... and witnessed (WITNESS) to every other elector of the region, which quarantines it too
+    seers = {c["reporter"] for c in first}
+    told = [c for c in quarantined if c["cause"].startswith("witnessed by")]
+    assert {c["reporter"] for c in quarantined} == set(sc.market.electors), quarantined
+    assert all(int(c["cause"].split()[2].rstrip(":")) in seers for c in told), told
+    witness = [e for e in _frames(events)[0].values() if e["type"] == "witness" and e["dst"] == 0]
+    assert witness and {e["src"] for e in witness} <= seers and all(e["msg"]["node"] == node for e in witness)
     assert all(byz["mission_ns"] / S < c["at_s"] < byz["mission_ns"] / S + 30 for c in quarantined)
     reinstated = [c for c in changes if c["state"] == "normal"]
     assert {c["reporter"] for c in reinstated} == {c["reporter"] for c in quarantined}
@@ -235,6 +252,11 @@ def _check_replication(sc, events, res):
     assert set(coords) >= {0xF001, 0xF002}, coords
     assert coords[0xF001] in range(1, 11) and coords[0xF002] in range(11, 22), coords
     admitted = {e["msg"]["node"] for e in after if e["type"] == "roster" and e["dst"] == 0xF001}
+    # Every member of the side that moved tells the region's electors (a HELLO on the region's
+    # address, node/join.py) which cluster it is in now: their quarantine cap counts it there.
+    moved = {e["src"]: e["msg"]["cluster"] for e in after if e["type"] == "hello" and 0xFE00 <= e["dst"] < 0xFF00}
+    assert {n for n, c in moved.items() if c == 2} == set(split["high"]), moved
+    assert all(moved[n] == 1 for n in moved if n in split["low"]), moved
     assert admitted == {22, 23, 24}, admitted
     # The region's roster grew: daughters bid and hold leases like their parents.
     assert any(e["type"] == "bid" and e["src"] >= 13 for e in after)
