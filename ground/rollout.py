@@ -45,9 +45,14 @@ CHECKS = {
     "leader_churn": ("new terms claimed (COORDINATOR claims)", 2.0, 1.0),
     "production_lost": ("production lost (MARKET_TEL `lost`, growth over the window)", 1.5, 1.0),
     "protocol_errors": ("frames refused (node events bad_frame, refused)", 2.0, 1.0),
+    "refused_bids": ("bids the market must refuse: price 0 or above auction.MAX_PRICE, or no lease (BID frames)",
+                     1.0, 0.0),
+    "ledger_mismatch": ("market rounds whose ledger digests disagree (PRICES prepare vs ROUND_ACK), blamed on"
+                        " the odd one out", 2.0, 1.0),
     "heap": ("lowest free heap (TELEMETRY v3 heap_min), bytes below the baseline's", None, 4096.0),
 }
-DEFAULT_CHECKS = ("crashes", "reverted", "failovers", "leader_churn", "protocol_errors")
+DEFAULT_CHECKS = ("crashes", "reverted", "failovers", "leader_churn", "protocol_errors", "refused_bids",
+                  "ledger_mismatch")
 MAX_MAJORS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 
 

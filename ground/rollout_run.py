@@ -32,9 +32,11 @@ from ground import firmware
 from ground import flim
 from ground import protocol as P
 from ground import rollout as plan_mod
+from node import auction  # (on sys.path through ground.firmware) the market's own bid rules
 from ground.update_sender import CMD_ABORT, CMD_ROLLBACK, FLAG_DEFECTS, FLAG_TEST_BUILD, UpdateSender
 
 wire = firmware.wire
+msgs = firmware.msgs
 S = 1_000_000_000
 PUMP_S = 1.0  # mission s between two rounds of update frames
 FRAMES_PER_PUMP = 8  # frames per node per round (chunks; the link's pipeline paces them further)
@@ -54,6 +56,7 @@ class _Counts:
         self.heap = {}  # cluster -> lowest heap_min seen (bytes)
         self.lost0 = {}  # node -> its MARKET_TEL `lost` when the count started
         self.lost = {}  # node -> `lost` growth since then, as counted
+        self.rounds = {}  # (coordinator, term, round) -> [PREPARE digest, {electors asked}, {elector: ACK digest}]
 
 
 class Orchestrator:
@@ -222,6 +225,8 @@ class Orchestrator:
     def _figures(self, clusters):
         if not clusters:
             return None
+        for c, n in self._mismatches().items():
+            self.counts.by[c]["ledger_mismatch"] = n
         out = {}
         for name in plan_mod.CHECKS:
             if name == "heap":
@@ -336,6 +341,10 @@ class Orchestrator:
                     self._lost(e["src"], (e.get("msg") or {}).get("lost"))
                 elif t == "telemetry":
                     self._heap(e["src"], (e.get("msg") or {}).get("heap_min"))
+                elif t == "bid":
+                    self._bid(e["src"], e.get("msg") or {})
+                elif t == "prices" or t == "round_ack":
+                    self._digest(t, e["src"], e.get("msg") or {}, e.get("dst"))
             elif fate == "delivered" and e.get("to") == 0 and e.get("id") in self._acks:
                 line = self._acks.pop(e["id"])
                 self._ack(bytes.fromhex(e.get("hex", line)))
@@ -404,6 +413,47 @@ class Orchestrator:
         grown = max(0, lost - k.lost0.setdefault(nid, lost))
         k.by[c]["production_lost"] += grown - k.lost.get(nid, 0)
         k.lost[nid] = grown
+
+    def _bid(self, nid, m):
+        """A bid the market must refuse by its own rules, whatever its round:
+        an absurd price or no lease at all (a test build's bid_nonsense)."""
+        c = self.cluster_of.get(nid)
+        if c is None or "price" not in m:
+            return
+        if not 0 < m["price"] <= auction.MAX_PRICE or not auction.shape_ok(m["span"], m["period"], m["count"], 255):
+            self.counts.by[c]["refused_bids"] += 1
+
+    def _digest(self, t, nid, m, dst):
+        """Ledger digests of a market round: the coordinator's PREPAREs (to
+        each elector) and the electors' ROUND_ACKs (judged per round in
+        _mismatches)."""
+        if t == "prices":
+            if m.get("status") == msgs.ROUND_PREPARE and nid in self.cluster_of:
+                r = self.counts.rounds.setdefault((nid, m["term"], m["round"]), [m["digest"], set(), {}])
+                r[0] = m["digest"]
+                r[1].add(dst)
+        elif m.get("status") != msgs.ROUND_QUERY:
+            r = self.counts.rounds.get((dst, m.get("term"), m.get("round")))
+            if r is not None:
+                r[2][nid] = m.get("digest")
+
+    def _mismatches(self):
+        """Per cluster, the market rounds of this step whose ledger digests
+        disagree, blamed on the odd one out: when an elector acked the
+        coordinator's PREPARE with the same digest, each elector that acked
+        another digest or none; when none agreed but some answered, the
+        coordinator."""
+        out = dict.fromkeys(self.sc.clusters, 0)
+        for (coord, _, _), (digest, asked, acks) in self.counts.rounds.items():
+            agreed = [n for n, d in acks.items() if d == digest]
+            if agreed:
+                blamed = [n for n in asked if acks.get(n) != digest]
+            else:
+                blamed = [coord] if acks else []
+            for n in blamed:
+                if self.cluster_of.get(n) in out:
+                    out[self.cluster_of[n]] += 1
+        return out
 
     def _heap(self, nid, heap_min):
         c = self.cluster_of.get(nid)
