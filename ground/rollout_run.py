@@ -175,7 +175,7 @@ class Orchestrator:
                 self._event("refused", node=nid, detail=s.error)
                 del self.senders[nid]
                 continue
-            if s.state == "verified" and not s.install_sent:
+            if s.state == "verified" and not s.install_sent and self._may_install(nid):
                 s.install()
                 s.install_sent = True
             if s.state in ("confirmed", "reverted"):
@@ -197,6 +197,20 @@ class Orchestrator:
             self.clock.call_at(now + int(PUMP_S * S), self._pump_tick)
         else:
             self._pumping = False
+
+    def _may_install(self, nid):
+        """Staggered (the plan's `stagger`, default): one node of a cluster
+        installs at a time, the next once it confirmed, reverted or failed,
+        and the cluster's coordinator (as last heard) after every other node
+        that is getting the image, so the cluster keeps a quorum and changes
+        coordinator at most once. Not staggered: each as soon as it verified."""
+        if not self.plan.stagger:
+            return True
+        c = self.cluster_of[nid]
+        mates = [n for n in self.sc.clusters[c] if n != nid and n in self.senders]
+        if any(self.senders[n].install_sent for n in mates):
+            return False
+        return not (mates and self.coordinator.get(c, (None,))[0] == nid)
 
     def _progress(self, now):
         if self.state == "deploying":
