@@ -202,7 +202,7 @@ class Orchestrator:
         """Staggered (the plan's `stagger`, default): one node of a cluster
         installs at a time, the next once it confirmed, reverted or failed,
         and the cluster's coordinator (as last heard) after every other node
-        that is getting the image, so the cluster keeps a quorum and changes
+        that is getting the image and answers, so the cluster keeps a quorum and changes
         coordinator at most once. Not staggered: each as soon as it verified."""
         if not self.plan.stagger:
             return True
@@ -210,7 +210,8 @@ class Orchestrator:
         mates = [n for n in self.sc.clusters[c] if n != nid and n in self.senders]
         if any(self.senders[n].install_sent for n in mates):
             return False
-        return not (mates and self.coordinator.get(c, (None,))[0] == nid)
+        # the coordinator waits for the mates that answer (a node that is away gets it at its next HELLO)
+        return not (self.coordinator.get(c, (None,))[0] == nid and any(self.senders[n].state for n in mates))
 
     def _progress(self, now):
         if self.state == "deploying":
