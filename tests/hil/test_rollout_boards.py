@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ground import cli, trace
+from ground import protocol as P
 
 HAVE_BOARDS = (Path(os.sys.executable).parent / "micropython").exists()
 pytestmark = [pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython unix port in .venv (make venv)"),
@@ -27,6 +28,8 @@ def _versions_said(events):
     for e in events:
         if e.get("kind") == "frame" and e.get("fate") == "sent" and e.get("type") in ("hello", "upd_ack"):
             m = e.get("msg") or {}
+            if e["type"] == "upd_ack":  # the trace keeps its bytes: decode them as the ground does
+                m = P.parse_line(bytes.fromhex(e["hex"])).msg
             if "fw_major" in m:
                 out.append((e["mission_ns"], e["src"], (m["fw_major"], m["fw_minor"])))
     return out
