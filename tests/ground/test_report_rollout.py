@@ -34,6 +34,10 @@ def test_a_rollout_run_draws_clusters_by_version_and_the_canary_goes_to_the_bad_
     # Segments tile the run: each starts where the last ended.
     for segs in series["clusters"].values():
         assert all(a[1] == b[0] for a, b in zip(segs, segs[1:]))
+    # `ground metrics TRACE --out DIR` draws it again from the trace file.
+    again = tmp_path / "again"
+    assert cli.main(["metrics", str(out / "trace.jsonl"), "--out", str(again)]) == 0
+    assert (again / "rollout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The counts panel: at the end every cluster runs 1.1.
     assert series["counts"][-1][1] == {"1.1": 3}
     assert any(cnt.get("1.2", 0) + sum(n for v, n in cnt.items() if "1.2" in v.split("+")) for _, cnt in series["counts"])
