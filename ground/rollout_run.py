@@ -42,6 +42,7 @@ PUMP_S = 1.0  # mission s between two rounds of update frames
 FRAMES_PER_PUMP = 8  # frames per node per round (chunks; the link's pipeline paces them further)
 ANALYSES = 7  # analyses per validation window (daily, for the default 7 days)
 ROLLBACK_EVERY_S = 10.0  # a rollback order is repeated until the node runs its previous version
+ROUND_SETTLE_S = 30.0  # a market round prepared less than this ago is not judged yet (its acks may be on the way)
 
 
 def _v(version):
@@ -56,7 +57,8 @@ class _Counts:
         self.heap = {}  # cluster -> lowest heap_min seen (bytes)
         self.lost0 = {}  # node -> its MARKET_TEL `lost` when the count started
         self.lost = {}  # node -> `lost` growth since then, as counted
-        self.rounds = {}  # (coordinator, term, round) -> [PREPARE digest, {electors asked}, {elector: ACK digest}]
+        self.rounds = {}  # (coordinator, term, round) -> [PREPARE digest, {electors asked}, {elector: ACK digest},
+        #                   mission ns of its last PREPARE]
 
 
 class Orchestrator:
@@ -444,9 +446,10 @@ class Orchestrator:
         _mismatches)."""
         if t == "prices":
             if m.get("status") == msgs.ROUND_PREPARE and nid in self.cluster_of:
-                r = self.counts.rounds.setdefault((nid, m["term"], m["round"]), [m["digest"], set(), {}])
+                r = self.counts.rounds.setdefault((nid, m["term"], m["round"]), [m["digest"], set(), {}, 0])
                 r[0] = m["digest"]
                 r[1].add(dst)
+                r[3] = self.clock.now_ns()
         elif m.get("status") != msgs.ROUND_QUERY:
             r = self.counts.rounds.get((dst, m.get("term"), m.get("round")))
             if r is not None:
@@ -457,9 +460,12 @@ class Orchestrator:
         disagree, blamed on the odd one out: when an elector acked the
         coordinator's PREPARE with the same digest, each elector that acked
         another digest or none; when none agreed but some answered, the
-        coordinator."""
+        coordinator. A round prepared in the last ROUND_SETTLE_S waits."""
         out = dict.fromkeys(self.sc.clusters, 0)
-        for (coord, _, _), (digest, asked, acks) in self.counts.rounds.items():
+        settled = self.clock.now_ns() - int(ROUND_SETTLE_S * S)
+        for (coord, _, _), (digest, asked, acks, at) in self.counts.rounds.items():
+            if at > settled:
+                continue
             agreed = [n for n, d in acks.items() if d == digest]
             if agreed:
                 blamed = [n for n in asked if acks.get(n) != digest]

@@ -4,7 +4,7 @@ UPD_* frames through the router over each board's pty, the boards stage the
 image, unpack it into a slot, soft-reset into it as a trial and confirm it,
 or crash and are reverted by boot. Judged from what the nodes themselves
 said (their HELLOs and UPD_ACKs in the trace), not from the orchestrator's
-rollout events. About 2 minutes of wall time (400 mission s at 4x)."""
+rollout events. About 2 minutes of wall time (480 mission s at 4x)."""
 
 import os
 from pathlib import Path
