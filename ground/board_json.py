@@ -25,6 +25,8 @@ def board_config(sc, nid):
         cfg["telemetry_ms"] = sc.telemetry_ms
     if sc.market_args_for(nid) is not None:
         cfg["market"] = sc.market_args_for(nid)  # its region's market (scenario regions:)
+    if getattr(sc, "rollout", None) is not None:  # a trial confirms after the plan's time (docs/UPDATES.md)
+        cfg["confirm_after_ms"] = sc.rollout.confirm_after_ms
     if sc.auth_key:
         cfg["auth_key"] = sc.auth_key.hex()
         cfg["require_auth"] = True

@@ -19,7 +19,8 @@ import struct
 MAGIC = b"FLIM"
 TAG_LEN = 32
 FORMAT = 1
-DEFECTS = ("crash_after_h", "crash_on_coordinator", "mute_as_coordinator", "leak_heap", "lineage")
+DEFECTS = ("crash_after_h", "crash_on_coordinator", "mute_as_coordinator", "leak_heap", "bid_nonsense",
+           "wrong_ledger_digest", "lineage")
 
 
 class ImageError(ValueError):

@@ -8,6 +8,9 @@ A mix is a set of the listed versions. The mixes run are, in this order:
             mixed result is read against
   pair      every pair of listed versions
   all       the whole list, when it has 3 or more versions
+  largest   when the whole list may not run together: each largest subset
+            (3 versions or more) that may, e.g. 1.4+2.0+2.1 and 2.0+2.1+4.0
+            of 1.4,2.0,2.1,4.0
 
 A mix may run together when its majors lie within 3 consecutive majors
 (max major - min major <= 2, so also at most 3 majors at once, the
@@ -49,7 +52,7 @@ MAX_MAJOR_SPAN = 2  # majors of one mix lie within 3 consecutive majors (DESIGN.
 
 
 class Mix:
-    """One set of versions: its kind (uniform, pair, all), its versions in
+    """One set of versions: its kind (uniform, pair, all, largest), its versions in
     list order, whether they may run together, and its name (1.4+2.0)."""
 
     def __init__(self, kind, versions):
@@ -91,7 +94,21 @@ def mixes(versions):
     out += [Mix("pair", p) for p in itertools.combinations(versions, 2)]
     if len(versions) >= 3:
         out.append(Mix("all", versions))
+    if not out[-1].allowed and len(versions) >= 4:
+        out += largest(versions)
     return out
+
+
+def largest(versions):
+    """The largest subsets of 3 or more versions that may run together, in
+    list order, for a list that may not run whole: [Mix("largest", ...)],
+    every subset of the largest size that is allowed ([] when none of 3 is)."""
+    for k in range(len(versions) - 1, 2, -1):
+        found = [Mix("largest", c) for c in itertools.combinations(versions, k)]
+        found = [m for m in found if m.allowed]
+        if found:
+            return found
+    return []
 
 
 def mixed_cluster(data):

@@ -30,6 +30,7 @@ from ground import metrics as M
 from ground.metrics import rollout as rollout_metrics
 from ground.metrics.blast import BLAST_GAUGES
 from ground.report_plot import plot_timeline
+from ground.report_rollout import plot_rollout, rollout_series
 
 
 def write_reports(run_dir, header, metrics, events, plot=True, timeline=None, run_id=None):
@@ -54,13 +55,20 @@ def write_reports(run_dir, header, metrics, events, plot=True, timeline=None, ru
     run_labels = {"scenario": header.get("scenario") or "", "run_id": run_id or os.path.basename(os.path.normpath(run_dir))}
     _write_text(paths["prom"], to_prometheus(metrics, labels=run_labels))
     _write_text(paths["table"], format_table(metrics, header.get("regions")))
+    rollout_png = os.path.join(run_dir, "rollout.png")
     if not plot:
-        if os.path.exists(paths["png"]):
-            os.remove(paths["png"])
+        for p in (paths["png"], rollout_png):
+            if os.path.exists(p):
+                os.remove(p)
         del paths["png"]
         return paths
     title = "%s (seed %s)" % (header.get("scenario") or "run", header.get("seed"))
     plot_timeline(timeline if timeline is not None else M.timeline(header, events), paths["png"], title=title)
+    if metrics.get("rollout") and events is not None:  # a run with a rollout: clusters by version (rollout.png)
+        plot_rollout(rollout_series(header, events), rollout_png, title=title)
+        paths["rollout_png"] = rollout_png
+    elif os.path.exists(rollout_png):
+        os.remove(rollout_png)  # from an earlier write to this folder: another run's
     return paths
 
 

@@ -10,7 +10,8 @@ ground's rollout orchestrator (ground/rollout_run.py) follows (docs/UPDATES.md
       step_percent: 10           # clusters per later step (default 10 %)
       confirm_after_s: 30        # a trial confirms itself after this long in its cluster
       deploy_timeout_s: 630      # a node not done by then gets it at its next HELLO (default: confirm_after_s
-                                 # + 4 election timeouts, at least + 600)
+                                 # per node of the largest cluster + 4 election timeouts, at least + 600)
+      stagger: true              # a cluster's nodes install one at a time, its coordinator last (default)
       min_clusters: 1            # analyse only once this many clusters run the image
       max_failed_checks: 1       # failed checks (over the image's steps) that abort it
       checks:                    # updated vs not-yet-updated clusters, per cluster over the window
@@ -33,7 +34,7 @@ from ground.flim import DEFECTS
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, number
 
 _KEYS = {"start_s", "window_s", "canary_percent", "canaries", "step_percent", "confirm_after_s", "deploy_timeout_s",
-         "min_clusters", "max_failed_checks", "checks", "images"}
+         "min_clusters", "max_failed_checks", "checks", "images", "stagger"}
 _IMAGE = {"version", "label", "lineage", "test_build", "defects"}
 _CHECK = {"max_ratio", "slack"}
 # check -> (meaning, default max_ratio, default slack): the per-cluster figure
@@ -45,9 +46,14 @@ CHECKS = {
     "leader_churn": ("new terms claimed (COORDINATOR claims)", 2.0, 1.0),
     "production_lost": ("production lost (MARKET_TEL `lost`, growth over the window)", 1.5, 1.0),
     "protocol_errors": ("frames refused (node events bad_frame, refused)", 2.0, 1.0),
+    "refused_bids": ("bids the market must refuse: price 0 or above auction.MAX_PRICE, or no lease (BID frames)",
+                     1.0, 0.0),
+    "ledger_mismatch": ("market rounds whose ledger digests disagree (PRICES prepare vs ROUND_ACK), blamed on"
+                        " the odd one out", 2.0, 1.0),
     "heap": ("lowest free heap (TELEMETRY v3 heap_min), bytes below the baseline's", None, 4096.0),
 }
-DEFAULT_CHECKS = ("crashes", "reverted", "failovers", "leader_churn", "protocol_errors")
+DEFAULT_CHECKS = ("crashes", "reverted", "failovers", "leader_churn", "protocol_errors", "refused_bids",
+                  "ledger_mismatch")
 MAX_MAJORS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 
 
@@ -82,6 +88,7 @@ class Plan:
     checks: list
     images: list = field(default_factory=list)
     where: str = ""
+    stagger: bool = True  # one node of a cluster installs at a time, the coordinator last
 
 
 def _version(m, key):
@@ -127,8 +134,15 @@ def parse(data, sc):
     canary_percent = num("canary_percent", 1, 5, 5.0)
     step_percent = num("step_percent", 0.001, 100, 10.0)
     confirm_s = num("confirm_after_s", 0, 86400, 30.0)
-    # a trial confirms once its cluster has a coordinator again: allow it an election or two
-    deploy_timeout_s = num("deploy_timeout_s", 1, None, confirm_s + max(600.0, 4 * sc.election_timeout_ms / 1000.0))
+    stagger = ro.get("stagger", True)
+    if not isinstance(stagger, bool):
+        raise ro.error("stagger", "rollout.stagger: true (a cluster's nodes install one at a time) or false (all"
+                       " at once)")
+    # a trial confirms once its cluster has a coordinator again: allow it an election or two (staggered: one
+    # confirmation per node of the largest cluster, one after the other)
+    serial = max(len(ids) for ids in sc.clusters.values()) if stagger else 1
+    deploy_timeout_s = num("deploy_timeout_s", 1, None, confirm_s * serial + max(600.0, 4 * sc.election_timeout_ms
+                                                                                   / 1000.0))
     if deploy_timeout_s <= confirm_s:
         raise ro.error("deploy_timeout_s", "rollout.deploy_timeout_s %g: no longer than confirm_after_s %g, so no"
                        " trial could confirm in time" % (deploy_timeout_s, confirm_s))
@@ -146,7 +160,7 @@ def parse(data, sc):
         raise ro.error("images", "rollout.images: a non-empty list of {version, ...}")
     plan = Plan(start_s, window_s, canary_percent, canaries, step_percent, int(confirm_s * 1000), deploy_timeout_s,
                 min_clusters, max_failed, checks, [_image(m, images.where(i)) for i, m in enumerate(images)],
-                data.where("rollout"))
+                data.where("rollout"), stagger)
     if start_s >= sc.duration_s:
         raise ro.error("start_s", "rollout.start_s %g: at or after the scenario's end (duration_s %g)"
                        % (start_s, sc.duration_s))

@@ -32,14 +32,17 @@ from ground import firmware
 from ground import flim
 from ground import protocol as P
 from ground import rollout as plan_mod
+from node import auction  # (on sys.path through ground.firmware) the market's own bid rules
 from ground.update_sender import CMD_ABORT, CMD_ROLLBACK, FLAG_DEFECTS, FLAG_TEST_BUILD, UpdateSender
 
 wire = firmware.wire
+msgs = firmware.msgs
 S = 1_000_000_000
 PUMP_S = 1.0  # mission s between two rounds of update frames
 FRAMES_PER_PUMP = 8  # frames per node per round (chunks; the link's pipeline paces them further)
 ANALYSES = 7  # analyses per validation window (daily, for the default 7 days)
 ROLLBACK_EVERY_S = 10.0  # a rollback order is repeated until the node runs its previous version
+ROUND_SETTLE_S = 30.0  # a market round prepared less than this ago is not judged yet (its acks may be on the way)
 
 
 def _v(version):
@@ -54,6 +57,8 @@ class _Counts:
         self.heap = {}  # cluster -> lowest heap_min seen (bytes)
         self.lost0 = {}  # node -> its MARKET_TEL `lost` when the count started
         self.lost = {}  # node -> `lost` growth since then, as counted
+        self.rounds = {}  # (coordinator, term, round) -> [PREPARE digest, {electors asked}, {elector: ACK digest},
+        #                   mission ns of its last PREPARE]
 
 
 class Orchestrator:
@@ -172,7 +177,7 @@ class Orchestrator:
                 self._event("refused", node=nid, detail=s.error)
                 del self.senders[nid]
                 continue
-            if s.state == "verified" and not s.install_sent:
+            if s.state == "verified" and not s.install_sent and self._may_install(nid):
                 s.install()
                 s.install_sent = True
             if s.state in ("confirmed", "reverted"):
@@ -194,6 +199,21 @@ class Orchestrator:
             self.clock.call_at(now + int(PUMP_S * S), self._pump_tick)
         else:
             self._pumping = False
+
+    def _may_install(self, nid):
+        """Staggered (the plan's `stagger`, default): one node of a cluster
+        installs at a time, the next once it confirmed, reverted or failed,
+        and the cluster's coordinator (as last heard) after every other node
+        that is getting the image and answers, so the cluster keeps a quorum and changes
+        coordinator at most once. Not staggered: each as soon as it verified."""
+        if not self.plan.stagger:
+            return True
+        c = self.cluster_of[nid]
+        mates = [n for n in self.sc.clusters[c] if n != nid and n in self.senders]
+        if any(self.senders[n].install_sent for n in mates):
+            return False
+        # the coordinator waits for the mates that answer (a node that is away gets it at its next HELLO)
+        return not (self.coordinator.get(c, (None,))[0] == nid and any(self.senders[n].state for n in mates))
 
     def _progress(self, now):
         if self.state == "deploying":
@@ -222,6 +242,8 @@ class Orchestrator:
     def _figures(self, clusters):
         if not clusters:
             return None
+        for c, n in self._mismatches().items():
+            self.counts.by[c]["ledger_mismatch"] = n
         out = {}
         for name in plan_mod.CHECKS:
             if name == "heap":
@@ -336,6 +358,10 @@ class Orchestrator:
                     self._lost(e["src"], (e.get("msg") or {}).get("lost"))
                 elif t == "telemetry":
                     self._heap(e["src"], (e.get("msg") or {}).get("heap_min"))
+                elif t == "bid":
+                    self._bid(e["src"], e.get("msg") or {})
+                elif t == "prices" or t == "round_ack":
+                    self._digest(t, e["src"], e.get("msg") or {}, e.get("dst"))
             elif fate == "delivered" and e.get("to") == 0 and e.get("id") in self._acks:
                 line = self._acks.pop(e["id"])
                 self._ack(bytes.fromhex(e.get("hex", line)))
@@ -404,6 +430,51 @@ class Orchestrator:
         grown = max(0, lost - k.lost0.setdefault(nid, lost))
         k.by[c]["production_lost"] += grown - k.lost.get(nid, 0)
         k.lost[nid] = grown
+
+    def _bid(self, nid, m):
+        """A bid the market must refuse by its own rules, whatever its round:
+        an absurd price or no lease at all (a test build's bid_nonsense)."""
+        c = self.cluster_of.get(nid)
+        if c is None or "price" not in m:
+            return
+        if not 0 < m["price"] <= auction.MAX_PRICE or not auction.shape_ok(m["span"], m["period"], m["count"], 255):
+            self.counts.by[c]["refused_bids"] += 1
+
+    def _digest(self, t, nid, m, dst):
+        """Ledger digests of a market round: the coordinator's PREPAREs (to
+        each elector) and the electors' ROUND_ACKs (judged per round in
+        _mismatches)."""
+        if t == "prices":
+            if m.get("status") == msgs.ROUND_PREPARE and nid in self.cluster_of:
+                r = self.counts.rounds.setdefault((nid, m["term"], m["round"]), [m["digest"], set(), {}, 0])
+                r[0] = m["digest"]
+                r[1].add(dst)
+                r[3] = self.clock.now_ns()
+        elif m.get("status") != msgs.ROUND_QUERY:
+            r = self.counts.rounds.get((dst, m.get("term"), m.get("round")))
+            if r is not None:
+                r[2][nid] = m.get("digest")
+
+    def _mismatches(self):
+        """Per cluster, the market rounds of this step whose ledger digests
+        disagree, blamed on the odd one out: when an elector acked the
+        coordinator's PREPARE with the same digest, each elector that acked
+        another digest or none; when none agreed but some answered, the
+        coordinator. A round prepared in the last ROUND_SETTLE_S waits."""
+        out = dict.fromkeys(self.sc.clusters, 0)
+        settled = self.clock.now_ns() - int(ROUND_SETTLE_S * S)
+        for (coord, _, _), (digest, asked, acks, at) in self.counts.rounds.items():
+            if at > settled:
+                continue
+            agreed = [n for n, d in acks.items() if d == digest]
+            if agreed:
+                blamed = [n for n in asked if acks.get(n) != digest]
+            else:
+                blamed = [coord] if acks else []
+            for n in blamed:
+                if self.cluster_of.get(n) in out:
+                    out[self.cluster_of[n]] += 1
+        return out
 
     def _heap(self, nid, heap_min):
         c = self.cluster_of.get(nid)

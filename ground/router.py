@@ -41,6 +41,11 @@ msgs = firmware.msgs
 
 MS = 1_000_000  # ns per ms
 _VERSION = wire.VERSION  # what a node speaks before anything says otherwise
+# A board's console line between two frames that is not a frame but the board
+# saying it soft-rebooted (MicroPython prints it; an update's install and
+# rollback soft-reset the board, docs/UPDATES.md): a `rebooted` node event,
+# not a bad frame (a rollout counts bad frames as protocol errors).
+SOFT_REBOOT_BANNER = b"MPY: soft reboot"
 
 
 def _decode_fields(frame):
@@ -147,6 +152,9 @@ class Router:
             self._event("frame", fate="sent", id=fid, src=src, dst=None, type="?", seq=0, len=len(line) + 1,
                         hex=bytes(line).hex(), msg={})
             self._event("frame", fate="dropped", id=fid, to=None, reason="node_down")
+            return
+        if bytes(line).strip() == SOFT_REBOOT_BANNER:
+            self._event("node", node=src, event="rebooted", detail="node %d: soft reboot (its console said so)" % src)
             return
         try:
             frame = wire.decode(line, self.auth)

@@ -17,7 +17,8 @@ boot pointer as `trial` and restarts the node, which then runs the new
 version (its HELLO and records say so). A trial reset before it confirms
 boots the previous image. A test build's declared defects are the board's
 (firmware/runtime/defects.py, the same class): crash_after_h,
-crash_on_coordinator and mute_as_coordinator act in-process; leak_heap does
+crash_on_coordinator, mute_as_coordinator, bid_nonsense and
+wrong_ledger_digest act in-process; leak_heap does
 not (an in-process node has no 192K heap), which `unmodelled` says.
 
 A crash (DefectCrash) is the node's: SimLink stops it (`crashed` says why)

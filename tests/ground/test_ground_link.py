@@ -115,3 +115,21 @@ def test_the_grounds_counter_moves_past_a_rebooted_nodes_floor_and_runs_on_board
     assert ground_counter_base(t + 1) == ground_counter_base(t) + wire.GROUND_BLOCK == ground_counter_base(t + 0.9) + 16
     last_of_a_run = ground_counter_base(t) + wire.GROUND_BLOCK - 1  # a run that sent a whole block in its first second
     assert ground_counter_base(t + 1) > last_of_a_run
+
+
+def test_a_boards_soft_reboot_banner_is_a_reboot_not_a_bad_frame():
+    """MicroPython prints "MPY: soft reboot" between two frames when a board
+    soft-resets (an update's install or rollback): the router records a
+    `rebooted` node event, not a bad frame; other text still is one."""
+    from ground.clock import VirtualClock
+    from ground.router import Router
+
+    sc = scenario.load_text(TEXT, "g.yaml")
+    events = []
+    r = Router(sc, VirtualClock(), events.append, seed=1)
+    r.from_node(2, b"MPY: soft reboot\r\n")
+    assert r.bad_frames == 0
+    assert [(e["node"], e["event"]) for e in events if e["kind"] == "node"] == [(2, "rebooted")]
+    r.from_node(2, b"Traceback (most recent call last):\r\n")
+    assert r.bad_frames == 1
+    assert [e["event"] for e in events if e["kind"] == "node"] == ["rebooted", "bad_frame"]

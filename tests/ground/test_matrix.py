@@ -48,7 +48,13 @@ def test_the_mixes_chosen():
         ("pair", "1.4+2.0", True), ("pair", "1.4+2.1", True), ("pair", "1.4+4.0", False),
         ("pair", "2.0+2.1", True), ("pair", "2.0+4.0", True), ("pair", "2.1+4.0", True),
         ("all", "1.4+2.0+2.1+4.0", False),
+        ("largest", "1.4+2.0+2.1", True), ("largest", "2.0+2.1+4.0", True),
     ]
+    # the largest allowed subsets may be more than 3; none when the whole list may run
+    big = [m.name for m in matrix.mixes(["1.4", "2.0", "2.1", "3.0", "5.0"]) if m.kind == "largest"]
+    assert big == ["1.4+2.0+2.1+3.0"]
+    assert not [m for m in matrix.mixes(["1.0", "2.0", "3.0", "3.1"]) if m.kind == "largest"]
+    assert not [m for m in matrix.mixes(["1.0", "4.0", "7.0", "9.0"]) if m.kind == "largest"]
     # three versions: the full set too; two: none beyond the pair
     assert [m.kind for m in matrix.mixes(["1.0", "2.0", "3.0"])].count("all") == 1
     assert [m.kind for m in matrix.mixes(["1.0", "2.0"])].count("all") == 0
@@ -79,14 +85,19 @@ def test_matrix_fails_the_mix_a_gate_cannot_meet(tmp_path, capsys):
     doc = json.loads((out / "matrix.json").read_text())
     rows = {r["mix"]: r for r in doc["mixes"]}
     assert list(rows) == ["1.4", "2.0", "2.1", "5.0", "1.4+2.0", "1.4+2.1", "1.4+5.0", "2.0+2.1", "2.0+5.0",
-                          "2.1+5.0", "1.4+2.0+2.1+5.0"]
+                          "2.1+5.0", "1.4+2.0+2.1+5.0", "1.4+2.0+2.1"]
     head = printed.splitlines()[0].split()
     assert head == ["MIX", "KIND", "frames_converted", "split_brain", "HISTORY"]
     assert printed.splitlines()[8].split() == ["2.0+2.1", "pair", "PASS", "0", "PASS", "0", "PASS"]
     assert printed.splitlines()[7].split() == ["1.4+5.0", "pair", "not", "allowed"]
     for name in ("1.4+5.0", "2.0+5.0", "2.1+5.0", "1.4+2.0+2.1+5.0"):  # more than 2 majors apart: not run
         assert rows[name]["result"] == "not allowed" and not (out / (name + ".yaml")).exists()
-    for name in ("1.4+2.0", "1.4+2.1"):  # protocol 1 meets protocol 2: frames converted
+    # the whole list may not run together: its largest subset that may runs as a triple
+    assert rows["1.4+2.0+2.1"]["kind"] == "largest" and rows["1.4+2.0+2.1"]["allowed"]
+    triple = scenario.load(str(out / "1.4+2.0+2.1.yaml"))
+    assert {n.firmware for n in triple.nodes.values()} == {"1.4", "2.0", "2.1"}
+    assert os.path.exists(os.path.join(out, rows["1.4+2.0+2.1"]["run_dir"], "trace.jsonl"))
+    for name in ("1.4+2.0", "1.4+2.1", "1.4+2.0+2.1"):  # protocol 1 meets protocol 2: frames converted
         conv = rows[name]["gates"]["frames_converted"]
         assert rows[name]["result"] == "gate" and not conv["ok"] and conv["value"] > 0
         line = next(x for x in printed.splitlines() if x.startswith(name + " "))

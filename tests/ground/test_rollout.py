@@ -38,7 +38,7 @@ def test_a_plan_that_would_run_four_majors_is_refused_at_its_line():
 
 @pytest.mark.parametrize("extra, words", [
     ("rollout:\n  images:\n    - {version: '1.1', defects: {crash_on_coordinator: true}}\n", "not a test build"),
-    ("rollout:\n  images:\n    - {version: '1.1', test_build: true, defects: {bid_nonsense: true}}\n", "unknown"),
+    ("rollout:\n  images:\n    - {version: '1.1', test_build: true, defects: {eat_homework: true}}\n", "unknown"),
     ("rollout:\n  canary_percent: 20\n  images:\n    - {version: '1.1'}\n", "canary_percent"),
     ("rollout:\n  canaries: [9]\n  images:\n    - {version: '1.1'}\n", "rollout.canaries"),
     ("rollout:\n  checks: {latency: {}}\n  images:\n    - {version: '1.1'}\n", "'latency' unknown"),
