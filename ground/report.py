@@ -315,6 +315,16 @@ def to_prometheus(metrics, labels=None):
         x.sample(f, mk["rounds_complete"], status="complete")
         x.sample(f, mk["rounds_void"], status="void")
         _auction_prometheus(x, mk.get("auction") or {})
+    rt = metrics.get("realtime")
+    if rt:
+        f = x.family("realtime_lateness_seconds", "summary", "How late a real-time run's timers ran against their"
+                     " wall schedule, wall seconds")
+        la = rt["lateness"]
+        for q, key in (("0.5", "p50_ms"), ("0.99", "p99_ms")):
+            x.sample(f, None if la[key] is None else la[key] / 1000.0, quantile=q)
+        x.sample(f, la["n"], suffix="_count")
+        x.sample(x.family("realtime_time_scale", "gauge", "Mission seconds per wall second of a real-time run"),
+                 rt["time_scale"])
     rollout_metrics.prometheus(x, metrics)
     return x.text()
 
@@ -520,6 +530,12 @@ def format_table(metrics, regions=None):
                      % (_fmt(fl.get("airtime_s_max"), "%.2f"), _pct3(fl.get("airtime_duty_max")),
                         _pct3(fl.get("airtime_hour_duty_max")), _pct(fl.get("airtime_coordination_share")),
                         _fmt(fl.get("airtime_wait_s_max"), "%.2f"), fl.get("radio_drops") or 0))
+    rt = metrics.get("realtime")
+    if rt:  # a real-time run: how late its timers ran against the wall schedule (ground/lateness.py)
+        la = rt["lateness"]
+        lines.append("real time scale %gx: timers late p50 %s ms, p99 %s ms, max %s ms (wall; %d timers)"
+                     % (rt["time_scale"], _fmt(la["p50_ms"], "%.3f"), _fmt(la["p99_ms"], "%.3f"),
+                        _fmt(la["max_ms"], "%.1f"), la["n"]))
     lines.append("anomalies %d" % metrics.get("anomalies", {}).get("count", 0))
     for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
         lines.append("          " + ex)
