@@ -314,6 +314,23 @@ def to_prometheus(metrics, labels=None):
         f = x.family("market_rounds_total", "counter", "Auction rounds the regional coordinator broadcast, by status")
         x.sample(f, mk["rounds_complete"], status="complete")
         x.sample(f, mk["rounds_void"], status="void")
+        regions = mk.get("regions") or {}
+        if regions:  # several regions: each one's own figures, labelled region=...
+            f = x.family("market_region_rounds_total", "counter", "Auction rounds a region's coordinator broadcast,"
+                         " by status")
+            for r in sorted(regions, key=_int_key):
+                x.sample(f, regions[r]["rounds_complete"], region=r, status="complete")
+                x.sample(f, regions[r]["rounds_void"], region=r, status="void")
+            for name, key, help_ in (
+                ("market_region_produced", "produced", "Units a region's nodes produced (latest MARKET_TEL each)"),
+                ("market_region_lost", "lost", "Units short of the uncoordinated ideal in a region"),
+                ("market_region_lost_ratio", "lost_share", "A region's units lost / (produced + lost)"),
+                ("market_region_leases", "leases", "Leases a region's nodes hold"),
+                ("market_region_refused", "refused", "Bids refused in a region"),
+            ):
+                f = x.family(name, "gauge", help_)
+                for r in sorted(regions, key=_int_key):
+                    x.sample(f, regions[r][key], region=r)
         _auction_prometheus(x, mk.get("auction") or {})
     rt = metrics.get("realtime")
     if rt:
@@ -518,6 +535,11 @@ def format_table(metrics, regions=None):
             % (mk["rounds_complete"], mk["rounds_void"], mk["produced"], mk["lost"],
                _fmt(fl.get("market_lost_share"), "%.3f"), mk["leases"], mk["bids"], mk["refused"],
                _fmt(fl.get("market_conservative_share_max"), "%.3f")))
+        for region, g in sorted((mk.get("regions") or {}).items(), key=lambda kv: _int_key(kv[0])):
+            lines.append("market    region %s: rounds %d complete, %d void  produced %d  lost %d (share %s)  leases %d"
+                         "  bids %d  refused %d  (%d nodes reporting)"
+                         % (region, g["rounds_complete"], g["rounds_void"], g["produced"], g["lost"],
+                            _fmt(g["lost_share"], "%.3f"), g["leases"], g["bids"], g["refused"], g["nodes"]))
         for region, a in sorted((mk.get("auction") or {}).items()):
             d = a["decision"]
             lines.append(
