@@ -57,3 +57,29 @@ def test_three_emulated_boards_are_one_cluster_of_a_100_node_simulated_fleet(tmp
     assert [x for x in prom.splitlines() if x.startswith("fleetloop_realtime_lateness_seconds{quantile=\"0.99\"")]
     cal = json.loads((out / "calibration.json").read_text())
     assert cal["board_nodes"] == sorted(boards) and cal["max_time_scale"] >= 3
+
+
+def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
+    """--rig: the rig's boards are the cluster's nodes, flashed with the
+    .mpy image (the sources' market tier does not compile in 192K). About
+    15 s of wall time."""
+    sc = scenario.load_text(fleet_text(1), "fleet.yaml")
+    c = board_cluster(sc, sizes=(3,))
+    p = tmp_path / "fleet.yaml"
+    p.write_text(fleet_text(c, scale=3).replace("duration_s: 60", "duration_s: 36"))
+    rig = tmp_path / "rig.yaml"
+    rig.write_text("rig: mixed\nboards:\n" + "".join(
+        "  - {name: e%d, kind: emulated_pico, emulated: true, node_id: %d, cluster: %d}\n" % (n, n, c)
+        for n in sc.clusters[c]))
+    out = tmp_path / "run"
+    code = cli.main(["run", str(p), "--rig", str(rig), "--out", str(out), "--no-plot", "-q"])
+    assert code == 0, capsys.readouterr().out
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    assert header["mode"] == "rig"
+    boards = {int(n) for n, v in header["nodes"].items() if v["link"] != "sim"}
+    assert boards == set(sc.clusters[c])
+    sent = {e["id"]: e for e in events if e["kind"] == "frame" and e["fate"] == "sent"}
+    heard = {sent[e["id"]]["type"] for e in events
+             if e["kind"] == "frame" and e["fate"] == "delivered" and e.get("to") in boards}
+    assert "prices" in heard and {e["src"] for e in sent.values() if e["type"] == "bid"} & boards
+    assert (out / "boards" / "emulated" / ("e%d" % min(boards)) / "node" / "trader.mpy").exists()
