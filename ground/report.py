@@ -535,17 +535,23 @@ def format_table(metrics, regions=None):
             % (mk["rounds_complete"], mk["rounds_void"], mk["produced"], mk["lost"],
                _fmt(fl.get("market_lost_share"), "%.3f"), mk["leases"], mk["bids"], mk["refused"],
                _fmt(fl.get("market_conservative_share_max"), "%.3f")))
-        for region, g in sorted((mk.get("regions") or {}).items(), key=lambda kv: _int_key(kv[0])):
-            lines.append("market    region %s: rounds %d complete, %d void  produced %d  lost %d (share %s)  leases %d"
-                         "  bids %d  refused %d  (%d nodes reporting)"
-                         % (region, g["rounds_complete"], g["rounds_void"], g["produced"], g["lost"],
-                            _fmt(g["lost_share"], "%.3f"), g["leases"], g["bids"], g["refused"], g["nodes"]))
-        for region, a in sorted((mk.get("auction") or {}).items()):
-            d = a["decision"]
-            lines.append(
-                "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
-                % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
-                   ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
+        from ground import fleettable
+
+        auction = mk.get("auction") or {}
+        if len(auction) > fleettable.AGGREGATE_ABOVE:  # many regions: aggregates over them (ground/fleettable.py)
+            lines += [""] + fleettable.market_lines(mk, _table) + [""]
+        else:
+            for region, g in sorted((mk.get("regions") or {}).items(), key=lambda kv: _int_key(kv[0])):
+                lines.append("market    region %s: rounds %d complete, %d void  produced %d  lost %d (share %s)"
+                             "  leases %d  bids %d  refused %d  (%d nodes reporting)"
+                             % (region, g["rounds_complete"], g["rounds_void"], g["produced"], g["lost"],
+                                _fmt(g["lost_share"], "%.3f"), g["leases"], g["bids"], g["refused"], g["nodes"]))
+            for region, a in sorted(auction.items(), key=lambda kv: _int_key(kv[0])):
+                d = a["decision"]
+                lines.append(
+                    "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
+                    % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
+                       ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
     if metrics.get("airtime"):
         lines.append("airtime   busiest node %s s on air (%s of the run), busiest hour %s, coordination %s of"
                      " airtime, longest wait %s s, radio drops %d"

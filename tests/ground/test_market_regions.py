@@ -90,3 +90,26 @@ def test_one_region_has_no_per_region_section(tmp_path):
     sc = scenario.load_text(text.replace("duration_s: 80", "duration_s: 30"), "one.yaml")
     res = run.run(sc, str(tmp_path / "run"), plot=False)
     assert res.metrics["market"]["rounds_complete"] > 0 and "regions" not in res.metrics["market"]
+
+
+def test_many_regions_markets_are_aggregated_in_the_terminal():
+    from ground import fleettable
+
+    def auction(lost, p99):
+        return {"bids": 10, "outcomes": {"awarded": 5, "not_awarded": 5 - lost, "lost": lost},
+                "decision": {"s_p50": p99 / 2, "s_p99": p99, "s_max": p99}}
+
+    n = fleettable.AGGREGATE_ABOVE + 2
+    mk = {"auction": {str(r): auction(r % 4, float(r)) for r in range(1, n + 1)},
+          "regions": {str(r): {"lost_share": r / 100.0, "rounds_void": 0, "refused": 1, "rounds_complete": 10 + r % 5}
+                      for r in range(1, n + 1)}}
+    out = fleettable.market_lines(mk, report._table)
+    assert out[0].startswith("%d regions' markets: aggregates over regions" % n)
+    p99 = next(x for x in out if x.startswith("decision s p99"))
+    assert p99.split()[3:6] == ["7.00", "13.00", "14.00"] and p99.endswith("r14 14.00, r13 13.00, r12 12.00, r11 11.00,"
+                                                                              " r10 10.00")
+    lost = next(x for x in out if x.startswith("bids lost"))
+    assert lost.endswith("r3 3, r7 3, r11 3, r2 2, r6 2")
+    assert out[-1] == "fewest rounds complete: r5 10, r10 10, r1 11, r6 11, r11 11"
+    void = next(x for x in out if x.startswith("rounds void"))
+    assert void.split()[-1] == "-"  # none above zero
