@@ -143,7 +143,7 @@ def _boards_in_fleet(args, sc, out):
                        board_nodes=want), f, indent=1)
     mixed.refuse_scale(sc, cal)
     _say(args, "ground run: boards are cluster %d (nodes %s), %d nodes in-process; this host keeps %.1fx real time"
-         " in-process, time_scale %g (at most %g)" % (sc.boards["cluster"], ", ".join(map(str, want)),
+         " in-process now, time_scale %g (at most %g)" % (sc.boards["cluster"], ", ".join(map(str, want)),
                                                       len(sc.nodes) - len(want), cal.pace, sc.time_scale,
                                                       cal.max_scale))
     return mixed.board_view(sc)

@@ -18,12 +18,14 @@ simulated fleet").
 The scale check is a calibration before any board boots: the whole fleet
 runs in-process in virtual time for CALIBRATE_S mission seconds (or the
 mission, if shorter), as the real run will (trace, metrics, history), and
-its CPU time gives the mission seconds per CPU second this host manages;
-HEADROOM of that is what a real-time run may ask for (the rest is the
-boards' frames, the scheduler and whatever else the host runs). A scale
-above it is refused naming the largest that works. The run then reports how
-late its timers actually ran (ground/lateness.py): the calibration is a
-guard, the lateness is the measurement.
+its wall time gives the mission seconds per wall second this host manages
+now (its CPU and what the host's other work leaves of it); HEADROOM of
+that is what a real-time run may ask for (the rest is the boards' frames,
+the real-time scheduler's polite spin, up to a quarter of the wall time,
+and the load changing). A scale above it is refused naming the largest that
+works. The run then reports how late its timers actually ran
+(ground/lateness.py): the calibration is a guard, the lateness is the
+measurement.
 """
 
 import math
@@ -95,8 +97,8 @@ class Calibration:
 
     @property
     def pace(self):
-        """Mission seconds per CPU second in-process."""
-        return self.mission_s / max(self.cpu_s, 1e-6)
+        """Mission seconds per wall second in-process, on this host as loaded now."""
+        return self.mission_s / max(self.wall_s, 1e-6)
 
     @property
     def max_scale(self):
@@ -139,9 +141,10 @@ def refuse_scale(sc, cal):
         return
     raise InputError(
         "%s: time_scale %g is more than this machine keeps up with for %d in-process nodes: %g mission s took"
-        " %.2f CPU s in-process (%.1fx real time), and a real-time run may ask %d %% of that: the largest time"
-        " scale that works here is %g" % (sc.boards["time_scale_where"], sc.time_scale, cal.n_nodes, cal.mission_s, cal.cpu_s, cal.pace,
-                                          round(HEADROOM * 100), cal.max_scale))
+        " %.2f s wall (%.2f s CPU) in-process (%.1fx real time), and a real-time run may ask %d %% of that: the"
+        " largest time scale that works here is %g"
+        % (sc.boards["time_scale_where"], sc.time_scale, cal.n_nodes, cal.mission_s, cal.wall_s, cal.cpu_s, cal.pace,
+           round(HEADROOM * 100), cal.max_scale))
 
 
 def _round_down(x):

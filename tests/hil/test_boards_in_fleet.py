@@ -1,8 +1,10 @@
 """Boards inside a simulated fleet (`boards: {cluster: N}`, ground/mixed.py):
 3 emulated Picos (the MicroPython unix port behind ptys, the real
 firmware/main.py) are one cluster of a 100-node fleet whose other 97 nodes
-run in-process, in real time at time_scale 3, one router and one trace.
-About 35 s of wall time (30 s of it the run: 90 mission s at 3x)."""
+run in-process, in real time at time_scale 2, one router and one trace.
+About 35 s of wall time (30 s of it the run: 60 mission s at 2x). Scale 2
+leaves the calibration's guard (ground/mixed.py: half the in-process pace,
+about 12x here unloaded) room for a host loaded several times over."""
 
 import json
 import os
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython u
 def test_three_emulated_boards_are_one_cluster_of_a_100_node_simulated_fleet(tmp_path, capsys):
     c = board_cluster(scenario.load_text(fleet_text(1), "fleet.yaml"), sizes=(3,))
     p = tmp_path / "fleet.yaml"
-    p.write_text(fleet_text(c, scale=3).replace("duration_s: 60", "duration_s: 90"))
+    p.write_text(fleet_text(c, scale=2))
     out = tmp_path / "run"
     code = cli.main(["run", str(p), "--emulated", "3", "--out", str(out), "--no-plot", "-q"])
     text = capsys.readouterr().out
@@ -50,13 +52,13 @@ def test_three_emulated_boards_are_one_cluster_of_a_100_node_simulated_fleet(tmp
 
     m = json.loads((out / "metrics.json").read_text())
     rt = m["realtime"]
-    assert rt["time_scale"] == 3 and rt["lateness"]["n"] > 1000
+    assert rt["time_scale"] == 2 and rt["lateness"]["n"] > 1000
     assert 0 <= rt["lateness"]["p50_ms"] <= rt["lateness"]["p99_ms"] <= rt["lateness"]["max_ms"]
-    assert "real time scale 3x: timers late p50" in (out / "metrics.txt").read_text()  # the terminal table
+    assert "real time scale 2x: timers late p50" in (out / "metrics.txt").read_text()  # the terminal table
     prom = (out / "metrics.prom").read_text()
     assert [x for x in prom.splitlines() if x.startswith("fleetloop_realtime_lateness_seconds{quantile=\"0.99\"")]
     cal = json.loads((out / "calibration.json").read_text())
-    assert cal["board_nodes"] == sorted(boards) and cal["max_time_scale"] >= 3
+    assert cal["board_nodes"] == sorted(boards) and cal["max_time_scale"] >= 2
 
 
 def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
@@ -66,7 +68,7 @@ def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
     sc = scenario.load_text(fleet_text(1), "fleet.yaml")
     c = board_cluster(sc, sizes=(3,))
     p = tmp_path / "fleet.yaml"
-    p.write_text(fleet_text(c, scale=3).replace("duration_s: 60", "duration_s: 36"))
+    p.write_text(fleet_text(c, scale=2).replace("duration_s: 60", "duration_s: 30"))
     rig = tmp_path / "rig.yaml"
     rig.write_text("rig: mixed\nboards:\n" + "".join(
         "  - {name: e%d, kind: emulated_pico, emulated: true, node_id: %d, cluster: %d}\n" % (n, n, c)
