@@ -76,6 +76,10 @@ def cmd_run(args):
     elif sc.boards is not None:
         _say(args, "ground run: note: %s: boards: only matters with --emulated or --rig; every node runs in-process"
              % sc.boards["where"])
+    elif args.emulated and args.emulated != len(sc.nodes):
+        raise InputError("%s: --emulated %d, but the scenario has %d nodes (one board per node); to put boards in"
+                         " as one cluster of a larger fleet, give the scenario boards: {cluster: N} (docs/FLEET.md)"
+                         % (sc.path, args.emulated, len(sc.nodes)))
     # Boards come from a registered back-end (ground/backends.py; hil/ provides them).
     boards = None
     try:

@@ -124,3 +124,10 @@ def test_lateness_percentiles_are_bucket_upper_edges_capped_at_the_maximum():
     assert 0.1 <= s["p50_ms"] <= 0.1 * 1.13  # 100 us, within its bucket's width
     assert 5.0 <= s["p99_ms"] <= 5.0 * 1.13
     assert late.percentile_ms(100) == 20.0
+
+
+def test_a_board_count_short_of_the_fleet_without_a_boards_key_names_the_key(tmp_path, capsys):
+    text = fleet_text(1).replace("boards: {cluster: 1}\n", "")
+    code = cli.main(["run", write(tmp_path, text), "--emulated", "3", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--emulated 3, but the scenario has 100 nodes" in err and "boards: {cluster: N}" in err
