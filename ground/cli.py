@@ -70,14 +70,24 @@ def cmd_run(args):
         return fleetcli.run(sc, out, args)
     if args.precise_time and args.emulated is None and not args.rig:
         _say(args, "ground run: note: --precise-time only matters in real time (--emulated, --rig); this is --sim")
+    board_sc = sc
+    if sc.boards is not None and (args.emulated is not None or args.rig):
+        board_sc = _boards_in_fleet(args, sc, out)
+    elif sc.boards is not None:
+        _say(args, "ground run: note: %s: boards: only matters with --emulated or --rig; every node runs in-process"
+             % sc.boards["where"])
+    elif args.emulated and args.emulated != len(sc.nodes):
+        raise InputError("%s: --emulated %d, but the scenario has %d nodes (one board per node); to put boards in"
+                         " as one cluster of a larger fleet, give the scenario boards: {cluster: N} (docs/FLEET.md)"
+                         % (sc.path, args.emulated, len(sc.nodes)))
     # Boards come from a registered back-end (ground/backends.py; hil/ provides them).
     boards = None
     try:
         if args.emulated is not None:
             name = "emulated-udp" if args.transport == "udp" else "emulated"
-            boards = backends.start(name, sc, os.path.join(out, "boards"), args.emulated)
+            boards = backends.start(name, board_sc, os.path.join(out, "boards"), args.emulated)
         elif args.rig:
-            boards = backends.start("rig", sc, os.path.join(out, "boards"), readable(args.rig))
+            boards = backends.start("rig", board_sc, os.path.join(out, "boards"), readable(args.rig))
     except RuntimeError as e:  # hil.emulated.BoardError: a board that would not start or boot, named
         if args.verbose:
             traceback.print_exc()
@@ -111,6 +121,36 @@ def cmd_run(args):
         return exitcodes.INTERRUPTED if result.status == "interrupted" else exitcodes.FAILED
     print("PASS: %s (trace %s)" % (sc.name, os.path.join(out, "trace.jsonl")))
     return exitcodes.OK
+
+
+def _boards_in_fleet(args, sc, out):
+    """`boards: {cluster: N}` with --emulated/--rig (ground/mixed.py): refuse an
+    elector cluster, a board count that is not the cluster's, a time scale
+    this host cannot keep (a calibration, written to calibration.json); the
+    scenario as the board layer sees it."""
+    import json
+
+    from ground import mixed
+
+    mixed.check(sc)
+    want = mixed.nodes(sc)
+    if args.emulated and args.emulated != len(want):
+        raise InputError("%s: --emulated %d, but boards.cluster %d has %d nodes (one board per node: %s)"
+                         % (sc.boards["where"], args.emulated, sc.boards["cluster"], len(want),
+                            ", ".join(map(str, want))))
+    _say(args, "ground run: calibrating: the fleet's %d nodes in-process for %g mission s..."
+         % (len(sc.nodes), min(mixed.CALIBRATE_S, sc.duration_s)))
+    cal = mixed.calibrate(sc, args.seed)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "calibration.json"), "w", encoding="utf-8") as f:
+        json.dump(dict(cal.as_dict(), time_scale=sc.time_scale, board_cluster=sc.boards["cluster"],
+                       board_nodes=want), f, indent=1)
+    mixed.refuse_scale(sc, cal)
+    _say(args, "ground run: boards are cluster %d (nodes %s), %d nodes in-process; this host keeps %.1fx real time"
+         " in-process now, time_scale %g (at most %g)" % (sc.boards["cluster"], ", ".join(map(str, want)),
+                                                      len(sc.nodes) - len(want), cal.pace, sc.time_scale,
+                                                      cal.max_scale))
+    return mixed.board_view(sc)
 
 
 def _lean(args, sc):

@@ -58,8 +58,11 @@ class RealClock:
     real = True
 
     def __init__(self, time_scale, scheduler):
+        from ground.lateness import Lateness
+
         self.time_scale = time_scale
         self.sched = scheduler
+        self.lateness = Lateness()  # how late each timer ran against its wall due time (ground/lateness.py)
         self._start_wall = time.monotonic_ns()
         self._start_epoch = time.time_ns()
         self.stopped = False
@@ -74,7 +77,18 @@ class RealClock:
         return self._start_wall + int(mission_ns / self.time_scale)
 
     def call_at(self, mission_ns, fn, *args):
-        self.sched.call_at(self._to_wall(mission_ns), fn, *args)
+        due = self._to_wall(mission_ns)
+        self.sched.call_at(due, self._timed, due, fn, args)
+
+    def _timed(self, due, fn, args):
+        # (the scheduler's clock is time.monotonic_ns: the same as due's)
+        self.lateness.add(self.sched.clock() - due)
+        fn(*args)
+
+    def realtime(self):
+        """What the run's report says of its real time: the time scale, and
+        how late its timers ran (wall ms; ground/lateness.py)."""
+        return {"time_scale": self.time_scale, "lateness": self.lateness.summary()}
 
     def add_reader(self, fd, fn):
         self.sched.add_reader(fd, fn)

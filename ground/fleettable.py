@@ -10,6 +10,9 @@ clusters (nearest rank) and the five worst clusters (largest values, ties by
 cluster id; only clusters where it is above zero). With regions (the trace
 header's `regions`), the same figures per region: one row per region up to
 AGGREGATE_ABOVE regions, else their percentiles and the five worst regions.
+Above AGGREGATE_ABOVE regions the market's per-region figures (metrics
+market.regions and market.auction) are aggregated the same way
+(market_lines).
 """
 
 AGGREGATE_ABOVE = 12  # clusters (or regions) above which rows become aggregates
@@ -111,4 +114,39 @@ def lines(metrics, regions, table):
                 rows.append([str(r.get("region")), str(len(r.get("clusters", ())))]
                             + [_fmt(f[label], spec) for label, _, spec, _ in FIGURES])
             out += table(rows)
+    return out
+
+
+# (label, value of one region's market figures {"alloc": market.regions[r], "auction": market.auction[r]}, format)
+MARKET_FIGURES = (
+    ("lost share", lambda g: g["alloc"].get("lost_share"), "%.3f"),
+    ("rounds void", lambda g: g["alloc"].get("rounds_void"), "%d"),
+    ("bids refused", lambda g: g["alloc"].get("refused"), "%d"),
+    ("bids lost", lambda g: g["auction"]["outcomes"].get("lost"), "%d"),
+    ("decision s p50", lambda g: g["auction"]["decision"].get("s_p50"), "%.2f"),
+    ("decision s p99", lambda g: g["auction"]["decision"].get("s_p99"), "%.2f"),
+)
+
+
+def market_lines(mk, table):
+    """The market per region, aggregated over many regions: each figure's
+    p50, p90, max and the five worst regions; and the fewest rounds completed."""
+    auction, alloc = mk.get("auction") or {}, mk.get("regions") or {}
+    per = {r: {"alloc": alloc.get(r, {}), "auction": a} for r, a in auction.items()}
+    rows = [["market figure", "p50", "p90", "max", "worst regions"]]
+    for label, get, spec in MARKET_FIGURES:
+        vals = {r: get(g) for r, g in per.items() if get(g) is not None}
+        if not vals:
+            rows.append([label, "-", "-", "-", "-"])
+            continue
+        xs = list(vals.values())
+        rows.append([label, _fmt(percentile(xs, 50), spec), _fmt(percentile(xs, 90), spec), _fmt(max(xs), spec),
+                     _worst(vals, spec, "r")])
+    out = ["%d regions' markets: aggregates over regions (every region is in metrics.json market.regions and"
+           " market.auction)" % len(per), ""]
+    out += table(rows)
+    done = {r: g.get("rounds_complete") for r, g in alloc.items() if g.get("rounds_complete") is not None}
+    if done:
+        fewest = sorted(done.items(), key=lambda kv: (kv[1], _key(kv[0])))[:WORST]
+        out.append("fewest rounds complete: %s" % ", ".join("r%s %d" % kv for kv in fewest))
     return out

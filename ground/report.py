@@ -322,7 +322,34 @@ def to_prometheus(metrics, labels=None):
         f = x.family("market_rounds_total", "counter", "Auction rounds the regional coordinator broadcast, by status")
         x.sample(f, mk["rounds_complete"], status="complete")
         x.sample(f, mk["rounds_void"], status="void")
+        regions = mk.get("regions") or {}
+        if regions:  # several regions: each one's own figures, labelled region=...
+            f = x.family("market_region_rounds_total", "counter", "Auction rounds a region's coordinator broadcast,"
+                         " by status")
+            for r in sorted(regions, key=_int_key):
+                x.sample(f, regions[r]["rounds_complete"], region=r, status="complete")
+                x.sample(f, regions[r]["rounds_void"], region=r, status="void")
+            for name, key, help_ in (
+                ("market_region_produced", "produced", "Units a region's nodes produced (latest MARKET_TEL each)"),
+                ("market_region_lost", "lost", "Units short of the uncoordinated ideal in a region"),
+                ("market_region_lost_ratio", "lost_share", "A region's units lost / (produced + lost)"),
+                ("market_region_leases", "leases", "Leases a region's nodes hold"),
+                ("market_region_refused", "refused", "Bids refused in a region"),
+            ):
+                f = x.family(name, "gauge", help_)
+                for r in sorted(regions, key=_int_key):
+                    x.sample(f, regions[r][key], region=r)
         _auction_prometheus(x, mk.get("auction") or {})
+    rt = metrics.get("realtime")
+    if rt:
+        f = x.family("realtime_lateness_seconds", "summary", "How late a real-time run's timers ran against their"
+                     " wall schedule, wall seconds")
+        la = rt["lateness"]
+        for q, key in (("0.5", "p50_ms"), ("0.99", "p99_ms")):
+            x.sample(f, None if la[key] is None else la[key] / 1000.0, quantile=q)
+        x.sample(f, la["n"], suffix="_count")
+        x.sample(x.family("realtime_time_scale", "gauge", "Mission seconds per wall second of a real-time run"),
+                 rt["time_scale"])
     rollout_metrics.prometheus(x, metrics)
     return x.text()
 
@@ -516,18 +543,35 @@ def format_table(metrics, regions=None):
             % (mk["rounds_complete"], mk["rounds_void"], mk["produced"], mk["lost"],
                _fmt(fl.get("market_lost_share"), "%.3f"), mk["leases"], mk["bids"], mk["refused"],
                _fmt(fl.get("market_conservative_share_max"), "%.3f")))
-        for region, a in sorted((mk.get("auction") or {}).items()):
-            d = a["decision"]
-            lines.append(
-                "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
-                % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
-                   ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
+        from ground import fleettable
+
+        auction = mk.get("auction") or {}
+        if len(auction) > fleettable.AGGREGATE_ABOVE:  # many regions: aggregates over them (ground/fleettable.py)
+            lines += [""] + fleettable.market_lines(mk, _table) + [""]
+        else:
+            for region, g in sorted((mk.get("regions") or {}).items(), key=lambda kv: _int_key(kv[0])):
+                lines.append("market    region %s: rounds %d complete, %d void  produced %d  lost %d (share %s)"
+                             "  leases %d  bids %d  refused %d  (%d nodes reporting)"
+                             % (region, g["rounds_complete"], g["rounds_void"], g["produced"], g["lost"],
+                                _fmt(g["lost_share"], "%.3f"), g["leases"], g["bids"], g["refused"], g["nodes"]))
+            for region, a in sorted(auction.items(), key=lambda kv: _int_key(kv[0])):
+                d = a["decision"]
+                lines.append(
+                    "auction   region %s: bid to award p50/p99/max %s s = %s rounds; bids %d: %s"
+                    % (region, _triple(d, "s"), _triple(d, "rounds"), a["bids"],
+                       ", ".join("%s %d" % (k.replace("_", " "), n) for k, n in a["outcomes"].items())))
     if metrics.get("airtime"):
         lines.append("airtime   busiest node %s s on air (%s of the run), busiest hour %s, coordination %s of"
                      " airtime, longest wait %s s, radio drops %d"
                      % (_fmt(fl.get("airtime_s_max"), "%.2f"), _pct3(fl.get("airtime_duty_max")),
                         _pct3(fl.get("airtime_hour_duty_max")), _pct(fl.get("airtime_coordination_share")),
                         _fmt(fl.get("airtime_wait_s_max"), "%.2f"), fl.get("radio_drops") or 0))
+    rt = metrics.get("realtime")
+    if rt:  # a real-time run: how late its timers ran against the wall schedule (ground/lateness.py)
+        la = rt["lateness"]
+        lines.append("real time scale %gx: timers late p50 %s ms, p99 %s ms, max %s ms (wall; %d timers)"
+                     % (rt["time_scale"], _fmt(la["p50_ms"], "%.3f"), _fmt(la["p99_ms"], "%.3f"),
+                        _fmt(la["max_ms"], "%.1f"), la["n"]))
     lines.append("anomalies %d" % metrics.get("anomalies", {}).get("count", 0))
     for ex in metrics.get("anomalies", {}).get("examples", [])[:5]:
         lines.append("          " + ex)

@@ -113,7 +113,7 @@ class Router:
         self.bad_frames = 0
         self.version_violation = None
         self.auth = wire.Auth(scenario.auth_key) if scenario.auth_key else None
-        self._rng = random.Random("router/%d" % seed)
+        self._flip_rngs = {}  # src -> its corruption bursts' draws (flip_rng)
 
     # ---- wiring --------------------------------------------------------
 
@@ -242,7 +242,10 @@ class Router:
             self._event("frame", fate="converted", id=fid, to=dst, from_version=frame.version, to_version=speaks)
             data = got[0]
         if corrupt is not None and now < corrupt[0] and data:
-            data, flipped = st.flip_bits(data, corrupt[1], self._rng)
+            rng = self._flip_rngs.get(src)
+            if rng is None:
+                rng = self._flip_rngs[src] = flip_rng(self.seed, src)
+            data, flipped = st.flip_bits(data, corrupt[1], rng)
             if flipped:
                 self._event("frame", fate="corrupted", id=fid, to=dst, how="bitflip")
         if pipe is None:
@@ -357,17 +360,7 @@ class Router:
                 self.region_coordinator[frame.dst & 0x1FF] = (src, fields.get("term", 0))
 
     def _rewrite(self, frame, fields, how):
-        """Byzantine fault: alter a node's outgoing frame, re-encoded so its
-        checks pass (the harness holds the fleet key, as an insider would)."""
-        if how != "stale_term" or "term" not in fields or fields["term"] == 0:
-            return None
-        if frame.type not in (msgs.HEARTBEAT, msgs.COORDINATOR, msgs.VOTE_REQUEST):
-            return None
-        values = list(msgs.unpack(frame.type, frame.payload, frame.version))
-        values[0] -= 1
-        payload = msgs.pack(frame.type, *values, version=frame.version)
-        line, new = downconvert.reencode(frame, payload, frame.version, self.auth)
-        return line, new, _decode_fields(new)
+        return rewrite(frame, fields, how, self.auth)
 
     # ---- the ground link ------------------------------------------------
     #
@@ -462,6 +455,28 @@ class Router:
         for s, d in sorted(self.cut):
             self._event("link", state="up", src=s, to=d, reason="heal")
         self.cut = set()
+
+
+def rewrite(frame, fields, how, auth):
+    """Byzantine fault: alter a node's outgoing frame, re-encoded so its
+    checks pass (the harness holds the fleet key, as an insider would):
+    (line, frame, fields), or None if this frame is left alone. The Router
+    and the lean path's shards (ground/shard_faults.py) alike."""
+    if how != "stale_term" or "term" not in fields or fields["term"] == 0:
+        return None
+    if frame.type not in (msgs.HEARTBEAT, msgs.COORDINATOR, msgs.VOTE_REQUEST):
+        return None
+    values = list(msgs.unpack(frame.type, frame.payload, frame.version))
+    values[0] -= 1
+    payload = msgs.pack(frame.type, *values, version=frame.version)
+    line, new = downconvert.reencode(frame, payload, frame.version, auth)
+    return line, new, _decode_fields(new)
+
+
+def flip_rng(seed, src):
+    """The draws of a corruption burst on src's frames: one stream per
+    source, so the lean path's shards draw as the Router does."""
+    return random.Random("router/%d/%d" % (seed, src))
 
 
 GROUND_EPOCH_S = 1_700_000_000  # 2023-11-14; GROUND_BLOCK counters a second from it fit a u32 until 2032

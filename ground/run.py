@@ -556,7 +556,8 @@ class Run:
             # run's metrics and `ground metrics trace.jsonl` then see the same
             # events and end at the same mission time (the clock's end, not the last frame).
             end = self._writer.close({"frames": r.frames if r else 0, "status": status, "reason": reason,
-                                      "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale)})
+                                      "mission_ns": self.clock.now_ns(), "wall_ns": self.clock.wall_ns(self.sc.time_scale),
+                                      **({"realtime": self.clock.realtime()} if self.clock.real else {})})
             self.events.append(end)
             self._metrics.feed(end)
             self._history.feed(end)

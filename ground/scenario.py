@@ -25,7 +25,7 @@ from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert", "regions", "trace", "rollout", "replication",
+    "downconvert", "regions", "trace", "rollout", "replication", "boards",
 }
 _REPLICATION = {"spares", "max_cluster", "min_cluster"}
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
@@ -105,6 +105,7 @@ class Scenario:
     trace: dict | None = None  # `trace: {clusters: [...]}`: the clusters a lean run traces (docs/FLEET_RUN.md)
     rollout: object = None  # ground.rollout.Plan (rollout:), or None
     replication: object = None  # ground.replication.Plan (scenario `replication:`), or None: nodes are never added
+    boards: dict | None = None  # `boards: {cluster: N}`: the boards of --emulated/--rig are cluster N (ground/mixed.py)
 
     def market_for(self, node_id):
         """The MarketConfig node `node_id` runs (its region's), or None."""
@@ -236,6 +237,10 @@ def parse(data, text, path):
     sc.positions = _parse_positions(links, clusters)
     if "trace" in data:
         sc.trace = _parse_trace(data, clusters)
+    if "boards" in data:  # boards inside a simulated fleet (ground/mixed.py)
+        from ground import mixed
+
+        sc.boards = mixed.parse(data, clusters)
     if "replication" in data:
         sc.replication = _parse_replication(data, sc)
     if "contact_plan" in data:

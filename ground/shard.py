@@ -24,8 +24,9 @@ them to the recipient's shard when the window ends (conservative
 synchronisation). Frames within a unit never leave the shard.
 
 Faults supported on the lean path: crash, restart, reset, power_cut,
-power_on, skew, partition, heal, blackout (ground/fleetrun.py refuses the
-others at load, naming the step).
+power_on, skew, byzantine, corruption_burst, partition, heal, blackout and
+intent steps (the frame faults and intent: ground/shard_faults.py;
+ground/fleetrun.py refuses the others at load, naming the step).
 """
 
 import heapq
@@ -38,6 +39,7 @@ from ground import firmware
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
+from ground import shard_faults
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
@@ -50,8 +52,8 @@ S = 1_000_000_000
 _ADDR_CLUSTER = wire.ADDR_CLUSTER
 _BROADCAST = wire.ADDR_BROADCAST
 _HDR = struct.Struct("<BBBHH")
-NODE_FAULTS = ("crash", "restart", "reset", "power_cut", "power_on", "skew")
-GLOBAL_FAULTS = ("partition", "heal", "blackout")
+NODE_FAULTS = ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst")
+GLOBAL_FAULTS = ("partition", "heal", "blackout", "intent")
 
 
 def frame_header(line):
@@ -128,12 +130,18 @@ class Shard:
         self._heap = []
         self._seq = 0
         self.traced = frozenset(traced)
+        self._traced_from = self.traced | {0} if self.traced else frozenset()  # senders traced: the ground too
         self.trace = TracePart(trace_path, sc.time_scale) if trace_path else None
         self.coordinator_watch = frozenset(coordinator_watch)
         self.coordinator = {}  # cluster -> (node, term), for the watched clusters
         self.outbox = []
         self.cut = set()
         self.blackout = set()
+        self.byzantine = {}  # node -> rewrite, corrupting: node -> (until_ns, p) (ground/shard_faults.py)
+        self.corrupting = {}
+        self.flip_rngs = {}
+        self.auth = wire.Auth(sc.auth_key) if sc.auth_key else None
+        self.ground = shard_faults.GroundSender(self)
         self._pipelines = {}
         self._rcpt = {}  # (src, dst address) -> [recipients]
         self._tier = {}  # (src, dst address) -> the tier its frames count under (fleetcount.TIERS)
@@ -207,7 +215,7 @@ class Shard:
             if fn == self._deliver:
                 dst, copy, data, typ, sent_ns, src, nseq = args
                 self.counters.drop(dst, typ, "run_end", self.now)
-                if src in self.traced and (dst in self.traced or dst == 0):
+                if src in self._traced_from and (dst in self.traced or dst == 0):
                     self.trace("frame", self.now, fate="dropped", id=self._fid(src, nseq), to=dst, copy=copy,
                                reason="run_end")
         self._heap = []
@@ -315,6 +323,9 @@ class Shard:
 
     def _send(self, src, line):
         now = self.now
+        orig = None
+        if self.byzantine and src in self.byzantine:
+            line, orig = shard_faults.rewritten(self, src, line)
         version, typ, seq, _, dst = frame_header(line)
         c = self.counters
         c.count(src, typ, SENT, now)
@@ -330,7 +341,7 @@ class Shard:
         fid = 0
         if tr is not None or (self.coordinator_watch and self.cluster_of[src] in self.coordinator_watch):
             fid = self._fid(src, nseq)
-            self._traced_sent(tr, src, fid, line, now)
+            self._traced_sent(tr, src, fid, line, now, orig)
         if dst == wire.ADDR_GROUND:
             self._to_ground(src, typ, fid, line, tr)
             return
@@ -341,7 +352,7 @@ class Shard:
                 tr("frame", now, fate="dropped", id=fid, to=None, reason="unknown_dst")
             return
         data = line
-        cut, blackout = self.cut, self.blackout
+        cut, blackout, corrupting = self.cut, self.blackout, self.corrupting
         heap, push, deliver = self._heap, heapq.heappush, self._deliver
         for d, pipe, local in targets:
             if cut and (src, d) in cut:
@@ -350,6 +361,8 @@ class Shard:
             if blackout and (0 in blackout or src in blackout or d in blackout):
                 self._drop(tr, fid, d, typ, "blackout")
                 continue
+            if corrupting and src in corrupting:
+                data = shard_faults.flipped(self, src, d, line, fid, tr)
             out = pipe.route(fid, data, now)
             if out.__class__ is int:
                 if local:  # self._call, inlined
@@ -402,11 +415,11 @@ class Shard:
             else:
                 self._call(when, self._deliver, 0, pkt.copy, pkt.data, typ, now, src, self._nseq[src])
 
-    def _traced_sent(self, tr, src, fid, data, now):
+    def _traced_sent(self, tr, src, fid, data, now, orig=None):
         try:
             frame = wire.decode(data, None)
         except wire.ProtocolError:
-            return  # a core's own frame always decodes; a lean run has no byzantine faults
+            return  # a core's own frame always decodes (a byzantine rewrite re-encodes it)
         fields = _decode_fields(frame)
         t = frame.type
         if (t == msgs.HEARTBEAT and fields.get("role") == msgs.ROLE_COORDINATOR) or t == msgs.COORDINATOR:
@@ -415,15 +428,16 @@ class Shard:
                 self.coordinator[c] = (src, fields.get("term", 0))
         if tr is None:
             return
+        extra = {} if orig is None else {"orig_hex": orig}
         tr("frame", now, fate="sent", id=fid, src=src, dst=frame.dst, type=msgs.name(t), seq=frame.seq,
-           len=len(data) + 1, hex=data.hex(), msg=fields)
+           len=len(data) + 1, hex=data.hex(), msg=fields, **extra)
         if t == msgs.HELLO and fields:
             tr("node", now, node=src, event="hello", detail=fields)
 
     def _deliver(self, dst, copy, data, typ, sent_ns, src, nseq):
         link = self.links.get(dst)
         now = self.now
-        tr = self.trace if (self.traced and src in self.traced and (dst in self.traced or dst == 0)) else None
+        tr = self.trace if (self.traced and src in self._traced_from and (dst in self.traced or dst == 0)) else None
         if dst == 0:  # the ground receives it
             self.counters.count(0, typ, DELIVERED, now)
             if tr is not None:
@@ -499,6 +513,8 @@ class Shard:
                 tr("fault", self.now, fault="blackout_start", nodes=nodes, detail=dict(detail, duration_s=f.duration_s))
             self.blackout.update(nodes)
             self._call(self.now + int(f.duration_s * S), self._blackout_end, nodes)
+        elif a == "intent":
+            self.ground.intent(f)
 
     def _link_events(self, state, reason):
         if self.trace is None:
@@ -525,6 +541,10 @@ class Shard:
             link.power_cut()
         elif a == "skew":
             link.skew = f.params["factor"]
+        elif a in shard_faults.FRAME_FAULTS:
+            shard_faults.start(self, a, nid, f)
+        if a in ("restart", "power_on", "reset"):
+            self.ground.booted(nid)
         if f.duration_s and a in ("crash", "power_cut"):
             self._call(self.now + int(f.duration_s * S), self._fault_back,
                        "restart" if a == "crash" else "power_on", nid, f)
@@ -534,5 +554,6 @@ class Shard:
         if self.trace is not None and nid in self.traced:
             self.trace("fault", self.now, fault=action, node=nid, detail={"after": f.action})
         link.restart()
+        self.ground.booted(nid)
         self.wake_at[nid] = None
         self._poll(nid)

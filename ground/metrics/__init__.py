@@ -78,6 +78,7 @@ class Metrics:
         if self.tl is not None:
             self.families.append(self.tl)
         self.end = None
+        self.realtime = None
 
     def feed(self, event):
         """One trace event (a dict as the trace holds it), in file order."""
@@ -91,6 +92,7 @@ class Metrics:
                         f.add_cluster(c)
             if v.kind == "end":
                 self.end = {"status": v.status, "reason": v.reason, "frames": v.frames}
+                self.realtime = event.get("realtime")  # a real-time run: its scale and timer lateness
             for f in self.families:
                 f.feed(v)
 
@@ -135,6 +137,7 @@ class Metrics:
             "clusters": clusters,
             "frames": frames,
             "end": self.end,
+            **({"realtime": self.realtime} if self.realtime else {}),
             "anomalies": {
                 "count": anomalies_n,
                 "by_reason": dict(sorted(fleet.anomalies.items())),

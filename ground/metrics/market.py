@@ -55,10 +55,11 @@ class MarketTally:
     def __init__(self, start_ns=0):
         self.start_ns = start_ns
         self.nodes = {}  # node id -> {"last": {field: value}, "mode": int, "since": ns, "mode_ns": {mode: ns}}
-        self.rounds = {}  # (term, round) -> status
+        self.rounds = {}  # (region, term, round) -> status
         self.malformed = 0
 
-    def sent(self, src, type_, msg, dst, t):
+    def sent(self, src, type_, msg, dst, t, region=None):
+        """region: the sender's region, with several (each region's rounds are its own)."""
         if type_ == "market_tel":
             self._tel(src, msg, t)
         elif type_ == "prices" and dst == BROADCAST:
@@ -66,7 +67,7 @@ class MarketTally:
             if None in (term, rnd, status):
                 self.malformed += 1
             elif status in (COMPLETE, VOID):
-                self.rounds.setdefault((term, rnd), status)
+                self.rounds.setdefault((region, term, rnd), status)
 
     def _tel(self, src, msg, t):
         mode = _int(msg, "mode")
@@ -255,7 +256,7 @@ class MarketMetrics:
 
     def __init__(self, fleet):
         self.fleet = fleet
-        self.tally = MarketTally(fleet.start_ns)
+        self.tally = MarketTally(fleet.start_ns)  # the fleet's (every region's rounds apart)
         header = fleet.header
         market = header.get("market") if isinstance(header.get("market"), dict) else {}
         self.region = "unknown" if fleet.region is None else str(fleet.region)
@@ -265,6 +266,8 @@ class MarketMetrics:
         self.region_of_cluster = {str(c): str(r["region"]) for r in rows for c in (r.get("clusters") or ())}
         if not self.auctions:
             self.auctions = {self.region: AuctionTally(market.get("slot_ms"))}
+        # several regions: each its own allocation figures too (the fleet's tally holds them all)
+        self.tallies = {r: MarketTally(fleet.start_ns) for r in self.auctions} if len(self.auctions) > 1 else {}
         self.owner = {}  # frame id -> the AuctionTally waiting for its fate
 
     def _auction(self, v):
@@ -277,7 +280,10 @@ class MarketMetrics:
             if v.msg is None or v.type not in ("market_tel", "prices", "bid", "award"):
                 return
             if v.type in ("market_tel", "prices"):
-                self.tally.sent(v.nid, v.type, v.msg, v.dst, v.t)
+                region = self.region_of_cluster.get(v.cluster) if self.tallies else None
+                self.tally.sent(v.nid, v.type, v.msg, v.dst, v.t, region)
+                if region is not None:
+                    self.tallies[region].sent(v.nid, v.type, v.msg, v.dst, v.t)
             a = self._auction(v)
             if a is not None:
                 a.sent(v.nid, v.type, v.msg, v.dst, v.t, v.fid)
@@ -305,4 +311,17 @@ class MarketMetrics:
                                                                   "rounds_p99", "rounds_max")})
             flat["market_bids_not_awarded"] = sum(a["outcomes"]["not_awarded"] for a in per.values())
             flat["market_bids_lost"] = sum(a["outcomes"]["lost"] for a in per.values())
+            if self.tallies:
+                section["regions"] = {r: self._region(r, span) for r in sorted(self.tallies, key=int)}
         return {"market": section, "flat": flat}
+
+    def _region(self, r, span):
+        """One region's allocation figures (its nodes' MARKET_TEL, its coordinator's rounds)."""
+        part, fl = self.tallies[r].result(span.end_ns)
+        if part is None:
+            part = dict(dict.fromkeys(TOTALS, 0), rounds_complete=0, rounds_void=0, malformed=0, nodes={})
+        row = {k: part[k] for k in TOTALS + ("rounds_complete", "rounds_void")}
+        row["nodes"] = len(part["nodes"])
+        row["lost_share"] = fl["market_lost_share"]
+        row["conservative_share_max"] = fl["market_conservative_share_max"]
+        return row

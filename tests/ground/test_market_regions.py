@@ -1,0 +1,115 @@
+"""The market family per region (ground/metrics/market.py): with two
+regions, each its own market, every region's rounds, production and bids are
+its own (metrics.json market.regions, the terminal table, Prometheus
+region=...), and the fleet's figures are their sums: two regions' rounds of
+the same term and number are two rounds, not one."""
+
+import collections
+import json
+
+import pytest
+
+from ground import report, run, scenario, trace
+
+TWO = """\
+name: two-regions
+seed: 4
+duration_s: 80
+election_timeout_ms: 2000
+fleet:
+  nodes: 60
+  cluster_sizes: {min: 5, max: 5}
+  allow_region_sizes: true
+  regions: {count: 2, electors: 3}
+  lineages: 3
+  market: {units: [2, 2, 2, 2, 1, 1, 1, 1], slot_ms: 12000, region_timeout_ms: 3000}
+  links:
+    intra_cluster: {delay_ms: 20}
+    intra_region: {delay_ms: 10}
+    inter_region: {delay_ms: 10}
+"""
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    d = tmp_path_factory.mktemp("two")
+    p = d / "two.yaml"
+    p.write_text(TWO)
+    sc = scenario.load(str(p))
+    assert len(sc.regions) == 2
+    res = run.run(sc, str(d / "run"), plot=False)
+    assert res.status == "ok", res.failures
+    return sc, res, d / "run"
+
+
+def test_each_regions_rounds_are_its_own_and_the_fleets_are_their_sum(ran):
+    sc, res, out = ran
+    mk = res.metrics["market"]
+    assert sorted(mk["regions"]) == ["1", "2"]
+    region_of = {c: r.region for r in sc.regions for c in r.clusters}
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    rounds = collections.defaultdict(dict)  # region -> {(term, round): status}, from the PRICES broadcasts
+    for e in events:
+        if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "prices" and e["dst"] == 0xFFFF:
+            m = e["msg"]
+            if m["status"] in (1, 2):  # complete, void (ground/protocol.py ROUND_STATUS_NAMES)
+                rounds[region_of[sc.nodes[e["src"]].cluster]].setdefault((m["term"], m["round"]), m["status"])
+    for r in ("1", "2"):
+        g = mk["regions"][r]
+        want = rounds[int(r)]
+        assert g["rounds_complete"] + g["rounds_void"] == len(want) > 2
+        assert g["nodes"] == sum(1 for n in sc.nodes if sc.nodes[n].cluster in sc.regions[int(r) - 1].clusters)
+    # the two regions' rounds overlap in (term, round): the fleet counts them apart
+    assert set(rounds[1]) & set(rounds[2])
+    assert mk["rounds_complete"] == sum(g["rounds_complete"] for g in mk["regions"].values())
+    assert mk["rounds_void"] == sum(g["rounds_void"] for g in mk["regions"].values())
+    for k in ("produced", "lost", "leases", "bids", "refused"):
+        assert mk[k] == sum(g[k] for g in mk["regions"].values())
+    assert mk["regions"]["1"]["produced"] > 0 and mk["regions"]["2"]["produced"] > 0
+    # the auctions were per region already: each region's bids are its nodes'
+    assert all(mk["auction"][r]["bids"] > 0 for r in ("1", "2"))
+
+
+def test_regions_in_the_terminal_and_prometheus(ran):
+    sc, res, out = ran
+    text = (out / "metrics.txt").read_text()
+    g = res.metrics["market"]["regions"]
+    for r in ("1", "2"):
+        assert "market    region %s: rounds %d complete" % (r, g[r]["rounds_complete"]) in text
+        assert "auction   region %s:" % r in text
+    prom = (out / "metrics.prom").read_text()
+    lines = [x for x in prom.splitlines() if x.startswith("fleetloop_market_region_rounds_total{")]
+    assert any('region="1"' in x and 'status="complete"' in x for x in lines)
+    assert any('region="2"' in x and 'status="complete"' in x for x in lines)
+    assert json.loads((out / "metrics.json").read_text())["market"]["regions"] == g
+    assert report.to_prometheus(res.metrics).count("fleetloop_market_region_produced{") == 2
+
+
+def test_one_region_has_no_per_region_section(tmp_path):
+    text = TWO.replace("regions: {count: 2, electors: 3}", "regions: {count: 1, electors: 3}")
+    sc = scenario.load_text(text.replace("duration_s: 80", "duration_s: 30"), "one.yaml")
+    res = run.run(sc, str(tmp_path / "run"), plot=False)
+    assert res.metrics["market"]["rounds_complete"] > 0 and "regions" not in res.metrics["market"]
+
+
+def test_many_regions_markets_are_aggregated_in_the_terminal():
+    from ground import fleettable
+
+    def auction(lost, p99):
+        return {"bids": 10, "outcomes": {"awarded": 5, "not_awarded": 5 - lost, "lost": lost},
+                "decision": {"s_p50": p99 / 2, "s_p99": p99, "s_max": p99}}
+
+    n = fleettable.AGGREGATE_ABOVE + 2
+    mk = {"auction": {str(r): auction(r % 4, float(r)) for r in range(1, n + 1)},
+          "regions": {str(r): {"lost_share": r / 100.0, "rounds_void": 0, "refused": 1, "rounds_complete": 10 + r % 5}
+                      for r in range(1, n + 1)}}
+    out = fleettable.market_lines(mk, report._table)
+    assert out[0].startswith("%d regions' markets: aggregates over regions" % n)
+    p99 = next(x for x in out if x.startswith("decision s p99"))
+    assert p99.split()[3:6] == ["7.00", "13.00", "14.00"] and p99.endswith("r14 14.00, r13 13.00, r12 12.00, r11 11.00,"
+                                                                              " r10 10.00")
+    lost = next(x for x in out if x.startswith("bids lost"))
+    assert lost.endswith("r3 3, r7 3, r11 3, r2 2, r6 2")
+    assert out[-1] == "fewest rounds complete: r5 10, r10 10, r1 11, r6 11, r11 11"
+    void = next(x for x in out if x.startswith("rounds void"))
+    assert void.split()[-1] == "-"  # none above zero
