@@ -43,6 +43,7 @@ class _Checker(ElectionRules, LeaseRules):
         self.replica_flag = getattr(msgs, "AWARD_REPLICA", 0)
         self.complete = getattr(msgs, "ROUND_COMPLETE", ROUND_COMPLETE)
         self.own_pending = {}  # (coordinator, term, round) -> [_Lease]: its own awards, until COMPLETE
+        self.releases_seen = {}  # (holder, release fields) -> True: the last releases judged (history_leases.py)
         self.nodes = {}  # node id -> cluster
         self.members = {}  # cluster -> set of node ids
         market = header.get("market") if isinstance(header.get("market"), dict) else {}
