@@ -58,7 +58,9 @@ AWARD_SYNC, AWARD_CLAIM), else from its addresses:
     after a takeover), an act on a lease; where the firmware has no claim
     flag, every award sent by its holder is read as a claim, and one without
     it is the coordinator writing down its own lease;
-  - a release by its holder is an act on a lease: it must have been awarded;
+  - a release by its holder is an act on a lease: it must have been awarded
+    (copies of one release, which a coordinator that holds the lease sends
+    on to every other elector, are one act, judged once);
   - a release cuts the holder's leases on that resource from `from_slot`.
 With no award type in msgs nor in the trace, both lease invariants are
 skipped with a note.

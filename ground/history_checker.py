@@ -5,6 +5,7 @@ clusters, regions, electors), keeps every sent frame until its fates are in
 node sent to the election rules (history_election.py), the lease rules
 (history_leases.py) and the containment rules (history_containment.py)."""
 
+from ground import claims
 from ground.history_containment import INVARIANTS as containment_invariants
 from ground.history_containment import ContainmentChecker
 from ground.history_replication import INVARIANTS as replication_invariants
@@ -42,6 +43,7 @@ class _Checker(ElectionRules, LeaseRules):
         self.replica_flag = getattr(msgs, "AWARD_REPLICA", 0)
         self.complete = getattr(msgs, "ROUND_COMPLETE", ROUND_COMPLETE)
         self.own_pending = {}  # (coordinator, term, round) -> [_Lease]: its own awards, until COMPLETE
+        self.releases_seen = {}  # (holder, release fields) -> True: the last releases judged (history_leases.py)
         self.nodes = {}  # node id -> cluster
         self.members = {}  # cluster -> set of node ids
         market = header.get("market") if isinstance(header.get("market"), dict) else {}
@@ -138,14 +140,12 @@ class _Checker(ElectionRules, LeaseRules):
             return
         if "bad" in e or not isinstance(src, int) or src not in self.nodes:
             return  # the ground's own frames, undecodable ones: no node said anything
-        if "orig_hex" in e:
+        if not claims.said_by_sender(e):  # rewritten in flight: the fault's words, not the node's
             self.rewritten += 1
             return
         msg = e.get("msg") if isinstance(e.get("msg"), dict) else {}
-        own = dst == GROUND or dst == CLUSTER_BASE | self.nodes[src]
-        if type_ in ("coordinator", "heartbeat", "telemetry") and own:
-            # (A regional seat's claims travel on the region's address:
-            # they are not claims on the node's cluster, docs/MARKET.md.)
+        # What a claim is, shared with the split_brain metric (ground/claims.py).
+        if type_ in claims.CLAIM_TYPES and isinstance(dst, int) and claims.on_own_cluster(dst, CLUSTER_BASE | self.nodes[src]):
             self._claim(src, type_, msg, fid, line)
         elif type_ == "hello":
             self._hello(src, msg, fid, line)

@@ -4,6 +4,7 @@ rules): ElectionRules, the part of the checker (ground/history_checker.py)
 that collects coordinator claims per (cluster, term) and each node's
 firmware major from its HELLO."""
 
+from ground import claims
 from ground.history_verdict import Violation
 
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
@@ -15,10 +16,8 @@ class ElectionRules:
     running, majors)."""
 
     def _claim(self, src, type_, msg, fid, line):
-        term = msg.get("term")
-        if not isinstance(term, int):
-            return
-        if type_ != "coordinator" and msg.get("role") != self.role_coordinator:
+        term = claims.claimed_term(type_, msg, self.role_coordinator)  # the shared definition (ground/claims.py)
+        if term is None:
             return
         key = (self.nodes[src], term)
         who = self.claims.setdefault(key, {})

@@ -6,6 +6,7 @@ every award, use, claim and release against them."""
 
 _MAX_OCCURRENCES = 4096  # a lease expanded into more occurrences is taken as one span
 _MAX_PENDING = 64  # rounds of a coordinator's own replicated awards kept until their COMPLETE
+_RELEASES_KEPT = 256  # holders' releases remembered, so a copy of one is not judged again
 
 AWARD_WORDS = ("award", "lease", "grant")
 USE_WORDS = ("use", "draw", "consume", "exercise")
@@ -140,7 +141,8 @@ class _Lease:
 
 class LeaseRules:
     """The checker's lease rules (a mixin of history_checker._Checker, whose
-    state they read and write: leases, own_pending, kinds, counters)."""
+    state they read and write: leases, own_pending, releases_seen, kinds,
+    counters)."""
 
     def _lease(self, kind, src, dst, type_, msg, fid, line):
         res = _field(msg, "resource")
@@ -158,7 +160,7 @@ class LeaseRules:
                                           % (fid, type_, line, "/".join(FIELDS["holder"])))
             return
         if kind == "release":
-            if src == holder:
+            if src == holder and self._first_release(src, msg):
                 self._acts(src, res, lease_intervals(msg), "releases", type_, fid, line)
             start = _field(msg, "from")
             if start is None:
@@ -197,6 +199,22 @@ class LeaseRules:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
         self._award(res, holder, lease_intervals(msg), fid, line)
+
+    def _first_release(self, src, msg):
+        """False for a copy of a release this holder already sent: one act,
+        judged once. A regional coordinator that holds a lease itself
+        releases it locally and sends the release on to every other elector
+        (market.py on_release): the first copy cuts the lease, and judging
+        the next against the cut lease would call it a release of nothing.
+        The last _RELEASES_KEPT releases are remembered."""
+        key = (src, tuple(sorted((k, v) for k, v in msg.items() if isinstance(v, (int, str)))))
+        seen = self.releases_seen
+        if key in seen:
+            return False
+        if len(seen) >= _RELEASES_KEPT:
+            del seen[next(iter(seen))]
+        seen[key] = True
+        return True
 
     def _award(self, res, holder, intervals, fid, line):
         """A lease to `holder`: exclusive against every other holder's."""

@@ -151,7 +151,7 @@ def has_pending(tr, g, cover):
 
 
 def send_bid(tr, now_ms, g, cover, rnd, first, span, period, count, price, flags, hint):
-    seq = tr._next_seq()
+    seq = tr._next_seq(now_ms)
     mask = mask_of(tr, g)
     tr.send(tr.coord, msgs.BID, msgs.pack(msgs.BID, rnd, seq, first, hint, price, mask, span, period, count, flags))
     tr.bids += 1

@@ -29,7 +29,7 @@ def start(tr, now_ms):
         if lease[L_COVER] or not unneeded(tr, lease, now_ms):
             keep.append(lease)
             continue
-        seq = tr._next_seq()
+        seq = tr._next_seq(now_ms)
         tr.send(tr.coord, msgs.RELEASE, msgs.pack(msgs.RELEASE, seq, lease[L_FIRST], on_sale, lease[L_RES], tr.id,
                                                   lease[L_SPAN], lease[L_PERIOD], lease[L_COUNT]))
         tr.released += lease[L_COUNT]
@@ -49,7 +49,7 @@ def unneeded(tr, lease, now_ms):
 def report(tr, now_ms):
     t0, produced0, lost0, paused0, used0, unused0, deferred0 = tr._snap
     p = tr.prod
-    tr._rec_seq = tr._next_seq()
+    tr._rec_seq = tr._next_seq(now_ms)
     # Clamped at 0: a node's clock can step back (a clock-skew fault changes
     # its rate), and a report field is unsigned.
     tr.send(tr.coord, msgs.RECONCILE, msgs.pack(

@@ -49,7 +49,12 @@ class Trader:
         self._logistics = False  # a logistics lease covers the current slot
         self._logistics_used = False
         self._check = True  # re-project needs at the next poll
-        self._seq = (now_ms // 1000) * 16  # above any seq of an earlier boot (< 16 per s)
+        # Market sequence numbers start above any of an earlier boot: at the
+        # clock's second x 16 (< 16 market frames a second) when the first
+        # one is drawn. Node builds its Region before it has read a clock
+        # (now_ms 0 here), so _next_seq takes the floor from its caller.
+        self._seq = (now_ms // 1000) * 16
+        self._seq_floored = now_ms > 0
         self._rec_seq = 0
         self._rec_retry_ms = 0
         self._snap = (now_ms, 0, 0, 0, 0, 0, 0)  # counters at the last contact: an outage is reported against them
@@ -75,7 +80,12 @@ class Trader:
 
     # ---- helpers ---------------------------------------------------------
 
-    def _next_seq(self):
+    def _next_seq(self, now_ms):
+        if not self._seq_floored:  # the first of this boot: above every number an earlier boot sent
+            self._seq_floored = True
+            floor = (now_ms // 1000) * 16
+            if floor > self._seq:
+                self._seq = floor
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         return self._seq
 

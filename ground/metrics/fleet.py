@@ -26,10 +26,11 @@ frames sent (`known_ids`, to flag a fate for a frame never sent): that set is
 the one per-frame memory here.
 """
 
+from ground import claims
 from ground.metrics.common import get_int, is_number
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")  # msgs.ROLE_NAMES
-ROLE_COORDINATOR = 2
+ROLE_COORDINATOR = claims.ROLE_COORDINATOR
 DOWN_FAULTS = ("crash", "power_cut", "reset")  # the node stops until it speaks again
 
 CLUSTER_BASE = 0xF000
@@ -341,17 +342,20 @@ class Fleet:
             self.anomaly("missing_field", "sent frame %r without msg" % (fid,))
             msg = {}
         v.msg = msg
-        if dst >= CLUSTER_BASE and dst != BROADCAST and self.cluster_of_addr.get(dst) != n.cluster:
+        if not claims.on_own_cluster(dst, cluster_addr(int(n.cluster))):
             # Not the node's own cluster: a regional seat's election traffic
             # (docs/MARKET.md). Its claims are not claims on the cluster.
             return v
         v.own = True
         ended = []
+        # A claim is what ground/claims.py says (the history checker's
+        # one_coordinator reads the same): never a frame the router rewrote.
+        said = claims.said_by_sender(e)
         if type_ == "coordinator":
             term = get_int(msg, "term")
             if term is None:
                 self.anomaly("missing_field", "coordinator frame %r without term" % (fid,))
-            else:
+            elif said:
                 self._claim(src, n, term, t, fid, ended)
                 v.claim_term = term
         elif type_ == "heartbeat":
@@ -359,10 +363,10 @@ class Fleet:
             if role is None or term is None or coord is None:
                 self.anomaly("missing_field", "heartbeat %r without role/term/coordinator" % (fid,))
             else:
-                if role == ROLE_COORDINATOR:
+                if said and role == ROLE_COORDINATOR:
                     self._claim(src, n, term, t, fid, ended)
                     v.claim_term = term
-                elif n.claim is not None:
+                elif said and n.claim is not None:
                     ended.append(self._end_claim(src, n))
                 v.hb = (role, term, coord)
         elif type_ == "telemetry":
@@ -370,7 +374,11 @@ class Fleet:
             if role is None or alive is None or suspect is None:
                 self.anomaly("missing_field", "telemetry %r without role/alive/suspect" % (fid,))
             else:
-                if role != ROLE_COORDINATOR and n.claim is not None:
+                term = claims.claimed_term(type_, msg) if said else None
+                if term is not None:
+                    self._claim(src, n, term, t, fid, ended)
+                    v.claim_term = term
+                elif said and role != ROLE_COORDINATOR and n.claim is not None:
                     ended.append(self._end_claim(src, n))
                 v.tel = (role, alive, suspect)
         v.ended = ended
