@@ -54,6 +54,8 @@ _EMUBOOT = BOARD_LIB / "_emuboot.py"
 _MODE_FRIENDLY = 0  # _emuboot's modes; also exit code - _EXIT_SOFT
 _EXIT_SOFT = 64
 
+ROM_IMAGE = "rom/romfs.img"  # in the board's folder; _emuboot mounts it at /rom
+
 _IN_QUEUE_MAX = 64 * 1024  # host bytes held while the board's stdin pipe is full
 _COMMAND_TIMEOUT_S = 10.0
 
@@ -72,6 +74,31 @@ _SIGKILL = int(signal.SIGKILL)
 def _die_with_parent() -> None:
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
+
+
+def parse_heap(heap: str | int) -> int:
+    """Bytes of a heap size as `micropython -X heapsize` takes it: 196608,
+    "192K", "1M"; ValueError naming the value otherwise."""
+    if isinstance(heap, int):
+        return heap
+    text = str(heap).strip()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit():
+        raise ValueError(f"heap size {heap!r}: want bytes, or a number with K or M (192K)")
+    return int(digits) * scale
+
+
+def heap_bytes_for(heap: str | int, rom_bytes: int) -> int:
+    """The heapsize to start the interpreter with so that, once it holds a
+    ROM image of rom_bytes in one block, `heap` is left for Python objects:
+    the image plus the GC's tables for it (4 bits per 32-byte block on the
+    64-bit port: 1/64), rounded up to 1K. A Pico's ROM is flash, not heap."""
+    base = parse_heap(heap)
+    if rom_bytes <= 0:
+        return base
+    extra = rom_bytes + rom_bytes // 64 + 64
+    return base + (extra + 1023) // 1024 * 1024
 
 
 _LIVE: "weakref.WeakSet[EmulatedBoard]" = weakref.WeakSet()
@@ -412,9 +439,24 @@ class EmulatedBoard(BoardIO):
                 self._spawn(self._reset_cause if cause is None else cause)
         self._state = next_state
 
+    @property
+    def rom_image(self) -> Path:
+        """The board's ROM partition (a ROMFS image, hil/image.py), if it
+        has one: code run in place, outside its flash stand-in."""
+        return self.folder / ROM_IMAGE
+
+    def heap_bytes_for_boot(self) -> int:
+        """The interpreter's heap: the board's heap plus its ROM image, which
+        _emuboot reads into the heap's first block (see heap_bytes_for)."""
+        try:
+            rom_bytes = self.rom_image.stat().st_size
+        except OSError:
+            rom_bytes = 0
+        return heap_bytes_for(self.heap, rom_bytes)
+
     def _spawn(self, cause: int) -> None:
         argv = [
-            self.micropython, "-X", f"heapsize={self.heap}", str(_EMUBOOT),
+            self.micropython, "-X", f"heapsize={self.heap_bytes_for_boot()}", str(_EMUBOOT),
             str(self.folder), str(self._mode), str(self._ctl_w), self.unique_id.hex(), str(cause),
             ",".join(f"{gpio}={level}" for gpio, level in sorted(self._pins.items())),
         ]  # fmt: skip

@@ -67,8 +67,9 @@ from hil.flash_worker import (  # noqa: F401
     splitter_tail, wait_hello_frame,
 )
 from hil.image import (  # noqa: F401
-    CONFIG_FILES, ENTRY_POINTS, FIRMWARE, ROOT, FlashError, ImageFile, board_json, build, extra_file, image_files,
-    managed_dirs, mpy_cross_command, version_json, write_image,
+    CODE_LAYOUTS, CONFIG_FILES, EMU_ROM_IMAGE, ENTRY_POINTS, FIRMWARE, ROOT, FlashError, ImageFile, board_json, build,
+    extra_file, image_files, in_rom, managed_dirs, mpy_cross_command, romfs_for, romfs_image, version_json,
+    write_image,
 )
 
 

@@ -27,7 +27,30 @@
 # h11-style machine fed bytes, because exec() blocks the only thread: pyexec is
 # written the same way for the same reason. Reads are one byte at a time so
 # that bytes meant for the user's program are never swallowed by the REPL.
-import builtins, sys, os, io, gc, vfs, micropython
+import sys, vfs
+
+# A Pico built with ROMFS (MICROPY_VFS_ROM) maps its ROM partition into the
+# address space: the .mpy modules there run in place, their bytecode and
+# constant strings never copied to the heap. Here the partition is the file
+# FOLDER/rom/romfs.img (hil/image.py writes it; outside what the board sees
+# as its flash, as the ROM partition is outside littlefs). Its bytes are the
+# interpreter's first allocation, so they lie in one block at the bottom of
+# the heap, and the supervisor started this interpreter with a heap of the
+# board's 192K plus the image (EmulatedBoard.heap_bytes_for): gc.mem_free()
+# then counts what Python objects get, as on a Pico, where the ROM is flash.
+_rom = None
+try:
+    _f = open(sys.argv[1] + "/rom/romfs.img", "rb")
+except OSError:  # no ROM image: the board's code is files (the "files" layout)
+    pass
+else:
+    _rom = bytearray(_f.seek(0, 2))
+    _f.seek(0)
+    _f.readinto(_rom)
+    _f.close()
+    del _f
+
+import builtins, os, io, gc, micropython
 from micropython import const
 
 _MODE_FRIENDLY = const(0)
@@ -112,6 +135,8 @@ class _BoardFS(vfs.VfsPosix):
     def _sized(self, prefix, entries):
         # 4-tuples with the file size, as littlefs gives (VfsPosix gives 3).
         for entry in entries:
+            if prefix == "/" and entry[0] == "rom":
+                continue  # the ROM partition's file, not littlefs: /rom is the VfsRom mount
             size = self.stat(prefix + entry[0])[6] if entry[1] == _S_IFREG else 0
             yield (entry[0], entry[1], entry[2], size)
 
@@ -140,6 +165,8 @@ class _BoardFS(vfs.VfsPosix):
     def _blocks(self, path):
         n = 0
         for entry in super().ilistdir(path):
+            if path == "/" and entry[0] == "rom":
+                continue  # the ROM partition, not littlefs
             child = (path if path == "/" else path + "/") + entry[0]
             if entry[1] == _S_IFDIR:
                 n += 2 + self._blocks(child)
@@ -459,6 +486,9 @@ def _mount(folder):
     os.chdir("/")
     sys.path.clear()
     sys.path.extend(("", ".frozen", "/lib"))  # the rp2 port's sys.path
+    if _rom is not None:  # rp2 with ROMFS: /rom mounted, and first on sys.path
+        vfs.mount(vfs.VfsRom(_rom), "/rom")
+        sys.path[0:0] = ["/rom", "/rom/lib"]
 
 
 def _boot(mode):

@@ -18,12 +18,6 @@ import time
 
 import pytest
 
-# An elector's market tier does not fit an emulated Pico (measured, docs/HEAP.md): through the emulator it holds
-# 192 KB live once built (30-node region, five electors; 512K heap), all of the 192K, of which ~24 KB is the
-# emulation's own (_emuboot, machine) and the rest 64-bit objects in 32-byte GC blocks. A trader fits.
-ELECTOR_HEAP = ("an elector with the market tier does not boot on an emulated Pico: built, it holds ~192 KB live"
-                " on the 64-bit unix port (issue #14 item 5, docs/HEAP.md)")
-
 from ground import firmware
 from hil import emulated_run
 from hil import flash as flash_mod
@@ -332,7 +326,7 @@ def _region_cfg(n, node_id):
 # free at its lowest. bench/mpy/heap_seat_run.py measures the largest region
 # one board coordinates (without the REPL stand-in); docs/HEAP.md states it.
 REGIONS = [pytest.param("trader", 1000, 6, id="trader"),
-           pytest.param("elector", 30, 1, id="elector", marks=pytest.mark.xfail(reason=ELECTOR_HEAP, strict=False))]
+           pytest.param("elector", 30, 1, id="elector")]
 # The goal (issue #14) is a low-water mark above 25 % of a Pico's 192K. The
 # 64-bit emulation spends about twice a Pico's heap on the same objects, so
 # here the bound is 16 KB kept free through it all (measured: docs/HEAP.md).
