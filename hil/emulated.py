@@ -55,6 +55,9 @@ _MODE_FRIENDLY = 0  # _emuboot's modes; also exit code - _EXIT_SOFT
 _EXIT_SOFT = 64
 
 ROM_IMAGE = "rom/romfs.img"  # in the board's folder; _emuboot mounts it at /rom
+# A Pico build with ROMFS (MICROPY_HW_ROMFS_BYTES): 256K of its 2 MB flash,
+# taken from littlefs. The firmware's ROM image is ~110 KB.
+ROM_PARTITION_BYTES = 256 * 1024
 
 _IN_QUEUE_MAX = 64 * 1024  # host bytes held while the board's stdin pipe is full
 _COMMAND_TIMEOUT_S = 10.0
@@ -115,7 +118,12 @@ class EmulatedBoard(BoardIO):
     pty that stock mpremote and pyserial open.
 
     ``folder`` is the board's flash: the board sees it as "/" and nothing
-    outside it by path. ``device`` is the /dev/pts/N path (set by start());
+    outside it by path. ``romfs`` (default): the board's MicroPython is
+    built with ROMFS, a 256K ROM partition whose contents are
+    ``<folder>/rom/romfs.img`` (rom_image; hidden from the board's "/"),
+    mounted at /rom and first on sys.path when it holds a ROMFS image, and
+    written by ``vfs.rom_ioctl`` (``mpremote romfs deploy``); without it,
+    the board has no ROMFS and its code must be files. ``device`` is the /dev/pts/N path (set by start());
     ``link`` a stable symlink to it, ``<folder>.tty`` unless given. Use as a
     context manager, or start() ... stop().
 
@@ -152,8 +160,13 @@ class EmulatedBoard(BoardIO):
         a file's old contents until it was closed), and symlinks inside the
         folder are followed;
       - the REPL has no history, cursor keys, tab completion or auto-indent;
-      - the 192K heap also holds _emuboot and the machine stand-in: about
-        171 KB are free at boot, about 22 KB less than the heap size;
+      - the 192K heap also holds _emuboot and the machine stand-in (C in
+        flash on a Pico): about 169 KB are free at the REPL, about 24 KB
+        less than the heap size;
+      - the ROM partition is a bytearray at the bottom of a heap made larger
+        by its size, so the 192K stays for Python objects (gc.mem_free() is
+        a Pico's; gc.mem_alloc() counts the partition too); the GC scans it
+        as it scans any bytearray (a Pico's flash is not scanned);
       - a 0x03 sent in the instant running code ends can reach the REPL as a
         late Ctrl-C (a fresh prompt; the raw REPL clears its line);
       - a 0x03 that arrives in the few microseconds in which running code
@@ -168,8 +181,11 @@ class EmulatedBoard(BoardIO):
         heap: str | int = "192K",
         micropython: str | os.PathLike[str] | None = None,
         link: str | os.PathLike[str] | None = None,
+        romfs: bool = True,
     ) -> None:
         self.folder = Path(folder).absolute()
+        # A MicroPython built with ROMFS (vfs.rom_ioctl, /rom), or not.
+        self.rom_bytes = ROM_PARTITION_BYTES if romfs else 0
         self.name = name or self.folder.name
         self.heap = heap
         self.micropython = str(micropython or Path(sys.executable).with_name("micropython"))
@@ -441,24 +457,21 @@ class EmulatedBoard(BoardIO):
 
     @property
     def rom_image(self) -> Path:
-        """The board's ROM partition (a ROMFS image, hil/image.py), if it
-        has one: code run in place, outside its flash stand-in."""
+        """The contents of the board's ROM partition (a ROMFS image,
+        hil/image.py; erased past the file's end), outside its flash
+        stand-in. Used only when the board has ROMFS (rom_bytes > 0)."""
         return self.folder / ROM_IMAGE
 
     def heap_bytes_for_boot(self) -> int:
-        """The interpreter's heap: the board's heap plus its ROM image, which
-        _emuboot reads into the heap's first block (see heap_bytes_for)."""
-        try:
-            rom_bytes = self.rom_image.stat().st_size
-        except OSError:
-            rom_bytes = 0
-        return heap_bytes_for(self.heap, rom_bytes)
+        """The interpreter's heap: the board's heap plus its ROM partition,
+        which _emuboot holds in the heap's first block (heap_bytes_for)."""
+        return heap_bytes_for(self.heap, self.rom_bytes)
 
     def _spawn(self, cause: int) -> None:
         argv = [
             self.micropython, "-X", f"heapsize={self.heap_bytes_for_boot()}", str(_EMUBOOT),
             str(self.folder), str(self._mode), str(self._ctl_w), self.unique_id.hex(), str(cause),
-            ",".join(f"{gpio}={level}" for gpio, level in sorted(self._pins.items())),
+            ",".join(f"{gpio}={level}" for gpio, level in sorted(self._pins.items())), str(self.rom_bytes),
         ]  # fmt: skip
         try:
             self._proc = subprocess.Popen(
