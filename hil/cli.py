@@ -139,6 +139,9 @@ def _flash_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change nothing: say what a flash would copy, and whether an earlier one was cut")
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="seconds for each mpremote call (default: 60)")  # fmt: skip
+    parser.add_argument("--code", choices=("romfs", "files"), default=None,
+                        help="where the modules go: the board's ROM partition (romfs; files on a MicroPython without"
+                             " ROMFS) or flash (files); default: each board's `code` in the rig, else romfs")
 
 
 def _flash(args: argparse.Namespace) -> int:
@@ -170,6 +173,8 @@ def _flash(args: argparse.Namespace) -> int:
                 shown(name, phase, "(below)" if phase == "failed" else text)
 
         kw = {"call_timeout_s": args.timeout} if args.timeout else {}
+        if args.code:
+            kw["code"] = args.code
         results = flash.flash_rig(rig, version=version, label=args.label, only=args.only, progress=progress,
                                   check_only=args.check, **kw)  # fmt: skip
     except KeyboardInterrupt:
@@ -180,6 +185,8 @@ def _flash(args: argparse.Namespace) -> int:
             board.stop()
     width = max((len(r.name) for r in results), default=4)
     for r in results:
+        if r.note:
+            print(f"hil flash: {r.note}", file=sys.stderr)
         print(f"{r.name:<{width}}  {r.summary()}")
     failed = [r for r in results if not r.ok]
     if failed:

@@ -510,6 +510,7 @@ def _mount(folder):
 # 5 write complete, 6 its erase block size. A write changes the partition as
 # mapped (as flash under XIP does) and the file, so the next boot sees it.
 _ROM_SECTOR = const(4096)
+_ERASED = b"\xff" * 256
 _ROM_MIN_WRITE = const(4)
 _EINVAL = const(22)
 _ENOENT = const(2)
@@ -530,7 +531,8 @@ def _rom_ioctl(op, rom_id=0, *args):
         offset, length = args if len(args) == 2 else (0, args[0])
         if offset % _ROM_SECTOR or offset + length > len(_rom):
             return -_EINVAL
-        _rom_write(offset, b"\xff" * length)
+        for at in range(offset, offset + length, len(_ERASED)):  # a Pico erases without allocating
+            _rom_write(at, memoryview(_ERASED)[: min(len(_ERASED), offset + length - at)])
         return _ROM_MIN_WRITE
     if op == 4:
         offset, buf = args
