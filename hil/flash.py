@@ -68,8 +68,8 @@ from hil.flash_worker import (  # noqa: F401
 )
 from hil.image import (  # noqa: F401
     CODE_LAYOUTS, CONFIG_FILES, EMU_ROM_IMAGE, ENTRY_POINTS, FIRMWARE, ROOT, FlashError, ImageFile, board_json, build,
-    extra_file, image_files, in_rom, managed_dirs, mpy_cross_command, romfs_for, romfs_image, version_json,
-    write_image,
+    build_once, extra_file, image_files, in_rom, managed_dirs, mpy_cross_command, romfs_for, romfs_image,
+    version_json, write_image,
 )
 
 

@@ -221,6 +221,17 @@ def build(out_dir: str, mpy: bool = True, march: str | None = "armv6m", firmware
         return list(pool.map(one, jobs))
 
 
+_BUILT: dict = {}  # out_dir -> build(out_dir)'s files, this process's
+
+
+def build_once(out_dir: str) -> list[ImageFile]:
+    """build(out_dir), the first time it is asked for in this process."""
+    key = os.path.abspath(out_dir)
+    if key not in _BUILT:
+        _BUILT[key] = build(key)
+    return _BUILT[key]
+
+
 def extra_file(out_dir: str, remote: str, data: bytes) -> ImageFile:
     """A generated file (board.json, version.json) of one board's image."""
     path = os.path.join(out_dir, remote)

@@ -294,8 +294,9 @@ class FileRig:
         if udp:
             cfg["ground"] = self._ground
         running = self.rig.running.get(b.name)
-        if running is not None:  # an emulated entry: its folder is its flash
-            flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg)
+        if running is not None:  # an emulated entry: its folder is its flash, written as `hil flash` would
+            flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg,
+                              built=flash.build_once(os.path.join(folder, ".image")), code=b.code)
             if udp:
                 return running  # booted with the other udp boards (boot_udp), once all are written
             return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
