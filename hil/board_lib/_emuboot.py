@@ -496,69 +496,12 @@ def _mount(folder):
     sys.path.clear()
     sys.path.extend(("", ".frozen", "/lib"))  # the rp2 port's sys.path
     if _rom is not None:  # rp2 with ROMFS: vfs.rom_ioctl; /rom mounted, and first on sys.path
-        sys.modules["vfs"].rom_ioctl = _rom_ioctl  # _boardvfs
+        sys.modules["vfs"]._attach(_rom, _host_root + _ROM_FILE)  # _boardvfs: its rom_ioctl
         try:
             vfs.mount(vfs.VfsRom(_rom), "/rom")
         except OSError:  # erased, or not a ROMFS image: nothing mounted, as on a Pico
             return
         sys.path[0:0] = ["/rom", "/rom/lib"]
-
-
-# vfs.rom_ioctl of a Pico with one ROM partition, as mpremote's `romfs query`
-# and `romfs deploy` use it: 1 number of partitions, 2 the partition (a
-# memoryview), 3 erase (offset, length; or the first length bytes), 4 write,
-# 5 write complete, 6 its erase block size. A write changes the partition as
-# mapped (as flash under XIP does) and the file, so the next boot sees it.
-_ROM_SECTOR = const(4096)
-_ERASED = b"\xff" * 256
-_ROM_MIN_WRITE = const(4)
-_EINVAL = const(22)
-_ENOENT = const(2)
-
-
-def _rom_ioctl(op, rom_id=0, *args):
-    if op == 1:
-        return 1
-    if rom_id != 0:
-        return -_ENOENT
-    if op == 2:
-        return memoryview(_rom)
-    if op == 6:
-        return _ROM_SECTOR
-    if op == 5:
-        return 0
-    if op == 3:
-        offset, length = args if len(args) == 2 else (0, args[0])
-        if offset % _ROM_SECTOR or offset + length > len(_rom):
-            return -_EINVAL
-        for at in range(offset, offset + length, len(_ERASED)):  # a Pico erases without allocating
-            _rom_write(at, memoryview(_ERASED)[: min(len(_ERASED), offset + length - at)])
-        return _ROM_MIN_WRITE
-    if op == 4:
-        offset, buf = args
-        if offset + len(buf) > len(_rom):
-            return -_EINVAL
-        _rom_write(offset, buf)
-        return 0
-    return -_EINVAL
-
-
-def _rom_write(offset, data):
-    memoryview(_rom)[offset:offset + len(data)] = data
-    path = _host_root + _ROM_FILE
-    try:
-        f = _plain_fs.open(path, "r+b")
-    except OSError:  # never written: the partition was erased flash
-        try:
-            _plain_fs.mkdir(_host_root + "/rom")
-        except OSError:
-            pass  # it exists
-        f = _plain_fs.open(path, "wb")
-    try:
-        f.seek(offset)
-        f.write(data)
-    finally:
-        f.close()
 
 
 def _boot(mode):
