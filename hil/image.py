@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -144,20 +145,22 @@ def romfs_image(built: list["ImageFile"], out_path: str) -> str:
 
 
 _ROMS: dict = {}  # the built files' (path, sha256)s -> their ROM image, built once per process
+_LOCK = threading.RLock()  # one build or ROM image at a time
 
 
 def romfs_for(built: list["ImageFile"]) -> str:
     """The ROM image of `built` (romfs_image), written next to the build
     folder as <folder>.romfs the first time it is asked for."""
     key = tuple(sorted((f.remote, f.sha256) for f in built))
-    path = _ROMS.get(key)
-    if path is None or not os.path.exists(path):
-        first = built[0]
-        root = first.local[: -len(first.remote)].rstrip("/" + os.sep) if first.local.endswith(first.remote) else None
-        if not root:
-            raise FlashError("romfs: cannot tell the build folder of %s" % first.local)
-        path = _ROMS[key] = romfs_image(built, root + ".romfs")
-    return path
+    with _LOCK:
+        path = _ROMS.get(key)
+        if path is None or not os.path.exists(path):
+            first = built[0]
+            root = first.local[: -len(first.remote)].rstrip("/" + os.sep) if first.local.endswith(first.remote) else ""
+            if not root:
+                raise FlashError("romfs: cannot tell the build folder of %s" % first.local)
+            path = _ROMS[key] = romfs_image(built, root + ".romfs")
+        return path
 
 
 @dataclass(frozen=True)
@@ -225,11 +228,13 @@ _BUILT: dict = {}  # out_dir -> build(out_dir)'s files, this process's
 
 
 def build_once(out_dir: str) -> list[ImageFile]:
-    """build(out_dir), the first time it is asked for in this process."""
+    """build(out_dir), the first time it is asked for in this process (one
+    build at a time: hil/rig.py boots a rig's boards from threads)."""
     key = os.path.abspath(out_dir)
-    if key not in _BUILT:
-        _BUILT[key] = build(key)
-    return _BUILT[key]
+    with _LOCK:
+        if key not in _BUILT:
+            _BUILT[key] = build(key)
+        return _BUILT[key]
 
 
 def extra_file(out_dir: str, remote: str, data: bytes) -> ImageFile:
