@@ -48,6 +48,8 @@ def _emulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="pico", help="board names: PREFIX0, PREFIX1, ... (default: pico)")
     parser.add_argument("--heap", default="192K", help="MicroPython heap size (default: 192K, a Pico's)")
     parser.add_argument("--micropython", default=None, help="the MicroPython unix port (default: next to this Python)")
+    parser.add_argument("--no-romfs", action="store_true",
+                        help="emulate a MicroPython built without ROMFS (no ROM partition: code must be files)")
     parser.add_argument("--pdu", metavar="ADDRESS", nargs="?", const="127.0.0.1", default=None,
                         help="also serve the boards' power switch on ADDRESS (default 127.0.0.1): labgrid's"
                              " NetworkPowerPort, model simplerest, index = board number (hil/labgrid_power.py)")
@@ -71,7 +73,8 @@ def _emulate(args: argparse.Namespace) -> int:
     try:
         for i in range(args.count):
             name = f"{args.prefix}{i}"
-            board = EmulatedBoard(args.dir / name, name=name, heap=args.heap, micropython=args.micropython)
+            board = EmulatedBoard(args.dir / name, name=name, heap=args.heap, micropython=args.micropython,
+                                  romfs=not args.no_romfs)
             boards.append(board)
             board.start()
             print(f"{board.name}\t{board.device}\t{board.link}", flush=True)
