@@ -48,6 +48,8 @@ def _emulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="pico", help="board names: PREFIX0, PREFIX1, ... (default: pico)")
     parser.add_argument("--heap", default="192K", help="MicroPython heap size (default: 192K, a Pico's)")
     parser.add_argument("--micropython", default=None, help="the MicroPython unix port (default: next to this Python)")
+    parser.add_argument("--no-romfs", action="store_true",
+                        help="emulate a MicroPython built without ROMFS (no ROM partition: code must be files)")
     parser.add_argument("--pdu", metavar="ADDRESS", nargs="?", const="127.0.0.1", default=None,
                         help="also serve the boards' power switch on ADDRESS (default 127.0.0.1): labgrid's"
                              " NetworkPowerPort, model simplerest, index = board number (hil/labgrid_power.py)")
@@ -71,7 +73,8 @@ def _emulate(args: argparse.Namespace) -> int:
     try:
         for i in range(args.count):
             name = f"{args.prefix}{i}"
-            board = EmulatedBoard(args.dir / name, name=name, heap=args.heap, micropython=args.micropython)
+            board = EmulatedBoard(args.dir / name, name=name, heap=args.heap, micropython=args.micropython,
+                                  romfs=not args.no_romfs)
             boards.append(board)
             board.start()
             print(f"{board.name}\t{board.device}\t{board.link}", flush=True)
@@ -139,6 +142,9 @@ def _flash_arguments(parser: argparse.ArgumentParser) -> None:
                         help="change nothing: say what a flash would copy, and whether an earlier one was cut")
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="seconds for each mpremote call (default: 60)")  # fmt: skip
+    parser.add_argument("--code", choices=("romfs", "files"), default=None,
+                        help="where the modules go: the board's ROM partition (romfs; files on a MicroPython without"
+                             " ROMFS) or flash (files); default: each board's `code` in the rig, else romfs")
 
 
 def _flash(args: argparse.Namespace) -> int:
@@ -170,6 +176,8 @@ def _flash(args: argparse.Namespace) -> int:
                 shown(name, phase, "(below)" if phase == "failed" else text)
 
         kw = {"call_timeout_s": args.timeout} if args.timeout else {}
+        if args.code:
+            kw["code"] = args.code
         results = flash.flash_rig(rig, version=version, label=args.label, only=args.only, progress=progress,
                                   check_only=args.check, **kw)  # fmt: skip
     except KeyboardInterrupt:
@@ -180,6 +188,8 @@ def _flash(args: argparse.Namespace) -> int:
             board.stop()
     width = max((len(r.name) for r in results), default=4)
     for r in results:
+        if r.note:
+            print(f"hil flash: {r.note}", file=sys.stderr)
         print(f"{r.name:<{width}}  {r.summary()}")
     failed = [r for r in results if not r.ok]
     if failed:

@@ -54,6 +54,11 @@ _EMUBOOT = BOARD_LIB / "_emuboot.py"
 _MODE_FRIENDLY = 0  # _emuboot's modes; also exit code - _EXIT_SOFT
 _EXIT_SOFT = 64
 
+ROM_IMAGE = "rom/romfs.img"  # in the board's folder; _emuboot mounts it at /rom
+# A Pico build with ROMFS (MICROPY_HW_ROMFS_BYTES): 256K of its 2 MB flash,
+# taken from littlefs. The firmware's ROM image is ~110 KB.
+ROM_PARTITION_BYTES = 256 * 1024
+
 _IN_QUEUE_MAX = 64 * 1024  # host bytes held while the board's stdin pipe is full
 _COMMAND_TIMEOUT_S = 10.0
 
@@ -74,6 +79,31 @@ def _die_with_parent() -> None:
         _prctl(_PR_SET_PDEATHSIG, _SIGKILL)
 
 
+def parse_heap(heap: str | int) -> int:
+    """Bytes of a heap size as `micropython -X heapsize` takes it: 196608,
+    "192K", "1M"; ValueError naming the value otherwise."""
+    if isinstance(heap, int):
+        return heap
+    text = str(heap).strip()
+    scale = {"K": 1024, "M": 1024 * 1024}.get(text[-1:].upper(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit():
+        raise ValueError(f"heap size {heap!r}: want bytes, or a number with K or M (192K)")
+    return int(digits) * scale
+
+
+def heap_bytes_for(heap: str | int, rom_bytes: int) -> int:
+    """The heapsize to start the interpreter with so that, once it holds a
+    ROM image of rom_bytes in one block, `heap` is left for Python objects:
+    the image plus the GC's tables for it (4 bits per 32-byte block on the
+    64-bit port: 1/64), rounded up to 1K. A Pico's ROM is flash, not heap."""
+    base = parse_heap(heap)
+    if rom_bytes <= 0:
+        return base
+    extra = rom_bytes + rom_bytes // 64 + 64
+    return base + (extra + 1023) // 1024 * 1024
+
+
 _LIVE: "weakref.WeakSet[EmulatedBoard]" = weakref.WeakSet()
 
 
@@ -88,7 +118,12 @@ class EmulatedBoard(BoardIO):
     pty that stock mpremote and pyserial open.
 
     ``folder`` is the board's flash: the board sees it as "/" and nothing
-    outside it by path. ``device`` is the /dev/pts/N path (set by start());
+    outside it by path. ``romfs`` (default): the board's MicroPython is
+    built with ROMFS, a 256K ROM partition whose contents are
+    ``<folder>/rom/romfs.img`` (rom_image; hidden from the board's "/"),
+    mounted at /rom and first on sys.path when it holds a ROMFS image, and
+    written by ``vfs.rom_ioctl`` (``mpremote romfs deploy``); without it,
+    the board has no ROMFS and its code must be files. ``device`` is the /dev/pts/N path (set by start());
     ``link`` a stable symlink to it, ``<folder>.tty`` unless given. Use as a
     context manager, or start() ... stop().
 
@@ -125,8 +160,13 @@ class EmulatedBoard(BoardIO):
         a file's old contents until it was closed), and symlinks inside the
         folder are followed;
       - the REPL has no history, cursor keys, tab completion or auto-indent;
-      - the 192K heap also holds _emuboot and the machine stand-in: about
-        171 KB are free at boot, about 22 KB less than the heap size;
+      - the 192K heap also holds _emuboot and the machine stand-in (C in
+        flash on a Pico): about 169 KB are free at the REPL, about 24 KB
+        less than the heap size;
+      - the ROM partition is a bytearray at the bottom of a heap made larger
+        by its size, so the 192K stays for Python objects (gc.mem_free() is
+        a Pico's; gc.mem_alloc() counts the partition too); the GC scans it
+        as it scans any bytearray (a Pico's flash is not scanned);
       - a 0x03 sent in the instant running code ends can reach the REPL as a
         late Ctrl-C (a fresh prompt; the raw REPL clears its line);
       - a 0x03 that arrives in the few microseconds in which running code
@@ -141,8 +181,11 @@ class EmulatedBoard(BoardIO):
         heap: str | int = "192K",
         micropython: str | os.PathLike[str] | None = None,
         link: str | os.PathLike[str] | None = None,
+        romfs: bool = True,
     ) -> None:
         self.folder = Path(folder).absolute()
+        # A MicroPython built with ROMFS (vfs.rom_ioctl, /rom), or not.
+        self.rom_bytes = ROM_PARTITION_BYTES if romfs else 0
         self.name = name or self.folder.name
         self.heap = heap
         self.micropython = str(micropython or Path(sys.executable).with_name("micropython"))
@@ -412,11 +455,23 @@ class EmulatedBoard(BoardIO):
                 self._spawn(self._reset_cause if cause is None else cause)
         self._state = next_state
 
+    @property
+    def rom_image(self) -> Path:
+        """The contents of the board's ROM partition (a ROMFS image,
+        hil/image.py; erased past the file's end), outside its flash
+        stand-in. Used only when the board has ROMFS (rom_bytes > 0)."""
+        return self.folder / ROM_IMAGE
+
+    def heap_bytes_for_boot(self) -> int:
+        """The interpreter's heap: the board's heap plus its ROM partition,
+        which _emuboot holds in the heap's first block (heap_bytes_for)."""
+        return heap_bytes_for(self.heap, self.rom_bytes)
+
     def _spawn(self, cause: int) -> None:
         argv = [
-            self.micropython, "-X", f"heapsize={self.heap}", str(_EMUBOOT),
+            self.micropython, "-X", f"heapsize={self.heap_bytes_for_boot()}", str(_EMUBOOT),
             str(self.folder), str(self._mode), str(self._ctl_w), self.unique_id.hex(), str(cause),
-            ",".join(f"{gpio}={level}" for gpio, level in sorted(self._pins.items())),
+            ",".join(f"{gpio}={level}" for gpio, level in sorted(self._pins.items())), str(self.rom_bytes),
         ]  # fmt: skip
         try:
             self._proc = subprocess.Popen(

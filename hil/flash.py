@@ -67,8 +67,9 @@ from hil.flash_worker import (  # noqa: F401
     splitter_tail, wait_hello_frame,
 )
 from hil.image import (  # noqa: F401
-    CONFIG_FILES, ENTRY_POINTS, FIRMWARE, ROOT, FlashError, ImageFile, board_json, build, extra_file, image_files,
-    managed_dirs, mpy_cross_command, version_json, write_image,
+    CODE_LAYOUTS, CONFIG_FILES, EMU_ROM_IMAGE, ENTRY_POINTS, FIRMWARE, ROOT, FlashError, ImageFile, board_json, build,
+    build_once, extra_file, image_files, in_rom, managed_dirs, mpy_cross_command, romfs_for, romfs_image,
+    version_json, write_image,
 )
 
 
@@ -242,7 +243,8 @@ def flash_board_json(cfg: dict) -> dict:
 def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | None = None,
               only: list[str] | None = None, progress: Callable[[str, str, str], None] | None = None,
               check_only: bool = False, firmware: str = FIRMWARE, call_timeout_s: float = CALL_TIMEOUT_S,
-              hello_timeout_s: float = HELLO_TIMEOUT_S, faults: dict[str, str] | None = None) -> list[BoardResult]:  # fmt: skip
+              hello_timeout_s: float = HELLO_TIMEOUT_S, faults: dict[str, str] | None = None,
+              code: str | None = None) -> list[BoardResult]:  # fmt: skip
     """Flash the rig's boards (or those named in `only`) in parallel, one
     worker process per board, and wait for each board's HELLO.
 
@@ -251,6 +253,11 @@ def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | Non
     label (default "MAJOR.MINOR"). Emulated boards must be running
     (Rig.start_emulated) or served by `hil emulate` at their links.
     check_only: only survey each board and report (BoardResult.check).
+    code: the layout, "romfs" or "files" (None: each board's `code` in the
+    rig, romfs unless it says files): romfs deploys the compiled modules as
+    a ROMFS image into the board's ROM partition (`mpremote romfs deploy`),
+    falling back to files, with a note, on a MicroPython without ROMFS;
+    files puts them on flash and erases a ROMFS image the partition holds.
     faults: {board name: "kill-stage:N" | "cut-commit:N"}, for tests only.
     Returns one BoardResult per board, in rig order; never raises for a
     board's failure (ConfigError for a bad `only` name)."""
@@ -264,6 +271,7 @@ def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | Non
     build_root = tempfile.mkdtemp(prefix="fleetloop-flash-")
     try:
         images: dict[tuple, list[ImageFile]] = {}
+        roms: dict[tuple, ImageFile] = {}
         for b in chosen:
             try:
                 port = rig.port(b, ports)
@@ -279,6 +287,13 @@ def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | Non
                 if progress:
                     progress(b.name, "build", "mpy-cross%s" % (" -march=" + kind.mpy_march if kind.mpy_march else "") if kind.mpy else ".py")
                 images[key] = build(os.path.join(build_root, "image-%d" % len(images)), kind.mpy, kind.mpy_march, firmware)
+            layout = code or getattr(b, "code", "romfs")
+            rom = None
+            if layout == "romfs" and kind.mpy:  # a ROM of .py sources would save nothing: files
+                if key not in roms:
+                    path = romfs_image(images[key], os.path.join(build_root, "image-%d.romfs" % len(roms)))
+                    roms[key] = ImageFile("<ROMFS0>", path, _sha256_of(path), os.path.getsize(path))
+                rom = roms[key]
             v, lab = _version_for(rig, b, version, label)
             bdir = os.path.join(build_root, "board-" + b.name)
             files = list(images[key]) + [
@@ -297,12 +312,20 @@ def flash_rig(rig: Any, version: tuple[int, int] | None = None, label: str | Non
                 "files": [asdict(f) for f in files], "version": list(v), "version_text": lab,
                 "reset": b.reset, "check_only": check_only, "call_timeout_s": call_timeout_s,
                 "hello_timeout_s": hello_timeout_s, "fault": (faults or {}).get(b.name),
+                "rom": asdict(rom) if rom is not None else None,
             })  # fmt: skip
         for r in run_jobs(jobs, progress):
             results[r.name] = r
     finally:
         shutil.rmtree(build_root, ignore_errors=True)
     return [results[b.name] for b in chosen if b.name in results]
+
+
+def _sha256_of(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def _version_for(rig: Any, b: Any, version: tuple[int, int] | None, label: str | None) -> tuple[tuple[int, int], str]:

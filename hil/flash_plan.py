@@ -147,16 +147,36 @@ def _cat(p):
 """
 
 
-def survey_script(paths: list[str], dirs: list[str]) -> str:
+_ROM_FN = """\
+def _rom(n):
+ try:
+  import vfs
+  d=vfs.rom_ioctl(2,0) if hasattr(vfs,'rom_ioctl') else None
+ except Exception:
+  d=None
+ if d is None or isinstance(d,int):
+  return None
+ r={'size':len(d),'sha':None,'valid':bytes(memoryview(d)[:3])==b'\\xd2\\xcd\\x31'}
+ if hashlib and n<=len(d):
+  h=hashlib.sha256();h.update(memoryview(d)[:n]);r['sha']=binascii.hexlify(h.digest()).decode()
+ return r
+"""
+
+
+def survey_script(paths: list[str], dirs: list[str], rom_bytes: int | None = None) -> str:
     """Prints one line "@@SURVEY {json}": sha256 of each path (null when
     absent), file names in each managed dir, staged files and their sha256,
     the journal's text and version.json's text (null when absent). The JSON
     is printed a value at a time: one json.dumps of the whole survey needs a
-    block of several KB, which a 192K heap after a cut flash may not have."""
+    block of several KB, which a 192K heap after a cut flash may not have.
+    rom_bytes (the romfs layout: the ROM image's size): also "rom", null on
+    a MicroPython without ROMFS (no vfs.rom_ioctl), else the partition's
+    size and the sha256 of its first rom_bytes bytes."""
     stage_dirs = [STAGE_DIR] + [STAGE_DIR + "/" + d for d in dirs]
-    return _HASH_FN + """\
+    rom = "R['rom']=_rom(%d)\n" % rom_bytes if rom_bytes is not None else ""
+    return _HASH_FN + (_ROM_FN if rom else "") + ("""\
 R={'files':{},'dirs':{},'staged':{},'todo':_cat(%r),'version':_cat('version.json')}
-for p in %r:R['files'][p]=_h(p)
+%sfor p in %r:R['files'][p]=_h(p)
 for d in %r:R['dirs'][d]=_ls(d)
 for d in %r:
  for n in _ls(d) or ():R['staged'][d+'/'+n]=_h(d+'/'+n)
@@ -167,7 +187,7 @@ def _w(v):
   print('}',end='')
  else:print(json.dumps(v),end='')
 print('@@SURVEY ',end='');_w(R);print()
-""" % (JOURNAL, paths, dirs, stage_dirs)
+""" % (JOURNAL, rom, paths, dirs, stage_dirs))
 
 
 def stage_prep_script(dirs: list[str]) -> str:
@@ -238,6 +258,9 @@ class BoardResult:
     hello: dict | None = None  # the HELLO's fields
     check: dict | None = None  # check_rig(): the plan's findings
     seconds: float = 0.0
+    code: str | None = None  # the layout flashed: "romfs" (modules in the ROM partition) or "files"
+    rom: str | None = None  # what happened to the ROM partition: "deployed", "unchanged", "erased"
+    note: str | None = None  # one line worth saying though the flash succeeded (a fallback to files)
 
     def summary(self) -> str:
         if self.check is not None and self.ok:
@@ -245,8 +268,9 @@ class BoardResult:
         if not self.ok:
             return "FAILED: %s" % self.error
         h = self.hello or {}
-        return "ok: %d copied, %d reused, %d removed, %d unchanged; HELLO node %s v%s.%s (%.1f s)" % (
-            len(self.copied), len(self.reused), len(self.removed), self.unchanged,
+        rom = "; ROM %s" % self.rom if self.rom else ""
+        return "ok: %d copied, %d reused, %d removed, %d unchanged%s; HELLO node %s v%s.%s (%.1f s)" % (
+            len(self.copied), len(self.reused), len(self.removed), self.unchanged, rom,
             h.get("node"), h.get("fw_major"), h.get("fw_minor"), self.seconds)  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from hil.flash_plan import (
     JOURNAL, STAGE_DIR, BoardResult, commit_script, commit_steps, plan, stage_prep_script, survey_script,
 )
-from hil.image import _BIN, FlashError, ImageFile, managed_dirs
+from hil.image import _BIN, FlashError, ImageFile, in_rom, managed_dirs
 
 CALL_TIMEOUT_S = 60.0  # one mpremote call (connect, survey, commit, reset)
 STAGE_FILE_TIMEOUT_S = 5.0  # more per staged file
@@ -72,13 +72,20 @@ class _Worker:
 
     def _run(self) -> None:
         self.phase("survey")
-        out = self._mpremote(["exec", survey_script([f.remote for f in self.files], self.dirs)],
+        rom = ImageFile(**self.job["rom"]) if self.job.get("rom") else None
+        out = self._mpremote(["exec", survey_script([f.remote for f in self.files], self.dirs,
+                                                    rom.size if rom else 0)],
                              self.call_timeout_s, "survey", resume=False)  # fmt: skip
         survey = self._marked(out, "@@SURVEY", "survey")
-        p = plan(self.files, survey)
+        rom_action = self._rom_action(rom, survey.get("rom"))
+        files = self.files
+        if self.result.code == "romfs":  # the modules are the ROM's: only the rest are files
+            files = [f for f in self.files if not in_rom(f.remote)]
+        p = plan(files, survey)
         if self.job.get("check_only"):
             c = asdict(p)
-            c["up_to_date"] = p.up_to_date()
+            c["up_to_date"] = p.up_to_date() and rom_action is None
+            c["rom"] = rom_action
             self.result.check = c
             self.phase("reset", "restarting the firmware")
             self._reset(wait_hello=False)
@@ -90,11 +97,52 @@ class _Worker:
         if p.copy:
             self._stage(p.copy)
         self.result.copied = list(p.copy)
-        steps = commit_steps(p, self.files)
+        if rom is not None and rom_action == "deploy":
+            self._rom_deploy(rom)
+        elif rom_action == "erase":
+            self._rom_erase()
+        steps = commit_steps(p, files)
         if steps or p.interrupted or p.leftovers:
             self._commit(steps)
         self.result.removed = list(p.remove)
         self._reset(wait_hello=True)
+
+    def _rom_action(self, rom: ImageFile | None, have: dict | None) -> str | None:
+        """What the ROM partition needs ("deploy", "erase" or None), and the
+        layout this flash writes (result.code). The romfs layout on a board
+        whose MicroPython has no ROMFS falls back to files, saying so."""
+        self.result.code = "romfs" if rom is not None else "files"
+        if rom is not None and have is None:
+            self.result.code = "files"
+            self.result.note = ("%s: no ROMFS in its MicroPython (no vfs.rom_ioctl; `mpremote romfs query` says so):"
+                                " its modules go on flash as .mpy files" % self.who())  # fmt: skip
+            self.phase("survey", self.result.note)
+            return None
+        if rom is not None:
+            if rom.size > have["size"]:
+                raise FlashError("%s: the ROMFS image (%d bytes) does not fit its ROM partition (%d bytes)"
+                                 % (self.who(), rom.size, have["size"]))  # fmt: skip
+            self.result.rom = "unchanged" if have.get("sha") == rom.sha256 else "deployed"
+            return None if self.result.rom == "unchanged" else "deploy"
+        if have is not None and have.get("valid"):  # files layout: old ROM code would come first on sys.path
+            self.result.rom = "erased"
+            return "erase"
+        return None
+
+    def _rom_deploy(self, rom: ImageFile) -> None:
+        # Stock mpremote writes the partition in place (not atomic: a cut
+        # leaves a partial image, which the next flash's survey sees differ).
+        # Not resumed: a soft reset first, so its 4K chunks find a fresh heap.
+        self.phase("romfs", "deploy %d bytes" % rom.size)
+        self._mpremote(["romfs", "deploy", rom.local], self.call_timeout_s + rom.size / 4096.0, "romfs deploy",
+                       resume=False)  # fmt: skip
+
+    def _rom_erase(self) -> None:
+        # The first sector holds the ROMFS header: erased, /rom mounts nothing.
+        self.phase("romfs", "erase (files layout)")
+        self._mpremote(["exec", "import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
+                                "vfs.rom_ioctl(3,0,0,4096)\nvfs.rom_ioctl(5,0)\n"],
+                       self.call_timeout_s, "romfs erase")  # fmt: skip
 
     # -- steps --
 

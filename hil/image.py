@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -58,15 +59,32 @@ def board_json(board_config):
     return json.dumps(board_config, sort_keys=True).encode()
 
 
-def write_image(folder, version=(1, 0), label=None, board_config=None, firmware=FIRMWARE, built=None):
+def write_image(folder, version=(1, 0), label=None, board_config=None, firmware=FIRMWARE, built=None, code="romfs"):
     """Copy the firmware into `folder` plus version.json and board.json:
     the sources, or `built` (build()'s files: what `hil flash` puts on a
-    Pico, modules as .mpy)."""
+    Pico, modules as .mpy). With `built`, `code` is the layout: "romfs" (an
+    emulated Pico built with ROMFS: the modules go into its ROM partition,
+    the file EMU_ROM_IMAGE of its folder, and only the entry points stay
+    files) or "files" (every module a file on flash; a ROM image left by an
+    earlier flash is removed, as `hil flash --code files` would have to)."""
+    if code not in CODE_LAYOUTS:
+        raise ValueError("code layout %r: want one of %s" % (code, ", ".join(CODE_LAYOUTS)))
     os.makedirs(folder, exist_ok=True)
+    rom = romfs_for(built) if built is not None and code == "romfs" else None
     if built is not None:
-        copies = [(f.remote, f.local) for f in built]
+        copies = [(f.remote, f.local) for f in built if rom is None or not in_rom(f.remote)]
     else:
         copies = image_files(firmware)
+    rom_dst = os.path.join(folder, *EMU_ROM_IMAGE.split("/"))
+    if rom is not None:
+        os.makedirs(os.path.dirname(rom_dst), exist_ok=True)
+        shutil.copyfile(rom, rom_dst)
+        for f in built:  # module files left by a files-layout flash: stale once the ROM has the code
+            stale = os.path.join(folder, *f.remote.split("/"))
+            if in_rom(f.remote) and os.path.exists(stale):
+                os.remove(stale)
+    elif os.path.exists(rom_dst):
+        os.remove(rom_dst)
     for rel, src in copies:
         dst = os.path.join(folder, *rel.replace(os.sep, "/").split("/"))
         os.makedirs(os.path.dirname(dst), exist_ok=True)
@@ -77,6 +95,72 @@ def write_image(folder, version=(1, 0), label=None, board_config=None, firmware=
         with open(os.path.join(folder, "board.json"), "wb") as f:
             f.write(board_json(board_config))
     return folder
+
+
+# -- the ROMFS layout -----------------------------------------------------------------
+#
+# A Pico whose MicroPython is built with ROMFS (MICROPY_VFS_ROM, 1.25 and later)
+# mounts a ROM partition at /rom and puts /rom and /rom/lib first on sys.path;
+# the .mpy modules there are imported in place: their bytecode and constant
+# strings stay in flash, not on the 192K heap (docs/HEAP.md). The "romfs"
+# layout puts every compiled module there (node/, runtime/, bootslot), written
+# by mpremote's own ROMFS writer; boot.py, main.py, version.json, board.json
+# and the update slots stay files on littlefs.
+
+CODE_LAYOUTS = ("romfs", "files")
+EMU_ROM_IMAGE = "rom/romfs.img"  # hil/emulated.py ROM_IMAGE: an emulated board's ROM partition
+
+
+def in_rom(remote: str) -> bool:
+    """Whether a built file goes into the ROM image in the romfs layout."""
+    return remote.endswith(".mpy")
+
+
+def romfs_image(built: list["ImageFile"], out_path: str) -> str:
+    """Write the ROMFS image of `built`'s modules (in_rom) to out_path with
+    mpremote's writer (mpremote.romfs.make_romfs, what ``mpremote romfs
+    build`` runs); returns out_path. FlashError if it cannot."""
+    import contextlib
+    import io
+    import tempfile
+
+    from mpremote import romfs
+
+    with tempfile.TemporaryDirectory(prefix="romfs-") as tree:
+        for f in built:
+            if in_rom(f.remote):
+                dst = os.path.join(tree, *f.remote.split("/"))
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                shutil.copyfile(f.local, dst)
+        chatter = io.StringIO()  # make_romfs prints every file it adds
+        try:
+            with contextlib.redirect_stdout(chatter):
+                data = romfs.make_romfs(tree, mpy_cross=False)
+        except SystemExit:  # make_romfs exits on an OSError
+            raise FlashError("mpremote romfs build %s failed: %s" % (out_path, chatter.getvalue().strip()[-200:]))
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "wb") as f:
+        f.write(data)
+    return out_path
+
+
+_ROMS: dict = {}  # the built files' (path, sha256)s -> their ROM image, built once per process
+_LOCK = threading.RLock()  # one build or ROM image at a time
+
+
+def romfs_for(built: list["ImageFile"]) -> str:
+    """The ROM image of `built` (romfs_image), written next to the build
+    folder as <folder>.romfs the first time it is asked for."""
+    key = tuple(sorted((f.remote, f.sha256) for f in built))
+    with _LOCK:
+        path = _ROMS.get(key)
+        if path is None or not os.path.exists(path):
+            first = built[0]
+            root = first.local[: -len(first.remote)].rstrip("/" + os.sep) if first.local.endswith(first.remote) else ""
+            if not root:
+                raise FlashError("romfs: cannot tell the build folder of %s" % first.local)
+            path = _ROMS[key] = romfs_image(built, root + ".romfs")
+        return path
 
 
 @dataclass(frozen=True)
@@ -138,6 +222,19 @@ def build(out_dir: str, mpy: bool = True, march: str | None = "armv6m", firmware
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         return list(pool.map(one, jobs))
+
+
+_BUILT: dict = {}  # out_dir -> build(out_dir)'s files, this process's
+
+
+def build_once(out_dir: str) -> list[ImageFile]:
+    """build(out_dir), the first time it is asked for in this process (one
+    build at a time: hil/rig.py boots a rig's boards from threads)."""
+    key = os.path.abspath(out_dir)
+    with _LOCK:
+        if key not in _BUILT:
+            _BUILT[key] = build(key)
+        return _BUILT[key]
 
 
 def extra_file(out_dir: str, remote: str, data: bytes) -> ImageFile:

@@ -140,8 +140,6 @@ class FileRig:
         self._started = None
         self._places = None  # hil.labgrid_places.Places while the rig's places are held
         self._ground = None  # "host:port" the run's udp boards send to (hil.rig_udp.open_hub)
-        self._built = None  # the .mpy image for emulated entries, built on first use
-        self._image_lock = threading.Lock()  # boards boot in threads
 
     def unmet(self, count, kind, needs):
         boards = self.rig.boards
@@ -296,12 +294,9 @@ class FileRig:
         if udp:
             cfg["ground"] = self._ground
         running = self.rig.running.get(b.name)
-        if running is not None:  # an emulated entry: its folder is its flash
-            # what `hil flash` puts on a Pico (modules as .mpy), as an emulated farm's boards get: compiling
-            # the sources on the board costs heap a Pico would not spend (a trader's market tier does not fit)
-            built = self._image(folder)
+        if running is not None:  # an emulated entry: its folder is its flash, written as `hil flash` would
             flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg,
-                              built=built)
+                              built=flash.build_once(os.path.join(folder, ".image")), code=b.code)
             if udp:
                 return running  # booted with the other udp boards (boot_udp), once all are written
             return keep_boot_hello_only(emulated_run.boot_and_wait_hello(running, nid, BOOT_TIMEOUT_S), nid)
@@ -315,15 +310,6 @@ class FileRig:
             return board
         board.boot_and_wait_hello(nid, BOOT_TIMEOUT_S)
         return keep_boot_hello_only(board, nid)
-
-    def _image(self, folder):
-        """The firmware image built once for this rig's emulated entries (hil/image.py build)."""
-        with self._image_lock:
-            if self._built is None:
-                from hil import flash
-
-                self._built = flash.build(os.path.join(folder, ".image"))
-            return self._built
 
     def close(self):
         try:

@@ -43,7 +43,7 @@ MAX_CLUSTER = 0xFFE
 _RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards", "coordinator", "udp"}
 _BOARD_KEYS = {
     "name", "kind", "node_id", "cluster", "role", "serial", "url", "data_url", "emulated", "place", "coordinator",
-    "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset",
+    "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset", "code",
 }  # fmt: skip
 # board.json keys a rig may set through `config:` (docs/BOARD_SHELL.md). node_id,
 # cluster, members, lineage and hw_gen come from the board entry itself.
@@ -79,6 +79,7 @@ class RigBoard:
     label: str | None
     config: dict = field(default_factory=dict)  # extra board.json keys (rig config + board config)
     reset: str = "soft"  # how the flasher restarts it (the kind's unless overridden)
+    code: str = "romfs"  # where `hil flash` puts its modules: "romfs" (its ROM partition) or "files" (docs/FLASHING.md)
     data_url: str | None = None  # where its frames come out, when not on the REPL port (UART transport)
     where: str = "?"  # file:line of the entry
     place: str | None = None  # labgrid place name (hil/labgrid_places.py)
@@ -455,6 +456,9 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             if e["reset"] not in boards_mod.RESETS:
                 raise e.error("reset", "%s.reset: %r is not one of %s" % (section, e["reset"], ", ".join(boards_mod.RESETS)))
             reset = e["reset"]
+        code = e.get("code", "romfs")
+        if code not in ("romfs", "files"):
+            raise e.error("code", "%s.code: %r is not one of romfs, files" % (section, code))
         config = dict(rig_config)
         config.update(_config(e, section, kind))
         raw.append((e, dict(
@@ -463,7 +467,7 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             lineage=_int(e, "lineage", section, 0, 255, default=0),
             hw_gen=_int(e, "hw_gen", section, 0, 255, default=1),
             members=tuple(sorted(members)) if members is not None else None,
-            version=version, label=label, config=config, reset=reset,
+            version=version, label=label, config=config, reset=reset, code=code,
             data_url=e.get("data_url"), where=e.where(), place=place, coordinator=coordinator if place else None,
         )))  # fmt: skip
 

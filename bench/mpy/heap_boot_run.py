@@ -28,26 +28,28 @@ sys.path.insert(0, ROOT)
 from bench.machine_info import describe  # noqa: E402
 from bench.mpy.heap_seat_run import MICROPYTHON, board_cfg  # noqa: E402
 from hil import flash as flash_mod  # noqa: E402
+from hil.emulated import heap_bytes_for  # noqa: E402
 
 
-def run(n, role, heap, built, folder):
+def run(n, role, heap, built, folder, code="romfs"):
     cfg = board_cfg(n)
     if role == "trader":
         cfg.update(node_id=2, members=[2])
-    bdir = os.path.join(folder, "%s%d" % (role, n))
-    flash_mod.write_image(bdir, version=(3, 0), label="3.0-bench", board_config=cfg, built=built)
+    bdir = os.path.join(folder, "%s%d-%s" % (role, n, code))
+    flash_mod.write_image(bdir, version=(3, 0), label="3.0-bench", board_config=cfg, built=built, code=code)
+    rom = os.path.join(bdir, flash_mod.EMU_ROM_IMAGE)
+    heap_bytes = heap_bytes_for(heap, os.path.getsize(rom) if os.path.exists(rom) else 0)
     env = dict(os.environ, MICROPYPATH=".:" + os.path.join(ROOT, "hil", "board_lib"))
-    out = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heap, os.path.join(ROOT, "bench", "mpy", "heap_imports.py"),
-                          "200"], cwd=bdir, env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=%d" % heap_bytes, os.path.join(ROOT, "bench", "mpy",
+                          "heap_imports.py"), "200"], cwd=bdir, env=env, capture_output=True, text=True, timeout=600)
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
         raise SystemExit("%s of %d nodes: %s" % (role, n, (out.stdout + out.stderr).strip()[-400:]))
     r = json.loads(lines[-1])
     mpy = 0
+    by_remote = {f.remote: f.size for f in built}
     for name, _ in r["modules"]:
-        path = os.path.join(bdir, *name.split(".")) + ".mpy"
-        if os.path.exists(path):
-            mpy += os.path.getsize(path)
+        mpy += by_remote.get("/".join(name.split(".")) + ".mpy", 0)
     r["mpy_bytes"] = mpy
     return r
 
@@ -55,21 +57,23 @@ def run(n, role, heap, built, folder):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,100,1000")
-    ap.add_argument("--heap", default="512K", help="the unix port's heap for the measurement")
+    ap.add_argument("--heap", default="512K", help="the unix port's heap for the measurement (plus the ROM image)")
+    ap.add_argument("--code", default="romfs,files", help="layouts to measure, side by side: romfs, files")
     a = ap.parse_args(argv)
     print("machine:", describe())
     with tempfile.TemporaryDirectory() as folder:
         built = flash_mod.build(os.path.join(folder, ".image"))
-        for n in [int(x) for x in a.sizes.split(",")]:
-            for role in ("elector", "trader"):
-                r = run(n, role, a.heap, built, folder)
-                mods = sorted((m for m in r["modules"] if m[1] > 0), key=lambda m: -m[1])
-                print("%s of a %d-node region: live once built %d B (modules %d B as loaded, of which .mpy bytecode"
-                      " files %d B; the node's tables and objects %d B), after 200 shell steps %d B"
-                      % (role, n, r["after_build"], r["modules_bytes"], r["mpy_bytes"], r["built_beyond_imports"],
-                         r["after_steps"]))
-                print("   modules, own bytes as loaded (boot-only ones dropped later included): "
-                      + ", ".join("%s %d" % (name, b) for name, b in mods))
+        runs = [(code, n, role) for code in a.code.split(",") for n in [int(x) for x in a.sizes.split(",")]
+                for role in ("elector", "trader")]
+        for code, n, role in runs:
+            r = run(n, role, a.heap, built, folder, code)
+            mods = sorted((m for m in r["modules"] if m[1] > 0), key=lambda m: -m[1])
+            print("[%s] %s of a %d-node region: live once built %d B (modules %d B as loaded, their .mpy files"
+                  " %d B; the node's tables and objects %d B), after 200 shell steps %d B"
+                  % (code, role, n, r["after_build"], r["modules_bytes"], r["mpy_bytes"],
+                     r["built_beyond_imports"], r["after_steps"]), flush=True)
+            print("   modules, own bytes as loaded (boot-only ones dropped later included): "
+                  + ", ".join("%s %d" % (name, b) for name, b in mods), flush=True)
 
 
 if __name__ == "__main__":

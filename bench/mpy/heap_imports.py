@@ -7,6 +7,26 @@
 # Prints one JSON line: the heap before anything, each module's own bytes in
 # load order, what main.build took beyond its imports, and the live heap
 # after the steps. Not a test: it asserts nothing.
+# The romfs layout (docs/HEAP.md): the board folder's rom/romfs.img is the
+# ROM partition, read as this interpreter's first allocation and mounted at
+# /rom, first on sys.path, as hil/board_lib/_emuboot.py does; the runner gives
+# the interpreter 192K plus the image (hil/emulated.py heap_bytes_for).
+import sys
+import vfs
+
+try:
+    _f = open("rom/romfs.img", "rb")
+except OSError:  # the files layout
+    ROM_BYTES = 0
+else:
+    _rom = bytearray(_f.seek(0, 2))
+    _f.seek(0)
+    _f.readinto(_rom)
+    _f.close()
+    del _f
+    ROM_BYTES = len(_rom)
+    vfs.mount(vfs.VfsRom(_rom), "/rom")
+    sys.path[0:0] = ["/rom", "/rom/lib"]
 import builtins
 import gc
 import json
@@ -74,6 +94,6 @@ built = gc.mem_alloc() - base
 for _ in range(STEPS):
     sh.step()
 gc.collect()
-print(json.dumps({"heap_total": gc.mem_alloc() + gc.mem_free(), "before": base, "modules": _own,
+print(json.dumps({"heap_total": gc.mem_alloc() + gc.mem_free() - ROM_BYTES, "rom_bytes": ROM_BYTES, "before": base, "modules": _own,
                   "modules_bytes": imported, "built_beyond_imports": built - imported, "after_build": built,
                   "after_steps": gc.mem_alloc() - base, "heap_min": sh.node.heap_min}))

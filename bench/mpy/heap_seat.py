@@ -9,6 +9,26 @@
 # samples: free after a collection, low-water since boot), the lowest free
 # heap after a collection at any iteration, rounds, awards, refusals.
 # Fake time: a wait() that sees no input advances the clock by its timeout.
+# The romfs layout (docs/HEAP.md): the board folder's rom/romfs.img is the
+# ROM partition, read as this interpreter's first allocation and mounted at
+# /rom, first on sys.path, as hil/board_lib/_emuboot.py does; the runner gives
+# the interpreter 192K plus the image (hil/emulated.py heap_bytes_for).
+import sys
+import vfs
+
+try:
+    _f = open("rom/romfs.img", "rb")
+except OSError:  # the files layout
+    ROM_BYTES = 0
+else:
+    _rom = bytearray(_f.seek(0, 2))
+    _f.seek(0)
+    _f.readinto(_rom)
+    _f.close()
+    del _f
+    ROM_BYTES = len(_rom)
+    vfs.mount(vfs.VfsRom(_rom), "/rom")
+    sys.path[0:0] = ["/rom", "/rom/lib"]
 import gc
 import json
 import sys
@@ -108,7 +128,7 @@ def main_():
     gc.collect()
     m = region.market
     print(json.dumps({
-        "booted": True, "nodes": n, "mission_ms": sh.clock.now_ms(), "hours": HOURS, "bidders": BIDDERS, "heap_total": gc.mem_free() + gc.mem_alloc(),
+        "booted": True, "nodes": n, "mission_ms": sh.clock.now_ms(), "hours": HOURS, "bidders": BIDDERS, "heap_total": gc.mem_free() + gc.mem_alloc() - ROM_BYTES, "rom_bytes": ROM_BYTES,
         "heap_free": node.heap_free, "heap_min": node.heap_min, "lowest_sampled": lowest,
         "rounds": m.rounds if m is not None else 0, "awarded": m.awarded if m is not None else 0,
         "refused": sum(node.errors), "out_of_memory": sh.out_of_memory, "iterations": sh.iterations,

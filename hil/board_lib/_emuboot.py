@@ -2,9 +2,11 @@
 #
 # Runs under the MicroPython unix port, started by hil/emulated.py once per boot:
 #
-#     micropython -X heapsize=192K _emuboot.py FOLDER MODE CTL_FD UID_HEX RESET_CAUSE PINS
+#     micropython -X heapsize=N _emuboot.py FOLDER MODE CTL_FD UID_HEX RESET_CAUSE PINS ROM_BYTES
 #
-# PINS is the GPIO output levels kept over a soft reboot, "25=1,3=0" or "".
+# PINS is the GPIO output levels kept over a soft reboot, "25=1,3=0" or "";
+# ROM_BYTES the ROM partition's size (0: a MicroPython built without ROMFS);
+# N is 192K, plus ROM_BYTES and the GC's tables for it.
 #
 # It plays ports/rp2/main.c and shared/runtime/pyexec.c: mount FOLDER as "/",
 # run boot.py, run main.py (friendly mode only, as rp2 skips it after a soft
@@ -27,7 +29,35 @@
 # h11-style machine fed bytes, because exec() blocks the only thread: pyexec is
 # written the same way for the same reason. Reads are one byte at a time so
 # that bytes meant for the user's program are never swallowed by the REPL.
-import builtins, sys, os, io, gc, vfs, micropython
+import sys, vfs
+
+# A Pico built with ROMFS (MICROPY_VFS_ROM, MICROPY_HW_ROMFS_BYTES) maps a ROM
+# partition of its flash into the address space: the .mpy modules of a ROMFS
+# image there are imported in place, their bytecode and constant strings
+# never copied to the heap. ROM_BYTES (argv[7]; 0: a build without ROMFS) is
+# the partition's size; its contents are the file FOLDER/rom/romfs.img
+# (outside what the board sees as its flash, as the partition is outside
+# littlefs; erased flash, 0xFF, past the file's end). The partition is this
+# interpreter's first allocation, one block at the bottom of the heap, and
+# the supervisor gave the interpreter the board's 192K plus the partition
+# (hil/emulated.py heap_bytes_for), so gc.mem_free() counts what Python
+# objects get, as on a Pico, where the partition is flash.
+_ROM_FILE = "/rom/romfs.img"
+_rom = bytearray(int(sys.argv[7])) if len(sys.argv) > 7 and sys.argv[7] != "0" else None
+if _rom is not None:
+    _f = memoryview(_rom)
+    for _i in range(0, len(_rom), 4096):  # partitions are whole 4K sectors
+        _f[_i:_i + 4096] = b"\xff" * 4096
+    try:
+        _f = open(sys.argv[1] + _ROM_FILE, "rb")
+    except OSError:  # never written: an erased partition
+        pass
+    else:
+        _f.readinto(_rom)  # up to the partition's size
+        _f.close()
+        del _f
+
+import builtins, os, io, gc, micropython
 from micropython import const
 
 _MODE_FRIENDLY = const(0)
@@ -49,7 +79,8 @@ _S_IFMT = const(0xF000)
 _S_IFREG = const(0x8000)
 _S_IFDIR = const(0x4000)
 # A Pico's littlefs: 1408K of flash (rp2 MICROPY_HW_FLASH_STORAGE_BYTES) in
-# 4K blocks. statvfs reports that size, and what the board folder uses of it.
+# 4K blocks, less the ROM partition on a ROMFS build. statvfs reports that
+# size, and what the board folder uses of it.
 _LFS_BLOCK = const(4096)
 _LFS_BLOCKS = const(352)
 _COMPOUND = ("if", "while", "for", "try", "with", "def", "class", "async")
@@ -112,6 +143,8 @@ class _BoardFS(vfs.VfsPosix):
     def _sized(self, prefix, entries):
         # 4-tuples with the file size, as littlefs gives (VfsPosix gives 3).
         for entry in entries:
+            if prefix == "/" and entry[0] == "rom":
+                continue  # the ROM partition's file, not littlefs: /rom is the VfsRom mount
             size = self.stat(prefix + entry[0])[6] if entry[1] == _S_IFREG else 0
             yield (entry[0], entry[1], entry[2], size)
 
@@ -133,13 +166,16 @@ class _BoardFS(vfs.VfsPosix):
     def statvfs(self, path):
         # A Pico's flash, not the host's disk: 1408K in 4K blocks, used by the
         # folder's files (whole blocks each) and directories (a metadata pair).
-        free = _LFS_BLOCKS - 2 - self._blocks("/")
+        blocks = _LFS_BLOCKS - (len(_rom) // _LFS_BLOCK if _rom is not None else 0)
+        free = blocks - 2 - self._blocks("/")
         free = free if free > 0 else 0
-        return (_LFS_BLOCK, _LFS_BLOCK, _LFS_BLOCKS, free, free, 0, 0, 0, 0, 255)
+        return (_LFS_BLOCK, _LFS_BLOCK, blocks, free, free, 0, 0, 0, 0, 255)
 
     def _blocks(self, path):
         n = 0
         for entry in super().ilistdir(path):
+            if path == "/" and entry[0] == "rom":
+                continue  # the ROM partition, not littlefs
             child = (path if path == "/" else path + "/") + entry[0]
             if entry[1] == _S_IFDIR:
                 n += 2 + self._blocks(child)
@@ -459,6 +495,13 @@ def _mount(folder):
     os.chdir("/")
     sys.path.clear()
     sys.path.extend(("", ".frozen", "/lib"))  # the rp2 port's sys.path
+    if _rom is not None:  # rp2 with ROMFS: vfs.rom_ioctl; /rom mounted, and first on sys.path
+        sys.modules["vfs"]._attach(_rom, _host_root + _ROM_FILE)  # _boardvfs: its rom_ioctl
+        try:
+            vfs.mount(vfs.VfsRom(_rom), "/rom")
+        except OSError:  # erased, or not a ROMFS image: nothing mounted, as on a Pico
+            return
+        sys.path[0:0] = ["/rom", "/rom/lib"]
 
 
 def _boot(mode):
@@ -493,6 +536,10 @@ def _main():
     import _boardos  # os as a Pico has it (uname), from this script's folder
 
     sys.modules["os"] = _boardos
+    if _rom is not None:
+        import _boardvfs  # vfs as a ROMFS build has it (rom_ioctl), from this script's folder
+
+        sys.modules["vfs"] = _boardvfs
 
     machine._attach(_ctl, bytes.fromhex(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     _mount(folder)

@@ -54,25 +54,11 @@ def _missing(mode):
     return None
 
 
-# An elector with the market tier does not boot on an emulated Pico: the
-# 64-bit unix port at 192K. Measured (docs/HEAP.md): built through the
-# emulator, an elector of a small region holds ~192 KB live (512K heap), of
-# which ~24 KB is the emulation's own (_emuboot, the machine stand-in) and
-# the code ~150 KB (64-bit objects in 32-byte GC blocks); a trader fits. A
-# real Pico (32-bit objects, 16-byte blocks, its REPL in flash) is not
-# measured here. Issue #14 item 5 is where it is tracked. The in-process run
-# (--rig sim) still runs it; on emulated boards it is expected to fail
-# (xfail, not strict: it would pass once it fits).
-ELECTOR_HEAP = "an elector with the market tier runs out of the emulated Pico's 192K heap at boot (issue #14 item 5)"
-
-
 @pytest.mark.boards(4)
-def test_autonomy_window_and_reconnection(harness, rig, request):
+def test_autonomy_window_and_reconnection(harness, rig):
     why = _missing(rig.mode)
     if why:
         pytest.skip("market tier not wired into the harness: " + why)
-    if rig.mode == "emulated":
-        request.applymarker(pytest.mark.xfail(reason=ELECTOR_HEAP, strict=False))
     nodes = (1, 2, 3, 4)
     with harness.start(SCENARIO) as live:
         live.wait_for(lambda fleet: fleet.agreed(1), timeout_s=3 * T_S, what="an agreed coordinator")

@@ -457,3 +457,35 @@ def _wait(predicate, timeout_s: float = 10) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+# -- a Pico built with ROMFS ----------------------------------------------------------------
+
+
+def test_heap_sizes_parse_and_a_rom_partition_is_added_to_the_heap_not_taken_from_it():
+    from hil.emulated import ROM_PARTITION_BYTES, heap_bytes_for, parse_heap
+
+    assert parse_heap("192K") == 192 * 1024 and parse_heap("1M") == 1 << 20 and parse_heap(4096) == 4096
+    with pytest.raises(ValueError, match="192Q"):
+        parse_heap("192Q")
+    assert heap_bytes_for("192K", 0) == 192 * 1024
+    extra = heap_bytes_for("192K", ROM_PARTITION_BYTES) - 192 * 1024
+    assert ROM_PARTITION_BYTES < extra <= ROM_PARTITION_BYTES * 65 // 64 + 1024
+
+
+def test_a_romfs_image_is_mounted_at_rom_first_on_sys_path_and_outside_the_192k(tmp_path):
+    from hil import flash
+
+    built = flash.build(str(tmp_path / "image"))
+    flash.write_image(str(tmp_path / "pico"), built=built)  # the romfs layout: modules in rom/romfs.img
+    (tmp_path / "pico" / "main.py").unlink()
+    with EmulatedBoard(tmp_path / "pico", name="pico") as board:
+        out = mpremote(board, "exec", "import sys, os, gc; import node.wire; gc.collect(); print(sys.path[:2],"
+                       " node.wire.__file__, gc.mem_free() > 150000, 'node' in os.listdir('/'),"
+                       " sorted(os.listdir('/rom'))[:2])")  # fmt: skip
+        assert out == "['/rom', '/rom/lib'] /rom/node/wire.mpy True False ['bootinfo.mpy', 'bootslot.mpy']\r\n"
+        query = mpremote(board, "romfs", "query")  # stock mpremote finds the partition and the image in it
+        assert "ROMFS0 partition has size 262144 bytes" in query and "ROMFS image size: " in query
+    with EmulatedBoard(tmp_path / "pico", name="pico", romfs=False) as board:  # a build without ROMFS
+        out = mpremote(board, "exec", "import sys, vfs; print(sys.path, hasattr(vfs, 'rom_ioctl'))")
+        assert out == "['', '.frozen', '/lib'] False\r\n"

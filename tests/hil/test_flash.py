@@ -223,15 +223,20 @@ def test_eight_boards_flash_in_parallel_and_each_says_hello(eight):
         assert r.ok, r.error
         assert r.hello["node"] == b.node_id and r.hello["cluster"] == b.cluster and r.hello["lineage"] == b.lineage
         assert (r.hello["fw_major"], r.hello["fw_minor"]) == (1, 0)
-        assert "main.py" in r.copied and "node/wire.mpy" in r.copied and "board.json" in r.copied
+        # The romfs layout (the default): the modules went into the ROM partition.
+        assert r.code == "romfs" and r.rom == "deployed" and r.note is None
+        assert "main.py" in r.copied and "board.json" in r.copied and not any(c.endswith(".mpy") for c in r.copied)
         assert r.unchanged == 0
-        assert seen[r.name][-1] == "done" and "stage" in seen[r.name] and "hello" in seen[r.name]
+        assert seen[r.name][-1] == "done" and "stage" in seen[r.name] and "romfs" in seen[r.name]
+        assert "hello" in seen[r.name]
     # The image is where the board shell expects it (docs/BOARD_SHELL.md).
     folder = started[2].folder
     assert json.loads((folder / "board.json").read_text())["node_id"] == 3
     assert json.loads((folder / "version.json").read_text()) == {"version": [1, 0], "label": "1.0"}
     assert not (folder / ".flash").exists() and not (folder / "flash.todo").exists()
-    assert (folder / "node" / "wire.mpy").exists() and not (folder / "node" / "wire.py").exists()
+    assert not (folder / "node" / "wire.mpy").exists() and not (folder / "node" / "wire.py").exists()
+    rom = (folder / flash.EMU_ROM_IMAGE).read_bytes()
+    assert rom[:3] == b"\xd2\xcd\x31" and b"node/wire.mpy" not in rom and b"wire.mpy" in rom
 
 
 @needs_boards
@@ -240,8 +245,8 @@ def test_a_second_flash_copies_nothing(eight):
     results = flash.flash_rig(rig, firmware=fw)
     for r in results:
         assert r.ok, r.error
-        assert r.copied == [] and r.reused == [] and r.removed == []
-        assert r.unchanged >= len(flash.image_files(fw)) and r.hello["fw_minor"] == 0
+        assert r.copied == [] and r.reused == [] and r.removed == [] and r.rom == "unchanged"
+        assert r.unchanged == 4 and r.hello["fw_minor"] == 0  # boot.py, main.py, version.json, board.json
 
 
 @needs_boards
@@ -266,9 +271,10 @@ def test_a_new_version_on_one_board_shows_in_its_hello_only(eight):
 
 @pytest.fixture
 def one_board(tmp_path, boards_of):
-    """A one-board rig flashed with 1.0 from a firmware snapshot."""
+    """A one-board rig flashed with 1.0 from a firmware snapshot, in the
+    files layout (its staging and journal carry every module)."""
     fw = snapshot_firmware(tmp_path / "fw")
-    rig = rig_mod.load(rig_file(tmp_path, [emulated("solo", 7)]))
+    rig = rig_mod.load(rig_file(tmp_path, [emulated("solo", 7, more=", code: files")]))
     (board,) = boards_of(rig)
     (r,) = flash.flash_rig(rig, firmware=str(fw))
     assert r.ok, r.error
@@ -335,13 +341,59 @@ def test_switching_from_py_to_mpy_removes_the_py_files_that_would_shadow_them(tm
     assert r.ok, r.error
     assert "node/wire.py" in r.copied and (board.folder / "node" / "wire.py").exists()
     board.stop()
-    mpy_rig = rig_mod.load(rig_file(tmp_path, [emulated("b", 1)], name="rig-mpy.yaml"))
+    mpy_rig = rig_mod.load(rig_file(tmp_path, [emulated("b", 1, more=", code: files")], name="rig-mpy.yaml"))
     (board,) = boards_of(mpy_rig)
     (r,) = flash.flash_rig(mpy_rig, firmware=str(fw))
     assert r.ok, r.error
     assert "node/wire.py" in r.removed and "runtime/shell.py" in r.removed
     assert sorted(os.listdir(board.folder / "node")) == sorted(
         f[:-3] + ".mpy" for f in os.listdir(fw / "node") if f.endswith(".py"))
+
+
+@needs_boards
+def test_the_romfs_and_files_layouts_replace_each_other(tmp_path, boards_of):
+    fw = snapshot_firmware(tmp_path / "fw")
+    rig = rig_mod.load(rig_file(tmp_path, [emulated("r", 5)]))
+    (board,) = boards_of(rig)
+    rom_file = board.folder / flash.EMU_ROM_IMAGE
+    (r,) = flash.flash_rig(rig, firmware=str(fw), code="files")
+    assert r.ok, r.error
+    assert r.code == "files" and r.rom is None and "node/wire.mpy" in r.copied and not rom_file.exists()
+    # files -> romfs: the ROM gets the modules, the flash loses them (/rom would shadow them anyway)
+    (r,) = flash.flash_rig(rig, firmware=str(fw))
+    assert r.ok, r.error
+    assert r.code == "romfs" and r.rom == "deployed" and "node/wire.mpy" in r.removed
+    assert not (board.folder / "node" / "wire.mpy").exists() and rom_file.read_bytes()[:3] == b"\xd2\xcd\x31"
+    # a changed module reaches the board through the ROM only
+    change_module(fw, "node/msgs.py")
+    (c,) = flash.check_rig(rig, firmware=str(fw))
+    assert c.ok and c.check["rom"] == "deploy" and not c.check["up_to_date"]
+    (r,) = flash.flash_rig(rig, firmware=str(fw))
+    assert r.ok and r.rom == "deployed" and r.copied == [], (r.error, r.copied)
+    assert b"_FLASH_TEST_CHANGE" in rom_file.read_bytes()
+    # romfs -> files: the ROM image is erased, or its old code would come first on sys.path
+    (r,) = flash.flash_rig(rig, firmware=str(fw), code="files")
+    assert r.ok and r.rom == "erased" and r.code == "files" and "node/wire.mpy" in r.copied, r.error
+    assert rom_file.read_bytes()[:3] == b"\xff\xff\xff" and (board.folder / "node" / "wire.mpy").exists()
+    assert hello_after_reset(board, 5)["node"] == 5
+
+
+@needs_boards
+def test_a_board_without_romfs_gets_the_modules_as_files_and_the_flash_says_so(tmp_path):
+    from hil.emulated import EmulatedBoard
+
+    rig = rig_mod.load(rig_file(tmp_path, [emulated("plain", 6)]))
+    board = EmulatedBoard(tmp_path / "plain", name="plain", romfs=False).start()  # MicroPython without ROMFS
+    rig.running["plain"] = board
+    try:
+        (r,) = flash.flash_rig(rig, firmware=str(snapshot_firmware(tmp_path / "fw")))
+        assert r.ok, r.error
+        assert r.code == "files" and r.rom is None and "node/wire.mpy" in r.copied
+        assert r.note.startswith("board plain (node 6, /dev/pts/") and "no ROMFS in its MicroPython" in r.note
+        assert (board.folder / "node" / "wire.mpy").exists() and not (board.folder / flash.EMU_ROM_IMAGE).exists()
+        assert r.hello["node"] == 6
+    finally:
+        board.stop()
 
 
 @needs_boards
@@ -440,6 +492,9 @@ def test_hil_flash_starts_idle_emulated_boards_flashes_and_stops_them(tmp_path, 
     assert not (tmp_path / "emulated" / "c0.tty").exists()  # stopped again
     assert cli.main(["flash", str(rig), "--version", "2.3", "--check"]) == 0
     assert "up to date" in capsys.readouterr().out
+    assert cli.main(["flash", str(rig), "--version", "2.3", "--only", "c1", "--code", "files"]) == 0
+    assert "; ROM erased; HELLO node 2 v2.3" in capsys.readouterr().out
+    assert (tmp_path / "emulated" / "c1" / "node" / "wire.mpy").exists()
     assert cli.main(["flash", str(rig), "--only", "c9"]) == 2
     assert "no board named 'c9'" in capsys.readouterr().err
 
