@@ -44,16 +44,32 @@ class BoardSet:
     lines read while it booted), .reset(), .power_cut(), .power_on()) or a
     device path / pyserial URL}, as ground.run.Run takes them, or None for
     in-process nodes. stop() ends them (once; later calls do nothing);
-    logs() is {node id: bytes the board printed}, for serial logs."""
+    logs() is {node id: bytes the board printed}, for serial logs.
 
-    def __init__(self, mode, boards, stop=None, logs=None):
+    update_image(spec) -> bytes, or None: the update image a rollout sends
+    these boards (docs/UPDATES.md "A rollout on emulated boards"). spec is
+    plain data: {"version": (major, minor), "label", "lineage",
+    "test_build", "defects", "key": the fleet key or None}. A back-end that
+    can build the real firmware gives `update_images` (spec -> bytes);
+    without one it is None and the rollout sends the engine's own image
+    (ground/flim.py: version.json only)."""
+
+    def __init__(self, mode, boards, stop=None, logs=None, update_images=None):
         self.mode = mode
         self.boards = boards
         self._stop = stop
         self._logs = logs
+        self._update_images = update_images
 
     def logs(self):
         return self._logs() if self._logs else {}
+
+    def update_image(self, spec):
+        return self._update_images(spec) if self._update_images else None
+
+    @property
+    def has_update_images(self):
+        return self._update_images is not None
 
     def stop(self):
         if self._stop is not None:

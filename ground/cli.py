@@ -100,7 +100,9 @@ def cmd_run(args):
          % (sc.name, len(sc.nodes), sc.duration_s, args.seed if args.seed is not None else sc.seed, mode, out))
     try:
         result = run_mod.run(sc, out, mode=mode, seed=args.seed, boards=boards and boards.boards, progress=progress,
-                             plot=not args.no_plot, precise_time=args.precise_time)
+                             plot=not args.no_plot, precise_time=args.precise_time,
+                             update_image=boards.update_image if boards is not None and boards.has_update_images
+                             else None)
     finally:
         if boards is not None:
             boards.stop()

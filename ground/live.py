@@ -56,15 +56,17 @@ class Live:
     wall-clock guard in case the run itself wedges.
     """
 
-    def __init__(self, sc, out_dir, mode="sim", boards=None, seed=None, name=None, progress=None):
+    def __init__(self, sc, out_dir, mode="sim", boards=None, seed=None, name=None, progress=None, update_image=None):
         """sc: a ground.scenario.Scenario; out_dir: the run folder; mode and
         boards as for Run (boards: {node id: board or device}, None for
         in-process nodes); name: who runs it, for the steps' `where`
-        (default: the scenario's name)."""
+        (default: the scenario's name); update_image: the back-end's rollout
+        images for boards (BoardSet.update_image), or None."""
         self.sc = sc
         self.out_dir = out_dir
         self.mode = mode
         self.boards = boards
+        self.update_image = update_image
         self.seed = seed
         self.name = name or sc.name
         self.progress = progress
@@ -93,7 +95,7 @@ class Live:
         if self._thread is not None:
             raise RuntimeError("run %s: already started" % self.sc.name)
         self._run = run_mod.Run(self.sc, self.out_dir, mode=self.mode, seed=self.seed, boards=self.boards,
-                                progress=self.progress)
+                                progress=self.progress, update_image=self.update_image)
         self._run.listeners.append(self._on_event)
         self._run.on_start.append(self._on_start)
         self._fleet = Fleet(self._run.header()["nodes"])

@@ -63,6 +63,9 @@ def _driver_class():
         _node_fault = run_mod.Run._node_fault
         _make_node_factory = run_mod.Run._make_node_factory
         _replicating_config = run_mod.Run._replicating_config
+        _sim_updates = run_mod.Run._sim_updates
+        _update_events = run_mod.Run._update_events
+        _watchdog_reset = run_mod.Run._watchdog_reset
 
         def __init__(self, sc, seed, node, board=False):
             from ground.links import SimLink
@@ -85,7 +88,10 @@ def _driver_class():
             self.clock = _Clock()
             self.router = _Capture(self.clock)
             make = _board_factory(sc, node) if board else self._make_node_factory(node)
-            self.link = SimLink(node, make)
+            # An in-process node keeps the run's update slots (ground/update_sim.py): an install
+            # restarts it with the installed version at the same point, a test build's crash is
+            # restarted by the same watchdog. (A board's slots are on the board.)
+            self.link = SimLink(node, make, updates=None if board else self._sim_updates(node))
             self.link.wake_at = None
             self.router.links = {node: self.link}
             self.clock.call_at(0, self._wake, self.link, 0)

@@ -26,6 +26,7 @@ delivered to the ground, HELLOs, COORDINATOR claims, MARKET_TEL and
 TELEMETRY, and the run's node events.
 """
 
+import hashlib
 import random
 
 from ground import firmware
@@ -40,6 +41,7 @@ msgs = firmware.msgs
 S = 1_000_000_000
 PUMP_S = 1.0  # mission s between two rounds of update frames
 FRAMES_PER_PUMP = 8  # frames per node per round (chunks; the link's pipeline paces them further)
+LINE_BYTES = 260  # a chunk frame on the line, about (218 bytes of chunk, header, tag, COBS, delimiter)
 ANALYSES = 7  # analyses per validation window (daily, for the default 7 days)
 ROLLBACK_EVERY_S = 10.0  # a rollback order is repeated until the node runs its previous version
 ROUND_SETTLE_S = 30.0  # a market round prepared less than this ago is not judged yet (its acks may be on the way)
@@ -47,6 +49,16 @@ ROUND_SETTLE_S = 30.0  # a market round prepared less than this ago is not judge
 
 def _v(version):
     return "%d.%d" % tuple(version)
+
+
+def _frames_per_pump(spec):
+    """Update frames a node is sent per PUMP_S: FRAMES_PER_PUMP, or as many as
+    its ground link's rate_bps carries in PUMP_S if that is more (a board's
+    full image is ~120 KB: the link's rate, not the pump, should pace it)."""
+    rate = spec.get("rate_bps")
+    if not rate:
+        return FRAMES_PER_PUMP
+    return max(FRAMES_PER_PUMP, int(rate * PUMP_S / spec.get("bits_per_byte", 8) / LINE_BYTES))
 
 
 class _Counts:
@@ -73,7 +85,9 @@ class Orchestrator:
         self.version = {nid: spec.fw_version for nid, spec in sc.nodes.items()}  # as last heard
         self.desired = {c: sc.nodes[ids[0]].fw_version for c, ids in sc.clusters.items()}
         self.prev_version = {}  # node -> the version it ran before this image
-        self.blobs = {}  # version -> (image bytes, Image)
+        self.blobs = {}  # version -> (image bytes, Image, bytes for boards or None)
+        self.board_nodes = set(run.boards) if run.update_image is not None else set()  # get the back-end's images
+        self.frames_per_pump = {nid: _frames_per_pump(sc.link_spec(nid, 0)) for nid in sc.nodes}
         self.senders = {}  # node -> UpdateSender of the current image, while active
         self.rolling_back = {}  # node -> version it must return to
         self.upd_id = 0
@@ -113,7 +127,12 @@ class Orchestrator:
             return
         img = self.image = self.plan.images[self.index]
         blob = flim.pack([], img.version, self.sc.auth_key, img.label, img.lineage, img.test_build, img.defects)
-        self.blobs[img.version] = (blob, img)
+        full = None
+        if self.board_nodes:  # boards: the compiled firmware with this manifest, built by the board layer
+            full = self.run.update_image({"version": tuple(img.version), "label": img.label, "lineage": img.lineage,
+                                          "test_build": img.test_build, "defects": dict(img.defects),
+                                          "key": self.sc.auth_key})
+        self.blobs[img.version] = (blob, img, full)
         canaries = plan_mod.choose_canaries(self.plan, self.sc, self.rng)
         self.steps = plan_mod.steps(self.plan, self.sc, canaries, self.rng)
         self.step = -1
@@ -124,7 +143,9 @@ class Orchestrator:
         self.prev_version = {}
         self._event("start", canaries=canaries, canary_nodes=sum(len(self.sc.clusters[c]) for c in canaries),
                     nodes=len(self.sc.nodes), clusters=len(self.sc.clusters), steps=len(self.steps),
-                    test_build=img.test_build, defects=img.defects)
+                    test_build=img.test_build, defects=img.defects, image_bytes=len(blob),
+                    **({"board_image_bytes": len(full), "board_image_sha256": hashlib.sha256(full).hexdigest()}
+                       if full is not None else {}))
         self._start_step()
 
     def _start_step(self):
@@ -147,7 +168,9 @@ class Orchestrator:
 
     def _offer(self, nid, version=None):
         """Start sending an image (the current one by default) to a node; False if it runs it already."""
-        blob, img = self.blobs[version or self.image.version]
+        blob, img, full = self.blobs[version or self.image.version]
+        if full is not None and nid in self.board_nodes:
+            blob = full
         if self.version.get(nid) == img.version or nid in self.senders:
             return False
         if img is self.image:
@@ -186,7 +209,7 @@ class Orchestrator:
                 self._event("node_" + s.state, node=nid, after_s=round((now - s.started_ns) / S, 3))
                 del self.senders[nid]
                 continue
-            for type, payload in s.due(now_s, FRAMES_PER_PUMP):
+            for type, payload in s.due(now_s, self.frames_per_pump[nid]):
                 self.router.to_node(nid, type, payload)
         for nid in sorted(self.rolling_back):
             if self.version.get(nid) == self.rolling_back[nid]:

@@ -113,12 +113,14 @@ class Run:
     Public hooks for watchers (ground/live.py): `listeners`, `on_start`,
     `header()`, `apply_fault(f)`."""
 
-    def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False):
+    def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False,
+                 update_image=None):
         self.sc = sc
         self.out_dir = out_dir
         self.mode = mode
         self.seed = sc.seed if seed is None else seed
         self.boards = boards or {}  # node id -> device path / URL, or a board object with .device
+        self.update_image = update_image  # spec -> bytes or None: the back-end's images (BoardSet.update_image)
         self.progress = progress
         self.plot = plot  # draw timeline.png (ground run --no-plot: not)
         real = mode != "sim" or bool(self.boards)
@@ -587,6 +589,7 @@ def history_failures(trace_path):
     return ["history: %s" % v for v in history.check(trace_path).violations]
 
 
-def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False):
+def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False,
+        update_image=None):
     return Run(sc, out_dir, mode=mode, seed=seed, boards=boards, progress=progress, plot=plot,
-               precise_time=precise_time).execute()
+               precise_time=precise_time, update_image=update_image).execute()

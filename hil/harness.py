@@ -165,6 +165,8 @@ class _ManagedLive(Live):
         self._t0 = time.monotonic()
         self.prepared = self.harness.boards._prepare(self.sc, folder)
         self.mode, self.boards = self.prepared.mode, self.prepared.boards
+        if self.prepared.has_update_images:  # a rollout's images for the boards (the compiled firmware)
+            self.update_image = self.prepared.update_image
         try:
             return super().__enter__()
         except BaseException:

@@ -91,12 +91,25 @@ class EmulatedRig:
         """Boards for `sc`, booted (count, if given, must be the scenario's node count)."""
         from hil import emulated_run
 
+        images = _rollout_images(sc)
         farm = emulated_run.start_farm(sc, folder, count=count, transport=self.transport)
         boards = farm.devices()
-        return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()})
+        return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()},
+                        update_images=images)
 
     def close(self):
         pass
+
+
+def _rollout_images(sc):
+    """A scenario with a rollout: its boards get the compiled firmware as
+    update images (hil/update_image.Images), compiled now, before the run's
+    clock starts. None without a rollout."""
+    if getattr(sc, "rollout", None) is None:
+        return None
+    from hil import update_image
+
+    return update_image.Images().compile()
 
 
 class SimRig:
@@ -255,7 +268,8 @@ class FileRig:
                 hub.close()
             self._check_places()
 
-        return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()})
+        return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()},
+                        update_images=_rollout_images(sc))
 
     def _udp_hub(self, sc, devices):
         """The run's UDP hub (ground.udplink) when some of its boards are on
@@ -397,4 +411,5 @@ def rig_backend(sc, folder, path):
         finally:
             rig.close()
 
-    return BoardSet(boards.mode, boards.boards, stop, boards.logs)
+    return BoardSet(boards.mode, boards.boards, stop, boards.logs,
+                    update_images=boards.update_image if boards.has_update_images else None)

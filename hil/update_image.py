@@ -24,10 +24,11 @@ from hil import image
 from ground.flim import DEFECTS, FORMAT, MAGIC, TAG_LEN, ImageError, pack, protocols, read  # noqa: F401
 
 
-def build(version: tuple[int, int], key: bytes | None = None, mpy: bool = True, **kw) -> bytes:
-    """Compile the firmware (mpy-cross -march=armv6m, as `hil flash`) and pack it.
-    boot.py stays the root image's: a slot's modules are found through
-    sys.path, and boot.py runs from the root."""
+def firmware_files(mpy: bool = True) -> list[tuple[str, bytes]]:
+    """[(path on the board, bytes)] of the compiled firmware (mpy-cross
+    -march=armv6m, as `hil flash`), boot.py left out: it stays the root
+    image's (a slot's modules are found through sys.path, and boot.py runs
+    from the root)."""
     with tempfile.TemporaryDirectory() as d:
         built = image.build(d, mpy=mpy)
         files = []
@@ -36,7 +37,42 @@ def build(version: tuple[int, int], key: bytes | None = None, mpy: bool = True, 
                 continue
             with open(f.local, "rb") as fh:
                 files.append((f.remote, fh.read()))
-    return pack(files, version, key, **kw)
+    return files
+
+
+def build(version: tuple[int, int], key: bytes | None = None, mpy: bool = True, **kw) -> bytes:
+    """Compile the firmware and pack it as an update image of `version`."""
+    return pack(firmware_files(mpy), version, key, **kw)
+
+
+class Images:
+    """A rollout's images for boards (ground.backends.BoardSet.update_image):
+    the firmware compiled once (on the first call, or by compile() before a
+    run starts), packed once per spec with that spec's manifest.
+
+        images = Images(); images.compile()
+        blob = images({"version": (1, 1), "label": None, "lineage": 0, "test_build": False,
+                       "defects": {}, "key": b"..."})
+    """
+
+    def __init__(self, mpy: bool = True):
+        self.mpy = mpy
+        self.files: list | None = None
+        self._packed: dict = {}
+
+    def compile(self) -> "Images":
+        if self.files is None:
+            self.files = firmware_files(self.mpy)
+        return self
+
+    def __call__(self, spec: dict) -> bytes:
+        key = (tuple(spec["version"]), spec.get("label"), spec.get("lineage", 0), bool(spec.get("test_build")),
+               json.dumps(spec.get("defects") or {}, sort_keys=True), spec.get("key"))
+        if key not in self._packed:
+            self._packed[key] = pack(self.compile().files, tuple(spec["version"]), spec.get("key"),
+                                     label=spec.get("label"), lineage=spec.get("lineage", 0),
+                                     test_build=bool(spec.get("test_build")), defects=spec.get("defects") or {})
+        return self._packed[key]
 
 
 # ---- hil image build / show -------------------------------------------------

@@ -4,15 +4,22 @@ UPD_* frames through the router over each board's pty, the boards stage the
 image, unpack it into a slot, soft-reset into it as a trial and confirm it,
 or crash and are reverted by boot. Judged from what the nodes themselves
 said (their HELLOs and UPD_ACKs in the trace), not from the orchestrator's
-rollout events. About 2 minutes of wall time (480 mission s at 4x)."""
+rollout events, and from each board's flash: the images are the compiled
+firmware (hil/update_image.py, built by the board back-end), so after the
+run each board's boot pointer names a confirmed slot that holds the good
+build's modules, each file with its sha256. About 2 minutes of wall time
+(480 mission s at 4x)."""
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from ground import cli, trace
+from ground import cli, flim, scenario, trace
 from ground import protocol as P
+from hil import update_image
 
 HAVE_BOARDS = (Path(os.sys.executable).parent / "micropython").exists()
 pytestmark = [pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython unix port in .venv (make venv)"),
@@ -35,10 +42,20 @@ def _versions_said(events):
     return out
 
 
+def _pointer(board_dir):
+    """state/boot.ptr: JSON, a newline, its crc32 (firmware/runtime/slots.py)."""
+    text = (board_dir / "state" / "boot.ptr").read_text()
+    return json.loads(text[: text.rfind("\n")])
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_a_good_build_reaches_every_board_and_a_bad_one_is_rolled_back_where_it_ran(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(["run", str(ROOT / "scenarios" / "rollout-boards.yaml"), "--emulated", "6", "--out", str(out),
-                     "--quiet"])
+    path = ROOT / "scenarios" / "rollout-boards.yaml"
+    code = cli.main(["run", str(path), "--emulated", "6", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert code == 0, text
     header, events, torn = trace.read(str(out / "trace.jsonl"))
@@ -63,3 +80,26 @@ def test_a_good_build_reaches_every_board_and_a_bad_one_is_rolled_back_where_it_
     # The boards' soft reboots (install, revert, rollback) are reboots, not protocol errors.
     assert not [e for e in events if e.get("kind") == "node" and e.get("event") == "bad_frame"]
     assert [e for e in events if e.get("kind") == "node" and e.get("event") == "rebooted"]
+
+    # The boards got the compiled firmware, not a version.json-only image: the
+    # image the run sent is byte for byte the one `hil image build` makes.
+    key = scenario.load(str(path)).auth_key
+    good = update_image.build(GOOD, key)
+    manifest = flim.read(good, key)
+    assert len(manifest["files"]) > 20 and any(f[0].endswith(".mpy") for f in manifest["files"])
+    starts = {e["image"]: e for e in events if e.get("kind") == "rollout" and e.get("event") == "start"}
+    assert starts["1.1"]["board_image_sha256"] == hashlib.sha256(good).hexdigest()
+    assert starts["1.2"]["board_image_bytes"] > 100_000
+    # Each board now runs from a slot holding that image's files (boot.py
+    # puts the pointer's slot first on sys.path), each with its sha256: the
+    # slot it confirmed, or the one a reverted trial of the bad build fell back to.
+    for n in sorted(nodes):
+        board = out / "boards" / ("node%d" % n)
+        p = _pointer(board)
+        assert p["state"] in ("confirmed", "reverted") and p["slot"] in ("a", "b"), (n, p)
+        slot = board / "slots" / p["slot"]
+        assert (slot / "ok").exists(), n
+        for name, size, sha in manifest["files"]:
+            assert (slot / name).stat().st_size == size and _sha(slot / name) == sha, (n, name)
+        assert json.loads((slot / "version.json").read_text())["version"] == list(GOOD), n
+        assert json.loads((slot / "manifest.json").read_text())["digest"] == manifest["digest"], n
