@@ -475,7 +475,7 @@ class Node:
             on_frame(self, f)
             return
         if region is not None and t in msgs.MARKET_TYPES:
-            region.receive(f.src, f.dst, t, f.payload, now_ms)
+            region.receive(f.src, f.dst, t, f.payload, now_ms, f.version)
             return
         # Parse before acting on anything: a member sending malformed payloads
         # is a protocol error, not a sign of life.
