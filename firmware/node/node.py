@@ -459,7 +459,7 @@ class Node:
 
                 audit.hello(region, f.src, f.payload, f.version)
             if msgs.ACCUSE <= f.type <= msgs.WITNESS:
-                region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
+                region.receive(f.src, f.dst, f.type, f.payload, now_ms, f.version)  # containment: the region's
             elif self.seat is None:
                 self.ignored += 1
             else:

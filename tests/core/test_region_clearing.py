@@ -126,7 +126,7 @@ def test_the_coordinator_refuses_absurd_and_foreign_bids_and_counts_why():
         (1, _bid(res=3), refusal.RESOURCE),  # resource 3 is silicate, the bid asks for metal
         (1, _bid(mask=0x04), refusal.CLASS),  # gen 1 cannot process volatiles
         (1, _bid(mask=0x04, gen=3), refusal.CLASS),  # node 1 says gen 3; the roster says gen 1
-        (1, _bid(mask=0x01, gen=2), refusal.CLASS),  # a generation the roster contradicts, even for a class it could use
+        (1, _bid(mask=0x01, gen=2), refusal.CLASS),  # the roster contradicts it, even for a class it could use
         (1, _bid(mask=0x11), refusal.CLASS),  # two kinds in one bid
         (1, _bid(mask=0), refusal.CLASS),
         (1, _bid(rnd=5), refusal.ROUND),  # a round not open yet
