@@ -14,7 +14,8 @@
 #
 # Versions: the header's nibble says which layouts the payload uses. MESSAGES
 # is version 1; CHANGED lists what a later version changed (version 2 appends
-# `alive` to HEARTBEAT, version 3 counters and heap to TELEMETRY), mirroring msgs.py's _CHANGED; parse_line reads a
+# `alive` to HEARTBEAT, version 3 counters and heap to TELEMETRY, version 4
+# hw_gen to BID and end_s to AWARD), mirroring msgs.py's _CHANGED; parse_line reads a
 # payload in its frame's version, build_line writes the version it is given
 # (default 1, as wire.encode). version_max= refuses newer frames, as a node
 # whose firmware speaks no further does (docs/PROTOCOL.md "Versions").

@@ -45,7 +45,7 @@ from construct import (
 )
 from construct.core import BytesIOWithOffsets, stream_size, stream_tell
 
-VERSION = 3  # newest protocol version this codec speaks
+VERSION = 4  # newest protocol version this codec speaks
 VERSION_MIN = 1  # oldest version it decodes
 
 FLAG_AUTH = 0x1

@@ -185,6 +185,14 @@ Award = Struct(
     "count" / Int8ul,
     "flags" / Int8ul,  # 1 replica, 2 sync, 4 resend, 8 merge, 16 claim
 )
+BidV4 = Struct(  # version 4 appends the bidder's hardware generation
+    *Bid.subcons,
+    "hw_gen" / Int8ul,  # 0: not said (the coordinator's roster table decides)
+)
+AwardV4 = Struct(  # version 4 appends the lease's end
+    *Award.subcons,
+    "end_s" / Int32ul,  # mission second its last occurrence ends; 0: not said
+)
 Prices = Struct(
     "term" / Int32ul,
     "round" / Int32ul,
@@ -368,7 +376,7 @@ TYPES = {name: t for t, (name, _) in MESSAGES.items()}
 # MESSAGES is protocol version 1. version -> {type: Struct} of the layouts a
 # version changed (msgs.py's _CHANGED); a type not listed keeps the layout of
 # the version before.
-CHANGED = {2: {HEARTBEAT: HeartbeatV2}, 3: {TELEMETRY: TelemetryV3}}
+CHANGED = {2: {HEARTBEAT: HeartbeatV2}, 3: {TELEMETRY: TelemetryV3}, 4: {BID: BidV4, AWARD: AwardV4}}
 
 
 def message_struct(type, version=VERSION_MIN):

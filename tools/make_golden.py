@@ -230,10 +230,43 @@ V3_CASES = [
      dict(hw_gen=2, fw_major=3, fw_minor=0, lineage=1, proto_min=1, proto_max=3, cluster=1), 1024),
 ]
 
+# Protocol version 4 frames: the market's new line (BID's hw_gen, AWARD's
+# end_s), and unchanged layouts (TELEMETRY as version 3 has it, PRICES as
+# version 1) under the new nibble.
+V4_CASES = [
+    ("bid_v4_spot", msgs.BID, N2, N1, 0x70,
+     dict(round=40, seq=0x2A00, first=41, resource=0xFFFF, price=24, classes=0x03, span=1, period=3, count=1,
+          flags=1, hw_gen=2), None),
+    ("bid_v4_escape_bytes_auth", msgs.BID, 0x031B, N1, 0x1B,
+     dict(round=0x1B, seq=0x0303, first=0x1B03, resource=0x001B, price=2, classes=0x10, span=4, period=22,
+          count=5, flags=4, hw_gen=3), 0x70),
+    ("bid_v4_gen_unsaid", msgs.BID, N1, N2, 0x71,
+     dict(round=7, seq=9, first=8, resource=0xFFFF, price=1000, classes=0x20, span=2, period=2, count=1, flags=2,
+          hw_gen=0), None),
+    ("award_v4_to_holder", msgs.AWARD, N1, N2, 0x72,
+     dict(term=2, round=40, seq=0x2A00, first=42, resource=7, holder=N2, price=1, span=1, period=1, count=1,
+          flags=0, end_s=43 * 60), None),
+    ("award_v4_replica_merge_auth", msgs.AWARD, N1, 3, 0x73,
+     dict(term=3, round=0x1B1B, seq=0x03, first=0x031B, resource=0x0303, holder=0x1B, price=0x1B, span=1,
+          period=4, count=30, flags=msgs.AWARD_REPLICA | msgs.AWARD_MERGE, end_s=0x0003001B), 0x71),
+    ("award_v4_max_values_auth", msgs.AWARD, N_BIG, C_TOP, 255,
+     dict(term=0xFFFFFFFF, round=0xFFFFFFFF, seq=0xFFFFFFFF, first=0xFFFFFFFF, resource=0xFFFF, holder=N_BIG,
+          price=0xFFFF, span=255, period=255, count=255, flags=255, end_s=0xFFFFFFFF), 0xFFFFFFFD),
+    ("prices_v4_complete_broadcast", msgs.PRICES, N1, BCAST, 0x74,
+     dict(term=2, round=40, digest=0, intent_seq=1, region=1, awards=17, status=msgs.ROUND_COMPLETE, p0=1, p1=1,
+          p2=2, p3=1, p4=7, p5=1, p6=1, p7=12), None),
+    ("telemetry_v4_to_ground", msgs.TELEMETRY, N1, GROUND, 0x75,
+     dict(role=msgs.ROLE_FOLLOWER, term=9, coordinator=N2, standby=N1, digest=0x1B, alive=5, suspect=0,
+          bad_frames=0, rejects=0, unknown_src=0, long_lines=0, replayed=0, heap_free=0, heap_min=0), None),
+    ("hello_v4_to_node_auth", msgs.HELLO, N2, N1, 0x76,
+     dict(hw_gen=3, fw_major=4, fw_minor=0, lineage=1, proto_min=1, proto_max=4, cluster=1), 0x72),
+]
+
 
 def vectors():
     out = []
-    cases = [(1, c) for c in CASES] + [(2, c) for c in V2_CASES] + [(3, c) for c in V3_CASES]
+    cases = ([(1, c) for c in CASES] + [(2, c) for c in V2_CASES] + [(3, c) for c in V3_CASES]
+             + [(4, c) for c in V4_CASES])
     for version, (name, type, src, dst, seq, fields, counter) in cases:
         names = msgs.layout(type, version)[2]
         if list(fields) != list(names):

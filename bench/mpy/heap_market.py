@@ -62,7 +62,7 @@ for r in range(ROUNDS):
         seq += 1
         if cover_due[i] == 0:  # a pre-allocation: every 4th slot for the window
             fields = (m.round, seq, m.round + 1, auction.NO_RESOURCE, 2, cat.GENS[g][0], 1, 4, 30,
-                      auction.F_FLEX | auction.F_COVER)
+                      auction.F_FLEX | auction.F_COVER, g)
             cover_due[i] = 30
         else:
             cover_due[i] -= 1
@@ -71,7 +71,7 @@ for r in range(ROUNDS):
             c = cat.PART_EARTH if rng.below(2) else cat.LOGISTICS
             span = cat.LOGISTICS_SPAN if c == cat.LOGISTICS else 1
             fields = (m.round, seq, m.round + 1 + rng.below(3), auction.NO_RESOURCE, 8 + rng.below(32), 1 << c, span,
-                      span + 2, 1, auction.F_FLEX)
+                      span + 2, 1, auction.F_FLEX, g)
         m.on_bid(node, fields, now)
     gc.collect()
     if gc.mem_alloc() > high:

@@ -16,6 +16,7 @@ _REGION_CLUSTERS = 0xE00  # a region's electors share cluster number 0xE00 | reg
 # above it; the ground down-converts for it (ground/downconvert.py). The
 # newest here is at most wire.VERSION (tests/core/test_node.py checks).
 PROTOCOLS = (
+    (4, 1, 4),  # 4.x: BID carries the bidder's hw_gen, AWARD the lease's end (mission s)
     (3, 1, 3),  # 3.x: TELEMETRY carries u32 refusal counters and the heap
     (2, 1, 2),  # 2.x: HEARTBEAT carries `alive`
     (0, 1, 1),

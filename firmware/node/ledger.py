@@ -46,6 +46,13 @@ def last_slot(first, span, period, count):
     return first + (count - 1) * period + span - 1
 
 
+def end_s(first, span, period, count, slot_ms):
+    """The mission second a lease ends (its last occurrence's end): AWARD's
+    end_s (protocol 4). In small ints on a board: slots x whole seconds."""
+    end = first + (count - 1) * period + span
+    return (end * (slot_ms // 1000) + end * (slot_ms % 1000) // 1000) & 0xFFFFFFFF
+
+
 class Ledger:
     def __init__(self, n_res, horizon, per_holder, n_holders):
         if horizon % 8 or not 0 < horizon <= 1024:

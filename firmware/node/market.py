@@ -31,7 +31,7 @@ from micropython import const
 
 from node import auction, catalog as cat, msgs, recovery, refusal, wire
 from node.auction import F_MERGED, BidBook
-from node.ledger import Ledger
+from node.ledger import Ledger, end_s
 
 IDLE = const(0)
 OPEN = const(1)
@@ -228,13 +228,21 @@ class Market:
 
     def check_bid(self, idx, fields):
         """refusal.* reason why this bid may not enter the book, or 0."""
-        rnd, seq, first, res, price, mask, span, period, count, flags = fields
+        rnd, seq, first, res, price, mask, span, period, count, flags, gen = fields
         cfg = self.cfg
         open_r = self.open_round()
         if rnd > open_r + 1 or rnd + cfg.stale_rounds < open_r:
             return refusal.ROUND
+        # The bidder's hardware generation: as its bid says (protocol 4), or
+        # the roster's table (an older bid says 0). Both known and different:
+        # a bidder claiming hardware the region's roster says it lacks.
+        if cfg.gens is not None:
+            own = cfg.gen_of(idx)
+            if gen and gen != own:
+                return refusal.CLASS
+            gen = own
         kind = cat.kind_of_mask(mask)
-        if kind < 0 or (cfg.gens is not None and not cat.may_bid(cfg.gen_of(idx), mask)):
+        if kind < 0 or (gen and not cat.may_bid(gen, mask)):
             return refusal.CLASS
         if res != auction.NO_RESOURCE:
             c = cat.class_of(self.first_ids, res)
@@ -318,7 +326,7 @@ class Market:
         idx = self._sender(src)
         if idx < 0:
             return
-        term, rnd, seq, first, res, holder, price, span, period, count, flags = fields
+        term, rnd, seq, first, res, holder, price, span, period, count, flags, _ = fields
         if self.quarantine is not None and self.quarantine.is_quarantined(src):
             self.refused[refusal.QUARANTINED] += 1
             return
@@ -372,9 +380,11 @@ class Market:
         holder = self.cfg.roster[b.node[i]]
         if b.flags[i] & F_MERGED:
             flags |= msgs.AWARD_MERGE
+        first, span, period, count = b.first[i], b.span[i], b.period[i], b.count[i]
         self.send(holder if dst is None else dst, msgs.AWARD,
-                  msgs.pack(msgs.AWARD, self.term, rnd, b.seq[i], b.first[i], b.hint[i], holder, b.price[i],
-                            b.span[i], b.period[i], b.count[i], flags))
+                  msgs.pack(msgs.AWARD, self.term, rnd, b.seq[i], first, b.hint[i], holder, b.price[i], span,
+                            period, count, flags, end_s(first, span, period, count, self.cfg.slot_ms),
+                            version=msgs.VERSION))
 
     def _announce(self, rnd, status, dst, awards=0, digest=0):
         p = self.prices

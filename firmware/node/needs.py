@@ -153,7 +153,8 @@ def has_pending(tr, g, cover):
 def send_bid(tr, now_ms, g, cover, rnd, first, span, period, count, price, flags, hint):
     seq = tr._next_seq(now_ms)
     mask = mask_of(tr, g)
-    tr.send(tr.coord, msgs.BID, msgs.pack(msgs.BID, rnd, seq, first, hint, price, mask, span, period, count, flags))
+    tr.send(tr.coord, msgs.BID, msgs.pack(msgs.BID, rnd, seq, first, hint, price, mask, span, period, count, flags,
+                                          tr.prod.gen, version=msgs.VERSION))
     tr.bids += 1
     k = g + (N_GROUPS if cover else 0)
     if tr.need_since[k] < 0:

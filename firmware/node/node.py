@@ -459,7 +459,7 @@ class Node:
 
                 audit.hello(region, f.src, f.payload, f.version)
             if msgs.ACCUSE <= f.type <= msgs.WITNESS:
-                region.receive(f.src, f.dst, f.type, f.payload, now_ms)  # containment: the region's, not the seat's
+                region.receive(f.src, f.dst, f.type, f.payload, now_ms, f.version)  # containment: the region's
             elif self.seat is None:
                 self.ignored += 1
             else:
@@ -475,7 +475,7 @@ class Node:
             on_frame(self, f)
             return
         if region is not None and t in msgs.MARKET_TYPES:
-            region.receive(f.src, f.dst, t, f.payload, now_ms)
+            region.receive(f.src, f.dst, t, f.payload, now_ms, f.version)
             return
         # Parse before acting on anything: a member sending malformed payloads
         # is a protocol error, not a sign of life.

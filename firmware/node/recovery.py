@@ -35,6 +35,7 @@ from micropython import const
 
 from node import msgs, refusal, wire
 from node.auction import F_ADDED
+from node.ledger import end_s
 
 _NONE = const(0xFFFFFFFF)  # led_round on the wire: this ledger knows nothing
 _IDLE = const(0)  # market.IDLE, OPEN, RECOVERING (market.py imports this module)
@@ -167,9 +168,10 @@ def send_copy(m, dst, term, copy_id):
     total = min(led.n, 0xFFFF)
     for i in range(led.max):
         if led.count[i]:
+            first, span, period, count = led.first(i), led.span[i], led.period[i], led.count[i]
             m.send(dst, msgs.AWARD, msgs.pack(
-                msgs.AWARD, term, copy_id, led.base, led.first(i), led.res[i], roster[led.holder(i)], total,
-                led.span[i], led.period[i], led.count[i], msgs.AWARD_SYNC))
+                msgs.AWARD, term, copy_id, led.base, first, led.res[i], roster[led.holder(i)], total, span, period,
+                count, msgs.AWARD_SYNC, end_s(first, span, period, count, m.cfg.slot_ms), version=msgs.VERSION))
     return total
 
 
@@ -258,7 +260,7 @@ def fetching(m, src, term, copy_id):
 
 
 def on_copy(m, src, fields, now_ms):
-    term, rnd, base, first, res, holder, price, span, period, count, flags = fields
+    term, rnd, base, first, res, holder, price, span, period, count, flags, _ = fields
     idx = m.cfg.index(holder)
     if idx < 0:
         m.refused[refusal.UNKNOWN_NODE] += 1

@@ -68,6 +68,7 @@ class Region:
         self.id = node_id
         self.cfg = mcfg
         self._send = send
+        self.proto = config.proto_max  # the version its market frames go out in (send)
         self.dst = wire.cluster_addr(mcfg.region_cluster)
         self.trader = Trader(node_id, config.hw_gen, config.age_slots, mcfg, rng, self.send, now_ms)
         self.trader.kin = (config.lineage, config.hw_gen, config.fw_version[0], config.fw_version[1])
@@ -90,10 +91,12 @@ class Region:
     # ---- frames ----------------------------------------------------------
 
     def send(self, dst, type, payload):
+        # Built in the newest layout (what _drain reads); sent in the one
+        # this node speaks (an older firmware line leaves BID's hw_gen out).
         if dst == self.id:
             self._local.append((dst, type, payload))
             return
-        self._send(dst, type, payload)
+        self._send(dst, type, payload if self.proto == wire.VERSION else msgs.to_version(type, payload, self.proto))
         if dst == wire.ADDR_BROADCAST:
             self._local.append((dst, type, payload))
 
@@ -105,9 +108,11 @@ class Region:
 
             audit.attach(self, seat)
 
-    def receive(self, src, dst, type, payload, now_ms):
-        """One market frame; raises wire.ProtocolError if it does not parse."""
-        fields = msgs.unpack(type, payload)
+    def receive(self, src, dst, type, payload, now_ms, version=1):
+        """One market frame of protocol `version`, read in the newest layout
+        (fields an older sender did not carry at their defaults); raises
+        wire.ProtocolError if it does not parse."""
+        fields = msgs.unpack_as(type, payload, version)
         self.frames_in += 1
         self._dispatch(src, dst, type, fields, now_ms)
         self._drain(now_ms)
@@ -115,7 +120,7 @@ class Region:
     def _drain(self, now_ms):
         while self._local:
             dst, type, payload = self._local.pop(0)
-            self._dispatch(self.id, dst, type, msgs.unpack(type, payload), now_ms)
+            self._dispatch(self.id, dst, type, msgs.unpack(type, payload, wire.VERSION), now_ms)
 
     def _followed(self):
         """(coordinator, term) this elector takes replicas from."""

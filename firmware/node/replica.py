@@ -27,7 +27,7 @@ from node.auction import F_ADDED, F_MERGED
 
 def on_replica(m, src, fields, now_ms):
     """AWARD_REPLICA / AWARD_SYNC from the coordinator we follow."""
-    term, rnd, seq, first, res, holder, price, span, period, count, flags = fields
+    term, rnd, seq, first, res, holder, price, span, period, count, flags, _ = fields
     idx = m.cfg.index(holder)
     if idx < 0 or cat.class_of(m.first_ids, res) < 0:
         m.refused[refusal.UNKNOWN_NODE if idx < 0 else refusal.RESOURCE] += 1

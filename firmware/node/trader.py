@@ -13,7 +13,7 @@ from micropython import const
 
 from node import auction, catalog as cat, msgs, needs, reconcile, refusal, strategy
 from node.autonomy import CONSERVATIVE, NORMAL, RECONCILING, Autonomy
-from node.ledger import last_slot
+from node.ledger import end_s, last_slot
 from node.needs import L_COUNT, L_FIRST, L_GROUP, L_PERIOD, L_RES, L_SPAN, G_FEED, G_LOGISTICS, G_PART_A
 from node.production import Production
 from node.strategy import Intent
@@ -192,7 +192,7 @@ class Trader:
         return True
 
     def on_award(self, src, fields, now_ms):
-        term, rnd, seq, first, res, holder, price, span, period, count, flags = fields
+        term, rnd, seq, first, res, holder, price, span, period, count, flags, end = fields
         if not self._from_region(src, term):
             return
         cls = cat.class_of(self.first_ids, res)
@@ -202,7 +202,11 @@ class Trader:
         if cls < 0:
             self.refused[refusal.RESOURCE] += 1
             return
-        if not auction.shape_ok(span, period, count, self.cfg.max_span):
+        if not auction.shape_ok(span, period, count, self.cfg.max_span) or (
+                end and end != end_s(first, span, period, count, self.cfg.slot_ms)):
+            # (protocol 4's end_s, 0 from an older coordinator: a lease ending
+            # elsewhere on this node's slot clock than on the coordinator's is
+            # a slot length they disagree on; never act on it)
             self.refused[refusal.SHAPE] += 1
             return
         g = needs.group_of(cls)
@@ -282,9 +286,12 @@ class Trader:
 
     def _claim(self, src, term):
         """A new coordinator without a replica asks holders what they hold."""
+        slot_ms = self.cfg.slot_ms
         for lease in self.leases:
-            self.send(src, msgs.AWARD, msgs.pack(msgs.AWARD, term, 0, 0, lease[L_FIRST], lease[L_RES], self.id, 0,
-                                                 lease[L_SPAN], lease[L_PERIOD], lease[L_COUNT], msgs.AWARD_CLAIM))
+            first, span, period, count = lease[L_FIRST], lease[L_SPAN], lease[L_PERIOD], lease[L_COUNT]
+            self.send(src, msgs.AWARD, msgs.pack(msgs.AWARD, term, 0, 0, first, lease[L_RES], self.id, 0, span,
+                                                 period, count, msgs.AWARD_CLAIM,
+                                                 end_s(first, span, period, count, slot_ms), version=msgs.VERSION))
 
     def on_reconcile_ack(self, src, fields, now_ms):
         term, seq, released, refused = fields

@@ -39,7 +39,7 @@ import struct
 # node speaks comes from its firmware version (node/config.py PROTOCOLS): it
 # sends at its newest and refuses frames above it by this header nibble. What
 # changed in each version is in node/msgs.py (layouts) and docs/PROTOCOL.md.
-VERSION = const(3)  # newest protocol version this code knows
+VERSION = const(4)  # newest protocol version this code knows
 VERSION_MIN = const(1)  # oldest version it decodes
 
 FLAG_AUTH = const(0x1)

@@ -72,10 +72,10 @@ def _nonsense_bids(send):
 
     def out(dst, type, payload):
         if type == msgs.BID:
-            f = list(msgs.unpack(msgs.BID, payload))
+            f = list(msgs.unpack(msgs.BID, payload, msgs.VERSION))  # the trader builds the newest layout
             f[4] = _ABSURD_PRICE  # price
             f[8] = 0  # count: no occurrence, no lease
-            payload = msgs.pack(msgs.BID, *f)
+            payload = msgs.pack(msgs.BID, *f, version=msgs.VERSION)
         send(dst, type, payload)
 
     return out

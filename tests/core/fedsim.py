@@ -8,6 +8,10 @@
 # the wire framing. Links have one fixed one-way light delay plus seeded
 # jitter and loss; a node can be cut off (hears and reaches nobody) and the
 # coordinator can crash (its role passes to the standby, whose term rises).
+# With `firmware` (a version per node) each node speaks its firmware's
+# protocol, and a frame newer than its receiver's is moved to the older
+# layout on the way, as the ground's down-converter does
+# (ground/downconvert.py: msgs.convert by field name); `converted` counts them.
 # What it does not model: Tier-1 clusters and elections (tests/core/mesh.py and
 # tests/core/federation.py do), the ground's router and impairment pipeline.
 import heapq
@@ -21,8 +25,10 @@ from node.rng import Rng
 
 class FedSim:
     def __init__(self, n, units, gens=None, ages=None, seed=1, delay_ms=2000, jitter_ms=0, loss_per_mille=0,
-                 electors=(1, 2), coordinator=1, standby=2, **market_kw):
+                 electors=(1, 2), coordinator=1, standby=2, firmware=None, **market_kw):
         self.ids = list(range(1, n + 1))
+        self.firmware = list(firmware) if firmware is not None else [(1, 0)] * n
+        self.converted = 0
         self.gens = list(gens) if gens is not None else [1 + i % 3 for i in range(n)]
         self.ages = list(ages) if ages is not None else [0] * n
         self.mcfg = MarketConfig(roster=self.ids, electors=electors, units=units, gens=bytes(self.gens), **market_kw)
@@ -57,7 +63,8 @@ class FedSim:
     def _boot(self, i):
         self._armed.pop(i, None)
         k = i - 1
-        cfg = Config(members=[i], hw_gen=self.gens[k], age_slots=self.ages[k], market=self.mcfg)
+        cfg = Config(members=[i], hw_gen=self.gens[k], age_slots=self.ages[k], market=self.mcfg,
+                     fw_version=self.firmware[k])
         r = Region(i, cfg, Rng(self.seed * 1000 + i + self.now), self._sender(i), self.now)
         r.fixed = (self.coordinator, self.term, self.standby)
         self.regions[i] = r
@@ -142,13 +149,26 @@ class FedSim:
                 self.dropped += 1
                 continue
             try:
-                self.regions[d].receive(src, dst, type, payload, self.now)
+                have = self._proto(src)
+                want = self._proto(d)
+                if have > want:  # the ground's down-converter's rule, on the node's own layouts
+                    payload_d = msgs.pack(type, *msgs.convert(type, msgs.unpack(type, payload, have), have, want),
+                                          version=want)
+                    self.converted += payload_d != payload
+                    self.regions[d].receive(src, dst, type, payload_d, self.now, want)
+                else:
+                    self.regions[d].receive(src, dst, type, payload, self.now, have)
             except wire.ProtocolError:
                 self.malformed += 1
                 self.regions[d].refused[refusal.MALFORMED] += 1
             self.delivered += 1
             self.regions[d].poll(self.now)
             self._arm(d)
+
+    def _proto(self, node):
+        """The protocol version `node` sends at (the ground's: version 1)."""
+        r = self.regions.get(node)
+        return r.proto if r is not None else 1
 
     def run_until(self, t_ms):
         while True:

@@ -74,7 +74,14 @@ def test_golden_file_has_version_2_frames_and_every_heartbeat_layout():
     assert not any("alive" in v["fields"] for v in hb if v["version"] == 1)
     tel = [v for v in vs if v["type"] == msgs.TELEMETRY]
     assert set(len(v["payload"]) // 2 for v in tel) == {17, 41}
-    assert all("heap_min" in v["fields"] for v in tel if v["version"] == 3)
+    assert all("heap_min" in v["fields"] for v in tel if v["version"] >= 3)
+    # version 4: the market's BID and AWARD, each in both layouts
+    bid = [v for v in vs if v["type"] == msgs.BID]
+    assert set(len(v["payload"]) // 2 for v in bid) == {21, 22}
+    assert all(("hw_gen" in v["fields"]) == (v["version"] >= 4) for v in bid)
+    award = [v for v in vs if v["type"] == msgs.AWARD]
+    assert set(len(v["payload"]) // 2 for v in award) == {26, 30}
+    assert all(("end_s" in v["fields"]) == (v["version"] >= 4) for v in award)
 
 
 def test_version_2_vectors_refused_by_a_version_1_decoder():

@@ -266,7 +266,8 @@ def test_the_firmware_version_picks_the_protocols_from_one_table():
 
     assert config.protocols((0, 9)) == (1, 1) and config.protocols((1, 4)) == (1, 1)
     assert config.protocols((2, 0)) == (1, 2) and config.protocols((2, 9)) == (1, 2)
-    assert config.protocols((3, 0)) == (1, 3) and config.protocols((7, 3)) == (1, 3)
+    assert config.protocols((3, 0)) == (1, 3) and config.protocols((3, 9)) == (1, 3)
+    assert config.protocols((4, 0)) == (1, 4) and config.protocols((7, 3)) == (1, 4)
     assert max(hi for _, _, hi in config.PROTOCOLS) == wire.VERSION
     assert min(lo for _, lo, _ in config.PROTOCOLS) >= wire.VERSION_MIN
     for fw, want in (((1, 4), (1, 1)), ((2, 0), (1, 2))):

@@ -102,8 +102,10 @@ def _market(**kw):
     return m, intent, out
 
 
-def _bid(rnd=0, seq=1, first=2, res=NO_RESOURCE, price=10, mask=0x01, span=1, period=1, count=1, flags=0):
-    return (rnd, seq, first, res, price, mask, span, period, count, flags)
+def _bid(rnd=0, seq=1, first=2, res=NO_RESOURCE, price=10, mask=0x01, span=1, period=1, count=1, flags=0, gen=0):
+    # the newest layout (what Region hands the market): gen 0 is an older
+    # bid's (the roster's gens table decides)
+    return (rnd, seq, first, res, price, mask, span, period, count, flags, gen)
 
 
 def test_the_coordinator_refuses_absurd_and_foreign_bids_and_counts_why():
@@ -123,6 +125,8 @@ def test_the_coordinator_refuses_absurd_and_foreign_bids_and_counts_why():
         (1, _bid(res=999), refusal.RESOURCE),
         (1, _bid(res=3), refusal.RESOURCE),  # resource 3 is silicate, the bid asks for metal
         (1, _bid(mask=0x04), refusal.CLASS),  # gen 1 cannot process volatiles
+        (1, _bid(mask=0x04, gen=3), refusal.CLASS),  # node 1 says gen 3; the roster says gen 1
+        (1, _bid(mask=0x01, gen=2), refusal.CLASS),  # the roster contradicts it, even for a class it could use
         (1, _bid(mask=0x11), refusal.CLASS),  # two kinds in one bid
         (1, _bid(mask=0), refusal.CLASS),
         (1, _bid(rnd=5), refusal.ROUND),  # a round not open yet
@@ -143,6 +147,25 @@ def test_the_coordinator_refuses_absurd_and_foreign_bids_and_counts_why():
     digest = m.ledger.digest()
     m.poll(m.close_ms(0))  # no standby: commits at once
     assert m.ledger.n == 2 and m.ledger.digest() != digest and m.ledger.conflicts() == 0
+
+
+def test_a_bid_s_own_generation_decides_where_the_roster_has_no_table():
+    # Protocol 4: BID carries the bidder's hw_gen. A region configured
+    # without a gens table checks the classes against what the bid says
+    # (before version 4, nothing); a bid that says 0 (an older firmware's) is
+    # taken as before.
+    mcfg = MarketConfig(roster=[1, 2], electors=[1], units=(2, 2, 2, 2, 2, 1, 1, 1), slot_ms=60000,
+                        horizon_slots=32, window_slots=16)
+    m = Market(1, mcfg, Intent(), lambda dst, t, p: None)
+    m.lead(1, 0, 0, [1] * 8)
+    m.on_bid(2, _bid(seq=1, mask=0x04, gen=1), 0)  # gen 1 processes feedstock types 0-1 only
+    assert m.refused[refusal.CLASS] == 1 and m.book.n == 0
+    m.on_bid(2, _bid(seq=2, mask=0x04, gen=3), 0)  # gen 3: all types
+    m.on_bid(2, _bid(seq=3, mask=0x04, gen=0), 0)  # not said: unchecked, as an old coordinator would
+    assert m.refused[refusal.CLASS] == 1 and m.book.n == 2
+    m2, _, _ = _market()
+    m2.on_bid(3, _bid(seq=1, mask=0x04, gen=3), 0)  # node 3 is gen 3 in the table, and says so
+    assert m2.book.n == 1 and m2.refused[refusal.CLASS] == 0
 
 
 def test_a_full_book_refuses_rather_than_grows():

@@ -84,6 +84,28 @@ def test_unchanged_layouts_keep_their_payload_and_only_the_nibble_moves():
         assert a[0] == 0x20 and b[0] == 0x10 and a[1:-4] == b[1:-4]
 
 
+def test_version_4_market_frames_lose_their_new_field_signed_again_and_read_on_every_older_codec():
+    # BID's hw_gen and AWARD's end_s (docs/PROTOCOL.md "Versions": dropped
+    # safely, each a check an older node makes its own way)
+    bid = dict(round=40, seq=0x2A00, first=41, resource=0xFFFF, price=24, classes=0x03, span=1, period=3, count=1,
+               flags=1, hw_gen=2)
+    award = dict(term=2, round=40, seq=0x2A00, first=42, resource=7, holder=5, price=1, span=1, period=4, count=3,
+                 flags=0, end_s=(42 + 2 * 4 + 1) * 60)
+    for type, msg, new_field in ((msgs.BID, bid, "hw_gen"), (msgs.AWARD, award, "end_s")):
+        line = P.build_line(type=type, src=1, dst=5, seq=0x1B, key=KEY, counter=77, msg=msg, version=4)[:-1]
+        frame = wire.decode(line, wire.Auth(KEY), True)
+        assert msgs.unpack(type, frame.payload, 4) == tuple(msg.values())  # the firmware reads the mirror's bytes
+        old = {k: v for k, v in msg.items() if k != new_field}
+        for to in (3, 2, 1):
+            out, new = downconvert.convert(line, frame, to, wire.Auth(KEY))
+            f = wire.decode(out, wire.Auth(KEY), True, to)
+            assert f.version == to and f.counter == 77 and len(f.payload) == len(frame.payload) - (
+                1 if type == msgs.BID else 4)
+            assert dict(P.parse_line(out, key=KEY, require_auth=True, version_max=to).msg) == old
+            # a 4.x node hearing a 3.x sender reads the field as not said
+            assert msgs.unpack_as(type, f.payload, to)[-1] == 0
+
+
 def test_reserved_flag_bits_travel_as_they_came():
     line, frame = _v2_heartbeat(counter=9, flags=0x4)
     out, new = downconvert.convert(line, frame, 1, wire.Auth(KEY))

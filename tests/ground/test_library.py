@@ -71,6 +71,39 @@ def _check_skew(sc, events, res):
     assert converted == {4, 5}, converted  # the 1.x nodes, and only them
 
 
+def _check_market_skew(sc, events, res):
+    """Protocol 4's market frames (BID hw_gen, AWARD end_s) reach the 3.x
+    nodes converted, both ways across the regional coordinator's crash: what
+    a 3.x node gets parses at version 3 (the construct mirror) as exactly
+    what the 4.x sender said less the new field, and the market clears."""
+    from ground import protocol
+
+    sent, fates = _frames(events)
+    old = {n for n, spec in sc.nodes.items() if spec.firmware.startswith("3.")}
+    conv = [e for e in fates if e["fate"] == "converted"]
+    assert {e["to"] for e in conv} == old, {e["to"] for e in conv}  # the 3.x nodes, and only them
+    assert {(e["from_version"], e["to_version"]) for e in conv} == {(4, 3)}
+    conv_ids = {(e["id"], e["to"]) for e in conv}
+    by_type = {}
+    for e in fates:
+        if e["fate"] == "delivered" and (e["id"], e["to"]) in conv_ids:
+            s = sent[e["id"]]
+            if s["type"] in ("bid", "award"):
+                by_type.setdefault(s["type"], []).append((s, e))
+    assert set(by_type) == {"bid", "award"}, set(by_type)
+    new_field = {"bid": "hw_gen", "award": "end_s"}
+    for kind, pairs in by_type.items():
+        for s, e in pairs:
+            f = protocol.parse_line(bytes.fromhex(e["hex"]), key=None, version_max=3)
+            want = dict(s["msg"])
+            assert want.pop(new_field[kind]) > 0  # a 4.x sender says it
+            assert f.version == 3 and {k: v for k, v in f.msg.items() if not k.startswith("_")} == want
+    # bids from 4.x traders reached the 3.1 coordinator, awards from its 4.0 successor reached 3.x holders
+    assert any(s["dst"] == 4 for s, _ in by_type["bid"])
+    assert any(e["to"] in old and not s["msg"]["flags"] & 3 for s, e in by_type["award"])  # a holder's own lease
+    assert res.metrics["flat"]["market_rounds_complete"] >= 6
+
+
 def _check_contacts(sc, events, res):
     sent, fates = _frames(events)
     passes = [(20, 50), (80, 110)]
@@ -274,6 +307,7 @@ CHECKS = {
     "lora": _check_lora,
     "autonomy-30d": _check_autonomy,
     "version-skew": _check_skew,
+    "version-skew-market": _check_market_skew,
     "contact-plan": _check_contacts,
     "mahimahi": _check_mahimahi,
     "byzantine": _check_byzantine,

@@ -28,8 +28,9 @@
 --
 -- Protocol versions: the header's version nibble picks the payload layout
 -- (CHANGED below: version 2 appends `alive` to HEARTBEAT, version 3 u32
--- refusal counters and the heap to TELEMETRY); the info column says " v2"
--- (" v3") after the sequence number for a frame above version 1.
+-- refusal counters and the heap to TELEMETRY, version 4 `hw_gen` to BID and
+-- `end_s` to AWARD); the info column says " v2" (" v3", " v4") after the
+-- sequence number for a frame above version 1.
 --
 -- New message type: add one entry to MESSAGES (name and fields in wire
 -- order, sizes in bytes), as in firmware/node/msgs.py LAYOUTS;
@@ -122,7 +123,7 @@ local MESSAGES = {
     [0xA4] = { name = "join_refused", fields = { { "reason", 1 }, { "type", 1 }, { "src", 2 }, { "subject", 2 }, { "count", 4 } } },
 }
 
--- Protocol versions 2 and 3 changed these layouts (firmware/node/msgs.py _CHANGED): a
+-- Protocol versions 2, 3 and 4 changed these layouts (firmware/node/msgs.py _CHANGED): a
 -- type not listed for a version is laid out as in the version before, and
 -- MESSAGES is version 1. tests/ground/test_pcap.py holds this to msgs.py too.
 local CHANGED = {
@@ -136,6 +137,14 @@ local CHANGED = {
                                                    { "digest", 4 }, { "alive", 1 }, { "suspect", 1 }, { "bad_frames", 2 },
                                                    { "rejects", 4 }, { "unknown_src", 4 }, { "long_lines", 4 },
                                                    { "replayed", 4 }, { "heap_free", 4 }, { "heap_min", 4 } } },
+    },
+    [4] = {  -- the market's new line: the bidder's hardware generation, the lease's end (mission s)
+        [0x60] = { name = "bid", fields = { { "round", 4 }, { "seq", 4 }, { "first", 4 }, { "resource", 2 }, { "price", 2 },
+                                             { "classes", 1 }, { "span", 1 }, { "period", 1 }, { "count", 1 }, { "flags", 1 },
+                                             { "hw_gen", 1 } } },
+        [0x61] = { name = "award", fields = { { "term", 4 }, { "round", 4 }, { "seq", 4 }, { "first", 4 }, { "resource", 2 },
+                                               { "holder", 2 }, { "price", 2 }, { "span", 1 }, { "period", 1 }, { "count", 1 },
+                                               { "flags", 1 }, { "end_s", 4 } } },
     },
 }
 
@@ -153,7 +162,7 @@ local ROLE_NAMES = { [0] = "follower", [1] = "candidate", [2] = "coordinator", [
 local JOURNAL_KINDS = { [1] = "boot", [2] = "term", [3] = "vote", [4] = "counter", [5] = "log", [6] = "rx", [7] = "poll", [8] = "seed" }
 local VALUE_NAMES = { role = ROLE_NAMES, granted = { [0] = "no", [1] = "yes" }, ["entry.kind"] = JOURNAL_KINDS }
 
-local VERSION_MIN, VERSION_MAX = 1, 3
+local VERSION_MIN, VERSION_MAX = 1, 4
 local HEADER_LEN, CRC_LEN, AUTH_LEN, TAG_LEN = 7, 4, 12, 8
 local MAX_BODY, MAX_LINE = 247, 496
 local FLAG_AUTH = 1
