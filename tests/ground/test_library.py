@@ -8,6 +8,7 @@ import os
 import pytest
 
 from ground import run, scenario, trace
+from test_metrics_stream import assert_live_equals_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIBRARY = os.path.join(ROOT, "scenarios")
@@ -176,20 +177,26 @@ def _check_lora(sc, events, res):
     assert all(0.5 < row["coordination_share"] < 1 for row in air.values())
 
 
-def _check_rollout(sc, events, res):
-    # what the nodes say (HELLO at each boot), not what the orchestrator says:
-    # every node ran 1.1; 1.2 only ever ran in the canary clusters; at the
-    # end every node runs 1.1 again. And the pause held the steps back.
+def _hello_versions(events):
+    """From the nodes' HELLOs: {version: nodes that said it}, {node: the version it said last}."""
     sent, _ = _frames(events)
-    ro = [e for e in events if e["kind"] == "rollout"]
-    starts = [e for e in ro if e["event"] == "start"]
-    canaries_bad = set(starts[1]["canaries"])
     seen, last = {}, {}
     for e in sent.values():
         if e["type"] == "hello":
             v = "%d.%d" % (e["msg"]["fw_major"], e["msg"]["fw_minor"])
             seen.setdefault(v, set()).add(e["src"])
             last[e["src"]] = v
+    return seen, last
+
+
+def _check_rollout(sc, events, res):
+    # what the nodes say (HELLO at each boot), not what the orchestrator says:
+    # every node ran 1.1; 1.2 only ever ran in the canary clusters; at the
+    # end every node runs 1.1 again. And the pause held the steps back.
+    ro = [e for e in events if e["kind"] == "rollout"]
+    starts = [e for e in ro if e["event"] == "start"]
+    canaries_bad = set(starts[1]["canaries"])
+    seen, last = _hello_versions(events)
     assert seen["1.1"] == set(sc.nodes)
     assert {sc.nodes[n].cluster for n in seen["1.2"]} <= canaries_bad
     assert seen["1.2"] and last == {n: "1.1" for n in sc.nodes}
@@ -199,6 +206,19 @@ def _check_rollout(sc, events, res):
     pause, resume = [e["mission_ns"] for e in ro if e["event"] in ("pause", "resume")]
     assert not [e for e in ro if e["event"] == "step" and pause < e["mission_ns"] < resume]
     assert res.metrics["flat"]["rollout_bad_share"] <= res.metrics["flat"]["rollout_canary_share"]
+
+
+def _check_fleet_rollout(sc, events, res):
+    # A fleet description's rollout, from the nodes' HELLOs: 1.1 reached every
+    # node; 1.2 ran only in its canary clusters; every node ends on 1.1.
+    ro = [e for e in events if e["kind"] == "rollout"]
+    starts = [e for e in ro if e["event"] == "start"]
+    seen, last = _hello_versions(events)
+    assert len(sc.nodes) == 40 and seen["1.1"] == set(sc.nodes)
+    assert seen["1.2"] and {sc.nodes[n].cluster for n in seen["1.2"]} <= set(starts[1]["canaries"])
+    assert last == {n: "1.1" for n in sc.nodes}
+    (abort,) = [e for e in ro if e["event"] == "abort"]
+    assert abort["image"] == "1.2"
 
 
 def _check_lineage_crash(sc, events, res):
@@ -299,6 +319,7 @@ def _check_replication(sc, events, res):
 
 CHECKS = {
     "rollout": _check_rollout,
+    "fleet-rollout": _check_fleet_rollout,
     "containment-byzantine": _check_byzantine_quarantine,
     "containment-sever": _check_sever,
     "containment-mixed": _check_mixed,
@@ -328,6 +349,7 @@ def test_library_scenario_passes_its_gates_in_sim(name, tmp_path):
     sc = scenario.load(os.path.join(LIBRARY, name + ".yaml"))
     res = run.run(sc, str(tmp_path / name))
     assert res.ok, res.failures
+    assert_live_equals_file(res, str(tmp_path / name))  # what the run streamed = what its files give
     _, events, _ = trace.read(str(tmp_path / name / "trace.jsonl"))
     check = CHECKS.get(name)
     if check is not None:

@@ -1,7 +1,8 @@
 """The streaming metrics (ground/metrics/) and history checker
 (ground/history.py): what a run computes as its events happen equals what
 `ground metrics` and `hil check` compute from its trace file afterwards, on
-every scenario of the library, in virtual time and in real time; and the
+every scenario of the library (test_library.py asserts it on its own run of
+each), in virtual time and in real time; and the
 auction decision figures of the market family."""
 
 import glob
@@ -19,6 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LIBRARY = sorted(p for p in glob.glob(os.path.join(ROOT, "scenarios", "*.yaml"))
                  + glob.glob(os.path.join(ROOT, "tests", "ground", "scenarios", "*.yaml"))
                  if not os.path.basename(p).startswith("fleet-"))
+# The library's own scenarios (scenarios/) are checked live against their files by test_library.py, on the run
+# it makes anyway (assert_live_equals_file below); here only the test scenarios, so none runs twice.
+TEST_SCENARIOS = [p for p in LIBRARY if os.path.dirname(p).endswith(os.path.join("tests", "ground", "scenarios"))]
 S = 1_000_000_000
 
 
@@ -30,7 +34,8 @@ def _file_result(out):
     return streamed, metrics.compute(header, events), metrics.timeline(header, events), torn
 
 
-def _assert_live_equals_file(res, out):
+def assert_live_equals_file(res, out):
+    """The run's live metrics and history verdict equal what the trace file gives afterwards."""
     streamed, listed, tl, torn = _file_result(out)
     assert not torn
     live = res.metrics
@@ -55,13 +60,13 @@ def test_the_library_is_there():
     assert "bench.yaml" in names and len(names) >= 4, names
 
 
-@pytest.mark.parametrize("path", LIBRARY, ids=[os.path.basename(p) for p in LIBRARY])
+@pytest.mark.parametrize("path", TEST_SCENARIOS, ids=[os.path.basename(p) for p in TEST_SCENARIOS])
 def test_live_metrics_equal_the_trace_files(tmp_path, path):
     sc = scenario.load(path)
     out = str(tmp_path / sc.name)
     res = run.run(sc, out)
     assert res.metrics["flat"]["frames_sent"] > 0
-    _assert_live_equals_file(res, out)
+    assert_live_equals_file(res, out)
 
 
 def test_live_metrics_equal_the_trace_file_of_a_market_run(tmp_path):
@@ -70,7 +75,7 @@ def test_live_metrics_equal_the_trace_file_of_a_market_run(tmp_path):
     sc = scenario.load_text(SCENARIO, "market.yaml")
     out = str(tmp_path / "m")
     res = run.run(sc, out)
-    _assert_live_equals_file(res, out)
+    assert_live_equals_file(res, out)
     a = res.metrics["market"]["auction"]["1"]
     d, flat = a["decision"], res.metrics["flat"]
     assert a["outcomes"]["awarded"] == d["count"] > 0 and a["round_s"] == 24.0  # the scenario's slot_ms
@@ -114,7 +119,7 @@ def test_a_real_time_run_gives_the_numbers_its_trace_gives(tmp_path):
     out = str(tmp_path / "rt")
     res = run.Run(sc, out, mode="emulated").execute()  # no boards: in-process nodes on the real clock
     assert res.status == "ok", res.failures
-    _assert_live_equals_file(res, out)
+    assert_live_equals_file(res, out)
 
 
 def test_the_end_line_counts_in_the_mission(tmp_path):
