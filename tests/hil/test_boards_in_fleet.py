@@ -84,4 +84,6 @@ def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
     heard = {sent[e["id"]]["type"] for e in events
              if e["kind"] == "frame" and e["fate"] == "delivered" and e.get("to") in boards}
     assert "prices" in heard and {e["src"] for e in sent.values() if e["type"] == "bid"} & boards
-    assert (out / "boards" / "emulated" / ("e%d" % min(boards)) / "node" / "trader.mpy").exists()
+    # flashed as `hil flash` would: the compiled modules in the board's ROM image (the romfs layout, the default)
+    rom = out / "boards" / "emulated" / ("e%d" % min(boards)) / "rom" / "romfs.img"
+    assert b"trader.mpy" in rom.read_bytes() and not (rom.parent.parent / "node" / "trader.py").exists()
