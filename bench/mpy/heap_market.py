@@ -77,7 +77,10 @@ for r in range(ROUNDS):
     if gc.mem_alloc() > high:
         high = gc.mem_alloc()
     t0 = time.ticks_ms()
-    m.poll(m.close_ms(m.round))
+    t = m.close_ms(m.round)
+    m.poll(t)
+    while m.next_deadline_ms() == 0:  # the commit's awards go 16 per poll (node/market.py)
+        m.poll(t)
     clear_ms.append(time.ticks_diff(time.ticks_ms(), t0))
     gc.collect()
     if gc.mem_alloc() > high:

@@ -337,10 +337,10 @@ class Ledger:
     def conflicts(self):
         """(resource, slot) pairs held twice, recounted from the records alone
         (not the bitmap): 0 by construction; tests and benchmarks check it.
-        Resources are checked a few at a time, so the count needs at most 2 KB,
+        Resources are checked a few at a time, so the count needs at most 1 KB,
         not a second bitmap."""
         row = self._row
-        per = min(self.n_res, 2048 // row) or 1
+        per = min(self.n_res, 1024 // row) or 1
         seen = bytearray(per * row)
         bad = 0
         lo_slot, hi_slot = self.base, self.base + self.horizon

@@ -17,7 +17,10 @@
 #              full copy of the ledger (AWARD_SYNC) at once. Once a majority of
 #              the electors (this one included) hold the round: commit. No
 #              majority in ack_timeout_ms: PREPARE again.
-#   commit     AWARD to every winner, PRICES status COMPLETE to everyone.
+#   commit     AWARD to every winner, PRICES status COMPLETE to everyone: at
+#              most AWARDS_PER_POLL awards per poll (the rest on the next
+#              polls, due at once), so a round of 200 winners never needs its
+#              200 frames, and a list block for them, on the heap at once.
 # No award leaves for a holder before a majority of electors hold a ledger
 # with it, and a new coordinator starts from the most recent ledger among a
 # majority (any two majorities share an elector), so every award ever sent is
@@ -47,6 +50,12 @@ EV_RETRY = const(4)  # no majority yet: prepare (or query, or fetch) again
 EV_STEP_DOWN = const(5)  # no longer coordinator
 EV_RECOVERED = const(6)  # we hold the most recent ledger of a majority: open
 EVENT_NAMES = ("lead", "close", "solo", "ack", "retry", "step_down", "recovered")
+
+# Awards a commit sends per poll (docs/HEAP.md): each is a frame of ~160 heap
+# bytes until the shell writes it; 199 at once also grew the node's output
+# list to a 2 KB block a fragmented heap lacked. The wire bytes and their
+# order are the same; only the polls they leave in differ.
+AWARDS_PER_POLL = const(16)
 
 _TABLE = {
     (IDLE, EV_LEAD): RECOVERING,
@@ -125,6 +134,10 @@ class Market:
         self._retry_ms = 0
         self._closed_ms = 0
         self._committed = -1  # the last round this coordinator committed (late acks are not refusals)
+        self._sending = False  # the committed round's awards are still going out (book rows 0.._out_n-1)
+        self._out_i = 0  # its next book row to look at
+        self._out_n = 0
+        self._out_won = 0
         self._sync_id = 0
         self._sync_dst = msgs.NO_NODE  # who the last copy went to
         self.resync_until = 0
@@ -183,6 +196,7 @@ class Market:
         recovery.settle(self, now_ms)
 
     def step_down(self):
+        self.flush_awards()  # committed: they go, as they would have at the commit
         if self.state != IDLE:
             self._go(EV_STEP_DOWN)
         self.book.reset()
@@ -393,6 +407,7 @@ class Market:
                                               p[5], p[6], p[7]))
 
     def _close(self, now_ms):
+        self.flush_awards()  # the book's first rows must be this round's
         self.ledger.advance(self.round + 1)
         n = self.book.n
         self._n_round = n
@@ -437,21 +452,45 @@ class Market:
         recovery.send_copy(self, dst, self.term, self._sync_id)
 
     def _commit(self, now_ms):
-        b = self.book
-        n = self._n_round
-        for i in range(n):
-            if b.flags[i] & auction.F_WON:
-                self._send_award(i, self.round, 0)
-        self._announce(self.round, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, self._won)
+        self._sending = True
+        self._out_i = 0
+        self._out_n = self._n_round
+        self._out_won = self._won
         self.awarded += self._won
         self._committed = self.round
         self.last_round_ms = now_ms - self._closed_ms
-        b.drop_first(n)
         self._n_round = 0
         nxt = self._round_at(now_ms)
         self.round = nxt if nxt > self.round else self.round + 1
+        self._send_awards(AWARDS_PER_POLL)
+
+    def _send_awards(self, most):
+        """Up to `most` awards of the committed round, in book order; after
+        the last, its PRICES COMPLETE, and its rows leave the book (bids of
+        the next round that came meanwhile stay, after them)."""
+        b = self.book
+        i, n = self._out_i, self._out_n
+        while i < n and most > 0:
+            if b.flags[i] & auction.F_WON:
+                self._send_award(i, self._committed, 0)
+                most -= 1
+            i += 1
+        self._out_i = i
+        if i >= n:
+            self._sending = False
+            self._announce(self._committed, msgs.ROUND_COMPLETE, wire.ADDR_BROADCAST, self._out_won)
+            b.drop_first(n)
+            self._out_i = self._out_n = 0
+
+    def flush_awards(self):
+        """Send whatever the committed round has not sent yet, all at once
+        (before anything else uses the book's rows)."""
+        if self._sending:
+            self._send_awards(self._out_n)
 
     def poll(self, now_ms):
+        if self._sending:
+            self._send_awards(AWARDS_PER_POLL)
         if self.state == OPEN:
             if now_ms >= self.close_ms(self.round) and now_ms >= self.resync_until:
                 self._close(now_ms)
@@ -463,6 +502,8 @@ class Market:
             recovery.retry(self, now_ms)
 
     def next_deadline_ms(self):
+        if self._sending:
+            return 0  # awards still to go: poll again at once
         if self.state == OPEN:
             t = self.close_ms(self.round)
             return t if t > self.resync_until else self.resync_until

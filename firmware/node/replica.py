@@ -56,6 +56,7 @@ def on_replica(m, src, fields, now_ms):
 
 
 def new_round(m, term, rnd):
+    m.flush_awards()  # (a coordinator's committed round still going out keeps its rows)
     m._rep_key = (term, rnd)
     m.book.reset()
     m._rep_want = -1
