@@ -1,7 +1,8 @@
 """Boards inside a simulated fleet, the parts that need no board
 (ground/mixed.py, ground/lateness.py): the `boards:` key, the refusals
-before any board boots (an elector cluster, a board count, a time scale
-this host cannot keep), and the lateness histogram. The run with emulated
+before any board boots (an elector seat in a region too large for a
+board, a board count, a time scale this host cannot keep), and the
+lateness histogram. The run with emulated
 boards is tests/hil/test_boards_in_fleet.py."""
 
 import json
