@@ -85,7 +85,8 @@ def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
     heard = {sent[e["id"]]["type"] for e in events
              if e["kind"] == "frame" and e["fate"] == "delivered" and e.get("to") in boards}
     assert "prices" in heard and {e["src"] for e in sent.values() if e["type"] == "bid"} & boards
-    assert (out / "boards" / "emulated" / ("e%d" % min(boards)) / "node" / "trader.mpy").exists()
+    rom = out / "boards" / "emulated" / ("e%d" % min(boards)) / "rom" / "romfs.img"  # the ROMFS layout (docs/HEAP.md)
+    assert b"trader.mpy" in rom.read_bytes()  # the compiled market tier, not sources
 
 
 def test_an_elector_board_takes_part_in_the_regions_market(tmp_path, capsys):
