@@ -127,8 +127,8 @@ def cmd_run(args):
 
 def _boards_in_fleet(args, sc, out):
     """`boards: {cluster: N}` with --emulated/--rig (ground/mixed.py): refuse an
-    elector cluster, a board count that is not the cluster's, a time scale
-    this host cannot keep (a calibration, written to calibration.json); the
+    elector seat of a region too large for a board, a board count that is
+    not the cluster's, a time scale this host cannot keep (a calibration, written to calibration.json); the
     scenario as the board layer sees it."""
     import json
 
@@ -146,10 +146,13 @@ def _boards_in_fleet(args, sc, out):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "calibration.json"), "w", encoding="utf-8") as f:
         json.dump(dict(cal.as_dict(), time_scale=sc.time_scale, board_cluster=sc.boards["cluster"],
-                       board_nodes=want), f, indent=1)
+                       board_nodes=want, board_electors=sorted(mixed.elector_seats(sc))), f, indent=1)
     mixed.refuse_scale(sc, cal)
-    _say(args, "ground run: boards are cluster %d (nodes %s), %d nodes in-process; this host keeps %.1fx real time"
+    seats = mixed.elector_seats(sc)
+    _say(args, "ground run: boards are cluster %d (nodes %s%s), %d nodes in-process; this host keeps %.1fx real time"
          " in-process now, time_scale %g (at most %g)" % (sc.boards["cluster"], ", ".join(map(str, want)),
+                                                      "".join("; %d is an elector of region %d" % (n, r)
+                                                              for n, r in sorted(seats.items())),
                                                       len(sc.nodes) - len(want), cal.pace, sc.time_scale,
                                                       cal.max_scale))
     return mixed.board_view(sc)

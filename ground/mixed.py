@@ -10,7 +10,7 @@ mix as any run with boards for some nodes (docs/FLEET.md "Boards inside a
 simulated fleet").
 
     spec = parse(data, clusters)       # at load: {"cluster": N, "where": "file:line", ...}
-    check(sc)                          # ConfigError: an elector seat in cluster N
+    check(sc)                          # ConfigError: an elector seat of a region above ELECTOR_BOARD_MAX_NODES
     cal = calibrate(sc, seed)          # the in-process fleet for a few mission s in virtual time
     refuse_scale(sc, cal)              # InputError: a time scale this machine cannot keep
     board_sc = board_view(sc)          # for backends.start(...)
@@ -39,6 +39,12 @@ from ground.yamlfile import ConfigError, Located, check_keys
 
 CALIBRATE_S = 10.0  # mission seconds the calibration runs
 HEADROOM = 0.5  # the share of the calibrated pace a real-time run may ask for
+# The largest region an elector board runs in a mixed fleet: docs/HEAP.md
+# "An elector board inside a simulated fleet" (emulated Picos, 192K, ROMFS,
+# three electors, 12 s slots, the board journaling: a 46-node region ran with
+# the board as its coordinator; at 60 and 100 nodes the board that became
+# coordinator ran out of heap within 10 mission s and fell silent).
+ELECTOR_BOARD_MAX_NODES = 46
 
 
 def parse(data, clusters):
@@ -63,20 +69,26 @@ def nodes(sc):
 
 
 def check(sc):
-    """Refuse a board cluster holding an elector seat: an elector runs the
-    market's elector tier, which does not fit a board's heap yet (emulated
-    Picos: 192K; docs/HEAP.md)."""
+    """Refuse a board cluster holding an elector seat of a region whose
+    roster is larger than an elector board holds (ELECTOR_BOARD_MAX_NODES);
+    an elector seat in a region up to that size runs on a board."""
     c = sc.boards["cluster"]
     members = set(sc.clusters[c])
     for r in sc.regions:
         seats = sorted(members & set(r.electors))
-        if seats:
-            with_seat = sorted({sc.nodes[n].cluster for reg in sc.regions for n in reg.electors})
+        if seats and len(r.nodes) > ELECTOR_BOARD_MAX_NODES:
             raise ConfigError(
-                "%s: boards.cluster %d holds region %d's elector seat%s %s: an elector with the market tier does not"
-                " fit a board's heap yet; name a cluster without one (clusters with an elector: %s)"
+                "%s: boards.cluster %d holds region %d's elector seat%s %s, and region %d has %d nodes: an elector"
+                " board holds a region of at most %d nodes (its 192K heap, docs/HEAP.md); name a cluster without"
+                " a seat in it, or make the region smaller"
                 % (sc.boards["where"], c, r.region, "s" if len(seats) > 1 else "", ", ".join(map(str, seats)),
-                   ", ".join(map(str, with_seat))))
+                   r.region, len(r.nodes), ELECTOR_BOARD_MAX_NODES))
+
+
+def elector_seats(sc):
+    """The board cluster's elector seats, {node: region}."""
+    members = set(nodes(sc))
+    return {n: r.region for r in sc.regions for n in r.electors if n in members}
 
 
 def board_view(sc):

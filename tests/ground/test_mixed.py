@@ -1,7 +1,8 @@
 """Boards inside a simulated fleet, the parts that need no board
 (ground/mixed.py, ground/lateness.py): the `boards:` key, the refusals
-before any board boots (an elector cluster, a board count, a time scale
-this host cannot keep), and the lateness histogram. The run with emulated
+before any board boots (an elector seat in a region too large for a
+board, a board count, a time scale this host cannot keep), and the
+lateness histogram. The run with emulated
 boards is tests/hil/test_boards_in_fleet.py."""
 
 import json
@@ -78,13 +79,33 @@ def test_a_bad_boards_key_is_refused_at_its_line(value, says):
     assert str(e.value).startswith("fleet.yaml:18") and says in str(e.value)
 
 
-def test_a_cluster_holding_an_elector_seat_is_refused_exit_2(tmp_path, sc, capsys):
+def test_an_elector_seat_of_a_region_larger_than_a_board_holds_is_refused_exit_2(tmp_path, sc, capsys):
     c = elector_cluster(sc)
+    assert len(sc.regions[0].nodes) == 100 > mixed.ELECTOR_BOARD_MAX_NODES
     code = cli.main(["run", write(tmp_path, fleet_text(c)), "--emulated", "3", "--out", str(tmp_path / "o"), "-q"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "fleet.yaml:18: boards.cluster %d holds region 1's elector seat" % c in err
-    assert "does not fit a board's heap yet" in err and len(err.strip().splitlines()) == 1
+    assert "region 1 has 100 nodes: an elector board holds a region of at most %d nodes" \
+        % mixed.ELECTOR_BOARD_MAX_NODES in err
+    assert not (tmp_path / "o" / "boards").exists()  # refused before any board was started
+
+
+def test_an_elector_seat_of_a_region_within_the_limit_is_allowed():
+    """In-process: check() lets the seat through, and refuses it one node above."""
+    text = fleet_text(1).replace("nodes: 100", "nodes: %d" % mixed.ELECTOR_BOARD_MAX_NODES)
+    sc = scenario.load_text(text, "fleet.yaml")
+    c = elector_cluster(sc)
+    sc = scenario.load_text(fleet_text(c).replace("nodes: 100", "nodes: %d" % mixed.ELECTOR_BOARD_MAX_NODES),
+                            "fleet.yaml")
+    mixed.check(sc)  # no ConfigError
+    seats = mixed.elector_seats(sc)
+    assert seats and set(seats) <= set(sc.regions[0].electors) & set(mixed.nodes(sc)) and set(seats.values()) == {1}
+    # the same seat with the limit one node lower is refused
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mixed, "ELECTOR_BOARD_MAX_NODES", len(sc.nodes) - 1)
+        with pytest.raises(ConfigError, match="region 1 has %d nodes" % len(sc.nodes)):
+            mixed.check(sc)
 
 
 def test_a_board_count_other_than_the_clusters_is_refused_exit_2(tmp_path, sc, capsys):

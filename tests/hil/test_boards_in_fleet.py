@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ground import cli, scenario, trace
-from tests.ground.test_mixed import board_cluster, fleet_text
+from ground import mixed
+from tests.ground.test_mixed import board_cluster, elector_cluster, fleet_text
 
 HAVE_BOARDS = (Path(os.sys.executable).parent / "micropython").exists()
 pytestmark = pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython unix port in .venv (make venv)")
@@ -84,6 +85,46 @@ def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
     heard = {sent[e["id"]]["type"] for e in events
              if e["kind"] == "frame" and e["fate"] == "delivered" and e.get("to") in boards}
     assert "prices" in heard and {e["src"] for e in sent.values() if e["type"] == "bid"} & boards
-    # flashed as `hil flash` would: the compiled modules in the board's ROM image (the romfs layout, the default)
-    rom = out / "boards" / "emulated" / ("e%d" % min(boards)) / "rom" / "romfs.img"
-    assert b"trader.mpy" in rom.read_bytes() and not (rom.parent.parent / "node" / "trader.py").exists()
+    rom = out / "boards" / "emulated" / ("e%d" % min(boards)) / "rom" / "romfs.img"  # the ROMFS layout (docs/HEAP.md)
+    assert b"trader.mpy" in rom.read_bytes()  # the compiled market tier, not sources
+
+
+def test_an_elector_board_takes_part_in_the_regions_market(tmp_path, capsys):
+    """3 emulated Picos are a cluster holding one of the region's 3 elector
+    seats in a fleet of ELECTOR_BOARD_MAX_NODES (46) nodes, 40 mission s at
+    2x: the board elector's market frames (ROUND_ACK as standby, or PRICES
+    and AWARDs as the region's coordinator) cross the router to in-process
+    nodes, and the in-process electors' come back. About 30 s of wall time."""
+    n = mixed.ELECTOR_BOARD_MAX_NODES
+    size = lambda text: text.replace("nodes: 100", "nodes: %d" % n).replace("duration_s: 60", "duration_s: 40")
+    c = elector_cluster(scenario.load_text(size(fleet_text(1)), "fleet.yaml"))
+    p = tmp_path / "fleet.yaml"
+    p.write_text(size(fleet_text(c, scale=2)))
+    sc = scenario.load(str(p))
+    out = tmp_path / "run"
+    code = cli.main(["run", str(p), "--emulated", str(len(sc.clusters[c])), "--out", str(out), "--no-plot", "-q"])
+    assert code == 0, capsys.readouterr().out
+
+    header, events, torn = trace.read(str(out / "trace.jsonl"))
+    assert not torn and events[-1]["status"] == "ok"
+    boards = {int(x) for x, v in header["nodes"].items() if v["link"] != "sim"}
+    seats = boards & set(sc.regions[0].electors)
+    assert boards == set(sc.clusters[c]) and len(seats) == 1 and len(header["nodes"]) == n
+    assert json.loads((out / "calibration.json").read_text())["board_electors"] == sorted(seats)
+    assert not [e for e in events if e.get("event") == "silent"]  # no board ran out of heap and fell quiet
+
+    sent = {e["id"]: e for e in events if e["kind"] == "frame" and e["fate"] == "sent"}
+    crossed = Counter()  # (type, from the board elector, to an in-process node)
+    for e in events:
+        if e["kind"] == "frame" and e["fate"] == "delivered" and e.get("to"):
+            s = sent[e["id"]]
+            if s["src"] in seats and e["to"] not in boards:
+                crossed[(s["type"], "board->sim")] += 1
+            elif e["to"] in seats and s["src"] not in boards:
+                crossed[(s["type"], "sim->board")] += 1
+    standby = crossed[("round_ack", "board->sim")] >= 1 and crossed[("award", "sim->board")] >= 1
+    coordinator = (crossed[("prices", "board->sim")] >= 1 and crossed[("award", "board->sim")] >= 1
+                   and crossed[("round_ack", "sim->board")] >= 1 and crossed[("bid", "sim->board")] >= 1)
+    assert standby or coordinator, sorted(crossed.items())
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["flat"]["market_rounds_complete"] >= 2
