@@ -20,6 +20,7 @@ why. The core decides every join and split (node/join.py); this module only
 does what the ground does for real: fab, flash, boot, and keep its map.
 """
 
+import time
 from dataclasses import dataclass
 
 from ground import protocol
@@ -233,9 +234,11 @@ def add_node(run, nid, parent, cluster, lineage, hw_gen, fw, board=None):
     r.members.setdefault(cluster, []).append(nid)
     r.proto_max[nid] = firmware.config.protocols(run.sc.nodes[nid].fw_version)[1]
     if board is not None:
+        boot_ms = getattr(run, "spare_boot_ms", None)
         r._event("node", node=nid, event="board_added", board=getattr(board, "name", None),
-                 device=getattr(board, "device", None), detail="node %d: on spare board %s (%s)"
-                 % (nid, getattr(board, "name", "?"), getattr(board, "device", board)))
+                 device=getattr(board, "device", None), boot_wall_ms=boot_ms,
+                 detail="node %d: on spare board %s (%s), flashed and booted in %s wall ms"
+                 % (nid, getattr(board, "name", "?"), getattr(board, "device", board), boot_ms))
         run.add_board(nid, board)
         return
     try:
@@ -272,6 +275,7 @@ def place_on_board(run, nid, parent, spec, frame):
         cfg = board_json.board_config(run.sc, nid, run.replication)
     finally:
         del run.sc.nodes[nid]
+    t0 = time.monotonic()
     try:
         b = run.spare_board(nid, cfg, spec.fw_version, spec.firmware)
     except (OSError, RuntimeError, ValueError) as e:  # TimeoutError is an OSError: a board that did not boot
@@ -279,6 +283,8 @@ def place_on_board(run, nid, parent, spec, frame):
         return None
     if b is None:
         lost("no_spare_board", "every spare board is in use")
+        return None
+    run.spare_boot_ms = int((time.monotonic() - t0) * 1000)  # the run's loop waited this long (board_added says)
     return b
 
 
