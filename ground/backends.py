@@ -52,14 +52,24 @@ class BoardSet:
     "test_build", "defects", "key": the fleet key or None}. A back-end that
     can build the real firmware gives `update_images` (spec -> bytes);
     without one it is None and the rollout sends the engine's own image
-    (ground/flim.py: version.json only)."""
+    (ground/flim.py: version.json only).
 
-    def __init__(self, mode, boards, stop=None, logs=None, update_images=None):
+    spare_board(nid, board_config, version, label) -> a board, or None: a
+    back-end with spare boards (`--emulated N`, N more than the scenario's
+    nodes) powers one on for a daughter (docs/CONTAINMENT.md "Daughters on
+    boards"): flashed with board.json `board_config` and firmware
+    `version`/`label`, booted to its HELLO, its port open (as the boards
+    above), and added to `boards`; None when no spare is left. Without
+    one, `spare_board` is None and a board run records each daughter as
+    not placed."""
+
+    def __init__(self, mode, boards, stop=None, logs=None, update_images=None, spare_board=None):
         self.mode = mode
         self.boards = boards
         self._stop = stop
         self._logs = logs
         self._update_images = update_images
+        self.spare_board = spare_board
 
     def logs(self):
         return self._logs() if self._logs else {}

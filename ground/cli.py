@@ -76,6 +76,8 @@ def cmd_run(args):
     elif sc.boards is not None:
         _say(args, "ground run: note: %s: boards: only matters with --emulated or --rig; every node runs in-process"
              % sc.boards["where"])
+    elif args.emulated and args.emulated > len(sc.nodes) and sc.replication is not None:
+        pass  # the rest are spare boards, off until a daughter needs one (docs/CONTAINMENT.md)
     elif args.emulated and args.emulated != len(sc.nodes):
         raise InputError("%s: --emulated %d, but the scenario has %d nodes (one board per node); to put boards in"
                          " as one cluster of a larger fleet, give the scenario boards: {cluster: N} (docs/FLEET.md)"
@@ -102,7 +104,7 @@ def cmd_run(args):
         result = run_mod.run(sc, out, mode=mode, seed=args.seed, boards=boards and boards.boards, progress=progress,
                              plot=not args.no_plot, precise_time=args.precise_time,
                              update_image=boards.update_image if boards is not None and boards.has_update_images
-                             else None)
+                             else None, spare_board=boards.spare_board if boards is not None else None)
     finally:
         if boards is not None:
             boards.stop()

@@ -20,9 +20,11 @@ why. The core decides every join and split (node/join.py); this module only
 does what the ground does for real: fab, flash, boot, and keep its map.
 """
 
+import time
 from dataclasses import dataclass
 
 from ground import protocol
+from ground.scenario import NodeSpec
 
 DAUGHTER = "daughter"
 ROSTER = "roster"
@@ -101,11 +103,19 @@ class Replication:
         self.parent_of[nid] = parent
         self.pending.add(nid)
         hw_gen = msg.get("hw_gen", spec.hw_gen)
+        board = None
+        if run.boards:  # a run on boards: a spare board takes it, or it is not placed (no node_added)
+            board = place_on_board(run, nid, parent, NodeSpec(nid, spec.cluster, spec.firmware, hw_gen,
+                                                              msg.get("lineage", spec.lineage)), e["id"])
+            if board is None:
+                self.pending.discard(nid)
+                del self.parent_of[nid]
+                return
         run.router._event("node", node=nid, event="node_added", parent=parent, cluster=spec.cluster,
                           lineage=msg.get("lineage", spec.lineage), hw_gen=hw_gen, firmware=spec.firmware,
                           frame=e["id"], detail="node %d: daughter %s of node %d (frame %d), cluster %d"
                           % (nid, msg.get("daughters"), parent, e["id"], spec.cluster))
-        add_node(run, nid, parent, spec.cluster, msg.get("lineage", spec.lineage), hw_gen, spec.firmware)
+        add_node(run, nid, parent, spec.cluster, msg.get("lineage", spec.lineage), hw_gen, spec.firmware, board)
 
     def _roster(self, run, e):
         """A coordinator admitted a daughter: it is in the cluster's roster
@@ -208,13 +218,13 @@ def widen_markets(sc, rep):
         sc.market, sc.market_args = regions[0].market, regions[0].market_args
 
 
-def add_node(run, nid, parent, cluster, lineage, hw_gen, fw):
-    """A daughter (Replication._daughter): a new in-process node of `run` (ground.run.Run) that
+def add_node(run, nid, parent, cluster, lineage, hw_gen, fw, board=None):
+    """A daughter (Replication._daughter): a new node of `run` (ground.run.Run) that
     JOINs its parent's cluster, the router delivering that cluster's
-    frames to it from now on."""
+    frames to it from now on: in-process, or on `board`, a spare board
+    already booted (place_on_board)."""
     from ground import firmware
     from ground.links import SimLink
-    from ground.scenario import NodeSpec
 
     run.sc.nodes[nid] = NodeSpec(nid, cluster, fw, hw_gen, lineage)
     region = run.sc.region_of.get(parent)
@@ -223,9 +233,13 @@ def add_node(run, nid, parent, cluster, lineage, hw_gen, fw):
     r = run.router
     r.members.setdefault(cluster, []).append(nid)
     r.proto_max[nid] = firmware.config.protocols(run.sc.nodes[nid].fw_version)[1]
-    if run.boards:
-        r._event("node", node=nid, event="daughter_lost", detail=(
-            "node %d: a run on boards boots no daughter (a spare board powered on and flashed: not built)" % nid))
+    if board is not None:
+        boot_ms = getattr(run, "spare_boot_ms", None)
+        r._event("node", node=nid, event="board_added", board=getattr(board, "name", None),
+                 device=getattr(board, "device", None), boot_wall_ms=boot_ms,
+                 detail="node %d: on spare board %s (%s), flashed and booted in %s wall ms"
+                 % (nid, getattr(board, "name", "?"), getattr(board, "device", board), boot_ms))
+        run.add_board(nid, board)
         return
     try:
         link = SimLink(nid, run._make_node_factory(nid, parent), updates=run._sim_updates(nid))
@@ -235,6 +249,43 @@ def add_node(run, nid, parent, cluster, lineage, hw_gen, fw):
     link.wake_at = None
     r.add(link)
     run._poll(link)
+
+
+def place_on_board(run, nid, parent, spec, frame):
+    """A daughter in a run on boards: the back-end powers on a spare board,
+    flashed with the daughter's board.json (id nid, its parent's lineage and
+    firmware, its cluster's roster and spares; `spec` its NodeSpec) and
+    booted; the board, or None when there is no spare left or it does not
+    boot: then a `daughter_lost` event naming the parent, the id and why
+    (reason no_spare_board / spare_not_booted), and the run goes on."""
+    from ground import board_json
+
+    r = run.router
+
+    def lost(reason, why):
+        r._event("node", node=parent, event="daughter_lost", daughter=nid, reason=reason, frame=frame,
+                 detail="node %d completed a daughter (frame %d), not placed as node %d: %s" % (parent, frame, nid, why))
+
+    if run.spare_board is None:
+        lost("no_spare_board", "this run has no spare board (ground run --emulated N with N more than the"
+             " scenario's nodes keeps the rest off as spares)")
+        return None
+    run.sc.nodes[nid] = spec  # for its board.json only: add_node adds it for good
+    try:
+        cfg = board_json.board_config(run.sc, nid, run.replication)
+    finally:
+        del run.sc.nodes[nid]
+    t0 = time.monotonic()
+    try:
+        b = run.spare_board(nid, cfg, spec.fw_version, spec.firmware)
+    except (OSError, RuntimeError, ValueError) as e:  # TimeoutError is an OSError: a board that did not boot
+        lost("spare_not_booted", "its spare board did not boot: %s" % e)
+        return None
+    if b is None:
+        lost("no_spare_board", "every spare board is in use")
+        return None
+    run.spare_boot_ms = int((time.monotonic() - t0) * 1000)  # the run's loop waited this long (board_added says)
+    return b
 
 
 def split_cluster(run, cluster, new, low, high, low_waiting=(), high_waiting=()):

@@ -114,13 +114,14 @@ class Run:
     `header()`, `apply_fault(f)`."""
 
     def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False,
-                 update_image=None):
+                 update_image=None, spare_board=None):
         self.sc = sc
         self.out_dir = out_dir
         self.mode = mode
         self.seed = sc.seed if seed is None else seed
         self.boards = boards or {}  # node id -> device path / URL, or a board object with .device
         self.update_image = update_image  # spec -> bytes or None: the back-end's images (BoardSet.update_image)
+        self.spare_board = spare_board  # a daughter's board, powered on (BoardSet.spare_board), or None
         self.progress = progress
         self.plot = plot  # draw timeline.png (ground run --no-plot: not)
         real = mode != "sim" or bool(self.boards)
@@ -232,30 +233,47 @@ class Run:
                 r.add(link)
                 self.clock.call_at(0, self._wake, link, 0)
             else:
-                url = getattr(b, "device", b)
-                opened = getattr(b, "open_port", None)
-                if getattr(b, "open_link", None) is not None:  # a link of its own kind (ground.udplink)
-                    link, seen = b.open_link
-                elif opened is not None:
-                    port, splitter, seen = opened
-                    link = SerialLink(nid, url, port=port, splitter=splitter)
-                else:
-                    link, seen = SerialLink(nid, url), []
-                link.board = b if not isinstance(b, str) else None
-                r.add(link)
-                boot_lines.append((nid, seen))
-                source = getattr(link, "source", None)  # one descriptor for several links (a UDP hub)
-                if source is None:
-                    self.clock.add_reader(link.fileno(), lambda link=link: self._readable(link))
-                elif source not in sources:
-                    sources.append(source)
-                    self.clock.add_reader(source.fileno(), lambda source=source: self._readable_shared(source))
+                boot_lines.append((nid, self._board_link(nid, b, sources)))
         # Lines read while the boards booted (their HELLOs) are routed at
         # mission 0, once every link exists, so each has all its recipients.
         for nid, seen in boot_lines:
             for line in seen:
                 r.from_node(nid, line)
         r.after_delivery = self._after_delivery
+
+    def _board_link(self, nid, b, sources=None):
+        """Node nid's link to board `b` (its port open, or a device path),
+        added to the router and read by the clock; the lines it read while
+        it booted (to route once every link exists)."""
+        r = self.router
+        url = getattr(b, "device", b)
+        opened = getattr(b, "open_port", None)
+        if getattr(b, "open_link", None) is not None:  # a link of its own kind (ground.udplink)
+            link, seen = b.open_link
+        elif opened is not None:
+            port, splitter, seen = opened
+            link = SerialLink(nid, url, port=port, splitter=splitter)
+        else:
+            link, seen = SerialLink(nid, url), []
+        link.board = b if not isinstance(b, str) else None
+        r.add(link)
+        source = getattr(link, "source", None)  # one descriptor for several links (a UDP hub)
+        if source is None:
+            self.clock.add_reader(link.fileno(), lambda link=link: self._readable(link))
+        elif sources is None or source not in sources:
+            if sources is not None:
+                sources.append(source)
+            self.clock.add_reader(source.fileno(), lambda source=source: self._readable_shared(source))
+        return seen
+
+    def add_board(self, nid, b):
+        """A board powered on mid-run (a daughter on a spare board,
+        ground/replication.py): its link, its boot lines routed now, and the
+        run's time scale sent to it."""
+        for line in self._board_link(nid, b):
+            self.router.from_node(nid, line)
+        payload = msgs.pack(msgs.CONFIG, int(self.sc.time_scale * 1000), 0)
+        self.router.to_node(nid, msgs.CONFIG, payload)
 
     # ---- in-process nodes ---------------------------------------------
 
@@ -590,6 +608,6 @@ def history_failures(trace_path):
 
 
 def run(sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False,
-        update_image=None):
+        update_image=None, spare_board=None):
     return Run(sc, out_dir, mode=mode, seed=seed, boards=boards, progress=progress, plot=plot,
-               precise_time=precise_time, update_image=update_image).execute()
+               precise_time=precise_time, update_image=update_image, spare_board=spare_board).execute()

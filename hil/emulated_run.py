@@ -26,9 +26,38 @@ UDP_NOTE = b"fleetloop: frames over udp to"  # what firmware/main.py prints on a
 class Farm:
     def __init__(self, boards):
         self.boards = boards  # node id -> EmulatedBoard
+        self.spares = []  # (folder, name) of spare boards still off (add_spares)
+        self.built = None  # the compiled image the spares are flashed with
 
     def devices(self):
         return dict(self.boards)
+
+    def add_spares(self, folder, count, built):
+        """Keep `count` spare boards off until a daughter needs one (power_on_spare)."""
+        self.built = built
+        self.spares = [(os.path.join(folder, "spare%d" % k), "spare%d" % k) for k in range(1, count + 1)]
+
+    def power_on_spare(self, nid, board_config, version, label):
+        """A daughter appeared: the next spare board, still off, is flashed
+        with its board.json (id `nid`, its parent's lineage and firmware
+        `version`/`label`, its cluster's roster), powered on and booted to
+        its HELLO; the EmulatedBoard with its port open, or None when no
+        spare is left. TimeoutError/RuntimeError naming the board if it
+        does not boot (the board is stopped)."""
+        if not self.spares:
+            return None
+        bdir, name = self.spares.pop(0)
+        flash_mod.write_image(bdir, version=version, label=label, board_config=board_config, built=self.built,
+                              code="romfs")
+        b = EmulatedBoard(bdir, name=name)
+        try:
+            b.start()
+            boot_and_wait_hello(b, nid)
+        except BaseException:
+            b.stop()
+            raise
+        self.boards[nid] = b
+        return b
 
     def stop(self):
         for b in self.boards.values():
@@ -108,10 +137,11 @@ def _flash_and_start(sc, folder, count, config_of, boards, code="romfs"):
     """Flash one emulated Pico per scenario node with the image `hil flash`
     builds and board.json `config_of(nid)`, and start it; `boards` (nid ->
     EmulatedBoard) fills as they start, so the caller can stop what started.
-    `count`, if given, must be the scenario's node count."""
-    if count and count != len(sc.nodes):
-        raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node)"
-                         % (sc.path, count, len(sc.nodes)))
+    `count`, if given, must be the scenario's node count (or more: spares,
+    for a scenario with replication:). The compiled image, for spares."""
+    if count and count != len(sc.nodes) and not (count > len(sc.nodes) and sc.replication is not None):
+        raise ValueError("%s: --emulated %d, but the scenario has %d nodes (one board per node; more only as spare"
+                         " boards for daughters, with replication:)" % (sc.path, count, len(sc.nodes)))
     os.makedirs(folder, exist_ok=True)
     # What `hil flash` puts on a Pico: main.py and boot.py, every other module
     # compiled by mpy-cross -march=armv6m. Compiling on the board instead costs
@@ -129,22 +159,31 @@ def _flash_and_start(sc, folder, count, config_of, boards, code="romfs"):
         b = EmulatedBoard(bdir, name="node%d" % nid)
         b.start()
         boards[nid] = b
+    return built
 
 
 def start_farm(sc, folder, count=0, transport="usb"):
-    """Start one emulated Pico per scenario node; `count`, if given, must match.
+    """Start one emulated Pico per scenario node; `count`, if given, must match,
+    or, for a scenario with replication:, be larger: the rest are spare
+    boards, kept off until a daughter needs one (Farm.power_on_spare).
     transport "udp": frames over UDP on loopback (start_udp_farm)."""
     if transport == "udp":
+        if count > len(sc.nodes):
+            raise ValueError("%s: --emulated %d --transport udp: spare boards for daughters run on transport usb"
+                             " only (not built for udp); give --emulated %d" % (sc.path, count, len(sc.nodes)))
         return start_udp_farm(sc, folder, count)
     boards = {}
     try:
-        _flash_and_start(sc, folder, count, lambda nid: board_json.board_config(sc, nid), boards)
+        built = _flash_and_start(sc, folder, count, lambda nid: board_json.board_config(sc, nid), boards)
         for nid, b in sorted(boards.items()):
             boot_and_wait_hello(b, nid)
     except BaseException:
         Farm(boards).stop()
         raise
-    return Farm(boards)
+    farm = Farm(boards)
+    if count > len(sc.nodes):
+        farm.add_spares(folder, count - len(sc.nodes), built)
+    return farm
 
 
 class UdpFarm(Farm):

@@ -94,8 +94,15 @@ class EmulatedRig:
         images = _rollout_images(sc)
         farm = emulated_run.start_farm(sc, folder, count=count, transport=self.transport)
         boards = farm.devices()
+
+        def spare(nid, board_config, version, label):  # a daughter: a spare board on (docs/CONTAINMENT.md)
+            b = farm.power_on_spare(nid, board_config, version, label)
+            if b is not None:
+                boards[nid] = b  # the run's board map and the serial logs include it
+            return b
+
         return BoardSet("emulated", boards, farm.stop, lambda: {n: b.log for n, b in boards.items()},
-                        update_images=images)
+                        update_images=images, spare_board=spare if farm.spares else None)
 
     def close(self):
         pass

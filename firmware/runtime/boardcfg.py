@@ -42,7 +42,9 @@ _KEYS = {
     "journal": ("bool", False),  # send the core's call times to the ground (frame replay)
     "confirm_after_ms": ("int", 30000),  # mission ms a trial image must stay healthy to confirm (docs/UPDATES.md)
     "market": ("dict", None),  # the regional market tier: node.config.MarketConfig's arguments
+    "replication": ("dict", None),  # node/join.py's settings: spares [first, count], max_members, ..., parent
 }
+_REPLICATION_KEYS = ("spares", "max_members", "min_members", "split_cluster", "parent")
 _UART_KEYS = {"id": 0, "tx": 0, "rx": 1, "baud": 115200}
 _MAX_WATCHDOG_MS = 8388  # RP2040 limit (MicroPython docs, machine.WDT); RP2350 allows more
 _MIN_WATCHDOG_MS = 100  # the loop must be able to feed it between flash writes
@@ -94,6 +96,7 @@ class BoardConfig:
     journal = False
     confirm_after_ms = 30000  # a trial image confirms itself after this long in its cluster (docs/UPDATES.md)
     market = None  # dict of MarketConfig arguments, or None: no market tier
+    replication = None  # dict of Config's replication arguments (node/join.py), or None: none
     fw_version = version.VERSION
     fw_label = version.LABEL
     version_file = None  # the file the version came from, None: built in
@@ -217,6 +220,18 @@ def parse_board(data, file="board.json"):
         for key in ("ground", "wifi"):
             if data.get(key) is not None:
                 raise ConfigError(file, key, 'given but transport is "%s"' % b.transport)
+    if b.replication is not None:
+        for k in sorted(b.replication):
+            if k not in _REPLICATION_KEYS:
+                raise ConfigError(file, "replication." + k, "unknown key")
+            v = b.replication[k]
+            if k == "spares":
+                if not isinstance(v, list) or len(v) != 2:
+                    raise ConfigError(file, "replication.spares", "must be [first id, count]")
+                _int(file, "replication.spares", v[0], 0, MAX_NODE_ID)
+                _int(file, "replication.spares", v[1], 0, MAX_NODE_ID)
+            else:
+                _int(file, "replication." + k, v, 0, MAX_NODE_ID)
     if b.watchdog_ms:
         _int(file, "watchdog_ms", b.watchdog_ms, _MIN_WATCHDOG_MS, _MAX_WATCHDOG_MS)
     else:
@@ -292,6 +307,11 @@ def core_config(b):
             market = MarketConfig(**kw)
         except TypeError as e:  # an argument MarketConfig does not take
             raise ValueError("market: %s" % e)
+    rep = {}
+    if b.replication is not None:  # a fleet that replicates (node/join.py checks the values)
+        for k in b.replication:
+            v = b.replication[k]
+            rep[k] = tuple(v) if k == "spares" else v
     return Config(
         cluster=b.cluster,
         members=b.members,
@@ -307,6 +327,7 @@ def core_config(b):
         auth_key=b.auth_key,
         require_auth=b.require_auth,
         market=market,
+        **rep
     )
 
 

@@ -1,0 +1,95 @@
+"""Daughters on emulated boards (docs/CONTAINMENT.md "Daughters on boards"):
+`ground run scenarios/replication-boards.yaml --emulated 4` runs its three
+nodes on three emulated Picos and keeps a fourth off as a spare. When the
+first DAUGHTER reaches the ground the spare is flashed with the daughter's
+board.json and booted; the trace must show the daughter's id saying HELLO
+and JOIN from that board and a coordinator's ROSTER admitting it; the two
+later daughters find no spare and are recorded as not placed. Judged from
+the frames the boards sent and from the spare board's flash. About 45 s of
+wall time (40 mission s in real time, plus the boards' boots). The
+board.json `replication` key itself is checked in-process below."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ground import board_json, cli, scenario, trace
+
+HAVE_BOARDS = (Path(os.sys.executable).parent / "micropython").exists()
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "scenarios" / "replication-boards.yaml"
+
+
+def _sent(events, **want):
+    return [e for e in events if e.get("kind") == "frame" and e.get("fate") == "sent"
+            and all(e.get(k) == v for k, v in want.items())]
+
+
+def _node_events(events, event):
+    return [e for e in events if e.get("kind") == "node" and e.get("event") == event]
+
+
+@pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython unix port in .venv (make venv)")
+@pytest.mark.timeout(600)
+def test_a_daughter_boots_on_the_spare_board_and_joins_the_later_ones_are_not_placed(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["run", str(SCENARIO), "--emulated", "4", "--out", str(out), "--quiet", "--no-plot"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    header, events, torn = trace.read(str(out / "trace.jsonl"))
+    assert not torn
+
+    added = _node_events(events, "node_added")
+    assert len(added) == 1, added  # one spare board: one daughter placed
+    nid, parent = added[0]["node"], added[0]["parent"]
+    assert nid not in (1, 2, 3) and parent in (1, 2, 3)
+    on_board = _node_events(events, "board_added")
+    assert [(e["node"], e["board"]) for e in on_board] == [(nid, "spare1")]
+
+    # The spare board's flash holds the daughter's board.json: its new id,
+    # its parent's lineage, the roster with itself, its parent to JOIN.
+    cfg = json.loads((out / "boards" / "spare1" / "board.json").read_text())
+    sc = scenario.load(str(SCENARIO))
+    assert cfg["node_id"] == nid and cfg["lineage"] == sc.nodes[parent].lineage == added[0]["lineage"]
+    assert cfg["replication"]["parent"] == parent and nid in cfg["members"] and {1, 2, 3} <= set(cfg["members"])
+
+    # From the board: the daughter's id says HELLO and JOINs naming its
+    # parent, after the ground added it; a coordinator's ROSTER admits it.
+    t_added = added[0]["mission_ns"]
+    hellos = _sent(events, src=nid, type="hello")
+    joins = [e for e in _sent(events, src=nid, type="join") if e["msg"]["parent"] == parent]
+    assert hellos and joins, "node %d sent no HELLO/JOIN" % nid
+    assert min(e["mission_ns"] for e in hellos + joins) >= t_added
+    rosters = [e for e in _sent(events, type="roster") if e["msg"]["node"] == nid]
+    assert rosters and rosters[0]["src"] in (1, 2, 3) and rosters[0]["mission_ns"] > joins[0]["mission_ns"]
+    assert _sent(events, src=nid, type="heartbeat"), "node %d never took part in its cluster" % nid
+
+    # The other two parents' daughters: no spare left, not placed, never nodes.
+    lost = _node_events(events, "daughter_lost")
+    assert sorted(e["node"] for e in lost) == sorted({1, 2, 3} - {parent})
+    assert all(e["reason"] == "no_spare_board" and e["daughter"] != nid for e in lost)
+    assert not [e for e in events if e.get("kind") == "frame" and e.get("src") in [x["daughter"] for x in lost]]
+
+
+def test_board_json_carries_replication_and_the_firmware_builds_its_config():
+    from ground import firmware  # noqa: F401  (firmware/ on sys.path)
+    from runtime import boardcfg
+
+    sc = scenario.load(str(SCENARIO))
+    cfg = board_json.board_config(sc, 2)
+    assert cfg["replication"] == {"spares": [4, 4], "max_members": 20, "min_members": 2, "split_cluster": 2,
+                                  "parent": 0}
+    assert cfg["market"]["roster"] == [1, 2, 3, 4, 5, 6, 7]  # widened by the spares, as in-process
+    c = boardcfg.core_config(boardcfg.parse_board(json.loads(json.dumps(cfg))))
+    assert c.replication is not None
+    plain = dict(cfg)
+    del plain["replication"]
+    assert getattr(boardcfg.core_config(boardcfg.parse_board(plain)), "replication", None) is None
+    with pytest.raises(boardcfg.ConfigError) as e:
+        boardcfg.parse_board(dict(cfg, replication={"spares": [4, 4], "parnet": 1}), "board.json")
+    assert str(e.value) == 'board.json: key "replication.parnet": unknown key'
+    with pytest.raises(boardcfg.ConfigError) as e:
+        boardcfg.parse_board(dict(cfg, replication={"spares": 4}), "board.json")
+    assert "replication.spares" in str(e.value)
