@@ -9,6 +9,7 @@ import pytest
 
 from ground import run, scenario, trace
 from test_metrics_stream import assert_live_equals_file
+from test_rollout_defects import hello_versions
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LIBRARY = os.path.join(ROOT, "scenarios")
@@ -177,18 +178,6 @@ def _check_lora(sc, events, res):
     assert all(0.5 < row["coordination_share"] < 1 for row in air.values())
 
 
-def _hello_versions(events):
-    """From the nodes' HELLOs: {version: nodes that said it}, {node: the version it said last}."""
-    sent, _ = _frames(events)
-    seen, last = {}, {}
-    for e in sent.values():
-        if e["type"] == "hello":
-            v = "%d.%d" % (e["msg"]["fw_major"], e["msg"]["fw_minor"])
-            seen.setdefault(v, set()).add(e["src"])
-            last[e["src"]] = v
-    return seen, last
-
-
 def _check_rollout(sc, events, res):
     # what the nodes say (HELLO at each boot), not what the orchestrator says:
     # every node ran 1.1; 1.2 only ever ran in the canary clusters; at the
@@ -196,7 +185,7 @@ def _check_rollout(sc, events, res):
     ro = [e for e in events if e["kind"] == "rollout"]
     starts = [e for e in ro if e["event"] == "start"]
     canaries_bad = set(starts[1]["canaries"])
-    seen, last = _hello_versions(events)
+    seen, last = hello_versions(events)
     assert seen["1.1"] == set(sc.nodes)
     assert {sc.nodes[n].cluster for n in seen["1.2"]} <= canaries_bad
     assert seen["1.2"] and last == {n: "1.1" for n in sc.nodes}
@@ -213,7 +202,7 @@ def _check_fleet_rollout(sc, events, res):
     # node; 1.2 ran only in its canary clusters; every node ends on 1.1.
     ro = [e for e in events if e["kind"] == "rollout"]
     starts = [e for e in ro if e["event"] == "start"]
-    seen, last = _hello_versions(events)
+    seen, last = hello_versions(events)
     assert len(sc.nodes) == 40 and seen["1.1"] == set(sc.nodes)
     assert seen["1.2"] and {sc.nodes[n].cluster for n in seen["1.2"]} <= set(starts[1]["canaries"])
     assert last == {n: "1.1" for n in sc.nodes}

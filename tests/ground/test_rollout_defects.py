@@ -57,7 +57,8 @@ def _sent(events, type_):
     return [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == type_]
 
 
-def _hello_versions(events):
+def hello_versions(events):
+    """From the nodes' HELLOs: {version: nodes that said it}, {node: the version it said last}."""
     seen, last = {}, {}
     for e in _sent(events, "hello"):
         v = "%d.%d" % (e["msg"]["fw_major"], e["msg"]["fw_minor"])
@@ -72,7 +73,7 @@ def _caught_at_the_canary_and_rolled_back(sc, events, check):
     assert abort["reason"].startswith(check + ":"), abort["reason"]
     assert not [e for e in ro if e["event"] == "step" and e["step"] > 0]  # no step past the canaries
     assert any(e["event"] == "rolled_back" for e in ro)
-    seen, last = _hello_versions(events)
+    seen, last = hello_versions(events)
     assert seen["1.1"] == {1, 2, 3}  # only the canary cluster ran it (by its HELLOs) ...
     assert last == {n: "1.0" for n in sc.nodes}  # ... and every node ends on its previous image
 
@@ -112,5 +113,5 @@ def test_a_good_build_passes_both_checks_through_its_own_installs(tmp_path):
     ro = [e for e in events if e["kind"] == "rollout"]
     assert [e["event"] for e in ro if e["event"] in ("complete", "abort")] == ["complete"], \
         [e.get("failures") for e in ro if e["event"] == "analysis"]
-    seen, last = _hello_versions(events)
+    seen, last = hello_versions(events)
     assert last == {n: "1.1" for n in sc.nodes}
