@@ -149,9 +149,9 @@ class UpdateSender:
                 self._rolling_back = False  # it runs the previous image
             elif self._rollback_at is None or now_s - self._rollback_at >= self._rollback_every_s:
                 self._rollback_at = now_s
-                out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": CMD_ROLLBACK})))
+                out.append(self._cmd(CMD_ROLLBACK))
         while self._cmds and len(out) < max_frames:
-            out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": self._cmds.pop(0)})))
+            out.append(self._cmd(self._cmds.pop(0)))
         if self.error is not None or len(out) >= max_frames:
             return out
         due = self._offer_at is None or now_s - self._offer_at >= self.offer_every_s
@@ -168,7 +168,7 @@ class UpdateSender:
                     # The node ACKs a state change once; ask again in case that ACK was lost
                     # (or order the install again, in case the order was).
                     again = CMD_INSTALL if self.state == "verified" and self._install_wanted else CMD_STATUS
-                    out.append((P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": again})))
+                    out.append(self._cmd(again))
             return out
         while len(out) < max_frames:
             i = self._pick(now_s)
@@ -179,6 +179,9 @@ class UpdateSender:
             data = self.image[i * self.chunk_size:(i + 1) * self.chunk_size]
             out.append((P.UPD_CHUNK, P.build_message(P.UPD_CHUNK, {"upd_id": self.upd_id, "index": i, "data": data})))
         return out
+
+    def _cmd(self, action):
+        return P.UPD_CMD, P.build_message(P.UPD_CMD, {"upd_id": self.upd_id, "action": action})
 
     def _pick(self, now_s):
         while self._next_new < self.chunks:
