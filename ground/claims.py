@@ -23,9 +23,10 @@ while the majority elects a newer one) is not split brain: the metric
 
 Pure functions; no state."""
 
-GROUND = 0
-CLUSTER_BASE = 0xF000
-BROADCAST = 0xFFFF
+from ground.protocol_frame import ADDR_BROADCAST as BROADCAST
+from ground.protocol_frame import ADDR_CLUSTER as CLUSTER_BASE
+from ground.protocol_frame import ADDR_GROUND as GROUND  # noqa: F401 (the checker's name for it)
+
 ROLE_COORDINATOR = 2  # msgs.ROLE_COORDINATOR
 CLAIM_TYPES = ("coordinator", "heartbeat", "telemetry")
 REWRITTEN = "orig_hex"  # the trace field of a frame the router rewrote (ground/router.py)

@@ -6,6 +6,7 @@ node sent to the election rules (history_election.py), the lease rules
 (history_leases.py) and the containment rules (history_containment.py)."""
 
 from ground import claims
+from ground.claims import BROADCAST, CLUSTER_BASE, GROUND, ROLE_COORDINATOR  # noqa: F401 (history.py re-exports)
 from ground.history_containment import INVARIANTS as containment_invariants
 from ground.history_containment import ContainmentChecker
 from ground.history_replication import INVARIANTS as replication_invariants
@@ -15,10 +16,6 @@ from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
 from ground.history_verdict import Report, Violation
 
-ROLE_COORDINATOR = 2  # msgs.ROLE_COORDINATOR (checked against msgs at import below)
-GROUND = 0
-CLUSTER_BASE = 0xF000
-BROADCAST = 0xFFFF
 _LISTED = 20  # frames listed in one violation before "and N more"
 ROUND_COMPLETE = 1  # msgs.ROUND_COMPLETE (PRICES status)
 
