@@ -247,6 +247,12 @@ def make_jobs(args):
             line = next((i for i, t in enumerate(base.sc.text.splitlines(), 1) if t.startswith("fleet:")), 1)
             raise ValueError("%s:%d: fleet: generates this scenario's faults (docs/FLEET.md), so chaos cannot add"
                              " its own; judge it as it is with --as-is, or give the fleet's churn rates" % (path, line))
+        if args.mission_s is not None:  # the base itself must make sense that short, before any fault is added
+            trimmed = gen.schedule(base, args.seed, {}, args.mission_s)
+            try:
+                gen.scenario_mod.load_text(gen.to_yaml(trimmed), "%s at --mission-s %g" % (path, args.mission_s))
+            except ValueError as e:  # its line is the shortened copy's: the message says which
+                raise ValueError("--mission-s %g is too short for %s: %s" % (args.mission_s, path, e)) from None
         for seed in range(args.seed, args.seed + args.schedules):
             data = gen.schedule(base, seed, rates, args.mission_s)
             text = gen.to_yaml(data)

@@ -96,12 +96,15 @@ def schedule(base, seed, rates_per_h=None, mission_s=None):
             added += getattr(gen, kind)(t)
     added = [f for f in added if f["at_s"] < duration_s]
     added.sort(key=lambda f: f["at_s"])
-    added = _only_meaningful(list(base.data.get("faults") or []), added)
+    base_faults = list(base.data.get("faults") or [])
+    if mission_s is not None:  # a shorter run: the base's own steps past its end would never fire
+        base_faults = [f for f in base_faults if float(f.get("at_s", 0)) < duration_s]
+    added = _only_meaningful(base_faults, added)
     data = dict(base.data)
     data["name"] = "%s-chaos-%d" % (sc.name, seed)
     data["seed"] = seed
     data["duration_s"] = _num(duration_s)
-    data["faults"] = list(base.data.get("faults") or []) + added
+    data["faults"] = base_faults + added
     data["description"] = ("chaos schedule %d over %s (%s): %d faults inserted"
                            % (seed, sc.name, os.path.basename(base.path), len(added)))
     return data

@@ -268,3 +268,16 @@ def test_an_interrupted_chaos_run_still_writes_what_it_judged(tmp_path):
     assert [(v["name"], v["result"]) for v in summary["verdicts"]] == [("tiny", "gate")]
     assert "interrupted after 1 of 2" in err
     assert not os.path.exists(out / ".work")  # the endless run's folder went with its worker
+
+
+def test_a_shorter_mission_drops_the_bases_late_steps_and_refuses_what_cannot_start(tmp_path, capsys):
+    # --mission-s shorter than the base's own steps: those steps would never fire, so they go (the loader refused
+    # the generated schedule before: exit 3, "a bug in chaos_schedules"); a step the base needs is bad input.
+    late = _tiny(tmp_path, TINY + "faults:\n  - {at_s: 5, crash: 2}\n  - {at_s: 15, crash: 3}\n")
+    data = gen.schedule(gen.load_base(late), 1, gen.parse_rates(["all=0"]), mission_s=10)
+    assert [f["at_s"] for f in data["faults"]] == [5]
+    gen.check_text(gen.to_yaml(data), "short.yaml")
+    rollout = os.path.join(ROOT, "scenarios", "rollout-boards.yaml")
+    assert cli.main(["chaos", rollout, "--schedules", "1", "--mission-s", "10", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "--mission-s 10 is too short for" in err and "rollout-boards.yaml" in err and len(err.strip().splitlines()) == 1
