@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 from ground import firmware
-from ground import history
+from ground import audit_rerun, history
 from ground import lineagefault
 from ground import sever
 from ground import metrics as metrics_mod
@@ -179,7 +179,7 @@ class Run:
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
-            **(regions_header(sc) if len(sc.regions) > 1 else {}),
+            **(regions_header(sc) if len(sc.regions) > 1 else {}), **audit_rerun.header(sc),
             **({"replication": vars(sc.replication)} if sc.replication is not None else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
