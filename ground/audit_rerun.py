@@ -32,6 +32,7 @@ coordinator's: its first ROUND_ACK of the round gave another digest).
 
 from ground import firmware  # noqa: F401 (puts firmware/ on sys.path)
 from node import audit as fw_audit  # noqa: E402
+from node import bidcopy  # noqa: E402
 from node import catalog as cat  # noqa: E402
 from node.auction import F_ALL, F_WON, BidBook  # noqa: E402
 from node.ledger import Ledger  # noqa: E402
@@ -52,7 +53,7 @@ def header(sc):
         out[str(m.region)] = {
             "roster": list(m.roster), "units": list(m.units), "horizon_slots": m.horizon_slots,
             "leases_per_node": m.leases_per_node, "max_bids": m.max_bids, "auditors": list(m.auditors),
-            "defect_lineage": m.defect_lineage,
+            "defect_lineage": m.defect_lineage, "defect_kind": m.defect_kind,
         }
     return {"audit": out} if out else {}
 
@@ -67,7 +68,8 @@ class _Region:
         self.units = tuple(spec["units"])
         self.first_ids = cat.starts(self.units)
         self.auditors = [int(a) for a in spec["auditors"]]
-        self.defect = spec.get("defect_lineage", -1)
+        # the planted clearing defect's lineage (defect_kind 1 drops a bid before the rows: its clearing is sound)
+        self.defect = spec.get("defect_lineage", -1) if not spec.get("defect_kind", 0) else -1
         dims = (self.first_ids[cat.N_CLASSES], spec["horizon_slots"], spec["leases_per_node"], len(self.roster))
         self.dims = dims
         self.ledger = Ledger(*dims)  # the coordinator's ledger as rebuilt (after the last re-run round)
@@ -151,6 +153,9 @@ class AuditRerun:
                 self.region_of[n] = reg
         self.rounds = {}  # (coordinator, round) -> _Round
         self.watch = {}  # frame id -> (_Round, what): AUDIT_BID rows and PREPAREs to auditors
+        self.bids = {}  # (bidder, seq) -> [coordinator it went to, its digest, delivered to it]
+        self.bid_fids = {}  # frame id of a BID -> (bidder, seq)
+        self.lost_bids = 0  # bid accusations over a bid the coordinator never got (loss: not its fault)
         self.judged = 0
         self.unjudged = 0  # rounds whose starting ledger could not be rebuilt from the trace
 
@@ -172,8 +177,19 @@ class AuditRerun:
                 rd.ack.setdefault(src, msg.get("digest"))
         elif type_ == "accuse" and dst == 0:
             self._accuse(src, msg, fid, line)
+        elif type_ == "bid" and isinstance(msg.get("seq"), int):
+            d = bidcopy.digest(msg["seq"], msg["first"], msg["resource"], msg["price"], msg["classes"], msg["span"],
+                               msg["period"], msg["count"], msg["flags"])
+            self.bids[(src, msg["seq"])] = [dst, d, False]
+            self.bid_fids[fid] = (src, msg["seq"])
+        elif type_ == "bid_seen" and isinstance(msg.get("seq"), int) and msg.get("coordinator") == src:
+            # a coordinator's own bid never crosses the wire: its copies to the auditors say what it was
+            self.bids.setdefault((src, msg["seq"]), [src, msg.get("digest"), True])
 
     def delivered(self, fid, to):
+        b = self.bid_fids.get(fid)
+        if b is not None:
+            self.bids[b][2] = True
         w = self.watch.get(fid)
         if w is not None and to is not None:
             w[0].got.setdefault(to, set()).add(w[1])
@@ -257,9 +273,12 @@ class AuditRerun:
         rd = self.rounds.get((msg.get("accused"), msg.get("round")))
         if rd is None or not rd.result or rd.prepare is None or rd.term != msg.get("term"):
             return
+        who = "auditor %d accuses node %d of round %s (term %s)" % (src, rd.coord, rd.round, rd.term)
+        if msg.get("reason") == fw_audit.REASON_BID:
+            self._bid_accusation(src, rd, msg, who, fid, line)
+            return
         rd.accused.add(src)
         exp = rd.expect.get(src)
-        who = "auditor %d accuses node %d of round %s (term %s)" % (src, rd.coord, rd.round, rd.term)
         if exp is None:
             self.violate("audit_rerun", "line %d: %s, though it runs the coordinator's own clearing (it must skip)"
                          % (line, who), [fid], [line])
@@ -276,6 +295,30 @@ class AuditRerun:
                                                                           msg.get("own_awards"), c,
                                                                           msg.get("own_price"), exp[0], exp[1],
                                                                           own_price), [fid], [line])
+
+    def _bid_accusation(self, src, rd, msg, who, fid, line):
+        """A bid the auditor saw, altered in or missing from the rows: the
+        bidder sent the coordinator that bid (its digest the accusation's
+        own_digest), and no row of this round or the one before has it."""
+        bidder, seq, own = msg.get("holder"), msg.get("own_first"), msg.get("own_digest")
+        what = "%s over node %s's bid %s" % (who, bidder, seq)
+        bid = self.bids.get((bidder, seq))
+        if bid is None or bid[0] != rd.coord or bid[1] != own:
+            self.violate("audit_rerun", "line %d: %s: node %s sent node %d no such bid (digest %s)"
+                         % (line, what, bidder, rd.coord, own), [fid], [line])
+            return
+        rows = [r for key in ((rd.coord, rd.round), (rd.coord, rd.round - 1)) if key in self.rounds
+                for r in self.rounds[key].rows.values() if r.get("holder") == bidder and r.get("seq") == seq]
+        crcs = [bidcopy.digest(r["seq"], r["first"], r["resource"], r["price"], r["classes"], r["span"], r["period"],
+                               r["count"], r["flags"]) for r in rows]
+        if own in crcs:
+            self.violate("audit_rerun", "line %d: %s, but the coordinator's rows have that bid as bid" % (line, what),
+                         [fid], [line])
+        elif msg.get("claimed_digest") not in crcs + [0] or (msg.get("claimed_digest") == 0) != (not crcs):
+            self.violate("audit_rerun", "line %d: %s, quoting its row's digest %s: the rows say %s"
+                         % (line, what, msg.get("claimed_digest"), crcs or "no such row"), [fid], [line])
+        elif not bid[2]:
+            self.lost_bids += 1  # the coordinator never got it: a loss looks like a drop (docs/CONTAINMENT.md)
 
     def judge(self):
         """At the end: an auditor that could judge a round the re-run says it
@@ -298,4 +341,5 @@ class AuditRerun:
 
     def note(self):
         return ("audit_rerun: %d round(s) re-run from the trace, %d not judged (the ledger they start from could not"
-                " be rebuilt from the trace)" % (self.judged, self.unjudged))
+                " be rebuilt from the trace); %d bid accusation(s) over a bid lost on its way to the coordinator"
+                % (self.judged, self.unjudged, self.lost_bids))

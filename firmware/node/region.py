@@ -39,6 +39,8 @@ def preload(config, node_id):
     from node import durable, trader  # noqa: F401
 
     mcfg = config.market
+    if mcfg.auditors:
+        from node import bidcopy  # noqa: F401 (every trader copies its bids to the auditors)
     if node_id in mcfg.electors:
         from node import market, recovery, replica  # noqa: F401
 
@@ -183,7 +185,7 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
-        elif msgs.ACCUSE <= t <= msgs.WITNESS:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS
+        elif msgs.ACCUSE <= t <= msgs.BID_SEEN:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS, BID_SEEN
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
             else:

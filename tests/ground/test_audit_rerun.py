@@ -94,3 +94,55 @@ def test_a_prepare_its_declared_clearing_does_not_give_fails(audited):
     acc = _sent(events, "accuse", dst=0)[0]["msg"]
     assert got and got[0].startswith("line ") and ("round %d (term %d) of coordinator %d: its PREPARE says"
                                                    % (acc["round"], acc["term"], acc["accused"])) in got[0], got
+
+
+# ---- bidders copy their bids to the auditors (node/bidcopy.py) ---------------
+
+
+@pytest.fixture(scope="module")
+def dropped(tmp_path_factory):
+    """containment-auditors with the planted defect made a bid drop: lineage
+    0's coordinator takes the last bid of another node out of its book before
+    the auditors see the rows (and clears the rest soundly)."""
+    out = tmp_path_factory.mktemp("dropbid")
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 240")
+    text = text.replace("  defect_lineage: 0\n", "  defect_lineage: 0\n  defect_kind: drop_bid\n")
+    res = run.run(scenario.load_text(text, AUDITORS), str(out), plot=False)
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    return res, header, events
+
+
+def test_an_honest_run_has_no_bid_accusation(audited):
+    _, _, events = audited
+    assert _sent(events, "bid_seen")  # the traders did copy their bids
+    assert not [e for e in _sent(events, "accuse") if e["msg"]["reason"] & 8]
+
+
+def test_a_coordinator_that_drops_a_bid_is_accused_by_the_auditors_and_quarantined(dropped):
+    res, header, events = dropped
+    assert res.ok, res.failures
+    assert res.metrics["flat"]["quarantined_nodes"] == 1
+    accs = [e for e in _sent(events, "accuse", dst=0) if e["msg"]["reason"] == 8]
+    assert len({e["src"] for e in accs}) >= 2 and {e["msg"]["accused"] for e in accs} == {1}
+    m = accs[0]["msg"]
+    bidder, seq = m["holder"], m["own_first"]
+    (bid,) = [e for e in _sent(events, "bid", src=bidder, dst=1) if e["msg"]["seq"] == seq]
+    assert any(e["fate"] == "delivered" and e["to"] == 1 for e in events if e["kind"] == "frame" and e["id"] == bid["id"])
+    rows = [e for e in _sent(events, "audit_bid", src=1) if (e["msg"]["holder"], e["msg"]["seq"]) == (bidder, seq)]
+    assert rows == [] and m["claimed_digest"] == 0  # delivered to the coordinator, in none of its rows
+    r, got = _rerun(header, events)
+    assert got == [] and "audit_rerun" in r.checked
+
+
+def test_a_bid_accusation_over_a_bid_the_rows_have_fails(dropped):
+    _, header, events = dropped
+    events = copy.deepcopy(events)
+    acc = [e for e in _sent(events, "accuse", dst=0) if e["msg"]["reason"] == 8][0]
+    row = next(e for e in _sent(events, "audit_bid", src=1) if e["msg"]["round"] == acc["msg"]["round"]
+               and e["msg"]["holder"] != 1)["msg"]
+    (seen,) = {e["msg"]["digest"] for e in _sent(events, "bid_seen", src=row["holder"]) if e["msg"]["seq"] == row["seq"]}
+    acc["msg"].update(holder=row["holder"], own_first=row["seq"], own_digest=seen)
+    _, got = _rerun(header, events)
+    assert len(got) == 1, got
+    assert ("auditor %d accuses node 1 of round %d (term %d) over node %d's bid %d, but the coordinator's rows have"
+            % (acc["src"], acc["msg"]["round"], acc["msg"]["term"], row["holder"], row["seq"])) in got[0], got
