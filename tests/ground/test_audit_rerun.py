@@ -11,6 +11,7 @@ import re
 import pytest
 
 from ground import history, run, scenario, trace
+from ground.yamlfile import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUDITORS = os.path.join(ROOT, "scenarios", "containment-auditors.yaml")
@@ -146,3 +147,11 @@ def test_a_bid_accusation_over_a_bid_the_rows_have_fails(dropped):
     assert len(got) == 1, got
     assert ("auditor %d accuses node 1 of round %d (term %d) over node %d's bid %d, but the coordinator's rows have"
             % (acc["src"], acc["msg"]["round"], acc["msg"]["term"], row["holder"], row["seq"])) in got[0], got
+
+
+def test_an_unknown_defect_kind_is_refused_naming_the_line():
+    text = open(AUDITORS, encoding="utf-8").read().replace("  defect_lineage: 0\n",
+                                                           "  defect_lineage: 0\n  defect_kind: sometimes\n")
+    with pytest.raises(ConfigError) as e:
+        scenario.load_text(text, "dk.yaml")
+    assert str(e.value).startswith("dk.yaml:") and "market.defect_kind: one of clearing, drop_bid" in str(e.value)
