@@ -106,7 +106,7 @@ class _Checker(ElectionRules, LeaseRules):
             if self.end is not None:
                 self._violate("trace", "line %d: a second end event (the first at line %d)" % (line, self.end), lines=[self.end, line])
             self.end = line
-        elif kind == "fault" and e.get("fault") == "sever" and self.end is None:
+        elif kind == "fault" and e.get("fault") in ("sever", "reinstate_region") and self.end is None:
             self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif kind == "node" and self.end is None:
             if self.replication.node_event(e, line):

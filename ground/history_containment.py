@@ -25,7 +25,8 @@ fed by ground/history.py's checker with every frame a node sent:
                         event, ground/sever.py), no frame a node of that
                         region sends afterwards is delivered outside it, the
                         ground included: none of its leases, prices or claims
-                        is honoured after the sever point.
+                        is honoured after the sever point (until a
+                        `reinstate_region` event lifts it).
   audit_rerun           every round re-run from the trace with the firmware's
                         own clearings (ground/audit_rerun.py): the
                         coordinator's PREPARE and AWARDs are what its clearing
@@ -58,7 +59,7 @@ class ContainmentChecker:
         self.since_round = {}  # node -> latest round when a majority first held it quarantined
         self.round = -1  # latest round a PRICES frame named
         self.reports = 0
-        self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event)
+        self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event, of its reinstatement)
         self.audit = None  # audit_rerun (ground/audit_rerun.py): where the header has an `audit` record
         if header is not None and header.get("audit"):
             from ground.audit_rerun import AuditRerun
@@ -66,15 +67,24 @@ class ContainmentChecker:
             self.audit = AuditRerun(header, violate)
 
     def sever(self, e, line):
+        """A `sever` fault event, or a `reinstate_region` that lifts one."""
         nodes = {n for n in e.get("nodes") or () if isinstance(n, int)}
         region = (e.get("detail") or {}).get("region")
+        if e.get("fault") == "reinstate_region":
+            for n in nodes:
+                got = self.severed.get(n)
+                if got is not None and got[3] is None:
+                    self.severed[n] = got[:3] + (line,)
+            return
         for n in nodes:
-            self.severed.setdefault(n, (nodes, region, line))
+            got = self.severed.get(n)
+            if got is None or got[3] is not None:  # (severed again after a reinstatement: the new cut)
+                self.severed[n] = (nodes, region, line, None)
 
     def delivered(self, src, type_, fid, sent_line, to, line):
         """A delivered fate of frame fid, which node src sent at sent_line."""
         got = self.severed.get(src)
-        if got is None or sent_line < got[2] or to in got[0]:
+        if got is None or sent_line < got[2] or to in got[0] or (got[3] is not None and sent_line > got[3]):
             return
         what = "a lease" if type_ == "award" else "prices" if type_ == "prices" else "a %s frame" % type_
         self.violate("sever_respected", "line %d: %s from node %d of region %s (frame %d, sent line %d) delivered to"

@@ -440,8 +440,8 @@ class Run:
             region = self.sc.region_of[f.target].region
             r._event("fault", fault=a, node=f.target, detail=dict(detail, region=region))
             r.to_node(wire.cluster_addr(0xE00 | region), msgs.REINSTATE, msgs.pack(msgs.REINSTATE, region, f.target))
-        elif a == "sever":  # the ground orders a region severed (ground/sever.py)
-            self.router.severing.sever(f.target, "ordered by the ground", where=f.where)
+        elif a in ("sever", "reinstate_region"):  # the ground severs a region, or lifts it (ground/sever.py)
+            self.router.severing.step(a, f)
         elif a == "partition":
             p = f.target
             shape = {"groups": p["groups"]} if p["kind"] == "groups" else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])}
