@@ -221,13 +221,13 @@ class AuditRerun:
         probe = reg.scratch
         fw_audit.copy_ledger(probe, reg.ledger)
         probe.advance(rd.round + 1)
-        if probe.digest() != rd.before:
+        if probe.digest() != rd.before or rd.coord not in self.lineage:
             self.unjudged += 1
             rd.result = False  # no shared starting point: not judged
             return
         self.judged += 1
         rows = [rd.rows[i] for i in range(rd.want)]
-        own = self.lineage.get(rd.coord, 0)
+        own = self.lineage[rd.coord]
         rd.result = reg.rerun(rd.round, rows, reg.clear_fn(own))
         fw_audit.copy_ledger(reg.post, reg.scratch)
         for a in reg.auditors:
