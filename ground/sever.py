@@ -18,9 +18,15 @@ carries the region's frames out of it again (a `fault` event
 `reinstate_region` naming the region, its nodes and how long it was cut
 off); a region reinstated may be severed again (by order, or by its policy).
 
-Severing is the ground's act: the core does not know it happened.
+The ground also tells the other regions' electors (SEVER, on their region
+address: severed 1 at the sever point, 0 at a reinstatement), and their
+cores refuse whatever names the severed region from then on, counted as
+`severed` (node/severing.py): the core's own cut, for frames the router
+cannot stop (a radio every region hears). The severed region's own nodes are
+not told.
 """
 
+from ground.firmware import msgs, wire
 from ground.yamlfile import ConfigError
 
 UNREPLACED = "unreplaced"  # the one automatic policy
@@ -121,6 +127,13 @@ class Severing:
             self.severed.pop(n, None)
         detail["severed_ns"] = self.clock.now_ns() - since
         self.router._event("fault", fault="reinstate_region", nodes=list(spec.nodes), detail=detail)
+        self._tell(r, 0)
+
+    def _tell(self, r, severed):
+        """SEVER to every other region's electors (node/severing.py)."""
+        for o in sorted(self.regions):
+            if o != r:
+                self.router.to_node(wire.cluster_addr(0xE00 | o), msgs.SEVER, msgs.pack(msgs.SEVER, r, severed))
 
     def sever(self, r, cause, trigger_ns=None, where=""):
         """Sever region r now (idempotent)."""
@@ -136,3 +149,4 @@ class Severing:
         if where:
             detail["where"] = where
         self.router._event("fault", fault="sever", nodes=list(spec.nodes), detail=detail)
+        self._tell(r, 1)

@@ -85,6 +85,7 @@ class Region:
 
             audit.setup(self, config, now_ms)
         self.fixed = None  # or (coordinator, term, standby), with no election
+        self.severed = ()  # regions the ground severed (node/severing.py)
         self._local = []
         self.refused = [0] * refusal.N_REASONS
         self.frames_in = 0
@@ -139,6 +140,14 @@ class Region:
     def _dispatch(self, src, dst, t, f, now_ms):
         market = self.market
         trader = self.trader
+        if t == msgs.SEVER or self.severed:
+            from node import severing
+
+            if t == msgs.SEVER:
+                severing.order(self, src, f)
+                return
+            if severing.refuses(self, t, f):
+                return
         if t == msgs.INTENT:
             if src != wire.ADDR_GROUND:
                 self.refused[refusal.UNKNOWN_NODE] += 1

@@ -10,6 +10,8 @@ import os
 import pytest
 
 from ground import history, metrics, run, scenario, trace
+from ground.firmware import msgs, wire
+from node import refusal  # noqa: E402 (ground.firmware puts firmware/ on the path)
 from ground.yamlfile import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,17 +28,23 @@ def _text(steps):
 def reinstated(tmp_path_factory):
     out = tmp_path_factory.mktemp("reinstate")
     sc = scenario.load_text(_text(["{at_s: 180, reinstate_region: 2}"]), SEVER)
-    res = run.run(sc, str(out), plot=False)
+    r = run.Run(sc, str(out), plot=False)
+    res = r.execute()
     header, events, _ = trace.read(str(out / "trace.jsonl"))
-    return res, header, events
+    return res, header, events, r
+
+
+@pytest.fixture(scope="module")
+def reinstated_events(reinstated):
+    return reinstated[:3]
 
 
 def _region2():
     return set(range(11, 21))
 
 
-def test_a_reinstated_region_is_heard_again_and_only_the_window_between_is_cut(reinstated):
-    res, header, events = reinstated
+def test_a_reinstated_region_is_heard_again_and_only_the_window_between_is_cut(reinstated_events):
+    res, header, events = reinstated_events
     assert res.ok, res.failures
     (sv,) = [e for e in events if e["kind"] == "fault" and e["fault"] == "sever"]
     (ri,) = [e for e in events if e["kind"] == "fault" and e["fault"] == "reinstate_region"]
@@ -55,8 +63,8 @@ def test_a_reinstated_region_is_heard_again_and_only_the_window_between_is_cut(r
     assert [v for v in history.check_events(header, events).violations if v.invariant == "sever_respected"] == []
 
 
-def test_a_delivery_inside_the_window_is_still_caught(reinstated):
-    _, header, events = reinstated
+def test_a_delivery_inside_the_window_is_still_caught(reinstated_events):
+    _, header, events = reinstated_events
     events = copy.deepcopy(events)
     leak = next(e for e in events if e["kind"] == "frame" and e.get("reason") == "severed")
     leak.update(fate="delivered", delay_ns=0)
@@ -75,3 +83,36 @@ def test_a_bad_reinstate_region_is_refused_naming_the_line(steps, says):
     with pytest.raises(ConfigError) as e:
         scenario.load_text(_text(steps), "rr.yaml")
     assert "rr.yaml:" in str(e.value) and says in str(e.value), str(e.value)
+
+
+def test_the_other_regions_electors_are_told_and_their_cores_refuse_the_severed_region(reinstated):
+    res, header, events, r = reinstated
+    (sv,) = [e for e in events if e["kind"] == "fault" and e["fault"] == "sever"]
+    orders = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "sever"]
+    assert [(e["src"], e["dst"], e["msg"], e["mission_ns"]) for e in orders] == [
+        (0, wire.cluster_addr(0xE01), {"region": 2, "severed": 1}, sv["mission_ns"]),
+        (0, wire.cluster_addr(0xE01), {"region": 2, "severed": 0}, 180 * S)]
+    for e in orders:
+        got = {x["to"] for x in events if x["kind"] == "frame" and x["id"] == e["id"] and x["fate"] == "delivered"}
+        assert got == {1, 2, 6, 7}  # region 1's electors; region 2's own nodes are not told
+    region = r.router.links[1].node.region
+    assert region.severed == ()  # reinstated at 180 s
+    # The core's own cut, on a frame the router would not have stopped (a shared radio): node 1's real region.
+    now = 240_000
+    prices = msgs.pack(msgs.PRICES, 3, 3, 0, 0, 2, 0, msgs.ROUND_COMPLETE, *([1] * 8))
+    sever = msgs.pack(msgs.SEVER, 2, 1)
+    SEVERED, REGION = refusal.SEVERED, refusal.REGION
+    before = (region.refused[SEVERED], region.trader.refused[REGION])
+    region.receive(12, wire.ADDR_BROADCAST, msgs.PRICES, prices, now, wire.VERSION)
+    assert (region.refused[SEVERED], region.trader.refused[REGION]) == (before[0], before[1] + 1)  # another region's
+    region.receive(12, region.dst, msgs.SEVER, sever, now, wire.VERSION)  # only the ground may sever
+    assert region.severed == () and region.refused[refusal.FORGED] >= 1
+    region.receive(wire.ADDR_GROUND, region.dst, msgs.SEVER, msgs.pack(msgs.SEVER, 1, 1), now, wire.VERSION)
+    assert region.severed == ()  # its own region: refused (refusal.REGION)
+    region.receive(wire.ADDR_GROUND, region.dst, msgs.SEVER, sever, now, wire.VERSION)
+    assert region.severed == (2,)
+    region.receive(12, wire.ADDR_BROADCAST, msgs.PRICES, prices, now, wire.VERSION)
+    assert (region.refused[SEVERED], region.trader.refused[REGION]) == (before[0] + 1, before[1] + 1)  # severed, counted
+    region.receive(wire.ADDR_GROUND, region.dst, msgs.SEVER, msgs.pack(msgs.SEVER, 2, 0), now, wire.VERSION)
+    region.receive(12, wire.ADDR_BROADCAST, msgs.PRICES, prices, now, wire.VERSION)
+    assert region.severed == () and region.refused[SEVERED] == before[0] + 1 and region.trader.refused[REGION] == before[1] + 2
