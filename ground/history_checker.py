@@ -55,7 +55,7 @@ class _Checker(ElectionRules, LeaseRules):
                 self.cluster_region.update(dict.fromkeys(r.get("clusters") or (), r["region"]))
         region = market.get("region", 1) if isinstance(market.get("region", 1), int) else 1
         self.region_addr = CLUSTER_BASE | 0xE00 | region
-        self.containment = ContainmentChecker(self.electors, self._violate)  # quarantine_* (history_containment.py)
+        self.containment = ContainmentChecker(self.electors, self._violate, header)  # quarantine_* (history_containment.py)
         self.majors = {}  # node id -> firmware major the header declares
         for key, info in (header.get("nodes") or {}).items():
             try:
@@ -106,7 +106,7 @@ class _Checker(ElectionRules, LeaseRules):
             if self.end is not None:
                 self._violate("trace", "line %d: a second end event (the first at line %d)" % (line, self.end), lines=[self.end, line])
             self.end = line
-        elif kind == "fault" and e.get("fault") == "sever" and self.end is None:
+        elif kind == "fault" and e.get("fault") in ("sever", "reinstate_region") and self.end is None:
             self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif kind == "node" and self.end is None:
             if self.replication.node_event(e, line):
@@ -124,6 +124,8 @@ class _Checker(ElectionRules, LeaseRules):
         if fate == "sent":
             self._sent(e, fid, line)
         else:
+            if fate == "delivered" and self.containment.audit is not None:
+                self.containment.audit.delivered(fid, e.get("to"))  # audit_rerun: what each auditor got
             if fate == "delivered" and self.containment.severed:
                 s = self.fates.sent.get(fid) or self.fates.done.get(fid)
                 if s is not None and e.get("to") is not None:
@@ -201,6 +203,9 @@ class _Checker(ElectionRules, LeaseRules):
             r.notes.append("frame_fates: not checked, the trace has no end (frames still in flight have no fate yet)")
         else:
             self.fates.judge()
+        if self.containment.audit is not None:
+            self.containment.audit.judge()
+            r.notes.append(self.containment.audit.note())
         if self.kinds:
             r.checked += ["lease_exclusive", "lease_awarded"]
             r.notes.append("leases: %d lease message(s), %d act(s) on leases, %d replica copies; types: %s"

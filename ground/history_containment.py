@@ -20,16 +20,22 @@ fed by ground/history.py's checker with every frame a node sent:
                         digest, the award count, the price of the class it
                         names) is what that PREPARE said, for each reason it
                         gives. An auditor that misquotes the coordinator is
-                        caught here; its own side (its re-run of the
-                        clearing) is not re-run by the checker.
+                        caught here; its own side by audit_rerun.
   sever_respected       once the ground severs a region (a `sever` fault
                         event, ground/sever.py), no frame a node of that
                         region sends afterwards is delivered outside it, the
                         ground included: none of its leases, prices or claims
-                        is honoured after the sever point.
+                        is honoured after the sever point (until a
+                        `reinstate_region` event lifts it).
+  audit_rerun           every round re-run from the trace with the firmware's
+                        own clearings (ground/audit_rerun.py): the
+                        coordinator's PREPARE and AWARDs are what its clearing
+                        gives on the bid rows it sent the auditors, and each
+                        auditor accuses exactly when its clearing disagrees.
 
-A pure function of the trace like the rest of the checker: no firmware
-import, message names and LOG texts as the trace carries them.
+A pure function of the trace like the rest of the checker, message names and
+LOG texts as the trace carries them; audit_rerun alone imports the firmware's
+clearings (and only for a trace whose header has an `audit` record).
 """
 
 import re
@@ -37,12 +43,12 @@ import re
 _Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
 _ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
 _WITNESSED_BY = re.compile(r"^witnessed by (\d+):")
-INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "accusation_grounded", "sever_respected")
+INVARIANTS = ("quarantine_witnessed", "quarantine_respected", "accusation_grounded", "sever_respected", "audit_rerun")
 _PREPARE = 3  # msgs.ROUND_PREPARE (PRICES status)
 
 
 class ContainmentChecker:
-    def __init__(self, electors, violate):
+    def __init__(self, electors, violate, header=None):
         self.electors = set(electors)
         self.majority = len(self.electors) // 2 + 1
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
@@ -53,18 +59,32 @@ class ContainmentChecker:
         self.since_round = {}  # node -> latest round when a majority first held it quarantined
         self.round = -1  # latest round a PRICES frame named
         self.reports = 0
-        self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event)
+        self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event, of its reinstatement)
+        self.audit = None  # audit_rerun (ground/audit_rerun.py): where the header has an `audit` record
+        if header is not None and header.get("audit"):
+            from ground.audit_rerun import AuditRerun
+
+            self.audit = AuditRerun(header, violate)
 
     def sever(self, e, line):
+        """A `sever` fault event, or a `reinstate_region` that lifts one."""
         nodes = {n for n in e.get("nodes") or () if isinstance(n, int)}
         region = (e.get("detail") or {}).get("region")
+        if e.get("fault") == "reinstate_region":
+            for n in nodes:
+                got = self.severed.get(n)
+                if got is not None and got[3] is None:
+                    self.severed[n] = got[:3] + (line,)
+            return
         for n in nodes:
-            self.severed.setdefault(n, (nodes, region, line))
+            got = self.severed.get(n)
+            if got is None or got[3] is not None:  # (severed again after a reinstatement: the new cut)
+                self.severed[n] = (nodes, region, line, None)
 
     def delivered(self, src, type_, fid, sent_line, to, line):
         """A delivered fate of frame fid, which node src sent at sent_line."""
         got = self.severed.get(src)
-        if got is None or sent_line < got[2] or to in got[0]:
+        if got is None or sent_line < got[2] or to in got[0] or (got[3] is not None and sent_line > got[3]):
             return
         what = "a lease" if type_ == "award" else "prices" if type_ == "prices" else "a %s frame" % type_
         self.violate("sever_respected", "line %d: %s from node %d of region %s (frame %d, sent line %d) delivered to"
@@ -77,6 +97,8 @@ class ContainmentChecker:
         return sum(1 for s in states.values() if s == "quarantined") >= self.majority
 
     def sent(self, src, dst, type_, msg, fid, line, region_addr):
+        if self.audit is not None:
+            self.audit.sent(src, dst, type_, msg, fid, line)
         if type_ == "prices" and isinstance(msg.get("round"), int):
             self.round = max(self.round, msg["round"])
             if msg.get("status") == _PREPARE:

@@ -56,6 +56,8 @@ ACCUSE = 0x90  # fault containment (docs/CONTAINMENT.md): auditor -> electors + 
 AUDIT_BID = 0x91  # coordinator -> each auditor: one bid row of a closed round
 REINSTATE = 0x92  # ground -> the region's electors: a node out of quarantine (ground intent)
 WITNESS = 0x93  # elector -> the region's electors + ground: a member's stale-term claims seen first hand
+BID_SEEN = 0x94  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
+SEVER = 0x95  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
 JOIN = 0xA0  # replication (node/join.py): daughter -> its cluster
 ROSTER = 0xA1  # coordinator -> cluster: a node joined
 SPLIT = 0xA2  # coordinator -> cluster: the upper half becomes another cluster
@@ -283,6 +285,13 @@ Witness = Struct(
     "own" / Int32ul,  # the witness's term when it saw it
     "claims" / Int8ul,  # stale claims seen within the window
 )
+BidSeen = Struct(
+    "round" / Int32ul,  # the round the bid is for (BID's round)
+    "seq" / Int32ul,  # the bid's sequence number
+    "coordinator" / Int16ul,  # the regional coordinator the bid went to
+    "digest" / Int32ul,  # crc32 of its fields as AUDIT_BID rows carry them (node/bidcopy.py)
+)
+Sever = Struct("region" / Int16ul, "severed" / Int8ul)  # the region; 1 severed, 0 reinstated
 
 Join = Struct("parent" / Int16ul, "cluster" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw" / Int16ul)
 Roster = Struct("term" / Int32ul, "epoch" / Int16ul, "node" / Int16ul, "parent" / Int16ul, "members" / Int8ul)
@@ -361,6 +370,8 @@ MESSAGES = {
     AUDIT_BID: ("audit_bid", AuditBid),
     REINSTATE: ("reinstate", Reinstate),
     WITNESS: ("witness", Witness),
+    BID_SEEN: ("bid_seen", BidSeen),
+    SEVER: ("sever", Sever),
     JOIN: ("join", Join),
     ROSTER: ("roster", Roster),
     SPLIT: ("split", Split),

@@ -14,9 +14,10 @@ _MARKET = {
     "cutoff_ms", "autonomy_after_ms", "region_timeout_ms", "ack_timeout_ms", "telemetry_ms", "max_bids",
     "leases_per_node", "max_span", "stale_rounds",
     # fault containment (docs/CONTAINMENT.md)
-    "auditors", "quarantine_cap_permille", "probation_ms", "defect_lineage", "lineages",
+    "auditors", "quarantine_cap_permille", "probation_ms", "defect_lineage", "defect_kind", "lineages",
     "sever",  # the ground's policy for this region (ground/sever.py), not a MarketConfig argument
 }
+DEFECT_KINDS = ("clearing", "drop_bid")  # MarketConfig.defect_kind 0, 1 (node/audit.py)
 CLEARING_IMPLS = 2  # firmware node/market.py clearing(): lineage L runs clearing L % 2 (A or B)
 MIN_LINEAGES = 3  # a cluster of ENFORCE_CLUSTER_SIZE or more mixes at least this many lineages
 ENFORCE_CLUSTER_SIZE = 5
@@ -96,6 +97,11 @@ def _market_config(m, sc, roster, what, kw=None):
     kw = {k: v for k, v in m.items()} if kw is None else kw
     kw.pop("lineages", None)
     kw.pop("sever", None)
+    if "defect_kind" in kw:  # the planted defect (containment runs): what it does, as MarketConfig's number
+        if kw["defect_kind"] not in DEFECT_KINDS:
+            raise m.error("defect_kind", "market.defect_kind: one of %s, got %r" % (", ".join(DEFECT_KINDS),
+                                                                                    kw["defect_kind"]))
+        kw["defect_kind"] = DEFECT_KINDS.index(kw["defect_kind"])
     kw["units"] = tuple(kw["units"]) if isinstance(kw["units"], list) else kw["units"]
     aud = None
     if "auditors" in m:

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 from ground import firmware
-from ground import history
+from ground import audit_rerun, history
 from ground import lineagefault
 from ground import sever
 from ground import metrics as metrics_mod
@@ -179,7 +179,7 @@ class Run:
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
             **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
-            **(regions_header(sc) if len(sc.regions) > 1 else {}),
+            **(regions_header(sc) if len(sc.regions) > 1 else {}), **audit_rerun.header(sc),
             **({"replication": vars(sc.replication)} if sc.replication is not None else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             # Virtual-time runs record no host time anywhere, so the same
@@ -440,8 +440,8 @@ class Run:
             region = self.sc.region_of[f.target].region
             r._event("fault", fault=a, node=f.target, detail=dict(detail, region=region))
             r.to_node(wire.cluster_addr(0xE00 | region), msgs.REINSTATE, msgs.pack(msgs.REINSTATE, region, f.target))
-        elif a == "sever":  # the ground orders a region severed (ground/sever.py)
-            self.router.severing.sever(f.target, "ordered by the ground", where=f.where)
+        elif a in ("sever", "reinstate_region"):  # the ground severs a region, or lifts it (ground/sever.py)
+            self.router.severing.step(a, f)
         elif a == "partition":
             p = f.target
             shape = {"groups": p["groups"]} if p["kind"] == "groups" else {"detail": dict(detail, kind=p["kind"], arg=p["arg"])}

@@ -38,7 +38,8 @@ _FAULT_ACTIONS = {
     "byzantine", "corruption_burst", "intent", "lineage_fault", "sever", "reinstate",
 }
 # Ground commands that are steps of the same list but no fault (ground chaos never draws them).
-_GROUND_STEPS = {"rollout"}  # rollout: pause / resume (ground/rollout_run.py)
+_GROUND_STEPS = {"rollout", "reinstate_region"}  # rollout: pause / resume (ground/rollout_run.py); reinstate_region: R
+#                                                  (ground/sever.py)
 _STEP_ACTIONS = _FAULT_ACTIONS | _GROUND_STEPS
 _FAULT_KEYS = _STEP_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst

@@ -13,9 +13,20 @@ to itself. The trace gets a `fault` event `sever` naming the region, its
 nodes, the cause and the trigger (when the accusation came or the order was
 given), from which the metrics count time to sever in cycles.
 
-Severing is the ground's act: the core does not know it happened.
+A step `{at_s, reinstate_region: R}` lifts it: from then on the router
+carries the region's frames out of it again (a `fault` event
+`reinstate_region` naming the region, its nodes and how long it was cut
+off); a region reinstated may be severed again (by order, or by its policy).
+
+The ground also tells the other regions' electors (SEVER, on their region
+address: severed 1 at the sever point, 0 at a reinstatement), and their
+cores refuse whatever names the severed region from then on, counted as
+`severed` (node/severing.py): the core's own cut, for frames the router
+cannot stop (a radio every region hears). The severed region's own nodes are
+not told.
 """
 
+from ground.firmware import msgs, wire
 from ground.yamlfile import ConfigError
 
 UNREPLACED = "unreplaced"  # the one automatic policy
@@ -25,7 +36,18 @@ def check(sc):
     """Sever steps name a region of the scenario; reinstate steps a node of a
     region with auditors (docs/CONTAINMENT.md); file:line otherwise."""
     known = sorted(r.region for r in sc.regions)
-    for f in sc.faults:
+    may_sever = {r.region for r in sc.regions if getattr(r, "sever", None) == UNREPLACED}
+    for f in sorted(sc.faults, key=lambda f: f.at_s):
+        if f.action == "reinstate_region":
+            if f.target not in known:
+                raise ConfigError("%s: step reinstate_region: unknown region %r (regions: %s)" % (f.where, f.target,
+                                                                                                  known))
+            if f.target not in may_sever:
+                raise ConfigError("%s: step reinstate_region: region %d is never severed before it (no earlier sever"
+                                  " step, no sever: unreplaced)" % (f.where, f.target))
+            continue
+        if f.action == "sever":
+            may_sever.add(f.target)
         if f.action == "reinstate":
             r = sc.region_of.get(f.target) if f.target != "coordinator" else None
             if r is None or not r.market.auditors:
@@ -84,6 +106,35 @@ class Severing:
             return
         self.sever(r, "coordinator %d accused and not replaced within one cycle" % accused, since)
 
+    def step(self, action, f):
+        """A scenario step: sever region f.target, or reinstate it."""
+        if action == "sever":
+            self.sever(f.target, "ordered by the ground", where=f.where)
+        else:
+            self.reinstate(f.target, f.where)
+
+    def reinstate(self, r, where=""):
+        """The ground lifts region r's severance now: its frames leave it
+        again. A region not severed now: the event says so, nothing changes."""
+        spec = self.regions[r]
+        since = self.when.pop(r, None)
+        detail = {"region": r, "where": where}
+        if since is None:
+            detail["error"] = "region %d is not severed" % r
+            self.router._event("fault", fault="reinstate_region", nodes=[], detail=detail)
+            return
+        for n in spec.nodes:
+            self.severed.pop(n, None)
+        detail["severed_ns"] = self.clock.now_ns() - since
+        self.router._event("fault", fault="reinstate_region", nodes=list(spec.nodes), detail=detail)
+        self._tell(r, 0)
+
+    def _tell(self, r, severed):
+        """SEVER to every other region's electors (node/severing.py)."""
+        for o in sorted(self.regions):
+            if o != r:
+                self.router.to_node(wire.cluster_addr(0xE00 | o), msgs.SEVER, msgs.pack(msgs.SEVER, r, severed))
+
     def sever(self, r, cause, trigger_ns=None, where=""):
         """Sever region r now (idempotent)."""
         if r in self.when:
@@ -98,3 +149,4 @@ class Severing:
         if where:
             detail["where"] = where
         self.router._event("fault", fault="sever", nodes=list(spec.nodes), detail=detail)
+        self._tell(r, 1)

@@ -173,6 +173,11 @@ CASES = [
     ("witness", msgs.WITNESS, N2, wire.cluster_addr(0xE01), 0x93, dict(region=1, node=N1, term=6, own=7, claims=4), None),
     ("witness_auth", msgs.WITNESS, 0x031B, wire.cluster_addr(0xE1B), 0x94,
      dict(region=0x1B, node=0x1B03, term=0x0003001B, own=0x031B0000, claims=0x1B), 0x93),
+    ("bid_seen", msgs.BID_SEEN, N2, N1, 0x95, dict(round=40, seq=0x2A06, coordinator=N1, digest=0x89ABCDEF), None),
+    ("bid_seen_auth", msgs.BID_SEEN, 0x031B, 0x1B03, 0x96, dict(round=0x1B, seq=0x0003001B, coordinator=0x1B03,
+                                                                 digest=0x031B0000), 0x94),
+    ("sever", msgs.SEVER, GROUND, wire.cluster_addr(0xE01), 0x97, dict(region=2, severed=1), None),
+    ("sever_auth", msgs.SEVER, GROUND, wire.cluster_addr(0xE1B), 0x98, dict(region=0x031B, severed=0), 0x95),
     # Replication (node/join.py): seqs 0xA0.. so they never collide with another helper's additions.
     ("join", msgs.JOIN, 0x0065, C1, 0xA0, dict(parent=N1, cluster=1, lineage=2, hw_gen=3, fw=0x0300), None),
     ("join_auth", msgs.JOIN, 0x031B, C1, 0xA1, dict(parent=0x1B03, cluster=0x031B, lineage=0x1B, hw_gen=3,

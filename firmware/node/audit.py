@@ -28,7 +28,9 @@ _MISSING = const(0xFF)  # an AUDIT_BID row not received yet
 REASON_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
 REASON_PRICES = const(2)  # a published class price differs (price_class, claimed_price, own_price)
 REASON_AWARDS = const(4)  # the award count differs; holder/res/first name the first award that differs
-REASON_ALL = const(7)
+REASON_BID = const(8)  # a bid the auditor saw (node/bidcopy.py) is altered in or missing from the rows: holder the
+#                        bidder, own_first its seq, own_digest its digest, claimed_digest its row's (0: no row)
+REASON_ALL = const(15)
 
 
 def clearing_impl(lineage):
@@ -219,8 +221,18 @@ class Auditor:
 
 def send_round(m, n):
     """The coordinator's side (Market m at close, base moved, not cleared
-    yet): the round's n book rows, as bid, to each auditor."""
+    yet): the round's n book rows, as bid, to each auditor. Returns the rows
+    it will clear: n, or with a planted bid drop (MarketConfig.defect_kind
+    1, containment runs only) one fewer: the last bid of another node gone
+    from the book before the auditors see the rows."""
     b = m.book
+    if m.drops:
+        own = m.cfg.index(m.id)
+        for i in range(n - 1, -1, -1):
+            if b.node[i] != own:
+                _drop_row(b, i)
+                n -= 1
+                break
     before = m.ledger.digest()
     roster = m.cfg.roster
     for a in m.cfg.auditors:
@@ -230,6 +242,23 @@ def send_round(m, n):
             m.send(a, msgs.AUDIT_BID, msgs.pack(
                 msgs.AUDIT_BID, m.round & 0xFFFFFFFF, n, i, roster[b.node[i]], before, b.seq[i], b.first[i],
                 b.hint[i], b.price[i], b.mask[i], b.span[i], b.period[i], b.count[i], b.flags[i]))
+    return n
+
+
+def _drop_row(b, i):
+    """Row i leaves the book; the rows after it move up one."""
+    for j in range(i + 1, b.n):
+        b.node[j - 1] = b.node[j]
+        b.seq[j - 1] = b.seq[j]
+        b.first[j - 1] = b.first[j]
+        b.hint[j - 1] = b.hint[j]
+        b.price[j - 1] = b.price[j]
+        b.mask[j - 1] = b.mask[j]
+        b.span[j - 1] = b.span[j]
+        b.period[j - 1] = b.period[j]
+        b.count[j - 1] = b.count[j]
+        b.flags[j - 1] = b.flags[j]
+    b.n -= 1
 
 
 def _has(b, n, node, res, first):
@@ -259,6 +288,8 @@ def has_evidence(fields):
         return False
     if reason & REASON_PRICES and (fields[16] == fields[17] or fields[15] >= cat.N_CLASSES):
         return False
+    if reason & REASON_BID and fields[6] == fields[7]:
+        return False
     return True
 
 
@@ -282,9 +313,12 @@ def setup(region, config, now_ms):
     region.q_tick_ms = now_ms
     region.stale = {}  # member -> [stale-term claims seen, first one's ms]
     if region.id in mcfg.auditors:
+        from node.bidcopy import Seen
+
         led = region.market.ledger
         region.auditor = Auditor(region.id, config.lineage, led.n_res, led.horizon, led.per_holder, led.n_holders,
                                  mcfg.max_bids, mcfg.roster)
+        region.auditor.seen = Seen(mcfg.max_bids)  # the bids the traders copied to us
 
 
 def attach(region, seat):
@@ -313,8 +347,15 @@ def on_frame(region, src, t, f, now_ms):
     if t == msgs.WITNESS:
         on_witness(region, src, f, now_ms)
         return
-    c, term = region._followed()  # AUDIT_BID: only from the coordinator we follow
     a = region.auditor
+    if t == msgs.BID_SEEN:
+        idx = region.cfg.index(src)
+        if a is None or idx < 0:
+            region.refused[refusal.UNEXPECTED] += 1
+        elif not region.quarantine.is_quarantined(src):  # (its bids are refused: not evidence)
+            a.seen.add(idx, f[0], f[1], f[2], f[3])
+        return
+    c, term = region._followed()  # AUDIT_BID: only from the coordinator we follow
     if a is None or src != c or region.market is None:
         region.refused[refusal.UNEXPECTED] += 1
     elif a.on_bid_copy(term, f, region.cfg.index(f[3]), region.market.ledger):
@@ -332,6 +373,7 @@ def _maybe_audit(region, coord, now_ms):
     a = region.auditor
     if not a.ready():
         return
+    _check_bids(region, a, coord, now_ms)
     seat = region.seat
     lin = seat.members.lineage.get(coord, -1) if seat is not None else -1
     if lin >= 0 and clearing_impl(lin) == clearing_impl(region.lineage):
@@ -342,6 +384,23 @@ def _maybe_audit(region, coord, now_ms):
     fields = a.run(coord, region.cfg.region, region.cfg.units, m.first_ids, m.book)
     if fields is None:
         return
+    _accuse(region, fields, now_ms)
+
+
+def _check_bids(region, a, coord, now_ms):
+    """The round's rows against the bids the traders copied to us
+    (node/bidcopy.py): one altered or dropped is an accusation, whatever
+    clearing the coordinator runs."""
+    term, rnd = a._key
+    got = a.seen.check(coord, term, rnd, a.bids, a._rows)
+    if got is None:
+        return
+    idx, seq, own, row = got
+    _accuse(region, (term, rnd & 0xFFFFFFFF, coord, region.cfg.region, REASON_BID, a.lineage, row, own, 0, 0,
+                     region.cfg.roster[idx], NO_RESOURCE, NO_RESOURCE, 0, seq, 0, 0, 0), now_ms)
+
+
+def _accuse(region, fields, now_ms):
     payload = msgs.pack(msgs.ACCUSE, *fields)
     region._send(region.dst, msgs.ACCUSE, payload)  # the other electors
     region._send(wire.ADDR_GROUND, msgs.ACCUSE, payload)

@@ -143,6 +143,7 @@ class MarketConfig:
         quarantine_cap_permille=340,
         probation_ms=0,
         defect_lineage=-1,
+        defect_kind=0,
     ):
         ascending = True
         prev = 0
@@ -209,7 +210,8 @@ class MarketConfig:
         # Fault containment (docs/CONTAINMENT.md): auditors (electors: they
         # audit from their replica ledger), each roster node's cluster (None:
         # the region is one cluster for the cap), a planted clearing defect
-        # in the nodes of defect_lineage (-1: none; containment runs only).
+        # in the nodes of defect_lineage (-1: none; containment runs only),
+        # of defect_kind (0: the clearing's; 1: a coordinator that drops a bid).
         self.auditors = tuple(sorted(auditors))
         if [a for a in self.auditors if a not in self.electors] or not 0 < quarantine_cap_permille <= 1000 or (
                 cluster_of is not None and len(cluster_of) != len(ids)):
@@ -219,6 +221,7 @@ class MarketConfig:
         self.quarantine_cap_permille = quarantine_cap_permille
         self.probation_ms = probation_ms
         self.defect_lineage = defect_lineage
+        self.defect_kind = defect_kind  # 0: its clearing forgets the last bid; 1: its coordinator drops a bid (audit.py)
 
     def index(self, node):
         """Roster index of a node id, or -1 (binary search: roster is sorted)."""

@@ -104,7 +104,8 @@ class Market:
     def __init__(self, node_id, mcfg, intent, send, lineage_id=0):
         self.id = node_id
         self.clear = clearing(lineage_id)  # this lineage's own clearing
-        if mcfg.defect_lineage == lineage_id:
+        self.drops = mcfg.defect_lineage == lineage_id and mcfg.defect_kind == 1  # a planted bid drop (audit.py)
+        if mcfg.defect_lineage == lineage_id and not mcfg.defect_kind:
             from node import audit
 
             self.clear = audit.defective(self.clear)  # a planted defect: containment runs only
@@ -410,11 +411,11 @@ class Market:
         self.flush_awards()  # the book's first rows must be this round's
         self.ledger.advance(self.round + 1)
         n = self.book.n
-        self._n_round = n
         if self.cfg.auditors:
             from node import audit
 
-            audit.send_round(self, n)
+            n = audit.send_round(self, n)
+        self._n_round = n
         self._won = self.clear(self.book, n, self.ledger, self.cfg.units, self.first_ids, self.prices)
         self.rounds += 1
         self._closed_ms = now_ms

@@ -57,6 +57,8 @@ ACCUSE = const(0x90)  # auditor -> region's electors + ground: a round's clearin
 AUDIT_BID = const(0x91)  # coordinator -> each auditor at a round's close: one bid row of the book, as bid
 REINSTATE = const(0x92)  # ground -> region's electors: take this node out of quarantine (ground intent)
 WITNESS = const(0x93)  # elector -> region's electors + ground: a cluster member's stale-term claims, seen first hand
+BID_SEEN = const(0x94)  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
+SEVER = const(0x95)  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
 # (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
 # Replication (docs/PROTOCOL.md "Joining and splitting"; node/join.py): 0xA0-0xA7.
@@ -201,6 +203,8 @@ LAYOUTS = {
     ),
     REINSTATE: ("reinstate", "<HH", ["region", "node"]),
     WITNESS: ("witness", "<HHIIB", ["region", "node", "term", "own", "claims"]),
+    BID_SEEN: ("bid_seen", "<IIHI", ["round", "seq", "coordinator", "digest"]),
+    SEVER: ("sever", "<HB", ["region", "severed"]),
     JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
     ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
     SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),
@@ -212,7 +216,7 @@ LAYOUTS = {
 # find them there; all_layouts() is every type's.
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD)  # node/update.py's
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID, REINSTATE,
-                WITNESS)
+                WITNESS, BID_SEEN, SEVER)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.

@@ -155,6 +155,10 @@ def send_bid(tr, now_ms, g, cover, rnd, first, span, period, count, price, flags
     mask = mask_of(tr, g)
     tr.send(tr.coord, msgs.BID, msgs.pack(msgs.BID, rnd, seq, first, hint, price, mask, span, period, count, flags,
                                           tr.prod.gen, version=msgs.VERSION))
+    if tr.cfg.auditors:  # the auditors see the bids (node/bidcopy.py, loaded only where there are auditors)
+        from node import bidcopy
+
+        bidcopy.send_copies(tr, rnd, seq, first, hint, price, mask, span, period, count, flags)
     tr.bids += 1
     k = g + (N_GROUPS if cover else 0)
     if tr.need_since[k] < 0:

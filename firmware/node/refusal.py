@@ -29,7 +29,8 @@ FORGED = const(18)  # an accusation from a node that is not one of the region's 
 EVIDENCE = const(19)  # an accusation whose fields show no difference for the reason it gives
 QUARANTINE_CAP = const(20)  # a quarantine that would exceed the cluster's cap or take its last standby
 QUARANTINED = const(21)  # a bid or claim from a quarantined node
-N_REASONS = const(22)
+SEVERED = const(22)  # a frame naming a region the ground severed (node/severing.py)
+N_REASONS = const(23)
 
 NAMES = (
     "",
@@ -54,4 +55,5 @@ NAMES = (
     "evidence",
     "quarantine_cap",
     "quarantined",
+    "severed",
 )

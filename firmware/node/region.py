@@ -39,6 +39,8 @@ def preload(config, node_id):
     from node import durable, trader  # noqa: F401
 
     mcfg = config.market
+    if mcfg.auditors:
+        from node import bidcopy  # noqa: F401 (every trader copies its bids to the auditors)
     if node_id in mcfg.electors:
         from node import market, recovery, replica  # noqa: F401
 
@@ -83,6 +85,7 @@ class Region:
 
             audit.setup(self, config, now_ms)
         self.fixed = None  # or (coordinator, term, standby), with no election
+        self.severed = ()  # regions the ground severed (node/severing.py)
         self._local = []
         self.refused = [0] * refusal.N_REASONS
         self.frames_in = 0
@@ -137,6 +140,14 @@ class Region:
     def _dispatch(self, src, dst, t, f, now_ms):
         market = self.market
         trader = self.trader
+        if t == msgs.SEVER or self.severed:
+            from node import severing
+
+            if t == msgs.SEVER:
+                severing.order(self, src, f)
+                return
+            if severing.refuses(self, t, f):
+                return
         if t == msgs.INTENT:
             if src != wire.ADDR_GROUND:
                 self.refused[refusal.UNKNOWN_NODE] += 1
@@ -183,7 +194,7 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
-        elif msgs.ACCUSE <= t <= msgs.WITNESS:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS
+        elif msgs.ACCUSE <= t <= msgs.BID_SEEN:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS, BID_SEEN
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
             else:

@@ -46,6 +46,8 @@ class ContainmentMetrics:
     def feed(self, v):
         if v.kind == "fault" and v.name == "sever":
             self._sever(v)
+        elif v.kind == "fault" and v.name == "reinstate_region":
+            self._reinstate(v)
             return
         if v.kind == "fate":
             self._fate(v)
@@ -81,6 +83,15 @@ class ContainmentMetrics:
                             "cycles": None if cycles is None else round(cycles, 4), "nodes": sorted(nodes)})
         for n in nodes:
             self.severed[n] = nodes
+
+    def _reinstate(self, v):
+        """The ground lifted a region's severance: its later frames count no more."""
+        nodes = {n for n in v.targets if isinstance(n, int)}
+        for n in nodes:
+            self.severed.pop(n, None)
+        for row in self.severs:
+            if row["nodes"] == sorted(nodes) and "reinstated_at_s" not in row:
+                row["reinstated_at_s"] = s(v.t)
 
     def _fate(self, v):
         inside = self.after_sever.get(v.fid)

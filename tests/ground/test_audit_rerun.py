@@ -1,0 +1,157 @@
+"""The history checker re-runs the market's clearing (ground/audit_rerun.py,
+invariant audit_rerun, docs/CONTAINMENT.md): a real containment run is clean
+with every round re-run from the trace, and a trace edited to flip one award,
+to silence an auditor, to misquote an auditor's own side, or to hide the
+planted defect fails naming the round, the auditor and the node."""
+
+import copy
+import os
+import re
+
+import pytest
+
+from ground import history, run, scenario, trace
+from ground.yamlfile import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AUDITORS = os.path.join(ROOT, "scenarios", "containment-auditors.yaml")
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    out = tmp_path_factory.mktemp("audit")
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 240")
+    res = run.run(scenario.load_text(text, AUDITORS), str(out), plot=False)
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    return res, header, events
+
+
+def _rerun(header, events):
+    r = history.check_events(header, events)
+    return r, [v.message for v in r.violations if v.invariant == "audit_rerun"]
+
+
+def _sent(events, type_, **want):
+    return [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == type_
+            and all(e.get(k) == v for k, v in want.items())]
+
+
+def test_a_real_run_is_clean_with_every_round_re_run(audited):
+    res, header, events = audited
+    assert res.ok, res.failures
+    assert header["audit"]["1"]["defect_lineage"] == 0 and header["audit"]["1"]["auditors"] == [1, 2, 6, 7]
+    r, got = _rerun(header, events)
+    assert got == [] and "audit_rerun" in r.checked
+    (note,) = [n for n in r.notes if n.startswith("audit_rerun:")]
+    judged, unjudged = map(int, re.findall(r"(\d+) round", note) + re.findall(r"(\d+) not judged", note))
+    assert judged >= 3 and unjudged == 0, note
+    assert _sent(events, "accuse", dst=0)  # the defect was accused: the ACCUSE side was judged too
+
+
+def test_one_flipped_award_fails_naming_the_round_and_the_node(audited):
+    _, header, events = audited
+    events = copy.deepcopy(events)
+    award = next(e for e in _sent(events, "award") if e["msg"]["round"] == 1 and not e["msg"]["flags"] & 2)
+    m = award["msg"]
+    m["resource"] = (m["resource"] + 1) % 8
+    _, got = _rerun(header, events)
+    assert len(got) == 1, got
+    assert ("round 1 (term %d) of coordinator %d awards node %d resource %d" % (m["term"], award["src"], m["holder"],
+                                                                               m["resource"])) in got[0], got
+
+
+def test_a_silenced_auditor_fails_naming_the_round_the_auditor_and_the_node(audited):
+    _, header, events = audited
+    acc = _sent(events, "accuse", dst=0)[0]
+    rest = [e for e in events if not (e["kind"] == "frame" and e["id"] == acc["id"])]
+    _, got = _rerun(header, rest)
+    m = acc["msg"]
+    assert len(got) == 1, got
+    assert got[0].startswith("round %d (term %d) of coordinator %d: auditor %d had every bid row"
+                             % (m["round"], m["term"], m["accused"], acc["src"])), got
+    assert "sent no ACCUSE against node %d" % m["accused"] in got[0]
+
+
+def test_an_auditor_misquoting_its_own_re_run_fails(audited):
+    _, header, events = audited
+    events = copy.deepcopy(events)
+    acc = _sent(events, "accuse", dst=0)[0]
+    acc["msg"]["own_price"] += 1
+    _, got = _rerun(header, events)
+    m = acc["msg"]
+    assert len(got) == 1, got
+    assert "auditor %d accuses node %d of round %d" % (acc["src"], m["accused"], m["round"]) in got[0]
+    assert "own side" in got[0] and "price %d" % (m["own_price"] - 1) in got[0], got
+
+
+def test_a_prepare_its_declared_clearing_does_not_give_fails(audited):
+    """The header says which lineage clears with the planted defect: told
+    none does, the re-run of the defective coordinator's rows disagrees with
+    its PREPARE (and its auditors' accusations look right)."""
+    _, header, events = audited
+    header = copy.deepcopy(header)
+    header["audit"]["1"]["defect_lineage"] = -1
+    _, got = _rerun(header, events)
+    acc = _sent(events, "accuse", dst=0)[0]["msg"]
+    assert got and got[0].startswith("line ") and ("round %d (term %d) of coordinator %d: its PREPARE says"
+                                                   % (acc["round"], acc["term"], acc["accused"])) in got[0], got
+
+
+# ---- bidders copy their bids to the auditors (node/bidcopy.py) ---------------
+
+
+@pytest.fixture(scope="module")
+def dropped(tmp_path_factory):
+    """containment-auditors with the planted defect made a bid drop: lineage
+    0's coordinator takes the last bid of another node out of its book before
+    the auditors see the rows (and clears the rest soundly)."""
+    out = tmp_path_factory.mktemp("dropbid")
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 240")
+    text = text.replace("  defect_lineage: 0\n", "  defect_lineage: 0\n  defect_kind: drop_bid\n")
+    res = run.run(scenario.load_text(text, AUDITORS), str(out), plot=False)
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    return res, header, events
+
+
+def test_an_honest_run_has_no_bid_accusation(audited):
+    _, _, events = audited
+    assert _sent(events, "bid_seen")  # the traders did copy their bids
+    assert not [e for e in _sent(events, "accuse") if e["msg"]["reason"] & 8]
+
+
+def test_a_coordinator_that_drops_a_bid_is_accused_by_the_auditors_and_quarantined(dropped):
+    res, header, events = dropped
+    assert res.ok, res.failures
+    assert res.metrics["flat"]["quarantined_nodes"] == 1
+    accs = [e for e in _sent(events, "accuse", dst=0) if e["msg"]["reason"] == 8]
+    assert len({e["src"] for e in accs}) >= 2 and {e["msg"]["accused"] for e in accs} == {1}
+    m = accs[0]["msg"]
+    bidder, seq = m["holder"], m["own_first"]
+    (bid,) = [e for e in _sent(events, "bid", src=bidder, dst=1) if e["msg"]["seq"] == seq]
+    assert any(e["fate"] == "delivered" and e["to"] == 1 for e in events if e["kind"] == "frame" and e["id"] == bid["id"])
+    rows = [e for e in _sent(events, "audit_bid", src=1) if (e["msg"]["holder"], e["msg"]["seq"]) == (bidder, seq)]
+    assert rows == [] and m["claimed_digest"] == 0  # delivered to the coordinator, in none of its rows
+    r, got = _rerun(header, events)
+    assert got == [] and "audit_rerun" in r.checked
+
+
+def test_a_bid_accusation_over_a_bid_the_rows_have_fails(dropped):
+    _, header, events = dropped
+    events = copy.deepcopy(events)
+    acc = [e for e in _sent(events, "accuse", dst=0) if e["msg"]["reason"] == 8][0]
+    row = next(e for e in _sent(events, "audit_bid", src=1) if e["msg"]["round"] == acc["msg"]["round"]
+               and e["msg"]["holder"] != 1)["msg"]
+    (seen,) = {e["msg"]["digest"] for e in _sent(events, "bid_seen", src=row["holder"]) if e["msg"]["seq"] == row["seq"]}
+    acc["msg"].update(holder=row["holder"], own_first=row["seq"], own_digest=seen)
+    _, got = _rerun(header, events)
+    assert len(got) == 1, got
+    assert ("auditor %d accuses node 1 of round %d (term %d) over node %d's bid %d, but the coordinator's rows have"
+            % (acc["src"], acc["msg"]["round"], acc["msg"]["term"], row["holder"], row["seq"])) in got[0], got
+
+
+def test_an_unknown_defect_kind_is_refused_naming_the_line():
+    text = open(AUDITORS, encoding="utf-8").read().replace("  defect_lineage: 0\n",
+                                                           "  defect_lineage: 0\n  defect_kind: sometimes\n")
+    with pytest.raises(ConfigError) as e:
+        scenario.load_text(text, "dk.yaml")
+    assert str(e.value).startswith("dk.yaml:") and "market.defect_kind: one of clearing, drop_bid" in str(e.value)
