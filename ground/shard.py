@@ -445,16 +445,24 @@ class Shard:
             tr("node", now, node=src, event="hello", detail=fields)
 
     def _decoded(self, line):
-        """The Frame every node here makes of line (Node.decode_key), or None
+        """The Frame every node here makes of line (Node.decode_key), its
+        payload's values parsed once as its recipients' cores would, or None
         (the nodes decode differently, or the line is refused: each
         recipient decodes it and counts why)."""
         key = self._key
         if key is None:
             return None
         try:
-            return wire.decode(line, self._key_auth, key[1], key[2])
+            frame = wire.decode(line, self._key_auth, key[1], key[2])
         except wire.ProtocolError:
             return None
+        t = frame.type
+        if t != msgs.STATE and t not in msgs.UPDATE_TYPES and t not in msgs.MARKET_TYPES:
+            try:  # its payload's values too (Frame.values; STATE's list, update and market frames: per recipient)
+                frame.values = msgs.payload_values(t, frame.payload, frame.version)
+            except wire.ProtocolError:
+                pass  # malformed: each recipient parses it and counts why
+        return frame
 
     def _deliver(self, dst, copy, data, typ, sent_ns, src, nseq, frame=None):
         link = self.links.get(dst)

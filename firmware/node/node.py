@@ -499,12 +499,9 @@ class Node:
             return
         # Parse before acting on anything: a member sending malformed payloads
         # is a protocol error, not a sign of life.
-        if t == msgs.STATE:
-            fields = msgs.unpack_state(f.payload)
-        elif t == msgs.LOG:
-            fields = (msgs.unpack_log(f.payload),)
-        else:
-            fields = msgs.unpack_as(t, f.payload, f.version)  # the newest layout, defaults filled in
+        fields = f.values  # parsed once for all its recipients by an in-process harness, or None
+        if fields is None:
+            fields = msgs.payload_values(t, f.payload, f.version)
         if t in _TERMED and fields[0] > _MAX_TERM:
             # Terms near 2**32 would overflow term+1; no honest cluster gets there.
             raise wire.ProtocolError(wire.ERR_PAYLOAD, "term 0x%08x" % fields[0])

@@ -11,7 +11,7 @@
 
 import heapq
 
-from node import wire
+from node import msgs, wire
 from node.config import Config
 from node.election import COORDINATOR
 from node.node import Node
@@ -45,7 +45,8 @@ class Mesh:
         self._order = 0
         self.delivered = 0
         self.dropped = 0
-        # decode_once: a frame is decoded once (under the nodes' decode_key)
+        # decode_once: a frame is decoded once (under the nodes' decode_key),
+        # its payload's values parsed once (Frame.values, not STATE's list),
         # and every recipient gets the Frame (Node.receive_decoded), as the
         # ground's lean path does; a frame that does not decode goes as bytes
         self.decode_once = False
@@ -143,9 +144,15 @@ class Mesh:
     def _decode(self, line):
         key, require_auth, proto_max = self.nodes[self.ids[0]].decode_key()
         try:
-            return wire.decode(line, wire.Auth(key) if key else None, require_auth, proto_max)
+            frame = wire.decode(line, wire.Auth(key) if key else None, require_auth, proto_max)
         except wire.ProtocolError:
             return None
+        if frame.type != msgs.STATE:
+            try:
+                frame.values = msgs.payload_values(frame.type, frame.payload, frame.version)
+            except wire.ProtocolError:
+                pass
+        return frame
 
     def _poll(self, node, t):
         out = node.poll(t)

@@ -173,8 +173,8 @@ def test_same_inputs_same_outputs():
 
 
 def test_a_frame_decoded_once_for_all_its_recipients_leaves_every_node_as_bytes_do():
-    # Node.receive_decoded (what the ground's lean path calls) against
-    # Node.receive: the same elections, frames to the ground and counters,
+    # Node.receive_decoded (what the ground's lean path calls, the payload's
+    # values parsed once too: Frame.values) against Node.receive: the same elections, frames to the ground and counters,
     # with auth, loss, a crash and restart, a replayed frame, one from an
     # unknown source and one that does not decode (it goes as bytes).
     key = b"fleet-key-0006"

@@ -1,9 +1,9 @@
-"""The lean path decodes a frame once for all its recipients
-(ground/shard.py `_decoded`, Node.receive_decoded): every node ends as it
-does when each recipient decodes the bytes itself (the board's way, and the
---sim path's), down to its error counters, with auth, a byzantine
-coordinator, corrupted copies (they stay on the bytes path), a skewed clock
-and a crash in the run."""
+"""The lean path decodes a frame once for all its recipients, its payload's
+values too (ground/shard.py `_decoded`, Node.receive_decoded, Frame.values):
+every node ends as it does when each recipient decodes the bytes itself (the
+board's way, and the --sim path's), down to its error counters, with auth, a
+byzantine coordinator, corrupted copies (they stay on the bytes path), a
+skewed clock and a crash in the run."""
 
 from ground import firmware, fleetrun, scenario
 from ground.shard import Shard
