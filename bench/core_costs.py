@@ -60,6 +60,7 @@ class RecordingShard(Shard):
         self.record = {n: [] for n in record}
         self.seeds = {}
         super().__init__(**kw)
+        self._key = None  # every receive as bytes (Node.receive, recorded), never the shared decode's Frame
 
     def _factory(self, nid):
         make = super()._factory(nid)

@@ -10,8 +10,12 @@ for in-process nodes in virtual time, with the harness cut to the bone:
   firmware/node, built with run.py's node_config and the same node seeds),
   woken and polled exactly as Run does it;
 - a frame's header is read once, here (`frame_header`: 7 bytes out of the
-  COBS line, no CRC, no payload); the recipient's core decodes the frame
-  itself, as it does on a board;
+  COBS line, no CRC, no payload); a frame to other nodes is decoded once
+  too, when every node here decodes alike (Node.decode_key), and each
+  recipient's core gets the Frame (Node.receive_decoded: the per-recipient
+  part of receive()); a copy whose bytes a stage or a fault changed, a
+  skewed node and a frame from another shard go the board's way, bytes to
+  Node.receive;
 - each directed link's impairments are the same ground/pipeline.py stages
   with the same seeds as the Router's ("seed/src/dst"), so the same draws;
 - fates become counters (ground/fleetcount.py), not trace lines, except
@@ -158,6 +162,9 @@ class Shard:
                 self._call(0, self._wake, nid, 0)
         for f in sc.faults:
             self._call(int(f.at_s * S), self._fault, f)
+        keys = {link.node.decode_key() for link in self.links.values()}
+        self._key = keys.pop() if len(keys) == 1 else None  # None: every node decodes its own frames
+        self._key_auth = wire.Auth(self._key[0]) if self._key and self._key[0] else None
 
     def _factory(self, nid):
         cfg = run_mod.node_config(self.sc, nid)
@@ -184,7 +191,7 @@ class Shard:
         for t, src, nseq, dst, copy, typ, data, sent_ns in inbox:
             if t < self.now:
                 held += 1  # arrived before its window closed: delivered as the next one opens
-            self._call(t, self._deliver, dst, copy, data, typ, sent_ns, src, nseq)
+            self._call(t, self._deliver, dst, copy, data, typ, sent_ns, src, nseq, None)
         self.counters.held += held
         heap = self._heap
         pop = heapq.heappop
@@ -210,10 +217,10 @@ class Shard:
         window closed) get their fate, run_end; close the trace part; return
         the counters (Counters.state())."""
         for f in inbox:
-            self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2])
+            self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2], None)
         for t, _, fn, args in sorted(self._heap, key=lambda e: (e[0], e[1])):
             if fn == self._deliver:
-                dst, copy, data, typ, sent_ns, src, nseq = args
+                dst, copy, data, typ, sent_ns, src, nseq, _ = args
                 self.counters.drop(dst, typ, "run_end", self.now)
                 if src in self._traced_from and (dst in self.traced or dst == 0):
                     self.trace("frame", self.now, fate="dropped", id=self._fid(src, nseq), to=dst, copy=copy,
@@ -352,6 +359,7 @@ class Shard:
                 tr("frame", now, fate="dropped", id=fid, to=None, reason="unknown_dst")
             return
         data = line
+        frame = self._decoded(line)
         cut, blackout, corrupting = self.cut, self.blackout, self.corrupting
         heap, push, deliver = self._heap, heapq.heappush, self._deliver
         for d, pipe, local in targets:
@@ -367,7 +375,8 @@ class Shard:
             if out.__class__ is int:
                 if local:  # self._call, inlined
                     self._seq += 1
-                    push(heap, (out if out > now else now, self._seq, deliver, (d, 0, data, typ, now, src, nseq)))
+                    push(heap, (out if out > now else now, self._seq, deliver,
+                                (d, 0, data, typ, now, src, nseq, frame if data is line else None)))
                 else:
                     self.outbox.append((out, src, nseq, d, 0, typ, data, now))
                 continue
@@ -382,7 +391,8 @@ class Shard:
                         tr("frame", now, fate="corrupted", id=fid, to=d, how=how)
                 if when.__class__ is int:
                     if local:
-                        self._call(when, self._deliver, d, p.copy, p.data, typ, now, src, nseq)
+                        self._call(when, self._deliver, d, p.copy, p.data, typ, now, src, nseq,
+                                   frame if p.data is line else None)
                     else:
                         self.outbox.append((when, src, nseq, d, p.copy, typ, p.data, now))
                 else:
@@ -413,7 +423,7 @@ class Shard:
             if when.__class__ is not int:
                 self._drop(tr, fid, 0, typ, when, copy=pkt.copy)
             else:
-                self._call(when, self._deliver, 0, pkt.copy, pkt.data, typ, now, src, self._nseq[src])
+                self._call(when, self._deliver, 0, pkt.copy, pkt.data, typ, now, src, self._nseq[src], None)
 
     def _traced_sent(self, tr, src, fid, data, now, orig=None):
         try:
@@ -434,7 +444,27 @@ class Shard:
         if t == msgs.HELLO and fields:
             tr("node", now, node=src, event="hello", detail=fields)
 
-    def _deliver(self, dst, copy, data, typ, sent_ns, src, nseq):
+    def _decoded(self, line):
+        """The Frame every node here makes of line (Node.decode_key), its
+        payload's values parsed once as its recipients' cores would, or None
+        (the nodes decode differently, or the line is refused: each
+        recipient decodes it and counts why)."""
+        key = self._key
+        if key is None:
+            return None
+        try:
+            frame = wire.decode(line, self._key_auth, key[1], key[2])
+        except wire.ProtocolError:
+            return None
+        t = frame.type
+        if t != msgs.STATE and t not in msgs.UPDATE_TYPES and t not in msgs.MARKET_TYPES:
+            try:  # its payload's values too (Frame.values; STATE's list, update and market frames: per recipient)
+                frame.values = msgs.payload_values(t, frame.payload, frame.version)
+            except wire.ProtocolError:
+                pass  # malformed: each recipient parses it and counts why
+        return frame
+
+    def _deliver(self, dst, copy, data, typ, sent_ns, src, nseq, frame=None):
         link = self.links.get(dst)
         now = self.now
         tr = self.trace if (self.traced and src in self._traced_from and (dst in self.traced or dst == 0)) else None
@@ -462,10 +492,12 @@ class Shard:
         use[fc.RX_BYTES] += len(data) + 1
         if tr is not None:
             tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns)
-        if link.skew == 1.0:
-            link.node.receive(data, now // MS)  # SimLink.deliver without the delimiter round trip
-        else:
+        if link.skew != 1.0:
             link.deliver(data + b"\x00", now // MS)
+        elif frame is not None:
+            link.node.receive_decoded(frame, now // MS)  # decoded once for every recipient (_decoded)
+        else:
+            link.node.receive(data, now // MS)  # SimLink.deliver without the delimiter round trip
         self._poll(dst)
 
     # ---- faults ----------------------------------------------------------------

@@ -350,6 +350,17 @@ def unpack_as(type, payload, version, want=VERSION):
     return convert(type, unpack(type, payload, version), version, want)
 
 
+def payload_values(type, payload, version):
+    """What a node reads of a frame's payload: STATE's (term, digest, first,
+    total, entries), LOG's (text,), any other type's values in the newest
+    layout, defaults filled in (unpack_as); ProtocolError if malformed."""
+    if type == STATE:
+        return unpack_state(payload)
+    if type == LOG:
+        return (unpack_log(payload),)
+    return unpack_as(type, payload, version)
+
+
 def pack_as(type, values, version, have=VERSION):
     """Payload bytes in `version`'s layout from values in `have`'s (default
     the newest: what the core builds every message as)."""

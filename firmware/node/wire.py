@@ -231,7 +231,13 @@ def index_of(ids, x):
 
 
 class Frame:
-    """One decoded frame. `payload` is bytes; `counter` is None when unsigned."""
+    """One decoded frame. `payload` is bytes; `counter` is None when unsigned.
+    `values`: msgs.payload_values of the payload when a harness that hands
+    one Frame to many nodes (Node.receive_decoded) parsed it once, a tuple
+    it never changes; else the class's None and the node parses it (a board
+    never sets it: no instance slot, no allocation)."""
+
+    values = None
 
     def __init__(self, type, src, dst, payload=b"", seq=0, version=VERSION, flags=0, counter=None):
         self.version = version

@@ -172,6 +172,41 @@ def test_same_inputs_same_outputs():
     assert run() == run()
 
 
+def test_a_frame_decoded_once_for_all_its_recipients_leaves_every_node_as_bytes_do():
+    # Node.receive_decoded (what the ground's lean path calls, the payload's
+    # values parsed once too: Frame.values) against Node.receive: the same elections, frames to the ground and counters,
+    # with auth, loss, a crash and restart, a replayed frame, one from an
+    # unknown source and one that does not decode (it goes as bytes).
+    key = b"fleet-key-0006"
+
+    def run(once):
+        m = Mesh(6, seed=21, delay_ms=4, jitter_ms=9, loss_per_mille=50, keep_ground=True, auth_key=key,
+                 require_auth=True)
+        m.decode_once = once
+        leader = _settle(m)
+        old = wire.encode(msgs.HEARTBEAT, leader, wire.cluster_addr(1),
+                          msgs.pack(msgs.HEARTBEAT, m.nodes[leader].term, leader, 0, msgs.ROLE_COORDINATOR, 0, 1, 0, 0),
+                          auth=wire.Auth(key), counter=1)[:-1]  # a counter the leader used long ago: a replay
+        stranger = wire.encode(msgs.HEARTBEAT, 77, wire.cluster_addr(1),
+                               msgs.pack(msgs.HEARTBEAT, 1, 77, 0, msgs.ROLE_FOLLOWER, 0, 1, 0, 0),
+                               auth=wire.Auth(key), counter=1)[:-1]
+        for n, line in enumerate((old, stranger, old[:-2])):
+            m._queue.append((m.now + 1, -1 - n, leader, wire.cluster_addr(1), line))
+        m._queue.sort()
+        m.crash(leader)
+        _settle(m)
+        m.restart(leader)
+        m.run_for(5 * T)
+        nodes = [(i, list(n.errors), n.frames_in, n.ignored, n.term, n.role, n.coordinator) for i, n in m.nodes.items()]
+        return m.events, [l for t, s, l in m.to_ground], nodes, m.decoded
+
+    bytes_way, once_way = run(False), run(True)
+    assert bytes_way[:3] == once_way[:3]
+    assert bytes_way[3] == 0 and once_way[3] > 500
+    errors = [sum(n[1][c] for n in once_way[2]) for c in (wire.ERR_REPLAY, wire.ERR_UNKNOWN_SRC, wire.ERR_COBS)]
+    assert min(errors) >= 3, errors  # each refused frame reached most of the 5 others (5 % loss)
+
+
 def test_node_counts_bad_frames_and_carries_on():
     cfg = Config(members=[1])
     n = Node(1, cfg, seed=1)
