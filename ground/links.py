@@ -78,6 +78,30 @@ class SimLink:
         if self.up:
             self.node.receive(line[:-1] if line and line[-1] == 0 else line, self._local_ms(mission_ms))
 
+    def deliver_shared(self, line, mission_ms, decoded):
+        """deliver() for a frame that reaches several in-process nodes as it
+        was sent (line: its bytes and delimiter): decoded once per frame and
+        decode key (Node.decode_key: the auth key, require_auth, proto_max),
+        not once per recipient. `decoded` is the frame's {key: Frame or error
+        code}, shared by its recipients. What the node does is what
+        receive(line) does: the same decode, then receive_decoded, or the
+        decode's error counted."""
+        if not self.up:
+            return
+        node = self.node
+        key = node.decode_key()
+        got = decoded.get(key)
+        if got is None:
+            try:
+                got = wire.decode(line[:-1], node.auth, key[1], key[2])
+            except wire.ProtocolError as e:
+                got = e.code
+            decoded[key] = got
+        if got.__class__ is int:
+            node.errors[got] += 1
+        else:
+            node.receive_decoded(got, self._local_ms(mission_ms))
+
     def poll(self, mission_ms):
         """Frames the node wants to send now: [line with delimiter]."""
         if not self.up:

@@ -33,7 +33,7 @@ from ground import airtime
 from ground import downconvert
 from ground import firmware
 from ground import stages as st
-from ground.links import LinkError
+from ground.links import LinkError, SimLink
 from ground.pipeline import build_pipeline
 
 wire = firmware.wire
@@ -74,6 +74,8 @@ def _fields_of(type, payload, version=1):
 
 
 class Router:
+    decode_once = True  # in-process recipients of a frame share its decode (False: each decodes the bytes)
+
     def __init__(self, scenario, clock, record, seed):
         self.sc = scenario
         self.clock = clock
@@ -189,8 +191,9 @@ class Router:
         sent = bytes(line)
         line0 = sent + b"\x00"  # what each recipient's link is given, when nothing happened to the frame
         pipes = self._out.get(src) or {}
+        decoded = {}  # the in-process recipients' decodes of line0, one per decode key (SimLink.deliver_shared)
         for dst in targets:
-            self._send_one(fid, src, dst, frame, sent, now, corrupt, pipes.get(dst), line0)
+            self._send_one(fid, src, dst, frame, sent, now, corrupt, pipes.get(dst), line0, decoded)
         if self.radios.any:
             self._aired(fid, src, msgs.name(frame.type))
 
@@ -214,12 +217,13 @@ class Router:
             return [n for n in self.members.get(k, ()) if n != src and n in self.links]
         return [dst] if dst in self.links and dst != src else []
 
-    def _send_one(self, fid, src, dst, frame, sent, now, corrupt, pipe=None, line0=None):
+    def _send_one(self, fid, src, dst, frame, sent, now, corrupt, pipe=None, line0=None, decoded=None):
         # Per recipient: the hot path of a run (bench/bench_links.py "Router
         # from_node..._deliver"), so the common case reads few attributes and
         # allocates only what the delivery needs (pipe: the link's Pipeline,
         # looked up by the caller, None the first time; line0: sent and its
-        # delimiter, made once per frame).
+        # delimiter, made once per frame; decoded: line0's decodes, shared
+        # by the frame's in-process recipients).
         if self.severed and src in self.severed and self.severed.get(dst) != self.severed[src]:
             self._event("frame", fate="dropped", id=fid, to=dst, reason="severed")
             return
@@ -255,7 +259,7 @@ class Router:
             self._token = token = self._token + 1
             self._inflight[token] = (fid, dst, 0)
             if data is sent and line0 is not None:
-                self._call_at(out, self._deliver_sent, fid, dst, line0, now, token)
+                self._call_at(out, self._deliver_sent, fid, dst, line0, now, token, decoded)
             else:
                 self._call_at(out, self._deliver, fid, dst, 0, data, sent, now, token)
             return
@@ -312,10 +316,12 @@ class Router:
             return
         self.after_delivery(link)
 
-    def _deliver_sent(self, fid, dst, line, sent_ns, token):
+    def _deliver_sent(self, fid, dst, line, sent_ns, token, decoded=None):
         """_deliver for the common case, copy 0 of a frame as it was sent
         (line: its bytes and delimiter): the same event, written out here
-        rather than through _event (one call and one dict less per recipient)."""
+        rather than through _event (one call and one dict less per recipient);
+        an in-process node takes the frame's shared decode (decoded, see
+        SimLink.deliver_shared) unless decode_once is off."""
         self._inflight.pop(token, None)
         link = self.links.get(dst)
         now = self._now_ns()
@@ -325,7 +331,10 @@ class Router:
         self.record({"fate": "delivered", "id": fid, "to": dst, "copy": 0, "delay_ns": now - sent_ns, "kind": "frame",
                      "mission_ns": now, "wall_ns": self._wall_ns(self._time_scale)})
         try:
-            link.deliver(line, now // MS)
+            if decoded is not None and link.__class__ is SimLink and self.decode_once:
+                link.deliver_shared(line, now // MS, decoded)
+            else:
+                link.deliver(line, now // MS)
         except LinkError as e:
             self._event("node", node=dst, event="unreachable", detail=str(e))
             link.up = False
