@@ -1,7 +1,7 @@
 // Runs one heap bench script on a 32-bit MicroPython: the official
 // WebAssembly port (@micropython/micropython-webassembly-pyscript, wasm32:
 // 4-byte words, 16-byte GC blocks, as an RP2040), and prints one JSON line
-// of heap figures. bench/mpy/wasm32.py starts it; docs/HEAP.md explains it.
+// of heap figures. bench/mpy/wasm32_port.py starts it; docs/HEAP.md explains it.
 //
 //   node run.mjs --board DIR --heap BYTES --script FILE [--romfs IMG] [--lib DIR]... [--timeout-s N] [-- ARGS...]
 //
@@ -16,8 +16,9 @@
 // stack: gc.collect() there frees nothing) and grows its heap instead of
 // raising MemoryError. So the loop is driven from here: setup(), then
 // chunk() until it says done, and after each call, at top level,
-// gc.collect() and gc.mem_alloc(): the live bytes. The figures: the peak of
-// those samples, the GC area at the start and at the end (mem_info "GC:
+// gc.collect() and gc.mem_alloc(): the live bytes. The figures: the live
+// bytes before and after setup(), the peak of all the samples,
+// the GC area at the start and at the end (mem_info "GC:
 // total": larger at the end means the heap grew past BYTES), and the
 // script's finish() dict, all in one JSON line on stdout. Fragmentation and
 // a fixed heap's MemoryError are not emulated.
@@ -99,7 +100,8 @@ try {
   let peak = live();
   const base = peak;
   mp.runPython("import " + name + " as _heap32_s\n_heap32_s.setup()");
-  peak = Math.max(peak, live());
+  const built = live();
+  peak = Math.max(peak, built);
   let chunks = 0;
   for (;;) {
     mp.runPython("_heap32_done = _heap32_s.chunk()");
@@ -114,7 +116,7 @@ try {
   const total1 = gcTotal();
   Object.assign(r, {
     runtime: "wasm32", heap_given: a.heap, gc_total_start: total0, gc_total_end: total1,
-    grew: total1 > total0, live_peak: peak, live_end: end, live_before_setup: base,
+    grew: total1 > total0, live_peak: peak, live_end: end, live_before_setup: base, live_after_setup: built,
     lowest_free: total0 - peak, chunks,
   });
   process.stdout.write(JSON.stringify(r) + "\n");
