@@ -8,8 +8,8 @@
 # As a trader ("trader": a board of a 1,000-node region as
 # tests/hil/test_hardening.py runs one) it first hears a signed HELLO from
 # every other roster node and argv[4] (default 2000) strangers.
-# Two runtimes, one file: setup() boots the board, chunk() runs 64 shell
-# steps (True once the hours are done), finish() returns the figures.
+# Two runtimes, one file: setup() boots the board, chunk() runs argv[5]
+# (default 64) shell steps (True once the hours are done), finish() returns the figures.
 # - the unix port (64-bit; `micropython -X heapsize=... heap_seat.py ...`):
 #   the loop at the bottom drives them and samples the free heap after a
 #   collection between chunks, then prints one JSON line: heap figures as
@@ -55,6 +55,7 @@ HOURS = int(sys.argv[1]) if len(sys.argv) > 1 else 4
 BIDDERS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 ROLE = sys.argv[3] if len(sys.argv) > 3 else "elector"
 STRANGERS = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
+STEPS = int(sys.argv[5]) if len(sys.argv) > 5 else 64  # shell steps a chunk: the heap is sampled between chunks
 T = [0]
 G = {}  # the run's state between setup(), chunk() and finish()
 
@@ -147,14 +148,14 @@ def setup():
 
 
 def chunk():
-    """64 shell steps; True once the hours are done (or the board makes no progress)."""
+    """STEPS shell steps; True once the hours are done (or the board makes no progress)."""
     if not G["booted"]:
         return True
     sh = G["sh"]
     node = G["node"]
     region = G["region"]
     bids = G["bids"]
-    for _ in range(64):
+    for _ in range(STEPS):
         if sh.clock.now_ms() >= G["end_ms"]:
             return True
         sh.step()

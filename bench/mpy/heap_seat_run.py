@@ -76,12 +76,13 @@ def board_folder(folder, name, cfg, built, code):
     return bdir, (rom if os.path.exists(rom) else None)
 
 
-def run(n, hours, bidders, built, folder, code="romfs", runtime="unix64", role="elector", strangers=2000):
+def run(n, hours, bidders, built, folder, code="romfs", runtime="unix64", role="elector", strangers=2000,
+        sample_steps=64):
     """One board over `hours` on `runtime`: heap_seat.py's dict plus
     "lowest_free" (bytes) and "nodes"; {"booted": False, "error": ...} if it
     does not run."""
     bdir, rom = board_folder(folder, "%s%d-%s" % (role, n, runtime), board_cfg(n, role), built, code)
-    args = [hours, bidders, role, strangers]
+    args = [hours, bidders, role, strangers, sample_steps]
     if runtime == "wasm32":
         try:
             r = wasm32_port.run(bdir, SCRIPT, args, heap=HEAP, romfs=rom, libs=[BOARD_LIB], timeout_s=1800)
@@ -133,6 +134,8 @@ def main(argv=None):
     ap.add_argument("--runtime", default="unix64,wasm32", help="runtimes, side by side: unix64, wasm32")
     ap.add_argument("--role", default="elector", choices=("elector", "trader"))
     ap.add_argument("--strangers", type=int, default=2000, help="a trader's HELLOs from outside the roster")
+    ap.add_argument("--sample-steps", type=int, default=64,
+                    help="shell steps between two heap samples (1: every step; slow on wasm32)")
     a = ap.parse_args(argv)
     runtimes = a.runtime.split(",")
     for rt in runtimes:
@@ -152,7 +155,8 @@ def main(argv=None):
             for n in sizes:
                 print("[%s] %s of a %d-node region, %d mission h:" % (code, a.role, n, a.hours), flush=True)
                 for rt in runtimes:
-                    r = results[rt][n] = run(n, a.hours, a.bidders, built, folder, code, rt, a.role, a.strangers)
+                    r = results[rt][n] = run(n, a.hours, a.bidders, built, folder, code, rt, a.role, a.strangers,
+                                                  a.sample_steps)
                     extra = ""
                     if r.get("booted"):
                         extra = "; %d rounds, %d awarded, %d refused" % (r["rounds"], r["awarded"], r["refused"])
