@@ -168,6 +168,42 @@ def chunk():
     return False
 
 
+def _nbytes(x):
+    try:
+        return len(x) * memoryview(x).itemsize
+    except AttributeError:  # the unix port's memoryview has no itemsize
+        return len(bytes(x))
+
+
+def tables(root, min_bytes=256):
+    """[path, bytes] of every bytearray and array of at least min_bytes
+    reachable through the instance attributes of the node's objects (each
+    once, under the first path found): the board's tables, the same bytes
+    on every MicroPython."""
+    from array import array
+
+    out = []
+    seen = set()
+    todo = [("node", root, 0)]
+    while todo:
+        path, obj, depth = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        for k, v in getattr(obj, "__dict__", {}).items():
+            if isinstance(v, (bytearray, array)):
+                if id(v) in seen:
+                    continue
+                seen.add(id(v))
+                n = _nbytes(v)
+                if n >= min_bytes:
+                    out.append([path + "." + k, n])
+            elif depth < 4 and hasattr(v, "__dict__") and not isinstance(v, type):
+                todo.append((path + "." + k, v, depth + 1))
+    out.sort(key=lambda e: -e[1])
+    return out
+
+
 def finish():
     """The figures the board and its run give (the runner adds its heap samples)."""
     if not G["booted"]:
@@ -181,6 +217,7 @@ def finish():
         "rounds": m.rounds if m is not None else 0, "awarded": m.awarded if m is not None else 0,
         "refused": sum(node.errors), "out_of_memory": sh.out_of_memory, "iterations": sh.iterations,
         "coordinator": node.seat.coordinator if node.seat is not None else 0,
+        "tables": tables(node),
     }
 
 

@@ -27,7 +27,7 @@ bytecode copied onto the heap). Free is the GC area less the live bytes at
 the lowest sample; percentages are of 192K.
 
     .venv/bin/python -m bench.mpy.heap_seat_run [--hours 4] [--sizes 10,100,175] [--code romfs,files]
-        [--runtime unix64,wasm32] [--role elector|trader]
+        [--runtime unix64,wasm32] [--role elector|trader] [--sample-steps 64] [--tables]
 """
 
 import argparse
@@ -134,6 +134,7 @@ def main(argv=None):
     ap.add_argument("--runtime", default="unix64,wasm32", help="runtimes, side by side: unix64, wasm32")
     ap.add_argument("--role", default="elector", choices=("elector", "trader"))
     ap.add_argument("--strangers", type=int, default=2000, help="a trader's HELLOs from outside the roster")
+    ap.add_argument("--tables", action="store_true", help="also print the board's byte-array tables at the end")
     ap.add_argument("--sample-steps", type=int, default=64,
                     help="shell steps between two heap samples (1: every step; slow on wasm32)")
     a = ap.parse_args(argv)
@@ -161,6 +162,10 @@ def main(argv=None):
                     if r.get("booted"):
                         extra = "; %d rounds, %d awarded, %d refused" % (r["rounds"], r["awarded"], r["refused"])
                     print("    %-6s %s%s" % (rt, describe_run(r), extra), flush=True)
+                    if a.tables and r.get("tables"):
+                        total = sum(b for _, b in r["tables"])
+                        print("           tables (arrays of 256 B and more): %d B, %.1f B per roster node: %s"
+                              % (total, total / n, ", ".join("%s %d" % (p, b) for p, b in r["tables"])), flush=True)
             for rt in runtimes:
                 quarter = [n for n in sizes if fits(results[rt][n], 0.25)]
                 half = [n for n in sizes if fits(results[rt][n], 0.50)]
