@@ -72,7 +72,8 @@ class Link:
         self.at = 0
         self.buf = bytearray(128)
         self._mv = memoryview(self.buf)
-        self.out = 0
+        self.out = 0  # writes
+        self.got = 0  # frames taken
 
     def wait(self, timeout_ms):
         if self.at < len(self.frame):
@@ -80,6 +81,7 @@ class Link:
         f = self.next_frame()
         if f is not None:
             self.frame, self.at = f, 0
+            self.got += 1
             return True
         T[0] += timeout_ms if timeout_ms > 0 else 1
         return False
@@ -143,18 +145,23 @@ def setup():
     n = len(region.cfg.roster)
     st.update(roster=region.cfg.roster, n=n, id=node.id, auth=node.auth, seq=1, counter=1,
               hello=msgs.pack(msgs.HELLO, 1, 3, 0, 0, 1, 3, 1))
-    G.update(booted=True, sh=sh, node=node, region=region, n=n, bids=bids, last_round=-1, end_ms=HOURS * 3600 * 1000)
+    G.update(booted=True, link=link, sh=sh, node=node, region=region, n=n, bids=bids, last_round=-1, end_ms=HOURS * 3600 * 1000)
     return True
 
 
 def chunk():
-    """STEPS shell steps; True once the hours are done (or the board makes no progress)."""
+    """Shell steps up to the next heap sample: after STEPS steps, or after
+    the first step that took or wrote a frame (where the heap changes; the
+    idle steps between are timeouts). True once the hours are done (or the
+    board makes no progress)."""
     if not G["booted"]:
         return True
     sh = G["sh"]
     node = G["node"]
     region = G["region"]
     bids = G["bids"]
+    link = G["link"]
+    io = link.out + link.got
     for _ in range(STEPS):
         if sh.clock.now_ms() >= G["end_ms"]:
             return True
@@ -165,6 +172,8 @@ def chunk():
         if m is not None and m.round != G["last_round"] and node.seat is not None and node.seat.coordinator == node.id:
             G["last_round"] = m.round
             bids[:] = [m.round, BIDDERS if BIDDERS < G["n"] - 1 else G["n"] - 1, 0]
+        if link.out + link.got != io:
+            return False
     return False
 
 
