@@ -178,10 +178,15 @@ def chunk():
 
 
 def _nbytes(x):
+    if isinstance(x, bytearray):
+        return len(x)
     try:
         return len(x) * memoryview(x).itemsize
-    except AttributeError:  # the unix port's memoryview has no itemsize
-        return len(bytes(x))
+    except AttributeError:  # the unix port's memoryview has no itemsize: count a copy, if there is room
+        try:
+            return len(bytes(x))
+        except MemoryError:
+            return 0
 
 
 def tables(root, min_bytes=256):
