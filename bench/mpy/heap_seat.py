@@ -8,8 +8,10 @@
 # As a trader ("trader": a board of a 1,000-node region as
 # tests/hil/test_hardening.py runs one) it first hears a signed HELLO from
 # every other roster node and argv[4] (default 2000) strangers.
-# Two runtimes, one file: setup() boots the board, chunk() runs argv[5]
-# (default 64) shell steps (True once the hours are done), finish() returns the figures.
+# Two runtimes, one file: setup() boots the board, chunk(peak) runs shell
+# steps up to the next heap sample (after a step with more than the peak
+# allocated, or argv[5] steps, default 64; True once the hours are done),
+# finish() returns the figures.
 # - the unix port (64-bit; `micropython -X heapsize=... heap_seat.py ...`):
 #   the loop at the bottom drives them and samples the free heap after a
 #   collection between chunks, then prints one JSON line: heap figures as
@@ -72,8 +74,7 @@ class Link:
         self.at = 0
         self.buf = bytearray(128)
         self._mv = memoryview(self.buf)
-        self.out = 0  # writes
-        self.got = 0  # frames taken
+        self.out = 0
 
     def wait(self, timeout_ms):
         if self.at < len(self.frame):
@@ -81,7 +82,6 @@ class Link:
         f = self.next_frame()
         if f is not None:
             self.frame, self.at = f, 0
-            self.got += 1
             return True
         T[0] += timeout_ms if timeout_ms > 0 else 1
         return False
@@ -145,23 +145,23 @@ def setup():
     n = len(region.cfg.roster)
     st.update(roster=region.cfg.roster, n=n, id=node.id, auth=node.auth, seq=1, counter=1,
               hello=msgs.pack(msgs.HELLO, 1, 3, 0, 0, 1, 3, 1))
-    G.update(booted=True, link=link, sh=sh, node=node, region=region, n=n, bids=bids, last_round=-1, end_ms=HOURS * 3600 * 1000)
+    G.update(booted=True, sh=sh, node=node, region=region, n=n, bids=bids, last_round=-1, end_ms=HOURS * 3600 * 1000)
     return True
 
 
-def chunk():
-    """Shell steps up to the next heap sample: after STEPS steps, or after
-    the first step that took or wrote a frame (where the heap changes; the
-    idle steps between are timeouts). True once the hours are done (or the
-    board makes no progress)."""
+def chunk(peak=0):
+    """Shell steps up to the next heap sample, given the highest live heap
+    sampled so far (bytes after a collection): after the first step with
+    more than `peak` allocated, garbage included (only there can the live
+    heap be above it: so no step's live heap above the peak goes unseen), or
+    after STEPS steps. True once the hours are done (or the board makes no
+    progress)."""
     if not G["booted"]:
         return True
     sh = G["sh"]
     node = G["node"]
     region = G["region"]
     bids = G["bids"]
-    link = G["link"]
-    io = link.out + link.got
     for _ in range(STEPS):
         if sh.clock.now_ms() >= G["end_ms"]:
             return True
@@ -172,7 +172,7 @@ def chunk():
         if m is not None and m.round != G["last_round"] and node.seat is not None and node.seat.coordinator == node.id:
             G["last_round"] = m.round
             bids[:] = [m.round, BIDDERS if BIDDERS < G["n"] - 1 else G["n"] - 1, 0]
-        if link.out + link.got != io:
+        if gc.mem_alloc() > peak:
             return False
     return False
 
@@ -242,11 +242,14 @@ def main_():
         return
     gc.collect()
     lowest = gc.mem_free()
-    while not chunk():
+    peak = gc.mem_alloc()
+    while not chunk(peak):
         gc.collect()
         free = gc.mem_free()
         if free < lowest:
             lowest = free
+        if gc.mem_alloc() > peak:
+            peak = gc.mem_alloc()
     gc.collect()
     r = finish()
     r.update(runtime="unix64", heap_total=gc.mem_free() + gc.mem_alloc() - ROM_BYTES, lowest_sampled=lowest)

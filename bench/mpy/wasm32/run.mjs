@@ -11,7 +11,9 @@
 // partition outside the heap, mounted at /rom first on sys.path, as a Pico
 // built with ROMFS has (the heap is then BYTES for Python objects alone).
 //
-// The script defines setup(), chunk() -> True when done, finish() -> dict.
+// The script defines setup(), chunk(peak) -> True when done, finish() ->
+// dict; peak is the highest live heap sampled so far (chunk() may stop
+// early, once more than that is allocated, for a sample there).
 // This port does not collect inside a call from JS (it cannot scan the C
 // stack: gc.collect() there frees nothing) and grows its heap instead of
 // raising MemoryError. So the loop is driven from here: setup(), then
@@ -78,9 +80,15 @@ function gcTotal() {
   return parseInt(m[1], 10);
 }
 
+// Python callables, called from here: no source compiled per sample
+let collectFn = null;
+let chunkFn = null;
+
+// The live heap: collected twice, each a call from here (a collection keeps
+// what a stale word on the C stack points at; the second frees most of it).
 function live() {
-  mp.runPython("import gc\ngc.collect()\n_heap32_alloc = gc.mem_alloc()");
-  return mp.globals.get("_heap32_alloc");
+  collectFn();
+  return collectFn();
 }
 
 const deadline = Date.now() + a.timeoutS * 1000;
@@ -94,20 +102,23 @@ try {
   mp.FS.writeFile("/bench/" + name + ".py", fs.readFileSync(a.script));
   mp.FS.chdir("/board");
   const libs = a.libs.map((_, i) => "/lib" + i);
+  mp.runPython("import gc\ndef _heap32_collect():\n    gc.collect()\n    return gc.mem_alloc()");
+  collectFn = mp.globals.get("_heap32_collect");
   mp.runPython("import os, sys\nos.chdir('/board')\nsys.argv[:] = " + JSON.stringify([a.script, ...a.args]) +
                "\nsys.path.insert(0, '/board')\nsys.path.extend(" + JSON.stringify(["/bench", ...libs]) + ")");
   const total0 = gcTotal();
   let peak = live();
   const base = peak;
   mp.runPython("import " + name + " as _heap32_s\n_heap32_s.setup()");
+  chunkFn = mp.globals.get("_heap32_s").chunk;
   const built = live();
   peak = Math.max(peak, built);
   let chunks = 0;
   for (;;) {
-    mp.runPython("_heap32_done = _heap32_s.chunk()");
+    const done = chunkFn(peak);
     chunks++;
     peak = Math.max(peak, live());
-    if (mp.globals.get("_heap32_done")) break;
+    if (done) break;
     if (Date.now() > deadline) throw new Error("timed out after " + a.timeoutS + " s (" + chunks + " chunks)");
   }
   const end = live();
