@@ -3,8 +3,8 @@ MicroPython: the official WebAssembly port (bench/mpy/wasm32_port.py; 4-byte
 words and 16-byte GC blocks, as an RP2040), the firmware's modules in its
 ROM partition as on a Pico built with ROMFS, 192K of heap for Python
 objects. bench/mpy/heap_seat.py runs the whole board; the figure is its live
-heap after a collection every 64 shell steps (that port grows its heap
-instead of raising MemoryError: docs/HEAP.md). The 64-bit unix port's
+heap at the highest shell step boundary (bench/mpy/wasm32/run.mjs; that port
+grows its heap instead of raising MemoryError: docs/HEAP.md). The 64-bit unix port's
 figures (bench/mpy/heap_seat_run.py) are the pessimistic side."""
 
 import os
