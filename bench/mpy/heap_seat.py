@@ -53,7 +53,7 @@ import main
 from node import msgs, wire
 from runtime.clock import MissionClock
 
-HOURS = int(sys.argv[1]) if len(sys.argv) > 1 else 4
+HOURS = float(sys.argv[1]) if len(sys.argv) > 1 else 4
 BIDDERS = int(sys.argv[2]) if len(sys.argv) > 2 else 200
 ROLE = sys.argv[3] if len(sys.argv) > 3 else "elector"
 STRANGERS = int(sys.argv[4]) if len(sys.argv) > 4 else 2000
@@ -145,7 +145,7 @@ def setup():
     n = len(region.cfg.roster)
     st.update(roster=region.cfg.roster, n=n, id=node.id, auth=node.auth, seq=1, counter=1,
               hello=msgs.pack(msgs.HELLO, 1, 3, 0, 0, 1, 3, 1))
-    G.update(booted=True, sh=sh, node=node, region=region, n=n, bids=bids, last_round=-1, end_ms=HOURS * 3600 * 1000)
+    G.update(booted=True, sh=sh, node=node, region=region, n=n, bids=bids, last_round=-1, end_ms=int(HOURS * 3600 * 1000))
     return True
 
 

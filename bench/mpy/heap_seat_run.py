@@ -127,7 +127,7 @@ def fits(r, free_fraction):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=int, default=4)
+    ap.add_argument("--hours", type=float, default=4)
     ap.add_argument("--bidders", type=int, default=200, help="roster nodes bidding each slot")
     ap.add_argument("--sizes", default="10,20,30,40,50,75,100,200")
     ap.add_argument("--code", default="romfs,files", help="layouts to measure, side by side: romfs, files")
@@ -154,7 +154,7 @@ def main(argv=None):
         for code in a.code.split(","):
             results = {rt: {} for rt in runtimes}
             for n in sizes:
-                print("[%s] %s of a %d-node region, %d mission h:" % (code, a.role, n, a.hours), flush=True)
+                print("[%s] %s of a %d-node region, %g mission h:" % (code, a.role, n, a.hours), flush=True)
                 for rt in runtimes:
                     r = results[rt][n] = run(n, a.hours, a.bidders, built, folder, code, rt, a.role, a.strangers,
                                                   a.sample_steps)
