@@ -7,7 +7,7 @@ MPY := $(BIN)/micropython -X heapsize=192K
 MPY_IMAGE := build/mpy
 FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' | sort)
 
-.PHONY: venv run test test-cpython test-mpy mpy-image mpy-cross typecheck bench flash hil clean
+.PHONY: venv run test test-cpython test-mpy mpy-image mpy-cross typecheck bench flash hil clean wasm32
 
 RIG ?= boards/rig-emulated-8.yaml
 HIL_OUT ?= runs/hil
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The 32-bit MicroPython (the WebAssembly port from npm, pinned in
+# bench/mpy/wasm32/package-lock.json) for the heap figures of docs/HEAP.md and
+# tests/hil/test_heap32.py: npm ci into bench/mpy/wasm32/node_modules.
+WASM32 := bench/mpy/wasm32/node_modules/.package-lock.json
+wasm32: $(WASM32)
+$(WASM32): bench/mpy/wasm32/package-lock.json $(STAMP)
+	$(BIN)/python -m bench.mpy.wasm32_port install
+	touch $(WASM32)
 
 run: $(STAMP)
 	$(BIN)/python -m ground run scenarios/bench.yaml --emulated
@@ -60,7 +69,7 @@ mpy-cross: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python -m tools.typecheck_firmware
 
-test-cpython: $(STAMP)
+test-cpython: $(STAMP) $(WASM32)
 	$(BIN)/python -m pytest --durations=15  # the 15 slowest, so CI shows where its minutes go
 	$(BIN)/python -m pytest -q tests/bench --rig sim  # the bench suite once more, with in-process nodes
 
@@ -71,7 +80,7 @@ hil: $(STAMP)
 flash: $(STAMP)
 	$(BIN)/hil flash $(RIG)
 
-bench: $(STAMP)
+bench: $(STAMP) $(WASM32)
 	$(BIN)/python -m bench.bench_core
 	$(BIN)/python -m bench.bench_links
 	$(BIN)/python -m bench.bench_airtime
