@@ -110,8 +110,12 @@ class BidBook:
 
     def drop_first(self, k):
         """Forget rows 0..k-1 (a committed round), keeping later ones."""
+        self.drop(0, k)
+
+    def drop(self, i, k=1):
+        """Forget rows i..i+k-1; the later rows move up k."""
         n = self.n
-        for j in range(k, n):
+        for j in range(i + k, n):
             d = j - k
             self.node[d] = self.node[j]
             self.seq[d] = self.seq[j]
@@ -123,7 +127,7 @@ class BidBook:
             self.period[d] = self.period[j]
             self.count[d] = self.count[j]
             self.flags[d] = self.flags[j]
-        self.n = n - k if n > k else 0
+        self.n = n - k if n > i + k else min(n, i)
 
 
 def shape_ok(span, period, count, max_span):

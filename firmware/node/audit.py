@@ -230,7 +230,7 @@ def send_round(m, n):
         own = m.cfg.index(m.id)
         for i in range(n - 1, -1, -1):
             if b.node[i] != own:
-                _drop_row(b, i)
+                b.drop(i)
                 n -= 1
                 break
     before = m.ledger.digest()
@@ -243,22 +243,6 @@ def send_round(m, n):
                 msgs.AUDIT_BID, m.round & 0xFFFFFFFF, n, i, roster[b.node[i]], before, b.seq[i], b.first[i],
                 b.hint[i], b.price[i], b.mask[i], b.span[i], b.period[i], b.count[i], b.flags[i]))
     return n
-
-
-def _drop_row(b, i):
-    """Row i leaves the book; the rows after it move up one."""
-    for j in range(i + 1, b.n):
-        b.node[j - 1] = b.node[j]
-        b.seq[j - 1] = b.seq[j]
-        b.first[j - 1] = b.first[j]
-        b.hint[j - 1] = b.hint[j]
-        b.price[j - 1] = b.price[j]
-        b.mask[j - 1] = b.mask[j]
-        b.span[j - 1] = b.span[j]
-        b.period[j - 1] = b.period[j]
-        b.count[j - 1] = b.count[j]
-        b.flags[j - 1] = b.flags[j]
-    b.n -= 1
 
 
 def _has(b, n, node, res, first):
