@@ -44,10 +44,11 @@ class ContainmentMetrics:
         self.honoured = []  # {"at_s", "frame_id", "src", "to"}
 
     def feed(self, v):
-        if v.kind == "fault" and v.name == "sever":
-            self._sever(v)
-        elif v.kind == "fault" and v.name == "reinstate_region":
-            self._reinstate(v)
+        if v.kind == "fault":
+            if v.name == "sever":
+                self._sever(v)
+            elif v.name == "reinstate_region":
+                self._reinstate(v)
             return
         if v.kind == "fate":
             self._fate(v)
