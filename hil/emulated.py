@@ -493,12 +493,19 @@ class EmulatedBoard(BoardIO):
         self.boots += 1
 
     def _kill(self) -> None:
+        """The chip stops (power cut, RUN pin, watchdog, machine.reset()):
+        what the interpreter printed goes into the log, and what had not yet
+        reached the host is lost with the USB device, as on a Pico; so after
+        a power_cut() nothing of this boot reaches the port any more."""
         if self._proc is None:
             return
         self._proc.kill()
         self._proc.wait()
         self._release_child()
         self._discard_control()  # what a dead interpreter asked for no longer holds
+        while self._read_output():  # all it printed, before the next boot's output
+            pass
+        self._out_queue.clear()
 
     def _release_child(self) -> None:
         self._proc = None

@@ -15,6 +15,7 @@ import time
 from ground import board_json, firmware
 from hil import flash as flash_mod
 from hil.emulated import EmulatedBoard
+from hil.emulated_rules import OFF
 
 wire = firmware.wire
 msgs = firmware.msgs
@@ -68,19 +69,24 @@ class Farm:
 
 
 def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
-    """Open the board's device, reset the board, wait for its HELLO frame.
+    """Reset the board with its device open, wait for its HELLO frame.
 
-    The port is opened first because opening flushes what the board said
-    before (pyserial resets the input buffer; a real Pico drops output while
-    no host has its port open). Leaves the port open in `board.open_port`
+    The reset is a power cut, the port's opening, then power on: opening
+    flushes what the board said before (pyserial resets the input buffer; a
+    real Pico drops output while no host has its port open), and with the
+    board off nothing more of its earlier boot arrives (a board slow to
+    start, under load, used to send its first boot's HELLO after the port
+    opened: the run then saw two boots). Leaves the port open in `board.open_port`
     with the lines read so far, so the run records the HELLO; raises
     TimeoutError naming the board if no HELLO comes."""
     import serial
 
     splitter = wire.FrameSplitter()
-    port = serial.Serial(board.device, timeout=0)
+    if board.state != OFF:
+        board.power_cut()  # a reset in two halves: nothing of the boot before reaches the port after this
+    port = serial.Serial(board.device, timeout=0)  # opening flushes what it said before
     mark = board.log_size  # what it prints from here on is this boot's
-    board.reset()
+    board.power_on()
     deadline = time.monotonic() + timeout_s
     seen = []
     while time.monotonic() < deadline:

@@ -2,6 +2,7 @@
 the MicroPython unix port, routed by the ground harness over their ptys."""
 
 from ground import run, scenario, trace
+from node import msgs, wire
 
 SCENARIO = """\
 name: emulated-cluster
@@ -86,3 +87,50 @@ def test_a_board_that_stops_answering_is_named_and_the_run_goes_on(tmp_path):
     # the others kept going: frames from 1 and 2 after node 3 fell silent
     assert any(e["kind"] == "frame" and e["fate"] == "sent" and e.get("src") in (1, 2) and e["mission_ns"] > t_silent
                for e in events)
+
+
+# A board that prints 20 KB of boot noise (short lines), then a HELLO naming its boot
+# number (hw_gen) from a counter on its flash: with no host reading, the
+# HELLO waits in the supervisor's queue behind a full pty.
+_TALKER = """\
+import sys, time
+try:
+    n = int(open("boots").read()) + 1
+except OSError:
+    n = 1
+open("boots", "w").write(str(n))
+sys.stdout.buffer.write(b"noise noise noise noise noise noise\\x00" * 560)
+sys.stdout.buffer.write(bytes.fromhex(%r if n == 1 else %r))
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_board_reset_for_a_run_hands_over_only_the_new_boots_hello(tmp_path):
+    from hil import emulated_run
+    from hil.emulated import EmulatedBoard
+
+    def hello(boot):
+        return wire.encode(msgs.HELLO, 7, wire.ADDR_GROUND, msgs.pack(msgs.HELLO, boot, 1, 0, 0, 1, 1, 1)).hex()
+
+    folder = tmp_path / "talker"
+    folder.mkdir()
+    (folder / "main.py").write_text(_TALKER % (hello(1), hello(2)))
+    board = EmulatedBoard(folder, name="talker").start()
+    try:
+        assert board.wait_output(bytes.fromhex(hello(1)), timeout_s=30)  # boot 1 said it; nobody read it
+        emulated_run.boot_and_wait_hello(board, 7, timeout_s=30)
+        port, _, lines = board.open_port
+        port.close()
+        gens = [msgs.unpack(msgs.HELLO, wire.decode(x).payload)[0] for x in lines if _is_frame(x)]
+        assert gens == [2], gens  # the boot it reset into, never the one before
+    finally:
+        board.stop()
+
+
+def _is_frame(line):
+    try:
+        wire.decode(line)
+        return True
+    except wire.ProtocolError:
+        return False
