@@ -26,7 +26,8 @@
   are orders in the window exchange (dst ORDER): ground/fleetrun.py hands
   every order to every shard, and each sends the frame to its own
   recipients as the next window opens (on --sim they leave at the sever
-  point: here up to one window, at most 1 s, later). Either way every
+  point: here up to one window, at most 1 s, later; none if the sever
+  falls in the mission's last window). Either way every
   shard sends every ground frame at the same mission time, so the ground's
   frame count and auth counter move alike in each.
 """
