@@ -64,9 +64,25 @@ class Counters:
             cell = self.nodes.setdefault(nid, {}).setdefault(typ, [0, 0, 0])
         cell[what] += 1
         rows = self._rows.get(nid)
+        if rows is None and nid:
+            rows = self._other_rows(nid)
         if rows is not None:
             k = t_ns // self.bucket_ns
             rows[k if k < self.n_buckets else self.n_buckets - 1][what] += 1
+
+    def _other_rows(self, nid):
+        """The bucket rows of node nid's cluster when it is another shard's
+        (a frame dropped here for it: a partition's, a severed region's), so
+        the per-cluster figures do not depend on the shards; None for the
+        ground or an unknown node."""
+        c = self.cluster_of.get(nid)
+        if c is None:
+            return None
+        rows = self.buckets.get(c)
+        if rows is None:
+            rows = self.buckets[c] = [[0, 0, 0] for _ in range(self.n_buckets)]
+        self._rows[nid] = rows
+        return rows
 
     def use(self, nid):
         """Node nid's usage row (created on first use)."""

@@ -32,7 +32,7 @@ MAX_CLUSTERS = 0xE00 - 1  # cluster ids 1..3583: from 0xE00 on, cluster addresse
 
 _FLEET = {
     "nodes", "cluster_sizes", "allow_cluster_sizes", "regions", "allow_region_sizes", "lineages", "hw_gen",
-    "age_slots", "firmware", "market", "geometry", "links", "faults", "radio_bps",
+    "age_slots", "firmware", "market", "geometry", "links", "faults", "radio_bps", "steps",
 }
 _REGIONS = {"clusters", "count", "electors"}
 _GEOMETRY = {"ring_radius_km", "region_radius_km"}
@@ -335,8 +335,26 @@ def expand(data):
     fl = _section(f, "faults", "rates: crash_mtbf_s, partitions_per_region_per_day, ...")
     check_keys(fl, _FAULTS, "fleet.faults")
     faults = _faults(rng, fl, duration_s, clusters, regions, electors, path)
+    steps = _steps(f)
+    if steps:  # by time among the drawn faults (a stable sort: the drawn order stays)
+        faults = sorted(faults + steps, key=lambda d: d["at_s"])
 
     return _explicit(data, f, reg, fl, clusters, regions, electors, lineage, hw, fw, ages, positions, faults)
+
+
+def _steps(f):
+    """fleet.steps: scenario steps as they are (docs/SCENARIOS.md "Faults":
+    a lineage_fault, a sever of region 2, ...), placed among the drawn
+    faults; regions and clusters are numbered in order (docs/FLEET.md)."""
+    if "steps" not in f:
+        return []
+    steps = f["steps"]
+    if not isinstance(steps, LocatedList) or not all(isinstance(x, Located) for x in steps):
+        raise f.error("steps", "fleet.steps: a list of scenario steps, e.g. [{at_s: 60, sever: 2}] (docs/SCENARIOS.md"
+                      " \"Faults\"), got %r" % (steps,))
+    for x in steps:
+        number(x, "at_s", "fleet.steps[]", lo=0)
+    return list(steps)
 
 
 def _lineage_check(f):

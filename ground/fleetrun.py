@@ -43,6 +43,7 @@ from ground import run as run_mod
 from ground.fleetcount import Counters
 from ground.run import RunResult
 from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
+from ground.shard_contain import ORDER, STEPS as CONTAIN_STEPS
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -62,14 +63,19 @@ def lean_refusal(sc):
     if sc.rollout is not None:
         return ("%s: rollout: the lean path has no rollout orchestrator (ground/rollout_run.py); run this scenario"
                 " without --lean/--workers" % sc.rollout.where)
+    steps = NODE_FAULTS + GLOBAL_FAULTS + CONTAIN_STEPS
     for f in sc.faults:
-        if f.action not in NODE_FAULTS and f.action not in GLOBAL_FAULTS:
+        if f.action not in steps:
             return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"
-                    " --lean/--workers" % (f.where, f.action, ", ".join(NODE_FAULTS + GLOBAL_FAULTS)))
-    protos = {firmware.config.protocols(n.fw_version) for n in sc.nodes.values()}
-    if len(protos) > 1:
-        return ("%s: nodes speak different protocol ranges %s: the lean path does not down-convert frames; run"
-                " this scenario without --lean/--workers" % (sc.path, sorted(protos)))
+                    " --lean/--workers" % (f.where, f.action, ", ".join(steps)))
+    protos = {nid: firmware.config.protocols(n.fw_version) for nid, n in sorted(sc.nodes.items())}
+    if len(set(protos.values())) > 1:
+        first = protos[min(protos)]
+        odd = min(nid for nid, p in protos.items() if p != first)
+        return ("%s: node %d (firmware %s) speaks protocol range %s, node %d %s: the lean path does not down-convert"
+                " frames; run this scenario without --lean/--workers" % (sc.nodes[odd].where or sc.path, odd,
+                                                                         sc.nodes[odd].firmware, protos[odd],
+                                                                         min(protos), first))
     return None
 
 
@@ -240,13 +246,15 @@ class LeanRun:
         parts = os.path.join(self.out_dir, ".parts")
         os.makedirs(parts, exist_ok=True)
         specs = []
+        sever = len(getattr(self.sc, "regions", None) or ()) > 1  # a shard may record its region's sever events
         for k, clusters in enumerate(self.plan):
             mine = set(clusters)
             traced = [n for n in self.traced if self.sc.nodes[n].cluster in mine]
             die_at = int(self.die[1] * S) if self.die is not None and self.die[0] == k else None
             specs.append(dict(sc=self.sc, seed=self.seed, index=k, clusters=clusters, unit_of=self.unit_of,
                               traced=self.traced, coordinator_watch=watch, die_at_ns=die_at,
-                              trace_path=os.path.join(parts, "part-%03d.jsonl" % k) if (traced or k == 0) else None))
+                              trace_path=os.path.join(parts, "part-%03d.jsonl" % k) if (traced or k == 0 or sever)
+                              else None))
         return specs
 
     def _backend(self):
@@ -258,13 +266,18 @@ class LeanRun:
         return RayShards(specs, self.workers, self.ray_address)
 
     def _route(self, outs, n):
-        """Cross-unit frames, sorted, into each recipient shard's inbox."""
+        """Cross-unit frames, sorted, into each recipient shard's inbox; the
+        ground's orders (ground/shard_contain.py) into every shard's."""
         shard_of = self._shard_of
         frames = [f for out in outs for f in out]
         frames.sort(key=lambda f: (f[0], f[1], f[2], f[3], f[4]))
         inboxes = [[] for _ in range(n)]
         for f in frames:
-            inboxes[shard_of[f[3]]].append(f)
+            if f[3] == ORDER:
+                for box in inboxes:
+                    box.append(f)
+            else:
+                inboxes[shard_of[f[3]]].append(f)
         return inboxes, len(frames)
 
     def execute(self):

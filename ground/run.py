@@ -437,9 +437,9 @@ class Run:
                 r._event("fault", fault=kind, node=nid, detail=dict(detail, lineage_fault=f.params["lineage"], **params))
                 self._node_fault(kind, nid, r.links[nid], Fault(f.at_s, kind, nid, None, f.duration_s, params, f.where))
         elif a == "reinstate":  # the ground's intent: a node out of quarantine (docs/CONTAINMENT.md)
-            region = self.sc.region_of[f.target].region
+            region, dst, payload = sever.reinstate_frame(self.sc, f)
             r._event("fault", fault=a, node=f.target, detail=dict(detail, region=region))
-            r.to_node(wire.cluster_addr(0xE00 | region), msgs.REINSTATE, msgs.pack(msgs.REINSTATE, region, f.target))
+            r.to_node(dst, msgs.REINSTATE, payload)
         elif a in ("sever", "reinstate_region"):  # the ground severs a region, or lifts it (ground/sever.py)
             self.router.severing.step(a, f)
         elif a == "partition":

@@ -55,6 +55,7 @@ class NodeSpec:
     hw_gen: int
     lineage: int
     age_slots: int = 0  # the node's age in market slots: how far its production has degraded
+    where: str = ""  # file:line of its firmware (its cluster's entry, or its nodes: override)
 
     @property
     def fw_version(self):
@@ -372,7 +373,7 @@ def _parse_clusters(data):
                 raise c.error("nodes", "cluster %d: node id %r must be an integer in 1..61439" % (cid, nid))
             if nid in nodes:
                 raise c.error("nodes", "node %d is in two clusters" % nid)
-            nodes[nid] = NodeSpec(nid, cid, fw, hw, int(lineages[i % len(lineages)]), age)
+            nodes[nid] = NodeSpec(nid, cid, fw, hw, int(lineages[i % len(lineages)]), age, c.where("firmware"))
         clusters[cid] = sorted(ids)
     overrides = data.get("nodes", Located())
     if not isinstance(overrides, Located):
@@ -383,6 +384,7 @@ def _parse_clusters(data):
         check_keys(o, _NODE, "nodes.%s" % nid)
         n = nodes[nid]
         n.firmware = _firmware(o, "firmware", n.firmware)
+        n.where = o.where("firmware") if "firmware" in o else n.where
         n.hw_gen = _hw_gen(o, "nodes.%s" % nid, n.hw_gen)
         n.age_slots = number(o, "age_slots", "nodes.%s" % nid, lo=0, hi=0xFFFFFFFF, default=n.age_slots, integer=True)
         n.lineage = number(o, "lineage", "nodes.%s" % nid, lo=0, hi=255, default=n.lineage, integer=True)

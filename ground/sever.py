@@ -64,6 +64,14 @@ def check(sc):
                               % (f.where, f.target))
 
 
+def reinstate_frame(sc, f):
+    """A `reinstate` step's frame from the ground (the node out of
+    quarantine, docs/CONTAINMENT.md): (region, its electors' address,
+    REINSTATE payload); ground/run.py and the lean path (ground/shard_contain.py)."""
+    region = sc.region_of[f.target].region
+    return region, wire.cluster_addr(0xE00 | region), msgs.pack(msgs.REINSTATE, region, f.target)
+
+
 class Severing:
     """The ground's severing of regions during one run; the router asks
     `severed` (node id -> region) for every frame and feeds `observe`."""

@@ -29,12 +29,13 @@ synchronisation). Frames within a unit never leave the shard.
 
 Faults supported on the lean path: crash, restart, reset, power_cut,
 power_on, skew, byzantine, corruption_burst, partition, heal, blackout and
-intent steps (the frame faults and intent: ground/shard_faults.py;
-ground/fleetrun.py refuses the others at load, naming the step).
+intent steps (the frame faults and intent: ground/shard_faults.py), and the
+containment steps lineage_fault, reinstate, sever and reinstate_region
+(ground/shard_contain.py); ground/fleetrun.py refuses the others at load,
+naming the step.
 """
 
 import heapq
-import json
 import os
 import struct
 import time
@@ -43,11 +44,12 @@ from ground import firmware
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
-from ground import shard_faults
+from ground import shard_contain, shard_faults
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
 from ground.router import _decode_fields
+from ground.shard_trace import TracePart
 
 wire = firmware.wire
 msgs = firmware.msgs
@@ -79,34 +81,6 @@ def frame_header(line):
             out.append(0)
     vf, typ, seq, src, dst = _HDR.unpack_from(out)
     return vf >> 4, typ, seq, src, dst
-
-
-class TracePart:
-    """A shard's part of the trace: JSON lines, buffered (written at the end
-    of each window and at the end), the same fields the Router writes."""
-
-    def __init__(self, path, time_scale):
-        self.path = path
-        self.scale = time_scale
-        self._f = open(path, "w", encoding="utf-8", buffering=1 << 20)
-        self.count = 0
-
-    def __call__(self, kind, now, **fields):
-        fields["kind"] = kind
-        fields["mission_ns"] = now
-        fields["wall_ns"] = int(now / self.scale)
-        self._f.write(json.dumps(fields, separators=(",", ":"), sort_keys=True))
-        self._f.write("\n")
-        self.count += 1
-
-    def flush(self):
-        if self._f is not None:
-            self._f.flush()
-
-    def close(self):
-        if self._f is not None:
-            self._f.close()
-            self._f = None
 
 
 class Shard:
@@ -146,6 +120,8 @@ class Shard:
         self.flip_rngs = {}
         self.auth = wire.Auth(sc.auth_key) if sc.auth_key else None
         self.ground = shard_faults.GroundSender(self)
+        self.severed = {}  # node -> its severed region; contain: the containment steps (ground/shard_contain.py)
+        self.contain = shard_contain.Containment(self) if len(getattr(sc, "regions", None) or ()) > 1 else None
         self._pipelines = {}
         self._rcpt = {}  # (src, dst address) -> [recipients]
         self._tier = {}  # (src, dst address) -> the tier its frames count under (fleetcount.TIERS)
@@ -189,6 +165,9 @@ class Shard:
         cpu0 = time.process_time()
         held = 0
         for t, src, nseq, dst, copy, typ, data, sent_ns in inbox:
+            if dst == shard_contain.ORDER:  # the ground's frame, sent to this shard's recipients as the window opens
+                self._call(t, self.ground.send, data[0], typ, data[1])
+                continue
             if t < self.now:
                 held += 1  # arrived before its window closed: delivered as the next one opens
             self._call(t, self._deliver, dst, copy, data, typ, sent_ns, src, nseq, None)
@@ -217,7 +196,8 @@ class Shard:
         window closed) get their fate, run_end; close the trace part; return
         the counters (Counters.state())."""
         for f in inbox:
-            self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2], None)
+            if f[3] != shard_contain.ORDER:
+                self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2], None)
         for t, _, fn, args in sorted(self._heap, key=lambda e: (e[0], e[1])):
             if fn == self._deliver:
                 dst, copy, data, typ, sent_ns, src, nseq, _ = args
@@ -349,10 +329,14 @@ class Shard:
         if tr is not None or (self.coordinator_watch and self.cluster_of[src] in self.coordinator_watch):
             fid = self._fid(src, nseq)
             self._traced_sent(tr, src, fid, line, now, orig)
+        if self.contain is not None and src in self.contain.watch:
+            self.contain.observe(src, typ, dst, line)  # what the ground's severing learns (ground/sever.py)
         if dst == wire.ADDR_GROUND:
             self._to_ground(src, typ, fid, line, tr)
             return
         targets = self._recipients(src, dst)
+        if self.severed and src in self.severed:
+            targets = self.contain.cut(src, targets, typ, fid, tr)
         if not targets:
             c.drop(src, typ, "unknown_dst", now)
             if tr is not None:
@@ -408,6 +392,9 @@ class Shard:
         """As the Router: at once over a ground link with no stages, else
         through its pipeline (the ground receives it when it arrives)."""
         now = self.now
+        if self.severed and src in self.severed and typ != msgs.JOURNAL:  # the ground no longer honours it
+            self._drop(tr, fid, 0, typ, "severed")
+            return
         p = self._pipeline(src, 0)
         if typ == msgs.JOURNAL or not (p.stages or p.state.gated):
             self.counters.count(0, typ, DELIVERED, now)
@@ -547,6 +534,8 @@ class Shard:
             self._call(self.now + int(f.duration_s * S), self._blackout_end, nodes)
         elif a == "intent":
             self.ground.intent(f)
+        elif a in shard_contain.STEPS:
+            shard_contain.step(self, f)
 
     def _link_events(self, state, reason):
         if self.trace is None:

@@ -11,7 +11,8 @@ them, with the Router's behaviour (ground/router.py, ground/run.py):
   Router's (router.flip_rng), so a shard flips the same bits the --sim path
   does; the ground link is left alone, as there;
 - intent: the ground's INTENT frame to the fleet or a cluster, over each
-  recipient's ground link. Every shard runs every intent step (faults are
+  recipient's ground link (GroundSender.send: the containment steps'
+  REINSTATE and SEVER frames go the same way, ground/shard_contain.py). Every shard runs every intent step (faults are
   scheduled in every shard) and carries it to its own nodes; the first
   shard counts and traces it as sent. The ground's auth counter is kept per
   shard as the Router keeps it (a node's reboot moves it past the node's
@@ -70,7 +71,7 @@ def flipped(shard, src, d, data, fid, tr):
 
 
 class GroundSender:
-    """The ground's frames to this shard's nodes (intent steps)."""
+    """The ground's frames to this shard's nodes (intent, REINSTATE, SEVER)."""
 
     def __init__(self, shard):
         self.shard = shard
@@ -89,35 +90,55 @@ class GroundSender:
 
     def intent(self, f):
         sh = self.shard
-        now = sh.now
         dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(f.cluster)
-        payload = msgs.pack(msgs.INTENT, *f.target)
+        if sh.index == 0 and sh.trace is not None and self._seen(dst):
+            sh.trace("fault", sh.now, fault="intent", detail={"where": f.where, "to": "fleet" if f.cluster is None
+                                                              else "cluster %d" % f.cluster})
+        self.send(dst, msgs.INTENT, msgs.pack(msgs.INTENT, *f.target))
+
+    def _everyone(self, dst):
+        """Every recipient of a ground frame to dst, fleet-wide (the Router's
+        _recipients for the ground): the fleet, a cluster or a region's electors."""
+        sc = self.shard.sc
+        if dst == wire.ADDR_BROADCAST:
+            return sorted(sc.nodes)
+        k = dst & 0x0FFF
+        for r in getattr(sc, "regions", None) or ():
+            if k == 0xE00 | r.region:
+                return list(r.electors)
+        return list(sc.clusters.get(k, ()))
+
+    def _seen(self, dst):
+        """Some traced node is a recipient (the trace's sent line has its fates)."""
+        traced = self.shard.traced
+        return bool(traced) and any(n in traced for n in self._everyone(dst))
+
+    def send(self, dst, typ, payload):
+        """The ground's frame to address dst (ground/router.py to_node), carried
+        to this shard's recipients over their ground links. Every shard sends
+        every ground frame (so the ground's frame count and auth counter move
+        alike in each); the first counts it as sent and traces it."""
+        sh = self.shard
+        now = sh.now
         self.frames += 1
         counter = self.counter
         self.counter = (counter + 1) & 0xFFFFFFFF
-        line = wire.encode(msgs.INTENT, wire.ADDR_GROUND, dst, payload, self.frames & 0xFF, sh.auth, counter)
+        line = wire.encode(typ, wire.ADDR_GROUND, dst, payload, self.frames & 0xFF, sh.auth, counter)
         data = bytes(line[:-1])
         fid = sh._fid(0, self.frames)
-        if f.cluster is None:
-            targets = sorted(sh.links)
-            seen = bool(sh.traced)  # some traced node is a recipient (the trace's sent line has its fates)
-        else:
-            targets = [n for n in sh.sc.clusters.get(f.cluster, ()) if n in sh.links]
-            seen = any(n in sh.traced for n in sh.sc.clusters.get(f.cluster, ()))
+        targets = [n for n in self._everyone(dst) if n in sh.links]
         tr = sh.trace
         if sh.index == 0:  # the first shard counts and traces the ground's frame as sent
-            sh.counters.count(0, msgs.INTENT, SENT, now)
-            if tr is not None and seen:
-                tr("fault", now, fault="intent", detail={"where": f.where, "to": "fleet" if f.cluster is None
-                                                         else "cluster %d" % f.cluster})
-                tr("frame", now, fate="sent", id=fid, src=0, dst=dst, type="intent", seq=self.frames & 0xFF,
-                   len=len(line), hex=data.hex(), msg=router_mod._fields_of(msgs.INTENT, payload))
+            sh.counters.count(0, typ, SENT, now)
+            if tr is not None and self._seen(dst):
+                tr("frame", now, fate="sent", id=fid, src=0, dst=dst, type=msgs.name(typ), seq=self.frames & 0xFF,
+                   len=len(line), hex=data.hex(), msg=router_mod._fields_of(typ, payload))
         for nid in targets:
             self.sent_to[nid] = counter
             ttr = tr if tr is not None and nid in sh.traced else None
             p = sh._pipeline(0, nid)
             if not (p.stages or p.state.gated):
-                sh._deliver(nid, 0, data, msgs.INTENT, now, 0, self.frames)
+                sh._deliver(nid, 0, data, typ, now, 0, self.frames)
                 continue
             for when, pkt in p.send(st.Packet(fid, data, now), now):
                 if ttr is not None:
@@ -126,10 +147,8 @@ class GroundSender:
                     for how in pkt.how or ():
                         ttr("frame", now, fate="corrupted", id=fid, to=nid, how=how)
                 if when.__class__ is int:
-                    sh._call(when, sh._deliver, nid, pkt.copy, pkt.data, msgs.INTENT, now, 0, self.frames)
+                    sh._call(when, sh._deliver, nid, pkt.copy, pkt.data, typ, now, 0, self.frames)
                 else:
-                    sh.counters.drop(nid, msgs.INTENT, when, now)
+                    sh.counters.drop(nid, typ, when, now)
                     if ttr is not None:
                         ttr("frame", now, fate="dropped", id=fid, to=nid, copy=pkt.copy, reason=when)
-
-

@@ -203,6 +203,43 @@ def test_expand_then_load_is_the_same_scenario(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
 
 
+STEPS = """\
+  steps:
+    - {at_s: 0, lineage_fault: {lineage: 1, kind: clearing_defect}}
+    - {at_s: 100, lineage_fault: {lineage: 2, kind: crash}, duration_s: 30}
+    - {at_s: 150, sever: 2}
+    - {at_s: 200, reinstate_region: 2}
+"""
+
+
+def test_steps_join_the_drawn_faults_in_time_and_expand(tmp_path):
+    plain = scenario.load(_fleet(tmp_path, "plain.yaml"))
+    fleet = _fleet(tmp_path, extra=STEPS)
+    sc = scenario.load(fleet)
+    drawn = [(f.at_s, f.action) for f in plain.faults]
+    got = [(f.at_s, f.action) for f in sc.faults]
+    steps = [(0, "lineage_fault"), (100, "lineage_fault"), (150, "sever"), (200, "reinstate_region")]
+    assert len(drawn) > 10 and sorted(got, key=lambda x: x[0]) == got
+    assert [x for x in got if x not in steps] == drawn and [x for x in got if x in steps] == steps
+    crash = next(f for f in sc.faults if f.action == "lineage_fault" and f.params["kind"] == "crash")
+    assert crash.target == sorted(n for n, s in sc.nodes.items() if s.lineage == 2)
+    assert {r.market.defect_lineage for r in sc.regions} == {1}  # the clearing defect planted in every region
+    out = tmp_path / "explicit.yaml"
+    assert cli.main(["expand", fleet, "--out", str(out)]) == 0
+    assert _shape(scenario.load(str(out))) == _shape(sc)
+
+
+@pytest.mark.parametrize("steps, needle", [
+    ("  steps: {at_s: 1, sever: 2}\n", "fleet.steps: a list of scenario steps"),
+    ("  steps:\n    - {sever: 2}\n", "fleet.steps[]: missing key 'at_s'"),
+    ("  steps:\n    - {at_s: 5, sever: 9}\n", "step sever: unknown region 9"),
+])
+def test_bad_steps_refused_at_their_line(tmp_path, steps, needle):
+    p = _fleet(tmp_path, extra=steps)
+    msg = _refused(p)
+    assert needle in msg and msg.startswith(p + ":"), msg
+
+
 def test_fleet_1k_in_the_library_expands(tmp_path):
     sc = scenario.load(os.path.join(ROOT, "scenarios", "fleet-1k.yaml"))
     assert len(sc.nodes) == 1000 and len(sc.regions) >= 2

@@ -177,11 +177,10 @@ def test_cli_lean_run_and_bad_input(tmp_path, capsys):
     assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "p"), "--trace-clusters", "9"]) == \
         exitcodes.BAD_INPUT
     assert "cluster 9 is not in the scenario" in capsys.readouterr().err
-    bad = tmp_path / "b.yaml"
-    bad.write_text(fleet_text(30, duration_s=5, faults="faults:\n  - {at_s: 1, lineage_fault: {lineage: 0, kind: crash}, duration_s: 1}\n"))
-    assert cli.main(["run", str(bad), "--workers", "1", "-q", "--out", str(tmp_path / "q")]) == exitcodes.BAD_INPUT
+    assert cli.main(["run", "scenarios/rollout.yaml", "--workers", "1", "-q", "--out", str(tmp_path / "q")]) == \
+        exitcodes.BAD_INPUT
     err = capsys.readouterr().err
-    assert "b.yaml:" in err and "lineage_fault: not supported on the lean path" in err
+    assert "rollout.yaml:" in err and "the lean path has no rollout orchestrator" in err
 
 
 def test_frames_across_units_go_through_the_window_exchange(tmp_path, monkeypatch):

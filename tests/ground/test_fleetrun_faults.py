@@ -73,11 +73,12 @@ def test_frame_faults_give_the_same_counters_with_1_and_3_shards(tmp_path):
     assert one.metrics["frames"]["corrupted"] > 10
 
 
-def test_the_lean_path_still_refuses_a_step_it_has_not(tmp_path, capsys):
-    text = FAULTS % (MARKET, "  - {at_s: 40, lineage_fault: {lineage: 0, kind: crash}, duration_s: 5}")
-    p = tmp_path / "lf.yaml"
+def test_the_lean_path_still_refuses_mixed_protocol_ranges(tmp_path, capsys):
+    text = FAULTS % (MARKET, "") + 'nodes:\n  7: {firmware: "2.0"}\n'
+    p = tmp_path / "mixed.yaml"
     p.write_text(text)
     code = cli.main(["run", str(p), "--lean", "-q", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
-    assert code == exitcodes.BAD_INPUT and "lf.yaml:" in err and "lineage_fault: not supported on the lean path" in err
+    assert code == exitcodes.BAD_INPUT and "mixed.yaml:%d: node 7 (firmware 2.0)" % text.count("\n") in err
+    assert "the lean path does not down-convert" in err
 
