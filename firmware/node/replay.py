@@ -16,7 +16,7 @@ WINDOW = const(64)  # the widest reorder window (bits kept per source)
 _LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
 _HEARD = const(0x8000)  # per source: a counter from it accepted since boot
 _TOLD = const(0x4000)  # per source: told once this boot that it is below its floor (node/node.py)
-_OFFSET = const(0x3FF)  # per source: the top counter's offset in its ceiling's block (< BLOCK)
+_BELOW = const(0x7FF)  # per source: how far the top counter is below its ceiling (0..BLOCK)
 
 
 class ReplayWindow:
@@ -34,10 +34,11 @@ class ReplayWindow:
     until a counter at or above it arrives, everything below it is refused;
     that first counter marks the window's counters below the floor as seen,
     so they stay refused (no separate floor table: 4 bytes a source less).
-    Once a counter is accepted the ceiling is the end of the top's block, so
-    the top is kept as its offset in that block (u16 `_st`, with two flags:
-    accepted since boot, told once): 3 bytes a source less than a u32 top and
-    a flag byte (docs/HEAP.md), the same counters accepted and refused.
+    Once a counter is accepted the ceiling is the end of the top's block (or
+    saturated in the last block), so the top is kept as how far it is below
+    the ceiling, 0..BLOCK (u16 `_st`, with two flags: accepted since boot,
+    told once): 3 bytes a source less than a u32 top and a flag byte
+    (docs/HEAP.md), the same counters accepted and refused.
     Source 0, the ground, gets a ceiling too, in blocks of GROUND_BLOCK (it
     sends a few frames a run, and starts every run at a fresh block from the
     wall clock: ground/router.py), so a CONFIG or INTENT replayed after a
@@ -53,21 +54,11 @@ class ReplayWindow:
             sources = array("H", sources)
         self.sources = sources  # array('H'), sorted: persisted as it is
         n = len(sources)
-        z = bytes(2 * n)
-        self._st = array("H", z)  # _HEARD, _TOLD, and the top counter's offset in the ceiling's block
-        del z
+        self._st = array("H", bytes(2 * n))  # _HEARD, _TOLD, and how far the top counter is below the ceiling
         self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
         self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
         self.dirty = False  # a ceiling moved since take()
         self._ground = 0 if n and sources[0] == ADDR_GROUND else -1  # the ground's index (sources are sorted)
-
-    def _block(self, i):
-        """The first counter of the block source i's ceiling ends (a top
-        accepted since boot is in it: accept() keeps the ceiling there)."""
-        c = self.ceiling[i]
-        if c == 0xFFFFFFFF:
-            return _LAST_BLOCK
-        return c - (GROUND_BLOCK if i == self._ground else BLOCK)
 
     def heard(self, i):
         """A counter from source index i accepted since boot."""
@@ -99,7 +90,7 @@ class ReplayWindow:
                 bits[base + ((c & 63) >> 3)] |= 1 << (c & 7)
             top = -1
         else:
-            top = self._block(i) + (st & _OFFSET)
+            top = self.ceiling[i] - (st & _BELOW)
             if counter > top:
                 if counter - top >= WINDOW:
                     for k in range(base, base + 8):
@@ -115,7 +106,7 @@ class ReplayWindow:
             self.ceiling[i] = (counter // b + 1) * b if counter < _LAST_BLOCK else 0xFFFFFFFF
             self.dirty = True
         if counter > top:
-            self._st[i] = (st & _TOLD) | _HEARD | (counter - self._block(i))
+            self._st[i] = (st & _TOLD) | _HEARD | (self.ceiling[i] - counter)
         return True
 
     def load(self, blob):
