@@ -28,6 +28,7 @@ the lowest sample; percentages are of 192K.
 
     .venv/bin/python -m bench.mpy.heap_seat_run [--hours 4] [--sizes 10,100,175] [--code romfs,files]
         [--runtime unix64,wasm32] [--role elector|trader] [--sample-steps 64] [--tables]
+        [--leases-per-node N] [--max-bids N]
 """
 
 import argparse
@@ -52,7 +53,7 @@ BOARD_LIB = os.path.join(ROOT, "hil", "board_lib")
 RUNTIMES = ("unix64", "wasm32")
 
 
-def board_cfg(n, role="elector"):
+def board_cfg(n, role="elector", market=None):
     units = [79 * n // 1000 + 1, 131 * n // 1000 + 1, 79 * n // 1000 + 1, 27 * n // 1000 + 1,
              228 * n // 1000 + 1, 70 * n // 1000 + 1, 53 * n // 1000 + 1, 209 * n // 1000 + 1]
     cfg = {"node_id": 1, "cluster": 1, "members": [1], "election_timeout_ms": 2000, "seed": 7,
@@ -60,6 +61,7 @@ def board_cfg(n, role="elector"):
            "time_scale_milli": 1000,
            "market": {"roster": list(range(1, n + 1)), "electors": [1], "units": units,
                       "slot_ms": 3600 * 1000, "region_timeout_ms": 2000}}
+    cfg["market"].update(market or {})  # e.g. leases_per_node, max_bids (MarketConfig's defaults otherwise)
     if role == "trader":  # node 6 of cluster [6, 7, 8], five electors (tests/hil/test_hardening.py _region_cfg)
         cfg.update(node_id=6, members=[6, 7, 8])
         cfg["market"]["electors"] = [1, 2, 3, 4, 5]
@@ -77,11 +79,11 @@ def board_folder(folder, name, cfg, built, code):
 
 
 def run(n, hours, bidders, built, folder, code="romfs", runtime="unix64", role="elector", strangers=2000,
-        sample_steps=64):
+        sample_steps=64, market=None):
     """One board over `hours` on `runtime`: heap_seat.py's dict plus
     "lowest_free" (bytes) and "nodes"; {"booted": False, "error": ...} if it
     does not run."""
-    bdir, rom = board_folder(folder, "%s%d-%s" % (role, n, runtime), board_cfg(n, role), built, code)
+    bdir, rom = board_folder(folder, "%s%d-%s" % (role, n, runtime), board_cfg(n, role, market), built, code)
     args = [hours, bidders, role, strangers, sample_steps]
     if runtime == "wasm32":
         try:
@@ -135,6 +137,8 @@ def main(argv=None):
     ap.add_argument("--role", default="elector", choices=("elector", "trader"))
     ap.add_argument("--strangers", type=int, default=2000, help="a trader's HELLOs from outside the roster")
     ap.add_argument("--tables", action="store_true", help="also print the board's byte-array tables at the end")
+    ap.add_argument("--leases-per-node", type=int, help="the market's ledger record slots per node (default 6)")
+    ap.add_argument("--max-bids", type=int, help="the market's bid book rows (default: roster nodes + 16)")
     ap.add_argument("--sample-steps", type=int, default=64,
                     help="shell steps between two heap samples (1: every step; slow on wasm32)")
     a = ap.parse_args(argv)
@@ -149,6 +153,9 @@ def main(argv=None):
             ap.error(str(e))
     print("machine:", describe())
     sizes = [int(x) for x in a.sizes.split(",")]
+    market = {k: v for k, v in (("leases_per_node", a.leases_per_node), ("max_bids", a.max_bids)) if v is not None}
+    if market:
+        print("market config: %s (not the defaults)" % ", ".join("%s %d" % kv for kv in sorted(market.items())))
     with tempfile.TemporaryDirectory() as folder:
         built = flash_mod.build(os.path.join(folder, ".image"))
         for code in a.code.split(","):
@@ -157,7 +164,7 @@ def main(argv=None):
                 print("[%s] %s of a %d-node region, %g mission h:" % (code, a.role, n, a.hours), flush=True)
                 for rt in runtimes:
                     r = results[rt][n] = run(n, a.hours, a.bidders, built, folder, code, rt, a.role, a.strangers,
-                                                  a.sample_steps)
+                                                  a.sample_steps, market)
                     extra = ""
                     if r.get("booted"):
                         extra = "; %d rounds, %d awarded, %d refused" % (r["rounds"], r["awarded"], r["refused"])

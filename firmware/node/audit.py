@@ -53,9 +53,7 @@ def copy_ledger(dst, src):
     dst.base = src.base
     dst.n = src.n
     dst.busy[:] = src.busy
-    dst.res[:] = src.res
-    dst._first[:] = src._first
-    dst.span[:] = src.span
+    dst._rfs[:] = src._rfs
     dst.period[:] = src.period
     dst.count[:] = src.count
 

@@ -171,8 +171,8 @@ class MarketConfig:
         for e in self.electors:
             if self.index(e) < 0:
                 raise ValueError("market: elector %d is not in the roster" % e)
-        if len(units) != 8 or min(units) < 0 or sum(units) >= 0xFFFF:
-            raise ValueError("market: units must give 8 resource counts, fewer than 65535 in all")
+        if len(units) != 8 or min(units) < 0 or sum(units) > 8192:  # node/ledger.py MAX_RESOURCES
+            raise ValueError("market: units must give 8 resource counts, at most 8192 in all")
         self.units = tuple(units)
         if not 0 <= region <= 0x1FE:
             raise ValueError("market: region must be in 0..0x1FE")

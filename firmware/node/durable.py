@@ -88,7 +88,7 @@ def pack(m, tr):
         struct.pack_into(_HEAD, out, 0, b"MK", 1, 1, m.led_term, m.led_round, base, n, len(tr.leases))
         for i in range(led.max):
             if led.count[i]:
-                struct.pack_into(_REC, out, off, i, led.res[i], led.first(i) - base + 256, led.span[i],
+                struct.pack_into(_REC, out, off, i, led.res_of(i), led.first(i) - base + 256, led.span_of(i),
                                  led.period[i], led.count[i])
                 off += 9
     else:

@@ -20,10 +20,16 @@
 # (docs/MARKET.md has the arithmetic for 1,000 nodes): each holder (an index
 # into the region's roster) owns `per_holder` record slots, record i belongs
 # to holder i // per_holder, so a holder's leases are found without a search
-# and no holder field or list link is stored. A record is 7 bytes: res u16,
-# first u16, span, period, count u8 (count 0: a free slot). first is kept
-# modulo 2**16 and read back relative to base: every live record starts
-# within 256 slots before base and the horizon after it, so it is exact.
+# and no holder field or list link is stored. A record is 6 bytes: res,
+# first and span (8 bits) in one u32 word, then period and count u8 (count
+# 0: a free slot). first is kept modulo 2**fb and read back relative to
+# base: every live record starts within 256 slots before base and the
+# horizon after it, so it is exact with fb = 9 bits for a horizon up to 256
+# slots (the default 128), 10 up to 768, 11 up to 1,024. res takes the
+# word's top bits: a region has at most 8,192 resources (their busy bitmap
+# alone would be 128 KB at the default horizon: no board holds it). With
+# the default horizon every word stays a small int (under 2**30) on a
+# 32-bit MicroPython, so reading a record allocates nothing.
 # A holder whose slots are all taken gets no more leases until one expires
 # (add() says -2): a bound on what one node can hold, by design.
 #
@@ -40,6 +46,7 @@ from micropython import const
 
 _REC = "<HHIBBB"
 _U8 = const(255)
+MAX_RESOURCES = const(8192)  # resource ids fit the record word's top bits at any horizon
 
 
 def last_slot(first, span, period, count):
@@ -57,6 +64,8 @@ class Ledger:
     def __init__(self, n_res, horizon, per_holder, n_holders):
         if horizon % 8 or not 0 < horizon <= 1024:
             raise ValueError("ledger: horizon must be a multiple of 8 in 8..1024")
+        if n_res > MAX_RESOURCES:
+            raise ValueError("ledger: at most %d resources" % MAX_RESOURCES)
         self.n_res = n_res
         self.horizon = horizon
         self._row = horizon // 8
@@ -65,11 +74,10 @@ class Ledger:
         self.per_holder = per_holder
         self.n_holders = n_holders
         self.max = per_holder * n_holders
-        z = bytes(2 * self.max)  # one zero buffer for both (a small heap fragments on temporaries)
-        self.res = array("H", z)
-        self._first = array("H", z)
-        del z  # the buffer goes before the next arrays are made
-        self.span = bytearray(self.max)
+        fb = 9 if horizon <= 256 else 10 if horizon <= 768 else 11  # holds 256 + horizon slots
+        self._fmask = (1 << fb) - 1
+        self._rshift = 8 + fb
+        self._rfs = array("I", bytes(4 * self.max))  # res << _rshift | (first & _fmask) << 8 | span
         self.period = bytearray(self.max)
         self.count = bytearray(self.max)  # 0: a free record slot
         self.n = 0  # live records
@@ -78,16 +86,25 @@ class Ledger:
     # ---- records ---------------------------------------------------------
 
     def first(self, i):
-        """Record i's first slot (stored modulo 2**16, read relative to base)."""
+        """Record i's first slot (stored modulo 2**fb, read relative to base)."""
         lo = self.base - 256
-        return lo + ((self._first[i] - lo) & 0xFFFF)
+        return lo + (((self._rfs[i] >> 8) - lo) & self._fmask)
+
+    def res_of(self, i):
+        """Record i's resource."""
+        return self._rfs[i] >> self._rshift
+
+    def span_of(self, i):
+        """Record i's slots per occurrence."""
+        return self._rfs[i] & 0xFF
 
     def holder(self, i):
         return i // self.per_holder
 
     def lease(self, i):
         """(res, holder, first, span, period, count) of record i."""
-        return self.res[i], i // self.per_holder, self.first(i), self.span[i], self.period[i], self.count[i]
+        w = self._rfs[i]
+        return w >> self._rshift, i // self.per_holder, self.first(i), w & 0xFF, self.period[i], self.count[i]
 
     def free_slots(self, holder):
         """(records holder can still take, its records of several occurrences)."""
@@ -162,7 +179,7 @@ class Ledger:
             return -1, -1
         a = holder * self.per_holder
         for i in range(a, a + self.per_holder):
-            if self.count[i] and self.res[i] == res and self.span[i] == span:
+            if self.count[i] and self._rfs[i] >> self._rshift == res and self._rfs[i] & 0xFF == span:
                 d = slot - self.first(i)
                 p = self.period[i]
                 if d >= 0 and d % p == 0 and d // p < self.count[i]:
@@ -180,9 +197,7 @@ class Ledger:
         return -1
 
     def _put(self, i, res, first, span, period, count):
-        self.res[i] = res
-        self._first[i] = first & 0xFFFF
-        self.span[i] = span
+        self._rfs[i] = res << self._rshift | (first & self._fmask) << 8 | span
         self.period[i] = period
         self.count[i] = count
 
@@ -198,7 +213,7 @@ class Ledger:
             for i in self.records(holder):
                 c = self.count[i]
                 p = self.period[i]
-                if (self.res[i] == res and self.span[i] == span and (count == 1 or period == p)
+                if (self._rfs[i] >> self._rshift == res and self._rfs[i] & 0xFF == span and (count == 1 or period == p)
                         and self.first(i) + c * p == first and c + count <= _U8):
                     self._mark(res, first, span, p, count, True)  # one more occurrence or several, same rhythm
                     self.count[i] = c + count
@@ -218,7 +233,8 @@ class Ledger:
         """Remove occurrences k0..k1 of record i (bits cleared; split when
         they are in the middle). False if a split needs a free record slot and
         the holder has none: then nothing changes."""
-        res, first, span, period, count = self.res[i], self.first(i), self.span[i], self.period[i], self.count[i]
+        w = self._rfs[i]
+        res, first, span, period, count = w >> self._rshift, self.first(i), w & 0xFF, self.period[i], self.count[i]
         head = k0
         tail = count - k1 - 1
         if head and tail:
@@ -230,8 +246,7 @@ class Ledger:
         if head:
             self.count[i] = head
         elif tail:
-            self._first[i] = (first + (k1 + 1) * period) & 0xFFFF
-            self.count[i] = tail
+            self._put(i, res, first + (k1 + 1) * period, span, period, tail)
         else:
             self.count[i] = 0
             self.n -= 1
@@ -276,7 +291,7 @@ class Ledger:
             c = self.count[i]
             if not c:
                 continue
-            f, p, sp = self.first(i), self.period[i], self.span[i]
+            f, p, sp = self.first(i), self.period[i], self._rfs[i] & 0xFF
             while c and f + sp - 1 < new_base:
                 f += p
                 c -= 1
@@ -284,7 +299,8 @@ class Ledger:
                 self.count[i] = 0
                 self.n -= 1
             elif c != self.count[i]:
-                self._first[i] = f & 0xFFFF
+                w = self._rfs[i]
+                self._rfs[i] = w - (w & (self._fmask << 8)) + ((f & self._fmask) << 8)
                 self.count[i] = c
         busy = self.busy
         if new_base - self.base >= self.horizon:
@@ -325,8 +341,9 @@ class Ledger:
         for i in range(self.max):
             c = self.count[i]
             if c:
-                struct.pack_into(_REC, rec, 0, self.res[i], i // self.per_holder, self.first(i), self.span[i],
-                                 self.period[i] if c > 1 else self.span[i], c)
+                w = self._rfs[i]
+                struct.pack_into(_REC, rec, 0, w >> self._rshift, i // self.per_holder, self.first(i), w & 0xFF,
+                                 self.period[i] if c > 1 else w & 0xFF, c)
                 h = binascii.crc32(rec)
                 h ^= h >> 16
                 h = (h * 0x85EBCA6B) & 0xFFFFFFFF
@@ -349,10 +366,12 @@ class Ledger:
                 seen[j] = 0
             for i in range(self.max):
                 c = self.count[i]
-                res = self.res[i]
-                if not c or not r0 <= res < r0 + per:
+                if not c:
                     continue
-                first, span, period = self.first(i), self.span[i], self.period[i]
+                res = self._rfs[i] >> self._rshift
+                if not r0 <= res < r0 + per:
+                    continue
+                first, span, period = self.first(i), self._rfs[i] & 0xFF, self.period[i]
                 for k in range(c):
                     for s in range(first + k * period, first + k * period + span):
                         if lo_slot <= s < hi_slot:

@@ -217,11 +217,10 @@ class Node:
     def _check_replay(self, replay, frame, i):
         if replay.accept(i, frame.counter):
             return
-        if replay.has[i] == 0 and frame.counter < replay.ceiling[i] and frame.src:
+        if frame.src and replay.tell(i, frame.counter):
             # Below what we had accepted before a reboot, from a sender not
             # heard since: it may have missed our boot HELLO. Tell it once
             # (per source per boot); it moves to its next counter block.
-            replay.has[i] = 2  # told
             if self._booted:
                 self._send(frame.src, msgs.HELLO, self._hello())
         raise wire.ProtocolError(wire.ERR_REPLAY)

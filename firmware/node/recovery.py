@@ -168,9 +168,9 @@ def send_copy(m, dst, term, copy_id):
     total = min(led.n, 0xFFFF)
     for i in range(led.max):
         if led.count[i]:
-            first, span, period, count = led.first(i), led.span[i], led.period[i], led.count[i]
+            first, span, period, count = led.first(i), led.span_of(i), led.period[i], led.count[i]
             m.send(dst, msgs.AWARD, msgs.pack(
-                msgs.AWARD, term, copy_id, led.base, first, led.res[i], roster[led.holder(i)], total, span, period,
+                msgs.AWARD, term, copy_id, led.base, first, led.res_of(i), roster[led.holder(i)], total, span, period,
                 count, msgs.AWARD_SYNC, end_s(first, span, period, count, m.cfg.slot_ms), version=msgs.VERSION))
     return total
 

@@ -14,6 +14,9 @@ from node.wire import ADDR_GROUND, BLOCK, GROUND_BLOCK, index_of
 
 WINDOW = const(64)  # the widest reorder window (bits kept per source)
 _LAST_BLOCK = const(0xFFFFFC00)  # counters from here on: the ceiling saturates
+_HEARD = const(0x8000)  # per source: a counter from it accepted since boot
+_TOLD = const(0x4000)  # per source: told once this boot that it is below its floor (node/node.py)
+_BELOW = const(0x7FF)  # per source: how far the top counter is below its ceiling (0..BLOCK)
 
 
 class ReplayWindow:
@@ -31,6 +34,11 @@ class ReplayWindow:
     until a counter at or above it arrives, everything below it is refused;
     that first counter marks the window's counters below the floor as seen,
     so they stay refused (no separate floor table: 4 bytes a source less).
+    Once a counter is accepted the ceiling is the end of the top's block (or
+    saturated in the last block), so the top is kept as how far it is below
+    the ceiling, 0..BLOCK (u16 `_st`, with two flags: accepted since boot,
+    told once): 3 bytes a source less than a u32 top and a flag byte
+    (docs/HEAP.md), the same counters accepted and refused.
     Source 0, the ground, gets a ceiling too, in blocks of GROUND_BLOCK (it
     sends a few frames a run, and starts every run at a fresh block from the
     wall clock: ground/router.py), so a CONFIG or INTENT replayed after a
@@ -46,31 +54,43 @@ class ReplayWindow:
             sources = array("H", sources)
         self.sources = sources  # array('H'), sorted: persisted as it is
         n = len(sources)
-        self._top = array("I", bytes(4 * n))
-        self.has = bytearray(n)  # bit 0: a counter from it accepted since boot; bit 1: free for the node (nudged)
+        self._st = array("H", bytes(2 * n))  # _HEARD, _TOLD, and how far the top counter is below the ceiling
         self._bits = bytearray(8 * n)  # bit (c % 64) of source i at 8*i + (c % 64) // 8
         self.ceiling = array("I", bytes(4 * n))  # to persist: block end above every accepted counter
         self.dirty = False  # a ceiling moved since take()
         self._ground = 0 if n and sources[0] == ADDR_GROUND else -1  # the ground's index (sources are sorted)
+
+    def heard(self, i):
+        """A counter from source index i accepted since boot."""
+        return bool(self._st[i] & _HEARD)
+
+    def tell(self, i, counter):
+        """True once per source per boot: nothing accepted from it since
+        boot and `counter` below its floor (a sender that may have missed our
+        boot HELLO: the node tells it; node/node.py _check_replay)."""
+        st = self._st[i]
+        if st & (_HEARD | _TOLD) or counter >= self.ceiling[i]:
+            return False
+        self._st[i] = st | _TOLD
+        return True
 
     def accept(self, i, counter):
         """Record `counter` for source index `i` (index_of(sources, src));
         False, with nothing recorded, if it is not fresh."""
         bits = self._bits
         base = 8 * i
-        h = self.has[i]
-        if not h & 1:
+        st = self._st[i]
+        if not st & _HEARD:
             floor = self.ceiling[i]  # as loaded: nothing accepted since boot
             if counter < floor:
                 return False
-            self.has[i] = h | 1
             for k in range(base, base + 8):
                 bits[k] = 0
-            self._top[i] = counter
             for c in range(counter - WINDOW + 1 if counter >= WINDOW else 0, floor):  # below the floor: seen
                 bits[base + ((c & 63) >> 3)] |= 1 << (c & 7)
+            top = -1
         else:
-            top = self._top[i]
+            top = self.ceiling[i] - (st & _BELOW)
             if counter > top:
                 if counter - top >= WINDOW:
                     for k in range(base, base + 8):
@@ -78,14 +98,15 @@ class ReplayWindow:
                 else:
                     for c in range(top + 1, counter + 1):  # counters skipped: not seen
                         bits[base + ((c & 63) >> 3)] &= ~(1 << (c & 7)) & 0xFF
-                self._top[i] = counter
             elif top - counter >= self.size or bits[base + ((counter & 63) >> 3)] & (1 << (counter & 7)):
                 return False
         bits[base + ((counter & 63) >> 3)] |= 1 << (counter & 7)
-        if counter >= self.ceiling[i]:
+        if counter >= self.ceiling[i]:  # always so for the first of a boot (counter >= floor)
             b = GROUND_BLOCK if i == self._ground else BLOCK
             self.ceiling[i] = (counter // b + 1) * b if counter < _LAST_BLOCK else 0xFFFFFFFF
             self.dirty = True
+        if counter > top:
+            self._st[i] = (st & _TOLD) | _HEARD | (self.ceiling[i] - counter)
         return True
 
     def load(self, blob):

@@ -180,7 +180,7 @@ def test_after_a_reboot_a_sender_that_hears_the_hello_is_accepted_at_its_next_fr
     node = m.nodes[victim]
     assert node.replay.ceiling[wire.index_of(node.replay.sources, leader)] > 0  # it remembers what it took before
     m.run_for(m.config.heartbeat_ms + 20)  # one heartbeat interval and the links' delay
-    assert node.replay.has[wire.index_of(node.replay.sources, leader)] & 1
+    assert node.replay.heard(wire.index_of(node.replay.sources, leader))
     assert node.coordinator == leader
     # refused at most: what its two peers had in flight before the HELLO reached them
     assert node.errors[wire.ERR_REPLAY] <= 2, node.errors
@@ -207,7 +207,7 @@ def test_a_sender_that_missed_the_hello_is_told_once_and_moves_on():
     assert out and sender.take_persist() is not None  # the jump reserves one more block: one write
     for line in out:
         n.receive(line[:-1], 50)
-    assert n.errors[wire.ERR_REPLAY] == 3 and n.replay.has[wire.index_of(n.replay.sources, 2)] & 1
+    assert n.errors[wire.ERR_REPLAY] == 3 and n.replay.heard(wire.index_of(n.replay.sources, 2))
 
 
 def test_a_sender_reserves_block_aligned_counters_and_jumps_once_per_used_block():

@@ -4,6 +4,7 @@
 # market modules, as a board boots with (tests/mpy_runner.py).
 import gc
 import sys
+from array import array
 
 from node import msgs, wire
 from node.config import Config, MarketConfig
@@ -65,3 +66,20 @@ def test_an_elector_keeps_a_table_for_every_roster_node_and_takes_their_signed_f
     for src in range(n_roster + 1, n_roster + 2001):  # and a flood of ids outside the rosters
         n.receive(_signed(msgs.HELLO, src, 1, hello, 3), 6)
     assert n.errors[wire.ERR_UNKNOWN_SRC] == 2000 and len(n.sources) == n_roster + 1
+
+
+def test_an_electors_tables_take_what_docs_heap_says_per_roster_node():
+    # docs/HEAP.md: a ledger record slot is 6 bytes (6 per roster node by
+    # default), a replay source 16 (its window 8, ceiling 4, top and flags 2,
+    # id 2): what a 1,000-node elector's 36 B + 16 B a node come from.
+    n_roster = 1000 if sys.implementation.name == "cpython" else 100
+    m = MarketConfig(roster=range(1, n_roster + 1), electors=(1, 2, 3, 4, 5), units=(4, 4, 4, 4, 4, 4, 4, 4))
+    n = Node(1, _cfg(members=(1, 2, 3, 4, 5), market=m), seed=1)
+    n.poll(0)
+    led = n.region.market.ledger
+    arrays = [v for v in led.__dict__.values() if isinstance(v, (array, bytearray))]
+    assert led.max == 6 * n_roster
+    assert sum(len(bytes(a)) for a in arrays) == 6 * led.max + len(led.busy) + 11  # + the digest's record buffer
+    rw = n.replay
+    arrays = [v for v in rw.__dict__.values() if isinstance(v, (array, bytearray))]
+    assert sum(len(bytes(a)) for a in arrays) == 16 * (n_roster + 1)  # the ground and the roster

@@ -194,3 +194,33 @@ def test_first_slots_survive_the_sixteen_bit_wrap():
     assert led.first(i) == 65542 and led.count[i] == 4
     assert led.find(0, 0, 65550, 1) == (i, 2)
     assert _busy_bits(led) == 4 == _record_slots(led)
+
+
+def test_first_slots_read_back_exactly_at_every_horizon():
+    # a record keeps its first slot modulo 2**9..2**11 by the horizon (docs/MARKET.md): the last
+    # slot of the horizon and an occurrence under way since 254 slots before the base read back
+    # exactly, at bases past several wraps of the modulus and of 2**16
+    for horizon in (8, 256, 264, 768, 776, 1024):
+        led = Ledger(2, horizon, 2, 1)
+        for base in (0, 5000, 70000):
+            led.reset(base)
+            a = led.add(0, 0, base + horizon - 1, 1, 1, 1)
+            b = led.add(1, 0, base, min(255, horizon), 1, 1)
+            assert a >= 0 and b >= 0 and led.first(a) == base + horizon - 1 and led.first(b) == base
+            led.advance(base + min(254, horizon - 1))
+            assert led.first(b) == base and led.first(a) == base + horizon - 1, (horizon, base)
+            assert led.lease(b) == (1, 0, base, min(255, horizon), min(255, horizon), 1)
+            assert _busy_bits(led) == _record_slots(led) and led.conflicts() == 0
+
+
+def test_a_region_holds_up_to_8192_resources():
+    led = Ledger(8192, 128, 1, 2)
+    i = led.add(8191, 1, 3, 2, 4, 3)
+    assert led.lease(i) == (8191, 1, 3, 2, 4, 3) and led.is_busy(8191, 7) and not led.is_busy(8190, 7)
+    assert led._rfs[i] < 1 << 30  # a small int on a 32-bit MicroPython at the default horizon: no allocation
+    try:
+        Ledger(8193, 8, 1, 1)
+    except ValueError as e:
+        assert "8192" in str(e)
+    else:
+        raise AssertionError("8,193 resources accepted")

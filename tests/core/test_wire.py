@@ -137,6 +137,27 @@ def test_replay_window_accepts_each_counter_once_in_any_order():
     assert w.accept(a, 1063) and not w.accept(a, 999)  # the bit of 999 is 1063's slot: cleared, yet too old
 
 
+def test_the_top_counter_is_exact_across_blocks_and_in_the_last_block():
+    # the top is kept as its offset in the ceiling's block (docs/PROTOCOL.md): what the window
+    # refuses after a block boundary, for the ground's 16-counter blocks, and in the last block
+    # (its ceiling saturates) shows the top read back is the counter accepted
+    w = ReplayWindow((0, 1))
+    assert w.accept(1, 1023) and w.accept(1, 1025) and w.ceiling[1] == 2048
+    assert w.accept(1, 1024) and not w.accept(1, 1023) and not w.accept(1, 961) and w.accept(1, 962)
+    assert w.accept(1, 2047) and w.accept(1, 2048) and w.ceiling[1] == 3072 and not w.accept(1, 1984)
+    assert w.accept(1, 1985) and not w.accept(1, 2048)
+    assert w.accept(0, 15) and w.accept(0, 17) and w.ceiling[0] == 32 and w.accept(0, 16) and not w.accept(0, 15)
+    top = 0xFFFFFFFF
+    assert w.accept(1, 0xFFFFFBFF) and w.accept(1, 0xFFFFFC05) and w.ceiling[1] == top
+    assert w.accept(1, top - 1) and not w.accept(1, 0xFFFFFC05) and w.accept(1, top) and not w.accept(1, top - 1)
+    assert w.accept(1, top - 63) and not w.accept(1, top - 64)
+    assert w.heard(1) and not w.tell(1, 5)  # heard since boot: never told
+    w2 = ReplayWindow((0, 1))
+    w2.load(b"".join(bytes(p) for p in w.take()))
+    assert not w2.heard(1) and w2.tell(1, 5) and not w2.tell(1, 5)  # told once per boot
+    assert not w2.accept(1, top - 1) and w2.accept(1, top) and w2.heard(1)
+
+
 def _lines(n):
     return [wire.encode(0x02, i + 1, 0xFFFF, bytes([i, 0, 3, 27]) * i) for i in range(n)]
 
