@@ -12,7 +12,10 @@ fed by ground/history.py's checker with every frame a node sent:
                         quarantined, N does not announce itself regional
                         coordinator (COORDINATOR on the region's address) and
                         is awarded no lease of a round closed after the
-                        quarantine.
+                        quarantine. An elector holds what its latest LOG line
+                        said since its latest boot: its table is in RAM, so
+                        its boot HELLO to the ground (a reset, a power cut, a
+                        restart) clears what it held.
   accusation_grounded   every ACCUSE an auditor sends the ground names what
                         the accused coordinator really prepared: it sent a
                         PREPARE (PRICES, status prepare) for that term and
@@ -111,6 +114,8 @@ class ContainmentChecker:
             self.witnessed.setdefault(msg["node"], set()).add(src)
         elif type_ == "log":
             self._log(src, msg.get("text"), fid, line)
+        elif type_ == "hello" and dst == 0 and src in self.electors:
+            self._booted(src)
         elif type_ == "coordinator" and dst == region_addr and self._quarantined_by_majority(src):
             self.violate("quarantine_respected", "line %d: node %d announces itself regional coordinator (term %s)"
                          " while a majority of electors hold it quarantined" % (line, src, msg.get("term")),
@@ -124,6 +129,12 @@ class ContainmentChecker:
                 self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) while"
                              " a majority of electors hold it quarantined (since round %d)"
                              % (line, holder, rnd, fid, self.since_round[holder]), [fid], [line])
+
+    def _booted(self, elector):
+        """An elector's boot HELLO: it booted with an empty quarantine table
+        (node/quarantine.py keeps it in RAM), so it holds nobody any more."""
+        for states in self.held.values():
+            states.pop(elector, None)
 
     def _grounded(self, src, msg, fid, line):
         key = (msg["accused"], msg.get("term"), msg.get("round"))
