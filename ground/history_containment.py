@@ -10,12 +10,18 @@ fed by ground/history.py's checker with every frame a node sent:
                         the ground a WITNESS against N before.
   quarantine_respected  while a majority of the electors hold node N
                         quarantined, N does not announce itself regional
-                        coordinator (COORDINATOR on the region's address) and
-                        is awarded no lease of a round closed after the
-                        quarantine. An elector holds what its latest LOG line
-                        said since its latest boot: its table is in RAM, so
-                        its boot HELLO to the ground (a reset, a power cut, a
-                        restart) clears what it held.
+                        coordinator (COORDINATOR on the region's address); and
+                        a coordinator that holds N quarantined awards it no
+                        lease of a round closed after it quarantined N (a
+                        resend after a takeover re-announces an earlier
+                        coordinator's award: not judged; each
+                        elector's table is its own: a coordinator whose table
+                        missed an accusation, or was emptied by a reboot,
+                        still awards N, as the core's rule says). An elector
+                        holds what its latest LOG line said since its latest
+                        boot: its table is in RAM, so its boot HELLO to the
+                        ground (a reset, a power cut, a restart) clears what
+                        it held.
   accusation_grounded   every ACCUSE an auditor sends the ground names what
                         the accused coordinator really prepared: it sent a
                         PREPARE (PRICES, status prepare) for that term and
@@ -59,7 +65,7 @@ class ContainmentChecker:
         self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
         self.prepared = {}  # (coordinator, term, round) -> {(digest, awards, prices)} its PREPAREs said
         self.held = {}  # node -> {elector: state} (each elector's latest report)
-        self.since_round = {}  # node -> latest round when a majority first held it quarantined
+        self.since_round = {}  # (node, elector) -> the latest round when that elector quarantined it
         self.round = -1  # latest round a PRICES frame named
         self.reports = 0
         self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event, of its reinstatement)
@@ -124,11 +130,12 @@ class ContainmentChecker:
             holder = msg.get("holder")
             rnd = msg.get("round")
             flags = msg.get("flags") or 0
-            if (holder in self.since_round and not flags & 0x13 and isinstance(rnd, int)
-                    and self._quarantined_by_majority(holder) and rnd > self.since_round[holder] + 1):
-                self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) while"
-                             " a majority of electors hold it quarantined (since round %d)"
-                             % (line, holder, rnd, fid, self.since_round[holder]), [fid], [line])
+            since = self.since_round.get((holder, src))
+            if (since is not None and not flags & 0x17 and isinstance(rnd, int)  # (a resend: an earlier award)
+                    and self.held.get(holder, {}).get(src) == "quarantined" and rnd > since + 1):
+                self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) by"
+                             " coordinator %d, which holds it quarantined (since round %d)"
+                             % (line, holder, rnd, fid, src, since), [fid], [line])
 
     def _booted(self, elector):
         """An elector's boot HELLO: it booted with an empty quarantine table
@@ -167,10 +174,10 @@ class ContainmentChecker:
             return
         node, state, cause = int(m.group(1)), m.group(2), m.group(3)
         self.reports += 1
-        was = self._quarantined_by_majority(node)
-        self.held.setdefault(node, {})[src] = state
-        if not was and self._quarantined_by_majority(node):
-            self.since_round[node] = self.round
+        states = self.held.setdefault(node, {})
+        if state == "quarantined" and states.get(src) != "quarantined":
+            self.since_round[(node, src)] = self.round
+        states[src] = state
         if state == "quarantined" and cause.startswith("witnessed by"):
             w = _WITNESSED_BY.match(cause)
             if w is None or int(w.group(1)) not in self.witnessed.get(node, ()):

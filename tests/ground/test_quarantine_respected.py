@@ -68,3 +68,37 @@ def test_without_the_boot_hellos_the_same_awards_are_a_violation(rebooted):
     events = [e if id(e) not in hellos else dict(copy.deepcopy(e), dst=0xFFFF) for e in events]
     got = _respected(header, events)
     assert got and all("node 1 awarded a lease of round" in m for m in got), got
+
+
+def _checker():
+    from ground.history_containment import ContainmentChecker
+
+    seen = []
+    return ContainmentChecker({1, 2, 6, 7}, lambda inv, msg, fids, lines: seen.append(msg)), seen
+
+
+def _log(c, src, text, line):
+    c.sent(src, 0, "log", {"text": text}, line, line, 0xFE01)
+
+
+def test_an_award_is_judged_by_the_awarding_coordinators_own_table():
+    # From `ground chaos ... --seed 7` (schedule 7): 1, 6 and 7 hold node 1
+    # quarantined, coordinator 2 missed 7's accusation and holds it suspect
+    # only: its award stands (its table is its own); an award by 6 does not.
+    c, seen = _checker()
+    c.sent(2, 0xFFFF, "prices", {"round": 8}, 1, 1, 0xFE01)
+    for e in (1, 6, 7):
+        _log(c, e, "quarantine node 1 quarantined: 4 stale-term claims (term 1, mine 2) seen by %d" % e, 2 + e)
+    _log(c, 2, "quarantine node 1 suspect: accused by 2", 10)
+    c.sent(2, 1, "award", {"holder": 1, "round": 10, "flags": 0}, 11, 11, 0xFE01)
+    assert seen == []
+    c.sent(6, 1, "award", {"holder": 1, "round": 9, "flags": 0}, 12, 12, 0xFE01)  # its bid may predate: stands
+    assert seen == []
+    c.sent(6, 1, "award", {"holder": 1, "round": 10, "flags": 0}, 13, 13, 0xFE01)
+    assert len(seen) == 1 and "by coordinator 6, which holds it quarantined (since round 8)" in seen[0], seen
+    c.sent(6, 1, "award", {"holder": 1, "round": 10, "flags": 4}, 13, 13, 0xFE01)  # a takeover's resend: not its award
+    assert len(seen) == 1, seen
+    c.sent(6, 0, "hello", {"fw_major": 1}, 14, 14, 0xFE01)  # 6 rebooted: its table is empty
+    c.sent(6, 1, "award", {"holder": 1, "round": 11, "flags": 0}, 15, 15, 0xFE01)
+    c.sent(1, 0xFE01, "coordinator", {"term": 9}, 16, 16, 0xFE01)  # 1 and 7 only: not a majority now
+    assert len(seen) == 1, seen
