@@ -22,6 +22,14 @@ fed by ground/history.py's checker with every frame a node sent:
                         boot: its table is in RAM, so its boot HELLO to the
                         ground (a reset, a power cut, a restart) clears what
                         it held.
+                        Nor is N coordinator of its own cluster (a
+                        COORDINATOR, or a heartbeat in the coordinator role,
+                        on its cluster's address) once a majority of the
+                        electors have held it quarantined for three HELD
+                        resend periods (3 lead_ms, lead_ms = slot_ms / 8: the
+                        electors tell its cluster in HELD frames, its members
+                        refuse it their votes and it resigns,
+                        node/heldview.py).
   accusation_grounded   every ACCUSE an auditor sends the ground names what
                         the accused coordinator really prepared: it sent a
                         PREPARE (PRICES, status prepare) for that term and
@@ -60,6 +68,13 @@ class ContainmentChecker:
     def __init__(self, electors, violate, header=None):
         self.electors = set(electors)
         self.majority = len(self.electors) // 2 + 1
+        market = (header or {}).get("market")
+        slot_ms = market.get("slot_ms") if isinstance(market, dict) else None
+        # A cluster learns a quarantine from the electors' HELD frames, resent every lead_ms (slot_ms / 8 by
+        # default); its members' views keep one for 3 lead_ms (node/heldview.py)
+        self.cluster_grace_ns = 3 * (slot_ms if isinstance(slot_ms, int) else 60000) * 1000000 // 8
+        self.majority_since_ns = {}  # node -> mission ns since when a majority holds it quarantined
+        self.now_ns = 0  # the event being fed (ground/history_checker.py sets it)
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
         self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
         self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
@@ -137,6 +152,16 @@ class ContainmentChecker:
                              " coordinator %d, which holds it quarantined (since round %d)"
                              % (line, holder, rnd, fid, src, since), [fid], [line])
 
+    def cluster_claim(self, src, type_, msg, fid, line):
+        """Node src claims coordinator of its own cluster (a COORDINATOR, or
+        a heartbeat in the coordinator role)."""
+        since = self.majority_since_ns.get(src)
+        if since is None or not self._quarantined_by_majority(src) or self.now_ns - since < self.cluster_grace_ns:
+            return
+        self.violate("quarantine_respected", "line %d: node %d claims coordinator of its cluster (%s, term %s) while a"
+                     " majority of electors have held it quarantined for %.1f s"
+                     % (line, src, type_, msg.get("term"), (self.now_ns - since) / 1e9), [fid], [line])
+
     def _booted(self, elector):
         """An elector's boot HELLO: it booted with an empty quarantine table
         (node/quarantine.py keeps it in RAM), so it holds nobody any more."""
@@ -177,7 +202,10 @@ class ContainmentChecker:
         states = self.held.setdefault(node, {})
         if state == "quarantined" and states.get(src) != "quarantined":
             self.since_round[(node, src)] = self.round
+        was = self._quarantined_by_majority(node)
         states[src] = state
+        if not was and self._quarantined_by_majority(node):
+            self.majority_since_ns[node] = self.now_ns
         if state == "quarantined" and cause.startswith("witnessed by"):
             w = _WITNESSED_BY.match(cause)
             if w is None or int(w.group(1)) not in self.witnessed.get(node, ()):

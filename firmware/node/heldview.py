@@ -1,0 +1,106 @@
+# Quarantine in the cluster election (docs/CONTAINMENT.md): a cluster
+# member's view of which members its region's electors hold out of the
+# election (quarantined or on probation), from their HELD frames.
+#
+# Every elector of a region with auditors sends HELD (region, node, state) to
+# a node's cluster address when the node's state in its table changes, and
+# again every lead_ms while it holds the node out. A member counts, per
+# node, the electors whose latest HELD said so within hold_ms (3 lead_ms: a
+# lost frame or a rebooted elector is forgotten), plus its own table if it is
+# an elector. A node that a majority of the region's electors hold out is not
+# electable in its cluster: it does not stand, members refuse it their
+# (pre)votes, a coordinator does not name it standby, and a coordinator that
+# learns it is held resigns. The cap holds here too: never more than
+# `quarantine_cap_permille` of the cluster out, never fewer than two
+# electable members (the lowest ids held are out first, the same on every
+# member that has the same view).
+#
+# Loaded on a node's first HELD (only nodes with a market, in a region with
+# auditors, once some elector holds a node out); a node that never gets one
+# runs the cluster election exactly as before.
+
+from micropython import const
+
+from node import elect, refusal
+from node import election as el
+
+_QUARANTINED = const(2)  # quarantine.QUARANTINED
+_PROBATION = const(3)  # quarantine.PROBATION: back in the market, not electable yet
+
+
+class HeldView:
+    def __init__(self, node):
+        m = node.region.cfg
+        self.node = node
+        self.majority = len(m.electors) // 2 + 1
+        self.hold_ms = 3 * m.lead_ms
+        self.cap_permille = m.quarantine_cap_permille
+        self.held = {}  # member -> {elector: ms of its latest HELD holding it out}
+
+    def on_held(self, src, member, state, now_ms):
+        got = self.held.get(member)
+        if state == _QUARANTINED or state == _PROBATION:
+            if got is None:
+                got = self.held[member] = {}
+            got[src] = now_ms
+        elif got is not None and src in got:
+            del got[src]
+            if not got:
+                del self.held[member]
+
+    def count(self, member, now_ms):
+        """Electors holding member out: those whose HELD said so within
+        hold_ms, and this node's own table if it is an elector."""
+        n = 0
+        got = self.held.get(member)
+        if got:
+            for t in got.values():
+                if now_ms - t <= self.hold_ms:
+                    n += 1
+        q = self.node.region.quarantine
+        if q is not None and not q.electable(member):
+            n += 1
+        return n
+
+    def electable(self, member, now_ms):
+        if self.count(member, now_ms) < self.majority:
+            return True
+        members = self.node.members.members
+        n = len(members)
+        room = min(n - 2, self.cap_permille * n // 1000)  # how many may be out
+        for m in members:  # ascending ids
+            if m == member:
+                return room <= 0
+            if self.count(m, now_ms) >= self.majority:
+                room -= 1
+        return True
+
+    def may_lead(self, now_ms):
+        return self.electable(self.node.id, now_ms)
+
+    def may_elect(self, src, now_ms):
+        return self.electable(src, now_ms)
+
+
+def on_held(node, src, f, now_ms):
+    """A HELD from `src`: checked (an elector of our region, about a member
+    of our cluster), then kept; a coordinator it now holds out resigns."""
+    region = node.region
+    region_id, member, state = f
+    if region_id != region.cfg.region:
+        region.refused[refusal.REGION] += 1
+        return
+    if src not in region.cfg.electors:
+        region.refused[refusal.FORGED] += 1
+        return
+    if not node.members.is_member(member):
+        region.refused[refusal.UNKNOWN_NODE] += 1
+        return
+    view = node.held
+    if view is None:
+        view = node.held = HeldView(node)
+        node.may_lead = view.may_lead
+        node.may_elect = view.may_elect
+    view.on_held(src, member, state, now_ms)
+    if node.role == el.COORDINATOR and not view.electable(node.id, now_ms):
+        elect.resign(node, now_ms)  # may_lead keeps it from running again
