@@ -102,3 +102,51 @@ def test_an_award_is_judged_by_the_awarding_coordinators_own_table():
     c.sent(6, 1, "award", {"holder": 1, "round": 11, "flags": 0}, 15, 15, 0xFE01)
     c.sent(1, 0xFE01, "coordinator", {"term": 9}, 16, 16, 0xFE01)  # 1 and 7 only: not a majority now
     assert len(seen) == 1, seen
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cluster")
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 120")
+    run.run(scenario.load_text(text, AUDITORS), str(out), plot=False)
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    return header, events
+
+
+def _claims(events, node, cluster_addr):
+    return [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["src"] == node
+            and e["dst"] == cluster_addr and (e["type"] == "coordinator" or e["type"] == "heartbeat"
+                                              and e["msg"]["role"] == 2)]
+
+
+def test_a_quarantined_cluster_coordinator_resigns_and_its_cluster_elects_another(audited):
+    # containment-auditors: node 1 coordinates cluster 1 and the region; the
+    # auditors have every elector quarantine it at 53.5 s. Each elector tells
+    # cluster 1 (HELD, 0x96), node 1 resigns there too, and cluster 1 elects
+    # another member, which does not name node 1 standby.
+    header, events = audited
+    c1 = 0xF001
+    q_ns = max(e["mission_ns"] for e in _sent(events, "log", dst=0)
+               if e["msg"]["text"].startswith("quarantine node 1 quarantined"))
+    held = {e["src"] for e in _sent(events, "held", dst=c1) if e["msg"] == {"region": 1, "node": 1, "state": 2}}
+    assert held == {1, 2, 6, 7}
+    assert [e for e in _claims(events, 1, c1) if e["mission_ns"] < q_ns]  # it was cluster 1's coordinator
+    late = [e for e in _claims(events, 1, c1) if e["mission_ns"] > q_ns + 2e9]
+    assert late == []
+    after = [e for e in _sent(events, "coordinator", dst=c1) if e["mission_ns"] > q_ns]
+    assert after and all(e["src"] != 1 and e["msg"]["standby"] != 1 for e in after), after
+    assert _respected(header, events) == []
+
+
+def test_a_quarantined_node_still_claiming_its_cluster_is_a_violation(audited):
+    # The checker's side: node 1's last heartbeat as cluster coordinator,
+    # moved to 30 s after the quarantine, is caught.
+    header, events = audited
+    c1 = 0xF001
+    last = _claims(events, 1, c1)[-1]
+    later_ns = last["mission_ns"] + 30 * 10 ** 9
+    fid = 1 + max(e["id"] for e in events if e["kind"] == "frame")
+    moved = dict(copy.deepcopy(last), id=fid, mission_ns=later_ns, wall_ns=later_ns)
+    i = max(k for k, e in enumerate(events) if e.get("mission_ns", 0) <= moved["mission_ns"])
+    got = _respected(header, events[:i + 1] + [moved] + events[i + 1:])
+    assert len(got) == 1 and "node 1 claims coordinator of its cluster (heartbeat" in got[0], got
