@@ -19,9 +19,9 @@ fed by ground/history.py's checker with every frame a node sent:
                         missed an accusation, or was emptied by a reboot,
                         still awards N, as the core's rule says). An elector
                         holds what its latest LOG line said since its latest
-                        boot: its table is in RAM, so its boot HELLO to the
-                        ground (a reset, a power cut, a restart) clears what
-                        it held.
+                        boot: its table is in RAM, so a crash or a power cut
+                        (the fault event), and its boot HELLO to the ground
+                        (a reset, a restart), clear what it held.
                         Nor is N coordinator of its own cluster (a
                         COORDINATOR, or a heartbeat in the coordinator role,
                         on its cluster's address) once a majority of the
@@ -161,6 +161,12 @@ class ContainmentChecker:
         self.violate("quarantine_respected", "line %d: node %d claims coordinator of its cluster (%s, term %s) while a"
                      " majority of electors have held it quarantined for %.1f s"
                      % (line, src, type_, msg.get("term"), (self.now_ns - since) / 1e9), [fid], [line])
+
+    def down(self, node):
+        """A crash or power cut: an elector down says nothing and comes back
+        with an empty table (a restart is a boot)."""
+        if node in self.electors:
+            self._booted(node)
 
     def _booted(self, elector):
         """An elector's boot HELLO: it booted with an empty quarantine table

@@ -3,11 +3,15 @@
 # election (quarantined or on probation), from their HELD frames.
 #
 # Every elector of a region with auditors sends HELD (region, node, state) to
-# a node's cluster address when the node's state in its table changes, and
-# again every lead_ms while it holds the node out. A member counts, per
-# node, the electors whose latest HELD said so within hold_ms (3 lead_ms: a
-# lost frame or a rebooted elector is forgotten), plus its own table if it is
-# an elector. A node that a majority of the region's electors hold out is not
+# a node's cluster address when the node's state in its table changes (and
+# at its next 3 lead_ms ticks: a lost release is said again), every lead_ms
+# while it holds the node out (a member that rebooted learns it again), and
+# after its own boot a HELD naming no node (0) to every cluster: forget what
+# I held (its table is in RAM). A member counts, per node, the electors whose
+# latest HELD held it out, plus its own table if it is an elector: it keeps
+# a hold until that elector releases it or reboots, so a cluster cut off
+# from the electors by a partition does not forget a quarantine it heard.
+# A node that a majority of the region's electors hold out is not
 # electable in its cluster: it does not stand, members refuse it their
 # (pre)votes, a coordinator does not name it standby, and a coordinator that
 # learns it is held resigns. The cap holds here too: never more than
@@ -26,6 +30,7 @@ from node import election as el
 
 _QUARANTINED = const(2)  # quarantine.QUARANTINED
 _PROBATION = const(3)  # quarantine.PROBATION: back in the market, not electable yet
+_NO_NODE = const(0)  # msgs.NO_NODE: a HELD naming no node, from an elector that booted
 
 
 class HeldView:
@@ -33,30 +38,30 @@ class HeldView:
         m = node.region.cfg
         self.node = node
         self.majority = len(m.electors) // 2 + 1
-        self.hold_ms = 3 * m.lead_ms
         self.cap_permille = m.quarantine_cap_permille
-        self.held = {}  # member -> {elector: ms of its latest HELD holding it out}
+        self.held = {}  # member -> [electors whose latest HELD held it out]
 
-    def on_held(self, src, member, state, now_ms):
+    def on_held(self, src, member, state):
+        if member == _NO_NODE:  # src rebooted: it holds nobody now
+            for k in list(self.held):
+                self.on_held(src, k, 0)
+            return
         got = self.held.get(member)
         if state == _QUARANTINED or state == _PROBATION:
             if got is None:
-                got = self.held[member] = {}
-            got[src] = now_ms
+                got = self.held[member] = []
+            if src not in got:
+                got.append(src)
         elif got is not None and src in got:
-            del got[src]
+            got.remove(src)
             if not got:
                 del self.held[member]
 
     def count(self, member, now_ms):
-        """Electors holding member out: those whose HELD said so within
-        hold_ms, and this node's own table if it is an elector."""
-        n = 0
+        """Electors holding member out: those whose latest HELD said so, and
+        this node's own table if it is an elector."""
         got = self.held.get(member)
-        if got:
-            for t in got.values():
-                if now_ms - t <= self.hold_ms:
-                    n += 1
+        n = len(got) if got else 0
         q = self.node.region.quarantine
         if q is not None and not q.electable(member):
             n += 1
@@ -93,7 +98,7 @@ def on_held(node, src, f, now_ms):
     if src not in region.cfg.electors:
         region.refused[refusal.FORGED] += 1
         return
-    if not node.members.is_member(member):
+    if member and not node.members.is_member(member):
         region.refused[refusal.UNKNOWN_NODE] += 1
         return
     view = node.held
@@ -101,6 +106,6 @@ def on_held(node, src, f, now_ms):
         view = node.held = HeldView(node)
         node.may_lead = view.may_lead
         node.may_elect = view.may_elect
-    view.on_held(src, member, state, now_ms)
+    view.on_held(src, member, state)
     if node.role == el.COORDINATOR and not view.electable(node.id, now_ms):
         elect.resign(node, now_ms)  # may_lead keeps it from running again

@@ -1,7 +1,7 @@
 """quarantine_respected across reboots (ground/history_containment.py,
 docs/CONTAINMENT.md): an elector keeps its quarantine table in RAM, so an
-elector that reboots holds nobody quarantined; the checker counts only what
-each elector said since its latest boot HELLO.
+elector that crashes, loses power or reboots holds nobody quarantined; the
+checker counts only what each elector said since then (its boot HELLO).
 
 The regression is `ground chaos scenarios/containment-auditors.yaml --seed 1
 --schedules 3` (schedules 1 and 3) trimmed to two power cuts: node 1
@@ -59,13 +59,14 @@ def test_electors_that_rebooted_no_longer_hold_the_node_and_the_run_is_clean(reb
     assert _respected(header, events) == []
 
 
-def test_without_the_boot_hellos_the_same_awards_are_a_violation(rebooted):
-    # The checker still judges: the same trace with the two boot HELLOs
-    # taken out reads as a majority holding node 1 quarantined.
+def test_without_the_power_cuts_and_boot_hellos_the_same_awards_are_a_violation(rebooted):
+    # The checker still judges: the same trace with the two power cuts and
+    # boot HELLOs taken out reads as a majority holding node 1 quarantined.
     header, events = rebooted
     hellos = {id(e) for e in _sent(events, "hello", dst=0) if e["src"] in (2, 6) and e["mission_ns"] > 60e9}
-    assert hellos
-    events = [e if id(e) not in hellos else dict(copy.deepcopy(e), dst=0xFFFF) for e in events]
+    cuts = {id(e) for e in events if e["kind"] == "fault" and e.get("fault") == "power_cut"}
+    assert hellos and len(cuts) == 2
+    events = [e if id(e) not in hellos else dict(copy.deepcopy(e), dst=0xFFFF) for e in events if id(e) not in cuts]
     got = _respected(header, events)
     assert got and all("node 1 awarded a lease of round" in m for m in got), got
 
