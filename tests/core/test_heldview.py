@@ -41,7 +41,7 @@ def _say(f, electors, member, ms):
         f.run_for(LEAD_MS)
 
 
-def test_a_member_held_by_a_majority_leaves_its_clusters_election_and_comes_back_when_no_longer_said():
+def test_a_member_held_by_a_majority_leaves_its_clusters_election_until_an_elector_lets_go():
     f = _fed()
     c1 = [1, 2, 3, 4, 5]
     assert f.run_until(f.now + 20000, until=lambda x: _coordinator(x, c1) is not None)
