@@ -108,6 +108,8 @@ class _Checker(ElectionRules, LeaseRules):
             self.end = line
         elif kind == "fault" and e.get("fault") in ("sever", "reinstate_region") and self.end is None:
             self.containment.sever(e, line)  # history_containment.py: sever_respected
+        elif kind == "fault" and e.get("fault") in ("crash", "power_cut") and self.end is None:
+            self.containment.down(e.get("node"))  # an elector down holds nobody quarantined (its table is in RAM)
         elif kind == "node" and self.end is None:
             if self.replication.node_event(e, line):
                 self._need.clear()  # a cluster's members changed: its recipients with them
@@ -149,7 +151,11 @@ class _Checker(ElectionRules, LeaseRules):
         elif type_ == "hello":
             self._hello(src, msg, fid, line)
         if self.electors:
+            self.containment.now_ns = e.get("mission_ns") or 0
             self.containment.sent(src, dst, type_, msg, fid, line, self.region_addr)
+            if dst == CLUSTER_BASE | self.nodes[src] and (type_ == "coordinator" or type_ == "heartbeat" and
+                                                           msg.get("role") == self.role_coordinator):
+                self.containment.cluster_claim(src, type_, msg, fid, line)  # quarantine in the cluster election
         elif type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
                 self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed

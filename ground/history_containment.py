@@ -10,9 +10,26 @@ fed by ground/history.py's checker with every frame a node sent:
                         the ground a WITNESS against N before.
   quarantine_respected  while a majority of the electors hold node N
                         quarantined, N does not announce itself regional
-                        coordinator (COORDINATOR on the region's address) and
-                        is awarded no lease of a round closed after the
-                        quarantine.
+                        coordinator (COORDINATOR on the region's address); and
+                        a coordinator that holds N quarantined awards it no
+                        lease of a round closed after it quarantined N (a
+                        resend after a takeover re-announces an earlier
+                        coordinator's award: not judged; each
+                        elector's table is its own: a coordinator whose table
+                        missed an accusation, or was emptied by a reboot,
+                        still awards N, as the core's rule says). An elector
+                        holds what its latest LOG line said since its latest
+                        boot: its table is in RAM, so a crash or a power cut
+                        (the fault event), and its boot HELLO to the ground
+                        (a reset, a restart), clear what it held.
+                        Nor is N coordinator of its own cluster (a
+                        COORDINATOR, or a heartbeat in the coordinator role,
+                        on its cluster's address) once a majority of the
+                        electors have held it quarantined for three HELD
+                        resend periods (3 lead_ms, lead_ms = slot_ms / 8: the
+                        electors tell its cluster in HELD frames, its members
+                        refuse it their votes and it resigns,
+                        node/heldview.py).
   accusation_grounded   every ACCUSE an auditor sends the ground names what
                         the accused coordinator really prepared: it sent a
                         PREPARE (PRICES, status prepare) for that term and
@@ -51,12 +68,19 @@ class ContainmentChecker:
     def __init__(self, electors, violate, header=None):
         self.electors = set(electors)
         self.majority = len(self.electors) // 2 + 1
+        market = (header or {}).get("market")
+        slot_ms = market.get("slot_ms") if isinstance(market, dict) else None
+        # A cluster learns a quarantine from the electors' HELD frames, resent every lead_ms (slot_ms / 8 by
+        # default); its members' views keep one for 3 lead_ms (node/heldview.py)
+        self.cluster_grace_ns = 3 * (slot_ms if isinstance(slot_ms, int) else 60000) * 1000000 // 8
+        self.majority_since_ns = {}  # node -> mission ns since when a majority holds it quarantined
+        self.now_ns = 0  # the event being fed (ground/history_checker.py sets it)
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
         self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
         self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
         self.prepared = {}  # (coordinator, term, round) -> {(digest, awards, prices)} its PREPAREs said
         self.held = {}  # node -> {elector: state} (each elector's latest report)
-        self.since_round = {}  # node -> latest round when a majority first held it quarantined
+        self.since_round = {}  # (node, elector) -> the latest round when that elector quarantined it
         self.round = -1  # latest round a PRICES frame named
         self.reports = 0
         self.severed = {}  # node -> (its severed region's nodes, region, line of the sever event, of its reinstatement)
@@ -111,6 +135,8 @@ class ContainmentChecker:
             self.witnessed.setdefault(msg["node"], set()).add(src)
         elif type_ == "log":
             self._log(src, msg.get("text"), fid, line)
+        elif type_ == "hello" and dst == 0 and src in self.electors:
+            self._booted(src)
         elif type_ == "coordinator" and dst == region_addr and self._quarantined_by_majority(src):
             self.violate("quarantine_respected", "line %d: node %d announces itself regional coordinator (term %s)"
                          " while a majority of electors hold it quarantined" % (line, src, msg.get("term")),
@@ -119,11 +145,34 @@ class ContainmentChecker:
             holder = msg.get("holder")
             rnd = msg.get("round")
             flags = msg.get("flags") or 0
-            if (holder in self.since_round and not flags & 0x13 and isinstance(rnd, int)
-                    and self._quarantined_by_majority(holder) and rnd > self.since_round[holder] + 1):
-                self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) while"
-                             " a majority of electors hold it quarantined (since round %d)"
-                             % (line, holder, rnd, fid, self.since_round[holder]), [fid], [line])
+            since = self.since_round.get((holder, src))
+            if (since is not None and not flags & 0x17 and isinstance(rnd, int)  # (a resend: an earlier award)
+                    and self.held.get(holder, {}).get(src) == "quarantined" and rnd > since + 1):
+                self.violate("quarantine_respected", "line %d: node %d awarded a lease of round %d (frame %d) by"
+                             " coordinator %d, which holds it quarantined (since round %d)"
+                             % (line, holder, rnd, fid, src, since), [fid], [line])
+
+    def cluster_claim(self, src, type_, msg, fid, line):
+        """Node src claims coordinator of its own cluster (a COORDINATOR, or
+        a heartbeat in the coordinator role)."""
+        since = self.majority_since_ns.get(src)
+        if since is None or not self._quarantined_by_majority(src) or self.now_ns - since < self.cluster_grace_ns:
+            return
+        self.violate("quarantine_respected", "line %d: node %d claims coordinator of its cluster (%s, term %s) while a"
+                     " majority of electors have held it quarantined for %.1f s"
+                     % (line, src, type_, msg.get("term"), (self.now_ns - since) / 1e9), [fid], [line])
+
+    def down(self, node):
+        """A crash or power cut: an elector down says nothing and comes back
+        with an empty table (a restart is a boot)."""
+        if node in self.electors:
+            self._booted(node)
+
+    def _booted(self, elector):
+        """An elector's boot HELLO: it booted with an empty quarantine table
+        (node/quarantine.py keeps it in RAM), so it holds nobody any more."""
+        for states in self.held.values():
+            states.pop(elector, None)
 
     def _grounded(self, src, msg, fid, line):
         key = (msg["accused"], msg.get("term"), msg.get("round"))
@@ -156,10 +205,13 @@ class ContainmentChecker:
             return
         node, state, cause = int(m.group(1)), m.group(2), m.group(3)
         self.reports += 1
+        states = self.held.setdefault(node, {})
+        if state == "quarantined" and states.get(src) != "quarantined":
+            self.since_round[(node, src)] = self.round
         was = self._quarantined_by_majority(node)
-        self.held.setdefault(node, {})[src] = state
+        states[src] = state
         if not was and self._quarantined_by_majority(node):
-            self.since_round[node] = self.round
+            self.majority_since_ns[node] = self.now_ns
         if state == "quarantined" and cause.startswith("witnessed by"):
             w = _WITNESSED_BY.match(cause)
             if w is None or int(w.group(1)) not in self.witnessed.get(node, ()):

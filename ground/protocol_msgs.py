@@ -58,6 +58,7 @@ REINSTATE = 0x92  # ground -> the region's electors: a node out of quarantine (g
 WITNESS = 0x93  # elector -> the region's electors + ground: a member's stale-term claims seen first hand
 BID_SEEN = 0x94  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
 SEVER = 0x95  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
+HELD = 0x96  # elector -> a node's cluster address: that node's quarantine state in the elector's table
 JOIN = 0xA0  # replication (node/join.py): daughter -> its cluster
 ROSTER = 0xA1  # coordinator -> cluster: a node joined
 SPLIT = 0xA2  # coordinator -> cluster: the upper half becomes another cluster
@@ -292,6 +293,7 @@ BidSeen = Struct(
     "digest" / Int32ul,  # crc32 of its fields as AUDIT_BID rows carry them (node/bidcopy.py)
 )
 Sever = Struct("region" / Int16ul, "severed" / Int8ul)  # the region; 1 severed, 0 reinstated
+Held = Struct("region" / Int16ul, "node" / Int16ul, "state" / Int8ul)  # 0 normal, 1 suspect, 2 quarantined, 3 probation
 
 Join = Struct("parent" / Int16ul, "cluster" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw" / Int16ul)
 Roster = Struct("term" / Int32ul, "epoch" / Int16ul, "node" / Int16ul, "parent" / Int16ul, "members" / Int8ul)
@@ -372,6 +374,7 @@ MESSAGES = {
     WITNESS: ("witness", Witness),
     BID_SEEN: ("bid_seen", BidSeen),
     SEVER: ("sever", Sever),
+    HELD: ("held", Held),
     JOIN: ("join", Join),
     ROSTER: ("roster", Roster),
     SPLIT: ("split", Split),

@@ -21,8 +21,11 @@ from node import catalog as cat, msgs, refusal, wire
 from node.market import CLEARING, clearing
 from node.auction import F_ALL, F_WON, NO_RESOURCE, BidBook
 from node.ledger import Ledger
+from node.quarantine import STATE_NAMES
 
 _MISSING = const(0xFF)  # an AUDIT_BID row not received yet
+_QUARANTINED = const(2)  # quarantine.QUARANTINED (PROBATION is 3)
+_AGAIN = const(3)  # lead_ms ticks a HELD release, or an elector's boot (HELD node 0), is said again
 
 # ACCUSE `reason` bits: what differs (the evidence fields carry both sides).
 REASON_DIGEST = const(1)  # the ledger digest the coordinator prepared differs from the auditor's re-run
@@ -294,6 +297,8 @@ def setup(region, config, now_ms):
     region.lineage = config.lineage
     region.q_tick_ms = now_ms
     region.stale = {}  # member -> [stale-term claims seen, first one's ms]
+    region.h_boot = _AGAIN  # ticks left to tell every cluster "I hold nobody" (HELD node 0): I booted
+    region.h_again = {}  # node -> ticks left to say its changed state again (HELD)
     if region.id in mcfg.auditors:
         from node.bidcopy import Seen
 
@@ -306,17 +311,44 @@ def setup(region, config, now_ms):
 def attach(region, seat):
     q = region.quarantine
     me = region.id
-    seat.may_lead = lambda: q.electable(me)
-    seat.may_elect = q.electable
+    seat.may_lead = lambda now_ms: q.electable(me)
+    seat.may_elect = lambda src, now_ms: q.electable(src)
 
 
 def tick(region, now_ms):
-    """A few times a round: accusations expire, probation is served."""
+    """A few times a round: accusations expire, probation is served, and
+    each node this elector holds out of the election is said again to its
+    cluster (HELD, node/heldview.py), as is a change of the last _AGAIN
+    ticks and, after a boot, that it holds nobody."""
     if now_ms < region.q_tick_ms:
         return
     region.q_tick_ms = now_ms + region.cfg.lead_ms
-    region.quarantine.tick(now_ms // region.cfg.slot_ms, now_ms)
+    q = region.quarantine
+    q.tick(now_ms // region.cfg.slot_ms, now_ms)
     _report_events(region, now_ms)
+    if region.h_boot:
+        region.h_boot -= 1
+        for k in set(q.clusters.values()):
+            if k:
+                region._send(wire.cluster_addr(k), msgs.HELD, msgs.pack(msgs.HELD, region.cfg.region, 0, 0))
+    again = region.h_again
+    for i in range(len(q.roster)):
+        node = q.roster[i]
+        if q.state[i] >= _QUARANTINED or node in again:  # held out (or just changed): say it again
+            _held(region, node, q.state[i])
+            n = again.get(node, 0)
+            if n > 1:
+                again[node] = n - 1
+            elif n:
+                del again[node]
+
+
+def _held(region, node, state):
+    """Tell node's cluster (its address: every member, traders too) the
+    node's state in this elector's table, for the cluster election."""
+    k = region.quarantine.clusters.get(node)
+    if k:
+        region._send(wire.cluster_addr(k), msgs.HELD, msgs.pack(msgs.HELD, region.cfg.region, node, state))
 
 
 def on_frame(region, src, t, f, now_ms):
@@ -487,6 +519,8 @@ def on_witness(region, src, f, now_ms):
 def _report_events(region, now_ms):
     for node, state, cause in region.quarantine.take_events():
         _report(region, "quarantine node %d %s: %s" % (node, state, cause))
+        _held(region, node, STATE_NAMES.index(state))
+        region.h_again[node] = _AGAIN
         if node == region.id and state == "quarantined" and region.seat is not None:
             from node import elect
 

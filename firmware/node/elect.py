@@ -68,7 +68,7 @@ def adopt_term(node, term, now_ms):
 def election_timeout(node, now_ms):
     if node.role == el.FOLLOWER and node.coordinator != msgs.NO_NODE:
         node.coordinator = msgs.NO_NODE  # it went quiet
-    if node.may_lead is not None and not node.may_lead():
+    if node.may_lead is not None and not node.may_lead(now_ms):
         node._deadline_ms = now_ms + node._cold_timeout_ms()  # quarantined: not a candidate
         return
     node._become(el.EV_TIMEOUT, now_ms)
@@ -115,7 +115,7 @@ def pick_standby(node, now_ms):
     members = node.members
     lineage = node.cfg.lineage
     for m in members.members:
-        if m == node.id or members.status(m, now_ms) != ALIVE or not electable(node, m):
+        if m == node.id or members.status(m, now_ms) != ALIVE or not electable(node, m, now_ms):
             continue
         same = 1 if members.lineage.get(m, -1) == lineage else 0
         key = (same, -members.reach.get(m, msgs.ALIVE_UNKNOWN), m)
@@ -131,7 +131,8 @@ def coordinator_tick(node, now_ms):
     if node.timing.step_down(held_ms, quorum_ms, members.heard_within(quorum_ms, now_ms), members.majority):
         resign(node, now_ms)
         return
-    if node.standby == msgs.NO_NODE or members.status(node.standby, now_ms) != ALIVE:
+    sb = node.standby
+    if sb == msgs.NO_NODE or members.status(sb, now_ms) != ALIVE or not electable(node, sb, now_ms):
         standby = pick_standby(node, now_ms)
         if standby != node.standby:
             node.standby = standby
@@ -140,8 +141,8 @@ def coordinator_tick(node, now_ms):
         node._send_state(now_ms)
 
 
-def electable(node, src):
-    return node.may_elect is None or node.may_elect(src)
+def electable(node, src, now_ms):
+    return node.may_elect is None or node.may_elect(src, now_ms)
 
 
 def resign(node, now_ms):
@@ -191,7 +192,7 @@ def receive(node, src, t, fields, now_ms):
             return True
     elif t == msgs.PREVOTE_REQUEST:
         term = fields[0]
-        granted = node.timing.prevote(term, node.term, coordinator_quiet(node, now_ms), electable(node, src))
+        granted = node.timing.prevote(term, node.term, coordinator_quiet(node, now_ms), electable(node, src, now_ms))
         node._send(src, msgs.PREVOTE, msgs.pack(msgs.PREVOTE, term, src, 1 if granted else 0))
         return True
     elif t == msgs.VOTE_REQUEST:
@@ -201,7 +202,7 @@ def receive(node, src, t, fields, now_ms):
         else:
             if term > node.term:
                 adopt_term(node, term, now_ms)
-            granted = term == node.term and node.voted_for in (msgs.NO_NODE, src) and electable(node, src)
+            granted = term == node.term and node.voted_for in (msgs.NO_NODE, src) and electable(node, src, now_ms)
             if granted and node.voted_for != src:
                 node.voted_for = src
                 node._dirty = True

@@ -59,6 +59,7 @@ REINSTATE = const(0x92)  # ground -> region's electors: take this node out of qu
 WITNESS = const(0x93)  # elector -> region's electors + ground: a cluster member's stale-term claims, seen first hand
 BID_SEEN = const(0x94)  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
 SEVER = const(0x95)  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
+HELD = const(0x96)  # elector -> a node's cluster: its quarantine state in my table (the cluster election: node/heldview.py)
 # (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
 # Replication (docs/PROTOCOL.md "Joining and splitting"; node/join.py): 0xA0-0xA7.
@@ -205,6 +206,7 @@ LAYOUTS = {
     WITNESS: ("witness", "<HHIIB", ["region", "node", "term", "own", "claims"]),
     BID_SEEN: ("bid_seen", "<IIHI", ["round", "seq", "coordinator", "digest"]),
     SEVER: ("sever", "<HB", ["region", "severed"]),
+    HELD: ("held", "<HHB", ["region", "node", "state"]),
     JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
     ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
     SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),

@@ -59,6 +59,7 @@ class Node:
     # daughter): a class default, so a node that never sees one carries no
     # instance attribute for it (heap: 20 nodes share a 192K test heap).
     joins = None
+    held = None  # node/heldview.py's HeldView, made at the first HELD (a class default, as joins)
     # The election timing this node's lineage runs (docs/CONTAINMENT.md
     # "Election timing"): lineage A's lives in node/elect.py.
     timing = elect
@@ -507,6 +508,11 @@ class Node:
         if t == msgs.CONFIG:
             if f.src == wire.ADDR_GROUND:
                 self.time_scale_milli, self.fault_flags = fields
+            return
+        if t == msgs.HELD and region is not None:  # the electors' quarantine, for the cluster election
+            from node.heldview import on_held
+
+            on_held(self, f.src, fields, now_ms)
             return
         if msgs.JOIN <= t <= msgs.SPLIT:  # JOIN, ROSTER, SPLIT; before the member check: a JOIN comes from a node not yet a member
             self._joins().receive(self, f.src, t, fields, now_ms)

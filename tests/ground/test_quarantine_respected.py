@@ -1,0 +1,153 @@
+"""quarantine_respected across reboots (ground/history_containment.py,
+docs/CONTAINMENT.md): an elector keeps its quarantine table in RAM, so an
+elector that crashes, loses power or reboots holds nobody quarantined; the
+checker counts only what each elector said since then (its boot HELLO).
+
+The regression is `ground chaos scenarios/containment-auditors.yaml --seed 1
+--schedules 3` (schedules 1 and 3) trimmed to two power cuts: node 1
+(lineage 0, the planted defect) is quarantined by all four electors at
+53.5 s, electors 2 and 6 lose power at 70 s, and from then on only 1 and 7
+hold it: not a majority of four, so the market may award it round 2. The
+checker used to keep 2's and 6's pre-reboot word and failed the run."""
+
+import copy
+import os
+
+import pytest
+
+from ground import history, run, scenario, trace
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AUDITORS = os.path.join(ROOT, "scenarios", "containment-auditors.yaml")
+CUTS = """faults:
+  - {at_s: 70, power_cut: 2, duration_s: 5}
+  - {at_s: 70, power_cut: 6, duration_s: 5}
+"""
+
+
+@pytest.fixture(scope="module")
+def rebooted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reboot")
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 180") + CUTS
+    run.run(scenario.load_text(text, AUDITORS), str(out), plot=False)
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    return header, events
+
+
+def _sent(events, type_, **want):
+    return [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == type_
+            and all(e.get(k) == v for k, v in want.items())]
+
+
+def _respected(header, events):
+    r = history.check_events(header, events)
+    assert "quarantine_respected" in r.checked
+    return [v.message for v in r.violations if v.invariant == "quarantine_respected"]
+
+
+def test_electors_that_rebooted_no_longer_hold_the_node_and_the_run_is_clean(rebooted):
+    header, events = rebooted
+    logs = [e for e in _sent(events, "log", dst=0) if e["msg"]["text"].startswith("quarantine node 1 quarantined")]
+    assert sorted({e["src"] for e in logs}) == [1, 2, 6, 7]  # all four held it
+    last_q = max(e["mission_ns"] for e in logs)
+    boots = {e["src"] for e in _sent(events, "hello", dst=0) if e["mission_ns"] > last_q}
+    assert boots == {2, 6}  # then two of them booted with an empty table
+    # ... and the core, with only 1 and 7 holding it, let the market award it a later round:
+    late = [e for e in _sent(events, "award") if e["msg"]["holder"] == 1 and e["msg"]["round"] >= 2
+            and not e["msg"]["flags"] & 0x13]
+    assert late
+    assert _respected(header, events) == []
+
+
+def test_without_the_power_cuts_and_boot_hellos_the_same_awards_are_a_violation(rebooted):
+    # The checker still judges: the same trace with the two power cuts and
+    # boot HELLOs taken out reads as a majority holding node 1 quarantined.
+    header, events = rebooted
+    hellos = {id(e) for e in _sent(events, "hello", dst=0) if e["src"] in (2, 6) and e["mission_ns"] > 60e9}
+    cuts = {id(e) for e in events if e["kind"] == "fault" and e.get("fault") == "power_cut"}
+    assert hellos and len(cuts) == 2
+    events = [e if id(e) not in hellos else dict(copy.deepcopy(e), dst=0xFFFF) for e in events if id(e) not in cuts]
+    got = _respected(header, events)
+    assert got and all("node 1 awarded a lease of round" in m for m in got), got
+
+
+def _checker():
+    from ground.history_containment import ContainmentChecker
+
+    seen = []
+    return ContainmentChecker({1, 2, 6, 7}, lambda inv, msg, fids, lines: seen.append(msg)), seen
+
+
+def _log(c, src, text, line):
+    c.sent(src, 0, "log", {"text": text}, line, line, 0xFE01)
+
+
+def test_an_award_is_judged_by_the_awarding_coordinators_own_table():
+    # From `ground chaos ... --seed 7` (schedule 7): 1, 6 and 7 hold node 1
+    # quarantined, coordinator 2 missed 7's accusation and holds it suspect
+    # only: its award stands (its table is its own); an award by 6 does not.
+    c, seen = _checker()
+    c.sent(2, 0xFFFF, "prices", {"round": 8}, 1, 1, 0xFE01)
+    for e in (1, 6, 7):
+        _log(c, e, "quarantine node 1 quarantined: 4 stale-term claims (term 1, mine 2) seen by %d" % e, 2 + e)
+    _log(c, 2, "quarantine node 1 suspect: accused by 2", 10)
+    c.sent(2, 1, "award", {"holder": 1, "round": 10, "flags": 0}, 11, 11, 0xFE01)
+    assert seen == []
+    c.sent(6, 1, "award", {"holder": 1, "round": 9, "flags": 0}, 12, 12, 0xFE01)  # its bid may predate: stands
+    assert seen == []
+    c.sent(6, 1, "award", {"holder": 1, "round": 10, "flags": 0}, 13, 13, 0xFE01)
+    assert len(seen) == 1 and "by coordinator 6, which holds it quarantined (since round 8)" in seen[0], seen
+    c.sent(6, 1, "award", {"holder": 1, "round": 10, "flags": 4}, 13, 13, 0xFE01)  # a takeover's resend: not its award
+    assert len(seen) == 1, seen
+    c.sent(6, 0, "hello", {"fw_major": 1}, 14, 14, 0xFE01)  # 6 rebooted: its table is empty
+    c.sent(6, 1, "award", {"holder": 1, "round": 11, "flags": 0}, 15, 15, 0xFE01)
+    c.sent(1, 0xFE01, "coordinator", {"term": 9}, 16, 16, 0xFE01)  # 1 and 7 only: not a majority now
+    assert len(seen) == 1, seen
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cluster")
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 120")
+    run.run(scenario.load_text(text, AUDITORS), str(out), plot=False)
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    return header, events
+
+
+def _claims(events, node, cluster_addr):
+    return [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["src"] == node
+            and e["dst"] == cluster_addr and (e["type"] == "coordinator" or e["type"] == "heartbeat"
+                                              and e["msg"]["role"] == 2)]
+
+
+def test_a_quarantined_cluster_coordinator_resigns_and_its_cluster_elects_another(audited):
+    # containment-auditors: node 1 coordinates cluster 1 and the region; the
+    # auditors have every elector quarantine it at 53.5 s. Each elector tells
+    # cluster 1 (HELD, 0x96), node 1 resigns there too, and cluster 1 elects
+    # another member, which does not name node 1 standby.
+    header, events = audited
+    c1 = 0xF001
+    q_ns = max(e["mission_ns"] for e in _sent(events, "log", dst=0)
+               if e["msg"]["text"].startswith("quarantine node 1 quarantined"))
+    held = {e["src"] for e in _sent(events, "held", dst=c1) if e["msg"] == {"region": 1, "node": 1, "state": 2}}
+    assert held == {1, 2, 6, 7}
+    assert [e for e in _claims(events, 1, c1) if e["mission_ns"] < q_ns]  # it was cluster 1's coordinator
+    late = [e for e in _claims(events, 1, c1) if e["mission_ns"] > q_ns + 2e9]
+    assert late == []
+    after = [e for e in _sent(events, "coordinator", dst=c1) if e["mission_ns"] > q_ns]
+    assert after and all(e["src"] != 1 and e["msg"]["standby"] != 1 for e in after), after
+    assert _respected(header, events) == []
+
+
+def test_a_quarantined_node_still_claiming_its_cluster_is_a_violation(audited):
+    # The checker's side: node 1's last heartbeat as cluster coordinator,
+    # moved to 30 s after the quarantine, is caught.
+    header, events = audited
+    c1 = 0xF001
+    last = _claims(events, 1, c1)[-1]
+    later_ns = last["mission_ns"] + 30 * 10 ** 9
+    fid = 1 + max(e["id"] for e in events if e["kind"] == "frame")
+    moved = dict(copy.deepcopy(last), id=fid, mission_ns=later_ns, wall_ns=later_ns)
+    i = max(k for k, e in enumerate(events) if e.get("mission_ns", 0) <= moved["mission_ns"])
+    got = _respected(header, events[:i + 1] + [moved] + events[i + 1:])
+    assert len(got) == 1 and "node 1 claims coordinator of its cluster (heartbeat" in got[0], got
