@@ -7,8 +7,9 @@
 # own leases, so a rebooted holder claims what it holds. Written when
 # (led_term, led_round) moves to a known round (at most once per round: the
 # close on a coordinator, the matching ack on a replica, an adopted copy) or
-# the holder's leases change; never while a copy is half here (led_round -1:
-# the flash keeps the last whole ledger, which this elector did hold).
+# the holder's leases change; never a ledger that is half a copy (led_round
+# -1: the flash keeps the last whole ledger, which this elector did hold,
+# and a lease change meanwhile is written beside that ledger).
 #
 # Imported only when a section is packed or restored (a small heap).
 #
@@ -57,12 +58,17 @@ class Keeper:
         now = self._now()
         if now == self.mark:
             return False
-        return now[3] >= 0 or self.mark[3] < 0
+        return now[3] >= 0 or self.mark[3] < 0 or now[:2] != self.mark[:2]
 
     def take(self, fresh):
         if fresh:
-            kept = pack(self.region.market, self.region.trader)  # first: a MemoryError leaves it due
-            self.mark = self._now()
+            now = self._now()
+            if now[3] >= 0 or self.mark[3] < 0:
+                kept = pack(self.region.market, self.region.trader)  # first: a MemoryError leaves it due
+                self.mark = now
+            else:  # a copy half here: the flash's whole ledger stays, the leases as they are now go with it
+                kept = with_leases(self.kept, self.region.trader)
+                self.mark = now[:2] + self.mark[2:]
             self.kept = kept
         return self.kept
 
@@ -93,11 +99,32 @@ def pack(m, tr):
                 off += 9
     else:
         struct.pack_into(_HEAD, out, 0, b"MK", 1, 0, 0, -1, 0, 0, len(tr.leases))
+    _seal(out, off, tr)
+    return out  # not bytes(out): a copy needs a second block of its size (2 KB at 300 nodes, docs/HEAP.md)
+
+
+def with_leases(kept, tr):
+    """Section `kept` (b"": none) with trader tr's leases in place of its
+    own: a holder's release or award is kept while its elector's ledger is
+    half a copy (else a crash then gives the released lease back)."""
+    n = struct.unpack_from("<H", kept, HEAD_LEN - 4)[0] if kept else 0
+    at = HEAD_LEN + 9 * n
+    out = bytearray(at + 11 * len(tr.leases) + 4)
+    if kept:
+        out[:at] = kept[:at]
+        struct.pack_into("<H", out, HEAD_LEN - 2, len(tr.leases))
+    else:
+        struct.pack_into(_HEAD, out, 0, b"MK", 1, 0, 0, -1, 0, 0, len(tr.leases))
+    _seal(out, at, tr)
+    return out
+
+
+def _seal(out, off, tr):
+    """tr's leases into out from off, then the crc32 of all before it."""
     for x in tr.leases:
         struct.pack_into(_LEASE, out, off, x[0], x[1], x[2], x[3], x[4], x[5], 1 if x[6] else 0)
         off += 11
     struct.pack_into("<I", out, off, binascii.crc32(memoryview(out)[:off]))
-    return out  # not bytes(out): a copy needs a second block of its size (2 KB at 300 nodes, docs/HEAP.md)
 
 
 def check(blob):

@@ -33,6 +33,7 @@ def start(tr, now_ms):
         tr.send(tr.coord, msgs.RELEASE, msgs.pack(msgs.RELEASE, seq, lease[L_FIRST], on_sale, lease[L_RES], tr.id,
                                                   lease[L_SPAN], lease[L_PERIOD], lease[L_COUNT]))
         tr.released += lease[L_COUNT]
+        tr.gave_up = (tr.gave_up + [(lease[L_RES], lease[L_FIRST])])[-4:]
     tr.leases = keep
     report(tr, now_ms)
 

@@ -68,6 +68,7 @@ class Trader:
         self.used = 0  # lease occurrences that delivered something
         self.unused = 0  # occurrences that found nothing to do (stock full, blocked)
         self.released = 0  # occurrences given back
+        self.gave_up = []  # (res, first) of the last 4 leases given back: a takeover's resend of one is stale
         self.voids_seen = 0
         self.last_void = -1
         self.round_status = {}  # round -> PRICES status last heard for it (tests read this)
@@ -214,6 +215,11 @@ class Trader:
             self.refused[refusal.CLASS] += 1  # a lease it cannot use: never act on it
             return
         self._adopt(src, term, now_ms)
+        if (res, first) in self.gave_up:
+            if flags & msgs.AWARD_RESEND:  # sent before the coordinator had our RELEASE: taking it back would
+                self.refused[refusal.UNEXPECTED] += 1  # hold a slot its ledger has freed for another
+                return
+            self.gave_up.remove((res, first))  # awarded anew in a later round
         merge = bool(flags & msgs.AWARD_MERGE)
         if count == 1 and not merge:
             period = span

@@ -98,6 +98,15 @@ def test_reconnecting_after_a_window_releases_reports_and_resumes():
     assert m.reconciles == 1 and m.releases >= 1
     assert not [l for l in tr.leases if l[0] == res and l[1] == slot]
     assert m.ledger.find(res, idx, slot, 1)[0] < 0  # the slot is free for others
+    # A takeover's resend of that award, sent before the coordinator had the
+    # RELEASE, is stale: taking it back would hold a slot the ledger freed
+    # (chaos containment-auditors seed 31: the same slot released twice).
+    refused = tr.refused[:]
+    resend = msgs.pack(msgs.AWARD, 1, m.round, 0, slot, res, 5, 1, 1, 1, 1, msgs.AWARD_RESEND)
+    sim.inject(msgs.AWARD, resend, dst=5, src=1)
+    sim.run_for(1000)
+    assert not [l for l in tr.leases if l[0] == res and l[1] == slot]
+    assert sum(tr.refused) == sum(refused) + 1
     before = tr.bids
     tr.prod.feed = 0  # a need: the node bids for it again
     sim.run_for(SLOT)

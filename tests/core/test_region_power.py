@@ -65,14 +65,28 @@ def test_half_a_copy_never_replaces_the_ledger_on_flash():
     n = _elector_with_a_ledger()
     blob = n.take_persist()
     m = n.region.market
+    digest = m.ledger.digest()
     m.ledger.reset(9)  # a copy under way: knows nothing until it is whole
     m.led_round = -1
-    n.region.trader.awards += 1
-    assert n.take_persist() is None  # the flash keeps the ledger this elector did hold
     n.term += 1
     n._dirty = True  # a term change writes the last whole section again
     blob2 = n.take_persist()
     assert durable.split(blob2)[1] == durable.split(blob)[1]
+    # A lease released meanwhile is written beside that ledger: a crash
+    # then must not hand the holder back what it gave up (chaos
+    # containment-auditors seed 31: the same slot released twice).
+    tr = n.region.trader
+    kept_lease = tr.leases[1]
+    del tr.leases[0]
+    tr.released += 1
+    blob3 = n.take_persist()
+    assert blob3 is not None and n.take_persist() is None
+    b = Node(1, _cfg(), seed=4, saved=blob3)  # power back on
+    assert b.region.trader.leases == [kept_lease]
+    m3 = b.region.market
+    assert (m3.led_term, m3.led_round, m3.ledger.n) == (7, 4, 3) and m3.ledger.digest() == digest
+    m.led_round = 6  # the copy is whole: the ledger is written again, with the leases
+    assert durable.split(n.take_persist())[1] == durable.pack(m, tr)
 
 
 def test_a_damaged_section_is_reported_and_nothing_of_it_kept():
