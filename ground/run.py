@@ -288,8 +288,8 @@ class Run:
         boots = link.boots
         for line in link.poll(now // MS):
             self.router.from_node(link.node_id, line[:-1])
-        if link.updates is not None:
-            self._update_events(link, now, boots)
+        if link.updates is not None and (link.updates.notes or link.boots != boots or link.crashed is not None):
+            self._update_events(link, now, boots)  # (only when there is something to say: every poll asks)
         d = link.next_deadline_ms()
         if d is not None:
             # A node is polled at most once per mission ms for its timers: a

@@ -252,6 +252,8 @@ class MarketMetrics:
     several, each its own market) say which region a node's cluster is in;
     with one market, every node is in its region."""
 
+    VIEWS = ("sent", "fate")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = dict(FLAT, **AUCTION_FLAT)
 
     def __init__(self, fleet):

@@ -20,6 +20,8 @@ _IDS_KEPT = 100  # unfated frame ids listed
 
 
 class TrafficMetrics:
+    VIEWS = ("sent", "fate", "fault", "node", "link")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "coordination_bytes_share": ("ratio", "coordination bytes / all bytes sent by nodes"),
         "messages_per_node_hour_max": ("1/h", "busiest node's frames sent per mission hour"),
@@ -161,6 +163,8 @@ class SkewMetrics:
     """Version skew: frames the router down-converted to an older protocol
     version for a recipient (`converted`; not a final fate, the converted
     frame still gets its delivered or dropped)."""
+
+    VIEWS = ("fate",)  # the view kinds its feed() reads (the composer hands it only those)
 
     FLAT = {"frames_converted": ("count", "frames down-converted to an older protocol version for a recipient")}
 
