@@ -80,9 +80,12 @@ class TraceWriter:
         self.count += 1
 
     def __call__(self, event):
-        if self._f is None:
+        f = self._f  # (_write, written out: once per event of a run)
+        if f is None:
             raise ValueError("trace %s is closed" % self.path)
-        self._write(event)
+        f.write(line(event))
+        f.flush()
+        self.count += 1
 
     def close(self, end=None):
         """Write the `end` event (if given), sync and close; returns the end
