@@ -23,11 +23,12 @@ is an error naming the file and line). Like python-can's io: the writer is a
 listener (call it with events), the reader is an iterable.
 
 A line is `json.dumps(event, separators=(",", ":"), sort_keys=True)`. The
-event most runs write most often, a frame delivered as it was sent (the
+events most runs write most often, a frame delivered as it was sent (the
 router's `_deliver_sent`: eight keys, every value an int but two fixed
-strings), is written by one format string that gives those same bytes
-(`line()`; tests/ground/test_trace_line.py compares the two): the JSON
-encoder took about a sixth of a 1,000-node `--sim` run (docs/FLEET_RUN.md).
+strings) and a frame as a node sent it (the encoder writes only its `msg`),
+are written by a format string that gives those same bytes (`line()`;
+tests/ground/test_trace_line.py compares the two): the JSON encoder took
+about a sixth of a 1,000-node `--sim` run (docs/FLEET_RUN.md).
 """
 
 import json
@@ -42,18 +43,36 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps
 _encode = _ENCODER.encode
 _DELIVERED_KEYS = frozenset(("copy", "delay_ns", "fate", "id", "kind", "mission_ns", "to", "wall_ns"))
 _DELIVERED = '{"copy":%d,"delay_ns":%d,"fate":"delivered","id":%d,"kind":"frame","mission_ns":%d,"to":%d,"wall_ns":%d}\n'
+_SENT_KEYS = frozenset(("dst", "fate", "hex", "id", "kind", "len", "mission_ns", "msg", "seq", "src", "type", "wall_ns"))
+_SENT = ('{"dst":%d,"fate":"sent","hex":"%s","id":%d,"kind":"frame","len":%d,"mission_ns":%d,"msg":%s,"seq":%d,'
+         '"src":%d,"type":"%s","wall_ns":%d}\n')
+
+
+def _plain(text):
+    """A str json writes between quotes as it is (no escape: printable ASCII, no quote or backslash)."""
+    return text.__class__ is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
 def line(event):
     """One trace line (with its newline): json.dumps(event, separators=(",", ":"),
-    sort_keys=True), byte for byte; a plain `delivered` fate (exactly the keys
-    of _DELIVERED_KEYS, each number a true int, not a bool or a float) through
-    the format string, whose %d writes an int as json does."""
-    if event.keys() == _DELIVERED_KEYS and event["fate"] == "delivered" and event["kind"] == "frame":
+    sort_keys=True), byte for byte; a plain `delivered` fate or `sent` frame
+    (exactly the keys of _DELIVERED_KEYS / _SENT_KEYS, each number a true int,
+    not a bool or a float, each string one json writes unescaped, msg a dict)
+    through its format string, whose %d writes an int as json does."""
+    keys = event.keys()
+    if keys == _DELIVERED_KEYS and event["fate"] == "delivered" and event["kind"] == "frame":
         c, d, i, m, t, w = event["copy"], event["delay_ns"], event["id"], event["mission_ns"], event["to"], event["wall_ns"]
         if (c.__class__ is int and d.__class__ is int and i.__class__ is int and m.__class__ is int and t.__class__ is int
                 and w.__class__ is int):
             return _DELIVERED % (c, d, i, m, t, w)
+    elif keys == _SENT_KEYS and event["fate"] == "sent" and event["kind"] == "frame":
+        # a frame as a node sent it: the fixed keys by format, its msg by the encoder
+        d, i, n, m, q, s, w = (event["dst"], event["id"], event["len"], event["mission_ns"], event["seq"], event["src"],
+                               event["wall_ns"])
+        h, t, msg = event["hex"], event["type"], event["msg"]
+        if (d.__class__ is int and i.__class__ is int and n.__class__ is int and m.__class__ is int and q.__class__ is int
+                and s.__class__ is int and w.__class__ is int and msg.__class__ is dict and _plain(h) and _plain(t)):
+            return _SENT % (d, h, i, n, m, _encode(msg), q, s, t, w)
     return _encode(event) + "\n"
 
 
