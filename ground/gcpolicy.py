@@ -22,7 +22,7 @@ looks: traces, metrics and verdicts are the same.
 import gc
 from contextlib import contextmanager
 
-GEN0 = 10_000  # net container allocations before a young collection (default 700)
+GEN0 = 20_000  # net container allocations before a young collection (default 700)
 GEN1 = 10  # young collections before a middle one (the default)
 GEN2 = 100  # middle collections before a full one (default 10)
 
