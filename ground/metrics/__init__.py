@@ -66,6 +66,7 @@ FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nod
 GATE_BOUNDS = ("max", "min")
 # Every kind of view the shared reading yields (ground/metrics/fleet.py View).
 VIEW_KINDS = ("sent", "fate", "fault", "down", "radio", "node", "link", "rollout", "end", "close")
+FATES = ("delivered", "dropped", "duplicated", "corrupted", "converted")  # a fate view's fates (Fleet._frame)
 # Top-level sections a family may give (the rest of the result is the composer's).
 _SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment",
              "blast", "rollout", "growth")
@@ -81,8 +82,11 @@ class Metrics:
         if self.tl is not None:
             self.families.append(self.tl)
         # view kind -> the feeds of the families that read it (a family's
-        # VIEWS; one without VIEWS reads every kind), in family order
+        # VIEWS; one without VIEWS reads every kind), in family order; a
+        # fate view by its fate (a family's FATES, every fate without)
         self.feeds = {k: [f.feed for f in self.families if k in getattr(f, "VIEWS", VIEW_KINDS)] for k in VIEW_KINDS}
+        self.fate_feeds = {k: [f.feed for f in self.families if "fate" in getattr(f, "VIEWS", VIEW_KINDS)
+                               and k in getattr(f, "FATES", FATES)] for k in FATES}
         self.end = None
         self.realtime = None
 
@@ -94,7 +98,7 @@ class Metrics:
         if event.__class__ is dict and event.get("kind") == "frame":  # one view or none (most events)
             v = fleet.frame(event)
             if v is not None:
-                for feed in self.feeds[v.kind]:
+                for feed in (self.fate_feeds[v.fate] if v.kind == "fate" else self.feeds[v.kind]):
                     feed(v)
             return
         for v in fleet.feed(event):

@@ -63,6 +63,7 @@ class _Node:
 
 class AirtimeMetrics:
     VIEWS = ("radio", "fate")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("dropped",)  # the fates among its fate views it reads
 
     FLAT = {
         "airtime_frames": ("count", "transmissions on a radio link (a broadcast is one)"),

@@ -253,6 +253,7 @@ class MarketMetrics:
     with one market, every node is in its region."""
 
     VIEWS = ("sent", "fate")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("delivered", "dropped")  # the fates among its fate views it reads
 
     FLAT = dict(FLAT, **AUCTION_FLAT)
 

@@ -21,6 +21,7 @@ _IDS_KEPT = 100  # unfated frame ids listed
 
 class TrafficMetrics:
     VIEWS = ("sent", "fate", "fault", "node", "link")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("delivered", "dropped", "duplicated", "corrupted")  # the fates among its fate views it reads
 
     FLAT = {
         "coordination_bytes_share": ("ratio", "coordination bytes / all bytes sent by nodes"),
@@ -165,6 +166,7 @@ class SkewMetrics:
     frame still gets its delivered or dropped)."""
 
     VIEWS = ("fate",)  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("converted",)  # the fates among its fate views it reads
 
     FLAT = {"frames_converted": ("count", "frames down-converted to an older protocol version for a recipient")}
 
