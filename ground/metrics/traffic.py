@@ -71,14 +71,23 @@ class TrafficMetrics:
                     self.coord_bytes[v.cluster] += v.size
         elif kind == "fate":
             fate = v.fate
-            if fate == "delivered":
-                self.delivered += 1
-                if v.copy > 0:
-                    self.delivered_copies += 1
-                self._fated(v.fid, v.to)
-            elif fate == "dropped":
-                self.dropped[v.reason] = self.dropped.get(v.reason, 0) + 1
-                self._fated(v.fid, v.to)
+            if fate == "delivered" or fate == "dropped":
+                if fate == "delivered":
+                    self.delivered += 1
+                    if v.copy > 0:
+                        self.delivered_copies += 1
+                else:
+                    self.dropped[v.reason] = self.dropped.get(v.reason, 0) + 1
+                # a final fate: the recipient owes the frame none now (once per delivery: written out here)
+                rest = self.pending.get(v.fid)
+                to = v.to
+                if rest is not None and to != "skip":
+                    if to is None:  # dropped before fan-out: a fate for every recipient
+                        rest.clear()
+                    else:
+                        rest.discard(to)
+                    if not rest:
+                        del self.pending[v.fid]
             elif fate == "duplicated":
                 self.duplicated += 1
             elif fate == "corrupted":
@@ -89,17 +98,6 @@ class TrafficMetrics:
             self.node_events[v.event] = self.node_events.get(v.event, 0) + 1
         elif kind == "link":
             self.links[v.state] = self.links.get(v.state, 0) + 1
-
-    def _fated(self, fid, to):
-        rest = self.pending.get(fid)
-        if rest is None or to == "skip":
-            return
-        if to is None:  # dropped before fan-out: a fate for every recipient
-            rest.clear()
-        else:
-            rest.discard(to)
-        if not rest:
-            del self.pending[fid]
 
     def result(self, span):
         clusters = {}
