@@ -20,9 +20,10 @@ lineage fault's blast radius), RolloutMetrics
 nodes added, clusters split), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
 decodes each event once into views, the composer hands each view to the
-families that read its kind (a family's VIEWS: most ignore the frame fates,
-which are most of a run's views), and merges their results at the end. Nothing here does I/O (but
-from_trace, which reads the file) or reads a clock. Each family's state grows
+families that read its kind (a family's VIEWS, and for a fate view its
+FATES: most ignore the frame fates, which are most of a run's views), and
+merges their results at the end. Nothing here does I/O (but from_trace,
+which reads the file) or reads a clock. Each family's state grows
 with nodes, clusters, faults, claims and awards, not with frames, except
 where its docstring says so.
 
