@@ -26,7 +26,10 @@ class VirtualClock:
         return self._now
 
     def wall_ns(self, time_scale):
-        return int(self._now / time_scale)
+        now = self._now
+        if time_scale == 1.0 and now < 2**53:  # (once per trace event) the division's result, without it:
+            return now  # an int below 2**53 is exact as a float
+        return int(now / time_scale)
 
     def call_at(self, mission_ns, fn, *args):
         # (the router calls this once per recipient: no max(), heappush bound at import)

@@ -118,21 +118,24 @@ class _Checker(ElectionRules, LeaseRules):
                           lines=[self.end, line])
 
     def _frame(self, e, line):
+        # (once per trace line of a run: the common case reads few attributes)
         fate = e.get("fate")
         fid = e.get("id")
-        if not isinstance(fid, int) or isinstance(fid, bool):
+        if fid.__class__ is not int and (not isinstance(fid, int) or isinstance(fid, bool)):
             self._violate("trace", "line %d: frame event without an integer id" % line, lines=[line])
             return
         if fate == "sent":
             self._sent(e, fid, line)
-        else:
-            if fate == "delivered" and self.containment.audit is not None:
-                self.containment.audit.delivered(fid, e.get("to"))  # audit_rerun: what each auditor got
-            if fate == "delivered" and self.containment.severed:
+            return
+        if fate == "delivered":
+            containment = self.containment
+            if containment.audit is not None:
+                containment.audit.delivered(fid, e.get("to"))  # audit_rerun: what each auditor got
+            if containment.severed:
                 s = self.fates.sent.get(fid) or self.fates.done.get(fid)
                 if s is not None and e.get("to") is not None:
-                    self.containment.delivered(s.src, s.type, fid, s.line, e.get("to"), line)
-            self.fates.on_fate(e, fate, fid, line)
+                    containment.delivered(s.src, s.type, fid, s.line, e.get("to"), line)
+        self.fates.on_fate(e, fate, fid, line)
 
     def _sent(self, e, fid, line):
         src, dst = e.get("src"), e.get("dst")

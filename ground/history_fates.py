@@ -61,17 +61,22 @@ class _Sent:
 
     def add_final(self, to, line):
         """A final fate for `to`: one copy fewer owed, or one more than made."""
-        got = self.finals.get(to)
+        finals = self.finals
+        got = finals.get(to)
         if got is None:
-            self.finals[to] = line
+            finals[to] = line
             n = 0
         elif got.__class__ is int:
-            self.finals[to] = [got, line]
+            finals[to] = [got, line]
             n = 1
         else:
             n = len(got)
             got.append(line)
-        want = 1 + self.dups.get(to, 0) if self._counted(to) else 0
+        need = self.need  # _counted(to), written out: once per delivery
+        if need is not None and (to in need or (to == GROUND and self.dst == GROUND)):
+            want = 1 + self.dups.get(to, 0)
+        else:
+            want = 0
         if n < want:
             if n + 1 == want:
                 self.short -= 1
@@ -168,6 +173,13 @@ class FrameFates:
     def on_fate(self, e, fate, fid, line):
         """Any other frame event of frame `fid` (its fate for one recipient)."""
         s = self.sent.get(fid)
+        if s is not None and (fate == "delivered" or fate == "dropped"):
+            to = e.get("to")
+            if to is not None:  # the common case: a final fate for a frame still owed some
+                s.add_final(to, line)
+                if s.short == 0 and s.over == 0 and s.need is not None:
+                    self._settle(s)  # complete now (a frame still owed fates has no untargeted drop)
+                return
         if s is None:
             s = self.done.get(fid)
         if s is None:

@@ -99,14 +99,14 @@ class SimLink:
             decoded[key] = got
         if got.__class__ is int:
             node.errors[got] += 1
-        else:
-            node.receive_decoded(got, self._local_ms(mission_ms))
+        else:  # (_local_ms written out: once per delivery)
+            node.receive_decoded(got, mission_ms if self.skew == 1.0 else int(mission_ms * self.skew))
 
     def poll(self, mission_ms):
         """Frames the node wants to send now: [line with delimiter]."""
         if not self.up:
             return []
-        now_ms = self._local_ms(mission_ms)
+        now_ms = mission_ms if self.skew == 1.0 else int(mission_ms * self.skew)  # _local_ms, once per poll
         out = self.node.poll(now_ms)
         blob = self.node.take_persist()
         if blob is not None:

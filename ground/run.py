@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 
 from ground import firmware
-from ground import audit_rerun, history
+from ground import audit_rerun, gcpolicy, history
 from ground import lineagefault
 from ground import sever
 from ground import metrics as metrics_mod
@@ -288,8 +288,8 @@ class Run:
         boots = link.boots
         for line in link.poll(now // MS):
             self.router.from_node(link.node_id, line[:-1])
-        if link.updates is not None:
-            self._update_events(link, now, boots)
+        if link.updates is not None and (link.updates.notes or link.boots != boots or link.crashed is not None):
+            self._update_events(link, now, boots)  # (only when there is something to say: every poll asks)
         d = link.next_deadline_ms()
         if d is not None:
             # A node is polled at most once per mission ms for its timers: a
@@ -552,8 +552,8 @@ class Run:
                 self.rollout = Orchestrator(self)
             for fn in self.on_start:
                 fn(self)
-            end_ns = int(self.sc.duration_s * S)
-            self.clock.run_until(end_ns, progress=self._progress if self.progress else None)
+            with gcpolicy.during_run():  # the cyclic GC less often while the clock runs (ground/gcpolicy.py)
+                self.clock.run_until(int(self.sc.duration_s * S), progress=self._progress if self.progress else None)
         except KeyboardInterrupt:
             status, reason = "interrupted", "interrupted by the user"
         except LinkError as e:

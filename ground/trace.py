@@ -21,6 +21,14 @@ Writers flush each line, so a crash loses at most the line being written; the
 reader tolerates a torn last line (and only the last: a bad line in the middle
 is an error naming the file and line). Like python-can's io: the writer is a
 listener (call it with events), the reader is an iterable.
+
+A line is `json.dumps(event, separators=(",", ":"), sort_keys=True)`. The
+events most runs write most often, a frame delivered as it was sent (the
+router's `_deliver_sent`: eight keys, every value an int but two fixed
+strings) and a frame as a node sent it (the encoder writes only its `msg`),
+are written by a format string that gives those same bytes (`line()`;
+tests/ground/test_trace_line.py compares the two): the JSON encoder took
+about a sixth of a 1,000-node `--sim` run (docs/FLEET_RUN.md).
 """
 
 import json
@@ -29,6 +37,43 @@ import os
 FORMAT = "fleetloop-trace/1"
 FATES = ("sent", "delivered", "dropped", "duplicated", "corrupted", "converted")
 KINDS = ("header", "frame", "fault", "link", "node", "radio", "rollout", "end")
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)  # json.dumps(e, same args) without a new encoder per line
+_encode = _ENCODER.encode
+_DELIVERED_KEYS = frozenset(("copy", "delay_ns", "fate", "id", "kind", "mission_ns", "to", "wall_ns"))
+_DELIVERED = '{"copy":%d,"delay_ns":%d,"fate":"delivered","id":%d,"kind":"frame","mission_ns":%d,"to":%d,"wall_ns":%d}\n'
+_SENT_KEYS = frozenset(("dst", "fate", "hex", "id", "kind", "len", "mission_ns", "msg", "seq", "src", "type", "wall_ns"))
+_SENT = ('{"dst":%d,"fate":"sent","hex":"%s","id":%d,"kind":"frame","len":%d,"mission_ns":%d,"msg":%s,"seq":%d,'
+         '"src":%d,"type":"%s","wall_ns":%d}\n')
+
+
+def _plain(text):
+    """A str json writes between quotes as it is (no escape: printable ASCII, no quote or backslash)."""
+    return text.__class__ is str and text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
+def line(event):
+    """One trace line (with its newline): json.dumps(event, separators=(",", ":"),
+    sort_keys=True), byte for byte; a plain `delivered` fate or `sent` frame
+    (exactly the keys of _DELIVERED_KEYS / _SENT_KEYS, each number a true int,
+    not a bool or a float, each string one json writes unescaped, msg a dict)
+    through its format string, whose %d writes an int as json does."""
+    keys = event.keys()
+    if keys == _DELIVERED_KEYS and event["fate"] == "delivered" and event["kind"] == "frame":
+        c, d, i, m, t, w = event["copy"], event["delay_ns"], event["id"], event["mission_ns"], event["to"], event["wall_ns"]
+        if (c.__class__ is int and d.__class__ is int and i.__class__ is int and m.__class__ is int and t.__class__ is int
+                and w.__class__ is int):
+            return _DELIVERED % (c, d, i, m, t, w)
+    elif keys == _SENT_KEYS and event["fate"] == "sent" and event["kind"] == "frame":
+        # a frame as a node sent it: the fixed keys by format, its msg by the encoder
+        d, i, n, m, q, s, w = (event["dst"], event["id"], event["len"], event["mission_ns"], event["seq"], event["src"],
+                               event["wall_ns"])
+        h, t, msg = event["hex"], event["type"], event["msg"]
+        if (d.__class__ is int and i.__class__ is int and n.__class__ is int and m.__class__ is int and q.__class__ is int
+                and s.__class__ is int and w.__class__ is int and msg.__class__ is dict and _plain(h) and _plain(t)):
+            return _SENT % (d, h, i, n, m, _encode(msg), q, s, t, w)
+    return _encode(event) + "\n"
 
 
 class TraceError(ValueError):
@@ -49,15 +94,17 @@ class TraceWriter:
         self._write(header)
 
     def _write(self, event):
-        self._f.write(json.dumps(event, separators=(",", ":"), sort_keys=True))
-        self._f.write("\n")
+        self._f.write(line(event))
         self._f.flush()
         self.count += 1
 
     def __call__(self, event):
-        if self._f is None:
+        f = self._f  # (_write, written out: once per event of a run)
+        if f is None:
             raise ValueError("trace %s is closed" % self.path)
-        self._write(event)
+        f.write(line(event))
+        f.flush()
+        self.count += 1
 
     def close(self, end=None):
         """Write the `end` event (if given), sync and close; returns the end

@@ -19,9 +19,11 @@ lineage fault's blast radius), RolloutMetrics
 (rollout.py: the rollout orchestrator's decisions), GrowthMetrics (growth.py:
 nodes added, clusters split), TimelineMetrics
 (roles.py). `Metrics` is the composer: the shared reading (fleet.py)
-decodes each event once into views, the composer fans them out to every
-family, and merges their results at the end. Nothing here does I/O (but
-from_trace, which reads the file) or reads a clock. Each family's state grows
+decodes each event once into views, the composer hands each view to the
+families that read its kind (a family's VIEWS, and for a fate view its
+FATES: most ignore the frame fates, which are most of a run's views), and
+merges their results at the end. Nothing here does I/O (but from_trace,
+which reads the file) or reads a clock. Each family's state grows
 with nodes, clusters, faults, claims and awards, not with frames, except
 where its docstring says so.
 
@@ -63,6 +65,9 @@ for _family in FAMILIES:
 FLAT["anomalies"] = ("count", "events skipped as malformed or naming unknown nodes or frames")
 
 GATE_BOUNDS = ("max", "min")
+# Every kind of view the shared reading yields (ground/metrics/fleet.py View).
+VIEW_KINDS = ("sent", "fate", "fault", "down", "radio", "node", "link", "rollout", "end", "close")
+FATES = ("delivered", "dropped", "duplicated", "corrupted", "converted")  # a fate view's fates (Fleet._frame)
 # Top-level sections a family may give (the rest of the result is the composer's).
 _SECTIONS = ("nodes", "market", "airtime", "boards", "faults", "node_events", "link_events", "containment",
              "blast", "rollout", "growth")
@@ -77,30 +82,43 @@ class Metrics:
         self.tl = TimelineMetrics(self.fleet) if keep_timeline else None
         if self.tl is not None:
             self.families.append(self.tl)
+        # view kind -> the feeds of the families that read it (a family's
+        # VIEWS; one without VIEWS reads every kind), in family order; a
+        # fate view by its fate (a family's FATES, every fate without)
+        self.feeds = {k: [f.feed for f in self.families if k in getattr(f, "VIEWS", VIEW_KINDS)] for k in VIEW_KINDS}
+        self.fate_feeds = {k: [f.feed for f in self.families if "fate" in getattr(f, "VIEWS", VIEW_KINDS)
+                               and k in getattr(f, "FATES", FATES)] for k in FATES}
         self.end = None
         self.realtime = None
 
     def feed(self, event):
         """One trace event (a dict as the trace holds it), in file order."""
-        if self.fleet.closed:
+        fleet = self.fleet
+        if fleet.closed:
             raise ValueError("metrics: the result was taken (the run is closed); no more events")
-        for v in self.fleet.feed(event):
-            while self.fleet.new_clusters:  # a split made a cluster: the families that keep one row each learn it
-                c = self.fleet.new_clusters.pop(0)
+        if event.__class__ is dict and event.get("kind") == "frame":  # one view or none (most events)
+            v = fleet.frame(event)
+            if v is not None:
+                for feed in (self.fate_feeds[v.fate] if v.kind == "fate" else self.feeds[v.kind]):
+                    feed(v)
+            return
+        for v in fleet.feed(event):
+            while fleet.new_clusters:  # a split made a cluster: the families that keep one row each learn it
+                c = fleet.new_clusters.pop(0)
                 for f in self.families:
                     if hasattr(f, "add_cluster"):
                         f.add_cluster(c)
             if v.kind == "end":
                 self.end = {"status": v.status, "reason": v.reason, "frames": v.frames}
                 self.realtime = event.get("realtime")  # a real-time run: its scale and timer lateness
-            for f in self.families:
-                f.feed(v)
+            for feed in self.feeds[v.kind]:
+                feed(v)
 
     def _close(self):
         v = self.fleet.close()
         if v is not None:
-            for f in self.families:
-                f.feed(v)
+            for feed in self.feeds[v.kind]:
+                feed(v)
 
     def span(self):
         return Span(self.fleet.start_ns, self.fleet.end_ns, self.fleet.t_ms)

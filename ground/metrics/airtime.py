@@ -62,6 +62,9 @@ class _Node:
 
 
 class AirtimeMetrics:
+    VIEWS = ("radio", "fate")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("dropped",)  # the fates among its fate views it reads
+
     FLAT = {
         "airtime_frames": ("count", "transmissions on a radio link (a broadcast is one)"),
         "airtime_s_max": ("s", "busiest node's time on air"),

@@ -47,6 +47,8 @@ BLAST_GAUGES = tuple((k[:-2] + "_seconds" if k.endswith("_s") else k, k,
 
 
 class BlastMetrics:
+    VIEWS = ("fault", "down", "close", "sent")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "blast_nodes_struck": ("count", "nodes the run's first lineage_fault struck"),
         "blast_coordinators_struck": ("count", "clusters whose coordinator was a struck node at the fault"),

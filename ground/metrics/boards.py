@@ -54,6 +54,8 @@ class _Node:
 
 
 class BoardMetrics:
+    VIEWS = ("sent",)  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "heap_min_bytes": ("bytes", "lowest free heap any board reported (TELEMETRY heap_min); None: none reports it"),
         "rejects_total": ("count", "frames and lines the nodes refused, over every boot (TELEMETRY rejects)"),

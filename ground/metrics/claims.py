@@ -13,6 +13,8 @@ from ground.metrics.common import rnd, s
 
 
 class ClaimMetrics:
+    VIEWS = ("sent", "down", "close")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "split_brain": ("count", "(cluster, term) pairs claimed by two or more nodes"),
         "overlap_count": ("count", "intervals where two nodes of one cluster both claimed coordinator"),
@@ -90,6 +92,8 @@ def _overlaps(intervals):
 
 
 class ChurnMetrics:
+    VIEWS = ("sent", "down")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "leader_changes": ("count", "coordinator changes, all clusters"),
         "leader_changes_per_hour": ("1/h", "coordinator changes per mission hour, all clusters"),

@@ -23,6 +23,9 @@ _REASONS = ((1, "digest"), (2, "prices"), (4, "awards"))  # ACCUSE reason bits (
 
 
 class ContainmentMetrics:
+    VIEWS = ("fault", "fate", "sent")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("delivered",)  # the fates among its fate views it reads
+
     FLAT = {
         "accusations": ("count", "ACCUSE frames auditors sent the ground"),
         "accusers": ("count", "different auditors that sent one"),

@@ -26,6 +26,8 @@ def _flat(prefix, records, t_s, names):
 
 
 class FailoverMetrics:
+    VIEWS = ("down", "sent")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "failover_count": ("count", "completed coordinator failovers"),
         "failover_incomplete": ("count", "coordinator crashes with no successor claim by the end"),
@@ -117,6 +119,8 @@ class FailoverMetrics:
 
 
 class AgreementMetrics:
+    VIEWS = ("sent", "down", "close")  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "decision_count": ("count", "coordinator crashes after which all live members named one new coordinator"),
         "decision_incomplete": ("count", "coordinator crashes with no such agreement by the end"),

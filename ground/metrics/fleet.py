@@ -67,7 +67,7 @@ class View:
       claims are not claims on the cluster), hb (role, term, coordinator),
       tel (role, alive, suspect), claim_term (this frame claims), ended (the
       claims this frame closed: [(nid, cluster, start_ns, last_ns)]).
-    kind "fate": fate, fid, to (int, None = every recipient, "skip"), copy, reason.
+    kind "fate" (a Fate): fate, fid, to (int, None = every recipient, "skip"), copy, reason (None unless dropped).
     kind "fault": t, name, targets, groups (list of lists or None), detail (dict or None).
     kind "down": t, nid, node, cluster, fault, was_live, claim_term (the term
       it claimed when it went down, None if it was not claiming), ended.
@@ -90,6 +90,26 @@ class View:
         self.recipients = self.detail = None
         self.bad = self.came_up = self.own = False
         self.ended = ()
+
+
+class Fate:
+    """A `fate` view (see View), made with its six fields in one call: about
+    85 % of a fleet run's views are fates. Every other View field reads as
+    the View's default (class attributes), so a family may treat it as one."""
+
+    __slots__ = ("t", "fate", "fid", "to", "copy", "reason")
+    kind = "fate"
+    nid = node = cluster = dst = msg = hb = tel = claim_term = recipients = detail = None
+    bad = came_up = own = False
+    ended = ()
+
+    def __init__(self, t, fate, fid, to, copy, reason):
+        self.t = t
+        self.fate = fate
+        self.fid = fid
+        self.to = to
+        self.copy = copy
+        self.reason = reason  # None unless dropped
 
 
 class Fleet:
@@ -160,18 +180,32 @@ class Fleet:
 
     # ---- feeding -----------------------------------------------------------
 
-    def feed(self, e):
-        """Yield the views of one trace event (none for one that is skipped)."""
+    def _opened(self, e):
+        """Count one event; its mission_ns, or None (an anomaly) when it has none."""
         self.index += 1
         if not isinstance(e, dict):
             self.anomaly("not_an_event", repr(e)[:60])
-            return
+            return None
         t = e.get("mission_ns")
-        if not isinstance(t, int) or isinstance(t, bool):
+        if t.__class__ is not int and (not isinstance(t, int) or isinstance(t, bool)):
             self.anomaly("missing_field", "%s event without integer mission_ns" % e.get("kind"))
-            return
+            return None
         if t > self.end_ns:
             self.end_ns = t
+        return t
+
+    def frame(self, e):
+        """The view of one `frame` event (a dict with kind "frame"), or None
+        when it is skipped: what feed() yields for it, without a generator
+        (the composer's path for the run's most common events)."""
+        t = self._opened(e)
+        return None if t is None else self._frame(e, t)
+
+    def feed(self, e):
+        """Yield the views of one trace event (none for one that is skipped)."""
+        t = self._opened(e)
+        if t is None:
+            return
         kind = e.get("kind")
         if kind == "frame":
             v = self._frame(e, t)
@@ -253,24 +287,23 @@ class Fleet:
         if fid not in self.known_ids:
             self.anomaly("unknown_frame", "%s for frame %r never sent" % (fate, fid))
             return None
-        v = View("fate", t)
-        v.fate, v.fid = fate, fid
         to = e.get("to", "missing")
-        if to is not None and get_int(e, "to") is None and fate in ("delivered", "dropped"):
+        if to is not None and to.__class__ is not int and get_int(e, "to") is None and fate in ("delivered", "dropped"):
             self.anomaly("missing_field", "%s of frame %r without an integer `to`" % (fate, fid))
             to = "skip"
-        v.to = to
-        v.copy = get_int(e, "copy") or 0
+        copy = e.get("copy")
+        if copy.__class__ is not int:
+            copy = get_int(e, "copy") or 0
+        reason = None
         if fate == "dropped":
             reason = e.get("reason")
             if not isinstance(reason, str):
                 self.anomaly("missing_field", "dropped frame %r without reason" % (fid,))
                 reason = "unknown"
-            v.reason = reason
         elif fate not in ("delivered", "duplicated", "corrupted", "converted"):
             self.anomaly("unknown_fate", repr(fate))
             return None
-        return v
+        return Fate(t, fate, fid, to, copy, reason)
 
     def _radio(self, e, t):
         nid, fid = get_int(e, "node"), e.get("id")

@@ -10,6 +10,8 @@ from ground.metrics.common import s
 
 
 class GrowthMetrics:
+    VIEWS = ("node",)  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "nodes_added": ("count", "daughters that became nodes (node_added)"),
         "nodes_final": ("count", "nodes at the end: the header's and every one added"),

@@ -252,6 +252,9 @@ class MarketMetrics:
     several, each its own market) say which region a node's cluster is in;
     with one market, every node is in its region."""
 
+    VIEWS = ("sent", "fate")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("delivered", "dropped")  # the fates among its fate views it reads
+
     FLAT = dict(FLAT, **AUCTION_FLAT)
 
     def __init__(self, fleet):

@@ -22,6 +22,8 @@ _Q = re.compile(r"^quarantine node (\d+) (\w+): ")
 
 
 class TimelineMetrics:
+    VIEWS = ("sent", "down", "fault", "close")  # the view kinds its feed() reads (the composer hands it only those)
+
     def __init__(self, fleet):
         self.fleet = fleet
         self.roles = dict.fromkeys(fleet.nodes, UNKNOWN)

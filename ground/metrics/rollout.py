@@ -16,6 +16,8 @@ S = 1e9
 
 
 class RolloutMetrics:
+    VIEWS = ("rollout",)  # the view kinds its feed() reads (the composer hands it only those)
+
     FLAT = {
         "rollout_completed": ("count", "rollout images that reached every cluster"),
         "rollout_aborted": ("count", "rollout images aborted by the analysis (and rolled back)"),

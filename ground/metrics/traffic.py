@@ -20,6 +20,9 @@ _IDS_KEPT = 100  # unfated frame ids listed
 
 
 class TrafficMetrics:
+    VIEWS = ("sent", "fate", "fault", "node", "link")  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("delivered", "dropped", "duplicated", "corrupted")  # the fates among its fate views it reads
+
     FLAT = {
         "coordination_bytes_share": ("ratio", "coordination bytes / all bytes sent by nodes"),
         "messages_per_node_hour_max": ("1/h", "busiest node's frames sent per mission hour"),
@@ -68,14 +71,23 @@ class TrafficMetrics:
                     self.coord_bytes[v.cluster] += v.size
         elif kind == "fate":
             fate = v.fate
-            if fate == "delivered":
-                self.delivered += 1
-                if v.copy > 0:
-                    self.delivered_copies += 1
-                self._fated(v.fid, v.to)
-            elif fate == "dropped":
-                self.dropped[v.reason] = self.dropped.get(v.reason, 0) + 1
-                self._fated(v.fid, v.to)
+            if fate == "delivered" or fate == "dropped":
+                if fate == "delivered":
+                    self.delivered += 1
+                    if v.copy > 0:
+                        self.delivered_copies += 1
+                else:
+                    self.dropped[v.reason] = self.dropped.get(v.reason, 0) + 1
+                # a final fate: the recipient owes the frame none now (once per delivery: written out here)
+                rest = self.pending.get(v.fid)
+                to = v.to
+                if rest is not None and to != "skip":
+                    if to is None:  # dropped before fan-out: a fate for every recipient
+                        rest.clear()
+                    else:
+                        rest.discard(to)
+                    if not rest:
+                        del self.pending[v.fid]
             elif fate == "duplicated":
                 self.duplicated += 1
             elif fate == "corrupted":
@@ -86,17 +98,6 @@ class TrafficMetrics:
             self.node_events[v.event] = self.node_events.get(v.event, 0) + 1
         elif kind == "link":
             self.links[v.state] = self.links.get(v.state, 0) + 1
-
-    def _fated(self, fid, to):
-        rest = self.pending.get(fid)
-        if rest is None or to == "skip":
-            return
-        if to is None:  # dropped before fan-out: a fate for every recipient
-            rest.clear()
-        else:
-            rest.discard(to)
-        if not rest:
-            del self.pending[fid]
 
     def result(self, span):
         clusters = {}
@@ -161,6 +162,9 @@ class SkewMetrics:
     """Version skew: frames the router down-converted to an older protocol
     version for a recipient (`converted`; not a final fate, the converted
     frame still gets its delivered or dropped)."""
+
+    VIEWS = ("fate",)  # the view kinds its feed() reads (the composer hands it only those)
+    FATES = ("converted",)  # the fates among its fate views it reads
 
     FLAT = {"frames_converted": ("count", "frames down-converted to an older protocol version for a recipient")}
 
