@@ -159,7 +159,7 @@ class _Checker(ElectionRules, LeaseRules):
             if dst == CLUSTER_BASE | self.nodes[src] and (type_ == "coordinator" or type_ == "heartbeat" and
                                                            msg.get("role") == self.role_coordinator):
                 self.containment.cluster_claim(src, type_, msg, fid, line)  # quarantine in the cluster election
-        elif type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
+        if type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
                 self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed
         kind = self.kinds.get(type_)
