@@ -55,7 +55,8 @@ class _Checker(ElectionRules, LeaseRules):
                 self.cluster_region.update(dict.fromkeys(r.get("clusters") or (), r["region"]))
         region = market.get("region", 1) if isinstance(market.get("region", 1), int) else 1
         self.region_addr = CLUSTER_BASE | 0xE00 | region
-        self.containment = ContainmentChecker(self.electors, self._violate, header)  # quarantine_* (history_containment.py)
+        self.containment = ContainmentChecker(self.electors, self._violate, header,
+                                              lambda n: self.members.get(self.nodes.get(n), ()))  # quarantine_* (history_containment.py)
         self.majors = {}  # node id -> firmware major the header declares
         for key, info in (header.get("nodes") or {}).items():
             try:
@@ -131,7 +132,8 @@ class _Checker(ElectionRules, LeaseRules):
             containment = self.containment
             if containment.audit is not None:
                 containment.audit.delivered(fid, e.get("to"))  # audit_rerun: what each auditor got
-            if containment.severed:
+            if containment.severed or fid in containment.knows.frames:
+                containment.now_ns = e.get("mission_ns") or 0
                 s = self.fates.sent.get(fid) or self.fates.done.get(fid)
                 if s is not None and e.get("to") is not None:
                     containment.delivered(s.src, s.type, fid, s.line, e.get("to"), line)

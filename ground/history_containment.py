@@ -57,6 +57,8 @@ clearings (and only for a trace whose header has an `audit` record).
 
 import re
 
+from ground.history_held import HeldKnowledge, default_cap_permille
+
 _Q = re.compile(r"^quarantine node (\d+) (\w+): (.*)$")
 _ACCUSED_BY = re.compile(r"accused by (\d+) and (\d+)")
 _WITNESSED_BY = re.compile(r"^witnessed by (\d+):")
@@ -65,7 +67,7 @@ _PREPARE = 3  # msgs.ROUND_PREPARE (PRICES status)
 
 
 class ContainmentChecker:
-    def __init__(self, electors, violate, header=None):
+    def __init__(self, electors, violate, header=None, members_of=None):
         self.electors = set(electors)
         self.majority = len(self.electors) // 2 + 1
         market = (header or {}).get("market")
@@ -73,13 +75,16 @@ class ContainmentChecker:
         # A cluster learns a quarantine from the electors' HELD frames, resent every lead_ms (slot_ms / 8 by
         # default); its members' views keep one for 3 lead_ms (node/heldview.py)
         self.cluster_grace_ns = 3 * (slot_ms if isinstance(slot_ms, int) else 60000) * 1000000 // 8
-        self.majority_since_ns = {}  # node -> mission ns since when a majority holds it quarantined
         self.now_ns = 0  # the event being fed (ground/history_checker.py sets it)
         self.violate = violate  # fn(invariant, message, frame_ids, lines)
         self.accused = {}  # node -> {auditor: (fid, line)} of ACCUSE frames to the ground
         self.witnessed = {}  # node -> {elector} that sent the ground a WITNESS against it
         self.prepared = {}  # (coordinator, term, round) -> {(digest, awards, prices)} its PREPAREs said
         self.held = {}  # node -> {elector: state} (each elector's latest report)
+        cap = market.get("quarantine_cap_permille") if isinstance(market, dict) else None
+        # What each node knows from the HELD frames it got (ground/history_held.py): a cluster claim is judged by it
+        self.knows = HeldKnowledge(self.electors, cap if isinstance(cap, int) else default_cap_permille(),
+                                   members_of or (lambda node: ()), self.held)
         self.since_round = {}  # (node, elector) -> the latest round when that elector quarantined it
         self.round = -1  # latest round a PRICES frame named
         self.reports = 0
@@ -107,6 +112,8 @@ class ContainmentChecker:
 
     def delivered(self, src, type_, fid, sent_line, to, line):
         """A delivered fate of frame fid, which node src sent at sent_line."""
+        if type_ == "held":
+            self.knows.delivered(fid, to, self.now_ns)
         got = self.severed.get(src)
         if got is None or sent_line < got[2] or to in got[0] or (got[3] is not None and sent_line > got[3]):
             return
@@ -123,6 +130,10 @@ class ContainmentChecker:
     def sent(self, src, dst, type_, msg, fid, line, region_addr):
         if self.audit is not None:
             self.audit.sent(src, dst, type_, msg, fid, line)
+        if type_ == "held":
+            self.knows.sent(fid, src, msg)
+        elif type_ == "hello" and dst == 0:
+            self.knows.forget(src)  # a boot: its view is gone with its RAM
         if type_ == "prices" and isinstance(msg.get("round"), int):
             self.round = max(self.round, msg["round"])
             if msg.get("status") == _PREPARE:
@@ -155,11 +166,11 @@ class ContainmentChecker:
     def cluster_claim(self, src, type_, msg, fid, line):
         """Node src claims coordinator of its own cluster (a COORDINATOR, or
         a heartbeat in the coordinator role)."""
-        since = self.majority_since_ns.get(src)
-        if since is None or not self._quarantined_by_majority(src) or self.now_ns - since < self.cluster_grace_ns:
-            return
-        self.violate("quarantine_respected", "line %d: node %d claims coordinator of its cluster (%s, term %s) while a"
-                     " majority of electors have held it quarantined for %.1f s"
+        since = self.knows.out_since_ns.get(src)
+        if since is None or self.now_ns - since < self.cluster_grace_ns:
+            return  # (a node the HELD frames have not reached, a partition's, does not know: not judged)
+        self.violate("quarantine_respected", "line %d: node %d claims coordinator of its cluster (%s, term %s) while"
+                     " the HELD frames it got from a majority of electors have held it out for %.1f s"
                      % (line, src, type_, msg.get("term"), (self.now_ns - since) / 1e9), [fid], [line])
 
     def down(self, node):
@@ -167,6 +178,7 @@ class ContainmentChecker:
         with an empty table (a restart is a boot)."""
         if node in self.electors:
             self._booted(node)
+        self.knows.forget(node)
 
     def _booted(self, elector):
         """An elector's boot HELLO: it booted with an empty quarantine table
@@ -208,10 +220,8 @@ class ContainmentChecker:
         states = self.held.setdefault(node, {})
         if state == "quarantined" and states.get(src) != "quarantined":
             self.since_round[(node, src)] = self.round
-        was = self._quarantined_by_majority(node)
         states[src] = state
-        if not was and self._quarantined_by_majority(node):
-            self.majority_since_ns[node] = self.now_ns
+        self.knows.update(src, self.now_ns)  # an elector's own table counts in its own view
         if state == "quarantined" and cause.startswith("witnessed by"):
             w = _WITNESSED_BY.match(cause)
             if w is None or int(w.group(1)) not in self.witnessed.get(node, ()):
