@@ -16,7 +16,6 @@ from dataclasses import replace
 
 from ground import firmware
 from ground import audit_rerun, gcpolicy, history
-from ground.sigint import ClockInterrupt
 from ground import lineagefault
 from ground import sever
 from ground import metrics as metrics_mod
@@ -553,9 +552,8 @@ class Run:
                 self.rollout = Orchestrator(self)
             for fn in self.on_start:
                 fn(self)
-            with gcpolicy.during_run(), ClockInterrupt(self.clock) as interrupt:  # (ground/gcpolicy.py, sigint.py)
+            with gcpolicy.during_run():  # the cyclic GC less often while the clock runs (ground/gcpolicy.py)
                 self.clock.run_until(int(self.sc.duration_s * S), progress=self._progress if self.progress else None)
-                interrupt.check()  # Ctrl-C stopped the clock: KeyboardInterrupt, below
         except KeyboardInterrupt:
             status, reason = "interrupted", "interrupted by the user"
         except LinkError as e:

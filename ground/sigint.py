@@ -67,21 +67,3 @@ class SafeInterrupt:
             self._old = self._r = self._w = None
             self.fds = []
         return False
-
-
-class ClockInterrupt(SafeInterrupt):
-    """SafeInterrupt for a run's clock loop (`Run.execute`): Ctrl-C stops the
-    clock (its loop checks `stopped` at every event and every wait) and
-    check() after the loop raises KeyboardInterrupt. A KeyboardInterrupt
-    raised wherever the main thread is could land in a finalizer the cyclic
-    collector runs, and be lost: the run then went on to its end (seen in
-    tests/ground/test_cli.py's Ctrl-C test once collections grew rarer and
-    larger, ground/gcpolicy.py)."""
-
-    def __init__(self, clock):
-        super().__init__()
-        self.clock = clock
-
-    def _on_sigint(self, signum, frame):
-        self.hit = True
-        self.clock.stop()
