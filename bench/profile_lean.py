@@ -12,9 +12,7 @@ Not a test: it asserts nothing; a shared machine moves the figures by ~10 %.
 """
 
 import argparse
-import collections
 import os
-import signal
 import sys
 import time
 
@@ -24,15 +22,9 @@ if ROOT not in sys.path:
 
 from bench.bench_fleet import fleet_text  # noqa: E402
 from bench.machine_info import describe  # noqa: E402
+from bench.sampling import Sampler  # noqa: E402
 from ground import fleetrun, scenario  # noqa: E402
 from ground.shard import Shard  # noqa: E402
-
-INTERVAL_S = 0.0005
-
-
-def _key(frame):
-    return "%s:%s" % (os.path.basename(frame.f_code.co_filename), frame.f_code.co_name)
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.profile_lean", description=__doc__.split("\n\n")[0])
@@ -41,37 +33,16 @@ def main(argv=None):
     a = ap.parse_args(argv)
     sc = scenario.load_text(fleet_text(duration_s=a.mission_s), "<profile_lean 1000>")
     sh = Shard(sc, sc.seed, 0, sorted(sc.clusters), fleetrun.units_of(sc))
-    own, incl, total = collections.Counter(), collections.Counter(), [0]
-
-    def sample(_sig, frame):
-        total[0] += 1
-        own[_key(frame)] += 1
-        seen = set()
-        while frame is not None:
-            k = _key(frame)
-            if k not in seen:
-                seen.add(k)
-                incl[k] += 1
-            frame = frame.f_back
-
-    old = signal.signal(signal.SIGPROF, sample)
-    signal.setitimer(signal.ITIMER_PROF, INTERVAL_S, INTERVAL_S)
     c0 = time.process_time()
-    try:
+    with Sampler(ROOT) as prof:
         sh.advance(int(a.mission_s * 1e9), last=True)
-    finally:
-        signal.setitimer(signal.ITIMER_PROF, 0, 0)
-        signal.signal(signal.SIGPROF, old)
     cpu = time.process_time() - c0
     d = sum(c[1] for row in sh.counters.nodes.values() for c in row.values())
     print("profile_lean on " + describe())
     print("load average: %.2f %.2f %.2f" % os.getloadavg())
     print("1,000 nodes, %g mission s, one shard: %.2f CPU s, %d deliveries, %.1f us per delivery, %d samples"
-          % (a.mission_s, cpu, d, cpu / d * 1e6, total[0]))
-    n = max(1, total[0])
-    print("  %-7s %-7s function" % ("incl", "self"))
-    for k, v in incl.most_common(a.top):
-        print("  %5.1f %%  %5.1f %%  %s" % (100.0 * v / n, 100.0 * own[k] / n, k))
+          % (a.mission_s, cpu, d, cpu / d * 1e6, prof.total))
+    prof.print_table(a.top)
     return 0
 
 

@@ -14,10 +14,8 @@ Not a test: it asserts nothing; a shared machine moves the figures by ~10 %.
 """
 
 import argparse
-import collections
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -28,14 +26,8 @@ if ROOT not in sys.path:
 
 from bench.bench_fleet import fleet_text  # noqa: E402
 from bench.machine_info import describe  # noqa: E402
+from bench.sampling import Sampler  # noqa: E402
 from ground import run, scenario  # noqa: E402
-
-INTERVAL_S = 0.0005
-
-
-def _key(frame):
-    return "%s:%s" % (os.path.basename(frame.f_code.co_filename), frame.f_code.co_name)
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.profile_sim", description=__doc__.split("\n\n")[0])
@@ -44,44 +36,20 @@ def main(argv=None):
     ap.add_argument("--by-file", action="store_true", help="also list the self share per source file")
     a = ap.parse_args(argv)
     sc = scenario.load_text(fleet_text(duration_s=a.mission_s), "<profile_sim 1000>")
-    own, incl, files, total = collections.Counter(), collections.Counter(), collections.Counter(), [0]
-
-    def sample(_sig, frame):
-        total[0] += 1
-        own[_key(frame)] += 1
-        files[os.path.relpath(frame.f_code.co_filename, ROOT)] += 1
-        seen = set()
-        while frame is not None:
-            k = _key(frame)
-            if k not in seen:
-                seen.add(k)
-                incl[k] += 1
-            frame = frame.f_back
-
     out = tempfile.mkdtemp(prefix="profile_sim_")
-    old = signal.signal(signal.SIGPROF, sample)
-    signal.setitimer(signal.ITIMER_PROF, INTERVAL_S, INTERVAL_S)
     c0 = time.process_time()
     try:
-        res = run.run(sc, out, plot=False)
+        with Sampler(ROOT) as prof:
+            res = run.run(sc, out, plot=False)
     finally:
-        signal.setitimer(signal.ITIMER_PROF, 0, 0)
-        signal.signal(signal.SIGPROF, old)
         shutil.rmtree(out, ignore_errors=True)
     cpu = time.process_time() - c0
     d = res.metrics["frames"]["delivered"]
     print("profile_sim on " + describe())
     print("load average: %.2f %.2f %.2f" % os.getloadavg())
     print("1,000 nodes, %g mission s, --sim (no timeline.png): %.2f CPU s, %d deliveries, %.1f us per delivery,"
-          " %d samples" % (a.mission_s, cpu, d, cpu / d * 1e6, total[0]))
-    n = max(1, total[0])
-    print("  %-7s %-7s function" % ("incl", "self"))
-    for k, v in incl.most_common(a.top):
-        print("  %5.1f %%  %5.1f %%  %s" % (100.0 * v / n, 100.0 * own[k] / n, k))
-    if a.by_file:
-        print("  self    file")
-        for k, v in files.most_common(a.top):
-            print("  %5.1f %%  %s" % (100.0 * v / n, k))
+          " %d samples" % (a.mission_s, cpu, d, cpu / d * 1e6, prof.total))
+    prof.print_table(a.top, a.by_file)
     return 0
 
 
