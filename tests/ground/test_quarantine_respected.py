@@ -139,17 +139,22 @@ def test_a_quarantined_cluster_coordinator_resigns_and_its_cluster_elects_anothe
     assert _respected(header, events) == []
 
 
+def _with_late_claim(events):
+    """events with node 1's last heartbeat as cluster 1's coordinator sent
+    again 30 s later (a new frame id, in time order)."""
+    last = _claims(events, 1, 0xF001)[-1]
+    later_ns = last["mission_ns"] + 30 * 10 ** 9
+    fid = 1 + max(e["id"] for e in events if e["kind"] == "frame")
+    moved = dict(copy.deepcopy(last), id=fid, mission_ns=later_ns, wall_ns=later_ns)
+    i = max(k for k, e in enumerate(events) if e.get("mission_ns", 0) <= later_ns)
+    return events[:i + 1] + [moved] + events[i + 1:]
+
+
 def test_a_quarantined_node_still_claiming_its_cluster_is_a_violation(audited):
     # The checker's side: node 1's last heartbeat as cluster coordinator,
     # moved to 30 s after the quarantine, is caught.
     header, events = audited
-    c1 = 0xF001
-    last = _claims(events, 1, c1)[-1]
-    later_ns = last["mission_ns"] + 30 * 10 ** 9
-    fid = 1 + max(e["id"] for e in events if e["kind"] == "frame")
-    moved = dict(copy.deepcopy(last), id=fid, mission_ns=later_ns, wall_ns=later_ns)
-    i = max(k for k, e in enumerate(events) if e.get("mission_ns", 0) <= moved["mission_ns"])
-    got = _respected(header, events[:i + 1] + [moved] + events[i + 1:])
+    got = _respected(header, _with_late_claim(events))
     assert len(got) == 1 and "node 1 claims coordinator of its cluster (heartbeat" in got[0], got
 
 
@@ -158,14 +163,8 @@ def test_a_node_no_held_frame_reached_is_not_judged(audited):
     # node 1 (a partition, say: chaos containment-auditors seed 207): it
     # cannot know it is held out, and the checker judges what it could know.
     header, events = audited
-    c1 = 0xF001
-    last = _claims(events, 1, c1)[-1]
-    later_ns = last["mission_ns"] + 30 * 10 ** 9
-    fid = 1 + max(e["id"] for e in events if e["kind"] == "frame")
-    moved = dict(copy.deepcopy(last), id=fid, mission_ns=later_ns, wall_ns=later_ns)
-    held = {e["id"] for e in _sent(events, "held", dst=c1)}
+    held = {e["id"] for e in _sent(events, "held", dst=0xF001)}
     cut = [e for e in events if not (e["kind"] == "frame" and e["id"] in held and e.get("fate") == "delivered"
                                      and e.get("to") == 1)]
     assert len(cut) < len(events)
-    i = max(k for k, e in enumerate(cut) if e.get("mission_ns", 0) <= moved["mission_ns"])
-    assert _respected(header, cut[:i + 1] + [moved] + cut[i + 1:]) == []
+    assert _respected(header, _with_late_claim(cut)) == []
