@@ -88,6 +88,15 @@ def test_a_bad_spare_entry_is_refused_naming_its_line(tmp_path, entry, line, tex
     assert str(e.value).startswith("%s:%d: " % (path, line)) and text in str(e.value), str(e.value)
 
 
+def test_ground_run_refuses_a_bad_spare_entry_before_any_board_starts(tmp_path, capsys):
+    rig = _rig(tmp_path, "  - {name: spare0, kind: emulated_pico, emulated: true, spare: true, node_id: 4}\n")
+    out = tmp_path / "run"
+    assert cli.main(["run", _scenario(tmp_path), "--rig", rig, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "%s:6: board spare0: a spare board has no node_id" % rig in err, err
+    assert not (out / "boards").exists()  # refused at load: no board was flashed or started
+
+
 def test_a_rig_of_spares_only_is_refused(tmp_path):
     path = _rig(tmp_path, "", nodes="  - {name: s, kind: emulated_pico, emulated: true, spare: true}\n")
     with pytest.raises(ConfigError, match=r"rig-spares.yaml:\d+: rig.boards: every board is a spare"):
