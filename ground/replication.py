@@ -268,7 +268,7 @@ def place_on_board(run, nid, parent, spec, frame):
 
     if run.spare_board is None:
         lost("no_spare_board", "this run has no spare board (ground run --emulated N with N more than the"
-             " scenario's nodes keeps the rest off as spares)")
+             " scenario's nodes keeps the rest off as spares; a rig file names them: spare: true)")
         return None
     run.sc.nodes[nid] = spec  # for its board.json only: add_node adds it for good
     try:

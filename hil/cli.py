@@ -230,8 +230,10 @@ def _boards(args: argparse.Namespace) -> int:
     ports = boards_mod.attached()
     rows = [("BOARD", "KIND", "NODE", "CLUSTER", "ROLE", "WHERE", "STATUS")]
     missing = 0
-    for b in rig.boards:
-        if b.serial:
+    for b in rig.boards + rig.spares:
+        if b.spare and b.emulated:
+            where, status = _shown(rig.emulated_folder(b)), "spare, off until a daughter needs it"
+        elif b.serial:
             p = boards_mod.find_port(b.serial, ports)
             where = f"serial {b.serial}"
             status = f"attached at {p.device}" if p else "MISSING"
@@ -246,12 +248,13 @@ def _boards(args: argparse.Namespace) -> int:
                 status = f"running at {rig.port(b)}"
             except rig_mod.RigError:
                 status = "emulated, not running (hil flash starts it)"
-        rows.append((b.name, b.kind, str(b.node_id), str(b.cluster), b.role, where, status))
+        node, cluster = ("-", "-") if b.spare else (str(b.node_id), str(b.cluster))
+        rows.append((b.name, b.kind, node, cluster, b.role, where, status))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     if missing:
-        print(f"hil boards: {missing} of {len(rig.boards)} board(s) missing", file=sys.stderr)
+        print(f"hil boards: {missing} of {len(rig.boards) + len(rig.spares)} board(s) missing", file=sys.stderr)
         return 1
     return 0
 

@@ -48,15 +48,7 @@ class Farm:
         if not self.spares:
             return None
         bdir, name = self.spares.pop(0)
-        flash_mod.write_image(bdir, version=version, label=label, board_config=board_config, built=self.built,
-                              code="romfs")
-        b = EmulatedBoard(bdir, name=name)
-        try:
-            b.start()
-            boot_and_wait_hello(b, nid)
-        except BaseException:
-            b.stop()
-            raise
+        b = boot_spare(bdir, name, nid, board_config, version, label, self.built)
         self.boards[nid] = b
         return b
 
@@ -66,6 +58,29 @@ class Farm:
                 b.stop()
             except Exception:
                 pass
+
+
+def boot_spare(bdir, name, nid, board_config, version, label, built, code="romfs", heap=None, hub=None,
+               timeout_s=BOOT_TIMEOUT_S):
+    """A spare emulated Pico taken by a daughter (docs/CONTAINMENT.md,
+    "Daughters on boards"): its flash folder `bdir` written with the image
+    `built` and the daughter's board.json, the board started, powered on and
+    booted to node `nid`'s HELLO: on its serial port, or, with `hub` (a
+    ground.udplink.UdpHub whose address board_config's "ground" names), on
+    that hub (the board's `open_link`). The EmulatedBoard; on failure it is
+    stopped and TimeoutError/RuntimeError/ValueError names it."""
+    flash_mod.write_image(bdir, version=version, label=label, board_config=board_config, built=built, code=code)
+    b = EmulatedBoard(bdir, name=name) if heap is None else EmulatedBoard(bdir, name=name, heap=heap)
+    try:
+        b.start()
+        if hub is not None:
+            boot_udp({nid: b}, hub, timeout_s)
+        else:
+            boot_and_wait_hello(b, nid, timeout_s)
+    except BaseException:
+        b.stop()
+        raise
+    return b
 
 
 def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
@@ -171,12 +186,10 @@ def _flash_and_start(sc, folder, count, config_of, boards, code="romfs"):
 def start_farm(sc, folder, count=0, transport="usb"):
     """Start one emulated Pico per scenario node; `count`, if given, must match,
     or, for a scenario with replication:, be larger: the rest are spare
-    boards, kept off until a daughter needs one (Farm.power_on_spare).
+    boards, kept off until a daughter needs one (Farm.power_on_spare; on
+    transport udp, UdpFarm.power_on_spare).
     transport "udp": frames over UDP on loopback (start_udp_farm)."""
     if transport == "udp":
-        if count > len(sc.nodes):
-            raise ValueError("%s: --emulated %d --transport udp: spare boards for daughters run on transport usb"
-                             " only (not built for udp); give --emulated %d" % (sc.path, count, len(sc.nodes)))
         return start_udp_farm(sc, folder, count)
     boards = {}
     try:
@@ -199,10 +212,31 @@ class UdpFarm(Farm):
     def __init__(self, boards, hub):
         super().__init__(boards)
         self.hub = hub
+        self.spare_hubs = []  # one UdpHub per spare board powered on (power_on_spare)
+
+    def power_on_spare(self, nid, board_config, version, label):
+        """As Farm.power_on_spare, the board built for transport udp: it
+        sends to a hub of its own, bound now on the run hub's host, which
+        the run watches from then on (the run's hub is not read meanwhile:
+        the other boards' datagrams wait in its socket, as their frames
+        wait on their ports for a spare on usb)."""
+        if not self.spares:
+            return None
+        from ground.udplink import UdpHub
+
+        bdir, name = self.spares.pop(0)
+        hub = UdpHub(self.hub.host)
+        self.spare_hubs.append(hub)
+        cfg = dict(board_config, transport="udp", ground=hub.address)
+        b = boot_spare(bdir, name, nid, cfg, version, label, self.built, hub=hub)
+        self.boards[nid] = b
+        return b
 
     def stop(self):
         super().stop()
         self.hub.close()
+        for hub in self.spare_hubs:
+            hub.close()
 
 
 def udp_board_config(sc, nid, hub, transport="udp", ground=None):
@@ -260,9 +294,13 @@ def start_udp_farm(sc, folder, count=0, host="127.0.0.1", hub=None, ground=None)
     hub = hub or UdpHub(host)
     boards = {}
     try:
-        _flash_and_start(sc, folder, count, lambda nid: udp_board_config(sc, nid, hub, ground=ground), boards)
+        built = _flash_and_start(sc, folder, count, lambda nid: udp_board_config(sc, nid, hub, ground=ground),
+                                 boards)
         boot_udp(boards, hub)
     except BaseException:
         UdpFarm(boards, hub).stop()
         raise
-    return UdpFarm(boards, hub)
+    farm = UdpFarm(boards, hub)
+    if count > len(sc.nodes):
+        farm.add_spares(folder, count - len(sc.nodes), built)
+    return farm

@@ -295,7 +295,7 @@ class Places:
     def __init__(self, rig: Any, timeout_s: float = COORDINATOR_TIMEOUT_S) -> None:
         self.rig = rig
         self.timeout_s = timeout_s
-        self.boards = [b for b in rig.boards if b.place]
+        self.boards = [b for b in rig.boards + list(getattr(rig, "spares", ())) if b.place]
         self.held: list[tuple[RigBoard, str, Coordinator]] = []  # (board, place, its coordinator) acquired, in order
         self.power: dict[str, Any] = {}  # board name -> hil.labgrid_power.PlacePower of its place's power port
         self._coordinators: dict[str, Coordinator] = {}

@@ -14,7 +14,8 @@ Three rigs:
   - FileRig: the boards of a rig file (hil/rigfile.py): USB, URL, emulated or
     labgrid place entries, each given the scenario's board.json and
     version.json, reset, HELLO awaited. Places are acquired before the first
-    run (hil/labgrid_places.py) and released by close().
+    run (hil/labgrid_places.py) and released by close(). Its `spare: true`
+    entries stay off until a daughter needs one (hil/rig_spares.py).
 
 `emulated_backend` and `rig_backend` are the engine's board back-ends
 (ground/backends.py; pyproject.toml's `fleetloop.boards` entry points):
@@ -30,6 +31,7 @@ import threading
 from ground import board_json, firmware
 from ground.backends import BoardSet
 from ground.yamlfile import ConfigError
+from hil import rig_spares
 from hil.rigfile import CONFIG_KEYS, Rig, RigBoard, RigError, load, parse, parse_version, version_tuple  # noqa: F401
 
 MAX_EMULATED_BOARDS = 16  # CPU-bound: each emulated board is one MicroPython process
@@ -195,9 +197,10 @@ class FileRig:
         return self._started
 
     def _acquire_places(self):
-        """Acquire the rig's labgrid places, once (held until close()); RigError
-        naming the place, with none left acquired, if one cannot be had."""
-        if self._places is None and any(b.place for b in self.rig.boards):
+        """Acquire the rig's labgrid places (its spares' too), once (held until
+        close()); RigError naming the place, with none left acquired, if one
+        cannot be had."""
+        if self._places is None and any(b.place for b in self.rig.boards + self.rig.spares):
             from hil.labgrid_places import Places
 
             places = Places(self.rig)
@@ -225,6 +228,9 @@ class FileRig:
 
         self._acquire_places()
         self._start_emulated()
+        spares = rig_spares.RigSpares(self.rig, self.folder, folder,
+                                      self._places.power if self._places is not None else {})
+        spares.power_off()  # kept off until a daughter needs one (a run before may have left one on)
         try:
             devices = self.rig.devices_for(sc)
         except ValueError as e:  # ConfigError: no board for a node, another cluster; RigError: not attached
@@ -271,12 +277,19 @@ class FileRig:
         def stop():
             for b in boards.values():
                 _close_board(b)
+            spares.stop()
             if hub is not None:
                 hub.close()
             self._check_places()
 
+        def spare(nid, board_config, version, label):  # a daughter: a spare board on (docs/CONTAINMENT.md)
+            b = spares.power_on(nid, board_config, version, label)
+            if b is not None:
+                boards[nid] = b  # the run's board map and the serial logs include it
+            return b
+
         return BoardSet("rig", boards, stop, lambda: {n: bytes(getattr(b, "log", b"")) for n, b in boards.items()},
-                        update_images=_rollout_images(sc))
+                        update_images=_rollout_images(sc), spare_board=spare if self.rig.spares else None)
 
     def _udp_hub(self, sc, devices):
         """The run's UDP hub (ground.udplink) when some of its boards are on
@@ -419,4 +432,5 @@ def rig_backend(sc, folder, path):
             rig.close()
 
     return BoardSet(boards.mode, boards.boards, stop, boards.logs,
-                    update_images=boards.update_image if boards.has_update_images else None)
+                    update_images=boards.update_image if boards.has_update_images else None,
+                    spare_board=boards.spare_board)

@@ -2,6 +2,7 @@
 
     rig = hil.rig.load("boards/rig-example-picos.yaml")   # (hil.rigfile.load; hil.rig names it too)
     rig.boards                  # [RigBoard(name, kind, node_id, cluster, role, serial|url|emulated, features, ...)]
+    rig.spares                  # [RigBoard] of `spare: true` entries (no node_id): off until a daughter needs one
     rig.missing()               # [(board name, serial number)] of USB boards not attached now
     rig.devices_for(scenario)   # {node_id: device path or pyserial URL} for the scenario's nodes
     boards = rig.start_emulated(folder)   # EmulatedBoard per emulated entry; the caller stops them
@@ -43,8 +44,11 @@ MAX_CLUSTER = 0xFFE
 _RIG_KEYS = {"rig", "description", "emulated_dir", "version", "label", "config", "boards", "coordinator", "udp"}
 _BOARD_KEYS = {
     "name", "kind", "node_id", "cluster", "role", "serial", "url", "data_url", "emulated", "place", "coordinator",
-    "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset", "code",
+    "lineage", "hw_gen", "members", "version", "label", "features", "config", "reset", "code", "spare",
 }  # fmt: skip
+# What a spare entry may not say: the daughter it takes brings them (its id,
+# cluster, roster, its parent's lineage, generation and firmware).
+_NOT_ON_A_SPARE = ("node_id", "cluster", "members", "lineage", "hw_gen", "version", "label", "role")
 # board.json keys a rig may set through `config:` (docs/BOARD_SHELL.md). node_id,
 # cluster, members, lineage and hw_gen come from the board entry itself.
 CONFIG_KEYS = {
@@ -84,6 +88,7 @@ class RigBoard:
     where: str = "?"  # file:line of the entry
     place: str | None = None  # labgrid place name (hil/labgrid_places.py)
     coordinator: str | None = None  # its labgrid coordinator, HOST[:PORT] (None: $LG_COORDINATOR)
+    spare: bool = False  # kept off until a daughter needs it (Rig.spares; node_id 0 until then)
 
     @property
     def port_text(self) -> str:
@@ -145,6 +150,7 @@ class Rig:
         self.name = name
         self.description = description
         self.boards = boards
+        self.spares: list[RigBoard] = []  # `spare: true` entries, kept off until a daughter needs one
         self.kinds = kinds  # kind name -> BoardKind
         self.emulated_dir = emulated_dir  # where emulated boards' folders are by default
         self.version = version  # default firmware version for the rig's boards
@@ -154,7 +160,8 @@ class Rig:
         self.udp: Any = None  # hil.rig_udp.UdpSettings: where the run's UDP hub binds (the rig's `udp:` key)
 
     def __repr__(self) -> str:
-        return "Rig(%r, %d boards)" % (self.path, len(self.boards))
+        return "Rig(%r, %d boards%s)" % (self.path, len(self.boards),
+                                         ", %d spares" % len(self.spares) if self.spares else "")
 
     def board(self, name: str) -> RigBoard:
         for b in self.boards:
@@ -376,7 +383,15 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
         if not isinstance(e, Located):
             raise ConfigError("%s: rig.boards[%d]: expected a mapping" % (entries.where(i), i))
         section = "board %s" % e.get("name", "#%d" % (i + 1))
-        check_keys(e, _BOARD_KEYS, section, required=("name", "kind", "node_id", "cluster"))
+        spare = e.get("spare", False)
+        if not isinstance(spare, bool):
+            raise e.error("spare", "%s.spare: expected true or false, got %r" % (section, spare))
+        if spare:
+            said = [k for k in _NOT_ON_A_SPARE if k in e]
+            if said:
+                raise e.error(said[0], "%s: a spare board has no %s: the daughter it takes brings its id, cluster,"
+                              " lineage and firmware (docs/BOARDS.md, \"Spare boards\")" % (section, said[0]))
+        check_keys(e, _BOARD_KEYS, section, required=("name", "kind") if spare else ("name", "kind", "node_id", "cluster"))
         bname = e["name"]
         if not isinstance(bname, str) or not bname or "/" in bname or bname.startswith("."):
             raise e.error("name", "%s: name %r must be a plain file name" % (section, bname))
@@ -395,11 +410,12 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
                               % (section, kname, kname, " or ".join(dict.fromkeys((boards_dir, boards_mod.BOARDS_DIR)))))
             kinds[kname] = boards_mod.kind(kname, dirs[0])
         kind = kinds[kname]
-        node_id = _int(e, "node_id", section, 1, MAX_NODE_ID)
+        node_id = _int(e, "node_id", section, 1, MAX_NODE_ID) if not spare else 0
         if node_id in node_ids:
             raise e.error("node_id", "%s: node %d is already board %s" % (section, node_id, node_ids[node_id]))
-        node_ids[node_id] = bname
-        cluster = _int(e, "cluster", section, 0, MAX_CLUSTER)
+        if not spare:
+            node_ids[node_id] = bname
+        cluster = _int(e, "cluster", section, 0, MAX_CLUSTER) if not spare else 0
         ways = [k for k in ("serial", "url", "emulated", "place") if e.get(k) not in (None, False)]
         if len(ways) != 1:
             raise e.error(None, "%s: give exactly one of serial, url, emulated: true, place (got %s)"
@@ -439,7 +455,7 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
                           % (section, kname))  # fmt: skip
         if kind.emulated and not emulated:
             raise e.error("kind", "%s: kind %s is emulated: say emulated: true" % (section, kname))
-        role = e.get("role", "node")
+        role = e.get("role", "spare" if spare else "node")
         if not isinstance(role, str) or not role:
             raise e.error("role", "%s.role: expected a word, got %r" % (section, role))
         members = e.get("members")
@@ -469,15 +485,19 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
             members=tuple(sorted(members)) if members is not None else None,
             version=version, label=label, config=config, reset=reset, code=code,
             data_url=e.get("data_url"), where=e.where(), place=place, coordinator=coordinator if place else None,
+            spare=spare,
         )))  # fmt: skip
 
     # A cluster's members are its boards in the rig unless an entry lists them.
     by_cluster: dict[int, list[int]] = {}
     for _, kw in raw:
-        by_cluster.setdefault(kw["cluster"], []).append(kw["node_id"])
+        if not kw["spare"]:
+            by_cluster.setdefault(kw["cluster"], []).append(kw["node_id"])
     out = []
     for e, kw in raw:
-        if kw["members"] is None:
+        if kw["spare"]:
+            kw["members"] = ()
+        elif kw["members"] is None:
             kw["members"] = tuple(sorted(by_cluster[kw["cluster"]]))
         elif kw["node_id"] not in kw["members"]:
             raise e.error("members", "board %s.members: must include its own node %d" % (kw["name"], kw["node_id"]))
@@ -485,13 +505,20 @@ def parse(data: Any, path: str, boards_dir: str | None = None) -> Rig:
     for key in ("rig", "label", "description"):
         if key in data and not isinstance(data[key], str):
             raise data.error(key, "rig.%s: expected a string, got %r" % (key, data[key]))
-    rig = Rig(path, str(name), out, kinds, emulated_dir, rig_version, data.get("label"),
+    nodes = [b for b in out if not b.spare]
+    if not nodes:
+        raise data.error("boards", "rig.boards: every board is a spare: a run needs boards with a node_id too")
+    rig = Rig(path, str(name), nodes, kinds, emulated_dir, rig_version, data.get("label"),
               data.get("description", ""))
+    rig.spares = [b for b in out if b.spare]
     from hil import rig_udp
 
     rig.udp = rig_udp.parse_udp(data, path)
     for (e, _), b in zip(raw, out):
-        _check_board_json(path, e, b, rig.board_json(b, secrets=False))
+        cfg = rig.board_json(b, secrets=False)
+        if b.spare:  # as a daughter would have it: some id and a roster with it (the run writes the real ones)
+            cfg.update(node_id=1, members=[1])
+        _check_board_json(path, e, b, cfg)
     return rig
 
 

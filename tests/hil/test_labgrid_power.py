@@ -309,3 +309,47 @@ def test_hil_emulate_serves_its_boards_power_switch(tmp_path):
         out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
     assert not list(tmp_path.glob("*.tty"))  # the boards stopped with it
+
+
+
+@pytest.mark.timeout(200)
+def test_a_spare_place_is_kept_off_and_switched_on_for_a_daughter(lab, released, tmp_path):
+    """A rig's spare on a labgrid place (docs/BOARDS.md "Spare boards"):
+    FileRig acquires it with the node places and switches it off for the
+    run; the BoardSet's spare_board, as a run calls it for a daughter,
+    switches it on through labgrid's driver, writes the daughter's
+    board.json over the place's RFC 2217 port with mpremote, soft-resets it
+    and gets node 4's HELLO; after the run it is off again and every place
+    released. (The whole run with a daughter on an emulated spare:
+    tests/hil/test_rig_spares.py; these lab boards hold the plain image,
+    too big for a market scenario at 192K.)"""
+    from ground import firmware, scenario
+    from hil.rig import FileRig
+
+    text = "rig: lab-spare\ncoordinator: '%s'\nboards:\n" % lab.address + "".join(
+        "  - {name: b%d, kind: pico, place: pico-%d, node_id: %d, cluster: 1}\n" % (n, n, n) for n in (1, 2, 3))
+    text += "  - {name: s4, kind: pico, place: pico-4, spare: true, features: [power_control]}\n"
+    (tmp_path / "rig.yaml").write_text(text)
+    sc = scenario.load_text(SC, str(tmp_path / "sc.yaml"))
+    before = len(lab.pdu.switched)
+    rig = FileRig(str(tmp_path / "rig.yaml"), lambda: str(tmp_path / "emulated"))
+    try:
+        boards = rig.prepare(sc, str(tmp_path / "repl"))
+        try:
+            assert sorted(boards.boards) == [1, 2, 3] and lab.boards[4].state == "off"
+            assert lab.pdu.switched[before:] == [(4, "off")]
+            daughter = {"node_id": 4, "cluster": 1, "members": [1, 2, 3, 4], "lineage": 2, "hw_gen": 1,
+                        "election_timeout_ms": 2000, "watchdog_ms": 0}
+            b = boards.spare_board(4, daughter, (1, 0), "1.0")
+            assert b.name == "s4" and boards.boards[4] is b and lab.boards[4].state == "running"
+            assert lab.pdu.switched[before:] == [(4, "off"), (4, "on")]
+            f = firmware.wire.decode(b.open_port[2][0])
+            assert (f.src, f.type) == (4, firmware.msgs.HELLO)
+            cfg = json.loads((tmp_path / "repl" / "s4" / "board.json").read_text())
+            assert cfg["node_id"] == 4 and cfg["members"] == [1, 2, 3, 4] and cfg["lineage"] == 2
+            assert boards.spare_board(5, dict(daughter, node_id=5), (1, 0), "1.0") is None  # one spare only
+        finally:
+            boards.stop()
+        assert lab.pdu.switched[before:] == [(4, "off"), (4, "on"), (4, "off")]
+    finally:
+        rig.close()
