@@ -236,7 +236,8 @@ class Joins:
 
     def _apply_split(self, node, new_cluster, pivot, now_ms):
         members = node.members.members
-        # The spares still unused: the lower half stays, the upper half goes.
+        # The spares still unused: the lower half stays, the upper half goes
+        # (the side that stays keeps the used ones too: one still joining may be below nxt).
         nxt = self._next_free()
         end = self.first + self.count
         mid = nxt + (end - nxt) // 2 if end > nxt else end
@@ -256,8 +257,8 @@ class Joins:
         if upper:
             self.first, self.count = mid, end - mid
             node.cluster_dst = wire.cluster_addr(new_cluster)
-        else:
-            self.first, self.count = nxt, mid - nxt if mid > nxt else 0
+        else:  # from its first spare: a daughter admitted late (below nxt) is still its own
+            self.count = mid - self.first
         node.members.keep(side)
         self._changed(node)
         self._roster = None
