@@ -71,7 +71,7 @@ def settings(cfg, spares, max_members, min_members, split_cluster, parent):
 
 class Joins:
     def __init__(self, node):
-        first, count, top, low, split, parent = node.cfg.replication or (0, 0, 20, 5, 0, 0)
+        first, count, top, low, split, parent = node.cfg.replication or (0, 0, 20, 5, (0, 0), 0)
         self.first = first  # this cluster's spare ids: first .. first + count - 1
         self.count = count
         self.max = top  # members past this: split

@@ -225,7 +225,7 @@ def parse_board(data, file="board.json"):
             if k not in _REPLICATION_KEYS:
                 raise ConfigError(file, "replication." + k, "unknown key")
             v = b.replication[k]
-            if k == "spares" or k == "split_cluster" and isinstance(v, list):  # split_cluster: a number or a block
+            if k == "spares" or isinstance(v, list):  # split_cluster may be a block [first, count] too
                 if not isinstance(v, list) or len(v) != 2:
                     raise ConfigError(file, "replication." + k, "must be [first, count]")
                 _int(file, "replication." + k, v[0], 0, MAX_NODE_ID)
