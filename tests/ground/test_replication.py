@@ -3,6 +3,8 @@ in-process nodes, clusters split, refusals are reported with the node and the
 frame, ids are never reused (history: unique_ids); scenario `replication:`
 is checked at load."""
 
+import os
+
 import pytest
 
 from ground import history, replay, run, scenario, trace
@@ -105,17 +107,15 @@ def test_spare_ids_are_disjoint_between_clusters_and_a_split_shares_them_out():
     assert rep.config_args(1)["split_cluster"] == [5, 3] and rep.config_args(4)["split_cluster"] == [8, 3]
 
 
-TWICE = SMALL.replace("nodes: [1, 2, 3, 4, 5, 6]", "nodes: [1, 2, 3, 4, 5, 6, 7, 8]").replace(
-    "replication: {spares: 8, max_cluster: 10, min_cluster: 5}",
-    "replication: {spares: 16, max_cluster: 8, min_cluster: 4, splits: 3}")
+TWICE = os.path.join(os.path.dirname(__file__), "..", "..", "scenarios", "replication-twice.yaml")
 
 
 def test_a_side_made_by_a_split_splits_again_and_every_side_elects(tmp_path):
     """Eight daughters come at once to a cluster of eight (max 8): the first
     splits it (cluster 2 takes 5..9), the daughters still joining go to the
     side their spare ids belong to (cluster 1), which grows past 8 and splits
-    again with the next number of its block (3)."""
-    sc = scenario.load_text(TWICE, "twice.yaml")
+    again with the next number of its block (3). Node 6 power-cycles after."""
+    sc = scenario.load(TWICE)
     res = run.run(sc, str(tmp_path / "a"))
     assert res.ok, res.failures
     _, events, _ = trace.read(str(tmp_path / "a" / "trace.jsonl"))
@@ -140,6 +140,7 @@ def test_a_side_made_by_a_split_splits_again_and_every_side_elects(tmp_path):
     assert sorted(len(v) for v in members.values()) == [5, 5, 6], members
     for c in (1, 2, 3):
         assert len(named[c]) == 1 and named[c] <= members[c], (c, named[c], members[c])
+    assert 6 in members[2]  # power-cycled at 260 s: back in the cluster the first split moved it to
 
 
 @pytest.mark.parametrize("text, where, says", [
