@@ -138,3 +138,39 @@ def test_a_side_made_by_a_split_splits_again_and_keeps_it_through_a_power_cut():
     coords = _coordinators(m)
     assert sorted(coords) == [1, 2, 4] and all(len(v) == 1 for v in coords.values()), coords
     assert m.nodes[110].coordinator == coords[4][0] and m.nodes[9].coordinator == coords[2][0]
+
+
+class _Holder:
+    """A trader with no leases: all durable.with_leases reads of one."""
+
+    leases = []
+
+
+def test_the_roster_section_follows_a_seat_and_a_market_section_and_the_shell_reads_past_it():
+    from node.node import restore_all, save
+
+    m = Mesh(5, seed=3, spares=(100, 8), split_cluster=2)
+    _settle(m)
+    _daughter(m, 100, parent=2)
+    m.run_for(6 * T)
+    rest, sec = durable.roster_split(m.flash[3])
+    assert len(rest) == 14 and sec[-2:] == b"RS" and len(sec) == 18 + 2 * 6 + 4 * 1 + 8
+    # As an elector's blob would be: its term/vote, its seat's, the market section, then the roster.
+    market = bytes(durable.with_leases(b"", _Holder()))
+    blob = rest + save(7, 2, 0) + market + sec
+    assert [p[0] for p in restore_all(blob)] == [m.nodes[3].term, 7]  # the board shell's read (runtime/start.py)
+    assert durable.split(blob) == (rest + save(7, 2, 0), market)
+    n = Node(3, m.config, 5, rest + sec)
+    assert n.members.members == (1, 2, 3, 4, 5, 100) and n.term == m.nodes[3].term
+
+
+def test_a_split_block_is_checked_at_boot():
+    for block in ((1, 3), (0xDFF, 2), (5, -1), (2, 3, 4)):
+        try:
+            Config(cluster=1, members=(1, 2, 3, 4, 5), spares=(100, 8), split_cluster=block)
+        except ValueError as e:
+            assert "split_cluster" in str(e)
+        else:
+            raise AssertionError("split block %r taken" % (block,))
+    c = Config(cluster=1, members=(1, 2, 3, 4, 5), spares=(100, 8), split_cluster=[2, 7])
+    assert c.replication[4] == (2, 7)
