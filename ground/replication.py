@@ -1,10 +1,12 @@
 """Replication in a run: a parent's completed daughter becomes a new node.
 
 A scenario's `replication:` section (ground/scenario.py) gives every cluster
-a disjoint block of spare node ids for its daughters, and a cluster number
-its upper half takes if it splits (docs/PROTOCOL.md "Joining and splitting"):
+a disjoint block of spare node ids for its daughters, and a disjoint block of
+`splits` cluster numbers its splits take (docs/PROTOCOL.md "Joining and
+splitting"): a split takes its block's first number, each side half of the
+rest, so a side made by a split splits again while its block holds a number.
 
-    replication: {spares: 16, max_cluster: 20, min_cluster: 5}
+    replication: {spares: 16, max_cluster: 20, min_cluster: 5, splits: 3}
 
 `Replication` watches the run's events (a Run listener). When a parent's
 DAUGHTER frame reaches the ground it allocates the next spare id of the
@@ -39,6 +41,7 @@ class Plan:
     spares: int = 16  # spare ids per cluster
     max_cluster: int = 20
     min_cluster: int = 5
+    splits: int = 3  # cluster numbers per scenario cluster for its splits (and its sides' splits)
 
 
 class Replication:
@@ -47,7 +50,7 @@ class Replication:
         self.spares = {}  # cluster -> [first, next, end]: its spare ids first..end-1, next the next to hand out
         self.joined = {}  # cluster -> spare ids a ROSTER admitted (node/join.py computes a split's spares from them)
         self.pending = set()  # daughters booted, no ROSTER seen naming them yet
-        self.split_to = {}  # cluster -> the cluster number its upper half takes (0: none left)
+        self.split_to = {}  # cluster -> [first, count]: its split block, first the number its next split takes
         self.parent_of = {}  # daughter id -> parent
         self.handed = set()  # every id handed out: never again
         base = max(sc.nodes) + 1
@@ -55,7 +58,8 @@ class Replication:
         for k, c in enumerate(sorted(sc.clusters)):
             first = base + k * plan.spares
             self.spares[c] = [first, first, first + plan.spares]
-            self.split_to[c] = free_cluster + k if free_cluster + k < 0xE00 else 0
+            first = free_cluster + k * plan.splits
+            self.split_to[c] = [first, plan.splits] if first + plan.splits <= 0xE00 else [0, 0]
         self.last_id = base + len(sc.clusters) * plan.spares - 1
         if self.last_id > 0xEFFF:
             raise ValueError("%s: replication: %d spare ids per cluster run past node id 0xEFFF"
@@ -65,7 +69,7 @@ class Replication:
         """The Config arguments a node of `cluster` boots with (node/config.py)."""
         first, _, end = self.spares[cluster]
         return {"spares": (first, end - first), "max_members": self.plan.max_cluster,
-                "min_members": self.plan.min_cluster, "split_cluster": self.split_to.get(cluster, 0)}
+                "min_members": self.plan.min_cluster, "split_cluster": list(self.split_to.get(cluster, (0, 0)))}
 
     # ---- events -----------------------------------------------------------
 
@@ -153,9 +157,12 @@ class Replication:
         joined = [n for n in self.joined.get(c, ()) if n >= first]
         nxt = max(joined) + 1 if joined else first  # as node/join.py: above every spare that joined
         mid = nxt + (end - nxt) // 2
-        self.spares[c] = [nxt, max(nxt, min(handed, mid)), mid]
+        self.spares[c] = [first, min(handed, mid), mid]  # as node/join.py: from its first (one may still join below nxt)
         self.spares[new] = [mid, max(mid, handed), end]
-        self.split_to[c] = self.split_to[new] = 0  # as the core: a side splits again once given a number
+        f, n = self.split_to.get(c, (0, 0))  # as node/join.py: the number is spent, each side half the rest
+        half = (n - 1) // 2
+        self.split_to[c], self.split_to[new] = ([f + 1, half], [f + 1 + half, n - 1 - half]) if n and f == new else (
+            [0, 0], [0, 0])
         # A daughter booted but not yet admitted goes where its spare id now belongs (as node/join.py).
         waiting = sorted(n for n in self.pending if run.sc.nodes[n].cluster == c)
         split_cluster(run, c, new, low, high, [n for n in waiting if n < mid], [n for n in waiting if n >= mid])

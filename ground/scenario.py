@@ -27,7 +27,7 @@ _TOP = {
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
     "downconvert", "regions", "trace", "rollout", "replication", "boards",
 }
-_REPLICATION = {"spares", "max_cluster", "min_cluster"}
+_REPLICATION = {"spares", "max_cluster", "min_cluster", "splits"}
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
 _CLUSTER = {"id", "nodes", "firmware", "hw_gen", "lineages", "age_slots"}
 _NODE = {"firmware", "hw_gen", "lineage", "age_slots"}
@@ -279,7 +279,7 @@ def _parse_trace(data, clusters):
                            % (c, min(clusters), max(clusters)))
     return {"clusters": sorted(set(ids))}
 def _parse_replication(data, sc):
-    """replication: {spares, max_cluster, min_cluster} -> ground.replication.Plan
+    """replication: {spares, max_cluster, min_cluster, splits} -> ground.replication.Plan
     (docs/SCENARIOS.md "Replication"): daughters become nodes."""
     from ground.replication import Plan
 
@@ -290,6 +290,10 @@ def _parse_replication(data, sc):
     spares = number(r, "spares", "replication", lo=1, hi=256, default=16, integer=True)
     top = number(r, "max_cluster", "replication", lo=4, hi=64, default=20, integer=True)
     low = number(r, "min_cluster", "replication", lo=2, hi=top // 2, default=min(5, top // 2), integer=True)
+    splits = number(r, "splits", "replication", lo=0, hi=255, default=3, integer=True)
+    if max(sc.clusters) + len(sc.clusters) * splits >= 0xE00:
+        raise r.error("splits", "replication: %d split numbers for each of %d clusters run past cluster 3583"
+                      % (splits, len(sc.clusters)))
     for c, ids in sorted(sc.clusters.items()):
         if len(ids) > top:
             raise r.error("max_cluster", "replication: cluster %d has %d nodes, above max_cluster %d"
@@ -298,7 +302,7 @@ def _parse_replication(data, sc):
     if last > 0xEFFF:
         raise r.error("spares", "replication: %d spare ids for each of %d clusters run past node id 61439"
                       % (spares, len(sc.clusters)))
-    return Plan(spares, top, low)
+    return Plan(spares, top, low, splits)
 
 
 def _parse_contact_plan(data, path, sc):

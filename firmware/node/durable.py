@@ -170,10 +170,29 @@ def restore(blob, m, tr):
 
 def split(blob):
     """(term/vote part, market section or None) of a node's saved blob: the
-    section follows one or two 14-byte term/vote blobs."""
+    section follows one or two 14-byte term/vote blobs (a roster section
+    after it, roster_split, is not part of it)."""
+    blob = roster_split(blob)[0]
     for k in (14, 28):
         if len(blob) > k + HEAD_LEN and blob[k:k + 2] == b"MK":
             nrec, nlease = struct.unpack_from("<HH", blob, k + 16)
             if len(blob) - k == HEAD_LEN + 9 * nrec + 11 * nlease + 4:
                 return blob[:k], blob[k:]
     return blob, None
+
+
+# ---- the roster section (node/join.py) --------------------------------------
+# A node whose cluster's membership changed keeps its roster after everything
+# above, as a trailer read from the end: ... crc32, u16 section length, b"RS".
+
+
+def roster_split(blob):
+    """(the blob before it, the roster section or None) of a saved blob: the
+    section only if whole (its length fits, its crc matches)."""
+    n = len(blob)
+    if n < 14 + 26 or blob[n - 2:] != b"RS":
+        return blob, None
+    k = struct.unpack_from("<H", blob, n - 4)[0]
+    if not 26 <= k <= n - 14 or binascii.crc32(memoryview(blob)[n - k:n - 8]) != struct.unpack_from("<I", blob, n - 8)[0]:
+        return blob, None
+    return blob[:n - k], blob[n - k:]

@@ -21,13 +21,27 @@
 #   lower half keeps the cluster, the upper half (ids from `pivot` up) becomes
 #   cluster split_cluster. Both sides elect again. A split that would leave a
 #   side under min_members is refused, by the coordinator and by every member.
+# - Split numbers: config's split_cluster is a block (first, count) of
+#   cluster numbers, fixed at boot and disjoint between clusters (the ground
+#   hands them out). A split takes the block's first number for its upper
+#   side and gives each side half of the rest (the lower half to the side
+#   that stays): still disjoint, so a side splits again with its own first
+#   number, as long as its block holds one (else a join past max_members is
+#   refused as full). A bare number n is the block (n, 1).
+# - Kept across power loss: each membership change (a join admitted, a
+#   split, a daughter admitted) marks the node's state dirty once; its
+#   roster section (section(), restore()) follows the node's saved blob.
 # - Every refusal is counted by reason (`refused`) and told to the ground
 #   (JOIN_REFUSED: reason, the frame's type, its sender, the id it named).
+
+import binascii
+import struct
 
 from micropython import const
 
 from node import election as el
 from node import msgs, wire
+from node.membership import Membership
 
 R_UNKNOWN = const(0)  # an id outside this cluster's spares, or a JOIN naming another cluster
 R_DUPLICATE = const(1)  # an id already a member, or joined before with another parent
@@ -42,20 +56,22 @@ _RESENDS = const(3)  # a ROSTER is sent again this many times, one election time
 def settings(cfg, spares, max_members, min_members, split_cluster, parent):
     """Config.replication from Config's arguments; ValueError if they are wrong."""
     first, count = spares
+    block = (split_cluster, 1 if split_cluster else 0) if isinstance(split_cluster, int) else tuple(split_cluster)
+    if len(block) != 2 or block[1] < 0 or block[1] and not 0 < block[0] <= block[0] + block[1] - 1 < 0xE00 or (
+            block[0] <= cfg.cluster < block[0] + block[1]):
+        raise ValueError("config: split_cluster must be another cluster number, or a block [first, count], below 0xE00")
     if count < 0 or count > 256 or (count and not (0 < first and first + count - 1 <= 0xEFFF)):
         raise ValueError("config: spares must be (first id, count <= 256) inside 1..0xEFFF")
     if not 2 <= min_members <= max_members // 2 or max_members > 64:
         raise ValueError("config: need 2 <= min_members <= max_members / 2, max_members <= 64")
     if len(cfg.members) > max_members + 1:
         raise ValueError("config: %d members, above max_members %d" % (len(cfg.members), max_members))
-    if not 0 <= split_cluster < 0xE00 or split_cluster == cfg.cluster and split_cluster:
-        raise ValueError("config: split_cluster must be another cluster number below 0xE00")
-    return (first, count, max_members, min_members, split_cluster, parent)
+    return (first, count, max_members, min_members, block, parent)
 
 
 class Joins:
     def __init__(self, node):
-        first, count, top, low, split, parent = node.cfg.replication or (0, 0, 20, 5, 0, 0)
+        first, count, top, low, split, parent = node.cfg.replication or (0, 0, 20, 5, (0, 0), 0)
         self.first = first  # this cluster's spare ids: first .. first + count - 1
         self.count = count
         self.max = top  # members past this: split
@@ -64,7 +80,9 @@ class Joins:
         self.parents = {}  # spare id -> the parent it joined with (at most `count` entries)
         self.epoch = 0  # roster changes applied
         self.refused = [0] * N_REASONS
-        self.split_cluster = split
+        self.split = split  # (first, count): the cluster numbers this cluster's splits take (first: the next)
+        self.changed = False  # a membership change since boot, or one restored: section() has bytes
+        self._kept = None  # the roster section as packed last (None: pack it again)
         self.joining = parent != 0  # a daughter, until a ROSTER names it
         self._roster = None  # the last ROSTER payload sent as coordinator, to send again
         self._resends = 0
@@ -148,7 +166,7 @@ class Joins:
             return
         n = len(node.members.members)
         cfg = node.cfg
-        if n >= self.max + 1 or (n == self.max and (self.split_cluster == 0 or (n + 1) // 2 < self.min)):
+        if n >= self.max + 1 or (n == self.max and (not self.split[1] or (n + 1) // 2 < self.min)):
             self._refuse(node, R_FULL, msgs.JOIN, src, parent)
             return
         self.epoch = (self.epoch + 1) & 0xFFFF
@@ -162,9 +180,10 @@ class Joins:
         if len(members) > self.max:
             low = len(members) // 2
             pivot = members[low]
+            new = self.split[0]
             node._send(node.cluster_dst, msgs.SPLIT,
-                       msgs.pack(msgs.SPLIT, node.term, self.epoch, self.split_cluster, pivot, low, len(members) - low))
-            self._apply_split(node, self.split_cluster, pivot, now_ms)
+                       msgs.pack(msgs.SPLIT, node.term, self.epoch, new, pivot, low, len(members) - low))
+            self._apply_split(node, new, pivot, now_ms)
 
     def _admit(self, node, joined, parent, epoch, t, src):
         if not self.is_spare(joined):
@@ -174,8 +193,9 @@ class Joins:
         if known is not None and known != parent:
             self._refuse(node, R_DUPLICATE, t, src, joined)
             return
-        if joined == node.id:
+        if joined == node.id and self.joining:
             self.joining = False
+            self._changed(node)
         # (A daughter still joining lists itself: it does not count.)
         if known is None and not node.members.is_member(joined) and (
                 len(node.members.members) - self.joining > self.max):
@@ -186,8 +206,16 @@ class Joins:
         self._add(node, joined, parent)
 
     def _add(self, node, joined, parent):
-        self.parents[joined] = parent
-        node.members.add(joined)
+        if self.parents.get(joined) != parent or not node.members.is_member(joined):
+            self.parents[joined] = parent
+            node.members.add(joined)
+            self._changed(node)
+
+    def _changed(self, node):
+        """Membership changed: the node persists once (take_persist) before it sends on."""
+        self.changed = True
+        self._kept = None
+        node._dirty = True
 
     def _split(self, node, new_cluster, pivot, low, high, t, src, now_ms):
         members = node.members.members
@@ -208,7 +236,8 @@ class Joins:
 
     def _apply_split(self, node, new_cluster, pivot, now_ms):
         members = node.members.members
-        # The spares still unused: the lower half stays, the upper half goes.
+        # The spares still unused: the lower half stays, the upper half goes
+        # (the side that stays keeps the used ones too: one still joining may be below nxt).
         nxt = self._next_free()
         end = self.first + self.count
         mid = nxt + (end - nxt) // 2 if end > nxt else end
@@ -216,13 +245,22 @@ class Joins:
         # it joins the side whose spares hold it (the ground says the same).
         upper = node.id >= (mid if self.joining else pivot)
         side = tuple(m for m in members if m != node.id and (m >= pivot) == upper) + (node.id,)
+        # The split numbers left: the first is spent, each side gets half of
+        # the rest. A block whose first is not this SPLIT's number (a member
+        # that lost track) leaves neither side one: it can split no more.
+        f, n = self.split
+        if n and f == new_cluster:
+            half = (n - 1) // 2
+            self.split = (f + 1 + half, n - 1 - half) if upper else (f + 1, half)
+        else:
+            self.split = (0, 0)
         if upper:
             self.first, self.count = mid, end - mid
             node.cluster_dst = wire.cluster_addr(new_cluster)
-        else:
-            self.first, self.count = nxt, mid - nxt if mid > nxt else 0
-        self.split_cluster = 0  # a side splits again only once the ground gives it a number
+        else:  # from its first spare: a daughter admitted late (below nxt) is still its own
+            self.count = mid - self.first
         node.members.keep(side)
+        self._changed(node)
         self._roster = None
         self._resends = 0
         # Both sides elect: nobody coordinates until a new election says so.
@@ -235,3 +273,88 @@ class Joins:
             if region.quarantine is not None:
                 region.quarantine.move(node.id, node.cluster_dst & 0xFFF)  # an elector's own table
             node._send(region.dst, msgs.HELLO, node._hello())
+
+    # ---- kept across power loss (docs/PROTOCOL.md "Membership on flash") ----
+
+    def section(self, node):
+        """The roster section that follows the node's saved blob (b"": no
+        membership change yet, nothing to keep). Packed once per change."""
+        if not self.changed:
+            return b""
+        kept = self._kept
+        if kept is None:
+            kept = self._kept = pack(self, node)
+        return kept
+
+    def restore(self, node, saved):
+        """At boot, before the first poll (so before any election): the
+        roster section of `saved` (a blob take_persist gave) back into this
+        node, if it descends from this boot's config: its spares inside the
+        config's, every member a source the config knows, the node among
+        them. Otherwise, or if damaged, the config's roster stands and the
+        node says why in a LOG."""
+        if not saved:
+            return
+        from node.durable import roster_split
+
+        sec = roster_split(saved)[1]
+        why = load(self, node, sec) if sec is not None else "kept roster damaged" if saved[-2:] == b"RS" else None
+        if why:
+            node.log("roster: %s; the boot config's roster stands" % why)
+
+
+_HEAD = "<BBHHHHHHHH"  # 18 bytes: version 1, flags (bit 0: still joining), cluster, epoch,
+#                        spares first, count, split block first, count, members, parents
+_HEAD_LEN = const(18)
+_TAIL_LEN = const(8)  # crc32 of the section before it, u16 section length, b"RS"
+
+
+def pack(j, node):
+    """Joins j's roster section: node's cluster, its members, who joined with
+    which parent, the spare ids and split numbers left, then the tail."""
+    members = node.members.members
+    parents = sorted(j.parents)
+    n = _HEAD_LEN + 2 * len(members) + 4 * len(parents) + _TAIL_LEN
+    out = bytearray(n)
+    struct.pack_into(_HEAD, out, 0, 1, 1 if j.joining else 0, node.cluster_dst & 0xFFF, j.epoch, j.first, j.count,
+                     j.split[0], j.split[1], len(members), len(parents))
+    off = _HEAD_LEN
+    for m in members:
+        struct.pack_into("<H", out, off, m)
+        off += 2
+    for k in parents:
+        struct.pack_into("<HH", out, off, k, j.parents[k])
+        off += 4
+    struct.pack_into("<IH2s", out, off, binascii.crc32(memoryview(out)[:off]), n, b"RS")
+    return bytes(out)
+
+
+def load(j, node, sec):
+    """Put roster section `sec` (whole, crc checked) into Joins j and its
+    node; a one-line reason (str) if it does not fit, else None."""
+    ver, flags, cluster, epoch, sf, sc, pf, pc, nm, np = struct.unpack_from(_HEAD, sec, 0)
+    if ver != 1 or len(sec) != _HEAD_LEN + 2 * nm + 4 * np + _TAIL_LEN:
+        return "kept roster: version %d, %d bytes" % (ver, len(sec))
+    members = struct.unpack_from("<%dH" % nm, sec, _HEAD_LEN)
+    cfg = node.cfg
+    r = cfg.replication
+    if not (r[0] <= sf and sf + sc <= r[0] + r[1]) or node.id not in members:
+        return "kept roster of cluster %d (spares %d+%d) is not this config's (%d+%d)" % (cluster, sf, sc, r[0], r[1])
+    for m in members:
+        if wire.index_of(node.sources, m) < 0:
+            return "kept roster names node %d, unknown to this config" % m
+    if cluster == cfg.cluster and (sf, sc) == (r[0], r[1]):
+        members = tuple(set(members) | set(cfg.members))  # no split since the config: a join only adds
+    off = _HEAD_LEN + 2 * nm
+    j.parents = {}
+    for _ in range(np):
+        k, p = struct.unpack_from("<HH", sec, off)
+        j.parents[k] = p
+        off += 4
+    j.joining = bool(flags & 1)
+    j.epoch, j.first, j.count, j.split = epoch, sf, sc, (pf, pc)
+    j.changed = True
+    j._kept = None
+    node.cluster_dst = wire.cluster_addr(cluster)
+    node.members = Membership(node.id, tuple(sorted(members)), cfg.suspect_ms, cfg.dead_ms)
+    return None

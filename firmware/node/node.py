@@ -140,8 +140,9 @@ class Node:
 
             self.timing = timing_b  # type: ignore[misc]  # a module in place of elect: same functions
 
-        if config.replication is not None and config.replication[5]:  # a daughter (it has a parent): it JOINs at boot
-            self._joins()
+        r = config.replication  # a daughter (it has a parent) JOINs at boot; a kept roster (node/join.py) is restored
+        if r is not None and (r[5] or saved and saved[-2:] == b"RS"):
+            self._joins().restore(self, saved)
         self.region = None
         self.seat = None
         self._seat_digest = None
@@ -322,6 +323,8 @@ class Node:
             blob += save(seat.term, seat.voted_for, 0)
         if keep is not None:
             blob += keep.take(market)
+        if self.joins is not None:  # its roster section last (node/join.py), b"" until membership changed
+            blob += self.joins.section(self)
         # Clean only once the blob is whole: a MemoryError above (the shell
         # survives it) leaves everything to persist at the next try.
         self._dirty = False

@@ -225,11 +225,11 @@ def parse_board(data, file="board.json"):
             if k not in _REPLICATION_KEYS:
                 raise ConfigError(file, "replication." + k, "unknown key")
             v = b.replication[k]
-            if k == "spares":
+            if k == "spares" or isinstance(v, list):  # split_cluster may be a block [first, count] too
                 if not isinstance(v, list) or len(v) != 2:
-                    raise ConfigError(file, "replication.spares", "must be [first id, count]")
-                _int(file, "replication.spares", v[0], 0, MAX_NODE_ID)
-                _int(file, "replication.spares", v[1], 0, MAX_NODE_ID)
+                    raise ConfigError(file, "replication." + k, "must be [first, count]")
+                _int(file, "replication." + k, v[0], 0, MAX_NODE_ID)
+                _int(file, "replication." + k, v[1], 0, MAX_NODE_ID)
             else:
                 _int(file, "replication." + k, v, 0, MAX_NODE_ID)
     if b.watchdog_ms:

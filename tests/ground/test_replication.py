@@ -3,6 +3,8 @@ in-process nodes, clusters split, refusals are reported with the node and the
 frame, ids are never reused (history: unique_ids); scenario `replication:`
 is checked at load."""
 
+import os
+
 import pytest
 
 from ground import history, replay, run, scenario, trace
@@ -101,7 +103,44 @@ def test_spare_ids_are_disjoint_between_clusters_and_a_split_shares_them_out():
         "two.yaml")
     rep = Replication(sc, Plan(8, 10, 5))
     assert rep.config_args(1)["spares"] == (25, 8) and rep.config_args(4)["spares"] == (33, 8)
-    assert rep.config_args(1)["split_cluster"] == 5 and rep.config_args(4)["split_cluster"] == 6
+    # Split numbers: a block of `splits` (3) each, above the scenario's clusters.
+    assert rep.config_args(1)["split_cluster"] == [5, 3] and rep.config_args(4)["split_cluster"] == [8, 3]
+
+
+TWICE = os.path.join(os.path.dirname(__file__), "..", "..", "scenarios", "replication-twice.yaml")
+
+
+def test_a_side_made_by_a_split_splits_again_and_every_side_elects(tmp_path):
+    """Eight daughters come at once to a cluster of eight (max 8): the first
+    splits it (cluster 2 takes 5..9), the daughters still joining go to the
+    side their spare ids belong to (cluster 1), which grows past 8 and splits
+    again with the next number of its block (3). Node 6 power-cycles after."""
+    sc = scenario.load(TWICE)
+    res = run.run(sc, str(tmp_path / "a"))
+    assert res.ok, res.failures
+    _, events, _ = trace.read(str(tmp_path / "a" / "trace.jsonl"))
+    added = [e["node"] for e in _node_events(events, "node_added")]
+    assert added == list(range(9, 17))  # unique, in order (history unique_ids passed too: res.ok)
+    splits = _node_events(events, "cluster_split")
+    assert [(e["cluster"], e["new_cluster"]) for e in splits] == [(1, 2), (1, 3)], splits
+    assert not _node_events(events, "join_refused") and not _node_events(events, "split_unfollowed")
+    flat = res.metrics["flat"]
+    assert (flat["nodes_final"], flat["cluster_splits"], flat["clusters_final"]) == (16, 2, 3)
+    # Every cluster elected: in the last 10 s its heartbeats name one coordinator, a member of it.
+    end_ns = max(e["mission_ns"] for e in events)
+    members = {c: set() for c in (1, 2, 3)}
+    named = {c: set() for c in (1, 2, 3)}
+    for e in events:
+        if e["kind"] == "frame" and e.get("type") == "heartbeat" and e.get("fate") == "sent" and (
+                e["mission_ns"] > end_ns - 10 * S and e.get("dst", 0) & 0xF000 == 0xF000) and (
+                e["dst"] & 0xFFF) in members:  # (not the region's seats: cluster 0xE01)
+            c = e["dst"] & 0xFFF
+            members[c].add(e["src"])
+            named[c].add(e["msg"]["coordinator"])
+    assert sorted(len(v) for v in members.values()) == [5, 5, 6], members
+    for c in (1, 2, 3):
+        assert len(named[c]) == 1 and named[c] <= members[c], (c, named[c], members[c])
+    assert 6 in members[2]  # power-cycled at 260 s: back in the cluster the first split moved it to
 
 
 @pytest.mark.parametrize("text, where, says", [

@@ -79,7 +79,7 @@ def test_board_json_carries_replication_and_the_firmware_builds_its_config():
 
     sc = scenario.load(str(SCENARIO))
     cfg = board_json.board_config(sc, 2)
-    assert cfg["replication"] == {"spares": [4, 4], "max_members": 20, "min_members": 2, "split_cluster": 2,
+    assert cfg["replication"] == {"spares": [4, 4], "max_members": 20, "min_members": 2, "split_cluster": [2, 3],
                                   "parent": 0}
     assert cfg["market"]["roster"] == [1, 2, 3, 4, 5, 6, 7]  # widened by the spares, as in-process
     c = boardcfg.core_config(boardcfg.parse_board(json.loads(json.dumps(cfg))))
@@ -93,3 +93,8 @@ def test_board_json_carries_replication_and_the_firmware_builds_its_config():
     with pytest.raises(boardcfg.ConfigError) as e:
         boardcfg.parse_board(dict(cfg, replication={"spares": 4}), "board.json")
     assert "replication.spares" in str(e.value)
+    with pytest.raises(boardcfg.ConfigError) as e:  # a split block: [first, count]
+        boardcfg.parse_board(dict(cfg, replication={"spares": [4, 4], "split_cluster": [2]}), "board.json")
+    assert str(e.value) == 'board.json: key "replication.split_cluster": must be [first, count]'
+    assert boardcfg.core_config(boardcfg.parse_board(dict(cfg, replication={"spares": [4, 4], "split_cluster": 2}))
+                                ).replication[4] == (2, 1)  # a bare number: the block (n, 1)
