@@ -36,7 +36,7 @@ import json
 import os
 import time
 
-from ground import firmware
+from ground import firmware, fleet_contain
 from ground import metrics as metrics_mod
 from ground import report
 from ground import run as run_mod
@@ -363,6 +363,7 @@ class LeanRun:
                         "counters": "lost (the worker died)" if k in lost else "kept"}
                        for k, cl in enumerate(self.plan)],
             "window_s": self.window_ns / S, "traced_clusters": self.traced_clusters,
+            "containment": fleet_contain.to_json([st.get("contain") for st in states if st is not None], sc),
         })
         with open(os.path.join(self.out_dir, "fleet.json"), "w", encoding="utf-8") as f:
             json.dump(fleet, f, indent=1, sort_keys=True)

@@ -110,7 +110,7 @@ class _Checker(ElectionRules, LeaseRules):
         elif kind == "fault" and e.get("fault") in ("sever", "reinstate_region") and self.end is None:
             self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif kind == "fault" and e.get("fault") in ("crash", "power_cut") and self.end is None:
-            self.containment.down(e.get("node"))  # an elector down holds nobody quarantined (its table is in RAM)
+            self.containment.down(e.get("node"))  # an elector down comes back with its table from flash
         elif kind == "node" and self.end is None:
             if self.replication.node_event(e, line):
                 self._need.clear()  # a cluster's members changed: its recipients with them

@@ -18,10 +18,11 @@ fed by ground/history.py's checker with every frame a node sent:
                         elector's table is its own: a coordinator whose table
                         missed an accusation, or was emptied by a reboot,
                         still awards N, as the core's rule says). An elector
-                        holds what its latest LOG line said since its latest
-                        boot: its table is in RAM, so a crash or a power cut
-                        (the fault event), and its boot HELLO to the ground
-                        (a reset, a restart), clear what it held.
+                        holds what its latest LOG line said; across a reboot
+                        (a crash or power cut, the fault event; its boot
+                        HELLO to the ground) it keeps whom it held out
+                        (quarantined, on probation: its table is on flash)
+                        and forgets a suspect.
                         Nor is N coordinator of its own cluster (a
                         COORDINATOR, or a heartbeat in the coordinator role,
                         on its cluster's address) once a majority of the
@@ -175,16 +176,19 @@ class ContainmentChecker:
 
     def down(self, node):
         """A crash or power cut: an elector down says nothing and comes back
-        with an empty table (a restart is a boot)."""
+        with the table it kept on flash (a restart is a boot)."""
         if node in self.electors:
             self._booted(node)
         self.knows.forget(node)
 
     def _booted(self, elector):
-        """An elector's boot HELLO: it booted with an empty quarantine table
-        (node/quarantine.py keeps it in RAM), so it holds nobody any more."""
+        """An elector's boot HELLO (or a crash or power cut): it boots with
+        the table it kept on flash (node/quarantine.py pack(), written
+        before any frame that says a change leaves it), which holds the
+        nodes it held out (quarantined, on probation) and forgets a suspect."""
         for states in self.held.values():
-            states.pop(elector, None)
+            if states.get(elector) not in ("quarantined", "probation"):
+                states.pop(elector, None)
 
     def _grounded(self, src, msg, fid, line):
         key = (msg["accused"], msg.get("term"), msg.get("round"))

@@ -208,7 +208,8 @@ class Shard:
         self._heap = []
         if self.trace is not None:
             self.trace.close()
-        return dict(self.counters.state(), cpu_s=self.cpu_s)
+        return dict(self.counters.state(), cpu_s=self.cpu_s,
+                    contain=self.contain.times.state() if self.contain is not None else {})
 
     # ---- nodes ---------------------------------------------------------------
 
@@ -392,6 +393,8 @@ class Shard:
         """As the Router: at once over a ground link with no stages, else
         through its pipeline (the ground receives it when it arrives)."""
         now = self.now
+        if self.contain is not None:
+            self.contain.times.seen(src, typ, data, now)  # time to detect and to quarantine (ground/fleet_contain.py)
         if self.severed and src in self.severed and typ != msgs.JOURNAL:  # the ground no longer honours it
             self._drop(tr, fid, 0, typ, "severed")
             return

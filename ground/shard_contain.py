@@ -32,7 +32,7 @@
   frame count and auth counter move alike in each.
 """
 
-from ground import lineagefault
+from ground import fleet_contain, lineagefault
 from ground import sever as sever_mod
 from ground.router import _decode_fields
 from ground.scenario import Fault
@@ -87,6 +87,7 @@ class Containment:
         self.mine = {r.region for r in sc.regions if set(r.clusters) & set(shard.clusters)}
         self._regions = {r.region for r in sc.regions}
         self.severing = sever_mod.Severing(sc, self, self)
+        self.times = fleet_contain.Times(sc, shard.auth)  # time to detect and to quarantine, per region
         shard.severed = self.severing.severed  # node -> its severed region: the cut (shard._send, _to_ground)
         # the nodes whose frames the severing learns from: those of this shard's regions with a policy
         self.watch = frozenset(n for r in sc.regions if r.region in self.mine and r.region in self.severing.auto

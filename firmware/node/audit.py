@@ -297,7 +297,7 @@ def setup(region, config, now_ms):
     region.lineage = config.lineage
     region.q_tick_ms = now_ms
     region.stale = {}  # member -> [stale-term claims seen, first one's ms]
-    region.h_boot = _AGAIN  # ticks left to tell every cluster "I hold nobody" (HELD node 0): I booted
+    region.h_boot = _AGAIN  # ticks left to tell every cluster "I hold nobody" (HELD node 0): 0 once a table is restored
     region.h_again = {}  # node -> ticks left to say its changed state again (HELD)
     if region.id in mcfg.auditors:
         from node.bidcopy import Seen

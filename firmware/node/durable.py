@@ -43,6 +43,8 @@ class Keeper:
         self.region = region
         self.kept = b""  # the section on flash (empty: none yet)
         self.mark = self._now()  # (awards, released, led_term, led_round) when it was written
+        self.qkept = b""  # an elector's quarantine table on flash, after the section (empty: none yet)
+        self.qmark = 0  # its Quarantine.changes when it was written
 
     def _now(self):
         tr = self.region.trader
@@ -54,14 +56,23 @@ class Keeper:
         the elector's ledger holds a newer round. Never while the ledger is
         half a copy (led_round -1) after it held a round: the flash keeps
         that whole ledger until the copy is whole (a lease that came
-        meanwhile waits for it too)."""
+        meanwhile waits for it too). Or whom the elector holds out of
+        quarantine changed (node/quarantine.py: rare)."""
+        q = self.region.quarantine
+        return self._due() or (q is not None and q.changes != self.qmark)
+
+    def _due(self):
         now = self._now()
         if now == self.mark:
             return False
         return now[3] >= 0 or self.mark[3] < 0 or now[:2] != self.mark[:2]
 
     def take(self, fresh):
-        if fresh:
+        q = self.region.quarantine
+        if fresh and q is not None and q.changes != self.qmark:
+            self.qkept = q.pack()  # first: a MemoryError leaves it due
+            self.qmark = q.changes
+        if fresh and (self._due() or not self.kept):
             now = self._now()
             if now[3] >= 0 or self.mark[3] < 0:
                 kept = pack(self.region.market, self.region.trader)  # first: a MemoryError leaves it due
@@ -70,16 +81,24 @@ class Keeper:
                 kept = with_leases(self.kept, self.region.trader)
                 self.mark = now[:2] + self.mark[2:]
             self.kept = kept
-        return self.kept
+        return self.kept + self.qkept if self.qkept else self.kept
 
     def load(self, blob):
+        """Put the saved section back (market, then an elector's quarantine
+        table); a one-line text for the ground when there is something to
+        say (damage, a restored table), else None."""
+        n = struct.unpack_from("<HH", blob, HEAD_LEN - 4) if len(blob) >= HEAD_LEN else (0, 0)
+        end = HEAD_LEN + 9 * n[0] + 11 * n[1] + 4
+        q = self.region.quarantine
+        said = q.restore(self, blob[end:]) if q is not None and len(blob) > end else None
+        blob = blob[:end]
         try:
             restore(blob, self.region.market, self.region.trader)
         except ValueError as e:
-            return "%s; ledger and leases not restored" % e
+            return "%s; ledger and leases not restored" % e + ("; " + said if said else "")
         self.kept = bytes(blob)
         self.mark = self._now()
-        return None
+        return said
 
 
 def pack(m, tr):
@@ -170,15 +189,25 @@ def restore(blob, m, tr):
 
 def split(blob):
     """(term/vote part, market section or None) of a node's saved blob: the
-    section follows one or two 14-byte term/vote blobs (a roster section
-    after it, roster_split, is not part of it)."""
+    section follows one or two 14-byte term/vote blobs. An elector's
+    quarantine table (node/quarantine.py, b"QT") may follow the market
+    section: it stays with it (Keeper.load takes it apart). A roster section
+    after everything (roster_split) is not part of it."""
     blob = roster_split(blob)[0]
     for k in (14, 28):
         if len(blob) > k + HEAD_LEN and blob[k:k + 2] == b"MK":
             nrec, nlease = struct.unpack_from("<HH", blob, k + 16)
-            if len(blob) - k == HEAD_LEN + 9 * nrec + 11 * nlease + 4:
+            end = k + HEAD_LEN + 9 * nrec + 11 * nlease + 4
+            if len(blob) == end or _table_len(blob, end) == len(blob) - end:
                 return blob[:k], blob[k:]
     return blob, None
+
+
+def _table_len(blob, at):
+    """Length of the quarantine table (node/quarantine.py pack()) at blob[at:], or -1."""
+    if blob[at:at + 2] != b"QT" or len(blob) < at + 10:
+        return -1
+    return 10 + 3 * struct.unpack_from("<H", blob, at + 4)[0]
 
 
 # ---- the roster section (node/join.py) --------------------------------------

@@ -6,8 +6,9 @@
 # a node's cluster address when the node's state in its table changes (and
 # at its next 3 lead_ms ticks: a lost release is said again), every lead_ms
 # while it holds the node out (a member that rebooted learns it again), and
-# after its own boot a HELD naming no node (0) to every cluster: forget what
-# I held (its table is in RAM). A member counts, per node, the electors whose
+# after its own boot, unless it restored a table that holds somebody out
+# (node/quarantine.py, kept on flash), a HELD naming no node (0) to every
+# cluster: forget what I held. A member counts, per node, the electors whose
 # latest HELD held it out, plus its own table if it is an elector: it keeps
 # a hold until that elector releases it or reboots, so a cluster cut off
 # from the electors by a partition does not forget a quarantine it heard.

@@ -18,6 +18,19 @@
 # probation (bids heard, still not electable) without a new accusation.
 #
 # States and events, every transition in one table as elsewhere in the core.
+#
+# Kept across power loss (docs/CONTAINMENT.md "Across a reboot"): who is held
+# out (QUARANTINED or PROBATION) is packed (pack()) into the node's saved blob
+# whenever that set changes (`changes` counts it: node/durable.py's Keeper
+# writes then, rarely) and put back at boot (load()) before the elector
+# answers anything. A SUSPECT is not kept (one auditor's word: accused again
+# if it was right). Probation restarts: a held node serves probation_ms again
+# from the elector's first tick after the boot (no clock survives a reboot).
+#   section "<2sBBH" b"QT", version 1, 0, entries; each "<HB" node, state;
+#   then the crc32 of everything before it.
+
+import binascii
+import struct
 
 from micropython import const
 
@@ -87,6 +100,7 @@ class Quarantine:
         self.events = []  # (node, state name, cause): what the host reports to the ground, then clears
         self.quarantines = 0
         self.accusations = 0
+        self.changes = 0  # changes to who is held out (what pack() keeps): the flash is out of date
 
     def index(self, node):
         lo, hi = 0, len(self.roster)
@@ -108,6 +122,8 @@ class Quarantine:
 
     def _go(self, i, event, now_ms, cause):
         s = next_state(self.state[i], event)
+        if s >= QUARANTINED or self.state[i] >= QUARANTINED:
+            self.changes += 1
         self.state[i] = s
         self.since_ms[i] = now_ms
         if s != SUSPECT:
@@ -194,12 +210,59 @@ class Quarantine:
         p = self.probation_ms
         for i in range(len(self.roster)):
             s = self.state[i]
+            if self.since_ms[i] < 0:  # restored at boot: its probation time starts now
+                self.since_ms[i] = now_ms
             if s == SUSPECT and rnd - self.accused_round[i] > self.window_rounds:
                 self._go(i, EV_EXPIRED, now_ms, "no second auditor")
             elif p and s == QUARANTINED and now_ms - self.since_ms[i] >= p:
                 self._go(i, EV_SERVED, now_ms, "probation")
             elif p and s == PROBATION and now_ms - self.since_ms[i] >= p:
                 self._go(i, EV_CLEARED, now_ms, "probation served")
+
+    def pack(self):
+        """The table's section of the saved blob: the nodes held out."""
+        held = [i for i in range(len(self.roster)) if self.state[i] >= QUARANTINED]
+        out = bytearray(6 + 3 * len(held) + 4)
+        struct.pack_into("<2sBBH", out, 0, b"QT", 1, 0, len(held))
+        off = 6
+        for i in held:
+            struct.pack_into("<HB", out, off, self.roster[i], self.state[i])
+            off += 3
+        struct.pack_into("<I", out, off, binascii.crc32(memoryview(out)[:off]))
+        return out
+
+    def load(self, blob):
+        """Put back a pack()ed section at boot: [(node, state name)] held
+        out; ValueError if it is damaged (nothing restored then). A node no
+        longer in the roster is skipped."""
+        n = len(blob)
+        h = struct.unpack_from("<2sBBH", blob, 0) if n >= 10 else (b"",)
+        if h[0] != b"QT" or h[1] != 1 or n != 10 + 3 * h[3]:
+            raise ValueError("quarantine table: %d bytes, not a table" % n)
+        if binascii.crc32(memoryview(blob)[: n - 4]) != struct.unpack_from("<I", blob, n - 4)[0]:
+            raise ValueError("quarantine table: bad crc")
+        got = []
+        for k in range(h[3]):
+            node, s = struct.unpack_from("<HB", blob, 6 + 3 * k)
+            i = self.index(node)
+            if i >= 0 and s in (QUARANTINED, PROBATION):
+                self.state[i] = s
+                self.since_ms[i] = -1  # probation restarts at the first tick
+                got.append((node, STATE_NAMES[s]))
+        return got
+
+    def restore(self, keeper, blob):
+        """At boot, from node/durable.py's Keeper: the table section `blob`
+        back into this table; a one-line text for the ground."""
+        keeper.qmark = self.changes
+        try:
+            got = self.load(blob)
+        except ValueError as e:
+            return "%s; not restored" % e
+        keeper.qkept = bytes(blob)
+        if got:
+            keeper.region.h_boot = 0  # it says whom it holds (node/audit.py tick), not "nobody"
+        return "quarantine restored: " + (", ".join("node %d %s" % x for x in got) or "nobody held")
 
     def take_events(self):
         out = self.events

@@ -163,3 +163,44 @@ def test_the_state_table_refuses_what_it_does_not_know():
         return
     raise AssertionError("served from normal")
 
+
+
+def test_the_held_out_nodes_survive_a_reboot_and_probation_restarts():
+    # What an elector keeps on flash (node/durable.py writes pack() when
+    # `changes` moves): the nodes held out, quarantined or on probation; a
+    # suspect is one auditor's word and is not kept.
+    t = _table()
+    assert t.changes == 0
+    t.byzantine(6, "stale-term claims", 0)
+    t.accuse(3, 4, 1, True, 0)  # suspect: no change to what is kept
+    assert t.changes == 1 and t.state[3] == q.SUSPECT
+    t.tick(0, 1000)  # 6 served: on probation
+    assert t.changes == 2
+    t.byzantine(2, "stale-term claims", 1000)
+    assert t.state[5] == q.PROBATION and t.state[1] == q.QUARANTINED and t.changes == 3
+    blob = t.pack()
+    fresh = _table()  # the elector after the reboot
+    assert fresh.load(blob) == [(2, "quarantined"), (6, "probation")]
+    assert not fresh.electable(6) and fresh.is_quarantined(2) and fresh.state[3] == q.NORMAL
+    assert fresh.changes == 0 and fresh.quarantines == 0 and fresh.take_events() == []
+    fresh.tick(1, 500000)  # probation restarts at the first tick after the boot
+    assert fresh.state[1] == q.QUARANTINED and fresh.state[5] == q.PROBATION
+    fresh.tick(1, 500999)
+    assert fresh.state[1] == q.QUARANTINED
+    fresh.tick(1, 501000)
+    assert fresh.state[1] == q.PROBATION and fresh.state[5] == q.NORMAL
+
+
+def test_a_damaged_quarantine_section_restores_nothing():
+    t = _table()
+    t.byzantine(6, "stale-term claims", 0)
+    blob = bytearray(t.pack())
+    for bad, why in ((blob[:-1], "bytes"), (blob[:-1] + bytes([blob[-1] ^ 1]), "crc"), (b"MK" + blob[2:], "bytes")):
+        fresh = _table()
+        try:
+            fresh.load(bytes(bad))
+        except ValueError as e:
+            assert why in str(e), e
+        else:
+            raise AssertionError("loaded a damaged table")
+        assert fresh.electable(6)

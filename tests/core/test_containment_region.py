@@ -216,3 +216,68 @@ def test_after_a_split_the_cap_is_counted_per_new_cluster():
     seat_hello = msgs.pack(msgs.HELLO, 2, 1, 0, 1, 1, msgs.VERSION, 0xE01)
     f.nodes[3].receive(bytes(wire.encode(msgs.HELLO, 4, f.region_dst, seat_hello)[:-1]), f.now)
     assert q_.clusters[4] == 1
+
+
+def _held_sent(f):
+    """(t, src, node, state) of every HELD the electors send from now on."""
+    got = []
+
+    def on_sent(t, src, dst, line):
+        fr = wire.decode(bytes(line))
+        if fr.type == msgs.HELD:
+            fields = msgs.unpack(msgs.HELD, fr.payload)
+            got.append((t, src, fields[1], fields[2]))
+
+    f.on_sent = on_sent
+    return got
+
+
+def test_electors_power_cut_after_a_quarantine_still_hold_the_node_and_say_so():
+    # node/quarantine.py pack() in the saved blob (node/durable.py): three of
+    # the four electors lose power after quarantining the defective
+    # coordinator; each boots holding it, says so in its HELD frames (not the
+    # "I hold nobody" of a table lost), and it is not elected nor awarded
+    # again. A torn table (bad crc) is not restored, and that elector says
+    # it holds nobody.
+    f = Federation([[3, 4, 5, 6, 7, 8]], FED_UNITS, max_bids=24, seed=5, electors=FED_ELECTORS, slot_ms=SLOT,
+                   steps_per_slot=12, lead_ms=3000, horizon_slots=32, window_slots=16, delay_ms=5, jitter_ms=5,
+                   keep_ground=True, keep_awards=True, auditors=FED_ELECTORS, cluster_of=[1] * 6)
+    assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
+    f.run_for(2 * SLOT)
+    bad = f.region_coordinator()
+    m = f.nodes[bad].region.market
+    m.clear = defective(m.clear)
+    assert f.run_until(f.now + 8 * SLOT, until=lambda x: all(
+        x.nodes[e].region.quarantine.is_quarantined(bad) for e in FED_ELECTORS))
+    cut = [e for e in FED_ELECTORS if e != bad]
+    torn = cut[0]
+    for e in cut:
+        f.crash(e, lose_in_flight=True)
+    f.run_for(1000)
+    blob = bytearray(f.flash[torn])
+    blob[-1] ^= 0xFF  # the table's crc
+    f.flash[torn] = bytes(blob)
+    f.to_ground.clear()
+    held = _held_sent(f)
+    booted = f.now
+    terms = set(f.region_leaders)
+    for e in cut:
+        f.restart(e)
+    f.run_for(3000 * 4)
+    frames = [(src, wire.decode(line)) for t, src, line in f.to_ground]
+    logs = {src: bytes(fr.payload) for src, fr in frames
+            if fr.type == msgs.LOG and fr.payload.startswith(b"quarantine")}
+    assert logs[torn] == b"quarantine table: bad crc; not restored", logs
+    for e in cut[1:]:
+        assert logs[e] == b"quarantine restored: node %d quarantined" % bad, logs
+        assert f.nodes[e].region.quarantine.is_quarantined(bad)
+        said = [(node, state) for t, src, node, state in held if src == e]
+        assert said and set(said) == {(bad, 2)}, said  # whom it holds, never "nobody" (node 0)
+    assert not f.nodes[torn].region.quarantine.is_quarantined(bad)
+    assert (torn, 0) in {(src, node) for t, src, node, state in held}  # lost it: "I hold nobody"
+    # Two restored tables and the coordinator's own: a majority still holds it out.
+    f.run_for(4 * SLOT)
+    assert f.region_coordinator() not in (None, bad)
+    assert all(bad not in ids for term, ids in f.region_leaders.items() if term not in terms)
+    late = [a for a in f.awards_seen if a[0] > booted]
+    assert late and [a for a in late if a[1] == bad and not a[3] & 0x17] == [], late
