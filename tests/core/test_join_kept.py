@@ -4,6 +4,9 @@
 # (joins, a split's outcome, its cluster number) survives a power cut: it
 # comes back from the roster section of its saved blob, not its boot config.
 # Runs under CPython and MicroPython (make test-mpy).
+import binascii
+import struct
+
 from mesh import Mesh
 from node import election as el
 from node import durable, wire
@@ -160,6 +163,12 @@ def test_the_roster_section_follows_a_seat_and_a_market_section_and_the_shell_re
     blob = rest + save(7, 2, 0) + market + sec
     assert [p[0] for p in restore_all(blob)] == [m.nodes[3].term, 7]  # the board shell's read (runtime/start.py)
     assert durable.split(blob) == (rest + save(7, 2, 0), market)
+    # An auditing elector's quarantine table (node/quarantine.py) sits between the market section and the roster.
+    table = b"QT\x01\x00\x01\x00" + struct.pack("<HB", 4, 2)
+    table += struct.pack("<I", binascii.crc32(table))
+    blob = rest + save(7, 2, 0) + market + table + sec
+    assert [p[0] for p in restore_all(blob)] == [m.nodes[3].term, 7]
+    assert durable.split(blob) == (rest + save(7, 2, 0), market + table)
     n = Node(3, m.config, 5, rest + sec)
     assert n.members.members == (1, 2, 3, 4, 5, 100) and n.term == m.nodes[3].term
 
