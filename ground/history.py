@@ -32,7 +32,7 @@ The invariants (docs/HIL.md has the long form):
                      frame never sent.
 
 Leases. The market tier's messages are not fixed yet, so message types are
-recognised by name, from firmware/node/msgs.py's LAYOUTS at run time and from
+recognised by name, from firmware/node/msgs.py's all_layouts() at run time and from
 the type names the trace itself carries; a name is split on "_" and:
   any word in RELEASE_WORDS -> a release, else any in USE_WORDS -> an act on
   a lease, else any in AWARD_WORDS -> an award.
@@ -130,7 +130,7 @@ def check(path, scenario=None, type_names=None):
 
     scenario: the scenario name the caller expects (a different one is a
     violation). type_names: message type names to recognise leases from
-    (default: firmware/node/msgs.py's LAYOUTS); the trace's own type names
+    (default: firmware/node/msgs.py's all_layouts()); the trace's own type names
     are always added. Never raises on a bad trace: it is reported."""
     reader = trace_mod.TraceReader(path)
     checker = None

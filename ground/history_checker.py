@@ -224,7 +224,7 @@ class _Checker(ElectionRules, LeaseRules):
                               ", ".join("%s=%s" % (k, v) for k, v in sorted(self.kinds.items()))))
         else:
             r.notes.append("lease_exclusive, lease_awarded: skipped: no award/lease message type in"
-                           " firmware/node/msgs.py LAYOUTS nor in the trace (market tier not built yet)")
+                           " firmware/node/msgs.py all_layouts() nor in the trace (market tier not built yet)")
         for text in self.unreadable_leases[:_LISTED]:
             r.notes.append("lease message not understood: " + text)
         if len(self.unreadable_leases) > _LISTED:

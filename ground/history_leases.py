@@ -54,9 +54,9 @@ def _firmware_msgs():
 
 
 def firmware_type_names():
-    """Every message type name in firmware/node/msgs.py's LAYOUTS, now."""
+    """Every message type name in firmware/node/msgs.py's all_layouts(), now."""
     msgs = _firmware_msgs()
-    return [layout[0] for layout in msgs.LAYOUTS.values()] if msgs is not None else []
+    return [layout[0] for layout in msgs.all_layouts().values()] if msgs is not None else []
 
 
 # ---- leases -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The wire format's messages, declared with `construct` (ground/protocol.py
 is the codec's API): one Struct per message type, field for field as
-firmware/node/msgs.py's LAYOUTS, the version changes (CHANGED, msgs.py's
-_CHANGED) and Message, the Switch over them a payload is parsed with."""
+firmware/node/msgs.py's all_layouts() (its LAYOUTS and node/msgs_tiers.py's),
+the version changes (CHANGED, msgs.py's _CHANGED and msgs_tiers.py's CHANGED)
+and Message, the Switch over them a payload is parsed with."""
 
 from construct import (
     Adapter,

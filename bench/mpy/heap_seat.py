@@ -222,6 +222,8 @@ def finish():
     """The figures the board and its run give (the runner adds its heap samples)."""
     if not G["booted"]:
         return {"booted": False, "error": G["error"]}
+    from node import refusal  # here, after the samples: not part of the board's heap
+
     sh = G["sh"]
     node = G["node"]
     m = G["region"].market
@@ -229,6 +231,10 @@ def finish():
         "booted": True, "role": ROLE, "nodes": G["n"], "mission_ms": sh.clock.now_ms(), "hours": HOURS,
         "bidders": BIDDERS, "rom_bytes": ROM_BYTES, "heap_free": node.heap_free, "heap_min": node.heap_min,
         "rounds": m.rounds if m is not None else 0, "awarded": m.awarded if m is not None else 0,
+        "bids_in": m.bids_in if m is not None else 0,
+        "bids_full": m.refused[refusal.FULL] if m is not None else 0,  # bids beyond the book (bid again next round)
+        "no_room": m.ledger.no_room if m is not None else 0,  # awards the holder's record slots could not hold
+        "max_bids": m.book.max if m is not None else 0, "leases_per_node": m.ledger.per_holder if m is not None else 0,
         "refused": sum(node.errors), "out_of_memory": sh.out_of_memory, "iterations": sh.iterations,
         "coordinator": node.seat.coordinator if node.seat is not None else 0,
         "tables": tables(node),

@@ -137,8 +137,8 @@ def main(argv=None):
     ap.add_argument("--role", default="elector", choices=("elector", "trader"))
     ap.add_argument("--strangers", type=int, default=2000, help="a trader's HELLOs from outside the roster")
     ap.add_argument("--tables", action="store_true", help="also print the board's byte-array tables at the end")
-    ap.add_argument("--leases-per-node", type=int, help="the market's ledger record slots per node (default 6)")
-    ap.add_argument("--max-bids", type=int, help="the market's bid book rows (default: roster nodes + 16)")
+    ap.add_argument("--leases-per-node", type=int, help="the market's ledger record slots per node (default: MarketConfig's, 6; 1 above 700 nodes)")
+    ap.add_argument("--max-bids", type=int, help="the market's bid book rows (default: MarketConfig's, roster nodes + 16, at least 64; 256 above 700 nodes)")
     ap.add_argument("--sample-steps", type=int, default=64,
                     help="shell steps between two heap samples (1: every step; slow on wasm32)")
     a = ap.parse_args(argv)
@@ -168,6 +168,10 @@ def main(argv=None):
                     extra = ""
                     if r.get("booted"):
                         extra = "; %d rounds, %d awarded, %d refused" % (r["rounds"], r["awarded"], r["refused"])
+                        if a.role == "elector":
+                            extra += ("; market %d bid rows, %d lease(s) a node: %d bids in, %d refused as full,"
+                                      " %d awards without a record slot" % (r["max_bids"], r["leases_per_node"],
+                                                                           r["bids_in"], r["bids_full"], r["no_room"]))
                     print("    %-6s %s%s" % (rt, describe_run(r), extra), flush=True)
                     if a.tables and r.get("tables"):
                         total = sum(b for _, b in r["tables"])

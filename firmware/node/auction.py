@@ -204,6 +204,7 @@ def _place(ledger, book, i, first_ids, units, order):
             book.flags[i] |= F_MERGED
             return hint, first
     if not room:
+        ledger.no_room += 1  # an award its holder's records cannot hold: not made
         return -1, 0
     # A spot bid's period is its window; a flexible pre-allocation may also
     # start up to _COVER_DELAY periods late (better late than never).

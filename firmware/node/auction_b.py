@@ -131,6 +131,7 @@ def place(ledger, book, i, first_ids, units, classes):
                 book.flags[i] = flags | _MERGED
                 return named, first
     if not may_add:
+        ledger.no_room += 1  # an award its holder's records cannot hold: not made
         return -1, 0
     if periodic:
         step = period

@@ -135,7 +135,7 @@ class MarketConfig:
         ack_timeout_ms=None,
         telemetry_ms=None,
         max_bids=None,
-        leases_per_node=6,
+        leases_per_node=None,
         max_span=8,
         stale_rounds=2,
         auditors=(),
@@ -199,12 +199,20 @@ class MarketConfig:
         self.ack_timeout_ms = ack_timeout_ms if ack_timeout_ms is not None else self.lead_ms // 4
         self.telemetry_ms = telemetry_ms if telemetry_ms is not None else slot_ms // 4
         n = len(ids)
-        # A round's bids: one per node and some, by default (a burst beyond is
-        # refused as full and bid again next round).
-        self.max_bids = max_bids if max_bids is not None else min(4095, max(64, n + 16))
-        if not 0 < self.max_bids <= 4095 or not 0 < leases_per_node <= 64:
+        # The market's capacity (docs/MARKET.md "Capacity"): the bid book's
+        # rows (a round's bids) and the ledger's record slots per node. Up to
+        # 700 nodes (every region the scenario library has), a row per node
+        # and 16 (at least 64) and 6 records a node (a spot lease beside
+        # pre-allocations); above 700, the compact market a board can hold as
+        # the region's elector (docs/HEAP.md): 256 rows and 1 record a node.
+        # A bid beyond the book is refused (FULL) and bid again next round;
+        # an award its holder's records cannot hold is not made (the ledger's
+        # no_room counts it). Literals, not names: config.py is on every board.
+        compact = n > 700
+        self.max_bids = max_bids if max_bids is not None else 256 if compact else max(64, n + 16)
+        self.leases_per_node = leases_per_node if leases_per_node is not None else 1 if compact else 6
+        if not 0 < self.max_bids <= 4095 or not 0 < self.leases_per_node <= 64:
             raise ValueError("market: max_bids in 1..4095, leases_per_node in 1..64")
-        self.leases_per_node = leases_per_node  # ledger record slots per node (node/ledger.py)
         self.max_span = max_span
         self.stale_rounds = stale_rounds
         # Fault containment (docs/CONTAINMENT.md): auditors (electors: they

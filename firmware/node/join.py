@@ -41,6 +41,7 @@ from micropython import const
 
 from node import election as el
 from node import msgs, wire
+from node import msgs_tiers  # noqa: F401 (the layouts of its messages load with this code, not mid-run: docs/HEAP.md)
 from node.membership import Membership
 
 R_UNKNOWN = const(0)  # an id outside this cluster's spares, or a JOIN naming another cluster

@@ -31,7 +31,9 @@
 # the default horizon every word stays a small int (under 2**30) on a
 # 32-bit MicroPython, so reading a record allocates nothing.
 # A holder whose slots are all taken gets no more leases until one expires
-# (add() says -2): a bound on what one node can hold, by design.
+# (add() says -2, and no_room counts it; the clearings count a bid that
+# loses for want of a record slot there too): a bound on what one node can
+# hold, by design (docs/MARKET.md "Capacity").
 #
 # Records are merged only on request (an extension of a lease the holder
 # named), so a replica that applies the same awards in any order ends up with
@@ -81,6 +83,7 @@ class Ledger:
         self.period = bytearray(self.max)
         self.count = bytearray(self.max)  # 0: a free record slot
         self.n = 0  # live records
+        self.no_room = 0  # leases refused because their holder's record slots were taken (counted, not raised)
         self._rec = bytearray(11)
 
     # ---- records ---------------------------------------------------------
@@ -224,6 +227,7 @@ class Ledger:
             return -2
         i = self._alloc(holder)
         if i < 0:
+            self.no_room += 1
             return -2
         self._put(i, res, first, span, period, count)
         self._mark(res, first, span, period, count, True)

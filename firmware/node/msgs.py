@@ -6,8 +6,9 @@
 # raise ProtocolError, never struct.error.
 #
 # Protocol versions: LAYOUTS is version 1. A layout that changes in version v
-# goes into _CHANGED[v] and nowhere else; a type not listed there keeps its
-# layout from the version before. Changes are additive: a new version only
+# goes into _CHANGED[v] (a tier's type: node/msgs_tiers.py's CHANGED[v]) and
+# nowhere else; a type not listed there keeps its layout from the version
+# before. Changes are additive: a new version only
 # appends fields, each with a value in DEFAULTS that a frame of an older
 # version is read as carrying. convert() moves values between versions (so
 # by field name, which the additive rule makes a slice or an append): a node
@@ -150,72 +151,13 @@ LAYOUTS = {
     CONFIG: ("config", "<IH", ["time_scale_milli", "fault_flags"]),
     LOG: ("log", None, ["text"]),
     JOURNAL: ("journal", None, ["first", "entries"]),
-    MARKET_TEL: (
-        "market_tel",
-        "<IIIIIIIIHHHHBB",
-        ["region_term", "price_round", "price_age_s", "produced", "lost", "paused_feed_s", "paused_parts_s",
-         "paused_logistics_s", "leases", "bids", "awards", "refused", "mode", "region_role"],
-    ),
-    INTENT: (
-        "intent",
-        "<IIIHHBB",
-        ["seq", "campaign_start_s", "campaign_end_s", "growth_permille", "cover_permille", "phase", "preapproved"],
-    ),
-    BID: (
-        "bid",
-        "<IIIHHBBBBB",
-        ["round", "seq", "first", "resource", "price", "classes", "span", "period", "count", "flags"],
-    ),
-    AWARD: (
-        "award",
-        "<IIIIHHHBBBB",
-        ["term", "round", "seq", "first", "resource", "holder", "price", "span", "period", "count", "flags"],
-    ),
-    PRICES: (
-        "prices",
-        "<IIIIHHBHHHHHHHH",
-        ["term", "round", "digest", "intent_seq", "region", "awards", "status",
-         "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"],
-    ),
-    ROUND_ACK: ("round_ack", "<IIIHB", ["term", "round", "digest", "awards", "status"]),
-    RELEASE: (
-        "release",
-        "<IIIHHBBB",
-        ["seq", "first", "from_slot", "resource", "holder", "span", "period", "count"],
-    ),
-    RECONCILE: (
-        "reconcile",
-        "<IIIIIHHH",
-        ["seq", "outage_s", "produced", "lost", "paused_s", "used", "unused", "deferred"],
-    ),
-    RECONCILE_ACK: ("reconcile_ack", "<IIHH", ["term", "seq", "released", "refused"]),
-    ACCUSE: (
-        "accuse",
-        "<IIHHBBIIHHHHHIIBHH",
-        ["term", "round", "accused", "region", "reason", "lineage", "claimed_digest", "own_digest",
-         "claimed_awards", "own_awards", "holder", "claimed_res", "own_res", "claimed_first", "own_first",
-         "price_class", "claimed_price", "own_price"],
-    ),
-    AUDIT_BID: (
-        "audit_bid",
-        "<IHHHIIIHHBBBBB",
-        ["round", "rows", "row", "holder", "before_digest", "seq", "first", "resource", "price", "classes", "span",
-         "period", "count", "flags"],
-    ),
-    REINSTATE: ("reinstate", "<HH", ["region", "node"]),
-    WITNESS: ("witness", "<HHIIB", ["region", "node", "term", "own", "claims"]),
-    BID_SEEN: ("bid_seen", "<IIHI", ["round", "seq", "coordinator", "digest"]),
-    SEVER: ("sever", "<HB", ["region", "severed"]),
-    HELD: ("held", "<HHB", ["region", "node", "state"]),
-    JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
-    ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
-    SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),
-    DAUGHTER: ("daughter", "<HBBBB", ["daughters", "lineage", "hw_gen", "fw_major", "fw_minor"]),
-    JOIN_REFUSED: ("join_refused", "<BBHHI", ["reason", "type", "src", "subject", "count"]),
 }
-# The UPD_* layouts live in node/update.py (UPDATE_LAYOUTS), loaded with the
-# agent: a board that never updates does not hold them. layout() and name()
-# find them there; all_layouts() is every type's.
+# The tiers' layouts (market, containment, replication: MARKET_TEL, INTENT,
+# BID ... RECONCILE_ACK, ACCUSE ... HELD, JOIN ... JOIN_REFUSED) live in
+# node/msgs_tiers.py, the UPD_* ones in node/update.py (UPDATE_LAYOUTS), each
+# loaded the first time a layout of theirs is asked for: a plain cluster
+# member does not hold them (docs/HEAP.md). layout() and name() find them
+# there; all_layouts() is every type's.
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD)  # node/update.py's
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID, REINSTATE,
                 WITNESS, BID_SEEN, SEVER)
@@ -245,25 +187,6 @@ _CHANGED = {  # type: dict[int, dict[int, tuple]]
              "rejects", "unknown_src", "long_lines", "replayed", "heap_free", "heap_min"],
         ),
     },
-    # Version 4, the market's new line: BID carries the bidder's hardware
-    # generation (the coordinator checks the classes against it, not a roster
-    # table: node/market.py check_bid), AWARD the lease's end in mission
-    # seconds (the holder checks it against its own slot clock: a coordinator
-    # with another slot length is refused, node/trader.py on_award). 0 in
-    # either: not said (a frame of an older version).
-    4: {
-        BID: (
-            "bid",
-            "<IIIHHBBBBBB",
-            ["round", "seq", "first", "resource", "price", "classes", "span", "period", "count", "flags", "hw_gen"],
-        ),
-        AWARD: (
-            "award",
-            "<IIIIHHHBBBBI",
-            ["term", "round", "seq", "first", "resource", "holder", "price", "span", "period", "count", "flags",
-             "end_s"],
-        ),
-    },
 }
 # field name -> its value in a frame of a version that does not carry it
 DEFAULTS = {"alive": ALIVE_UNKNOWN, "rejects": 0, "unknown_src": 0, "long_lines": 0, "replayed": 0,
@@ -273,17 +196,32 @@ DEFAULTS = {"alive": ALIVE_UNKNOWN, "rejects": 0, "unknown_src": 0, "long_lines"
 def layout(type, version=1):
     """(name, format, field names) of `type` as protocol `version` lays it
     out, or None for an unknown type."""
-    while version > 1:
-        changed = _CHANGED.get(version)
-        if changed is not None and type in changed:
-            return changed[type]
-        version -= 1
-    lay = LAYOUTS.get(type)
-    if lay is None and UPD_OFFER <= type <= UPD_CMD:
-        from node.update import UPDATE_LAYOUTS
+    lays = LAYOUTS  # type: dict
+    changed = _CHANGED
+    if type not in lays:
+        if UPD_OFFER <= type <= UPD_CMD:
+            from node.update import UPDATE_LAYOUTS
 
-        lay = UPDATE_LAYOUTS.get(type)
-    return lay
+            return UPDATE_LAYOUTS.get(type)
+        if not _tiers(type):
+            return None
+        from node import msgs_tiers
+
+        lays = msgs_tiers.LAYOUTS
+        changed = msgs_tiers.CHANGED
+    while version > 1:
+        c = changed.get(version)
+        if c is not None and type in c:
+            return c[type]
+        version -= 1
+    return lays.get(type)
+
+
+def _tiers(type):
+    """True for a type node/msgs_tiers.py lays out: a stray frame of any
+    other unknown type does not load it."""
+    return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= HELD
+            or JOIN <= type <= JOIN_REFUSED)
 
 
 def name(type):
@@ -292,10 +230,13 @@ def name(type):
 
 
 def all_layouts():
-    """{type: layout} of every type in version 1 (the UPD_* ones included)."""
+    """{type: layout} of every type in version 1 (the tiers' and the UPD_*
+    ones included)."""
+    from node.msgs_tiers import LAYOUTS as tiers
     from node.update import UPDATE_LAYOUTS
 
     out = dict(LAYOUTS)
+    out.update(tiers)
     out.update(UPDATE_LAYOUTS)
     return out
 

@@ -18,6 +18,7 @@ from micropython import const
 
 from node import election as el
 from node import msgs, refusal, wire
+from node import msgs_tiers  # noqa: F401 (the layouts of its messages load with this code, not mid-run: docs/HEAP.md)
 from node.trader import Trader
 
 _ROLE_COORDINATOR = const(2)  # msgs.ROLE_COORDINATOR

@@ -70,15 +70,17 @@ def test_an_elector_keeps_a_table_for_every_roster_node_and_takes_their_signed_f
 
 def test_an_electors_tables_take_what_docs_heap_says_per_roster_node():
     # docs/HEAP.md: a ledger record slot is 6 bytes (6 per roster node by
-    # default), a replay source 16 (its window 8, ceiling 4, top and flags 2,
-    # id 2): what a 1,000-node elector's 36 B + 16 B a node come from.
+    # default up to 700 nodes, 1 above: docs/MARKET.md "Capacity"), a replay
+    # source 16 (its window 8, ceiling 4, top and flags 2, id 2): what a
+    # 1,000-node elector's 6 B (36 B at the full sizes) + 16 B a node come from.
     n_roster = 1000 if sys.implementation.name == "cpython" else 100
     m = MarketConfig(roster=range(1, n_roster + 1), electors=(1, 2, 3, 4, 5), units=(4, 4, 4, 4, 4, 4, 4, 4))
     n = Node(1, _cfg(members=(1, 2, 3, 4, 5), market=m), seed=1)
     n.poll(0)
     led = n.region.market.ledger
     arrays = [v for v in led.__dict__.values() if isinstance(v, (array, bytearray))]
-    assert led.max == 6 * n_roster
+    assert led.max == (1 if n_roster > 700 else 6) * n_roster
+    assert n.region.market.book.max == (256 if n_roster > 700 else n_roster + 16)
     assert sum(len(bytes(a)) for a in arrays) == 6 * led.max + len(led.busy) + 11  # + the digest's record buffer
     rw = n.replay
     arrays = [v for v in rw.__dict__.values() if isinstance(v, (array, bytearray))]

@@ -54,14 +54,14 @@ def _random_payload(rng, t):
     if t == msgs.JOURNAL:
         n = rng.below(msgs.JOURNAL_MAX_ENTRIES + 1)
         return msgs.pack_journal(rng.next32(), [(rng.below(8), rng.next32(), rng.next32()) for _ in range(n)])
-    fmt = msgs.LAYOUTS[t][1]
+    fmt = msgs.layout(t)[1]
     values = []
     for c in fmt[1:]:
         values.append(rng.next32() & {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}[c])
     return msgs.pack(t, *values)
 
 
-_TYPES = sorted(msgs.LAYOUTS)
+_TYPES = sorted(t for t in msgs.all_layouts() if t not in msgs.UPDATE_TYPES)  # msgs.LAYOUTS and the tiers'
 
 
 def _good(rng):

@@ -139,7 +139,7 @@ def test_counters_do_not_grow_with_the_mission(tmp_path):
     assert sent[1] > 1.8 * sent[0]  # twice the mission, about twice the frames
     assert buckets[1] == buckets[0]  # ... in as many buckets (twice as wide)
     # per node: a cell per message type and drop reason seen, whatever the mission's length
-    n_types, n_reasons = len(firmware.msgs.LAYOUTS), 8
+    n_types, n_reasons = len(firmware.msgs.all_layouts()), 8
     assert sizes[1] <= 11 * (n_types + n_reasons) + buckets[1]
     assert sizes[1] - buckets[1] < 1.1 * (sizes[0] - buckets[0])
     c = Counters({1: 1}, [1], 10 ** 6)

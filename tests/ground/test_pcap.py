@@ -11,7 +11,7 @@
 #    same bytes, and the fate the trace recorded; filters select exactly the
 #    frames the trace says they should; a frame whose crc was doctored is
 #    flagged fleetloop.bad_crc and nothing else is;
-#  - the dissector's message table is msgs.LAYOUTS, field for field, and it
+#  - the dissector's message table is msgs.all_layouts(), field for field, and it
 #    decodes every golden vector (every type, plain and signed) to the
 #    golden fields;
 #  - bad traces (torn, unknown format, out of order) are refused naming
@@ -280,10 +280,17 @@ def test_cli_export_pcap(run_trace, tmp_path, capsys):
     assert "missing.jsonl" in capsys.readouterr().err
 
 
-# ---- the dissector's table is msgs.LAYOUTS -------------------------------------------------
+# ---- the dissector's table is msgs.all_layouts() -------------------------------------------------
 
 
 SIZES = {"B": 1, "H": 2, "I": 4}
+
+
+def fixed_layouts():
+    """{type: layout} of every type but the UPD_* ones: msgs.LAYOUTS and the
+    tiers' (node/msgs_tiers.py), which the dissector lists field for field."""
+    msgs = firmware.msgs
+    return {t: lay for t, lay in msgs.all_layouts().items() if t not in msgs.UPDATE_TYPES}
 
 
 def _lua_source():
@@ -322,9 +329,9 @@ def update_fields(code):
 
 
 def layout_fields(code):
-    """[(field, size)] of a type from msgs.LAYOUTS, as the dissector lists them."""
+    """[(field, size)] of a type from fixed_layouts(), as the dissector lists them."""
     msgs = firmware.msgs
-    name, fmt, names = msgs.LAYOUTS[code]
+    name, fmt, names = fixed_layouts()[code]
     if code == msgs.STATE:
         out = list(zip(names[:4], (SIZES[c] for c in msgs.STATE_HEAD[1:])))
         return out + [("entry." + n, SIZES[c]) for n, c in zip(("node", "version", "data"), msgs.STATE_ENTRY[1:])]
@@ -342,8 +349,8 @@ def filter_names():
     assert {"seq", "flags", "type", "src", "dst", "text", "crc"} <= header
     sizes, out = {}, {}
     msgs = firmware.msgs
-    for code in sorted(msgs.LAYOUTS):
-        tname = msgs.LAYOUTS[code][0]
+    for code in sorted(fixed_layouts()):
+        tname = fixed_layouts()[code][0]
         for f, size in layout_fields(code):
             key = f
             if f in header or sizes.get(f, size) != size:
@@ -352,7 +359,7 @@ def filter_names():
             out[(code, f)] = "fleetloop." + key
     wire = firmware.wire
     for version in range(wire.VERSION_MIN + 1, wire.VERSION + 1):  # the fields a later version adds
-        for code in sorted(msgs.LAYOUTS):
+        for code in sorted(fixed_layouts()):
             tname, fmt, names = msgs.layout(code, version)
             for f, size in zip(names, (SIZES[c] for c in (fmt or "<")[1:])):
                 if (code, f) in out:
@@ -382,7 +389,7 @@ def test_lua_changed_table_is_the_later_versions_layouts():
     msgs, wire = firmware.msgs, firmware.wire
     want = {}
     for version in range(wire.VERSION_MIN + 1, wire.VERSION + 1):
-        for code in msgs.LAYOUTS:
+        for code in fixed_layouts():
             lay = msgs.layout(code, version)
             if lay is not msgs.layout(code, version - 1):
                 want[(version, code)] = (lay[0], list(zip(lay[2], (SIZES[c] for c in lay[1][1:]))))
@@ -393,16 +400,16 @@ def test_lua_changed_table_is_the_later_versions_layouts():
 def test_lua_message_table_is_msgs_layouts():
     lua = lua_messages()
     msgs = firmware.msgs
-    every = msgs.all_layouts()  # msgs.LAYOUTS and the UPD_* ones (node/update.py)
+    every = msgs.all_layouts()  # msgs.LAYOUTS, the tiers' (node/msgs_tiers.py) and the UPD_* ones (node/update.py)
     assert set(lua) == set(every), (
         "every message type in msgs.all_layouts(), and only those, in fleetloop.lua's MESSAGES: missing %s, extra %s"
         % (sorted(set(every) - set(lua)), sorted(set(lua) - set(every))))
-    for code, (name, fmt, names) in msgs.LAYOUTS.items():
+    for code, (name, fmt, names) in fixed_layouts().items():
         lname, lfields, text = lua[code]
         assert lname == name
         assert lfields == layout_fields(code), name
         assert text == (code == msgs.LOG)
-    for code in set(every) - set(msgs.LAYOUTS):
+    for code in set(every) - set(fixed_layouts()):
         want, tail = update_fields(code)
         assert lua[code][0] == every[code][0] and lua[code][1] == want, every[code][0]
         assert lua[code][3:] == ((tail,) if tail else ()), every[code][0]
@@ -594,8 +601,8 @@ def test_doctored_crc_is_flagged_and_only_it(run_trace, tmp_path):
 def test_dissector_decodes_every_golden_vector(tmp_path):
     # The UPD_* messages (docs/UPDATES.md, byte fields) are test_dissector_decodes_the_update_golden_vectors'.
     golden = [v for v in json.load(open(GOLDEN))["vectors"] if v["type"] not in firmware.msgs.all_layouts()
-              or v["type"] in firmware.msgs.LAYOUTS]
-    assert {v["type"] for v in golden} <= set(firmware.msgs.LAYOUTS)
+              or v["type"] in fixed_layouts()]
+    assert {v["type"] for v in golden} <= set(fixed_layouts())
     out = str(tmp_path / "golden.pcapng")
     with open(out, "wb") as f:
         w = pcap.PcapngWriter(f)
@@ -650,15 +657,15 @@ def _unescape_tshark(s):
 @needs_tshark
 def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
     # seeded random values for every field of every type, so a type added to
-    # msgs.LAYOUTS is covered as soon as the dissector's table has it
+    # msgs.LAYOUTS (or node/msgs_tiers.py) is covered as soon as the dissector's table has it
     import random
 
     msgs, wire = firmware.msgs, firmware.wire
     rng = random.Random(7)
     fnames = filter_names()
     frames = []
-    for code in sorted(msgs.LAYOUTS):
-        name, fmt, names = msgs.LAYOUTS[code]
+    for code in sorted(fixed_layouts()):
+        name, fmt, names = fixed_layouts()[code]
         if code == msgs.STATE:
             entries = [(rng.randrange(1, 0xF000), rng.randrange(1 << 16), rng.randrange(1 << 32)) for _ in range(3)]
             head = (rng.randrange(1 << 32), rng.randrange(1 << 32), 2, 9)
@@ -689,7 +696,7 @@ def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
         assert int(row["fleetloop.type"], 16) == code and row["fleetloop.crc.status"] == "good"
         for fname, want in values.items():
             got = row[fnames[(code, fname)]]
-            assert (int(got, 16) if got.startswith("0x") else int(got)) == want, (msgs.LAYOUTS[code][0], fname)
+            assert (int(got, 16) if got.startswith("0x") else int(got)) == want, (msgs.layout(code)[0], fname)
         if code == msgs.LOG:
             assert _unescape_tshark(row["fleetloop.text"]) == "fleet \u00e9t\u00e9"
         if code == msgs.STATE:
@@ -732,7 +739,7 @@ def test_bad_lines_raise_expert_info(tmp_path):
 
 @needs_tshark
 def test_dissector_decodes_the_update_golden_vectors(tmp_path):
-    upd = set(firmware.msgs.all_layouts()) - set(firmware.msgs.LAYOUTS)
+    upd = set(firmware.msgs.all_layouts()) - set(fixed_layouts())
     golden = [v for v in json.load(open(GOLDEN))["vectors"] if v["type"] in upd]
     assert {v["type"] for v in golden} == upd
     out = str(tmp_path / "upd.pcapng")

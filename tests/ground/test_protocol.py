@@ -448,7 +448,7 @@ def test_describe_names_market_modes_roles_and_round_verdicts():
     bid = dict(round=40, seq=1, first=41, resource=0xFFFF, price=16, classes=3, span=1, period=2, count=1, flags=1)
     line = P.build_line(type="bid", src=5, dst=1, msg=bid, key=b"k", counter=3)
     f = wire.decode(line[:-1], wire.Auth(b"k"))
-    assert msgs.unpack(msgs.BID, f.payload) == tuple(bid[k] for k in msgs.LAYOUTS[msgs.BID][2])
+    assert msgs.unpack(msgs.BID, f.payload) == tuple(bid[k] for k in msgs.layout(msgs.BID)[2])
     for bad in (dict(bid, price=1 << 16), dict(bid, flags=256)):
         with pytest.raises(FrameError):
             P.build_line(type="bid", src=5, dst=1, msg=bad)

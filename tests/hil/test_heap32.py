@@ -49,6 +49,16 @@ def test_a_trader_of_a_1000_node_region_keeps_a_quarter_of_192k_free(tmp_path, b
     assert r["lowest_free"] >= HEAP // 4, r  # issue #17: low-water above 25 % of 192K
 
 
+def test_an_elector_of_a_1000_node_region_keeps_a_quarter_of_192k_free(tmp_path, built):
+    # the market's defaults for a region above 700 nodes: the compact market (docs/MARKET.md "Capacity")
+    r = _run(tmp_path, built, 1000, 1, "elector")
+    print("wasm32 elector of a 1,000-node region, 1 mission h:", r)
+    assert r["booted"] and r["out_of_memory"] == 0 and r["mission_ms"] >= 3600 * 1000, r
+    assert (r["max_bids"], r["leases_per_node"]) == (256, 1), r
+    assert r["coordinator"] == 1 and r["rounds"] >= 1 and r["awarded"] > 100, r  # it cleared a round of 200 bidders
+    assert r["lowest_free"] >= HEAP // 4, r  # issue #17: low-water above 25 % of 192K
+
+
 def test_a_script_that_fails_on_the_32_bit_port_says_so(tmp_path):
     wasm32_port.install()
     board = tmp_path / "board"
