@@ -487,7 +487,9 @@ class Shard:
         use[fc.RX_FRAMES] += 1
         use[fc.RX_BYTES] += len(data) + 1
         if tr is not None:
-            tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns)
+            extra = self.skew.delivered(src, dst, data) if self.skew is not None else {}
+            tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns,
+               **extra)
         if link.skew != 1.0:
             link.deliver(data + b"\x00", now // MS)
         elif frame is not None:

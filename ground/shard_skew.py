@@ -16,7 +16,7 @@ more than one newest version; the common case never gets here.
 Counted as the --sim path's trace has it: `converted` per recipient
 (fleetcount.Counters.converted, fleet.json's `converted`), drops by reason;
 a traced recipient's trace gets the `converted` fate, or the drop with its
-detail, as the Router writes them.
+detail, and its delivery the converted bytes (`hex`), as the Router writes them.
 """
 
 from ground import downconvert, firmware
@@ -61,3 +61,10 @@ class Skew:
         if traced:
             tr("frame", sh.now, fate="converted", id=fid, to=d, from_version=version, to_version=to)
         return got
+
+    def delivered(self, src, dst, data):
+        """A traced delivery's extra fields: the bytes (`hex`) when they are
+        src's frame converted for dst, as the Router records them (a node
+        sends at its newest version, so a frame of a newer sender reaches dst
+        converted or not at all)."""
+        return {"hex": data.hex()} if self.speaks.get(src, 1) > self.speaks[dst] else {}

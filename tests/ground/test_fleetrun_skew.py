@@ -6,6 +6,7 @@ old nodes really get converted frames; rollout is still refused."""
 import json
 
 from ground import cli, exitcodes, fleetrun, run, scenario, trace
+from ground.shard import frame_header
 from tests.ground.test_fleetrun import _lean_counters, _run_counters
 
 # Two regions of two clusters of five, signed frames. Firmware 4.0 (protocol
@@ -89,6 +90,10 @@ def test_two_protocol_ranges_on_the_lean_path_as_on_sim_and_on_1_and_2_shards(tm
     sent = {e["id"]: e for e in lean if e["fate"] == "sent"}
     conv = [e for e in lean if e["fate"] == "converted"]
     assert len(conv) == len(sim) and {sent[e["id"]]["type"] for e in conv} >= {"heartbeat", "bid"}
+    converted = {(e["id"], e["to"]) for e in conv}
+    got = [e for e in lean if e["fate"] == "delivered" and (e["id"], e["to"]) in converted]
+    assert got and all(frame_header(bytes.fromhex(e["hex"]))[0] == 2 for e in got)  # the bytes the old node got
+    assert all(frame_header(bytes.fromhex(sent[e["id"]]["hex"]))[0] == 4 for e in got)
     # the old nodes' cores took the converted frames: every core ends saying what it says on --sim (its last
     # TELEMETRY), and the 2.0 nodes hear all their cluster (unconverted, they refuse the 4.0 heartbeats as
     # `version`: alive 1, hundreds of bad frames)
