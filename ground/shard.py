@@ -18,6 +18,8 @@ for in-process nodes in virtual time, with the harness cut to the bone:
   Node.receive;
 - each directed link's impairments are the same ground/pipeline.py stages
   with the same seeds as the Router's ("seed/src/dst"), so the same draws;
+- a frame newer than its recipient speaks is down-converted for it before
+  its link (ground/shard_skew.py, the Router's Downconverter);
 - fates become counters (ground/fleetcount.py), not trace lines, except
   for frames sent by a traced node, which are written to this shard's part
   of the trace (buffered, no flush per line) as the Router writes them.
