@@ -7,6 +7,8 @@ recorded at an untraced node."""
 
 import json
 
+import pytest
+
 from ground import fleetrun, history, scenario, trace
 from tests.ground.test_fleetrun import fleet_text
 
@@ -34,11 +36,14 @@ fleet:
 """
 
 
-def _lean_run(tmp_path):
-    p = tmp_path / "two.yaml"
+@pytest.fixture(scope="module")
+def lean_trace(tmp_path_factory):
+    """One lean run of TWO tracing cluster 1 (about 1.5 s), shared by the tests that read its trace."""
+    d = tmp_path_factory.mktemp("lean")
+    p = d / "two.yaml"
     p.write_text(TWO)
     sc = scenario.load(str(p))
-    out = tmp_path / "lean"
+    out = d / "lean"
     assert fleetrun.run(sc, str(out), traced=[1]).status == "ok"
     return out / "trace.jsonl"
 
@@ -51,8 +56,8 @@ def _rewrite(src, dst, edit):
     return str(dst)
 
 
-def test_a_lean_trace_owes_fates_at_traced_nodes_only(tmp_path):
-    path = _lean_run(tmp_path)
+def test_a_lean_trace_owes_fates_at_traced_nodes_only(lean_trace, tmp_path):
+    path = lean_trace
     header, events, torn = trace.read(str(path))
     traced = {int(n) for n in header["nodes"]}
     assert not torn and traced == {1, 2, 3, 4, 5} and header["lean"]["fleet_nodes"] == 100
@@ -74,8 +79,8 @@ def test_a_lean_trace_owes_fates_at_traced_nodes_only(tmp_path):
     assert len(bad) == 1 and "no fate for 22, 27" in bad[0].message
 
 
-def test_a_missing_fate_at_a_traced_node_is_still_caught(tmp_path):
-    path = _lean_run(tmp_path)
+def test_a_missing_fate_at_a_traced_node_is_still_caught(lean_trace, tmp_path):
+    path = lean_trace
     _, events, _ = trace.read(str(path))
     types = {e["id"]: e["type"] for e in events if e["kind"] == "frame" and e["fate"] == "sent"}
     # a traced recipient's delivery of a bid to the traced elector 4: gone from the trace
