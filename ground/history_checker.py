@@ -76,6 +76,7 @@ class _Checker(ElectionRules, LeaseRules):
         fleet_nodes = lean.get("fleet_nodes")
         self.partial = isinstance(fleet_nodes, int) and fleet_nodes > len(self.nodes)
         self.untraced_only = 0  # frames sent with recipients, none of them traced (partial traces)
+        self.acts_unjudged = 0  # acts on leases whose awarders are not all traced (partial traces)
         self.replication = ReplicationChecker(self.nodes, self.members, self._violate)  # unique_ids
         if scenario is not None and header.get("scenario") != scenario:
             self._violate("trace", "%s line 1: the trace is of scenario %r, expected %r"
@@ -241,6 +242,9 @@ class _Checker(ElectionRules, LeaseRules):
             r.notes.append("leases: %d lease message(s), %d act(s) on leases, %d replica copies; types: %s"
                            % (self.lease_msgs, self.acts, self.copies,
                               ", ".join("%s=%s" % (k, v) for k, v in sorted(self.kinds.items()))))
+            if self.acts_unjudged:
+                r.notes.append("lease_awarded: %d act(s) on leases not judged: their region's electors are not all"
+                               " in the partial trace (an award from an untraced one is not in it)" % self.acts_unjudged)
         else:
             r.notes.append("lease_exclusive, lease_awarded: skipped: no award/lease message type in"
                            " firmware/node/msgs.py all_layouts() nor in the trace (market tier not built yet)")

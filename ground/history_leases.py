@@ -232,6 +232,12 @@ class LeaseRules:
                               [x.fid, fid], [x.line, line])
         self.leases.setdefault(self._res(res, holder), []).append(_Lease(res, holder, intervals, fid, line))
 
+    def _awarders_traced(self, node):
+        """Whether every elector of node's region (the market's, with one) is in the trace's header."""
+        region = self.cluster_region.get(self.nodes.get(node)) if self.region_electors else None
+        electors = self.region_electors.get(0xE00 | region, ()) if region is not None else self.electors
+        return all(e in self.nodes for e in electors)
+
     def _res(self, res, holder):
         """The lease table's key: the resource, in the holder's region when there are several."""
         if not self.cluster_region:
@@ -240,8 +246,14 @@ class LeaseRules:
 
     def _acts(self, node, res, intervals, verb, type_, fid, line):
         """`node` acts on resource `res` in `intervals` (None: any slot): it
-        must hold a lease on it that was awarded earlier in the trace."""
+        must hold a lease on it that was awarded earlier in the trace. On a
+        partial (lean) trace, only where every elector that could have
+        awarded it is traced (history_checker.py `partial`): an award from
+        an untraced coordinator is not in the trace."""
         self.acts += 1
+        if self.partial and not self._awarders_traced(node):
+            self.acts_unjudged += 1
+            return
         mine = [x for x in self.leases.get(self._res(res, node), ()) if x.holder == node]
         if any(_overlap(x.intervals, intervals) is not None for x in mine if x.intervals != []):
             return

@@ -133,3 +133,31 @@ def test_a_whole_lean_trace_still_requires_every_recipient(tmp_path):
     rep = history.check(_rewrite(path, tmp_path / "stray.jsonl", stray))
     bad = [v for v in rep.violations if v.invariant == "frame_fates"]
     assert len(bad) == 1 and "frame 999999999" in bad[0].message and "not routed" in bad[0].message
+
+
+def test_acts_on_leases_are_judged_where_every_awarder_is_traced(lean_trace, tmp_path):
+    """A traced holder's release of a lease the trace holds no award for: on a partial trace where
+    region 1's electors 22 and 27 are untraced (an award from them would not be in it) not judged,
+    and noted; with every elector of the region in the header, a lease_awarded violation."""
+    def release(rows, header_extra=()):
+        out = []
+        for x, e in rows:
+            if e.get("kind") == "header":
+                for n in header_extra:
+                    e["nodes"][str(n)] = dict(e["nodes"]["4"])
+                x = json.dumps(e)
+            out.append(x)
+            if e.get("kind") == "header":
+                msg = {"seq": 9999, "first": 40, "from_slot": 40, "resource": 3, "holder": 2, "span": 1,
+                       "period": 1, "count": 1}
+                out.append(json.dumps({"kind": "frame", "fate": "sent", "id": 999_999_001, "src": 2, "dst": 4,
+                                       "type": "release", "msg": msg, "len": 30, "mission_ns": 1, "wall_ns": 0}))
+                out.append(json.dumps({"kind": "frame", "fate": "delivered", "id": 999_999_001, "to": 4,
+                                       "mission_ns": 1, "wall_ns": 0}))
+        return out
+    rep = history.check(_rewrite(lean_trace, tmp_path / "rel.jsonl", release))
+    assert rep.violations == [], [v.message[:300] for v in rep.violations]
+    assert any("lease_awarded: 1 act(s) on leases not judged" in n for n in rep.notes), rep.notes
+    rep = history.check(_rewrite(lean_trace, tmp_path / "rel_all.jsonl", lambda rows: release(rows, (22, 27))))
+    bad = [v for v in rep.violations if v.invariant == "lease_awarded"]
+    assert len(bad) == 1 and "node 2 releases resource 3" in bad[0].message, [v.message[:200] for v in rep.violations]
