@@ -3,7 +3,9 @@ a lean run traces some clusters only, so frames from a traced node to an
 untraced one (awards to untraced holders, bids and hellos to untraced
 electors) have no traced fate; the checker requires fates at the traced
 nodes only, and still catches a fate missing at a traced recipient or one
-recorded at an untraced node."""
+recorded at an untraced node; lease_awarded judges a traced holder's act on
+a lease only where every elector of its region (a possible awarder) is
+traced."""
 
 import json
 
