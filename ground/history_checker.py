@@ -173,7 +173,7 @@ class _Checker(ElectionRules, LeaseRules):
                 self.containment.cluster_claim(src, type_, msg, fid, line)  # quarantine in the cluster election
         if type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
-                self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed
+                self._award(x.resource, x.holder, x.intervals, x.fid, x.line, src)  # its own award: committed
         kind = self.kinds.get(type_)
         if kind is None and type_ is not None and classify(type_):
             kind = self.kinds[type_] = classify(type_)

@@ -163,3 +163,30 @@ def test_acts_on_leases_are_judged_where_every_awarder_is_traced(lean_trace, tmp
     rep = history.check(_rewrite(lean_trace, tmp_path / "rel_all.jsonl", lambda rows: release(rows, (22, 27))))
     bad = [v for v in rep.violations if v.invariant == "lease_awarded"]
     assert len(bad) == 1 and "node 2 releases resource 3" in bad[0].message, [v.message[:200] for v in rep.violations]
+
+
+def test_untraced_holders_leases_are_kept_per_region_of_their_awarder(lean_trace, tmp_path):
+    """An award to an untraced holder counts in its coordinator's region: the same resource and
+    slot awarded in region 2 (by its elector 57, listed in the header) is no double lease, the
+    same again in region 1 (by 4, to another untraced holder) is one."""
+    _, events, _ = trace.read(str(lean_trace))
+    award = next(e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "award"
+                 and e["src"] == 4 and e["dst"] not in range(1, 6) and e["dst"] < 0xF000
+                 and not e["msg"].get("flags"))
+
+    def again(rows, src, holder):
+        out = []
+        for x, e in rows:
+            if e.get("kind") == "header":
+                e["nodes"]["57"] = dict(e["nodes"]["4"], cluster=12)  # region 2's elector, as if traced
+                x = json.dumps(e)
+            out.append(x)
+            if e.get("id") == award["id"] and e.get("fate") == "sent":
+                out.append(json.dumps(dict(e, id=999_999_002, src=src, dst=holder, msg=dict(e["msg"], holder=holder))))
+        return out
+    rep = history.check(_rewrite(lean_trace, tmp_path / "r2.jsonl", lambda rows: again(rows, 57, 60)))
+    assert [v for v in rep.violations if v.invariant == "lease_exclusive"] == [], [v.message for v in rep.violations]
+    other = 7 if award["dst"] != 7 else 8  # a node of region 1, untraced
+    rep = history.check(_rewrite(lean_trace, tmp_path / "r1.jsonl", lambda rows: again(rows, 4, other)))
+    bad = [v for v in rep.violations if v.invariant == "lease_exclusive"]
+    assert len(bad) == 1 and "to node %d" % other in bad[0].message, [v.message for v in rep.violations]
