@@ -165,7 +165,7 @@ class LeaseRules:
             start = _field(msg, "from")
             if start is None:
                 start = _field(msg, "first")
-            for x in self.leases.get(self._res(res, holder), ()):
+            for x in self.leases.get(self._res(res, holder, src), ()):
                 if x.holder == holder:
                     x.intervals = [] if start is None else _cut(x.intervals, start)
             return
@@ -198,7 +198,7 @@ class LeaseRules:
         if isinstance(dst, int) and dst in self.nodes and dst != holder and not own_award:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
-        self._award(res, holder, lease_intervals(msg), fid, line)
+        self._award(res, holder, lease_intervals(msg), fid, line, src)
 
     def _first_release(self, src, msg):
         """False for a copy of a release this holder already sent: one act,
@@ -216,9 +216,10 @@ class LeaseRules:
         seen[key] = True
         return True
 
-    def _award(self, res, holder, intervals, fid, line):
-        """A lease to `holder`: exclusive against every other holder's."""
-        for x in self.leases.get(self._res(res, holder), ()):
+    def _award(self, res, holder, intervals, fid, line, via=None):
+        """A lease to `holder` (sent by node `via`): exclusive against every other holder's."""
+        key = self._res(res, holder, via)
+        for x in self.leases.get(key, ()):
             if x.holder == holder:
                 continue  # the same award again (a retransmission, a resend after a takeover) or an extension
             iv = _overlap(x.intervals, intervals)
@@ -230,18 +231,35 @@ class LeaseRules:
                               " (frame %d, line %d) for overlapping %s%s"
                               % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv), since),
                               [x.fid, fid], [x.line, line])
-        self.leases.setdefault(self._res(res, holder), []).append(_Lease(res, holder, intervals, fid, line))
+        self.leases.setdefault(key, []).append(_Lease(res, holder, intervals, fid, line))
 
-    def _res(self, res, holder):
-        """The lease table's key: the resource, in the holder's region when there are several."""
+    def _awarders_traced(self, node):
+        """Whether every elector of node's region (the market's, with one) is in the trace's header."""
+        region = self.cluster_region.get(self.nodes.get(node)) if self.region_electors else None
+        electors = self.region_electors.get(0xE00 | region, ()) if region is not None else self.electors
+        return all(e in self.nodes for e in electors)
+
+    def _res(self, res, holder, via=None):
+        """The lease table's key: the resource, in the holder's region when there are several. A
+        holder the header does not list (untraced, on a partial lean trace) is in the region of the
+        node `via` that sent the frame (its coordinator: a region's market leases to its own nodes)."""
         if not self.cluster_region:
             return res
-        return self.cluster_region.get(self.nodes.get(holder)), res
+        region = self.cluster_region.get(self.nodes.get(holder))
+        if region is None and via is not None:
+            region = self.cluster_region.get(self.nodes.get(via))
+        return region, res
 
     def _acts(self, node, res, intervals, verb, type_, fid, line):
         """`node` acts on resource `res` in `intervals` (None: any slot): it
-        must hold a lease on it that was awarded earlier in the trace."""
+        must hold a lease on it that was awarded earlier in the trace. On a
+        partial (lean) trace, only where every elector that could have
+        awarded it is traced (history_checker.py `partial`): an award from
+        an untraced coordinator is not in the trace."""
         self.acts += 1
+        if self.partial and not self._awarders_traced(node):
+            self.acts_unjudged += 1
+            return
         mine = [x for x in self.leases.get(self._res(res, node), ()) if x.holder == node]
         if any(_overlap(x.intervals, intervals) is not None for x in mine if x.intervals != []):
             return
