@@ -77,7 +77,8 @@ class _Checker(ElectionRules, LeaseRules):
         self.partial = isinstance(fleet_nodes, int) and fleet_nodes > len(self.nodes)
         self.untraced_only = 0  # frames sent with recipients, none of them traced (partial traces)
         self.acts_unjudged = 0  # acts on leases whose awarders are not all traced (partial traces)
-        self.replication = ReplicationChecker(self.nodes, self.members, self._violate)  # unique_ids
+        self.replication = ReplicationChecker(self.nodes, self.members, self._violate,
+                                              self.cluster_region)  # unique_ids
         if scenario is not None and header.get("scenario") != scenario:
             self._violate("trace", "%s line 1: the trace is of scenario %r, expected %r"
                           % (path, header.get("scenario"), scenario), lines=[1])

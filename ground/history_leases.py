@@ -124,6 +124,23 @@ def _cut(intervals, from_slot):
     return out
 
 
+def _minus(intervals, removed):
+    """The intervals without the slots of `removed` (both lists of half-open (lo, hi))."""
+    out = list(intervals)
+    for rlo, rhi in removed:
+        kept = []
+        for lo, hi in out:
+            if hi <= rlo or lo >= rhi:
+                kept.append((lo, hi))
+                continue
+            if lo < rlo:
+                kept.append((lo, rlo))
+            if hi > rhi:
+                kept.append((rhi, hi))
+        out = kept
+    return out
+
+
 def _slots(iv):
     lo, hi = iv
     return "all slots" if hi == float("inf") else ("slot %d" % lo if hi == lo + 1 else "slots %d-%d" % (lo, hi - 1))
@@ -165,9 +182,15 @@ class LeaseRules:
             start = _field(msg, "from")
             if start is None:
                 start = _field(msg, "first")
+            gone = lease_intervals(msg)  # only the released lease's slots: the holder may hold others on res
             for x in self.leases.get(self._res(res, holder, src), ()):
                 if x.holder == holder:
-                    x.intervals = [] if start is None else _cut(x.intervals, start)
+                    if start is None:
+                        x.intervals = []
+                    elif gone is None or x.intervals is None:
+                        x.intervals = _cut(x.intervals, start)
+                    else:
+                        x.intervals = _minus(x.intervals, [(max(lo, start), hi) for lo, hi in gone if hi > start])
             return
         flags = msg.get("flags")
         flags = flags if isinstance(flags, int) and not isinstance(flags, bool) else None
