@@ -12,38 +12,19 @@ import json
 import pytest
 
 from ground import fleetrun, history, scenario, trace
-from tests.ground.test_fleetrun import fleet_text
+from tests.ground.test_fleetrun import TWO_REGIONS, fleet_text
 
 # Two regions of ten clusters of five, three electors each: cluster 1 holds
 # region 1's elector 4 (which awards leases to holders all over its region);
-# electors 22 and 27 and every other cluster are untraced.
-TWO = """\
-name: lean-history
-seed: 4
-duration_s: 70
-election_timeout_ms: 2000
-fleet:
-  nodes: 100
-  cluster_sizes: {min: 5, max: 5}
-  regions: {count: 2, electors: 3}
-  allow_region_sizes: true
-  lineages: 3
-  firmware: {"2.0": 1.0}
-  market: {units: [2, 2, 2, 2, 1, 1, 1, 1], slot_ms: 30000, region_timeout_ms: 6000}
-  geometry: {ring_radius_km: 100000, region_radius_km: 20000}
-  links:
-    intra_cluster: {delay_ms: 20}
-    intra_region: {delay_ms: 10}
-    inter_region: {delay_ms: 10}
-"""
+# electors 22 and 27 and every other cluster are untraced (test_fleetrun.py's TWO_REGIONS).
 
 
 @pytest.fixture(scope="module")
 def lean_trace(tmp_path_factory):
-    """One lean run of TWO tracing cluster 1 (about 1.5 s), shared by the tests that read its trace."""
+    """One lean run of TWO_REGIONS tracing cluster 1 (about 1.5 s), shared by the tests that read its trace."""
     d = tmp_path_factory.mktemp("lean")
     p = d / "two.yaml"
-    p.write_text(TWO)
+    p.write_text(TWO_REGIONS)
     sc = scenario.load(str(p))
     out = d / "lean"
     assert fleetrun.run(sc, str(out), traced=[1]).status == "ok"
