@@ -170,15 +170,15 @@ def test_sim_daughters_are_in_process_in_the_report_and_bad_hil_spares_are_refus
     xml = pytester.path / "junit.xml"
     _run(pytester, "--rig", "sim", "--junitxml", str(xml)).assert_outcomes(passed=1)
     assert _properties(xml)["test_sim"]["daughters"] == "node 2 (daughter of node 1) in-process"
-    res = _run(pytester, "--rig", "sim", "--hil-spares", "2")
-    assert res.ret == pytest.ExitCode.USAGE_ERROR
-    assert "--hil-spares 2: only with --rig emulated (--rig sim runs daughters in-process)" in res.stderr.str()
-    res = _run(pytester, "--hil-spares", "99")
-    assert res.ret == pytest.ExitCode.USAGE_ERROR and "--hil-spares 99: between 0 and 16 spare boards" in res.stderr.str()
+    for args, text in ((("--rig", "sim", "--hil-spares", "2"),
+                        "--hil-spares 2: only with --rig emulated (--rig sim runs daughters in-process)"),
+                       (("--hil-spares", "99"), "--hil-spares 99: between 0 and 16 spare boards")):
+        with pytest.raises(pytest.UsageError) as e:
+            pytester.parseconfigure("-p", "hil.pytest_plugin", *args)
+        assert text in str(e.value), str(e.value)
     pytester.makeini("[pytest]\nhil_spares = two\n")
-    res = _run(pytester)
-    assert res.ret == pytest.ExitCode.USAGE_ERROR and "hil_spares = 'two': a whole number of spare boards" in \
-        res.stderr.str(), res.stderr.str()
+    with pytest.raises(pytest.UsageError, match="hil_spares = 'two': a whole number of spare boards"):
+        pytester.parseconfigure("-p", "hil.pytest_plugin")
 
 
 def _source(fn):
