@@ -56,17 +56,20 @@ class Live:
     wall-clock guard in case the run itself wedges.
     """
 
-    def __init__(self, sc, out_dir, mode="sim", boards=None, seed=None, name=None, progress=None, update_image=None):
+    def __init__(self, sc, out_dir, mode="sim", boards=None, seed=None, name=None, progress=None, update_image=None,
+                 spare_board=None):
         """sc: a ground.scenario.Scenario; out_dir: the run folder; mode and
         boards as for Run (boards: {node id: board or device}, None for
         in-process nodes); name: who runs it, for the steps' `where`
         (default: the scenario's name); update_image: the back-end's rollout
-        images for boards (BoardSet.update_image), or None."""
+        images for boards (BoardSet.update_image), or None; spare_board: its
+        spare boards for daughters (BoardSet.spare_board), or None."""
         self.sc = sc
         self.out_dir = out_dir
         self.mode = mode
         self.boards = boards
         self.update_image = update_image
+        self.spare_board = spare_board
         self.seed = seed
         self.name = name or sc.name
         self.progress = progress
@@ -95,7 +98,8 @@ class Live:
         if self._thread is not None:
             raise RuntimeError("run %s: already started" % self.sc.name)
         self._run = run_mod.Run(self.sc, self.out_dir, mode=self.mode, seed=self.seed, boards=self.boards,
-                                progress=self.progress, update_image=self.update_image)
+                                progress=self.progress, update_image=self.update_image,
+                                spare_board=self.spare_board)
         self._run.listeners.append(self._on_event)
         self._run.on_start.append(self._on_start)
         self._fleet = Fleet(self._run.header()["nodes"])

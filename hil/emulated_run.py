@@ -10,6 +10,7 @@ pyserial, exactly as it would open /dev/ttyACM0.
 
 import os
 import select
+import shutil
 import time
 
 from ground import board_json, firmware
@@ -21,6 +22,7 @@ wire = firmware.wire
 msgs = firmware.msgs
 
 BOOT_TIMEOUT_S = 30.0
+STATE_DIR = "state"  # where the firmware keeps what survives power loss (firmware/runtime/start.py STATE_DIR)
 UDP_NOTE = b"fleetloop: frames over udp to"  # what firmware/main.py prints on a board on transport udp
 
 
@@ -63,12 +65,15 @@ class Farm:
 def boot_spare(bdir, name, nid, board_config, version, label, built, code="romfs", heap=None, hub=None,
                timeout_s=BOOT_TIMEOUT_S):
     """A spare emulated Pico taken by a daughter (docs/CONTAINMENT.md,
-    "Daughters on boards"): its flash folder `bdir` written with the image
+    "Daughters on boards"): its flash folder `bdir` wiped (what an earlier
+    daughter on it saved, its term, roster and ledger, does not leak into
+    this one: a spare is handed out as new), written with the image
     `built` and the daughter's board.json, the board started, powered on and
     booted to node `nid`'s HELLO: on its serial port, or, with `hub` (a
     ground.udplink.UdpHub whose address board_config's "ground" names), on
     that hub (the board's `open_link`). The EmulatedBoard; on failure it is
     stopped and TimeoutError/RuntimeError/ValueError names it."""
+    shutil.rmtree(bdir, ignore_errors=True)
     flash_mod.write_image(bdir, version=version, label=label, board_config=board_config, built=built, code=code)
     b = EmulatedBoard(bdir, name=name) if heap is None else EmulatedBoard(bdir, name=name, heap=heap)
     try:
@@ -81,6 +86,15 @@ def boot_spare(bdir, name, nid, board_config, version, label, built, code="romfs
         b.stop()
         raise
     return b
+
+
+def wipe_saved_state(bdir):
+    """Forget what an emulated board saved on its flash folder `bdir` (its
+    terms, votes, identity, replay ceilings, the cluster membership it
+    learnt: firmware/runtime/store.py), as a fresh board's flash would be.
+    The board must be off. A rig file's emulated boards outlive a run (the
+    pytest plugin's session): each run starts them from the scenario alone."""
+    shutil.rmtree(os.path.join(bdir, STATE_DIR), ignore_errors=True)
 
 
 def boot_and_wait_hello(board, node_id, timeout_s=BOOT_TIMEOUT_S):
@@ -261,7 +275,8 @@ def boot_udp(boards, hub, timeout_s=BOOT_TIMEOUT_S):
     # dead once power_cut() returns, so what its earlier boot sent is all in
     # the socket already, and every datagram after this is from the new boot.
     for b in boards.values():
-        b.power_cut()
+        if b.state != OFF:  # a rig file's board may be off already (hil.rig.FileRig._boot wiped its state)
+            b.power_cut()
     hub.forget()
     marks = {nid: b.log_size for nid, b in boards.items()}
     for b in boards.values():

@@ -22,6 +22,8 @@ from ground import trace as trace_mod
 from ground.live import Live
 from hil.serialboard import SerialBoard
 
+DAUGHTER_EVENTS = ("node_added", "board_added", "daughter_lost")  # where a daughter went (ground/replication.py)
+
 
 class HilResult:
     """A harness run: ground.run's RunResult (metrics, failures, status, ok)
@@ -39,6 +41,7 @@ class HilResult:
         self.history = history
         self.serial = serial  # {node id: bytes}
         self.wall_s = wall_s
+        self.daughters = []  # the run's node_added / board_added / daughter_lost events, in order (placements())
         self.trace_path = os.path.join(self.out_dir, "trace.jsonl")
         self.metrics_path = os.path.join(self.out_dir, "metrics.json")
         self.prom_path = os.path.join(self.out_dir, "metrics.prom")
@@ -46,6 +49,30 @@ class HilResult:
     @property
     def ok(self):
         return self.status == "ok" and not self.failures and self.history.ok
+
+    def placements(self):
+        """Where the run's daughters went, one line each: "node 4 (daughter of
+        node 1) on board spare0 (/dev/pts/7), booted in 150 wall ms", "node 5
+        (daughter of node 2) not placed: no_spare_board", "node 6 (daughter of
+        node 3) in-process" (a sim run)."""
+        added = {e.get("node"): e for e in self.daughters if e.get("event") == "node_added"}
+        on_board = {e.get("node"): e for e in self.daughters if e.get("event") == "board_added"}
+        out = []
+        for e in self.daughters:
+            ev = e.get("event")
+            if ev == "daughter_lost":
+                out.append("node %s (daughter of node %s) not placed: %s" % (e.get("daughter", "?"), e.get("node"),
+                                                                            e.get("reason") or e.get("detail")))
+            elif ev == "node_added":
+                nid = e.get("node")
+                b = on_board.get(nid)
+                where = ("on board %s (%s), booted in %s wall ms" % (b.get("board"), b.get("device"),
+                                                                    b.get("boot_wall_ms")) if b else "in-process")
+                out.append("node %s (daughter of node %s) %s" % (nid, e.get("parent"), where))
+        for nid, b in on_board.items():
+            if nid not in added:  # a board added without its node_added (should not happen): still named
+                out.append("node %s on board %s (%s)" % (nid, b.get("board"), b.get("device")))
+        return out
 
     def __repr__(self):
         return "<HilResult %s %s %s>" % (self.scenario.name, self.status, self.out_dir)
@@ -144,6 +171,7 @@ class Harness:
                 if raw and isinstance(prepared.boards.get(nid), SerialBoard):  # an emulated board's log has it all
                     serial[nid] = bytes(serial.get(nid, b"")) + bytes(raw)
         res = HilResult(index, sc, prepared.mode, rr, rep, serial, wall_s)
+        res.daughters = list(live.daughters)
         self.runs.append(res)
         if self._on_run is not None:
             self._on_run(res)
@@ -159,6 +187,12 @@ class _ManagedLive(Live):
         self.harness = harness
         self.prepared = None
         self._index = index
+        self.daughters = []  # node events of daughters (HilResult.daughters), as the run records them
+
+    def _on_event(self, event):
+        if event.get("kind") == "node" and event.get("event") in DAUGHTER_EVENTS:
+            self.daughters.append(event)
+        super()._on_event(event)
 
     def __enter__(self):
         folder = os.path.join(self.harness.boards.folder, "run%d" % self._index)
@@ -167,6 +201,7 @@ class _ManagedLive(Live):
         self.mode, self.boards = self.prepared.mode, self.prepared.boards
         if self.prepared.has_update_images:  # a rollout's images for the boards (the compiled firmware)
             self.update_image = self.prepared.update_image
+        self.spare_board = self.prepared.spare_board  # spare boards for daughters (docs/CONTAINMENT.md), or None
         try:
             return super().__enter__()
         except BaseException:

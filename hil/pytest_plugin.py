@@ -8,7 +8,12 @@ trace as fixtures (docs/HIL.md).
 
 Options: --rig RIG (a rig file, `emulated` (default) or `sim`), --hil-out DIR
 (run folders, serial logs of failed tests, the session's metrics.prom),
---hil-logs failed|all (whose serial logs to keep).
+--hil-logs failed|all (whose serial logs to keep), --hil-spares N (ini
+hil_spares; default 1): with --rig emulated, a scenario with replication:
+gets N spare emulated boards, off until a daughter takes one (a rig file
+names its own: spare: true). Spares are off at the start of every run and
+again after it; an emulated spare's flash is wiped before a daughter boots
+on it (docs/HIL.md "Spare boards").
 
 Markers:
     @pytest.mark.boards(4, kind="pico")     boards the test needs (kind optional)
@@ -34,7 +39,9 @@ the run itself wedges); pytest-timeout guards each test.
 Reports: every harness run writes its run folder (trace.jsonl, metrics.json,
 metrics.prom, metrics.txt, timeline.png, history.txt) under --hil-out; JUnit
 XML gets the key metrics of each run as test-case properties, with the paths
-of its trace and metrics; a failed test keeps each board's serial log; at the
+of its trace and metrics, and `daughters`: which spare board each daughter
+became (board_added) or why it was not placed (also printed under a failed
+test's failure); a failed test keeps each board's serial log; at the
 end of the session every run's metrics.prom is merged into
 <hil-out>/metrics.prom with `test` and `run` labels.
 
@@ -66,6 +73,7 @@ KEY_METRICS = (
     "detection_T_max", "no_coordinator_share_max", "coordination_bytes_share", "anomalies",
 )
 _S = 1_000_000_000
+DEFAULT_SPARES = 1  # --rig emulated: spare boards for a scenario with replication: (--hil-spares N)
 
 
 # ---- options, markers ------------------------------------------------------------
@@ -80,14 +88,44 @@ def pytest_addoption(parser):
                 help="where run folders, serial logs and the session's metrics.prom go (default: pytest's basetemp/hil)")
     g.addoption("--hil-logs", choices=("failed", "all"), default="failed",
                 help="keep boards' serial logs for failed tests only (default) or for every test")
+    g.addoption("--hil-spares", metavar="N", type=int, default=None,
+                help="--rig emulated: spare emulated boards for the daughters of a scenario with replication:, off"
+                     " until a daughter takes one (default: the hil_spares ini value, else %d); a rig file names its"
+                     " own spares (spare: true)" % DEFAULT_SPARES)
+    parser.addini("hil_spares", "spare emulated boards per scenario with replication: (--hil-spares)",
+                  default=str(DEFAULT_SPARES))
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "boards(count, kind=None): the boards a test needs (fleetloop HIL plugin)")
     config.addinivalue_line("markers", "needs(*features): board features the test needs, e.g. power_control, radio")
     config.stash[_SESSION] = s = _Session(config)
-    if (config.getoption("rig", None) or "emulated") not in ("emulated", "sim"):
+    which = config.getoption("rig", None) or "emulated"
+    s.spares = _spares(config, which)
+    if which not in ("emulated", "sim"):
         s.rig()  # a bad rig file stops the session here, naming file:line
+
+
+def _spares(config, which):
+    """The emulated rig's spare boards per scenario with replication:, from
+    --hil-spares or the hil_spares ini value; UsageError for a bad one, or
+    for --hil-spares with another rig."""
+    opt = config.getoption("hil_spares", None)
+    if opt is not None and which != "emulated":
+        raise pytest.UsageError("--hil-spares %d: only with --rig emulated (%s); a rig file names its spare boards"
+                                " itself (spare: true, docs/BOARDS.md)" % (opt, "--rig sim runs daughters in-process"
+                                                                           if which == "sim" else "--rig " + which))
+    where = "--hil-spares"
+    if opt is None:
+        raw = config.getini("hil_spares")
+        where = "%s: hil_spares" % (config.inipath or "ini")
+        try:
+            opt = int(str(raw).strip())
+        except ValueError:
+            raise pytest.UsageError("%s = %r: a whole number of spare boards" % (where, raw)) from None
+    if not 0 <= opt <= rig_mod.MAX_EMULATED_BOARDS:
+        raise pytest.UsageError("%s %d: between 0 and %d spare boards" % (where, opt, rig_mod.MAX_EMULATED_BOARDS))
+    return opt
 
 
 def pytest_unconfigure(config):
@@ -174,6 +212,7 @@ class _Session:
         self.config = config
         self._rig = None
         self._out = None
+        self.spares = 0  # the emulated rig's spare boards per scenario with replication: (--hil-spares)
         self.runs = []  # (nodeid, HilResult) in order, for the merged metrics.prom
 
     def out_dir(self):
@@ -192,7 +231,7 @@ class _Session:
         if self._rig is None:
             which = self.config.getoption("rig", None) or "emulated"
             try:
-                self._rig = rig_mod.open_rig(which, lambda: os.path.join(self.out_dir(), "rig"))
+                self._rig = rig_mod.open_rig(which, lambda: os.path.join(self.out_dir(), "rig"), spares=self.spares)
             except ValueError as e:
                 if not any(c.__name__ == "ConfigError" for c in type(e).__mro__):
                     raise
@@ -220,7 +259,10 @@ def pytest_sessionfinish(session):
 
 def pytest_report_header(config):
     opt = config.getoption("rig", None) or "emulated"
-    return "fleetloop hil: rig %s, runs in %s" % (opt, config.getoption("hil_out", None) or "<basetemp>/hil")
+    s = config.stash.get(_SESSION, None)
+    spares = ", %d spare board%s per scenario with replication:" % (s.spares, "" if s.spares == 1 else "s") \
+        if opt == "emulated" and s is not None else ""
+    return "fleetloop hil: rig %s%s, runs in %s" % (opt, spares, config.getoption("hil_out", None) or "<basetemp>/hil")
 
 
 # ---- Prometheus: one file per run, merged per session ------------------------------------
@@ -313,6 +355,9 @@ def _record_run(item, res):
         _record(item, res, name, value)
     for name in list(KEY_METRICS) + sorted(res.scenario.gates):
         _record(item, res, name, res.flat.get(name))
+    placed = res.placements()
+    if placed:  # which board became which daughter (board_added), and the daughters not placed
+        _record(item, res, "daughters", "; ".join(placed))
 
 
 def _render_serial(data):
@@ -342,7 +387,7 @@ def _write_serial_logs(item, harness):
     for res in harness.runs:
         folder = os.path.join(res.out_dir, "serial")
         os.makedirs(folder, exist_ok=True)
-        nodes = sorted(res.scenario.nodes)
+        nodes = sorted(set(res.scenario.nodes) | set(res.serial))  # daughters on spare boards too
         for nid in nodes:
             data = res.serial.get(nid, b"")
             base = os.path.join(folder, "node%d" % nid)
@@ -374,6 +419,19 @@ def _frames_from_trace(trace_path, nid, path):
         pass
 
 
+def _daughters_text(harness):
+    """Where a test's runs' daughters went, for its failure report: which
+    spare board each became (board_added), or why one was not placed; ""
+    when no run had a daughter."""
+    lines = []
+    for res in harness.runs:
+        placed = res.placements()
+        if placed:
+            lines.append("run %d (%s, %s):" % (res.index, res.scenario.name, res.out_dir))
+            lines.extend("  " + p for p in placed)
+    return "\n".join(lines)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
@@ -386,6 +444,10 @@ def pytest_runtest_makereport(item, call):
                 report.user_properties = list(item.user_properties)
     elif report.failed:
         item._hil_failed = True
+        h = item.stash.get(_RESULTS, None)
+        text = _daughters_text(h) if h is not None else ""
+        if text:  # printed under the failure (JUnit has them as the `daughters` property of each run)
+            report.sections.append(("fleetloop: daughters", text))
     return report
 
 

@@ -32,6 +32,7 @@ from ground import board_json, firmware
 from ground.backends import BoardSet
 from ground.yamlfile import ConfigError
 from hil import rig_spares
+from hil.emulated_rules import OFF
 from hil.rigfile import CONFIG_KEYS, Rig, RigBoard, RigError, load, parse, parse_version, version_tuple  # noqa: F401
 
 MAX_EMULATED_BOARDS = 16  # CPU-bound: each emulated board is one MicroPython process
@@ -50,12 +51,14 @@ def kind_matches(want, board_kind):
     return want is None or want == board_kind or board_kind == "emulated_" + want
 
 
-def open_rig(which, folder=None):
+def open_rig(which, folder=None, spares=0):
     """The rig `which` names: "emulated", "sim" or a rig file's path. folder:
     () -> where a rig file's emulated entries' flash folders go (asked only
-    if there are any). ConfigError naming file:line for a bad rig file."""
+    if there are any); spares: the emulated rig's spare boards per scenario
+    with replication: (a rig file names its own). ConfigError naming
+    file:line for a bad rig file."""
     if which == "emulated":
-        return EmulatedRig()
+        return EmulatedRig(spares=spares)
     if which == "sim":
         return SimRig()
     return FileRig(which, folder or (lambda: os.path.join("boards", "emulated")))
@@ -69,8 +72,9 @@ class EmulatedRig:
     name = "emulated"
     kind = "emulated_pico"
 
-    def __init__(self, transport="usb"):
+    def __init__(self, transport="usb", spares=0):
         self.transport = transport  # "udp": frames over UDP on loopback (ground.udplink)
+        self.spares = spares  # spare boards a scenario with replication: gets when prepare() is given no count
         try:
             from hil import boards as boards_mod
 
@@ -90,9 +94,14 @@ class EmulatedRig:
         return None
 
     def prepare(self, sc, folder, count=0):
-        """Boards for `sc`, booted (count, if given, must be the scenario's node count)."""
+        """Boards for `sc`, booted (count, if given, must be the scenario's
+        node count, or more for spares); without a count, a scenario with
+        replication: gets `self.spares` spare boards, off until a daughter
+        takes one (the pytest plugin's --hil-spares)."""
         from hil import emulated_run
 
+        if not count and self.spares and sc.replication is not None:
+            count = len(sc.nodes) + self.spares
         images = _rollout_images(sc)
         farm = emulated_run.start_farm(sc, folder, count=count, transport=self.transport)
         boards = farm.devices()
@@ -329,6 +338,9 @@ class FileRig:
             cfg["ground"] = self._ground
         running = self.rig.running.get(b.name)
         if running is not None:  # an emulated entry: its folder is its flash, written as `hil flash` would
+            if running.state != OFF:
+                running.power_cut()  # nothing of the run before writes to its flash from here on
+            emulated_run.wipe_saved_state(str(running.folder))  # a run before (a daughter it admitted) does not leak
             flash.write_image(str(running.folder), version=spec.fw_version, label=spec.firmware, board_config=cfg,
                               built=flash.build_once(os.path.join(folder, ".image")), code=b.code)
             if udp:

@@ -178,13 +178,15 @@ def boot(boards: dict, hub: Any, timeout_s: float) -> dict:
     from ground import udplink
     from ground.links import open_serial
 
+    from hil.emulated_rules import OFF
     from hil.serialboard import SerialBoard
 
     consoles = {}
     try:
         for nid, b in sorted(boards.items()):
             if not isinstance(b, SerialBoard):
-                b.power_cut()  # an emulated board: dead once this returns
+                if b.state != OFF:  # hil.rig.FileRig._boot may have cut it already
+                    b.power_cut()  # an emulated board: dead once this returns
             else:
                 port = open_serial(b.repl, timeout=0.2, write_timeout=2)
                 consoles[nid] = port
