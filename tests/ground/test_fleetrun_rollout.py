@@ -1,0 +1,118 @@
+"""A rollout on the lean path (ground/fleet_rollout.py, ground/shard_rollout.py,
+docs/FLEET_RUN.md "Rollouts on the lean path"): one orchestrator in the
+driver deciding at window ends, the nodes' real update agent in the shards;
+the same decisions and counters with 1 and 2 shards, the --sim path's
+decisions within a window each, a bad test build rolled back."""
+
+import json
+import math
+
+from ground import cli, exitcodes, fleetrun, run, scenario, trace
+from test_rollout_defects import hello_versions
+
+S = 1_000_000_000
+# two regions of 4 clusters of 5 (each region a unit: 2 shards hold one each); 2.1 to every cluster, then a test
+# build 2.2 that crashes on becoming coordinator, caught at its canary cluster
+TEXT = """\
+name: lean-rollout
+seed: 4
+duration_s: 180
+election_timeout_ms: 2000
+fleet:
+  nodes: 40
+  cluster_sizes: {min: 5, max: 5}
+  regions: {count: 2, electors: 3}
+  allow_region_sizes: true
+  lineages: 2
+  firmware: {"2.0": 1.0}
+  market: {units: [2, 2, 2, 2, 1, 1, 1, 1], slot_ms: 30000, region_timeout_ms: 6000}
+  geometry: {ring_radius_km: 100000, region_radius_km: 20000}
+  links:
+    intra_cluster: {delay_ms: 20}
+    intra_region: {delay_ms: 10}
+    inter_region: {delay_ms: 10}
+rollout:
+  start_s: 10
+  window_s: 40
+  canary_percent: 5
+  step_percent: 50
+  confirm_after_s: 3
+  deploy_timeout_s: 35
+  checks: {crashes: {max_ratio: 2, slack: 0}, failovers: {max_ratio: 2, slack: 1}}
+  images:
+    - version: "2.1"
+    - version: "2.2"
+      test_build: true
+      defects: {crash_on_coordinator: true}
+"""
+DECISIONS = ("start", "step", "analysis", "deployed", "deploy_timeout", "complete", "abort", "rolled_back")
+
+
+def _rollout(path):
+    _, events, _ = trace.read(str(path / "trace.jsonl"))
+    return events, [e for e in events if e["kind"] == "rollout"]
+
+
+def _run(tmp_path, name, **kw):
+    sc = scenario.load_text(TEXT, "lean-rollout.yaml")
+    lr = fleetrun.LeanRun(sc, str(tmp_path / name), **kw)
+    return sc, lr, lr.execute()
+
+
+def test_lean_rollout_decides_at_window_ends_rolls_back_and_ignores_the_shard_count(tmp_path):
+    sc, lr, one = _run(tmp_path, "one")
+    _, lr2, two = _run(tmp_path, "two", shards=2)
+    assert len(lr.plan) == 1 and len(lr2.plan) == 2
+    assert one.status == two.status == "ok" and not one.failures
+    # the same fleet, counter for counter, and the same metrics (the rollout family too), with 1 and 2 shards
+    f1, f2 = (json.load(open(tmp_path / d / "fleet.json")) for d in ("one", "two"))
+    assert {k: v for k, v in f1.items() if k != "shards"} == {k: v for k, v in f2.items() if k != "shards"}
+    assert one.metrics == two.metrics
+    events, ro = _rollout(tmp_path / "one")
+    assert ro == _rollout(tmp_path / "two")[1]
+    # every decision at a window end; a step starts a validation window (plus less than one window) after the last
+    w = lr.window_ns
+    assert {e["mission_ns"] % w for e in ro if e["event"] in DECISIONS} == {0}
+    assert ro[0]["event"] == "start" and ro[0]["mission_ns"] == math.ceil(10 * S / w) * w
+    steps = [e["mission_ns"] for e in ro if e["event"] == "step" and e["image"] == "2.1"]
+    assert len(steps) == 3 and all(0 <= b - a - 40 * S < w for a, b in zip(steps, steps[1:]))
+    # 2.1 reached every node; 2.2 only its canary cluster, whose crashes abort it; every node ends on 2.1
+    seen, last = hello_versions(events)
+    assert seen["2.1"] == set(sc.nodes)
+    (start2,) = [e for e in ro if e["event"] == "start" and e["image"] == "2.2"]
+    assert seen["2.2"] and {sc.nodes[n].cluster for n in seen["2.2"]} <= set(start2["canaries"])
+    assert last == {n: "2.1" for n in sc.nodes}
+    (abort,) = [e for e in ro if e["event"] == "abort"]
+    assert abort["image"] == "2.2" and "crashes" in abort["reason"]
+    assert [e["image"] for e in ro if e["event"] == "rolled_back"] == ["2.2"]
+    flat = one.metrics["flat"]
+    assert flat["rollout_completed"] == 1 and flat["rollout_aborted"] == 1 and flat["rollout_bad_share"] == 5 / 40
+    ground = f1["nodes"]["0"]  # the update frames are in the fleet's counters: the ground's, out and in
+    assert ground["upd_chunk"]["sent"] > 0 and ground["upd_ack"]["delivered"] > 0
+
+
+def test_lean_rollout_takes_the_sim_paths_decisions_each_within_a_window(tmp_path):
+    sc, lr, lean = _run(tmp_path, "lean")
+    ref = run.run(sc, str(tmp_path / "sim"), plot=False)
+    assert ref.ok and lean.ok
+    key = lambda e: (e["event"], e["image"], e["step"], e.get("clusters"), e.get("canaries"))  # noqa: E731
+    sim = [e for e in _rollout(tmp_path / "sim")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
+    got = [e for e in _rollout(tmp_path / "lean")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
+    assert [key(e) for e in got] == [key(e) for e in sim]
+    # each decision lags --sim's by less than a window per decision it waited on before it
+    for k, (a, b) in enumerate(zip(sim, got)):
+        assert 0 <= b["mission_ns"] - a["mission_ns"] < (k + 1) * lr.window_ns + 5 * S, (a, b)
+    for name in ("rollout_completed", "rollout_aborted", "rollout_bad_nodes"):
+        assert lean.metrics["flat"][name] == ref.metrics["flat"][name]
+
+
+def test_an_image_of_another_protocol_range_is_refused_naming_file_line(tmp_path, capsys):
+    text = open("scenarios/rollout.yaml").read().replace('version: "1.2"', 'version: "2.0"')
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    why = fleetrun.lean_refusal(scenario.load(str(path)))
+    line = text.splitlines().index(next(ln for ln in text.splitlines() if '"2.0"' in ln)) + 1
+    assert why.startswith("%s:%d:" % (path, line)) and "rollout image 2.0 speaks protocols 1..2" in why
+    assert fleetrun.lean_refusal(scenario.load("scenarios/rollout.yaml")) is None  # 1.1, 1.2: one range, runs
+    assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "o")]) == exitcodes.BAD_INPUT
+    assert "rollout image 2.0" in capsys.readouterr().err
