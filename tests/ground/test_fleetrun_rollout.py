@@ -7,6 +7,8 @@ decisions within a window each, a bad test build rolled back."""
 import json
 import math
 
+import pytest
+
 from ground import cli, exitcodes, fleetrun, run, scenario, trace
 from test_rollout_defects import hello_versions
 
@@ -59,8 +61,15 @@ def _run(tmp_path, name, **kw):
     return sc, lr, lr.execute()
 
 
-def test_lean_rollout_decides_at_window_ends_rolls_back_and_ignores_the_shard_count(tmp_path):
-    sc, lr, one = _run(tmp_path, "one")
+@pytest.fixture(scope="module")
+def lean_one(tmp_path_factory):
+    """The lean run in one shard, shared by the tests below (a few CPU seconds)."""
+    tmp = tmp_path_factory.mktemp("lean-rollout")
+    return (tmp,) + _run(tmp, "one")
+
+
+def test_lean_rollout_decides_at_window_ends_rolls_back_and_ignores_the_shard_count(lean_one):
+    tmp_path, sc, lr, one = lean_one
     _, lr2, two = _run(tmp_path, "two", shards=2)
     assert len(lr.plan) == 1 and len(lr2.plan) == 2
     assert one.status == two.status == "ok" and not one.failures
@@ -91,17 +100,21 @@ def test_lean_rollout_decides_at_window_ends_rolls_back_and_ignores_the_shard_co
     assert ground["upd_chunk"]["sent"] > 0 and ground["upd_ack"]["delivered"] > 0
 
 
-def test_lean_rollout_takes_the_sim_paths_decisions_each_within_a_window(tmp_path):
-    sc, lr, lean = _run(tmp_path, "lean")
+def test_lean_rollout_takes_the_sim_paths_decisions_each_within_a_window(lean_one, tmp_path):
+    lean_dir, sc, lr, lean = lean_one
     ref = run.run(sc, str(tmp_path / "sim"), plot=False)
     assert ref.ok and lean.ok
     key = lambda e: (e["event"], e["image"], e["step"], e.get("clusters"), e.get("canaries"))  # noqa: E731
     sim = [e for e in _rollout(tmp_path / "sim")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
-    got = [e for e in _rollout(tmp_path / "lean")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
-    assert [key(e) for e in got] == [key(e) for e in sim]
-    # each decision lags --sim's by less than a window per decision it waited on before it
-    for k, (a, b) in enumerate(zip(sim, got)):
-        assert 0 <= b["mission_ns"] - a["mission_ns"] < (k + 1) * lr.window_ns + 5 * S, (a, b)
+    got = [e for e in _rollout(lean_dir / "one")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
+    assert [key(e) for e in got] == [key(e) for e in sim]  # the same decisions, in the same order
+    # the plan's own decisions (an image's start, a step, completion) each wait for the window end at or after
+    # --sim's time: the lag grows by less than a window per step (a node's install, ack by ack, lags more)
+    hops = 0
+    for a, b in zip(sim, got):
+        if a["event"] in ("start", "step", "complete"):
+            hops += a["event"] == "step"
+            assert 0 <= b["mission_ns"] - a["mission_ns"] < max(1, hops) * lr.window_ns, (a, b)
     for name in ("rollout_completed", "rollout_aborted", "rollout_bad_nodes"):
         assert lean.metrics["flat"][name] == ref.metrics["flat"][name]
 
