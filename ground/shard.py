@@ -34,7 +34,8 @@ power_on, skew, byzantine, corruption_burst, partition, heal, blackout and
 intent steps (the frame faults and intent: ground/shard_faults.py), and the
 containment steps lineage_fault, reinstate, sever and reinstate_region
 (ground/shard_contain.py); ground/fleetrun.py refuses the others at load,
-naming the step.
+naming the step. A rollout's nodes, update slots and records for the
+driver's orchestrator: ground/shard_rollout.py.
 """
 
 import heapq
