@@ -14,11 +14,11 @@ from test_rollout_defects import hello_versions
 
 S = 1_000_000_000
 # two regions of 4 clusters of 5 (each region a unit: 2 shards hold one each); 2.1 to every cluster, then a test
-# build 2.2 that crashes on becoming coordinator, caught at its canary cluster
+# build 2.2 that crashes on becoming coordinator, caught at its canary cluster; a pause holds the first wave back
 TEXT = """\
 name: lean-rollout
 seed: 4
-duration_s: 180
+duration_s: 195
 election_timeout_ms: 2000
 fleet:
   nodes: 40
@@ -29,6 +29,9 @@ fleet:
   firmware: {"2.0": 1.0}
   market: {units: [2, 2, 2, 2, 1, 1, 1, 1], slot_ms: 30000, region_timeout_ms: 6000}
   geometry: {ring_radius_km: 100000, region_radius_km: 20000}
+  steps:
+    - {at_s: 45, rollout: pause}      # the first wave waits for the resume
+    - {at_s: 60, rollout: resume}
   links:
     intra_cluster: {delay_ms: 20}
     intra_region: {delay_ms: 10}
@@ -47,7 +50,8 @@ rollout:
       test_build: true
       defects: {crash_on_coordinator: true}
 """
-DECISIONS = ("start", "step", "analysis", "deployed", "deploy_timeout", "complete", "abort", "rolled_back")
+DECISIONS = ("start", "step", "analysis", "deployed", "deploy_timeout", "complete", "abort", "rolled_back", "pause",
+             "resume")
 
 
 def _rollout(path):
@@ -79,12 +83,15 @@ def test_lean_rollout_decides_at_window_ends_rolls_back_and_ignores_the_shard_co
     assert one.metrics == two.metrics
     events, ro = _rollout(tmp_path / "one")
     assert ro == _rollout(tmp_path / "two")[1]
-    # every decision at a window end; a step starts a validation window (plus less than one window) after the last
+    # every decision at a window end: the first at or after start_s, the paused wave at the resume's, the next a
+    # validation window (plus less than one window) after it
     w = lr.window_ns
+    at_end = lambda s: math.ceil(s * S / w) * w  # noqa: E731
     assert {e["mission_ns"] % w for e in ro if e["event"] in DECISIONS} == {0}
-    assert ro[0]["event"] == "start" and ro[0]["mission_ns"] == math.ceil(10 * S / w) * w
+    assert ro[0]["event"] == "start" and ro[0]["mission_ns"] == at_end(10)
+    assert [e["mission_ns"] for e in ro if e["event"] in ("pause", "resume")] == [at_end(45), at_end(60)]
     steps = [e["mission_ns"] for e in ro if e["event"] == "step" and e["image"] == "2.1"]
-    assert len(steps) == 3 and all(0 <= b - a - 40 * S < w for a, b in zip(steps, steps[1:]))
+    assert len(steps) == 3 and steps[1] == at_end(60) and 0 <= steps[2] - steps[1] - 40 * S < w
     # 2.1 reached every node; 2.2 only its canary cluster, whose crashes abort it; every node ends on 2.1
     seen, last = hello_versions(events)
     assert seen["2.1"] == set(sc.nodes)
@@ -107,12 +114,13 @@ def test_lean_rollout_takes_the_sim_paths_decisions_each_within_a_window(lean_on
     key = lambda e: (e["event"], e["image"], e["step"], e.get("clusters"), e.get("canaries"))  # noqa: E731
     sim = [e for e in _rollout(tmp_path / "sim")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
     got = [e for e in _rollout(lean_dir / "one")[1] if e["event"] in DECISIONS and e["event"] != "analysis"]
+    assert [e["event"] for e in sim].count("pause") == 1
     assert [key(e) for e in got] == [key(e) for e in sim]  # the same decisions, in the same order
     # the plan's own decisions (an image's start, a step, completion) each wait for the window end at or after
     # --sim's time: the lag grows by less than a window per step (a node's install, ack by ack, lags more)
     hops = 0
     for a, b in zip(sim, got):
-        if a["event"] in ("start", "step", "complete"):
+        if a["event"] in ("start", "step", "complete", "pause", "resume"):
             hops += a["event"] == "step"
             assert 0 <= b["mission_ns"] - a["mission_ns"] < max(1, hops) * lr.window_ns, (a, b)
     for name in ("rollout_completed", "rollout_aborted", "rollout_bad_nodes"):
