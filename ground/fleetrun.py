@@ -77,7 +77,7 @@ def lean_refusal(sc):
 def rollout_refusal(sc):
     """Why the lean path cannot run sc's rollout, or None: an image whose
     protocol range is not every node's (a shard's down-conversion table,
-    ground/shard_skew.py, is fixed at the start), or a fleet with boards."""
+    ground/shard_skew.py, is fixed at the start)."""
     ranges = {firmware.config.protocols(n.fw_version) for n in sc.nodes.values()}
     for img in sc.rollout.images:
         got = firmware.config.protocols(img.version)
@@ -349,11 +349,11 @@ class LeanRun:
         finally:
             if backend is not None:
                 states = backend.finish(inboxes, status, reason)
-            if self.rollout is not None:
-                self.rollout.close()
                 peaks = getattr(backend, "peak_rss_kb", None)
                 self.stats["worker_peak_rss_kb"] = peaks() if peaks else []
                 backend.close()
+            if self.rollout is not None:
+                self.rollout.close()
         # the cost of synchronising: a window's wall time beyond its busiest shard's CPU time
         self.stats.update(windows=windows, crossed=crossed, exchange_s=exchange_s, mission_ns=t, advance_s=advance_s,
                           busiest_cpu_s=busiest_s, shard_cpu_s=[s.get("cpu_s") if s else None for s in states],
