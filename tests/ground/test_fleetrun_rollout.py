@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from ground import cli, exitcodes, fleetrun, run, scenario, trace
+from ground import cli, exitcodes, fleetcli, fleetrun, run, scenario, trace
 from test_rollout_defects import hello_versions
 
 S = 1_000_000_000
@@ -103,6 +103,9 @@ def test_lean_rollout_decides_at_window_ends_rolls_back_and_ignores_the_shard_co
     assert [e["image"] for e in ro if e["event"] == "rolled_back"] == ["2.2"]
     flat = one.metrics["flat"]
     assert flat["rollout_completed"] == 1 and flat["rollout_aborted"] == 1 and flat["rollout_bad_share"] == round(5 / 30, 9)
+    lines = fleetcli.rollout_summary(one.metrics)  # what `ground run --lean` prints under the fleet's counters
+    assert len(lines) == 2 and "2.1: from" in lines[0] and "complete at" in lines[0]
+    assert "2.2: from" in lines[1] and "aborted at" in lines[1] and "rolled back by" in lines[1]
     ground = f1["nodes"]["0"]  # the update frames are in the fleet's counters: the ground's, out and in
     assert ground["upd_chunk"]["sent"] > 0 and ground["upd_ack"]["delivered"] > 0
 
