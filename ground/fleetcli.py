@@ -76,6 +76,23 @@ def summary(fleet):
     return "\n".join(lines)
 
 
+def rollout_summary(metrics):
+    """A rollout's images, a line each (metrics.json's `rollout`, ground/metrics/rollout.py), or []."""
+    out = []
+    for i in metrics.get("rollout") or ():
+        if i["complete_s"] is not None:
+            end = "complete at %.1f s" % i["complete_s"]
+        elif i["abort_s"] is not None:
+            back = "%.1f s" % i["rolled_back_s"] if i["rolled_back_s"] is not None else "the end: not all"
+            end = "aborted at %.1f s (%s), rolled back by %s" % (i["abort_s"], i["reason"], back)
+        else:
+            end = "still under way at the end"
+        out.append("  rollout %s: from %.1f s, canary clusters %s (%d nodes), %d steps, ran on %d nodes; %s"
+                   % (i["image"], i["start_s"], ", ".join(map(str, i["canaries"] or ())), i["canary_nodes"] or 0,
+                      i["steps"] or 0, i["ran"], end))
+    return out
+
+
 def run(sc, out, args):
     traced = _traced(args.trace_clusters, sc)
     workers = args.workers if args.workers is not None else 1
@@ -102,6 +119,8 @@ def run(sc, out, args):
         with open(os.path.join(out, "metrics.txt"), encoding="utf-8") as f:
             print(f.read(), end="")
     print(summary(result.fleet))
+    for line in rollout_summary(result.metrics):
+        print(line)
     if args.verbose:
         st = lean.stats
         print("harness: %.1f s wall, %.1f s CPU in this process, %d windows, %d frames across units, backend %s"

@@ -40,10 +40,12 @@ from ground import firmware, fleet_contain
 from ground import metrics as metrics_mod
 from ground import report
 from ground import run as run_mod
+from ground.fleet_rollout import LeanRollout
 from ground.fleetcount import Counters
 from ground.run import RunResult
 from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
 from ground.shard_contain import ORDER, STEPS as CONTAIN_STEPS
+from ground.shard_rollout import RECORD
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -61,13 +63,29 @@ class ShardDied(RuntimeError):
 def lean_refusal(sc):
     """Why the lean path cannot run sc (a one-line message naming file:line), or None."""
     if sc.rollout is not None:
-        return ("%s: rollout: the lean path has no rollout orchestrator (ground/rollout_run.py); run this scenario"
-                " without --lean/--workers" % sc.rollout.where)
-    steps = NODE_FAULTS + GLOBAL_FAULTS + CONTAIN_STEPS
+        why = rollout_refusal(sc)
+        if why:
+            return why
+    steps = NODE_FAULTS + GLOBAL_FAULTS + CONTAIN_STEPS + (("rollout",) if sc.rollout is not None else ())
     for f in sc.faults:
         if f.action not in steps:
             return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"
                     " --lean/--workers" % (f.where, f.action, ", ".join(steps)))
+    return None
+
+
+def rollout_refusal(sc):
+    """Why the lean path cannot run sc's rollout, or None: an image whose
+    protocol range is not every node's (a shard's down-conversion table,
+    ground/shard_skew.py, is fixed at the start)."""
+    ranges = {firmware.config.protocols(n.fw_version) for n in sc.nodes.values()}
+    for img in sc.rollout.images:
+        got = firmware.config.protocols(img.version)
+        if ranges != {got}:
+            return ("%s: rollout image %d.%d speaks protocols %d..%d, the fleet %s: the lean path rolls out only"
+                    " within one protocol range (its shards' version table is fixed); run this scenario without"
+                    " --lean/--workers" % ((img.where,) + tuple(img.version) + got
+                                           + (", ".join("%d..%d" % r for r in sorted(ranges)),)))
     return None
 
 
@@ -214,6 +232,7 @@ class LeanRun:
         self.trace_path = os.path.join(out_dir, "trace.jsonl")
         self.counters = None
         self.stats = {}
+        self.rollout = None  # ground/fleet_rollout.py's LeanRollout, while the run goes
 
     def header(self):
         sc = self.sc
@@ -257,20 +276,29 @@ class LeanRun:
 
         return RayShards(specs, self.workers, self.ray_address)
 
-    def _route(self, outs, n):
+    def _route(self, outs, n, until):
         """Cross-unit frames, sorted, into each recipient shard's inbox; the
-        ground's orders (ground/shard_contain.py) into every shard's."""
+        ground's orders (ground/shard_contain.py) into every shard's; the
+        rollout's records (ground/shard_rollout.py) to its orchestrator, and
+        its orders after the rest."""
         shard_of = self._shard_of
         frames = [f for out in outs for f in out]
         frames.sort(key=lambda f: (f[0], f[1], f[2], f[3], f[4]))
         inboxes = [[] for _ in range(n)]
+        records = []
         for f in frames:
-            if f[3] == ORDER:
+            if f[3] == RECORD:
+                records.append(f)
+            elif f[3] == ORDER:
                 for box in inboxes:
                     box.append(f)
             else:
                 inboxes[shard_of[f[3]]].append(f)
-        return inboxes, len(frames)
+        if self.rollout is not None:
+            for f in self.rollout.window(until, records):
+                for box in inboxes:
+                    box.append(f)
+        return inboxes, len(frames) - len(records)
 
     def execute(self):
         sc = self.sc
@@ -291,6 +319,9 @@ class LeanRun:
         backend = None
         states = []
         try:
+            if sc.rollout is not None:  # one orchestrator for the fleet, in the driver (ground/fleet_rollout.py)
+                os.makedirs(os.path.join(self.out_dir, ".parts"), exist_ok=True)
+                self.rollout = LeanRollout(sc, self.seed, os.path.join(self.out_dir, ".parts", "part-rollout.jsonl"))
             backend = self._backend()
             self.stats["backend"] = backend.name
             self.stats["setup_s"] = time.perf_counter() - w0
@@ -302,7 +333,7 @@ class LeanRun:
                 x0 = time.perf_counter()
                 advance_s += x0 - a0
                 busiest_s += max(backend.last_cpu_s)
-                inboxes, k = self._route(outs, n)
+                inboxes, k = self._route(outs, n, until)
                 exchange_s += time.perf_counter() - x0
                 crossed += k
                 windows += 1
@@ -321,6 +352,8 @@ class LeanRun:
                 peaks = getattr(backend, "peak_rss_kb", None)
                 self.stats["worker_peak_rss_kb"] = peaks() if peaks else []
                 backend.close()
+            if self.rollout is not None:
+                self.rollout.close()
         # the cost of synchronising: a window's wall time beyond its busiest shard's CPU time
         self.stats.update(windows=windows, crossed=crossed, exchange_s=exchange_s, mission_ns=t, advance_s=advance_s,
                           busiest_cpu_s=busiest_s, shard_cpu_s=[s.get("cpu_s") if s else None for s in states],

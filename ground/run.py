@@ -25,7 +25,7 @@ from ground.links import LinkError, SerialLink, SimLink
 from ground.router import MS, Router, ground_counter_base
 from ground.scenario import Fault
 from ground.trace import TraceWriter
-from ground.update_sim import SimUpdates
+from ground import update_sim
 
 msgs = firmware.msgs
 wire = firmware.wire
@@ -219,7 +219,7 @@ class Run:
         spec = self.sc.nodes[nid]
         ro = getattr(self.sc, "rollout", None)
         confirm_ms = ro.confirm_after_ms if ro is not None else 30000
-        return SimUpdates(nid, spec.fw_version, spec.lineage, self.sc.auth_key, confirm_ms)
+        return update_sim.SimUpdates(nid, spec.fw_version, spec.lineage, self.sc.auth_key, confirm_ms)
 
     def _build(self):
         r = self.router
@@ -300,28 +300,20 @@ class Run:
                 self.clock.call_at(at, self._wake, link, at)
 
     def _update_events(self, link, now, boots):
-        """What an in-process node's update work said (ground/update_sim.py):
-        its notes, a restart into another image, a crash of a test build (the
-        node is restarted after WATCHDOG_MS, as a board's watchdog would)."""
-        u, nid = link.updates, link.node_id
-        for text in u.notes:
-            self.router._event("node", node=nid, event="update", detail="node %d: %s" % (nid, text))
-        u.notes = []
-        if link.boots != boots:
-            self.router._event("node", node=nid, event="rebooted", detail="node %d: runs %d.%d (%s)"
-                               % ((nid,) + u.version + (u.boot_state,)))
-        if link.crashed is not None and not link.up and not getattr(link, "crash_noted", False):
-            link.crash_noted = True
-            self.router._event("node", node=nid, event="crashed", detail="node %d: %s" % (nid, link.crashed))
+        """What an in-process node's update work said (ground/update_sim.py
+        poll_events): its node events; a crashed test build is restarted
+        after WATCHDOG_MS, as a board's watchdog would."""
+        events, crashed = update_sim.poll_events(link, boots)
+        for event, detail in events:
+            self.router._event("node", node=link.node_id, event=event, detail=detail)
+        if crashed:
             self.clock.call_at(now + WATCHDOG_MS * MS, self._watchdog_reset, link)
 
     def _watchdog_reset(self, link):
-        link.crash_noted = False
-        if link.up or link.crashed is None:
+        back = update_sim.watchdog_reset(link)
+        if back is None:
             return  # a fault brought it back meanwhile
-        link.restart()
-        self.router._event("node", node=link.node_id, event="rebooted", detail="node %d: watchdog reset; runs %d.%d (%s)"
-                           % ((link.node_id,) + link.updates.version + (link.updates.boot_state,)))
+        self.router._event("node", node=link.node_id, event=back[0], detail=back[1])
         link.wake_at = None
         self._poll(link)
 

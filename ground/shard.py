@@ -34,7 +34,8 @@ power_on, skew, byzantine, corruption_burst, partition, heal, blackout and
 intent steps (the frame faults and intent: ground/shard_faults.py), and the
 containment steps lineage_fault, reinstate, sever and reinstate_region
 (ground/shard_contain.py); ground/fleetrun.py refuses the others at load,
-naming the step.
+naming the step. A rollout's nodes, update slots and records for the
+driver's orchestrator: ground/shard_rollout.py.
 """
 
 import heapq
@@ -46,7 +47,7 @@ from ground import firmware
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
-from ground import shard_contain, shard_faults, shard_skew
+from ground import shard_contain, shard_faults, shard_rollout, shard_skew
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
@@ -131,10 +132,11 @@ class Shard:
         self._nseq = {}  # node -> frames it sent (cross-unit order and trace ids)
         self.links = {}
         self.wake_at = {}
+        self.rollout = shard_rollout.ShardUpdates(self) if sc.rollout is not None else None  # nodes' update slots
         mine = set(self.clusters)
         for nid in sorted(sc.nodes):
             if cluster_of[nid] in mine:
-                link = SimLink(nid, self._factory(nid))
+                link = SimLink(nid, self._factory(nid), self.rollout.slots(nid) if self.rollout else None)
                 self.links[nid] = link
                 self.wake_at[nid] = None
                 self._call(0, self._wake, nid, 0)
@@ -149,10 +151,11 @@ class Shard:
         self._key_auth = wire.Auth(self._key[0]) if self._key and self._key[0] else None
 
     def _factory(self, nid):
-        cfg = run_mod.node_config(self.sc, nid)
+        cfgs = {None: run_mod.node_config(self.sc, nid)}
         seed = self.seed
 
-        def make(saved, boots):  # the node seeds of ground/run.py's Run
+        def make(saved, boots, version=None):  # the node seeds of ground/run.py's Run; version: an installed image's
+            cfg = cfgs.get(version) or cfgs.setdefault(version, run_mod.node_config(self.sc, nid, tuple(version)))
             return firmware.core.Node(nid, cfg, seed * 100_003 + nid * 7 + boots, saved)
 
         return make
@@ -233,7 +236,8 @@ class Shard:
         if not link.up:
             return
         self.counters.use(nid)[fc.POLLS] += 1
-        if link.skew != 1.0:
+        boots = link.boots
+        if link.skew != 1.0 or link.updates is not None:  # with updates: SimLink.poll (installs, restarts, defects)
             lines = link.poll(now // MS)
             d = link.next_deadline_ms()
         else:
@@ -246,6 +250,8 @@ class Shard:
             d = node.next_deadline_ms()
         for line in lines:
             self._send(nid, bytes(line[:-1]))
+        if link.updates is not None:
+            self.rollout.after_poll(nid, link, boots)
         if d is not None:
             at = d * MS
             floor = (now // MS + 1) * MS
@@ -338,6 +344,8 @@ class Shard:
             self._traced_sent(tr, src, fid, line, now, orig)
         if self.contain is not None and src in self.contain.watch:
             self.contain.observe(src, typ, dst, line)  # what the ground's severing learns (ground/sever.py)
+        if self.rollout is not None and typ in self.rollout.types:
+            self.rollout.sent(src, nseq, typ, line)  # what the rollout's orchestrator reads (ground/shard_rollout.py)
         if dst == wire.ADDR_GROUND:
             self._to_ground(src, typ, fid, line, tr)
             return
@@ -412,6 +420,8 @@ class Shard:
         p = self._pipeline(src, 0)
         if typ == msgs.JOURNAL or not (p.stages or p.state.gated):
             self.counters.count(0, typ, DELIVERED, now)
+            if self.rollout is not None:
+                self.rollout.at_ground(src, self._nseq[src], typ, data)
             if tr is not None:
                 tr("frame", now, fate="delivered", id=fid, to=0, copy=0, delay_ns=0)
             return
@@ -471,6 +481,8 @@ class Shard:
         tr = self.trace if (self.traced and src in self._traced_from and (dst in self.traced or dst == 0)) else None
         if dst == 0:  # the ground receives it
             self.counters.count(0, typ, DELIVERED, now)
+            if self.rollout is not None:
+                self.rollout.at_ground(src, nseq, typ, data)
             if tr is not None:
                 tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=0, copy=copy, delay_ns=now - sent_ns)
             return

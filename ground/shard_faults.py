@@ -98,10 +98,12 @@ class GroundSender:
 
     def _everyone(self, dst):
         """Every recipient of a ground frame to dst, fleet-wide (the Router's
-        _recipients for the ground): the fleet, a cluster or a region's electors."""
+        _recipients for the ground): the fleet, a node, a cluster or a region's electors."""
         sc = self.shard.sc
         if dst == wire.ADDR_BROADCAST:
             return sorted(sc.nodes)
+        if dst & 0xF000 != wire.ADDR_CLUSTER:  # a node (the rollout's frames, ground/fleet_rollout.py)
+            return [dst] if dst in sc.nodes else []
         k = dst & 0x0FFF
         for r in getattr(sc, "regions", None) or ():
             if k == 0xE00 | r.region:

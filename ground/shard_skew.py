@@ -2,8 +2,8 @@
 protocol versions (docs/FLEET_RUN.md), with the --sim path's meaning.
 
 A frame newer than its recipient speaks (the protocol range of its firmware
-in the scenario, firmware/node/config.py PROTOCOLS; the lean path runs no
-rollout, so a node's HELLO says the same) goes through ground/downconvert.py's
+in the scenario, firmware/node/config.py PROTOCOLS; a rollout on the lean
+path stays within one range, so a node's HELLO says the same) goes through ground/downconvert.py's
 Downconverter, the router's own: converted for that recipient, or dropped
 for it (`unconvertible`, or `version` with `downconvert: false`). It
 happens in the shard that sends the frame, per recipient, before the link's

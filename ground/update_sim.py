@@ -209,3 +209,37 @@ class SimUpdates:
         self.manifests[slot] = m
         self.unpacked = slot
         return U.R_NONE
+
+
+# ---- what a poll said, for the run that polls it ------------------------------
+
+
+def poll_events(link, boots):
+    """What an in-process node's update work said at its last poll (a
+    SimLink with updates; `boots`: its boot count before that poll), as node
+    events [(event, detail)]: its notes, a restart into another image, a
+    crash of a test build; and True when the build has just crashed (the run
+    restarts it after WATCHDOG_MS with watchdog_reset, as a board's watchdog
+    would). The --sim run (ground/run.py) and the lean shards
+    (ground/shard_rollout.py) both use it."""
+    u, nid = link.updates, link.node_id
+    out = [("update", "node %d: %s" % (nid, text)) for text in u.notes]
+    u.notes = []
+    if link.boots != boots:
+        out.append(("rebooted", "node %d: runs %d.%d (%s)" % ((nid,) + u.version + (u.boot_state,))))
+    crashed = link.crashed is not None and not link.up and not getattr(link, "crash_noted", False)
+    if crashed:
+        link.crash_noted = True
+        out.append(("crashed", "node %d: %s" % (nid, link.crashed)))
+    return out, crashed
+
+
+def watchdog_reset(link):
+    """The watchdog's restart of a crashed in-process node: its node event
+    (event, detail), or None when a fault brought it back meanwhile."""
+    link.crash_noted = False
+    if link.up or link.crashed is None:
+        return None
+    link.restart()
+    return "rebooted", "node %d: watchdog reset; runs %d.%d (%s)" % ((link.node_id,) + link.updates.version
+                                                                     + (link.updates.boot_state,))

@@ -71,6 +71,9 @@ class RolloutMetrics:
         if done:
             flat["rollout_full_s"] = rnd(max(i["complete_s"] - i["start_s"] for i in done))
         nodes = len(self.fleet.nodes) if getattr(self.fleet, "nodes", None) else None
+        lean = (getattr(self.fleet, "header", None) or {}).get("lean")
+        if isinstance(lean, dict) and lean.get("fleet_nodes"):  # a lean trace's header holds its traced nodes only
+            nodes = lean["fleet_nodes"]
         if bad:
             flat["rollout_detect_s"] = rnd(max(i["abort_s"] - i["start_s"] for i in bad))
             ran = set().union(*(i["ran"] for i in bad))

@@ -177,10 +177,6 @@ def test_cli_lean_run_and_bad_input(tmp_path, capsys):
     assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "p"), "--trace-clusters", "9"]) == \
         exitcodes.BAD_INPUT
     assert "cluster 9 is not in the scenario" in capsys.readouterr().err
-    assert cli.main(["run", "scenarios/rollout.yaml", "--workers", "1", "-q", "--out", str(tmp_path / "q")]) == \
-        exitcodes.BAD_INPUT
-    err = capsys.readouterr().err
-    assert "rollout.yaml:" in err and "the lean path has no rollout orchestrator" in err
 
 
 def test_frames_across_units_go_through_the_window_exchange(tmp_path, monkeypatch):

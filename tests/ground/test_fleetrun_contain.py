@@ -2,7 +2,7 @@
 lineage_fault, reinstate, sever (by order and by a region's `sever:
 unreplaced` policy) and reinstate_region give the --sim path's per-node
 counters, metrics and history verdict, the same fleet counters with 1, 2 and
-3 shards, and visibly act (rollout, still refused: tests/ground/test_fleetrun_skew.py)."""
+3 shards, and visibly act. (A rollout on the lean path: tests/ground/test_fleetrun_rollout.py.)"""
 
 import json
 

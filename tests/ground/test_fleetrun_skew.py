@@ -1,11 +1,12 @@
 """Version skew on the lean path (ground/shard_skew.py): a fleet whose nodes
 speak two protocol ranges runs with --lean as with --sim, frames converted
 for the older recipients in the sending shard, whatever the shard count; the
-old nodes really get converted frames; rollout is still refused."""
+old nodes really get converted frames. (A rollout on the lean path:
+tests/ground/test_fleetrun_rollout.py.)"""
 
 import json
 
-from ground import cli, exitcodes, fleetrun, run, scenario, trace
+from ground import fleetrun, run, scenario, trace
 from ground.shard import frame_header
 from tests.ground.test_fleetrun import _lean_counters, _run_counters
 
@@ -114,10 +115,5 @@ def test_without_downconvert_the_old_nodes_hear_nobody_newer_on_either_path(tmp_
     assert two.fleet["fleet"]["converted"] == 0 == ref.metrics["flat"]["frames_converted"]
 
 
-def test_rollout_is_still_refused_naming_file_line(tmp_path, capsys):
-    why = fleetrun.lean_refusal(scenario.load("scenarios/rollout.yaml"))
-    assert why.startswith("scenarios/rollout.yaml:") and "rollout: the lean path has no rollout orchestrator" in why
+def test_version_skew_is_not_refused():
     assert fleetrun.lean_refusal(scenario.load("scenarios/version-skew.yaml")) is None
-    assert cli.main(["run", "scenarios/rollout.yaml", "--lean", "-q", "--out", str(tmp_path / "o")]) == \
-        exitcodes.BAD_INPUT
-    assert "scenarios/rollout.yaml:" in capsys.readouterr().err
