@@ -24,6 +24,7 @@ Not a test: it asserts nothing. `python -m bench.bench_containment [--quick]
 clearing_defect only; KINDs: only those).
 """
 
+import argparse
 import os
 import re
 import sys
@@ -147,20 +148,27 @@ def cell(row, runs):
     return text + (" +never x%d" % never if never else "")
 
 
-def _arg(argv, name, default):
-    if name not in argv:
-        return default
-    i = argv.index(name)
-    try:
-        return int(argv[i + 1])
-    except (IndexError, ValueError):
-        raise SystemExit("bench_containment: %s wants a whole number" % name)
+def _args(argv):
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_containment", description=__doc__.split("\n\n")[0])
+    ap.add_argument("kinds", nargs="*", metavar="KIND", help="only these lineage_fault kinds (%s; default: all)" % ", ".join(KINDS))
+    ap.add_argument("--quick", action="store_true", help="crash and clearing_defect only")
+    ap.add_argument("--seeds", type=int, default=1, metavar="N", help="seeds per cell: the scenario's, +1, ... (default 1)")
+    ap.add_argument("--units", type=int, default=None, metavar="N", help="units of every resource class (default: as written)")
+    ap.add_argument("--duration-s", type=int, default=None, metavar="S", help="mission length (default: as written)")
+    a = ap.parse_args(argv)
+    bad = [k for k in a.kinds if k not in KINDS]
+    if bad:
+        ap.error("unknown kind %s: one of %s" % (", ".join(bad), ", ".join(KINDS)))
+    if a.seeds < 1:
+        ap.error("--seeds wants 1 or more")
+    return a
 
 
 def main(argv):
-    kinds = [k for k in KINDS if k in argv] or (KINDS[::3] if "--quick" in argv else KINDS)
-    seeds = _arg(argv, "--seeds", 1)
-    over = {"units": _arg(argv, "--units", None), "duration_s": _arg(argv, "--duration-s", None)}
+    a = _args(argv)
+    kinds = a.kinds or (list(KINDS[::3]) if a.quick else list(KINDS))
+    seeds = a.seeds
+    over = {"units": a.units, "duration_s": a.duration_s}
     print("containment, measured: a lineage_fault on lineage 0 (%s)" % describe())
     print("seeds: %d; units per class: %s; mission: %s s" % (
         seeds, over["units"] or "as written (1)", over["duration_s"] or "as written (900)"))

@@ -40,6 +40,7 @@ class _Checker(ElectionRules, LeaseRules):
         self.replica_flag = getattr(msgs, "AWARD_REPLICA", 0)
         self.complete = getattr(msgs, "ROUND_COMPLETE", ROUND_COMPLETE)
         self.own_pending = {}  # (coordinator, term, round) -> [_Lease]: its own awards, until COMPLETE
+        self.seat_pending = {}  # (elector, round) -> [_Lease]: replicas of its own awards, until it completes the round
         self.releases_seen = {}  # (holder, release fields) -> True: the last releases judged (history_leases.py)
         self.nodes = {}  # node id -> cluster
         self.members = {}  # cluster -> set of node ids
@@ -172,9 +173,11 @@ class _Checker(ElectionRules, LeaseRules):
             if dst == CLUSTER_BASE | self.nodes[src] and (type_ == "coordinator" or type_ == "heartbeat" and
                                                            msg.get("role") == self.role_coordinator):
                 self.containment.cluster_claim(src, type_, msg, fid, line)  # quarantine in the cluster election
-        if type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
+        if type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
                 self._award(x.resource, x.holder, x.intervals, x.fid, x.line, src)  # its own award: committed
+            for x in self.seat_pending.pop((src, msg.get("round")), ()):
+                self._award(x.resource, x.holder, x.intervals, x.fid, x.line, src)  # its own award, from a takeover
         kind = self.kinds.get(type_)
         if kind is None and type_ is not None and classify(type_):
             kind = self.kinds[type_] = classify(type_)

@@ -158,7 +158,7 @@ class _Lease:
 
 class LeaseRules:
     """The checker's lease rules (a mixin of history_checker._Checker, whose
-    state they read and write: leases, own_pending, releases_seen, kinds,
+    state they read and write: leases, own_pending, seat_pending, releases_seen, kinds,
     counters)."""
 
     def _lease(self, kind, src, dst, type_, msg, fid, line):
@@ -205,6 +205,8 @@ class LeaseRules:
                 iv = lease_intervals(msg)
                 if not any(x.resource == res and x.intervals == iv for x in mine):  # one copy per elector
                     mine.append(_Lease(res, holder, iv, fid, line))
+            elif flags & self.replica_flag and dst == holder:
+                self._seat_copy(holder, msg, res, fid, line)
             return
         own_award = False
         if kind == "award" and src == holder and self.claim_flag is not None:
@@ -222,6 +224,25 @@ class LeaseRules:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
         self._award(res, holder, lease_intervals(msg), fid, line, src)
+
+    def _seat_copy(self, holder, msg, res, fid, line):
+        """A replica of an elector's own award, sent to that elector by the
+        coordinator that prepared the round. Not a lease yet: if the
+        coordinator falls before its COMPLETE and this elector takes over, it
+        completes the round from its replicas (a RESEND to every other holder,
+        then its COMPLETE) and its own award is in its ledger with no frame
+        sent for it. Kept by (elector, round) until that elector sends the
+        round's COMPLETE (history_checker.py), then an award (chaos
+        containment-sever seed 406: node 17 claimed its own award of round 0
+        at term 3, completed by itself at term 2 after node 12 fell)."""
+        key = (holder, msg.get("round"))
+        pending = self.seat_pending
+        if key not in pending and len(pending) >= _MAX_PENDING:
+            del pending[next(iter(pending))]  # the oldest: never completed by this elector
+        mine = pending.setdefault(key, [])
+        iv = lease_intervals(msg)
+        if not any(x.resource == res and x.intervals == iv for x in mine):
+            mine.append(_Lease(res, holder, iv, fid, line))
 
     def _first_release(self, src, msg):
         """False for a copy of a release this holder already sent: one act,

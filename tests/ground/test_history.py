@@ -274,6 +274,29 @@ def test_copies_to_an_elector_that_also_holds_are_not_leases(tmp_path, real):
     assert any("3 replica copies" in n for n in r.notes), r.notes
 
 
+@pytest.mark.parametrize("completer, ok", [(3, True), (4, False), (None, False)],
+                         ids=["it_completes_the_round", "another_completes_it", "nobody_completes_it"])
+def test_an_elector_that_completes_a_round_holds_its_own_award_from_the_replica(tmp_path, real, completer, ok):
+    # Coordinator 1 prepares round 1 and sends elector 3 the replica of 3's
+    # own award, then falls before its COMPLETE. Elector 3 takes over (term
+    # 2): it resends the other holders' awards and announces round 1
+    # COMPLETE; its own award is in its ledger, no frame ever carries it to
+    # itself. Its later claim is on a lease (chaos containment-sever seed
+    # 406). Another node's COMPLETE, or none, leaves the replica a copy.
+    path, header, events = real
+    extra = (_award(900001, 0, 1, 3, res=5, holder=3, first=10, span=2, flags=1)  # the replica, to its holder
+             + _award(900002, 0, 1, 4, res=5, holder=4, first=20, span=2, flags=1))  # another holder's, to elector 4
+    if completer is not None:
+        extra += (_award(900003, 0, completer, 4, res=5, holder=4, first=20, span=2, flags=4)  # the resend
+                  + _prices(900004, 0, completer, status=1, term=2, rnd=1))
+    extra += _award(900005, 0, 3, 2, res=5, holder=3, first=10, span=2, flags=16)  # node 3 claims its own
+    r = history.check(_write(tmp_path, header, _with(events, extra)))
+    if ok:
+        assert r.ok, r.format()
+    else:
+        assert [v.frame_ids[0] for v in r.by_invariant("lease_awarded")] == [900005], r.format()
+
+
 def test_an_overlapping_award_after_a_resync_is_a_violation(tmp_path, real):
     # A new coordinator (node 3, term 2) without a replica asks holders for
     # claims; node 2's claim is lost and its slot is sold to node 4: that is
