@@ -1,5 +1,5 @@
 # The layouts of the tiers' messages: the market's (BID ... RECONCILE_ACK,
-# INTENT, MARKET_TEL), containment's (ACCUSE ... HELD) and replication's
+# INTENT, MARKET_TEL), containment's (ACCUSE ... AUDIT_MISS) and replication's
 # (JOIN ... JOIN_REFUSED), as msgs.LAYOUTS has the cluster's own.
 #
 # A plain cluster member never sends these, and most never parse one: they
@@ -72,6 +72,7 @@ LAYOUTS = {
     m.BID_SEEN: ("bid_seen", "<IIHI", ["round", "seq", "coordinator", "digest"]),
     m.SEVER: ("sever", "<HB", ["region", "severed"]),
     m.HELD: ("held", "<HHB", ["region", "node", "state"]),
+    m.AUDIT_MISS: ("audit_miss", "<IHI", ["round", "from_row", "missing"]),
     m.JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
     m.ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
     m.SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),

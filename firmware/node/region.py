@@ -195,7 +195,7 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
-        elif msgs.ACCUSE <= t <= msgs.BID_SEEN:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS, BID_SEEN
+        elif msgs.ACCUSE <= t <= msgs.BID_SEEN or t == msgs.AUDIT_MISS:  # ACCUSE ... BID_SEEN, AUDIT_MISS
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
             else:
