@@ -24,6 +24,7 @@ from node.ledger import Ledger
 from node.quarantine import STATE_NAMES
 
 _MISSING = const(0xFF)  # an AUDIT_BID row not received yet
+_AUDIT_MISS = const(0x97)  # msgs_tiers.AUDIT_MISS
 _QUARANTINED = const(2)  # quarantine.QUARANTINED (PROBATION is 3)
 _AGAIN = const(3)  # lead_ms ticks a HELD release, or an elector's boot (HELD node 0), is said again
 
@@ -371,7 +372,7 @@ def on_frame(region, src, t, f, now_ms):
     if t == msgs.WITNESS:
         on_witness(region, src, f, now_ms)
         return
-    if t == msgs.AUDIT_MISS:
+    if t == _AUDIT_MISS:
         from node import rowfetch
 
         rowfetch.on_miss(region, src, f)

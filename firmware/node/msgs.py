@@ -61,7 +61,8 @@ WITNESS = const(0x93)  # elector -> region's electors + ground: a cluster member
 BID_SEEN = const(0x94)  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
 SEVER = const(0x95)  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
 HELD = const(0x96)  # elector -> a node's cluster: its quarantine state in my table (the cluster election: node/heldview.py)
-AUDIT_MISS = const(0x97)  # auditor -> coordinator: resend these AUDIT_BID rows of a round (node/audit.py)
+_AUDIT_MISS = const(0x97)  # auditor -> coordinator: resend AUDIT_BID rows (msgs_tiers.AUDIT_MISS: no global here, the
+#                           plain board's globals table would grow ~1.2 KB)
 # (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
 # Replication (docs/PROTOCOL.md "Joining and splitting"; node/join.py): 0xA0-0xA7.
@@ -161,7 +162,7 @@ LAYOUTS = {
 # there; all_layouts() is every type's.
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD)  # node/update.py's
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID, REINSTATE,
-                WITNESS, BID_SEEN, SEVER, AUDIT_MISS)
+                WITNESS, BID_SEEN, SEVER, _AUDIT_MISS)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.
@@ -221,7 +222,7 @@ def layout(type, version=1):
 def _tiers(type):
     """True for a type node/msgs_tiers.py lays out: a stray frame of any
     other unknown type does not load it."""
-    return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= AUDIT_MISS
+    return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= _AUDIT_MISS
             or JOIN <= type <= JOIN_REFUSED)
 
 

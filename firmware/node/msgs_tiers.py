@@ -11,7 +11,13 @@
 # stay in msgs.py, the wire bytes are the same (tests/core/golden).
 # A new message may still go into msgs.LAYOUTS (looked up first).
 
+from micropython import const
+
 from node import msgs as m
+
+# Containment's AUDIT_MISS (0x97, msgs._AUDIT_MISS): its name lives here, not in
+# msgs' globals, which a plain board holds (one more name grew them ~1.2 KB).
+AUDIT_MISS = const(0x97)  # auditor -> coordinator: resend these AUDIT_BID rows of a round (node/rowfetch.py)
 
 # type -> (name, struct format, [field names]), version 1 (msgs.LAYOUTS' shape).
 LAYOUTS = {
@@ -72,7 +78,7 @@ LAYOUTS = {
     m.BID_SEEN: ("bid_seen", "<IIHI", ["round", "seq", "coordinator", "digest"]),
     m.SEVER: ("sever", "<HB", ["region", "severed"]),
     m.HELD: ("held", "<HHB", ["region", "node", "state"]),
-    m.AUDIT_MISS: ("audit_miss", "<IHI", ["round", "from_row", "missing"]),
+    AUDIT_MISS: ("audit_miss", "<IHI", ["round", "from_row", "missing"]),
     m.JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
     m.ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
     m.SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),

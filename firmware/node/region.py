@@ -24,6 +24,7 @@ from node.trader import Trader
 _ROLE_COORDINATOR = const(2)  # msgs.ROLE_COORDINATOR
 _ROLE_STANDBY = const(3)
 _IDLE = const(0)  # market.IDLE
+_AUDIT_MISS = const(0x97)  # msgs_tiers.AUDIT_MISS
 
 # Only an elector loads the market, its recovery and its replicas (node/
 # market.py, recovery.py, replica.py; audit.py where containment is
@@ -195,7 +196,7 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
-        elif msgs.ACCUSE <= t <= msgs.BID_SEEN or t == msgs.AUDIT_MISS:  # ACCUSE ... BID_SEEN, AUDIT_MISS
+        elif msgs.ACCUSE <= t <= msgs.BID_SEEN or t == _AUDIT_MISS:  # ACCUSE ... BID_SEEN, AUDIT_MISS
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
             else:

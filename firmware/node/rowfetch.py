@@ -19,6 +19,7 @@
 from micropython import const
 
 from node import msgs, refusal
+from node.msgs_tiers import AUDIT_MISS
 from node.auction import BidBook
 
 WINDOW = const(32)  # rows one AUDIT_MISS maps (its `missing` u32)
@@ -102,7 +103,7 @@ def ask(region, a, coord):
             if r >= b.n or b.flags[r] == _MISSING:
                 bits |= 1 << i
         if bits:
-            region._send(coord, msgs.AUDIT_MISS, msgs.pack(msgs.AUDIT_MISS, rnd, first, bits))
+            region._send(coord, AUDIT_MISS, msgs.pack(AUDIT_MISS, rnd, first, bits))
             frames += 1
             a.asked += 1
         first += WINDOW
