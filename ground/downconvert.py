@@ -31,6 +31,10 @@ payload that does not parse as its type at its version, a signed frame when
 the harness holds no key, a variable layout that changed between the two
 versions (none does today).
 
+Both run paths decide alike through one Downconverter (the router's
+`_send_one` for --sim and boards, ground/shard_skew.py on the lean path):
+per recipient, the converted line, or the drop and its reason.
+
 Ground code under CPython, built on the firmware's own codec (the very
 wire.encode and msgs layouts the nodes run), as router._rewrite is; the
 construct mirror (ground/protocol.py) checks the result in the tests.
@@ -56,6 +60,38 @@ class ConvertError(ValueError):
         super().__init__(reason + (": " + detail if detail else ""))
         self.reason = reason
         self.detail = detail
+
+
+class Downconverter:
+    """What a run does with a frame newer than its recipient speaks: the
+    frame's line at the recipient's version, or why it is dropped for it
+    (`version` when the scenario says `downconvert: false`, `unconvertible`
+    with the ConvertError's text). Converts once per frame and version,
+    however many recipients need it (frames come one at a time)."""
+
+    def __init__(self, enabled, auth):
+        self.enabled = enabled  # the scenario's `downconvert`
+        self.auth = auth  # the fleet key's wire.Auth, or None
+        self._last = (None, None, None)  # (frame key, version, what for_recipient gave)
+
+    def for_recipient(self, key, line, frame, to_version):
+        """bytes: `line` (the frame as sent, no delimiter) written at
+        to_version; or (reason, detail) for the drop. key: the frame's
+        identity in this run (its trace id, or (src, its frame number));
+        frame: line's wire.decode, or None to decode it here."""
+        if not self.enabled:
+            return ("version", "")
+        if self._last[0] != key or self._last[1] != to_version:
+            try:
+                if frame is None:
+                    frame = wire.decode(line, self.auth)
+                got = convert(line, frame, to_version, self.auth)[0]
+            except ConvertError as e:
+                got = ("unconvertible", str(e))
+            except wire.ProtocolError as e:  # a line that does not decode: nothing to convert
+                got = ("unconvertible", "payload: %s" % e)
+            self._last = (key, to_version, got)
+        return self._last[2]
 
 
 def convert_payload(type, payload, from_version, to_version):

@@ -5,7 +5,8 @@ Memory is bounded by the fleet's size, never by the mission's length:
 
 - per node and frame type: [sent, delivered, dropped] (the ground, node 0,
   counts what it received as a recipient);
-- per node: drops by reason;
+- per node: drops by reason, and the frames down-converted for it (a
+  recipient on an older protocol version, ground/shard_skew.py);
 - per cluster: a fixed number of mission-time buckets (at most MAX_BUCKETS,
   each `bucket_ns` wide, chosen from the mission's duration before the run
   starts), each [sent, delivered, dropped];
@@ -54,6 +55,7 @@ class Counters:
         self._rows = {nid: self.buckets[c] for nid, c in cluster_of.items() if c in self.buckets}
         self.usage = {}  # node id -> [USAGE_FIELDS]: radio and core use (ground/shard.py fills it)
         self.held = 0  # cross-shard frames that arrived before their window closed (ground/fleetrun.py)
+        self.converted = {}  # node id -> frames down-converted for it (ground/shard_skew.py)
 
     def count(self, nid, typ, what, t_ns):
         """One frame of type `typ` sent by (what=SENT) or delivered to / dropped
@@ -101,14 +103,14 @@ class Counters:
     def size(self):
         """Retained counter cells (the memory the counters hold, in cells)."""
         return (sum(len(r) for r in self.nodes.values()) + sum(len(r) for r in self.reasons.values())
-                + sum(len(b) for b in self.buckets.values()) + len(self.usage))
+                + sum(len(b) for b in self.buckets.values()) + len(self.usage) + len(self.converted))
 
     # ---- merging and the result -------------------------------------------
 
     def state(self):
         """This shard's counters as plain data (what a Ray actor sends back)."""
         return {"nodes": self.nodes, "reasons": self.reasons, "buckets": self.buckets, "held": self.held,
-                "usage": self.usage}
+                "usage": self.usage, "converted": self.converted}
 
     def merge(self, state):
         for nid, row in state["nodes"].items():
@@ -127,6 +129,8 @@ class Counters:
                 for i in range(3):
                     a[i] += b[i]
         self.held += state["held"]
+        for nid, n in state.get("converted", {}).items():
+            self.converted[nid] = self.converted.get(nid, 0) + n
         for nid, row in state.get("usage", {}).items():
             mine = self.usage.get(nid)
             if mine is None:
@@ -169,9 +173,11 @@ class Counters:
         return {
             "bucket_s": self.bucket_ns / S,
             "fleet": {"sent": tot[0], "delivered": tot[1], "dropped": tot[2],
-                      "drop_reasons": dict(sorted(reasons.items())), "held_to_window": self.held},
+                      "drop_reasons": dict(sorted(reasons.items())), "held_to_window": self.held,
+                      "converted": sum(self.converted.values())},
             "nodes": nodes,
             "drop_reasons": {str(n): dict(sorted(r.items())) for n, r in sorted(self.reasons.items())},
+            "converted": {str(n): self.converted[n] for n in sorted(self.converted)},
             "clusters": clusters,
             "regions": region_out,
             "usage_fields": list(USAGE_FIELDS),

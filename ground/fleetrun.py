@@ -68,14 +68,6 @@ def lean_refusal(sc):
         if f.action not in steps:
             return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"
                     " --lean/--workers" % (f.where, f.action, ", ".join(steps)))
-    protos = {nid: firmware.config.protocols(n.fw_version) for nid, n in sorted(sc.nodes.items())}
-    if len(set(protos.values())) > 1:
-        first = protos[min(protos)]
-        odd = min(nid for nid, p in protos.items() if p != first)
-        return ("%s: node %d (firmware %s) speaks protocol range %s, node %d %s: the lean path does not down-convert"
-                " frames; run this scenario without --lean/--workers" % (sc.nodes[odd].where or sc.path, odd,
-                                                                         sc.nodes[odd].firmware, protos[odd],
-                                                                         min(protos), first))
     return None
 
 

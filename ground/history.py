@@ -29,7 +29,9 @@ The invariants (docs/HIL.md has the long form):
   unique_ids         a daughter never reuses an id (history_replication.py).
   frame_fates        every sent frame has, for each recipient, exactly one
                      final fate (delivered or dropped) per copy; no fate for a
-                     frame never sent.
+                     frame never sent. On a partial (lean) trace, whose header
+                     `lean` counts more fleet nodes than `nodes` lists, only
+                     the listed (traced) nodes and the ground are recipients.
 
 Leases. The market tier's messages are not fixed yet, so message types are
 recognised by name, from firmware/node/msgs.py's all_layouts() at run time and from

@@ -70,7 +70,15 @@ class _Checker(ElectionRules, LeaseRules):
             major = _major(info.get("firmware"))
             if major is not None:
                 self.majors[nid] = major
-        self.replication = ReplicationChecker(self.nodes, self.members, self._violate)  # unique_ids
+        # A lean trace of some clusters only (header `lean`, docs/FLEET_RUN.md): the header lists the
+        # traced nodes; fates are traced at those and at the ground, so only those owe them (frame_fates).
+        lean = header.get("lean") if isinstance(header.get("lean"), dict) else {}
+        fleet_nodes = lean.get("fleet_nodes")
+        self.partial = isinstance(fleet_nodes, int) and fleet_nodes > len(self.nodes)
+        self.untraced_only = 0  # frames sent with recipients, none of them traced (partial traces)
+        self.acts_unjudged = 0  # acts on leases whose awarders are not all traced (partial traces)
+        self.replication = ReplicationChecker(self.nodes, self.members, self._violate,
+                                              self.cluster_region)  # unique_ids
         if scenario is not None and header.get("scenario") != scenario:
             self._violate("trace", "%s line 1: the trace is of scenario %r, expected %r"
                           % (path, header.get("scenario"), scenario), lines=[1])
@@ -142,8 +150,11 @@ class _Checker(ElectionRules, LeaseRules):
     def _sent(self, e, fid, line):
         src, dst = e.get("src"), e.get("dst")
         type_ = e.get("type")
-        if not self.fates.on_sent(fid, line, src, dst, type_, self._recipients(src, dst)):
+        need = self._recipients(src, dst)
+        if not self.fates.on_sent(fid, line, src, dst, type_, need):
             return
+        if self.partial and not need and need is not None and dst != GROUND:
+            self.untraced_only += 1
         if "bad" in e or not isinstance(src, int) or src not in self.nodes:
             return  # the ground's own frames, undecodable ones: no node said anything
         if not claims.said_by_sender(e):  # rewritten in flight: the fault's words, not the node's
@@ -163,7 +174,7 @@ class _Checker(ElectionRules, LeaseRules):
                 self.containment.cluster_claim(src, type_, msg, fid, line)  # quarantine in the cluster election
         if type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete and self.own_pending:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
-                self._award(x.resource, x.holder, x.intervals, x.fid, x.line)  # its own award: committed
+                self._award(x.resource, x.holder, x.intervals, x.fid, x.line, src)  # its own award: committed
         kind = self.kinds.get(type_)
         if kind is None and type_ is not None and classify(type_):
             kind = self.kinds[type_] = classify(type_)
@@ -193,10 +204,16 @@ class _Checker(ElectionRules, LeaseRules):
         if dst >= CLUSTER_BASE:
             if (dst & 0x0FFF) >= 0xE00:  # a market region's electors
                 if self.region_electors:
-                    return set(self.region_electors.get(dst & 0x0FFF, ())) - {src}
-                return set(self.electors) - {src}
+                    need = set(self.region_electors.get(dst & 0x0FFF, ())) - {src}
+                else:
+                    need = set(self.electors) - {src}
+                # a partial trace: an untraced elector's fates are not traced
+                return need & self.nodes.keys() if self.partial else need
             return set(self.members.get(dst & 0x0FFF, ())) - {src}
-        return {dst} if dst in self.nodes and dst != src else None
+        if dst in self.nodes and dst != src:
+            return {dst}
+        # an untraced node of a partial trace owes no fate (one the fleet lacks cannot be told from it)
+        return set() if self.partial and dst != src else None
 
     # ---- the end ------------------------------------------------------------
 
@@ -214,6 +231,10 @@ class _Checker(ElectionRules, LeaseRules):
             r.notes.append("frame_fates: not checked, the trace has no end (frames still in flight have no fate yet)")
         else:
             self.fates.judge()
+            if self.partial:
+                r.notes.append("frame_fates: a partial (lean) trace of %d of %s nodes: fates required at the traced"
+                               " nodes and the ground only; %d frame(s) went to untraced nodes only"
+                               % (len(self.nodes), self.r.header["lean"]["fleet_nodes"], self.untraced_only))
         if self.containment.audit is not None:
             self.containment.audit.judge()
             r.notes.append(self.containment.audit.note())
@@ -222,6 +243,9 @@ class _Checker(ElectionRules, LeaseRules):
             r.notes.append("leases: %d lease message(s), %d act(s) on leases, %d replica copies; types: %s"
                            % (self.lease_msgs, self.acts, self.copies,
                               ", ".join("%s=%s" % (k, v) for k, v in sorted(self.kinds.items()))))
+            if self.acts_unjudged:
+                r.notes.append("lease_awarded: %d act(s) on leases not judged: their region's electors are not all"
+                               " in the partial trace (an award from an untraced one is not in it)" % self.acts_unjudged)
         else:
             r.notes.append("lease_exclusive, lease_awarded: skipped: no award/lease message type in"
                            " firmware/node/msgs.py all_layouts() nor in the trace (market tier not built yet)")

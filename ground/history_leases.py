@@ -124,6 +124,23 @@ def _cut(intervals, from_slot):
     return out
 
 
+def _minus(intervals, removed):
+    """The intervals without the slots of `removed` (both lists of half-open (lo, hi))."""
+    out = list(intervals)
+    for rlo, rhi in removed:
+        kept = []
+        for lo, hi in out:
+            if hi <= rlo or lo >= rhi:
+                kept.append((lo, hi))
+                continue
+            if lo < rlo:
+                kept.append((lo, rlo))
+            if hi > rhi:
+                kept.append((rhi, hi))
+        out = kept
+    return out
+
+
 def _slots(iv):
     lo, hi = iv
     return "all slots" if hi == float("inf") else ("slot %d" % lo if hi == lo + 1 else "slots %d-%d" % (lo, hi - 1))
@@ -165,9 +182,15 @@ class LeaseRules:
             start = _field(msg, "from")
             if start is None:
                 start = _field(msg, "first")
-            for x in self.leases.get(self._res(res, holder), ()):
+            gone = lease_intervals(msg)  # only the released lease's slots: the holder may hold others on res
+            for x in self.leases.get(self._res(res, holder, src), ()):
                 if x.holder == holder:
-                    x.intervals = [] if start is None else _cut(x.intervals, start)
+                    if start is None:
+                        x.intervals = []
+                    elif gone is None or x.intervals is None:
+                        x.intervals = _cut(x.intervals, start)
+                    else:
+                        x.intervals = _minus(x.intervals, [(max(lo, start), hi) for lo, hi in gone if hi > start])
             return
         flags = msg.get("flags")
         flags = flags if isinstance(flags, int) and not isinstance(flags, bool) else None
@@ -198,7 +221,7 @@ class LeaseRules:
         if isinstance(dst, int) and dst in self.nodes and dst != holder and not own_award:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
-        self._award(res, holder, lease_intervals(msg), fid, line)
+        self._award(res, holder, lease_intervals(msg), fid, line, src)
 
     def _first_release(self, src, msg):
         """False for a copy of a release this holder already sent: one act,
@@ -216,9 +239,10 @@ class LeaseRules:
         seen[key] = True
         return True
 
-    def _award(self, res, holder, intervals, fid, line):
-        """A lease to `holder`: exclusive against every other holder's."""
-        for x in self.leases.get(self._res(res, holder), ()):
+    def _award(self, res, holder, intervals, fid, line, via=None):
+        """A lease to `holder` (sent by node `via`): exclusive against every other holder's."""
+        key = self._res(res, holder, via)
+        for x in self.leases.get(key, ()):
             if x.holder == holder:
                 continue  # the same award again (a retransmission, a resend after a takeover) or an extension
             iv = _overlap(x.intervals, intervals)
@@ -230,18 +254,35 @@ class LeaseRules:
                               " (frame %d, line %d) for overlapping %s%s"
                               % (res, x.holder, x.fid, x.line, holder, fid, line, _slots(iv), since),
                               [x.fid, fid], [x.line, line])
-        self.leases.setdefault(self._res(res, holder), []).append(_Lease(res, holder, intervals, fid, line))
+        self.leases.setdefault(key, []).append(_Lease(res, holder, intervals, fid, line))
 
-    def _res(self, res, holder):
-        """The lease table's key: the resource, in the holder's region when there are several."""
+    def _awarders_traced(self, node):
+        """Whether every elector of node's region (the market's, with one) is in the trace's header."""
+        region = self.cluster_region.get(self.nodes.get(node)) if self.region_electors else None
+        electors = self.region_electors.get(0xE00 | region, ()) if region is not None else self.electors
+        return all(e in self.nodes for e in electors)
+
+    def _res(self, res, holder, via=None):
+        """The lease table's key: the resource, in the holder's region when there are several. A
+        holder the header does not list (untraced, on a partial lean trace) is in the region of the
+        node `via` that sent the frame (its coordinator: a region's market leases to its own nodes)."""
         if not self.cluster_region:
             return res
-        return self.cluster_region.get(self.nodes.get(holder)), res
+        region = self.cluster_region.get(self.nodes.get(holder))
+        if region is None and via is not None:
+            region = self.cluster_region.get(self.nodes.get(via))
+        return region, res
 
     def _acts(self, node, res, intervals, verb, type_, fid, line):
         """`node` acts on resource `res` in `intervals` (None: any slot): it
-        must hold a lease on it that was awarded earlier in the trace."""
+        must hold a lease on it that was awarded earlier in the trace. On a
+        partial (lean) trace, only where every elector that could have
+        awarded it is traced (history_checker.py `partial`): an award from
+        an untraced coordinator is not in the trace."""
         self.acts += 1
+        if self.partial and not self._awarders_traced(node):
+            self.acts_unjudged += 1
+            return
         mine = [x for x in self.leases.get(self._res(res, node), ()) if x.holder == node]
         if any(_overlap(x.intervals, intervals) is not None for x in mine if x.intervals != []):
             return

@@ -14,9 +14,11 @@ INVARIANTS = ("unique_ids",)
 
 
 class ReplicationChecker:
-    def __init__(self, nodes, members, violate):
+    def __init__(self, nodes, members, violate, cluster_region=None):
         self.nodes = nodes  # the checker's node id -> cluster (shared, updated here)
         self.members = members  # the checker's cluster -> set of node ids (shared, updated here)
+        # the checker's cluster -> region (shared, updated here): a cluster made by a split is in its parent's region
+        self.cluster_region = cluster_region if cluster_region is not None else {}
         self._violate = violate
         self.added = {}  # daughter id -> trace line of its node_added
 
@@ -51,6 +53,8 @@ class ReplicationChecker:
         if not isinstance(c, int) or not isinstance(new, int) or not isinstance(high, list):
             self._violate("trace", "line %d: cluster_split without cluster, new_cluster and high" % line, lines=[line])
             return
+        if c in self.cluster_region:  # else its leases, keyed by (region, resource), were lost with the move
+            self.cluster_region.setdefault(new, self.cluster_region[c])
         for n in high:
             self.members.get(c, set()).discard(n)
             self.members.setdefault(new, set()).add(n)

@@ -105,7 +105,6 @@ class Router:
         # node id -> newest protocol version it speaks: its HELLO's proto_max,
         # until then what its firmware in the scenario speaks
         self.proto_max = {n: firmware.config.protocols(spec.fw_version)[1] for n, spec in scenario.nodes.items()}
-        self._converted = (None, None, None)  # (frame id, version, (line, frame) or ConvertError): one per frame
         self.next_id = 1
         self.ground_counter = 0  # the ground's next auth counter (a board run: ground_counter_base())
         self._ground_sent = {}  # node id -> the last ground counter sent to it
@@ -115,6 +114,7 @@ class Router:
         self.bad_frames = 0
         self.version_violation = None
         self.auth = wire.Auth(scenario.auth_key) if scenario.auth_key else None
+        self._downconverter = downconvert.Downconverter(scenario.downconvert, self.auth)  # for older recipients
         self._flip_rngs = {}  # src -> its corruption bursts' draws (flip_rng)
 
     # ---- wiring --------------------------------------------------------
@@ -236,15 +236,12 @@ class Router:
         data = sent
         if frame.version > self.proto_max.get(dst, _VERSION):
             speaks = self.proto_max.get(dst, _VERSION)
-            if not self.sc.downconvert:
-                self._event("frame", fate="dropped", id=fid, to=dst, reason="version")
-                return
-            got = self._downconvert(fid, frame, sent, speaks)
-            if isinstance(got, downconvert.ConvertError):
-                self._event("frame", fate="dropped", id=fid, to=dst, reason="unconvertible", detail=str(got))
+            data = self._downconverter.for_recipient(fid, sent, frame, speaks)
+            if data.__class__ is not bytes:  # (reason, detail): dropped for this recipient
+                self._event("frame", fate="dropped", id=fid, to=dst, reason=data[0],
+                            **({"detail": data[1]} if data[1] else {}))
                 return
             self._event("frame", fate="converted", id=fid, to=dst, from_version=frame.version, to_version=speaks)
-            data = got[0]
         if corrupt is not None and now < corrupt[0] and data:
             rng = self._flip_rngs.get(src)
             if rng is None:
@@ -277,17 +274,6 @@ class Router:
                 self.clock.call_at(when, self._deliver, fid, dst, p.copy, p.data, sent, now, self._token)
             else:
                 self._event("frame", fate="dropped", id=fid, to=dst, copy=p.copy, reason=when)
-
-    def _downconvert(self, fid, frame, line, version):
-        """(line, frame) at `version`, or the ConvertError: once per frame
-        and version, however many recipients need it."""
-        if self._converted[:2] != (fid, version):
-            try:
-                got = downconvert.convert(line, frame, version, self.auth)
-            except downconvert.ConvertError as e:
-                got = e
-            self._converted = (fid, version, got)
-        return self._converted[2]
 
     def flush_inflight(self):
         """At the end of a run: frames still in space get their fate too."""

@@ -18,6 +18,8 @@ for in-process nodes in virtual time, with the harness cut to the bone:
   Node.receive;
 - each directed link's impairments are the same ground/pipeline.py stages
   with the same seeds as the Router's ("seed/src/dst"), so the same draws;
+- a frame newer than its recipient speaks is down-converted for it before
+  its link (ground/shard_skew.py, the Router's Downconverter);
 - fates become counters (ground/fleetcount.py), not trace lines, except
   for frames sent by a traced node, which are written to this shard's part
   of the trace (buffered, no flush per line) as the Router writes them.
@@ -44,7 +46,7 @@ from ground import firmware
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
-from ground import shard_contain, shard_faults
+from ground import shard_contain, shard_faults, shard_skew
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
@@ -138,7 +140,11 @@ class Shard:
                 self._call(0, self._wake, nid, 0)
         for f in sc.faults:
             self._call(int(f.at_s * S), self._fault, f)
-        keys = {link.node.decode_key() for link in self.links.values()}
+        self.skew = shard_skew.Skew(self) if shard_skew.mixed(sc) else None  # older recipients' frames converted
+        # one decode for every node here when their keys agree (with skew: but for proto_max, decoded at the
+        # newest, as a recipient then only ever gets a line at or below its own, converted otherwise)
+        keys = {link.node.decode_key() if self.skew is None else link.node.decode_key()[:2] + (wire.VERSION,)
+                for link in self.links.values()}
         self._key = keys.pop() if len(keys) == 1 else None  # None: every node decodes its own frames
         self._key_auth = wire.Auth(self._key[0]) if self._key and self._key[0] else None
 
@@ -347,6 +353,7 @@ class Shard:
         frame = self._decoded(line)
         cut, blackout, corrupting = self.cut, self.blackout, self.corrupting
         heap, push, deliver = self._heap, heapq.heappush, self._deliver
+        skew = self.skew if self.skew is not None and version > self.skew.oldest else None
         for d, pipe, local in targets:
             if cut and (src, d) in cut:
                 self._drop(tr, fid, d, typ, "partition")
@@ -354,8 +361,12 @@ class Shard:
             if blackout and (0 in blackout or src in blackout or d in blackout):
                 self._drop(tr, fid, d, typ, "blackout")
                 continue
+            if skew is not None:  # an older recipient's copy (ground/shard_skew.py)
+                data = skew.line_for(src, nseq, d, line, version, typ, fid, tr)
+                if data is None:
+                    continue
             if corrupting and src in corrupting:
-                data = shard_faults.flipped(self, src, d, line, fid, tr)
+                data = shard_faults.flipped(self, src, d, data if skew is not None else line, fid, tr)
             out = pipe.route(fid, data, now)
             if out.__class__ is int:
                 if local:  # self._call, inlined
@@ -481,7 +492,9 @@ class Shard:
         use[fc.RX_FRAMES] += 1
         use[fc.RX_BYTES] += len(data) + 1
         if tr is not None:
-            tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns)
+            extra = self.skew.delivered(src, dst, data) if self.skew is not None else {}
+            tr("frame", now, fate="delivered", id=self._fid(src, nseq), to=dst, copy=copy, delay_ns=now - sent_ns,
+               **extra)
         if link.skew != 1.0:
             link.deliver(data + b"\x00", now // MS)
         elif frame is not None:

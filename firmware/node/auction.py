@@ -37,6 +37,7 @@ from node.ledger import last_slot
 MAX_PRICE = const(1000)  # credits per slot; a bid above is absurd
 RESERVE_PRICE = const(1)
 NO_RESOURCE = const(0xFFFF)
+_NO_RECORD = const(-2)  # _place: the holder's record slots are full (Ledger.add's -2): its own, not its shape's
 _MAX_BIDS = const(4095)  # a round's bids (the book's order array is u16)
 _SPOT_RESERVE = const(2)  # record slots per holder pre-allocations may not take
 _MIN_PREFIX = const(4)  # a partial pre-allocation shorter than this is not worth a record
@@ -176,6 +177,9 @@ def _prefix(ledger, res, first, span, period, count):
 def _place(ledger, book, i, first_ids, units, order):
     """Find and record a resource for bid i: (res, first), or (-1, 0).
 
+    (_NO_RECORD, 0) when the holder's record slots cannot hold it: the
+    resource was there, so its shape is not hopeless for other holders.
+
     Pre-allocations (count > 1) search resources from the lowest id up, spot
     leases from the highest down, so spot leases do not fragment the regular
     patterns pre-allocations need. A pre-allocation that fits nowhere whole
@@ -205,7 +209,7 @@ def _place(ledger, book, i, first_ids, units, order):
             return hint, first
     if not room:
         ledger.no_room += 1  # an award its holder's records cannot hold: not made
-        return -1, 0
+        return _NO_RECORD, 0
     # A spot bid's period is its window; a flexible pre-allocation may also
     # start up to _COVER_DELAY periods late (better late than never).
     phases = (period or 1) * (_COVER_DELAY if periodic else 1) if flags & F_FLEX else 1
@@ -231,9 +235,10 @@ def _place(ledger, book, i, first_ids, units, order):
                         continue
                     k = _prefix(ledger, r, f, span, step, count)
                     if k == count:
-                        if ledger.add(r, holder, f, span, step, count) >= 0:
+                        got = ledger.add(r, holder, f, span, step, count)
+                        if got >= 0:
                             return r, f
-                        return -1, 0  # no record slot left for this holder
+                        return got, 0  # _NO_RECORD: no record slot left for this holder
                     if k > best_k:
                         best_k, best_r, best_f = k, r, f
     if periodic and best_k >= _MIN_PREFIX and ledger.add(best_r, holder, best_f, span, step, best_k) >= 0:
@@ -273,7 +278,7 @@ def clear(book, n, ledger, units, first_ids, prices):
     order = _class_order(book, n, units)
     sort_by_price(book, n)
     top_loser = [0] * cat.N_CLASSES
-    failed = {}  # shapes that found no room: the ledger only fills, so they fail again
+    failed = {}  # shapes that found no resource: the ledger only fills, so they fail again
     won = 0
     for k in range(n):
         i = book.order[k]
@@ -284,7 +289,7 @@ def clear(book, n, ledger, units, first_ids, prices):
         if hinted or shape not in failed:
             res, f = _place(ledger, book, i, first_ids, units, order)
         if res < 0:
-            if not hinted:
+            if not hinted and res != _NO_RECORD:  # a full holder's loss says nothing of the shape
                 failed[shape] = 1
             m = book.mask[i]
             for c in range(cat.N_CLASSES):

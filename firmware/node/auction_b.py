@@ -30,6 +30,7 @@ from node import catalog as cat
 MAX_PRICE = const(1000)
 RESERVE_PRICE = const(1)
 NO_RESOURCE = const(0xFFFF)
+_HOLDER_FULL = const(-2)  # place(): no record slot for the holder (Ledger.add's -2), the shape may still fit
 _KEEP_FOR_SPOT = const(2)  # record slots a holder's pre-allocations leave free
 _SHORTEST_PREFIX = const(4)  # occurrences a partial pre-allocation needs to be worth a record
 _LATE_PERIODS = const(3)  # periods a flexible pre-allocation may start late
@@ -108,7 +109,8 @@ def _run(ledger, res, first, span, step, count):
 
 
 def place(ledger, book, i, first_ids, units, classes):
-    """Give row i a resource: (res, first) with the lease recorded, or (-1, 0)."""
+    """Give row i a resource: (res, first) with the lease recorded, or (-1, 0),
+    or (_HOLDER_FULL, 0) when a resource was there but not a record slot."""
     span = book.span[i]
     period = book.period[i]
     count = book.count[i]
@@ -132,7 +134,7 @@ def place(ledger, book, i, first_ids, units, classes):
                 return named, first
     if not may_add:
         ledger.no_room += 1  # an award its holder's records cannot hold: not made
-        return -1, 0
+        return _HOLDER_FULL, 0
     if periodic:
         step = period
         shifts = (period or 1) * _LATE_PERIODS if flags & _FLEX else 1
@@ -174,9 +176,10 @@ def place(ledger, book, i, first_ids, units, classes):
 
 
 def _take(ledger, r, holder, f, span, step, count):
-    if ledger.add(r, holder, f, span, step, count) >= 0:
+    got = ledger.add(r, holder, f, span, step, count)
+    if got >= 0:
         return r, f
-    return -1, 0  # the holder has no record slot left
+    return got, 0  # _HOLDER_FULL: the holder has no record slot left
 
 
 def _shape(book, i):
@@ -203,7 +206,7 @@ def clear(book, n, ledger, units, first_ids, prices):
         if named or key not in hopeless:
             r, f = place(ledger, book, i, first_ids, units, classes)
         if r < 0:
-            if not named:
+            if not named and r != _HOLDER_FULL:  # only a shape that found no resource is hopeless
                 hopeless.add(key)
             for c in range(cat.N_CLASSES):
                 if (book.mask[i] >> c) & 1 and unmet[c] < book.price[i]:

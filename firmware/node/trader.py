@@ -45,6 +45,11 @@ class Trader:
         self.pending = []
         self.step_ms = mcfg.slot_ms // mcfg.steps_per_slot
         self._step_n = (now_ms + self.step_ms - 1) // self.step_ms  # next step to run
+        # Node builds its Region before it has read a clock (now_ms 0): the
+        # first poll then starts production at the step it falls in, so a
+        # node that boots (or reboots) late does not replay the steps it was
+        # not running for, with fresh stocks, from mission 0.
+        self._fresh = now_ms == 0
         self.slot = -1
         self._logistics = False  # a logistics lease covers the current slot
         self._logistics_used = False
@@ -322,6 +327,10 @@ class Trader:
     # ---- the loop --------------------------------------------------------
 
     def poll(self, now_ms):
+        if self._fresh:
+            self._fresh = False
+            if now_ms // self.step_ms > self._step_n:
+                self._step_n = now_ms // self.step_ms
         while self._step_n * self.step_ms <= now_ms:
             self._step(self._step_n)
             self._step_n += 1

@@ -70,3 +70,27 @@ def test_a_compact_market_refuses_the_bids_beyond_its_book_and_counts_them():
         m.on_bid(node, (0, 1, 2, NO_RESOURCE, 10, 0x01, 1, 1, 1, 0, 0), 0)
     assert m.book.n == 256 and m.bids_in == 256 and m.refused[refusal.FULL] == 300 - 256
     assert m.ledger.max == 720 and m.ledger.no_room == 0
+
+
+def test_a_full_holder_does_not_make_its_shape_hopeless_for_the_others():
+    # The compact market's ~104 awards a round (docs/MARKET.md "Capacity"): the dearest bid's
+    # holder still holds a lease in its one record slot, so it loses (no_room); the bids of the
+    # same shape after it, other holders with free slots, must still be placed, not skipped as
+    # a shape that found no resource (only a resource the ledger lacks makes a shape hopeless).
+    for clear in (auction.clear, auction_b.clear):
+        # node 0 holds slot 11 of resource 0 (UNITS: resources 0 and 1); it bids 50 for slot 12,
+        # nodes 1 and 2 bid 40 and 30 with the same shape: two resources, two winners
+        book, led, won = _round(clear, 1, [(0, 12, 1, 1, 1, 50, 0), (1, 12, 1, 1, 1, 40, 0),
+                                           (2, 12, 1, 1, 1, 30, 0)], held=[(0, 0, 11)])
+        assert led.no_room == 1 and won == 2, (clear, won)
+        assert not book.flags[0] & F_WON and book.flags[1] & F_WON and book.flags[2] & F_WON
+        assert led.conflicts() == 0
+        # a pre-allocation of a holder without room (its 3 slots full) is its own loss too: the same
+        # shape from another holder with room still places
+        book, led, won = _round(clear, 3, [(0, 12, 1, 4, 3, 50, F_FLEX), (1, 12, 1, 4, 3, 40, F_FLEX)],
+                                held=[(0, 0, 10), (0, 0, 11), (1, 0, 11)])
+        assert led.no_room == 1 and won == 1 and book.flags[1] & F_WON and not book.flags[0] & F_WON, clear
+        # and a shape that found no resource is still hopeless: a third bid for slot 12 loses untried
+        book, led, won = _round(clear, 6, [(0, 12, 1, 1, 1, 50, 0), (1, 12, 1, 1, 1, 40, 0),
+                                           (2, 12, 1, 1, 1, 30, 0), (3, 12, 1, 1, 1, 20, 0)])
+        assert won == 2 and led.no_room == 0 and not book.flags[2] & F_WON and not book.flags[3] & F_WON

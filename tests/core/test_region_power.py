@@ -186,3 +186,20 @@ def test_a_persist_that_runs_out_of_heap_is_retried_whole():
     terms, kept = durable.split(blob)
     assert kept is not None and len(kept) == durable.HEAD_LEN + 3 * 9 + 2 * 11 + 4
     assert n.take_persist() is None  # and then written once
+
+
+def test_a_node_that_boots_late_does_not_replay_production_from_mission_0():
+    # Node builds its Region before it reads a clock; its trader's first poll
+    # then starts production at the step that poll falls in. Before, a node
+    # rebooted at 10 slots ran every step since mission 0 at that first poll,
+    # with fresh stocks, as if it had produced while it was off.
+    cfg = MarketConfig(roster=[1, 2, 3], electors=[1], units=UNITS, slot_ms=12000, lead_ms=3000,
+                       horizon_slots=32, window_slots=16, max_bids=16)
+    on_time = Node(2, Config(members=[2], market=cfg), seed=3)
+    late = Node(2, Config(members=[2], market=cfg), seed=3)
+    on_time.region.trader.poll(0)  # the step mission 0 falls in
+    late.region.trader.poll(10 * 12000)  # the step 10 slots in falls in
+    assert on_time.region.trader.prod.produced > 0
+    assert late.region.trader.prod.produced < 2 * on_time.region.trader.prod.produced  # one step, not 80
+    late.region.trader.poll(10 * 12000 + 12000)  # a slot on: its steps run as usual
+    assert late.region.trader.prod.produced > on_time.region.trader.prod.produced

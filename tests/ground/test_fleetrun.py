@@ -202,11 +202,9 @@ def test_frames_across_units_go_through_the_window_exchange(tmp_path, monkeypatc
     assert views[0] == views[1]
 
 
-def test_lean_equals_the_run_path_with_two_regions(tmp_path):
-    """A fleet description with two regions, each its own market (ground/fleetdesc.py):
-    shards are whole regions, each region's address reaches its own electors."""
-    p = tmp_path / "two.yaml"
-    p.write_text("""\
+# Two regions of ten clusters of five, three electors each, a market per region
+# (also the partial-trace checker's fleet: tests/ground/test_history_lean.py).
+TWO_REGIONS = """\
 name: two-regions
 seed: 4
 duration_s: 70
@@ -224,7 +222,14 @@ fleet:
     intra_cluster: {delay_ms: 20}
     intra_region: {delay_ms: 10}
     inter_region: {delay_ms: 10}
-""")
+"""
+
+
+def test_lean_equals_the_run_path_with_two_regions(tmp_path):
+    """A fleet description with two regions, each its own market (ground/fleetdesc.py):
+    shards are whole regions, each region's address reaches its own electors."""
+    p = tmp_path / "two.yaml"
+    p.write_text(TWO_REGIONS)
     sc = scenario.load(str(p))
     assert len(sc.regions) == 2
     ref = run.run(sc, str(tmp_path / "run"), plot=False)

@@ -2,12 +2,11 @@
 lineage_fault, reinstate, sever (by order and by a region's `sever:
 unreplaced` policy) and reinstate_region give the --sim path's per-node
 counters, metrics and history verdict, the same fleet counters with 1, 2 and
-3 shards, and visibly act; rollout and mixed protocol ranges are still
-refused, naming file:line."""
+3 shards, and visibly act (rollout, still refused: tests/ground/test_fleetrun_skew.py)."""
 
 import json
 
-from ground import cli, exitcodes, fleetrun, history, run, scenario, trace
+from ground import fleetrun, history, run, scenario, trace
 from tests.ground.test_fleetrun import _lean_counters, _run_counters
 
 # Three regions of two clusters of five, three lineages mixed; auditors in
@@ -130,14 +129,3 @@ def test_a_region_severed_by_its_policy_on_1_and_2_shards(tmp_path):
     told = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["src"] == 0]
     assert [e["type"] for e in told] == ["sever"] and sever_at <= told[0]["mission_ns"] / S < sever_at + 1
     assert history.check(str(tmp_path / "two" / "trace.jsonl")).violations == []
-
-
-def test_rollout_and_mixed_protocols_are_still_refused_naming_file_line(tmp_path, capsys):
-    why = fleetrun.lean_refusal(scenario.load("scenarios/rollout.yaml"))
-    assert why.startswith("scenarios/rollout.yaml:") and "rollout: the lean path has no rollout orchestrator" in why
-    why = fleetrun.lean_refusal(scenario.load("scenarios/version-skew.yaml"))
-    assert why.startswith("scenarios/version-skew.yaml:18: node 4 (firmware 1.4) speaks protocol range"), why
-    assert "does not down-convert" in why
-    assert cli.main(["run", "scenarios/version-skew.yaml", "--lean", "-q", "--out", str(tmp_path / "o")]) == \
-        exitcodes.BAD_INPUT
-    assert "version-skew.yaml:18: node 4" in capsys.readouterr().err

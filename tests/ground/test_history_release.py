@@ -49,3 +49,32 @@ def test_a_release_of_nothing_is_still_a_violation_and_so_is_a_new_one_after_the
     v = r.by_invariant("lease_awarded")
     assert [x.frame_ids[0] for x in v] == [3, 4], r.format()
     assert "node 1 releases resource 4 slots 111-114" in v[0].message and "node 3 releases" in v[1].message
+
+
+def test_a_holder_moved_by_a_split_still_holds_the_lease_its_region_awarded():
+    # Several regions: leases are keyed by (region, resource), the holder's region read from its
+    # cluster. A split moves the upper half to a cluster the header does not name; found by
+    # `ground chaos scenarios/replication-twice.yaml --seed 400` (schedule 403: node 5, moved to
+    # cluster 2, released resource 35 "without an award").
+    header = dict(HEADER, regions=[{"region": 1, "clusters": [1, 2], "electors": [1, 2, 5]}])
+    events = (_award(1, 1, 6, holder=6, first=111)
+              + [{"kind": "node", "event": "cluster_split", "node": 5, "cluster": 2, "new_cluster": 9,
+                  "low": [5, 7], "high": [6, 8], "mission_ns": 2, "wall_ns": 0}]
+              + _release(3, 6, 1, first=111, seq=4529))
+    r = history.check_events(header, events + [END])
+    assert not r.by_invariant("lease_awarded"), r.format()
+
+
+def test_releasing_one_of_two_leases_on_a_resource_keeps_the_other():
+    # Found by `ground chaos scenarios/replication-twice.yaml --seed 400` (schedule 403): node 5 held
+    # resource 35 at slots 54-57 and 78-81 and released both; the first release (from_slot 7) cut
+    # every lease node 5 held on the resource, so the second was called a release of nothing.
+    events = (_award(1, 1, 6, holder=6, first=54) + _award(2, 1, 6, holder=6, first=78)
+              + _release(3, 6, 1, first=54, seq=1) + _release(4, 6, 1, first=78, seq=2)
+              + _release(5, 6, 1, first=78, seq=3))  # a third release, of a lease already given back
+    for e in events:
+        if e.get("type") == "release":
+            e["msg"]["from_slot"] = 7
+    r = history.check_events(HEADER, events + [END])
+    v = r.by_invariant("lease_awarded")
+    assert [x.frame_ids[0] for x in v] == [5], r.format()

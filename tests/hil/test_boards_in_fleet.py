@@ -91,15 +91,17 @@ def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
 
 def test_an_elector_board_takes_part_in_the_regions_market(tmp_path, capsys):
     """3 emulated Picos are a cluster holding one of the region's 3 elector
-    seats in a fleet of ELECTOR_BOARD_MAX_NODES (46) nodes, 40 mission s at
-    2x: the board elector's market frames (ROUND_ACK as standby, or PRICES
-    and AWARDs as the region's coordinator) cross the router to in-process
-    nodes, and the in-process electors' come back. About 30 s of wall time."""
+    seats in a fleet of ELECTOR_BOARD_MAX_NODES (46) nodes, 40 mission s in
+    real time (1x: at 2x, on a loaded 2-core host, the region's first round
+    sometimes did not complete within the run: market_rounds_complete 0): the
+    board elector's market frames (ROUND_ACK as standby, or PRICES and AWARDs
+    as the region's coordinator) cross the router to in-process nodes, and
+    the in-process electors' come back. About 50 s of wall time."""
     n = mixed.ELECTOR_BOARD_MAX_NODES
     size = lambda text: text.replace("nodes: 100", "nodes: %d" % n).replace("duration_s: 60", "duration_s: 40")
     c = elector_cluster(scenario.load_text(size(fleet_text(1)), "fleet.yaml"))
     p = tmp_path / "fleet.yaml"
-    p.write_text(size(fleet_text(c, scale=2)))
+    p.write_text(size(fleet_text(c, scale=1)))
     sc = scenario.load(str(p))
     out = tmp_path / "run"
     code = cli.main(["run", str(p), "--emulated", str(len(sc.clusters[c])), "--out", str(out), "--no-plot", "-q"])

