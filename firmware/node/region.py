@@ -25,6 +25,7 @@ _ROLE_COORDINATOR = const(2)  # msgs.ROLE_COORDINATOR
 _ROLE_STANDBY = const(3)
 _IDLE = const(0)  # market.IDLE
 _AUDIT_MISS = const(0x97)  # msgs_tiers.AUDIT_MISS
+_BID_RECEIPT = const(0x98)  # msgs_tiers.BID_RECEIPT
 
 # Only an elector loads the market, its recovery and its replicas (node/
 # market.py, recovery.py, replica.py; audit.py where containment is
@@ -196,6 +197,10 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
+        elif t == _BID_RECEIPT:
+            from node import bidcopy
+
+            bidcopy.on_receipt(trader, src, f)
         elif msgs.ACCUSE <= t <= msgs.BID_SEEN or t == _AUDIT_MISS:  # ACCUSE ... BID_SEEN, AUDIT_MISS
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
