@@ -183,6 +183,9 @@ CASES = [
     ("audit_miss", msgs_tiers.AUDIT_MISS, N2, N1, 0x9B, dict(round=40, from_row=32, missing=0x80000005), None),
     ("audit_miss_auth", msgs_tiers.AUDIT_MISS, 0x031B, 0x1B03, 0x9C, dict(round=0x1B, from_row=0x031B, missing=0x0003001B),
      0x97),
+    ("bid_receipt", msgs_tiers.BID_RECEIPT, N1, N2, 0x9D, dict(round=40, seq=0x2A06, digest=0x89ABCDEF), None),
+    ("bid_receipt_auth", msgs_tiers.BID_RECEIPT, 0x1B03, 0x031B, 0x9E, dict(round=0x1B, seq=0x0003001B, digest=0x031B0000),
+     0x98),
     # Replication (node/join.py): seqs 0xA0.. so they never collide with another helper's additions.
     ("join", msgs.JOIN, 0x0065, C1, 0xA0, dict(parent=N1, cluster=1, lineage=2, hw_gen=3, fw=0x0300), None),
     ("join_auth", msgs.JOIN, 0x031B, C1, 0xA1, dict(parent=0x1B03, cluster=0x031B, lineage=0x1B, hw_gen=3,
