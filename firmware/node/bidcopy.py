@@ -80,6 +80,8 @@ class Held:
         self.other_digest = 0  # receipts naming a digest that is not the bid's (counted, not judged)
 
     def poll(self, now_ms):
+        if self.due_ms(now_ms + 1) > now_ms:
+            return  # nothing due (no list built on every poll)
         tr = self.tr
         cfg = tr.cfg
         keep = []
