@@ -58,6 +58,8 @@ _H_CRC = const(2)
 _H_DST = const(4)
 _H_LEFT = const(5)
 _H_NEXT = const(6)
+_IDLE = const(0)  # market.IDLE, RECOVERING (not imported: a trader does not load the market)
+_RECOVERING = const(3)
 
 
 def digest(seq, first, res, price, mask, span, period, count, flags):
@@ -137,6 +139,28 @@ def on_receipt(tr, src, f):
                     tr.send(a, msgs.BID_SEEN, p)
             return
     h.stray += 1
+
+
+def on_bid(m, src, f, now_ms):
+    """The coordinator's side (Market m, a region with auditors; node/
+    region.py hands it every BID): a seq m took already (its replay window)
+    is a resend whose receipt was lost: receipted again, not taken twice. A
+    full book refuses a fresh bid (it would displace a cheaper row, and a
+    receipted bid gone from the rows looks dropped); else the market takes
+    it or refuses it as ever, and a bid taken is receipted."""
+    idx = m.cfg.index(src)
+    if idx >= 0 and m.state != _IDLE and m.state != _RECOVERING:  # (else on_bid refuses it, counted)
+        back = m.last_seq[idx] - f[1]
+        if 0 <= back < 16 and (m.seen[idx] >> back) & 1:
+            receipt(m, src, f)
+            return
+        if m.book.n >= m.book.max:
+            m.refused[refusal.FULL] += 1
+            return
+    n = m.bids_in
+    m.on_bid(src, f, now_ms)
+    if m.bids_in != n:
+        receipt(m, src, f)
 
 
 def receipt(m, src, f):

@@ -232,11 +232,6 @@ class Market:
         self.refused[refusal.REPLAY] += 1
         return False
 
-    def _took(self, idx, seq):
-        """Sequence number seq of that node was taken (within the window)."""
-        back = self.last_seq[idx] - seq
-        return 0 <= back < 16 and (self.seen[idx] >> back) & 1
-
     def _accept(self, idx, seq):
         top = self.last_seq[idx]
         if seq > top:
@@ -285,15 +280,7 @@ class Market:
 
     def on_bid(self, src, fields, now_ms):
         idx = self._sender(src)
-        if idx < 0:
-            return
-        audited = self.cfg.auditors
-        if audited and self._took(idx, fields[1]):  # resent: its receipt was lost (node/bidcopy.py)
-            from node import bidcopy
-
-            bidcopy.receipt(self, src, fields)
-            return
-        if not self._fresh(idx, fields[1]):
+        if idx < 0 or not self._fresh(idx, fields[1]):
             return
         if self.quarantine is not None and self.quarantine.is_quarantined(src):
             self.refused[refusal.QUARANTINED] += 1
@@ -303,19 +290,14 @@ class Market:
             self.refused[why] += 1
             return
         full = self.book.n >= self.book.max
-        # (audited: a full book refuses, never displaces a bid it receipted: that would look dropped)
         row = self.book.add(idx, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], fields[7],
-                            fields[8], fields[9], self.book.max if audited else self._n_round)
+                            fields[8], fields[9], self._n_round)
         if full:
             self.refused[refusal.FULL] += 1  # this bid, or the cheaper one it displaced
         if row < 0:
             return
         self._accept(idx, fields[1])
         self.bids_in += 1
-        if audited:  # a receipt: the bidder copies the bid to the auditors only now
-            from node import bidcopy
-
-            bidcopy.receipt(self, src, fields)
 
     def on_release(self, src, fields, now_ms):
         idx = self._sender(src)

@@ -211,7 +211,12 @@ class Region:
         elif market is None:
             self.refused[refusal.NOT_COORDINATOR] += 1  # BID, RELEASE, RECONCILE, ROUND_ACK
         elif t == msgs.BID:
-            market.on_bid(src, f, now_ms)
+            if self.cfg.auditors:  # every bid taken is receipted (node/bidcopy.py)
+                from node import bidcopy
+
+                bidcopy.on_bid(market, src, f, now_ms)
+            else:
+                market.on_bid(src, f, now_ms)
         elif t == msgs.RELEASE:
             if market.state == _IDLE and self._from_coordinator(src, self._followed()[1]):
                 _replica().on_release_replica(market, src, f, now_ms)

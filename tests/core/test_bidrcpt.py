@@ -1,12 +1,12 @@
-# A receipt for every bid (node/bidcopy.py Held, receipt; node/market.py
-# on_bid; docs/CONTAINMENT.md "A receipt for every bid"), a real Trader and a
-# real Market joined by hand, one frame at a time: a BID lost on its way is
+# A receipt for every bid (node/bidcopy.py: Held, on_bid, receipt;
+# docs/CONTAINMENT.md "A receipt for every bid"), a real Trader and a real
+# Market joined by hand, one frame at a time: a BID lost on its way is
 # resent (the same bytes) and receipted, and only then copied to the auditors;
-# (the trader's own needs would bid too: the tests drive Held.poll, not Trader.poll;
-# tests/core/test_bidrcpt_region.py runs it all in a region)
 # a BID whose receipt was lost is taken once and receipted again; a bid the
 # coordinator refuses is never receipted nor copied, and its resends stop; a
-# region without auditors sends no receipts and holds nothing. CPython and
+# region without auditors sends no receipts and holds nothing. (The trader's
+# own needs would bid too: the tests drive Held.poll, not Trader.poll;
+# tests/core/test_bidrcpt_region.py runs it all in a region.) CPython and
 # MicroPython.
 from node import auction, bidcopy, msgs, needs, refusal
 from node.config import MarketConfig
@@ -63,7 +63,11 @@ def _bid(tr, now_ms, price=10):
 def _deliver_bids(m, tl, now_ms):
     for dst, t, p in tl.take(msgs.BID):
         assert dst == COORD
-        m.on_bid(BIDDER, msgs.unpack(msgs.BID, p, msgs.VERSION), now_ms)
+        f = msgs.unpack(msgs.BID, p, msgs.VERSION)
+        if m.cfg.auditors:  # as node/region.py hands it on
+            bidcopy.on_bid(m, BIDDER, f, now_ms)
+        else:
+            m.on_bid(BIDDER, f, now_ms)
 
 
 def _deliver_receipts(tr, mk):
@@ -118,7 +122,7 @@ def test_a_lost_receipt_gets_the_bid_taken_once_and_receipted_again():
 
 def test_a_refused_bid_is_never_receipted_nor_copied_and_its_resends_stop():
     m, mk, tr, tl = _pair(max_bids=1)
-    m.on_bid(7, (0, 1, 1, auction.NO_RESOURCE, 50, 6, 1, 1, 1, auction.F_ASAP, 2), 900)  # the book's one row
+    bidcopy.on_bid(m, 7, (0, 1, 1, auction.NO_RESOURCE, 50, 6, 1, 1, 1, auction.F_ASAP, 2), 900)  # the book's one row
     mk.frames = []
     _bid(tr, 1000, price=60)  # dearer: a book without auditors would give it 7's row
     t = 1000
