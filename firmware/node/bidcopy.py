@@ -123,7 +123,7 @@ def on_receipt(tr, src, f):
     """A BID_RECEIPT: copy the bid it names to every auditor but src (the
     coordinator that receipted it), once."""
     h = tr.held
-    if h is None or src not in tr.cfg.electors:
+    if src not in tr.cfg.electors:
         tr.refused[refusal.UNEXPECTED] += 1
         return
     rnd, seq, crc = f

@@ -198,9 +198,12 @@ class Region:
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
         elif t == _BID_RECEIPT:
-            from node import bidcopy
+            if trader.held is None:
+                self.refused[refusal.UNEXPECTED] += 1  # we hold no bid for a receipt (no auditors: bidcopy not loaded)
+            else:
+                from node import bidcopy
 
-            bidcopy.on_receipt(trader, src, f)
+                bidcopy.on_receipt(trader, src, f)
         elif msgs.ACCUSE <= t <= msgs.BID_SEEN or t == _AUDIT_MISS:  # ACCUSE ... BID_SEEN, AUDIT_MISS
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
