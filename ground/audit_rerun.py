@@ -6,7 +6,9 @@ them) and judge the coordinator's awards and each auditor's verdict by it.
 
 What the trace holds, per round of a region with auditors:
   - the inputs the coordinator published: its AUDIT_BID rows (every bid row
-    of the round as bid, with the digest of the ledger it starts from);
+    of the round as bid, with the digest of the ledger it starts from; a row
+    an auditor asked for again with AUDIT_MISS, node/rowfetch.py, and got
+    again counts as delivered, not as the round closed again);
   - what it said it cleared: its PREPARE (digest, award count, prices) and
     its AWARD frames of the round (replicas and awards);
   - each auditor's verdict: its ACCUSE to the ground, or its silence;
@@ -118,6 +120,7 @@ class _Round:
         self.want = rows
         self.rows = {}
         self.sent_rows = set()  # (auditor, row) sent
+        self.asked = set()  # (auditor, row) an auditor's AUDIT_MISS asked for: sent again, not closed again
         self.before = before
         self.line = line
         self.result = None  # the coordinator's implementation's re-run: (digest, awards, prices, won set)
@@ -165,6 +168,11 @@ class AuditRerun:
             return
         if type_ == "audit_bid":
             self._row(reg, src, dst, msg, fid, line)
+        elif type_ == "audit_miss":
+            rd = self.rounds.get((dst, msg.get("round")))
+            first, bits = msg.get("from_row"), msg.get("missing")
+            if rd is not None and isinstance(first, int) and isinstance(bits, int):
+                rd.asked.update((src, first + i) for i in range(32) if bits >> i & 1)
         elif type_ == "prices" and msg.get("status") == _PREPARE:
             self._prepare(src, dst, msg, fid, line)
         elif type_ == "award":
@@ -206,7 +214,9 @@ class AuditRerun:
     def _row(self, reg, src, dst, msg, fid, line):
         key = (src, msg.get("round"))  # (AUDIT_BID has no term: its PREPARE names it)
         rd = self.rounds.get(key)
-        if rd is None or (dst, msg.get("row")) in rd.sent_rows:  # the same row to the same auditor: closed again
+        again = rd is not None and (dst, msg.get("row")) in rd.sent_rows
+        if rd is None or again and (dst, msg.get("row")) not in rd.asked:  # the same row to the same auditor,
+            # not asked for (node/rowfetch.py): closed again
             rd = self.rounds[key] = _Round(reg, src, None, msg.get("round"), msg.get("rows"),
                                            msg.get("before_digest"), line)
         self.watch[fid] = (rd, msg.get("row"))

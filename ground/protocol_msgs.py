@@ -60,6 +60,8 @@ WITNESS = 0x93  # elector -> the region's electors + ground: a member's stale-te
 BID_SEEN = 0x94  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
 SEVER = 0x95  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
 HELD = 0x96  # elector -> a node's cluster address: that node's quarantine state in the elector's table
+AUDIT_MISS = 0x97  # auditor -> coordinator: resend these AUDIT_BID rows of a round
+BID_RECEIPT = 0x98  # coordinator -> bidder, in a region with auditors: this BID is in my book
 JOIN = 0xA0  # replication (node/join.py): daughter -> its cluster
 ROSTER = 0xA1  # coordinator -> cluster: a node joined
 SPLIT = 0xA2  # coordinator -> cluster: the upper half becomes another cluster
@@ -295,6 +297,16 @@ BidSeen = Struct(
 )
 Sever = Struct("region" / Int16ul, "severed" / Int8ul)  # the region; 1 severed, 0 reinstated
 Held = Struct("region" / Int16ul, "node" / Int16ul, "state" / Int8ul)  # 0 normal, 1 suspect, 2 quarantined, 3 probation
+AuditMiss = Struct(
+    "round" / Int32ul,  # the round whose AUDIT_BID rows the auditor lacks
+    "from_row" / Int16ul,  # the first row `missing` covers
+    "missing" / Int32ul,  # bit i set: row from_row + i is missing
+)
+BidReceipt = Struct(
+    "round" / Int32ul,  # the round the bid is for (BID's round)
+    "seq" / Int32ul,  # the bid's sequence number
+    "digest" / Int32ul,  # crc32 of the bid as the coordinator got it, as AUDIT_BID rows carry it (node/bidcopy.py)
+)
 
 Join = Struct("parent" / Int16ul, "cluster" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw" / Int16ul)
 Roster = Struct("term" / Int32ul, "epoch" / Int16ul, "node" / Int16ul, "parent" / Int16ul, "members" / Int8ul)
@@ -376,6 +388,8 @@ MESSAGES = {
     BID_SEEN: ("bid_seen", BidSeen),
     SEVER: ("sever", Sever),
     HELD: ("held", Held),
+    AUDIT_MISS: ("audit_miss", AuditMiss),
+    BID_RECEIPT: ("bid_receipt", BidReceipt),
     JOIN: ("join", Join),
     ROSTER: ("roster", Roster),
     SPLIT: ("split", Split),

@@ -22,7 +22,7 @@ for _p in (os.path.join(_ROOT, "firmware"), os.path.join(_ROOT, "ground", "shims
         sys.path.insert(0, _p)
 
 from msgfields import payload_of  # noqa: E402  (needs the paths above)
-from node import msgs, wire  # noqa: E402
+from node import msgs, msgs_tiers, wire  # noqa: E402
 
 OUT = os.path.join(_ROOT, "tests", "core", "golden", "frames.json")
 KEY = b"fleetloop golden key \x00\x03\x1b"  # fixed; the escape bytes are on purpose
@@ -180,6 +180,12 @@ CASES = [
     ("sever_auth", msgs.SEVER, GROUND, wire.cluster_addr(0xE1B), 0x98, dict(region=0x031B, severed=0), 0x95),
     ("held", msgs.HELD, N2, wire.cluster_addr(1), 0x99, dict(region=1, node=N1, state=2), None),
     ("held_auth", msgs.HELD, 0x031B, wire.cluster_addr(0x1B), 0x9A, dict(region=0x031B, node=0x1B03, state=3), 0x96),
+    ("audit_miss", msgs_tiers.AUDIT_MISS, N2, N1, 0x9B, dict(round=40, from_row=32, missing=0x80000005), None),
+    ("audit_miss_auth", msgs_tiers.AUDIT_MISS, 0x031B, 0x1B03, 0x9C, dict(round=0x1B, from_row=0x031B, missing=0x0003001B),
+     0x97),
+    ("bid_receipt", msgs_tiers.BID_RECEIPT, N1, N2, 0x9D, dict(round=40, seq=0x2A06, digest=0x89ABCDEF), None),
+    ("bid_receipt_auth", msgs_tiers.BID_RECEIPT, 0x1B03, 0x031B, 0x9E, dict(round=0x1B, seq=0x0003001B, digest=0x031B0000),
+     0x98),
     # Replication (node/join.py): seqs 0xA0.. so they never collide with another helper's additions.
     ("join", msgs.JOIN, 0x0065, C1, 0xA0, dict(parent=N1, cluster=1, lineage=2, hw_gen=3, fw=0x0300), None),
     ("join_auth", msgs.JOIN, 0x031B, C1, 0xA1, dict(parent=0x1B03, cluster=0x031B, lineage=0x1B, hw_gen=3,

@@ -24,6 +24,7 @@ from node.ledger import Ledger
 from node.quarantine import STATE_NAMES
 
 _MISSING = const(0xFF)  # an AUDIT_BID row not received yet
+_AUDIT_MISS = const(0x97)  # msgs_tiers.AUDIT_MISS
 _QUARANTINED = const(2)  # quarantine.QUARANTINED (PROBATION is 3)
 _AGAIN = const(3)  # lead_ms ticks a HELD release, or an elector's boot (HELD node 0), is said again
 
@@ -85,6 +86,9 @@ class Auditor:
         self.audited = 0  # rounds re-run
         self.disagreed = 0  # rounds that gave an accusation
         self.skipped = 0  # rounds not audited: our ledger did not start where the coordinator's did
+        self.unjudged = 0  # rounds whose PREPARE came but whose rows stayed missing (node/rowfetch.py)
+        self.asks = 0  # asks for the missing rows of the round being collected
+        self.asked = 0  # AUDIT_MISS frames sent
         # The round being collected from AUDIT_BID rows and its PREPARE.
         self.before = Ledger(n_res, horizon, per_holder, n_holders)  # our replica as the round began
         self.bids = BidBook(max_bids)
@@ -102,7 +106,12 @@ class Auditor:
         have not touched yet (they follow on the same link)."""
         rnd, rows, row, holder, before, seq, first, res, price, mask, span, period, count, flags = fields
         if self._key != (term, rnd):
+            if term == self._key[0] and rnd < self._key[1]:
+                return False  # a row resent late: that round was left unjudged
+            if self._claimed and not self._done:
+                self.unjudged += 1
             self._key = (term, rnd)
+            self.asks = 0
             self._rows = rows
             self._have = 0
             self._claimed = False
@@ -234,15 +243,15 @@ def send_round(m, n):
                 b.drop(i)
                 n -= 1
                 break
+    from node import rowfetch
+
     before = m.ledger.digest()
-    roster = m.cfg.roster
+    rowfetch.keep(m, n, before)  # for the rows an auditor misses
     for a in m.cfg.auditors:
         if a == m.id:
             continue
         for i in range(n):
-            m.send(a, msgs.AUDIT_BID, msgs.pack(
-                msgs.AUDIT_BID, m.round & 0xFFFFFFFF, n, i, roster[b.node[i]], before, b.seq[i], b.first[i],
-                b.hint[i], b.price[i], b.mask[i], b.span[i], b.period[i], b.count[i], b.flags[i]))
+            rowfetch.row(m, a, m.round, n, i, before, b)
     return n
 
 
@@ -326,6 +335,8 @@ def tick(region, now_ms):
     q = region.quarantine
     q.tick(now_ms // region.cfg.slot_ms, now_ms)
     _report_events(region, now_ms)
+    if region.auditor is not None:
+        _ask(region, region.auditor)  # rows still missing: ask again
     if region.h_boot:
         region.h_boot -= 1
         for k in set(q.clusters.values()):
@@ -361,6 +372,11 @@ def on_frame(region, src, t, f, now_ms):
     if t == msgs.WITNESS:
         on_witness(region, src, f, now_ms)
         return
+    if t == _AUDIT_MISS:
+        from node import rowfetch
+
+        rowfetch.on_miss(region, src, f)
+        return
     a = region.auditor
     if t == msgs.BID_SEEN:
         idx = region.cfg.index(src)
@@ -377,8 +393,21 @@ def on_frame(region, src, t, f, now_ms):
 
 
 def on_prepare(region, src, f, now_ms):
-    region.auditor.on_prepare(f[0], f[1], f[2], f[5], f[7:15])
+    a = region.auditor
+    a.on_prepare(f[0], f[1], f[2], f[5], f[7:15])
     _maybe_audit(region, src, now_ms)
+    _ask(region, a)
+
+
+def _ask(region, a):
+    """The round's PREPARE came and rows are still missing: ask the
+    coordinator we follow for them (node/rowfetch.py)."""
+    if a._claimed and not a._done and not a.ready():
+        c = region._followed()[0]
+        if c != msgs.NO_NODE and c != region.id:
+            from node import rowfetch
+
+            rowfetch.ask(region, a, c)
 
 
 def _maybe_audit(region, coord, now_ms):

@@ -61,6 +61,10 @@ WITNESS = const(0x93)  # elector -> region's electors + ground: a cluster member
 BID_SEEN = const(0x94)  # trader -> each of the region's auditors: the digest of a bid it sent the coordinator
 SEVER = const(0x95)  # ground -> the other regions' electors: refuse region R's frames (severed 1), or no more (0)
 HELD = const(0x96)  # elector -> a node's cluster: its quarantine state in my table (the cluster election: node/heldview.py)
+_AUDIT_MISS = const(0x97)  # auditor -> coordinator: resend AUDIT_BID rows (msgs_tiers.AUDIT_MISS: no global here, the
+#                           plain board's globals table would grow ~1.2 KB)
+# 0x98 BID_RECEIPT, coordinator -> bidder: its BID is in the book (msgs_tiers.BID_RECEIPT, node/bidcopy.py), a
+# literal here: even a private const of it grew the plain board's built heap by 640 B (test_board_shell)
 # (ACCUSE's `reason` bits are node/audit.py's REASON_*: msgs' globals stay few.)
 
 # Replication (docs/PROTOCOL.md "Joining and splitting"; node/join.py): 0xA0-0xA7.
@@ -153,14 +157,14 @@ LAYOUTS = {
     JOURNAL: ("journal", None, ["first", "entries"]),
 }
 # The tiers' layouts (market, containment, replication: MARKET_TEL, INTENT,
-# BID ... RECONCILE_ACK, ACCUSE ... HELD, JOIN ... JOIN_REFUSED) live in
+# BID ... RECONCILE_ACK, ACCUSE ... BID_RECEIPT, JOIN ... JOIN_REFUSED) live in
 # node/msgs_tiers.py, the UPD_* ones in node/update.py (UPDATE_LAYOUTS), each
 # loaded the first time a layout of theirs is asked for: a plain cluster
 # member does not hold them (docs/HEAP.md). layout() and name() find them
 # there; all_layouts() is every type's.
 UPDATE_TYPES = (UPD_OFFER, UPD_CHUNK, UPD_ACK, UPD_CMD)  # node/update.py's
 MARKET_TYPES = (BID, AWARD, PRICES, ROUND_ACK, RELEASE, RECONCILE, RECONCILE_ACK, INTENT, ACCUSE, AUDIT_BID, REINSTATE,
-                WITNESS, BID_SEEN, SEVER)
+                WITNESS, BID_SEEN, SEVER, _AUDIT_MISS, 0x98)
 
 # HEARTBEAT `alive` (version 2): how many of the cluster's members the sender
 # hears alive, itself included, so a version-2 sender always says 1 or more.
@@ -220,7 +224,7 @@ def layout(type, version=1):
 def _tiers(type):
     """True for a type node/msgs_tiers.py lays out: a stray frame of any
     other unknown type does not load it."""
-    return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= HELD
+    return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= 0x98
             or JOIN <= type <= JOIN_REFUSED)
 
 

@@ -1,5 +1,5 @@
 # The layouts of the tiers' messages: the market's (BID ... RECONCILE_ACK,
-# INTENT, MARKET_TEL), containment's (ACCUSE ... HELD) and replication's
+# INTENT, MARKET_TEL), containment's (ACCUSE ... BID_RECEIPT) and replication's
 # (JOIN ... JOIN_REFUSED), as msgs.LAYOUTS has the cluster's own.
 #
 # A plain cluster member never sends these, and most never parse one: they
@@ -11,7 +11,14 @@
 # stay in msgs.py, the wire bytes are the same (tests/core/golden).
 # A new message may still go into msgs.LAYOUTS (looked up first).
 
+from micropython import const
+
 from node import msgs as m
+
+# Containment's AUDIT_MISS (0x97, msgs._AUDIT_MISS): its name lives here, not in
+# msgs' globals, which a plain board holds (one more name grew them ~1.2 KB).
+AUDIT_MISS = const(0x97)  # auditor -> coordinator: resend these AUDIT_BID rows of a round (node/rowfetch.py)
+BID_RECEIPT = const(0x98)  # coordinator -> bidder, in a region with auditors: this BID is in my book (node/bidcopy.py)
 
 # type -> (name, struct format, [field names]), version 1 (msgs.LAYOUTS' shape).
 LAYOUTS = {
@@ -72,6 +79,8 @@ LAYOUTS = {
     m.BID_SEEN: ("bid_seen", "<IIHI", ["round", "seq", "coordinator", "digest"]),
     m.SEVER: ("sever", "<HB", ["region", "severed"]),
     m.HELD: ("held", "<HHB", ["region", "node", "state"]),
+    AUDIT_MISS: ("audit_miss", "<IHI", ["round", "from_row", "missing"]),
+    BID_RECEIPT: ("bid_receipt", "<III", ["round", "seq", "digest"]),
     m.JOIN: ("join", "<HHBBH", ["parent", "cluster", "lineage", "hw_gen", "fw"]),
     m.ROSTER: ("roster", "<IHHHB", ["term", "epoch", "node", "parent", "members"]),
     m.SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),

@@ -153,12 +153,13 @@ def has_pending(tr, g, cover):
 def send_bid(tr, now_ms, g, cover, rnd, first, span, period, count, price, flags, hint):
     seq = tr._next_seq(now_ms)
     mask = mask_of(tr, g)
-    tr.send(tr.coord, msgs.BID, msgs.pack(msgs.BID, rnd, seq, first, hint, price, mask, span, period, count, flags,
-                                          tr.prod.gen, version=msgs.VERSION))
-    if tr.cfg.auditors:  # the auditors see the bids (node/bidcopy.py, loaded only where there are auditors)
+    p = msgs.pack(msgs.BID, rnd, seq, first, hint, price, mask, span, period, count, flags, tr.prod.gen,
+                  version=msgs.VERSION)
+    tr.send(tr.coord, msgs.BID, p)
+    if tr.cfg.auditors:  # held for its receipt, then copied to the auditors (node/bidcopy.py: only where there are any)
         from node import bidcopy
 
-        bidcopy.send_copies(tr, rnd, seq, first, hint, price, mask, span, period, count, flags)
+        bidcopy.hold(tr, now_ms, p, rnd, seq, first, hint, price, mask, span, period, count, flags)
     tr.bids += 1
     k = g + (N_GROUPS if cover else 0)
     if tr.need_since[k] < 0:

@@ -24,6 +24,8 @@ from node.trader import Trader
 _ROLE_COORDINATOR = const(2)  # msgs.ROLE_COORDINATOR
 _ROLE_STANDBY = const(3)
 _IDLE = const(0)  # market.IDLE
+_AUDIT_MISS = const(0x97)  # msgs_tiers.AUDIT_MISS
+_BID_RECEIPT = const(0x98)  # msgs_tiers.BID_RECEIPT
 
 # Only an elector loads the market, its recovery and its replicas (node/
 # market.py, recovery.py, replica.py; audit.py where containment is
@@ -195,7 +197,14 @@ class Region:
                 trader.on_prices(src, f, now_ms)
         elif t == msgs.RECONCILE_ACK:
             trader.on_reconcile_ack(src, f, now_ms)
-        elif msgs.ACCUSE <= t <= msgs.BID_SEEN:  # ACCUSE, AUDIT_BID, REINSTATE, WITNESS, BID_SEEN
+        elif t == _BID_RECEIPT:
+            if trader.held is None:
+                self.refused[refusal.UNEXPECTED] += 1  # we hold no bid for a receipt (no auditors: bidcopy not loaded)
+            else:
+                from node import bidcopy
+
+                bidcopy.on_receipt(trader, src, f)
+        elif msgs.ACCUSE <= t <= msgs.BID_SEEN or t == _AUDIT_MISS:  # ACCUSE ... BID_SEEN, AUDIT_MISS
             if self.quarantine is None:
                 self.refused[refusal.UNEXPECTED] += 1  # only an elector of a region with auditors judges
             else:
@@ -205,7 +214,12 @@ class Region:
         elif market is None:
             self.refused[refusal.NOT_COORDINATOR] += 1  # BID, RELEASE, RECONCILE, ROUND_ACK
         elif t == msgs.BID:
-            market.on_bid(src, f, now_ms)
+            if self.cfg.auditors:  # every bid taken is receipted (node/bidcopy.py)
+                from node import bidcopy
+
+                bidcopy.on_bid(market, src, f, now_ms)
+            else:
+                market.on_bid(src, f, now_ms)
         elif t == msgs.RELEASE:
             if market.state == _IDLE and self._from_coordinator(src, self._followed()[1]):
                 _replica().on_release_replica(market, src, f, now_ms)

@@ -43,6 +43,7 @@ class Trader:
         self.price_ms = None  # when those prices were heard
         self.leases = []
         self.pending = []
+        self.held = None  # bids waiting for their receipt (node/bidcopy.py Held): a region with auditors
         self.step_ms = mcfg.slot_ms // mcfg.steps_per_slot
         self._step_n = (now_ms + self.step_ms - 1) // self.step_ms  # next step to run
         # Node builds its Region before it has read a clock (now_ms 0): the
@@ -347,6 +348,8 @@ class Trader:
             if len(live) != len(self.pending):
                 self.pending = live
                 self._check = True
+        if self.held is not None:
+            self.held.poll(now_ms)
         if self._check:
             needs.check(self, now_ms)
 
@@ -360,7 +363,7 @@ class Trader:
                 t = b[_EXPIRE]
         if self.auto.mode == RECONCILING and self._rec_seq and self._rec_retry_ms < t:
             t = self._rec_retry_ms
-        return t
+        return t if self.held is None else self.held.due_ms(t)
 
     def price_age_ms(self, now_ms):
         return now_ms - self.price_ms if self.price_ms is not None else 0

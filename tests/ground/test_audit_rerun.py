@@ -155,3 +155,28 @@ def test_an_unknown_defect_kind_is_refused_naming_the_line():
     with pytest.raises(ConfigError) as e:
         scenario.load_text(text, "dk.yaml")
     assert str(e.value).startswith("dk.yaml:") and "market.defect_kind: one of clearing, drop_bid" in str(e.value)
+
+
+# ---- auditing over loss: rows asked for again (node/rowfetch.py) -------------
+
+
+def test_rows_resent_on_an_auditors_ask_are_judged_not_taken_for_a_new_close(tmp_path):
+    """containment-auditors over 5 % loss: auditors ask for the AUDIT_BID
+    rows they lost (AUDIT_MISS) and get them again; the checker takes a
+    resent row as delivered, not as the round closed again, so it still
+    judges the round and every accusation against it (each bid accusation
+    here is over a bid lost on its way to the coordinator: grounded, noted)."""
+    text = open(AUDITORS, encoding="utf-8").read().replace("duration_s: 900", "duration_s: 480")
+    text = text.replace("{delay_ms: 50, jitter_ms: 5}", "{delay_ms: 50, jitter_ms: 5, loss: 0.05}")
+    text = text.replace("{delay_ms: 500}", "{delay_ms: 500, loss: 0.05}")
+    run.run(scenario.load_text(text, AUDITORS), str(tmp_path), plot=False)
+    header, events, _ = trace.read(str(tmp_path / "trace.jsonl"))
+    asks = _sent(events, "audit_miss")
+    assert asks
+    rows = [(e["src"], e["dst"], e["msg"]["round"], e["msg"]["row"]) for e in _sent(events, "audit_bid")]
+    assert len(rows) > len(set(rows))  # some rows went twice: resent
+    r, got = _rerun(header, events)
+    assert got == [] and "audit_rerun" in r.checked
+    (note,) = [n for n in r.notes if n.startswith("audit_rerun:")]
+    bid_accusations = [e for e in _sent(events, "accuse", dst=0) if e["msg"]["reason"] == 8]
+    assert re.search(r"; %d bid accusation" % len(bid_accusations), note), note  # every one judged

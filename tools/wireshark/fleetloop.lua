@@ -117,6 +117,8 @@ local MESSAGES = {
     [0x94] = { name = "bid_seen", fields = { { "round", 4 }, { "seq", 4 }, { "coordinator", 2 }, { "digest", 4 } } },
     [0x95] = { name = "sever", fields = { { "region", 2 }, { "severed", 1 } } },
     [0x96] = { name = "held", fields = { { "region", 2 }, { "node", 2 }, { "state", 1 } } },
+    [0x97] = { name = "audit_miss", fields = { { "round", 4 }, { "from_row", 2 }, { "missing", 4 } } },
+    [0x98] = { name = "bid_receipt", fields = { { "round", 4 }, { "seq", 4 }, { "digest", 4 } } },
     [0xA0] = { name = "join", fields = { { "parent", 2 }, { "cluster", 2 }, { "lineage", 1 }, { "hw_gen", 1 }, { "fw", 2 } } },
     [0xA1] = { name = "roster", fields = { { "term", 4 }, { "epoch", 2 }, { "node", 2 }, { "parent", 2 }, { "members", 1 } } },
     [0xA2] = { name = "split", fields = { { "term", 4 }, { "epoch", 2 }, { "new_cluster", 2 }, { "pivot", 2 }, { "low", 1 },
