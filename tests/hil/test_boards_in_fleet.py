@@ -2,7 +2,9 @@
 3 emulated Picos (the MicroPython unix port behind ptys, the real
 firmware/main.py) are one cluster of a 100-node fleet whose other 97 nodes
 run in-process, in real time at time_scale 2, one router and one trace.
-About 35 s of wall time (30 s of it the run: 60 mission s at 2x). Scale 2
+About 20 s of wall time (15 s of it the run: 30 mission s at 2x; the
+boards elect within 3 mission s, the market's first round reaches them at
+4 s and a round comes every 12 s, so 30 s holds three). Scale 2
 leaves the calibration's guard (ground/mixed.py: half the in-process pace,
 about 12x here unloaded) room for a host loaded several times over."""
 
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython u
 def test_three_emulated_boards_are_one_cluster_of_a_100_node_simulated_fleet(tmp_path, capsys):
     c = board_cluster(scenario.load_text(fleet_text(1), "fleet.yaml"), sizes=(3,))
     p = tmp_path / "fleet.yaml"
-    p.write_text(fleet_text(c, scale=2))
+    p.write_text(fleet_text(c, scale=2).replace("duration_s: 60", "duration_s: 30"))
     out = tmp_path / "run"
     code = cli.main(["run", str(p), "--emulated", "3", "--out", str(out), "--no-plot", "-q"])
     text = capsys.readouterr().out
