@@ -334,9 +334,9 @@ NOT_RUN = {"fleet-1k", "fleet-sweep", "fleet-containment", "fleet-detect", "flee
 
 
 @pytest.mark.parametrize("name", [n for n in _names() if n not in NOT_RUN])
-def test_library_scenario_passes_its_gates_in_sim(name, tmp_path, library_runs):
+def test_library_scenario_passes_its_gates_in_sim(name, tmp_path, scenario_runs):
     # (conftest.py: the runs test_sever.py and test_replication.py assert more on are kept for them)
-    sc, res, out = library_runs.get(name, str(tmp_path / name))
+    sc, res, out = scenario_runs.get(name, str(tmp_path / name))
     assert res.ok, res.failures
     _, events = assert_live_equals_file(res, out)  # what the run streamed = what its files give
     check = CHECKS.get(name)

@@ -18,9 +18,9 @@ S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
-def severed(library_runs):
+def severed(scenario_runs):
     """The run of scenarios/containment-sever.yaml test_library.py made (conftest.py), or one made now."""
-    _, res, out = library_runs.get("containment-sever")
+    _, res, out = scenario_runs.get("containment-sever")
     header, events, _ = trace.read(os.path.join(out, "trace.jsonl"))
     return res, header, events
 
