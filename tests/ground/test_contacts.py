@@ -19,7 +19,7 @@ import os
 import pytest
 
 from ground import contacts as C
-from ground import run, scenario, trace
+from ground import scenario, trace
 from ground.yamlfile import ConfigError
 
 MS = 1_000_000
@@ -30,12 +30,10 @@ PLAN = os.path.join(ROOT, "tests", "ground", "scenarios", "contacts.ionrc")
 
 
 @pytest.fixture(scope="module")
-def contact_run(tmp_path_factory):
-    sc = scenario.load(SCENARIO)
-    out = tmp_path_factory.mktemp("contacts")
-    res = run.run(sc, str(out / "r"))
+def contact_run(scenario_runs):
+    sc, res, out = scenario_runs.get(SCENARIO)  # the run test_metrics_stream.py asserts on too (conftest.py)
     assert res.status == "ok"
-    return sc, str(out / "r" / "trace.jsonl")
+    return sc, os.path.join(out, "trace.jsonl")
 
 
 # The plan, as ionrc(5) reads it (written out by hand from contacts.ionrc):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ground import run, scenario, trace
+from ground import scenario
 from test_metrics_stream import assert_live_equals_file
 from test_rollout_defects import hello_versions
 
@@ -334,12 +334,11 @@ NOT_RUN = {"fleet-1k", "fleet-sweep", "fleet-containment", "fleet-detect", "flee
 
 
 @pytest.mark.parametrize("name", [n for n in _names() if n not in NOT_RUN])
-def test_library_scenario_passes_its_gates_in_sim(name, tmp_path):
-    sc = scenario.load(os.path.join(LIBRARY, name + ".yaml"))
-    res = run.run(sc, str(tmp_path / name))
+def test_library_scenario_passes_its_gates_in_sim(name, tmp_path, scenario_runs):
+    # (conftest.py: the runs test_sever.py and test_replication.py assert more on are kept for them)
+    sc, res, out = scenario_runs.get(name, str(tmp_path / name))
     assert res.ok, res.failures
-    assert_live_equals_file(res, str(tmp_path / name))  # what the run streamed = what its files give
-    _, events, _ = trace.read(str(tmp_path / name / "trace.jsonl"))
+    _, events = assert_live_equals_file(res, out)  # what the run streamed = what its files give
     check = CHECKS.get(name)
     if check is not None:
         check(sc, events, res)

@@ -87,10 +87,21 @@ def test_a_run_strikes_the_lineage_at_once_and_measures_the_blast(tmp_path):
     assert 0 < flat["blast_headless_s"] < 10
 
 
+DEFECT_MISSION_S = 480
+
+
 def _defect(path):
+    """The scenario with a clearing defect in lineage 0 from the start, no
+    gates, and 480 mission s instead of 900 (8 one-minute market slots): the
+    mixed fleet quarantines the defective node at about 294 s and its market
+    clears again from the next slot, so rounds after the quarantine are
+    counted; the monoculture is given the same 480 s, over 1.5 times what the
+    mixed fleet needed to find it."""
     text = open(os.path.join(ROOT, path), encoding="utf-8").read()
+    assert "\nduration_s: 900\n" in text
     text = text.replace("{at_s: 300, lineage_fault: {lineage: 0, kind: crash}, duration_s: 120}",
                         "{at_s: 0, lineage_fault: {lineage: 0, kind: clearing_defect}}")
+    text = text.replace("\nduration_s: 900\n", "\nduration_s: %d\n" % DEFECT_MISSION_S)
     return scenario.load_text(text.split("\ngates:")[0] + "\n", path)
 
 
@@ -99,6 +110,7 @@ def test_a_latent_clearing_defect_is_quarantined_in_the_mixed_fleet_and_never_fo
     mono = run.run(_defect("scenarios/containment-monoculture.yaml"), str(tmp_path / "mono"), plot=False).metrics["flat"]
     assert mixed["accusers"] >= 2 and mixed["quarantined_nodes"] == 1
     assert mixed["blast_quarantine_s"] is not None and mixed["blast_restored_s"] is not None
+    assert mixed["blast_quarantine_s"] * 1.5 <= DEFECT_MISSION_S  # the monoculture had time to find it too
     assert mixed["blast_rounds_struck"] < mixed["market_rounds_complete"]
     # one lineage everywhere: every auditor runs the defective clearing too, so nobody accuses
     assert mono["accusations"] == 0 and mono["blast_detect_s"] is None and mono["blast_restored_s"] is None

@@ -27,16 +27,17 @@ S = 1_000_000_000
 
 
 def _file_result(out):
-    """What `ground metrics TRACE` computes: the file, read back."""
+    """What `ground metrics TRACE` computes: the file, read back; and the file's header and events."""
     path = os.path.join(out, "trace.jsonl")
     streamed, torn = metrics.from_trace(path, keep_timeline=True)
     header, events, _ = trace.read(path)
-    return streamed, metrics.compute(header, events), metrics.timeline(header, events), torn
+    return streamed, metrics.compute(header, events), metrics.timeline(header, events), torn, header, events
 
 
 def assert_live_equals_file(res, out):
-    """The run's live metrics and history verdict equal what the trace file gives afterwards."""
-    streamed, listed, tl, torn = _file_result(out)
+    """The run's live metrics and history verdict equal what the trace file gives afterwards.
+    Returns the trace file's (header, events) it read, for the caller's own checks."""
+    streamed, listed, tl, torn, header, events = _file_result(out)
     assert not torn
     live = res.metrics
     assert live == listed, sorted(k for k in live if live[k] != listed.get(k))
@@ -53,6 +54,7 @@ def assert_live_equals_file(res, out):
     assert res.history is not None and res.history.to_dict() == history.check(os.path.join(out, "trace.jsonl")).to_dict()
     with open(os.path.join(out, "trace.jsonl"), "rb") as f:
         assert res.history.lines == len(f.read().splitlines())
+    return header, events
 
 
 def test_the_library_is_there():
@@ -61,10 +63,9 @@ def test_the_library_is_there():
 
 
 @pytest.mark.parametrize("path", TEST_SCENARIOS, ids=[os.path.basename(p) for p in TEST_SCENARIOS])
-def test_live_metrics_equal_the_trace_files(tmp_path, path):
-    sc = scenario.load(path)
-    out = str(tmp_path / sc.name)
-    res = run.run(sc, out)
+def test_live_metrics_equal_the_trace_files(tmp_path, path, scenario_runs):
+    # (conftest.py: the runs other test files assert more on are kept for them)
+    sc, res, out = scenario_runs.get(path, str(tmp_path / os.path.basename(path)[:-5]))
     assert res.metrics["flat"]["frames_sent"] > 0
     assert_live_equals_file(res, out)
 

@@ -23,12 +23,10 @@ SCENARIOS = os.path.join(ROOT, "tests", "ground", "scenarios")
 
 
 @pytest.fixture(scope="module")
-def replay_trace(tmp_path_factory):
-    d = tmp_path_factory.mktemp("replay")
-    sc = scenario.load(os.path.join(SCENARIOS, "replay.yaml"))
-    res = run.run(sc, str(d / "run"))
+def replay_trace(scenario_runs):
+    _, res, out = scenario_runs.get(os.path.join(SCENARIOS, "replay.yaml"))  # as test_metrics_stream.py's (conftest.py)
     assert res.status == "ok"
-    return str(d / "run" / "trace.jsonl")
+    return os.path.join(out, "trace.jsonl")
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,17 @@ import os
 
 import pytest
 
-from ground import replay, run, scenario, trace, update_sim
+from ground import replay, trace, update_sim
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIO = os.path.join(ROOT, "tests", "ground", "scenarios", "replay-rollout.yaml")
 
 
 @pytest.fixture(scope="module")
-def rollout_trace(tmp_path_factory):
-    d = tmp_path_factory.mktemp("replay_rollout")
-    res = run.run(scenario.load(SCENARIO), str(d / "run"))
+def rollout_trace(scenario_runs):
+    _, res, out = scenario_runs.get(SCENARIO)  # the run test_metrics_stream.py made (conftest.py), or one now
     assert res.status == "ok"
-    return str(d / "run" / "trace.jsonl")
+    return os.path.join(out, "trace.jsonl")
 
 
 def _node_events(path, what):

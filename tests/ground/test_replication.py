@@ -107,18 +107,15 @@ def test_spare_ids_are_disjoint_between_clusters_and_a_split_shares_them_out():
     assert rep.config_args(1)["split_cluster"] == [5, 3] and rep.config_args(4)["split_cluster"] == [8, 3]
 
 
-TWICE = os.path.join(os.path.dirname(__file__), "..", "..", "scenarios", "replication-twice.yaml")
-
-
-def test_a_side_made_by_a_split_splits_again_and_every_side_elects(tmp_path):
+def test_a_side_made_by_a_split_splits_again_and_every_side_elects(scenario_runs):
     """Eight daughters come at once to a cluster of eight (max 8): the first
     splits it (cluster 2 takes 5..9), the daughters still joining go to the
     side their spare ids belong to (cluster 1), which grows past 8 and splits
-    again with the next number of its block (3). Node 6 power-cycles after."""
-    sc = scenario.load(TWICE)
-    res = run.run(sc, str(tmp_path / "a"))
+    again with the next number of its block (3). Node 6 power-cycles after.
+    The run of scenarios/replication-twice.yaml test_library.py made (conftest.py), or one made now."""
+    sc, res, out = scenario_runs.get("replication-twice")
     assert res.ok, res.failures
-    _, events, _ = trace.read(str(tmp_path / "a" / "trace.jsonl"))
+    _, events, _ = trace.read(os.path.join(out, "trace.jsonl"))
     added = [e["node"] for e in _node_events(events, "node_added")]
     assert added == list(range(9, 17))  # unique, in order (history unique_ids passed too: res.ok)
     splits = _node_events(events, "cluster_split")

@@ -2,7 +2,9 @@
 3 emulated Picos (the MicroPython unix port behind ptys, the real
 firmware/main.py) are one cluster of a 100-node fleet whose other 97 nodes
 run in-process, in real time at time_scale 2, one router and one trace.
-About 35 s of wall time (30 s of it the run: 60 mission s at 2x). Scale 2
+About 20 s of wall time (15 s of it the run: 30 mission s at 2x; the
+boards elect within 3 mission s, the market's first round reaches them at
+4 s and a round comes every 12 s, so 30 s holds three). Scale 2
 leaves the calibration's guard (ground/mixed.py: half the in-process pace,
 about 12x here unloaded) room for a host loaded several times over."""
 
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython u
 def test_three_emulated_boards_are_one_cluster_of_a_100_node_simulated_fleet(tmp_path, capsys):
     c = board_cluster(scenario.load_text(fleet_text(1), "fleet.yaml"), sizes=(3,))
     p = tmp_path / "fleet.yaml"
-    p.write_text(fleet_text(c, scale=2))
+    p.write_text(fleet_text(c, scale=2).replace("duration_s: 60", "duration_s: 30"))
     out = tmp_path / "run"
     code = cli.main(["run", str(p), "--emulated", "3", "--out", str(out), "--no-plot", "-q"])
     text = capsys.readouterr().out
@@ -64,12 +66,13 @@ def test_three_emulated_boards_are_one_cluster_of_a_100_node_simulated_fleet(tmp
 
 def test_a_rig_files_emulated_boards_are_the_cluster_too(tmp_path, capsys):
     """--rig: the rig's boards are the cluster's nodes, flashed with the
-    .mpy image (the sources' market tier does not compile in 192K). About
-    15 s of wall time."""
+    .mpy image (the sources' market tier does not compile in 192K). 20
+    mission s at 2x (the market's first round reaches the boards at about
+    4 s and they bid at once, the second at 16 s): about 12 s of wall time."""
     sc = scenario.load_text(fleet_text(1), "fleet.yaml")
     c = board_cluster(sc, sizes=(3,))
     p = tmp_path / "fleet.yaml"
-    p.write_text(fleet_text(c, scale=2).replace("duration_s: 60", "duration_s: 30"))
+    p.write_text(fleet_text(c, scale=2).replace("duration_s: 60", "duration_s: 20"))
     rig = tmp_path / "rig.yaml"
     rig.write_text("rig: mixed\nboards:\n" + "".join(
         "  - {name: e%d, kind: emulated_pico, emulated: true, node_id: %d, cluster: %d}\n" % (n, n, c)

@@ -7,7 +7,12 @@ and JOIN from that board and a coordinator's ROSTER admitting it; the two
 later daughters find no spare and are recorded as not placed. Judged from
 the frames the boards sent and from the spare board's flash. About 45 s of
 wall time (40 mission s in real time, plus the boards' boots). The
-board.json `replication` key itself is checked in-process below."""
+board.json `replication` key itself is checked in-process below.
+
+The board run uses the scenario with its auction slot halved (1.2 s) and 28
+mission s instead of 40 (_short below): the daughters complete at about 12,
+13 and 18 s instead of 25, 26 and 35 s, so the same three things happen
+(one placed, two lost) in about 30 s of wall time instead of 41."""
 
 import json
 import os
@@ -31,11 +36,23 @@ def _node_events(events, event):
     return [e for e in events if e.get("kind") == "node" and e.get("event") == event]
 
 
+def _short(tmp_path):
+    """replication-boards.yaml with a 1.2 s auction slot and 28 mission s: each
+    daughter completes in half the mission time (the slowest parent's at
+    about 18 s), with 10 s left for the last one's daughter_lost. A run too
+    short for it fails the test (two daughters lost, exactly), it does not pass it."""
+    text = SCENARIO.read_text()
+    assert "slot_ms: 2400 " in text and "\nduration_s: 40\n" in text
+    path = tmp_path / "replication-short.yaml"
+    path.write_text(text.replace("slot_ms: 2400 ", "slot_ms: 1200 ").replace("\nduration_s: 40\n", "\nduration_s: 28\n"))
+    return path
+
+
 @pytest.mark.skipif(not HAVE_BOARDS, reason="needs the MicroPython unix port in .venv (make venv)")
 @pytest.mark.timeout(600)
 def test_a_daughter_boots_on_the_spare_board_and_joins_the_later_ones_are_not_placed(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli.main(["run", str(SCENARIO), "--emulated", "4", "--out", str(out), "--quiet", "--no-plot"])
+    code = cli.main(["run", str(_short(tmp_path)), "--emulated", "4", "--out", str(out), "--quiet", "--no-plot"])
     text = capsys.readouterr().out
     assert code == 0, text
     header, events, torn = trace.read(str(out / "trace.jsonl"))

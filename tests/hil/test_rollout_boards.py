@@ -7,8 +7,13 @@ said (their HELLOs and UPD_ACKs in the trace), not from the orchestrator's
 rollout events, and from each board's flash: the images are the compiled
 firmware (hil/update_image.py, built by the board back-end), so after the
 run each board's boot pointer names a confirmed slot that holds the good
-build's modules, each file with its sha256. About 2 minutes of wall time
-(480 mission s at 4x)."""
+build's modules, each file with its sha256. The run is the scenario with
+90 s validation windows instead of 120 s and 360 mission s instead of 480
+(_scenario below): about 95 s of wall time instead of 125 s, for the same
+story (a step advances when its window has passed and it is deployed,
+whichever is later; the bad build is reverted about 60 mission s into its
+step, inside the 90 s window, and rolled back about 70 mission s before the
+end)."""
 
 import hashlib
 import json
@@ -52,9 +57,26 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _scenario(tmp_path):
+    """scenarios/rollout-boards.yaml with 90 s windows and 360 mission s. On
+    boards a step of two nodes deploys in about 73 mission s (each node ~21 s
+    of transfer, then its 20 s confirmation), so the good build's two steps
+    end when deployed or at 90 s, and the bad build's canary step (start
+    ~220 s) has its trial reverted ~60 s in, inside its window (an analysis
+    every 90/7 s): aborted and rolled back by ~300 s. A run cut too short
+    fails the test below (a board whose last word is not 1.1, no abort), it
+    does not pass it."""
+    text = (ROOT / "scenarios" / "rollout-boards.yaml").read_text()
+    assert "\nduration_s: 480\n" in text and "\n  window_s: 120\n" in text
+    path = tmp_path / "rollout-boards-short.yaml"
+    path.write_text(text.replace("\nduration_s: 480\n", "\nduration_s: 360\n").replace("\n  window_s: 120\n",
+                                                                                          "\n  window_s: 90\n"))
+    return path
+
+
 def test_a_good_build_reaches_every_board_and_a_bad_one_is_rolled_back_where_it_ran(tmp_path, capsys):
     out = tmp_path / "run"
-    path = ROOT / "scenarios" / "rollout-boards.yaml"
+    path = _scenario(tmp_path)
     code = cli.main(["run", str(path), "--emulated", "6", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert code == 0, text
