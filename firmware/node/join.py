@@ -48,9 +48,11 @@ R_UNKNOWN = const(0)  # an id outside this cluster's spares, or a JOIN naming an
 R_DUPLICATE = const(1)  # an id already a member, or joined before with another parent
 R_FULL = const(2)  # at max_members and no split possible
 R_SPLIT_SMALL = const(3)  # a split would leave a side under min_members (or the sides differ from ours)
-R_NOT_COORDINATOR = const(4)  # a ROSTER or SPLIT not from a member in our term or later
-N_REASONS = const(5)
-REASON_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator")
+R_NOT_COORDINATOR = const(4)  # a ROSTER, SPLIT or CATCHUP not from a member in our term or later
+R_STALE = const(5)  # a CATCHUP older than what this node holds (node/catchup.py)
+R_FOREIGN = const(6)  # a CATCHUP whose roster does not descend from this node's config (node/catchup.py)
+N_REASONS = const(7)
+REASON_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator", "stale", "foreign")
 _RESENDS = const(3)  # a ROSTER is sent again this many times, one election timeout apart (a member may miss it)
 
 
@@ -88,6 +90,9 @@ class Joins:
         self._roster = None  # the last ROSTER payload sent as coordinator, to send again
         self._resends = 0
         self._next_ms = 0  # when poll() has work (JOIN again, ROSTER again)
+        self.others = []  # the other side of each split this node took part in (node/catchup.py), at most 4
+        self.told = {}  # node id -> mission ms before which it is not sent a CATCHUP again (at most 8 entries)
+        self.catchups = 0  # CATCHUPs this node applied
 
     # ---- ids -------------------------------------------------------------
 
@@ -142,6 +147,16 @@ class Joins:
                 self._refuse(node, R_NOT_COORDINATOR, t, src, pivot)
                 return
             self._split(node, new_cluster, pivot, low, high, t, src, now_ms)
+
+    def heard(self, node, src, t, now_ms):
+        """A HELLO or HEARTBEAT reached the node: as coordinator, it answers a
+        member's boot, or a node one of its splits moved, with a CATCHUP
+        (node/catchup.py, loaded only then)."""
+        if node.role == el.COORDINATOR and src != node.id and (
+                (t == msgs.HELLO and node.members.is_member(src)) or (self.others and not node.members.is_member(src))):
+            from node.catchup import answer
+
+            answer(self, node, src, t, now_ms)
 
     def _refuse(self, node, reason, t, src, subject):
         self.refused[reason] += 1
@@ -250,6 +265,9 @@ class Joins:
         # the rest. A block whose first is not this SPLIT's number (a member
         # that lost track) leaves neither side one: it can split no more.
         f, n = self.split
+        from node.catchup import record  # the other side, for a node this split passed by
+
+        record(self, node, new_cluster, pivot, upper, mid, end)
         if n and f == new_cluster:
             half = (n - 1) // 2
             self.split = (f + 1 + half, n - 1 - half) if upper else (f + 1, half)
