@@ -59,7 +59,7 @@ def _decode_fields(frame):
             return {"term": term, "digest": digest, "first": first, "total": total, "entries": [list(e) for e in entries]}
         if frame.type == msgs.LOG:
             return {"text": msgs.unpack_log(frame.payload)}
-        if frame.type == msgs.CATCHUP:  # (firmware/ is on sys.path: ground/firmware.py)
+        if frame.type == 0xA5:  # CATCHUP: its own layout (node/catchup.py; firmware/ is on sys.path)
             from node.catchup import unpack
 
             values = unpack(frame.payload)

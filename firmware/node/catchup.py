@@ -39,6 +39,7 @@ from node import election as el
 from node import msgs, wire
 from node.membership import Membership
 
+CATCHUP = const(0xA5)  # the message's type (replication's block, docs/PROTOCOL.md)
 _HEAD = "<IHHHHHH"  # term, epoch, cluster, spares first, count, split block first, count
 _HEAD_LEN = const(16)
 _ENTRY_LEN = const(4)  # node u16, parent u16 (0: not a daughter)
@@ -125,7 +126,7 @@ def answer(j, node, src, t, now_ms):
     told[src] = now_ms + _QUIET * node.cfg.election_timeout_ms
     payload = pack(j, node, side)
     if payload is not None:
-        node._send(src, msgs.CATCHUP, payload)
+        node._send(src, CATCHUP, payload)
 
 
 def _descends(j, node, cluster, pf, pc):
@@ -141,7 +142,7 @@ def apply(j, node, src, payload, now_ms):
     if src == node.id:
         return
     if term < node.term or not node.members.is_member(src):
-        j._refuse(node, R_NOT_COORDINATOR, msgs.CATCHUP, src, cluster)
+        j._refuse(node, R_NOT_COORDINATOR, CATCHUP, src, cluster)
         return
     members = [e[0] for e in entries]
     r = node.cfg.replication
@@ -150,7 +151,7 @@ def apply(j, node, src, payload, now_ms):
         if wire.index_of(node.sources, m) < 0:
             foreign = True
     if foreign:
-        j._refuse(node, R_FOREIGN, msgs.CATCHUP, src, cluster)
+        j._refuse(node, R_FOREIGN, CATCHUP, src, cluster)
         return
     newer = 0 < ((epoch - j.epoch) & 0xFFFF) < 0x8000
     same = cluster == node.cluster_dst & 0xFFF and (pf, pc) == j.split
@@ -158,7 +159,7 @@ def apply(j, node, src, payload, now_ms):
         node.ignored += 1  # nothing it does not hold already
         return
     if not (same or (_descends(j, node, cluster, pf, pc) and (newer or epoch == j.epoch))):
-        j._refuse(node, R_STALE, msgs.CATCHUP, src, cluster)
+        j._refuse(node, R_STALE, CATCHUP, src, cluster)
         return
     for k, p in entries:
         if p:

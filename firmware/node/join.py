@@ -148,6 +148,12 @@ class Joins:
                 return
             self._split(node, new_cluster, pivot, low, high, t, src, now_ms)
 
+    def catch_up(self, node, f, now_ms):
+        """A CATCHUP frame `f` sent to the node (node/catchup.py)."""
+        from node.catchup import apply
+
+        apply(self, node, f.src, f.payload, now_ms)
+
     def heard(self, node, src, t, now_ms):
         """A HELLO or HEARTBEAT reached the node: as coordinator, it answers a
         member's boot, or a node one of its splits moved, with a CATCHUP

@@ -69,7 +69,6 @@ ROSTER = const(0xA1)  # coordinator -> cluster: `node` joined; the roster's epoc
 SPLIT = const(0xA2)  # coordinator -> cluster: ids from `pivot` up form cluster `new_cluster`
 DAUGHTER = const(0xA3)  # parent -> ground: a daughter is complete (the ground fabs and boots it)
 JOIN_REFUSED = const(0xA4)  # node -> ground: a JOIN, ROSTER or SPLIT refused, and why
-CATCHUP = const(0xA5)  # member -> a node a split passed by: its cluster's roster now (node/catchup.py)
 
 # PRICES status: what the message says about its round.
 ROUND_COMPLETE = const(1)  # awarded: every award of the round stands
@@ -222,7 +221,7 @@ def _tiers(type):
     """True for a type node/msgs_tiers.py lays out: a stray frame of any
     other unknown type does not load it."""
     return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= HELD
-            or JOIN <= type <= CATCHUP)
+            or JOIN <= type <= 0xA5)  # 0xA5: CATCHUP (node/catchup.py)
 
 
 def name(type):

@@ -77,8 +77,9 @@ LAYOUTS = {
     m.SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),
     m.DAUGHTER: ("daughter", "<HBBBB", ["daughters", "lineage", "hw_gen", "fw_major", "fw_minor"]),
     m.JOIN_REFUSED: ("join_refused", "<BBHHI", ["reason", "type", "src", "subject", "count"]),
-    # Variable: a 16-byte head ("<IHHHHHH"), then (node u16, parent u16) per member (node/catchup.py).
-    m.CATCHUP: ("catchup", None, ["term", "epoch", "cluster", "first", "count", "split_first", "split_count",
+    # CATCHUP (node/catchup.py; its number is not in msgs.py: a plain board's msgs holds no name for it).
+    # Variable: a 16-byte head ("<IHHHHHH"), then (node u16, parent u16) per member.
+    0xA5: ("catchup", None, ["term", "epoch", "cluster", "first", "count", "split_first", "split_count",
                                   "entries"]),
 }
 

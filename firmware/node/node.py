@@ -42,6 +42,7 @@ _SAVED_LEN = 10
 _COUNTER_BLOCK = wire.BLOCK  # auth counters reserved per flash write, block-aligned
 _U32 = const(0xFFFFFFFF)
 _MAX_TERM = 0xFFFFFF00  # terms above this are refused (term + 1 must fit u32)
+_CATCHUP = const(0xA5)  # node/catchup.py's CATCHUP
 _TERMED = (msgs.HEARTBEAT, msgs.PREVOTE_REQUEST, msgs.PREVOTE, msgs.VOTE_REQUEST, msgs.VOTE, msgs.COORDINATOR,
            msgs.STANDBY, msgs.STATE)
 
@@ -492,10 +493,8 @@ class Node:
             from node.update import on_frame
 
             return on_frame(self, f)
-        if t == msgs.CATCHUP:  # a split it missed (node/catchup.py): its own layout, read there
-            from node.catchup import apply
-
-            return apply(self._joins(), self, f.src, f.payload, now_ms)
+        if t == _CATCHUP:  # a split it missed (node/catchup.py): its own layout, read there
+            return self._joins().catch_up(self, f, now_ms)
         if region is not None and t in msgs.MARKET_TYPES:
             region.receive(f.src, f.dst, t, f.payload, now_ms, f.version)
             return

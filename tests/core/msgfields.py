@@ -9,6 +9,7 @@
 
 from node import msgs
 from node import update as U
+from node.catchup import CATCHUP
 
 
 def payload_of(type, fields, version=1):
@@ -20,7 +21,7 @@ def payload_of(type, fields, version=1):
         return fields["text"].encode()
     if type == msgs.JOURNAL:
         return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
-    if type == msgs.CATCHUP:
+    if type == CATCHUP:
         from node import catchup
 
         head = tuple(fields[n] for n in msgs.layout(type)[2][:7])
@@ -61,7 +62,7 @@ def fields_of(type, payload, version=1):
     if type == msgs.JOURNAL:
         first, entries = msgs.unpack_journal(payload)
         return {"first": first, "entries": [{"kind": k, "t_ms": t, "arg": a} for k, t, a in entries]}
-    if type == msgs.CATCHUP:
+    if type == CATCHUP:
         from node import catchup
 
         values = catchup.unpack(payload)

@@ -9,6 +9,7 @@ import struct
 from mesh import Mesh
 from node import durable, msgs, wire
 from node import election as el
+from node.catchup import CATCHUP
 from node.config import Config
 from node.join import R_FOREIGN, R_NOT_COORDINATOR, R_STALE
 from node.node import Node
@@ -155,7 +156,7 @@ def test_a_forged_or_stale_catchup_is_refused_with_its_reason():
     high = [(6, 0), (7, 0), (8, 0), (9, 0), (10, 0), (100, 7)]
 
     def send(src, payload):
-        n.receive(wire.encode(msgs.CATCHUP, src, 8, payload)[:-1], m.now)
+        n.receive(wire.encode(CATCHUP, src, 8, payload)[:-1], m.now)
 
     send(100, _catchup(term, 1, 2, (108, 8), (4, 1), high))  # 100 is not a member of its roster
     send(6, _catchup(term - 1, 1, 2, (108, 8), (4, 1), high))  # an older term
@@ -188,7 +189,7 @@ def test_a_coordinator_answers_a_node_at_most_once_per_four_election_timeouts():
     route = m._route
 
     def spy(src, dst, line, t):
-        if wire.decode(line).type == msgs.CATCHUP:
+        if wire.decode(line).type == CATCHUP:
             sent.append(t if dst == 8 else (dst, t))
         route(src, dst, line, t)  # (to a node that is off: dropped)
 
