@@ -93,7 +93,10 @@ class Replication:
             elif t == CATCHUP:
                 self.catching[e.get("dst")] = e
             elif t == HELLO and e.get("src") in self.catching:
-                self._caught_up(run, e)
+                if e.get("dst") == 0:  # a boot (its HELLO to the ground comes first): not the CATCHUP's doing
+                    del self.catching[e["src"]]
+                else:
+                    self._caught_up(run, e)
         return on_event
 
     def _daughter(self, run, e):

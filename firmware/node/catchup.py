@@ -7,14 +7,18 @@
 # cluster (node/join.py's Joins exists) answers it with one CATCHUP, sent to
 # that node only:
 # - a HELLO from one of its own members (a boot: it may have missed a join
-#   or a split it stayed through): its own cluster's roster now;
+#   or a split it stayed through), and, in a cluster a split made or cut,
+#   each member's first HEARTBEAT in the coordinator's term (a boot HELLO
+#   that no coordinator heard: both sides elect after a split): its own
+#   cluster's roster now;
 # - a HELLO or HEARTBEAT on its cluster's address from a node that one of
 #   its splits moved to the other side: that side's roster as of the split
 #   (Joins.others, recorded by record() when the split is applied; the
 #   other side answers from there on, so a node off across several splits
 #   is led through them one side at a time).
 # At most one CATCHUP per node per 4 election timeouts (Joins.told, at most
-# 8 entries): no storms.
+# 8 entries), and a member's heartbeat gets one once per term (Joins.shown):
+# no storms.
 #
 # The receiver (apply) takes a CATCHUP only from a member of its roster in
 # its term or later (else `not_coordinator`), whose roster descends from its
@@ -102,14 +106,10 @@ def unpack(payload):
     return head + (entries,)
 
 
-def answer(j, node, src, t, now_ms):
-    """A HELLO or HEARTBEAT from `src` reached this node's dispatch: if this
-    node coordinates and `src` may have missed a split (above), one CATCHUP."""
-    if node.role != el.COORDINATOR or src == node.id:
-        return
-    if node.members.is_member(src):
-        if t != msgs.HELLO:
-            return
+def answer(j, node, src, member, now_ms):
+    """Joins.heard found that `src` (a `member` of this coordinator's
+    cluster, or not) may have missed a split (above): one CATCHUP."""
+    if member:
         side = (j.epoch, node.cluster_dst & 0xFFF, j.first, j.count, j.split[0], j.split[1], node.members.members)
     else:
         side = None

@@ -93,6 +93,8 @@ class Joins:
         self.others = []  # the other side of each split this node took part in (node/catchup.py), at most 4
         self.told = {}  # node id -> mission ms before which it is not sent a CATCHUP again (at most 8 entries)
         self.catchups = 0  # CATCHUPs this node applied
+        self.shown = None  # members sent a CATCHUP in term shown_term (at most every member once per term)
+        self.shown_term = -1
 
     # ---- ids -------------------------------------------------------------
 
@@ -155,14 +157,28 @@ class Joins:
         apply(self, node, f.src, f.payload, now_ms)
 
     def heard(self, node, src, t, now_ms):
-        """A HELLO or HEARTBEAT reached the node: as coordinator, it answers a
-        member's boot, or a node one of its splits moved, with a CATCHUP
-        (node/catchup.py, loaded only then)."""
-        if node.role == el.COORDINATOR and src != node.id and (
-                (t == msgs.HELLO and node.members.is_member(src)) or (self.others and not node.members.is_member(src))):
-            from node.catchup import answer
+        """A HELLO or HEARTBEAT reached the node: as coordinator, it answers
+        with a CATCHUP (node/catchup.py, loaded only then) a member's boot, a
+        member's first heartbeat in its term when a split made or cut this
+        cluster, and a node one of its splits moved."""
+        if node.role != el.COORDINATOR or src == node.id:
+            return
+        member = node.members.is_member(src)
+        if member and t != msgs.HELLO:
+            if not self.others and self.split == node.cfg.replication[4]:
+                return  # no split since its boot config
+            shown = self.shown
+            if shown is None or self.shown_term != node.term:
+                shown = self.shown = set()
+                self.shown_term = node.term
+            if src in shown:
+                return
+            shown.add(src)
+        elif not member and not self.others:
+            return
+        from node.catchup import answer
 
-            answer(self, node, src, t, now_ms)
+        answer(self, node, src, member, now_ms)
 
     def _refuse(self, node, reason, t, src, subject):
         self.refused[reason] += 1

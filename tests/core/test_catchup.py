@@ -114,6 +114,26 @@ def test_a_node_off_across_a_split_it_stayed_through_drops_the_side_that_left():
     assert n.coordinator == coords[1][0] and sum(_refusals(m, i) for i in m.ids) == 0
 
 
+def test_a_boot_no_coordinator_heard_is_caught_up_at_the_next_election():
+    # Node 3 comes back while cluster 1 has no coordinator (it is off too):
+    # nobody answers its HELLO. The next coordinator sends each member one
+    # CATCHUP at its first heartbeat in the new term: node 3 takes it.
+    m = _mesh()
+    m.crash(3)
+    _daughter(m, 100, parent=7)
+    m.run_for(20 * T)
+    (c,) = _coordinators(m)[1]
+    m.crash(c)
+    m.restart(3)
+    m.run_for(30 * T)
+    n = m.nodes[3]
+    assert _roster(m, 3) == (1, (1, 2, 3, 4, 5)), _roster(m, 3)
+    assert n.joins.catchups == 1 and n.coordinator not in (c, 0) and n.coordinator == _coordinators(m)[1][0]
+    # The other members got theirs too, and took nothing from it.
+    assert all(m.nodes[i].joins.catchups == 0 for i in (1, 2, 4, 5) if i != c)
+    assert sum(_refusals(m, i) for i in m.ids) == 0
+
+
 def test_a_node_off_across_two_splits_is_led_through_both():
     m = _mesh()
     m.crash(9)
