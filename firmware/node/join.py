@@ -124,6 +124,8 @@ class Joins:
         elif self._resends and node.role == el.COORDINATOR:
             self._resends -= 1
             node._send(node.cluster_dst, msgs.ROSTER, self._roster)
+        else:  # not coordinator now: its ROSTER's term is over (sent again later, members refused it as not_coordinator)
+            self._resends = 0
 
     def next_deadline_ms(self):
         return self._next_ms if self.joining or self._resends else None
