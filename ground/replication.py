@@ -176,9 +176,11 @@ class Replication:
             [0, 0], [0, 0])
         # A daughter booted but not yet admitted goes where its spare id now belongs (as node/join.py).
         waiting = sorted(n for n in self.pending if run.sc.nodes[n].cluster == c)
-        split_cluster(run, c, new, low, high, [n for n in waiting if n < mid], [n for n in waiting if n >= mid])
+        going = [n for n in waiting if n >= mid]
+        split_cluster(run, c, new, low, high, [n for n in waiting if n < mid], going)
+        # `high`: every node that moves, a daughter still joining included (the checker's and metrics' maps follow it)
         run.router._event("node", node=src, event="cluster_split", cluster=c, new_cluster=new, pivot=pivot,
-                          low=low, high=high, frame=e["id"],
+                          low=low, high=sorted(high + going), frame=e["id"],
                           detail="cluster %d split by node %d (frame %d): %d stay, %d form cluster %d"
                           % (c, src, e["id"], len(low), len(high), new))
 

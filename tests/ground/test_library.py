@@ -330,8 +330,21 @@ def _check_replication_late(sc, events, res):
     assert res.metrics["flat"]["catch_ups"] == 2 and res.metrics["flat"]["join_refusals"] == 0
 
 
+def _check_replication_late_joining(sc, events, res):
+    """The split moves 3 and 4 (members), 5 (just admitted) and 7 (still
+    joining, by its spare id); node 3, off across it, is told it is in
+    cluster 2. The history checker's map moved 7 too (its frame fates hold:
+    res.ok; on the old map they were called misdelivered)."""
+    (split,) = [e for e in events if e["kind"] == "node" and e.get("event") == "cluster_split"]
+    assert split["high"] == [3, 4, 5, 7] and split["low"] == [1, 2], split
+    caught = [(e["node"], e["cluster"]) for e in events if e["kind"] == "node" and e.get("event") == "caught_up"]
+    assert caught == [(3, 2)], caught
+    assert res.history is not None and not res.history.violations
+
+
 CHECKS = {
     "replication-late": _check_replication_late,
+    "replication-late-joining": _check_replication_late_joining,
     "rollout": _check_rollout,
     "fleet-rollout": _check_fleet_rollout,
     "containment-byzantine": _check_byzantine_quarantine,
