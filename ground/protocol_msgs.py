@@ -66,8 +66,10 @@ JOIN = 0xA0  # replication (node/join.py): daughter -> its cluster
 ROSTER = 0xA1  # coordinator -> cluster: a node joined
 SPLIT = 0xA2  # coordinator -> cluster: the upper half becomes another cluster
 DAUGHTER = 0xA3  # parent -> ground: a daughter is complete
-JOIN_REFUSED = 0xA4  # node -> ground: a JOIN, ROSTER or SPLIT refused
-JOIN_REFUSAL_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator")  # node/join.py R_*
+JOIN_REFUSED = 0xA4  # node -> ground: a JOIN, ROSTER, SPLIT or CATCHUP refused
+CATCHUP = 0xA5  # coordinator -> a node a split passed by: the roster it belongs to now
+JOIN_REFUSAL_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator", "stale",
+                      "foreign")  # node/join.py R_*
 ACCUSE_REASON_BITS = ((1, "digest"), (2, "prices"), (4, "awards"))  # msgs.ACCUSE_*
 
 ROLE_NAMES = ("follower", "candidate", "coordinator", "standby")
@@ -315,6 +317,17 @@ Split = Struct("term" / Int32ul, "epoch" / Int16ul, "new_cluster" / Int16ul, "pi
 Daughter = Struct("daughters" / Int16ul, "lineage" / Int8ul, "hw_gen" / Int8ul, "fw_major" / Int8ul,
                   "fw_minor" / Int8ul)
 JoinRefused = Struct("reason" / Int8ul, "type" / Int8ul, "src" / Int16ul, "subject" / Int16ul, "count" / Int32ul)
+CatchupEntry = Struct("node" / Int16ul, "parent" / Int16ul)  # a member; parent 0: not a daughter
+Catchup = Struct(  # node/catchup.py: a cluster's roster now, sent to one node a split passed by
+    "term" / Int32ul,
+    "epoch" / Int16ul,
+    "cluster" / Int16ul,
+    "first" / Int16ul,  # its spare ids
+    "count" / Int16ul,
+    "split_first" / Int16ul,  # its split block
+    "split_count" / Int16ul,
+    "entries" / GreedyRange(CatchupEntry),
+)
 
 # Software updates (firmware/node/update.py, docs/UPDATES.md). Byte fields
 # read as hex strings, so a parsed message is JSON as it stands (traces).
@@ -395,6 +408,7 @@ MESSAGES = {
     SPLIT: ("split", Split),
     DAUGHTER: ("daughter", Daughter),
     JOIN_REFUSED: ("join_refused", JoinRefused),
+    CATCHUP: ("catchup", Catchup),
     UPD_OFFER: ("upd_offer", UpdOffer),
     UPD_CHUNK: ("upd_chunk", UpdChunk),
     UPD_ACK: ("upd_ack", UpdAck),

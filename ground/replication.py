@@ -18,7 +18,8 @@ from its parent's fab, that JOINs its parent's cluster. When a coordinator's
 SPLIT goes out it follows the split (`cluster_split`: who went where), so the
 router delivers each cluster's frames to its new members; a JOIN_REFUSED a
 node sends becomes a `join_refused` node event naming the node, the frame and
-why. The core decides every join and split (node/join.py); this module only
+why. A node a split passed by (off while it happened) is told by a CATCHUP
+(node/catchup.py): its HELLO in the cluster named becomes `caught_up`. The core decides every join and split (node/join.py); this module only
 does what the ground does for real: fab, flash, boot, and keep its map.
 """
 
@@ -32,6 +33,8 @@ DAUGHTER = "daughter"
 ROSTER = "roster"
 SPLIT = "split"
 JOIN_REFUSED = "join_refused"
+CATCHUP = "catchup"
+HELLO = "hello"
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Replication:
         self.split_to = {}  # cluster -> [first, count]: its split block, first the number its next split takes
         self.parent_of = {}  # daughter id -> parent
         self.handed = set()  # every id handed out: never again
+        self.catching = {}  # node id -> the CATCHUP sent it last (its event), until its HELLO in that cluster
         base = max(sc.nodes) + 1
         free_cluster = max(sc.clusters) + 1
         for k, c in enumerate(sorted(sc.clusters)):
@@ -86,6 +90,13 @@ class Replication:
                 run.clock.call_at(run.clock.now_ns(), self._split, run, e)
             elif t == JOIN_REFUSED and e.get("dst") == 0:
                 run.clock.call_at(run.clock.now_ns(), self._refused, run, e)
+            elif t == CATCHUP:
+                self.catching[e.get("dst")] = e
+            elif t == HELLO and e.get("src") in self.catching:
+                if e.get("dst") == 0:  # a boot (its HELLO to the ground comes first): not the CATCHUP's doing
+                    del self.catching[e["src"]]
+                else:
+                    self._caught_up(run, e)
         return on_event
 
     def _daughter(self, run, e):
@@ -165,11 +176,33 @@ class Replication:
             [0, 0], [0, 0])
         # A daughter booted but not yet admitted goes where its spare id now belongs (as node/join.py).
         waiting = sorted(n for n in self.pending if run.sc.nodes[n].cluster == c)
-        split_cluster(run, c, new, low, high, [n for n in waiting if n < mid], [n for n in waiting if n >= mid])
+        going = [n for n in waiting if n >= mid]
+        split_cluster(run, c, new, low, high, [n for n in waiting if n < mid], going)
+        # `high`: every node that moves, a daughter still joining included (the checker's and metrics' maps follow it)
         run.router._event("node", node=src, event="cluster_split", cluster=c, new_cluster=new, pivot=pivot,
-                          low=low, high=high, frame=e["id"],
+                          low=low, high=sorted(high + going), frame=e["id"],
                           detail="cluster %d split by node %d (frame %d): %d stay, %d form cluster %d"
                           % (c, src, e["id"], len(low), len(high), new))
+
+    def _caught_up(self, run, e):
+        """A node a CATCHUP was sent to says HELLO in the cluster it named:
+        it took it (node/catchup.py). A `caught_up` node event naming the
+        node, the cluster, who told it and both frames; `ground_cluster`
+        when the ground's map (which follows every split, off nodes too)
+        says otherwise."""
+        nid = e["src"]
+        c = self.catching[nid]
+        cluster = (c.get("msg") or {}).get("cluster")
+        if cluster is None or e.get("dst") != 0xF000 | cluster:
+            return
+        del self.catching[nid]
+        spec = run.sc.nodes.get(nid)
+        extra = {} if spec is None or spec.cluster == cluster else {"ground_cluster": spec.cluster}
+        run.router._event("node", node=nid, event="caught_up", cluster=cluster, by=c["src"], frame=c["id"],
+                          hello=e["id"], **extra, detail="node %d caught up with cluster %d: CATCHUP from node %d"
+                          " (frame %d), its HELLO there (frame %d)%s" % (nid, cluster, c["src"], c["id"], e["id"],
+                                                                          "; the ground's map says cluster %d"
+                                                                          % spec.cluster if extra else ""))
 
     def _refused(self, run, e):
         msg = e.get("msg") or {}

@@ -59,6 +59,11 @@ def _decode_fields(frame):
             return {"term": term, "digest": digest, "first": first, "total": total, "entries": [list(e) for e in entries]}
         if frame.type == msgs.LOG:
             return {"text": msgs.unpack_log(frame.payload)}
+        if frame.type == 0xA5:  # CATCHUP: its own layout (node/catchup.py; firmware/ is on sys.path)
+            from node.catchup import unpack
+
+            values = unpack(frame.payload)
+            return dict(zip(layout[2], values[:7]), entries=[list(e) for e in values[7]])
         return dict(zip(layout[2], msgs.unpack(frame.type, frame.payload, frame.version)))
     except wire.ProtocolError:
         return {}

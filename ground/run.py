@@ -195,8 +195,8 @@ class Run:
 
         def make(saved, boots, version=None):
             v = None if version is None else tuple(version)  # an installed update: that version from this boot on
-            if replicating:
-                c = self._replicating_config(nid, parent, v)
+            if replicating:  # its cluster as it was at its first boot, kept as a board keeps its board.json
+                c = configs.get(v) or configs.setdefault(v, self._replicating_config(nid, parent, v))
             else:
                 c = configs.get(v)
                 if c is None:
@@ -206,7 +206,7 @@ class Run:
         return make
 
     def _replicating_config(self, nid, parent, version=None):
-        """Built at every boot: the cluster's roster and spares as they are now."""
+        """At a node's first boot: the cluster's roster and spares as they are then."""
         spec = self.sc.nodes[nid]
         sc = self.sc
         if nid not in sc.clusters[spec.cluster]:  # a daughter not yet admitted: the roster and itself

@@ -23,6 +23,7 @@ for _p in (os.path.join(_ROOT, "firmware"), os.path.join(_ROOT, "ground", "shims
 
 from msgfields import payload_of  # noqa: E402  (needs the paths above)
 from node import msgs, msgs_tiers, wire  # noqa: E402
+from node.catchup import CATCHUP  # noqa: E402
 
 OUT = os.path.join(_ROOT, "tests", "core", "golden", "frames.json")
 KEY = b"fleetloop golden key \x00\x03\x1b"  # fixed; the escape bytes are on purpose
@@ -196,6 +197,13 @@ CASES = [
      None),
     ("join_refused_auth", msgs.JOIN_REFUSED, N1, GROUND, 0xA5,
      dict(reason=1, type=msgs.JOIN, src=0x031B, subject=0x1B03, count=0x0003001B), 29),
+    # CATCHUP (node/catchup.py): a roster sent to one node; seqs 0xA6.. (the ones above are taken).
+    ("catchup", CATCHUP, N1, 8, 0xA6, dict(term=7, epoch=2, cluster=2, first=108, count=8, split_first=4,
+                                                 split_count=1, entries=[dict(node=6, parent=0), dict(node=8, parent=0),
+                                                                         dict(node=100, parent=7)]), None),
+    ("catchup_auth", CATCHUP, 0x031B, N2, 0xA7, dict(term=0x0003001B, epoch=0x1B03, cluster=0x031B, first=0x1B00,
+                                                          count=3, split_first=0x0300, split_count=0, entries=[
+                                                              dict(node=N2, parent=0x031B)]), 30),
 ]
 
 # Protocol version 2 frames (CASES are all version 1, and stay byte for byte
@@ -345,6 +353,8 @@ def overhead(n_random=10000, seed=1):
             payload = bytes(rng.randrange(32, 127) for _ in range(rng.randrange(80)))
         elif t in (msgs.UPD_CHUNK, msgs.UPD_ACK):
             payload = bytes(rng.randrange(256) for _ in range(rng.randrange(13, 200)))
+        elif t == CATCHUP:
+            payload = bytes(rng.randrange(256) for _ in range(16 + 4 * rng.randrange(22)))
         elif t == msgs.JOURNAL:
             payload = msgs.pack_journal(rng.randrange(1 << 32), [(rng.randrange(1, 8), rng.randrange(1 << 32), rng.randrange(1 << 32)) for _ in range(rng.randrange(msgs.JOURNAL_MAX_ENTRIES + 1))])
         else:

@@ -48,9 +48,11 @@ R_UNKNOWN = const(0)  # an id outside this cluster's spares, or a JOIN naming an
 R_DUPLICATE = const(1)  # an id already a member, or joined before with another parent
 R_FULL = const(2)  # at max_members and no split possible
 R_SPLIT_SMALL = const(3)  # a split would leave a side under min_members (or the sides differ from ours)
-R_NOT_COORDINATOR = const(4)  # a ROSTER or SPLIT not from a member in our term or later
-N_REASONS = const(5)
-REASON_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator")
+R_NOT_COORDINATOR = const(4)  # a ROSTER, SPLIT or CATCHUP not from a member in our term or later
+R_STALE = const(5)  # a CATCHUP older than what this node holds (node/catchup.py)
+R_FOREIGN = const(6)  # a CATCHUP whose roster does not descend from this node's config (node/catchup.py)
+N_REASONS = const(7)
+REASON_NAMES = ("unknown", "duplicate", "full", "split_small", "not_coordinator", "stale", "foreign")
 _RESENDS = const(3)  # a ROSTER is sent again this many times, one election timeout apart (a member may miss it)
 
 
@@ -88,6 +90,11 @@ class Joins:
         self._roster = None  # the last ROSTER payload sent as coordinator, to send again
         self._resends = 0
         self._next_ms = 0  # when poll() has work (JOIN again, ROSTER again)
+        self.others = []  # the other side of each split this node took part in (node/catchup.py), at most 4
+        self.told = {}  # node id -> mission ms before which it is not sent a CATCHUP again (at most 8 entries)
+        self.catchups = 0  # CATCHUPs this node applied
+        self.shown = None  # members sent a CATCHUP in term shown_term (at most every member once per term)
+        self.shown_term = -1
 
     # ---- ids -------------------------------------------------------------
 
@@ -117,6 +124,8 @@ class Joins:
         elif self._resends and node.role == el.COORDINATOR:
             self._resends -= 1
             node._send(node.cluster_dst, msgs.ROSTER, self._roster)
+        else:  # not coordinator now: its ROSTER's term is over (sent again later, members refused it as not_coordinator)
+            self._resends = 0
 
     def next_deadline_ms(self):
         return self._next_ms if self.joining or self._resends else None
@@ -142,6 +151,36 @@ class Joins:
                 self._refuse(node, R_NOT_COORDINATOR, t, src, pivot)
                 return
             self._split(node, new_cluster, pivot, low, high, t, src, now_ms)
+
+    def catch_up(self, node, f, now_ms):
+        """A CATCHUP frame `f` sent to the node (node/catchup.py)."""
+        from node.catchup import apply
+
+        apply(self, node, f.src, f.payload, now_ms)
+
+    def heard(self, node, src, t, now_ms):
+        """A HELLO or HEARTBEAT reached the node: as coordinator, it answers
+        with a CATCHUP (node/catchup.py, loaded only then) a member's boot, a
+        member's first heartbeat in its term when a split made or cut this
+        cluster, and a node one of its splits moved."""
+        if node.role != el.COORDINATOR or src == node.id:
+            return
+        member = node.members.is_member(src)
+        if member and t != msgs.HELLO:
+            if not self.others and self.split == node.cfg.replication[4]:
+                return  # no split since its boot config
+            shown = self.shown
+            if shown is None or self.shown_term != node.term:
+                shown = self.shown = set()
+                self.shown_term = node.term
+            if src in shown:
+                return
+            shown.add(src)
+        elif not member and not self.others:
+            return
+        from node.catchup import answer
+
+        answer(self, node, src, member, now_ms)
 
     def _refuse(self, node, reason, t, src, subject):
         self.refused[reason] += 1
@@ -250,6 +289,9 @@ class Joins:
         # the rest. A block whose first is not this SPLIT's number (a member
         # that lost track) leaves neither side one: it can split no more.
         f, n = self.split
+        from node.catchup import record  # the other side, for a node this split passed by
+
+        record(self, node, new_cluster, pivot, upper, mid, end)
         if n and f == new_cluster:
             half = (n - 1) // 2
             self.split = (f + 1 + half, n - 1 - half) if upper else (f + 1, half)

@@ -225,7 +225,7 @@ def _tiers(type):
     """True for a type node/msgs_tiers.py lays out: a stray frame of any
     other unknown type does not load it."""
     return (type == MARKET_TEL or type == INTENT or BID <= type <= RECONCILE_ACK or ACCUSE <= type <= 0x98
-            or JOIN <= type <= JOIN_REFUSED)
+            or JOIN <= type <= 0xA5)  # 0x98: BID_RECEIPT (node/bidcopy.py); 0xA5: CATCHUP (node/catchup.py)
 
 
 def name(type):

@@ -86,6 +86,10 @@ LAYOUTS = {
     m.SPLIT: ("split", "<IHHHBB", ["term", "epoch", "new_cluster", "pivot", "low", "high"]),
     m.DAUGHTER: ("daughter", "<HBBBB", ["daughters", "lineage", "hw_gen", "fw_major", "fw_minor"]),
     m.JOIN_REFUSED: ("join_refused", "<BBHHI", ["reason", "type", "src", "subject", "count"]),
+    # CATCHUP (node/catchup.py; its number is not in msgs.py: a plain board's msgs holds no name for it).
+    # Variable: a 16-byte head ("<IHHHHHH"), then (node u16, parent u16) per member.
+    0xA5: ("catchup", None, ["term", "epoch", "cluster", "first", "count", "split_first", "split_count",
+                                  "entries"]),
 }
 
 # version -> {type: layout} of the layouts that version changed (msgs._CHANGED's shape).

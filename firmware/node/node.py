@@ -31,10 +31,8 @@ from array import array
 
 from micropython import const
 
-from node import elect
+from node import elect, msgs, wire
 from node import election as el
-from node import msgs
-from node import wire
 from node.membership import ALIVE, SUSPECT, Membership
 from node.records import Records
 from node.rng import Rng
@@ -44,10 +42,9 @@ _SAVED_LEN = 10
 _COUNTER_BLOCK = wire.BLOCK  # auth counters reserved per flash write, block-aligned
 _U32 = const(0xFFFFFFFF)
 _MAX_TERM = 0xFFFFFF00  # terms above this are refused (term + 1 must fit u32)
-_TERMED = (
-    msgs.HEARTBEAT, msgs.PREVOTE_REQUEST, msgs.PREVOTE, msgs.VOTE_REQUEST, msgs.VOTE,
-    msgs.COORDINATOR, msgs.STANDBY, msgs.STATE,
-)
+_CATCHUP = const(0xA5)  # node/catchup.py's CATCHUP
+_TERMED = (msgs.HEARTBEAT, msgs.PREVOTE_REQUEST, msgs.PREVOTE, msgs.VOTE_REQUEST, msgs.VOTE, msgs.COORDINATOR,
+           msgs.STANDBY, msgs.STATE)
 
 
 class Node:
@@ -495,8 +492,9 @@ class Node:
         if t in msgs.UPDATE_TYPES:  # the update agent's (node/update.py), imported now
             from node.update import on_frame
 
-            on_frame(self, f)
-            return
+            return on_frame(self, f)
+        if t == _CATCHUP:  # a split it missed (node/catchup.py): its own layout, read there
+            return self._joins().catch_up(self, f, now_ms)
         if region is not None and t in msgs.MARKET_TYPES:
             region.receive(f.src, f.dst, t, f.payload, now_ms, f.version)
             return
@@ -520,6 +518,8 @@ class Node:
         if msgs.JOIN <= t <= msgs.SPLIT:  # JOIN, ROSTER, SPLIT; before the member check: a JOIN comes from a node not yet a member
             self._joins().receive(self, f.src, t, fields, now_ms)
             return
+        if self.joins is not None and (t == msgs.HELLO or t == msgs.HEARTBEAT):  # one a split passed by? (node/catchup.py)
+            self.joins.heard(self, f.src, t, now_ms)
         if f.src == self.id or not self.members.is_member(f.src):
             self.ignored += 1
             return
@@ -536,12 +536,11 @@ class Node:
             self.ignored += 1  # TELEMETRY, LOG: meant for the ground
 
     def _joins(self):
-        j = self.joins
-        if j is None:
+        if self.joins is None:
             from node.join import Joins  # lazily: a fleet that never replicates never loads it
 
-            j = self.joins = Joins(self)
-        return j
+            self.joins = Joins(self)
+        return self.joins
 
 
 def known_sources(config, node_id):

@@ -5,10 +5,11 @@
 #
 # Fields are by the names of msgs.layout(type, version); the variable layouts
 # as JSON-ready data: STATE entries as {node, version, data}, JOURNAL entries
-# as {kind, t_ms, arg}, LOG as {"text": ...}.
+# as {kind, t_ms, arg}, LOG as {"text": ...}, CATCHUP entries as {node, parent}.
 
 from node import msgs
 from node import update as U
+from node.catchup import CATCHUP
 
 
 def payload_of(type, fields, version=1):
@@ -20,6 +21,11 @@ def payload_of(type, fields, version=1):
         return fields["text"].encode()
     if type == msgs.JOURNAL:
         return msgs.pack_journal(fields["first"], [(e["kind"], e["t_ms"], e["arg"]) for e in fields["entries"]])
+    if type == CATCHUP:
+        from node import catchup
+
+        head = tuple(fields[n] for n in msgs.layout(type)[2][:7])
+        return catchup.pack_fields(head, [(e["node"], e["parent"]) for e in fields["entries"]])
     if type == msgs.UPD_CHUNK:
         return U.pack_chunk(fields["upd_id"], fields["index"], _unhex(fields["data"]))
     if type == msgs.UPD_ACK:
@@ -56,6 +62,13 @@ def fields_of(type, payload, version=1):
     if type == msgs.JOURNAL:
         first, entries = msgs.unpack_journal(payload)
         return {"first": first, "entries": [{"kind": k, "t_ms": t, "arg": a} for k, t, a in entries]}
+    if type == CATCHUP:
+        from node import catchup
+
+        values = catchup.unpack(payload)
+        out = dict(zip(msgs.layout(type)[2][:7], values[:7]))
+        out["entries"] = [{"node": n, "parent": p} for n, p in values[7]]
+        return out
     if type == msgs.UPD_CHUNK:
         upd_id, index, data = U.unpack_chunk(payload)
         return {"upd_id": upd_id, "index": index, "data": _hex(data)}

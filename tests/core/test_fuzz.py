@@ -19,6 +19,7 @@ import struct
 from mesh import Mesh
 from node import election as el
 from node import msgs, wire
+from node.catchup import CATCHUP
 from node.config import Config
 from node.node import Node
 from node.rng import Rng
@@ -54,6 +55,11 @@ def _random_payload(rng, t):
     if t == msgs.JOURNAL:
         n = rng.below(msgs.JOURNAL_MAX_ENTRIES + 1)
         return msgs.pack_journal(rng.next32(), [(rng.below(8), rng.next32(), rng.next32()) for _ in range(n)])
+    if t == CATCHUP:
+        from node.catchup import pack_fields
+
+        head = (rng.next32(),) + tuple(rng.below(0x10000) for _ in range(6))
+        return pack_fields(head, [(rng.below(0x10000), rng.below(0x10000)) for _ in range(rng.below(53))])
     fmt = msgs.layout(t)[1]
     values = []
     for c in fmt[1:]:
@@ -89,6 +95,10 @@ def _frame_or_error(line, auth=None, require_auth=False):
             fields = msgs.unpack_log(f.payload)
         elif f.type == msgs.JOURNAL:
             fields = msgs.unpack_journal(f.payload)
+        elif f.type == CATCHUP:
+            from node.catchup import unpack
+
+            fields = unpack(f.payload)
         else:
             fields = msgs.unpack(f.type, f.payload)
         return f, fields

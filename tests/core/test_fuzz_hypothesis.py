@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from ground import protocol as P
 from node import msgs, wire
+from node.catchup import CATCHUP
 from node.wire import ProtocolError
 
 FUZZ = settings(max_examples=400, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -35,6 +36,11 @@ def _fields_firmware(t, payload, version=1):
     if t == msgs.JOURNAL:
         first, entries = msgs.unpack_journal(payload)
         return (first, [tuple(e) for e in entries])
+    if t == CATCHUP:
+        from node import catchup
+
+        values = catchup.unpack(payload)
+        return tuple(values[:7]) + ([tuple(e) for e in values[7]],)
     if t in (msgs.UPD_CHUNK, msgs.UPD_ACK):  # variable layouts: the update agent's parsers
         from node import update
 
@@ -66,6 +72,8 @@ def ground_verdict(line, key=None, require_auth=False):
         fields = fields[:4] + ([(e.node, e.version, e.data) for e in fields[4]],)
     if f.type == msgs.JOURNAL:
         fields = (fields[0], [(e.kind, e.t_ms, e.arg) for e in fields[1]])
+    if f.type == CATCHUP:
+        fields = fields[:7] + ([(e.node, e.parent) for e in fields[7]],)
     return ("frame", f.version, f.flags, f.type, f.seq, f.src, f.dst, f.payload, f.counter, fields)
 
 
@@ -97,6 +105,13 @@ def frame_specs(draw):
         first = draw(st.integers(0, 0xFFFFFFFF))
         fields = dict(first=first, entries=[dict(kind=a, t_ms=b, arg=c) for a, b, c in entries])
         payload = msgs.pack_journal(first, entries)
+    elif t == CATCHUP:
+        from node import catchup
+
+        head = [draw(st.integers(0, 0xFFFFFFFF))] + [draw(st.integers(0, 0xFFFF)) for _ in range(6)]
+        entries = draw(st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)), max_size=catchup.MAX_MEMBERS))
+        fields = dict(zip(msgs.layout(t)[2][:7], head), entries=[dict(node=a, parent=b) for a, b in entries])
+        payload = catchup.pack_fields(head, entries)
     else:
         _, fmt, names = msgs.layout(t, version)
         top = {"B": 0xFF, "H": 0xFFFF, "I": 0xFFFFFFFF}
@@ -197,6 +212,8 @@ def test_any_payload_gets_the_same_fields_or_refusal(t, payload, version):
             got = got[:4] + ([(e.node, e.version, e.data) for e in got[4]],)
         if t == msgs.JOURNAL:
             got = (got[0], [(e.kind, e.t_ms, e.arg) for e in got[1]])
+        if t == CATCHUP:
+            got = got[:7] + ([(e.node, e.parent) for e in got[7]],)
         ground = ("fields", got)
     except P.FrameError as e:
         ground = ("refused", e.reason)

@@ -166,3 +166,23 @@ def test_a_join_survives_a_lossy_cluster():
     for i in m.ids:
         assert m.nodes[i].members.is_member(100), i
     assert not m.nodes[100].joins.joining
+
+
+def test_a_coordinator_that_loses_its_term_sends_its_roster_no_more():
+    # ground chaos replication-twice seed 1 (--rate intent=0): a coordinator
+    # that admitted a daughter lost its role, won a later term, and sent the
+    # ROSTER of its old term again: every member refused it (not_coordinator).
+    m = Mesh(5, seed=3, spares=(100, 8), split_cluster=2, keep_ground=True)
+    c = _settle(m)
+    _add_daughter(m, 100, parent=2)
+    m.run_until(m.now + 2 * T, until=lambda mesh: mesh.nodes[c].joins is not None and mesh.nodes[c].joins._resends)
+    assert m.nodes[c].joins._resends  # its ROSTER is to go again
+    m.partition([c], [i for i in m.ids if i != c])
+    m.run_for(6 * T)  # the others elect in a higher term
+    m.heal()
+    m.run_for(4 * T)
+    assert m.nodes[c].role != el.COORDINATOR and m.nodes[c].joins._resends == 0
+    # Whoever coordinates from here, nobody refuses a ROSTER.
+    m.crash(m.agreed_coordinator())
+    m.run_for(20 * T)
+    assert not [r for r in _refusals(m) if r[2] == msgs.ROSTER], _refusals(m)

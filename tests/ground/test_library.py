@@ -306,7 +306,45 @@ def _check_replication(sc, events, res):
     assert res.metrics["flat"]["nodes_final"] == 24
 
 
+def _check_replication_late(sc, events, res):
+    """Nodes 3 and 7 are off across both splits: each is told by a CATCHUP
+    and comes back in its cluster (3 in cluster 1, 7 in cluster 2, where
+    the first split moved it); after it, they heartbeat only there, and the
+    clusters' coordinators hear them."""
+    splits = [e for e in events if e["kind"] == "node" and e.get("event") == "cluster_split"]
+    assert [(e["cluster"], e["new_cluster"]) for e in splits] == [(1, 2), (1, 3)], splits
+    assert 7 in splits[0]["high"] and 3 in splits[1]["low"], splits
+    caught = {e["node"]: e for e in events if e["kind"] == "node" and e.get("event") == "caught_up"}
+    assert {n: e["cluster"] for n, e in caught.items()} == {3: 1, 7: 2}, caught
+    sent, _ = _frames(events)
+    for n, e in caught.items():
+        told = sent[e["frame"]]
+        assert told["type"] == "catchup" and told["dst"] == n and told["msg"]["cluster"] == e["cluster"], told
+        assert n in [m[0] for m in told["msg"]["entries"]], told
+        beats = {f["dst"] for f in sent.values() if f["src"] == n and f["type"] == "heartbeat"
+                 and f["mission_ns"] > e["mission_ns"] and f["dst"] < 0xFE00}  # (an elector's seat: the region's)
+        assert beats == {0xF000 | e["cluster"]}, (n, beats)
+    # Before it, node 7 heartbeat cluster 1, which no longer had it.
+    assert any(f["src"] == 7 and f["type"] == "heartbeat" and f["dst"] == 0xF001
+               and splits[0]["mission_ns"] < f["mission_ns"] < caught[7]["mission_ns"] for f in sent.values())
+    assert res.metrics["flat"]["catch_ups"] == 2 and res.metrics["flat"]["join_refusals"] == 0
+
+
+def _check_replication_late_joining(sc, events, res):
+    """The split moves 3 and 4 (members), 5 (just admitted) and 7 (still
+    joining, by its spare id); node 3, off across it, is told it is in
+    cluster 2. The history checker's map moved 7 too (its frame fates hold:
+    res.ok; on the old map they were called misdelivered)."""
+    (split,) = [e for e in events if e["kind"] == "node" and e.get("event") == "cluster_split"]
+    assert split["high"] == [3, 4, 5, 7] and split["low"] == [1, 2], split
+    caught = [(e["node"], e["cluster"]) for e in events if e["kind"] == "node" and e.get("event") == "caught_up"]
+    assert caught == [(3, 2)], caught
+    assert res.history is not None and not res.history.violations
+
+
 CHECKS = {
+    "replication-late": _check_replication_late,
+    "replication-late-joining": _check_replication_late_joining,
     "rollout": _check_rollout,
     "fleet-rollout": _check_fleet_rollout,
     "containment-byzantine": _check_byzantine_quarantine,

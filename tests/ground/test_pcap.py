@@ -31,6 +31,7 @@ from ground import firmware
 from ground import pcap
 from ground import protocol as P
 from ground import trace
+from node.catchup import CATCHUP  # (firmware/ on sys.path: ground.firmware)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LUA = os.path.join(ROOT, "tools", "wireshark", "fleetloop.lua")
@@ -336,6 +337,10 @@ def layout_fields(code):
     if code == msgs.JOURNAL:
         out = [("first", SIZES[msgs.JOURNAL_HEAD[1]])]
         return out + [("entry." + n, SIZES[c]) for n, c in zip(("kind", "t_ms", "arg"), msgs.JOURNAL_ENTRY[1:])]
+    if code == CATCHUP:  # node/catchup.py: a 7-field head, then (node, parent) per member
+        from node import catchup
+
+        return list(zip(names[:7], (SIZES[c] for c in catchup._HEAD[1:]))) + [("entry.node", 2), ("entry.parent", 2)]
     if fmt is None:
         return []
     return list(zip(names, (SIZES[c] for c in fmt[1:])))
@@ -615,7 +620,7 @@ def test_dissector_decodes_every_golden_vector(tmp_path):
     cols = ["fleetloop.type", "fleetloop.src", "fleetloop.dst", "fleetloop.seq", "fleetloop.version", "fleetloop.flags",
             "fleetloop.counter", "fleetloop.tag", "fleetloop.crc.status", "fleetloop.entry.node", "fleetloop.entry.version",
             "fleetloop.entry.data", "fleetloop.entry.kind", "fleetloop.entry.t_ms", "fleetloop.entry.arg",
-            "fleetloop.payload_len", "fleetloop.text"] + names
+            "fleetloop.entry.parent", "fleetloop.payload_len", "fleetloop.text"] + names
     rows = fields(out, cols, tmp_home=str(tmp_path))
     assert len(rows) == len(golden)
 
@@ -634,7 +639,8 @@ def test_dissector_decodes_every_golden_vector(tmp_path):
             assert num(row["fleetloop.counter"]) == v["counter"] and len(row["fleetloop.tag"].replace(":", "")) == 16
         for name, want in v["fields"].items():
             if name == "entries":
-                subs = ("kind", "t_ms", "arg") if v["type"] == firmware.msgs.JOURNAL else ("node", "version", "data")
+                subs = {firmware.msgs.JOURNAL: ("kind", "t_ms", "arg"), CATCHUP: ("node", "parent")}.get(
+                    v["type"], ("node", "version", "data"))
                 for sub in subs:
                     got = row["fleetloop.entry." + sub]
                     assert [num(x) for x in got.split(",") if x] == [e[sub] for e in want], v["name"]
@@ -673,6 +679,11 @@ def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
             entries = [(msgs.J_RX, rng.randrange(1 << 32), rng.randrange(1 << 32)), (msgs.J_POLL, 77, 2)]
             first = rng.randrange(1 << 32)
             payload, values = msgs.pack_journal(first, entries), {"first": first}
+        elif code == CATCHUP:
+            from node import catchup
+
+            head = tuple(rng.randrange(1 << 16) for _ in range(7))
+            payload, values = catchup.pack_fields(head, [(5, 0), (6, 2)]), dict(zip(names[:7], head))
         elif fmt is None:
             payload, values = "fleet \u00e9t\u00e9".encode(), {}
         else:
@@ -699,6 +710,8 @@ def test_dissector_decodes_every_message_type_in_layouts(tmp_path):
             assert _unescape_tshark(row["fleetloop.text"]) == "fleet \u00e9t\u00e9"
         if code == msgs.STATE:
             assert len(row["fleetloop.entry.node"].split(",")) == 3
+        if code == CATCHUP:
+            assert row["fleetloop.entry.node"].split(",") == ["5", "6"]
         if code == msgs.JOURNAL:
             assert row["fleetloop.entry.kind"].split(",") == ["6", "7"]
             assert row["fleetloop.entry.t_ms"].split(",")[1] == "77"

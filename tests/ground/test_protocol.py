@@ -16,6 +16,7 @@ import pytest
 from ground import protocol as P
 from ground.protocol import FrameError
 from node import msgs, wire
+from node.catchup import CATCHUP
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GOLDEN = os.path.join(ROOT, "tests", "core", "golden", "frames.json")
@@ -125,6 +126,12 @@ def _random_fields(rng, t, version=1):
             text = "".join(rng.choice(_TEXT) for _ in range(rng.randrange(60)))
             if len(text.encode()) <= wire.MAX_PAYLOAD:
                 return {"text": text}
+    if t == CATCHUP:
+        names = msgs.layout(t)[2][:7]
+        out = {n: rng.randrange(1 << 32) if n == "term" else rng.randrange(1 << 16) for n in names}
+        out["entries"] = [{"node": rng.randrange(1 << 16), "parent": rng.randrange(1 << 16)}
+                          for _ in range(rng.choice((0, 1, rng.randrange(53), 52)))]
+        return out
     if t == msgs.UPD_CHUNK:
         return {"upd_id": rng.randrange(1 << 32), "index": rng.randrange(1 << 16),
                 "data": bytes(rng.randrange(256) for _ in range(rng.randrange(1, 219))).hex()}

@@ -126,6 +126,10 @@ local MESSAGES = {
     [0xA3] = { name = "daughter", fields = { { "daughters", 2 }, { "lineage", 1 }, { "hw_gen", 1 }, { "fw_major", 1 },
                                               { "fw_minor", 1 } } },
     [0xA4] = { name = "join_refused", fields = { { "reason", 1 }, { "type", 1 }, { "src", 2 }, { "subject", 2 }, { "count", 4 } } },
+    -- CATCHUP: this head, then one entry per member of the cluster it names (node/catchup.py)
+    [0xA5] = { name = "catchup", fields = { { "term", 4 }, { "epoch", 2 }, { "cluster", 2 }, { "first", 2 }, { "count", 2 },
+                                             { "split_first", 2 }, { "split_count", 2 } },
+               entries = { { "entry.node", 2 }, { "entry.parent", 2 } } },
 }
 
 -- Protocol versions 2, 3 and 4 changed these layouts (firmware/node/msgs.py _CHANGED): a
@@ -202,7 +206,7 @@ local F = {
     crc = ProtoField.uint32("fleetloop.crc", "crc32", base.HEX),
     crc_computed = ProtoField.uint32("fleetloop.crc.computed", "crc32 computed", base.HEX),
     crc_status = ProtoField.string("fleetloop.crc.status", "crc32 status"),
-    entry = ProtoField.bytes("fleetloop.entry", "STATE / JOURNAL entry"),
+    entry = ProtoField.bytes("fleetloop.entry", "STATE / JOURNAL / CATCHUP entry"),
     text = ProtoField.string("fleetloop.text", "Text"),
     -- from the exporter's packet comment
     fate = ProtoField.string("fleetloop.fate", "Fate (from the trace)"),
@@ -448,7 +452,9 @@ local function dissect_payload(tree, pinfo, body, off, len, type_code, version)
         local count = (len - head) / esize
         for i = 0, count - 1 do
             local e = item:add(F.entry, body(p, esize))
-            if m.name == "journal" then
+            if m.name == "catchup" then
+                e:set_text("member " .. i .. ": node " .. body(p, 2):le_uint() .. ", parent " .. body(p + 2, 2):le_uint())
+            elseif m.name == "journal" then
                 local k = body(p, 1):le_uint()
                 e:set_text("entry " .. (values.first + i) .. ": " .. (JOURNAL_KINDS[k] or k) .. " at " .. body(p + 1, 4):le_uint() .. " ms")
             else
