@@ -9,7 +9,8 @@ the code before it, check with the code after.
 
 The runs: bench_fleet's generated fleet (1,000 nodes, 10 mission s, three
 traced clusters), tests/ground/test_fleetrun.py's 200-node fleet with its
-faults (every cluster traced) on 1 and 3 shards, and the library scenarios
+faults (every cluster traced) on 1 and 3 shards, and with one traced
+cluster (the others' frames take the shard's hot path) on 1 and 2 shards, and the library scenarios
 the lean path takes that exercise its other ways (frame faults, intent,
 containment, mixed firmware, regions).
 """
@@ -39,9 +40,11 @@ def runs():
 
     out = [("bench1000", scenario.load_text(bench_text(duration_s=10), "<lean_outputs bench1000>"), {})]
     sc = scenario.load_text(fleet_text(200, duration_s=18, faults=FAULTS), "<lean_outputs faults200>")
-    out += [("faults200", sc, {}), ("faults200-3shards", sc, {"shards": 3})]
+    out += [("faults200", sc, {}), ("faults200-3shards", sc, {"shards": 3}),
+            ("faults200-traced1", sc, {"traced": [1]}), ("faults200-traced1-2shards", sc, {"traced": [1], "shards": 2})]
+    out.append(("version-skew-traced1", scenario.load("scenarios/version-skew.yaml"), {"traced": [1]}))
     for name in LIBRARY:
-        out.append((name[:-5], scenario.load(os.path.join(ROOT, "scenarios", name)), {}))
+        out.append((name[:-5], scenario.load("scenarios/" + name), {}))  # relative: the trace header names it
     return out
 
 
@@ -51,6 +54,8 @@ def main(argv=None):
     g.add_argument("--save", metavar="DIR", help="write the runs' outputs under DIR")
     g.add_argument("--check", metavar="DIR", help="compare the runs' outputs with those saved under DIR")
     a = ap.parse_args(argv)
+    a.save, a.check = (os.path.abspath(x) if x else x for x in (a.save, a.check))
+    os.chdir(ROOT)
     tmp = tempfile.mkdtemp(prefix="lean_outputs_")
     differ = []
     try:
