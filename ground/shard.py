@@ -182,7 +182,8 @@ class Shard:
         heap = self._heap
         pop = heapq.heappop
         die = self.die_at_ns
-        while heap and (heap[0][0] < until_ns or (last and heap[0][0] == until_ns)):
+        limit = until_ns + 1 if last else until_ns  # the events before it
+        while heap and heap[0][0] < limit:
             t, _, fn, args = pop(heap)
             self.now = t
             if die is not None and t >= die:

@@ -50,16 +50,21 @@ class Landing:
 
     def __init__(self, shard):
         self.shard = shard
-        self._rx = {}  # node -> (link, {type: [sent, delivered, dropped]}, its cluster's buckets, usage row)
+        # node -> (link, {type: [sent, delivered, dropped]}, its cluster's buckets, usage row, the general way?)
+        self._rx = {}
+        self._bucket_ns = shard.counters.bucket_ns
+        self._last_bucket = shard.counters.n_buckets - 1
         self.skipped = 0  # polls skipped as idle
 
     def _rows(self, dst):
         sh = self.shard
         c = sh.counters
         link = sh.links.get(dst)
-        if link is None:
-            return None
-        rx = self._rx[dst] = (link, c.nodes.setdefault(dst, {}), c._rows.get(dst), c.use(dst))
+        if link is None or dst in sh.traced:  # not here, or traced: the general way (Shard._deliver)
+            rx = (link, None, None, None, True)
+        else:
+            rx = (link, c.nodes.setdefault(dst, {}), c._rows.get(dst), c.use(dst), False)
+        self._rx[dst] = rx
         return rx
 
     def land(self, dst, fr):
@@ -69,12 +74,11 @@ class Landing:
         rx = self._rx.get(dst)
         if rx is None:
             rx = self._rows(dst)
+        link, cells, rows, use, general = rx
         frame = fr[5]
-        if (rx is None or frame is None or (sh.traced and dst in sh.traced) or not rx[0].up
-                or rx[0].skew != 1.0):
+        if general or frame is None or not link.up or link.skew != 1.0:
             sh._deliver(dst, 0, *fr)
             return
-        link, cells, rows, use = rx
         now = sh.now
         typ = fr[1]
         cell = cells.get(typ)  # Counters.count(dst, typ, DELIVERED, now), written out
@@ -82,18 +86,19 @@ class Landing:
             cell = cells[typ] = [0, 0, 0]
         cell[1] += 1
         if rows is not None:
-            c = sh.counters
-            k = now // c.bucket_ns
-            rows[k if k < c.n_buckets else c.n_buckets - 1][1] += 1
+            k = now // self._bucket_ns
+            rows[k if k < self._last_bucket else self._last_bucket][1] += 1
         use[_RX_FRAMES] += 1
         use[_RX_BYTES] += len(fr[0]) + 1
         now_ms = now // MS
         node = link.node
         node.receive_decoded(frame, now_ms)
-        # Shard._poll(dst), written out, with the idle poll skipped
+        # Shard._poll(dst), written out, with the idle poll skipped (idle(), written out)
         use[_POLLS] += 1
         d = node.next_deadline_ms()
-        if idle(node, now_ms, d):
+        if (now_ms < d and node.role != _COORDINATOR and not node._out and not node._dirty and node._booted
+                and node.seat is None and node.region is None and node.joins is None and node.update is None
+                and node._keep is None):
             self.skipped += 1
             if self.check_idle:
                 self._check(node, now_ms, d)
@@ -107,9 +112,8 @@ class Landing:
             d = node.next_deadline_ms()
         if d is not None:
             at = d * MS
-            floor = (now_ms + 1) * MS
-            if at < floor:
-                at = floor
+            if at <= now:  # not before the next mission ms
+                at = (now_ms + 1) * MS
             wake_at = sh.wake_at
             w = wake_at[dst]
             if w is None or at < w:
@@ -120,6 +124,6 @@ class Landing:
         out = node.poll(now_ms)
         blob = node.take_persist()
         after = node.next_deadline_ms()
-        if out or blob is not None or after != d:
+        if out or blob is not None or after != d or not idle(node, now_ms, d):
             raise AssertionError("node %d: a poll called idle at %d ms did something: %d frames, persist %r,"
                                  " deadline %r -> %r" % (node.id, now_ms, len(out), blob, d, after))
