@@ -42,7 +42,7 @@ import os
 import struct
 import time
 
-from ground import firmware
+from ground import firmware, gcpolicy
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
@@ -183,14 +183,15 @@ class Shard:
         pop = heapq.heappop
         die = self.die_at_ns
         limit = until_ns + 1 if last else until_ns  # the events before it
-        while heap and heap[0][0] < limit:
-            t, _, fn, args = pop(heap)
-            self.now = t
-            if die is not None and t >= die:
-                if self.hard_death:
-                    os._exit(70)  # the injected death: no cleanup, as a killed worker
-                raise RuntimeError("injected death of shard %d" % self.index)
-            fn(*args)
+        with gcpolicy.during_run():  # the cyclic GC less often, as Run's clock loop (ground/gcpolicy.py)
+            while heap and heap[0][0] < limit:
+                t, _, fn, args = pop(heap)
+                self.now = t
+                if die is not None and t >= die:
+                    if self.hard_death:
+                        os._exit(70)  # the injected death: no cleanup, as a killed worker
+                    raise RuntimeError("injected death of shard %d" % self.index)
+                fn(*args)
         self.now = until_ns
         if self.trace is not None:
             self.trace.flush()
