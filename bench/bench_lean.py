@@ -38,7 +38,7 @@ if ROOT not in sys.path:
 
 from bench.bench_fleet import fleet_text  # noqa: E402
 from bench.machine_info import describe  # noqa: E402
-from ground import fleetrun, run, scenario  # noqa: E402
+from ground import fleetrun, gcpolicy, run, scenario  # noqa: E402
 from ground.shard import Shard  # noqa: E402
 
 S = 1_000_000_000
@@ -48,7 +48,8 @@ AUCTION_CYCLE_S = 6 * 3600  # node/config.py MarketConfig: slot_ms default 6 h
 class SimPyShard(Shard):
     """The same nodes, pipelines and counters as a Shard, driven by a SimPy
     Environment (each timer and delivery a simpy Timeout with a callback)
-    instead of the shard's own heap."""
+    instead of the shard's own heap (and the cyclic GC's thresholds as
+    Shard.advance sets them)."""
 
     def __init__(self, *a, **kw):
         import simpy
@@ -75,7 +76,8 @@ class SimPyShard(Shard):
         fn(*args)
 
     def run_to(self, end_ns):
-        self.env.run(until=end_ns + 1)  # events at end_ns too, as the lean path's last window
+        with gcpolicy.during_run():  # the collector as in Shard.advance: only the loop differs
+            self.env.run(until=end_ns + 1)  # events at end_ns too, as the lean path's last window
         self.now = end_ns
 
 

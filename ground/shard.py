@@ -43,11 +43,11 @@ import os
 import struct
 import time
 
-from ground import firmware
+from ground import firmware, gcpolicy
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
-from ground import shard_contain, shard_faults, shard_rollout, shard_skew
+from ground import shard_contain, shard_faults, shard_land, shard_rollout, shard_skew
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
@@ -126,6 +126,7 @@ class Shard:
         self.severed = {}  # node -> its severed region; contain: the containment steps (ground/shard_contain.py)
         self.contain = shard_contain.Containment(self) if len(getattr(sc, "regions", None) or ()) > 1 else None
         self._pipelines = {}
+        self._land = shard_land.Landing(self).land  # a frame as sent, to a node here: the hot path
         self._rcpt = {}  # (src, dst address) -> [recipients]
         self._tier = {}  # (src, dst address) -> the tier its frames count under (fleetcount.TIERS)
         self._regions = {r.region: r for r in getattr(sc, "regions", None) or ()}  # region number -> RegionSpec
@@ -184,14 +185,16 @@ class Shard:
         heap = self._heap
         pop = heapq.heappop
         die = self.die_at_ns
-        while heap and (heap[0][0] < until_ns or (last and heap[0][0] == until_ns)):
-            t, _, fn, args = pop(heap)
-            self.now = t
-            if die is not None and t >= die:
-                if self.hard_death:
-                    os._exit(70)  # the injected death: no cleanup, as a killed worker
-                raise RuntimeError("injected death of shard %d" % self.index)
-            fn(*args)
+        limit = until_ns + 1 if last else until_ns  # the events before it
+        with gcpolicy.during_run():  # the cyclic GC less often, as Run's clock loop (ground/gcpolicy.py)
+            while heap and heap[0][0] < limit:
+                t, _, fn, args = pop(heap)
+                self.now = t
+                if die is not None and t >= die:
+                    if self.hard_death:
+                        os._exit(70)  # the injected death: no cleanup, as a killed worker
+                    raise RuntimeError("injected death of shard %d" % self.index)
+                fn(*args)
         self.now = until_ns
         if self.trace is not None:
             self.trace.flush()
@@ -208,6 +211,8 @@ class Shard:
             if f[3] != shard_contain.ORDER:
                 self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2], None)
         for t, _, fn, args in sorted(self._heap, key=lambda e: (e[0], e[1])):
+            if fn == self._land:
+                fn, args = self._deliver, (args[0], 0) + args[1]
             if fn == self._deliver:
                 dst, copy, data, typ, sent_ns, src, nseq, _ = args
                 self.counters.drop(dst, typ, "run_end", self.now)
@@ -360,7 +365,7 @@ class Shard:
         data = line
         frame = self._decoded(line)
         cut, blackout, corrupting = self.cut, self.blackout, self.corrupting
-        heap, push, deliver = self._heap, heapq.heappush, self._deliver
+        heap, push, deliver, land, fr = self._heap, heapq.heappush, self._deliver, self._land, None
         skew = self.skew if self.skew is not None and version > self.skew.oldest else None
         for d, pipe, local in targets:
             if cut and (src, d) in cut:
@@ -377,10 +382,15 @@ class Shard:
                 data = shard_faults.flipped(self, src, d, data if skew is not None else line, fid, tr)
             out = pipe.route(fid, data, now)
             if out.__class__ is int:
-                if local:  # self._call, inlined
+                if local:  # self._call, inlined; the frame as it was sent lands by ground/shard_land.py
                     self._seq += 1
-                    push(heap, (out if out > now else now, self._seq, deliver,
-                                (d, 0, data, typ, now, src, nseq, frame if data is line else None)))
+                    if data is line:
+                        if fr is None:
+                            fr = (line, typ, now, src, nseq, frame)  # shared by the frame's recipients
+                        push(heap, (out if out > now else now, self._seq, land, (d, fr)))
+                    else:
+                        push(heap, (out if out > now else now, self._seq, deliver,
+                                    (d, 0, data, typ, now, src, nseq, None)))
                 else:
                     self.outbox.append((out, src, nseq, d, 0, typ, data, now))
                 continue
