@@ -57,3 +57,27 @@ def test_market_nodes_are_always_polled(monkeypatch):
     assert all(n.region is not None for n in nodes) and any(n.seat is not None for n in nodes)
     assert not any(shard_land.idle(n, 0, 1 << 40) for n in nodes)
     assert sh._land.__self__.skipped == 0
+
+
+def test_a_node_with_update_slots_lands_the_general_way(monkeypatch):
+    # A rollout's nodes have update slots (ground/shard_rollout.py): a delivery
+    # to one must go through Shard._deliver and SimLink.poll (installs,
+    # restarts, reverts), never the hot path's inlined poll.
+    from tests.ground.test_fleetrun_rollout import TEXT
+
+    sc = scenario.load_text(TEXT.replace("duration_s: 160", "duration_s: 60"), "<land-rollout>")  # nobody traced
+    general = {}
+    real = Shard._deliver
+
+    def counted(self, dst, *a):
+        general[dst] = general.get(dst, 0) + 1
+        return real(self, dst, *a)
+
+    monkeypatch.setattr(Shard, "_deliver", counted)
+    sh = _shard(sc)
+    with_slots = [n for n, link in sh.links.items() if link.updates is not None]
+    assert with_slots and sh.rollout is not None
+    delivered = {n: sum(c[1] for c in sh.counters.nodes.get(n, {}).values()) for n in with_slots}
+    assert sum(delivered.values()) > 1000
+    assert all(general.get(n, 0) == delivered[n] for n in with_slots), [
+        (n, general.get(n, 0), delivered[n]) for n in with_slots if general.get(n, 0) != delivered[n]][:5]
