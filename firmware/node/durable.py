@@ -22,6 +22,15 @@
 #   lease  "<HIBBBBB"   11 bytes: res, first, span, period, count, group, cover
 #   crc32 of everything before it.
 # docs/MARKET.md ("Power loss") has the bytes and writes per day.
+#
+# A trader's stocks (feed, parts, the output buffer, a daughter's progress:
+# physical, a reboot of the node's computer neither refills nor empties
+# them) follow as a trailer read from the end (before a roster section),
+# rewritten once per slot with the stocks as they stood at its start:
+#   "<2sBBIiiiiii" 32 bytes: b"ST", version 1, hw_gen, slot, feed, buf,
+#   parts A, B, Earth, replication output (milli-units); crc32 of those;
+#   b"PS". A booting trader takes them instead of fresh stocks; a torn or
+#   foreign one (another generation's) is ignored (initial stocks), counted.
 
 import binascii
 import struct
@@ -32,6 +41,8 @@ HEAD_LEN = const(20)
 _HEAD = "<2sBBIiIHH"
 _REC = "<HHHBBB"  # 9 bytes
 _LEASE = "<HIBBBBB"  # 11 bytes
+_STOCK = "<2sBBIiiiiii"  # 32 bytes, then crc32 and b"PS"
+STOCK_LEN = const(38)
 
 
 class Keeper:
@@ -45,6 +56,9 @@ class Keeper:
         self.mark = self._now()  # (awards, released, led_term, led_round) when it was written
         self.qkept = b""  # an elector's quarantine table on flash, after the section (empty: none yet)
         self.qmark = 0  # its Quarantine.changes when it was written
+        self.skept = b""  # the trader's stocks on flash (empty: none yet)
+        self.sslot = -1  # the slot they are the start of
+        self.stocks_ignored = 0  # saved stocks found torn or foreign at boot (initial stocks instead)
 
     def _now(self):
         tr = self.region.trader
@@ -59,7 +73,11 @@ class Keeper:
         meanwhile waits for it too). Or whom the elector holds out of
         quarantine changed (node/quarantine.py: rare)."""
         q = self.region.quarantine
-        return self._due() or (q is not None and q.changes != self.qmark)
+        return self._due() or (q is not None and q.changes != self.qmark) or self._stocks_due()
+
+    def _stocks_due(self):
+        at = self.region.trader.stock_at
+        return at is not None and at[0] != self.sslot
 
     def _due(self):
         now = self._now()
@@ -81,12 +99,31 @@ class Keeper:
                 kept = with_leases(self.kept, self.region.trader)
                 self.mark = now[:2] + self.mark[2:]
             self.kept = kept
-        return self.kept + self.qkept if self.qkept else self.kept
+        if fresh and self._stocks_due():
+            at = self.region.trader.stock_at
+            self.skept = pack_stocks(self.region.trader.prod.gen, at)
+            self.sslot = at[0]
+        out = self.kept + self.qkept if self.qkept else self.kept
+        return out + self.skept if self.skept else out
 
     def load(self, blob):
         """Put the saved section back (market, then an elector's quarantine
-        table); a one-line text for the ground when there is something to
-        say (damage, a restored table), else None."""
+        table, then a trader's stocks); a one-line text for the ground when
+        there is something to say (damage, a restored table), else None."""
+        blob, stocks = stock_split(blob)
+        why = self._load_stocks(stocks) if stocks is not None else None
+        said = self._load(blob)
+        return said + "; " + why if said and why else said or why
+
+    def _load_stocks(self, sec):
+        try:
+            restore_stocks(sec, self.region.trader.prod)
+        except ValueError as e:
+            self.stocks_ignored += 1
+            return "%s; initial stocks" % e
+        return None
+
+    def _load(self, blob):
         n = struct.unpack_from("<HH", blob, HEAD_LEN - 4) if len(blob) >= HEAD_LEN else (0, 0)
         end = HEAD_LEN + 9 * n[0] + 11 * n[1] + 4
         q = self.region.quarantine
@@ -187,18 +224,50 @@ def restore(blob, m, tr):
     tr.leases = leases
 
 
+def pack_stocks(gen, at):
+    """The stock section (bytes) of a trader of generation gen whose stocks
+    at the start of slot at[0] were at[1:] (Trader.stock_at)."""
+    out = bytearray(STOCK_LEN)
+    struct.pack_into(_STOCK, out, 0, b"ST", 1, gen, at[0], at[1], at[2], at[3], at[4], at[5], at[6])
+    struct.pack_into("<I2s", out, 32, binascii.crc32(memoryview(out)[:32]), b"PS")
+    return out
+
+
+def restore_stocks(sec, prod):
+    """Put a stock section's stocks into Production prod; ValueError if it
+    is torn or another generation's (prod keeps its initial stocks then)."""
+    if binascii.crc32(memoryview(sec)[:32]) != struct.unpack_from("<I", sec, 32)[0]:
+        raise ValueError("stocks: bad crc")
+    h = struct.unpack_from(_STOCK, sec, 0)
+    if h[1] != 1 or h[2] != prod.gen:
+        raise ValueError("stocks: version %d, generation %d, not this node's" % (h[1], h[2]))
+    prod.feed, prod.buf, prod.repl = h[4], h[5], h[9]
+    prod.parts[0], prod.parts[1], prod.parts[2] = h[6], h[7], h[8]
+
+
+def stock_split(blob):
+    """(the blob before it, the stock section or None) of a market section
+    (after roster_split): a section by its shape; Keeper checks its crc."""
+    n = len(blob)
+    if n < HEAD_LEN + STOCK_LEN or blob[n - 2:] != b"PS" or blob[n - STOCK_LEN:n - STOCK_LEN + 2] != b"ST":
+        return blob, None
+    return blob[:n - STOCK_LEN], blob[n - STOCK_LEN:]
+
+
 def split(blob):
     """(term/vote part, market section or None) of a node's saved blob: the
     section follows one or two 14-byte term/vote blobs. An elector's
     quarantine table (node/quarantine.py, b"QT") may follow the market
-    section: it stays with it (Keeper.load takes it apart). A roster section
-    after everything (roster_split) is not part of it."""
+    section, and a trader's stocks after that (stock_split): they stay with
+    it (Keeper.load takes it apart). A roster section after everything
+    (roster_split) is not part of it."""
     blob = roster_split(blob)[0]
+    body = stock_split(blob)[0]
     for k in (14, 28):
-        if len(blob) > k + HEAD_LEN and blob[k:k + 2] == b"MK":
-            nrec, nlease = struct.unpack_from("<HH", blob, k + 16)
+        if len(body) > k + HEAD_LEN and body[k:k + 2] == b"MK":
+            nrec, nlease = struct.unpack_from("<HH", body, k + 16)
             end = k + HEAD_LEN + 9 * nrec + 11 * nlease + 4
-            if len(blob) == end or _table_len(blob, end) == len(blob) - end:
+            if len(body) == end or _table_len(body, end) == len(body) - end:
                 return blob[:k], blob[k:]
     return blob, None
 
