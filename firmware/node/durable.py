@@ -23,14 +23,8 @@
 #   crc32 of everything before it.
 # docs/MARKET.md ("Power loss") has the bytes and writes per day.
 #
-# A trader's stocks (feed, parts, the output buffer, a daughter's progress:
-# physical, a reboot of the node's computer neither refills nor empties
-# them) follow as a trailer read from the end (before a roster section),
-# rewritten once per slot with the stocks as they stood at its start:
-#   "<2sBBIiiiiii" 32 bytes: b"ST", version 1, hw_gen, slot, feed, buf,
-#   parts A, B, Earth, replication output (milli-units); crc32 of those;
-#   b"PS". A booting trader takes them instead of fresh stocks; a torn or
-#   foreign one (another generation's) is ignored (initial stocks), counted.
+# A trader's stocks follow as a 38-byte trailer read from the end (before a
+# roster section), rewritten once per slot: node/stocks.py.
 
 import binascii
 import struct
@@ -41,8 +35,7 @@ HEAD_LEN = const(20)
 _HEAD = "<2sBBIiIHH"
 _REC = "<HHHBBB"  # 9 bytes
 _LEASE = "<HIBBBBB"  # 11 bytes
-_STOCK = "<2sBBIiiiiii"  # 32 bytes, then crc32 and b"PS"
-STOCK_LEN = const(38)
+STOCK_LEN = const(38)  # node/stocks.py's trailer
 
 
 class Keeper:
@@ -100,8 +93,10 @@ class Keeper:
                 self.mark = now[:2] + self.mark[2:]
             self.kept = kept
         if fresh and self._stocks_due():
+            from node import stocks  # (region.preload loads it on a board)
+
             at = self.region.trader.stock_at
-            self.skept = pack_stocks(self.region.trader.prod.gen, at)
+            self.skept = stocks.pack(self.region.trader.prod.gen, at)
             self.sslot = at[0]
         out = self.kept + self.qkept if self.qkept else self.kept
         return out + self.skept if self.skept else out
@@ -116,8 +111,10 @@ class Keeper:
         return said + "; " + why if said and why else said or why
 
     def _load_stocks(self, sec):
+        from node import stocks
+
         try:
-            restore_stocks(sec, self.region.trader.prod)
+            stocks.restore(sec, self.region.trader.prod)
         except ValueError as e:
             self.stocks_ignored += 1
             return "%s; initial stocks" % e
@@ -222,27 +219,6 @@ def restore(blob, m, tr):
         leases.append(x)
         off += 11
     tr.leases = leases
-
-
-def pack_stocks(gen, at):
-    """The stock section (bytes) of a trader of generation gen whose stocks
-    at the start of slot at[0] were at[1:] (Trader.stock_at)."""
-    out = bytearray(STOCK_LEN)
-    struct.pack_into(_STOCK, out, 0, b"ST", 1, gen, at[0], at[1], at[2], at[3], at[4], at[5], at[6])
-    struct.pack_into("<I2s", out, 32, binascii.crc32(memoryview(out)[:32]), b"PS")
-    return out
-
-
-def restore_stocks(sec, prod):
-    """Put a stock section's stocks into Production prod; ValueError if it
-    is torn or another generation's (prod keeps its initial stocks then)."""
-    if binascii.crc32(memoryview(sec)[:32]) != struct.unpack_from("<I", sec, 32)[0]:
-        raise ValueError("stocks: bad crc")
-    h = struct.unpack_from(_STOCK, sec, 0)
-    if h[1] != 1 or h[2] != prod.gen:
-        raise ValueError("stocks: version %d, generation %d, not this node's" % (h[1], h[2]))
-    prod.feed, prod.buf, prod.repl = h[4], h[5], h[9]
-    prod.parts[0], prod.parts[1], prod.parts[2] = h[6], h[7], h[8]
 
 
 def stock_split(blob):

@@ -4,7 +4,7 @@
 # not with fresh ones; a first boot gets the initial stocks; a torn or
 # foreign section is ignored (initial stocks) and counted. The blob is
 # written at most once per slot for them. CPython and MicroPython.
-from node import durable
+from node import durable, stocks
 from node import production as pr
 from node.config import Config, MarketConfig
 from node.node import Node
@@ -103,12 +103,12 @@ def test_a_foreign_stock_section_is_ignored_and_counted():
     assert sec is not None and len(sec) == durable.STOCK_LEN
     at = n.region.trader.stock_at
     gen = n.region.trader.prod.gen
-    other = durable.pack_stocks(gen + 1, at)  # another generation's board: not this node's stocks
+    other = stocks.pack(gen + 1, at)  # another generation's board: not this node's stocks
     b = Node(2, _cfg(), seed=5, saved=terms + body + bytes(other))
     assert _stocks(b.region.trader.prod) == _initial(b.region.trader.prod)
     assert b._keep.stocks_ignored == 1
     assert len(_logs(b, SLOT_MS + 2000)) == 1
-    same = durable.pack_stocks(gen, at)  # its own generation's: restored
+    same = stocks.pack(gen, at)  # its own generation's: restored
     assert bytes(same) == bytes(sec)
     c = Node(2, _cfg(), seed=5, saved=terms + body + bytes(same))
     assert _stocks(c.region.trader.prod) == at[1:] and c._keep.stocks_ignored == 0
