@@ -22,6 +22,9 @@
 #   lease  "<HIBBBBB"   11 bytes: res, first, span, period, count, group, cover
 #   crc32 of everything before it.
 # docs/MARKET.md ("Power loss") has the bytes and writes per day.
+#
+# A trader's stocks follow as a 38-byte trailer read from the end (before a
+# roster section), rewritten once per slot: node/stocks.py.
 
 import binascii
 import struct
@@ -32,6 +35,7 @@ HEAD_LEN = const(20)
 _HEAD = "<2sBBIiIHH"
 _REC = "<HHHBBB"  # 9 bytes
 _LEASE = "<HIBBBBB"  # 11 bytes
+STOCK_LEN = const(38)  # node/stocks.py's trailer
 
 
 class Keeper:
@@ -45,6 +49,9 @@ class Keeper:
         self.mark = self._now()  # (awards, released, led_term, led_round) when it was written
         self.qkept = b""  # an elector's quarantine table on flash, after the section (empty: none yet)
         self.qmark = 0  # its Quarantine.changes when it was written
+        self.skept = b""  # the trader's stocks on flash (empty: none yet)
+        self.sslot = -1  # the slot they are the start of
+        self.stocks_ignored = 0  # saved stocks found torn or foreign at boot (initial stocks instead)
 
     def _now(self):
         tr = self.region.trader
@@ -59,7 +66,11 @@ class Keeper:
         meanwhile waits for it too). Or whom the elector holds out of
         quarantine changed (node/quarantine.py: rare)."""
         q = self.region.quarantine
-        return self._due() or (q is not None and q.changes != self.qmark)
+        return self._due() or (q is not None and q.changes != self.qmark) or self._stocks_due()
+
+    def _stocks_due(self):
+        at = self.region.trader.stock_at
+        return at is not None and at[0] != self.sslot
 
     def _due(self):
         now = self._now()
@@ -81,12 +92,35 @@ class Keeper:
                 kept = with_leases(self.kept, self.region.trader)
                 self.mark = now[:2] + self.mark[2:]
             self.kept = kept
-        return self.kept + self.qkept if self.qkept else self.kept
+        if fresh and self._stocks_due():
+            from node import stocks  # (region.preload loads it on a board)
+
+            at = self.region.trader.stock_at
+            self.skept = stocks.pack(self.region.trader.prod.gen, at)
+            self.sslot = at[0]
+        out = self.kept + self.qkept if self.qkept else self.kept
+        return out + self.skept if self.skept else out
 
     def load(self, blob):
         """Put the saved section back (market, then an elector's quarantine
-        table); a one-line text for the ground when there is something to
-        say (damage, a restored table), else None."""
+        table, then a trader's stocks); a one-line text for the ground when
+        there is something to say (damage, a restored table), else None."""
+        blob, stocks = stock_split(blob)
+        why = self._load_stocks(stocks) if stocks is not None else None
+        said = self._load(blob)
+        return said + "; " + why if said and why else said or why
+
+    def _load_stocks(self, sec):
+        from node import stocks
+
+        try:
+            stocks.restore(sec, self.region.trader.prod)
+        except ValueError as e:
+            self.stocks_ignored += 1
+            return "%s; initial stocks" % e
+        return None
+
+    def _load(self, blob):
         n = struct.unpack_from("<HH", blob, HEAD_LEN - 4) if len(blob) >= HEAD_LEN else (0, 0)
         end = HEAD_LEN + 9 * n[0] + 11 * n[1] + 4
         q = self.region.quarantine
@@ -187,18 +221,29 @@ def restore(blob, m, tr):
     tr.leases = leases
 
 
+def stock_split(blob):
+    """(the blob before it, the stock section or None) of a market section
+    (after roster_split): a section by its shape; Keeper checks its crc."""
+    n = len(blob)
+    if n < HEAD_LEN + STOCK_LEN or blob[n - 2:] != b"PS" or blob[n - STOCK_LEN:n - STOCK_LEN + 2] != b"ST":
+        return blob, None
+    return blob[:n - STOCK_LEN], blob[n - STOCK_LEN:]
+
+
 def split(blob):
     """(term/vote part, market section or None) of a node's saved blob: the
     section follows one or two 14-byte term/vote blobs. An elector's
     quarantine table (node/quarantine.py, b"QT") may follow the market
-    section: it stays with it (Keeper.load takes it apart). A roster section
-    after everything (roster_split) is not part of it."""
+    section, and a trader's stocks after that (stock_split): they stay with
+    it (Keeper.load takes it apart). A roster section after everything
+    (roster_split) is not part of it."""
     blob = roster_split(blob)[0]
+    body = stock_split(blob)[0]
     for k in (14, 28):
-        if len(blob) > k + HEAD_LEN and blob[k:k + 2] == b"MK":
-            nrec, nlease = struct.unpack_from("<HH", blob, k + 16)
+        if len(body) > k + HEAD_LEN and body[k:k + 2] == b"MK":
+            nrec, nlease = struct.unpack_from("<HH", body, k + 16)
             end = k + HEAD_LEN + 9 * nrec + 11 * nlease + 4
-            if len(blob) == end or _table_len(blob, end) == len(blob) - end:
+            if len(body) == end or _table_len(body, end) == len(body) - end:
                 return blob[:k], blob[k:]
     return blob, None
 

@@ -39,7 +39,7 @@ def preload(config, node_id):
     board calls it before it builds the Node (runtime/start.py), so the
     code is laid down on a young heap in one go and the tables built after
     it find whole blocks: code loaded between tables shreds a 192K heap."""
-    from node import durable, trader  # noqa: F401
+    from node import durable, stocks, trader  # noqa: F401
 
     mcfg = config.market
     if mcfg.auditors:

@@ -52,6 +52,7 @@ class Trader:
         # not running for, with fresh stocks, from mission 0.
         self._fresh = now_ms == 0
         self.slot = -1
+        self.stock_at = None  # (slot, feed, buf, parts A, B, Earth, repl) at its start: kept on flash (node/durable.py)
         self._logistics = False  # a logistics lease covers the current slot
         self._logistics_used = False
         self._check = True  # re-project needs at the next poll
@@ -113,7 +114,9 @@ class Trader:
 
     def _slot_start(self, slot):
         self.slot = slot
-        self.prod.start_slot(slot)
+        p = self.prod
+        self.stock_at = (slot, p.feed, p.buf, p.parts[0], p.parts[1], p.parts[2], p.repl)  # before its deliveries
+        p.start_slot(slot)
         keep = []
         for lease in self.leases:
             if last_slot(lease[L_FIRST], lease[L_SPAN], lease[L_PERIOD], lease[L_COUNT]) >= slot:
