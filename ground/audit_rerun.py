@@ -29,7 +29,13 @@ clearing skips, as the firmware does) must agree with that auditor: an
 ACCUSE exactly when the re-run differs from the PREPARE, quoting the re-run's
 own digest, award count and price; silence only where the auditor could not
 judge (it missed a row or the PREPARE, or its ledger did not match the
-coordinator's: its first ROUND_ACK of the round gave another digest).
+coordinator's: its first ROUND_ACK of the round gave another digest). A row
+or PREPARE delivered while the auditor did not follow the coordinator (its
+last heartbeat on the region's address named no coordinator, or another, or
+another term for a PREPARE) counts as missed: an elector takes rows and
+PREPAREs only from the coordinator it follows (node/audit.py on_frame,
+node/region.py), so it refused them (chaos containment-auditors seed 13: an
+auditor whose clock ran x13 timed out its coordinator between heartbeats).
 """
 
 from ground import firmware  # noqa: F401 (puts firmware/ on sys.path)
@@ -39,9 +45,11 @@ from node import catalog as cat  # noqa: E402
 from node.auction import F_ALL, F_WON, BidBook  # noqa: E402
 from node.ledger import Ledger  # noqa: E402
 from node.market import clearing  # noqa: E402
+from node.wire import cluster_addr  # noqa: E402
 
 _PREPARE = 3  # msgs.ROUND_PREPARE
 _COPY_FLAGS = 2 | 16  # msgs.AWARD_SYNC | AWARD_CLAIM: a ledger copy or a claim, not the round's award
+_REGION_CLUSTERS = 0xE00  # config._REGION_CLUSTERS: a region's electors share cluster 0xE00 | region
 
 
 def header(sc):
@@ -66,6 +74,7 @@ class _Region:
     def __init__(self, number, spec):
         self.number = number
         self.roster = [int(n) for n in spec["roster"]]
+        self.addr = cluster_addr(_REGION_CLUSTERS | number)  # the electors' heartbeats go there
         self.index = {n: i for i, n in enumerate(self.roster)}
         self.units = tuple(spec["units"])
         self.first_ids = cat.starts(self.units)
@@ -129,6 +138,7 @@ class _Round:
         self.got = {}  # auditor -> set of its rows delivered, and "prepare"
         self.ack = {}  # auditor -> digest of its first ROUND_ACK of the round
         self.accused = set()  # auditors that accused this round
+        self.unfollowed = set()  # auditors a row or PREPARE reached while they did not follow the coordinator
 
 
 class AuditRerun:
@@ -161,6 +171,8 @@ class AuditRerun:
         self.lost_bids = 0  # bid accusations over a bid the coordinator never got (loss: not its fault)
         self.judged = 0
         self.unjudged = 0  # rounds whose starting ledger could not be rebuilt from the trace
+        self.view = {}  # elector -> (coordinator, term) its last heartbeat on the region's address named
+        self.unfollowed = 0  # verdicts due but not expected: the auditor did not follow the coordinator then
 
     def sent(self, src, dst, type_, msg, fid, line):
         reg = self.region_of.get(src)
@@ -179,6 +191,8 @@ class AuditRerun:
             self._award(src, msg, fid, line)
         elif type_ == "release" and msg.get("holder") != src:
             self._release(reg, msg)
+        elif type_ == "heartbeat" and dst == reg.addr:
+            self.view[src] = (msg.get("coordinator"), msg.get("term"))
         elif type_ == "round_ack":
             rd = self.rounds.get((dst, msg.get("round")))
             if rd is not None and rd.term == msg.get("term"):
@@ -200,7 +214,12 @@ class AuditRerun:
             self.bids[b][2] = True
         w = self.watch.get(fid)
         if w is not None and to is not None:
-            w[0].got.setdefault(to, set()).add(w[1])
+            rd = w[0]
+            v = self.view.get(to)
+            if v is not None and (v[0] != rd.coord or w[1] == "prepare" and v[1] != rd.term):
+                rd.unfollowed.add(to)  # it refused it (node/audit.py on_frame): not an input it had
+                return
+            rd.got.setdefault(to, set()).add(w[1])
 
     def _release(self, reg, msg):
         """A release the coordinator passed on to the other electors: it freed
@@ -341,6 +360,8 @@ class AuditRerun:
                     continue
                 got = rd.got.get(a, set())
                 if "prepare" not in got or len(got) - 1 < rd.want or rd.ack.get(a) != rd.prepare[0]:
+                    if a in rd.unfollowed:
+                        self.unfollowed += 1  # (counted in the note)
                     continue  # it missed an input, or its ledger was not the coordinator's: it could not judge
                 self.violate("audit_rerun", "%s: auditor %d had every bid row and the PREPARE, and its ledger was the"
                              " coordinator's (its ROUND_ACK gave digest %s), but sent no ACCUSE against node %d,"
@@ -351,5 +372,6 @@ class AuditRerun:
 
     def note(self):
         return ("audit_rerun: %d round(s) re-run from the trace, %d not judged (the ledger they start from could not"
-                " be rebuilt from the trace); %d bid accusation(s) over a bid lost on its way to the coordinator"
-                % (self.judged, self.unjudged, self.lost_bids))
+                " be rebuilt from the trace); %d bid accusation(s) over a bid lost on its way to the coordinator;"
+                " %d accusation(s) due from an auditor that did not follow the coordinator when its rows or PREPARE"
+                " came (refused, not expected)" % (self.judged, self.unjudged, self.lost_bids, self.unfollowed))

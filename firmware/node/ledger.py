@@ -38,7 +38,14 @@
 # Records are merged only on request (an extension of a lease the holder
 # named), so a replica that applies the same awards in any order ends up with
 # the same records; digest() (a sum of mixed crc32s, one per record,
-# order-free) is how a standby proves it is a replica.
+# order-free) is how a standby proves it is a replica. A record of one
+# occurrence always stores span as its period (_put, advance), whatever made
+# it: digest() does not cover that period, yet add()'s merge reads it, so a
+# record that kept a stale rhythm after its other occurrences passed (the
+# coordinator's) and the same record from a copy (an elector's AWARD_SYNC)
+# would merge an extension differently with equal digests: an auditor's
+# re-run then differed from an honest clearing (docs/CONTAINMENT.md "Loss
+# and auditing").
 
 import binascii
 import struct
@@ -201,7 +208,7 @@ class Ledger:
 
     def _put(self, i, res, first, span, period, count):
         self._rfs[i] = res << self._rshift | (first & self._fmask) << 8 | span
-        self.period[i] = period
+        self.period[i] = period if count > 1 else span  # one occurrence: period is span (digest(), add's merge)
         self.count[i] = count
 
     def add(self, res, holder, first, span, period, count, merge=False, past=False, new_ok=True):
@@ -248,7 +255,7 @@ class Ledger:
             self._put(j, res, first + (k1 + 1) * period, span, period, tail)
         self._mark(res, first + k0 * period, span, period, k1 - k0 + 1, False)
         if head:
-            self.count[i] = head
+            self._put(i, res, first, span, period, head)
         elif tail:
             self._put(i, res, first + (k1 + 1) * period, span, period, tail)
         else:
@@ -306,6 +313,8 @@ class Ledger:
                 w = self._rfs[i]
                 self._rfs[i] = w - (w & (self._fmask << 8)) + ((f & self._fmask) << 8)
                 self.count[i] = c
+                if c == 1:
+                    self.period[i] = sp  # its last occurrence: period is span, as _put stores it
         busy = self.busy
         if new_base - self.base >= self.horizon:
             for j in range(len(busy)):

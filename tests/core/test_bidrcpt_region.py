@@ -5,9 +5,9 @@
 # tests/core/test_bidrcpt.py.)
 # A receipt for every bid, in a region of real Nodes (tests/core/federation.py)
 # that loses 5 % of the frames (seeded): BIDs lost on their way are resent and
-# receipted, the auditors judge round after round with the bid check, and an
-# honest coordinator is never accused (loss on the bids' path and the rows),
-# nor accused over a bid (loss on every link); a coordinator that receipts a
+# receipted, the auditors judge round after round with the bid check and the
+# re-run, and an honest coordinator is never accused (loss on the bids' path
+# and the rows; loss on every link); a coordinator that receipts a
 # bid and then drops it from its book (MarketConfig.defect_kind 1,
 # node/audit.py send_round) is accused with reason 8 (bid) and quarantined
 # by every elector, over loss on every link. (docs/CONTAINMENT.md "A receipt
@@ -124,18 +124,22 @@ def test_bids_lost_on_their_way_are_resent_and_an_honest_coordinator_is_never_ac
             assert not [n for n in f.ids if q.is_quarantined(n)], (seed, e)
 
 
-def test_over_loss_on_every_link_no_bid_is_taken_for_a_drop():
+def test_over_loss_on_every_link_an_honest_coordinator_is_never_accused():
     # Loss on every frame (replicas, PREPAREs, heartbeats too). Before the
-    # receipt these seeds gave 17 bid accusations (5 and 12) of honest coordinators in
-    # 20 rounds. (The re-run itself still accuses an honest coordinator
-    # with reason 1, ledger digest, now and then at this loss: seeds 3 and 7 do,
-    # seed 7 before the receipt too; docs/CONTAINMENT.md "Not done yet".)
-    for seed in (3, 7):
+    # receipt seeds 3 and 7 gave 17 bid accusations (5 and 12) of honest
+    # coordinators in 20 rounds. Until a ledger record down to one occurrence
+    # stored span as its period (node/ledger.py _put, advance), these four
+    # seeds also gave 7 reason-1 (ledger digest) accusations in round 17-19:
+    # the coordinator's record kept its old rhythm, the auditor's copy of it
+    # (an AWARD_SYNC after a lost replica) did not, the digests agreed and an
+    # extension merged in one and not the other (docs/CONTAINMENT.md "Loss
+    # and auditing").
+    for seed in (1, 3, 7, 9):
         f = _fed(seed)
         found = _bids_judged(f)
         _run(f, 20)
         assert _held(f)["resent"] > 0 and sum(found) > 100
-        assert [a for src, a in _accusations(f) if a[4] & audit.REASON_BID] == [], seed
+        assert _accusations(f) == [], seed
 
 
 def test_a_coordinator_that_receipts_then_drops_a_bid_is_accused_and_quarantined():

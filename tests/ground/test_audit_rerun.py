@@ -72,6 +72,35 @@ def test_a_silenced_auditor_fails_naming_the_round_the_auditor_and_the_node(audi
     assert "sent no ACCUSE against node %d" % m["accused"] in got[0]
 
 
+def test_a_silent_auditor_that_did_not_follow_the_coordinator_when_its_rows_came_is_not_expected_to_accuse(audited):
+    """Chaos containment-auditors seed 13: an auditor whose clock ran x13
+    timed out its coordinator between two heartbeats, refused the round's
+    rows and PREPARE (an elector takes them only from the coordinator it
+    follows) and, following again, acked the repeated PREPARE with the right
+    digest. The silenced-auditor trace, with a heartbeat of that auditor on
+    the region's address naming no coordinator just before its first row of
+    the round arrives: no violation, one verdict noted as not expected."""
+    _, header, events = audited
+    acc = _sent(events, "accuse", dst=0)[0]
+    m, auditor = acc["msg"], acc["src"]
+    rest = [e for e in events if not (e["kind"] == "frame" and e["id"] == acc["id"])]
+    rows = {e["id"] for e in _sent(rest, "audit_bid", src=m["accused"], dst=auditor) if e["msg"]["round"] == m["round"]}
+    at = next(i for i, e in enumerate(rest) if e["kind"] == "frame" and e["fate"] == "delivered" and e["id"] in rows)
+    region_addr = 0xF000 | 0xE00 | header["market"]["region"]
+    hb = copy.deepcopy(next(e for e in _sent(rest, "heartbeat", src=auditor, dst=region_addr)
+                            if e["msg"]["coordinator"] == m["accused"]))
+    hb["id"] = max(e["id"] for e in rest if e["kind"] == "frame") + 1
+    hb["msg"].update(coordinator=0, role=1)  # a candidate: it follows nobody
+    hb["mission_ns"] = rest[at]["mission_ns"]
+    r, got = _rerun(header, rest[:at] + [hb] + rest[at:])
+    assert got == [], got
+    (note,) = [n for n in r.notes if n.startswith("audit_rerun:")]
+    assert "; 1 accusation(s) due from an auditor that did not follow the coordinator" in note, note
+    hb["msg"].update(coordinator=m["accused"], role=0)  # following it: silence is a violation again
+    _, got = _rerun(header, rest[:at] + [hb] + rest[at:])
+    assert len(got) == 1 and "auditor %d had every bid row" % auditor in got[0], got
+
+
 def test_an_auditor_misquoting_its_own_re_run_fails(audited):
     _, header, events = audited
     events = copy.deepcopy(events)
