@@ -50,7 +50,7 @@ class Keeper:
         self.qkept = b""  # an elector's quarantine table on flash, after the section (empty: none yet)
         self.qmark = 0  # its Quarantine.changes when it was written
         self.skept = b""  # the trader's stocks on flash (empty: none yet)
-        self.sslot = -1  # the slot they are the start of
+        self.sat = None  # the Trader.stock_at they were packed from (a new one: due again)
         self.stocks_ignored = 0  # saved stocks found torn or foreign at boot (initial stocks instead)
 
     def _now(self):
@@ -70,7 +70,7 @@ class Keeper:
 
     def _stocks_due(self):
         at = self.region.trader.stock_at
-        return at is not None and at[0] != self.sslot
+        return at is not None and at is not self.sat
 
     def _due(self):
         now = self._now()
@@ -97,7 +97,7 @@ class Keeper:
 
             at = self.region.trader.stock_at
             self.skept = stocks.pack(self.region.trader.prod.gen, at)
-            self.sslot = at[0]
+            self.sat = at
         out = self.kept + self.qkept if self.qkept else self.kept
         return out + self.skept if self.skept else out
 

@@ -161,6 +161,9 @@ class Trader:
             if self.auto.may(strategy.ACT_LAUNCH, self.intent):
                 self.prod.launch_daughter()
                 self.daughters += 1
+                at = self.stock_at
+                if at is not None:  # the daughter is gone: a reboot must not build it again from the slot's start
+                    self.stock_at = at[:6] + (self.prod.repl,)
                 k = self.kin
                 if k is not None:  # the ground fabs and boots it (docs/PROTOCOL.md "Joining and splitting")
                     self.send(0, msgs.DAUGHTER, msgs.pack(msgs.DAUGHTER, self.daughters & 0xFFFF, k[0], k[1], k[2], k[3]))

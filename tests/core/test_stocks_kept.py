@@ -112,3 +112,28 @@ def test_a_foreign_stock_section_is_ignored_and_counted():
     assert bytes(same) == bytes(sec)
     c = Node(2, _cfg(), seed=5, saved=terms + body + bytes(same))
     assert _stocks(c.region.trader.prod) == at[1:] and c._keep.stocks_ignored == 0
+
+
+def test_a_daughter_launched_after_the_slot_start_is_not_built_again_by_a_reboot():
+    # The slot starts with a daughter's worth of replication output; it is
+    # launched in that slot. A reboot later in the slot must not restore the
+    # slot start's output and launch the same daughter again (scenarios/
+    # replication-twice.yaml: node 6, power-cycled, made a ninth daughter).
+    n, blob, writes = _run(4 * SLOT_MS - 500)
+    tr = n.region.trader
+    tr.prod.repl = pr.DAUGHTER_MU  # ready when slot 4 starts
+    t = 4 * SLOT_MS - 250
+    while tr.daughters == 0 and t < 5 * SLOT_MS:
+        n.poll(t)
+        b = n.take_persist()
+        if b is not None:
+            blob = bytes(b)
+        t += 250
+    assert tr.daughters == 1 and tr.stock_at[0] == 4 and t < 5 * SLOT_MS
+    b = Node(2, _cfg(), seed=5, saved=blob)  # power back on, later in slot 4
+    assert b.region.trader.prod.repl < pr.DAUGHTER_MU
+    t2 = t + SLOT_MS // 4
+    while t2 < 5 * SLOT_MS:
+        b.poll(t2)
+        t2 += 250
+    assert b.region.trader.daughters == 0
