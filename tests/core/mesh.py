@@ -195,6 +195,32 @@ class Mesh:
                 out.append((i, self.nodes[i].term))
         return out
 
+    def coordinators_by_cluster(self):
+        """{cluster number: [ids coordinating it]} among live nodes (a split
+        makes several clusters in one mesh)."""
+        out = {}
+        for i in self.ids:
+            n = self.nodes[i]
+            if i not in self.down and n.role == COORDINATOR:
+                out.setdefault(n.cluster_dst & 0xFFF, []).append(i)
+        return out
+
+    def add_daughter(self, nid, parent):
+        """Boot a daughter as the ground does: its parent's cluster, that
+        cluster's roster as the parent holds it plus itself, the spares and
+        split block the parent holds now, its parent named. The new Node."""
+        p = self.nodes[parent]
+        j = p.joins
+        c = self.config
+        first, count = (j.first, j.count) if j is not None else c.replication[:2]
+        split = j.split if j is not None else c.replication[4]
+        cfg = Config(cluster=p.cluster_dst & 0xFFF, members=p.members.members + (nid,),
+                     election_timeout_ms=c.election_timeout_ms, spares=(first, count), max_members=c.replication[2],
+                     min_members=c.replication[3], split_cluster=split, parent=parent, lineage=2)
+        self.ids.append(nid)
+        self.nodes[nid] = Node(nid, cfg, 4242 + nid)
+        return self.nodes[nid]
+
     def split_brains(self):
         """Terms in which more than one node was ever coordinator."""
         return [term for term in sorted(self.leaders) if len(self.leaders[term]) > 1]

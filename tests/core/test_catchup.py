@@ -8,11 +8,8 @@ import struct
 
 from mesh import Mesh
 from node import durable, msgs, wire
-from node import election as el
 from node.catchup import CATCHUP
-from node.config import Config
 from node.join import R_FOREIGN, R_NOT_COORDINATOR, R_STALE
-from node.node import Node
 
 T = 1000
 
@@ -20,30 +17,6 @@ T = 1000
 def _settle(mesh, limit_ms=20 * T):
     ok = mesh.run_until(mesh.now + limit_ms, until=lambda m: m.agreed_coordinator() is not None)
     assert ok, "no agreed coordinator by %d ms: %r" % (mesh.now, mesh.coordinators())
-
-
-def _daughter(mesh, nid, parent):
-    """Boot a daughter as the ground does (tests/core/test_join_kept.py)."""
-    p = mesh.nodes[parent]
-    j = p.joins
-    c = mesh.config
-    first, count = (j.first, j.count) if j is not None else c.replication[:2]
-    split = j.split if j is not None else c.replication[4]
-    cfg = Config(cluster=p.cluster_dst & 0xFFF, members=p.members.members + (nid,),
-                 election_timeout_ms=c.election_timeout_ms, spares=(first, count), max_members=c.replication[2],
-                 min_members=c.replication[3], split_cluster=split, parent=parent, lineage=2)
-    mesh.ids.append(nid)
-    mesh.nodes[nid] = Node(nid, cfg, 4242 + nid)
-
-
-def _coordinators(mesh):
-    """{cluster number: [ids coordinating it]} among live nodes."""
-    out = {}
-    for i in mesh.ids:
-        n = mesh.nodes[i]
-        if i not in mesh.down and n.role == el.COORDINATOR:
-            out.setdefault(n.cluster_dst & 0xFFF, []).append(i)
-    return out
 
 
 def _mesh():
@@ -66,7 +39,7 @@ def _refusals(m, i):
 def test_a_node_off_across_the_split_that_moved_it_comes_back_in_the_new_cluster():
     m = _mesh()
     m.crash(8)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
     low, high = (1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 100)
     assert _roster(m, 1) == (1, low) and _roster(m, 6) == (2, high)
@@ -86,7 +59,7 @@ def test_a_node_off_across_the_split_that_moved_it_comes_back_in_the_new_cluster
     for i in high:
         assert _roster(m, i) == (2, high) and m.nodes[i].members.status(8, m.now) == 1, i
     assert {i: m.nodes[i].joins.split for i in m.ids if i != 8} == splits
-    coords = _coordinators(m)
+    coords = m.coordinators_by_cluster()
     assert sorted(coords) == [1, 2] and all(len(v) == 1 for v in coords.values()), coords
     assert n.coordinator == coords[2][0] and sum(_refusals(m, i) for i in m.ids) == 0
     # It kept the catch-up on flash: another power cut, it boots in cluster 2.
@@ -96,20 +69,20 @@ def test_a_node_off_across_the_split_that_moved_it_comes_back_in_the_new_cluster
     m.restart(8)
     assert _roster(m, 8) == (2, high)
     m.run_for(10 * T)
-    assert m.nodes[8].joins.catchups == 0 and m.nodes[8].coordinator == _coordinators(m)[2][0]
+    assert m.nodes[8].joins.catchups == 0 and m.nodes[8].coordinator == m.coordinators_by_cluster()[2][0]
 
 
 def test_a_node_off_across_a_split_it_stayed_through_drops_the_side_that_left():
     m = _mesh()
     m.crash(3)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
     m.restart(3)
     m.run_for(20 * T)
     n = m.nodes[3]
     assert _roster(m, 3) == (1, (1, 2, 3, 4, 5)) and n.joins.split == (3, 1) and n.joins.catchups == 1
     assert n.members.majority == 3
-    coords = _coordinators(m)
+    coords = m.coordinators_by_cluster()
     assert sorted(coords) == [1, 2] and all(len(v) == 1 for v in coords.values()), coords
     assert n.coordinator == coords[1][0] and sum(_refusals(m, i) for i in m.ids) == 0
 
@@ -120,15 +93,15 @@ def test_a_boot_no_coordinator_heard_is_caught_up_at_the_next_election():
     # CATCHUP at its first heartbeat in the new term: node 3 takes it.
     m = _mesh()
     m.crash(3)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
-    (c,) = _coordinators(m)[1]
+    (c,) = m.coordinators_by_cluster()[1]
     m.crash(c)
     m.restart(3)
     m.run_for(30 * T)
     n = m.nodes[3]
     assert _roster(m, 3) == (1, (1, 2, 3, 4, 5)), _roster(m, 3)
-    assert n.joins.catchups == 1 and n.coordinator not in (c, 0) and n.coordinator == _coordinators(m)[1][0]
+    assert n.joins.catchups == 1 and n.coordinator not in (c, 0) and n.coordinator == m.coordinators_by_cluster()[1][0]
     # The other members got theirs too, and took nothing from it.
     assert all(m.nodes[i].joins.catchups == 0 for i in (1, 2, 4, 5) if i != c)
     assert sum(_refusals(m, i) for i in m.ids) == 0
@@ -137,11 +110,11 @@ def test_a_boot_no_coordinator_heard_is_caught_up_at_the_next_election():
 def test_a_node_off_across_two_splits_is_led_through_both():
     m = _mesh()
     m.crash(9)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
     # Cluster 2 grows past 10 again: it splits with number 4 (6..10 stay).
     for k, nid in enumerate(range(108, 113)):
-        _daughter(m, nid, parent=(6, 7, 8, 10)[k % 4])  # (9 is off: its roster is old)
+        m.add_daughter(nid, parent=(6, 7, 8, 10)[k % 4])  # (9 is off: its roster is old)
         m.run_for(6 * T)
     m.run_for(20 * T)
     low, high = (6, 7, 8, 10), (100, 108, 109, 110, 111, 112)
@@ -155,7 +128,7 @@ def test_a_node_off_across_two_splits_is_led_through_both():
     assert n.joins.split == (5, 0)
     for i in (6, 7, 8, 10):
         assert _roster(m, i) == (2, (6, 7, 8, 9, 10)), i
-    coords = _coordinators(m)
+    coords = m.coordinators_by_cluster()
     assert sorted(coords) == [1, 2, 4] and all(len(v) == 1 for v in coords.values()), coords
     assert n.coordinator == coords[2][0] and sum(_refusals(m, i) for i in m.ids) == 0
 
@@ -168,7 +141,7 @@ def _catchup(term, epoch, cluster, spares, block, entries):
 def test_a_forged_or_stale_catchup_is_refused_with_its_reason():
     m = _mesh()
     m.crash(8)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
     m.restart(8)
     n = m.nodes[8]  # stale: cluster 1, members 1..10, not booted yet
@@ -203,7 +176,7 @@ def test_a_forged_or_stale_catchup_is_refused_with_its_reason():
 def test_a_coordinator_answers_a_node_at_most_once_per_four_election_timeouts():
     m = _mesh()
     m.crash(8)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
     sent = []
     route = m._route
@@ -216,7 +189,7 @@ def test_a_coordinator_answers_a_node_at_most_once_per_four_election_timeouts():
     m._route = spy
     t0 = m.now
     for k in range(120):  # node 8's heartbeats on cluster 1 for 30 s, T/4 apart; what it is sent never reaches it
-        c = m.nodes[_coordinators(m)[1][0]]
+        c = m.nodes[m.coordinators_by_cluster()[1][0]]
         c.joins.heard(c, 8, msgs.HEARTBEAT, m.now)
         c.joins.heard(c, 2, msgs.HEARTBEAT, m.now)  # a member's heartbeat is no reason to answer
         c.joins.heard(c, 11, msgs.HEARTBEAT, m.now)  # nor one from a node no split of its moved

@@ -8,7 +8,6 @@ import binascii
 import struct
 
 from mesh import Mesh
-from node import election as el
 from node import durable, wire
 from node.config import Config
 from node.node import Node
@@ -22,39 +21,12 @@ def _settle(mesh, limit_ms=20 * T):
     return mesh.agreed_coordinator()
 
 
-def _daughter(mesh, nid, parent):
-    """Boot a daughter as the ground does: its parent's cluster, that
-    cluster's roster as the parent holds it plus itself, the spares and split
-    block the parent holds now, its parent named."""
-    p = mesh.nodes[parent]
-    j = p.joins
-    c = mesh.config
-    first, count = (j.first, j.count) if j is not None else c.replication[:2]
-    split = j.split if j is not None else c.replication[4]
-    cfg = Config(cluster=p.cluster_dst & 0xFFF, members=p.members.members + (nid,),
-                 election_timeout_ms=c.election_timeout_ms, spares=(first, count), max_members=c.replication[2],
-                 min_members=c.replication[3], split_cluster=split, parent=parent, lineage=2)
-    mesh.ids.append(nid)
-    mesh.nodes[nid] = Node(nid, cfg, 4242 + nid)
-    return mesh.nodes[nid]
-
-
-def _coordinators(mesh):
-    """{cluster number: [ids coordinating it]} among live nodes."""
-    out = {}
-    for i in mesh.ids:
-        n = mesh.nodes[i]
-        if i not in mesh.down and n.role == el.COORDINATOR:
-            out.setdefault(n.cluster_dst & 0xFFF, []).append(i)
-    return out
-
-
 def test_a_member_cut_off_after_a_join_still_counts_the_joiner():
     m = Mesh(5, seed=3, spares=(100, 8), split_cluster=2)
     leader = _settle(m)
     follower = 3 if leader != 3 else 4
     before = m.writes.get(follower, 0)
-    _daughter(m, 100, parent=2)
+    m.add_daughter(100, parent=2)
     m.run_for(6 * T)
     assert m.nodes[follower].members.members == (1, 2, 3, 4, 5, 100)
     # One flash write for the membership change (a ROSTER sent again is no change).
@@ -84,7 +56,7 @@ def _config_of(mesh, nid):
 def test_a_damaged_roster_section_leaves_the_boot_config_and_says_so():
     m = Mesh(5, seed=5, spares=(100, 8), split_cluster=2)
     _settle(m)
-    _daughter(m, 100, parent=1)
+    m.add_daughter(100, parent=1)
     m.run_for(6 * T)
     blob = bytearray(m.flash[4])
     rest, sec = durable.roster_split(bytes(blob))
@@ -105,15 +77,15 @@ def test_a_side_made_by_a_split_splits_again_and_keeps_it_through_a_power_cut():
     # the side that stays, 4 to the side that goes.
     m = Mesh(10, seed=17, spares=(100, 16), split_cluster=(2, 3), max_members=10, min_members=5)
     _settle(m)
-    _daughter(m, 100, parent=7)
+    m.add_daughter(100, parent=7)
     m.run_for(20 * T)
     assert m.nodes[1].members.members == (1, 2, 3, 4, 5) and m.nodes[1].joins.split == (3, 1)
     assert m.nodes[6].members.members == (6, 7, 8, 9, 10, 100) and m.nodes[6].joins.split == (4, 1)
     assert (m.nodes[6].joins.first, m.nodes[6].joins.count) == (108, 8)
-    assert sorted(_coordinators(m)) == [1, 2]
+    assert sorted(m.coordinators_by_cluster()) == [1, 2]
     # Cluster 2 grows past 10 again: it splits with number 4.
     for k, nid in enumerate(range(108, 113)):
-        _daughter(m, nid, parent=6 + k % 5)
+        m.add_daughter(nid, parent=6 + k % 5)
         m.run_for(6 * T)
     m.run_for(20 * T)
     low, high = (6, 7, 8, 9, 10), (100, 108, 109, 110, 111, 112)
@@ -123,7 +95,7 @@ def test_a_side_made_by_a_split_splits_again_and_keeps_it_through_a_power_cut():
         n = m.nodes[i]
         assert n.members.members == high and n.cluster_dst == wire.cluster_addr(4), (i, n.members.members)
         assert n.joins.split[1] == 0  # its block is spent: a join past 10 is refused as full
-    coords = _coordinators(m)
+    coords = m.coordinators_by_cluster()
     assert sorted(coords) == [1, 2, 4] and all(len(v) == 1 for v in coords.values()), coords
     # A node of the twice-split side power-cut: its boot config says cluster
     # 1, members 1..10; it comes back in cluster 4 with its five peers.
@@ -138,7 +110,7 @@ def test_a_side_made_by_a_split_splits_again_and_keeps_it_through_a_power_cut():
     assert m.nodes[9].members.members == low and m.nodes[9].cluster_dst == wire.cluster_addr(2)
     assert m.nodes[110].members.members == high and m.nodes[110].cluster_dst == wire.cluster_addr(4)
     m.run_for(10 * T)
-    coords = _coordinators(m)
+    coords = m.coordinators_by_cluster()
     assert sorted(coords) == [1, 2, 4] and all(len(v) == 1 for v in coords.values()), coords
     assert m.nodes[110].coordinator == coords[4][0] and m.nodes[9].coordinator == coords[2][0]
 
@@ -154,7 +126,7 @@ def test_the_roster_section_follows_a_seat_and_a_market_section_and_the_shell_re
 
     m = Mesh(5, seed=3, spares=(100, 8), split_cluster=2)
     _settle(m)
-    _daughter(m, 100, parent=2)
+    m.add_daughter(100, parent=2)
     m.run_for(6 * T)
     rest, sec = durable.roster_split(m.flash[3])
     assert len(rest) == 14 and sec[-2:] == b"RS" and len(sec) == 18 + 2 * 6 + 4 * 1 + 8
