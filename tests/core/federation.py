@@ -195,6 +195,19 @@ class Federation:
                 return None
         return c
 
+    def ground_frames(self, type):
+        """[(src, payload)] of the frames of `type` sent to the ground (keep_ground)."""
+        out = []
+        for t, src, line in self.to_ground:
+            fr = wire.decode(bytes(line[:-1]) if line[-1:] == b"\x00" else bytes(line))
+            if fr.type == type:
+                out.append((src, fr.payload))
+        return out
+
+    def accusations(self):
+        """[(auditor, ACCUSE fields)] sent to the ground."""
+        return [(src, msgs.unpack(msgs.ACCUSE, p)) for src, p in self.ground_frames(msgs.ACCUSE)]
+
     def market(self):
         c = self.region_coordinator()
         return self.nodes[c].region.market if c is not None else None

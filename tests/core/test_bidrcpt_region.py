@@ -62,15 +62,6 @@ def _bids_judged(f):
     return found
 
 
-def _accusations(f):
-    out = []
-    for _, src, line in f.to_ground:
-        fr = wire.decode(bytes(line[:-1]) if line[-1:] == b"\x00" else bytes(line))
-        if fr.type == msgs.ACCUSE:
-            out.append((src, msgs.unpack(msgs.ACCUSE, fr.payload)))
-    return out
-
-
 def _held(f):
     """Summed Held counters of every trader."""
     tot = {"resent": 0, "receipted": 0, "given_up": 0}
@@ -118,7 +109,7 @@ def test_bids_lost_on_their_way_are_resent_and_an_honest_coordinator_is_never_ac
         assert h["resent"] > 0 and h["receipted"] > 100, h
         assert len(sent) > len(set(sent))  # a resent BID is the same seq again
         assert sum(found) > 100  # the bid check ran on receipted bids, round after round
-        assert _accusations(f) == [], seed
+        assert f.accusations() == [], seed
         for e in FED_ELECTORS:
             q = f.nodes[e].region.quarantine
             assert not [n for n in f.ids if q.is_quarantined(n)], (seed, e)
@@ -139,7 +130,7 @@ def test_over_loss_on_every_link_an_honest_coordinator_is_never_accused():
         found = _bids_judged(f)
         _run(f, 20)
         assert _held(f)["resent"] > 0 and sum(found) > 100
-        assert _accusations(f) == [], seed
+        assert f.accusations() == [], seed
 
 
 def test_a_coordinator_that_receipts_then_drops_a_bid_is_accused_and_quarantined():
@@ -150,7 +141,7 @@ def test_a_coordinator_that_receipts_then_drops_a_bid_is_accused_and_quarantined
     f.nodes[bad].region.market.drops = True
     f.run_until(f.now + 8 * SLOT, until=lambda x: all(
         x.nodes[e].region.quarantine.is_quarantined(bad) for e in FED_ELECTORS))
-    acc = _accusations(f)
+    acc = f.accusations()
     assert acc and all(fields[2] == bad and fields[4] & audit.REASON_BID for src, fields in acc), acc
     assert len({src for src, fields in acc}) >= 2
     for e in FED_ELECTORS:

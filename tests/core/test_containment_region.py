@@ -29,28 +29,19 @@ def _fed(seed):
                       keep_ground=True, auditors=FED_ELECTORS)
 
 
-def _ground(f, type):
-    out = []
-    for t, src, line in f.to_ground:
-        fr = wire.decode(bytes(line[:-1]) if line[-1:] == b"\x00" else bytes(line))
-        if fr.type == type:
-            out.append((src, fr.payload))
-    return out
-
-
 def test_a_defective_coordinator_is_accused_by_two_auditors_and_quarantined():
     f = _fed(5)
     assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
     f.run_for(3 * SLOT)
     bad = f.region_coordinator()
-    assert not _ground(f, msgs.ACCUSE)  # honest rounds, audited by the other lineage: no accusation
+    assert not f.ground_frames(msgs.ACCUSE)  # honest rounds, audited by the other lineage: no accusation
     audited = sum(f.nodes[e].region.auditor.audited for e in FED_ELECTORS)
     assert audited >= 2
     m = f.nodes[bad].region.market
     m.clear = defective(m.clear)  # the planted defect (scenario fault lineage_defect)
     f.run_for(6 * SLOT)
     accusers = set()
-    for src, payload in _ground(f, msgs.ACCUSE):
+    for src, payload in f.ground_frames(msgs.ACCUSE):
         fields = msgs.unpack(msgs.ACCUSE, payload)
         assert fields[2] == bad and audit.has_evidence(fields)
         assert clearing_impl(src % 3) != clearing_impl(bad % 3)
@@ -108,7 +99,7 @@ def test_stale_term_claims_quarantine_first_hand_and_only_the_ground_reinstates(
     region.receive(wire.ADDR_GROUND, f.region_dst, msgs.REINSTATE, msgs.pack(msgs.REINSTATE, 1, rc), f.now)
     assert q_.electable(rc) and not q_.is_quarantined(rc)
     f.run_for(100)  # the elector's LOG lines go out at its next poll
-    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    texts = [msgs.unpack_log(p) for _, p in f.ground_frames(msgs.LOG)]
     assert any(t.startswith("quarantine node %d quarantined: %d stale-term claims" % (rc, audit.STALE_CLAIMS))
                for t in texts), texts
     assert "quarantine node %d normal: ground intent" % rc in texts
@@ -133,9 +124,9 @@ def test_a_first_hand_quarantine_is_witnessed_to_every_elector():
     f.run_for(2000)  # the WITNESS reaches the region's other electors
     for e in FED_ELECTORS:
         assert f.nodes[e].region.quarantine.is_quarantined(rc), e
-    sent = [(src, msgs.unpack(msgs.WITNESS, p)) for src, p in _ground(f, msgs.WITNESS)]
+    sent = [(src, msgs.unpack(msgs.WITNESS, p)) for src, p in f.ground_frames(msgs.WITNESS)]
     assert sent == [(seer, (1, rc, 1, 2, audit.STALE_CLAIMS))], sent
-    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    texts = [msgs.unpack_log(p) for _, p in f.ground_frames(msgs.LOG)]
     why = "quarantine node %d quarantined: witnessed by %d: %d stale-term claims (term 1, its 2)" % (
         rc, seer, audit.STALE_CLAIMS)
     assert texts.count(why) == len(others), texts
@@ -175,7 +166,7 @@ def test_a_forged_or_empty_witness_is_refused_with_its_reason():
     region.receive(liar, f.region_dst, msgs.WITNESS, _witness(1, rc, 1, 2, n), f.now)  # a sound one
     assert q_.is_quarantined(rc)
     f.run_for(100)
-    texts = [msgs.unpack_log(p) for _, p in _ground(f, msgs.LOG)]
+    texts = [msgs.unpack_log(p) for _, p in f.ground_frames(msgs.LOG)]
     assert "refused witness from 99 against %d (forged)" % rc in texts
     assert "refused witness from %d against %d (evidence)" % (liar, rc) in texts
 

@@ -59,15 +59,6 @@ def _record_judged(f):
     return judged
 
 
-def _accusations(f):
-    out = []
-    for _, src, line in f.to_ground:
-        fr = wire.decode(bytes(line[:-1]) if line[-1:] == b"\x00" else bytes(line))
-        if fr.type == msgs.ACCUSE:
-            out.append((src, msgs.unpack(msgs.ACCUSE, fr.payload)))
-    return out
-
-
 def _auditors(f):
     return [f.nodes[e].region.auditor for e in FED_ELECTORS]
 
@@ -82,7 +73,7 @@ def test_rows_lost_are_resent_and_a_defective_clearing_is_accused():
     f.run_for(8 * SLOT)
     assert judged & lost  # rounds with rows lost were judged (after the resend)
     accusers = set()
-    for src, fields in _accusations(f):
+    for src, fields in f.accusations():
         assert fields[2] == bad and audit.has_evidence(fields)
         accusers.add(src)
     assert len(accusers) == 2, accusers  # both auditors of the other clearing judged a round with rows lost
@@ -100,7 +91,7 @@ def test_an_honest_coordinator_under_loss_is_never_accused():
         assert f.run_until(f.now + 30000, until=lambda x: x.region_coordinator() is not None)
         f.run_for(20 * SLOT)
         assert len(lost) > 5
-        assert _accusations(f) == []
+        assert f.accusations() == []
         assert judged & lost  # rounds with rows lost, judged after the resend
         assert sum(a.asked for a in _auditors(f)) > 0
         for e in FED_ELECTORS:
