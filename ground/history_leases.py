@@ -156,6 +156,23 @@ class _Lease:
 
 
 
+def _pend(pending, key, res, holder, msg, fid, line):
+    """Keep a replica of an award that is not a lease yet under `key` in
+    `pending` (LeaseRules.own_pending: a coordinator's own award until its
+    COMPLETE; seat_pending: the replica of an elector's own award, sent to it
+    by the coordinator that prepared the round, until that elector completes
+    the round itself after a takeover: its RESENDs to the other holders, then
+    its COMPLETE, while no frame ever carries its own award to itself (chaos
+    containment-sever seed 406)). One copy per award; the oldest key goes
+    when _MAX_PENDING are kept (a round never completed)."""
+    if key not in pending and len(pending) >= _MAX_PENDING:
+        del pending[next(iter(pending))]
+    mine = pending.setdefault(key, [])
+    iv = lease_intervals(msg)
+    if not any(x.resource == res and x.intervals == iv for x in mine):
+        mine.append(_Lease(res, holder, iv, fid, line))
+
+
 class LeaseRules:
     """The checker's lease rules (a mixin of history_checker._Checker, whose
     state they read and write: leases, own_pending, seat_pending, releases_seen, kinds,
@@ -197,16 +214,10 @@ class LeaseRules:
         if kind == "award" and flags is not None and flags & self.copy_flags and not (
                 self.claim_flag is not None and flags & self.claim_flag):
             self.copies += 1  # a replica or a ledger copy: no lease, whoever it went to
-            if flags & self.replica_flag and src == holder:
-                key = (src, msg.get("term"), msg.get("round"))
-                if key not in self.own_pending and len(self.own_pending) >= _MAX_PENDING:
-                    del self.own_pending[next(iter(self.own_pending))]  # the oldest round: never completed
-                mine = self.own_pending.setdefault(key, [])
-                iv = lease_intervals(msg)
-                if not any(x.resource == res and x.intervals == iv for x in mine):  # one copy per elector
-                    mine.append(_Lease(res, holder, iv, fid, line))
-            elif flags & self.replica_flag and dst == holder:
-                self._seat_copy(holder, msg, res, fid, line)
+            if flags & self.replica_flag and src == holder:  # the coordinator's own award, until its COMPLETE
+                _pend(self.own_pending, (src, msg.get("term"), msg.get("round")), res, holder, msg, fid, line)
+            elif flags & self.replica_flag and dst == holder:  # an elector's own, until it completes the round
+                _pend(self.seat_pending, (holder, msg.get("round")), res, holder, msg, fid, line)
             return
         own_award = False
         if kind == "award" and src == holder and self.claim_flag is not None:
@@ -224,25 +235,6 @@ class LeaseRules:
             self.copies += 1  # a copy for someone else (the standby's replica): not a lease until the holder gets it
             return
         self._award(res, holder, lease_intervals(msg), fid, line, src)
-
-    def _seat_copy(self, holder, msg, res, fid, line):
-        """A replica of an elector's own award, sent to that elector by the
-        coordinator that prepared the round. Not a lease yet: if the
-        coordinator falls before its COMPLETE and this elector takes over, it
-        completes the round from its replicas (a RESEND to every other holder,
-        then its COMPLETE) and its own award is in its ledger with no frame
-        sent for it. Kept by (elector, round) until that elector sends the
-        round's COMPLETE (history_checker.py), then an award (chaos
-        containment-sever seed 406: node 17 claimed its own award of round 0
-        at term 3, completed by itself at term 2 after node 12 fell)."""
-        key = (holder, msg.get("round"))
-        pending = self.seat_pending
-        if key not in pending and len(pending) >= _MAX_PENDING:
-            del pending[next(iter(pending))]  # the oldest: never completed by this elector
-        mine = pending.setdefault(key, [])
-        iv = lease_intervals(msg)
-        if not any(x.resource == res and x.intervals == iv for x in mine):
-            mine.append(_Lease(res, holder, iv, fid, line))
 
     def _first_release(self, src, msg):
         """False for a copy of a release this holder already sent: one act,
