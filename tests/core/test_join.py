@@ -1,4 +1,4 @@
-# mpy-heap: 320K (21 nodes in one process for the split; a board holds one)
+# mpy-heap: 400K (21 nodes in one process for the split; a board holds one. At 320K it passed here with 20-30K to spare and failed in CI: where the split's allocations fall varies)
 # Replication in the core (node/join.py): a daughter joins its parent's
 # cluster, a cluster past max_members splits in two, and what is refused.
 # Runs under CPython and MicroPython (make test-mpy).

@@ -1,3 +1,4 @@
+# mpy-heap: 256K (a region of up to 8 traders at the market tier in one process; a board holds one)
 # The regional market over many rounds, at the market tier (tests/core/fedsim.py:
 # the nodes' own trader/market/production code, roles fixed, no Tier 1): every
 # node hears every round, production runs, decisions come within a round and

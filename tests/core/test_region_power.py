@@ -1,3 +1,4 @@
+# mpy-heap: 256K (two Nodes alive at once: the one before the cut, kept to compare with, and the one booted from its blob; a board holds one)
 # One Node's market section through a power cut (node/durable.py): an
 # elector's ledger, its (term, round) and a holder's leases come back from
 # the saved blob exactly, before the node answers anything; a damaged
