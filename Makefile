@@ -42,13 +42,14 @@ test: test-mpy mpy-cross typecheck test-cpython
 # one process (one fresh 192K heap) per test file, importing the core as the
 # .mpy image a board holds. A file whose first line is "# mpy-heap: NK (why)"
 # gets N K instead: only simulations of several nodes in one process (a board
-# holds one) and test-side buffers, each saying why. MICROPYPATH fixes sys.path:
-# the port's default holds $HOME/.micropython/lib, and its length moved where
-# allocations fell, so a file near its heap's limit passed here and failed in CI.
+# holds one) and test-side buffers, each saying why. The runner goes in with -m
+# and MICROPYPATH, so sys.path holds no machine's paths: a script's absolute
+# folder and $HOME/.micropython/lib did, their lengths moved where allocations
+# fell, and a file near its heap's limit passed here and failed in CI.
 test-mpy: $(STAMP) mpy-image
 	@fail=0; for f in tests/core/test_*.py; do \
 	  heap=$$(sed -n '1s/^# mpy-heap: \([0-9]*K\).*/\1/p' $$f); \
-	  out=$$(MICROPYPATH=.frozen $(BIN)/micropython -X heapsize=$${heap:-192K} tests/mpy_runner.py --firmware $(MPY_IMAGE) $$f 2>&1); rc=$$?; \
+	  out=$$(MICROPYPATH=tests:.frozen $(BIN)/micropython -X heapsize=$${heap:-192K} -m mpy_runner --firmware $(MPY_IMAGE) $$f 2>&1); rc=$$?; \
 	  echo "$$out" | grep -v '^PASS' ; [ $$rc = 0 ] || fail=1; \
 	done; [ $$fail = 0 ] || { echo "MicroPython core tests FAILED"; exit 1; }
 

@@ -7,7 +7,9 @@
 # builds it with mpy-cross: what a board runs, not compiled on the heap at
 # import); without it, from firmware/ sources.
 # `make test-mpy` runs one file per process, so each file gets a fresh 192K
-# heap as a board would, and one file's garbage cannot fragment the next's.
+# heap as a board would, and one file's garbage cannot fragment the next's;
+# it starts the runner as `MICROPYPATH=tests:.frozen micropython -m mpy_runner`
+# so no machine's paths are on the heap and a run allocates the same anywhere.
 # Every test_*.py file in the folder is imported and each `test_*` function
 # with no parameters is called; a file whose first line is
 # "# cpython-only" is skipped. Prints one line per failure and a closing
