@@ -51,6 +51,7 @@ from ground import shard_contain, shard_faults, shard_land, shard_rollout, shard
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
+from ground.regions import region_of
 from ground.router import _decode_fields
 from ground.shard_trace import TracePart
 
@@ -282,7 +283,7 @@ class Shard:
                 r = [n for n in sorted(sc.nodes) if n != src]
             elif addr & 0xF000 == _ADDR_CLUSTER:
                 k = addr & 0x0FFF
-                region = self._regions.get(k - 0xE00) if k >= 0xE00 else None
+                region = self._regions.get(region_of(k))
                 if region is not None:  # a region's address: its electors (each region its own)
                     r = [n for n in sorted(region.electors) if n != src]
                 else:
@@ -308,8 +309,9 @@ class Shard:
         mine = self.cluster_of[src]
         if addr & 0xF000 == _ADDR_CLUSTER:
             k = addr & 0x0FFF
-            if k >= 0xE00 and (k - 0xE00) in self._regions:
-                same = regions.get(mine) == k - 0xE00
+            region = region_of(k)
+            if region is not None and region in self._regions:
+                same = regions.get(mine) == region
                 return 2 * (fc.INTRA_REGION if same else fc.INTER_REGION)
             other = k
         else:
