@@ -26,7 +26,8 @@ import time
 
 from bench.machine_info import describe
 from ground import board_json, fleetrun, scenario
-from ground.shard import Shard, frame_header
+from ground.shard import Shard
+from ground.shard_route import frame_header
 from ground.yamlfile import load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

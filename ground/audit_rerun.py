@@ -47,9 +47,10 @@ from node.ledger import Ledger  # noqa: E402
 from node.market import clearing  # noqa: E402
 from node.wire import cluster_addr  # noqa: E402
 
+from ground.regions import region_cluster  # noqa: E402
+
 _PREPARE = 3  # msgs.ROUND_PREPARE
 _COPY_FLAGS = 2 | 16  # msgs.AWARD_SYNC | AWARD_CLAIM: a ledger copy or a claim, not the round's award
-_REGION_CLUSTERS = 0xE00  # config._REGION_CLUSTERS: a region's electors share cluster 0xE00 | region
 
 
 def header(sc):
@@ -74,7 +75,7 @@ class _Region:
     def __init__(self, number, spec):
         self.number = number
         self.roster = [int(n) for n in spec["roster"]]
-        self.addr = cluster_addr(_REGION_CLUSTERS | number)  # the electors' heartbeats go there
+        self.addr = cluster_addr(region_cluster(number))  # the electors' heartbeats go there
         self.index = {n: i for i, n in enumerate(self.roster)}
         self.units = tuple(spec["units"])
         self.first_ids = cat.starts(self.units)

@@ -21,6 +21,7 @@ generations, firmware versions, ages, electors, cluster places, faults.
 import math
 import random
 
+from ground.regions import REGION_CLUSTERS
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, number
 
 C_KM_PER_MS = 299.792458  # light: km per ms
@@ -28,7 +29,7 @@ DAY_S = 86400.0
 CLUSTER_SIZES = (5, 20)  # the design's cluster sizes
 REGION_SIZES = (20, 50)  # clusters per region (federation)
 MAX_MAJORS = 3
-MAX_CLUSTERS = 0xE00 - 1  # cluster ids 1..3583: from 0xE00 on, cluster addresses are regions' (docs/MARKET.md)
+MAX_CLUSTERS = REGION_CLUSTERS - 1  # cluster ids 1..3583: from REGION_CLUSTERS on, cluster addresses are regions'
 
 _FLEET = {
     "nodes", "cluster_sizes", "allow_cluster_sizes", "regions", "allow_region_sizes", "lineages", "hw_gen",
@@ -228,8 +229,8 @@ def expand(data):
     sizes = _split(rng, n_nodes, c_lo, c_hi, draw_c, "nodes", f.where("cluster_sizes"))
     if len(sizes) > MAX_CLUSTERS:
         raise f.error("cluster_sizes", "fleet: %d nodes make %d clusters; cluster numbers go up to %d (the wire's"
-                      " cluster addresses from 0xE00 on are regions'): make the clusters larger or the fleet smaller"
-                      % (n_nodes, len(sizes), MAX_CLUSTERS))
+                      " cluster addresses from 0x%X on are regions'): make the clusters larger or the fleet smaller"
+                      % (n_nodes, len(sizes), MAX_CLUSTERS, REGION_CLUSTERS))
     # 2. region sizes (clusters per region)
     reg = _section(f, "regions", "{clusters: {min, max} or count: n, electors: n}")
     check_keys(reg, _REGIONS, "fleet.regions")

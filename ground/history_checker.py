@@ -15,6 +15,7 @@ from ground.history_election import ElectionRules, _major
 from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
 from ground.history_verdict import Report, Violation
+from ground.regions import REGION_CLUSTERS, region_cluster
 
 _LISTED = 20  # frames listed in one violation before "and N more"
 ROUND_COMPLETE = 1  # msgs.ROUND_COMPLETE (PRICES status)
@@ -52,10 +53,10 @@ class _Checker(ElectionRules, LeaseRules):
         self.cluster_region = {}
         for r in header.get("regions") or ():
             if isinstance(r, dict) and isinstance(r.get("region"), int):
-                self.region_electors[0xE00 | r["region"]] = set(r.get("electors") or ())
+                self.region_electors[region_cluster(r["region"])] = set(r.get("electors") or ())
                 self.cluster_region.update(dict.fromkeys(r.get("clusters") or (), r["region"]))
         region = market.get("region", 1) if isinstance(market.get("region", 1), int) else 1
-        self.region_addr = CLUSTER_BASE | 0xE00 | region
+        self.region_addr = CLUSTER_BASE | region_cluster(region)
         self.containment = ContainmentChecker(self.electors, self._violate, header,
                                               lambda n: self.members.get(self.nodes.get(n), ()))  # quarantine_* (history_containment.py)
         self.majors = {}  # node id -> firmware major the header declares
@@ -205,7 +206,7 @@ class _Checker(ElectionRules, LeaseRules):
         if dst == BROADCAST:
             return set(self.nodes) - {src}
         if dst >= CLUSTER_BASE:
-            if (dst & 0x0FFF) >= 0xE00:  # a market region's electors
+            if (dst & 0x0FFF) >= REGION_CLUSTERS:  # a market region's electors
                 if self.region_electors:
                     need = set(self.region_electors.get(dst & 0x0FFF, ())) - {src}
                 else:

@@ -4,6 +4,8 @@ leases, the slots a lease covers, and LeaseRules, the part of the checker
 (ground/history_checker.py) that keeps the leases awarded so far and judges
 every award, use, claim and release against them."""
 
+from ground.regions import region_cluster
+
 _MAX_OCCURRENCES = 4096  # a lease expanded into more occurrences is taken as one span
 _MAX_PENDING = 64  # rounds of a coordinator's own replicated awards kept until their COMPLETE
 _RELEASES_KEPT = 256  # holders' releases remembered, so a copy of one is not judged again
@@ -272,7 +274,7 @@ class LeaseRules:
     def _awarders_traced(self, node):
         """Whether every elector of node's region (the market's, with one) is in the trace's header."""
         region = self.cluster_region.get(self.nodes.get(node)) if self.region_electors else None
-        electors = self.region_electors.get(0xE00 | region, ()) if region is not None else self.electors
+        electors = self.region_electors.get(region_cluster(region), ()) if region is not None else self.electors
         return all(e in self.nodes for e in electors)
 
     def _res(self, res, holder, via=None):

@@ -22,6 +22,20 @@ CLEARING_IMPLS = 2  # firmware node/market.py clearing(): lineage L runs clearin
 MIN_LINEAGES = 3  # a cluster of ENFORCE_CLUSTER_SIZE or more mixes at least this many lineages
 ENFORCE_CLUSTER_SIZE = 5
 _REGION = _MARKET | {"clusters"}  # a regions: entry: its clusters and its MarketConfig arguments
+# The region address base, the firmware's node/config.py _REGION_CLUSTERS (docs/MARKET.md): cluster
+# numbers below it are clusters; from it on, region_cluster(region) is the cluster number a region's
+# electors share (its address: cluster_addr(region_cluster(region))). The ground's one copy of it.
+REGION_CLUSTERS = 0xE00
+
+
+def region_cluster(region):
+    """The cluster number of region `region`'s address (its electors share it)."""
+    return REGION_CLUSTERS | region
+
+
+def region_of(cluster):
+    """The region whose address cluster number `cluster` is, or None for an ordinary cluster."""
+    return cluster - REGION_CLUSTERS if cluster >= REGION_CLUSTERS else None
 
 
 @dataclass
@@ -30,7 +44,7 @@ class RegionSpec:
     market's roster), its electors and its market. `market:` gives one, over
     every node; `regions:` gives several (docs/SCENARIOS.md "Regions")."""
 
-    region: int  # the region number: its electors share the address cluster_addr(0xE00 | region)
+    region: int  # the region number: its electors share the address cluster_addr(region_cluster(region))
     clusters: list  # cluster ids, sorted
     nodes: list  # node ids, sorted: the market's roster
     electors: list  # node ids, sorted

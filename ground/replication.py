@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 
 from ground import protocol
+from ground.regions import REGION_CLUSTERS
 from ground.scenario import NodeSpec
 
 DAUGHTER = "daughter"
@@ -63,7 +64,7 @@ class Replication:
             first = base + k * plan.spares
             self.spares[c] = [first, first, first + plan.spares]
             first = free_cluster + k * plan.splits
-            self.split_to[c] = [first, plan.splits] if first + plan.splits <= 0xE00 else [0, 0]
+            self.split_to[c] = [first, plan.splits] if first + plan.splits <= REGION_CLUSTERS else [0, 0]
         self.last_id = base + len(sc.clusters) * plan.spares - 1
         if self.last_id > 0xEFFF:
             raise ValueError("%s: replication: %d spare ids per cluster run past node id 0xEFFF"

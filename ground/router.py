@@ -35,6 +35,7 @@ from ground import firmware
 from ground import stages as st
 from ground.links import LinkError, SimLink
 from ground.pipeline import build_pipeline
+from ground.regions import REGION_CLUSTERS, region_cluster
 
 wire = firmware.wire
 msgs = firmware.msgs
@@ -93,8 +94,8 @@ class Router:
         self.seed = seed
         self.links = {}  # node id -> link
         self.members = {c: list(ids) for c, ids in scenario.clusters.items()}
-        # Each market region's electors share the address cluster_addr(0xE00 | region) (docs/MARKET.md).
-        self._region_electors = {0xE00 | r.region: sorted(r.electors) for r in scenario.regions}
+        # Each market region's electors share the address cluster_addr(region_cluster(region)) (docs/MARKET.md).
+        self._region_electors = {region_cluster(r.region): sorted(r.electors) for r in scenario.regions}
         self._pipelines = {}  # (src, dst) -> Pipeline
         self._out = {}  # src -> {dst: Pipeline}: the same, one dict lookup per recipient
         self.radios = airtime.Radios()  # the nodes' transmitters, for links with `radio:` (ground/airtime.py)
@@ -217,7 +218,7 @@ class Router:
             return [n for n in sorted(self.links) if n != src]
         if dst & 0xF000 == wire.ADDR_CLUSTER:
             k = dst & 0x0FFF
-            if k >= 0xE00 and k in self._region_electors:
+            if k >= REGION_CLUSTERS and k in self._region_electors:
                 return [n for n in self._region_electors[k] if n != src and n in self.links]  # the region's electors
             return [n for n in self.members.get(k, ()) if n != src and n in self.links]
         return [dst] if dst in self.links and dst != src else []

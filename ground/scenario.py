@@ -43,7 +43,6 @@ _GROUND_STEPS = {"rollout", "reinstate_region"}  # rollout: pause / resume (grou
 _STEP_ACTIONS = _FAULT_ACTIONS | _GROUND_STEPS
 _FAULT_KEYS = _STEP_ACTIONS | {"at_s", "cluster", "duration_s", "factor", "rewrite", "bitflip", "groups", "nodes"}
 GROUND = 0  # the ground's address: links.pairs may name it as src or dst
-REGION_CLUSTERS = 0xE00  # cluster numbers from here on are region addresses (docs/MARKET.md)
 MAX_MAJOR_VERSIONS = 3  # DESIGN.md: at most 3 concurrent major versions fleet-wide
 
 
@@ -291,9 +290,9 @@ def _parse_replication(data, sc):
     top = number(r, "max_cluster", "replication", lo=4, hi=64, default=20, integer=True)
     low = number(r, "min_cluster", "replication", lo=2, hi=top // 2, default=min(5, top // 2), integer=True)
     splits = number(r, "splits", "replication", lo=0, hi=255, default=3, integer=True)
-    if max(sc.clusters) + len(sc.clusters) * splits >= 0xE00:
-        raise r.error("splits", "replication: %d split numbers for each of %d clusters run past cluster 3583"
-                      % (splits, len(sc.clusters)))
+    if max(sc.clusters) + len(sc.clusters) * splits >= regions_mod.REGION_CLUSTERS:
+        raise r.error("splits", "replication: %d split numbers for each of %d clusters run past cluster %d"
+                      % (splits, len(sc.clusters), regions_mod.REGION_CLUSTERS - 1))
     for c, ids in sorted(sc.clusters.items()):
         if len(ids) > top:
             raise r.error("max_cluster", "replication: cluster %d has %d nodes, above max_cluster %d"
@@ -360,7 +359,7 @@ def _parse_clusters(data):
     nodes, clusters = {}, {}
     for c in cl:
         check_keys(c, _CLUSTER, "clusters[]", required=("id", "nodes"))
-        cid = number(c, "id", "cluster", lo=0, hi=REGION_CLUSTERS - 1, integer=True)
+        cid = number(c, "id", "cluster", lo=0, hi=regions_mod.REGION_CLUSTERS - 1, integer=True)
         if cid in clusters:
             raise c.error("id", "cluster %d defined twice" % cid)
         ids = c["nodes"]

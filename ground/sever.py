@@ -27,6 +27,7 @@ not told.
 """
 
 from ground.firmware import msgs, wire
+from ground.regions import region_cluster
 from ground.yamlfile import ConfigError
 
 UNREPLACED = "unreplaced"  # the one automatic policy
@@ -69,7 +70,7 @@ def reinstate_frame(sc, f):
     quarantine, docs/CONTAINMENT.md): (region, its electors' address,
     REINSTATE payload); ground/run.py and the lean path (ground/shard_contain.py)."""
     region = sc.region_of[f.target].region
-    return region, wire.cluster_addr(0xE00 | region), msgs.pack(msgs.REINSTATE, region, f.target)
+    return region, wire.cluster_addr(region_cluster(region)), msgs.pack(msgs.REINSTATE, region, f.target)
 
 
 class Severing:
@@ -141,7 +142,7 @@ class Severing:
         """SEVER to every other region's electors (node/severing.py)."""
         for o in sorted(self.regions):
             if o != r:
-                self.router.to_node(wire.cluster_addr(0xE00 | o), msgs.SEVER, msgs.pack(msgs.SEVER, r, severed))
+                self.router.to_node(wire.cluster_addr(region_cluster(o)), msgs.SEVER, msgs.pack(msgs.SEVER, r, severed))
 
     def sever(self, r, cause, trigger_ns=None, where=""):
         """Sever region r now (idempotent)."""

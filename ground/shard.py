@@ -9,8 +9,10 @@ for in-process nodes in virtual time, with the harness cut to the bone:
 - the nodes are the real core (ground/links.py's SimLink over
   firmware/node, built with run.py's node_config and the same node seeds),
   woken and polled exactly as Run does it;
-- a frame's header is read once, here (`frame_header`: 7 bytes out of the
-  COBS line, no CRC, no payload); a frame to other nodes is decoded once
+- a frame's header is read once, here (ground/shard_route.py's
+  `frame_header`: 7 bytes out of the COBS line, no CRC, no payload), and
+  where it goes is worked out once per sender and address (shard_route.py's
+  Routes: its recipients and tier); a frame to other nodes is decoded once
   too, when every node here decodes alike (Node.decode_key), and each
   recipient's core gets the Frame (Node.receive_decoded: the per-recipient
   part of receive()); a copy whose bytes a stage or a fault changed, a
@@ -40,50 +42,26 @@ driver's orchestrator: ground/shard_rollout.py.
 
 import heapq
 import os
-import struct
 import time
 
 from ground import firmware, gcpolicy
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
-from ground import shard_contain, shard_faults, shard_land, shard_rollout, shard_skew
+from ground import shard_contain, shard_faults, shard_land, shard_rollout, shard_route, shard_skew
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
 from ground.router import _decode_fields
+from ground.shard_route import frame_header
 from ground.shard_trace import TracePart
 
 wire = firmware.wire
 msgs = firmware.msgs
 MS = 1_000_000
 S = 1_000_000_000
-_ADDR_CLUSTER = wire.ADDR_CLUSTER
-_BROADCAST = wire.ADDR_BROADCAST
-_HDR = struct.Struct("<BBBHH")
 NODE_FAULTS = ("crash", "restart", "reset", "power_cut", "power_on", "skew", "byzantine", "corruption_burst")
 GLOBAL_FAULTS = ("partition", "heal", "blackout", "intent")
-
-
-def frame_header(line):
-    """(version, type, seq, src, dst) of a line frame (escaped COBS, no
-    delimiter), from its first bytes only: the frame is not checked (its
-    recipient's core does that)."""
-    head = bytes(line[:24])
-    if 0x1B in head:
-        if head[-1] == 0x1B:
-            head = head[:-1]  # half an escape: its other half is past the 7 header bytes
-        head = head.replace(b"\x1b\x01", b"\x03").replace(b"\x1b\x02", b"\x1b")
-    out = bytearray()
-    i, n = 0, len(head)
-    while len(out) < 7 and i < n:
-        code = head[i]
-        out += head[i + 1:i + code]
-        i += code
-        if code < 255:
-            out.append(0)
-    vf, typ, seq, src, dst = _HDR.unpack_from(out)
-    return vf >> 4, typ, seq, src, dst
 
 
 class Shard:
@@ -127,9 +105,9 @@ class Shard:
         self.contain = shard_contain.Containment(self) if len(getattr(sc, "regions", None) or ()) > 1 else None
         self._pipelines = {}
         self._land = shard_land.Landing(self).land  # a frame as sent, to a node here: the hot path
-        self._rcpt = {}  # (src, dst address) -> [recipients]
+        self.route = shard_route.Routes(self)  # who a frame's address reaches, the tier it counts under
+        self._recipients = self.route.recipients  # (src, dst address) -> [(recipient, pipeline, local?)]
         self._tier = {}  # (src, dst address) -> the tier its frames count under (fleetcount.TIERS)
-        self._regions = {r.region: r for r in getattr(sc, "regions", None) or ()}  # region number -> RegionSpec
         self._nseq = {}  # node -> frames it sent (cross-unit order and trace ids)
         self.links = {}
         self.wake_at = {}
@@ -272,53 +250,6 @@ class Shard:
     def _fid(self, src, nseq):
         return (nseq << 16) | src  # unique fleet-wide, whatever the shards
 
-    def _recipients(self, src, addr):
-        """[(recipient, its link's pipeline, in src's unit?)] for a frame from src to addr."""
-        key = (src, addr)
-        r = self._rcpt.get(key)
-        if r is None:
-            sc = self.sc
-            if addr == _BROADCAST:
-                r = [n for n in sorted(sc.nodes) if n != src]
-            elif addr & 0xF000 == _ADDR_CLUSTER:
-                k = addr & 0x0FFF
-                region = self._regions.get(k - 0xE00) if k >= 0xE00 else None
-                if region is not None:  # a region's address: its electors (each region its own)
-                    r = [n for n in sorted(region.electors) if n != src]
-                else:
-                    r = [n for n in sc.clusters.get(k, ()) if n != src]
-            else:
-                r = [addr] if addr in sc.nodes and addr != src else []
-            unit = self.unit_of[self.cluster_of[src]]
-            r = [(d, self._pipeline(src, d), self.unit_of[self.cluster_of[d]] == unit) for d in r]
-            self._rcpt[key] = r
-        return r
-
-    def _tier_of(self, src, addr):
-        """2 * the tier (fleetcount.TIERS) a frame from src to addr counts under:
-        by the address, the ground's, a region's (intra- or inter-region by
-        src's region), a cluster's or a node's (by its cluster and region). A
-        broadcast reaches the whole fleet: inter-region, or intra-region in a
-        fleet of one region. Without regions the fleet is one region."""
-        if addr == wire.ADDR_GROUND:
-            return 2 * fc.GROUND_TIER
-        if addr == _BROADCAST:  # the whole fleet: across regions where there are several
-            return 2 * (fc.INTER_REGION if len(self._regions) > 1 else fc.INTRA_REGION)
-        regions = self.sc.cluster_region
-        mine = self.cluster_of[src]
-        if addr & 0xF000 == _ADDR_CLUSTER:
-            k = addr & 0x0FFF
-            if k >= 0xE00 and (k - 0xE00) in self._regions:
-                same = regions.get(mine) == k - 0xE00
-                return 2 * (fc.INTRA_REGION if same else fc.INTER_REGION)
-            other = k
-        else:
-            other = self.cluster_of.get(addr)
-        if other == mine:
-            return 2 * fc.INTRA_CLUSTER
-        return 2 * (fc.INTRA_REGION if other is not None and regions.get(other) == regions.get(mine)
-                    else fc.INTER_REGION)
-
     def _pipeline(self, src, dst):
         p = self._pipelines.get((src, dst))
         if p is None:
@@ -336,7 +267,7 @@ class Shard:
         c.count(src, typ, SENT, now)
         tier = self._tier.get((src, dst))
         if tier is None:
-            tier = self._tier[(src, dst)] = self._tier_of(src, dst)
+            tier = self._tier[(src, dst)] = self.route.tier_of(src, dst)
         row = c.use(src)
         row[tier] += 1
         row[tier + 1] += len(line) + 1  # line bytes with the delimiter, as the trace's `len`

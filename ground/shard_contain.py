@@ -35,6 +35,7 @@
 from ground import fleet_contain, lineagefault
 from ground import sever as sever_mod
 from ground.router import _decode_fields
+from ground.regions import region_of
 from ground.scenario import Fault
 from ground.shard_faults import msgs, wire
 
@@ -139,7 +140,7 @@ class Containment:
         if typ == msgs.ACCUSE:
             if dst != wire.ADDR_GROUND:
                 return
-        elif typ not in _CLAIMS or dst & 0xF000 != wire.ADDR_CLUSTER or (dst & 0x0FFF) - 0xE00 not in self._regions:
+        elif typ not in _CLAIMS or dst & 0xF000 != wire.ADDR_CLUSTER or region_of(dst & 0x0FFF) not in self._regions:
             return
         try:
             frame = wire.decode(line, self.shard.auth)

@@ -26,6 +26,7 @@ from ground import firmware
 from ground import router as router_mod
 from ground import stages as st
 from ground.fleetcount import SENT
+from ground.regions import region_cluster
 
 wire = firmware.wire
 msgs = firmware.msgs
@@ -106,7 +107,7 @@ class GroundSender:
             return [dst] if dst in sc.nodes else []
         k = dst & 0x0FFF
         for r in getattr(sc, "regions", None) or ():
-            if k == 0xE00 | r.region:
+            if k == region_cluster(r.region):
                 return list(r.electors)
         return list(sc.clusters.get(k, ()))
 

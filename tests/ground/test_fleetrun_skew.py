@@ -7,7 +7,7 @@ tests/ground/test_fleetrun_rollout.py.)"""
 import json
 
 from ground import fleetrun, run, scenario, trace
-from ground.shard import frame_header
+from ground.shard_route import frame_header
 from tests.ground.test_fleetrun import _lean_counters, _run_counters
 
 # Two regions of two clusters of five, signed frames. Firmware 4.0 (protocol
