@@ -15,7 +15,9 @@
 # the console (the REPL's), where the ground's `silent` node event picks it up
 # (ground/run.py). The next boot sends its last lines as a LOG note and moves
 # the file to crash.old.txt. Running out of heap is not a crash: the shell
-# drops the line being handled, counts it and goes on (runtime/shell.py).
+# drops the line being handled, counts it and goes on (runtime/shell.py);
+# only a loop that finished no iteration for 5 s, every one out of heap, is
+# (without a watchdog: with one, those iterations do not feed it).
 #
 # Under the unix port (emulated board, tests) the same file runs with the
 # board folder as the current directory: the paths below are relative to it,

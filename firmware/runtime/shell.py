@@ -33,6 +33,7 @@ from runtime.clock import MAX_WAIT_MS
 
 _MAX_NOTES = 8
 HEAP_EVERY_MS = 1000  # wall ms between heap samples (a gc.collect() each)
+STARVED_MS = 5000  # wall ms out of heap in every iteration before the loop gives up (Shell._starved)
 
 
 class Shell:
@@ -50,6 +51,7 @@ class Shell:
         self.persists = 0
         self.seen_writes = 0
         self.out_of_memory = 0  # MemoryErrors survived (lines dropped: the core counts `memory`)
+        self._oom_since = None  # wall ms of the first of the MemoryErrors in a row, or None
         self.heap_min = None  # lowest free heap seen since boot (bytes), MicroPython only
         self._heap_at = None  # wall ms of the last heap sample
         self._overflows = 0  # splitter overflows already handed to the core
@@ -98,11 +100,28 @@ class Shell:
         then frames), so running out of heap never sends an unpersisted frame.
         """
         try:
-            return self._step()
+            ok = self._step()
         except MemoryError:
             self.out_of_memory += 1
             gc.collect()
+            if self._starved():
+                raise
             return True
+        self._oom_since = None
+        return ok
+
+    def _starved(self):
+        """True once no iteration has finished for STARVED_MS of wall time,
+        every one since out of heap: the loop would spin without a frame (a
+        coordinator whose round outgrew the heap did, silent at 100 % CPU).
+        Raised, main.py records and prints it as a crash. Never with a
+        running watchdog: those iterations do not feed it, so it resets the
+        board (reset_cause WDT at the next boot)."""
+        wall = self.clock.tick()
+        if self._oom_since is None:
+            self._oom_since = wall
+        w = self.watchdog
+        return wall - self._oom_since >= STARVED_MS and not (w is not None and w.running)
 
     def _receive(self, lines, now):
         node = self.node

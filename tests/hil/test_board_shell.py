@@ -29,6 +29,7 @@ import pytest
 from node import msgs, wire
 from node import node as node_mod
 from runtime import store
+from runtime.shell import STARVED_MS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -523,6 +524,38 @@ def run(mode):
         result["zero_waits"] = sum(1 for w in link.waits if w == 0)
         result["min_wait_after_boot"] = min(link.waits[1:])
         result["frames_out"] = link.out
+    elif mode == "starve":
+        # Out of heap for good: a test-side hog takes every free block, and a
+        # heartbeat arrives at every step (100 ms of wall time), so no
+        # iteration can finish. The loop must give up (raise) after
+        # runtime.shell.STARVED_MS without a watchdog, and never with one.
+        hb = wire.encode(msgs.HEARTBEAT, 2, wire.cluster_addr(5),
+                         msgs.pack(msgs.HEARTBEAT, 3, 2, 1, msgs.ROLE_COORDINATOR, 0, 1, 0, 0))
+        for _ in range(20):  # boot and settle first, with heap to spare
+            T[0] += 100
+            sh.step()
+        hog = None  # a chain of pairs: a list's buffer could not grow long before the heap is full
+        for size in (4096, 256, 32, 16, 1):
+            try:
+                while True:
+                    hog = (hog, bytearray(size))
+            except MemoryError:
+                pass
+        first = T[0]
+        raised = None
+        while T[0] - first < 20000:
+            link.pending = hb
+            T[0] += 100
+            try:
+                sh.step()
+            except MemoryError:
+                raised = T[0] - first
+                break
+        hog = None
+        gc.collect()
+        result["raised_after_ms"] = raised
+        result["out_of_memory"] = sh.out_of_memory
+        result["watchdog_running"] = sh.watchdog.running
     else:
         # A busy follower: node 2 heartbeats as coordinator of term 3 every
         # 50 ms of wall time. Live heap (after a collection) at every step;
@@ -580,6 +613,22 @@ def test_the_loop_sleeps_until_something_is_due(tmp_path, machine_path):
     assert r["zero_waits"] <= 1, r  # only the very first: the core has not booted
     assert r["min_wait_after_boot"] >= 1, r
     assert r["frames_out"] > 40, r
+
+
+def test_a_loop_out_of_heap_for_good_gives_up_unless_a_watchdog_will_reset_it(tmp_path, machine_path):
+    # A board whose every iteration runs out of heap used to spin silently at
+    # 100 % CPU (an elector board coordinating a 100-node region did, with
+    # no watchdog: the ground saw only `silent`, "it printed nothing else").
+    # Now, with no watchdog, it raises after STARVED_MS, so main.py records
+    # and prints it; with a watchdog it goes on, unfed, and the watchdog resets it.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    r = _inside(tmp_path / "a", machine_path, "starve", board_json(election_timeout_ms=1000, watchdog_ms=0))
+    assert not r["watchdog_running"] and r["raised_after_ms"] is not None, r
+    assert STARVED_MS <= r["raised_after_ms"] <= STARVED_MS + 200, r
+    assert r["out_of_memory"] >= STARVED_MS // 100, r  # every step out of heap until then
+    r = _inside(tmp_path / "b", machine_path, "starve", board_json(election_timeout_ms=1000, watchdog_ms=2000))
+    assert r["watchdog_running"] and r["raised_after_ms"] is None and r["out_of_memory"] >= 190, r
 
 
 def test_heap_use_under_192k_is_bounded(tmp_path, machine_path):
