@@ -148,6 +148,8 @@ class SimLink:
 
 
 TAIL_BYTES = 2048
+CRASH_BYTES = 1024  # the most of a traceback kept (SerialLink.text_tail)
+_TRACEBACK = b"Traceback (most recent call last)"
 
 
 class SerialLink:
@@ -170,6 +172,7 @@ class SerialLink:
         self.errors = 0
         self.splitter = splitter or wire.FrameSplitter()
         self._tail = bytearray()  # the last TAIL_BYTES bytes read, frames or not
+        self._crash = None  # the first traceback since frames last came, kept whole (text_tail)
         self.heard_ns = None  # mission ns of the last frame read (the run's silence check)
         self.silent = False  # the run has reported it silent and not heard it since
         if port is not None:
@@ -228,12 +231,32 @@ class SerialLink:
         tail += data
         if len(tail) > TAIL_BYTES:
             del tail[: len(tail) - TAIL_BYTES]
-        return self.splitter.feed(data), False
+        lines = self.splitter.feed(data)
+        if self._crash is None:
+            i = tail.find(_TRACEBACK)
+            if i >= 0:
+                self._crash = bytearray(tail[i:i + CRASH_BYTES])
+        elif lines and _TRACEBACK not in data:
+            self._crash = None  # frames again: the board is back
+            del tail[:]
+        elif len(self._crash) < CRASH_BYTES:
+            self._crash += data[:CRASH_BYTES - len(self._crash)]
+        return lines, False
 
     def text_tail(self, max_chars=300):
         """What the device printed after its last frame delimiter, as text (a
         traceback, the REPL's prompt), or "" if it printed nothing else. For
-        the message when a board stops answering."""
+        the message when a board stops answering. A traceback printed since
+        frames last came is shown instead, up to the REPL prompt after it: a
+        board at the REPL echoes the frames still sent to it, and that echo
+        would push the traceback out of the tail."""
+        crash = getattr(self, "_crash", None)
+        if crash:
+            tail = bytes(crash)
+            prompt = tail.find(b"\n>>> ")
+            text = (tail[:prompt + 4] if prompt >= 0 else tail).decode("utf-8", "replace")
+            text = "".join(c if c.isprintable() or c == "\n" else "?" for c in text.replace("\r\n", "\n")).strip()
+            return text[-max_chars:]
         tail = bytes(self._tail)
         text = tail[tail.rfind(b"\x00") + 1:].decode("utf-8", "replace")
         text = "".join(c if c.isprintable() or c == "\n" else "?" for c in text).strip()
