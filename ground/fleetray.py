@@ -87,7 +87,7 @@ class RayShards:
         ray = self.ray
         try:
             return ray.get(refs)
-        except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError) as e:
+        except ray.exceptions.RayError as e:  # a worker that died, crashed or was killed (OutOfMemoryError: Ray's memory monitor)
             dead = None
             for k, r in enumerate(refs):
                 try:

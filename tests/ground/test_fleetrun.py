@@ -6,6 +6,7 @@ counters that do not grow with the mission, and a dying worker named."""
 
 import collections
 import json
+import re
 import os
 
 import pytest
@@ -165,6 +166,21 @@ def test_a_dying_ray_worker_is_named(tmp_path):
     fleet = json.load(open(tmp_path / "x" / "fleet.json"))
     assert [s["counters"] for s in fleet["shards"]] == ["kept", "lost (the worker died)"]
     assert fleet["fleet"]["sent"] > 0  # shard 0's counters, written
+
+
+def test_a_ray_worker_killed_for_memory_is_named_and_the_run_ends(tmp_path, monkeypatch):
+    # Ray's own memory monitor, made to act at once: it kills a worker and
+    # ray.get raises OutOfMemoryError, which is not a RayActorError (a 50,000-node
+    # sweep on a 24 GB host ended in a traceback, its outputs unwritten).
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_memory_usage_threshold", "0.001")
+    monkeypatch.setenv("RAY_memory_monitor_refresh_ms", "50")
+    sc = scenario.load_text(fleet_text(40, duration_s=10), "<lean40>")
+    r = fleetrun.run(sc, str(tmp_path / "x"), workers=2)
+    assert r.status == "failed"
+    assert any(re.search(r"shard \d \(clusters \d\.\.\d\) died while .*low on memory", f) for f in r.failures), r.failures
+    fleet = json.load(open(tmp_path / "x" / "fleet.json"))
+    assert fleet["status"] == "failed"
 
 
 def test_cli_lean_run_and_bad_input(tmp_path, capsys):
