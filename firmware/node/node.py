@@ -275,17 +275,26 @@ class Node:
         """Mission ms at which poll() has work to do, at the latest."""
         if not self._booted:
             return 0
-        t = min(self._next_hb_ms, self._next_tel_ms)
-        if self.role == el.COORDINATOR:
-            t = min(t, self._next_state_ms)
-        else:
-            t = min(t, self._deadline_ms)
-        if self.joins is not None and self.joins.next_deadline_ms() is not None:
-            t = min(t, self.joins.next_deadline_ms())
+        # Compared, not min(): it runs after every frame a node takes.
+        t = self._next_hb_ms
+        u = self._next_state_ms if self.role == el.COORDINATOR else self._deadline_ms
+        if u < t:
+            t = u
+        u = self._next_tel_ms
+        if u < t:
+            t = u
+        if self.joins is not None:
+            u = self.joins.next_deadline_ms()
+            if u is not None and u < t:
+                t = u
         if self.seat is not None:
-            t = min(t, self.seat.next_deadline_ms())
+            u = self.seat.next_deadline_ms()
+            if u < t:
+                t = u
         if self.region is not None:
-            t = min(t, self.region.next_deadline_ms())
+            u = self.region.next_deadline_ms()
+            if u < t:
+                t = u
         if self.update is not None:
             t = self.update.next_deadline_ms(t)
         return t
