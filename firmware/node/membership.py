@@ -39,8 +39,11 @@ class Membership:
         return node in self._last_ms
 
     def heard(self, node, now_ms):
+        """Note that `node` was heard; False (and nothing noted) if it is not a member."""
         if node in self._last_ms:
             self._last_ms[node] = now_ms
+            return True
+        return False
 
     def last_heard_ms(self, node):
         return self._last_ms.get(node)
