@@ -134,22 +134,15 @@ def cluster_addr(cluster):
 
 def cobs_encode(data):
     """COBS-encode `data` (bytes-like) into a new bytearray with no 0x00."""
-    data = bytes(data)
     out = bytearray()
-    n = len(data)
-    start = 0
-    while True:
-        zero = data.find(b"\x00", start)
-        end = n if zero < 0 else zero
-        while end - start >= 254:
+    for part in bytes(data).split(b"\x00"):  # each run up to a zero (the last: to the end)
+        while len(part) >= 254:
             out.append(255)
-            out += data[start : start + 254]
-            start += 254
-        out.append(end - start + 1)
-        out += data[start:end]
-        if zero < 0:
-            return out
-        start = zero + 1
+            out += part[:254]
+            part = part[254:]
+        out.append(len(part) + 1)
+        out += part
+    return out
 
 
 def cobs_decode(data):
