@@ -62,9 +62,20 @@ class Membership:
         return DEAD
 
     def count(self, status, now_ms):
+        """How many members are in `status` (status(), written out: a heartbeat counts them)."""
         n = 0
+        me = self.self_id
+        last_ms = self._last_ms
         for m in self.members:
-            if self.status(m, now_ms) == status:
+            last = last_ms.get(m)
+            if m == me:
+                s = ALIVE
+            elif last is None:
+                s = UNKNOWN
+            else:
+                quiet = now_ms - last
+                s = ALIVE if quiet < self.suspect_ms else SUSPECT if quiet < self.dead_ms else DEAD
+            if s == status:
                 n += 1
         return n
 
