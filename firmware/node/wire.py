@@ -147,23 +147,20 @@ def cobs_encode(data):
 
 def cobs_decode(data):
     """Inverse of cobs_encode; raises ProtocolError(ERR_COBS) on bad input."""
-    if b"\x00" in data:  # inside a block too, not only where a code byte falls
+    if b"\x00" in data:  # inside a block too, not only where a code byte falls: no code is 0
         raise ProtocolError(ERR_COBS, "zero byte inside frame")
-    out = bytearray()
-    n = len(data)
+    out = bytearray(data)  # each code byte becomes the zero it stands for, in place
+    n = len(out)
     i = 0
     while i < n:
-        code = data[i]
-        if code == 0:
-            raise ProtocolError(ERR_COBS, "zero byte inside frame")
-        end = i + code
-        if end > n:
-            raise ProtocolError(ERR_COBS, "block runs past end")
-        out += data[i + 1 : end]
-        i = end
-        if code < 255 and i < n:
-            out.append(0)
-    return out
+        code = out[i]
+        out[i] = 0
+        i += code
+        if code == 255 and i < n:  # a full block, not in a frame (bodies are under 254 bytes):
+            return out[1:i] + cobs_decode(data[i:])  # no zero after it; the rest decodes alone
+    if i > n:
+        raise ProtocolError(ERR_COBS, "block runs past end")
+    return out[1:]
 
 
 def escape(data):
