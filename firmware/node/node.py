@@ -529,9 +529,11 @@ class Node:
             return
         if self.joins is not None and (t == msgs.HELLO or t == msgs.HEARTBEAT):  # one a split passed by? (node/catchup.py)
             self.joins.heard(self, f.src, t, now_ms)
-        if f.src == self.id or not self.members.heard(f.src, now_ms):  # not a member
+        heard = self.members.last_ms  # heard now, if a member
+        if f.src == self.id or f.src not in heard:
             self.ignored += 1
             return
+        heard[f.src] = now_ms
         if t == msgs.STATE:
             term, digest, first, total, entries = fields
             if term == self.term and f.src == self.coordinator:
