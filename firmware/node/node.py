@@ -400,9 +400,7 @@ class Node:
     def _send_telemetry(self, now_ms):
         m = self.members
         e = self.errors
-        bad = 0
-        for n in e:
-            bad += n
+        bad = sum(e)
         values = (
             self.wire_role(),
             self.term,
