@@ -147,9 +147,9 @@ def cobs_encode(data):
 
 def cobs_decode(data):
     """Inverse of cobs_encode; raises ProtocolError(ERR_COBS) on bad input."""
-    if b"\x00" in data:  # inside a block too, not only where a code byte falls: no code is 0
-        raise ProtocolError(ERR_COBS, "zero byte inside frame")
     out = bytearray(data)  # each code byte becomes the zero it stands for, in place
+    if b"\x00" in out:  # inside a block too, not only where a code byte falls: no code is 0
+        raise ProtocolError(ERR_COBS, "zero byte inside frame")
     n = len(out)
     i = 0
     while i < n:
