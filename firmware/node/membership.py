@@ -27,28 +27,25 @@ class Membership:
         self.majority = len(members) // 2 + 1
         self.suspect_ms = suspect_ms
         self.dead_ms = dead_ms
-        self._last_ms = {}  # type: dict[int, int | None]  # node id -> mission ms last heard (None: never)
+        # node id -> mission ms last heard (None: never); node.py notes each member's frame in it
+        self.last_ms = {}  # type: dict[int, int | None]
         self.lineage = {}  # node id -> software lineage, from hello/heartbeat (-1: not said)
         self.reach = {}  # node id -> members it hears alive (heartbeat v2 `alive`)
         for m in members:
-            self._last_ms[m] = None
+            self.last_ms[m] = None
             self.lineage[m] = -1
             self.reach[m] = 0  # msgs.ALIVE_UNKNOWN
 
     def is_member(self, node):
-        return node in self._last_ms
-
-    def heard(self, node, now_ms):
-        if node in self._last_ms:
-            self._last_ms[node] = now_ms
+        return node in self.last_ms
 
     def last_heard_ms(self, node):
-        return self._last_ms.get(node)
+        return self.last_ms.get(node)
 
     def status(self, node, now_ms):
         if node == self.self_id:
             return ALIVE
-        last = self._last_ms.get(node)
+        last = self.last_ms.get(node)
         if last is None:
             return UNKNOWN
         quiet = now_ms - last
@@ -59,9 +56,20 @@ class Membership:
         return DEAD
 
     def count(self, status, now_ms):
+        """How many members are in `status` (status(), written out: a heartbeat counts them)."""
         n = 0
+        me = self.self_id
+        last_ms = self.last_ms
         for m in self.members:
-            if self.status(m, now_ms) == status:
+            last = last_ms.get(m)
+            if m == me:
+                s = ALIVE
+            elif last is None:
+                s = UNKNOWN
+            else:
+                quiet = now_ms - last
+                s = ALIVE if quiet < self.suspect_ms else SUSPECT if quiet < self.dead_ms else DEAD
+            if s == status:
                 n += 1
         return n
 
@@ -69,7 +77,7 @@ class Membership:
         """How many members (self included) were heard in the last window_ms."""
         n = 0
         for m in self.members:
-            last = now_ms if m == self.self_id else self._last_ms.get(m)
+            last = now_ms if m == self.self_id else self.last_ms.get(m)
             if last is not None and now_ms - last < window_ms:
                 n += 1
         return n
@@ -77,11 +85,11 @@ class Membership:
     def add(self, node):
         """A member joins (node/join.py checked it): tables get its entry,
         the quorum is recomputed. Allocates, once per join, not per frame."""
-        if node in self._last_ms:
+        if node in self.last_ms:
             return
         self.members = tuple(sorted(self.members + (node,)))
         self.majority = len(self.members) // 2 + 1
-        self._last_ms[node] = None
+        self.last_ms[node] = None
         self.lineage[node] = -1
         self.reach[node] = 0
 
@@ -89,7 +97,7 @@ class Membership:
         """Only `members` stay (a split: the other side left); their state is kept."""
         for m in self.members:
             if m not in members:
-                del self._last_ms[m]
+                del self.last_ms[m]
                 del self.lineage[m]
                 del self.reach[m]
         self.members = tuple(sorted(members))

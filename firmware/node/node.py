@@ -275,17 +275,26 @@ class Node:
         """Mission ms at which poll() has work to do, at the latest."""
         if not self._booted:
             return 0
-        t = min(self._next_hb_ms, self._next_tel_ms)
-        if self.role == el.COORDINATOR:
-            t = min(t, self._next_state_ms)
-        else:
-            t = min(t, self._deadline_ms)
-        if self.joins is not None and self.joins.next_deadline_ms() is not None:
-            t = min(t, self.joins.next_deadline_ms())
+        # Compared, not min(): it runs after every frame a node takes.
+        t = self._next_hb_ms
+        u = self._next_state_ms if self.role == el.COORDINATOR else self._deadline_ms
+        if u < t:
+            t = u
+        u = self._next_tel_ms
+        if u < t:
+            t = u
+        if self.joins is not None:
+            u = self.joins.next_deadline_ms()
+            if u is not None and u < t:
+                t = u
         if self.seat is not None:
-            t = min(t, self.seat.next_deadline_ms())
+            u = self.seat.next_deadline_ms()
+            if u < t:
+                t = u
         if self.region is not None:
-            t = min(t, self.region.next_deadline_ms())
+            u = self.region.next_deadline_ms()
+            if u < t:
+                t = u
         if self.update is not None:
             t = self.update.next_deadline_ms(t)
         return t
@@ -391,9 +400,7 @@ class Node:
     def _send_telemetry(self, now_ms):
         m = self.members
         e = self.errors
-        bad = 0
-        for n in e:
-            bad += n
+        bad = sum(e)
         values = (
             self.wire_role(),
             self.term,
@@ -520,10 +527,11 @@ class Node:
             return
         if self.joins is not None and (t == msgs.HELLO or t == msgs.HEARTBEAT):  # one a split passed by? (node/catchup.py)
             self.joins.heard(self, f.src, t, now_ms)
-        if f.src == self.id or not self.members.is_member(f.src):
+        heard = self.members.last_ms  # heard now, if a member
+        if f.src == self.id or f.src not in heard:
             self.ignored += 1
             return
-        self.members.heard(f.src, now_ms)
+        heard[f.src] = now_ms
         if t == msgs.STATE:
             term, digest, first, total, entries = fields
             if term == self.term and f.src == self.coordinator:

@@ -10,12 +10,6 @@ import binascii
 import struct
 
 
-def newer(a, b):
-    """True if u16 version a is newer than b (RFC 1982 serial arithmetic)."""
-    d = (a - b) & 0xFFFF
-    return 0 < d < 0x8000
-
-
 class Records:
     def __init__(self):
         self._table = {}  # node -> (version, data)
@@ -24,7 +18,8 @@ class Records:
     def put(self, node, version, data):
         """Store if newer; returns True if the table changed."""
         old = self._table.get(node)
-        if old is not None and not newer(version, old[0]):
+        # Newer: u16 serial arithmetic (RFC 1982), written out (it runs per heartbeat).
+        if old is not None and not 0 < (version - old[0]) & 0xFFFF < 0x8000:
             return False
         self._table[node] = (version, data)
         self._digest = None

@@ -134,43 +134,33 @@ def cluster_addr(cluster):
 
 def cobs_encode(data):
     """COBS-encode `data` (bytes-like) into a new bytearray with no 0x00."""
-    data = bytes(data)
     out = bytearray()
-    n = len(data)
-    start = 0
-    while True:
-        zero = data.find(b"\x00", start)
-        end = n if zero < 0 else zero
-        while end - start >= 254:
+    for part in bytes(data).split(b"\x00"):  # each run up to a zero (the last: to the end)
+        while len(part) >= 254:
             out.append(255)
-            out += data[start : start + 254]
-            start += 254
-        out.append(end - start + 1)
-        out += data[start:end]
-        if zero < 0:
-            return out
-        start = zero + 1
+            out += part[:254]
+            part = part[254:]
+        out.append(len(part) + 1)
+        out += part
+    return out
 
 
 def cobs_decode(data):
     """Inverse of cobs_encode; raises ProtocolError(ERR_COBS) on bad input."""
-    if b"\x00" in data:  # inside a block too, not only where a code byte falls
+    out = bytearray(data)  # each code byte becomes the zero it stands for, in place
+    if b"\x00" in out:  # inside a block too, not only where a code byte falls: no code is 0
         raise ProtocolError(ERR_COBS, "zero byte inside frame")
-    out = bytearray()
-    n = len(data)
+    n = len(out)
     i = 0
     while i < n:
-        code = data[i]
-        if code == 0:
-            raise ProtocolError(ERR_COBS, "zero byte inside frame")
-        end = i + code
-        if end > n:
-            raise ProtocolError(ERR_COBS, "block runs past end")
-        out += data[i + 1 : end]
-        i = end
-        if code < 255 and i < n:
-            out.append(0)
-    return out
+        code = out[i]
+        out[i] = 0
+        i += code
+        if code == 255 and i < n:  # a full block, not in a frame (bodies are under 254 bytes):
+            return out[1:i] + cobs_decode(data[i:])  # no zero after it; the rest decodes alone
+    if i > n:
+        raise ProtocolError(ERR_COBS, "block runs past end")
+    return out[1:]
 
 
 def escape(data):

@@ -132,7 +132,7 @@ def test_a_flood_of_unknown_ids_allocates_nothing_per_source():
     lines = [_coordinator(src, 5, 1) for src in range(100, 110)]
     for line in lines:  # warm up: anything allocated once is allocated now
         n.receive(line, 1)
-    sizes = (len(n.sources), len(n.replay.ceiling), len(n.members._last_ms), len(n.members.lineage))
+    sizes = (len(n.sources), len(n.replay.ceiling), len(n.members.last_ms), len(n.members.lineage))
     gc.collect()
     before = gc.mem_free() if hasattr(gc, "mem_free") else 0
     for src in range(200, 1200):
@@ -140,7 +140,7 @@ def test_a_flood_of_unknown_ids_allocates_nothing_per_source():
     gc.collect()
     after = gc.mem_free() if hasattr(gc, "mem_free") else 0
     assert n.errors[wire.ERR_UNKNOWN_SRC] == 1010
-    assert (len(n.sources), len(n.replay.ceiling), len(n.members._last_ms), len(n.members.lineage)) == sizes
+    assert (len(n.sources), len(n.replay.ceiling), len(n.members.last_ms), len(n.members.lineage)) == sizes
     assert before - after < 1024, (before, after)  # nothing kept for 1000 strangers (MicroPython says)
 
 

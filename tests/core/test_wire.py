@@ -15,7 +15,7 @@ def _raises(code, fn, *args):
 
 def test_cobs_round_trips_edge_cases():
     cases = [b"", b"\x00", b"\x00\x00", b"a", b"a\x00b", bytes(range(256)), b"\xff" * 253, b"\xff" * 254,
-             b"\xff" * 255, b"\xff" * 254 + b"\x00" + b"x", b"\x00" * 300]
+             b"\xff" * 255, b"\xff" * 254 + b"\x00" + b"x", b"\x00" * 300, b"\x01" * 600, b"\x00" + b"\x01" * 508 + b"\x00"]
     for data in cases:
         enc = wire.cobs_encode(data)
         assert b"\x00" not in enc
@@ -29,6 +29,7 @@ def test_cobs_adds_one_byte_under_254():
 
 def test_cobs_rejects_block_past_end():
     _raises(wire.ERR_COBS, wire.cobs_decode, b"\x05ab")
+    _raises(wire.ERR_COBS, wire.cobs_decode, b"\xff" + b"\x01" * 254 + b"\x05ab")  # after a full block
 
 
 def test_escape_removes_ctrl_c_and_round_trips():
