@@ -17,8 +17,14 @@ chunk still in flight costs a little capacity that would go unused anyway,
 and the transfer's tail shrinks from round trips to a fraction of one.
 Chunks follow the first offer at once, without waiting a round trip for the
 node's first ACK (a chunk that overtakes a lost offer is ignored and sent
-again). A refusal comes back in the ACK's `reason` (update.REASON_NAMES): the sender
-stops and says it in `error`, one line naming the node.
+again). The node says a state change in one ACK; the sender asks for its
+state (a status query) every `offer_every_s` in any state that is not final,
+and while the node receives whenever no ACK came for `offer_every_s` (a
+receiving node ACKs at least once a second, and ignores chunks in any other
+state: without the question, a lost ACK for receiving -> verifying left the
+sender resending a chunk for ever). A refusal comes back in the ACK's `reason`
+(update.REASON_NAMES): the sender stops and says it in `error`, one line
+naming the node.
 """
 
 import hashlib
@@ -73,6 +79,8 @@ class UpdateSender:
         self._rollback_every_s = 10.0
         self._missing = []  # chunks an ACK showed missing, in order
         self._next_new = 0
+        self._heard = False  # an ACK of this transfer came since the last due()
+        self._heard_at = None  # the due() time that saw the last one
 
     # ---- what the node said ------------------------------------------------
 
@@ -81,6 +89,7 @@ class UpdateSender:
         self.node_version = (f["fw_major"], f["fw_minor"])
         if f["upd_id"] != self.upd_id:
             return  # another transfer's (an earlier one's ACK still on its way)
+        self._heard = True
         if f["reason"] and f["have"] == 0 and f["state"] != 1 and self.state is None:
             self._fail(f["reason"])  # the offer itself refused: the node goes on as it was
             return
@@ -152,6 +161,9 @@ class UpdateSender:
                 out.append(self._cmd(CMD_ROLLBACK))
         while self._cmds and len(out) < max_frames:
             out.append(self._cmd(self._cmds.pop(0)))
+        if self._heard or self._heard_at is None:
+            self._heard = False
+            self._heard_at = now_s
         if self.error is not None or len(out) >= max_frames:
             return out
         due = self._offer_at is None or now_s - self._offer_at >= self.offer_every_s
@@ -170,6 +182,11 @@ class UpdateSender:
                     again = CMD_INSTALL if self.state == "verified" and self._install_wanted else CMD_STATUS
                     out.append(self._cmd(again))
             return out
+        if due and now_s - self._heard_at >= self.offer_every_s:
+            # Receiving, but no ACK for offer_every_s: the one that said the node moved on
+            # (verifying, verified) may be lost, and it ACKs no chunk there. Ask.
+            self._offer_at = now_s
+            out.append(self._cmd(CMD_STATUS))
         while len(out) < max_frames:
             i = self._pick(now_s)
             if i is None:
