@@ -27,6 +27,15 @@ def _mesh():
     return m
 
 
+def _split_while_off(nid):
+    """A settled mesh in which daughter 100 split cluster 1 while node nid was off."""
+    m = _mesh()
+    m.crash(nid)
+    m.add_daughter(100, parent=7)
+    m.run_for(20 * T)
+    return m
+
+
 def _roster(m, i):
     n = m.nodes[i]
     return n.cluster_dst & 0xFFF, n.members.members
@@ -37,10 +46,7 @@ def _refusals(m, i):
 
 
 def test_a_node_off_across_the_split_that_moved_it_comes_back_in_the_new_cluster():
-    m = _mesh()
-    m.crash(8)
-    m.add_daughter(100, parent=7)
-    m.run_for(20 * T)
+    m = _split_while_off(8)
     low, high = (1, 2, 3, 4, 5), (6, 7, 8, 9, 10, 100)
     assert _roster(m, 1) == (1, low) and _roster(m, 6) == (2, high)
     splits = {i: m.nodes[i].joins.split for i in m.ids if i != 8}
@@ -73,10 +79,7 @@ def test_a_node_off_across_the_split_that_moved_it_comes_back_in_the_new_cluster
 
 
 def test_a_node_off_across_a_split_it_stayed_through_drops_the_side_that_left():
-    m = _mesh()
-    m.crash(3)
-    m.add_daughter(100, parent=7)
-    m.run_for(20 * T)
+    m = _split_while_off(3)
     m.restart(3)
     m.run_for(20 * T)
     n = m.nodes[3]
@@ -91,10 +94,7 @@ def test_a_boot_no_coordinator_heard_is_caught_up_at_the_next_election():
     # Node 3 comes back while cluster 1 has no coordinator (it is off too):
     # nobody answers its HELLO. The next coordinator sends each member one
     # CATCHUP at its first heartbeat in the new term: node 3 takes it.
-    m = _mesh()
-    m.crash(3)
-    m.add_daughter(100, parent=7)
-    m.run_for(20 * T)
+    m = _split_while_off(3)
     (c,) = m.coordinators_by_cluster()[1]
     m.crash(c)
     m.restart(3)
@@ -108,10 +108,7 @@ def test_a_boot_no_coordinator_heard_is_caught_up_at_the_next_election():
 
 
 def test_a_node_off_across_two_splits_is_led_through_both():
-    m = _mesh()
-    m.crash(9)
-    m.add_daughter(100, parent=7)
-    m.run_for(20 * T)
+    m = _split_while_off(9)
     # Cluster 2 grows past 10 again: it splits with number 4 (6..10 stay).
     for k, nid in enumerate(range(108, 113)):
         m.add_daughter(nid, parent=(6, 7, 8, 10)[k % 4])  # (9 is off: its roster is old)
@@ -139,10 +136,7 @@ def _catchup(term, epoch, cluster, spares, block, entries):
 
 
 def test_a_forged_or_stale_catchup_is_refused_with_its_reason():
-    m = _mesh()
-    m.crash(8)
-    m.add_daughter(100, parent=7)
-    m.run_for(20 * T)
+    m = _split_while_off(8)
     m.restart(8)
     n = m.nodes[8]  # stale: cluster 1, members 1..10, not booted yet
     term = n.term
@@ -174,10 +168,7 @@ def test_a_forged_or_stale_catchup_is_refused_with_its_reason():
 
 
 def test_a_coordinator_answers_a_node_at_most_once_per_four_election_timeouts():
-    m = _mesh()
-    m.crash(8)
-    m.add_daughter(100, parent=7)
-    m.run_for(20 * T)
+    m = _split_while_off(8)
     sent = []
     route = m._route
 
