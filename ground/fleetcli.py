@@ -100,7 +100,7 @@ def run(sc, out, args):
         raise InputError("--workers %d: want 1 or more" % workers)
     try:
         lean = LeanRun(sc, out, seed=args.seed, workers=workers, ray_address=args.ray_address, traced=traced,
-                       progress=None)
+                       progress=None, plot=not args.no_plot)
     except ValueError as e:
         raise InputError(str(e)) from None
     progress = None if args.quiet else FleetProgress(sys.stderr, sc.duration_s)

@@ -190,7 +190,7 @@ class LeanRun:
     ray_address: join that Ray cluster instead of starting one."""
 
     def __init__(self, sc, out_dir, seed=None, workers=1, shards=None, ray_address=None, traced=None,
-                 progress=None, die=None):
+                 progress=None, die=None, plot=True):
         why = lean_refusal(sc)
         if why:
             raise ValueError(why)
@@ -201,6 +201,7 @@ class LeanRun:
         self.ray_address = ray_address
         self.progress = progress  # fn(mission_ns, run) every window, or None
         self.die = die  # (shard index, mission s): that shard's worker dies then (tests of a dying worker)
+        self.plot = plot  # a rollout's rollout.png (no timeline.png on this path); False: ground run --no-plot
         self.unit_of = units_of(sc)
         self.window_ns = window_ns(sc, self.unit_of)
         self.plan = plan_shards(sc, shards or self.workers)
@@ -382,6 +383,8 @@ class LeanRun:
             json.dump(fleet, f, indent=1, sort_keys=True)
             f.write("\n")
         m["fleet"] = fleet["fleet"]
+        if self.plot and self.rollout is not None and m.get("rollout"):  # last: a missing matplotlib costs only it
+            self.rollout.draw(os.path.join(self.out_dir, "rollout.png"), t, "%s (seed %s)" % (sc.name, self.seed))
         self.result = RunResult(self.out_dir, m, failures, status)
         self.result.fleet = fleet
         return self.result

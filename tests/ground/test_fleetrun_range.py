@@ -9,6 +9,7 @@ and no more once it is not, and no frame refused for a stale table later
 than one window after its recipient's change."""
 
 import json
+import math
 
 import pytest
 
@@ -206,3 +207,16 @@ def test_frames_are_converted_while_the_fleet_is_mixed_and_the_table_lags_at_mos
     sim_ranges = _ranges(sim)
     for nid, sent_ns, at in _refused(sim, sim_ranges):
         assert sent_ns <= _at(sim_ranges[nid], at)[0]
+
+
+def test_a_lean_rollout_draws_rollout_png_for_the_whole_fleet(lean):
+    tmp, sc, lr, lr2, one, two, ref = lean
+    png = tmp / "one" / "rollout.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert (tmp / "two" / "rollout.png").exists() and not (tmp / "one" / "timeline.png").exists()
+    series = lr.rollout.series(int(sc.duration_s * S))
+    assert sorted(series["clusters"]) == sorted(sc.clusters)
+    assert series["counts"][-1][1] == {"3.0": len(sc.clusters)}
+    assert [m[1:] for m in series["marks"]] == [["start", "3.0"], ["complete", "3.0"], ["start", "4.0"],
+                                                 ["abort", "4.0"], ["rolled_back", "4.0"]]
+    assert math.isclose(series["end_s"], sc.duration_s)
