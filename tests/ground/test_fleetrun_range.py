@@ -220,3 +220,20 @@ def test_a_lean_rollout_draws_rollout_png_for_the_whole_fleet(lean):
     assert [m[1:] for m in series["marks"]] == [["start", "3.0"], ["complete", "3.0"], ["start", "4.0"],
                                                  ["abort", "4.0"], ["rolled_back", "4.0"]]
     assert math.isclose(series["end_s"], sc.duration_s)
+
+
+def test_a_mixed_fleet_rolled_to_its_newer_major_the_same_with_1_and_2_shards_and_as_on_sim(tmp_path):
+    text = TEXT.replace('firmware: {"2.0": 1.0}', 'firmware: {"2.0": 0.5, "3.0": 0.5}').replace(
+        '    - version: "4.0"\n      test_build: true\n      defects: {crash_on_coordinator: true}\n', "")
+    sc = scenario.load_text(text, "lean-mixed.yaml")
+    assert {n.firmware for n in sc.nodes.values()} == {"2.0", "3.0"} and fleetrun.lean_refusal(sc) is None
+    one = fleetrun.LeanRun(sc, str(tmp_path / "one")).execute()
+    two = fleetrun.LeanRun(sc, str(tmp_path / "two"), shards=2).execute()
+    ref = run.run(sc, str(tmp_path / "sim"), plot=False)
+    f1, f2 = (dict(r.fleet, shards=None) for r in (one, two))
+    assert one.ok and f1 == f2 and one.metrics == two.metrics and f1["fleet"]["converted"] > 0
+    key = lambda e: (e["event"], e["image"], e["step"], e.get("clusters"))  # noqa: E731
+    lean, sim = ([key(e) for e in _events(tmp_path / d) if e["kind"] == "rollout" and e["event"] in DECISIONS]
+                 for d in ("one", "sim"))
+    assert lean == sim and lean[-1][:2] == ("complete", "3.0")
+    assert set(hello_versions(_events(tmp_path / "two"))[1].values()) == {"3.0"}
