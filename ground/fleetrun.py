@@ -16,7 +16,10 @@ What it plans and drives (each shard is a ground/shard.py Shard):
   smallest light delay between units (a lower bound of the link models);
   where no frame can cross units (no market: a node only addresses its own
   cluster and the ground), it is SYNC_S of mission time, the cadence of
-  progress and of noticing a dead worker;
+  progress and of noticing a dead worker; the same exchange carries the
+  ground's orders and a rollout's records and orders (ground/fleet_rollout.py)
+  and the nodes' new protocol ranges, which every shard applies as the next
+  window opens (ground/shard_skew.py);
 - since every link's draws come from (seed, src, dst) and every cross-unit
   frame goes through the window exchange whatever shard holds its
   recipient, the counters are the same for any number of shards;
