@@ -208,6 +208,10 @@ def test_cli_lean_run_and_bad_input(tmp_path, capsys):
     assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "p"), "--trace-clusters", "9"]) == \
         exitcodes.BAD_INPUT
     assert "cluster 9 is not in the scenario" in capsys.readouterr().err
+    assert cli.main(["run", str(path), "--shards", "3", "-q", "--out", str(tmp_path / "s")]) == 0  # --shards: lean
+    assert len(json.load(open(tmp_path / "s" / "fleet.json"))["shards"]) == 3
+    assert cli.main(["run", str(path), "--shards", "0", "-q", "--out", str(tmp_path / "z")]) == exitcodes.BAD_INPUT
+    assert "--shards 0: want 1 or more" in capsys.readouterr().err
 
 
 def test_frames_across_units_go_through_the_window_exchange(tmp_path, monkeypatch):
