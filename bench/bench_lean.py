@@ -11,6 +11,8 @@ mission s, delay 500 ms, normal jitter 40 ms, 1 % loss):
 
 and, with --big (or FLEET_BENCH_BIG=1), what needs both cores for minutes:
 
+- the shard size: 5,000 nodes in one process as one shard and as the
+  default's shards of fleetrun.SHARD_NODES nodes, CPU per delivery;
 - parallel efficiency at 5,000 nodes (500 clusters): wall time with
   --workers 1 (in-process) and --workers 2 (a local Ray), E = T1 / (2 T2);
   the per-shard rate and the cost of a window, and from them the projected
@@ -95,11 +97,11 @@ def run_path(sc):
         shutil.rmtree(out, ignore_errors=True)
 
 
-def lean_path(sc, workers=1):
+def lean_path(sc, workers=1, shards=None):
     out = _tmp()
     try:
         c0, w0 = time.process_time(), time.perf_counter()
-        lean = fleetrun.LeanRun(sc, out, workers=workers)
+        lean = fleetrun.LeanRun(sc, out, workers=workers, shards=shards)
         r = lean.execute()
         if r.status != "ok":
             raise RuntimeError("lean run: %s" % r.failures)
@@ -124,18 +126,22 @@ def part_one(rounds):
     best = {}
     for k in range(rounds):
         cpu_r, _, d_r = run_path(sc)
-        cpu_l, _, d_l, _, _ = lean_path(sc)
+        cpu_l, _, d_l, lean, _ = lean_path(sc)
+        cpu_1, _, d_1, _, _ = lean_path(sc, shards=1)
         cpu_s, d_s = simpy_path(sc)
-        for name, cpu, d in (("run", cpu_r, d_r), ("lean", cpu_l, d_l), ("simpy", cpu_s, d_s)):
+        for name, cpu, d in (("run", cpu_r, d_r), ("lean", cpu_l, d_l), ("lean1", cpu_1, d_1), ("simpy", cpu_s, d_s)):
             if name not in best or d / cpu > best[name][1] / best[name][0]:
                 best[name] = (cpu, d)
-        print("  round %d: Run path %.1f CPU s %d deliveries; lean %.1f CPU s %d; SimPy loop %.1f CPU s %d"
-              % (k + 1, cpu_r, d_r, cpu_l, d_l, cpu_s, d_s), flush=True)
+        print("  round %d: Run path %.1f CPU s %d deliveries; lean %.1f CPU s %d (%d shards), %.1f CPU s as one shard;"
+              " SimPy loop %.1f CPU s %d" % (k + 1, cpu_r, d_r, cpu_l, d_l, len(lean.plan), cpu_1, cpu_s, d_s), flush=True)
     rate = {n: d / cpu for n, (cpu, d) in best.items()}
     print("  %-38s %12s" % ("path (best round)", "deliveries/s"))
     print("  %-38s %12.0f" % ("ground run --sim (Run path)", rate["run"]))
-    print("  %-38s %12.0f   %.1fx the Run path" % ("lean path (ground run --lean)", rate["lean"], rate["lean"] / rate["run"]))
-    print("  %-38s %12.0f   lean is %.2fx SimPy" % ("same nodes on a SimPy 4 loop", rate["simpy"], rate["lean"] / rate["simpy"]))
+    print("  %-38s %12.0f   %.1fx the Run path, %.2fx SimPy" % ("lean path (ground run --lean)", rate["lean"],
+                                                                rate["lean"] / rate["run"], rate["lean"] / rate["simpy"]))
+    print("  %-38s %12.0f   %.1fx the Run path, %.2fx SimPy" % ("lean path as one shard (--shards 1)", rate["lean1"],
+                                                                rate["lean1"] / rate["run"], rate["lean1"] / rate["simpy"]))
+    print("  %-38s %12.0f   (one Environment for the 1,000 nodes)" % ("same nodes on a SimPy 4 loop", rate["simpy"]))
     print("  (deliveries include those to the ground; the SimPy loop has the lean path's counters, no trace;"
           " same deliveries: %s)" % ("yes" if best["lean"][1] == best["simpy"][1] else "NO"))
 
@@ -146,9 +152,25 @@ def _rss_mb(lean):
     return own, workers
 
 
+def part_shard_size(sc5, n5):
+    """The same fleet in one process as one shard and as the default's shards."""
+    print("\nShard size: %d nodes in %d clusters, %g mission s, --workers 1 (shards run in turn each window):"
+          % (n5, n5 // 10, sc5.duration_s))
+    rows = []
+    for shards in (1, None):
+        cpu, _, d, lean, _ = lean_path(sc5, shards=shards)
+        win = sum(x for x in lean.stats["shard_cpu_s"] if x)
+        rows.append((len(lean.plan), cpu, win, d))
+        print("  %3d shard(s) of ~%d nodes: %.1f CPU s (%.1f s in the windows), %d deliveries, %.1f us per delivery"
+              % (len(lean.plan), n5 / len(lean.plan), cpu, win, d, win / d * 1e6), flush=True)
+    print("  the default (fleetrun.SHARD_NODES = %d) takes %.2fx the CPU of one shard in the windows"
+          % (fleetrun.SHARD_NODES, rows[1][2] / rows[0][2]))
+
+
 def part_big(mission_s):
     n5 = 5000
     sc5 = scenario.load_text(fleet_text(nodes=n5, duration_s=20), "<bench_lean 5000>")
+    part_shard_size(sc5, n5)
     print("\nParallel efficiency: %d nodes in %d clusters, %g mission s:" % (n5, n5 // 10, sc5.duration_s))
     _, w1, d1, l1, _ = lean_path(sc5, workers=1)
     _, w2, d2, l2, _ = lean_path(sc5, workers=2)
@@ -177,14 +199,14 @@ def part_big(mission_s):
     compute = nodes * cycle / (cores * rate)
     windows = cycle / (l2.window_ns / S)
     print("\nProjection: 100,000 nodes, one auction cycle (%d mission s), 64 cores:" % cycle)
-    print("  per-shard rate r = %d nodes x %g s / %.1f shard CPU s = %.0f node-mission-s per CPU s"
+    print("  rate per core r = %d nodes x %g s / %.1f CPU s in shards = %.0f node-mission-s per CPU s"
           % (n5, sc5.duration_s, shard_cpu, rate))
     print("  window cost c = %.1f ms (alone, above)" % (window_cost * 1e3))
     print("  wall = N x cycle / (cores x r) + (cycle / window) x c = %d x %d / (%d x %.0f) + %d x %.4f s"
           " = %.0f s + %.0f s = %.2f h" % (nodes, cycle, cores, rate, windows, window_cost, compute,
                                              windows * window_cost, (compute + windows * window_cost) / 3600))
-    print("  (assumes this scenario's load per node, 64 shards of 1,563 nodes each on its own core, and this"
-          " window cost; a Ray round trip to 64 actors costs more than to 2)")
+    print("  (assumes this scenario's load per node, 1,563 nodes on each core in shards of ~%d, and this"
+          " window cost; a Ray round trip to 64 actors costs more than to 2)" % fleetrun.SHARD_NODES)
 
     if mission_s <= 0:
         return  # --big-mission-s 0: not the 10,000 nodes

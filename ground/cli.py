@@ -2,7 +2,7 @@
 that says what happened (ground/exitcodes.py; listed in `ground --help`).
 
     ground run SCENARIO [--sim | --emulated [N] [--transport usb|udp] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
-                        [--no-plot] [--precise-time] [--lean] [--workers N] [--ray-address ADDR]
+                        [--no-plot] [--precise-time] [--lean] [--workers N] [--shards N] [--ray-address ADDR]
                         [--trace-clusters C,C]
     ground metrics TRACE [--out DIR [--force]] [--no-plot] [--allow-torn]
     ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
@@ -165,9 +165,9 @@ def _lean(args, sc):
     LEAN_AUTO_NODES nodes (a fleet)."""
     from ground.fleetrun import LEAN_AUTO_NODES
 
-    asked = args.lean or args.workers is not None or args.ray_address or args.trace_clusters
+    asked = args.lean or args.workers is not None or args.shards is not None or args.ray_address or args.trace_clusters
     if asked and (args.emulated is not None or args.rig):
-        raise InputError("--lean/--workers/--ray-address/--trace-clusters run in-process nodes: not with %s"
+        raise InputError("--lean/--workers/--shards/--ray-address/--trace-clusters run in-process nodes: not with %s"
                          % ("--emulated" if args.emulated is not None else "--rig"))
     return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES)
 
@@ -309,8 +309,10 @@ def build_parser():
     r.add_argument("--lean", action="store_true",
                    help="the lean fleet path: counters, a trace of a few clusters (default above %d nodes;"
                         " docs/FLEET_RUN.md)" % 2000)
-    r.add_argument("--workers", type=int, metavar="N", help="lean path on N cores: N shards on a local Ray "
+    r.add_argument("--workers", type=int, metavar="N", help="lean path on N cores: N processes on a local Ray "
                    "(1: in-process, no Ray)")
+    r.add_argument("--shards", type=int, metavar="N", help="lean path: N shards, whole regions each (default: about"
+                   " one per 125 nodes, at least one per worker; docs/FLEET_RUN.md \"Shard size\")")
     r.add_argument("--ray-address", metavar="ADDR", help="lean path on an existing Ray cluster")
     r.add_argument("--trace-clusters", metavar="C,C,...", help="lean path: the clusters whose frames are traced")
     r.set_defaults(fn=cmd_run)

@@ -1,7 +1,7 @@
 """`ground run` on the lean fleet path (ground/fleetrun.py): the options,
 one fixed-width progress line, the fleet summary, the exit code.
 
-    ground run FLEET.yaml [--lean] [--workers N | --ray-address ADDR] [--trace-clusters 1,2]
+    ground run FLEET.yaml [--lean] [--workers N | --ray-address ADDR] [--shards N] [--trace-clusters 1,2]
 
 Prints the traced clusters' metrics table (metrics.txt), then the fleet's
 counters in a few lines (fleet.json has them all: per node and type, per
@@ -98,9 +98,11 @@ def run(sc, out, args):
     workers = args.workers if args.workers is not None else 1
     if workers < 1:
         raise InputError("--workers %d: want 1 or more" % workers)
+    if args.shards is not None and args.shards < 1:
+        raise InputError("--shards %d: want 1 or more" % args.shards)
     try:
-        lean = LeanRun(sc, out, seed=args.seed, workers=workers, ray_address=args.ray_address, traced=traced,
-                       progress=None, plot=not args.no_plot)
+        lean = LeanRun(sc, out, seed=args.seed, workers=workers, shards=args.shards, ray_address=args.ray_address,
+                       traced=traced, progress=None, plot=not args.no_plot)
     except ValueError as e:
         raise InputError(str(e)) from None
     progress = None if args.quiet else FleetProgress(sys.stderr, sc.duration_s)

@@ -5,9 +5,10 @@ backend for --workers N > 1 and --ray-address).
 no usage report, its logs kept out of the terminal) and shuts it down when
 the run ends, so nothing of it is left running or spinning; `--ray-address
 ADDR` joins an existing cluster and leaves it as it was. One actor per
-shard, each holding a ground/shard.py Shard; a window is one `advance` call
-on every actor at once. An actor whose worker died (RayActorError) ends the
-run: ShardDied names the shard; the others still give their counters.
+worker, each holding its ground/shard.py Shards (fleetrun.plan_workers) and
+running them one after the other each window; a window is one `advance`
+call on every actor at once. An actor whose worker died (a RayError) ends
+the run: ShardDied names its shards; the others still give their counters.
 """
 
 import os
@@ -29,22 +30,23 @@ def _import_ray():
 
 
 class _ShardActor:
-    """A Shard in a Ray worker process."""
+    """A worker's Shards in a Ray worker process."""
 
-    def __init__(self, kw):
+    def __init__(self, kws):
         from ground.shard import Shard
 
-        self.shard = Shard(hard_death=True, **kw)
+        self.shards = [Shard(hard_death=True, **kw) for kw in kws]
 
-    def advance(self, until_ns, inbox, last):
-        out = self.shard.advance(until_ns, inbox, last)
-        return out, self.shard.last_cpu_s
+    def advance(self, until_ns, inboxes, last):
+        """Each shard's frames for other shards, and their CPU in all."""
+        outs = [sh.advance(until_ns, box, last) for sh, box in zip(self.shards, inboxes)]
+        return outs, sum(sh.last_cpu_s for sh in self.shards)
 
-    def finish(self, inbox, status, reason):
-        return self.shard.finish(inbox, status, reason)
+    def finish(self, inboxes, status, reason):
+        return [sh.finish(box, status, reason) for sh, box in zip(self.shards, inboxes)]
 
     def where(self):
-        return self.shard.now
+        return self.shards[0].now
 
     def peak_rss_kb(self):
         import resource
@@ -55,8 +57,11 @@ class _ShardActor:
 class RayShards:
     name = "ray"
 
-    def __init__(self, specs, workers, address=None):
+    def __init__(self, specs, groups, address=None):
+        """specs: each shard's Shard arguments; groups: each worker's shard
+        indices (fleetrun.plan_workers)."""
         ray = self.ray = _import_ray()
+        workers = len(groups)
         self.started = False
         # the workers import this checkout's ground/ and firmware/, whatever is installed
         path = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -73,10 +78,11 @@ class RayShards:
                 ray.init(address=address, **kw)
             self.started = True
         cls = ray.remote(num_cpus=1, max_restarts=0)(_ShardActor)
+        self.groups = groups
         self.clusters = [kw["clusters"] for kw in specs]
         self.actors = []
         try:
-            self.actors = [cls.remote(kw) for kw in specs]
+            self.actors = [cls.remote([specs[k] for k in g]) for g in groups]
             # construction errors (bad input) surface here, naming the shard
             self._get([a.where.remote() for a in self.actors], "starting")
         except BaseException:
@@ -98,28 +104,35 @@ class RayShards:
             k = 0 if dead is None else dead
             self.dead = k
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ShardDied("shard %d (clusters %s) died while %s: %s" % (k, _span(self.clusters[k]), doing, first)) from None
+            raise ShardDied("%s died while %s: %s" % (self._named(k), doing, first)) from None
+
+    def _named(self, w):
+        """Worker w's shards, as a message names them."""
+        g = self.groups[w]
+        cl = [c for k in g for c in self.clusters[k]]
+        if len(g) == 1:
+            return "shard %d (clusters %s)" % (g[0], _span(cl))
+        return "shards %d..%d (clusters %s)" % (g[0], g[-1], _span(cl))
 
     def advance(self, until_ns, inboxes, last):
-        refs = [a.advance.remote(until_ns, inboxes[k], last) for k, a in enumerate(self.actors)]
+        refs = [a.advance.remote(until_ns, [inboxes[k] for k in g], last) for g, a in zip(self.groups, self.actors)]
         got = self._get(refs, "running the window to mission %.3f s" % (until_ns / 1e9))
-        self.last_cpu_s = [cpu for _, cpu in got]
-        return [out for out, _ in got]
+        self.last_cpu_s = [cpu for _, cpu in got]  # per worker
+        return [out for outs, _ in got for out in outs]  # the groups are runs of consecutive shards
 
     def finish(self, inboxes, status, reason):
-        """Each live shard's counters (None for a dead one)."""
+        """Each shard's counters (None for a dead worker's)."""
         ray = self.ray
         out = []
-        for k, a in enumerate(self.actors):
-            if getattr(self, "dead", None) == k:
-                out.append(None)
+        for w, (g, a) in enumerate(zip(self.groups, self.actors)):
+            if getattr(self, "dead", None) == w:
+                out += [None] * len(g)
                 continue
             try:
-                out.append(ray.get(a.finish.remote(inboxes[k], status, reason), timeout=FINISH_TIMEOUT_S))
+                out += ray.get(a.finish.remote([inboxes[k] for k in g], status, reason), timeout=FINISH_TIMEOUT_S)
             except Exception as e:  # another one went down too: its counters are lost, said in fleet.json
-                sys.stderr.write("ground run: shard %d (clusters %s): counters lost: %s\n"
-                                 % (k, _span(self.clusters[k]), type(e).__name__))
-                out.append(None)
+                sys.stderr.write("ground run: %s: counters lost: %s\n" % (self._named(w), type(e).__name__))
+                out += [None] * len(g)
         return out
 
     def peak_rss_kb(self):

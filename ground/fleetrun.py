@@ -2,14 +2,18 @@
 time, sharded, with counters instead of a full trace (docs/FLEET_RUN.md).
 
     result = LeanRun(sc, out_dir, workers=1).execute()        # in-process shards
-    result = LeanRun(sc, out_dir, workers=2).execute()        # a local Ray, one actor per shard
+    result = LeanRun(sc, out_dir, workers=2).execute()        # a local Ray, one actor per worker
     result = LeanRun(sc, out_dir, workers=4, ray_address="ray://head:10001").execute()
 
 What it plans and drives (each shard is a ground/shard.py Shard):
 
 - units: a region (when the scenario has a market: its one region holds
   every node) or else a cluster; a shard is a run of whole units, balanced
-  by node count, so a region is never split;
+  by node count, so a region is never split. By default a shard holds
+  about SHARD_NODES nodes, and a worker runs its shards one after the
+  other each window: a window's work then touches one shard's memory at a
+  time and stays in the processor's caches (docs/FLEET_RUN.md "Shard
+  size": 5,000 nodes cost 40 % less CPU as 25 shards than as one);
 - windows: every shard runs the same mission window, then the frames that
   cross units are gathered, sorted by (deliver ns, src, src's frame number,
   dst, copy) and handed to the recipients' shards. The window is the
@@ -58,6 +62,7 @@ FULL_TRACE_NODES = 200  # up to this many nodes, a lean run traces every cluster
 DEFAULT_TRACED = 3  # clusters traced by default above that
 LEAN_AUTO_NODES = 2000  # `ground run --sim` takes the lean path above this many nodes
 JITTER_SIGMAS = 6  # a normal jitter's lower bound, for the window
+SHARD_NODES = 125  # by default, a shard of about this many nodes (whole units: a region may be more)
 
 
 class ShardDied(RuntimeError):
@@ -109,6 +114,27 @@ def plan_shards(sc, n):
     return [s for s in shards if s]
 
 
+def default_shards(sc, workers):
+    """How many shards by default: one per SHARD_NODES nodes, at least one per worker."""
+    return max(workers, -(-len(sc.nodes) // SHARD_NODES))
+
+
+def plan_workers(sc, plan, workers):
+    """[[shard indices]] for each worker: runs of consecutive shards, about
+    the same number of nodes each; fewer workers if there are fewer shards."""
+    size = [sum(len(sc.clusters[c]) for c in cl) for cl in plan]
+    n = max(1, min(workers, len(plan)))
+    total = sum(size)
+    out, acc = [[] for _ in range(n)], 0
+    k = 0
+    for i, nodes in enumerate(size):
+        if out[k] and k < n - 1 and (acc >= total * (k + 1) / n or len(plan) - i <= n - 1 - k):
+            k += 1
+        out[k].append(i)
+        acc += nodes
+    return out
+
+
 def _lower_bound_ns(spec):
     """The shortest delay a link model can give a frame (its light delay)."""
     fixed = float(spec.get("delay_ms") or 0)
@@ -157,23 +183,26 @@ def default_traced(sc):
 
 
 class InProcess:
-    """The shards as objects in this process (--workers 1)."""
+    """The shards as objects in this process (--workers 1), each window run
+    one after the other."""
 
     name = "in-process"
 
     def __init__(self, specs):
         self.shards = [Shard(**kw) for kw in specs]
-        self.last_cpu_s = [0.0] * len(self.shards)
+        self.last_cpu_s = [0.0]  # per worker (this process): its shards' CPU in the last window
 
     def advance(self, until_ns, inboxes, last):
         out = []
+        cpu = 0.0
         for k, sh in enumerate(self.shards):
             try:
                 out.append(sh.advance(until_ns, inboxes[k], last))
-                self.last_cpu_s[k] = sh.last_cpu_s
+                cpu += sh.last_cpu_s
             except Exception as e:
                 raise ShardDied("shard %d (clusters %s) failed at mission %.3f s: %s: %s" % (
                     k, _span(sh.clusters), sh.now / S, type(e).__name__, e)) from e
+        self.last_cpu_s[0] = cpu
         return out
 
     def finish(self, inboxes, status, reason):
@@ -188,9 +217,10 @@ def _span(clusters):
 
 
 class LeanRun:
-    """One lean run of scenario sc into out_dir. workers: shards run at once
-    (1: in-process, no Ray); shards: how many shards (default: workers);
-    ray_address: join that Ray cluster instead of starting one."""
+    """One lean run of scenario sc into out_dir. workers: processes that run
+    shards at once (1: in-process, no Ray); shards: how many shards (default:
+    default_shards); ray_address: join that Ray cluster instead of starting
+    one."""
 
     def __init__(self, sc, out_dir, seed=None, workers=1, shards=None, ray_address=None, traced=None,
                  progress=None, die=None, plot=True):
@@ -207,7 +237,8 @@ class LeanRun:
         self.plot = plot  # a rollout's rollout.png (no timeline.png on this path); False: ground run --no-plot
         self.unit_of = units_of(sc)
         self.window_ns = window_ns(sc, self.unit_of)
-        self.plan = plan_shards(sc, shards or self.workers)
+        self.plan = plan_shards(sc, shards or default_shards(sc, self.workers))
+        self.groups = plan_workers(sc, self.plan, self.workers)  # each worker's shards (Ray)
         traced = default_traced(sc) if traced is None else sorted(traced)
         for c in traced:
             if c not in sc.clusters:
@@ -260,7 +291,7 @@ class LeanRun:
             return InProcess(specs)
         from ground.fleetray import RayShards
 
-        return RayShards(specs, self.workers, self.ray_address)
+        return RayShards(specs, self.groups, self.ray_address)
 
     def _route(self, outs, n, until):
         """Cross-unit frames, sorted, into each recipient shard's inbox; the
@@ -324,7 +355,7 @@ class LeanRun:
                 outs = backend.advance(until, inboxes, last)
                 x0 = time.perf_counter()
                 advance_s += x0 - a0
-                busiest_s += max(backend.last_cpu_s)
+                busiest_s += max(backend.last_cpu_s)  # the busiest worker's CPU in this window
                 inboxes, k = self._route(outs, n, until)
                 exchange_s += time.perf_counter() - x0
                 crossed += k

@@ -105,18 +105,33 @@ def _invariant_view(result):
 
 def test_same_counters_with_1_2_and_4_shards(tmp_path):
     sc = scenario.load_text(fleet_text(200, duration_s=18, faults=FAULTS), "<lean200>")
-    base = fleetrun.run(sc, str(tmp_path / "s1"))
+    base = fleetrun.run(sc, str(tmp_path / "s1"), shards=1)
     assert len(base.fleet["shards"]) == 1 and base.fleet["fleet"]["delivered"] > 10000
     try:
         import ray  # noqa: F401
         two = dict(workers=2)  # a local Ray, one actor per shard
+        four = dict(workers=2, shards=4)  # two actors, each running two shards in turn
     except ImportError:
         two = dict(shards=2)
-    for name, kw in (("s2", two), ("s4", dict(shards=4))):
+        four = dict(shards=4)
+    for name, kw in (("s2", two), ("s4", dict(shards=4)), ("s4w2", four)):
         r = fleetrun.run(sc, str(tmp_path / name), **kw)
         assert r.status == "ok", r.failures
         assert len(r.fleet["shards"]) == int(name[1])
         assert _invariant_view(r) == _invariant_view(base), name
+
+
+def test_by_default_a_shard_holds_about_shard_nodes_and_workers_get_runs_of_shards():
+    sc = scenario.load_text(fleet_text(1000), "<lean1000>")
+    assert fleetrun.default_shards(sc, 1) == 1000 // fleetrun.SHARD_NODES
+    assert fleetrun.default_shards(sc, 64) == 64  # at least one per worker
+    small = scenario.load_text(fleet_text(40), "<lean40>")
+    assert fleetrun.default_shards(small, 1) == 1 and fleetrun.default_shards(small, 2) == 2
+    plan = fleetrun.plan_shards(sc, 8)
+    assert fleetrun.plan_workers(sc, plan, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert fleetrun.plan_workers(sc, plan[:2], 3) == [[0], [1]]  # fewer workers than asked, none idle
+    lean = fleetrun.LeanRun(sc, "/nonexistent", workers=2)
+    assert len(lean.plan) == 8 and lean.groups == [[0, 1, 2, 3], [4, 5, 6, 7]]
 
 
 def test_shards_keep_regions_whole():
@@ -193,6 +208,10 @@ def test_cli_lean_run_and_bad_input(tmp_path, capsys):
     assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "p"), "--trace-clusters", "9"]) == \
         exitcodes.BAD_INPUT
     assert "cluster 9 is not in the scenario" in capsys.readouterr().err
+    assert cli.main(["run", str(path), "--shards", "3", "-q", "--out", str(tmp_path / "s")]) == 0  # --shards: lean
+    assert len(json.load(open(tmp_path / "s" / "fleet.json"))["shards"]) == 3
+    assert cli.main(["run", str(path), "--shards", "0", "-q", "--out", str(tmp_path / "z")]) == exitcodes.BAD_INPUT
+    assert "--shards 0: want 1 or more" in capsys.readouterr().err
 
 
 def test_frames_across_units_go_through_the_window_exchange(tmp_path, monkeypatch):

@@ -1,0 +1,128 @@
+"""How a lean shard's CPU per delivery grows with its size, and what the
+default's small shards (ground/fleetrun.py SHARD_NODES, run one after the
+other each window) save: docs/FLEET_RUN.md "Shard size".
+
+Two tables, each cell run in a fresh process (one process's earlier runs
+would leave its memory laid out differently):
+
+- one shard of bench_fleet's clusters of 10 at 500..5,000 nodes, --mission-s
+  mission s after a 2-s warm-up: CPU per delivery in `Shard.advance`;
+- 5,000 nodes in one process (`LeanRun`, --workers 1) as 1..200 shards: CPU
+  in the shards' windows, and in all (building the nodes included).
+
+Run: python -m bench.bench_shard_size [--mission-s 12] [--rounds 1]
+Not a test: it asserts nothing; it prints figures and the machine.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from bench.machine_info import describe  # noqa: E402
+
+SIZES = (500, 1000, 2000, 3000, 5000)
+SHARDS = (1, 5, 10, 20, 40, 80, 200)
+CELL_TIMEOUT_S = 600
+
+
+def one_shard(nodes, mission_s):
+    """(CPU s, deliveries) of one shard of `nodes` nodes after a 2-s warm-up."""
+    from bench.bench_fleet import fleet_text
+    from ground import fleetrun, scenario
+    from ground.shard import Shard
+
+    sc = scenario.load_text(fleet_text(nodes=nodes, duration_s=mission_s + 2), "<shard %d>" % nodes)
+    sh = Shard(sc, sc.seed, 0, sorted(sc.clusters), fleetrun.units_of(sc))
+    sh.advance(2 * 10 ** 9)
+
+    def delivered():
+        return sum(c[1] for row in sh.counters.nodes.values() for c in row.values())
+
+    d0, c0 = delivered(), time.process_time()
+    sh.advance(int((mission_s + 2) * 1e9), last=True)
+    return time.process_time() - c0, delivered() - d0
+
+
+def sharded(nodes, mission_s, shards):
+    """(CPU s in the windows, CPU s in all, shards) of a lean run in this process."""
+    import shutil
+    import tempfile
+
+    from bench.bench_fleet import fleet_text
+    from ground import fleetrun, scenario
+
+    sc = scenario.load_text(fleet_text(nodes=nodes, duration_s=mission_s), "<sharded %d>" % nodes)
+    out = tempfile.mkdtemp(prefix="bench_shard_size_")
+    try:
+        c0 = time.process_time()
+        lean = fleetrun.LeanRun(sc, out, shards=shards)
+        lean.execute()
+        return sum(x for x in lean.stats["shard_cpu_s"] if x), time.process_time() - c0, len(lean.plan)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def _cell(args):
+    """Run one cell in a fresh interpreter; its printed result."""
+    cmd = [sys.executable, "-m", "bench.bench_shard_size", "--cell"] + [str(a) for a in args]
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=CELL_TIMEOUT_S)
+    if p.returncode != 0:
+        raise RuntimeError("cell %s failed: %s" % (args, p.stderr.strip().splitlines()[-1:]))
+    return [float(x) for x in p.stdout.split()]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_shard_size", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mission-s", type=float, default=12.0, help="mission seconds measured (default 12)")
+    ap.add_argument("--rounds", type=int, default=1, help="rounds of each table (default 1)")
+    ap.add_argument("--cell", nargs="+", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.cell:
+        kind, nodes, shards = a.cell[0], int(a.cell[1]), int(a.cell[2])
+        got = one_shard(nodes, a.mission_s) if kind == "one" else sharded(nodes, a.mission_s, shards)
+        print(" ".join(str(x) for x in got))
+        return 0
+    from ground import fleetrun
+
+    print("bench_shard_size on " + describe())
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
+    cells = len(SIZES) + len(SHARDS)
+    done, t0 = 0, time.perf_counter()
+    print("\nOne shard, clusters of 10, %g mission s after a 2-s warm-up: CPU per delivery" % a.mission_s)
+    for r in range(a.rounds):
+        row = []
+        for n in SIZES:
+            cpu, d = _cell(["one", n, 0, "--mission-s", a.mission_s])
+            row.append("%d nodes %.1f us" % (n, cpu / d * 1e6))
+            done += 1
+            _eta(done, cells * a.rounds, t0)
+        print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+    print("\n5,000 nodes in one process, %g mission s, as N shards run in turn each window (default: %d,"
+          " SHARD_NODES = %d): CPU s in the windows / in all" % (a.mission_s, 5000 // fleetrun.SHARD_NODES,
+                                                                fleetrun.SHARD_NODES))
+    for r in range(a.rounds):
+        row = []
+        for k in SHARDS:
+            win, cpu, n = _cell(["sharded", 5000, k, "--mission-s", a.mission_s])
+            row.append("%d: %.1f / %.1f" % (n, win, cpu))
+            done += 1
+            _eta(done, cells * a.rounds, t0)
+        print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+    print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
+    return 0
+
+
+def _eta(done, total, t0):
+    el = time.perf_counter() - t0
+    sys.stderr.write("  [%d/%d cells, %.0f s, ETA %.0f s]\n" % (done, total, el, el / done * (total - done)))
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
