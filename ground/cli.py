@@ -163,14 +163,13 @@ def _boards_in_fleet(args, sc, out):
 def _lean(args, sc):
     """--lean, --workers, --ray-address, --trace-clusters; or --sim above
     LEAN_AUTO_NODES nodes (a fleet)."""
-    from ground.fleetrun import LEAN_AUTO_NODES, rollout_refusal
+    from ground.fleetrun import LEAN_AUTO_NODES
 
     asked = args.lean or args.workers is not None or args.shards is not None or args.ray_address or args.trace_clusters
     if asked and (args.emulated is not None or args.rig):
         raise InputError("--lean/--workers/--shards/--ray-address/--trace-clusters run in-process nodes: not with %s"
                          % ("--emulated" if args.emulated is not None else "--rig"))
-    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES
-                           and (sc.rollout is None or rollout_refusal(sc) is None))  # a rollout it cannot: --sim
+    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES)
 
 
 def cmd_metrics(args):

@@ -25,10 +25,17 @@ The Orchestrator is given, in the places of a Run's clock and router:
 
 A scenario step `rollout: pause` / `resume` is carried out here too (the
 shards ignore it), at the window end at or after its time.
+
+It also keeps what rollout.png (ground/report_rollout.py) draws, for the
+whole fleet whatever the traced clusters: each node's version as its HELLOs
+and UPD_ACKs said it (the records), and the rollout's decisions.
+
+    ro.draw(path, end_ns, title)              # after the run
 """
 
 import heapq
 
+from ground.report_rollout import plot_rollout, rollout_series
 from ground.rollout_run import Orchestrator
 from ground.shard_contain import ORDER
 from ground.shard_trace import TracePart
@@ -70,11 +77,15 @@ class _Ground:
         self.clock = clock
         self.trace = trace
         self.orders = []  # (dst, type, payload) in the order sent
+        self.decisions = []  # its `rollout` events, as rollout.png reads them
 
     def to_node(self, dst, typ, payload):
         self.orders.append((dst, typ, bytes(payload)))
 
     def _event(self, kind, **fields):
+        if kind == "rollout":
+            self.decisions.append({"kind": kind, "event": fields.get("event"), "image": fields.get("image"),
+                                   "mission_ns": self.clock.now})
         self.trace(kind, self.clock.now, **fields)
 
 
@@ -92,6 +103,8 @@ class LeanRollout:
         self.router = _Ground(self.clock, TracePart(part_path, sc.time_scale))
         self.listeners = []  # the Orchestrator's on_event
         self.orchestrator = Orchestrator(self)
+        self._said = {nid: str(spec.firmware) for nid, spec in sc.nodes.items()}  # node -> the version it said last
+        self.changes = []  # HELLOs and UPD_ACKs saying another version than the node's last, for rollout.png
         for f in sc.faults:
             if f.action == "rollout":
                 self.clock.call_at(int(f.at_s * S), self._command, f)
@@ -107,12 +120,37 @@ class LeanRollout:
         clock = self.clock
         for r in records:
             clock.now = r[0]
+            e = r[6]
             for fn in self.listeners:
-                fn(r[6])
+                fn(e)
+            if e.get("type") in ("hello", "upd_ack") and e.get("fate") == "sent":
+                self._heard(r[0], e)
         clock.run_until(until_ns)
         self.router.trace.flush()
         orders, self.router.orders = self.router.orders, []
         return [(until_ns, 0, (dst, payload), ORDER, 0, typ, (dst, payload), until_ns) for dst, typ, payload in orders]
+
+    def _heard(self, t, e):
+        m = e.get("msg") or {}
+        if "fw_major" not in m:
+            return
+        v = "%d.%d" % (m["fw_major"], m["fw_minor"])  # as rollout_series labels it: only a change moves it
+        if self._said.get(e["src"], v) != v:
+            self._said[e["src"]] = v
+            self.changes.append({"kind": "frame", "fate": "sent", "type": e["type"], "src": e["src"],
+                                 "msg": {"fw_major": m["fw_major"], "fw_minor": m["fw_minor"]}, "mission_ns": t})
+
+    def series(self, end_ns):
+        """rollout.png's data (report_rollout.rollout_series) over every node, up to mission end_ns."""
+        sc = self.sc
+        header = {"mission_ns": 0, "nodes": {str(n): {"cluster": spec.cluster, "firmware": spec.firmware}
+                                             for n, spec in sorted(sc.nodes.items())}}
+        events = sorted(self.changes + self.router.decisions, key=lambda e: e["mission_ns"])
+        return rollout_series(header, events + [{"kind": "end", "mission_ns": end_ns}])
+
+    def draw(self, path, end_ns, title):
+        """rollout.png at path: clusters by firmware version, as on --sim (ground/report.py)."""
+        plot_rollout(self.series(end_ns), path, title=title)
 
     def close(self):
         self.router.trace.close()

@@ -102,7 +102,7 @@ def run(sc, out, args):
         raise InputError("--shards %d: want 1 or more" % args.shards)
     try:
         lean = LeanRun(sc, out, seed=args.seed, workers=workers, shards=args.shards, ray_address=args.ray_address,
-                       traced=traced, progress=None)
+                       traced=traced, progress=None, plot=not args.no_plot)
     except ValueError as e:
         raise InputError(str(e)) from None
     progress = None if args.quiet else FleetProgress(sys.stderr, sc.duration_s)

@@ -20,7 +20,10 @@ What it plans and drives (each shard is a ground/shard.py Shard):
   smallest light delay between units (a lower bound of the link models);
   where no frame can cross units (no market: a node only addresses its own
   cluster and the ground), it is SYNC_S of mission time, the cadence of
-  progress and of noticing a dead worker;
+  progress and of noticing a dead worker; the same exchange carries the
+  ground's orders and a rollout's records and orders (ground/fleet_rollout.py)
+  and the nodes' new protocol ranges, which every shard applies as the next
+  window opens (ground/shard_skew.py);
 - since every link's draws come from (seed, src, dst) and every cross-unit
   frame goes through the window exchange whatever shard holds its
   recipient, the counters are the same for any number of shards;
@@ -50,6 +53,7 @@ from ground.run import RunResult
 from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
 from ground.shard_contain import ORDER, STEPS as CONTAIN_STEPS
 from ground.shard_rollout import RECORD
+from ground.shard_skew import RANGE
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -67,30 +71,11 @@ class ShardDied(RuntimeError):
 
 def lean_refusal(sc):
     """Why the lean path cannot run sc (a one-line message naming file:line), or None."""
-    if sc.rollout is not None:
-        why = rollout_refusal(sc)
-        if why:
-            return why
     steps = NODE_FAULTS + GLOBAL_FAULTS + CONTAIN_STEPS + (("rollout",) if sc.rollout is not None else ())
     for f in sc.faults:
         if f.action not in steps:
             return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"
                     " --lean/--workers" % (f.where, f.action, ", ".join(steps)))
-    return None
-
-
-def rollout_refusal(sc):
-    """Why the lean path cannot run sc's rollout, or None: an image whose
-    protocol range is not every node's (a shard's down-conversion table,
-    ground/shard_skew.py, is fixed at the start)."""
-    ranges = {firmware.config.protocols(n.fw_version) for n in sc.nodes.values()}
-    for img in sc.rollout.images:
-        got = firmware.config.protocols(img.version)
-        if ranges != {got}:
-            return ("%s: rollout image %d.%d speaks protocols %d..%d, the fleet %s: the lean path rolls out only"
-                    " within one protocol range (its shards' version table is fixed); run this scenario without"
-                    " --lean/--workers" % ((img.where,) + tuple(img.version) + got
-                                           + (", ".join("%d..%d" % r for r in sorted(ranges)),)))
     return None
 
 
@@ -238,7 +223,7 @@ class LeanRun:
     one."""
 
     def __init__(self, sc, out_dir, seed=None, workers=1, shards=None, ray_address=None, traced=None,
-                 progress=None, die=None):
+                 progress=None, die=None, plot=True):
         why = lean_refusal(sc)
         if why:
             raise ValueError(why)
@@ -249,6 +234,7 @@ class LeanRun:
         self.ray_address = ray_address
         self.progress = progress  # fn(mission_ns, run) every window, or None
         self.die = die  # (shard index, mission s): that shard's worker dies then (tests of a dying worker)
+        self.plot = plot  # a rollout's rollout.png (no timeline.png on this path); False: ground run --no-plot
         self.unit_of = units_of(sc)
         self.window_ns = window_ns(sc, self.unit_of)
         self.plan = plan_shards(sc, shards or default_shards(sc, self.workers))
@@ -311,15 +297,19 @@ class LeanRun:
         """Cross-unit frames, sorted, into each recipient shard's inbox; the
         ground's orders (ground/shard_contain.py) into every shard's; the
         rollout's records (ground/shard_rollout.py) to its orchestrator, and
-        its orders after the rest."""
+        its orders after the rest; the nodes' new protocol ranges
+        (ground/shard_skew.py) at the head of every shard's, in this order."""
         shard_of = self._shard_of
         frames = [f for out in outs for f in out]
         frames.sort(key=lambda f: (f[0], f[1], f[2], f[3], f[4]))
         inboxes = [[] for _ in range(n)]
         records = []
+        ranges = []
         for f in frames:
             if f[3] == RECORD:
                 records.append(f)
+            elif f[3] == RANGE:
+                ranges.append(f)
             elif f[3] == ORDER:
                 for box in inboxes:
                     box.append(f)
@@ -329,7 +319,9 @@ class LeanRun:
             for f in self.rollout.window(until, records):
                 for box in inboxes:
                     box.append(f)
-        return inboxes, len(frames) - len(records)
+        if ranges:
+            inboxes = [ranges + box for box in inboxes]
+        return inboxes, len(frames) - len(records) - len(ranges)
 
     def execute(self):
         sc = self.sc
@@ -425,6 +417,8 @@ class LeanRun:
             json.dump(fleet, f, indent=1, sort_keys=True)
             f.write("\n")
         m["fleet"] = fleet["fleet"]
+        if self.plot and self.rollout is not None and m.get("rollout"):  # last: a missing matplotlib costs only it
+            self.rollout.draw(os.path.join(self.out_dir, "rollout.png"), t, "%s (seed %s)" % (sc.name, self.seed))
         self.result = RunResult(self.out_dir, m, failures, status)
         self.result.fleet = fleet
         return self.result

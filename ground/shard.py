@@ -121,10 +121,10 @@ class Shard:
                 self._call(0, self._wake, nid, 0)
         for f in sc.faults:
             self._call(int(f.at_s * S), self._fault, f)
-        self.skew = shard_skew.Skew(self) if shard_skew.mixed(sc) else None  # older recipients' frames converted
-        # one decode for every node here when their keys agree (with skew: but for proto_max, decoded at the
-        # newest, as a recipient then only ever gets a line at or below its own, converted otherwise)
-        keys = {link.node.decode_key() if self.skew is None else link.node.decode_key()[:2] + (wire.VERSION,)
+        self.skew = shard_skew.Skew(self) if shard_skew.needed(sc) else None  # older recipients' frames converted
+        # one decode for every node here when their keys agree (with skew: but for proto_max, decoded up to
+        # skew.decode_max, as a recipient then only ever gets a line at or below its own, converted otherwise)
+        keys = {link.node.decode_key() if self.skew is None else link.node.decode_key()[:2] + (self.skew.decode_max,)
                 for link in self.links.values()}
         self._key = keys.pop() if len(keys) == 1 else None  # None: every node decodes its own frames
         self._key_auth = wire.Auth(self._key[0]) if self._key and self._key[0] else None
@@ -151,6 +151,8 @@ class Shard:
         frames for other units, as (deliver_ns, src, nseq, dst, copy, type,
         data, sent_ns)."""
         cpu0 = time.process_time()
+        if inbox and inbox[0][3] == shard_skew.RANGE:  # nodes' new protocol ranges, first (ground/shard_skew.py)
+            inbox = self.skew.opened(inbox)
         held = 0
         for t, src, nseq, dst, copy, typ, data, sent_ns in inbox:
             if dst == shard_contain.ORDER:  # the ground's frame, sent to this shard's recipients as the window opens
@@ -186,7 +188,7 @@ class Shard:
         window closed) get their fate, run_end; close the trace part; return
         the counters (Counters.state())."""
         for f in inbox:
-            if f[3] != shard_contain.ORDER:
+            if f[3] != shard_contain.ORDER and f[3] != shard_skew.RANGE:
                 self._call(f[0], self._deliver, f[3], f[4], f[6], f[5], f[7], f[1], f[2], None)
         for t, _, fn, args in sorted(self._heap, key=lambda e: (e[0], e[1])):
             if fn == self._land:

@@ -12,7 +12,9 @@ path's trace has for it (a frame `sent` with its decoded `msg`, an UPD_ACK
 orchestrator reads the same fields either way. ground/fleetrun.py takes the
 records out of the exchange, sorted by (mission ns, src, ...): the order is
 the same with any number of shards, as a node's records all come from the
-shard that holds it.
+shard that holds it. A HELLO that says a new protocol range (a restart into
+an image of another major) also goes to ground/shard_skew.py, which tells
+every shard's version table.
 """
 
 from ground import firmware
@@ -60,6 +62,8 @@ class ShardUpdates:
              "type": msgs.name(typ), "msg": _decode_fields(frame)}
         if typ == msgs.UPD_ACK:
             e["hex"] = line.hex()
+        elif typ == msgs.HELLO and self.shard.skew is not None and self.shard.skew.moving:
+            self.shard.skew.hello(src, nseq, e["msg"].get("proto_max"))  # its new range, to every shard
         self._record(src, e)
 
     def at_ground(self, src, nseq, typ, data):

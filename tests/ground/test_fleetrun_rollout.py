@@ -9,7 +9,8 @@ import math
 
 import pytest
 
-from ground import cli, exitcodes, fleetcli, fleetrun, run, scenario, trace
+from ground import fleetcli, fleetrun, run, scenario, trace
+from ground.report_rollout import rollout_series
 from test_rollout_defects import hello_versions
 
 S = 1_000_000_000
@@ -49,6 +50,11 @@ rollout:
     - version: "2.2"
       test_build: true
       defects: {crash_on_coordinator: true}
+"""
+PAUSE = """\
+  steps:
+    - {at_s: 35, rollout: pause}      # the first wave waits for the resume
+    - {at_s: 50, rollout: resume}
 """
 DECISIONS = ("start", "step", "analysis", "deployed", "deploy_timeout", "complete", "abort", "rolled_back", "pause",
              "resume")
@@ -131,13 +137,34 @@ def test_lean_rollout_takes_the_sim_paths_decisions_each_within_a_window(lean_on
         assert lean.metrics["flat"][name] == ref.metrics["flat"][name]
 
 
-def test_an_image_of_another_protocol_range_is_refused_naming_file_line(tmp_path, capsys):
+def test_an_image_of_another_protocol_range_is_not_refused(tmp_path):
     text = open("scenarios/rollout.yaml").read().replace('version: "1.2"', 'version: "2.0"')
     path = tmp_path / "r.yaml"
     path.write_text(text)
-    why = fleetrun.lean_refusal(scenario.load(str(path)))
-    line = text.splitlines().index(next(ln for ln in text.splitlines() if '"2.0"' in ln)) + 1
-    assert why.startswith("%s:%d:" % (path, line)) and "rollout image 2.0 speaks protocols 1..2" in why
-    assert fleetrun.lean_refusal(scenario.load("scenarios/rollout.yaml")) is None  # 1.1, 1.2: one range, runs
-    assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "o")]) == exitcodes.BAD_INPUT
-    assert "rollout image 2.0" in capsys.readouterr().err
+    assert fleetrun.lean_refusal(scenario.load(str(path))) is None  # 1.x to 2.0 (tests/ground/test_fleetrun_range.py)
+    assert fleetrun.lean_refusal(scenario.load("scenarios/rollout.yaml")) is None  # 1.1, 1.2: one range
+
+
+def test_a_lean_rollout_draws_rollout_png_from_every_nodes_word(lean_one):
+    tmp_path, sc, lr, one = lean_one
+    png = tmp_path / "one" / "rollout.png"
+    assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    assert not (tmp_path / "one" / "timeline.png").exists()  # the lean path draws no timeline
+    # drawn from the records every node's shard sends the driver (HELLOs, UPD_ACKs) and the decisions: here, with
+    # every cluster traced, the same picture as the trace gives (ground metrics TRACE, the --sim path's way)
+    header, events, _ = trace.read(str(tmp_path / "one" / "trace.jsonl"))
+    series = lr.rollout.series(int(sc.duration_s * S))
+    assert series == rollout_series(header, events)
+    assert sorted(series["clusters"]) == sorted(sc.clusters)
+    assert [m[1:] for m in series["marks"]] == [["start", "2.1"], ["complete", "2.1"], ["start", "2.2"],
+                                                 ["abort", "2.2"], ["rolled_back", "2.2"]]
+
+
+def test_no_plot_draws_no_rollout_png_on_the_lean_path(tmp_path):
+    short = TEXT.replace("duration_s: 160", "duration_s: 15").replace(PAUSE, "")  # up to its start
+    sc = scenario.load_text(short, "lean-rollout.yaml")
+    out = tmp_path / "r"
+    fleetrun.LeanRun(sc, str(out)).execute()
+    assert (out / "rollout.png").exists()
+    fleetrun.LeanRun(sc, str(out), plot=False).execute()  # ground run --lean --no-plot
+    assert not (out / "rollout.png").exists()  # nor the one left from the run before

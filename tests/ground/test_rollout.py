@@ -153,9 +153,8 @@ gates: {rollout_completed: {min: 1}}
     assert res.metrics["flat"]["rollout_joins"] == 1
 
 
-def test_the_lean_path_refuses_a_rollout_across_protocol_ranges_naming_its_line():
+def test_the_lean_path_takes_a_rollout_across_protocol_ranges():
     from ground import fleetrun
 
     sc = _load("rollout:\n  images:\n    - {version: '3.1'}\n")  # the fleet speaks 1..1, 1..2 and 1..3
-    assert fleetrun.lean_refusal(sc).startswith("plan.yaml:12: rollout image 3.1 speaks protocols 1..3, the fleet"
-                                                " 1..1, 1..2, 1..3")
+    assert fleetrun.lean_refusal(sc) is None  # each shard's version table follows the HELLOs (shard_skew.py)
