@@ -25,7 +25,9 @@ The invariants (docs/HIL.md has the long form):
   major_versions     at most 3 firmware major versions at once (the header's
                      nodes and, as they boot, their HELLO frames).
   firmware_declared  a node's HELLO reports the firmware major the header
-                     (the scenario) says it runs.
+                     (the scenario) says it runs, or the major of an image a
+                     rollout in the trace has started (a `rollout` event
+                     `start` names the image).
   unique_ids         a daughter never reuses an id (history_replication.py).
   frame_fates        every sent frame has, for each recipient, exactly one
                      final fate (delivered or dropped) per copy; no fate for a

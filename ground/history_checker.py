@@ -60,6 +60,7 @@ class _Checker(ElectionRules, LeaseRules):
         self.containment = ContainmentChecker(self.electors, self._violate, header,
                                               lambda n: self.members.get(self.nodes.get(n), ()))  # quarantine_* (history_containment.py)
         self.majors = {}  # node id -> firmware major the header declares
+        self.rolled_majors = set()  # majors of the images a rollout in this trace started (firmware_declared)
         for key, info in (header.get("nodes") or {}).items():
             try:
                 nid = int(key)
@@ -121,6 +122,10 @@ class _Checker(ElectionRules, LeaseRules):
             self.containment.sever(e, line)  # history_containment.py: sever_respected
         elif kind == "fault" and e.get("fault") in ("crash", "power_cut") and self.end is None:
             self.containment.down(e.get("node"))  # an elector down comes back with its table from flash
+        elif kind == "rollout" and e.get("event") == "start":
+            major = _major(e.get("image"))
+            if major is not None:
+                self.rolled_majors.add(major)  # a node may now say this major in its HELLO
         elif kind == "node" and self.end is None:
             if self.replication.node_event(e, line):
                 self._need.clear()  # a cluster's members changed: its recipients with them

@@ -45,7 +45,7 @@ class ElectionRules:
         if not isinstance(major, int):
             return
         declared = self.majors.get(src)
-        if declared is not None and declared != major:
+        if declared is not None and declared != major and major not in self.rolled_majors:  # not rolled out to it
             self._violate("firmware_declared", "node %d says firmware major %d in its HELLO (frame %d, line %d); the"
                           " header declares %d" % (src, major, fid, line, declared), [fid], [line])
         counts = self.major_counts

@@ -135,9 +135,7 @@ def test_a_rollout_across_protocol_ranges_runs_and_ignores_the_shard_count(lean)
 
 def test_the_sim_paths_decisions_each_within_a_window(lean):
     tmp, sc, lr, lr2, one, two, ref = lean
-    # (--sim's history checker holds each node to its declared major, firmware_declared, even under a rollout)
-    assert ref.status == "ok" and one.ok
-    assert ref.failures and all(f.startswith("history: firmware_declared: ") for f in ref.failures)
+    assert ref.ok and one.ok, (ref.failures, one.failures)  # --sim's history check too: the rolled majors are declared
     key = lambda e: (e["event"], e["image"], e["step"], e.get("clusters"), e.get("canaries"))  # noqa: E731
     sim = [e for e in _events(tmp / "sim") if e["kind"] == "rollout" and e["event"] in DECISIONS]
     got = [e for e in _events(tmp / "one") if e["kind"] == "rollout" and e["event"] in DECISIONS]

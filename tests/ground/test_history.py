@@ -380,6 +380,23 @@ def test_a_node_running_another_version_than_declared(tmp_path, real):
     assert len(v) == 1 and v[0].frame_ids == [hello["id"]] and "node 5" in v[0].message and "declares 0" in v[0].message
 
 
+def test_a_node_may_say_the_major_of_an_image_a_rollout_started(tmp_path, real):
+    path, header, events = real
+    hello = next(e for e in _frames(events, "hello") if e["src"] == 5)  # declared 0.9
+    k = events.index(hello)
+    events = [dict(e, msg=dict(e["msg"], fw_major=3)) if e is hello else e for e in events]
+
+    def rollout(image):
+        return {"kind": "rollout", "event": "start", "image": image, "step": 0, "mission_ns": hello["mission_ns"]}
+
+    r = history.check(_write(tmp_path, header, events[:k] + [rollout("3.0")] + events[k:]))
+    assert not r.by_invariant("firmware_declared"), r.format()
+    r = history.check(_write(tmp_path, header, events[:k] + [rollout("2.1")] + events[k:]))  # another major's image
+    assert len(r.by_invariant("firmware_declared")) == 1
+    r = history.check(_write(tmp_path, header, events[k:k + 1] + events[:k] + [rollout("3.0")] + events[k + 1:]))
+    assert len(r.by_invariant("firmware_declared")) == 1  # said before the rollout started
+
+
 # ---- frame fates --------------------------------------------------------------------------
 
 
