@@ -88,6 +88,13 @@ class UpdateSender:
         """Take an UPD_ACK's fields (a dict, as ground.protocol parses it)."""
         self.node_version = (f["fw_major"], f["fw_minor"])
         if f["upd_id"] != self.upd_id:
+            if self.state == "receiving" and f["state"] == 0 and self.error is None:
+                # idle under another id while we believed it received ours: it lost the transfer (a
+                # record damaged by a cut, the board re-flashed). Offer again; the node's ACK to it
+                # says which chunks it has (none: each is resent as missing). An earlier transfer's
+                # late ACK costs one offer: the node says it has ours, and where it is.
+                self.state = None
+                self._offer_at = None
             return  # another transfer's (an earlier one's ACK still on its way)
         self._heard = True
         if f["reason"] and f["have"] == 0 and f["state"] != 1 and self.state is None:

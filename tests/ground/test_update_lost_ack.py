@@ -108,3 +108,30 @@ def test_while_the_node_acks_a_transfer_the_sender_asks_nothing():
     assert run.until(lambda: run.sender.state == "verified", int(30 / STEP_S)), run.sender.progress()
     assert run.lost == []
     assert run.cmds == []  # the ACKs (every 8 chunks, once a second, at each change) said it all
+
+
+def test_a_node_that_lost_the_transfer_is_offered_it_again():
+    # mid-transfer the node comes back idle with no record of it (a record
+    # torn by a cut, a re-flash): its ACKs carry another id, which the
+    # sender used to ignore while it resent chunks the node drops
+    run = Run(_image(2000), lambda fields, before: False)
+    assert run.until(lambda: run.sender.have >= 8, 400)
+    assert run.sender.state == "receiving"
+    run.node = _node()  # rebooted without its update record: idle, upd_id 0
+    assert run.until(lambda: run.sender.state == "verified", int(60 / STEP_S)), run.sender.progress()
+    assert run.node.update.upd_id == 23 and run.sender.have == run.sender.chunks
+
+
+def test_an_earlier_transfers_late_ack_costs_an_offer_not_the_chunks_the_node_has():
+    sends = []
+    for late in (False, True):
+        run = Run(_image(2000), lambda fields, before: False)
+        assert run.until(lambda: run.sender.have >= 8, 400)
+        if late:  # idle under the id before, arriving late
+            run.sender.on_ack({"upd_id": 22, "state": 0, "reason": 0, "have": 0, "base": 0, "fw_major": 1,
+                               "fw_minor": 0, "bitmap": b""})
+            assert run.sender.state is None
+        assert run.until(lambda: run.sender.state == "verified", int(30 / STEP_S)), run.sender.progress()
+        assert run.node.update.have == run.sender.chunks
+        sends.append(run.sender.sends)
+    assert sends[1] == sends[0]  # no chunk sent again: the node's ACK to the offer said what it had
