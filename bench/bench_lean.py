@@ -13,7 +13,9 @@ and, with --big (or FLEET_BENCH_BIG=1), what needs both cores for minutes:
 
 - the shard size: 5,000 nodes in one process as one shard and as the
   default's shards of fleetrun.SHARD_NODES nodes, CPU per delivery;
-- parallel efficiency at 5,000 nodes (500 clusters): wall time with
+- parallel efficiency at 5,000 nodes in 4 regions (fleet-sweep.yaml's
+  description, each region its market: frames cross shards), and at 5,000
+  nodes (500 clusters, no regions): wall time with
   --workers 1 (in-process) and --workers 2 (a local Ray), E = T1 / (2 T2);
   the per-shard rate and the cost of a window, and from them the projected
   wall time of 100,000 nodes over one auction cycle (the market's slot,
@@ -225,6 +227,35 @@ def part_big(mission_s):
                                                                           (lean.stats["setup_s"] + 3600 * per) / 60))
 
 
+def regions_text(nodes=5000, regions=4, duration_s=20):
+    """scenarios/fleet-sweep.yaml with `nodes` nodes in `regions` equal regions (each its own market)."""
+    text = open(os.path.join(ROOT, "scenarios", "fleet-sweep.yaml"), encoding="utf-8").read()
+    for old, new in (("\nduration_s: 120\n", "\nduration_s: %d\n" % duration_s),
+                     ("\n  nodes: 2000\n", "\n  nodes: %d\n  allow_region_sizes: true\n" % nodes),
+                     ("regions: {clusters: {min: 20, max: 50}, electors: 3}", "regions: {count: %d, electors: 3}" % regions)):
+        if old not in text:
+            raise RuntimeError("scenarios/fleet-sweep.yaml changed: %r not found" % old)
+        text = text.replace(old, new)
+    return text
+
+
+def part_regions():
+    """The issue's case for the efficiency: 5,000 nodes in 4 regions (regions are never split: 4 shards)."""
+    sc = scenario.load_text(regions_text(), os.path.join(ROOT, "scenarios", "fleet-sweep.yaml"))
+    print("\nParallel efficiency with markets: fleet-sweep.yaml at %d nodes in %d clusters and %d regions"
+          " (a shard per region), %g mission s:" % (len(sc.nodes), len(sc.clusters), len(sc.regions), sc.duration_s))
+    _, w1, d1, l1, _ = lean_path(sc, workers=1)
+    _, w2, d2, l2, _ = lean_path(sc, workers=2)
+    run1, run2 = l1.stats["advance_s"], l2.stats["advance_s"]
+    print("  load average now: %.2f %.2f %.2f" % os.getloadavg())
+    print("  --workers 1: wall %.1f s, windows %.1f s, %d deliveries, %d frames across shards"
+          % (w1, run1, d1, l1.stats["crossed"]))
+    print("  --workers 2: wall %.1f s (%.1f s setup), windows %.1f s, %d deliveries, %d windows of %.3f s"
+          % (w2, l2.stats["setup_s"], run2, d2, l2.stats["windows"], l2.window_ns / S))
+    print("  parallel efficiency E = T1 / (2 T2) = %.1f / (2 x %.1f) = %.2f (with setup and reports: %.2f)"
+          % (run1, run2, run1 / (2 * run2), w1 / (2 * w2)))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     rounds = 1 if "--quick" in argv else 2
@@ -240,6 +271,7 @@ def main(argv=None):
     if "--big-only" not in argv:
         part_one(rounds)
     if big:
+        part_regions()
         part_big(mission_s)
     else:
         print("\n(5,000-node efficiency, the 100,000-node projection and 10,000 nodes on 2 workers: "
