@@ -15,42 +15,22 @@ import pytest
 
 from ground import fleetrun, run, scenario, trace
 from ground.shard_route import frame_header
+from test_fleetrun_rollout import PAUSE, TEXT as ROLLOUT_TEXT
 from test_rollout_defects import hello_versions
 
 S = 1_000_000_000
-# two regions of 3 clusters of 5 (each region a unit: 2 shards hold one each, so converted frames cross shards)
-TEXT = """\
-name: lean-range
-seed: 4
-duration_s: 150
-election_timeout_ms: 2000
-fleet:
-  nodes: 30
-  cluster_sizes: {min: 5, max: 5}
-  regions: {count: 2, electors: 3}
-  allow_region_sizes: true
-  lineages: 2
-  firmware: {"2.0": 1.0}
-  market: {units: [2, 2, 2, 2, 1, 1, 1, 1], slot_ms: 30000, region_timeout_ms: 6000}
-  geometry: {ring_radius_km: 100000, region_radius_km: 20000}
-  links:
-    intra_cluster: {delay_ms: 20}
-    intra_region: {delay_ms: 10}
-    inter_region: {delay_ms: 10}
-rollout:
-  start_s: 10
-  window_s: 30
-  canary_percent: 5
-  step_percent: 50
-  confirm_after_s: 3
-  deploy_timeout_s: 28
-  checks: {crashes: {max_ratio: 2, slack: 0}, failovers: {max_ratio: 2, slack: 1}}
-  images:
-    - version: "3.0"
-    - version: "4.0"
-      test_build: true
-      defects: {crash_on_coordinator: true}
-"""
+# two regions of 3 clusters of 5 (each region a unit: 2 shards hold one each, so converted frames cross
+# shards): test_fleetrun_rollout.py's fleet and plan, without its pause, rolling 3.0 and a 4.0 test build
+def _from_rollout_text():
+    text = ROLLOUT_TEXT.replace(PAUSE, "")
+    for old, new in (("name: lean-rollout", "name: lean-range"), ("duration_s: 160", "duration_s: 150"),
+                     ('version: "2.1"', 'version: "3.0"'), ('version: "2.2"', 'version: "4.0"')):
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+TEXT = _from_rollout_text()
 DECISIONS = ("start", "step", "deployed", "deploy_timeout", "complete", "abort", "rolled_back")
 
 
