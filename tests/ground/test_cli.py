@@ -362,7 +362,8 @@ def test_ctrl_c_during_a_run_keeps_what_was_recorded_and_exits_130(tmp_path):
     sc.write_text((SMALL % GATE_OK).replace("duration_s: 30", "duration_s: 86400"))
     out = tmp_path / "o"
     p = subprocess.Popen([sys.executable, "-m", "ground", "run", str(sc), "--out", str(out), "--no-plot"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as test_chaos.py's
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait for the first progress line (stderr is not a tty: one per tenth)

@@ -339,8 +339,11 @@ def test_a_coordinator_that_never_answers_times_out_naming_it(lab, released, tmp
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupted_run_releases_its_places(lab, released, tmp_path, sig):
     sc, rig = _files(tmp_path, rig_text(lab.address))
+    # SIGINT's default action back in the child: a test run started in the background (nohup, `make test &`)
+    # has it ignored, and Python keeps an ignored SIGINT ignored (as tests/ground/test_chaos.py)
     p = subprocess.Popen([sys.executable, "-m", "ground", "run", sc, "--rig", rig, "--out", str(tmp_path / "out")],
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         # Wait until the run holds all three places (polling the coordinator, as another client would).
         for _ in range(200):
