@@ -100,18 +100,23 @@ def plan_shards(sc, n):
     for c in sorted(sc.clusters):
         units.setdefault(unit_of[c], []).append(c)
     order = sorted(units, key=lambda u: min(units[u]))
-    size = {u: sum(len(sc.clusters[c]) for c in units[u]) for u in order}
-    n = max(1, min(n, len(order)))
-    total = sum(size.values())
-    shards, acc, k = [[] for _ in range(n)], 0, 0
-    for i, u in enumerate(order):
-        left_units = len(order) - i
-        # move on once this shard has its share, keeping a unit for every shard still empty
-        if shards[k] and k < n - 1 and (acc >= total * (k + 1) / n or left_units <= n - 1 - k):
+    runs = _balanced_runs([sum(len(sc.clusters[c]) for c in units[u]) for u in order], n)
+    return [[c for i in run for c in units[order[i]]] for run in runs]
+
+
+def _balanced_runs(sizes, n):
+    """[[indices]]: sizes cut into at most n runs of consecutive items, about
+    the same total each, none empty (fewer runs if there are fewer items)."""
+    n = max(1, min(n, len(sizes)))
+    total = sum(sizes)
+    runs, acc, k = [[] for _ in range(n)], 0, 0
+    for i, size in enumerate(sizes):
+        # move on once this run has its share, keeping an item for every run still empty
+        if runs[k] and k < n - 1 and (acc >= total * (k + 1) / n or len(sizes) - i <= n - 1 - k):
             k += 1
-        shards[k].extend(units[u])
-        acc += size[u]
-    return [s for s in shards if s]
+        runs[k].append(i)
+        acc += size
+    return [r for r in runs if r]
 
 
 def default_shards(sc, workers):
@@ -122,17 +127,7 @@ def default_shards(sc, workers):
 def plan_workers(sc, plan, workers):
     """[[shard indices]] for each worker: runs of consecutive shards, about
     the same number of nodes each; fewer workers if there are fewer shards."""
-    size = [sum(len(sc.clusters[c]) for c in cl) for cl in plan]
-    n = max(1, min(workers, len(plan)))
-    total = sum(size)
-    out, acc = [[] for _ in range(n)], 0
-    k = 0
-    for i, nodes in enumerate(size):
-        if out[k] and k < n - 1 and (acc >= total * (k + 1) / n or len(plan) - i <= n - 1 - k):
-            k += 1
-        out[k].append(i)
-        acc += nodes
-    return out
+    return _balanced_runs([sum(len(sc.clusters[c]) for c in cl) for cl in plan], workers)
 
 
 def _lower_bound_ns(spec):
