@@ -118,7 +118,7 @@ def simpy_path(sc):
     sh = SimPyShard(sc, sc.seed, 0, sorted(sc.clusters), unit_of)
     sh.run_to(int(sc.duration_s * S))
     cpu = time.process_time() - c0
-    return cpu, sum(c[1] for row in sh.counters.nodes.values() for c in row.values())
+    return cpu, sh.counters.delivered()
 
 
 def part_one(rounds):

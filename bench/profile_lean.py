@@ -37,7 +37,7 @@ def main(argv=None):
     with Sampler(ROOT) as prof:
         sh.advance(int(a.mission_s * 1e9), last=True)
     cpu = time.process_time() - c0
-    d = sum(c[1] for row in sh.counters.nodes.values() for c in row.values())
+    d = sh.counters.delivered()
     print("profile_lean on " + describe())
     print("load average: %.2f %.2f %.2f" % os.getloadavg())
     print("1,000 nodes, %g mission s, one shard: %.2f CPU s, %d deliveries, %.1f us per delivery, %d samples"

@@ -72,6 +72,10 @@ class Counters:
             k = t_ns // self.bucket_ns
             rows[k if k < self.n_buckets else self.n_buckets - 1][what] += 1
 
+    def delivered(self):
+        """Frames delivered, every node and the ground, in all."""
+        return sum(cell[DELIVERED] for row in self.nodes.values() for cell in row.values())
+
     def _other_rows(self, nid):
         """The bucket rows of node nid's cluster when it is another shard's
         (a frame dropped here for it: a partition's, a severed region's), so
