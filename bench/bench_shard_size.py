@@ -48,21 +48,13 @@ def one_shard(nodes, mission_s):
 
 def sharded(nodes, mission_s, shards):
     """(CPU s in the windows, CPU s in all, shards) of a lean run in this process."""
-    import shutil
-    import tempfile
-
     from bench.bench_fleet import fleet_text
-    from ground import fleetrun, scenario
+    from bench.bench_lean import lean_path
+    from ground import scenario
 
     sc = scenario.load_text(fleet_text(nodes=nodes, duration_s=mission_s), "<sharded %d>" % nodes)
-    out = tempfile.mkdtemp(prefix="bench_shard_size_")
-    try:
-        c0 = time.process_time()
-        lean = fleetrun.LeanRun(sc, out, shards=shards)
-        lean.execute()
-        return sum(x for x in lean.stats["shard_cpu_s"] if x), time.process_time() - c0, len(lean.plan)
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    cpu, _, _, lean, _ = lean_path(sc, shards=shards)
+    return sum(x for x in lean.stats["shard_cpu_s"] if x), cpu, len(lean.plan)
 
 
 def _cell(args):
