@@ -15,6 +15,7 @@ from ground.history_election import ElectionRules, _major
 from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
 from ground.history_verdict import Report, Violation
+from ground.protocol_frame import announces_to_region
 from ground.regions import REGION_CLUSTERS, region_cluster
 
 _LISTED = 20  # frames listed in one violation before "and N more"
@@ -179,7 +180,7 @@ class _Checker(ElectionRules, LeaseRules):
             if dst == CLUSTER_BASE | self.nodes[src] and (type_ == "coordinator" or type_ == "heartbeat" and
                                                            msg.get("role") == self.role_coordinator):
                 self.containment.cluster_claim(src, type_, msg, fid, line)  # quarantine in the cluster election
-        if type_ == "prices" and dst == BROADCAST and msg.get("status") == self.complete:
+        if type_ == "prices" and announces_to_region(dst) and msg.get("status") == self.complete:
             for x in self.own_pending.pop((src, msg.get("term"), msg.get("round")), ()):
                 self._award(x.resource, x.holder, x.intervals, x.fid, x.line, src)  # its own award: committed
             for x in self.seat_pending.pop((src, msg.get("round")), ()):

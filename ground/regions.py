@@ -90,8 +90,10 @@ def parse_regions(data, sc):
                 raise r.error("clusters", "%s.clusters: cluster %d is also in %s" % (what, c, owner[c]))
             owner[c] = "region %d (%s)" % (num, r.where("clusters"))
         roster = sorted(n for c in cl for n in sc.clusters[c])
-        market, args = _market_config(r, sc, roster, "region %d" % num,
-                                      {k: v for k, v in r.items() if k != "clusters"})
+        kw = {k: v for k, v in r.items() if k != "clusters"}
+        if len(rl) > 1:  # its rounds are announced to its clusters, not to the whole fleet (MarketConfig.clusters)
+            kw["clusters"] = sorted(cl)
+        market, args = _market_config(r, sc, roster, "region %d" % num, kw)
         out.append(RegionSpec(num, sorted(cl), roster, list(market.electors), market, args, r.where(), r, _sever(r)))
     missing = sorted(set(sc.clusters) - set(owner))
     if missing:

@@ -140,6 +140,7 @@ class MarketConfig:
         stale_rounds=2,
         auditors=(),
         cluster_of=None,
+        clusters=None,
         quarantine_cap_permille=340,
         probation_ms=0,
         defect_lineage=-1,
@@ -226,6 +227,12 @@ class MarketConfig:
             raise ValueError("market: auditors must be electors, quarantine_cap_permille in 1..1000, cluster_of"
                              " one cluster id per roster node")
         self.cluster_of = cluster_of
+        # The region's cluster numbers (a fleet of several regions): the
+        # regional coordinator announces a round (PRICES complete, void,
+        # resync) to each of them, one frame a cluster, instead of to the
+        # whole fleet (None: one ADDR_BROADCAST, a fleet of one region). The
+        # ground's scenario loader checked the numbers (ground/regions.py).
+        self.clusters = clusters
         self.quarantine_cap_permille = quarantine_cap_permille
         self.probation_ms = probation_ms
         self.defect_lineage = defect_lineage

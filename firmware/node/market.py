@@ -402,10 +402,20 @@ class Market:
                             version=msgs.VERSION))
 
     def _announce(self, rnd, status, dst, awards=0, digest=0):
+        """PRICES to dst. ADDR_BROADCAST is the whole region: where the
+        config names the region's clusters, one frame to each of them and
+        this node's own trader's copy (the fleet's other regions never hear
+        it), else one broadcast to the fleet."""
         p = self.prices
-        self.send(dst, msgs.PRICES, msgs.pack(msgs.PRICES, self.term, rnd & 0xFFFFFFFF, digest, self.intent.seq,
-                                              self.cfg.region, awards, status, p[0], p[1], p[2], p[3], p[4],
-                                              p[5], p[6], p[7]))
+        payload = msgs.pack(msgs.PRICES, self.term, rnd & 0xFFFFFFFF, digest, self.intent.seq, self.cfg.region,
+                            awards, status, p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])
+        clusters = self.cfg.clusters
+        if dst != wire.ADDR_BROADCAST or clusters is None:
+            self.send(dst, msgs.PRICES, payload)
+            return
+        for c in clusters:
+            self.send(wire.ADDR_CLUSTER | c, msgs.PRICES, payload)
+        self.send(self.id, msgs.PRICES, payload)
 
     def _close(self, now_ms):
         self.flush_awards()  # the book's first rows must be this round's

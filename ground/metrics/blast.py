@@ -29,6 +29,7 @@ State: per node and per cluster, never per frame.
 """
 
 from ground.metrics.common import rnd, s
+from ground.protocol_frame import announces_to_region
 
 DOWN_KINDS = ("crash", "power_cut", "reset")
 WINDOW_KINDS = ("byzantine", "corruption_burst")
@@ -70,6 +71,7 @@ class BlastMetrics:
         self.headless_since = {}  # cluster -> ns it lost its last live claimant (after the fault)
         self.headless_ns = 0
         self.market_coord = None  # last complete PRICES sender
+        self.announced = set()  # (sender, term, round) of the complete PRICES seen (one a cluster in a fleet of regions)
         self.tel = {}  # node -> {"produced": carried + last, "last": last produced, "leases": int}
         self.at_fault = {}  # node -> produced at the fault
         self.out = {}
@@ -126,8 +128,12 @@ class BlastMetrics:
         f = self.fault
         if v.type == "market_tel":
             self._tel(v.nid, v.msg)
-        elif v.type == "prices" and v.dst == 0xFFFF and v.msg.get("status") == 1:  # complete (ROUND_STATUS_NAMES)
+        elif v.type == "prices" and announces_to_region(v.dst) and v.msg.get("status") == 1:  # complete
             self.market_coord = v.nid
+            key = (v.nid, v.msg.get("term"), v.msg.get("round"))
+            if key in self.announced:
+                return
+            self.announced.add(key)
             if f is not None:
                 if not self._healthy(v.nid, v.t, market=True):
                     self.out["rounds_struck"] = self.out.get("rounds_struck", 0) + 1

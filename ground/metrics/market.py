@@ -25,11 +25,10 @@ not frames).
 """
 
 from ground.metrics.common import stats
-from ground.protocol import MODE_NAMES, ROUND_STATUS_NAMES
+from ground.protocol import MODE_NAMES, ROUND_STATUS_NAMES, announces_to_region
 
 TOTALS = ("produced", "lost", "leases", "bids", "awards", "refused")
 COUNTERS = ("produced", "lost", "bids", "awards", "refused")  # since boot; leases is a level
-BROADCAST = 0xFFFF
 COMPLETE, VOID = ROUND_STATUS_NAMES.index("complete"), ROUND_STATUS_NAMES.index("void")  # PRICES status
 
 # Gateable keys (metrics FLAT): name -> (unit, meaning); None without market frames.
@@ -62,7 +61,7 @@ class MarketTally:
         """region: the sender's region, with several (each region's rounds are its own)."""
         if type_ == "market_tel":
             self._tel(src, msg, t)
-        elif type_ == "prices" and dst == BROADCAST:
+        elif type_ == "prices" and announces_to_region(dst):
             term, rnd, status = _int(msg, "term"), _int(msg, "round"), _int(msg, "status")
             if None in (term, rnd, status):
                 self.malformed += 1
@@ -180,7 +179,7 @@ class AuctionTally:
                 self.malformed += 1
             elif not flags & AWARD_NOT_A_DECISION and holder == dst:
                 self.in_flight[fid] = ("award", (holder, seq))
-        elif type_ == "prices" and dst == BROADCAST:
+        elif type_ == "prices" and announces_to_region(dst):
             rnd, status = _int(msg, "round"), _int(msg, "status")
             if rnd is None or status not in (COMPLETE, VOID):
                 return  # malformed ones are MarketTally's to count

@@ -25,8 +25,9 @@ from node.rng import Rng
 
 class FedSim:
     def __init__(self, n, units, gens=None, ages=None, seed=1, delay_ms=2000, jitter_ms=0, loss_per_mille=0,
-                 electors=(1, 2), coordinator=1, standby=2, firmware=None, **market_kw):
+                 electors=(1, 2), coordinator=1, standby=2, firmware=None, cluster_of=None, **market_kw):
         self.ids = list(range(1, n + 1))
+        self.cluster_of = cluster_of  # fn(node) -> its cluster number, for frames to a cluster's address (None: all 1)
         self.firmware = list(firmware) if firmware is not None else [(1, 0)] * n
         self.converted = 0
         self.gens = list(gens) if gens is not None else [1 + i % 3 for i in range(n)]
@@ -138,7 +139,13 @@ class FedSim:
         heapq.heappush(self._queue, (self.now + delay, self._order, src, dst, type, payload))
 
     def _deliver(self, src, dst, type, payload):
-        targets = self.ids if dst == wire.ADDR_BROADCAST else (dst,)
+        if dst == wire.ADDR_BROADCAST:
+            targets = self.ids
+        elif dst > wire.MAX_NODE_ID:  # a cluster's address
+            of = self.cluster_of
+            targets = [i for i in self.ids if (of(i) if of is not None else 1) == dst & 0x0FFF]
+        else:
+            targets = (dst,)
         for d in targets:
             if d == src or d not in self.regions:
                 continue

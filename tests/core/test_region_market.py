@@ -45,6 +45,28 @@ def test_every_node_hears_every_round_and_production_runs():
     assert sim.conflicts() == 0 and m.ledger.conflicts() == 0
 
 
+def test_a_region_that_names_its_clusters_announces_each_round_to_each_of_them():
+    # MarketConfig.clusters: a region of a fleet of several announces a
+    # round to its own clusters' addresses (one frame each), so no other
+    # region hears it; every trader, the coordinator's own included, still
+    # hears every round.
+    sim = _sim(cluster_of=lambda i: 4 + i % 2, clusters=(4, 5))
+    seen = {}  # round -> the addresses its PRICES complete went to
+
+    def frame(t, src, dst, type, payload):
+        if type == msgs.PRICES:
+            f = msgs.unpack(msgs.PRICES, payload)
+            if f[6] == msgs.ROUND_COMPLETE:
+                seen.setdefault(f[1], []).append(dst)
+
+    sim.on_frame = frame
+    sim.run_until(6 * SLOT)
+    assert sim.market().rounds == 6
+    assert len(seen) >= 5 and all(sorted(d) == [0xF004, 0xF005] for d in seen.values()), seen
+    for tr in sim.traders():
+        assert tr.round_status.get(4) == msgs.ROUND_COMPLETE, (tr.id, tr.round_status)
+
+
 def test_decisions_arrive_within_one_round_and_four_light_times():
     # Enough of everything that no bid has to lose: then every need is
     # decided by the first round that can hear it.

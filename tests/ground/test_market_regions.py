@@ -10,6 +10,7 @@ import json
 import pytest
 
 from ground import report, run, scenario, trace
+from ground.protocol import announces_to_region
 
 TWO = """\
 name: two-regions
@@ -48,9 +49,9 @@ def test_each_regions_rounds_are_its_own_and_the_fleets_are_their_sum(ran):
     assert sorted(mk["regions"]) == ["1", "2"]
     region_of = {c: r.region for r in sc.regions for c in r.clusters}
     header, events, _ = trace.read(str(out / "trace.jsonl"))
-    rounds = collections.defaultdict(dict)  # region -> {(term, round): status}, from the PRICES broadcasts
+    rounds = collections.defaultdict(dict)  # region -> {(term, round): status}, from the PRICES announcements
     for e in events:
-        if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "prices" and e["dst"] == 0xFFFF:
+        if e["kind"] == "frame" and e["fate"] == "sent" and e["type"] == "prices" and announces_to_region(e["dst"]):
             m = e["msg"]
             if m["status"] in (1, 2):  # complete, void (ground/protocol.py ROUND_STATUS_NAMES)
                 rounds[region_of[sc.nodes[e["src"]].cluster]].setdefault((m["term"], m["round"]), m["status"])
@@ -68,6 +69,38 @@ def test_each_regions_rounds_are_its_own_and_the_fleets_are_their_sum(ran):
     assert mk["regions"]["1"]["produced"] > 0 and mk["regions"]["2"]["produced"] > 0
     # the auctions were per region already: each region's bids are its nodes'
     assert all(mk["auction"][r]["bids"] > 0 for r in ("1", "2"))
+
+
+def test_a_regions_announcements_reach_its_own_nodes_and_no_other_region(ran):
+    """With several regions a regional coordinator announces each round to
+    each of its region's clusters (MarketConfig.clusters), not to the whole
+    fleet: every delivered copy lands in its own region, every node of the
+    region hears each announcement, and no node refuses one."""
+    sc, res, out = ran
+    header, events, _ = trace.read(str(out / "trace.jsonl"))
+    region_of = {n: r.region for r in sc.regions for n in r.nodes}
+    sent = {}  # frame id -> (announcing region, (sender, term, round, status))
+    heard = collections.defaultdict(set)  # (sender, term, round, status) -> nodes delivered to
+    crossed = []
+    for e in events:
+        if e["kind"] != "frame":
+            continue
+        if e["fate"] == "sent" and e["type"] == "prices" and e["msg"]["status"] in (1, 2, 5):  # complete, void, resync
+            assert announces_to_region(e["dst"]) and e["dst"] != 0xFFFF, e
+            m = e["msg"]
+            sent[e["id"]] = (region_of[e["src"]], (e["src"], m["term"], m["round"], m["status"]))
+        elif e["fate"] == "delivered" and e["id"] in sent:
+            region, key = sent[e["id"]]
+            if region_of[e["to"]] != region:
+                crossed.append(e)
+            heard[key].add(e["to"])
+    assert sent and not crossed, crossed[:3]
+    nodes_of = {r.region: set(r.nodes) for r in sc.regions}
+    for (src, term, rnd, status), nodes in heard.items():
+        want = nodes_of[region_of[src]] - {src}
+        assert nodes == want, (src, term, rnd, sorted(want - nodes))
+    for nid, node in res.metrics["nodes"].items():
+        assert node.get("refused", {}).get("region", 0) == 0, (nid, node.get("refused"))
 
 
 def test_regions_in_the_terminal_and_prometheus(ran):
