@@ -2,11 +2,12 @@
 pipelines by tier (intra-cluster, intra-region, inter-region, to the
 ground) and its peak RSS, each mission second, for a fleet description at
 a given size (default scenarios/fleet-sweep.yaml): docs/FLEET.md, why the
-50,000-node row ran out of memory.
+50,000-node row ran out of memory while regions announced their rounds to
+the whole fleet, and what it holds since they announce to their own
+clusters.
 
 A link's pipeline is made when its first frame is sent, so the count says
-which frames reach whom: a region's broadcasts reach every node of the
-fleet.
+which frames reach whom (a broadcast: every node of the fleet).
 
 Run: python -m bench.link_census [--nodes 6000] [--mission-s 6] [FLEET.yaml]
 Not a test: it asserts nothing; it prints figures and the machine.
