@@ -175,7 +175,9 @@ def test_a_run_that_raises_is_a_crash_with_its_traceback(tmp_path):
 
 
 def test_a_schedule_still_running_at_its_timeout_is_killed_and_called_a_hang(tmp_path):
-    base = gen.load_base(_tiny(tmp_path, TINY.replace("duration_s: 20", "duration_s: 100000")))
+    # 10,000 mission s: about 33 wall s if left to finish (given 120 s, its verdict is "gate"), so it is
+    # still running at the 0 s timeout; 100,000 took 7.8 s just to generate the schedule's faults
+    base = gen.load_base(_tiny(tmp_path, TINY.replace("duration_s: 20", "duration_s: 10000")))
     text = gen.to_yaml(gen.schedule(base, 1))
     job = chaos.Job(base.path, 1, "long", text, gen.kinds_in(yaml.safe_load(text)))
     (v,) = chaos.run_jobs([job], str(tmp_path / "work"), workers=1, timeout_s=0.0)

@@ -8,13 +8,19 @@ from ground import firmware
 from ground.links import TAIL_BYTES, SerialLink
 
 
-def _read_all(link):
+def _read_all(link, first_s=5.0, quiet_s=0.05):
+    """What the link reads of bytes just written to the pty: waits up to first_s
+    for them, then reads until quiet_s passes with nothing more (every call
+    follows a write; a quiet wait of 0.5 s after each of the ~20 writes below
+    was 10 s of the file's 11)."""
     lines = []
-    while select.select([link.fileno()], [], [], 0.5)[0]:
+    wait_s = first_s
+    while select.select([link.fileno()], [], [], wait_s)[0]:
         got, eof = link.read_lines()
         lines += got
         if eof:
             break
+        wait_s = quiet_s
     return lines
 
 
