@@ -15,8 +15,7 @@ from ground.history_election import ElectionRules, _major
 from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
 from ground.history_verdict import Report, Violation
-from ground.protocol_frame import announces_to_region
-from ground.regions import REGION_CLUSTERS, region_cluster
+from ground.regions import REGION_CLUSTERS, announces_to_region, region_cluster
 
 _LISTED = 20  # frames listed in one violation before "and N more"
 ROUND_COMPLETE = 1  # msgs.ROUND_COMPLETE (PRICES status)

@@ -37,7 +37,6 @@ from construct import ConstructError, Container
 from ground.protocol_frame import (  # noqa: F401 (re-exported: callers use protocol.X)
     VERSION, VERSION_MIN, FLAG_AUTH, HEADER_LEN, CRC_LEN, AUTH_LEN, TAG_LEN, MAX_PAYLOAD, MAX_BODY, MAX_LINE,
     ADDR_GROUND, ADDR_CLUSTER, ADDR_BROADCAST, MAX_NODE_ID, REASONS, FrameError, cluster_addr, addr_name,
-    announces_to_region,
     cobs_encode, cobs_decode, escape, unescape, _crc32, _why, Header, Signed, Covered, Body, Line,
 )
 from ground.protocol_msgs import (  # noqa: F401 (re-exported: callers use protocol.X)

@@ -101,15 +101,6 @@ def cluster_addr(cluster):
     return ADDR_CLUSTER | cluster
 
 
-def announces_to_region(addr):
-    """True for where a regional coordinator's round announcement (PRICES
-    complete, void, resync) goes: the whole fleet, or one cluster (a region
-    of a fleet of several announces to each of its clusters, one frame each:
-    MarketConfig.clusters). Not a node, nor a region's electors (0xE00 |
-    region)."""
-    return addr == ADDR_BROADCAST or addr.__class__ is int and ADDR_CLUSTER <= addr < ADDR_CLUSTER | 0xE00
-
-
 def addr_name(addr):
     """'ground', 'broadcast', 'cluster 3' or 'node 12'."""
     if addr == ADDR_GROUND:

@@ -7,6 +7,7 @@ every node of the region runs. Errors are ConfigErrors naming file:line.
 
 from dataclasses import dataclass, field
 
+from ground.protocol_frame import ADDR_BROADCAST, ADDR_CLUSTER
 from ground.yamlfile import LocatedList, check_keys, number
 
 _MARKET = {
@@ -36,6 +37,14 @@ def region_cluster(region):
 def region_of(cluster):
     """The region whose address cluster number `cluster` is, or None for an ordinary cluster."""
     return cluster - REGION_CLUSTERS if cluster >= REGION_CLUSTERS else None
+
+
+def announces_to_region(addr):
+    """True for where a regional coordinator's round announcement (PRICES
+    complete, void, resync) goes: the whole fleet, or one ordinary cluster
+    (a region of a fleet of several announces to each of its clusters, one
+    frame each: MarketConfig.clusters). Not a node, nor a region's address."""
+    return addr == ADDR_BROADCAST or addr.__class__ is int and ADDR_CLUSTER <= addr < ADDR_CLUSTER | REGION_CLUSTERS
 
 
 @dataclass

@@ -29,7 +29,7 @@ State: per node and per cluster, never per frame.
 """
 
 from ground.metrics.common import rnd, s
-from ground.protocol_frame import announces_to_region
+from ground.regions import announces_to_region
 
 DOWN_KINDS = ("crash", "power_cut", "reset")
 WINDOW_KINDS = ("byzantine", "corruption_burst")

@@ -25,7 +25,8 @@ not frames).
 """
 
 from ground.metrics.common import stats
-from ground.protocol import MODE_NAMES, ROUND_STATUS_NAMES, announces_to_region
+from ground.protocol import MODE_NAMES, ROUND_STATUS_NAMES
+from ground.regions import announces_to_region
 
 TOTALS = ("produced", "lost", "leases", "bids", "awards", "refused")
 COUNTERS = ("produced", "lost", "bids", "awards", "refused")  # since boot; leases is a level

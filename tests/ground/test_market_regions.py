@@ -10,7 +10,7 @@ import json
 import pytest
 
 from ground import report, run, scenario, trace
-from ground.protocol import announces_to_region
+from ground.regions import announces_to_region
 
 TWO = """\
 name: two-regions
