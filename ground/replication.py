@@ -251,8 +251,8 @@ def widen_markets(sc, rep):
         if "cluster_of" in args:
             args["cluster_of"] = [cluster_of[n] for n in roster]
         if args.get("clusters") is not None:  # its announcements reach the clusters its clusters' splits will make
-            first_of = (rep.split_to.get(c, (0, 0)) for c in r.clusters)
-            args["clusters"] = sorted(set(args["clusters"]).union(*(range(f, f + n) for f, n in first_of)))
+            blocks = (rep.split_to.get(c, (0, 0)) for c in r.clusters)  # (first, count) each
+            args["clusters"] = sorted(set(args["clusters"]).union(*(range(f, f + n) for f, n in blocks)))
         kw = {k: (tuple(v) if k == "units" else v) for k, v in args.items() if k not in ("roster", "gens")}
         market = firmware.config.MarketConfig(roster=roster, gens=bytes(args["gens"]), **kw)
         regions.append(replace(r, nodes=roster, market=market, market_args=args))

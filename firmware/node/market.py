@@ -414,7 +414,7 @@ class Market:
             self.send(dst, msgs.PRICES, payload)
             return
         for c in clusters:
-            self.send(wire.ADDR_CLUSTER | c, msgs.PRICES, payload)
+            self.send(wire.cluster_addr(c), msgs.PRICES, payload)
         self.send(self.id, msgs.PRICES, payload)
 
     def _close(self, now_ms):
