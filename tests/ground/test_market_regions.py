@@ -103,6 +103,58 @@ def test_a_regions_announcements_reach_its_own_nodes_and_no_other_region(ran):
         assert node.get("refused", {}).get("region", 0) == 0, (nid, node.get("refused"))
 
 
+SPLITTING = """\
+name: regions-that-split
+seed: 3
+duration_s: 290
+election_timeout_ms: 2000
+clusters:
+  - {id: 1, nodes: [1, 2, 3, 4, 5, 6, 7, 8], hw_gen: 3, lineages: [0, 1, 2]}
+  - {id: 5, nodes: [100, 101, 102, 103, 104], hw_gen: 3, lineages: [0, 1, 2]}
+links:
+  intra_cluster: {delay_ms: 20}
+  intra_region: {delay_ms: 20}
+  inter_region: {delay_ms: 20}
+regions:
+  - {region: 1, clusters: [1], electors: [1, 2, 3], units: [8, 8, 8, 8, 4, 4, 4, 4], slot_ms: 24000, region_timeout_ms: 2000}
+  - {region: 2, clusters: [5], electors: [100, 101, 102], units: [8, 8, 8, 8, 4, 4, 4, 4], slot_ms: 24000, region_timeout_ms: 2000}
+replication: {spares: 16, max_cluster: 8, min_cluster: 4, splits: 3}
+faults:
+  - {at_s: 1, intent: {growth_permille: 1000}}
+"""
+
+
+def test_a_cluster_a_split_makes_hears_its_regions_announcements(tmp_path):
+    """A region's announcements go to its clusters by number, so the numbers
+    its clusters' splits will take are on the list from boot
+    (ground/replication.py widen_markets): the nodes of a cluster a split
+    made hear their own region's rounds, never the other region's."""
+    p = tmp_path / "split.yaml"
+    p.write_text(SPLITTING)
+    res = run.run(scenario.load(str(p)), str(tmp_path / "run"), plot=False)
+    assert res.status == "ok", res.failures
+    header, events, _ = trace.read(str(tmp_path / "run" / "trace.jsonl"))
+    region_of = {1: 1, 5: 2}  # cluster -> region, the splits' clusters added as they come
+    for e in events:
+        if e["kind"] == "node" and e["event"] == "cluster_split":
+            words = str(e["detail"]).split()  # "cluster 1 split by node 1 (frame N): 4 stay, 5 form cluster 6"
+            region_of[int(words[-1])] = region_of[int(words[1])]
+    made = sorted(set(region_of) - {1, 5})
+    assert len(made) >= 3, region_of  # each region's cluster split at least once
+    sender_region = {}  # frame id -> the region that announced it, for those to a split's cluster
+    heard = collections.defaultdict(set)  # split's cluster -> regions whose announcements its nodes heard
+    for e in events:
+        if e["kind"] != "frame":
+            continue
+        if e["fate"] == "sent" and e["type"] == "prices" and e["msg"]["status"] == 1 and e["dst"] & 0x0FFF in made:
+            sender_region[e["id"]] = (region_of[e["dst"] & 0x0FFF], e["msg"]["region"])
+        elif e["fate"] == "delivered" and e["id"] in sender_region:
+            cluster_region, region = sender_region[e["id"]]
+            heard[cluster_region].add(region)
+    assert all(a == b for a, b in sender_region.values()), sender_region
+    assert heard == {1: {1}, 2: {2}}, heard
+
+
 def test_regions_in_the_terminal_and_prometheus(ran):
     sc, res, out = ran
     text = (out / "metrics.txt").read_text()
