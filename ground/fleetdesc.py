@@ -29,6 +29,7 @@ DAY_S = 86400.0
 CLUSTER_SIZES = (5, 20)  # the design's cluster sizes
 REGION_SIZES = (20, 50)  # clusters per region (federation)
 MAX_MAJORS = 3
+MAX_FAULTS = 2_000_000  # drawn fault entries a description may expect: 50,000 nodes x 40 mission days at a crash a day
 MAX_CLUSTERS = REGION_CLUSTERS - 1  # cluster ids 1..3583: from REGION_CLUSTERS on, cluster addresses are regions'
 
 _FLEET = {
@@ -178,7 +179,7 @@ def _sizes_spec(m, key, default, allowed, allow_key, what):
 
 
 def _weight(w):
-    return isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0
+    return isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < math.inf
 
 
 def _shares(m, key, default, what, check=None):
@@ -393,6 +394,10 @@ def _faults(rng, fl, duration_s, clusters, regions, electors, path):
     # per node: crashes and power cuts, one process (a node fails again only once back)
     r_crash, r_cut = rate("crash_mtbf_s"), rate("power_cut_mtbf_s")
     d_crash, d_cut = dur("crash_down_s", 30), dur("power_cut_down_s", 120)
+    per_day = {k: number(fl, k, "fleet.faults", lo=0, default=0) / DAY_S
+               for k in ("partitions_per_region_per_day", "region_blackouts_per_day", "autonomy_windows_per_region_per_day")}
+    _check_fault_count(fl, duration_s, sum(map(len, clusters)), len(regions),
+                       {"crash_mtbf_s": r_crash, "power_cut_mtbf_s": r_cut}, per_day)
     if r_crash + r_cut > 0:
         for ids in clusters:
             for n in ids:
@@ -407,8 +412,6 @@ def _faults(rng, fl, duration_s, clusters, regions, electors, path):
                                 "crash_mtbf_s" if crash else "power_cut_mtbf_s"))
                     t += down
     # per region: partitions (a cluster cut off), blackouts, autonomy windows (its electors cut off)
-    per_day = {k: number(fl, k, "fleet.faults", lo=0, default=0) / DAY_S
-               for k in ("partitions_per_region_per_day", "region_blackouts_per_day", "autonomy_windows_per_region_per_day")}
     d_part, d_black, d_auto = dur("partition_s", 300), dur("blackout_s", 120), dur("autonomy_window_s", 3600)
     cuts = []  # (at_s, end_s, cut-off ids, the rest of their region, key): one partition holds at a time
     for r, cids in enumerate(regions):
@@ -438,6 +441,21 @@ def _faults(rng, fl, duration_s, clusters, regions, electors, path):
         free_at = end
     out.sort(key=lambda x: x[0])
     return [_loc(d, path, _line(fl, key), {}) for _, d, key in out]
+
+
+def _check_fault_count(fl, duration_s, n_nodes, n_regions, per_node, per_region):
+    """Refuse rates that would draw more than MAX_FAULTS faults over the
+    mission (expected counts, down times ignored), naming the rate that
+    draws the most, before any is drawn: the schedule is held in memory."""
+    expected = {k: r * duration_s * n_nodes for k, r in per_node.items()}
+    expected.update({k: r * duration_s * n_regions for k, r in per_region.items()})
+    total = sum(expected.values())
+    if total > MAX_FAULTS:
+        key = max(expected, key=expected.get)
+        raise fl.error(key, "fleet.faults: these rates draw about %.3g faults over duration_s %g (%s); at most %s fit "
+                            "a scenario's schedule: lower the rates or the mission length"
+                       % (total, duration_s, ", ".join("%s %.3g" % (k, v) for k, v in expected.items() if v),
+                          format(MAX_FAULTS, ",")))
 
 
 def _explicit(data, f, reg, fl, clusters, regions, electors, lineage, hw, fw, ages, positions, faults):

@@ -236,7 +236,7 @@ class Live:
         text = yaml.safe_dump({"faults": [dict(fault, at_s=0)]}, default_flow_style=None, sort_keys=False)
         try:  # the scenario loader's own YAML reader and fault parser: a step is checked like a scenario fault
             faults = scenario_mod._parse_faults(scenario_mod.loads(text, where)["faults"], self.sc.nodes,
-                                                self.sc.clusters)
+                                                self.sc.clusters, where)
         except ValueError as e:
             if not any(c.__name__ == "ConfigError" for c in type(e).__mro__):
                 raise

@@ -68,7 +68,7 @@ def parse_market(data, sc):
     """market: the regional market tier (docs/MARKET.md): one region over
     every node of the scenario; keys are node.config.MarketConfig's arguments."""
     m = data["market"]
-    check_keys(m, _MARKET, "market", required=("electors", "units"))
+    check_keys(m, _MARKET, "market", required=("electors", "units"), where=data.where("market"))
     market, args = _market_config(m, sc, sorted(sc.nodes), "market")
     return RegionSpec(market.region, sorted(sc.clusters), sorted(sc.nodes), list(market.electors), market, args,
                       m.where(), m, _sever(m))
@@ -84,7 +84,7 @@ def parse_regions(data, sc):
     out, owner, numbers = [], {}, {}
     for i, r in enumerate(rl):
         what = "regions[%d]" % i
-        check_keys(r, _REGION, what, required=("region", "clusters", "electors", "units"))
+        check_keys(r, _REGION, what, required=("region", "clusters", "electors", "units"), where=rl.where(i))
         num = number(r, "region", what, lo=0, hi=0x1FE, integer=True)
         if num in numbers:
             raise r.error("region", "%s: region %d is also %s" % (what, num, numbers[num]))
@@ -111,6 +111,17 @@ def parse_regions(data, sc):
     return out
 
 
+# MarketConfig's whole-number arguments and their least values: checked
+# here, at their line, because the firmware's MarketConfig range-checks only
+# what a board must (node/config.py) and a string or a float gets further.
+_INT_KEYS = {
+    "slot_ms": 1, "lead_ms": 1, "horizon_slots": 8, "window_slots": 1, "steps_per_slot": 1, "cutoff_ms": 0,
+    "autonomy_after_ms": 0, "region_timeout_ms": 1, "ack_timeout_ms": 1, "telemetry_ms": 1, "max_bids": 1,
+    "leases_per_node": 1, "max_span": 1, "stale_rounds": 0, "quarantine_cap_permille": 1, "probation_ms": 0,
+    "defect_lineage": -1,
+}
+
+
 def _market_config(m, sc, roster, what, kw=None):
     """(MarketConfig, its arguments as JSON data) over `roster`; errors at m's file:line."""
     from ground import firmware
@@ -119,6 +130,9 @@ def _market_config(m, sc, roster, what, kw=None):
         if e not in roster:
             raise m.error("electors", "%s.electors: node %r is not %s" % (
                 what, e, "in the scenario" if what == "market" else "in the region's clusters"))
+    for key, lo in _INT_KEYS.items():
+        if key in m:
+            number(m, key, what, lo=lo, integer=True)
     kw = {k: v for k, v in m.items()} if kw is None else kw
     kw.pop("lineages", None)
     kw.pop("sever", None)
@@ -228,7 +242,7 @@ def _enforce_lineages(m, sc, aud):
 def _check_autonomy(m):
     """autonomy_after_ms >= cutoff_ms, said with both values and where each came from."""
     slot_ms = m.get("slot_ms", 6 * 3600 * 1000)
-    lead_ms = m.get("lead_ms", slot_ms // 8)
+    lead_ms = m.get("lead_ms", slot_ms // 8 if isinstance(slot_ms, int) else None)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (slot_ms, lead_ms)):
         return  # MarketConfig says what is wrong with them
     vals = {

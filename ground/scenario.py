@@ -142,7 +142,7 @@ class Scenario:
         spec = dict(spec)
         if ca != cb and ca in self.positions and cb in self.positions:
             # Light time between the two clusters' places, on top of the model's own delay.
-            spec["delay_ms"] = round(spec.get("delay_ms", 0) + light_ms(self.positions[ca], self.positions[cb]), 3)
+            spec["delay_ms"] = round((spec.get("delay_ms") or 0) + light_ms(self.positions[ca], self.positions[cb]), 3)
         return spec
 
     def min_delay_ms(self):
@@ -209,8 +209,8 @@ def parse(data, text, path):
                          % (len(majors), majors, MAX_MAJOR_VERSIONS))
     links = data.get("links", Located())
     _anchor_paths(links, path)
-    _check_links(links, nodes)
-    faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters)
+    _check_links(links, nodes, data.where("links"))
+    faults = _parse_faults(data.get("faults", LocatedList()), nodes, clusters, data.where("faults"))
     if "market" in data and "regions" in data:
         raise data.error("regions", "scenario: give market: (one region over every node) or regions: (several),"
                          " not both")
@@ -357,8 +357,8 @@ def _parse_clusters(data):
     if not isinstance(cl, LocatedList) or not cl:
         raise data.error("clusters", "scenario.clusters: a non-empty list of clusters")
     nodes, clusters = {}, {}
-    for c in cl:
-        check_keys(c, _CLUSTER, "clusters[]", required=("id", "nodes"))
+    for i, c in enumerate(cl):
+        check_keys(c, _CLUSTER, "clusters[%d]" % i, required=("id", "nodes"), where=cl.where(i))
         cid = number(c, "id", "cluster", lo=0, hi=regions_mod.REGION_CLUSTERS - 1, integer=True)
         if cid in clusters:
             raise c.error("id", "cluster %d defined twice" % cid)
@@ -384,7 +384,7 @@ def _parse_clusters(data):
     for nid, o in overrides.items():
         if nid not in nodes:
             raise overrides.error(nid, "nodes: unknown node id %r (not in any cluster)" % nid)
-        check_keys(o, _NODE, "nodes.%s" % nid)
+        check_keys(o, _NODE, "nodes.%s" % nid, where=overrides.where(nid))
         n = nodes[nid]
         n.firmware = _firmware(o, "firmware", n.firmware)
         n.where = o.where("firmware") if "firmware" in o else n.where
@@ -434,9 +434,9 @@ def _anchor_paths(links, scenario_path):
                 m[sub] = os.path.join(base, m[sub])
 
 
-def _check_links(links, nodes):
+def _check_links(links, nodes, where):
     if not isinstance(links, Located):
-        raise ConfigError("links: expected a mapping")
+        raise ConfigError("%s: links: expected a mapping, got %r" % (where, links))
     check_keys(links, _LINKS, "links")
     for key in _CLASSES:
         if key in links:
@@ -492,12 +492,13 @@ def _check_spec(owner, key, spec):
         raise ConfigError("%s: links.%s: %s" % (where, key if key else "pairs", e)) from None
 
 
-def _parse_faults(faults, nodes, clusters):
+def _parse_faults(faults, nodes, clusters, where):
     if not isinstance(faults, list):
-        raise ConfigError("faults: a list of {at_s, <action>: target}")
+        raise ConfigError("%s: faults: a list of {at_s, <action>: target}, got %r" % (where, faults))
     out = []
-    for f in faults:
-        check_keys(f, _FAULT_KEYS, "faults[]", required=("at_s",))
+    for i, f in enumerate(faults):
+        check_keys(f, _FAULT_KEYS, "faults[%d]" % i, required=("at_s",),
+                   where=faults.where(i) if isinstance(faults, LocatedList) else where)
         actions = [k for k in f if k in _STEP_ACTIONS]
         if len(actions) != 1:
             raise f.error(None, "fault: exactly one action of %s, got %s" % (sorted(_STEP_ACTIONS), actions or "none"))

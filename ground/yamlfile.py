@@ -6,6 +6,8 @@ validator can say `scenarios/bench.yaml:14: links.default: unknown key 'dealy_ms
 `check_keys` is the one place that rejects unknown keys.
 """
 
+import math
+
 import yaml
 
 
@@ -90,10 +92,10 @@ def load(path):
     return loads(text, path), text
 
 
-def check_keys(mapping, allowed, section, required=()):
+def check_keys(mapping, allowed, section, required=(), where=None):
     """Reject keys not in `allowed` and missing `required` ones, naming file:line."""
     if not isinstance(mapping, Located):
-        raise ConfigError("%s: expected a mapping" % section)
+        raise ConfigError("%s%s: expected a mapping, got %r" % (where + ": " if where else "", section, mapping))
     for key in mapping:
         if key not in allowed:
             raise mapping.error(key, "%s: unknown key %r (allowed: %s)" % (section, key, ", ".join(sorted(allowed))))
@@ -111,6 +113,8 @@ def number(mapping, key, section, lo=None, hi=None, default=None, integer=False)
     v = mapping[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
         raise mapping.error(key, "%s.%s: expected %s, got %r" % (section, key, "an integer" if integer else "a number", v))
+    if v != v or v in (math.inf, -math.inf):  # .nan compares false with every bound; .inf is no amount
+        raise mapping.error(key, "%s.%s: expected a finite number, got %r" % (section, key, v))
     if (lo is not None and v < lo) or (hi is not None and v > hi):
         raise mapping.error(key, "%s.%s: %r is outside [%s, %s]" % (section, key, v, lo, hi))
     return v

@@ -178,6 +178,31 @@ def test_region_timeout_under_the_electors_round_trip_refused(tmp_path):
     assert msg.startswith("%s:13: " % p) and "region_timeout_ms = 50 ms" in msg and "round trip" in msg, msg
 
 
+def test_fault_rates_that_would_draw_millions_of_faults_refused_before_drawing(tmp_path):
+    # 400 nodes at a crash every 20,000 s for 2e8 mission s: ~4e6 crashes expected (memory, not a mission)
+    p = _fleet(tmp_path, duration=200_000_000)
+    msg = _refused(p)
+    assert msg.startswith("%s:19: " % p) and "crash_mtbf_s 4e+06" in msg and "at most 2,000,000" in msg, msg
+    assert len(scenario.load(_fleet(tmp_path, "ok.yaml", duration=100_000)).faults) > 1000  # ~2,000 crashes: drawn
+
+
+@pytest.mark.parametrize("old, new, line, needle", [
+    ("duration_s: 240", "duration_s: .nan", 3, "scenario.duration_s: expected a finite number, got nan"),
+    ("crash_mtbf_s: 20000", "crash_mtbf_s: .inf", 19, "fleet.faults.crash_mtbf_s: expected a finite number"),
+    ("{1: 0.5, 2: 0.3", "{1: .inf, 2: 0.3", 10, "fleet.hw_gen.1: a share > 0, got inf"),
+    ("slot_ms: 30000", "slot_ms: thirty", 13, "region 1.slot_ms: expected an integer, got 'thirty'"),
+    ("region_timeout_ms: 6000", "region_timeout_ms: 2500.5", 13,
+     "region 1.region_timeout_ms: expected an integer, got 2500.5"),
+])
+def test_bad_numbers_refused_at_their_line(tmp_path, old, new, line, needle):
+    src = open(_fleet(tmp_path)).read()
+    assert old in src
+    p = tmp_path / "bad.yaml"
+    p.write_text(src.replace(old, new))
+    msg = _refused(str(p))
+    assert msg.startswith("%s:%d: " % (p, line)) and needle in msg, msg
+
+
 def test_generated_sections_beside_fleet_refused(tmp_path):
     p = _fleet(tmp_path, extra="clusters: [{id: 1, nodes: [1]}]\n")
     msg = _refused(p)

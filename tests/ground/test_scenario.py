@@ -248,3 +248,27 @@ def test_load_prints_warnings_to_stderr_with_file_line(tmp_path, capsys):
 def test_intent_without_a_market_is_refused():
     msg = _err(GOOD.replace("crash: coordinator, cluster: 1", "intent: {growth_permille: 500}"))
     assert msg.startswith("s.yaml:8:") and "no market" in msg
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    ("  - {id: 1, nodes: [1, 2, 3]}", "  - 7", "s.yaml:4: clusters[0]: expected a mapping, got 7"),
+    ("  intra_cluster: {delay_ms: 100, loss: 0.01}", "", None),
+    ("  - {at_s: 2, crash: coordinator, cluster: 1}", "  - crash", "s.yaml:8: faults[0]: expected a mapping, got 'crash'"),
+])
+def test_an_entry_that_is_not_a_mapping_is_refused_at_its_line(old, new, needle):
+    if needle is None:  # links: with nothing under it is null, then links: 5 is a number
+        text = GOOD.replace("links:\n" + old + "\n", "links: 5\n")
+        needle = "s.yaml:5: links: expected a mapping, got 5"
+    else:
+        text = GOOD.replace(old, new)
+    assert text != GOOD
+    assert _err(text).startswith(needle), _err(text)
+
+
+def test_a_null_delay_with_cluster_positions_is_no_delay():
+    text = GOOD.replace("  - {id: 1, nodes: [1, 2, 3]}", "  - {id: 1, nodes: [1, 2, 3]}\n  - {id: 2, nodes: [4, 5, 6]}")
+    text = text.replace("  intra_cluster: {delay_ms: 100, loss: 0.01}",
+                        "  intra_cluster: {delay_ms: 100, loss: 0.01}\n  inter_cluster: {delay_ms: null, loss: 0.01}\n"
+                        "  positions: {1: [0, 0], 2: [30, 40]}")
+    sc = scenario.load_text(text, "s.yaml")
+    assert sc.link_spec(1, 4) == {"delay_ms": 50.0, "loss": 0.01}  # the light time alone: 50 ms
