@@ -207,6 +207,8 @@ def read_trace(path, allow_torn=False):
             if ev["kind"] == "frame":
                 fid = ev.get("id")
                 fate = ev.get("fate")
+                if fid.__class__ is not int or fid < 0:
+                    raise PcapError("%s:%d: frame id %r is not a non-negative integer" % (path, line, fid))
                 if fate == "sent":
                     if fid in sent:
                         raise PcapError("%s:%d: frame id %r sent twice" % (path, line, fid))

@@ -266,6 +266,14 @@ def test_unknown_format_and_out_of_order_are_refused(run_trace, tmp_path):
     _write(early_path, early + [b""])
     with pytest.raises(pcap.PcapError, match=r"early\.jsonl:%d: out of order: delivered of frame id \d+ before its sent" % (first_sent + 1)):
         pcap.export(early_path, str(tmp_path / "early.pcapng"))
+    # a frame id that is not a number (a list: it was a TypeError, an internal error)
+    k = next(k for k in range(1, len(lines)) if b'"fate":"delivered"' in lines[k])
+    ev = json.loads(lines[k])
+    ev["id"] = []
+    listed = str(tmp_path / "listed.jsonl")
+    _write(listed, lines[:k] + [json.dumps(ev).encode()] + lines[k + 1:] + [b""])
+    with pytest.raises(pcap.PcapError, match=r"listed\.jsonl:%d: frame id \[\] is not a non-negative integer" % (k + 1)):
+        pcap.export(listed, str(tmp_path / "listed.pcapng"))
     assert not [p for p in os.listdir(tmp_path) if p.endswith((".pcapng", ".partial"))]
 
 
