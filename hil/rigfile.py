@@ -133,7 +133,7 @@ def _config(m: Located, section: str, kind: boards_mod.BoardKind | None = None) 
     c = m.get("config")
     if c is None:
         return {}
-    check_keys(c, CONFIG_KEYS, section + ".config")
+    check_keys(c, CONFIG_KEYS, section + ".config", where=m.where("config"))
     out = dict(c)
     if kind is not None and kind.watchdog_max_ms and "watchdog_ms" in out:
         _int(c, "watchdog_ms", section + ".config", 0, kind.watchdog_max_ms)

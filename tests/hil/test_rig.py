@@ -131,6 +131,7 @@ def test_board_json_comes_from_the_entry_the_kind_and_config():
          "unknown key 'watchdog_sec'"),
         ("{name: a, kind: pico, serial: 'X1', node_id: 1, cluster: 1, config: {watchdog_ms: 50}}", 4,
          'watchdog_ms.*refuse|watchdog_ms'),
+        ("{name: a, kind: pico, serial: 'X1', node_id: 1, cluster: 1, config: 5}", 4, "config: expected a mapping, got 5"),
         ("{name: a, kind: pico, serial: 'X1', node_id: 1, cluster: 1, members: [2, 3]}", 4, "its own node 1"),
         ("{name: a, kind: pico, serial: 'X1', node_id: 1, cluster: 1, code: rom}", 4, "code: 'rom' is not one of romfs, files"),
     ],
