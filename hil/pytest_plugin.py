@@ -102,6 +102,12 @@ def pytest_configure(config):
     config.stash[_SESSION] = s = _Session(config)
     which = config.getoption("rig", None) or "emulated"
     s.spares = _spares(config, which)
+    workers = config.getoption("numprocesses", None)  # pytest-xdist's -n (None without pytest-xdist)
+    if which not in ("emulated", "sim") and workers not in (None, 0):
+        # each worker would open the rig and drive the same boards (serial ports, power, emulated flash folders)
+        raise pytest.UsageError("--rig %s: a rig file's boards are one set, and pytest-xdist's workers (-n %s) would"
+                                " each drive all of them at once; run with -n 0 (--rig emulated gives each worker"
+                                " boards of its own)" % (which, workers))
     if which not in ("emulated", "sim"):
         s.rig()  # a bad rig file stops the session here, naming file:line
 

@@ -153,6 +153,17 @@ def test_a_bad_rig_file_stops_the_session_naming_file_and_line(pytester):
     assert "rig-bad.yaml:3" in "\n".join(r.errlines) and "colour" in "\n".join(r.errlines)
 
 
+def test_a_rig_file_under_xdist_workers_is_refused_before_any_board_is_touched(pytester):
+    # rig-emulated-8.yaml is valid and would boot its boards; two workers would boot and drive each of them twice
+    pytester.makepyfile(test_x="def test_x(boards):\n    pass\n")
+    r = _run(pytester, "--rig=%s" % (REPO / "boards" / "rig-emulated-8.yaml"), "-n", "2")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    err = "\n".join(r.errlines)
+    assert "rig-emulated-8.yaml: a rig file's boards are one set" in err and "-n 2" in err and "run with -n 0" in err, err
+    r = _run(pytester, "--rig=sim", "-n", "2")  # in-process nodes: each worker its own
+    r.assert_outcomes(passed=1)
+
+
 # ---- live runs in virtual time (--rig sim): exact, so checkable to the frame ------------------------
 
 
