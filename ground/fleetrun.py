@@ -30,7 +30,9 @@ What it plans and drives (each shard is a ground/shard.py Shard):
 - the trace: only the clusters named (`traced=`, `ground run --trace-clusters`,
   or a scenario's `trace: {clusters: [...]}`, ground/scenario.py's
   sc.trace); by default every cluster of a small scenario (up to
-  FULL_TRACE_NODES nodes) and the first DEFAULT_TRACED clusters of a fleet.
+  FULL_TRACE_NODES nodes), and of a fleet the first DEFAULT_TRACED clusters
+  and the clusters of the first region's electors (so its market rounds,
+  which the default gate counts, are in the trace).
   Its metrics families (ground/metrics/) are computed over that trace;
   fleet-wide figures come from the counters (fleet.json).
 
@@ -174,7 +176,15 @@ def default_traced(sc):
         return sorted(named["clusters"])
     if len(sc.nodes) <= FULL_TRACE_NODES:
         return sorted(sc.clusters)
-    return sorted(sc.clusters)[:DEFAULT_TRACED]
+    return first_and_electors(sc, DEFAULT_TRACED)
+
+
+def first_and_electors(sc, first):
+    """The first `first` clusters and the clusters of the first region's electors."""
+    out = set(sorted(sc.clusters)[:first])
+    if sc.regions:
+        out |= {sc.nodes[e].cluster for e in sc.regions[0].electors}
+    return sorted(out)
 
 
 class InProcess:

@@ -33,7 +33,7 @@ import os
 import sys
 import time
 
-from ground import exitcodes, fleetdesc, machine, progress, scenario
+from ground import exitcodes, fleetdesc, fleetrun, machine, progress, scenario
 from ground import sweepreport as rep
 from ground.exitcodes import InputError, fresh_folder, readable
 from ground.fleetcount import TIERS, USAGE_FIELDS
@@ -84,10 +84,7 @@ def load_at(path, nodes, duration_s=None):
 
 def traced_clusters(sc, first):
     """The first `first` clusters and the clusters of the first region's electors."""
-    out = set(sorted(sc.clusters)[:first])
-    if sc.regions:
-        out |= {sc.nodes[e].cluster for e in sc.regions[0].electors}
-    return sorted(out)
+    return fleetrun.first_and_electors(sc, first)
 
 
 def add_probes(sc, clusters):

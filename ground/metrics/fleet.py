@@ -13,6 +13,9 @@ What a trace says, as the metrics read it (docs/METRICS.md has each metric):
   - A recipient of a frame follows from `dst` and the header's nodes: a node
     id is its own recipient, `0xF000 | c` reaches cluster c's members except
     the sender, 65535 every node except the sender, 0 (the ground) nobody.
+    A lean run's trace (the header's `lean`) holds only its traced clusters'
+    nodes, so there a recipient the header does not list is nobody: its
+    fate is not in the trace (ground/fleetrun.py).
 
 Bad input is expected input: an event for a node the header does not list, a
 missing or mistyped field, a fate for a frame never sent, is counted in
@@ -151,6 +154,7 @@ class Fleet:
         self.region = market["region"] if isinstance(market.get("region"), int) else None
         self.region_addr = cluster_addr(0xE00 | self.region) if self.region is not None else None
         self.electors = set(market.get("electors") or ())
+        self.partial = isinstance(header.get("lean"), dict)  # a lean run's trace: the traced clusters' nodes only
         start = header.get("mission_ns")
         self.start_ns = start if isinstance(start, int) and not isinstance(start, bool) else 0
         self.end_ns = self.start_ns  # the latest mission_ns of any event, the `end` line included
@@ -328,11 +332,11 @@ class Fleet:
         if dst == BROADCAST:
             return set(self.nodes) - {src}
         if dst == self.region_addr:
-            return self.electors - {src}
+            return (self.electors & self.nodes.keys() if self.partial else self.electors) - {src}
         if dst >= CLUSTER_BASE:
             c = self.cluster_of_addr.get(dst)
             return set(self.members[c]) - {src} if c is not None else set()
-        return {dst}
+        return {dst} if not self.partial or dst in self.nodes else set()
 
     def _sent(self, e, t, fid):
         v = View("sent", t)

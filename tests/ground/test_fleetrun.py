@@ -301,3 +301,29 @@ def test_scenario_trace_key_names_the_traced_clusters(tmp_path, capsys):
         assert cli.main(["run", str(path), "--lean", "-q", "--out", str(tmp_path / "q")]) == exitcodes.BAD_INPUT
         err = capsys.readouterr().err
         assert "t.yaml:" in err and want in err, err
+
+
+def test_a_fleets_default_trace_holds_its_first_regions_market_and_its_gates_hold(tmp_path):
+    """Above FULL_TRACE_NODES a lean run traces a few clusters: by default the
+    first ones and those of the first region's electors, so the default
+    market gate sees the rounds; frames from traced nodes to nodes outside
+    the trace (a BID to an untraced coordinator) have no fate in it and are
+    not counted unfated. (fleet-1k.yaml failed both gates on --lean before.)"""
+    p = tmp_path / "f.yaml"
+    p.write_text(TWO_REGIONS.replace("nodes: 100", "nodes: 300").replace("duration_s: 70", "duration_s: 30")
+                 .replace("slot_ms: 30000", "slot_ms: 12000")
+                 + "gates:\n  split_brain: {max: 0}\n  unfated_frames: {max: 0}\n")
+    sc = scenario.load(str(p))
+    assert len(sc.nodes) > fleetrun.FULL_TRACE_NODES
+    electors_clusters = {sc.nodes[e].cluster for e in sc.regions[0].electors}
+    assert not electors_clusters <= set(sorted(sc.clusters)[:fleetrun.DEFAULT_TRACED])  # the electors add clusters
+    assert cli.main(["run", str(p), "--lean", "-q", "--out", str(tmp_path / "o")]) == exitcodes.OK
+    traced = json.load(open(tmp_path / "o" / "fleet.json"))["traced_clusters"]
+    assert set(traced) == set(sorted(sc.clusters)[:fleetrun.DEFAULT_TRACED]) | electors_clusters
+    header, events, _ = trace.read(str(tmp_path / "o" / "trace.jsonl"))
+    listed = {int(n) for n in header["nodes"]}
+    outside = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and 0 < e["dst"] < 0xF000
+               and e["dst"] not in listed]
+    assert outside  # traced nodes did send to nodes the trace does not hold
+    m = json.load(open(tmp_path / "o" / "metrics.json"))
+    assert m["flat"]["market_rounds_complete"] >= 1 and m["flat"]["unfated_frames"] == 0, m["flat"]
