@@ -143,6 +143,10 @@ class _Checker(ElectionRules, LeaseRules):
         if fate == "sent":
             self._sent(e, fid, line)
             return
+        to = e.get("to")
+        if to is not None and to.__class__ is not int and (not isinstance(to, int) or isinstance(to, bool)):
+            self._violate("trace", "line %d: frame %d: %s to %r, not a node id" % (line, fid, fate, to), lines=[line])
+            return
         if fate == "delivered":
             containment = self.containment
             if containment.audit is not None:

@@ -469,6 +469,18 @@ def test_trace_without_end_and_bad_middle_line(tmp_path, real):
     assert r.violations[-1].lines == [41]
 
 
+@pytest.mark.parametrize("to", ["x", {}, [7], True])
+def test_a_fate_to_something_that_is_not_a_node_id_is_a_trace_violation_at_its_line(tmp_path, real, to):
+    # a str `to` failed sorting at the end, a dict or list was unhashable: internal errors before
+    path, header, events = real
+    k = next(i for i, e in enumerate(events) if e["kind"] == "frame" and e["fate"] == "delivered")
+    doctored = list(events)
+    doctored[k] = dict(events[k], to=to)
+    r = history.check(_write(tmp_path, header, doctored))
+    v = r.by_invariant("trace")
+    assert len(v) == 1 and v[0].lines == [k + 2] and "to %r, not a node id" % (to,) in v[0].message, v
+
+
 def test_trace_from_another_scenario(tmp_path, real):
     path, header, events = real
     r = history.check(path, scenario="bench")
