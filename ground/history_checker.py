@@ -160,6 +160,11 @@ class _Checker(ElectionRules, LeaseRules):
 
     def _sent(self, e, fid, line):
         src, dst = e.get("src"), e.get("dst")
+        for key, v in (("src", src), ("dst", dst)):
+            if v is not None and v.__class__ is not int and (not isinstance(v, int) or isinstance(v, bool)):
+                self._violate("trace", "line %d: frame %d: sent with %s %r, not an address" % (line, fid, key, v),
+                              lines=[line])
+                return
         type_ = e.get("type")
         need = self._recipients(src, dst)
         if not self.fates.on_sent(fid, line, src, dst, type_, need):

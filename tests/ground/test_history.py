@@ -481,6 +481,19 @@ def test_a_fate_to_something_that_is_not_a_node_id_is_a_trace_violation_at_its_l
     assert len(v) == 1 and v[0].lines == [k + 2] and "to %r, not a node id" % (to,) in v[0].message, v
 
 
+@pytest.mark.parametrize("key, value", [("src", []), ("src", "7"), ("dst", {}), ("dst", False)])
+def test_a_send_from_or_to_something_that_is_not_an_address_is_a_trace_violation_at_its_line(tmp_path, real, key,
+                                                                                              value):
+    path, header, events = real  # a list src was unhashable in the recipients (hil check exit 3)
+    k = next(i for i, e in enumerate(events) if e["kind"] == "frame" and e["fate"] == "sent" and e.get("dst") == 0xFFFF
+             or e["kind"] == "frame" and e["fate"] == "sent" and e.get("dst", 0) >= 0xF000)
+    doctored = list(events)
+    doctored[k] = dict(events[k], **{key: value})
+    r = history.check(_write(tmp_path, header, doctored))
+    v = [x for x in r.by_invariant("trace") if "not an address" in x.message]
+    assert len(v) == 1 and v[0].lines == [k + 2] and "%s %r" % (key, value) in v[0].message, r.violations
+
+
 def test_trace_from_another_scenario(tmp_path, real):
     path, header, events = real
     r = history.check(path, scenario="bench")
