@@ -18,6 +18,25 @@ from ground.fleetrun import ShardDied, _span
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINISH_TIMEOUT_S = 300  # a live shard's counters at the end, at the latest
+REACH_TIMEOUT_S = 5.0  # --ray-address: how long to try its TCP port before saying nothing is there
+
+
+def check_reachable(address, timeout_s=REACH_TIMEOUT_S):
+    """ValueError unless something accepts a TCP connection at a host:port
+    (or ray://host:port) address within timeout_s. ray.init keeps retrying
+    an address where nothing listens for minutes, so this asks first;
+    "auto", "local" and other forms go to Ray unchecked."""
+    import socket
+
+    hostport = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError("--ray-address %s: nothing answers at %s:%s (%s); start a Ray head there (ray start --head)"
+                         " or use --workers N for a local Ray" % (address, host, port, e.strerror or e)) from None
 
 
 def _import_ray():
@@ -75,6 +94,7 @@ class RayShards:
                 kw.update(num_cpus=workers, _system_config={"metrics_report_interval_ms": 60_000})
                 ray.init(**kw)
             else:
+                check_reachable(address)
                 ray.init(address=address, **kw)
             self.started = True
         cls = ray.remote(num_cpus=1, max_restarts=0)(_ShardActor)

@@ -327,3 +327,25 @@ def test_a_fleets_default_trace_holds_its_first_regions_market_and_its_gates_hol
     assert outside  # traced nodes did send to nodes the trace does not hold
     m = json.load(open(tmp_path / "o" / "metrics.json"))
     assert m["flat"]["market_rounds_complete"] >= 1 and m["flat"]["unfated_frames"] == 0, m["flat"]
+
+
+def test_a_ray_address_where_nothing_listens_is_bad_input_at_once(tmp_path, capsys):
+    """ray.init retries such an address for minutes (it was still waiting
+    after 120 s); the run asks the port first (ground/fleetray.py)."""
+    import socket
+
+    from ground import fleetray
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "f.yaml"
+    path.write_text(fleet_text(30, duration_s=4))
+    rc = cli.main(["run", str(path), "--lean", "-q", "--ray-address", "127.0.0.1:%d" % port, "--out", str(tmp_path / "o")])
+    assert rc == exitcodes.BAD_INPUT
+    assert "--ray-address 127.0.0.1:%d: nothing answers at 127.0.0.1:%d" % (port, port) in capsys.readouterr().err
+    with socket.socket() as s:  # something listening passes the check (Ray then says whether it is a Ray head)
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        fleetray.check_reachable("ray://127.0.0.1:%d" % s.getsockname()[1])
+    fleetray.check_reachable("auto")  # not host:port: left to Ray
