@@ -262,6 +262,17 @@ def cmd_expand(args):
     return exitcodes.OK
 
 
+def _positive(text):
+    """argparse type: a number > 0 (a time scale)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("want a number > 0, got %r" % text) from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError("want a number > 0, got %s" % text)
+    return v
+
+
 def _common(parser, top=False):
     # -q/-v before or after the verb: on the subparsers they default to
     # SUPPRESS, so a verb without them keeps what the top level parsed.
@@ -340,7 +351,7 @@ def build_parser():
     f.add_argument("--node", type=int, required=True, metavar="N")
     f.add_argument("--into", default="sim", metavar="sim|DEVICE",
                    help="sim: the in-process core in virtual time (default); else a pyserial URL, in real time")
-    f.add_argument("--time-scale", type=float, metavar="X", help="real-time replay: mission s per wall s (default: the trace's)")
+    f.add_argument("--time-scale", type=_positive, metavar="X", help="real-time replay: mission s per wall s (default: the trace's)")
     f.add_argument("--wait-hello", type=float, default=30.0, metavar="S",
                    help="device replay: wait this long for the board's HELLO (reset it then); 0: start at once")
     _torn(f, "replay")

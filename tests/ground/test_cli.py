@@ -293,6 +293,13 @@ def test_replay_into_an_absent_device_is_named(small_run):
     assert r.returncode == 2 and r.stderr.strip() == "ground: error: no such device: /dev/ttyACM9 (--into)"
 
 
+@pytest.mark.parametrize("scale", ["0", "-1", "nan", "fast"])
+def test_replay_time_scale_must_be_a_positive_number(small_run, scale):
+    _, out = small_run  # a negative scale went through to a device replay's wall clock
+    r = ground("replay-frames", str(out / "trace.jsonl"), "--node", "1", "--time-scale", scale)
+    assert r.returncode == 2 and "argument --time-scale: want a number > 0, got" in r.stderr, r.stderr
+
+
 # ---- packaging ---------------------------------------------------------------------------------
 
 
