@@ -12,7 +12,11 @@ FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' |
 # pytest processes for make test (pytest-xdist): 2 halves the wall time on the
 # 2-core CI machine, where half of a serial run waits on boards in real time
 # (21 min serial, 11 min on two: 1,558 tests either way). 0: in pytest's own process.
+# --dist loadfile: a file's tests run in one worker, in order, as they do
+# serially (tests/hil/test_flash.py's later tests build on its earlier ones'
+# boards; split over two workers, one failed).
 TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) $(if $(filter 0,$(TEST_WORKERS)),,--dist loadfile)
 RIG ?= boards/rig-emulated-8.yaml
 HIL_OUT ?= runs/hil
 
@@ -77,8 +81,8 @@ typecheck: $(STAMP)
 	$(BIN)/python -m tools.typecheck_firmware
 
 test-cpython: $(STAMP) $(WASM32)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --durations=15  # the 15 slowest, so CI shows where its minutes go
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) -q tests/bench --rig sim  # the bench suite once more, with in-process nodes
+	$(BIN)/python -m pytest $(XDIST) --durations=15  # the 15 slowest, so CI shows where its minutes go
+	$(BIN)/python -m pytest $(XDIST) -q tests/bench --rig sim  # the bench suite once more, with in-process nodes
 
 # The bench suite on a rig (docs/HIL.md): make hil RIG=boards/rig-lab.yaml (RIG=emulated: one emulated Pico per node)
 hil: $(STAMP)
