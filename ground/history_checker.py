@@ -15,6 +15,7 @@ from ground.history_election import ElectionRules, _major
 from ground.history_fates import FrameFates
 from ground.history_leases import LeaseRules, _firmware_msgs, classify, firmware_type_names
 from ground.history_verdict import Report, Violation
+from ground.metrics.common import get_int
 from ground.regions import REGION_CLUSTERS, announces_to_region, region_cluster
 
 _LISTED = 20  # frames listed in one violation before "and N more"
@@ -143,9 +144,8 @@ class _Checker(ElectionRules, LeaseRules):
         if fate == "sent":
             self._sent(e, fid, line)
             return
-        to = e.get("to")
-        if to is not None and to.__class__ is not int and (not isinstance(to, int) or isinstance(to, bool)):
-            self._violate("trace", "line %d: frame %d: %s to %r, not a node id" % (line, fid, fate, to), lines=[line])
+        if e.get("to") is not None and get_int(e, "to") is None:
+            self._violate("trace", "line %d: frame %d: %s to %r, not a node id" % (line, fid, fate, e["to"]), lines=[line])
             return
         if fate == "delivered":
             containment = self.containment
@@ -161,7 +161,7 @@ class _Checker(ElectionRules, LeaseRules):
     def _sent(self, e, fid, line):
         src, dst = e.get("src"), e.get("dst")
         for key, v in (("src", src), ("dst", dst)):
-            if v is not None and v.__class__ is not int and (not isinstance(v, int) or isinstance(v, bool)):
+            if v is not None and get_int(e, key) is None:
                 self._violate("trace", "line %d: frame %d: sent with %s %r, not an address" % (line, fid, key, v),
                               lines=[line])
                 return

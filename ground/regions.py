@@ -242,7 +242,7 @@ def _enforce_lineages(m, sc, aud):
 def _check_autonomy(m):
     """autonomy_after_ms >= cutoff_ms, said with both values and where each came from."""
     slot_ms = m.get("slot_ms", 6 * 3600 * 1000)
-    lead_ms = m.get("lead_ms", slot_ms // 8 if isinstance(slot_ms, int) else None)
+    lead_ms = m.get("lead_ms", slot_ms // 8)
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (slot_ms, lead_ms)):
         return  # MarketConfig says what is wrong with them
     vals = {
