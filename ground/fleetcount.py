@@ -45,14 +45,16 @@ class Counters:
     """One shard's counters (or the merge of several). `cluster_of` maps a
     node id to its cluster; the ground (0) has none."""
 
-    def __init__(self, cluster_of, clusters, duration_s):
+    def __init__(self, cluster_of, clusters, duration_s, nodes=None):
         self.cluster_of = cluster_of
         self.bucket_ns = bucket_width_ns(duration_s)
         self.n_buckets = max(1, -(-int(duration_s * S) // self.bucket_ns))
         self.nodes = {}  # node id -> {type: [sent, delivered, dropped]}
         self.reasons = {}  # node id -> {reason: drops}
         self.buckets = {c: [[0, 0, 0] for _ in range(self.n_buckets)] for c in clusters}
-        self._rows = {nid: self.buckets[c] for nid, c in cluster_of.items() if c in self.buckets}
+        # node id -> its cluster's buckets, for the nodes of `clusters` (nodes: those, if the caller knows them)
+        self._rows = ({nid: self.buckets[cluster_of[nid]] for nid in nodes} if nodes is not None
+                      else {nid: self.buckets[c] for nid, c in cluster_of.items() if c in self.buckets})
         self.usage = {}  # node id -> [USAGE_FIELDS]: radio and core use (ground/shard.py fills it)
         self.held = 0  # cross-shard frames that arrived before their window closed (ground/fleetrun.py)
         self.converted = {}  # node id -> frames down-converted for it (ground/shard_skew.py)

@@ -13,17 +13,20 @@ What it plans and drives (each shard is a ground/shard.py Shard):
   about SHARD_NODES nodes, and a worker runs its shards one after the
   other each window: a window's work then touches one shard's memory at a
   time and stays in the processor's caches (docs/FLEET_RUN.md "Shard
-  size": 5,000 nodes cost 40 % less CPU as 25 shards than as one);
+  size": 5,000 nodes cost 40 % less CPU as 125 shards than as one);
 - windows: every shard runs the same mission window, then the frames that
   cross units are gathered, sorted by (deliver ns, src, src's frame number,
   dst, copy) and handed to the recipients' shards. The window is the
   smallest light delay between units (a lower bound of the link models);
   where no frame can cross units (no market: a node only addresses its own
   cluster and the ground), it is SYNC_S of mission time, the cadence of
-  progress and of noticing a dead worker; the same exchange carries the
-  ground's orders and a rollout's records and orders (ground/fleet_rollout.py)
-  and the nodes' new protocol ranges, which every shard applies as the next
-  window opens (ground/shard_skew.py);
+  progress and of noticing a dead worker, when the exchange still carries
+  something (a rollout's records and orders, ground/fleet_rollout.py, or
+  the nodes' new protocol ranges, ground/shard_skew.py, which every shard
+  applies as the next window opens), and LONE_SYNC_S when it carries
+  nothing: a shard then runs that long at a time, over memory still in the
+  processor's caches (docs/FLEET_RUN.md "Shard size"); the same exchange
+  carries the ground's orders (ground/shard_contain.py) where regions are;
 - since every link's draws come from (seed, src, dst) and every cross-unit
   frame goes through the window exchange whatever shard holds its
   recipient, the counters are the same for any number of shards;
@@ -45,7 +48,7 @@ import json
 import os
 import time
 
-from ground import firmware, fleet_contain
+from ground import firmware, fleet_contain, shard_skew
 from ground import metrics as metrics_mod
 from ground import report
 from ground import run as run_mod
@@ -59,12 +62,13 @@ from ground.shard_skew import RANGE
 
 S = 1_000_000_000
 MS = 1_000_000
-SYNC_S = 1.0  # mission seconds per window where no frame crosses units
+SYNC_S = 1.0  # mission seconds per window where no frame crosses units but a rollout or protocol ranges do
+LONE_SYNC_S = 10.0  # ... where nothing crosses units: each shard runs 10 mission s at a time
 FULL_TRACE_NODES = 200  # up to this many nodes, a lean run traces every cluster
 DEFAULT_TRACED = 3  # clusters traced by default above that
 LEAN_AUTO_NODES = 2000  # `ground run --sim` takes the lean path above this many nodes
 JITTER_SIGMAS = 6  # a normal jitter's lower bound, for the window
-SHARD_NODES = 125  # by default, a shard of about this many nodes (whole units: a region may be more)
+SHARD_NODES = 40  # by default, a shard of about this many nodes (whole units: a region may be more)
 
 
 class ShardDied(RuntimeError):
@@ -144,10 +148,13 @@ def _lower_bound_ns(spec):
 
 
 def window_ns(sc, unit_of):
-    """The synchronisation window: SYNC_S where no frame can cross units, else
-    the smallest light delay between units (ValueError if that is zero)."""
+    """The synchronisation window: where no frame can cross units, SYNC_S
+    (LONE_SYNC_S when nothing else crosses either: no rollout, no protocol
+    ranges), else the smallest light delay between units (ValueError if
+    that is zero)."""
     if len(set(unit_of.values())) <= 1 or (sc.market is None and not getattr(sc, "regions", None)):
-        return int(SYNC_S * S)
+        lone = sc.rollout is None and not shard_skew.needed(sc)
+        return int((LONE_SYNC_S if lone else SYNC_S) * S)
     best = None
     by_unit = {}
     for nid in sorted(sc.nodes):
@@ -280,12 +287,13 @@ class LeanRun:
         os.makedirs(parts, exist_ok=True)
         specs = []
         sever = len(getattr(self.sc, "regions", None) or ()) > 1  # a shard may record its region's sever events
+        cluster_of = {nid: spec.cluster for nid, spec in self.sc.nodes.items()}  # one for every shard
         for k, clusters in enumerate(self.plan):
             mine = set(clusters)
             traced = [n for n in self.traced if self.sc.nodes[n].cluster in mine]
             die_at = int(self.die[1] * S) if self.die is not None and self.die[0] == k else None
             specs.append(dict(sc=self.sc, seed=self.seed, index=k, clusters=clusters, unit_of=self.unit_of,
-                              traced=self.traced, coordinator_watch=watch, die_at_ns=die_at,
+                              traced=self.traced, coordinator_watch=watch, die_at_ns=die_at, cluster_of=cluster_of,
                               trace_path=os.path.join(parts, "part-%03d.jsonl" % k) if (traced or k == 0 or sever)
                               else None))
         return specs

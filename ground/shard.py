@@ -73,7 +73,7 @@ class Shard:
     fault targets (their claims are decoded to know it)."""
 
     def __init__(self, sc, seed, index, clusters, unit_of, traced=(), trace_path=None, coordinator_watch=(),
-                 die_at_ns=None, hard_death=False):
+                 die_at_ns=None, hard_death=False, cluster_of=None):
         self.sc = sc
         self.seed = seed
         self.index = index
@@ -81,9 +81,11 @@ class Shard:
         self.unit_of = unit_of
         self.die_at_ns = die_at_ns  # a fault injected by a test: the worker dies once this mission time is reached
         self.hard_death = hard_death  # die as a process (a Ray worker), not by raising (in-process)
-        cluster_of = {nid: spec.cluster for nid, spec in sc.nodes.items()}
+        if cluster_of is None:  # node id -> its cluster, fleet-wide (ground/fleetrun.py builds it once for every shard)
+            cluster_of = {nid: spec.cluster for nid, spec in sc.nodes.items()}
         self.cluster_of = cluster_of
-        self.counters = Counters(cluster_of, self.clusters, sc.duration_s)
+        mine = sorted(nid for c in self.clusters for nid in sc.clusters[c])  # this shard's nodes
+        self.counters = Counters(cluster_of, self.clusters, sc.duration_s, nodes=mine)
         self.now = 0
         self.cpu_s = self.last_cpu_s = 0.0  # CPU seconds spent in advance(): in all, in the last window
         self._heap = []
@@ -112,13 +114,11 @@ class Shard:
         self.links = {}
         self.wake_at = {}
         self.rollout = shard_rollout.ShardUpdates(self) if sc.rollout is not None else None  # nodes' update slots
-        mine = set(self.clusters)
-        for nid in sorted(sc.nodes):
-            if cluster_of[nid] in mine:
-                link = SimLink(nid, self._factory(nid), self.rollout.slots(nid) if self.rollout else None)
-                self.links[nid] = link
-                self.wake_at[nid] = None
-                self._call(0, self._wake, nid, 0)
+        for nid in mine:
+            link = SimLink(nid, self._factory(nid), self.rollout.slots(nid) if self.rollout else None)
+            self.links[nid] = link
+            self.wake_at[nid] = None
+            self._call(0, self._wake, nid, 0)
         for f in sc.faults:
             self._call(int(f.at_s * S), self._fault, f)
         self.skew = shard_skew.Skew(self) if shard_skew.needed(sc) else None  # older recipients' frames converted

@@ -45,14 +45,29 @@ wire = firmware.wire
 RANGE = -3  # an exchanged entry's dst for a node's new newest version: every shard applies it as the next window opens
 
 
+def _newest(spec):
+    return firmware.config.protocols(spec.fw_version)[1]
+
+
 def speaks(sc):
     """node id -> the newest protocol version its firmware speaks."""
-    return {nid: firmware.config.protocols(spec.fw_version)[1] for nid, spec in sc.nodes.items()}
+    by_firmware = {}  # a fleet's nodes share a few firmware versions: each worked out once
+    out = {}
+    for nid, spec in sc.nodes.items():
+        v = by_firmware.get(spec.firmware)
+        if v is None:
+            v = by_firmware[spec.firmware] = _newest(spec)
+        out[nid] = v
+    return out
 
 
 def mixed(sc):
-    """Whether sc's nodes speak more than one newest protocol version."""
-    return len(set(speaks(sc).values())) > 1
+    """Whether sc's nodes speak more than one newest protocol version (every
+    shard asks: one pass over the nodes' firmware strings)."""
+    one = {}
+    for spec in sc.nodes.values():
+        one.setdefault(spec.firmware, spec)
+    return len({_newest(spec) for spec in one.values()}) > 1
 
 
 def newest_versions(sc):

@@ -133,7 +133,7 @@ def test_by_default_a_shard_holds_about_shard_nodes_and_workers_get_runs_of_shar
     assert fleetrun.plan_workers(sc, plan, 3) == [[0, 1, 2], [3, 4, 5], [6, 7]]
     assert fleetrun.plan_workers(sc, plan[:2], 3) == [[0], [1]]  # fewer workers than asked, none idle
     lean = fleetrun.LeanRun(sc, "/nonexistent", workers=2)
-    assert len(lean.plan) == 8 and lean.groups == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert len(lean.plan) == 25 and lean.groups == [list(range(13)), list(range(13, 25))]  # 40 nodes a shard
 
 
 def test_shards_keep_regions_whole():
@@ -165,12 +165,13 @@ def test_counters_do_not_grow_with_the_mission(tmp_path):
 
 
 def test_a_dying_shard_is_named_and_its_counters_kept(tmp_path):
-    sc = scenario.load_text(fleet_text(40, duration_s=10), "<lean40>")
-    r = fleetrun.run(sc, str(tmp_path / "x"), shards=2, die=(1, 4.0))
+    sc = scenario.load_text(fleet_text(40, duration_s=30), "<lean40>")
+    r = fleetrun.run(sc, str(tmp_path / "x"), shards=2, die=(1, 14.0))
     assert r.status == "failed"
-    assert any("shard 1 (clusters 3..4)" in f and "4.000 s" in f for f in r.failures), r.failures
+    assert any("shard 1 (clusters 3..4)" in f and "failed at mission 14.0" in f for f in r.failures), r.failures
     fleet = json.load(open(tmp_path / "x" / "fleet.json"))
-    assert fleet["status"] == "failed" and fleet["fleet"]["delivered"] > 0 and fleet["mission_s"] == 4.0
+    # the mission up to the last window every shard finished (windows of LONE_SYNC_S = 10 s here)
+    assert fleet["status"] == "failed" and fleet["fleet"]["delivered"] > 0 and fleet["mission_s"] == 10.0
     trace.read(str(tmp_path / "x" / "trace.jsonl"), allow_torn=False)
 
 
