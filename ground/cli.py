@@ -163,13 +163,21 @@ def _boards_in_fleet(args, sc, out):
 def _lean(args, sc):
     """--lean, --workers, --ray-address, --trace-clusters; or --sim above
     LEAN_AUTO_NODES nodes (a fleet)."""
-    from ground.fleetrun import LEAN_AUTO_NODES
+    from ground.fleetrun import LEAN_AUTO_NODES, lean_refusal
 
     asked = args.lean or args.workers is not None or args.shards is not None or args.ray_address or args.trace_clusters
     if asked and (args.emulated is not None or args.rig):
         raise InputError("--lean/--workers/--shards/--ray-address/--trace-clusters run in-process nodes: not with %s"
                          % ("--emulated" if args.emulated is not None else "--rig"))
-    return bool(asked) or (args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES)
+    if asked:
+        return True
+    if args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES:
+        why = lean_refusal(sc)
+        if why is None:
+            return True
+        _say(args, "ground run: note: %d nodes, but the lean path cannot run this scenario (%s): the full --sim path"
+             " runs it" % (len(sc.nodes), why.split("; run this scenario")[0]))
+    return False
 
 
 def cmd_metrics(args):

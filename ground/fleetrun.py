@@ -82,6 +82,9 @@ def lean_refusal(sc):
         if f.action not in steps:
             return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"
                     " --lean/--workers" % (f.where, f.action, ", ".join(steps)))
+    if sc.replication is not None:  # its nodes would never join or split there: the gates would fail for nothing
+        return ("%s: replication: not supported on the lean path (it adds no nodes); run this scenario without"
+                " --lean/--workers" % sc.replication.where)
     return None
 
 

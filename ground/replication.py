@@ -46,6 +46,7 @@ class Plan:
     max_cluster: int = 20
     min_cluster: int = 5
     splits: int = 3  # cluster numbers per scenario cluster for its splits (and its sides' splits)
+    where: str = ""  # file:line of the scenario's `replication:`
 
 
 class Replication:

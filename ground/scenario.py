@@ -301,7 +301,7 @@ def _parse_replication(data, sc):
     if last > 0xEFFF:
         raise r.error("spares", "replication: %d spare ids for each of %d clusters run past node id 61439"
                       % (spares, len(sc.clusters)))
-    return Plan(spares, top, low, splits)
+    return Plan(spares, top, low, splits, data.where("replication"))
 
 
 def _parse_contact_plan(data, path, sc):

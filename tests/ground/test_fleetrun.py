@@ -350,3 +350,18 @@ def test_a_ray_address_where_nothing_listens_is_bad_input_at_once(tmp_path, caps
         s.listen()
         fleetray.check_reachable("ray://127.0.0.1:%d" % s.getsockname()[1])
     fleetray.check_reachable("auto")  # not host:port: left to Ray
+
+
+def test_a_replication_scenario_is_refused_on_the_lean_path_and_a_big_one_runs_in_full(tmp_path, capsys, monkeypatch):
+    """The lean path adds no nodes (its nodes never join or split): asked for,
+    a scenario with `replication:` is refused at that key's line; taken
+    automatically (--sim above LEAN_AUTO_NODES), the full path runs it."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "scenarios", "replication.yaml")
+    assert cli.main(["run", path, "--lean", "-q", "--out", str(tmp_path / "a")]) == exitcodes.BAD_INPUT
+    err = capsys.readouterr().err
+    assert re.search(r"replication\.yaml:\d+: replication: not supported on the lean path", err), err
+    monkeypatch.setattr(fleetrun, "LEAN_AUTO_NODES", 5)
+    assert cli.main(["run", path, "--sim", "--out", str(tmp_path / "b")]) == 0  # its gates: nodes were added
+    err = capsys.readouterr().err
+    assert "the lean path cannot run this scenario" in err and "the full --sim path runs it" in err, err
+    assert not (tmp_path / "b" / "fleet.json").exists()
