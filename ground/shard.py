@@ -44,7 +44,7 @@ import heapq
 import os
 import time
 
-from ground import firmware, gcpolicy
+from ground import airtime, firmware, gcpolicy
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
@@ -106,6 +106,7 @@ class Shard:
         self.severed = {}  # node -> its severed region; contain: the containment steps (ground/shard_contain.py)
         self.contain = shard_contain.Containment(self) if len(getattr(sc, "regions", None) or ()) > 1 else None
         self._pipelines = {}
+        self.radios = airtime.Radios()  # the nodes' transmitters, shared by their links with `radio:`, as the Router's
         self._land = shard_land.Landing(self).land  # a frame as sent, to a node here: the hot path
         self.route = shard_route.Routes(self)  # who a frame's address reaches, the tier it counts under
         self._recipients = self.route.recipients  # (src, dst address) -> [(recipient, pipeline, local?)]
@@ -255,7 +256,8 @@ class Shard:
     def _pipeline(self, src, dst):
         p = self._pipelines.get((src, dst))
         if p is None:
-            p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst))
+            p = build_pipeline(self.sc.link_spec(src, dst), seed="%d/%d/%d" % (self.seed, src, dst),
+                               radios=self.radios, src=src)
             self._pipelines[(src, dst)] = p
         return p
 
@@ -276,9 +278,8 @@ class Shard:
         nseq = self._nseq.get(src, 0) + 1
         self._nseq[src] = nseq
         tr = self.trace if src in self.traced else None
-        fid = 0
+        fid = (nseq << 16) | src  # self._fid: a radio's transmitter tells frames apart by it (ground/airtime.py)
         if tr is not None or (self.coordinator_watch and self.cluster_of[src] in self.coordinator_watch):
-            fid = self._fid(src, nseq)
             self._traced_sent(tr, src, fid, line, now, orig)
         if self.contain is not None and src in self.contain.watch:
             self.contain.observe(src, typ, dst, line)  # what the ground's severing learns (ground/sever.py)
@@ -286,6 +287,8 @@ class Shard:
             self.rollout.sent(src, nseq, typ, line)  # what the rollout's orchestrator reads (ground/shard_rollout.py)
         if dst == wire.ADDR_GROUND:
             self._to_ground(src, typ, fid, line, tr)
+            if tr is not None and self.radios.any:
+                self._aired(tr, fid, src, typ)
             return
         targets = self._recipients(src, dst)
         if self.severed and src in self.severed:
@@ -344,6 +347,17 @@ class Shard:
                         self.outbox.append((when, src, nseq, d, p.copy, typ, p.data, now))
                 else:
                     self._drop(tr, fid, d, typ, when, copy=p.copy)
+        if tr is not None and self.radios.any:
+            self._aired(tr, fid, src, typ)
+
+    def _aired(self, tr, fid, src, typ):
+        """The Router's `radio` events (ground/router.py _aired), for a traced sender's frame."""
+        for tx in self.radios.of(src):
+            got = tx.take(fid)
+            if got is not None:
+                start, airtime_ns, nbytes = got
+                tr("radio", self.now, node=src, id=fid, type=msgs.name(typ), len=nbytes, start_ns=start,
+                   airtime_ns=airtime_ns)
 
     def _drop(self, tr, fid, dst, typ, reason, copy=None):
         self.counters.drop(dst, typ, reason, self.now)
