@@ -1,16 +1,18 @@
 """How a lean shard's CPU per delivery grows with its size, and what the
 default's small shards (ground/fleetrun.py SHARD_NODES, run one after the
-other each window) save: docs/FLEET_RUN.md "Shard size".
+other each window) and long windows (LONE_SYNC_S, where no frame crosses
+units) save: docs/FLEET_RUN.md "Shard size".
 
-Two tables, each cell run in a fresh process (one process's earlier runs
+Three tables, each cell run in a fresh process (one process's earlier runs
 would leave its memory laid out differently):
 
 - one shard of bench_fleet's clusters of 10 at 500..5,000 nodes, --mission-s
   mission s after a 2-s warm-up: CPU per delivery in `Shard.advance`;
-- 5,000 nodes in one process (`LeanRun`, --workers 1) as 1..200 shards: CPU
-  in the shards' windows, and in all (building the nodes included).
+- 5,000 nodes in one process (`LeanRun`, --workers 1) as 1..500 shards: CPU
+  in the shards' windows, and in all (building the nodes included);
+- the same at the default shards, in windows of 1..20 mission s.
 
-Run: python -m bench.bench_shard_size [--mission-s 12] [--rounds 1]
+Run: python -m bench.bench_shard_size [--mission-s 20] [--rounds 1]
 Not a test: it asserts nothing; it prints figures and the machine.
 """
 
@@ -27,7 +29,8 @@ if ROOT not in sys.path:
 from bench.machine_info import describe  # noqa: E402
 
 SIZES = (500, 1000, 2000, 3000, 5000)
-SHARDS = (1, 5, 10, 20, 40, 80, 200)
+SHARDS = (1, 5, 10, 20, 40, 125, 250, 500)
+WINDOWS_S = (1, 2, 5, 10, 20)
 CELL_TIMEOUT_S = 600
 
 
@@ -46,12 +49,15 @@ def one_shard(nodes, mission_s):
     return time.process_time() - c0, sh.counters.delivered() - d0
 
 
-def sharded(nodes, mission_s, shards):
-    """(CPU s in the windows, CPU s in all, shards) of a lean run in this process."""
+def sharded(nodes, mission_s, shards, window_s=None):
+    """(CPU s in the windows, CPU s in all, shards) of a lean run in this
+    process (window_s: its windows, fleetrun.LONE_SYNC_S, if not None)."""
     from bench.bench_fleet import fleet_text
     from bench.bench_lean import lean_path
-    from ground import scenario
+    from ground import fleetrun, scenario
 
+    if window_s is not None:
+        fleetrun.LONE_SYNC_S = window_s
     sc = scenario.load_text(fleet_text(nodes=nodes, duration_s=mission_s), "<sharded %d>" % nodes)
     cpu, _, _, lean, _ = lean_path(sc, shards=shards)
     return sum(x for x in lean.stats["shard_cpu_s"] if x), cpu, len(lean.plan)
@@ -68,20 +74,21 @@ def _cell(args):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m bench.bench_shard_size", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mission-s", type=float, default=12.0, help="mission seconds measured (default 12)")
+    ap.add_argument("--mission-s", type=float, default=20.0, help="mission seconds measured (default 20)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds of each table (default 1)")
     ap.add_argument("--cell", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.cell:
-        kind, nodes, shards = a.cell[0], int(a.cell[1]), int(a.cell[2])
-        got = one_shard(nodes, a.mission_s) if kind == "one" else sharded(nodes, a.mission_s, shards)
+        kind, nodes, k = a.cell[0], int(a.cell[1]), int(a.cell[2])
+        got = (one_shard(nodes, a.mission_s) if kind == "one" else sharded(nodes, a.mission_s, k) if kind == "sharded"
+               else sharded(nodes, a.mission_s, None, k))
         print(" ".join(str(x) for x in got))
         return 0
     from ground import fleetrun
 
     print("bench_shard_size on " + describe())
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
-    cells = len(SIZES) + len(SHARDS)
+    cells = len(SIZES) + len(SHARDS) + len(WINDOWS_S)
     done, t0 = 0, time.perf_counter()
     print("\nOne shard, clusters of 10, %g mission s after a 2-s warm-up: CPU per delivery" % a.mission_s)
     for r in range(a.rounds):
@@ -100,6 +107,16 @@ def main(argv=None):
         for k in SHARDS:
             win, cpu, n = _cell(["sharded", 5000, k, "--mission-s", a.mission_s])
             row.append("%d: %.1f / %.1f" % (n, win, cpu))
+            done += 1
+            _eta(done, cells * a.rounds, t0)
+        print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+    print("\n5,000 nodes in one process, %g mission s, the default shards, in windows of W mission s (default:"
+          " LONE_SYNC_S = %g): CPU s in the windows / in all" % (a.mission_s, fleetrun.LONE_SYNC_S))
+    for r in range(a.rounds):
+        row = []
+        for w in WINDOWS_S:
+            win, cpu, _ = _cell(["window", 5000, w, "--mission-s", a.mission_s])
+            row.append("%g s: %.1f / %.1f" % (w, win, cpu))
             done += 1
             _eta(done, cells * a.rounds, t0)
         print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
