@@ -331,7 +331,7 @@ def build_parser():
     r.add_argument("--workers", type=int, metavar="N", help="lean path on N cores: N processes on a local Ray "
                    "(1: in-process, no Ray)")
     r.add_argument("--shards", type=int, metavar="N", help="lean path: N shards, whole regions each (default: about"
-                   " one per 125 nodes, at least one per worker; docs/FLEET_RUN.md \"Shard size\")")
+                   " one per 40 nodes, at least one per worker; docs/FLEET_RUN.md \"Shard size\")")
     r.add_argument("--ray-address", metavar="ADDR", help="lean path on an existing Ray cluster")
     r.add_argument("--trace-clusters", metavar="C,C,...", help="lean path: the clusters whose frames are traced")
     r.set_defaults(fn=cmd_run)
