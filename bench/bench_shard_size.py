@@ -88,38 +88,29 @@ def main(argv=None):
 
     print("bench_shard_size on " + describe())
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
-    cells = len(SIZES) + len(SHARDS) + len(WINDOWS_S)
-    done, t0 = 0, time.perf_counter()
+    cells = (len(SIZES) + len(SHARDS) + len(WINDOWS_S)) * a.rounds
+    t0 = time.perf_counter()
+    done = [0]
+
+    def table(values, args, fmt):
+        """One row per round: each value's cell (args(value)) as fmt(value, result)."""
+        for r in range(a.rounds):
+            row = []
+            for v in values:
+                row.append(fmt(v, _cell(args(v) + ["--mission-s", a.mission_s])))
+                done[0] += 1
+                _eta(done[0], cells, t0)
+            print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+
     print("\nOne shard, clusters of 10, %g mission s after a 2-s warm-up: CPU per delivery" % a.mission_s)
-    for r in range(a.rounds):
-        row = []
-        for n in SIZES:
-            cpu, d = _cell(["one", n, 0, "--mission-s", a.mission_s])
-            row.append("%d nodes %.1f us" % (n, cpu / d * 1e6))
-            done += 1
-            _eta(done, cells * a.rounds, t0)
-        print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+    table(SIZES, lambda n: ["one", n, 0], lambda n, got: "%d nodes %.1f us" % (n, got[0] / got[1] * 1e6))
     print("\n5,000 nodes in one process, %g mission s, as N shards run in turn each window (default: %d,"
           " SHARD_NODES = %d): CPU s in the windows / in all" % (a.mission_s, 5000 // fleetrun.SHARD_NODES,
                                                                 fleetrun.SHARD_NODES))
-    for r in range(a.rounds):
-        row = []
-        for k in SHARDS:
-            win, cpu, n = _cell(["sharded", 5000, k, "--mission-s", a.mission_s])
-            row.append("%d: %.1f / %.1f" % (n, win, cpu))
-            done += 1
-            _eta(done, cells * a.rounds, t0)
-        print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+    table(SHARDS, lambda k: ["sharded", 5000, k], lambda k, got: "%d: %.1f / %.1f" % (got[2], got[0], got[1]))
     print("\n5,000 nodes in one process, %g mission s, the default shards, in windows of W mission s (default:"
           " LONE_SYNC_S = %g): CPU s in the windows / in all" % (a.mission_s, fleetrun.LONE_SYNC_S))
-    for r in range(a.rounds):
-        row = []
-        for w in WINDOWS_S:
-            win, cpu, _ = _cell(["window", 5000, w, "--mission-s", a.mission_s])
-            row.append("%g s: %.1f / %.1f" % (w, win, cpu))
-            done += 1
-            _eta(done, cells * a.rounds, t0)
-        print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
+    table(WINDOWS_S, lambda w: ["window", 5000, w], lambda w, got: "%g s: %.1f / %.1f" % (w, got[0], got[1]))
     print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     return 0
 

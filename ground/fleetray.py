@@ -21,11 +21,18 @@ FINISH_TIMEOUT_S = 300  # a live shard's counters at the end, at the latest
 REACH_TIMEOUT_S = 5.0  # --ray-address: how long to try its TCP port before saying nothing is there
 
 
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS
+_H2_SETTINGS = 4  # the frame type a gRPC (HTTP/2) server opens with
+
+
 def check_reachable(address, timeout_s=REACH_TIMEOUT_S):
-    """ValueError unless something accepts a TCP connection at a host:port
-    (or ray://host:port) address within timeout_s. ray.init keeps retrying
-    an address where nothing listens for minutes, so this asks first;
-    "auto", "local" and other forms go to Ray unchecked."""
+    """ValueError unless a gRPC server answers at a host:port (or
+    ray://host:port) address within timeout_s: Ray's GCS (the head's port,
+    6379 by default) and its client server (ray://, 10001) both speak gRPC,
+    that is HTTP/2. ray.init keeps retrying for minutes an address where
+    nothing listens, or where something else does (the dashboard's HTTP on
+    8265, say), so this asks first: the HTTP/2 preface, and a SETTINGS frame
+    back. "auto", "local" and other forms go to Ray unchecked."""
     import socket
 
     hostport = address[len("ray://"):] if address.startswith("ray://") else address
@@ -33,10 +40,45 @@ def check_reachable(address, timeout_s=REACH_TIMEOUT_S):
     if not sep or not host or not port.isdigit():
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        conn = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s)
     except OSError as e:
         raise ValueError("--ray-address %s: nothing answers at %s:%s (%s); start a Ray head there (ray start --head)"
                          " or use --workers N for a local Ray" % (address, host, port, e.strerror or e)) from None
+    head = b""
+    try:
+        conn.settimeout(timeout_s)
+        conn.sendall(_H2_PREFACE)
+        while len(head) < 9:
+            got = conn.recv(9 - len(head))
+            if not got:
+                break
+            head += got
+    except OSError:
+        pass  # a timeout, or the peer hung up: judged by what came
+    finally:
+        conn.close()
+    if len(head) < 9 or head[3] != _H2_SETTINGS:
+        said = "it answered %r, not gRPC" % head[:16] if head else "no answer within %g s" % timeout_s
+        raise ValueError("--ray-address %s: something listens at %s:%s but it is not a Ray head (%s); give the"
+                         " head's GCS port (ray start --head prints it, 6379 by default) or ray://host:10001"
+                         % (address, host, port, said)) from None
+
+
+def join_error(address, e):
+    """What to tell a user whose --ray-address ray.init could not join (e:
+    its exception; Ray gives up after about 20 s, or 30 s on ray://)."""
+    texts, seen = [], e
+    while seen is not None and len(texts) < 4:  # the exception and its causes
+        texts.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    lines = [x.strip() for t in texts for x in t.splitlines() if x.strip()]
+    errors = [x for x in lines if "Error: " in x and not x.startswith("File ")]  # Ray's reasons, a traceback's last lines
+    why = (errors[-1] if errors else lines[0] if lines else e.__class__.__name__)[:300]
+    text = "--ray-address %s: Ray could not join the cluster there (%s)" % (address, why)
+    if "auth" in " ".join(texts).lower():
+        text += ("; the cluster wants its token (`ray start` turns token authentication on since Ray 2.59): run"
+                 " with RAY_AUTH_MODE=token, the token in ~/.ray/auth_token or RAY_AUTH_TOKEN (ray get-auth-token)")
+    return text
 
 
 def _import_ray():
@@ -95,7 +137,10 @@ class RayShards:
                 ray.init(**kw)
             else:
                 check_reachable(address)
-                ray.init(address=address, **kw)
+                try:
+                    ray.init(address=address, **kw)
+                except (ConnectionError, RuntimeError, ray.exceptions.RayError) as e:
+                    raise ValueError(join_error(address, e)) from None
             self.started = True
         cls = ray.remote(num_cpus=1, max_restarts=0)(_ShardActor)
         self.groups = groups

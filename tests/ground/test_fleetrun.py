@@ -345,11 +345,44 @@ def test_a_ray_address_where_nothing_listens_is_bad_input_at_once(tmp_path, caps
     rc = cli.main(["run", str(path), "--lean", "-q", "--ray-address", "127.0.0.1:%d" % port, "--out", str(tmp_path / "o")])
     assert rc == exitcodes.BAD_INPUT
     assert "--ray-address 127.0.0.1:%d: nothing answers at 127.0.0.1:%d" % (port, port) in capsys.readouterr().err
-    with socket.socket() as s:  # something listening passes the check (Ray then says whether it is a Ray head)
-        s.bind(("127.0.0.1", 0))
-        s.listen()
-        fleetray.check_reachable("ray://127.0.0.1:%d" % s.getsockname()[1])
     fleetray.check_reachable("auto")  # not host:port: left to Ray
+
+
+def test_a_ray_address_where_something_else_listens_is_bad_input_and_a_real_gcs_passes():
+    """ray.init retries an address that is not a Ray head for minutes too (an
+    HTTP server: still waiting after 150 s); the check wants gRPC's HTTP/2
+    SETTINGS frame back, which a real GCS sends."""
+    import socket
+    import threading
+
+    from ground import fleetray
+
+    with socket.socket() as silent:  # accepts, says nothing
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        with pytest.raises(ValueError, match=r"not a Ray head \(no answer within 0.5 s\)"):
+            fleetray.check_reachable("127.0.0.1:%d" % silent.getsockname()[1], timeout_s=0.5)
+    with socket.socket() as web:  # an HTTP/1 server's answer (the dashboard's port, say)
+        web.bind(("127.0.0.1", 0))
+        web.listen()
+
+        def answer():
+            conn, _ = web.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        t = threading.Thread(target=answer, daemon=True)
+        t.start()
+        with pytest.raises(ValueError, match=r"it answered b'HTTP/1\.1 ?', not gRPC"):
+            fleetray.check_reachable("ray://127.0.0.1:%d" % web.getsockname()[1], timeout_s=5)
+        t.join(5)
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:  # a real Ray head's GCS, started for this test
+        fleetray.check_reachable(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
 
 
 def test_a_replication_scenario_is_refused_on_the_lean_path_and_a_big_one_runs_in_full(tmp_path, capsys, monkeypatch):

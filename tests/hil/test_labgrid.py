@@ -272,7 +272,7 @@ def test_pytest_plugin_through_labgrid_places(lab, released, pytester):
             assert False, "on purpose"
     ''' % SMALL)
     r = pytester.runpytest("-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-rsx", "--rig=%s" % rig,
-                           "--hil-out", str(pytester.path / "hil"))  # fmt: skip
+                           "--rootdir", str(pytester.path), "--hil-out", str(pytester.path / "hil"))  # fmt: skip
     r.assert_outcomes(passed=1, failed=1)
 
 

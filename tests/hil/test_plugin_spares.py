@@ -54,7 +54,10 @@ def _scenario(folder):
 
 
 def _run(pytester, *args):
-    return pytester.runpytest("-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-rsx", *args)
+    # --rootdir: the inner session's own folder, whatever files its parents hold (a setup.py in /tmp made
+    # /tmp the rootdir and moved every test id)
+    return pytester.runpytest("-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-rsx", "--rootdir",
+                              str(pytester.path), *args)
 
 
 def _properties(xml_path):
