@@ -75,9 +75,12 @@ def join_error(address, e):
     errors = [x for x in lines if "Error: " in x and not x.startswith("File ")]  # Ray's reasons, a traceback's last lines
     why = (errors[-1] if errors else lines[0] if lines else e.__class__.__name__)[:300]
     text = "--ray-address %s: Ray could not join the cluster there (%s)" % (address, why)
+    token = "RAY_AUTH_MODE=token, the token in ~/.ray/auth_token or RAY_AUTH_TOKEN (ray get-auth-token)"
     if "auth" in " ".join(texts).lower():
         text += ("; the cluster wants its token (`ray start` turns token authentication on since Ray 2.59): run"
-                 " with RAY_AUTH_MODE=token, the token in ~/.ray/auth_token or RAY_AUTH_TOKEN (ray get-auth-token)")
+                 " with " + token)
+    elif address.startswith("ray://"):  # a client server refusing a missing token only times out (Ray 2.60)
+        text += ("; if the head uses token authentication (`ray start` does since Ray 2.59), run with " + token)
     return text
 
 
