@@ -37,8 +37,9 @@ def _env(**extra):
 def test_joining_a_cluster_with_token_authentication_names_the_token_and_runs_with_it(tmp_path):
     pytest.importorskip("ray")
     token = secrets.token_hex(32)
+    # a session of its own: Ray's process reaper signals its whole process group when its stdin ends
     head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True, cwd=str(tmp_path),
+                            stderr=subprocess.DEVNULL, text=True, cwd=str(tmp_path), start_new_session=True,
                             env=_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token))
     try:
         address = head.stdout.readline().strip()
