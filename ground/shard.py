@@ -278,7 +278,7 @@ class Shard:
         nseq = self._nseq.get(src, 0) + 1
         self._nseq[src] = nseq
         tr = self.trace if src in self.traced else None
-        fid = (nseq << 16) | src  # self._fid: a radio's transmitter tells frames apart by it (ground/airtime.py)
+        fid = self._fid(src, nseq)  # every frame its id: a radio's transmitter tells frames apart by it (ground/airtime.py)
         if tr is not None or (self.coordinator_watch and self.cluster_of[src] in self.coordinator_watch):
             self._traced_sent(tr, src, fid, line, now, orig)
         if self.contain is not None and src in self.contain.watch:
