@@ -146,8 +146,9 @@ class EmulatedBoard(BoardIO):
         socket and termios; it has no rp2, network, bluetooth or neopixel);
       - only 0x03 can be the interrupt character: kbd_intr(c) with another c
         disables interrupts;
-      - bursts of 0x03 within 0.25 s raise one KeyboardInterrupt (the unix
-        port exits on a second SIGINT before it handled the first);
+      - a 0x03 while the last one's KeyboardInterrupt may still be pending
+        is dropped, as a Pico would merge them (the unix port exits on a
+        second SIGINT before it handled the first; BoardIO._sigint_pending);
       - timing: no baud rate, no CPU speed (the host runs the code as fast as
         it can), no USB latency;
       - a hard reset or power cut keeps the host's serial connection open (a
@@ -196,6 +197,7 @@ class EmulatedBoard(BoardIO):
         ).digest()[:8]
         self.boots = 0  # interpreters started, soft reboots included
         self.events: list[str] = []  # every event applied, in order
+        self.crash_status: int | None = None  # the last interpreter that died on its own: its exit status (-N: signal N)
         self.dropped_output_bytes = 0
         self.control_errors = 0
         self._state = OFF
@@ -208,7 +210,7 @@ class EmulatedBoard(BoardIO):
         self._executing = False
         self._mode = _MODE_FRIENDLY
         self._reset_cause = PWRON_RESET
-        self._last_sigint = 0.0
+        self._sigint_cpu_ticks: int | None = None  # CPU ticks when the last SIGINT went; None: none outstanding
         self._in_queue = bytearray()
         self._out_queue = bytearray()
         self._control_buf = bytearray()
@@ -344,7 +346,8 @@ class EmulatedBoard(BoardIO):
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<EmulatedBoard {self.name} {self._state} {self.device}>"
+        crashed = f" (exit status {self.crash_status})" if self._state == HALTED else ""
+        return f"<EmulatedBoard {self.name} {self._state}{crashed} {self.device}>"
 
     # -- commands into the supervisor thread --------------------------------
 
@@ -489,6 +492,7 @@ class EmulatedBoard(BoardIO):
         self._pidfd = os.pidfd_open(self._proc.pid)
         self._watch(self._pidfd, select.POLLIN)
         self._executing = False  # until the board runs boot.py, main.py or REPL input
+        self._sigint_cpu_ticks = None
         self._reset_cause = cause
         self.boots += 1
 
@@ -528,6 +532,7 @@ class EmulatedBoard(BoardIO):
             self._mode = returncode - _EXIT_SOFT
             self._apply(SOFT_REBOOT)
         else:
+            self.crash_status = returncode
             self._apply(CRASH)
 
     # -- fds ----------------------------------------------------------------

@@ -19,7 +19,6 @@ _CTRL_C = 0x03
 _OUT_QUEUE_MAX = 64 * 1024  # board bytes held while nobody reads the pty
 _LOG_MAX = 1024 * 1024  # tail of the board's output kept in .log
 _CONTROL_LINE_MAX = 256
-_SIGINT_MERGE_S = 0.25  # one SIGINT per burst: the unix port exits on a second pending one
 _WDT_SLACK = 17 / 16  # machine.WDT sends feeds at most once per timeout/16
 
 
@@ -43,9 +42,8 @@ class BoardIO:
         data, interrupt = split_interrupt(data, enabled)
         if interrupt:
             self._drop_input()
-            now = time.monotonic()
-            if now - self._last_sigint >= _SIGINT_MERGE_S and self._proc is not None:
-                self._last_sigint = now
+            if self._proc is not None and not self._sigint_pending():
+                self._sigint_cpu_ticks = self._cpu_ticks()
                 self._proc.send_signal(signal.SIGINT)
         self._in_queue += data
         self._write_stdin()
@@ -65,6 +63,40 @@ class BoardIO:
         except (OSError, ValueError):
             return False
         return bool(caught & (1 << (signal.SIGINT - 1)))
+
+    def _sigint_pending(self) -> bool:
+        # Whether the last SIGINT may not have become a KeyboardInterrupt yet.
+        # The unix port's handler only marks the interrupt pending, and the
+        # VM raises it at its next check; a second SIGINT before then makes
+        # the port exit(1), where a Pico would just schedule the same
+        # interrupt again. So a 0x03 is dropped (a Pico's no-op) until the
+        # board has shown it got past the first: it reported code starting
+        # or ending (E, I), or it has run code since: its CPU time moved on by
+        # more than a clock tick (a tick's worth of bytecode passes many of
+        # the VM's checks; one tick more can be the handler alone, charged
+        # across a tick's boundary). A board that waits for the CPU, or waits
+        # in a call with the interrupt still pending, uses none, so it stays
+        # protected however long the host waits (the fixed 0.25 s this used
+        # to allow is not a bound on a loaded machine). The cost: a program
+        # that catches the interrupt and then only sleeps gets its next
+        # Ctrl-C once it has run a few ms of code.
+        if self._sigint_cpu_ticks is None:
+            return False
+        if self._cpu_ticks() > self._sigint_cpu_ticks + 1:
+            self._sigint_cpu_ticks = None
+            return False
+        return True
+
+    def _cpu_ticks(self) -> int:
+        # The interpreter's user + system CPU time in clock ticks; -1 when it
+        # is gone (its next boot starts with no SIGINT outstanding).
+        assert self._proc is not None
+        try:
+            with open(f"/proc/{self._proc.pid}/stat", "rb") as f:
+                fields = f.read().rpartition(b")")[2].split()
+            return int(fields[11]) + int(fields[12])  # utime, stime: stat(5) fields 14 and 15
+        except (OSError, ValueError, IndexError):
+            return -1
 
     def _write_stdin(self) -> None:
         if not self._in_queue:
@@ -147,6 +179,7 @@ class BoardIO:
             return
         if message.kind in ("E", "I") and live:
             self._executing = message.kind == "E"
+            self._sigint_cpu_ticks = None  # the board got past any SIGINT sent before
         elif message.kind == "R" and live:
             self._apply(RESET_REQUEST)
         elif message.kind == "W":

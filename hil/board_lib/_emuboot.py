@@ -57,7 +57,7 @@ if _rom is not None:
         _f.close()
         del _f
 
-import builtins, os, io, gc, micropython
+import builtins, os, io, gc, micropython, select
 from micropython import const
 
 _MODE_FRIENDLY = const(0)
@@ -87,6 +87,8 @@ _COMPOUND = ("if", "while", "for", "try", "with", "def", "class", "async")
 
 _stdin = sys.stdin.buffer
 _stdout = sys.stdout.buffer
+_stdin_poll = select.poll()
+_stdin_poll.register(sys.stdin, select.POLLIN)
 _byte = bytearray(1)  # preallocated: every REPL byte passes through here
 _echo = bytearray(1)
 _g = {"__name__": "__main__"}  # boot.py, main.py and the REPL share globals
@@ -99,8 +101,16 @@ def _tx(data):
 
 def _rx():
     # One byte from the host. A KeyboardInterrupt here is a late one, meant
-    # for code that had just ended: read it as the Ctrl-C it was.
+    # for code that had just ended: read it as the Ctrl-C it was. It must be
+    # raised before the read takes a byte: the unix port can raise a pending
+    # interrupt inside a read that has already taken one (a SIGINT handled
+    # while this process waited for the CPU, then a read that did not
+    # block), and that byte, sent after the 0x03, would be lost. So wait in
+    # poll, where an interrupt takes nothing, and let the loop's test after
+    # it raise one still pending; only then read the byte that is there.
     try:
+        while not _stdin_poll.poll(-1):
+            pass
         if _stdin.readinto(_byte) != 1:
             sys.exit(_EXIT_HOST_GONE)
         return _byte[0]
@@ -388,8 +398,9 @@ def _paste(line):
             _tx(_echo)
 
 
-def _friendly_repl():
-    _banner()
+def _friendly_repl(greet):
+    if greet:
+        _banner()
     line = bytearray()
     while True:
         line[:] = b""
@@ -455,9 +466,10 @@ def _raw_paste(command):
             remain = _PASTE_WINDOW
 
 
-def _raw_repl():
+def _raw_repl(greet):
     line = bytearray()
-    _tx(b"raw REPL; CTRL-B to exit\r\n")
+    if greet:
+        _tx(b"raw REPL; CTRL-B to exit\r\n")
     while True:
         line[:] = b""
         _tx(b">")
@@ -514,14 +526,19 @@ def _boot(mode):
             return mode
     except KeyboardInterrupt:
         pass  # a SIGINT that landed between the two files
+    greet = True
     while True:
         try:
-            next_mode = _raw_repl() if mode == _MODE_RAW else _friendly_repl()
+            next_mode = _raw_repl(greet) if mode == _MODE_RAW else _friendly_repl(greet)
         except KeyboardInterrupt:
-            # A SIGINT that landed in the REPL's own code, outside _rx and
-            # _exec: pyexec would have read a Ctrl-C. Restart the REPL.
-            _tx(b"\r\n")
+            # A late SIGINT that landed in the REPL's own code, outside _rx
+            # and _exec: pyexec would have read a Ctrl-C. Go on as after one:
+            # a fresh prompt, without the greeting again.
+            if mode != _MODE_RAW:
+                _tx(b"\r\n")
+            greet = False
             continue
+        greet = True
         if next_mode == _FORCED_EXIT:
             return mode
         mode = next_mode

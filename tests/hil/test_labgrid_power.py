@@ -70,6 +70,8 @@ def _wait_state(board, state, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
     while board.state != state and time.monotonic() < deadline:
         time.sleep(0.05)
+    # What a board that never got there printed: a halted one's last words.
+    assert board.state == state, (repr(board), board.events, board.log[-1500:])
     return board.state
 
 
@@ -199,6 +201,8 @@ def released(lab):
     for b in lab.boards.values():  # every board powered again for the next test
         if b.state == "off":
             b.power_on()
+        elif b.state == "halted":  # one test's crashed board is not the next test's failure
+            b.reset()
 
 
 def _rig(tmp_path, address, places=None, features="[power_control]"):
