@@ -39,8 +39,9 @@ def _node_events(events, event):
 def _short(tmp_path):
     """replication-boards.yaml with a 1.2 s auction slot and 28 mission s: each
     daughter completes in half the mission time (the slowest parent's at
-    about 18 s), with 10 s left for the last one's daughter_lost. A run too
-    short for it fails the test (two daughters lost, exactly), it does not pass it."""
+    about 18 s on a loaded machine), with 10 s left for the last one's
+    daughter_lost. A run too short for it fails the test (each of the two
+    other parents must lose a daughter), it does not pass it."""
     text = SCENARIO.read_text()
     assert "slot_ms: 2400 " in text and "\nduration_s: 40\n" in text
     path = tmp_path / "replication-short.yaml"
@@ -84,8 +85,12 @@ def test_a_daughter_boots_on_the_spare_board_and_joins_the_later_ones_are_not_pl
     assert _sent(events, src=nid, type="heartbeat"), "node %d never took part in its cluster" % nid
 
     # The other two parents' daughters: no spare left, not placed, never nodes.
+    # A parent may complete a second daughter before the end when the boards
+    # keep up well (first daughters at about 12.7 s on an idle machine, 18 s
+    # on a loaded one): it is lost the same way, under an id of its own.
     lost = _node_events(events, "daughter_lost")
-    assert sorted(e["node"] for e in lost) == sorted({1, 2, 3} - {parent})
+    assert {e["node"] for e in lost} >= {1, 2, 3} - {parent}, lost
+    assert len({e["daughter"] for e in lost}) == len(lost), lost
     assert all(e["reason"] == "no_spare_board" and e["daughter"] != nid for e in lost)
     assert not [e for e in events if e.get("kind") == "frame" and e.get("src") in [x["daughter"] for x in lost]]
 
