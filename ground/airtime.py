@@ -306,6 +306,17 @@ class Radios:
     def of(self, node):
         return self._by_node.get(node, ())
 
+    def aired(self, node, frame_id, type_name):
+        """The fields of a `radio` event for frame frame_id (a type_name
+        message) from node, once per transmitter of node's that put it on
+        the air (taken: once per frame, however many recipients it reached)."""
+        for tx in self.of(node):
+            got = tx.take(frame_id)
+            if got is not None:
+                start, airtime_ns, nbytes = got
+                yield {"node": node, "id": frame_id, "type": type_name, "len": nbytes, "start_ns": start,
+                       "airtime_ns": airtime_ns}
+
 
 class Airtime(Stage):
     """The link stage: a frame goes when its Transmitter has sent it

@@ -206,12 +206,8 @@ class Router:
     def _aired(self, fid, src, type_name):
         """A `radio` event for each of src's transmitters that put frame fid
         on the air (once per frame, however many recipients it reached)."""
-        for tx in self.radios.of(src):
-            got = tx.take(fid)
-            if got is not None:
-                start, airtime_ns, nbytes = got
-                self._event("radio", node=src, id=fid, type=type_name, len=nbytes, start_ns=start,
-                            airtime_ns=airtime_ns)
+        for radio in self.radios.aired(src, fid, type_name):
+            self._event("radio", **radio)
 
     def _recipients(self, src, dst):
         if dst == wire.ADDR_BROADCAST:

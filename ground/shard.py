@@ -352,12 +352,8 @@ class Shard:
 
     def _aired(self, tr, fid, src, typ):
         """The Router's `radio` events (ground/router.py _aired), for a traced sender's frame."""
-        for tx in self.radios.of(src):
-            got = tx.take(fid)
-            if got is not None:
-                start, airtime_ns, nbytes = got
-                tr("radio", self.now, node=src, id=fid, type=msgs.name(typ), len=nbytes, start_ns=start,
-                   airtime_ns=airtime_ns)
+        for radio in self.radios.aired(src, fid, msgs.name(typ)):
+            tr("radio", self.now, **radio)
 
     def _drop(self, tr, fid, dst, typ, reason, copy=None):
         self.counters.drop(dst, typ, reason, self.now)
