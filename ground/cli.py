@@ -176,7 +176,7 @@ def _lean(args, sc):
         if why is None:
             return True
         _say(args, "ground run: note: %d nodes, but the lean path cannot run this scenario (%s): the full --sim path"
-             " runs it" % (len(sc.nodes), why.split("; run this scenario")[0]))
+             " runs it" % (len(sc.nodes), why))
     return False
 
 

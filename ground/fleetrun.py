@@ -81,11 +81,9 @@ def lean_refusal(sc):
     steps = NODE_FAULTS + GLOBAL_FAULTS + CONTAIN_STEPS + (("rollout",) if sc.rollout is not None else ())
     for f in sc.faults:
         if f.action not in steps:
-            return ("%s: step %s: not supported on the lean path (it supports %s); run this scenario without"
-                    " --lean/--workers" % (f.where, f.action, ", ".join(steps)))
+            return "%s: step %s: not supported on the lean path (it supports %s)" % (f.where, f.action, ", ".join(steps))
     if sc.replication is not None:  # its nodes would never join or split there: the gates would fail for nothing
-        return ("%s: replication: not supported on the lean path (it adds no nodes); run this scenario without"
-                " --lean/--workers" % sc.replication.where)
+        return "%s: replication: not supported on the lean path (it adds no nodes)" % sc.replication.where
     return None
 
 
@@ -242,7 +240,7 @@ class LeanRun:
                  progress=None, die=None, plot=True):
         why = lean_refusal(sc)
         if why:
-            raise ValueError(why)
+            raise ValueError(why + "; run this scenario without --lean/--workers")
         self.sc = sc
         self.out_dir = out_dir
         self.seed = sc.seed if seed is None else seed
