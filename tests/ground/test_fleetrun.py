@@ -393,10 +393,12 @@ def test_a_replication_scenario_is_refused_on_the_lean_path_and_a_big_one_runs_i
     assert cli.main(["run", path, "--lean", "-q", "--out", str(tmp_path / "a")]) == exitcodes.BAD_INPUT
     err = capsys.readouterr().err
     assert re.search(r"replication\.yaml:\d+: replication: not supported on the lean path", err), err
+    assert "run this scenario without --lean/--workers" in err, err
     monkeypatch.setattr(fleetrun, "LEAN_AUTO_NODES", 5)
     assert cli.main(["run", path, "--sim", "--out", str(tmp_path / "b")]) == 0  # its gates: nodes were added
     err = capsys.readouterr().err
     assert "the lean path cannot run this scenario" in err and "the full --sim path runs it" in err, err
+    assert re.search(r"replication\.yaml:\d+: replication: not supported", err) and "without --lean" not in err, err
     assert not (tmp_path / "b" / "fleet.json").exists()
 
 
