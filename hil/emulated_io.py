@@ -79,7 +79,7 @@ class BoardIO:
         # protected however long the host waits (the fixed 0.25 s this used
         # to allow is not a bound on a loaded machine). The cost: a program
         # that catches the interrupt and then only sleeps gets its next
-        # Ctrl-C once it has run a few ms of code.
+        # Ctrl-C once it has run about 20 ms of code (docs/EMULATED_BOARD.md).
         if self._sigint_cpu_ticks is None:
             return False
         if self._cpu_ticks() > self._sigint_cpu_ticks + 1:
