@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from ground.yamlfile import ConfigError
+from plugin_sessions import run_plugin
 from hil import rigfile
 
 pytest_plugins = ["pytester"]
@@ -271,8 +272,7 @@ def test_pytest_plugin_through_labgrid_places(lab, released, pytester):
             assert res.ok, res.failures
             assert False, "on purpose"
     ''' % SMALL)
-    r = pytester.runpytest("-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-rsx", "--rig=%s" % rig,
-                           "--rootdir", str(pytester.path), "--hil-out", str(pytester.path / "hil"))  # fmt: skip
+    r = run_plugin(pytester, "--rig=%s" % rig, "--hil-out", str(pytester.path / "hil"))
     r.assert_outcomes(passed=1, failed=1)
 
 

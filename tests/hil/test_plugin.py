@@ -8,12 +8,12 @@ against emulated boards served behind `url:` entries.
 
 import os
 import shutil
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
 from ground import history
+from plugin_sessions import junit_properties, run_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -37,20 +37,6 @@ clusters:
 links:
   intra_cluster: {delay_ms: 100, jitter: uniform, jitter_ms: 10}
 '''
-
-
-def _run(pytester, *args):
-    # --rootdir: the inner session's own folder, whatever files its parents hold (a setup.py in /tmp made
-    # /tmp the rootdir and moved every test id)
-    return pytester.runpytest("-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-rsx", "--rootdir",
-                              str(pytester.path), *args)
-
-
-def _properties(xml_path):
-    out = {}
-    for tc in ET.parse(xml_path).iter("testcase"):
-        out[tc.get("name")] = {p.get("name"): p.get("value") for p in tc.iter("property")}
-    return out
 
 
 def _skips(result):
@@ -82,7 +68,7 @@ def test_markers_the_emulated_rig_cannot_meet_are_skipped_with_the_reason(pytest
             assert boards.count == 3 and boards.kind == "pico" and boards.needs == ("power_control",)
             assert rig.mode == "emulated"
     ''')
-    r = _run(pytester)
+    r = run_plugin(pytester)
     r.assert_outcomes(passed=1, skipped=3)
     s = _skips(r)
     assert "emulated boards lack radio" in s
@@ -98,7 +84,7 @@ def test_a_misspelt_feature_stops_the_collection_naming_the_test(pytester):
         def test_x():
             pass
     ''')
-    r = _run(pytester)
+    r = run_plugin(pytester)
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     assert "test_typo.py::test_x: @pytest.mark.needs('power_contol'): unknown feature" in "\n".join(r.errlines)
     pytester.makepyfile(test_typo='''
@@ -108,7 +94,7 @@ def test_a_misspelt_feature_stops_the_collection_naming_the_test(pytester):
         def test_x():
             pass
     ''')
-    r = _run(pytester)
+    r = run_plugin(pytester)
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     assert "@pytest.mark.boards(kind='pcio'): unknown board kind (known: emulated_pico, pico," in "\n".join(r.errlines)
 
@@ -135,7 +121,7 @@ def test_rig_of_absent_picos_skips_naming_their_serial_numbers(pytester):
         def test_power(boards):
             pass
     ''' % SMALL)
-    r = _run(pytester, "--rig=%s" % rig)
+    r = run_plugin(pytester, "--rig=%s" % rig)
     r.assert_outcomes(skipped=3)
     lines = _skips(r).splitlines()
     assert len(lines) == 3
@@ -151,7 +137,7 @@ def test_a_bad_rig_file_stops_the_session_naming_file_and_line(pytester):
     bad = pytester.path / "rig-bad.yaml"
     bad.write_text("rig: bad\nboards:\n  - {name: a, kind: pico, serial: 'X', node_id: 1, cluster: 1, colour: red}\n")
     pytester.makepyfile(test_x="def test_x():\n    pass\n")
-    r = _run(pytester, "--rig=%s" % bad)
+    r = run_plugin(pytester, "--rig=%s" % bad)
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     assert "rig-bad.yaml:3" in "\n".join(r.errlines) and "colour" in "\n".join(r.errlines)
 
@@ -159,11 +145,11 @@ def test_a_bad_rig_file_stops_the_session_naming_file_and_line(pytester):
 def test_a_rig_file_under_xdist_workers_is_refused_before_any_board_is_touched(pytester):
     # rig-emulated-8.yaml is valid and would boot its boards; two workers would boot and drive each of them twice
     pytester.makepyfile(test_x="def test_x(boards):\n    pass\n")
-    r = _run(pytester, "--rig=%s" % (REPO / "boards" / "rig-emulated-8.yaml"), "-n", "2")
+    r = run_plugin(pytester, "--rig=%s" % (REPO / "boards" / "rig-emulated-8.yaml"), "-n", "2")
     assert r.ret == pytest.ExitCode.USAGE_ERROR
     err = "\n".join(r.errlines)
     assert "rig-emulated-8.yaml: a rig file's boards are one set" in err and "-n 2" in err and "run with -n 0" in err, err
-    r = _run(pytester, "--rig=sim", "-n", "2")  # in-process nodes: each worker its own
+    r = run_plugin(pytester, "--rig=sim", "-n", "2")  # in-process nodes: each worker its own
     r.assert_outcomes(passed=1)
 
 
@@ -207,12 +193,12 @@ def test_broken_predicate(harness):
 def test_live_run_in_virtual_time_waits_steps_and_records(pytester):
     pytester.makepyfile(test_live=LIVE)
     out = pytester.path / "hil"
-    r = _run(pytester, "--rig", "sim", "--hil-out", str(out), "--junitxml", str(pytester.path / "j.xml"), "-s")
+    r = run_plugin(pytester, "--rig", "sim", "--hil-out", str(out), "--junitxml", str(pytester.path / "j.xml"), "-s")
     r.assert_outcomes(passed=1, failed=2)
     text = "\n".join(r.outlines)
     assert "WaitTimeout: node 99 leading: not within 5 mission s (from 0.0 s to 5.0 s)" in text
     assert "KeyError: 42" in text
-    props = _properties(pytester.path / "j.xml")
+    props = junit_properties(pytester.path / "j.xml")
     p = props["test_live"]
     assert p["scenario"] == "small" and p["mode"] == "sim" and p["status"] == "ok"
     assert p["failover_count"] == "1" and p["split_brain"] == "0" and p["history_violations"] == "0"
@@ -231,7 +217,7 @@ def test_live_runs_in_virtual_time_are_reproducible(pytester):
     pytester.makepyfile(test_live=LIVE)
     traces = []
     for i in range(2):
-        r = _run(pytester, "--rig", "sim", "--hil-out", str(pytester.path / ("o%d" % i)), "-s", "test_live.py::test_live")
+        r = run_plugin(pytester, "--rig", "sim", "--hil-out", str(pytester.path / ("o%d" % i)), "-s", "test_live.py::test_live")
         r.assert_outcomes(passed=1)
         line = next(x for x in r.outlines if "RESULT" in x)
         traces.append(Path(line.split()[-1]).read_bytes())
@@ -255,7 +241,7 @@ def test_scenarios_from_text_dict_or_path_with_overrides(pytester):
             res = harness.run(b)
             assert res.ok and res.scenario is b and res.flat["mission_s"] == 5
     ''' % SMALL)
-    _run(pytester, "--rig", "sim").assert_outcomes(passed=1)
+    run_plugin(pytester, "--rig", "sim").assert_outcomes(passed=1)
 
 
 def test_merge_prometheus_keeps_one_help_and_type_per_family(tmp_path):
@@ -296,9 +282,9 @@ def test_failed_test_on_emulated_boards_keeps_serial_logs(pytester):
             assert False, "on purpose"
     ''' % SMALL)
     out = pytester.path / "hil"
-    r = _run(pytester, "--hil-out", str(out), "--junitxml", str(pytester.path / "j.xml"))
+    r = run_plugin(pytester, "--hil-out", str(out), "--junitxml", str(pytester.path / "j.xml"))
     r.assert_outcomes(failed=1)
-    p = _properties(pytester.path / "j.xml")["test_fails_after_a_run"]
+    p = junit_properties(pytester.path / "j.xml")["test_fails_after_a_run"]
     assert p["mode"] == "emulated"
     logs = Path(p["serial_logs"])
     for nid in (1, 2, 3):
@@ -347,7 +333,7 @@ def test_rig_of_serial_urls_configures_resets_and_runs(pytester, tmp_path):
             def test_power(boards):
                 pass
         ''' % SMALL)
-        r = _run(pytester, "--rig=%s" % rig, "--hil-out", str(pytester.path / "hil"))
+        r = run_plugin(pytester, "--rig=%s" % rig, "--hil-out", str(pytester.path / "hil"))
         r.assert_outcomes(passed=1, skipped=1)
         assert "lacks power_control" in _skips(r)
         # The scenario's timers went to the board's flash, the rig's identity stayed.

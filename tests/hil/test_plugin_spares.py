@@ -17,10 +17,11 @@ JUnit property name the board. The option's refusals need no boards.
 
 import os
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
+from plugin_sessions import junit_properties, run_plugin
 
 pytest_plugins = ["pytester"]
 
@@ -51,18 +52,6 @@ def _scenario(folder):
     path = Path(folder) / "replication-one.yaml"
     path.write_text(text)
     return str(path)
-
-
-def _run(pytester, *args):
-    # --rootdir: the inner session's own folder, whatever files its parents hold (a setup.py in /tmp made
-    # /tmp the rootdir and moved every test id)
-    return pytester.runpytest("-p", "hil.pytest_plugin", "-p", "no:cacheprovider", "-rsx", "--rootdir",
-                              str(pytester.path), *args)
-
-
-def _properties(xml_path):
-    return {tc.get("name"): {p.get("name"): p.get("value") for p in tc.iter("property")}
-            for tc in ET.parse(xml_path).iter("testcase")}
 
 
 def running_in(folder):
@@ -129,10 +118,10 @@ def test_plugin_runs_put_a_daughter_on_a_rig_spare_and_leave_it_off_and_fresh(py
     (pytester.path / "rig.yaml").write_text(RIG)
     pytester.makepyfile(test_spares=INNER % {"sc": sc, "running_in": _source(running_in)})
     out, xml = pytester.path / "hil", pytester.path / "junit.xml"
-    res = _run(pytester, "--rig", "rig.yaml", "--hil-out", str(out), "--junitxml", str(xml), "-p", "no:randomly",
+    res = run_plugin(pytester, "--rig", "rig.yaml", "--hil-out", str(out), "--junitxml", str(xml), "-p", "no:randomly",
                "test_spares.py")
     res.assert_outcomes(passed=2)
-    props = _properties(xml)
+    props = junit_properties(xml)
     for name in ("test_first_takes_the_spare", "test_second_finds_it_off_and_unused"):
         assert props[name]["daughters"].startswith("node 2 (daughter of node 1) on board spare0 ("), props[name]
     spare = out / "rig" / "emulated" / "spare0"
@@ -151,13 +140,13 @@ def test_fails_after_a_daughter(harness, trace):
 def test_emulated_rig_gives_hil_spares_and_a_failure_names_the_daughters_board(pytester):
     pytester.makepyfile(test_fail=FAILING % {"sc": _scenario(pytester.path)})
     xml, out = pytester.path / "junit.xml", pytester.path / "hil"
-    res = _run(pytester, "--hil-spares", "1", "--junitxml", str(xml), "--hil-out", str(out))
+    res = run_plugin(pytester, "--hil-spares", "1", "--junitxml", str(xml), "--hil-out", str(out))
     res.assert_outcomes(failed=1)
     text = res.stdout.str()
     assert "this test fails on purpose" in text  # it got past the board_added assertion
     assert "fleetloop: daughters" in text and "node 2 (daughter of node 1) on board spare1 (" in text, text
     assert "1 spare board per scenario with replication:" in text  # the report header says so
-    props = _properties(xml)["test_fails_after_a_daughter"]
+    props = junit_properties(xml)["test_fails_after_a_daughter"]
     assert props["daughters"].startswith("node 2 (daughter of node 1) on board spare1 ("), props
     serial = out / "test_fail.py_test_fails_after_a_daughter" / "run" / "serial"
     assert "frame hello 2 -> 0 " in (serial / "node2.txt").read_text()  # the spare's serial log is kept too
@@ -171,8 +160,8 @@ def test_sim_daughters_are_in_process_in_the_report_and_bad_hil_spares_are_refus
             assert res.placements() == ["node 2 (daughter of node 1) in-process"], res.placements()
     ''' % _scenario(pytester.path))
     xml = pytester.path / "junit.xml"
-    _run(pytester, "--rig", "sim", "--junitxml", str(xml)).assert_outcomes(passed=1)
-    assert _properties(xml)["test_sim"]["daughters"] == "node 2 (daughter of node 1) in-process"
+    run_plugin(pytester, "--rig", "sim", "--junitxml", str(xml)).assert_outcomes(passed=1)
+    assert junit_properties(xml)["test_sim"]["daughters"] == "node 2 (daughter of node 1) in-process"
     for args, text in ((("--rig", "sim", "--hil-spares", "2"),
                         "--hil-spares 2: only with --rig emulated (--rig sim runs daughters in-process)"),
                        (("--hil-spares", "99"), "--hil-spares 99: between 0 and 16 spare boards")):
