@@ -90,16 +90,17 @@ def main(argv=None):
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     cells = (len(SIZES) + len(SHARDS) + len(WINDOWS_S)) * a.rounds
     t0 = time.perf_counter()
-    done = [0]
+    done = 0
 
     def table(values, args, fmt):
         """One row per round: each value's cell (args(value)) as fmt(value, result)."""
+        nonlocal done
         for r in range(a.rounds):
             row = []
             for v in values:
                 row.append(fmt(v, _cell(args(v) + ["--mission-s", a.mission_s])))
-                done[0] += 1
-                _eta(done[0], cells, t0)
+                done += 1
+                _eta(done, cells, t0)
             print("  round %d: %s" % (r + 1, ", ".join(row)), flush=True)
 
     print("\nOne shard, clusters of 10, %g mission s after a 2-s warm-up: CPU per delivery" % a.mission_s)
