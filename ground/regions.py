@@ -5,6 +5,7 @@ clusters are known; each returns RegionSpec(s) with the node.config.MarketConfig
 every node of the region runs. Errors are ConfigErrors naming file:line.
 """
 
+import re
 from dataclasses import dataclass, field
 
 from ground.protocol_frame import ADDR_BROADCAST, ADDR_CLUSTER
@@ -158,9 +159,36 @@ def _market_config(m, sc, roster, what, kw=None):
     try:
         market = firmware.config.MarketConfig(roster=roster, gens=bytes(gens), **kw)
     except (ValueError, TypeError) as e:
-        raise m.error(None, "%s: %s" % (what, e) if what != "market" else str(e)) from None
+        raise _refused(m, what, kw, str(e)) from None
     args = {"roster": roster, "gens": gens, **{k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     return market, args
+
+
+def _refused(m, what, kw, message):
+    """MarketConfig's refusal (node/config.py words it without numbers: a
+    board's flash) as a ConfigError at the line of the first argument it
+    names that the file gives, with the value of each argument it names:
+    as given, or MarketConfig's default (`slot_ms 8000, steps_per_slot 12
+    (the default)`)."""
+    import inspect
+
+    from ground import firmware
+
+    defaults = {k: p.default for k, p in inspect.signature(firmware.config.MarketConfig).parameters.items()}
+    named = [k for k in re.findall(r"[a-z_]+", message) if k in defaults and k not in ("roster", "gens")]
+    named = list(dict.fromkeys(named))
+    shown = []
+    for k in named:
+        if k in kw:
+            v = kw[k]
+            shown.append("%s %s" % (k, list(v) if isinstance(v, tuple) else v))
+        elif defaults[k] is not None:
+            shown.append("%s %r (the default)" % (k, defaults[k]))
+        else:
+            shown.append("%s derived from the others (not given)" % k)
+    at = next((k for k in named if k in m), None)
+    text = "%s: %s" % (what, message) if what != "market" else message
+    return m.error(at, text + (" (%s)" % ", ".join(shown) if shown else ""))
 
 
 def _sever(m):

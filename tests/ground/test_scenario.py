@@ -186,6 +186,24 @@ def test_autonomy_before_cutoff_says_both_values_and_where_they_came_from():
     assert "at least 51000" in msg
 
 
+
+@pytest.mark.parametrize("given, line, needle", [
+    # the firmware's MarketConfig words its refusals without numbers (a board's flash): the ground
+    # adds each named argument's value, given or default, at the line of the first the file gives
+    ("  slot_ms: 24001", 13, "market: slot_ms must be a multiple of steps_per_slot"
+                             " (slot_ms 24001, steps_per_slot 12 (the default))"),
+    ("  slot_ms: 24000\n  steps_per_slot: 7", 13, "(slot_ms 24000, steps_per_slot 7)"),
+    ("  slot_ms: 24000\n  lead_ms: 30000", 14, "market: lead_ms must be inside a slot (lead_ms 30000)"),
+    ("  slot_ms: 24000\n  horizon_slots: 12", 14, "horizon_slots must be a multiple of 8 in 8..1024 (horizon_slots 12)"),
+    ("  slot_ms: 24000\n  window_slots: 125", 14, "(window_slots 125)"),
+])
+def test_a_market_setting_the_firmware_refuses_is_named_with_its_value_at_its_line(given, line, needle):
+    text = MARKET3.replace("market: {electors: [1, 4, 7], units: [1, 1, 1, 1, 1, 1, 1, 1], slot_ms: 24000}",
+                           "market:\n  electors: [1, 4, 7]\n  units: [1, 1, 1, 1, 1, 1, 1, 1]\n%s\n"
+                           "  region_timeout_ms: 15000" % given)
+    msg = _err(text)
+    assert msg.startswith("s.yaml:%d: " % line) and needle in msg, msg
+
 def test_hardware_generations_beyond_the_catalogue_are_refused():
     msg = _err(GOOD.replace("nodes: [1, 2, 3]}", "nodes: [1, 2, 3], hw_gen: 4}"))
     assert msg.startswith("s.yaml:4:") and "generation 4 is not defined" in msg and "1..3" in msg
