@@ -11,6 +11,11 @@ A run that cannot work must not print PASS after an hour of mission time, so
 - the fault schedule: a fault at or after `duration_s` never fires; a
   `restart` or `power_on` aimed at a node that is running would silently
   reboot it from flash. Both refused.
+- the market's rounds: a mission that ends before as many auction rounds
+  can close as `market_rounds_complete` asks (a round closes at
+  (r + 1) slot_ms - lead_ms, docs/MARKET.md) fails that gate whatever
+  happens: a warning, not a refusal, since `ground chaos` and short looks at
+  a market judge other things.
 
 Everything here reads the scenario; nothing is changed but `sc.warnings`.
 """
@@ -137,3 +142,33 @@ def check_schedule(sc):
                               " Crash or power_cut it first, or use reset: %d to reboot a running node"
                               % (where, action, nid, at_s, since, action, nid))
         state[nid] = (_LEAVES[action], where if _LEAVES[action] == "up" else None)
+
+
+def closes_before(market, duration_ms):
+    """How many of `market`'s auction rounds close before duration_ms:
+    round r closes at (r + 1) slot_ms - lead_ms (docs/MARKET.md "A round")."""
+    return max(0, -(-(duration_ms + market.lead_ms) // market.slot_ms) - 1)
+
+
+def check_rounds(sc, data):
+    """Warn when the gate market_rounds_complete asks for more rounds than
+    can close before the mission ends, in all the regions together."""
+    gate = sc.gates.get("market_rounds_complete")
+    if not sc.regions or not gate or gate.get("min") is None:
+        return
+    duration_ms = int(sc.duration_s * 1000)
+    closes = sum(closes_before(r.market, duration_ms) for r in sc.regions)
+    if closes >= gate["min"]:
+        return
+    need = int(math.ceil(gate["min"]))
+    times = sorted((k + 1) * r.market.slot_ms - r.market.lead_ms for r in sc.regions for k in range(need))
+    first = min(sc.regions, key=lambda r: r.market.slot_ms - r.market.lead_ms)
+    m = first.market
+    origin = "its default for a market" if "market_rounds_complete" not in (data.get("gates") or {}) else "the gates"
+    sc.warnings.append(
+        "%s: duration_s %g ends before market_rounds_complete >= %g (%s) can be met: %d round(s) close before"
+        " the end in all regions together, the first at %g s (region %d: slot_ms %d - lead_ms %d; round r"
+        " closes at (r + 1) slot_ms - lead_ms); lengthen duration_s past %g s, shorten slot_ms, or turn the"
+        " gate off (gates: {market_rounds_complete: off})"
+        % (data.where("duration_s"), sc.duration_s, gate["min"], origin, closes, (m.slot_ms - m.lead_ms) / 1000.0,
+           first.region, m.slot_ms, m.lead_ms, times[need - 1] / 1000.0))

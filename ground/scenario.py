@@ -259,6 +259,7 @@ def parse(data, text, path):
             raise ConfigError("%s: step rollout: %s: the scenario has no rollout: section" % (f.where, f.target))
     guards.check_schedule(sc)
     guards.check_timeouts(sc, data)
+    guards.check_rounds(sc, data)
     return sc
 
 

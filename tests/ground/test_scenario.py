@@ -204,6 +204,23 @@ def test_a_market_setting_the_firmware_refuses_is_named_with_its_value_at_its_li
     msg = _err(text)
     assert msg.startswith("s.yaml:%d: " % line) and needle in msg, msg
 
+
+def test_a_mission_that_ends_before_the_gates_rounds_can_close_warns_with_the_duration_that_works():
+    ok = MARKET3.replace("slot_ms: 24000", "slot_ms: 24000, region_timeout_ms: 15000")
+    # round r closes at (r + 1) slot_ms - lead_ms: the first at 21 s (lead_ms: slot / 8)
+    for duration, warned in ((21, True), (21.001, False), (600, False)):
+        sc = scenario.load_text(ok.replace("duration_s: 600", "duration_s: %s" % duration), "s.yaml")
+        assert bool(sc.warnings) == warned, (duration, sc.warnings)
+    (w,) = scenario.load_text(ok.replace("duration_s: 600", "duration_s: 20"), "s.yaml").warnings
+    assert w.startswith("s.yaml:2: duration_s 20 ends before market_rounds_complete >= 1 (its default"), w
+    assert "the first at 21 s" in w and "past 21 s" in w and "market_rounds_complete: off" in w
+    # a gate asking for 3 rounds: the third closes at 69 s; turned off: no warning
+    (w,) = scenario.load_text(ok.replace("duration_s: 600", "duration_s: 50") +
+                              "gates:\n  market_rounds_complete: {min: 3}\n", "s.yaml").warnings
+    assert ">= 3 (the gates)" in w and "2 round(s) close" in w and "past 69 s" in w, w
+    off = ok.replace("duration_s: 600", "duration_s: 20") + "gates:\n  market_rounds_complete: off\n"
+    assert not scenario.load_text(off, "s.yaml").warnings
+
 def test_hardware_generations_beyond_the_catalogue_are_refused():
     msg = _err(GOOD.replace("nodes: [1, 2, 3]}", "nodes: [1, 2, 3], hw_gen: 4}"))
     assert msg.startswith("s.yaml:4:") and "generation 4 is not defined" in msg and "1..3" in msg
