@@ -203,6 +203,22 @@ def test_bad_numbers_refused_at_their_line(tmp_path, old, new, line, needle):
     assert msg.startswith("%s:%d: " % (p, line)) and needle in msg, msg
 
 
+
+def test_auto_auditors_over_drawn_electors_are_refused_in_the_descriptions_terms(tmp_path):
+    # 3 electors over 4 lineages: 2 of one clearing, 1 of the other, in every region: auto cannot
+    # find 2 auditors of each; the advice is the description's keys, not "name the auditors"
+    src = open(_fleet(tmp_path, nodes=200, sizes="{min: 5, max: 5}", regions="{count: 2, electors: 3}")).read()
+    bad = tmp_path / "three.yaml"
+    bad.write_text(src.replace("region_timeout_ms: 6000}", "region_timeout_ms: 6000, auditors: auto}"))
+    msg = _refused(str(bad))
+    assert msg.startswith("%s:13: fleet.market.auditors auto: region 1's 3 electors" % bad), msg
+    assert "set fleet.regions.electors to 4 or more and fleet.lineages to 4" in msg
+    good = tmp_path / "four.yaml"
+    good.write_text(bad.read_text().replace("electors: 3}", "electors: 4}"))
+    sc = scenario.load(str(good))
+    for r in sc.regions:
+        assert len(r.market.auditors) == 4 and {sc.nodes[a].lineage % 2 for a in r.market.auditors} == {0, 1}
+
 def test_generated_sections_beside_fleet_refused(tmp_path):
     p = _fleet(tmp_path, extra="clusters: [{id: 1, nodes: [1]}]\n")
     msg = _refused(p)
