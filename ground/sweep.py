@@ -221,7 +221,10 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
     rows = []
     plans = []
     for size in sizes:  # every size loads before anything runs: bad input costs no run
-        plans.append((size,) + load_at(path, size, duration_s))
+        try:
+            plans.append((size,) + load_at(path, size, duration_s))
+        except ConfigError as e:  # the file says another fleet.nodes: name the size it was refused at
+            raise ConfigError("%s (at fleet.nodes %d, from --sizes)" % (e, size)) from None
     dur = plans[0][1].duration_s
     prog = SweepProgress(progress_stream, sizes, dur) if progress_stream is not None else None
     for k, (size, sc, radio, note) in enumerate(plans):

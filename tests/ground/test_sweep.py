@@ -151,3 +151,9 @@ def test_sweep_bad_input(tmp_path, capsys):
     assert cli.main(["sweep", str(path), "--sizes", "5o", "--out", str(tmp_path / "c"), "-q"]) == exitcodes.BAD_INPUT
     assert "--sizes 5o" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "a" / "sweep.json")
+    # a step fine at the file's size but not at one of --sizes: refused before any size runs, naming that size
+    path.write_text(FLEET % "  radio_bps: 250000\n" + "  steps:\n    - {at_s: 5, crash: 90}\n")
+    assert cli.main(["sweep", str(path), "--sizes", "100,60", "--out", str(tmp_path / "d"), "-q"]) == exitcodes.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "noradio.yaml:16: fault crash: unknown node 90 (at fleet.nodes 60, from --sizes)" in err, err
+    assert not os.path.exists(tmp_path / "d" / "100")
