@@ -167,11 +167,16 @@ class Stage:
                  no draw, and skip(n) (n <= quiet()) accounts n such frames
                  as process() would have. The Pipeline skips such a stage
                  while it is quiet (see Pipeline).
+    time_only    True when process() reads nothing of the packet and always
+                 returns an int (a release time): Delay. A link whose only
+                 stage besides the counted ones is such a stage runs it alone
+                 while they are quiet (Pipeline.route).
     """
 
     noop = False
     fans_out = True
     counted = False
+    time_only = False
 
     def attach(self, rng):
         pass
@@ -201,6 +206,7 @@ class Delay(Stage):
     """
 
     fans_out = False
+    time_only = True
 
     def __init__(self, fixed_ns, jitter="none", jitter_ns=0, reorder=False, pareto_alpha=3.0):
         self.fixed_ns = check_ns("delay fixed_ns", fixed_ns)

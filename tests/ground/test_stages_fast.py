@@ -237,6 +237,13 @@ def test_route_is_send_without_the_packet(spec):
     assert by_send.rng.getstate() == by_route.rng.getstate() == mixed.rng.getstate()
 
 
+def test_the_specs_cover_routes_delay_alone_case_and_the_others():
+    # route() runs a lone Delay by itself while the counted stages are quiet (Pipeline._time_only):
+    # the equality above holds on links with and without that case
+    alone = [i for i, spec in enumerate(SPECS) if build_pipeline(spec, 9)._time_only is not None]
+    assert alone == [0, 1, 2, 3, 4, 5, 6, 7, 13], alone  # not: Rate, schedules, contacts, no time stage
+
+
 def test_route_returns_a_list_whenever_something_happens():
     p = build_pipeline({"delay_ms": 10, "duplicate": 0.2, "corrupt": {"bitflip": 0.2}, "loss": 0.2,
                         "blackouts_ms": [[500, 700]]}, 3)
