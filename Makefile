@@ -99,6 +99,7 @@ bench: $(STAMP) $(WASM32)
 	$(BIN)/python -m bench.bench_lean --quick  # FLEET_BENCH_BIG=1: + 5,000/10,000 nodes on 2 workers (minutes)
 	$(BIN)/python -m bench.bench_shard_size  # about 4 minutes
 	$(BIN)/python -m bench.core_share  # the cores' own share of a lean run's CPU
+	$(BIN)/python -m bench.instructions  # instructions per delivery under callgrind, lean beside --sim (~7 min)
 	$(BIN)/python -m bench.bench_emulated
 	$(BIN)/python -m bench.bench_flash
 	$(BIN)/python -m bench.bench_labgrid  # prints a skip line without labgrid or ser2net
