@@ -150,7 +150,7 @@ class GroundSender:
                     for how in pkt.how or ():
                         ttr("frame", now, fate="corrupted", id=fid, to=nid, how=how)
                 if when.__class__ is int:
-                    sh._call(when, sh._deliver, nid, pkt.copy, pkt.data, typ, now, 0, self.frames)
+                    sh._call(when, sh._deliver, nid, pkt.copy, pkt.data, typ, now, 0, self.frames, None)
                 else:
                     sh.counters.drop(nid, typ, when, now)
                     if ttr is not None:
