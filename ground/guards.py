@@ -161,7 +161,15 @@ def check_rounds(sc, data):
     if closes >= gate["min"]:
         return
     need = int(math.ceil(gate["min"]))
-    times = sorted((k + 1) * r.market.slot_ms - r.market.lead_ms for r in sc.regions for k in range(need))
+    # the mission ms by which `need` rounds have closed in all regions together: the least T with
+    # closes_before(T + 1) >= need (a bisection: a gate may ask for any number of rounds)
+    lo, hi = 0, need * max(r.market.slot_ms for r in sc.regions)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if sum(closes_before(r.market, mid + 1) for r in sc.regions) >= need:
+            hi = mid
+        else:
+            lo = mid + 1
     first = min(sc.regions, key=lambda r: r.market.slot_ms - r.market.lead_ms)
     m = first.market
     origin = "its default for a market" if "market_rounds_complete" not in (data.get("gates") or {}) else "the gates"
@@ -171,4 +179,4 @@ def check_rounds(sc, data):
         " closes at (r + 1) slot_ms - lead_ms); lengthen duration_s past %g s, shorten slot_ms, or turn the"
         " gate off (gates: {market_rounds_complete: off})"
         % (data.where("duration_s"), sc.duration_s, gate["min"], origin, closes, (m.slot_ms - m.lead_ms) / 1000.0,
-           first.region, m.slot_ms, m.lead_ms, times[need - 1] / 1000.0))
+           first.region, m.slot_ms, m.lead_ms, lo / 1000.0))
