@@ -13,12 +13,16 @@ both command lines (`ground`, `hil`).
 `main_wrapper(prog, fn, args)` runs a verb and maps what it raises. Bad input
 is the ValueError family (ConfigError, TraceError, PcapError, ReplayError,
 ... all derive from it: the project's convention for "your input is wrong")
-and OSError naming a file; anything else is a bug. `-v` adds the traceback
-to a bad-input error too, for the rare ValueError that is really a bug.
+and OSError naming a file; anything else is a bug, and so is a ValueError
+the interpreter raised in the project's own code rather than a `raise`
+statement (a tuple unpacked with the wrong length, an int() of its own
+data: `_a_bug`). `-v` adds the traceback to a bad-input error too.
 """
 
+import linecache
 import os
 import sys
+import sysconfig
 import traceback
 
 OK = 0
@@ -85,7 +89,7 @@ def main_wrapper(prog, fn, args, verbose=False):
             pass
         return 141  # what a shell reports for a process killed by SIGPIPE
     except (ValueError, OSError) as e:
-        if isinstance(e, OSError) and not getattr(e, "filename", None):
+        if isinstance(e, OSError) and not getattr(e, "filename", None) or isinstance(e, ValueError) and _a_bug(e):
             return _internal(prog)
         if verbose:
             traceback.print_exc()
@@ -93,6 +97,33 @@ def main_wrapper(prog, fn, args, verbose=False):
         return BAD_INPUT
     except Exception:
         return _internal(prog)
+
+
+# the project's packages (in a checkout or installed), and where Python's own modules and other installed
+# packages live: code in neither is a script's, and counts as the project's too
+_OURS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
+              for d in ("ground", "hil", "firmware"))
+_LIBRARIES = tuple(sorted({os.path.abspath(sysconfig.get_paths(vars=v)[k]) + os.sep
+                           for v in (None, {"base": sys.base_prefix, "platbase": sys.base_prefix})
+                           for k in ("stdlib", "platstdlib", "purelib", "platlib")}))
+
+
+def _a_bug(e):
+    """True for a ValueError the interpreter raised in the project's own
+    code (no `raise` statement at the innermost frame: an unpacking, a
+    conversion of the run's own data), not one it raised on purpose."""
+    tb = e.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename
+    if path.startswith("<"):
+        return False  # frozen: the standard library's
+    path = os.path.abspath(path)
+    if path.startswith(_LIBRARIES) and not path.startswith(_OURS):
+        return False  # the standard library's and other packages' ValueErrors are theirs to word
+    return not linecache.getline(path, tb.tb_lineno).lstrip().startswith("raise")
 
 
 def _text(e):

@@ -308,11 +308,9 @@ def main(args):
         print("ground sweep: %s at %s nodes -> %s" % (path, ", ".join(map(str, sizes)), out), file=sys.stderr,
               flush=True)
         say(rep.HEADER)
-    try:
-        data = sweep(path, sizes, out, duration_s=args.duration_s, workers=args.workers, traced=args.traced,
-                     costs=costs, progress_stream=None if quiet else sys.stderr, say=None if quiet else say)
-    except ValueError as e:  # ConfigError included: bad input, named
-        raise InputError(str(e)) from None
+    # a ValueError here (ConfigError included) is bad input, named, or a bug: exitcodes.main_wrapper tells
+    data = sweep(path, sizes, out, duration_s=args.duration_s, workers=args.workers, traced=args.traced,
+                 costs=costs, progress_stream=None if quiet else sys.stderr, say=None if quiet else say)
     written = rep.write(out, data, plot=not args.no_plot)
     if quiet:
         print(rep.table(data))

@@ -124,6 +124,30 @@ def test_exit_3_on_an_internal_error_with_its_traceback():
     assert "Traceback" in r.stderr and "AttributeError" in r.stderr and "a bug in fleetloop" in r.stderr
 
 
+def test_a_valueerror_the_interpreter_raises_in_our_code_is_a_bug_one_raised_on_purpose_bad_input(tmp_path):
+    # ValueError is the project's "your input is wrong", but a wrong-length unpacking in its own code is a
+    # ValueError too: once (Shard.finish) it said "error: not enough values to unpack" with exit 2, no traceback
+    script = tmp_path / "verb.py"
+    script.write_text("import json, sys\nfrom ground import exitcodes\n"
+                      "def unpack(args):\n    a, b, c = args\n"
+                      "def refuse(args):\n    raise ValueError('s.yaml:3: no cluster 9')\n"
+                      "def parse(args):\n    json.loads(args)\n"
+                      "verb = {'unpack': unpack, 'refuse': refuse, 'parse': parse}[sys.argv[1]]\n"
+                      "sys.exit(exitcodes.main_wrapper('ground', verb, sys.argv[2]))\n")
+
+    def verb(name, arg):
+        return subprocess.run([sys.executable, str(script), name, arg], capture_output=True, text=True, cwd=ROOT,
+                              timeout=60)
+
+    r = verb("unpack", "ab")
+    assert r.returncode == exitcodes.INTERNAL and "Traceback" in r.stderr and "a bug in fleetloop" in r.stderr
+    assert "not enough values to unpack" in r.stderr
+    r = verb("refuse", "")
+    assert r.returncode == exitcodes.BAD_INPUT and r.stderr == "ground: error: s.yaml:3: no cluster 9\n"
+    r = verb("parse", "{")  # the standard library's own ValueError (JSONDecodeError): its words, bad input
+    assert r.returncode == exitcodes.BAD_INPUT and r.stderr.startswith("ground: error: Expecting property name")
+
+
 def test_exit_130_on_ctrl_c():
     code = ("import sys; from ground import exitcodes\n"
             "def stop(args):\n"
