@@ -9,6 +9,8 @@ auction round has not worked) unless its gates name that metric; `off`
 gate: the history checker judges every run's trace (docs/METRICS.md).
 """
 
+import math
+
 from ground.yamlfile import Located
 
 BOUNDS = ("max", "min")
@@ -55,8 +57,8 @@ def parse(data, market):
         for bound, limit in bounds.items():
             if bound not in BOUNDS:
                 raise gates.error(name, "gates.%s: unknown bound %r (use max or min)" % (name, bound))
-            if not _number(limit):
-                raise gates.error(name, "gates.%s.%s: %r is not a number" % (name, bound, limit))
+            if not _number(limit) or not math.isfinite(limit):
+                raise gates.error(name, "gates.%s.%s: %r is not a finite number" % (name, bound, limit))
         out[name] = dict(bounds)
     if market:
         for name, bounds in MARKET_DEFAULT.items():

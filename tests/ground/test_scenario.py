@@ -151,6 +151,13 @@ def test_a_market_gets_the_rounds_gate_unless_it_says_otherwise():
     assert scenario.load_text(GOOD, "s.yaml").gates == {"split_brain": {"max": 0}}  # no market, no default
 
 
+@pytest.mark.parametrize("bound", [".nan", ".inf", "-.inf", "x"])
+def test_a_gate_bound_that_is_not_a_finite_number_is_refused_at_its_line(bound):
+    # a min of .nan could never hold, and loaded without a word
+    msg = _err(GOOD.replace("split_brain: {max: 0}", "split_brain: {max: %s}" % bound))
+    assert msg.startswith("s.yaml:10: gates.split_brain.max: ") and "is not a finite number" in msg, msg
+
+
 def test_unknown_gate_metric_is_refused_at_load_with_its_line():
     msg = _err(GOOD.replace("split_brain: {max: 0}", "split_brains: {max: 0}"))
     assert msg.startswith("s.yaml:10:") and "'split_brains'" in msg and "split_brain" in msg, msg
