@@ -180,8 +180,12 @@ def _refused(m, what, kw, message):
     shown = []
     for k in named:
         if k in kw:
-            v = kw[k]
-            shown.append("%s %s" % (k, list(v) if isinstance(v, tuple) else v))
+            v = list(kw[k]) if isinstance(kw[k], (tuple, list)) else kw[k]
+            if isinstance(v, list) and len(v) > 8:  # a value per roster node (cluster_of): its start
+                v = "[%s, ... (%d in all)]" % (", ".join(map(str, v[:8])), len(v))
+            shown.append("%s %s" % (k, v))
+        elif defaults[k] is inspect.Parameter.empty:
+            continue  # required, so always given: not here only when MarketConfig was called without it
         elif defaults[k] is not None:
             shown.append("%s %r (the default)" % (k, defaults[k]))
         else:
