@@ -151,6 +151,18 @@ def test_a_market_gets_the_rounds_gate_unless_it_says_otherwise():
     assert scenario.load_text(GOOD, "s.yaml").gates == {"split_brain": {"max": 0}}  # no market, no default
 
 
+def test_a_refused_market_value_per_roster_node_is_shown_by_its_start_and_its_count():
+    from ground import regions
+    from ground.yamlfile import Located
+
+    m = Located({"electors": [1, 2]})
+    m.path, m.line = "s.yaml", 7
+    msg = str(regions._refused(m, "region 1", {"cluster_of": list(range(700)), "electors": [1, 2]},
+                               "market: auditors must be electors, cluster_of one cluster id per roster node"))
+    assert msg.startswith("s.yaml:7: region 1: market: auditors must be electors") and "electors [1, 2]" in msg
+    assert "cluster_of [0, 1, 2, 3, 4, 5, 6, 7, ... (700 in all)]" in msg and "auditors ()" in msg, msg
+
+
 @pytest.mark.parametrize("bound", [".nan", ".inf", "-.inf", "x"])
 def test_a_gate_bound_that_is_not_a_finite_number_is_refused_at_its_line(bound):
     # a min of .nan could never hold, and loaded without a word
