@@ -101,10 +101,24 @@ class _Loop:
             raise TimeoutError("no answer within %.0f s" % timeout_s) from None
 
     def stop(self) -> None:
+        # as asyncio.run ends a loop: first cancel what still runs on it (gRPC's calls of a session
+        # whose exporter went away), so no pending task is destroyed with the loop ("Task was
+        # destroyed but it is pending!" on stderr after the run's one-line error)
+        try:
+            asyncio.run_coroutine_threadsafe(asyncio.wait_for(_cancel_the_rest(), 2.0), self.loop).result(3.0)
+        except Exception:  # a loop that no longer answers: stopped below all the same
+            pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5.0)
         if not self.thread.is_alive():
             self.loop.close()
+
+
+async def _cancel_the_rest() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class Coordinator:
