@@ -21,7 +21,7 @@ generations, firmware versions, ages, electors, cluster places, faults.
 import math
 import random
 
-from ground.regions import CLEARING_IMPLS, REGION_CLUSTERS
+from ground.regions import AUDITORS_PER_CLEARING, REGION_CLUSTERS, clearing_counts
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, number
 
 C_KM_PER_MS = 299.792458  # light: km per ms
@@ -384,21 +384,23 @@ def _spread(rng, n, weighted):
 
 def _check_auto_auditors(f, electors, lineage):
     """`market: {auditors: auto}` over a description: every region's electors
-    need 2 of each clearing (lineage % 2; ground/regions.py derive_auditors),
-    said here in the description's own terms, since its electors are drawn,
-    not named (3 electors hold at most 1 of one clearing)."""
+    need AUDITORS_PER_CLEARING of each clearing (ground/regions.py
+    derive_auditors' rule, through the same clearing_counts), said here in
+    the description's own terms, since its electors are drawn, not named
+    (3 electors hold at most 1 of one clearing)."""
     m = f.get("market")
     if not isinstance(m, Located) or m.get("auditors") != "auto":
         return
     for r, es in enumerate(electors, 1):
-        even = sum(1 for e in es if lineage[e] % CLEARING_IMPLS == 0)
-        if min(even, len(es) - even) < 2:
+        a, b = clearing_counts(lineage[e] for e in es)
+        if min(a, b) < AUDITORS_PER_CLEARING:
             raise m.error("auditors", "fleet.market.auditors auto: region %d's %d electors %s run lineages %s:"
                           " %d of clearing A (even lineages) and %d of clearing B (odd); a coordinator of either"
-                          " clearing needs 2 auditors of the other, so every region needs 2 electors of each:"
+                          " clearing needs %d auditors of the other, so every region needs %d electors of each:"
                           " set fleet.regions.electors to 4 or more and fleet.lineages to 4 (the expansion gives"
                           " each elector a lineage no earlier elector has, where its cluster holds one)"
-                          % (r, len(es), es, [lineage[e] for e in es], even, len(es) - even))
+                          % (r, len(es), es, [lineage[e] for e in es], a, b, AUDITORS_PER_CLEARING,
+                             AUDITORS_PER_CLEARING))
 
 
 def _faults(rng, fl, duration_s, clusters, regions, electors, path):

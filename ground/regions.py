@@ -205,6 +205,17 @@ def _sever(m):
     return v
 
 
+AUDITORS_PER_CLEARING = 2  # auditors: auto: whoever coordinates, this many electors of the other clearing watch it
+
+
+def clearing_counts(lineages):
+    """How many of these lineages run each clearing: [A (even), B (odd)]."""
+    counts = [0] * CLEARING_IMPLS
+    for lineage in lineages:
+        counts[lineage % CLEARING_IMPLS] += 1
+    return counts
+
+
 def derive_auditors(m, sc):
     """`auditors: auto`: whoever coordinates, two electors of the other
     clearing (lineage % 2) watch it, so two of each clearing, spread over
@@ -214,11 +225,12 @@ def derive_auditors(m, sc):
     by_impl = {}
     for e in sorted(electors):
         by_impl.setdefault(sc.nodes[e].lineage % CLEARING_IMPLS, []).append(e)
-    short = [impl for impl in range(CLEARING_IMPLS) if len(by_impl.get(impl, ())) < 2]
+    counts = clearing_counts(sc.nodes[e].lineage for e in electors)
+    short = [impl for impl, n in enumerate(counts) if n < AUDITORS_PER_CLEARING]
     if short:
         raise m.error("auditors", "market.auditors auto: electors %s have %d of clearing %s; a coordinator of the"
-                      " other clearing needs 2 auditors of it (add electors of %s lineage, or name the auditors)"
-                      % (sorted(electors), len(by_impl.get(short[0], ())), "AB"[short[0]],
+                      " other clearing needs %d auditors of it (add electors of %s lineage, or name the auditors)"
+                      % (sorted(electors), counts[short[0]], "AB"[short[0]], AUDITORS_PER_CLEARING,
                          ("an even", "an odd")[short[0]]))
     out = []
     for impl in range(CLEARING_IMPLS):
@@ -228,7 +240,7 @@ def derive_auditors(m, sc):
             if sc.nodes[e].cluster not in clusters:
                 clusters.add(sc.nodes[e].cluster)
                 spread.append(e)
-        out += (spread + [e for e in es if e not in spread])[:2]
+        out += (spread + [e for e in es if e not in spread])[:AUDITORS_PER_CLEARING]
     return sorted(out)
 
 
