@@ -129,12 +129,13 @@ class Pipeline:
         # counted stage passes untouched, from frames_quiet at the last
         # settlement (so frames_quiet - frames_left of them await skip())
         self._counted = tuple((i, s) for i, s in enumerate(kept) if s.counted)
-        self._others = tuple((i, s.process) for i, s in enumerate(kept) if not s.counted)
-        self.skips = not any(s.fans_out for s in kept if not s.counted)
+        others = [(i, s) for i, s in enumerate(kept) if not s.counted]
+        self._others = tuple((i, s.process) for i, s in others)
+        self.skips = not any(s.fans_out for _, s in others)
         self._frames_left = self._frames_quiet = self._quiet()
-        # route()'s quietest case: one stage besides the counted ones, reading nothing of the packet
-        others = [s for s in kept if not s.counted]
-        self._time_only = others[0].process if len(others) == 1 and others[0].time_only and self.skips else None
+        # route()'s quietest case: one stage besides the counted ones, reading nothing of the packet (while
+        # skipping is off, frames_left stays 0 and route never takes it)
+        self._time_only = others[0][1].process if len(others) == 1 and others[0][1].time_only else None
 
     def send(self, pkt, now_ns):
         state = self.state
