@@ -195,7 +195,7 @@ class Shard:
             if fn == self._land:
                 fn, args = self._deliver, (args[0], 0) + args[1]
             if fn == self._deliver:
-                dst, copy, data, typ, sent_ns, src, nseq, _ = args
+                dst, copy, data, typ, sent_ns, src, nseq = args[:7]  # as _deliver takes them: its frame is optional
                 self.counters.drop(dst, typ, "run_end", self.now)
                 if src in self._traced_from and (dst in self.traced or dst == 0):
                     self.trace("frame", self.now, fate="dropped", id=self._fid(src, nseq), to=dst, copy=copy,
