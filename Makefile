@@ -7,7 +7,7 @@ MPY := $(BIN)/micropython -X heapsize=192K
 MPY_IMAGE := build/mpy
 FIRMWARE_PY := $(shell find firmware -name '*.py' -not -path '*/__pycache__/*' | sort)
 
-.PHONY: venv run test test-cpython test-mpy mpy-image mpy-cross typecheck bench flash hil clean wasm32
+.PHONY: venv run test test-cpython test-mpy mpy-image mpy-cross typecheck bench flash hil clean wasm32 pypy
 
 # pytest processes for make test (pytest-xdist): 2 halves the wall time on the
 # 2-core CI machine, where half of a serial run waits on boards in real time
@@ -40,6 +40,21 @@ wasm32: $(WASM32)
 $(WASM32): bench/mpy/wasm32/package-lock.json $(STAMP)
 	$(BIN)/python -m bench.mpy.wasm32_port install
 	touch $(WASM32)
+
+# PyPy for the lean path's shards (ground run --shard-python .venv-pypy/bin/python; docs/FLEET_RUN.md
+# "Shards on PyPy"): Debian's pypy3 (apt-get install pypy3: PyPy 7.3, Python 3.9) and a venv with the two
+# packages the engine imports; PyYAML 6.0.4 needs Python 3.10, 6.0.3 reads YAML the same way. Without
+# pypy3, make test skips .venv-pypy and the tests that need it (FLEETLOOP_REQUIRE_PYPY=1: they fail).
+PYPY ?= pypy3
+PYPY_VENV := .venv-pypy
+PYPY_STAMP := $(PYPY_VENV)/.installed
+HAVE_PYPY := $(shell command -v $(PYPY) 2>/dev/null)
+pypy: $(PYPY_STAMP)
+$(PYPY_STAMP):
+	@command -v $(PYPY) >/dev/null || { echo "make pypy: no $(PYPY): apt-get install pypy3" >&2; exit 2; }
+	$(PYPY) -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/pip install --quiet pyyaml==6.0.3 construct==2.10.70
+	touch $@
 
 run: $(STAMP)
 	$(BIN)/python -m ground run scenarios/bench.yaml --emulated
@@ -80,7 +95,7 @@ mpy-cross: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python -m tools.typecheck_firmware
 
-test-cpython: $(STAMP) $(WASM32)
+test-cpython: $(STAMP) $(WASM32) $(if $(HAVE_PYPY),$(PYPY_STAMP))
 	$(BIN)/python -m pytest $(XDIST) --durations=15  # the 15 slowest, so CI shows where its minutes go
 	$(BIN)/python -m pytest $(XDIST) -q tests/bench --rig sim  # the bench suite once more, with in-process nodes
 
@@ -106,4 +121,4 @@ bench: $(STAMP) $(WASM32)
 	$(BIN)/python -m bench.bench_udp
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache runs
+	rm -rf $(VENV) $(PYPY_VENV) .pytest_cache .mypy_cache runs

@@ -3,13 +3,13 @@ that says what happened (ground/exitcodes.py; listed in `ground --help`).
 
     ground run SCENARIO [--sim | --emulated [N] [--transport usb|udp] | --rig RIG.yaml] [--seed S] [--out DIR [--force]]
                         [--no-plot] [--precise-time] [--lean] [--workers N] [--shards N] [--ray-address ADDR]
-                        [--trace-clusters C,C]
+                        [--trace-clusters C,C] [--shard-python PY]
     ground metrics TRACE [--out DIR [--force]] [--no-plot] [--allow-torn]
     ground export-pcap TRACE [-o OUT.pcapng] [--force] [--time mission|wall] [--allow-torn]
     ground replay-frames TRACE --node N [--into sim|DEVICE] [--time-scale X] [--allow-torn]
     ground replay-run TRACE [--out DIR] [--allow-torn]
     ground expand FLEET.yaml [--out FILE [--force]]
-    ground sweep FLEET.yaml --sizes 100,500,2000 [--duration-s S] [--workers N] [--out DIR]
+    ground sweep FLEET.yaml --sizes 100,500,2000 [--duration-s S] [--workers N] [--shard-python PY] [--out DIR]
     ground --version;  -q / -v on every verb
 (docs/CLI.md: conventions; docs/TRACE_TOOLS.md: the trace tools.)
 
@@ -165,9 +165,11 @@ def _lean(args, sc):
     LEAN_AUTO_NODES nodes (a fleet)."""
     from ground.fleetrun import LEAN_AUTO_NODES, lean_refusal
 
-    asked = args.lean or args.workers is not None or args.shards is not None or args.ray_address or args.trace_clusters
+    asked = (args.lean or args.workers is not None or args.shards is not None or args.ray_address or args.trace_clusters
+             or args.shard_python)
     if asked and (args.emulated is not None or args.rig):
-        raise InputError("--lean/--workers/--shards/--ray-address/--trace-clusters run in-process nodes: not with %s"
+        raise InputError("--lean/--workers/--shards/--ray-address/--trace-clusters/--shard-python run in-process nodes:"
+                         " not with %s"
                          % ("--emulated" if args.emulated is not None else "--rig"))
     if asked:
         return True
@@ -334,6 +336,8 @@ def build_parser():
                    " one per 40 nodes, at least one per worker; docs/FLEET_RUN.md \"Shard size\")")
     r.add_argument("--ray-address", metavar="ADDR", help="lean path on an existing Ray cluster")
     r.add_argument("--trace-clusters", metavar="C,C,...", help="lean path: the clusters whose frames are traced")
+    r.add_argument("--shard-python", metavar="PY", help="lean path: run the shards under this Python, in a process of"
+                   " their own per worker (PyPy: `make pypy` sets up .venv-pypy/bin/python; docs/FLEET_RUN.md)")
     r.set_defaults(fn=cmd_run)
 
     m = verb("metrics", "recompute a trace's metrics: print the table; --out DIR writes the reports there")

@@ -102,13 +102,14 @@ def run(sc, out, args):
         raise InputError("--shards %d: want 1 or more" % args.shards)
     # a ValueError from here on is bad input (a refusal, a Ray address) or a bug: exitcodes.main_wrapper tells
     lean = LeanRun(sc, out, seed=args.seed, workers=workers, shards=args.shards, ray_address=args.ray_address,
-                   traced=traced, progress=None, plot=not args.no_plot)
+                   traced=traced, progress=None, plot=not args.no_plot, shard_python=args.shard_python)
     progress = None if args.quiet else FleetProgress(sys.stderr, sc.duration_s)
     lean.progress = progress
     if not args.quiet:
         print("ground run: %s (%d nodes, %d clusters, %g mission s, seed %d, lean, %d shard(s) on %s) -> %s"
               % (sc.name, len(sc.nodes), len(sc.clusters), sc.duration_s, lean.seed, len(lean.plan),
-                 "ray" if workers > 1 or args.ray_address else "this process", out), file=sys.stderr, flush=True)
+                 ("ray" if workers > 1 or args.ray_address else "this process")
+                 + (", shards on %s" % lean.shard_python if lean.shard_python else ""), out), file=sys.stderr, flush=True)
     result = lean.execute()
     if progress:
         progress.done()

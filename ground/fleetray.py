@@ -94,36 +94,54 @@ def _import_ray():
 
 
 class _ShardActor:
-    """A worker's Shards in a Ray worker process."""
+    """A worker's Shards in a Ray worker process, or, with python, in a
+    child process of that interpreter (ground/shard_host.py), the actor
+    passing each call on."""
 
-    def __init__(self, kws):
+    def __init__(self, kws, python=None):
+        self.host = None
+        if python is not None:
+            from ground.shard_host import ShardHost
+
+            self.host = ShardHost(python, [dict(kw, hard_death=True) for kw in kws])
+            return
         from ground.shard import Shard
 
         self.shards = [Shard(hard_death=True, **kw) for kw in kws]
 
     def advance(self, until_ns, inboxes, last):
         """Each shard's frames for other shards, and their CPU in all."""
+        if self.host is not None:
+            return self.host.call("advance", until_ns, inboxes, last)
         outs = [sh.advance(until_ns, box, last) for sh, box in zip(self.shards, inboxes)]
         return outs, sum(sh.last_cpu_s for sh in self.shards)
 
     def finish(self, inboxes, status, reason):
+        if self.host is not None:
+            return self.host.call("finish", inboxes, status, reason)
         return [sh.finish(box, status, reason) for sh, box in zip(self.shards, inboxes)]
 
     def where(self):
+        if self.host is not None:
+            return self.host.call("where")
         return self.shards[0].now
 
     def peak_rss_kb(self):
+        """This worker's peak RSS: the actor's, and its shard process's."""
         import resource
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return own + (self.host.call("peak_rss_kb") if self.host is not None else 0)
 
 
 class RayShards:
     name = "ray"
 
-    def __init__(self, specs, groups, address=None):
+    def __init__(self, specs, groups, address=None, python=None):
         """specs: each shard's Shard arguments; groups: each worker's shard
-        indices (fleetrun.plan_workers)."""
+        indices (fleetrun.plan_workers); python: the interpreter of each
+        worker's shard process (ground/shard_host.py), or None: in the
+        worker itself."""
         ray = self.ray = _import_ray()
         workers = len(groups)
         self.started = False
@@ -150,7 +168,7 @@ class RayShards:
         self.clusters = [kw["clusters"] for kw in specs]
         self.actors = []
         try:
-            self.actors = [cls.remote([specs[k] for k in g]) for g in groups]
+            self.actors = [cls.remote([specs[k] for k in g], python) for g in groups]
             # construction errors (bad input) surface here, naming the shard
             self._get([a.where.remote() for a in self.actors], "starting")
         except BaseException:

@@ -237,7 +237,7 @@ class LeanRun:
     one."""
 
     def __init__(self, sc, out_dir, seed=None, workers=1, shards=None, ray_address=None, traced=None,
-                 progress=None, die=None, plot=True):
+                 progress=None, die=None, plot=True, shard_python=None):
         why = lean_refusal(sc)
         if why:
             raise ValueError(why + "; run this scenario without --lean/--workers")
@@ -246,6 +246,11 @@ class LeanRun:
         self.seed = sc.seed if seed is None else seed
         self.workers = max(1, int(workers))
         self.ray_address = ray_address
+        self.shard_python = None  # the shards' interpreter, when not this one (ground/shard_host.py)
+        if shard_python is not None:
+            from ground.shard_host import resolve
+
+            self.shard_python = resolve(shard_python)
         self.progress = progress  # fn(mission_ns, run) every window, or None
         self.die = die  # (shard index, mission s): that shard's worker dies then (tests of a dying worker)
         self.plot = plot  # a rollout's rollout.png (no timeline.png on this path); False: ground run --no-plot
@@ -303,10 +308,14 @@ class LeanRun:
     def _backend(self):
         specs = self._specs()
         if self.workers == 1 and self.ray_address is None:
+            if self.shard_python is not None:
+                from ground.shard_host import ChildShards
+
+                return ChildShards(specs, self.shard_python)
             return InProcess(specs)
         from ground.fleetray import RayShards
 
-        return RayShards(specs, self.groups, self.ray_address)
+        return RayShards(specs, self.groups, self.ray_address, self.shard_python)
 
     def _route(self, outs, n, until):
         """Cross-unit frames, sorted, into each recipient shard's inbox; the

@@ -27,6 +27,8 @@ A plan that could put more than 3 firmware majors in the fleet at any step is
 refused with file:line, as is a bad key or value.
 """
 
+from __future__ import annotations  # `int | None` read by Python 3.9 too: PyPy shard processes (ground/shard_host.py)
+
 import math
 from dataclasses import dataclass, field
 

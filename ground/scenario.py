@@ -10,6 +10,8 @@ running node, an unknown gate) is refused at load too (ground/guards.py,
 ground/gates.py); one that works badly loads with `warnings`.
 """
 
+from __future__ import annotations  # `int | None` read by Python 3.9 too: PyPy shard processes (ground/shard_host.py)
+
 import os
 from dataclasses import dataclass, field
 

@@ -3,7 +3,7 @@ lean path, and the coordination overhead of each size set beside the
 design's overhead table (docs/FLEET.md "Overhead by fleet size",
 docs/METRICS.md "Coordination overhead by resource").
 
-    ground sweep FLEET.yaml --sizes 100,500,2000,10000 [--duration-s S] [--workers N] [--out DIR]
+    ground sweep FLEET.yaml --sizes 100,500,2000,10000 [--duration-s S] [--workers N] [--shard-python PY] [--out DIR]
 
 Per size the description's `fleet.nodes` is replaced and the fleet runs on
 the lean path (ground/fleetrun.py). From its counters (fleet.json: every
@@ -213,7 +213,7 @@ class SweepProgress:
 
 
 def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACED, costs=None, progress_stream=None,
-          say=None):
+          say=None, shard_python=None):
     """Run the description at each size into out_dir/N; return the sweep's JSON data."""
     from ground.fleetrun import LeanRun
 
@@ -231,7 +231,7 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
         cl = traced_clusters(sc, traced)
         probe_at = add_probes(sc, sorted(sc.clusters)[:traced])
         w0, c0 = time.perf_counter(), time.process_time()
-        lean = LeanRun(sc, os.path.join(out_dir, str(size)), workers=workers, traced=cl)
+        lean = LeanRun(sc, os.path.join(out_dir, str(size)), workers=workers, traced=cl, shard_python=shard_python)
         if prog is not None:
             prog.start(k, size)
             lean.progress = prog
@@ -243,7 +243,8 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
         r.update(note=note, traced_clusters=cl, probe={"crash_coordinator_at_s": probe_at, "down_s": PROBE_DOWN_S,
                                                        "clusters": sorted(sc.clusters)[:traced]},
                  status=result.status, failures=result.failures, wall_s=round(time.perf_counter() - w0, 1),
-                 cpu_s=round(time.process_time() - c0 + (worker_cpu if lean.stats.get("backend") == "ray" else 0), 1),
+                 cpu_s=round(time.process_time() - c0 + (worker_cpu if lean.stats.get("backend") != "in-process" else 0),
+                             1),
                  workers=workers, shards=len(lean.plan), radio_bps=radio, design=rep.design_band(size))
         rows.append(r)
         if say is not None:
@@ -266,6 +267,8 @@ def add_arguments(p):
     p.add_argument("--duration-s", type=float, metavar="S", help="mission seconds per size (default: the file's)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="lean path on N cores: N shards on a local Ray (1: in-process, the default)")
+    p.add_argument("--shard-python", metavar="PY", help="run the shards under this Python, in a process of their own"
+                   " per worker (PyPy: `make pypy` sets up .venv-pypy/bin/python; docs/FLEET_RUN.md)")
     p.add_argument("--traced", type=int, default=DEFAULT_TRACED, metavar="K",
                    help="trace (and probe with a coordinator crash) the first K clusters (default %d)" % DEFAULT_TRACED)
     p.add_argument("--out", metavar="DIR", help="where the runs, sweep.json, sweep.txt, sweep.png go"
@@ -310,7 +313,8 @@ def main(args):
         say(rep.HEADER)
     # a ValueError here (ConfigError included) is bad input, named, or a bug: exitcodes.main_wrapper tells
     data = sweep(path, sizes, out, duration_s=args.duration_s, workers=args.workers, traced=args.traced,
-                 costs=costs, progress_stream=None if quiet else sys.stderr, say=None if quiet else say)
+                 costs=costs, progress_stream=None if quiet else sys.stderr, say=None if quiet else say,
+                 shard_python=args.shard_python)
     written = rep.write(out, data, plot=not args.no_plot)
     if quiet:
         print(rep.table(data))

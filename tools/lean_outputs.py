@@ -6,6 +6,7 @@ the code before it, check with the code after.
 
     python -m tools.lean_outputs --save /tmp/lean-before    # on the old code
     python -m tools.lean_outputs --check /tmp/lean-before   # on the new code: exit 1 on any difference
+    python -m tools.lean_outputs --check /tmp/lean-before --shard-python .venv-pypy/bin/python  # shards on PyPy
 
 The runs: bench_fleet's generated fleet (1,000 nodes, 10 mission s, three
 traced clusters), tests/ground/test_fleetrun.py's 200-node fleet with its
@@ -53,6 +54,7 @@ def main(argv=None):
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--save", metavar="DIR", help="write the runs' outputs under DIR")
     g.add_argument("--check", metavar="DIR", help="compare the runs' outputs with those saved under DIR")
+    ap.add_argument("--shard-python", metavar="PY", help="run the shards under this Python (ground/shard_host.py)")
     a = ap.parse_args(argv)
     a.save, a.check = (os.path.abspath(x) if x else x for x in (a.save, a.check))
     os.chdir(ROOT)
@@ -61,7 +63,7 @@ def main(argv=None):
     try:
         for name, sc, kw in runs():
             d = os.path.join(tmp, name)
-            fleetrun.run(sc, d, **kw)
+            fleetrun.run(sc, d, shard_python=a.shard_python, **kw)
             for fn in FILES:
                 got = os.path.join(d, fn)
                 if a.save:
