@@ -24,7 +24,12 @@ and, with --big (or FLEET_BENCH_BIG=1), what needs both cores for minutes:
   120; 3600 is the issue's hour): wall time and peak RSS (this process plus
   each Ray worker; Ray's own daemons not counted), and the hour projected.
 
-Run: python -m bench.bench_lean [--quick] [--big | --big-only] [--big-mission-s S]
+- the shards on PyPy (ground/shard_host.py, `make pypy`) beside this
+  Python's: 1,000 nodes for --pypy-mission-s (default 600: PyPy's JIT
+  needs a few minutes of mission to pay for its warm-up), one core; with
+  --big the 10,000 nodes on 2 workers both ways too.
+
+Run: python -m bench.bench_lean [--quick] [--big | --big-only] [--big-mission-s S] [--pypy-mission-s S]
 Not a test: it asserts nothing, it prints figures and the machine.
 """
 
@@ -42,7 +47,7 @@ if ROOT not in sys.path:
 
 from bench.bench_fleet import fleet_text  # noqa: E402
 from bench.machine_info import describe  # noqa: E402
-from ground import fleetrun, gcpolicy, run, scenario  # noqa: E402
+from ground import fleetrun, gcpolicy, run, scenario, shard_host  # noqa: E402
 from ground.shard import Shard  # noqa: E402
 
 S = 1_000_000_000
@@ -99,15 +104,19 @@ def run_path(sc):
         shutil.rmtree(out, ignore_errors=True)
 
 
-def lean_path(sc, workers=1, shards=None):
+def lean_path(sc, workers=1, shards=None, shard_python=None):
+    """(CPU s: this process's, and the shards' where they ran in a child, wall s, deliveries, LeanRun, result)."""
     out = _tmp()
     try:
         c0, w0 = time.process_time(), time.perf_counter()
-        lean = fleetrun.LeanRun(sc, out, workers=workers, shards=shards)
+        lean = fleetrun.LeanRun(sc, out, workers=workers, shards=shards, shard_python=shard_python)
         r = lean.execute()
         if r.status != "ok":
             raise RuntimeError("lean run: %s" % r.failures)
-        return time.process_time() - c0, time.perf_counter() - w0, r.fleet["fleet"]["delivered"], lean, r
+        cpu = time.process_time() - c0
+        if lean.stats.get("child_cpu_s") is not None:  # the shards' process: its start, setup and windows
+            cpu += lean.stats["child_cpu_s"]
+        return cpu, time.perf_counter() - w0, r.fleet["fleet"]["delivered"], lean, r
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -146,6 +155,28 @@ def part_one(rounds):
     print("  %-38s %12.0f   (one Environment for the 1,000 nodes)" % ("same nodes on a SimPy 4 loop", rate["simpy"]))
     print("  (deliveries include those to the ground; the SimPy loop has the lean path's counters, no trace;"
           " same deliveries: %s)" % ("yes" if best["lean"][1] == best["simpy"][1] else "NO"))
+    return rate["run"]
+
+
+def part_pypy(mission_s, python, run_rate):
+    """The lean path's shards in this Python and on PyPy (ground/shard_host.py), one core, side by side."""
+    sc = scenario.load_text(fleet_text(duration_s=mission_s), "<bench_lean pypy>")
+    print("\nShards on PyPy: 1,000 nodes in 100 clusters, %g mission s, --workers 1, deliveries per CPU second"
+          " (shards and this process):" % mission_s)
+    if python is None:
+        print("  skipped: no PyPy (apt-get install pypy3; make pypy)")
+        return
+    rows = []
+    for name, py in (("this Python (%s %s)" % (sys.implementation.name, sys.version.split()[0]), None),
+                     ("PyPy (%s, a child process)" % os.path.relpath(python, ROOT), python)):
+        cpu, wall, d, lean, _ = lean_path(sc, shard_python=py)
+        rows.append((name, cpu, wall, d))
+        print("  %-44s %6.1f CPU s, %6.1f s wall, %d deliveries, %8.0f per CPU s"
+              % (name, cpu, wall, d, d / cpu), flush=True)
+    (_, c1, _, d1), (_, c2, _, d2) = rows
+    print("  PyPy: %.2fx this Python's rate, %.1fx the Run path's (%.0f per CPU s, 60 mission s, above);"
+          " same deliveries: %s" % ((d2 / c2) / (d1 / c1), (d2 / c2) / run_rate if run_rate else float("nan"),
+                                    run_rate or float("nan"), "yes" if d1 == d2 else "NO"))
 
 
 def _rss_mb(lean):
@@ -169,7 +200,7 @@ def part_shard_size(sc5, n5):
           % (fleetrun.SHARD_NODES, rows[1][2] / rows[0][2]))
 
 
-def part_big(mission_s):
+def part_big(mission_s, python):
     n5 = 5000
     sc5 = scenario.load_text(fleet_text(nodes=n5, duration_s=20), "<bench_lean 5000>")
     part_shard_size(sc5, n5)
@@ -214,17 +245,21 @@ def part_big(mission_s):
         return  # --big-mission-s 0: not the 10,000 nodes
     n10 = 10_000
     sc10 = scenario.load_text(fleet_text(nodes=n10, duration_s=mission_s), "<bench_lean 10000>")
-    print("\n%d nodes, %g mission s, --workers 2:" % (n10, mission_s), flush=True)
-    _, w, d, lean, _ = lean_path(sc10, workers=2)
-    own, workers = _rss_mb(lean)
-    print("  wall %.1f s (%.1f s setup), %d deliveries; peak RSS: this process %.0f MB, workers %s MB, sum %.0f MB"
-          % (w, lean.stats["setup_s"], d, own, " + ".join("%.0f" % x for x in workers), own + sum(workers)))
-    if mission_s < 3600:
-        per = (w - lean.stats["setup_s"]) / mission_s
-        print("  one mission hour projected: %.1f s setup + 3600 x %.3f s = %.0f s (%.1f min); memory does not"
-              " grow with the mission (counters in at most 64 buckets)" % (lean.stats["setup_s"], per,
-                                                                          lean.stats["setup_s"] + 3600 * per,
-                                                                          (lean.stats["setup_s"] + 3600 * per) / 60))
+    for name, py in (("shards in the Ray workers' CPython", None), ("shards on PyPy", python)):
+        if py is None and name.endswith("PyPy"):
+            print("\n(%d nodes with shards on PyPy: no PyPy; apt-get install pypy3, make pypy)" % n10)
+            continue
+        print("\n%d nodes, %g mission s, --workers 2, %s:" % (n10, mission_s, name), flush=True)
+        _, w, d, lean, _ = lean_path(sc10, workers=2, shard_python=py)
+        own, workers = _rss_mb(lean)
+        print("  wall %.1f s (%.1f s setup), %d deliveries; peak RSS: this process %.0f MB, workers %s MB, sum %.0f MB"
+              % (w, lean.stats["setup_s"], d, own, " + ".join("%.0f" % x for x in workers), own + sum(workers)))
+        if mission_s < 3600:
+            per = (w - lean.stats["setup_s"]) / mission_s
+            print("  one mission hour projected: %.1f s setup + 3600 x %.3f s = %.0f s (%.1f min)%s"
+                  % (lean.stats["setup_s"], per, lean.stats["setup_s"] + 3600 * per,
+                     (lean.stats["setup_s"] + 3600 * per) / 60,
+                     "; PyPy's warm-up is in it, so an hour takes less" if py else ""))
 
 
 def regions_text(nodes=5000, regions=4, duration_s=20):
@@ -268,11 +303,15 @@ def main(argv=None):
         print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     except OSError:
         pass
+    python = shard_host.choose("auto", 10**9, 1)  # .venv-pypy (make pypy) or FLEETLOOP_SHARD_PYTHON, if there
+    run_rate = None
     if "--big-only" not in argv:
-        part_one(rounds)
+        run_rate = part_one(rounds)
+        part_pypy(float(argv[argv.index("--pypy-mission-s") + 1]) if "--pypy-mission-s" in argv else 600.0,
+                  python, run_rate)
     if big:
         part_regions()
-        part_big(mission_s)
+        part_big(mission_s, python)
     else:
         print("\n(5,000-node efficiency, the 100,000-node projection and 10,000 nodes on 2 workers: "
               "python -m bench.bench_lean --big [--big-mission-s 3600], or FLEET_BENCH_BIG=1 make bench)")

@@ -337,7 +337,8 @@ def build_parser():
     r.add_argument("--ray-address", metavar="ADDR", help="lean path on an existing Ray cluster")
     r.add_argument("--trace-clusters", metavar="C,C,...", help="lean path: the clusters whose frames are traced")
     r.add_argument("--shard-python", metavar="PY", help="lean path: run the shards under this Python, in a process of"
-                   " their own per worker (PyPy: `make pypy` sets up .venv-pypy/bin/python; docs/FLEET_RUN.md)")
+                   " their own per worker; `this`: in this one; default `auto`: .venv-pypy's PyPy (`make pypy`) for"
+                   " runs of 200,000 node-mission-s and more (docs/FLEET_RUN.md \"Shards on PyPy\")")
     r.set_defaults(fn=cmd_run)
 
     m = verb("metrics", "recompute a trace's metrics: print the table; --out DIR writes the reports there")

@@ -398,6 +398,7 @@ class LeanRun:
                 states = backend.finish(inboxes, status, reason)
                 peaks = getattr(backend, "peak_rss_kb", None)
                 self.stats["worker_peak_rss_kb"] = peaks() if peaks else []
+                self.stats["child_cpu_s"] = getattr(backend, "child_cpu_s", None)  # shards in a child (--shard-python)
                 backend.close()
             if self.rollout is not None:
                 self.rollout.close()

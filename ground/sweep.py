@@ -214,8 +214,10 @@ class SweepProgress:
 
 def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACED, costs=None, progress_stream=None,
           say=None, shard_python=None):
-    """Run the description at each size into out_dir/N; return the sweep's JSON data."""
+    """Run the description at each size into out_dir/N; return the sweep's JSON data.
+    shard_python: --shard-python's value (ground/shard_host.py choose), chosen per size; None: this Python."""
     from ground.fleetrun import LeanRun
+    from ground.shard_host import choose
 
     costs = costs or load_costs()
     rows = []
@@ -231,7 +233,8 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
         cl = traced_clusters(sc, traced)
         probe_at = add_probes(sc, sorted(sc.clusters)[:traced])
         w0, c0 = time.perf_counter(), time.process_time()
-        lean = LeanRun(sc, os.path.join(out_dir, str(size)), workers=workers, traced=cl, shard_python=shard_python)
+        py = choose(shard_python, len(sc.nodes), sc.duration_s) if shard_python else None
+        lean = LeanRun(sc, os.path.join(out_dir, str(size)), workers=workers, traced=cl, shard_python=py)
         if prog is not None:
             prog.start(k, size)
             lean.progress = prog
@@ -245,7 +248,7 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
                  status=result.status, failures=result.failures, wall_s=round(time.perf_counter() - w0, 1),
                  cpu_s=round(time.process_time() - c0 + (worker_cpu if lean.stats.get("backend") != "in-process" else 0),
                              1),
-                 workers=workers, shards=len(lean.plan), radio_bps=radio, design=rep.design_band(size))
+                 workers=workers, shards=len(lean.plan), shard_python=py, radio_bps=radio, design=rep.design_band(size))
         rows.append(r)
         if say is not None:
             if prog is not None:
@@ -268,7 +271,8 @@ def add_arguments(p):
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="lean path on N cores: N shards on a local Ray (1: in-process, the default)")
     p.add_argument("--shard-python", metavar="PY", help="run the shards under this Python, in a process of their own"
-                   " per worker (PyPy: `make pypy` sets up .venv-pypy/bin/python; docs/FLEET_RUN.md)")
+                   " per worker; `this`: in this one; default `auto`: .venv-pypy's PyPy (`make pypy`) for sizes of"
+                   " 200,000 node-mission-s and more (docs/FLEET_RUN.md \"Shards on PyPy\")")
     p.add_argument("--traced", type=int, default=DEFAULT_TRACED, metavar="K",
                    help="trace (and probe with a coordinator crash) the first K clusters (default %d)" % DEFAULT_TRACED)
     p.add_argument("--out", metavar="DIR", help="where the runs, sweep.json, sweep.txt, sweep.png go"
@@ -314,7 +318,7 @@ def main(args):
     # a ValueError here (ConfigError included) is bad input, named, or a bug: exitcodes.main_wrapper tells
     data = sweep(path, sizes, out, duration_s=args.duration_s, workers=args.workers, traced=args.traced,
                  costs=costs, progress_stream=None if quiet else sys.stderr, say=None if quiet else say,
-                 shard_python=args.shard_python)
+                 shard_python=args.shard_python or "auto")
     written = rep.write(out, data, plot=not args.no_plot)
     if quiet:
         print(rep.table(data))
