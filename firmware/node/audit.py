@@ -339,8 +339,8 @@ def tick(region, now_ms):
         _ask(region, region.auditor)  # rows still missing: ask again
     if region.h_boot:
         region.h_boot -= 1
-        for k in set(q.clusters.values()):
-            if k:
+        for k in sorted(set(q.clusters.values())):  # in order: a set's own order is the interpreter's (MicroPython,
+            if k:                                      # CPython and PyPy each iterate {115, ..., 138} differently)
                 region._send(wire.cluster_addr(k), msgs.HELD, msgs.pack(msgs.HELD, region.cfg.region, 0, 0))
     again = region.h_again
     for i in range(len(q.roster)):

@@ -204,3 +204,36 @@ def test_a_damaged_quarantine_section_restores_nothing():
         else:
             raise AssertionError("loaded a damaged table")
         assert fresh.electable(6)
+
+
+class _Cfg:
+    lead_ms = 1000
+    slot_ms = 12000
+    region = 2
+
+
+class _Elector:
+    """What audit.tick reads and calls of a node/region.py Region."""
+
+    def __init__(self, table):
+        self.cfg = _Cfg()
+        self.quarantine = table
+        self.q_tick_ms = 0
+        self.auditor = None
+        self.h_boot = 1
+        self.h_again = {}
+        self.sent = []
+
+    def _send(self, dst, t, payload):
+        self.sent.append((dst, t, payload))
+
+
+def test_a_booted_elector_tells_its_clusters_in_cluster_order_on_every_interpreter():
+    # cluster numbers whose set iterates out of order: CPython by hash slot (9, 130, 5, 70),
+    # PyPy by insertion (130, 5, 70, 9), MicroPython by its own table: each order went on the wire
+    clusters = {1: 130, 2: 5, 3: 70, 4: 9, 5: 130, 6: 5}
+    el = _Elector(q.Quarantine([1, 2, 3, 4, 5, 6], clusters, (1, 2), probation_ms=1000))
+    audit.tick(el, 0)
+    held = [(dst, msgs.unpack(msgs.HELD, payload)) for dst, t, payload in el.sent if t == msgs.HELD]
+    assert [dst & 0xFFF for dst, _ in held] == [5, 9, 70, 130]
+    assert all(fields[1] == 0 for _, fields in held)  # "I hold nobody" (node 0)
