@@ -15,7 +15,6 @@ import time
 from ground import exitcodes
 from ground.exitcodes import InputError
 from ground.fleetrun import LeanRun
-from ground.shard_host import choose
 
 S = 1_000_000_000
 
@@ -102,9 +101,9 @@ def run(sc, out, args):
     if args.shards is not None and args.shards < 1:
         raise InputError("--shards %d: want 1 or more" % args.shards)
     # a ValueError from here on is bad input (a refusal, a Ray address) or a bug: exitcodes.main_wrapper tells
-    shard_python = choose(args.shard_python or "auto", len(sc.nodes), sc.duration_s)
     lean = LeanRun(sc, out, seed=args.seed, workers=workers, shards=args.shards, ray_address=args.ray_address,
-                   traced=traced, progress=None, plot=not args.no_plot, shard_python=shard_python)
+                   traced=traced, progress=None, plot=not args.no_plot,
+                   shard_python=args.shard_python or "auto")
     progress = None if args.quiet else FleetProgress(sys.stderr, sc.duration_s)
     lean.progress = progress
     if not args.quiet:

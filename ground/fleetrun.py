@@ -234,7 +234,8 @@ class LeanRun:
     """One lean run of scenario sc into out_dir. workers: processes that run
     shards at once (1: in-process, no Ray); shards: how many shards (default:
     default_shards); ray_address: join that Ray cluster instead of starting
-    one."""
+    one; shard_python: the shards' interpreter (ground/shard_host.py choose:
+    "auto", "this", a path), None: this one."""
 
     def __init__(self, sc, out_dir, seed=None, workers=1, shards=None, ray_address=None, traced=None,
                  progress=None, die=None, plot=True, shard_python=None):
@@ -246,16 +247,18 @@ class LeanRun:
         self.seed = sc.seed if seed is None else seed
         self.workers = max(1, int(workers))
         self.ray_address = ray_address
-        self.shard_python = None  # the shards' interpreter, when not this one (ground/shard_host.py)
-        if shard_python is not None:
-            from ground.shard_host import resolve
-
-            self.shard_python = resolve(shard_python)
         self.progress = progress  # fn(mission_ns, run) every window, or None
         self.die = die  # (shard index, mission s): that shard's worker dies then (tests of a dying worker)
         self.plot = plot  # a rollout's rollout.png (no timeline.png on this path); False: ground run --no-plot
         self.unit_of = units_of(sc)
         self.window_ns = window_ns(sc, self.unit_of)
+        # the shards' interpreter when not this one (ground/shard_host.py): shard_python is --shard-python's
+        # value ("auto", "this", a path or a command), None: this one
+        self.shard_python = None
+        if shard_python is not None:
+            from ground.shard_host import choose
+
+            self.shard_python = choose(shard_python, len(sc.nodes), sc.duration_s, self.window_ns / S)
         self.plan = plan_shards(sc, shards or default_shards(sc, self.workers))
         self.groups = plan_workers(sc, self.plan, self.workers)  # each worker's shards (Ray)
         traced = default_traced(sc) if traced is None else sorted(traced)

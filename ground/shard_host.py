@@ -60,24 +60,28 @@ class HostError(Exception):
 
 
 # --shard-python auto (the command line's default): PyPy when the project has one (.venv-pypy, `make
-# pypy`, or FLEETLOOP_SHARD_PYTHON) and the run is at least this many node-mission-seconds. Below it PyPy's
-# JIT does not pay for its warm-up: 1,000 nodes for 60 mission s took 5.2 CPU s on PyPy against 3.3 on
-# CPython, for 300 mission s 9.7 against 15.0 (one process, docs/FLEET_RUN.md "Shards on PyPy").
+# pypy`, or FLEETLOOP_SHARD_PYTHON), the run is at least AUTO_NODE_S node-mission-seconds and its windows
+# at least AUTO_WINDOW_NODE_S. Below the first PyPy's JIT does not pay for its warm-up: 1,000 nodes for 60
+# mission s took 5.2 CPU s on PyPy against 3.3 on CPython, for 300 mission s 9.7 against 15.0 (one
+# process). Below the second a window's round trip to the child (about 0.1 ms) outweighs its work:
+# autonomy-30d (3 nodes, 276,480 windows of 10 s) took 27.9 s against 4.9 (docs/FLEET_RUN.md "Shards on
+# PyPy").
 AUTO_NODE_S = 200_000
+AUTO_WINDOW_NODE_S = 100
 PYPY_VENV = os.path.join(ROOT, ".venv-pypy", "bin", "python")
 
 
-def choose(option, nodes, duration_s):
+def choose(option, nodes, duration_s, window_s):
     """The interpreter path --shard-python's value gives a run of `nodes`
-    for duration_s mission seconds, or None (this interpreter, in-process
-    or in the Ray workers): "this"; "auto" (see AUTO_NODE_S); or a path or
-    command."""
+    for duration_s mission seconds in windows of window_s, or None (this
+    interpreter, in-process or in the Ray workers): "this"; "auto" (see
+    AUTO_NODE_S); or a path or command."""
     if option == "this":
         return None
     if option == "auto":
         env = os.environ.get("FLEETLOOP_SHARD_PYTHON")
         found = env or (PYPY_VENV if os.access(PYPY_VENV, os.X_OK) else None)
-        if found is None or nodes * duration_s < AUTO_NODE_S:
+        if found is None or nodes * duration_s < AUTO_NODE_S or nodes * window_s < AUTO_WINDOW_NODE_S:
             return None
         return resolve(found, "FLEETLOOP_SHARD_PYTHON=" if env else "--shard-python ")
     return resolve(option)
@@ -112,10 +116,10 @@ class ShardHost:
         try:
             self.call("start", specs, timeout_s=start_timeout_s)
         except HostError as e:
-            self.close()
+            self.close(kill=True)
             raise ValueError("--shard-python %s: the shard process did not start: %s" % (python, e)) from None
         except BaseException:
-            self.close()
+            self.close(kill=True)
             raise
 
     def call(self, op, *args, timeout_s=None):
@@ -167,12 +171,14 @@ class ShardHost:
         how = "closed its pipe" if code is None else "exited with code %d" % code
         return "the shard process (%s) %s" % (self.python, how)
 
-    def close(self):
+    def close(self, kill=False):
         """End the child (it exits when its stdin closes), killing it if it
-        does not within CLOSE_TIMEOUT_S."""
+        does not within CLOSE_TIMEOUT_S, or at once (kill: it failed)."""
         proc = self.proc if hasattr(self, "proc") else None
         if proc is None:
             return
+        if kill and proc.poll() is None:
+            proc.kill()
         try:
             proc.stdin.close()
         except OSError:

@@ -217,7 +217,6 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
     """Run the description at each size into out_dir/N; return the sweep's JSON data.
     shard_python: --shard-python's value (ground/shard_host.py choose), chosen per size; None: this Python."""
     from ground.fleetrun import LeanRun
-    from ground.shard_host import choose
 
     costs = costs or load_costs()
     rows = []
@@ -233,8 +232,7 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
         cl = traced_clusters(sc, traced)
         probe_at = add_probes(sc, sorted(sc.clusters)[:traced])
         w0, c0 = time.perf_counter(), time.process_time()
-        py = choose(shard_python, len(sc.nodes), sc.duration_s) if shard_python else None
-        lean = LeanRun(sc, os.path.join(out_dir, str(size)), workers=workers, traced=cl, shard_python=py)
+        lean = LeanRun(sc, os.path.join(out_dir, str(size)), workers=workers, traced=cl, shard_python=shard_python)
         if prog is not None:
             prog.start(k, size)
             lean.progress = prog
@@ -248,7 +246,8 @@ def sweep(path, sizes, out_dir, duration_s=None, workers=1, traced=DEFAULT_TRACE
                  status=result.status, failures=result.failures, wall_s=round(time.perf_counter() - w0, 1),
                  cpu_s=round(time.process_time() - c0 + (worker_cpu if lean.stats.get("backend") != "in-process" else 0),
                              1),
-                 workers=workers, shards=len(lean.plan), shard_python=py, radio_bps=radio, design=rep.design_band(size))
+                 workers=workers, shards=len(lean.plan), shard_python=lean.shard_python, radio_bps=radio,
+                 design=rep.design_band(size))
         rows.append(r)
         if say is not None:
             if prog is not None:

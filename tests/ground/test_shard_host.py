@@ -183,21 +183,25 @@ def test_the_child_collects_in_full_only_once_its_rss_has_grown_past_the_margin(
 
 
 def test_auto_takes_the_projects_pypy_only_for_runs_long_enough_to_pay_for_its_warm_up(monkeypatch):
-    from ground.shard_host import AUTO_NODE_S, choose
+    from ground.shard_host import AUTO_NODE_S, AUTO_WINDOW_NODE_S, choose
 
     monkeypatch.setenv("FLEETLOOP_SHARD_PYTHON", sys.executable)
-    assert choose("auto", 10_000, 3600) == sys.executable
-    assert choose("auto", 1000, AUTO_NODE_S / 1000) == sys.executable
-    assert choose("auto", 1000, AUTO_NODE_S / 1000 - 1) is None  # 1,000 nodes for a minute or two: this Python
-    assert choose("this", 10_000, 3600) is None
-    assert choose(sys.executable, 10, 1) == sys.executable  # named: whatever the size
+    assert choose("auto", 10_000, 3600, 10) == sys.executable
+    assert choose("auto", 1000, AUTO_NODE_S / 1000, 1) == sys.executable
+    assert choose("auto", 1000, AUTO_NODE_S / 1000 - 1, 1) is None  # 1,000 nodes for a minute or two: this Python
+    assert choose("auto", 1000, 3600, AUTO_WINDOW_NODE_S / 1000) == sys.executable
+    # a few nodes for a long mission: a window's round trip to the child would outweigh its work
+    assert choose("auto", 3, 2_764_800, 10) is None
+    assert choose("auto", 1000, 3600, AUTO_WINDOW_NODE_S / 1000 / 2) is None
+    assert choose("this", 10_000, 3600, 10) is None
+    assert choose(sys.executable, 3, 1, 10) == sys.executable  # named: whatever the run
     monkeypatch.setenv("FLEETLOOP_SHARD_PYTHON", "no-such-python")
     with pytest.raises(ValueError, match="FLEETLOOP_SHARD_PYTHON=no-such-python: no such program"):
-        choose("auto", 10_000, 3600)
-    assert choose("auto", 10, 1) is None  # too small to look for it
+        choose("auto", 10_000, 3600, 10)
+    assert choose("auto", 10, 1, 10) is None  # too small to look for it
 
 
-def test_ground_run_takes_pypy_by_itself_for_a_big_run_and_says_so(tmp_path):
+def test_ground_run_takes_pypy_by_itself_for_a_big_run_and_says_so(tmp_path, monkeypatch):
     # FLEETLOOP_SHARD_PYTHON stands for .venv-pypy here: this interpreter, so it runs everywhere
     sc_path = tmp_path / "f.yaml"
     sc_path.write_text(fleet_text(2000, duration_s=100))
@@ -207,9 +211,8 @@ def test_ground_run_takes_pypy_by_itself_for_a_big_run_and_says_so(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "shards on %s" % sys.executable in p.stderr
     assert "backend child (%s)" % os.path.basename(sys.executable) in p.stdout
-    p = subprocess.run([sys.executable, "-m", "ground", "run", str(sc_path), "--lean", "--shard-python", "this",
-                        "--out", str(tmp_path / "y"), "-v"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                       env=env)
-    assert p.returncode == 0, p.stderr
-    assert "shards on" not in p.stderr and "backend in-process" in p.stdout
-    assert open(tmp_path / "x" / "fleet.json").read() == open(tmp_path / "y" / "fleet.json").read()
+    # `this` keeps them here, whatever the size
+    monkeypatch.setenv("FLEETLOOP_SHARD_PYTHON", sys.executable)
+    sc = scenario.load(str(sc_path))
+    assert fleetrun.LeanRun(sc, str(tmp_path / "y"), shard_python="auto").shard_python == sys.executable
+    assert fleetrun.LeanRun(sc, str(tmp_path / "y"), shard_python="this").shard_python is None
