@@ -44,7 +44,8 @@ $(WASM32): bench/mpy/wasm32/package-lock.json $(STAMP)
 # PyPy for the lean path's shards (ground run --shard-python .venv-pypy/bin/python; docs/FLEET_RUN.md
 # "Shards on PyPy"): Debian's pypy3 (apt-get install pypy3: PyPy 7.3, Python 3.9) and a venv with the two
 # packages the engine imports; PyYAML 6.0.4 needs Python 3.10, 6.0.3 reads YAML the same way. Without
-# pypy3, make test skips .venv-pypy and the tests that need it (FLEETLOOP_REQUIRE_PYPY=1: they fail).
+# pypy3, make run and make test skip .venv-pypy, and the tests that need it skip (FLEETLOOP_REQUIRE_PYPY=1:
+# they fail).
 PYPY ?= pypy3
 PYPY_VENV := .venv-pypy
 PYPY_STAMP := $(PYPY_VENV)/.installed
@@ -56,7 +57,7 @@ $(PYPY_STAMP):
 	$(PYPY_VENV)/bin/pip install --quiet pyyaml==6.0.3 construct==2.10.70
 	touch $@
 
-run: $(STAMP)
+run: $(STAMP) $(if $(HAVE_PYPY),$(PYPY_STAMP))
 	$(BIN)/python -m ground run scenarios/bench.yaml --emulated
 
 test: test-mpy mpy-cross typecheck test-cpython
