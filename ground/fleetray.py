@@ -12,11 +12,13 @@ the run: ShardDied names its shards; the others still give their counters.
 """
 
 import os
+import re
 import sys
 
 from ground.fleetrun import ShardDied, _span
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours its task errors' first line
 FINISH_TIMEOUT_S = 300  # a live shard's counters at the end, at the latest
 REACH_TIMEOUT_S = 5.0  # --ray-address: how long to try its TCP port before saying nothing is there
 
@@ -189,7 +191,9 @@ class RayShards:
                     break
             k = 0 if dead is None else dead
             self.dead = k
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            cause = getattr(e, "cause", None)  # a RayTaskError's: what the actor raised (a shard process that died)
+            text = _ANSI.sub("", str(cause if isinstance(cause, Exception) else e)).strip()
+            first = text.splitlines()[0] if text else type(e).__name__
             raise ShardDied("%s died while %s: %s" % (self._named(k), doing, first)) from None
 
     def _named(self, w):

@@ -216,3 +216,15 @@ def test_ground_run_takes_pypy_by_itself_for_a_big_run_and_says_so(tmp_path, mon
     sc = scenario.load(str(sc_path))
     assert fleetrun.LeanRun(sc, str(tmp_path / "y"), shard_python="auto").shard_python == sys.executable
     assert fleetrun.LeanRun(sc, str(tmp_path / "y"), shard_python="this").shard_python is None
+
+
+def test_a_shard_process_that_dies_under_a_ray_worker_is_named_with_its_exit(tmp_path):
+    pytest.importorskip("ray")
+    sc = scenario.load_text(fleet_text(40, duration_s=10), "<lean40>")
+    r = fleetrun.run(sc, str(tmp_path / "x"), workers=2, die=(1, 4.0), shard_python=sys.executable)
+    assert r.status == "failed"
+    # what the actor raised, not Ray's coloured "ray::_ShardActor.advance() (pid=...)" header
+    assert any("shard 1 (clusters 3..4) died while running the window" in f
+               and f.endswith("the shard process (%s) exited with code 70" % sys.executable) for f in r.failures), r.failures
+    fleet = json.load(open(tmp_path / "x" / "fleet.json"))
+    assert [s["counters"] for s in fleet["shards"]] == ["kept", "lost (the worker died)"]
