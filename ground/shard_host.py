@@ -209,6 +209,8 @@ class ChildShards:
 
         self.dead = e.shard is None
         if e.shard is None:
+            if e.text:  # the child's own failure, not a shard's: its traceback, for a bug report
+                sys.stderr.write(e.text)
             raise ShardDied("shards 0..%d (clusters %s) died while %s: %s" % (
                 len(self.clusters) - 1, _span([c for cl in self.clusters for c in cl]), doing, e)) from None
         raise ShardDied("shard %d (clusters %s) failed at mission %.3f s: %s" % (
