@@ -68,6 +68,10 @@ class HostError(Exception):
 # PyPy").
 AUTO_NODE_S = 200_000
 AUTO_WINDOW_NODE_S = 100
+# ... and the host has the memory: PyPy's shards held about twice CPython's (50,000 nodes on 2 workers: 7.3
+# and 7.0 GB against 3.3 GB each; the host's used memory 14.6 GB against 7.9), so auto wants this much
+# available per node and otherwise keeps CPython, which fits in half.
+PYPY_MB_PER_NODE = 0.3
 PYPY_VENV = os.path.join(ROOT, ".venv-pypy", "bin", "python")
 
 
@@ -83,8 +87,24 @@ def choose(option, nodes, duration_s, window_s):
         found = env or (PYPY_VENV if os.access(PYPY_VENV, os.X_OK) else None)
         if found is None or nodes * duration_s < AUTO_NODE_S or nodes * window_s < AUTO_WINDOW_NODE_S:
             return None
+        avail = available_mb()
+        if avail is not None and nodes * PYPY_MB_PER_NODE > avail:
+            return None
         return resolve(found, "FLEETLOOP_SHARD_PYTHON=" if env else "--shard-python ")
     return resolve(option)
+
+
+def available_mb():
+    """This host's available memory (MemAvailable, MB), or None where
+    /proc/meminfo does not say."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def resolve(python, named="--shard-python "):

@@ -199,6 +199,14 @@ def test_auto_takes_the_projects_pypy_only_for_runs_long_enough_to_pay_for_its_w
     with pytest.raises(ValueError, match="FLEETLOOP_SHARD_PYTHON=no-such-python: no such program"):
         choose("auto", 10_000, 3600, 10)
     assert choose("auto", 10, 1, 10) is None  # too small to look for it
+    monkeypatch.setenv("FLEETLOOP_SHARD_PYTHON", sys.executable)
+    from ground import shard_host
+
+    monkeypatch.setattr(shard_host, "available_mb", lambda: 10_000)
+    assert choose("auto", 30_000, 60, 1) == sys.executable  # 9 GB for PyPy's shards: there
+    assert choose("auto", 40_000, 60, 1) is None  # 12 GB: CPython's, which fit in half
+    monkeypatch.setattr(shard_host, "available_mb", lambda: None)  # not Linux: no check
+    assert choose("auto", 40_000, 60, 1) == sys.executable
 
 
 def test_ground_run_takes_pypy_by_itself_for_a_big_run_and_says_so(tmp_path, monkeypatch):
