@@ -303,7 +303,8 @@ def main(argv=None):
         print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     except OSError:
         pass
-    python = shard_host.choose("auto", 10**9, 1, 10**9)  # .venv-pypy (make pypy) or FLEETLOOP_SHARD_PYTHON, if there
+    python = shard_host.project_pypy()  # .venv-pypy (make pypy) or FLEETLOOP_SHARD_PYTHON, if there
+    python = shard_host.resolve(python) if python else None
     run_rate = None
     if "--big-only" not in argv:
         run_rate = part_one(rounds)

@@ -84,7 +84,7 @@ def choose(option, nodes, duration_s, window_s):
         return None
     if option == "auto":
         env = os.environ.get("FLEETLOOP_SHARD_PYTHON")
-        found = env or (PYPY_VENV if os.access(PYPY_VENV, os.X_OK) else None)
+        found = project_pypy()
         if found is None or nodes * duration_s < AUTO_NODE_S or nodes * window_s < AUTO_WINDOW_NODE_S:
             return None
         avail = available_mb()
@@ -92,6 +92,12 @@ def choose(option, nodes, duration_s, window_s):
             return None
         return resolve(found, "FLEETLOOP_SHARD_PYTHON=" if env else "--shard-python ")
     return resolve(option)
+
+
+def project_pypy():
+    """The interpreter `auto` would take (FLEETLOOP_SHARD_PYTHON, else
+    .venv-pypy's), unresolved, or None."""
+    return os.environ.get("FLEETLOOP_SHARD_PYTHON") or (PYPY_VENV if os.access(PYPY_VENV, os.X_OK) else None)
 
 
 def available_mb():
