@@ -245,10 +245,8 @@ def part_big(mission_s, python):
         return  # --big-mission-s 0: not the 10,000 nodes
     n10 = 10_000
     sc10 = scenario.load_text(fleet_text(nodes=n10, duration_s=mission_s), "<bench_lean 10000>")
-    for name, py in (("shards in the Ray workers' CPython", None), ("shards on PyPy", python)):
-        if py is None and name.endswith("PyPy"):
-            print("\n(%d nodes with shards on PyPy: no PyPy; apt-get install pypy3, make pypy)" % n10)
-            continue
+    ways = [("shards in the Ray workers' CPython", None)] + ([("shards on PyPy", python)] if python else [])
+    for name, py in ways:
         print("\n%d nodes, %g mission s, --workers 2, %s:" % (n10, mission_s, name), flush=True)
         _, w, d, lean, _ = lean_path(sc10, workers=2, shard_python=py)
         own, workers = _rss_mb(lean)
@@ -260,6 +258,8 @@ def part_big(mission_s, python):
                   % (lean.stats["setup_s"], per, lean.stats["setup_s"] + 3600 * per,
                      (lean.stats["setup_s"] + 3600 * per) / 60,
                      "; PyPy's warm-up is in it, so an hour takes less" if py else ""))
+    if python is None:
+        print("\n(%d nodes with shards on PyPy: no PyPy; apt-get install pypy3, make pypy)" % n10)
 
 
 def regions_text(nodes=5000, regions=4, duration_s=20):

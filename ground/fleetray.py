@@ -115,13 +115,16 @@ class _ShardActor:
         """Each shard's frames for other shards, and their CPU in all."""
         if self.host is not None:
             return self.host.call("advance", until_ns, inboxes, last)
-        outs = [sh.advance(until_ns, box, last) for sh, box in zip(self.shards, inboxes)]
-        return outs, sum(sh.last_cpu_s for sh in self.shards)
+        from ground.shard import advance_all
+
+        return advance_all(self.shards, until_ns, inboxes, last)
 
     def finish(self, inboxes, status, reason):
         if self.host is not None:
             return self.host.call("finish", inboxes, status, reason)
-        return [sh.finish(box, status, reason) for sh, box in zip(self.shards, inboxes)]
+        from ground.shard import finish_all
+
+        return finish_all(self.shards, inboxes, status, reason)
 
     def where(self):
         if self.host is not None:

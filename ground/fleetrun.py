@@ -56,7 +56,7 @@ from ground import run as run_mod
 from ground.fleet_rollout import LeanRollout
 from ground.fleetcount import Counters
 from ground.run import RunResult
-from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard
+from ground.shard import GLOBAL_FAULTS, NODE_FAULTS, Shard, ShardFailed, advance_all, finish_all
 from ground.shard_contain import ORDER, STEPS as CONTAIN_STEPS
 from ground.shard_rollout import RECORD
 from ground.shard_skew import RANGE
@@ -207,23 +207,22 @@ class InProcess:
         self.last_cpu_s = [0.0]  # per worker (this process): its shards' CPU in the last window
 
     def advance(self, until_ns, inboxes, last):
-        out = []
-        cpu = 0.0
-        for k, sh in enumerate(self.shards):
-            try:
-                out.append(sh.advance(until_ns, inboxes[k], last))
-                cpu += sh.last_cpu_s
-            except Exception as e:
-                raise ShardDied("shard %d (clusters %s) failed at mission %.3f s: %s: %s" % (
-                    k, _span(sh.clusters), sh.now / S, type(e).__name__, e)) from e
-        self.last_cpu_s[0] = cpu
+        try:
+            out, self.last_cpu_s[0] = advance_all(self.shards, until_ns, inboxes, last)
+        except ShardFailed as f:
+            raise shard_failed(f.index, self.shards[f.index].clusters, f.now_ns, f) from f.error
         return out
 
     def finish(self, inboxes, status, reason):
-        return [sh.finish(inboxes[k], status, reason) for k, sh in enumerate(self.shards)]
+        return finish_all(self.shards, inboxes, status, reason)
 
     def close(self):
         pass
+
+
+def shard_failed(k, clusters, now_ns, what):
+    """The ShardDied for shard k (of `clusters`) that raised at now_ns."""
+    return ShardDied("shard %d (clusters %s) failed at mission %.3f s: %s" % (k, _span(clusters), now_ns / S, what))
 
 
 def _span(clusters):

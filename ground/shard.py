@@ -64,6 +64,36 @@ NODE_FAULTS = ("crash", "restart", "reset", "power_cut", "power_on", "skew", "by
 GLOBAL_FAULTS = ("partition", "heal", "blackout", "intent")
 
 
+class ShardFailed(Exception):
+    """Shard `index` of the list advance_all ran raised `error` at mission
+    time now_ns."""
+
+    def __init__(self, index, now_ns, error):
+        super().__init__(index, now_ns, error)
+        self.index, self.now_ns, self.error = index, now_ns, error
+
+    def __str__(self):
+        return "%s: %s" % (type(self.error).__name__, self.error)
+
+
+def advance_all(shards, until_ns, inboxes, last):
+    """A worker's window (ground/fleetrun.py's InProcess, a Ray actor, a
+    shard process): each shard's advance in turn; their outboxes and their
+    CPU in all. ShardFailed names the one that raised."""
+    outs = []
+    for k, (sh, box) in enumerate(zip(shards, inboxes)):
+        try:
+            outs.append(sh.advance(until_ns, box, last))
+        except Exception as e:
+            raise ShardFailed(k, sh.now, e) from e
+    return outs, sum(sh.last_cpu_s for sh in shards)
+
+
+def finish_all(shards, inboxes, status, reason):
+    """Each shard's counters at the end (Shard.finish)."""
+    return [sh.finish(box, status, reason) for sh, box in zip(shards, inboxes)]
+
+
 class Shard:
     """Whole clusters `clusters` of scenario sc, run in windows by advance().
 

@@ -83,14 +83,13 @@ def choose(option, nodes, duration_s, window_s):
     if option == "this":
         return None
     if option == "auto":
-        env = os.environ.get("FLEETLOOP_SHARD_PYTHON")
         found = project_pypy()
         if found is None or nodes * duration_s < AUTO_NODE_S or nodes * window_s < AUTO_WINDOW_NODE_S:
             return None
         avail = available_mb()
         if avail is not None and nodes * PYPY_MB_PER_NODE > avail:
             return None
-        return resolve(found, "FLEETLOOP_SHARD_PYTHON=" if env else "--shard-python ")
+        return resolve(found, "--shard-python " if found == PYPY_VENV else "FLEETLOOP_SHARD_PYTHON=")
     return resolve(option)
 
 
@@ -200,9 +199,7 @@ class ShardHost:
     def close(self, kill=False):
         """End the child (it exits when its stdin closes), killing it if it
         does not within CLOSE_TIMEOUT_S, or at once (kill: it failed)."""
-        proc = self.proc if hasattr(self, "proc") else None
-        if proc is None:
-            return
+        proc = self.proc
         if kill and proc.poll() is None:
             proc.kill()
         try:
@@ -231,7 +228,7 @@ class ChildShards:
         self.child_cpu_s = None  # the child's CPU in all, read as the run finishes
 
     def _died(self, e, doing):
-        from ground.fleetrun import ShardDied, _span
+        from ground.fleetrun import ShardDied, _span, shard_failed
 
         self.dead = e.shard is None
         if e.shard is None:
@@ -239,8 +236,7 @@ class ChildShards:
                 sys.stderr.write(e.text)
             raise ShardDied("shards 0..%d (clusters %s) died while %s: %s" % (
                 len(self.clusters) - 1, _span([c for cl in self.clusters for c in cl]), doing, e)) from None
-        raise ShardDied("shard %d (clusters %s) failed at mission %.3f s: %s" % (
-            e.shard, _span(self.clusters[e.shard]), e.now_ns / S, e)) from None
+        raise shard_failed(e.shard, self.clusters[e.shard], e.now_ns, e) from None
 
     def advance(self, until_ns, inboxes, last):
         try:
@@ -274,20 +270,13 @@ class ChildShards:
 # ---- the child ---------------------------------------------------------------
 
 def _serve(op, args, shards):
-    """One request's value; (shard index, now_ns, exception) raised as
-    _Raised when a shard raised."""
+    """One request's value (ground/shard.py's ShardFailed when a shard raised)."""
+    from ground.shard import advance_all, finish_all
+
     if op == "advance":
-        until_ns, inboxes, last = args
-        outs = []
-        for k, (sh, box) in enumerate(zip(shards, inboxes)):
-            try:
-                outs.append(sh.advance(until_ns, box, last))
-            except Exception as e:
-                raise _Raised(k, sh.now, e) from e
-        return outs, sum(sh.last_cpu_s for sh in shards)
+        return advance_all(shards, *args)
     if op == "finish":
-        inboxes, status, reason = args
-        return [sh.finish(box, status, reason) for sh, box in zip(shards, inboxes)]
+        return finish_all(shards, *args)
     if op == "where":
         return shards[0].now
     if op == "cpu_s":  # the child's CPU in all: its start, the shards' setup and windows
@@ -297,12 +286,6 @@ def _serve(op, args, shards):
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     raise ValueError("unknown request %r" % (op,))
-
-
-class _Raised(Exception):
-    def __init__(self, shard, now_ns, error):
-        super().__init__(shard, now_ns, error)
-        self.shard, self.now_ns, self.error = shard, now_ns, error
 
 
 class _Tidy:
@@ -330,6 +313,15 @@ class _Tidy:
                 gc.collect()
                 self.collections += 1
             self.base_mb = self.rss_mb()
+
+
+def _raised(e):
+    """The reply for a request that raised e: a shard's failure names the
+    shard (ground/shard.py ShardFailed); anything else is the process's."""
+    shard = sys.modules.get("ground.shard")  # not imported yet: e cannot be a shard's
+    if shard is not None and isinstance(e, shard.ShardFailed):
+        return ("raised", e.index, e.now_ns, str(e), traceback.format_exc())
+    return ("raised", None, None, "%s: %s" % (type(e).__name__, e), traceback.format_exc())
 
 
 def _recv(stream):
@@ -362,11 +354,8 @@ def main():
                 reply = ("ok", len(shards))
             else:
                 reply = ("ok", _serve(op, args, shards))
-        except _Raised as r:
-            reply = ("raised", r.shard, r.now_ns, "%s: %s" % (type(r.error).__name__, r.error),
-                     "".join(traceback.format_exception(type(r.error), r.error, r.error.__traceback__)))
         except Exception as e:
-            reply = ("raised", None, None, "%s: %s" % (type(e).__name__, e), traceback.format_exc())
+            reply = _raised(e)
         blob = pickle.dumps(reply, PICKLE_PROTOCOL)
         out.write(_LEN.pack(len(blob)) + blob)
         out.flush()
