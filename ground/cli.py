@@ -173,6 +173,8 @@ def _lean(args, sc):
                          % ("--emulated" if args.emulated is not None else "--rig"))
     if asked:
         return True
+    if sc.wire_ids is not None and args.emulated is None and not args.rig:
+        return True  # addressing: region: only the lean path carries it (ground/wireids.py)
     if args.emulated is None and not args.rig and len(sc.nodes) > LEAN_AUTO_NODES:
         why = lean_refusal(sc)
         if why is None:

@@ -21,6 +21,7 @@ generations, firmware versions, ages, electors, cluster places, faults.
 import math
 import random
 
+from ground import wireids
 from ground.regions import AUDITORS_PER_CLEARING, REGION_CLUSTERS, clearing_counts
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, number
 
@@ -214,7 +215,9 @@ def expand(data):
     for key in _GENERATED:
         if key in data:
             raise data.error(key, "scenario: %s: is generated from fleet: (docs/FLEET.md); give one or the other" % key)
-    n_nodes = number(f, "nodes", "fleet", lo=1, hi=0xEFFF, integer=True)
+    mode = wireids.parse_mode(data) if "addressing" in data else None
+    n_nodes = number(f, "nodes", "fleet", lo=1, hi=0xEFFF if mode == "fleet" else wireids.MAX_ID, integer=True)
+    wide = mode == "region" or (mode is None and n_nodes > 0xEFFF)  # node ids past 61,439: scoped by region
     radio_bps(f)  # checked here; read by `ground sweep` (ground/sweep.py), not part of the expansion
     seed = number(data, "seed", "scenario", lo=0, default=1, integer=True)
     duration_s = number(data, "duration_s", "scenario", lo=0.001)
@@ -228,10 +231,12 @@ def expand(data):
     draw_c, c_lo, c_hi = _sizes_spec(f, "cluster_sizes", CLUSTER_SIZES, f.get("allow_cluster_sizes", False),
                                      "allow_cluster_sizes", "cluster sizes")
     sizes = _split(rng, n_nodes, c_lo, c_hi, draw_c, "nodes", f.where("cluster_sizes"))
-    if len(sizes) > MAX_CLUSTERS:
+    if len(sizes) > MAX_CLUSTERS and mode is None:
+        wide = True  # more clusters than one wire address space numbers: each region numbers its own
+    if len(sizes) > MAX_CLUSTERS and not wide:
         raise f.error("cluster_sizes", "fleet: %d nodes make %d clusters; cluster numbers go up to %d (the wire's"
-                      " cluster addresses from 0x%X on are regions'): make the clusters larger or the fleet smaller"
-                      % (n_nodes, len(sizes), MAX_CLUSTERS, REGION_CLUSTERS))
+                      " cluster addresses from 0x%X on are regions'): make the clusters larger, the fleet smaller,"
+                      " or give addressing: region" % (n_nodes, len(sizes), MAX_CLUSTERS, REGION_CLUSTERS))
     # 2. region sizes (clusters per region)
     reg = _section(f, "regions", "{clusters: {min, max} or count: n, electors: n}")
     check_keys(reg, _REGIONS, "fleet.regions")
@@ -342,7 +347,11 @@ def expand(data):
     if steps:  # by time among the drawn faults (a stable sort: the drawn order stays)
         faults = sorted(faults + steps, key=lambda d: d["at_s"])
 
-    return _explicit(data, f, reg, fl, clusters, regions, electors, lineage, hw, fw, ages, positions, faults)
+    top = _explicit(data, f, reg, fl, clusters, regions, electors, lineage, hw, fw, ages, positions, faults)
+    if wide and mode is None:  # more than one wire address space holds (ground/wireids.py)
+        top["addressing"] = "region"
+        top.key_lines["addressing"] = _line(f, "nodes")
+    return top
 
 
 def _steps(f):

@@ -183,9 +183,14 @@ def default_traced(sc):
     named = getattr(sc, "trace", None)
     if isinstance(named, dict) and named.get("clusters") is not None:
         return sorted(named["clusters"])
-    if len(sc.nodes) <= FULL_TRACE_NODES:
-        return sorted(sc.clusters)
-    return first_and_electors(sc, DEFAULT_TRACED)
+    out = sorted(sc.clusters) if len(sc.nodes) <= FULL_TRACE_NODES else first_and_electors(sc, DEFAULT_TRACED)
+    return [c for c in out if traceable(sc, c)]
+
+
+def traceable(sc, c):
+    """Cluster c's frames can be traced: with addressing: region (ground/wireids.py), the trace names nodes and
+    clusters fleet-wide in the wire's 16 bits, so its id must be below 0xE00 and its nodes' at most 0xEFFF."""
+    return sc.wire_ids is None or (c <= 0xDFF and max(sc.clusters[c]) <= 0xEFFF)
 
 
 def first_and_electors(sc, first):
@@ -265,6 +270,10 @@ class LeanRun:
             if c not in sc.clusters:
                 raise ValueError("%s: trace: cluster %r is not in the scenario (clusters %s)"
                                  % (sc.path, c, _span(sorted(sc.clusters))))
+        for c in traced:
+            if not traceable(sc, c):
+                raise ValueError("%s: trace: cluster %d: with addressing: region a traced cluster's id must be"
+                                 " at most 3583 and its nodes' at most 61439 (the trace's addresses)" % (sc.path, c))
         self.traced_clusters = traced
         self.traced = sorted(n for c in traced for n in sc.clusters[c])
         self.trace_path = os.path.join(out_dir, "trace.jsonl")
@@ -281,7 +290,7 @@ class LeanRun:
             "kind": "header", "format": "fleetloop-trace/1", "scenario": sc.name, "scenario_path": sc.path,
             "scenario_text": sc.text, "seed": self.seed, "time_scale": sc.time_scale, "mode": "sim",
             "election_timeout_ms": sc.election_timeout_ms, "duration_s": sc.duration_s,
-            **({"market": {"region": sc.market.region, "electors": list(sc.market.electors),
+            **({"market": {"region": sc.market.region, "electors": list(sc.regions[0].electors),
                            "slot_ms": sc.market.slot_ms}} if sc.market else {}),
             **(run_mod.regions_header(sc) if len(getattr(sc, "regions", ())) > 1 else {}),
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},

@@ -100,7 +100,7 @@ def check_timeouts(sc, data):
         m, mdata = r.market, r.source
         what = "market" if len(sc.regions) == 1 and "market" in data else "region %d" % r.region
         origin = "" if "region_timeout_ms" in mdata else " (the default)"
-        check_timeout(sc, "%s electors %s:" % (what, list(m.electors)), m.region_timeout_ms, m.electors,
+        check_timeout(sc, "%s electors %s:" % (what, list(r.electors)), m.region_timeout_ms, r.electors,
                       mdata.where("region_timeout_ms" if "region_timeout_ms" in mdata else None), origin,
                       "market.region_timeout_ms" if what == "market" else "regions[].region_timeout_ms")
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 
 from ground.protocol_frame import ADDR_BROADCAST, ADDR_CLUSTER
+from ground import wireids
 from ground.yamlfile import LocatedList, check_keys, number
 
 _MARKET = {
@@ -63,6 +64,7 @@ class RegionSpec:
     where: str = ""  # file:line of its section
     source: object = field(default=None, repr=False, compare=False)  # its Located section (file:line of each key)
     sever: str = ""  # "unreplaced": the ground severs it when its accused coordinator is not replaced (ground/sever.py)
+    wire: object = field(default=None, repr=False, compare=False)  # addressing: region: its ids on the wire (ground/wireids.py)
 
 
 def parse_market(data, sc):
@@ -75,10 +77,12 @@ def parse_market(data, sc):
                       m.where(), m, _sever(m))
 
 
-def parse_regions(data, sc):
+def parse_regions(data, sc, wide=False):
     """regions: [{region, clusters, electors, units, ...MarketConfig}]: several
     regions, each with a market of its own over its clusters' nodes. Every
-    cluster is in exactly one region; region numbers differ."""
+    cluster is in exactly one region; region numbers differ. wide
+    (`addressing: region`): each region's MarketConfig is in its own wire
+    ids (ground/wireids.py), its RegionSpec in the scenario's."""
     rl = data["regions"]
     if not isinstance(rl, LocatedList) or not rl:
         raise data.error("regions", "scenario.regions: a non-empty list of {region, clusters, electors, units, ...}")
@@ -101,10 +105,12 @@ def parse_regions(data, sc):
             owner[c] = "region %d (%s)" % (num, r.where("clusters"))
         roster = sorted(n for c in cl for n in sc.clusters[c])
         kw = {k: v for k, v in r.items() if k != "clusters"}
-        if len(rl) > 1:  # its rounds are announced to its clusters, not to the whole fleet (MarketConfig.clusters)
+        if len(rl) > 1 or wide:  # its rounds are announced to its clusters, not to the whole fleet (MarketConfig.clusters)
             kw["clusters"] = sorted(cl)
-        market, args = _market_config(r, sc, roster, "region %d" % num, kw)
-        out.append(RegionSpec(num, sorted(cl), roster, list(market.electors), market, args, r.where(), r, _sever(r)))
+        ids = wireids.region_ids(r, num, roster, cl) if wide else None
+        market, args = _market_config(r, sc, roster, "region %d" % num, kw, ids)
+        electors = sorted(r["electors"]) if ids is not None else list(market.electors)
+        out.append(RegionSpec(num, sorted(cl), roster, electors, market, args, r.where(), r, _sever(r), ids))
     missing = sorted(set(sc.clusters) - set(owner))
     if missing:
         raise data.error("regions", "scenario.regions: clusters %s are in no region; every cluster belongs to"
@@ -123,8 +129,10 @@ _INT_KEYS = {
 }
 
 
-def _market_config(m, sc, roster, what, kw=None):
-    """(MarketConfig, its arguments as JSON data) over `roster`; errors at m's file:line."""
+def _market_config(m, sc, roster, what, kw=None, ids=None):
+    """(MarketConfig, its arguments as JSON data) over `roster`; errors at m's
+    file:line. ids: the region's wire ids (ground/wireids.py RegionIds), which
+    the MarketConfig and its arguments then name nodes and clusters by."""
     from ground import firmware
 
     for e in m["electors"] if isinstance(m["electors"], list) else ():
@@ -156,6 +164,9 @@ def _market_config(m, sc, roster, what, kw=None):
         _enforce_lineages(m, sc, aud or [])
     gens = [sc.nodes[n].hw_gen for n in roster]
     _check_autonomy(m)
+    if ids is not None:
+        kw = ids.market_kw(dict(kw, roster=roster))
+        roster = kw.pop("roster")
     try:
         market = firmware.config.MarketConfig(roster=roster, gens=bytes(gens), **kw)
     except (ValueError, TypeError) as e:

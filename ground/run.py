@@ -57,9 +57,10 @@ def node_config(sc, node_id, version=None, **replication):
     it runs, if not the scenario's; `replication`: node/join.py's arguments
     (spares, max_members, ..., parent) in a run that adds nodes."""
     spec = sc.nodes[node_id]
+    ids = sc.wire_ids  # addressing: region: the core knows its region's wire ids only (ground/wireids.py)
     return firmware.config.Config(
-        cluster=spec.cluster,
-        members=sc.clusters[spec.cluster],
+        cluster=spec.cluster if ids is None else ids.cluster(spec.cluster),
+        members=sc.clusters[spec.cluster] if ids is None else [ids.node(n) for n in sc.clusters[spec.cluster]],
         election_timeout_ms=sc.election_timeout_ms,
         telemetry_ms=sc.telemetry_ms,
         hw_gen=spec.hw_gen,
@@ -115,6 +116,9 @@ class Run:
 
     def __init__(self, sc, out_dir, mode="sim", seed=None, boards=None, progress=None, plot=True, precise_time=False,
                  update_image=None, spare_board=None):
+        if sc.wire_ids is not None:
+            raise ValueError("%s: addressing: region runs on the lean fleet path only (ground run --lean, --workers N):"
+                             " the full path's router and boards name nodes by one fleet-wide id" % sc.path)
         self.sc = sc
         self.out_dir = out_dir
         self.mode = mode
@@ -201,7 +205,8 @@ class Run:
                 c = configs.get(v)
                 if c is None:
                     c = configs[v] = node_config(self.sc, nid, v)
-            return firmware.core.Node(nid, c, self.seed * 100_003 + nid * 7 + boots, saved)
+            wire_id = nid if self.sc.wire_ids is None else self.sc.wire_ids.node(nid)  # frame replay of a lean trace
+            return firmware.core.Node(wire_id, c, self.seed * 100_003 + nid * 7 + boots, saved)
 
         return make
 

@@ -22,12 +22,13 @@ from ground import guards
 from ground import intent as intent_mod
 from ground import lineagefault, linkstate, pipeline, sever
 from ground import regions as regions_mod
+from ground import wireids
 from ground.yamlfile import ConfigError, Located, LocatedList, check_keys, load as load_yaml, loads, number
 
 _TOP = {
     "name", "description", "seed", "duration_s", "time_scale", "election_timeout_ms", "auth_key",
     "clusters", "nodes", "links", "faults", "gates", "telemetry_ms", "contact_plan", "market", "board_journal",
-    "downconvert", "regions", "trace", "rollout", "replication", "boards",
+    "downconvert", "regions", "trace", "rollout", "replication", "boards", "addressing",
 }
 _REPLICATION = {"spares", "max_cluster", "min_cluster", "splits"}
 _CONTACT_PLAN = {"path", "text", "format", "epoch", "unplanned"}
@@ -109,6 +110,7 @@ class Scenario:
     rollout: object = None  # ground.rollout.Plan (rollout:), or None
     replication: object = None  # ground.replication.Plan (scenario `replication:`), or None: nodes are never added
     boards: dict | None = None  # `boards: {cluster: N}`: the boards of --emulated/--rig are cluster N (ground/mixed.py)
+    wire_ids: object = None  # `addressing: region`: ground.wireids.WireIds (the nodes' ids on the wire), else None
 
     def market_for(self, node_id):
         """The MarketConfig node `node_id` runs (its region's), or None."""
@@ -204,7 +206,8 @@ def parse(data, text, path):
         except ValueError:
             raise data.error("auth_key", "scenario.auth_key: not hex") from None
 
-    nodes, clusters = _parse_clusters(data)
+    wide = wireids.parse_mode(data) == "region"
+    nodes, clusters = _parse_clusters(data, wireids.MAX_ID if wide else 0xEFFF)
     majors = sorted({n.fw_version[0] for n in nodes.values()})
     if len(majors) > MAX_MAJOR_VERSIONS:
         raise data.error("clusters", "scenario: %d firmware major versions %s at once; at most %d may run"
@@ -230,9 +233,11 @@ def parse(data, text, path):
         sc.regions = [regions_mod.parse_market(data, sc)]
         sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
     elif "regions" in data:
-        sc.regions = regions_mod.parse_regions(data, sc)
+        sc.regions = regions_mod.parse_regions(data, sc, wide)
         if len(sc.regions) == 1:
             sc.market, sc.market_args = sc.regions[0].market, sc.regions[0].market_args
+    if wide:
+        sc.wire_ids = wireids.check(data, sc)
     lineagefault.apply_defects(sc)
     sc.region_of = {n: r for r in sc.regions for n in r.nodes}
     sever.check(sc)
@@ -355,14 +360,15 @@ def _firmware(mapping, key, default):
     return s
 
 
-def _parse_clusters(data):
+def _parse_clusters(data, max_id):
     cl = data["clusters"]
     if not isinstance(cl, LocatedList) or not cl:
         raise data.error("clusters", "scenario.clusters: a non-empty list of clusters")
     nodes, clusters = {}, {}
     for i, c in enumerate(cl):
         check_keys(c, _CLUSTER, "clusters[%d]" % i, required=("id", "nodes"), where=cl.where(i))
-        cid = number(c, "id", "cluster", lo=0, hi=regions_mod.REGION_CLUSTERS - 1, integer=True)
+        cid = number(c, "id", "cluster", lo=0, hi=max_id if max_id > 0xEFFF else regions_mod.REGION_CLUSTERS - 1,
+                     integer=True)
         if cid in clusters:
             raise c.error("id", "cluster %d defined twice" % cid)
         ids = c["nodes"]
@@ -375,8 +381,9 @@ def _parse_clusters(data):
         hw = _hw_gen(c, "cluster %d" % cid, 1)
         age = number(c, "age_slots", "cluster %d" % cid, lo=0, hi=0xFFFFFFFF, default=0, integer=True)
         for i, nid in enumerate(ids):
-            if isinstance(nid, bool) or not isinstance(nid, int) or not 0 < nid <= 0xEFFF:
-                raise c.error("nodes", "cluster %d: node id %r must be an integer in 1..61439" % (cid, nid))
+            if isinstance(nid, bool) or not isinstance(nid, int) or not 0 < nid <= max_id:
+                raise c.error("nodes", "cluster %d: node id %r must be an integer in 1..%d%s" % (
+                    cid, nid, max_id, "" if max_id > 0xEFFF else " (more: addressing: region)"))
             if nid in nodes:
                 raise c.error("nodes", "node %d is in two clusters" % nid)
             nodes[nid] = NodeSpec(nid, cid, fw, hw, int(lineages[i % len(lineages)]), age, c.where("firmware"))

@@ -142,6 +142,7 @@ class Shard:
         self._recipients = self.route.recipients  # (src, dst address) -> [(recipient, pipeline, local?)]
         self._tier = {}  # (src, dst address) -> the tier its frames count under (fleetcount.TIERS)
         self._nseq = {}  # node -> frames it sent (cross-unit order and trace ids)
+        self._fid_bits = 16 if max(sc.nodes) <= 0xFFFF else 24  # a frame id's low bits: its sender
         self.links = {}
         self.wake_at = {}
         self.rollout = shard_rollout.ShardUpdates(self) if sc.rollout is not None else None  # nodes' update slots
@@ -163,10 +164,11 @@ class Shard:
     def _factory(self, nid):
         cfgs = {None: run_mod.node_config(self.sc, nid)}
         seed = self.seed
+        wire_id = nid if self.sc.wire_ids is None else self.sc.wire_ids.node(nid)  # its id on the wire
 
         def make(saved, boots, version=None):  # the node seeds of ground/run.py's Run; version: an installed image's
             cfg = cfgs.get(version) or cfgs.setdefault(version, run_mod.node_config(self.sc, nid, tuple(version)))
-            return firmware.core.Node(nid, cfg, seed * 100_003 + nid * 7 + boots, saved)
+            return firmware.core.Node(wire_id, cfg, seed * 100_003 + nid * 7 + boots, saved)
 
         return make
 
@@ -281,7 +283,7 @@ class Shard:
     # ---- frames ----------------------------------------------------------------
 
     def _fid(self, src, nseq):
-        return (nseq << 16) | src  # unique fleet-wide, whatever the shards
+        return (nseq << self._fid_bits) | src  # unique fleet-wide, whatever the shards
 
     def _pipeline(self, src, dst):
         p = self._pipelines.get((src, dst))
@@ -428,12 +430,15 @@ class Shard:
         t = frame.type
         if (t == msgs.HEARTBEAT and fields.get("role") == msgs.ROLE_COORDINATOR) or t == msgs.COORDINATOR:
             c = self.cluster_of[src]
-            if frame.dst == wire.cluster_addr(c):
+            if frame.dst == wire.cluster_addr(c if self.sc.wire_ids is None else self.sc.wire_ids.cluster(c)):
                 self.coordinator[c] = (src, fields.get("term", 0))
         if tr is None:
             return
         extra = {} if orig is None else {"orig_hex": orig}
-        tr("frame", now, fate="sent", id=fid, src=src, dst=frame.dst, type=msgs.name(t), seq=frame.seq,
+        dst, ids = frame.dst, self.sc.wire_ids
+        if ids is not None:  # addressing: region: the trace names nodes and clusters by the scenario's ids
+            dst, fields = ids.trace_addr(src, dst), ids.trace_fields(src, fields)
+        tr("frame", now, fate="sent", id=fid, src=src, dst=dst, type=msgs.name(t), seq=frame.seq,
            len=len(data) + 1, hex=data.hex(), msg=fields, **extra)
         if t == msgs.HELLO and fields:
             tr("node", now, node=src, event="hello", detail=fields)

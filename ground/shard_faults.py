@@ -91,11 +91,14 @@ class GroundSender:
 
     def intent(self, f):
         sh = self.shard
-        dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(f.cluster)
-        if sh.index == 0 and sh.trace is not None and self._seen(dst):
+        ids = sh.sc.wire_ids  # addressing: region: the cluster's address as its region numbers it (ground/wireids.py)
+        dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(
+            f.cluster if ids is None else ids.cluster(f.cluster))
+        everyone = None if ids is None or f.cluster is None else list(sh.sc.clusters[f.cluster])
+        if sh.index == 0 and sh.trace is not None and self._seen(everyone or self._everyone(dst)):
             sh.trace("fault", sh.now, fault="intent", detail={"where": f.where, "to": "fleet" if f.cluster is None
                                                               else "cluster %d" % f.cluster})
-        self.send(dst, msgs.INTENT, msgs.pack(msgs.INTENT, *f.target))
+        self.send(dst, msgs.INTENT, msgs.pack(msgs.INTENT, *f.target), everyone)
 
     def _everyone(self, dst):
         """Every recipient of a ground frame to dst, fleet-wide (the Router's
@@ -111,16 +114,17 @@ class GroundSender:
                 return list(r.electors)
         return list(sc.clusters.get(k, ()))
 
-    def _seen(self, dst):
-        """Some traced node is a recipient (the trace's sent line has its fates)."""
+    def _seen(self, everyone):
+        """Some traced node is among these recipients (the trace's sent line has its fates)."""
         traced = self.shard.traced
-        return bool(traced) and any(n in traced for n in self._everyone(dst))
+        return bool(traced) and any(n in traced for n in everyone)
 
-    def send(self, dst, typ, payload):
+    def send(self, dst, typ, payload, everyone=None):
         """The ground's frame to address dst (ground/router.py to_node), carried
         to this shard's recipients over their ground links. Every shard sends
         every ground frame (so the ground's frame count and auth counter move
-        alike in each); the first counts it as sent and traces it."""
+        alike in each); the first counts it as sent and traces it. everyone:
+        its recipients fleet-wide, when not those of dst (_everyone)."""
         sh = self.shard
         now = sh.now
         self.frames += 1
@@ -129,12 +133,14 @@ class GroundSender:
         line = wire.encode(typ, wire.ADDR_GROUND, dst, payload, self.frames & 0xFF, sh.auth, counter)
         data = bytes(line[:-1])
         fid = sh._fid(0, self.frames)
-        targets = [n for n in self._everyone(dst) if n in sh.links]
+        everyone = self._everyone(dst) if everyone is None else everyone
+        targets = [n for n in everyone if n in sh.links]
         tr = sh.trace
         if sh.index == 0:  # the first shard counts and traces the ground's frame as sent
             sh.counters.count(0, typ, SENT, now)
-            if tr is not None and self._seen(dst):
-                tr("frame", now, fate="sent", id=fid, src=0, dst=dst, type=msgs.name(typ), seq=self.frames & 0xFF,
+            if tr is not None and self._seen(everyone):
+                tr("frame", now, fate="sent", id=fid, src=0, dst=dst if sh.sc.wire_ids is None or not everyone else
+                   sh.sc.wire_ids.trace_addr(everyone[0], dst), type=msgs.name(typ), seq=self.frames & 0xFF,
                    len=len(line), hex=data.hex(), msg=router_mod._fields_of(typ, payload))
         for nid in targets:
             self.sent_to[nid] = counter

@@ -58,16 +58,24 @@ class Routes:
         r = self._rcpt.get(key)
         if r is None:
             sc = self.sc
+            ids = sc.wire_ids
             if addr == _BROADCAST:
-                r = [n for n in sorted(sc.nodes) if n != src]
+                if ids is None:
+                    r = [n for n in sorted(sc.nodes) if n != src]
+                else:  # addressing: region: the whole of the sender's region (its ids name no other)
+                    r = [n for n in sorted(ids.of_node[src].node_wire) if n != src]
             elif addr & 0xF000 == _ADDR_CLUSTER:
                 k = addr & 0x0FFF
                 region = self.regions.get(region_of(k))
                 if region is not None:  # a region's address: its electors (each region its own)
-                    r = [n for n in sorted(region.electors) if n != src]
+                    if ids is not None and ids.of_node[src].region != region.region:
+                        region = None  # another region's: its ids are not the sender's (ground/wireids.py)
+                    r = [n for n in sorted(region.electors) if n != src] if region is not None else []
                 else:
+                    k = k if ids is None else ids.cluster_from(src, k)
                     r = [n for n in sc.clusters.get(k, ()) if n != src]
             else:
+                addr = addr if ids is None else ids.node_from(src, addr)
                 r = [addr] if addr in sc.nodes and addr != src else []
             unit = self.unit_of[self.cluster_of[src]]
             r = [(d, self.pipeline(src, d), self.unit_of[self.cluster_of[d]] == unit) for d in r]
@@ -79,22 +87,26 @@ class Routes:
         by the address, the ground's, a region's (intra- or inter-region by
         src's region), a cluster's or a node's (by its cluster and region). A
         broadcast reaches the whole fleet: inter-region, or intra-region in a
-        fleet of one region. Without regions the fleet is one region."""
+        fleet of one region (or with addressing: region, where it reaches the
+        sender's region). Without regions the fleet is one region."""
         if addr == wire.ADDR_GROUND:
             return 2 * fc.GROUND_TIER
+        if addr == _BROADCAST and self.sc.wire_ids is not None:
+            return 2 * fc.INTRA_REGION
         if addr == _BROADCAST:  # the whole fleet: across regions where there are several
             return 2 * (fc.INTER_REGION if len(self.regions) > 1 else fc.INTRA_REGION)
         regions = self.sc.cluster_region
         mine = self.cluster_of[src]
+        ids = self.sc.wire_ids
         if addr & 0xF000 == _ADDR_CLUSTER:
             k = addr & 0x0FFF
             region = region_of(k)
             if region is not None and region in self.regions:
                 same = regions.get(mine) == region
                 return 2 * (fc.INTRA_REGION if same else fc.INTER_REGION)
-            other = k
+            other = k if ids is None else ids.cluster_from(src, k)
         else:
-            other = self.cluster_of.get(addr)
+            other = self.cluster_of.get(addr if ids is None else ids.node_from(src, addr))
         if other == mine:
             return 2 * fc.INTRA_CLUSTER
         return 2 * (fc.INTRA_REGION if other is not None and regions.get(other) == regions.get(mine)

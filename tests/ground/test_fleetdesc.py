@@ -140,10 +140,15 @@ def test_cluster_sizes_outside_5_20_refused_unless_allowed(tmp_path):
     assert min(len(c) for c in scenario.load(p).clusters.values()) >= 3
 
 
-def test_more_clusters_than_the_wire_addresses_refused(tmp_path):
+def test_more_clusters_than_the_wire_addresses_refused_in_one_address_space(tmp_path):
     p = _fleet(tmp_path, nodes=40000, sizes="{min: 5, max: 10}")
-    msg = _refused(p)
-    assert msg.startswith("%s:7: " % p) and "40000 nodes make" in msg and "up to 3583" in msg, msg
+    sc = scenario.load(p)  # by itself: each region numbers its own on the wire (ground/wireids.py)
+    assert len(sc.clusters) > 3583 and sc.wire_ids is not None
+    text = open(p).read().replace("fleet:\n", "addressing: fleet\nfleet:\n")
+    (tmp_path / "one.yaml").write_text(text)
+    msg = _refused(str(tmp_path / "one.yaml"))
+    assert msg.startswith("%s:8: " % (tmp_path / "one.yaml")) and "40000 nodes make" in msg and "up to 3583" in msg, msg
+    assert "addressing: region" in msg
 
 
 def test_a_fourth_major_refused(tmp_path):
