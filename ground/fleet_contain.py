@@ -27,6 +27,7 @@ class Times:
 
     def __init__(self, sc, auth=None):
         self.auth = auth
+        self.ids = sc.wire_ids  # addressing: region: the ids in a frame are its sender's region's (ground/wireids.py)
         self.region_of = {}  # node -> region number, for the regions with auditors
         self.electors = set()
         self.majority = {}  # region -> electors that make a majority
@@ -49,6 +50,8 @@ class Times:
             fields = _decode_fields(wire.decode(line, self.auth))
         except wire.ProtocolError:
             return
+        if self.ids is not None:
+            fields = self.ids.trace_fields(src, fields)
         row = self.rows.setdefault(r, {"accusations": 0, "accusers": [], "accuse_ns": None, "accused": None,
                                        "round": None, "quarantine_ns": None, "held": {}, "majority_ns": None,
                                        "majority_node": None})
@@ -65,6 +68,8 @@ class Times:
         words = text.split(" ", 4)  # quarantine node N state: cause
         if len(words) < 4 or words[3] != "quarantined:" or not words[2].isdigit():
             return
+        if self.ids is not None:  # the elector names the node by its region's wire id
+            words[2] = str(self.ids.node_from(src, int(words[2])) or words[2])
         if row["quarantine_ns"] is None:
             row["quarantine_ns"] = now_ns
         held = row["held"].setdefault(words[2], [])

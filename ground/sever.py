@@ -70,7 +70,8 @@ def reinstate_frame(sc, f):
     quarantine, docs/CONTAINMENT.md): (region, its electors' address,
     REINSTATE payload); ground/run.py and the lean path (ground/shard_contain.py)."""
     region = sc.region_of[f.target].region
-    return region, wire.cluster_addr(region_cluster(region)), msgs.pack(msgs.REINSTATE, region, f.target)
+    node = f.target if sc.wire_ids is None else sc.wire_ids.node(f.target)  # its region's id for it (ground/wireids.py)
+    return region, wire.cluster_addr(region_cluster(region)), msgs.pack(msgs.REINSTATE, region, node)
 
 
 class Severing:

@@ -140,7 +140,7 @@ def check(data, sc):
     each with its RegionIds); refuses, at the line of what it names, what
     this addressing does not carry yet: the parts whose frames or engines
     name nodes of other regions (boards, replication, rollout, a contact
-    plan, containment's auditors and severing)."""
+    plan)."""
     if not sc.regions or "market" in data:
         raise data.error("addressing", "scenario: addressing: region needs regions: (each region numbers its own"
                          " nodes on the wire)")
@@ -149,9 +149,4 @@ def check(data, sc):
         if key in data:
             raise data.error(key, "scenario: addressing: region does not carry %s yet; use addressing: fleet"
                              " (at most 61,439 nodes)" % what)
-    for spec in sc.regions:
-        if spec.market.auditors or spec.sever:
-            raise spec.source.error("auditors" if spec.market.auditors else "sever",
-                                    "region %d: addressing: region does not carry containment (auditors,"
-                                    " severing) yet; use addressing: fleet (at most 61,439 nodes)" % spec.region)
     return WireIds([spec.wire for spec in sc.regions])

@@ -191,3 +191,39 @@ def test_a_fleet_description_past_61439_nodes_numbers_its_regions_itself(tmp_pat
     p.write_text(p.read_text().replace("fleet:\n", "addressing: fleet\nfleet:\n"))
     with pytest.raises(ConfigError, match=r"f61500.yaml:\d+: .*nodes.*61439"):
         scenario.load(str(p))
+
+
+def _shifted_two():
+    """tests/ground/test_fleet_contain.py's TWO with region 1's nodes as 101..110: the region whose coordinator
+    is found out and quarantined numbers them 1..10 on the wire."""
+    from tests.ground.test_fleet_contain import TWO
+
+    text = TWO.replace("nodes: [1, 2, 3, 4, 5]", "nodes: [101, 102, 103, 104, 105]")
+    text = text.replace("nodes: [6, 7, 8, 9, 10]", "nodes: [106, 107, 108, 109, 110]")
+    return text.replace("electors: [1, 2, 6, 7], auditors: [1, 2, 6, 7]",
+                        "electors: [101, 102, 106, 107], auditors: [101, 102, 106, 107]")
+
+
+def test_containment_finds_quarantines_and_severs_by_the_scenarios_ids(tmp_path):
+    from tests.ground.test_fleetrun import _lean_counters
+
+    text = _shifted_two()
+    a = fleetrun.run(scenario.load_text(text, "two.yaml"), str(tmp_path / "a"))
+    b = fleetrun.run(scenario.load_text("addressing: region\n" + text, "two.yaml"), str(tmp_path / "b"))
+    assert _lean_counters(a) == _lean_counters(b)
+    r1 = b.fleet["containment"]["1"]
+    assert r1["accused"] in (101, 106) and r1["accused_lineage"] == 0  # lineage 0's coordinator drops a bid
+    assert r1["quarantined"] == [r1["accused"]] and r1["majority_quarantine_s"] is not None
+    assert a.fleet["containment"] == b.fleet["containment"]
+    # a region severed by its policy: scenarios/containment-sever.yaml to just after its sever point, where
+    # region 2 (nodes 11..20, 1..10 on the wire) does not replace its accused coordinator 12 within a cycle
+    text = open("scenarios/containment-sever.yaml", encoding="utf-8").read().replace("duration_s: 600",
+                                                                                       "duration_s: 118")
+    a = fleetrun.run(scenario.load_text(text, "cs.yaml"), str(tmp_path / "sa"))
+    b = fleetrun.run(scenario.load_text("addressing: region\n" + text, "cs.yaml"), str(tmp_path / "sb"))
+    assert _lean_counters(a) == _lean_counters(b)
+    assert a.fleet["containment"] == b.fleet["containment"] and b.fleet["containment"]["2"]["accused"] == 12
+    rows = b.metrics["containment"]["severed"]
+    assert [(r["region"], r["cause"]) for r in rows] == [(2, "coordinator 12 accused and not replaced within one cycle")]
+    assert rows == a.metrics["containment"]["severed"]
+    assert history.check(str(tmp_path / "sb" / "trace.jsonl")).violations == []
