@@ -370,7 +370,7 @@ class Orchestrator:
             if fate == "sent":
                 t = e.get("type")
                 if t == "upd_ack":
-                    self._acks[e["id"]] = e["hex"]
+                    self._acks[e["id"]] = (e["hex"], e["src"])  # its sender as the trace names it (the line: on the wire)
                 elif t == "hello":
                     m = e.get("msg") or {}
                     if "fw_major" in m:
@@ -386,8 +386,8 @@ class Orchestrator:
                 elif t == "prices" or t == "round_ack":
                     self._digest(t, e["src"], e.get("msg") or {}, e.get("dst"))
             elif fate == "delivered" and e.get("to") == 0 and e.get("id") in self._acks:
-                line = self._acks.pop(e["id"])
-                self._ack(bytes.fromhex(e.get("hex", line)))
+                line, src = self._acks.pop(e["id"])
+                self._ack(bytes.fromhex(e.get("hex", line)), src)
             elif fate == "dropped" and e.get("id") in self._acks:
                 self._acks.pop(e["id"], None)
         elif kind == "node":
@@ -400,12 +400,11 @@ class Orchestrator:
             elif ev in ("bad_frame", "refused"):
                 self.counts.by[c]["protocol_errors"] += 1
 
-    def _ack(self, line):
+    def _ack(self, line, nid):
         try:
             f = P.parse_line(line, key=self.sc.auth_key)
         except P.FrameError:
             return
-        nid = f.src
         self._heard_version(nid, (f.msg["fw_major"], f.msg["fw_minor"]))
         s = self.senders.get(nid)
         if s is not None:

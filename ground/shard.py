@@ -189,7 +189,7 @@ class Shard:
         held = 0
         for t, src, nseq, dst, copy, typ, data, sent_ns in inbox:
             if dst == shard_contain.ORDER:  # the ground's frame, sent to this shard's recipients as the window opens
-                self._call(t, self.ground.send, data[0], typ, data[1])
+                self._call(t, self.ground.send, data[0], typ, data[1], *data[2:])  # [2]: its recipients, if named
                 continue
             if t < self.now:
                 held += 1  # arrived before its window closed: delivered as the next one opens

@@ -60,6 +60,9 @@ class ShardUpdates:
             return
         e = {"kind": "frame", "fate": "sent", "id": self.shard._fid(src, nseq), "src": src, "dst": frame.dst,
              "type": msgs.name(typ), "msg": _decode_fields(frame)}
+        ids = self.shard.sc.wire_ids
+        if ids is not None:  # the orchestrator reads the scenario's ids (ground/wireids.py)
+            e["dst"], e["msg"] = ids.trace_addr(src, frame.dst), ids.trace_fields(src, e["msg"])
         if typ == msgs.UPD_ACK:
             e["hex"] = line.hex()
         elif typ == msgs.HELLO and self.shard.skew is not None and self.shard.skew.moving:

@@ -138,14 +138,14 @@ def region_ids(r, num, roster, clusters):
 def check(data, sc):
     """WireIds of a scenario with `addressing: region` (sc.regions parsed,
     each with its RegionIds); refuses, at the line of what it names, what
-    this addressing does not carry yet: the parts whose frames or engines
-    name nodes of other regions (boards, replication, rollout, a contact
-    plan)."""
+    this addressing does not carry yet: boards (a board's board.json and
+    the full path's router name nodes fleet-wide) and replication (a
+    daughter's id comes from its parent's spares: the lean path adds no
+    nodes either)."""
     if not sc.regions or "market" in data:
         raise data.error("addressing", "scenario: addressing: region needs regions: (each region numbers its own"
                          " nodes on the wire)")
-    for key, what in (("boards", "boards inside a simulated fleet"), ("replication", "replication"),
-                      ("rollout", "a rollout"), ("contact_plan", "a contact plan")):
+    for key, what in (("boards", "boards inside a simulated fleet"), ("replication", "replication")):
         if key in data:
             raise data.error(key, "scenario: addressing: region does not carry %s yet; use addressing: fleet"
                              " (at most 61,439 nodes)" % what)

@@ -227,3 +227,17 @@ def test_containment_finds_quarantines_and_severs_by_the_scenarios_ids(tmp_path)
     assert [(r["region"], r["cause"]) for r in rows] == [(2, "coordinator 12 accused and not replaced within one cycle")]
     assert rows == a.metrics["containment"]["severed"]
     assert history.check(str(tmp_path / "sb" / "trace.jsonl")).violations == []
+
+
+def test_a_rollout_decides_alike_by_the_scenarios_ids(tmp_path):
+    """tests/ground/test_fleetrun_rollout.py's two-region rollout (the second region numbered 1..15 on the wire):
+    the same decisions, canaries and counters as with the fleet-wide numbering, the bad build rolled back."""
+    from tests.ground.test_fleetrun_rollout import TEXT
+
+    a = fleetrun.run(scenario.load_text(TEXT, "r.yaml"), str(tmp_path / "a"))
+    b = fleetrun.run(scenario.load_text("addressing: region\n" + TEXT, "r.yaml"), str(tmp_path / "b"))
+    assert b.status == "ok" and not b.failures
+    assert _frames_view(a) == _frames_view(b)
+    ro = [[e for e in trace.read(str(tmp_path / d / "trace.jsonl"))[1] if e["kind"] == "rollout"] for d in "ab"]
+    assert ro[0] == ro[1] and [e["image"] for e in ro[1] if e["event"] == "rolled_back"] == ["2.2"]
+    assert b.metrics["flat"]["rollout_completed"] == 1 and b.metrics["flat"]["rollout_aborted"] == 1
