@@ -281,6 +281,12 @@ class LeanRun:
         self.stats = {}
         self.rollout = None  # ground/fleet_rollout.py's LeanRollout, while the run goes
 
+    def addressing(self):
+        """addressing: region (ground/wireids.py): the traced nodes' ids on the wire, which a frame's hex carries
+        (the trace's src, dst, to and msg fields are the scenario's)."""
+        ids = self.sc.wire_ids
+        return {"mode": "region", "traced_wire_ids": {str(n): ids.node(n) for n in self.traced}}
+
     def header(self):
         sc = self.sc
         nodes = {str(n): {"cluster": sc.nodes[n].cluster, "firmware": sc.nodes[n].firmware,
@@ -296,6 +302,7 @@ class LeanRun:
             "nodes": nodes, "links": {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in sc.links.items()},
             "lean": {"traced_clusters": self.traced_clusters, "fleet_nodes": len(sc.nodes),
                      "fleet_clusters": len(sc.clusters)},
+            **({"addressing": self.addressing()} if sc.wire_ids is not None else {}),
             "mission_ns": 0, "wall_ns": 0,
         }
 
@@ -447,6 +454,7 @@ class LeanRun:
                         "counters": "lost (the worker died)" if k in lost else "kept"}
                        for k, cl in enumerate(self.plan)],
             "window_s": self.window_ns / S, "traced_clusters": self.traced_clusters,
+            **({"addressing": self.addressing()} if sc.wire_ids is not None else {}),
             "containment": fleet_contain.to_json([st.get("contain") for st in states if st is not None], sc),
         })
         with open(os.path.join(self.out_dir, "fleet.json"), "w", encoding="utf-8") as f:

@@ -83,7 +83,8 @@ def test_a_fleet_numbered_per_region_runs_as_the_same_fleet_numbered_fleet_wide(
 
     # every cluster is traced (a small fleet): the second region's frames carry wire ids, the trace the scenario's
     header, events, torn = trace.read(str(tmp_path / "wide" / "trace.jsonl"))
-    assert not torn
+    assert not torn and header["addressing"]["mode"] == "region" and b.fleet["addressing"]["mode"] == "region"
+    assert header["addressing"]["traced_wire_ids"][str(second.nodes[0])] == 1 and "addressing" not in a.fleet
     n = second.nodes[0]
     sent = [e for e in events if e["kind"] == "frame" and e["fate"] == "sent" and e["src"] == n]
     assert sent
