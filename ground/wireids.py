@@ -54,7 +54,6 @@ class WireIds:
 
     def __init__(self, regions):
         """regions: RegionIds, one per region."""
-        self.regions = {r.region: r for r in regions}
         self.of_node = {g: r for r in regions for g in r.node_wire}  # scenario node id -> its RegionIds
         self.of_cluster = {c: r for r in regions for c in r.cluster_wire}
 
@@ -73,7 +72,6 @@ class WireIds:
     def cluster_from(self, src, wire_cluster):
         """The scenario id of the cluster that wire number names in a frame of src's (None: none in src's region)."""
         return self.of_node[src].cluster_global.get(wire_cluster)
-
 
     # ---- the trace: its frames' addresses and ids in the scenario's (lean traced clusters) --------
     def trace_addr(self, src, addr):
