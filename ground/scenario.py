@@ -367,8 +367,10 @@ def _parse_clusters(data, max_id):
     nodes, clusters = {}, {}
     for i, c in enumerate(cl):
         check_keys(c, _CLUSTER, "clusters[%d]" % i, required=("id", "nodes"), where=cl.where(i))
-        cid = number(c, "id", "cluster", lo=0, hi=max_id if max_id > 0xEFFF else regions_mod.REGION_CLUSTERS - 1,
-                     integer=True)
+        top = max_id if max_id > 0xEFFF else regions_mod.REGION_CLUSTERS - 1
+        if isinstance(c.get("id"), int) and top < c["id"] <= wireids.MAX_ID:
+            raise c.error("id", "cluster id %d: at most %d (more: addressing: region)" % (c["id"], top))
+        cid = number(c, "id", "cluster", lo=0, hi=top, integer=True)
         if cid in clusters:
             raise c.error("id", "cluster %d defined twice" % cid)
         ids = c["nodes"]

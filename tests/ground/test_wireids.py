@@ -132,7 +132,7 @@ faults:
 def test_node_and_cluster_ids_past_the_wires_run_with_addressing_region(tmp_path, capsys):
     p = tmp_path / "big.yaml"
     p.write_text(EXPLICIT % "")
-    with pytest.raises(ConfigError, match=r"big.yaml:9: cluster.id: 9000 is outside \[0, 3583\]"):
+    with pytest.raises(ConfigError, match=r"big.yaml:9: cluster id 9000: at most 3583 \(more: addressing: region\)"):
         scenario.load(str(p))
     p.write_text((EXPLICIT % "").replace("id: 9000", "id: 1"))
     with pytest.raises(ConfigError, match=r"big.yaml:9: cluster 1: node id 200001 must be an integer in 1..61439"
