@@ -24,6 +24,10 @@ and, with --big (or FLEET_BENCH_BIG=1), what needs both cores for minutes:
   120; 3600 is the issue's hour): wall time and peak RSS (this process plus
   each Ray worker; Ray's own daemons not counted), and the hour projected.
 
+- one fleet (fleet-sweep.yaml, 2,000 nodes, 4 regions, 30 mission s)
+  numbered fleet-wide and per region on the wire (`addressing: region`,
+  ground/wireids.py): deliveries per CPU second both ways (two runs each,
+  in ABBA order), and whether every node's frame counts agree;
 - the shards on PyPy (ground/shard_host.py, `make pypy`) beside this
   Python's: 1,000 nodes for --pypy-mission-s (default 600: PyPy's JIT
   needs a few minutes of mission to pay for its warm-up), one core; with
@@ -291,6 +295,28 @@ def part_regions():
           % (run1, run2, run1 / (2 * run2), w1 / (2 * w2)))
 
 
+def part_addressing():
+    """One fleet numbered fleet-wide and per region on the wire (ground/wireids.py), side by side, one core."""
+    text = regions_text(nodes=2000, regions=4, duration_s=30)
+    print("\nAddressing: fleet-sweep.yaml at 2,000 nodes in 4 regions, 30 mission s, --workers 1, numbered"
+          " fleet-wide and per region (addressing: region, what fleets past 61,439 nodes take):")
+    rows = {}
+    # ABBA: this process gets slower from one run to the next (about 5 % over four, its heap), so each numbering
+    # takes one early and one late place, and their CPU is summed
+    for mode in ("fleet", "region", "region", "fleet"):
+        sc = scenario.load_text("addressing: %s\n" % mode + text, os.path.join(ROOT, "scenarios", "fleet-sweep.yaml"))
+        cpu, wall, d, _, r = lean_path(sc)
+        f = r.fleet
+        keep = [i for i, k in enumerate(f["usage_fields"]) if not k.endswith("_bytes")]
+        cpu0, d0, _, _ = rows.get(mode, (0.0, 0, None, None))
+        rows[mode] = (cpu0 + cpu, d0 + d, f["nodes"], {n: [u[i] for i in keep] for n, u in f["usage"].items()})
+        print("  addressing: %-7s %6.1f CPU s, %6.1f s wall, %d deliveries, %8.0f per CPU s"
+              % (mode, cpu, wall, d, d / cpu), flush=True)
+    (c1, d1, n1, u1), (c2, d2, n2, u2) = rows["fleet"], rows["region"]
+    print("  per region / fleet-wide (two runs each, ABBA): %.3f of the rate; every node's frames by type, tier and"
+          " polls the same: %s" % ((d2 / c2) / (d1 / c1), "yes" if (n1, u1) == (n2, u2) else "NO"))
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     rounds = 1 if "--quick" in argv else 2
@@ -310,6 +336,7 @@ def main(argv=None):
         run_rate = part_one(rounds)
         part_pypy(float(argv[argv.index("--pypy-mission-s") + 1]) if "--pypy-mission-s" in argv else 600.0,
                   python, run_rate)
+        part_addressing()
     if big:
         part_regions()
         part_big(mission_s, python)
