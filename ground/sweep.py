@@ -176,30 +176,39 @@ class SweepProgress:
     done and ETA, counting work as nodes x mission seconds (a run's cost is
     about proportional to both)."""
 
-    def __init__(self, stream, sizes, duration_s):
+    def __init__(self, stream, sizes, duration_s, clock=time.monotonic):
         self.stream = stream
         self.total = float(sum(sizes)) * duration_s
         self.sizes = sizes
         self.done = 0.0
-        self.t0 = time.monotonic()
+        self.clock = clock
+        self.t0 = clock()
+        self.first = None
         self.last = None
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.size = self.k = 0
 
     def start(self, k, size):
         self.k, self.size = k, size
+        self.first = None  # (wall s, work) at this size's first window: the rate counts from there, past its setup
 
     def finished(self, size, duration_s):
         self.done += size * duration_s
 
     def __call__(self, mission_ns, run):
-        now = time.monotonic()
+        now = self.clock()
+        work = self.done + self.size * mission_ns / S
+        if self.first is None:
+            self.first = (now, work)
         if self.last is not None and now - self.last < (0.2 if self.tty else 10.0):
             return
         self.last = now
-        work = self.done + self.size * mission_ns / S
         el = now - self.t0
-        eta = el * (self.total - work) / work if work > 0 else None
+        w0, work0 = self.first
+        if now > w0 and work > work0:  # this size's windows' rate (the sizes still to come: their setup not counted)
+            eta = (now - w0) * (self.total - work) / (work - work0)
+        else:
+            eta = el * (self.total - work) / work if work > 0 else None
         line = "  sweep %3.0f%%  size %6d (%d/%d)  mission %7.1f/%g s  elapsed %7s  ETA %7s" % (
             100.0 * work / self.total, self.size, self.k + 1, len(self.sizes), mission_ns / S, run.sc.duration_s,
             progress.clock_text(el), progress.clock_text(eta))
