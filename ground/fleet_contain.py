@@ -51,7 +51,7 @@ class Times:
         except wire.ProtocolError:
             return
         if self.ids is not None:
-            fields = self.ids.trace_fields(src, fields)
+            fields = self.ids.scenario_fields(src, fields)
         row = self.rows.setdefault(r, {"accusations": 0, "accusers": [], "accuse_ns": None, "accused": None,
                                        "round": None, "quarantine_ns": None, "held": {}, "majority_ns": None,
                                        "majority_node": None})

@@ -128,11 +128,12 @@ class LeanRollout:
         clock.run_until(until_ns)
         self.router.trace.flush()
         orders, self.router.orders = self.router.orders, []
-        ids = self.sc.wire_ids
-        if ids is not None:  # addressing: region: the node by its region's id, its recipient named (ground/wireids.py)
-            return [(until_ns, 0, (ids.node(dst), payload, (dst,)), ORDER, 0, typ, (ids.node(dst), payload, (dst,)),
-                     until_ns) for dst, typ, payload in orders]
-        return [(until_ns, 0, (dst, payload), ORDER, 0, typ, (dst, payload), until_ns) for dst, typ, payload in orders]
+        ids = self.sc.wire_ids  # addressing: region: the node by its region's id, its recipient named (ground/wireids.py)
+        out = []
+        for dst, typ, payload in orders:
+            data = (dst, payload) if ids is None else (ids.node(dst), payload, (dst,))
+            out.append((until_ns, 0, data, ORDER, 0, typ, data, until_ns))
+        return out
 
     def _heard(self, t, e):
         m = e.get("msg") or {}

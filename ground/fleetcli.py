@@ -15,6 +15,7 @@ import time
 from ground import exitcodes
 from ground.exitcodes import InputError
 from ground.fleetrun import LeanRun
+from ground.progress import WindowRate
 
 S = 1_000_000_000
 
@@ -27,7 +28,7 @@ class FleetProgress:
         self.end_s = end_s
         self.clock = clock
         self.t0 = clock()
-        self.first = None  # (wall s, mission s) at the first window's end: the rate counts from there
+        self.window = WindowRate()  # mission s per wall s since the first window: the setup not counted
         self.last = 0.0
         self.tty = stream.isatty()
         self.every = 0.2 if self.tty else 5.0  # a log: a line every 5 wall s
@@ -35,16 +36,12 @@ class FleetProgress:
     def __call__(self, mission_ns, run):
         now = self.clock()
         m = mission_ns / S
-        if self.first is None:
-            self.first = (now, m)
+        since_first = self.window.rate(now, m)
         if now - self.last < self.every and mission_ns < self.end_s * S:
             return
         self.last = now
         el = now - self.t0
-        # the rate of the windows so far, not of the setup before them (a 100,000-node fleet takes minutes
-        # to build): the ETA of a long run is right from its second window on
-        w0, m0 = self.first
-        rate = (m - m0) / (now - w0) if now > w0 and m > m0 else (m / el if el > 0 else 0.0)
+        rate = since_first if since_first is not None else (m / el if el > 0 else 0.0)
         eta = (self.end_s - m) / rate if rate > 0 else 0.0
         line = ("mission %10.1f/%-8g s %3d%%  elapsed %7.1fs  rate %8.1fx  ETA %7.1fs  shards %3d"
                 % (m, self.end_s, int(100 * m / self.end_s) if self.end_s else 100, el, rate, eta, len(run.plan)))

@@ -217,7 +217,6 @@ def expand(data):
             raise data.error(key, "scenario: %s: is generated from fleet: (docs/FLEET.md); give one or the other" % key)
     mode = wireids.parse_mode(data) if "addressing" in data else None
     n_nodes = number(f, "nodes", "fleet", lo=1, hi=0xEFFF if mode == "fleet" else wireids.MAX_ID, integer=True)
-    wide = mode == "region" or (mode is None and n_nodes > 0xEFFF)  # node ids past 61,439: scoped by region
     radio_bps(f)  # checked here; read by `ground sweep` (ground/sweep.py), not part of the expansion
     seed = number(data, "seed", "scenario", lo=0, default=1, integer=True)
     duration_s = number(data, "duration_s", "scenario", lo=0.001)
@@ -231,8 +230,8 @@ def expand(data):
     draw_c, c_lo, c_hi = _sizes_spec(f, "cluster_sizes", CLUSTER_SIZES, f.get("allow_cluster_sizes", False),
                                      "allow_cluster_sizes", "cluster sizes")
     sizes = _split(rng, n_nodes, c_lo, c_hi, draw_c, "nodes", f.where("cluster_sizes"))
-    if len(sizes) > MAX_CLUSTERS and mode is None:
-        wide = True  # more clusters than one wire address space numbers: each region numbers its own
+    # more nodes or clusters than one wire address space numbers: each region numbers its own (ground/wireids.py)
+    wide = mode == "region" or (mode is None and (n_nodes > 0xEFFF or len(sizes) > MAX_CLUSTERS))
     if len(sizes) > MAX_CLUSTERS and not wide:
         raise f.error("cluster_sizes", "fleet: %d nodes make %d clusters; cluster numbers go up to %d (the wire's"
                       " cluster addresses from 0x%X on are regions'): make the clusters larger, the fleet smaller,"

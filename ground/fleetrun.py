@@ -270,7 +270,6 @@ class LeanRun:
             if c not in sc.clusters:
                 raise ValueError("%s: trace: cluster %r is not in the scenario (clusters %s)"
                                  % (sc.path, c, _span(sorted(sc.clusters))))
-        for c in traced:
             if not traceable(sc, c):
                 raise ValueError("%s: trace: cluster %d: with addressing: region a traced cluster's id must be"
                                  " at most 3583 and its nodes' at most 61439 (the trace's addresses)" % (sc.path, c))

@@ -86,6 +86,23 @@ def _fleet_counts(router, clusters, regions):
     return up, len(clusters), len(router.region_coordinator), len(regions)
 
 
+class WindowRate:
+    """A long run's progress per wall second counted from its first window,
+    not from the setup before it (a 100,000-node fleet takes minutes to
+    build): the lean run's and the sweep's ETA (ground/fleetcli.py,
+    ground/sweep.py). rate(now, done) at every window; None until the work
+    done has moved since the first."""
+
+    def __init__(self):
+        self.first = None  # (wall s, work done) at the first window
+
+    def rate(self, now, done):
+        if self.first is None:
+            self.first = (now, done)
+        w0, d0 = self.first
+        return (done - d0) / (now - w0) if now > w0 and done > d0 else None
+
+
 class Progress:
     """A progress callback for ground.run (see the module comment)."""
 

@@ -25,7 +25,7 @@ from ground.links import LinkError, SerialLink, SimLink
 from ground.router import MS, Router, ground_counter_base
 from ground.scenario import Fault
 from ground.trace import TraceWriter
-from ground import update_sim
+from ground import update_sim, wireids
 
 msgs = firmware.msgs
 wire = firmware.wire
@@ -57,10 +57,10 @@ def node_config(sc, node_id, version=None, **replication):
     it runs, if not the scenario's; `replication`: node/join.py's arguments
     (spares, max_members, ..., parent) in a run that adds nodes."""
     spec = sc.nodes[node_id]
-    ids = sc.wire_ids  # addressing: region: the core knows its region's wire ids only (ground/wireids.py)
+    # addressing: region: the core knows its region's wire ids only (ground/wireids.py)
     return firmware.config.Config(
-        cluster=spec.cluster if ids is None else ids.cluster(spec.cluster),
-        members=sc.clusters[spec.cluster] if ids is None else [ids.node(n) for n in sc.clusters[spec.cluster]],
+        cluster=wireids.wire_cluster(sc, spec.cluster),
+        members=[wireids.wire_node(sc, n) for n in sc.clusters[spec.cluster]],
         election_timeout_ms=sc.election_timeout_ms,
         telemetry_ms=sc.telemetry_ms,
         hw_gen=spec.hw_gen,
@@ -205,8 +205,7 @@ class Run:
                 c = configs.get(v)
                 if c is None:
                     c = configs[v] = node_config(self.sc, nid, v)
-            wire_id = nid if self.sc.wire_ids is None else self.sc.wire_ids.node(nid)  # frame replay of a lean trace
-            return firmware.core.Node(wire_id, c, self.seed * 100_003 + nid * 7 + boots, saved)
+            return firmware.core.Node(wireids.wire_node(self.sc, nid), c, self.seed * 100_003 + nid * 7 + boots, saved)
 
         return make
 

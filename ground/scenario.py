@@ -365,9 +365,9 @@ def _parse_clusters(data, max_id):
     if not isinstance(cl, LocatedList) or not cl:
         raise data.error("clusters", "scenario.clusters: a non-empty list of clusters")
     nodes, clusters = {}, {}
+    top = max_id if max_id > 0xEFFF else regions_mod.REGION_CLUSTERS - 1  # cluster ids: as node ids, or the wire's
     for i, c in enumerate(cl):
         check_keys(c, _CLUSTER, "clusters[%d]" % i, required=("id", "nodes"), where=cl.where(i))
-        top = max_id if max_id > 0xEFFF else regions_mod.REGION_CLUSTERS - 1
         if isinstance(c.get("id"), int) and top < c["id"] <= wireids.MAX_ID:
             raise c.error("id", "cluster id %d: at most %d (more: addressing: region)" % (c["id"], top))
         cid = number(c, "id", "cluster", lo=0, hi=top, integer=True)

@@ -26,6 +26,7 @@ cannot stop (a radio every region hears). The severed region's own nodes are
 not told.
 """
 
+from ground import wireids
 from ground.firmware import msgs, wire
 from ground.regions import region_cluster
 from ground.yamlfile import ConfigError
@@ -70,8 +71,8 @@ def reinstate_frame(sc, f):
     quarantine, docs/CONTAINMENT.md): (region, its electors' address,
     REINSTATE payload); ground/run.py and the lean path (ground/shard_contain.py)."""
     region = sc.region_of[f.target].region
-    node = f.target if sc.wire_ids is None else sc.wire_ids.node(f.target)  # its region's id for it (ground/wireids.py)
-    return region, wire.cluster_addr(region_cluster(region)), msgs.pack(msgs.REINSTATE, region, node)
+    return (region, wire.cluster_addr(region_cluster(region)),
+            msgs.pack(msgs.REINSTATE, region, wireids.wire_node(sc, f.target)))
 
 
 class Severing:

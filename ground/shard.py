@@ -48,7 +48,7 @@ from ground import airtime, firmware, gcpolicy
 from ground import run as run_mod
 from ground import stages as st
 from ground import fleetcount as fc
-from ground import shard_contain, shard_faults, shard_land, shard_rollout, shard_route, shard_skew
+from ground import shard_contain, shard_faults, shard_land, shard_rollout, shard_route, shard_skew, wireids
 from ground.fleetcount import DELIVERED, SENT, Counters
 from ground.links import SimLink
 from ground.pipeline import build_pipeline
@@ -164,7 +164,7 @@ class Shard:
     def _factory(self, nid):
         cfgs = {None: run_mod.node_config(self.sc, nid)}
         seed = self.seed
-        wire_id = nid if self.sc.wire_ids is None else self.sc.wire_ids.node(nid)  # its id on the wire
+        wire_id = wireids.wire_node(self.sc, nid)  # its id on the wire
 
         def make(saved, boots, version=None):  # the node seeds of ground/run.py's Run; version: an installed image's
             cfg = cfgs.get(version) or cfgs.setdefault(version, run_mod.node_config(self.sc, nid, tuple(version)))
@@ -430,14 +430,14 @@ class Shard:
         t = frame.type
         if (t == msgs.HEARTBEAT and fields.get("role") == msgs.ROLE_COORDINATOR) or t == msgs.COORDINATOR:
             c = self.cluster_of[src]
-            if frame.dst == wire.cluster_addr(c if self.sc.wire_ids is None else self.sc.wire_ids.cluster(c)):
+            if frame.dst == wire.cluster_addr(wireids.wire_cluster(self.sc, c)):
                 self.coordinator[c] = (src, fields.get("term", 0))
         if tr is None:
             return
         extra = {} if orig is None else {"orig_hex": orig}
         dst, ids = frame.dst, self.sc.wire_ids
         if ids is not None:  # addressing: region: the trace names nodes and clusters by the scenario's ids
-            dst, fields = ids.trace_addr(src, dst), ids.trace_fields(src, fields)
+            dst, fields = ids.scenario_addr(src, dst), ids.scenario_fields(src, fields)
         tr("frame", now, fate="sent", id=fid, src=src, dst=dst, type=msgs.name(t), seq=frame.seq,
            len=len(data) + 1, hex=data.hex(), msg=fields, **extra)
         if t == msgs.HELLO and fields:

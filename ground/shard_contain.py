@@ -149,7 +149,7 @@ class Containment:
         fields = _decode_fields(frame)
         if typ == msgs.ACCUSE:
             if self.shard.sc.wire_ids is not None:  # the accused by the scenario's id (ground/wireids.py)
-                fields = self.shard.sc.wire_ids.trace_fields(src, fields)
+                fields = self.shard.sc.wire_ids.scenario_fields(src, fields)
             self.severing.observe(src, msgs.name(typ), dst, fields)
         elif typ == msgs.COORDINATOR or fields.get("role") == msgs.ROLE_COORDINATOR:
             self.region_coordinator[dst & 0x1FF] = (src, fields.get("term", 0))

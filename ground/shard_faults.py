@@ -25,6 +25,7 @@ State lives on the shard: `byzantine` {node: rewrite}, `corrupting` {node:
 from ground import firmware
 from ground import router as router_mod
 from ground import stages as st
+from ground import wireids
 from ground.fleetcount import SENT
 from ground.regions import region_cluster
 
@@ -91,10 +92,9 @@ class GroundSender:
 
     def intent(self, f):
         sh = self.shard
-        ids = sh.sc.wire_ids  # addressing: region: the cluster's address as its region numbers it (ground/wireids.py)
-        dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(
-            f.cluster if ids is None else ids.cluster(f.cluster))
-        everyone = None if ids is None or f.cluster is None else list(sh.sc.clusters[f.cluster])
+        # addressing: region: the cluster's address as its region numbers it (ground/wireids.py)
+        dst = wire.ADDR_BROADCAST if f.cluster is None else wire.cluster_addr(wireids.wire_cluster(sh.sc, f.cluster))
+        everyone = None if sh.sc.wire_ids is None or f.cluster is None else list(sh.sc.clusters[f.cluster])
         if sh.index == 0 and sh.trace is not None and self._seen(everyone or self._everyone(dst)):
             sh.trace("fault", sh.now, fault="intent", detail={"where": f.where, "to": "fleet" if f.cluster is None
                                                               else "cluster %d" % f.cluster})
@@ -140,7 +140,7 @@ class GroundSender:
             sh.counters.count(0, typ, SENT, now)
             if tr is not None and self._seen(everyone):
                 tr("frame", now, fate="sent", id=fid, src=0, dst=dst if sh.sc.wire_ids is None or not everyone else
-                   sh.sc.wire_ids.trace_addr(everyone[0], dst), type=msgs.name(typ), seq=self.frames & 0xFF,
+                   sh.sc.wire_ids.scenario_addr(everyone[0], dst), type=msgs.name(typ), seq=self.frames & 0xFF,
                    len=len(line), hex=data.hex(), msg=router_mod._fields_of(typ, payload))
         for nid in targets:
             self.sent_to[nid] = counter

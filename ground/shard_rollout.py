@@ -62,7 +62,7 @@ class ShardUpdates:
              "type": msgs.name(typ), "msg": _decode_fields(frame)}
         ids = self.shard.sc.wire_ids
         if ids is not None:  # the orchestrator reads the scenario's ids (ground/wireids.py)
-            e["dst"], e["msg"] = ids.trace_addr(src, frame.dst), ids.trace_fields(src, e["msg"])
+            e["dst"], e["msg"] = ids.scenario_addr(src, frame.dst), ids.scenario_fields(src, e["msg"])
         if typ == msgs.UPD_ACK:
             e["hex"] = line.hex()
         elif typ == msgs.HELLO and self.shard.skew is not None and self.shard.skew.moving:

@@ -183,14 +183,14 @@ class SweepProgress:
         self.done = 0.0
         self.clock = clock
         self.t0 = clock()
-        self.first = None
+        self.window = progress.WindowRate()
         self.last = None
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.size = self.k = 0
 
     def start(self, k, size):
         self.k, self.size = k, size
-        self.first = None  # (wall s, work) at this size's first window: the rate counts from there, past its setup
+        self.window = progress.WindowRate()  # this size's rate from its first window, past its setup
 
     def finished(self, size, duration_s):
         self.done += size * duration_s
@@ -198,15 +198,13 @@ class SweepProgress:
     def __call__(self, mission_ns, run):
         now = self.clock()
         work = self.done + self.size * mission_ns / S
-        if self.first is None:
-            self.first = (now, work)
+        rate = self.window.rate(now, work)
         if self.last is not None and now - self.last < (0.2 if self.tty else 10.0):
             return
         self.last = now
         el = now - self.t0
-        w0, work0 = self.first
-        if now > w0 and work > work0:  # this size's windows' rate (the sizes still to come: their setup not counted)
-            eta = (now - w0) * (self.total - work) / (work - work0)
+        if rate is not None:  # this size's windows' rate (the sizes still to come: their setup not counted)
+            eta = (self.total - work) / rate
         else:
             eta = el * (self.total - work) / work if work > 0 else None
         line = "  sweep %3.0f%%  size %6d (%d/%d)  mission %7.1f/%g s  elapsed %7s  ETA %7s" % (

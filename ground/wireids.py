@@ -73,8 +73,8 @@ class WireIds:
         """The scenario id of the cluster that wire number names in a frame of src's (None: none in src's region)."""
         return self.of_node[src].cluster_global.get(wire_cluster)
 
-    # ---- the trace: its frames' addresses and ids in the scenario's (lean traced clusters) --------
-    def trace_addr(self, src, addr):
+    # ---- what the ground reads of a frame (the trace, containment, a rollout), in the scenario's ids --------
+    def scenario_addr(self, src, addr):
         """The address a frame of src's (or to src's region, for the ground's)
         names, in the scenario's ids: a node's id, a cluster's address
         (representable: traced clusters are below 0xE00, fleetrun checks), a
@@ -90,7 +90,7 @@ class WireIds:
         g = self.node_from(src, addr)
         return addr if g is None else g
 
-    def trace_fields(self, src, fields):
+    def scenario_fields(self, src, fields):
         """A frame's decoded fields (ground/router.py _decode_fields) with the
         node ids and cluster numbers in them in the scenario's."""
         out = dict(fields)
@@ -111,6 +111,16 @@ class WireIds:
 # payload fields (node/msgs.py, msgs_tiers.py layouts) that hold a node id or a cluster number
 _NODE_FIELDS = ("candidate", "coordinator", "standby", "node", "holder", "accused", "subject", "parent", "pivot", "src")
 _CLUSTER_FIELDS = ("cluster", "new_cluster")
+
+
+def wire_node(sc, nid):
+    """Node nid's id on the wire: its region's number for it with addressing: region, else nid itself."""
+    return nid if sc.wire_ids is None else sc.wire_ids.node(nid)
+
+
+def wire_cluster(sc, cid):
+    """Cluster cid's number on the wire: its region's number for it with addressing: region, else cid itself."""
+    return cid if sc.wire_ids is None else sc.wire_ids.cluster(cid)
 
 
 def parse_mode(data):
